@@ -1,0 +1,569 @@
+//! Link, network and tunnel decoding: a captured frame in, the innermost
+//! TCP/UDP 5-tuple and payload out.
+//!
+//! Heads up! The link types are the tcpdump.org LINKTYPE_* values
+//! (<https://www.tcpdump.org/linktypes.html>); the tunnels follow RFC 2784/2890
+//! (GRE), draft-foschiano-erspan (ERSPAN I/II/III), RFC 7348 (VXLAN),
+//! RFC 8926 (GENEVE) and 3GPP TS 29.281 (GTP-U).
+//!
+//! Contract: [`decode`] never panics and never allocates. Anything it cannot
+//! use comes back as a [`Skip`] whose [`Skip::reason`] is a stable,
+//! snake_case counter name for the stats record. Ethernet, VLAN/QinQ, IPv4 and
+//! IPv6 (with extension headers) are parsed by `etherparse` in its *lax* mode,
+//! so a snap-length-truncated frame still yields what it has (`truncated`).
+
+use std::net::IpAddr;
+
+use etherparse::{EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+
+/// LINKTYPE_* values we decode.
+pub mod linktype {
+    pub const NULL: u32 = 0;
+    pub const ETHERNET: u32 = 1;
+    pub const PPP: u32 = 9;
+    pub const RAW_OLD_BSD: u32 = 12;
+    pub const RAW_OLD_OPENBSD: u32 = 14;
+    pub const PPP_HDLC: u32 = 50;
+    pub const PPP_ETHER: u32 = 51;
+    pub const RAW: u32 = 101;
+    pub const LOOP: u32 = 108;
+    pub const LINUX_SLL: u32 = 113;
+    pub const IPV4: u32 = 228;
+    pub const IPV6: u32 = 229;
+    pub const LINUX_SLL2: u32 = 276;
+}
+
+/// How deep tunnels may nest before we give up (counted as `tunnel_depth`).
+pub const MAX_TUNNEL_DEPTH: usize = 4;
+
+/// TCP header fields the flow table needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub seq: u32,
+    pub ack: u32,
+    /// Flag bits as on the wire (FIN=0x01, SYN=0x02, RST=0x04, PSH=0x08, ACK=0x10).
+    pub flags: u8,
+}
+
+impl TcpInfo {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const ACK: u8 = 0x10;
+
+    pub fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+}
+
+/// Tunnel encapsulation that carried the innermost packet (the outermost one
+/// if several were nested).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tunnel {
+    Gre,
+    ErspanI,
+    ErspanII,
+    ErspanIII,
+    Vxlan,
+    Geneve,
+    GtpU,
+    IpInIp,
+}
+
+/// The innermost transport packet of a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IANA protocol number: 6 (TCP) or 17 (UDP).
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub tcp: Option<TcpInfo>,
+    /// Transport payload as captured (may be shorter than on the wire).
+    pub payload: &'a [u8],
+    /// True when the capture cut the packet short (snap length).
+    pub truncated: bool,
+    /// VLAN ids and tunnel ids folded into one value, so the same 5-tuple on
+    /// two VLANs or in two tunnels is two flows. 0 when there are none.
+    pub context: u64,
+    /// Outermost tunnel, if any.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// Why a frame produced no TCP/UDP packet. Not an error of the sensor: a
+/// counted outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    UnsupportedLinktype(u32),
+    LinkTruncated,
+    NotIp,
+    IpMalformed,
+    IpFragment,
+    NotTcpUdp,
+    TransportMalformed,
+    TunnelMalformed,
+    TunnelDepth,
+}
+
+impl Skip {
+    /// Stable counter name for the stats record.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Skip::UnsupportedLinktype(_) => "unsupported_linktype",
+            Skip::LinkTruncated => "link_truncated",
+            Skip::NotIp => "not_ip",
+            Skip::IpMalformed => "ip_malformed",
+            Skip::IpFragment => "ip_fragment",
+            Skip::NotTcpUdp => "not_tcp_udp",
+            Skip::TransportMalformed => "transport_malformed",
+            Skip::TunnelMalformed => "tunnel_malformed",
+            Skip::TunnelDepth => "tunnel_depth",
+        }
+    }
+}
+
+/// What sits at the start of a byte slice.
+#[derive(Clone, Copy)]
+enum Layer {
+    Ethernet,
+    EtherType(u16),
+    Ip,
+}
+
+/// Decode one captured frame of the given link type.
+pub fn decode(linktype: u32, data: &[u8]) -> Result<Decoded<'_>, Skip> {
+    let (layer, rest) = link(linktype, data)?;
+    decode_layer(layer, rest, 0, 0, None)
+}
+
+fn link(linktype: u32, data: &[u8]) -> Result<(Layer, &[u8]), Skip> {
+    use linktype::*;
+    match linktype {
+        ETHERNET => Ok((Layer::Ethernet, data)),
+        RAW | RAW_OLD_BSD | RAW_OLD_OPENBSD | IPV4 | IPV6 => Ok((Layer::Ip, data)),
+        NULL | LOOP => {
+            // 4-byte address family in host (NULL) or network (LOOP) order;
+            // the IP version nibble that follows is the reliable signal.
+            let rest = data.get(4..).ok_or(Skip::LinkTruncated)?;
+            Ok((Layer::Ip, rest))
+        }
+        LINUX_SLL => {
+            // 16 bytes: packet type, ARPHRD, addr len, 8-byte addr, protocol.
+            let proto = be16(data, 14).ok_or(Skip::LinkTruncated)?;
+            sll_payload(proto, &data[16..])
+        }
+        LINUX_SLL2 => {
+            // 20 bytes: protocol, reserved, ifindex, ARPHRD, pkt type, addr len, addr.
+            let proto = be16(data, 0).ok_or(Skip::LinkTruncated)?;
+            let rest = data.get(20..).ok_or(Skip::LinkTruncated)?;
+            sll_payload(proto, rest)
+        }
+        PPP | PPP_HDLC | PPP_ETHER => ppp(data),
+        other => Err(Skip::UnsupportedLinktype(other)),
+    }
+}
+
+fn sll_payload(proto: u16, rest: &[u8]) -> Result<(Layer, &[u8]), Skip> {
+    match proto {
+        // ARPHRD_ETHER-less frames carry an EtherType; 0x0004 is 802.2 LLC.
+        0x0800 | 0x86dd | 0x8100 | 0x88a8 | 0x9100 => Ok((Layer::EtherType(proto), rest)),
+        _ => Err(Skip::NotIp),
+    }
+}
+
+fn ppp(data: &[u8]) -> Result<(Layer, &[u8]), Skip> {
+    // Optional HDLC address/control (ff 03), then a 1- or 2-byte protocol.
+    let d = if data.starts_with(&[0xff, 0x03]) { &data[2..] } else { data };
+    let first = *d.first().ok_or(Skip::LinkTruncated)?;
+    let (proto, rest) = if first & 1 == 1 {
+        (u16::from(first), &d[1..])
+    } else {
+        (be16(d, 0).ok_or(Skip::LinkTruncated)?, &d[2..])
+    };
+    match proto {
+        0x0021 | 0x0057 => Ok((Layer::Ip, rest)),
+        _ => Err(Skip::NotIp),
+    }
+}
+
+fn be16(d: &[u8], at: usize) -> Option<u16> {
+    let b = d.get(at..at + 2)?;
+    Some(u16::from_be_bytes([b[0], b[1]]))
+}
+
+fn be32(d: &[u8], at: usize) -> Option<u32> {
+    let b = d.get(at..at + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Mix a tunnel or VLAN identifier into the flow context.
+fn mix(ctx: u64, tag: u64, id: u64) -> u64 {
+    // FNV-1a style fold; stable across runs and platforms.
+    let mut h = ctx ^ 0xcbf2_9ce4_8422_2325;
+    for v in [tag, id] {
+        h ^= v;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn decode_layer(
+    layer: Layer,
+    data: &[u8],
+    depth: usize,
+    ctx: u64,
+    tunnel: Option<Tunnel>,
+) -> Result<Decoded<'_>, Skip> {
+    if depth > MAX_TUNNEL_DEPTH {
+        return Err(Skip::TunnelDepth);
+    }
+    let pkt = match layer {
+        Layer::Ethernet => LaxSlicedPacket::from_ethernet(data).map_err(|_| Skip::LinkTruncated)?,
+        Layer::EtherType(et) => LaxSlicedPacket::from_ether_type(EtherType(et), data),
+        Layer::Ip => {
+            // Raw IP: the version nibble decides.
+            match data.first().map(|b| b >> 4) {
+                Some(4) | Some(6) => {}
+                Some(_) => return Err(Skip::NotIp),
+                None => return Err(Skip::LinkTruncated),
+            }
+            LaxSlicedPacket::from_ip(data).map_err(|_| Skip::IpMalformed)?
+        }
+    };
+    let mut ctx = ctx;
+    for id in pkt.vlan_ids() {
+        ctx = mix(ctx, 1, u64::from(id.value()));
+    }
+    let (src, dst, payload) = match &pkt.net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), ip.payload())
+        }
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), ip.payload())
+        }
+        Some(LaxNetSlice::Arp(_)) => return Err(Skip::NotIp),
+        None => {
+            return Err(match pkt.stop_err {
+                Some(_) => Skip::IpMalformed,
+                None => Skip::NotIp,
+            })
+        }
+    };
+    if payload.fragmented {
+        return Err(Skip::IpFragment);
+    }
+    let truncated = payload.incomplete;
+    match payload.ip_number {
+        IpNumber::TCP => match &pkt.transport {
+            Some(TransportSlice::Tcp(t)) => Ok(Decoded {
+                src,
+                dst,
+                proto: 6,
+                sport: t.source_port(),
+                dport: t.destination_port(),
+                tcp: Some(TcpInfo {
+                    seq: t.sequence_number(),
+                    ack: t.acknowledgment_number(),
+                    flags: t.header_slice().get(13).copied().unwrap_or(0),
+                }),
+                payload: t.payload(),
+                truncated,
+                context: ctx,
+                tunnel,
+            }),
+            _ => Err(Skip::TransportMalformed),
+        },
+        IpNumber::UDP => match &pkt.transport {
+            Some(TransportSlice::Udp(u)) => {
+                let (sport, dport) = (u.source_port(), u.destination_port());
+                let body = u.payload();
+                if let Some(inner) = udp_tunnel(sport, dport, body) {
+                    let (kind, id, layer, rest) = inner?;
+                    return decode_layer(
+                        layer,
+                        rest,
+                        depth + 1,
+                        mix(ctx, kind as u64 + 16, id),
+                        tunnel.or(Some(kind)),
+                    );
+                }
+                Ok(Decoded {
+                    src,
+                    dst,
+                    proto: 17,
+                    sport,
+                    dport,
+                    tcp: None,
+                    payload: body,
+                    truncated,
+                    context: ctx,
+                    tunnel,
+                })
+            }
+            _ => Err(Skip::TransportMalformed),
+        },
+        IpNumber::GRE => {
+            let (kind, id, layer, rest) = gre(payload.payload)?;
+            decode_layer(layer, rest, depth + 1, mix(ctx, kind as u64 + 16, id), tunnel.or(Some(kind)))
+        }
+        IpNumber::IPV4 | IpNumber::IPV6 => decode_layer(
+            Layer::Ip,
+            payload.payload,
+            depth + 1,
+            mix(ctx, Tunnel::IpInIp as u64 + 16, 0),
+            tunnel.or(Some(Tunnel::IpInIp)),
+        ),
+        _ => Err(Skip::NotTcpUdp),
+    }
+}
+
+type Inner<'a> = Result<(Tunnel, u64, Layer, &'a [u8]), Skip>;
+
+/// Recognise UDP-borne tunnels by their IANA ports. `None`: not a tunnel.
+fn udp_tunnel(sport: u16, dport: u16, d: &[u8]) -> Option<Inner<'_>> {
+    let port = |p: u16| sport == p || dport == p;
+    if port(4789) || port(8472) {
+        // VXLAN: flags(1, I bit 0x08) reserved(3) VNI(3) reserved(1), then Ethernet.
+        if d.len() >= 8 && d[0] & 0x08 != 0 {
+            let vni = be32(d, 4).map(|v| u64::from(v >> 8)).unwrap_or(0);
+            return Some(Ok((Tunnel::Vxlan, vni, Layer::Ethernet, &d[8..])));
+        }
+        return None;
+    }
+    if port(6081) {
+        // GENEVE: ver(2)|optlen(6), flags, protocol type(2), VNI(3), reserved.
+        if d.len() < 8 || d[0] >> 6 != 0 {
+            return Some(Err(Skip::TunnelMalformed));
+        }
+        let hdr = 8 + usize::from(d[0] & 0x3f) * 4;
+        let proto = be16(d, 2).unwrap_or(0);
+        let vni = be32(d, 4).map(|v| u64::from(v >> 8)).unwrap_or(0);
+        let rest = match d.get(hdr..) {
+            Some(r) => r,
+            None => return Some(Err(Skip::TunnelMalformed)),
+        };
+        let layer = match proto {
+            0x6558 => Layer::Ethernet,
+            0x0800 | 0x86dd => Layer::Ip,
+            _ => return Some(Err(Skip::TunnelMalformed)),
+        };
+        return Some(Ok((Tunnel::Geneve, vni, layer, rest)));
+    }
+    if dport == 2152 || sport == 2152 {
+        return Some(gtpu(d));
+    }
+    None
+}
+
+/// GTP-U (3GPP TS 29.281 §5): only T-PDUs (type 0xff) carry user IP packets.
+fn gtpu(d: &[u8]) -> Inner<'_> {
+    let flags = *d.first().ok_or(Skip::TunnelMalformed)?;
+    if flags >> 5 != 1 || d.get(1) != Some(&0xff) {
+        return Err(Skip::NotIp);
+    }
+    let teid = u64::from(be32(d, 4).ok_or(Skip::TunnelMalformed)?);
+    let mut off = 8;
+    if flags & 0x07 != 0 {
+        // Sequence number (2), N-PDU (1), next extension header type (1).
+        let mut next = *d.get(11).ok_or(Skip::TunnelMalformed)?;
+        off = 12;
+        if flags & 0x04 != 0 {
+            let mut guard = 0;
+            while next != 0 {
+                guard += 1;
+                if guard > 16 {
+                    return Err(Skip::TunnelMalformed);
+                }
+                let words = usize::from(*d.get(off).ok_or(Skip::TunnelMalformed)?);
+                if words == 0 {
+                    return Err(Skip::TunnelMalformed);
+                }
+                off += words * 4;
+                next = *d.get(off - 1).ok_or(Skip::TunnelMalformed)?;
+            }
+        }
+    }
+    let rest = d.get(off..).ok_or(Skip::TunnelMalformed)?;
+    Ok((Tunnel::GtpU, teid, Layer::Ip, rest))
+}
+
+/// GRE (RFC 2784/2890) and the ERSPAN types carried in it.
+fn gre(d: &[u8]) -> Inner<'_> {
+    let flags = be16(d, 0).ok_or(Skip::TunnelMalformed)?;
+    let proto = be16(d, 2).ok_or(Skip::TunnelMalformed)?;
+    if flags & 0x0007 > 1 {
+        // Only versions 0 (GRE) and 1 (enhanced GRE / PPTP) exist.
+        return Err(Skip::TunnelMalformed);
+    }
+    let (c, k, s) = (flags & 0x8000 != 0, flags & 0x2000 != 0, flags & 0x1000 != 0);
+    let mut off = 4;
+    if c {
+        off += 4;
+    }
+    let mut key = 0u64;
+    if k {
+        key = u64::from(be32(d, off).ok_or(Skip::TunnelMalformed)?);
+        off += 4;
+    }
+    if s {
+        off += 4;
+    }
+    if flags & 0x0007 == 1 {
+        // PPTP's enhanced GRE has an optional ack number and carries PPP.
+        if flags & 0x0080 != 0 {
+            off += 4;
+        }
+        let rest = d.get(off..).ok_or(Skip::TunnelMalformed)?;
+        let (layer, inner) = ppp(rest)?;
+        return Ok((Tunnel::Gre, key, layer, inner));
+    }
+    let rest = d.get(off..).ok_or(Skip::TunnelMalformed)?;
+    match proto {
+        0x0800 | 0x86dd => Ok((Tunnel::Gre, key, Layer::Ip, rest)),
+        0x6558 => Ok((Tunnel::Gre, key, Layer::Ethernet, rest)),
+        0x88be if !s => Ok((Tunnel::ErspanI, key, Layer::Ethernet, rest)),
+        0x88be => {
+            // ERSPAN II: 8-byte header; session id in the low 10 bits of word 0.
+            let sess = be16(rest, 2).ok_or(Skip::TunnelMalformed)? & 0x03ff;
+            let inner = rest.get(8..).ok_or(Skip::TunnelMalformed)?;
+            Ok((Tunnel::ErspanII, key << 16 | u64::from(sess), Layer::Ethernet, inner))
+        }
+        0x22eb => {
+            // ERSPAN III: 12-byte header, plus an 8-byte platform sub-header if O is set.
+            let sess = be16(rest, 2).ok_or(Skip::TunnelMalformed)? & 0x03ff;
+            let o = rest.get(11).ok_or(Skip::TunnelMalformed)? & 0x01 != 0;
+            let hdr = if o { 20 } else { 12 };
+            let inner = rest.get(hdr..).ok_or(Skip::TunnelMalformed)?;
+            Ok((Tunnel::ErspanIII, key << 16 | u64::from(sess), Layer::Ethernet, inner))
+        }
+        _ => Err(Skip::NotIp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// IPv4/TCP 10.0.0.1:1234 -> 10.0.0.2:443, SYN, 4 payload bytes.
+    fn ipv4_tcp(payload: &[u8]) -> Vec<u8> {
+        let total = 20 + 20 + payload.len();
+        let mut p = vec![
+            0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10,
+            0, 0, 2,
+        ];
+        p.extend_from_slice(&[
+            0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 100, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+        ]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn eth(ethertype: u16, body: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    }
+
+    #[test]
+    fn ethernet_ipv4_tcp() {
+        let f = eth(0x0800, &ipv4_tcp(b"abcd"));
+        let d = decode(linktype::ETHERNET, &f).expect("decodes");
+        assert_eq!(d.src, "10.0.0.1".parse::<IpAddr>().expect("ip"));
+        assert_eq!((d.sport, d.dport, d.proto), (1234, 443, 6));
+        assert_eq!(d.payload, b"abcd");
+        assert_eq!(d.tcp.map(|t| (t.seq, t.flags)), Some((100, 0x02)));
+        assert_eq!(d.context, 0);
+        assert!(!d.truncated);
+    }
+
+    #[test]
+    fn vlan_changes_context() {
+        let mut body = vec![0x00, 0x0a, 0x08, 0x00];
+        body.extend(ipv4_tcp(b""));
+        let frame = eth(0x8100, &body);
+        let d = decode(linktype::ETHERNET, &frame).expect("decodes");
+        assert_ne!(d.context, 0);
+        assert_eq!(d.dport, 443);
+    }
+
+    #[test]
+    fn raw_null_sll_sll2_ppp() {
+        let ip = ipv4_tcp(b"x");
+        assert_eq!(decode(linktype::RAW, &ip).expect("raw").payload, b"x");
+        let mut null = vec![2, 0, 0, 0];
+        null.extend(&ip);
+        assert_eq!(decode(linktype::NULL, &null).expect("null").payload, b"x");
+        let mut sll = vec![0u8; 14];
+        sll.extend([0x08, 0x00]);
+        sll.extend(&ip);
+        assert_eq!(decode(linktype::LINUX_SLL, &sll).expect("sll").payload, b"x");
+        let mut sll2 = vec![0x08, 0x00];
+        sll2.extend([0u8; 18]);
+        sll2.extend(&ip);
+        assert_eq!(decode(linktype::LINUX_SLL2, &sll2).expect("sll2").payload, b"x");
+        let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
+        ppp.extend(&ip);
+        assert_eq!(decode(linktype::PPP, &ppp).expect("ppp").payload, b"x");
+    }
+
+    #[test]
+    fn vxlan_inner_packet_wins() {
+        let inner = eth(0x0800, &ipv4_tcp(b"in"));
+        let mut vx = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        vx.extend(inner);
+        let udp_len = 8 + vx.len();
+        let mut udp = vec![0x30, 0x39, 0x12, 0xb5, (udp_len >> 8) as u8, udp_len as u8, 0, 0];
+        udp.extend(vx);
+        let total = 20 + udp.len();
+        let mut outer = vec![
+            0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1,
+            192, 0, 2, 2,
+        ];
+        outer.extend(udp);
+        let d = decode(linktype::RAW, &outer).expect("vxlan");
+        assert_eq!(d.tunnel, Some(Tunnel::Vxlan));
+        assert_eq!(d.payload, b"in");
+        assert_eq!(d.dport, 443);
+        assert_ne!(d.context, 0);
+    }
+
+    #[test]
+    fn gre_ip() {
+        let mut gre = vec![0x00, 0x00, 0x08, 0x00];
+        gre.extend(ipv4_tcp(b"g"));
+        let total = 20 + gre.len();
+        let mut outer = vec![
+            0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 47, 0, 0, 192, 0, 2, 1,
+            192, 0, 2, 2,
+        ];
+        outer.extend(gre);
+        let d = decode(linktype::RAW, &outer).expect("gre");
+        assert_eq!(d.tunnel, Some(Tunnel::Gre));
+        assert_eq!(d.payload, b"g");
+    }
+
+    #[test]
+    fn truncated_and_garbage_are_skips() {
+        assert_eq!(decode(linktype::ETHERNET, &[1, 2, 3]), Err(Skip::LinkTruncated));
+        assert_eq!(decode(999, &[0; 64]).map(|_| ()), Err(Skip::UnsupportedLinktype(999)));
+        assert_eq!(decode(linktype::RAW, &[0x10; 40]).map(|_| ()), Err(Skip::NotIp));
+        // Snap-length cut inside the payload: still decoded, marked truncated.
+        let full = ipv4_tcp(b"abcdefgh");
+        let d = decode(linktype::RAW, &full[..full.len() - 4]).expect("truncated");
+        assert!(d.truncated);
+        assert_eq!(d.payload, b"abcd");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(lt in 0u32..300, data in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = decode(lt, &data);
+            let _ = decode(linktype::ETHERNET, &data);
+            let _ = decode(linktype::RAW, &data);
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The one handshake summary that both TLS-over-TCP and (later) QUIC fill.
+//!
+//! Fingerprints (JA3, JA3S, JA4) are computed from these types only, never
+//! from raw bytes, so a ClientHello reassembled from many TCP segments or
+//! from many QUIC CRYPTO frames gives the same answer as one that arrived in
+//! a single packet.
+//!
+//! Code points are kept as integers exactly as sent, GREASE included: the
+//! fingerprint functions drop GREASE where their specs say so, and the raw
+//! summary keeps it for analysts (style convention 3: unknown values survive).
+
+use serde::Serialize;
+
+/// Transport that carried the handshake; JA4's first character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// TLS over TCP (`t`).
+    Tcp,
+    /// TLS inside QUIC CRYPTO frames (`q`).
+    Quic,
+    /// DTLS (`d`).
+    Dtls,
+}
+
+/// Extension code points we look at by number.
+pub mod ext {
+    pub const SERVER_NAME: u16 = 0x0000;
+    pub const SUPPORTED_GROUPS: u16 = 0x000a;
+    pub const EC_POINT_FORMATS: u16 = 0x000b;
+    pub const SIGNATURE_ALGORITHMS: u16 = 0x000d;
+    pub const ALPN: u16 = 0x0010;
+    pub const PRE_SHARED_KEY: u16 = 0x0029;
+    pub const EARLY_DATA: u16 = 0x002a;
+    pub const SUPPORTED_VERSIONS: u16 = 0x002b;
+    pub const KEY_SHARE: u16 = 0x0033;
+    pub const ENCRYPTED_CLIENT_HELLO: u16 = 0xfe0d;
+    /// Draft ESNI extension (Firefox/Cloudflare 2018-2020).
+    pub const ENCRYPTED_SERVER_NAME: u16 = 0xffce;
+}
+
+/// True for the reserved GREASE values of RFC 8701 (0x?A?A with equal bytes).
+pub fn is_grease(v: u16) -> bool {
+    (v & 0x0f0f) == 0x0a0a && (v >> 8) == (v & 0xff)
+}
+
+/// What a ClientHello offered, as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClientHello {
+    /// `legacy_version` of the ClientHello body (0x0303 for TLS 1.2/1.3).
+    pub legacy_version: u16,
+    /// Cipher suites in wire order, GREASE included.
+    pub ciphers: Vec<u16>,
+    /// Compression methods in wire order.
+    pub compression: Vec<u8>,
+    /// Extension types in wire order, GREASE included.
+    pub extensions: Vec<u16>,
+    /// server_name (host_name entry), if present and valid UTF-8 (lossy otherwise).
+    pub sni: Option<String>,
+    /// ALPN protocol names in wire order (lossy UTF-8), GREASE included.
+    pub alpn: Vec<String>,
+    /// First ALPN value as raw bytes (JA4 needs the bytes, not the lossy string).
+    pub alpn_first_raw: Option<Vec<u8>>,
+    /// supported_groups (elliptic curves) in wire order, GREASE included.
+    pub supported_groups: Vec<u16>,
+    /// ec_point_formats in wire order.
+    pub ec_point_formats: Vec<u8>,
+    /// signature_algorithms in wire order, GREASE included.
+    pub signature_algorithms: Vec<u16>,
+    /// supported_versions in wire order, GREASE included.
+    pub supported_versions: Vec<u16>,
+    /// Length of the legacy session id.
+    pub session_id_len: u8,
+    /// True when this came from an SSLv2-compatible (v2 record format) hello.
+    pub sslv2_format: bool,
+}
+
+impl ClientHello {
+    /// The highest non-GREASE version offered: supported_versions if present,
+    /// else `legacy_version`.
+    pub fn max_version(&self) -> u16 {
+        self.supported_versions
+            .iter()
+            .copied()
+            .filter(|v| !is_grease(*v))
+            .max()
+            .unwrap_or(self.legacy_version)
+    }
+
+    /// Encrypted Client Hello (or the draft ESNI) offered.
+    pub fn offers_ech(&self) -> bool {
+        self.extensions
+            .iter()
+            .any(|e| *e == ext::ENCRYPTED_CLIENT_HELLO || *e == ext::ENCRYPTED_SERVER_NAME)
+    }
+}
+
+/// What a ServerHello (or HelloRetryRequest) chose.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServerHello {
+    /// `legacy_version` of the ServerHello body.
+    pub legacy_version: u16,
+    /// Selected cipher suite.
+    pub cipher: u16,
+    /// Selected compression method.
+    pub compression: u8,
+    /// Extension types in wire order.
+    pub extensions: Vec<u16>,
+    /// supported_versions selection (TLS 1.3 and its drafts).
+    pub selected_version: Option<u16>,
+    /// Selected ALPN protocol.
+    pub alpn: Option<String>,
+    /// True when the random is the HelloRetryRequest magic (RFC 8446 4.1.3).
+    pub hello_retry_request: bool,
+}
+
+impl ServerHello {
+    /// Negotiated version: supported_versions selection if present, else legacy_version.
+    pub fn version(&self) -> u16 {
+        self.selected_version.unwrap_or(self.legacy_version)
+    }
+}
+
+/// Human version names the way Suricata's EVE `tls.version` prints them.
+pub fn version_name(v: u16) -> String {
+    match v {
+        0x0002 => "SSLv2".into(),
+        0x0300 => "SSLv3".into(),
+        0x0301 => "TLS 1.0".into(),
+        0x0302 => "TLS 1.1".into(),
+        0x0303 => "TLS 1.2".into(),
+        0x0304 => "TLS 1.3".into(),
+        0xfeff => "DTLS 1.0".into(),
+        0xfefd => "DTLS 1.2".into(),
+        0xfefc => "DTLS 1.3".into(),
+        v if v >> 8 == 0x7f => format!("TLS 1.3 draft-{}", v & 0xff),
+        v if v >> 8 == 0xfb => format!("TLS 1.3 draft-{} (Facebook)", v & 0xff),
+        v => format!("0x{v:04x}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grease_values() {
+        for v in [0x0a0au16, 0x1a1a, 0x2a2a, 0xfafa] {
+            assert!(is_grease(v), "{v:04x}");
+        }
+        for v in [0x0a1au16, 0x0000, 0x1301, 0xaaaa + 1] {
+            assert!(!is_grease(v), "{v:04x}");
+        }
+    }
+
+    #[test]
+    fn max_version_ignores_grease() {
+        let ch = ClientHello {
+            legacy_version: 0x0303,
+            supported_versions: vec![0x7a7a, 0x0304, 0x0303],
+            ..Default::default()
+        };
+        assert_eq!(ch.max_version(), 0x0304);
+        let old = ClientHello { legacy_version: 0x0301, ..Default::default() };
+        assert_eq!(old.max_version(), 0x0301);
+    }
+
+    #[test]
+    fn version_names() {
+        assert_eq!(version_name(0x0303), "TLS 1.2");
+        assert_eq!(version_name(0x7f10), "TLS 1.3 draft-16");
+        assert_eq!(version_name(0x1234), "0x1234");
+    }
+}
