@@ -1,0 +1,413 @@
+//! EVE JSON serialisation types. The wire format is documented once, in
+//! `docs/output.md`; keep that file in step with these structs.
+//!
+//! Suricata's key names are kept exactly (`tls.sni`, `tls.ja3.hash`,
+//! `community_id`, ...). Nothing of ours goes inside `tls`: sensor-specific
+//! data lives in the top-level `handshake` object.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use pinwatch_parsers::cert::CertSummary;
+use pinwatch_parsers::community_id::community_id_v1;
+use pinwatch_parsers::hello::{version_name, Transport};
+use pinwatch_parsers::ja3::{ja3, ja3s};
+use pinwatch_parsers::ja4::ja4;
+use pinwatch_parsers::tls::{Dir, RecordInfo};
+
+use crate::flow::{CloseKind, Ended};
+
+/// Suricata's timestamp format: `2016-06-01T08:02:45.123456+0000` (UTC).
+pub fn timestamp(ts_ns: i64) -> String {
+    let secs = ts_ns.div_euclid(1_000_000_000);
+    let micros = ts_ns.rem_euclid(1_000_000_000) / 1000;
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+0000",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            micros
+        ),
+        Err(_) => "1970-01-01T00:00:00.000000+0000".to_string(),
+    }
+}
+
+#[derive(Serialize)]
+pub struct Fp {
+    pub hash: String,
+    pub string: String,
+}
+
+#[derive(Serialize)]
+pub struct Tls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuerdn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notbefore: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notafter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja3: Option<Fp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja3s: Option<Fp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subjectaltname: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub client_alpns: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub server_alpns: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<CertOut>,
+}
+
+/// One certificate of the chain (Suricata logs `chain` as base64 DER; we log
+/// the parsed fields, which is what analysts search).
+#[derive(Serialize)]
+pub struct CertOut {
+    pub subject: String,
+    pub issuerdn: String,
+    pub serial: String,
+    pub fingerprint: String,
+    pub sha256: String,
+    pub spki_sha256: String,
+    pub notbefore: String,
+    pub notafter: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subjectaltname: Vec<String>,
+    pub self_issued: bool,
+}
+
+impl From<&CertSummary> for CertOut {
+    fn from(c: &CertSummary) -> Self {
+        CertOut {
+            subject: c.subject.clone(),
+            issuerdn: c.issuerdn.clone(),
+            serial: c.serial.clone(),
+            fingerprint: c.fingerprint.clone(),
+            sha256: c.sha256.clone(),
+            spki_sha256: c.spki_sha256.clone(),
+            notbefore: c.notbefore.clone(),
+            notafter: c.notafter.clone(),
+            subjectaltname: c.subjectaltname.clone(),
+            self_issued: c.self_issued,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct AlertOut {
+    pub from: Dir,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<u8>,
+    pub encrypted: bool,
+    pub record_len: u16,
+    pub ts_offset_ms: f64,
+}
+
+#[derive(Serialize)]
+pub struct SideOut {
+    pub records: u64,
+    pub app_data_records: u64,
+    pub app_data_bytes: u64,
+    pub change_cipher_spec: bool,
+    /// `null` when not visible (TLS 1.3 hides Finished inside encrypted records).
+    pub finished: Option<bool>,
+    pub gap_bytes: u64,
+}
+
+#[derive(Serialize)]
+pub struct RecordOut {
+    pub dir: Dir,
+    #[serde(rename = "type")]
+    pub content_type: u8,
+    pub len: u16,
+    pub ts_offset_ms: f64,
+}
+
+#[derive(Serialize)]
+pub struct HelloOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    pub ja3: Fp,
+    pub ja4: String,
+    pub version: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub supported_versions: Vec<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
+    pub ech: bool,
+    pub sslv2_format: bool,
+    pub ts_offset_ms: f64,
+}
+
+#[derive(Serialize)]
+pub struct Handshake {
+    /// Zeek `ssl_history` letters: client upper case, server lower case.
+    pub history: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertOut>,
+    pub client: SideOut,
+    pub server: SideOut,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cipher_suite: Option<String>,
+    pub hello_retry_request: bool,
+    pub client_hellos: Vec<HelloOut>,
+    pub client_certificates: usize,
+    pub close: CloseKind,
+    /// `none`, `client` or `server`: a side whose packets never appeared.
+    pub missing: &'static str,
+    /// No SYN from the client was seen: the capture started mid-connection.
+    pub midstream: bool,
+    pub records: Vec<RecordOut>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+pub struct FlowOut {
+    pub pkts_toserver: u64,
+    pub pkts_toclient: u64,
+    pub bytes_toserver: u64,
+    pub bytes_toclient: u64,
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Serialize)]
+pub struct TlsEvent<'a> {
+    pub timestamp: String,
+    pub flow_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcap_filename: Option<&'a str>,
+    pub event_type: &'static str,
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dest_ip: IpAddr,
+    pub dest_port: u16,
+    pub proto: &'static str,
+    pub app_proto: &'static str,
+    pub community_id: String,
+    pub tls: Tls,
+    pub handshake: Handshake,
+    pub flow: FlowOut,
+}
+
+fn ms(from: i64, to: i64) -> f64 {
+    ((to - from) as f64 / 1000.0).round() / 1000.0
+}
+
+/// IANA alert description names (RFC 8446 §6 and the TLS registry).
+pub fn alert_name(code: u8) -> String {
+    let n = match code {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        21 => "decryption_failed",
+        22 => "record_overflow",
+        30 => "decompression_failure",
+        40 => "handshake_failure",
+        41 => "no_certificate",
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        47 => "illegal_parameter",
+        48 => "unknown_ca",
+        49 => "access_denied",
+        50 => "decode_error",
+        51 => "decrypt_error",
+        60 => "export_restriction",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        86 => "inappropriate_fallback",
+        90 => "user_canceled",
+        100 => "no_renegotiation",
+        109 => "missing_extension",
+        110 => "unsupported_extension",
+        111 => "certificate_unobtainable",
+        112 => "unrecognized_name",
+        113 => "bad_certificate_status_response",
+        114 => "bad_certificate_hash_value",
+        115 => "unknown_psk_identity",
+        116 => "certificate_required",
+        120 => "no_application_protocol",
+        121 => "ech_required",
+        other => return format!("unknown_{other}"),
+    };
+    n.to_string()
+}
+
+/// Build the `tls` event for an ended TLS flow.
+pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> {
+    let f = &e.flow;
+    let s = &f.session;
+    let (cip, cport) = f.client();
+    let (sip, sport) = f.server();
+    let start = f.first_ts;
+    let first_ch = s.client_hellos.first().map(|(h, _)| h);
+    let sh = s.server_hello.as_ref().map(|(h, _)| h);
+    let leaf = s.server_chain.first();
+    let version = match (sh, first_ch) {
+        (Some(sh), _) => version_name(sh.version()),
+        (None, Some(ch)) if ch.sslv2_format => "SSLv2".to_string(),
+        _ => "UNDETERMINED".to_string(),
+    };
+    let tls = Tls {
+        subject: leaf.map(|c| c.subject.clone()),
+        issuerdn: leaf.map(|c| c.issuerdn.clone()),
+        serial: leaf.map(|c| c.serial.clone()),
+        fingerprint: leaf.map(|c| c.fingerprint.clone()),
+        sni: first_ch.and_then(|c| c.sni.clone()),
+        version,
+        notbefore: leaf.map(|c| c.notbefore.clone()),
+        notafter: leaf.map(|c| c.notafter.clone()),
+        ja3: first_ch.filter(|c| !c.sslv2_format).map(|c| {
+            let f = ja3(c);
+            Fp { hash: f.hash, string: f.string }
+        }),
+        ja3s: sh.map(|h| {
+            let f = ja3s(h);
+            Fp { hash: f.hash, string: f.string }
+        }),
+        ja4: first_ch.map(|c| ja4(c, Transport::Tcp)),
+        subjectaltname: leaf.map(|c| c.subjectaltname.clone()).unwrap_or_default(),
+        client_alpns: first_ch.map(|c| c.alpn.clone()).unwrap_or_default(),
+        server_alpns: sh.and_then(|h| h.alpn.clone()).into_iter().collect(),
+        chain: s.server_chain.iter().map(CertOut::from).collect(),
+    };
+    let finished = |d: Dir| -> Option<bool> {
+        if s.parser.is_tls13() {
+            None
+        } else {
+            Some(s.side[d.idx()].finished)
+        }
+    };
+    let side = |d: Dir| {
+        let x = &s.side[d.idx()];
+        SideOut {
+            records: x.records,
+            app_data_records: x.app_records,
+            app_data_bytes: x.app_bytes,
+            change_cipher_spec: x.ccs,
+            finished: finished(d),
+            gap_bytes: s.gap_bytes[d.idx()],
+        }
+    };
+    let missing = match (f.dirs[0].pkts, f.dirs[1].pkts) {
+        (_, 0) => "server",
+        (0, _) => "client",
+        _ => "none",
+    };
+    let handshake = Handshake {
+        history: s.history.clone(),
+        alerts: s
+            .alerts
+            .iter()
+            .map(|a| AlertOut {
+                from: a.from,
+                level: a.level.map(|l| if l == 2 { "fatal" } else { "warning" }),
+                description: a.description.map(alert_name),
+                code: a.description,
+                encrypted: a.encrypted,
+                record_len: a.record_len,
+                ts_offset_ms: ms(start, a.ts_ns),
+            })
+            .collect(),
+        client: side(Dir::Client),
+        server: side(Dir::Server),
+        cipher_suite: sh.map(|h| format!("0x{:04x}", h.cipher)),
+        hello_retry_request: s.hello_retry.is_some(),
+        client_hellos: s
+            .client_hellos
+            .iter()
+            .map(|(c, ts)| {
+                let f = ja3(c);
+                HelloOut {
+                    sni: c.sni.clone(),
+                    ja3: Fp { hash: f.hash, string: f.string },
+                    ja4: ja4(c, Transport::Tcp),
+                    version: version_name(c.max_version()),
+                    supported_versions: c.supported_versions.clone(),
+                    alpn: c.alpn.clone(),
+                    ech: c.offers_ech(),
+                    sslv2_format: c.sslv2_format,
+                    ts_offset_ms: ms(start, *ts),
+                }
+            })
+            .collect(),
+        client_certificates: s.client_cert_count,
+        close: e.close,
+        missing,
+        midstream: f.midstream,
+        records: s.record_log.iter().map(|r: &RecordInfo| RecordOut {
+            dir: r.dir,
+            content_type: r.content_type,
+            len: r.len,
+            ts_offset_ms: ms(start, r.ts_ns),
+        }).collect(),
+        anomalies: s.anomalies.clone(),
+    };
+    TlsEvent {
+        timestamp: timestamp(start),
+        flow_id: f.flow_id,
+        pcap_filename,
+        event_type: "tls",
+        src_ip: cip,
+        src_port: cport,
+        dest_ip: sip,
+        dest_port: sport,
+        proto: "TCP",
+        app_proto: "tls",
+        community_id: community_id_v1(0, cip, sip, 6, cport, sport),
+        tls,
+        handshake,
+        flow: FlowOut {
+            pkts_toserver: f.dirs[0].pkts,
+            pkts_toclient: f.dirs[1].pkts,
+            bytes_toserver: f.dirs[0].bytes,
+            bytes_toclient: f.dirs[1].bytes,
+            start: timestamp(start),
+            end: timestamp(e.end_ts),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suricata_timestamp_format() {
+        assert_eq!(timestamp(1_466_768_565_123_456_789), "2016-06-24T11:42:45.123456+0000");
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000000+0000");
+    }
+
+    #[test]
+    fn alert_names() {
+        assert_eq!(alert_name(46), "certificate_unknown");
+        assert_eq!(alert_name(48), "unknown_ca");
+        assert_eq!(alert_name(200), "unknown_200");
+    }
+}

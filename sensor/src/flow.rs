@@ -1,0 +1,528 @@
+//! The flow table: bidirectional TCP flows keyed on the 5-tuple plus VLAN and
+//! tunnel context, TCP state from SYN/SYN-ACK/FIN/RST, idle timeouts driven by
+//! packet time, a cap on tracked flows, and the TLS session of each flow.
+//!
+//! Time is only ever the packet timestamp passed in, so a replay is
+//! deterministic. Memory is bounded by [`Limits`]: flows beyond `max_flows`
+//! evict the flow closest to its timeout (counted), and per-flow buffers are
+//! capped by the reassembler and the TLS parser.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::IpAddr;
+
+use pinwatch_parsers::decode::{Decoded, TcpInfo};
+use pinwatch_parsers::tls::{looks_like_client_hello, looks_like_tls, Dir, TlsEvent};
+
+use crate::reassembly::{self, Chunk, Reassembler};
+
+use crate::session::TlsSession;
+
+const NS: i64 = 1_000_000_000;
+
+/// Table limits and timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_flows: usize,
+    /// Idle timeout of a flow that has exchanged data.
+    pub established_timeout_ns: i64,
+    /// Idle timeout of a flow with no payload yet (SYN floods, scans).
+    pub new_timeout_ns: i64,
+    /// How long a closed flow lingers for trailing packets before it is emitted.
+    pub closed_linger_ns: i64,
+    /// Payload segments inspected for a TLS start before a flow is written off as not TLS.
+    pub probe_segments: u8,
+    pub reassembly: reassembly::Limits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_flows: 262_144,
+            established_timeout_ns: 600 * NS,
+            new_timeout_ns: 30 * NS,
+            closed_linger_ns: 5 * NS,
+            probe_segments: 8,
+            reassembly: reassembly::Limits::default(),
+        }
+    }
+}
+
+/// How a flow ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloseKind {
+    Fin,
+    Rst,
+    Timeout,
+    Eof,
+    Evicted,
+    Shutdown,
+}
+
+/// Normalised flow key: the lower endpoint first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub context: u64,
+    pub proto: u8,
+    pub lo: (IpAddr, u16),
+    pub hi: (IpAddr, u16),
+}
+
+impl FlowKey {
+    pub fn new(d: &Decoded<'_>) -> Self {
+        let a = (d.src, d.sport);
+        let b = (d.dst, d.dport);
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        FlowKey { context: d.context, proto: d.proto, lo, hi }
+    }
+}
+
+/// Does the packet travel lo -> hi?
+fn from_lo(key: &FlowKey, d: &Decoded<'_>) -> bool {
+    (d.src, d.sport) == key.lo && (d.dst, d.dport) == key.hi
+}
+
+/// Is the flow TLS, not TLS, or still undecided?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Unknown,
+    Tls,
+    NotTls,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DirCounters {
+    pub pkts: u64,
+    pub bytes: u64,
+    pub payload_bytes: u64,
+    pub fin: bool,
+    pub rst: bool,
+    pub syn: bool,
+}
+
+/// One tracked flow.
+#[derive(Debug)]
+pub struct Flow {
+    pub key: FlowKey,
+    pub flow_id: u64,
+    /// True when the client is the `lo` endpoint of the key.
+    pub client_is_lo: bool,
+    /// Role of the endpoints is known from SYN/SYN-ACK or a ClientHello.
+    pub roles_known: bool,
+    pub first_ts: i64,
+    pub last_ts: i64,
+    pub source: usize,
+    pub proto: Proto,
+    pub probes: u8,
+    /// TLS bytes are being fed for [client, server].
+    pub started: [bool; 2],
+    /// [client, server]
+    pub dirs: [DirCounters; 2],
+    pub reasm: [Reassembler; 2],
+    pub session: TlsSession,
+    pub close: Option<CloseKind>,
+    pub close_ts: Option<i64>,
+    /// First segment seen mid-stream (no SYN from the client).
+    pub midstream: bool,
+    /// A SYN-ACK was seen.
+    pub synack: bool,
+}
+
+impl Flow {
+    pub fn client(&self) -> (IpAddr, u16) {
+        if self.client_is_lo { self.key.lo } else { self.key.hi }
+    }
+    pub fn server(&self) -> (IpAddr, u16) {
+        if self.client_is_lo { self.key.hi } else { self.key.lo }
+    }
+    fn deadline(&self, lim: &Limits) -> i64 {
+        if let Some(t) = self.close_ts {
+            return t + lim.closed_linger_ns;
+        }
+        let payload = self.dirs[0].payload_bytes + self.dirs[1].payload_bytes;
+        self.last_ts + if payload == 0 { lim.new_timeout_ns } else { lim.established_timeout_ns }
+    }
+    /// Heap bytes held by this flow's buffers.
+    pub fn heap_bytes(&self) -> usize {
+        self.reasm[0].heap_bytes() + self.reasm[1].heap_bytes() + self.session.parser.heap_bytes()
+    }
+}
+
+/// A flow that has ended, handed to the output stage.
+#[derive(Debug)]
+pub struct Ended {
+    pub flow: Box<Flow>,
+    pub close: CloseKind,
+    pub end_ts: i64,
+}
+
+/// Table counters for the stats record.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct TableStats {
+    pub flows_created: u64,
+    pub flows_ended: u64,
+    pub flows_evicted: u64,
+    pub flows_timed_out: u64,
+    pub flows_active_max: u64,
+    pub tls_flows: u64,
+    pub not_tls_flows: u64,
+    pub midstream_flows: u64,
+    pub udp_packets_ignored: u64,
+    pub reassembly_retransmitted_bytes: u64,
+    pub reassembly_gaps: u64,
+    pub reassembly_gap_bytes: u64,
+    pub reassembly_overflows: u64,
+    pub reassembly_out_of_order: u64,
+    pub tls_handshake_overflows: u64,
+    pub heap_bytes_max: u64,
+}
+
+pub struct FlowTable {
+    lim: Limits,
+    map: HashMap<FlowKey, Box<Flow>>,
+    /// (deadline, key) entries; stale ones are re-checked when popped.
+    timers: BinaryHeap<Reverse<(i64, u64, FlowKey)>>,
+    pub stats: TableStats,
+    events: Vec<TlsEvent>,
+    /// Bytes currently held in per-flow buffers.
+    heap_bytes: usize,
+}
+
+/// Deterministic flow id from the key and start time (51 bits, so JSON
+/// consumers that read numbers as doubles keep every digit).
+fn flow_id(key: &FlowKey, ts: i64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // FNV-1a over a stable encoding; std's SipHash keys are random per process.
+    struct Fnv(u64);
+    impl Hasher for Fnv {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 ^= u64::from(*b);
+                self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+    }
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    key.hash(&mut h);
+    ts.hash(&mut h);
+    h.finish() & ((1u64 << 51) - 1)
+}
+
+impl FlowTable {
+    pub fn new(lim: Limits) -> Self {
+        FlowTable {
+            lim,
+            map: HashMap::new(),
+            timers: BinaryHeap::new(),
+            stats: TableStats::default(),
+            events: Vec::new(),
+            heap_bytes: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Expire flows whose deadline is at or before `now`.
+    pub fn expire(&mut self, now: i64, out: &mut Vec<Ended>) {
+        while let Some(Reverse((deadline, _, key))) = self.timers.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(flow) = self.map.get(&key) else { continue };
+            let actual = flow.deadline(&self.lim);
+            if actual > now {
+                self.timers.push(Reverse((actual, flow.flow_id, key)));
+                continue;
+            }
+            if let Some(flow) = self.map.remove(&key) {
+                let (close, end) = match flow.close {
+                    Some(c) => (c, flow.close_ts.unwrap_or(flow.last_ts)),
+                    None => {
+                        self.stats.flows_timed_out += 1;
+                        (CloseKind::Timeout, actual)
+                    }
+                };
+                self.finish(flow, close, end, out);
+            }
+        }
+    }
+
+    /// End every flow (end of capture or shutdown), in deadline order.
+    pub fn drain(&mut self, kind: CloseKind, out: &mut Vec<Ended>) {
+        let mut flows: Vec<Box<Flow>> = self.map.drain().map(|(_, f)| f).collect();
+        self.timers.clear();
+        flows.sort_by_key(|f| (f.close_ts.unwrap_or(f.last_ts), f.flow_id));
+        for f in flows {
+            let (close, end) = match f.close {
+                Some(c) => (c, f.close_ts.unwrap_or(f.last_ts)),
+                None => (kind, f.last_ts),
+            };
+            self.finish(f, close, end, out);
+        }
+    }
+
+    fn finish(&mut self, mut flow: Box<Flow>, close: CloseKind, end_ts: i64, out: &mut Vec<Ended>) {
+        self.heap_bytes = self.heap_bytes.saturating_sub(flow.heap_bytes());
+        // Deliver whatever the reassemblers still hold (holes become gaps).
+        for dir in [Dir::Client, Dir::Server] {
+            Self::flush_dir(&mut flow, dir, &mut self.events);
+        }
+        flow.session.apply(&mut self.events);
+        self.account(&flow);
+        self.stats.flows_ended += 1;
+        out.push(Ended { flow, close, end_ts });
+    }
+
+    fn account(&mut self, flow: &Flow) {
+        for r in &flow.reasm {
+            let c = r.counters;
+            self.stats.reassembly_retransmitted_bytes += c.retransmitted_bytes;
+            self.stats.reassembly_gaps += c.gaps;
+            self.stats.reassembly_gap_bytes += c.gap_bytes;
+            self.stats.reassembly_overflows += c.overflows;
+            self.stats.reassembly_out_of_order += c.out_of_order;
+        }
+        self.stats.tls_handshake_overflows += u64::from(flow.session.overflows);
+        match flow.proto {
+            Proto::Tls => self.stats.tls_flows += 1,
+            Proto::NotTls => self.stats.not_tls_flows += 1,
+            Proto::Unknown => {}
+        }
+        if flow.midstream {
+            self.stats.midstream_flows += 1;
+        }
+    }
+
+    fn flush_dir(flow: &mut Flow, dir: Dir, events: &mut Vec<TlsEvent>) {
+        let ts = flow.last_ts;
+        let Flow { reasm, session, proto, probes, started, .. } = flow;
+        if *proto != Proto::Tls {
+            reasm[dir.idx()].release();
+            return;
+        }
+        let mut sink = Sink { session, proto, probes, started, max_probes: u8::MAX, dir, ts, events };
+        reasm[dir.idx()].flush(&mut |c| sink.chunk(c));
+    }
+
+    /// Process one decoded TCP packet.
+    pub fn packet(&mut self, d: &Decoded<'_>, ts: i64, wire_len: u32, source: usize, out: &mut Vec<Ended>) {
+        let Some(tcp) = d.tcp else {
+            self.stats.udp_packets_ignored += 1;
+            return;
+        };
+        let key = FlowKey::new(d);
+        // A new SYN on a closed flow's tuple is a new connection (port reuse).
+        let reuse = matches!(self.map.get(&key), Some(f) if f.close.is_some() && tcp.has(TcpInfo::SYN) && !tcp.has(TcpInfo::ACK));
+        if reuse {
+            if let Some(old) = self.map.remove(&key) {
+                let end = old.close_ts.unwrap_or(old.last_ts);
+                let close = old.close.unwrap_or(CloseKind::Fin);
+                self.finish(old, close, end, out);
+            }
+        }
+        if !self.map.contains_key(&key) {
+            if self.map.len() >= self.lim.max_flows {
+                self.evict_one(out);
+            }
+            let lo_sent = from_lo(&key, d);
+            let syn_only = tcp.has(TcpInfo::SYN) && !tcp.has(TcpInfo::ACK);
+            let synack = tcp.has(TcpInfo::SYN) && tcp.has(TcpInfo::ACK);
+            // Who is the client: SYN sender, SYN-ACK receiver, ClientHello
+            // sender, else the lower port is the server, else the first sender.
+            let (client_is_lo, roles_known) = if syn_only {
+                (lo_sent, true)
+            } else if synack {
+                (!lo_sent, true)
+            } else if looks_like_client_hello(d.payload) {
+                (lo_sent, true)
+            } else if d.sport != d.dport && (d.sport < 1024) != (d.dport < 1024) {
+                (if lo_sent { d.dport < 1024 } else { d.sport < 1024 }, false)
+            } else {
+                (lo_sent, false)
+            };
+            let flow = Box::new(Flow {
+                key,
+                flow_id: flow_id(&key, ts),
+                client_is_lo,
+                roles_known,
+                first_ts: ts,
+                last_ts: ts,
+                source,
+                proto: Proto::Unknown,
+                probes: 0,
+                started: [false; 2],
+                dirs: Default::default(),
+                reasm: Default::default(),
+                session: TlsSession::default(),
+                close: None,
+                close_ts: None,
+                midstream: !syn_only,
+                synack: false,
+            });
+            self.stats.flows_created += 1;
+            self.timers.push(Reverse((ts + self.lim.new_timeout_ns, flow.flow_id, key)));
+            self.map.insert(key, flow);
+            self.stats.flows_active_max = self.stats.flows_active_max.max(self.map.len() as u64);
+        }
+        let lim = self.lim;
+        let Some(flow) = self.map.get_mut(&key) else { return };
+        let heap_before = flow.heap_bytes();
+        let dir = if from_lo(&key, d) == flow.client_is_lo { Dir::Client } else { Dir::Server };
+        flow.last_ts = flow.last_ts.max(ts);
+        let c = &mut flow.dirs[dir.idx()];
+        c.pkts += 1;
+        c.bytes += u64::from(wire_len);
+        c.payload_bytes += d.payload.len() as u64;
+        if tcp.has(TcpInfo::SYN) {
+            c.syn = true;
+            if tcp.has(TcpInfo::ACK) {
+                flow.synack = true;
+            }
+            flow.reasm[dir.idx()].sync(tcp.seq.wrapping_add(1));
+        }
+        if flow.close.is_none() {
+            Self::stream(flow, dir, tcp, d.payload, ts, &lim, &mut self.events);
+            flow.session.apply(&mut self.events);
+        }
+        let c = &mut flow.dirs[dir.idx()];
+        if tcp.has(TcpInfo::RST) {
+            c.rst = true;
+            if flow.close.is_none() {
+                flow.close = Some(CloseKind::Rst);
+                flow.close_ts = Some(ts);
+            }
+        } else if tcp.has(TcpInfo::FIN) {
+            c.fin = true;
+            if flow.close.is_none() && flow.dirs[0].fin && flow.dirs[1].fin {
+                flow.close = Some(CloseKind::Fin);
+                flow.close_ts = Some(ts);
+            }
+        }
+        let heap_after = flow.heap_bytes();
+        self.heap_bytes = (self.heap_bytes + heap_after).saturating_sub(heap_before);
+        self.stats.heap_bytes_max = self.stats.heap_bytes_max.max(self.heap_bytes as u64);
+    }
+
+    fn stream(flow: &mut Flow, dir: Dir, tcp: TcpInfo, payload: &[u8], ts: i64, lim: &Limits, events: &mut Vec<TlsEvent>) {
+        if flow.proto == Proto::NotTls {
+            return;
+        }
+        // The peer's ACK tells us holes in the other direction are final.
+        if tcp.has(TcpInfo::ACK) {
+            let other = match dir {
+                Dir::Client => Dir::Server,
+                Dir::Server => Dir::Client,
+            };
+            let Flow { reasm, session, proto, probes, started, .. } = flow;
+            let mut sink = Sink { session, proto, probes, started, max_probes: lim.probe_segments, dir: other, ts, events };
+            reasm[other.idx()].acked(tcp.ack, &mut |c| sink.chunk(c));
+        }
+        if payload.is_empty() {
+            return;
+        }
+        if flow.proto == Proto::Unknown
+            && !flow.roles_known
+            && dir == Dir::Server
+            && looks_like_client_hello(payload)
+        {
+            // We guessed the roles of a mid-stream flow wrong: the
+            // ClientHello sender is the client.
+            flow.client_is_lo = !flow.client_is_lo;
+            flow.dirs.swap(0, 1);
+            flow.reasm.swap(0, 1);
+            flow.roles_known = true;
+            return Self::stream(flow, Dir::Client, tcp, payload, ts, lim, events);
+        }
+        if flow.proto == Proto::Tls && !flow.session.wants_bytes(dir) {
+            flow.reasm[dir.idx()].release();
+            return;
+        }
+        let Flow { reasm, session, proto, probes, started, .. } = flow;
+        let r = &mut reasm[dir.idx()];
+        r.sync(tcp.seq);
+        let mut sink = Sink { session, proto, probes, started, max_probes: lim.probe_segments, dir, ts, events };
+        r.segment(tcp.seq, payload, &lim.reassembly, &mut |c| sink.chunk(c));
+        if *proto == Proto::NotTls {
+            reasm[0].release();
+            reasm[1].release();
+        }
+    }
+
+    fn evict_one(&mut self, out: &mut Vec<Ended>) {
+        while let Some(Reverse((_, _, key))) = self.timers.pop() {
+            if let Some(flow) = self.map.remove(&key) {
+                self.stats.flows_evicted += 1;
+                let end = flow.last_ts;
+                self.finish(flow, CloseKind::Evicted, end, out);
+                return;
+            }
+        }
+    }
+
+    /// Bytes currently held in per-flow buffers.
+    pub fn heap_bytes(&self) -> usize {
+        self.heap_bytes
+    }
+}
+
+/// Receives one direction's in-order bytes and decides, by content, where
+/// TLS starts: a direction is fed to the parser from the first chunk that
+/// begins a captured segment and looks like a TLS record (so STARTTLS
+/// preambles and mid-stream starts are skipped); a flow whose first
+/// `max_probes` segment starts are not TLS is written off as not TLS.
+struct Sink<'a> {
+    session: &'a mut TlsSession,
+    proto: &'a mut Proto,
+    probes: &'a mut u8,
+    started: &'a mut [bool; 2],
+    max_probes: u8,
+    dir: Dir,
+    ts: i64,
+    events: &'a mut Vec<TlsEvent>,
+}
+
+impl Sink<'_> {
+    fn chunk(&mut self, c: Chunk<'_>) {
+        let d = self.dir.idx();
+        match c {
+            Chunk::Data { bytes, segment_start } => {
+                if !self.started[d] {
+                    if !segment_start || *self.proto == Proto::NotTls {
+                        return;
+                    }
+                    if !looks_like_tls(bytes) {
+                        if *self.proto == Proto::Unknown {
+                            *self.probes += 1;
+                            if *self.probes >= self.max_probes {
+                                *self.proto = Proto::NotTls;
+                            }
+                        }
+                        return;
+                    }
+                    self.started[d] = true;
+                    *self.proto = Proto::Tls;
+                }
+                if self.session.wants_bytes(self.dir) {
+                    self.session.parser.feed(self.dir, bytes, self.ts, self.events);
+                }
+            }
+            Chunk::Gap(n) => {
+                if self.started[d] {
+                    self.session.gap_bytes[d] += u64::from(n);
+                    self.session.parser.gap(self.dir, u64::from(n));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! # pinwatch sensor
+//!
+//! Owns everything with I/O, threads and time-keeping: capture files
+//! ([`capture`]), the flow table and TCP reassembly ([`flow`],
+//! [`reassembly`]), the per-session TLS state ([`session`]), EVE output
+//! ([`eve`]) and the replay pipeline ([`pipeline`]). Time is always the packet
+//! timestamp, never the wall clock.
+
+pub mod capture;
+pub mod eve;
+pub mod flow;
+pub mod pipeline;
+pub mod reassembly;
+pub mod session;

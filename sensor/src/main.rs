@@ -1,0 +1,101 @@
+//! `pinwatch` command line. Thin: parse flags, build options, run, map the
+//! outcome to an exit code.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use pinwatch::flow::Limits;
+use pinwatch::pipeline::{replay, Input, Options};
+
+/// pinwatch: find mobile apps whose own TLS trust logic fails under, or goes
+/// around, enterprise TLS inspection (MITRE ATT&CK AN1725 / T1521.003).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Read capture files (pcap, pcapng, gzip'd either; `-` for a pcap stream
+    /// on stdin) as one capture in timestamp order and write EVE JSON lines.
+    Replay {
+        /// Capture files; `-` reads stdin. None: the capture bundled in the binary.
+        captures: Vec<String>,
+        /// Write EVE lines here instead of stdout.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// Most flows tracked at once; beyond it the flow nearest its timeout is evicted (counted).
+        #[arg(long, default_value_t = Limits::default().max_flows)]
+        max_flows: usize,
+        /// Idle timeout in seconds for flows that exchanged data.
+        #[arg(long, default_value_t = 600)]
+        tcp_timeout: u64,
+        /// Idle timeout in seconds for flows with no payload yet.
+        #[arg(long, default_value_t = 30)]
+        new_timeout: u64,
+        /// Out-of-order bytes held per direction while waiting for a hole to fill.
+        #[arg(long, default_value_t = 64 * 1024)]
+        reassembly_cap: usize,
+        /// Do not write the final stats record.
+        #[arg(long)]
+        no_stats: bool,
+        /// Never show a progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            // A closed pipe (`pinwatch replay x | head`) is not an error.
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            eprintln!("pinwatch: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Replay { captures, output, max_flows, tcp_timeout, new_timeout, reassembly_cap, no_stats, quiet } => {
+            let mut limits = Limits { max_flows: max_flows.max(1), ..Limits::default() };
+            limits.established_timeout_ns = (tcp_timeout as i64).saturating_mul(1_000_000_000);
+            limits.new_timeout_ns = (new_timeout as i64).saturating_mul(1_000_000_000);
+            limits.reassembly.max_bytes = reassembly_cap;
+            let opts = Options { limits, progress: !quiet, stats: !no_stats };
+            let mut inputs: Vec<Input> = captures
+                .iter()
+                .map(|c| if c == "-" { Input::Stdin } else { Input::File(PathBuf::from(c)) })
+                .collect();
+            if inputs.is_empty() {
+                let (name, bytes) = pinwatch::pipeline::BUNDLED_CAPTURE;
+                eprintln!("pinwatch: no capture given; replaying the bundled {name} (see pcaps/README.md)");
+                inputs.push(Input::Bytes { name: format!("bundled:{name}"), bytes });
+            }
+            let mut out: Box<dyn Write> = match &output {
+                Some(p) => Box::new(BufWriter::new(
+                    std::fs::File::create(p).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", p.display()))?,
+                )),
+                None => Box::new(BufWriter::new(std::io::stdout().lock())),
+            };
+            let summary = replay(&inputs, &opts, &mut out)?;
+            out.flush()?;
+            if let Some(err) = summary.first_error {
+                eprintln!("pinwatch: {err} (everything read before it was reported)");
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

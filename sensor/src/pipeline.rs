@@ -1,0 +1,230 @@
+//! The replay pipeline: capture files → decode → flow table → EVE lines.
+//!
+//! Output order: a `tls` record is written when its flow ends (FIN/RST after
+//! a short linger, idle timeout, eviction, or end of capture); flows that end
+//! at the end of the capture are written in order of their last packet, ties
+//! broken by flow id. The `stats` record comes last. Everything is driven by
+//! packet timestamps, so the same input gives the same bytes of output.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use pinwatch_parsers::decode::decode;
+
+use crate::capture::{CaptureError, CaptureFile, Merged};
+use crate::eve;
+use crate::flow::{CloseKind, Ended, FlowTable, Limits, Proto, TableStats};
+
+/// Where packets come from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    File(PathBuf),
+    Stdin,
+    /// A capture held in memory (the bundled default, tests).
+    Bytes { name: String, bytes: &'static [u8] },
+}
+
+/// The capture bundled into the binary: made by `scripts/testbed.sh` with
+/// real TLS stacks (see `pcaps/README.md`). `pinwatch replay` with no file
+/// replays it.
+pub const BUNDLED_CAPTURE: (&str, &[u8]) =
+    ("testbed-basic.pcap", include_bytes!("../../pcaps/testbed-basic.pcap"));
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub limits: Limits,
+    /// Show a progress bar on stderr (only when it is a terminal).
+    pub progress: bool,
+    /// Write the final stats record.
+    pub stats: bool,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CaptureStats {
+    pub files: usize,
+    pub packets: u64,
+    pub bytes: u64,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DecoderStats {
+    pub tcp: u64,
+    pub udp: u64,
+    pub truncated: u64,
+    pub tunnelled: u64,
+    /// Frames that produced no TCP/UDP packet, per reason.
+    pub skipped: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    pub capture: CaptureStats,
+    pub decoder: DecoderStats,
+    pub flow: TableStats,
+    pub tls_records_logged: u64,
+    pub memory: MemoryStats,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct MemoryStats {
+    /// High-water mark of bytes held in per-flow reassembly and handshake buffers.
+    pub flow_buffers_max: u64,
+    pub flows_max: u64,
+    pub flow_cap: u64,
+}
+
+#[derive(Serialize)]
+struct StatsEvent<'a> {
+    timestamp: String,
+    event_type: &'static str,
+    stats: &'a Stats,
+}
+
+/// Result of a run.
+#[derive(Debug)]
+pub struct Summary {
+    pub stats: Stats,
+    /// The first capture error, if any (the run still reported everything before it).
+    pub first_error: Option<String>,
+}
+
+/// Replay the inputs as one capture, writing EVE lines to `out`.
+pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::Result<Summary> {
+    let mut stats = Stats::default();
+    let mut first_error = None;
+    let mut files = Vec::new();
+    for input in inputs {
+        let opened = match input {
+            Input::File(p) => CaptureFile::open(p),
+            Input::Stdin => CaptureFile::from_reader("-".to_string(), std::io::stdin().lock()),
+            Input::Bytes { name, bytes } => CaptureFile::from_bytes(name.clone(), bytes.to_vec()),
+        };
+        match opened {
+            Ok(f) => files.push(f),
+            Err(e) => {
+                let msg = e.to_string();
+                stats.capture.errors.push(msg.clone());
+                first_error.get_or_insert(msg);
+            }
+        }
+    }
+    stats.capture.files = files.len();
+    let names: Vec<String> = files.iter().map(|f| f.name().to_string()).collect();
+    let total: u64 = files.iter().map(|f| f.len()).sum();
+    let bar = progress_bar(opts.progress, total);
+
+    let mut table = FlowTable::new(opts.limits);
+    let mut ended: Vec<Ended> = Vec::new();
+    let mut last_ts = i64::MIN;
+    let mut seen_bytes = 0u64;
+    let mut write_err: Option<std::io::Error> = None;
+    let mut emit = |ended: &mut Vec<Ended>, stats: &mut Stats, out: &mut dyn Write| {
+        for e in ended.drain(..) {
+            if e.flow.proto != Proto::Tls || !e.flow.session.is_tls() {
+                continue;
+            }
+            let ev = eve::tls_event(&e, names.get(e.flow.source).map(|s| s.as_str()));
+            stats.tls_records_logged += 1;
+            if write_err.is_none() {
+                if let Err(err) = serde_json::to_writer(&mut *out, &ev).map_err(std::io::Error::from).and_then(|_| out.write_all(b"\n")) {
+                    write_err = Some(err);
+                }
+            }
+        }
+    };
+
+    let refs: Vec<&CaptureFile> = files.iter().collect();
+    for item in Merged::new(&refs) {
+        let pkt = match item {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = describe(&e);
+                stats.capture.errors.push(msg.clone());
+                first_error.get_or_insert(msg);
+                continue;
+            }
+        };
+        stats.capture.packets += 1;
+        stats.capture.bytes += pkt.data.len() as u64;
+        seen_bytes += pkt.data.len() as u64 + 16;
+        if let Some(b) = &bar {
+            if stats.capture.packets % 4096 == 0 {
+                b.set_position(seen_bytes.min(total));
+            }
+        }
+        // Packet time only moves forward for expiry; a packet that steps back
+        // in time (merged files, clock jumps) does not un-expire anything.
+        if pkt.ts_ns > last_ts {
+            last_ts = pkt.ts_ns;
+            table.expire(last_ts, &mut ended);
+            emit(&mut ended, &mut stats, out);
+        }
+        match decode(pkt.linktype, pkt.data) {
+            Ok(d) => {
+                if d.truncated {
+                    stats.decoder.truncated += 1;
+                }
+                if d.tunnel.is_some() {
+                    stats.decoder.tunnelled += 1;
+                }
+                if d.proto == 6 {
+                    stats.decoder.tcp += 1;
+                } else {
+                    stats.decoder.udp += 1;
+                }
+                table.packet(&d, pkt.ts_ns, pkt.orig_len, pkt.source, &mut ended);
+                emit(&mut ended, &mut stats, out);
+            }
+            Err(skip) => *stats.decoder.skipped.entry(skip.reason()).or_default() += 1,
+        }
+    }
+    table.drain(CloseKind::Eof, &mut ended);
+    emit(&mut ended, &mut stats, out);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    stats.flow = table.stats;
+    stats.memory = MemoryStats {
+        flow_buffers_max: table.stats.heap_bytes_max,
+        flows_max: table.stats.flows_active_max,
+        flow_cap: opts.limits.max_flows as u64,
+    };
+    if opts.stats {
+        let ev = StatsEvent {
+            timestamp: eve::timestamp(if last_ts == i64::MIN { 0 } else { last_ts }),
+            event_type: "stats",
+            stats: &stats,
+        };
+        if write_err.is_none() {
+            serde_json::to_writer(&mut *out, &ev)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    out.flush()?;
+    Ok(Summary { stats, first_error })
+}
+
+fn describe(e: &CaptureError) -> String {
+    e.to_string()
+}
+
+fn progress_bar(wanted: bool, total: u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !wanted || !std::io::stderr().is_terminal() || total < 8 * 1024 * 1024 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {bytes}/{total_bytes} [{bar:40}] {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    Some(bar)
+}

@@ -1,0 +1,240 @@
+//! What we keep about one TLS session while its flow is alive, built from the
+//! parser's events. Everything here is capped; see the `MAX_*` constants.
+
+use pinwatch_parsers::cert::{parse_certificate, CertSummary};
+use pinwatch_parsers::hello::{ClientHello, ServerHello};
+use pinwatch_parsers::tls::{content, hs, Dir, RecordInfo, TlsEvent, TlsParser};
+
+/// Record headers kept per session (both directions together).
+pub const MAX_RECORD_LOG: usize = 48;
+/// Records parsed per direction before the session stops needing bytes.
+pub const RECORDS_PER_DIRECTION: u64 = 24;
+/// ClientHellos kept (a HelloRetryRequest gives two).
+pub const MAX_HELLOS: usize = 4;
+/// Alerts kept.
+pub const MAX_ALERTS: usize = 16;
+/// Certificates kept from one chain.
+pub const MAX_CHAIN: usize = 10;
+/// Letters kept in the history string.
+pub const MAX_HISTORY: usize = 96;
+
+/// An alert as logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertSeen {
+    pub from: Dir,
+    pub level: Option<u8>,
+    pub description: Option<u8>,
+    pub encrypted: bool,
+    pub record_len: u16,
+    pub ts_ns: i64,
+}
+
+/// Per-direction counters.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SideStats {
+    pub records: u64,
+    pub app_records: u64,
+    pub app_bytes: u64,
+    pub ccs: bool,
+    /// A Finished was seen (TLS <= 1.2: the first handshake record after CCS).
+    pub finished: bool,
+    pub first_app_ts: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+pub struct TlsSession {
+    pub parser: TlsParser,
+    pub client_hellos: Vec<(ClientHello, i64)>,
+    pub server_hello: Option<(ServerHello, i64)>,
+    pub hello_retry: Option<ServerHello>,
+    pub server_chain: Vec<CertSummary>,
+    pub server_chain_errors: u32,
+    pub client_cert_count: usize,
+    pub alerts: Vec<AlertSeen>,
+    pub history: String,
+    pub record_log: Vec<RecordInfo>,
+    pub side: [SideStats; 2],
+    /// Parser problems: stable names, deduplicated.
+    pub anomalies: Vec<&'static str>,
+    /// Handshake messages longer than the cap were skipped.
+    pub overflows: u32,
+    /// Bytes lost in TCP holes per direction.
+    pub gap_bytes: [u64; 2],
+    /// Time of the last server handshake record (end of the server's flight so far).
+    pub last_server_handshake_ts: Option<i64>,
+}
+
+fn letter(dir: Dir, upper: char) -> char {
+    match dir {
+        Dir::Client => upper,
+        Dir::Server => upper.to_ascii_lowercase(),
+    }
+}
+
+impl TlsSession {
+    /// True while the session still wants stream bytes.
+    pub fn wants_bytes(&self, dir: Dir) -> bool {
+        !self.parser.is_dead(dir) && self.parser.records(dir) < RECORDS_PER_DIRECTION
+    }
+
+    fn push_history(&mut self, c: char) {
+        // Consecutive application data collapses to one letter.
+        if (c == 'D' || c == 'd') && self.history.ends_with(c) {
+            return;
+        }
+        if self.history.len() < MAX_HISTORY {
+            self.history.push(c);
+        }
+    }
+
+    fn anomaly(&mut self, what: &'static str) {
+        if !self.anomalies.contains(&what) {
+            self.anomalies.push(what);
+        }
+    }
+
+    /// Apply parser events.
+    pub fn apply(&mut self, events: &mut Vec<TlsEvent>) {
+        for ev in events.drain(..) {
+            match ev {
+                TlsEvent::Record(r) => {
+                    let side = &mut self.side[r.dir.idx()];
+                    side.records += 1;
+                    if r.content_type == content::APPLICATION_DATA {
+                        side.app_records += 1;
+                        side.app_bytes += u64::from(r.len);
+                        side.first_app_ts.get_or_insert(r.ts_ns);
+                        self.push_history(letter(r.dir, 'D'));
+                    } else if r.content_type == content::HANDSHAKE && side.ccs && !self.parser.is_tls13() {
+                        side.finished = true;
+                        self.push_history(letter(r.dir, 'F'));
+                    } else if r.content_type == content::HEARTBEAT {
+                        self.push_history(letter(r.dir, 'B'));
+                    }
+                    if r.dir == Dir::Server && r.content_type == content::HANDSHAKE {
+                        self.last_server_handshake_ts = Some(r.ts_ns);
+                    }
+                    if self.record_log.len() < MAX_RECORD_LOG {
+                        self.record_log.push(r);
+                    }
+                }
+                TlsEvent::Handshake { dir, msg_type, .. } => {
+                    let c = match msg_type {
+                        0 => 'H',
+                        hs::CLIENT_HELLO => 'C',
+                        hs::SERVER_HELLO => 'S',
+                        3 => 'V',
+                        hs::NEW_SESSION_TICKET => 'T',
+                        5 => 'E',
+                        6 => 'J',
+                        8 => 'O',
+                        hs::CERTIFICATE => 'X',
+                        hs::SERVER_KEY_EXCHANGE => 'K',
+                        hs::CERTIFICATE_REQUEST => 'R',
+                        hs::SERVER_HELLO_DONE => 'N',
+                        hs::CERTIFICATE_VERIFY => 'Y',
+                        hs::CLIENT_KEY_EXCHANGE => 'G',
+                        hs::FINISHED => 'F',
+                        21 => 'W',
+                        22 => 'U',
+                        23 => 'A',
+                        24 => 'P',
+                        254 => 'M',
+                        _ => 'Z',
+                    };
+                    self.push_history(letter(dir, c));
+                }
+                TlsEvent::ClientHello { hello, ts_ns } => {
+                    if self.client_hellos.len() < MAX_HELLOS {
+                        self.client_hellos.push((*hello, ts_ns));
+                    }
+                }
+                TlsEvent::ServerHello { hello, ts_ns } => {
+                    if hello.hello_retry_request {
+                        // Zeek logs a HelloRetryRequest as 'j'.
+                        self.history.pop();
+                        self.push_history('j');
+                        self.hello_retry = Some(*hello);
+                    } else if self.server_hello.is_none() {
+                        self.server_hello = Some((*hello, ts_ns));
+                    }
+                }
+                TlsEvent::Certificates { dir: Dir::Server, chain } => {
+                    if self.server_chain.is_empty() {
+                        for der in chain.iter().take(MAX_CHAIN) {
+                            match parse_certificate(der) {
+                                Ok(c) => self.server_chain.push(c),
+                                Err(_) => self.server_chain_errors += 1,
+                            }
+                        }
+                    }
+                }
+                TlsEvent::Certificates { dir: Dir::Client, chain } => {
+                    self.client_cert_count = chain.len();
+                }
+                TlsEvent::Alert { dir, level, description, ts_ns } => {
+                    let rec_len = self.record_log.last().map(|r| r.len).unwrap_or(2);
+                    self.push_history(letter(dir, 'L'));
+                    if self.alerts.len() < MAX_ALERTS {
+                        self.alerts.push(AlertSeen {
+                            from: dir,
+                            level: Some(level),
+                            description: Some(description),
+                            encrypted: false,
+                            record_len: rec_len,
+                            ts_ns,
+                        });
+                    }
+                }
+                TlsEvent::EncryptedAlert { dir, len, ts_ns } => {
+                    self.push_history(letter(dir, 'L'));
+                    if self.alerts.len() < MAX_ALERTS {
+                        self.alerts.push(AlertSeen {
+                            from: dir,
+                            level: None,
+                            description: None,
+                            encrypted: true,
+                            record_len: len,
+                            ts_ns,
+                        });
+                    }
+                }
+                TlsEvent::ChangeCipherSpec { dir, .. } => {
+                    self.side[dir.idx()].ccs = true;
+                    self.push_history(letter(dir, 'I'));
+                }
+                TlsEvent::Malformed { what, .. } => self.anomaly(what),
+                TlsEvent::Overflow { .. } => {
+                    self.overflows += 1;
+                    self.anomaly("handshake_message_too_long");
+                }
+            }
+        }
+    }
+
+    /// True when the session is worth a `tls` record: some TLS was parsed.
+    pub fn is_tls(&self) -> bool {
+        !self.client_hellos.is_empty() || self.server_hello.is_some() || self.side.iter().any(|s| s.records > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_letters_and_alerts() {
+        let mut s = TlsSession::default();
+        let mut ev = vec![
+            TlsEvent::Handshake { dir: Dir::Client, msg_type: 1, len: 100, ts_ns: 0 },
+            TlsEvent::Handshake { dir: Dir::Server, msg_type: 2, len: 80, ts_ns: 1 },
+            TlsEvent::Handshake { dir: Dir::Server, msg_type: 11, len: 800, ts_ns: 1 },
+            TlsEvent::Alert { dir: Dir::Client, level: 2, description: 48, ts_ns: 2 },
+        ];
+        s.apply(&mut ev);
+        assert_eq!(s.history, "CsxL");
+        assert_eq!(s.alerts.len(), 1);
+        assert_eq!(s.alerts[0].description, Some(48));
+        assert!(ev.is_empty());
+    }
+}
