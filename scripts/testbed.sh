@@ -414,6 +414,9 @@ run_group() {
     export SSLKEYLOGFILE="$OUT/testbed-$group.keylog" MITMPROXY_SSLKEYLOGFILE="$OUT/testbed-$group.keylog"
     local ifaces=(pwr-o)
     [[ $group == inspection ]] && { ifaces=(pwr-c pwr-o); start_mitm; }
+    # The inspection CA's certificate (public part only) goes beside the
+    # capture so a sensor config can name it (pcaps/testbed.toml).
+    [[ $group == inspection ]] && cp "$PKI/inspect-ca.pem" "$OUT/testbed-inspection-ca.pem"
     local caps=() tpids=() ifc
     for ifc in "${ifaces[@]}"; do
         ip netns exec "$NS_R" tcpdump --immediate-mode -Z root -i "$ifc" -n -s 0 -U -w "$T/$group-$ifc.pcap" 'tcp or udp or icmp' \
