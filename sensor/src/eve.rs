@@ -16,6 +16,8 @@ use pinwatch_parsers::ja3::{ja3, ja3s};
 use pinwatch_parsers::ja4::ja4;
 use pinwatch_parsers::tls::{Dir, RecordInfo};
 
+use crate::classify::{PathOut, TlsFailure};
+use crate::findings::{AlertBody, Evidence};
 use crate::flow::{CloseKind, Ended};
 
 /// Suricata's timestamp format: `2016-06-01T08:02:45.123456+0000` (UTC).
@@ -209,7 +211,82 @@ pub struct TlsEvent<'a> {
     pub community_id: String,
     pub tls: Tls,
     pub handshake: Handshake,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_failure: Option<TlsFailure>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathOut>,
     pub flow: FlowOut,
+}
+
+/// An EVE `alert` record: the header of the session that raised it, the
+/// alert body, the session's `tls`, `tls_failure` and `path`, and the
+/// evidence (reasons and the flow ids of every session involved).
+#[derive(Serialize)]
+pub struct AlertEvent<'a> {
+    pub timestamp: &'a str,
+    pub flow_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcap_filename: Option<&'a str>,
+    pub event_type: &'static str,
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dest_ip: IpAddr,
+    pub dest_port: u16,
+    pub proto: &'static str,
+    pub app_proto: &'static str,
+    pub community_id: &'a str,
+    pub alert: AlertBody,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsBrief<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_failure: Option<&'a TlsFailure>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<&'a PathOut>,
+    pub evidence: Evidence,
+}
+
+/// The `tls` fields an alert repeats from its session.
+#[derive(Serialize)]
+pub struct TlsBrief<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<&'a str>,
+    pub version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja3: Option<&'a Fp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuerdn: Option<&'a str>,
+}
+
+impl<'a> AlertEvent<'a> {
+    /// An alert about a logged TLS session.
+    pub fn for_session(ev: &'a TlsEvent<'a>, alert: AlertBody, evidence: Evidence) -> Self {
+        AlertEvent {
+            timestamp: &ev.timestamp,
+            flow_id: ev.flow_id,
+            pcap_filename: ev.pcap_filename,
+            event_type: "alert",
+            src_ip: ev.src_ip,
+            src_port: ev.src_port,
+            dest_ip: ev.dest_ip,
+            dest_port: ev.dest_port,
+            proto: ev.proto,
+            app_proto: ev.app_proto,
+            community_id: &ev.community_id,
+            alert,
+            tls: Some(TlsBrief {
+                sni: ev.tls.sni.as_deref(),
+                version: &ev.tls.version,
+                ja4: ev.tls.ja4.as_deref(),
+                ja3: ev.tls.ja3.as_ref(),
+                issuerdn: ev.tls.issuerdn.as_deref(),
+            }),
+            tls_failure: ev.tls_failure.as_ref(),
+            path: ev.path.as_ref(),
+            evidence,
+        }
+    }
 }
 
 fn ms(from: i64, to: i64) -> f64 {
@@ -383,6 +460,8 @@ pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> 
         community_id: community_id_v1(0, cip, sip, 6, cport, sport),
         tls,
         handshake,
+        tls_failure: None,
+        path: None,
         flow: FlowOut {
             pkts_toserver: f.dirs[0].pkts,
             pkts_toclient: f.dirs[1].pkts,

@@ -93,6 +93,8 @@ pub enum Proto {
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DirCounters {
+    /// Time of this side's first FIN or RST.
+    pub close_ts: Option<i64>,
     pub pkts: u64,
     pub bytes: u64,
     pub payload_bytes: u64,
@@ -396,6 +398,9 @@ impl FlowTable {
             flow.session.apply(&mut self.events);
         }
         let c = &mut flow.dirs[dir.idx()];
+        if tcp.has(TcpInfo::RST) || tcp.has(TcpInfo::FIN) {
+            c.close_ts.get_or_insert(ts);
+        }
         if tcp.has(TcpInfo::RST) {
             c.rst = true;
             if flow.close.is_none() {
@@ -502,6 +507,7 @@ impl Sink<'_> {
                         return;
                     }
                     if !looks_like_tls(bytes) {
+                        self.session.note_preamble(self.dir, bytes);
                         if *self.proto == Proto::Unknown {
                             *self.probes += 1;
                             if *self.probes >= self.max_probes {

@@ -7,6 +7,9 @@
 //! timestamp, never the wall clock.
 
 pub mod capture;
+pub mod classify;
+pub mod config;
+pub mod findings;
 pub mod eve;
 pub mod flow;
 pub mod pipeline;

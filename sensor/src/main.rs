@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use pinwatch::flow::Limits;
 use pinwatch::pipeline::{replay, Input, Options};
 
+
 /// pinwatch: find mobile apps whose own TLS trust logic fails under, or goes
 /// around, enterprise TLS inspection (MITRE ATT&CK AN1725 / T1521.003).
 #[derive(Parser)]
@@ -26,6 +27,9 @@ enum Cmd {
     Replay {
         /// Capture files; `-` reads stdin. None: the capture bundled in the binary.
         captures: Vec<String>,
+        /// Configuration file (TOML; see docs/config.md). Without one the defaults apply.
+        #[arg(short = 'c', long)]
+        config: Option<PathBuf>,
         /// Write EVE lines here instead of stdout.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
@@ -68,12 +72,16 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Replay { captures, output, max_flows, tcp_timeout, new_timeout, reassembly_cap, no_stats, quiet } => {
+        Cmd::Replay { captures, config, output, max_flows, tcp_timeout, new_timeout, reassembly_cap, no_stats, quiet } => {
             let mut limits = Limits { max_flows: max_flows.max(1), ..Limits::default() };
             limits.established_timeout_ns = (tcp_timeout as i64).saturating_mul(1_000_000_000);
             limits.new_timeout_ns = (new_timeout as i64).saturating_mul(1_000_000_000);
             limits.reassembly.max_bytes = reassembly_cap;
-            let opts = Options { limits, progress: !quiet, stats: !no_stats };
+            let config = match &config {
+                Some(p) => pinwatch::config::Config::load(p)?,
+                None => pinwatch::config::Config::default(),
+            };
+            let opts = Options { limits, config, progress: !quiet, stats: !no_stats };
             let mut inputs: Vec<Input> = captures
                 .iter()
                 .map(|c| if c == "-" { Input::Stdin } else { Input::File(PathBuf::from(c)) })

@@ -15,7 +15,10 @@ use serde::Serialize;
 use pinwatch_parsers::decode::decode;
 
 use crate::capture::{CaptureError, CaptureFile, Merged};
+use crate::classify;
+use crate::config::Config;
 use crate::eve;
+use crate::findings::{AlertBody, Correlator, SessionFacts};
 use crate::flow::{CloseKind, Ended, FlowTable, Limits, Proto, TableStats};
 
 /// Where packets come from.
@@ -36,6 +39,8 @@ pub const BUNDLED_CAPTURE: (&str, &[u8]) =
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub limits: Limits,
+    /// Networks, inspection deployment, bypass list, thresholds.
+    pub config: Config,
     /// Show a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
     /// Write the final stats record.
@@ -66,6 +71,9 @@ pub struct Stats {
     pub decoder: DecoderStats,
     pub flow: TableStats,
     pub tls_records_logged: u64,
+    pub alerts_logged: u64,
+    /// Sessions per outcome and per failure class.
+    pub outcomes: BTreeMap<String, u64>,
     pub memory: MemoryStats,
 }
 
@@ -122,17 +130,78 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
     let mut last_ts = i64::MIN;
     let mut seen_bytes = 0u64;
     let mut write_err: Option<std::io::Error> = None;
+    let mut correlator = Correlator::new(opts.config.clone());
+    let cfg = &opts.config;
     let mut emit = |ended: &mut Vec<Ended>, stats: &mut Stats, out: &mut dyn Write| {
+        let mut write = |v: &dyn erased::Json, out: &mut dyn Write| {
+            if write_err.is_none() {
+                if let Err(err) = v.write_line(out) {
+                    write_err = Some(err);
+                }
+            }
+        };
         for e in ended.drain(..) {
+            let pcap = names.get(e.flow.source).map(|s| s.as_str());
+            if e.flow.proto == Proto::NotTls {
+                let (cip, _) = e.flow.client();
+                let (sip, sport) = e.flow.server();
+                if let Some(f) = correlator.observe_not_tls(e.flow.flow_id, cip, sip, sport) {
+                    let ts = eve::timestamp(e.flow.first_ts);
+                    let cid = pinwatch_parsers::community_id::community_id_v1(0, cip, sip, 6, e.flow.client().1, sport);
+                    let a = eve::AlertEvent {
+                        timestamp: &ts,
+                        flow_id: e.flow.flow_id,
+                        pcap_filename: pcap,
+                        event_type: "alert",
+                        src_ip: cip,
+                        src_port: e.flow.client().1,
+                        dest_ip: sip,
+                        dest_port: sport,
+                        proto: "TCP",
+                        app_proto: "failed",
+                        community_id: &cid,
+                        alert: AlertBody::new(f.sid),
+                        tls: None,
+                        tls_failure: None,
+                        path: None,
+                        evidence: f.evidence,
+                    };
+                    stats.alerts_logged += 1;
+                    write(&a, out);
+                }
+                continue;
+            }
             if e.flow.proto != Proto::Tls || !e.flow.session.is_tls() {
                 continue;
             }
-            let ev = eve::tls_event(&e, names.get(e.flow.source).map(|s| s.as_str()));
+            let mut ev = eve::tls_event(&e, pcap);
+            let failure = classify::outcome(&e, cfg);
+            let path = classify::path(&e, cfg, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()));
+            let key = match failure.class {
+                Some(c) => format!("{:?}_{c:?}", failure.outcome),
+                None => format!("{:?}", failure.outcome),
+            };
+            *stats.outcomes.entry(key.to_ascii_lowercase()).or_default() += 1;
+            ev.tls_failure = Some(failure);
+            ev.path = Some(path);
             stats.tls_records_logged += 1;
-            if write_err.is_none() {
-                if let Err(err) = serde_json::to_writer(&mut *out, &ev).map_err(std::io::Error::from).and_then(|_| out.write_all(b"\n")) {
-                    write_err = Some(err);
-                }
+            write(&ev, out);
+            let (Some(failure), Some(path)) = (ev.tls_failure.as_ref(), ev.path.as_ref()) else { continue };
+            let facts = SessionFacts {
+                flow_id: ev.flow_id,
+                start_ns: e.flow.first_ts,
+                client: ev.src_ip,
+                server: ev.dest_ip,
+                server_port: ev.dest_port,
+                sni: ev.tls.sni.as_deref(),
+                ech: e.flow.session.client_hellos.first().is_some_and(|(h, _)| h.offers_ech()),
+                path,
+                failure,
+            };
+            for f in correlator.observe(&facts) {
+                let a = eve::AlertEvent::for_session(&ev, AlertBody::new(f.sid), f.evidence);
+                stats.alerts_logged += 1;
+                write(&a, out);
             }
         }
     };
@@ -209,6 +278,19 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
     }
     out.flush()?;
     Ok(Summary { stats, first_error })
+}
+
+/// One JSON line, whatever the record type.
+mod erased {
+    pub trait Json {
+        fn write_line(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn write_line(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+            serde_json::to_writer(&mut *out, self)?;
+            out.write_all(b"\n")
+        }
+    }
 }
 
 fn describe(e: &CaptureError) -> String {

@@ -62,6 +62,9 @@ pub struct TlsSession {
     pub gap_bytes: [u64; 2],
     /// Time of the last server handshake record (end of the server's flight so far).
     pub last_server_handshake_ts: Option<i64>,
+    /// HTTP `CONNECT` target and the proxy's status code, when the TLS ran
+    /// inside an explicit-proxy tunnel.
+    pub connect: Option<(String, Option<u16>)>,
 }
 
 fn letter(dir: Dir, upper: char) -> char {
@@ -207,6 +210,30 @@ impl TlsSession {
                 TlsEvent::Overflow { .. } => {
                     self.overflows += 1;
                     self.anomaly("handshake_message_too_long");
+                }
+            }
+        }
+    }
+
+    /// Look at plaintext that preceded the TLS (an explicit proxy's
+    /// `CONNECT host:port HTTP/1.1` and its `HTTP/1.1 200` answer).
+    pub fn note_preamble(&mut self, dir: Dir, bytes: &[u8]) {
+        let line = bytes.split(|b| *b == b'\r' || *b == b'\n').next().unwrap_or(&[]);
+        let line = String::from_utf8_lossy(&line[..line.len().min(512)]);
+        match dir {
+            Dir::Client => {
+                if let Some(rest) = line.strip_prefix("CONNECT ") {
+                    let target = rest.split(' ').next().unwrap_or("").to_string();
+                    if self.connect.is_none() && !target.is_empty() {
+                        self.connect = Some((target, None));
+                    }
+                }
+            }
+            Dir::Server => {
+                if let (Some((_, status)), Some(rest)) = (self.connect.as_mut(), line.strip_prefix("HTTP/1.")) {
+                    if status.is_none() {
+                        *status = rest.get(2..5).and_then(|c| c.parse().ok());
+                    }
                 }
             }
         }

@@ -1,0 +1,293 @@
+//! Sensor configuration (`--config FILE`, TOML). Every key is documented in
+//! `docs/config.md` and shown in `pinwatch.example.toml`. Bad values are
+//! rejected at start with the key named. Without a file the defaults apply:
+//! RFC 1918 / ULA / loopback destinations are internal, every client is
+//! treated as managed, nothing is a proxy and nothing is bypassed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// Raw file contents, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    networks: RawNetworks,
+    #[serde(default)]
+    inspection: RawInspection,
+    #[serde(default)]
+    bypass: RawBypass,
+    #[serde(default)]
+    thresholds: RawThresholds,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetworks {
+    managed: Option<Vec<String>>,
+    internal: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInspection {
+    #[serde(default)]
+    explicit_proxies: Vec<String>,
+    #[serde(default)]
+    transparent_proxies: Vec<String>,
+    #[serde(default)]
+    ca_certificates: Vec<PathBuf>,
+    #[serde(default)]
+    proxy_ja3s: Vec<String>,
+    #[serde(default)]
+    udp_443_blocked: bool,
+    #[serde(default)]
+    usual_tls_ports: Option<Vec<u16>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBypass {
+    #[serde(default)]
+    domains: Vec<String>,
+    #[serde(default)]
+    cidrs: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThresholds {
+    post_handshake_abort_ms: Option<u64>,
+    fallback_window_s: Option<u64>,
+    fallback_min_rejections: Option<u32>,
+}
+
+/// An inspection CA, matched by SPKI and by subject name.
+#[derive(Debug, Clone)]
+pub struct InspectionCa {
+    pub subject: String,
+    pub spki_sha256: String,
+    pub source: PathBuf,
+}
+
+/// Resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Client networks we watch; `None` = every client is managed.
+    pub managed: Option<Vec<IpNet>>,
+    /// Destinations that are not "direct to the internet".
+    pub internal: Vec<IpNet>,
+    pub explicit_proxies: Vec<SocketAddr>,
+    pub transparent_proxies: Vec<IpAddr>,
+    pub inspection_cas: Vec<InspectionCa>,
+    /// JA3S hashes of the inspection proxy's TLS server.
+    pub proxy_ja3s: Vec<String>,
+    pub udp_443_blocked: bool,
+    pub usual_tls_ports: Vec<u16>,
+    pub bypass_domains: Vec<String>,
+    pub bypass_cidrs: Vec<IpNet>,
+    pub post_handshake_abort_ns: i64,
+    pub fallback_window_ns: i64,
+    pub fallback_min_rejections: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let internal = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "100.64.0.0/10", "fc00::/7", "fe80::/10", "::1/128"]
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        Config {
+            managed: None,
+            internal,
+            explicit_proxies: Vec::new(),
+            transparent_proxies: Vec::new(),
+            inspection_cas: Vec::new(),
+            proxy_ja3s: Vec::new(),
+            udp_443_blocked: false,
+            usual_tls_ports: vec![443, 465, 563, 636, 853, 989, 990, 992, 993, 994, 995, 5061, 8443],
+            bypass_domains: Vec::new(),
+            bypass_cidrs: Vec::new(),
+            post_handshake_abort_ns: 2_000_000_000,
+            fallback_window_ns: 300_000_000_000,
+            fallback_min_rejections: 1,
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{path}: key `{key}`: {message}")]
+    Value { path: String, key: String, message: String },
+}
+
+fn nets(path: &str, key: &str, v: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    v.iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::Value { path: path.into(), key: key.into(), message: format!("`{s}` is not a CIDR or IP address") })
+        })
+        .collect()
+}
+
+impl Config {
+    /// Load and validate a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        Self::parse(&p, &text, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Parse TOML text; relative CA paths are resolved against `base`.
+    pub fn parse(p: &str, text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Syntax { path: p.into(), message: e.to_string() })?;
+        let mut c = Config::default();
+        if let Some(m) = &raw.networks.managed {
+            c.managed = Some(nets(p, "networks.managed", m)?);
+        }
+        if let Some(i) = &raw.networks.internal {
+            c.internal = nets(p, "networks.internal", i)?;
+        }
+        for s in &raw.inspection.explicit_proxies {
+            c.explicit_proxies.push(s.parse().map_err(|_| ConfigError::Value {
+                path: p.into(),
+                key: "inspection.explicit_proxies".into(),
+                message: format!("`{s}` is not IP:port"),
+            })?);
+        }
+        for s in &raw.inspection.transparent_proxies {
+            c.transparent_proxies.push(s.parse().map_err(|_| ConfigError::Value {
+                path: p.into(),
+                key: "inspection.transparent_proxies".into(),
+                message: format!("`{s}` is not an IP address"),
+            })?);
+        }
+        for f in &raw.inspection.ca_certificates {
+            let full = if f.is_absolute() { f.clone() } else { base.join(f) };
+            c.inspection_cas.extend(load_cas(p, &full)?);
+        }
+        for h in &raw.inspection.proxy_ja3s {
+            if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::Value { path: p.into(), key: "inspection.proxy_ja3s".into(), message: format!("`{h}` is not an MD5 hex string") });
+            }
+            c.proxy_ja3s.push(h.to_ascii_lowercase());
+        }
+        c.udp_443_blocked = raw.inspection.udp_443_blocked;
+        if let Some(ports) = raw.inspection.usual_tls_ports {
+            c.usual_tls_ports = ports;
+        }
+        for d in &raw.bypass.domains {
+            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+            let body = d.strip_prefix("*.").unwrap_or(&d);
+            if body.is_empty() || body.contains('*') || body.contains(' ') {
+                return Err(ConfigError::Value { path: p.into(), key: "bypass.domains".into(), message: format!("`{d}`: use `name` or `*.name`") });
+            }
+            c.bypass_domains.push(d);
+        }
+        c.bypass_cidrs = nets(p, "bypass.cidrs", &raw.bypass.cidrs)?;
+        let t = &raw.thresholds;
+        if let Some(ms) = t.post_handshake_abort_ms {
+            if ms == 0 || ms > 600_000 {
+                return Err(ConfigError::Value { path: p.into(), key: "thresholds.post_handshake_abort_ms".into(), message: "must be 1..=600000".into() });
+            }
+            c.post_handshake_abort_ns = ms as i64 * 1_000_000;
+        }
+        if let Some(s) = t.fallback_window_s {
+            if s == 0 || s > 86_400 {
+                return Err(ConfigError::Value { path: p.into(), key: "thresholds.fallback_window_s".into(), message: "must be 1..=86400".into() });
+            }
+            c.fallback_window_ns = s as i64 * 1_000_000_000;
+        }
+        if let Some(n) = t.fallback_min_rejections {
+            if n == 0 {
+                return Err(ConfigError::Value { path: p.into(), key: "thresholds.fallback_min_rejections".into(), message: "must be at least 1".into() });
+            }
+            c.fallback_min_rejections = n;
+        }
+        Ok(c)
+    }
+
+    pub fn is_internal(&self, ip: IpAddr) -> bool {
+        self.internal.iter().any(|n| n.contains(&ip))
+    }
+
+    pub fn is_managed(&self, ip: IpAddr) -> bool {
+        self.managed.as_ref().is_none_or(|m| m.iter().any(|n| n.contains(&ip)))
+    }
+
+    /// The bypass entry matching this SNI or destination, if any.
+    pub fn bypass_match(&self, sni: Option<&str>, dst: IpAddr) -> Option<String> {
+        if let Some(sni) = sni {
+            let sni = sni.trim_end_matches('.').to_ascii_lowercase();
+            for d in &self.bypass_domains {
+                let hit = match d.strip_prefix("*.") {
+                    Some(base) => sni.ends_with(&format!(".{base}")) || sni == base,
+                    None => sni == *d,
+                };
+                if hit {
+                    return Some(format!("domain:{d}"));
+                }
+            }
+        }
+        self.bypass_cidrs.iter().find(|n| n.contains(&dst)).map(|n| format!("cidr:{n}"))
+    }
+}
+
+fn load_cas(p: &str, file: &Path) -> Result<Vec<InspectionCa>, ConfigError> {
+    let key = "inspection.ca_certificates".to_string();
+    let data = std::fs::read(file).map_err(|e| ConfigError::Value { path: p.into(), key: key.clone(), message: format!("{}: {e}", file.display()) })?;
+    let mut out = Vec::new();
+    for pem in x509_parser::pem::Pem::iter_from_buffer(&data) {
+        let pem = pem.map_err(|e| ConfigError::Value { path: p.into(), key: key.clone(), message: format!("{}: bad PEM: {e}", file.display()) })?;
+        if pem.label != "CERTIFICATE" {
+            continue;
+        }
+        let c = pinwatch_parsers::cert::parse_certificate(&pem.contents)
+            .map_err(|e| ConfigError::Value { path: p.into(), key: key.clone(), message: format!("{}: {e}", file.display()) })?;
+        out.push(InspectionCa { subject: c.subject, spki_sha256: c.spki_sha256, source: file.to_path_buf() });
+    }
+    if out.is_empty() {
+        return Err(ConfigError::Value { path: p.into(), key, message: format!("{}: no CERTIFICATE in it", file.display()) });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_bad_values_name_the_key() {
+        let c = Config::parse("t", "", Path::new(".")).expect("empty is fine");
+        assert!(c.is_internal("10.1.2.3".parse().expect("ip")));
+        assert!(!c.is_internal("8.8.8.8".parse().expect("ip")));
+        assert!(c.is_managed("8.8.8.8".parse().expect("ip")));
+        let e = Config::parse("t", "[inspection]\nexplicit_proxies = [\"nope\"]", Path::new(".")).expect_err("bad");
+        assert!(e.to_string().contains("inspection.explicit_proxies"), "{e}");
+        let e = Config::parse("t", "[networks]\nmanaged = [\"10.0.0.0/33\"]", Path::new(".")).expect_err("bad");
+        assert!(e.to_string().contains("networks.managed"), "{e}");
+        let e = Config::parse("t", "[thresholds]\npost_handshake_abort_ms = 0", Path::new(".")).expect_err("bad");
+        assert!(e.to_string().contains("post_handshake_abort_ms"), "{e}");
+        let e = Config::parse("t", "[nosuch]\nx = 1", Path::new(".")).expect_err("unknown table");
+        assert!(e.to_string().contains("nosuch"), "{e}");
+    }
+
+    #[test]
+    fn bypass_patterns() {
+        let c = Config::parse("t", "[bypass]\ndomains = [\"*.bank.example\", \"pinned.test\"]\ncidrs = [\"203.0.113.0/24\"]", Path::new(".")).expect("ok");
+        let ip: IpAddr = "198.51.100.1".parse().expect("ip");
+        assert_eq!(c.bypass_match(Some("api.bank.example"), ip).as_deref(), Some("domain:*.bank.example"));
+        assert_eq!(c.bypass_match(Some("PINNED.test."), ip).as_deref(), Some("domain:pinned.test"));
+        assert_eq!(c.bypass_match(Some("notbank.example"), ip), None);
+        assert_eq!(c.bypass_match(None, "203.0.113.9".parse().expect("ip")).as_deref(), Some("cidr:203.0.113.0/24"));
+    }
+}

@@ -1,0 +1,231 @@
+//! Findings: EVE `alert` records (gid 1725) raised from classified sessions.
+//! The signature table is documented in `docs/output.md#signatures`.
+//!
+//! | sid | finding |
+//! |---|---|
+//! | 1725001 | inspection failure: the client rejected an intercepted session |
+//! | 1725002 | direct TLS from a managed network around the inspection |
+//! | 1725003 | opaque direct session (ECH, no SNI to a raw IP, TLS on an unusual port, non-TLS on 443) |
+//! | 1725004 | fallback: rejections under inspection, then a direct or bypassed session to the same name |
+//!
+//! The correlator sees sessions in output order (when they end); the
+//! fallback window is measured on session *start* times, so a long direct
+//! session that ends late still matches the rejections that preceded it.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::classify::{Outcome, PathKind, PathOut, TlsFailure};
+use crate::config::Config;
+
+pub const GID: u32 = 1725;
+pub const SID_INSPECTION_FAILURE: u32 = 1_725_001;
+pub const SID_DIRECT: u32 = 1_725_002;
+pub const SID_OPAQUE: u32 = 1_725_003;
+pub const SID_FALLBACK: u32 = 1_725_004;
+
+/// (sid, severity, signature, category)
+pub const SIGNATURES: [(u32, u8, &str, &str); 4] = [
+    (SID_INSPECTION_FAILURE, 2, "AN1725 client rejected the enterprise TLS inspection certificate", "Potential Corporate Privacy Violation"),
+    (SID_DIRECT, 3, "AN1725 direct TLS from a managed network around the inspection proxy", "Potential Corporate Privacy Violation"),
+    (SID_OPAQUE, 3, "AN1725 opaque direct encrypted session", "Potential Corporate Privacy Violation"),
+    (SID_FALLBACK, 1, "AN1725 rejected enterprise TLS inspection, then went around it to the same server name", "Potential Corporate Privacy Violation"),
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Metadata {
+    pub mitre_technique_id: [&'static str; 1],
+    pub mitre_technique_name: [&'static str; 1],
+    pub mitre_detection_strategy: [&'static str; 1],
+    pub mitre_analytic: [&'static str; 1],
+}
+
+const META: Metadata = Metadata {
+    mitre_technique_id: ["T1521.003"],
+    mitre_technique_name: ["SSL Pinning"],
+    mitre_detection_strategy: ["DET0646"],
+    mitre_analytic: ["AN1725"],
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertBody {
+    pub action: &'static str,
+    pub gid: u32,
+    pub signature_id: u32,
+    pub rev: u32,
+    pub signature: &'static str,
+    pub category: &'static str,
+    pub severity: u8,
+    pub metadata: Metadata,
+}
+
+impl AlertBody {
+    pub fn new(sid: u32) -> Self {
+        let (sid, severity, signature, category) =
+            SIGNATURES.iter().copied().find(|s| s.0 == sid).unwrap_or((sid, 3, "AN1725", "Unknown"));
+        AlertBody { action: "allowed", gid: GID, signature_id: sid, rev: 1, signature, category, severity, metadata: META }
+    }
+}
+
+/// Why an alert fired, and which sessions support it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evidence {
+    pub reasons: Vec<String>,
+    pub flow_ids: Vec<u64>,
+}
+
+/// What the correlator needs to know about one session.
+#[derive(Debug, Clone)]
+pub struct SessionFacts<'a> {
+    pub flow_id: u64,
+    pub start_ns: i64,
+    pub client: IpAddr,
+    pub server: IpAddr,
+    pub server_port: u16,
+    pub sni: Option<&'a str>,
+    pub ech: bool,
+    pub path: &'a PathOut,
+    pub failure: &'a TlsFailure,
+}
+
+/// A finding about one session.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub sid: u32,
+    pub evidence: Evidence,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rejection {
+    flow_id: u64,
+    start_ns: i64,
+}
+
+/// Keeps recent rejections under inspection per (client, server name),
+/// bounded in entries and age.
+pub struct Correlator {
+    cfg: Config,
+    rejections: HashMap<(IpAddr, String), VecDeque<Rejection>>,
+    order: VecDeque<(i64, IpAddr, String)>,
+    /// Most (client, name) keys tracked; older ones are dropped (counted).
+    pub max_keys: usize,
+    pub dropped: u64,
+}
+
+const MAX_PER_KEY: usize = 16;
+
+impl Correlator {
+    pub fn new(cfg: Config) -> Self {
+        Correlator { cfg, rejections: HashMap::new(), order: VecDeque::new(), max_keys: 100_000, dropped: 0 }
+    }
+
+    fn inspection_deployed(&self) -> bool {
+        !self.cfg.explicit_proxies.is_empty() || !self.cfg.transparent_proxies.is_empty() || !self.cfg.inspection_cas.is_empty() || !self.cfg.proxy_ja3s.is_empty()
+    }
+
+    fn expire(&mut self, now: i64) {
+        while let Some((t, ip, name)) = self.order.front().cloned() {
+            if now - t <= self.cfg.fallback_window_ns && self.rejections.len() <= self.max_keys {
+                break;
+            }
+            self.order.pop_front();
+            if let Some(q) = self.rejections.get_mut(&(ip, name.clone())) {
+                while q.front().is_some_and(|r| r.start_ns <= t) {
+                    q.pop_front();
+                }
+                if q.is_empty() {
+                    self.rejections.remove(&(ip, name));
+                }
+            }
+        }
+    }
+
+    /// Findings for one session, in sid order.
+    pub fn observe(&mut self, s: &SessionFacts<'_>) -> Vec<Finding> {
+        self.expire(s.start_ns);
+        let mut out = Vec::new();
+        let kind = s.path.kind;
+        let rejected = s.failure.outcome == Outcome::ClientRejected;
+        let under_inspection = kind == PathKind::Intercepted || (kind == PathKind::ExplicitProxy && s.path.intercepted != Some(false));
+        let name = s.sni.map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+
+        if rejected && under_inspection {
+            let mut reasons = vec![format!(
+                "client_rejected:class_{}",
+                s.failure.class.map(|c| format!("{c:?}")).unwrap_or_else(|| "?".into())
+            )];
+            if let Some(a) = &s.failure.alert {
+                reasons.push(format!("client_alert:{a}"));
+            }
+            reasons.extend(s.path.evidence.iter().cloned());
+            out.push(Finding { sid: SID_INSPECTION_FAILURE, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
+            if let Some(n) = &name {
+                let q = self.rejections.entry((s.client, n.clone())).or_default();
+                q.push_back(Rejection { flow_id: s.flow_id, start_ns: s.start_ns });
+                if q.len() > MAX_PER_KEY {
+                    q.pop_front();
+                    self.dropped += 1;
+                }
+                self.order.push_back((s.start_ns, s.client, n.clone()));
+            }
+        }
+
+        let around = matches!(kind, PathKind::Direct | PathKind::SanctionedBypass);
+        if kind == PathKind::Direct && self.inspection_deployed() {
+            out.push(Finding {
+                sid: SID_DIRECT,
+                evidence: Evidence { reasons: s.path.evidence.clone(), flow_ids: vec![s.flow_id] },
+            });
+        }
+        if matches!(kind, PathKind::Direct | PathKind::Unknown) {
+            let mut reasons = Vec::new();
+            if s.ech {
+                reasons.push("encrypted_client_hello".to_string());
+            }
+            if crate::classify::sni_is_ip_or_missing(s.sni) {
+                reasons.push(format!("no_server_name_to_ip:{}", s.server));
+            }
+            if !self.cfg.usual_tls_ports.contains(&s.server_port) {
+                reasons.push(format!("tls_on_unusual_port:{}", s.server_port));
+            }
+            if !reasons.is_empty() {
+                out.push(Finding { sid: SID_OPAQUE, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
+            }
+        }
+        if around {
+            if let Some(n) = &name {
+                if let Some(q) = self.rejections.get(&(s.client, n.clone())) {
+                    let prior: Vec<&Rejection> = q
+                        .iter()
+                        .filter(|r| r.start_ns <= s.start_ns && s.start_ns - r.start_ns <= self.cfg.fallback_window_ns)
+                        .collect();
+                    if prior.len() as u32 >= self.cfg.fallback_min_rejections {
+                        let mut flow_ids: Vec<u64> = prior.iter().map(|r| r.flow_id).collect();
+                        flow_ids.push(s.flow_id);
+                        let reasons = vec![
+                            format!("rejections_under_inspection:{}", prior.len()),
+                            format!("then_{}:{}", if kind == PathKind::Direct { "direct" } else { "sanctioned_bypass" }, n),
+                            format!("window_s:{}", self.cfg.fallback_window_ns / 1_000_000_000),
+                        ];
+                        out.push(Finding { sid: SID_FALLBACK, evidence: Evidence { reasons, flow_ids } });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A flow on a TLS port whose bytes were not TLS (counted as opaque when
+    /// it leaves a managed network directly).
+    pub fn observe_not_tls(&mut self, flow_id: u64, client: IpAddr, server: IpAddr, port: u16) -> Option<Finding> {
+        if port != 443 || self.cfg.is_internal(server) || !self.cfg.is_managed(client) {
+            return None;
+        }
+        Some(Finding {
+            sid: SID_OPAQUE,
+            evidence: Evidence { reasons: vec![format!("non_tls_on_443:{server}")], flow_ids: vec![flow_id] },
+        })
+    }
+}
