@@ -1,0 +1,34 @@
+//! # pinwatch-parsers
+//!
+//! Pure parsers for the pinwatch sensor: bytes in, summaries out.
+//!
+//! ## Contract
+//! - **No I/O and no clock.** Every function takes the bytes (and, where time
+//!   matters, the packet timestamp) it needs; replaying a capture gives the
+//!   same results every run.
+//! - **No panics on any input.** Every entry point is meant for hostile
+//!   bytes: lengths are checked before slicing, buffers have fixed caps, and
+//!   problems come back as counted outcomes (`decode::Skip`,
+//!   `tls::TlsEvent::Malformed`, ...) rather than errors that stop a caller.
+//!   Each public entry point has a property test here and a cargo-fuzz target
+//!   in `parsers/fuzz`.
+//! - **Code points stay integers.** Versions, cipher suites and extension types
+//!   are kept as sent (GREASE included) so unknown values reach the output;
+//!   named constants exist for the ones we act on.
+//!
+//! ## Modules
+//! - [`decode`]: link types, VLAN, IPv4/IPv6, tunnels → innermost 5-tuple.
+//! - [`tls`]: TLS record-stream parser (both directions of one connection).
+//! - [`hello`]: the ClientHello/ServerHello summary shared by TLS and QUIC.
+//! - [`ja3`], [`ja4`]: fingerprints computed from the summary only.
+//! - [`cert`]: X.509 certificate summaries in Suricata's formats.
+//! - [`community_id`]: Community ID v1 flow hashes.
+#![forbid(unsafe_code)]
+
+pub mod decode;
+pub mod hello;
+pub mod tls;
+pub mod community_id;
+pub mod ja3;
+pub mod cert;
+pub mod ja4;
