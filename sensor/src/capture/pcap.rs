@@ -1,0 +1,184 @@
+//! Classic pcap records (draft-ietf-opsawg-pcap): a 16-byte record header
+//! (24 bytes in the "modified" variant) in the file's byte order, then the
+//! captured bytes.
+
+use pcap_parser::pcap::{
+    parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified, LegacyPcapBlock,
+};
+
+use super::{nom_reason, u32_at, Item, PacketIter, MAX_CAPLEN};
+
+impl<'a> PacketIter<'a> {
+    pub(super) fn next_pcap(
+        &mut self,
+        big_endian: bool,
+        nanos: bool,
+        modified: bool,
+        linktype: u32,
+    ) -> Option<Item<'a>> {
+        const WHAT: &str = "packet record";
+        let data = self.data;
+        let start = self.pos;
+        let rest = data.get(start..).unwrap_or_default();
+        if rest.is_empty() {
+            return None;
+        }
+        let hdr_len = if modified { 24 } else { 16 };
+        if rest.len() < hdr_len {
+            return Some(Err(self.truncated_header(
+                start,
+                "packet record header",
+                hdr_len,
+                rest.len(),
+            )));
+        }
+        // Check the claimed length before parsing: a record claiming 16 MB
+        // is corruption, and one running past the end is a truncated file.
+        let caplen = u32_at(rest, 8, big_endian).unwrap_or(u32::MAX);
+        if caplen > MAX_CAPLEN {
+            return Some(Err(self.corrupt(
+                start,
+                WHAT,
+                format!("captured length {caplen} exceeds the {MAX_CAPLEN}-byte limit"),
+            )));
+        }
+        let have = rest.len() - hdr_len;
+        if caplen as usize > have {
+            return Some(Err(self.truncated_record(
+                start,
+                WHAT,
+                u64::from(caplen),
+                have,
+            )));
+        }
+        let parsed = if modified {
+            parse_pcap_frame_modified(rest)
+        } else if big_endian {
+            parse_pcap_frame_be(rest)
+        } else {
+            parse_pcap_frame(rest)
+        };
+        let (left, rec): (&[u8], LegacyPcapBlock<'a>) = match parsed {
+            Ok(x) => x,
+            Err(e) => return Some(Err(self.corrupt(start, WHAT, nom_reason(&e)))),
+        };
+        self.pos = data.len() - left.len();
+        let frac = i64::from(rec.ts_usec);
+        let ts_ns = i64::from(rec.ts_sec) * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
+        Some(Ok(self.packet(
+            ts_ns,
+            linktype,
+            rec.data,
+            rec.origlen,
+            start,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::super::*;
+
+    // ---- classic pcap -----------------------------------------------------
+
+    #[test]
+    fn pcap_both_byte_orders_and_resolutions() {
+        for be in [false, true] {
+            for nanos in [false, true] {
+                let recs: &[(u32, u32, &[u8])] =
+                    &[(10, 5, b"ab"), (1_700_000_000, 999_999, b"cde")];
+                let bytes = pcap(be, nanos, 101, recs);
+                let f = open("t.pcap", bytes.clone());
+                assert_eq!(f.format(), Format::Pcap);
+                let mul = if nanos { 1 } else { 1000 };
+                assert_eq!(
+                    all(&f),
+                    vec![
+                        Ok((10 * S + 5 * mul, 101, b"ab".to_vec())),
+                        Ok((1_700_000_000 * S + 999_999 * mul, 101, b"cde".to_vec())),
+                    ],
+                    "be={be} nanos={nanos}"
+                );
+                let p: Vec<Packet<'_>> = f.packets().map(|p| p.expect("packet")).collect();
+                assert_eq!((p[0].offset, p[1].offset), (24, 24 + 16 + 2));
+                assert_eq!((p[0].orig_len, p[1].orig_len), (102, 103));
+            }
+        }
+    }
+
+    #[test]
+    fn packet_data_is_borrowed_not_copied() {
+        let f = open("t.pcap", pcap(false, false, 1, &[(1, 0, b"payload")]));
+        let p = f.packets().next().expect("one").expect("ok");
+        let whole = f.bytes().as_ptr_range();
+        assert!(whole.contains(&p.data.as_ptr()));
+        assert_eq!(p.data.as_ptr() as usize - whole.start as usize, 24 + 16);
+    }
+
+    #[test]
+    fn pcap_linktype_fcs_bits_are_masked() {
+        // FCS length 2 in the top nibble, the "FCS present" bit, LINKTYPE 105.
+        let f = open("f.pcap", pcap(true, false, 0x2400_0069, &[(1, 0, b"x")]));
+        assert_eq!(all(&f), vec![Ok((S, 105, b"x".to_vec()))]);
+    }
+
+    #[test]
+    fn pcap_modified_format() {
+        let mut b = pcap_header(false, 0xa1b2_cd34, 1);
+        b.extend(pcap_record(false, 3, 7, b"mod"));
+        // Kuznetzov extra fields: ifindex, protocol, pkt_type, padding.
+        let at = b.len() - 3;
+        b.splice(at..at, [0u8; 8]);
+        assert_eq!(
+            all(&open("m.pcap", b)),
+            vec![Ok((3 * S + 7000, 1, b"mod".to_vec()))]
+        );
+    }
+
+    #[test]
+    fn pcap_truncated_tail_after_good_packets() {
+        let mut bytes = pcap(false, false, 1, &[(1, 0, b"good"), (2, 0, b"cut-short")]);
+        bytes.truncate(bytes.len() - 3);
+        let got = all(&open("capture.pcap", bytes));
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], Ok((S, 1, b"good".to_vec())));
+        assert_eq!(
+            got[1],
+            Err(
+                "capture.pcap: truncated packet record at byte 44 (header says 9 bytes, 6 remain)"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn pcap_truncated_record_header() {
+        let mut bytes = pcap(true, true, 1, &[(1, 0, b"good")]);
+        bytes.extend([1, 2, 3, 4, 5]);
+        let got = all(&open("t.pcap", bytes));
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[1],
+            Err(
+                "t.pcap: truncated packet record header at byte 44 (16 bytes needed, 5 remain)"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn pcap_huge_caplen_is_corruption() {
+        let mut bytes = pcap(false, false, 1, &[(1, 0, b"ok")]);
+        let mut rec = pcap_record(false, 2, 0, b"");
+        rec[8..12].copy_from_slice(&(16u32 << 20).to_le_bytes());
+        bytes.extend(rec);
+        bytes.extend(vec![0u8; 64]);
+        let f = open("h.pcap", bytes);
+        assert_eq!(all(&f).len(), 2);
+        assert_eq!(
+            last_err(&f),
+            "h.pcap: corrupt packet record at byte 42: captured length 16777216 exceeds the 262144-byte limit"
+        );
+    }
+}
