@@ -282,6 +282,16 @@ mod tests {
     }
 
     #[test]
+    fn shipped_configs_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let ex = Config::load(&root.join("pinwatch.example.toml")).expect("example loads");
+        assert_eq!(ex.explicit_proxies.len(), 1);
+        let tb = Config::load(&root.join("pcaps/testbed.toml")).expect("testbed config loads");
+        assert_eq!(tb.inspection_cas.len(), 1, "the testbed CA is read from its PEM");
+        assert!(tb.managed.is_some());
+    }
+
+    #[test]
     fn bypass_patterns() {
         let c = Config::parse("t", "[bypass]\ndomains = [\"*.bank.example\", \"pinned.test\"]\ncidrs = [\"203.0.113.0/24\"]", Path::new(".")).expect("ok");
         let ip: IpAddr = "198.51.100.1".parse().expect("ip");

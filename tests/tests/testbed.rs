@@ -1,0 +1,224 @@
+//! The captures in `pcaps/` were made by `scripts/testbed.sh` with real TLS
+//! stacks (curl/OpenSSL, openssl s_client, Python ssl, OkHttp/JSSE, nginx,
+//! mitmproxy). Each has an `<name>.expected.tsv` written by the script from
+//! what it ran and checked on the wire. Here we assert that every session in
+//! the expectations is logged once, with its SNI, server, version and
+//! plaintext alerts as the table says.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use pinwatch::flow::Limits;
+use pinwatch::pipeline::{replay, Input, Options};
+use serde_json::Value;
+
+fn pcaps_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcaps")
+}
+
+fn run(path: &Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    let opts = Options { limits: Limits::default(), progress: false, stats: true, ..Default::default() };
+    let summary = replay(&[Input::File(path.to_path_buf())], &opts, &mut out).expect("replay runs");
+    assert!(summary.first_error.is_none(), "{}: {:?}", path.display(), summary.first_error);
+    String::from_utf8(out)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+/// Rows of an expectations file as header-keyed maps.
+fn expectations(path: &Path) -> Vec<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).expect("expectations readable");
+    let mut lines = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty());
+    let header: Vec<String> = lines.next().expect("header").split('\t').map(str::to_string).collect();
+    lines
+        .map(|l| header.iter().cloned().zip(l.split('\t').map(str::to_string)).collect())
+        .collect()
+}
+
+fn check_capture(name: &str) {
+    let pcap = pcaps_dir().join(format!("{name}.pcap"));
+    let exp = expectations(&pcaps_dir().join(format!("{name}.expected.tsv")));
+    let lines = run(&pcap);
+    let tls: Vec<&Value> = lines.iter().filter(|l| l["event_type"] == "tls").collect();
+    assert!(!exp.is_empty());
+    let mut problems = Vec::new();
+    for row in &exp {
+        let sni = row["sni"].as_str();
+        let server_ip = row["server_ip"].as_str();
+        let server_port: u64 = row["server_port"].parse().expect("port");
+        let found: Vec<&&Value> = tls
+            .iter()
+            .filter(|e| {
+                e["tls"]["sni"] == sni && e["dest_ip"] == server_ip && e["dest_port"] == server_port
+            })
+            .collect();
+        let label = &row["client_port_or_label"];
+        if found.len() != 1 {
+            problems.push(format!("{label}: {} tls records for sni={sni} server={server_ip}:{server_port}", found.len()));
+            continue;
+        }
+        let e = found[0];
+        let h = &e["handshake"];
+        if h["missing"] != "none" {
+            problems.push(format!("{label}: side missing {}", h["missing"]));
+        }
+        // A plaintext alert in the expectations must be logged with its sender and name.
+        let alert = row["expected_alert"].as_str();
+        if let Some(open) = alert.find('(') {
+            let desc = &alert[..open];
+            let from = row["expected_alert_sender"].as_str();
+            let ok = h["alerts"].as_array().is_some_and(|a| {
+                a.iter().any(|x| x["from"] == from && x["description"] == desc && x["encrypted"] == false)
+            });
+            if !ok {
+                problems.push(format!("{label}: expected plaintext {desc} from {from}, got {}", h["alerts"]));
+            }
+        }
+        if row["expected_outcome"] == "established" {
+            let v = e["tls"]["version"].as_str().unwrap_or("");
+            if !v.starts_with("TLS 1.") {
+                problems.push(format!("{label}: established session without a version: {v}"));
+            }
+            if h["alerts"].as_array().is_some_and(|a| a.iter().any(|x| x["level"] == "fatal")) {
+                problems.push(format!("{label}: established session with a fatal alert"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{name}:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn testbed_basic_sessions() {
+    check_capture("testbed-basic");
+}
+
+#[test]
+fn bundled_capture_is_the_basic_testbed_capture() {
+    let (name, bytes) = pinwatch::pipeline::BUNDLED_CAPTURE;
+    let on_disk = std::fs::read(pcaps_dir().join(name)).expect("bundled capture is in pcaps/");
+    assert_eq!(bytes, on_disk.as_slice());
+}
+
+/// Outcome, class and path of every session of a testbed capture against its
+/// expectations, with the sensor configured as `pcaps/testbed.toml` says.
+fn check_classification(dir: &Path, name: &str) -> Vec<String> {
+    // The config names the CA relative to itself; a fresh run writes its own CA beside its captures.
+    let text = std::fs::read_to_string(pcaps_dir().join("testbed.toml")).expect("testbed config");
+    let cfg = pinwatch::config::Config::parse("testbed.toml", &text, dir).expect("testbed config loads");
+    let mut out = Vec::new();
+    let opts = Options { config: cfg, progress: false, stats: true, ..Default::default() };
+    replay(&[Input::File(dir.join(format!("{name}.pcap")))], &opts, &mut out).expect("replay");
+    let lines: Vec<Value> = String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let exp = expectations(&dir.join(format!("{name}.expected.tsv")));
+    let mut problems = Vec::new();
+    for row in &exp {
+        let label = row["client_port_or_label"].as_str();
+        let Some(e) = lines.iter().find(|e| {
+            e["event_type"] == "tls"
+                && e["tls"]["sni"] == row["sni"].as_str()
+                && e["dest_ip"] == row["server_ip"].as_str()
+                && e["src_ip"] == row["client_ip"].as_str()
+        }) else {
+            problems.push(format!("{label}: no tls record"));
+            continue;
+        };
+        let f = &e["tls_failure"];
+        let want_class = row["expected_class"].as_str();
+        let got_class = f["class"].as_str().unwrap_or("-");
+        let got = format!("{}/{}", f["outcome"].as_str().unwrap_or("?"), got_class);
+        let mut want = format!("{}/{}", row["expected_outcome"], want_class);
+        // Server-side refusals have no client class; we record the server's way.
+        if row["expected_outcome"] == "server_rejected" {
+            want = format!("server_rejected/{}", if f["alert"].is_null() { "-" } else { "A" });
+        }
+        if got != want {
+            problems.push(format!("{label}: outcome {got}, expected {want}"));
+        }
+        let path = e["path"]["kind"].as_str().unwrap_or("?");
+        let want_path = match (row["path"].as_str(), row["server_port"].as_str()) {
+            ("client-proxy", "8080") => "explicit_proxy",
+            ("proxy-origin", _) if row["sni"].starts_with("bypass") => "sanctioned_bypass",
+            ("proxy-origin", _) => "unknown",
+            ("client-proxy", _) if row["sni"].starts_with("bypass") => "sanctioned_bypass",
+            ("client-proxy", _) if e["tls"]["version"] == "TLS 1.2" => "intercepted",
+            // Transparent interception of TLS 1.3: the leaf is encrypted and
+            // mitmproxy's ServerHello matches nginx's (both OpenSSL), so no
+            // evidence of the proxy exists on this wire.
+            ("client-proxy", _) => "direct",
+            _ => "direct",
+        };
+        if path != want_path {
+            problems.push(format!("{label}: path {path}, expected {want_path}"));
+        }
+    }
+    problems
+}
+
+/// Directories whose testbed captures to check: the stored ones, plus a fresh
+/// run when CI made one (`PINWATCH_TESTBED_DIR`, see `.ci/run`), so the
+/// claim holds for new random handshakes and not just the stored bytes.
+fn testbed_dirs() -> Vec<PathBuf> {
+    let mut v = vec![pcaps_dir()];
+    match std::env::var_os("PINWATCH_TESTBED_DIR") {
+        Some(d) => {
+            println!("also checking the fresh testbed run in {}", Path::new(&d).display());
+            v.push(PathBuf::from(d));
+        }
+        None => println!("PINWATCH_TESTBED_DIR not set: checking the stored testbed captures only"),
+    }
+    v
+}
+
+#[test]
+fn testbed_basic_classification() {
+    for d in testbed_dirs() {
+        let p = check_classification(&d, "testbed-basic");
+        assert!(p.is_empty(), "{}:\n{}", d.display(), p.join("\n"));
+    }
+}
+
+#[test]
+fn testbed_inspection_classification() {
+    for d in testbed_dirs() {
+        check_inspection(&d);
+    }
+}
+
+fn check_inspection(dir: &Path) {
+    let problems = check_classification(dir, "testbed-inspection");
+    // The upstream legs of the OkHttp rows: mitmproxy had not closed them when
+    // the capture stopped, so the sensor says `incomplete` where the script
+    // wrote C (pcaps/README.md notes the same).
+    let known = |p: &str| p.contains("okhttp-pinned/proxy-origin: outcome incomplete/-, expected client_rejected/C");
+    let unexplained: Vec<&String> = problems.iter().filter(|p| !known(p)).collect();
+    for p in problems.iter().filter(|p| known(p)) {
+        println!("known difference: {p}");
+    }
+    assert!(unexplained.is_empty(), "{}", unexplained.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
+}
+
+#[test]
+fn inspection_failures_raise_alerts_with_evidence() {
+    let cfg = pinwatch::config::Config::load(&pcaps_dir().join("testbed.toml")).expect("config");
+    let mut out = Vec::new();
+    let opts = Options { config: cfg, progress: false, stats: true, ..Default::default() };
+    replay(&[Input::File(pcaps_dir().join("testbed-inspection.pcap"))], &opts, &mut out).expect("replay");
+    let lines: Vec<Value> = String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let alerts: Vec<&Value> = lines.iter().filter(|l| l["event_type"] == "alert").collect();
+    let failures: Vec<&&Value> = alerts.iter().filter(|a| a["alert"]["signature_id"] == 1_725_001).collect();
+    // Every explicit-proxy rejection (5) and the TLS 1.2 transparent one.
+    assert_eq!(failures.len(), 6, "{failures:#?}");
+    for a in &failures {
+        assert_eq!(a["alert"]["gid"], 1725);
+        assert_eq!(a["alert"]["metadata"]["mitre_technique_id"][0], "T1521.003");
+        let fid = &a["flow_id"];
+        assert!(a["evidence"]["flow_ids"].as_array().is_some_and(|v| v.contains(fid)));
+        assert_eq!(a["tls_failure"]["outcome"], "client_rejected");
+        assert!(!a["evidence"]["reasons"].as_array().map(|r| r.is_empty()).unwrap_or(true));
+    }
+    // The sanctioned bypass is not reported as direct.
+    assert!(!alerts.iter().any(|a| a["alert"]["signature_id"] == 1_725_002 && a["tls"]["sni"] == "bypass-pin.origin.test"));
+}
