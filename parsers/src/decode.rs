@@ -84,8 +84,11 @@ pub struct Decoded<'a> {
     pub payload: &'a [u8],
     /// True when the capture cut the packet short (snap length).
     pub truncated: bool,
-    /// VLAN ids and tunnel ids folded into one value, so the same 5-tuple on
-    /// two VLANs or in two tunnels is two flows. 0 when there are none.
+    /// VLAN ids folded into one value, so the same 5-tuple on two VLANs is
+    /// two flows; 0 when there are none. Tunnel ids (VNI, TEID, GRE key,
+    /// ERSPAN session) are deliberately left out: they differ per direction
+    /// in common deployments (GTP-U uplink/downlink TEIDs, GENEVE from load
+    /// balancers), which would split one connection into two half-flows.
     pub context: u64,
     /// Outermost tunnel, if any.
     pub tunnel: Option<Tunnel>,
@@ -219,6 +222,14 @@ fn decode_layer(
         return Err(Skip::TunnelDepth);
     }
     let pkt = match layer {
+        // Cisco MetaData (TrustSec SGT tag, EtherType 0x8909): version,
+        // length, option type, SGT, then the real EtherType. etherparse does
+        // not know it, so step over it here.
+        Layer::Ethernet if be16(data, 12) == Some(0x8909) => {
+            let inner = be16(data, 20).ok_or(Skip::LinkTruncated)?;
+            let rest = data.get(22..).ok_or(Skip::LinkTruncated)?;
+            LaxSlicedPacket::from_ether_type(EtherType(inner), rest)
+        }
         Layer::Ethernet => LaxSlicedPacket::from_ethernet(data).map_err(|_| Skip::LinkTruncated)?,
         Layer::EtherType(et) => LaxSlicedPacket::from_ether_type(EtherType(et), data),
         Layer::Ip => {
@@ -281,14 +292,8 @@ fn decode_layer(
                 let (sport, dport) = (u.source_port(), u.destination_port());
                 let body = u.payload();
                 if let Some(inner) = udp_tunnel(sport, dport, body) {
-                    let (kind, id, layer, rest) = inner?;
-                    return decode_layer(
-                        layer,
-                        rest,
-                        depth + 1,
-                        mix(ctx, kind as u64 + 16, id),
-                        tunnel.or(Some(kind)),
-                    );
+                    let (kind, _id, layer, rest) = inner?;
+                    return decode_layer(layer, rest, depth + 1, ctx, tunnel.or(Some(kind)));
                 }
                 Ok(Decoded {
                     src,
@@ -306,14 +311,14 @@ fn decode_layer(
             _ => Err(Skip::TransportMalformed),
         },
         IpNumber::GRE => {
-            let (kind, id, layer, rest) = gre(payload.payload)?;
-            decode_layer(layer, rest, depth + 1, mix(ctx, kind as u64 + 16, id), tunnel.or(Some(kind)))
+            let (kind, _id, layer, rest) = gre(payload.payload)?;
+            decode_layer(layer, rest, depth + 1, ctx, tunnel.or(Some(kind)))
         }
         IpNumber::IPV4 | IpNumber::IPV6 => decode_layer(
             Layer::Ip,
             payload.payload,
             depth + 1,
-            mix(ctx, Tunnel::IpInIp as u64 + 16, 0),
+            ctx,
             tunnel.or(Some(Tunnel::IpInIp)),
         ),
         _ => Err(Skip::NotTcpUdp),
@@ -528,7 +533,17 @@ mod tests {
         assert_eq!(d.tunnel, Some(Tunnel::Vxlan));
         assert_eq!(d.payload, b"in");
         assert_eq!(d.dport, 443);
-        assert_ne!(d.context, 0);
+        assert_eq!(d.context, 0, "tunnel ids are not part of the flow context");
+    }
+
+    #[test]
+    fn cisco_metadata_sgt_is_stepped_over() {
+        // Frame from mercury's tls_sgt.pcap layout: 0x8909, v1, len 1, opt 0x0001, SGT 2, then IPv4.
+        let mut body = vec![0x01, 0x01, 0x00, 0x01, 0x00, 0x02, 0x08, 0x00];
+        body.extend(ipv4_tcp(b"sgt"));
+        let frame = eth(0x8909, &body);
+        let d = decode(linktype::ETHERNET, &frame).expect("decodes");
+        assert_eq!(d.payload, b"sgt");
     }
 
     #[test]
