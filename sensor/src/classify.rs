@@ -62,6 +62,9 @@ pub enum Outcome {
     Established,
     ClientRejected,
     ServerRejected,
+    /// The client closed before the server's flight reached it: it cannot
+    /// have judged the certificate (browsers racing QUIC against TCP do this).
+    Abandoned,
     Incomplete,
 }
 
@@ -85,6 +88,7 @@ pub enum FailureKind {
     Stall,
     ServerAlert,
     ServerClose,
+    ClientClosedBeforeServerFlight,
     OneSided,
     Midstream,
     CaptureEnded,
@@ -272,6 +276,11 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
                 out.ms_after_server_flight = after_flight(r.ts_ns);
             } else if client_after.iter().all(|r| r.content_type == content::CHANGE_CIPHER_SPEC) {
                 match closed_by {
+                    Some(Dir::Client) if client_close.zip(flight_end).is_some_and(|(c, f)| c < f) => {
+                        out.outcome = Outcome::Abandoned;
+                        out.kind = Some(FailureKind::ClientClosedBeforeServerFlight);
+                        out.ms_after_server_flight = client_close.and_then(after_flight);
+                    }
                     Some(Dir::Client) => {
                         out.outcome = Outcome::ClientRejected;
                         out.kind = Some(FailureKind::CloseNoAlert);
@@ -367,7 +376,7 @@ pub fn path(e: &Ended, cfg: &Config, ja3s: Option<&str>) -> PathOut {
         cfg.inspection_cas.iter().find_map(|ca| {
             if i == 0 && c.issuerdn == ca.subject {
                 Some(format!("leaf_issuer:inspection_ca:{}", ca.subject))
-            } else if c.spki_sha256 == ca.spki_sha256 {
+            } else if !ca.spki_sha256.is_empty() && c.spki_sha256 == ca.spki_sha256 {
                 // mitmproxy signs its leaves with the CA's own key pair.
                 Some(format!("chain[{i}]_spki:inspection_ca:{}", ca.subject))
             } else {

@@ -41,6 +41,8 @@ struct RawInspection {
     #[serde(default)]
     ca_certificates: Vec<PathBuf>,
     #[serde(default)]
+    ca_subjects: Vec<String>,
+    #[serde(default)]
     proxy_ja3s: Vec<String>,
     #[serde(default)]
     udp_443_blocked: bool,
@@ -111,7 +113,7 @@ impl Default for Config {
             usual_tls_ports: vec![443, 465, 563, 636, 853, 989, 990, 992, 993, 994, 995, 5061, 8443],
             bypass_domains: Vec::new(),
             bypass_cidrs: Vec::new(),
-            post_handshake_abort_ns: 2_000_000_000,
+            post_handshake_abort_ns: 500_000_000,
             fallback_window_ns: 300_000_000_000,
             fallback_min_rejections: 1,
         }
@@ -174,6 +176,12 @@ impl Config {
         for f in &raw.inspection.ca_certificates {
             let full = if f.is_absolute() { f.clone() } else { base.join(f) };
             c.inspection_cas.extend(load_cas(p, &full)?);
+        }
+        for subj in &raw.inspection.ca_subjects {
+            if subj.trim().is_empty() || !subj.contains('=') {
+                return Err(ConfigError::Value { path: p.into(), key: "inspection.ca_subjects".into(), message: format!("`{subj}` is not a distinguished name like \"O=Corp, CN=Inspection CA\"") });
+            }
+            c.inspection_cas.push(InspectionCa { subject: subj.trim().to_string(), spki_sha256: String::new(), source: PathBuf::from("inspection.ca_subjects") });
         }
         for h in &raw.inspection.proxy_ja3s {
             if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
