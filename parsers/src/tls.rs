@@ -588,7 +588,16 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
     let (legacy_version, random, cipher, compression, exts) = match version {
         0x0300..=0x0303 => {
             let (_, sh) = parse_tls_handshake_server_hello(body).ok()?;
-            (sh.version.0, sh.random, sh.cipher.0, sh.compression.0, sh.ext)
+            // tls-parser 0.12 drops SSLv3 ServerHello extensions; they sit
+            // after version, random, session id, cipher and compression.
+            let ext = sh.ext.or_else(|| {
+                let sid = usize::from(*body.get(34)?);
+                let at = 35 + sid + 3;
+                let r = body.get(at..)?;
+                let l = usize::from(be16(r.get(..2)?));
+                r.get(2..2 + l)
+            });
+            (sh.version.0, sh.random, sh.cipher.0, sh.compression.0, ext)
         }
         v if v >> 8 == 0x7f || v >> 8 == 0xfb => {
             // version(2) random(32) cipher(2) extensions<0..2^16-1>

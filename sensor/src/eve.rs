@@ -150,7 +150,9 @@ pub struct RecordOut {
 pub struct HelloOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
-    pub ja3: Fp,
+    /// Absent for SSLv2-format hellos, as in `tls.ja3` (JA3 is not defined for them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja3: Option<Fp>,
     pub ja4: String,
     pub version: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -420,10 +422,12 @@ pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> 
             .client_hellos
             .iter()
             .map(|(c, ts)| {
-                let f = ja3(c);
                 HelloOut {
                     sni: c.sni.clone(),
-                    ja3: Fp { hash: f.hash, string: f.string },
+                    ja3: (!c.sslv2_format).then(|| {
+                        let f = ja3(c);
+                        Fp { hash: f.hash, string: f.string }
+                    }),
                     ja4: ja4(c, Transport::Tcp),
                     version: version_name(c.max_version()),
                     supported_versions: c.supported_versions.clone(),

@@ -42,7 +42,7 @@ impl Default for Limits {
             established_timeout_ns: 600 * NS,
             new_timeout_ns: 30 * NS,
             closed_linger_ns: 5 * NS,
-            probe_segments: 8,
+            probe_segments: 16,
             reassembly: reassembly::Limits::default(),
         }
     }
@@ -393,10 +393,10 @@ impl FlowTable {
             }
             flow.reasm[dir.idx()].sync(tcp.seq.wrapping_add(1));
         }
-        if flow.close.is_none() {
-            Self::stream(flow, dir, tcp, d.payload, ts, &lim, &mut self.events);
-            flow.session.apply(&mut self.events);
-        }
+        // Keep parsing while a closed flow lingers: a certificate or an alert
+        // can still arrive after the first RST, and it is the evidence.
+        Self::stream(flow, dir, tcp, d.payload, ts, &lim, &mut self.events);
+        flow.session.apply(&mut self.events);
         let c = &mut flow.dirs[dir.idx()];
         if tcp.has(TcpInfo::RST) || tcp.has(TcpInfo::FIN) {
             c.close_ts.get_or_insert(ts);
@@ -455,9 +455,11 @@ impl FlowTable {
         }
         let Flow { reasm, session, proto, probes, started, .. } = flow;
         let r = &mut reasm[dir.idx()];
-        r.sync(tcp.seq);
+        // Data on a SYN (TCP Fast Open) starts after the SYN's sequence number.
+        let seq = if tcp.has(TcpInfo::SYN) { tcp.seq.wrapping_add(1) } else { tcp.seq };
+        r.sync(seq);
         let mut sink = Sink { session, proto, probes, started, max_probes: lim.probe_segments, dir, ts, events };
-        r.segment(tcp.seq, payload, &lim.reassembly, &mut |c| sink.chunk(c));
+        r.segment(seq, payload, &lim.reassembly, &mut |c| sink.chunk(c));
         if *proto == Proto::NotTls {
             reasm[0].release();
             reasm[1].release();
@@ -504,6 +506,18 @@ impl Sink<'_> {
             Chunk::Data { bytes, segment_start } => {
                 if !self.started[d] {
                     if !segment_start || *self.proto == Proto::NotTls {
+                        return;
+                    }
+                    // A PROXY protocol v1 line (HAProxy) may share the
+                    // segment with the ClientHello.
+                    let bytes = match bytes.strip_prefix(b"PROXY ".as_slice()) {
+                        Some(rest) => match rest.windows(2).position(|w| w == b"\r\n") {
+                            Some(i) if i < 108 => &rest[i + 2..],
+                            _ => bytes,
+                        },
+                        None => bytes,
+                    };
+                    if bytes.is_empty() {
                         return;
                     }
                     if !looks_like_tls(bytes) {

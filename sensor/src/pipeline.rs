@@ -50,6 +50,9 @@ pub struct Options {
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct CaptureStats {
     pub files: usize,
+    /// Packets more than an hour ahead of the capture clock that the next
+    /// packet did not confirm (not used to expire flows).
+    pub timestamp_jumps: u64,
     pub packets: u64,
     pub bytes: u64,
     pub errors: Vec<String>,
@@ -92,6 +95,9 @@ struct StatsEvent<'a> {
     stats: &'a Stats,
 }
 
+/// A forward time jump larger than this needs a second packet to confirm it.
+const MAX_UNCONFIRMED_JUMP_NS: i64 = 3_600 * 1_000_000_000;
+
 /// Result of a run.
 #[derive(Debug)]
 pub struct Summary {
@@ -128,6 +134,7 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
     let mut table = FlowTable::new(opts.limits);
     let mut ended: Vec<Ended> = Vec::new();
     let mut last_ts = i64::MIN;
+    let mut jump_candidate: Option<i64> = None;
     let mut seen_bytes = 0u64;
     let mut write_err: Option<std::io::Error> = None;
     let mut correlator = Correlator::new(opts.config.clone());
@@ -226,11 +233,24 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
             }
         }
         // Packet time only moves forward for expiry; a packet that steps back
-        // in time (merged files, clock jumps) does not un-expire anything.
+        // in time (merged files, clock jumps) does not un-expire anything. A
+        // single packet far in the future (a bad timestamp) must not time out
+        // every flow: a jump of more than an hour is believed only when the
+        // next packet confirms it.
         if pkt.ts_ns > last_ts {
-            last_ts = pkt.ts_ns;
-            table.expire(last_ts, &mut ended);
-            emit(&mut ended, &mut stats, out);
+            let jump = last_ts != i64::MIN && pkt.ts_ns - last_ts > MAX_UNCONFIRMED_JUMP_NS;
+            let confirmed = jump_candidate.is_some_and(|c| (pkt.ts_ns - c).abs() <= MAX_UNCONFIRMED_JUMP_NS);
+            if jump && !confirmed {
+                jump_candidate = Some(pkt.ts_ns);
+                stats.capture.timestamp_jumps += 1;
+            } else {
+                jump_candidate = None;
+                last_ts = pkt.ts_ns;
+                table.expire(last_ts, &mut ended);
+                emit(&mut ended, &mut stats, out);
+            }
+        } else {
+            jump_candidate = None;
         }
         match decode(pkt.linktype, pkt.data) {
             Ok(d) => {

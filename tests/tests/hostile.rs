@@ -1,0 +1,171 @@
+//! Hostile input end to end: every case must give a counted, bounded outcome,
+//! never a panic, a hang or an unbounded buffer. The captures are synthetic
+//! (built here, byte by byte): these are edge cases no real stack produces.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use pinwatch::flow::Limits;
+use pinwatch::pipeline::{replay, Input, Options, Summary};
+
+/// Classic little-endian microsecond pcap writer, Ethernet link type.
+struct Pcap(Vec<u8>);
+
+impl Pcap {
+    fn new() -> Self {
+        let mut v = Vec::new();
+        v.extend(0xa1b2_c3d4u32.to_le_bytes());
+        v.extend(2u16.to_le_bytes());
+        v.extend(4u16.to_le_bytes());
+        v.extend([0u8; 8]);
+        v.extend(65535u32.to_le_bytes());
+        v.extend(1u32.to_le_bytes());
+        Pcap(v)
+    }
+
+    fn record(&mut self, ts_us: u64, frame: &[u8]) {
+        self.0.extend(((ts_us / 1_000_000) as u32).to_le_bytes());
+        self.0.extend(((ts_us % 1_000_000) as u32).to_le_bytes());
+        self.0.extend((frame.len() as u32).to_le_bytes());
+        self.0.extend((frame.len() as u32).to_le_bytes());
+        self.0.extend(frame);
+    }
+}
+
+/// Ethernet/IPv4/TCP frame.
+fn tcp_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let total = 40 + payload.len();
+    let mut f = vec![0u8; 12];
+    f.extend([0x08, 0x00]);
+    f.extend([0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f.extend(src.octets());
+    f.extend(dst.octets());
+    f.extend(sport.to_be_bytes());
+    f.extend(dport.to_be_bytes());
+    f.extend(seq.to_be_bytes());
+    f.extend(0u32.to_be_bytes());
+    f.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend(payload);
+    f
+}
+
+fn run_bytes(name: &str, bytes: &[u8], limits: Limits) -> (Summary, Vec<serde_json::Value>) {
+    let dir = std::env::temp_dir().join(format!("pinwatch-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path: PathBuf = dir.join(name);
+    std::fs::File::create(&path).and_then(|mut f| f.write_all(bytes)).expect("write capture");
+    let mut out = Vec::new();
+    let opts = Options { limits, progress: false, stats: true, ..Default::default() };
+    let summary = replay(&[Input::File(path.clone())], &opts, &mut out).expect("replay runs");
+    let _ = std::fs::remove_file(&path);
+    let lines = String::from_utf8(out)
+        .expect("utf-8 output")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    (summary, lines)
+}
+
+fn tls_lines(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    lines.iter().filter(|l| l["event_type"] == "tls").collect()
+}
+
+const C: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const S: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+#[test]
+fn wrong_magic_is_a_named_error() {
+    let (summary, lines) = run_bytes("magic.pcap", b"this is not a capture file at all", Limits::default());
+    let err = summary.first_error.expect("an error is reported");
+    assert!(err.contains("magic.pcap"), "error names the file: {err}");
+    assert_eq!(summary.stats.capture.packets, 0);
+    assert_eq!(lines.last().map(|l| l["event_type"].clone()), Some("stats".into()));
+}
+
+#[test]
+fn truncated_capture_keeps_what_came_before() {
+    let mut p = Pcap::new();
+    let hello = [0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00];
+    p.record(1_000_000, &tcp_frame(C, 40000, S, 443, 100, 0x02, &[]));
+    p.record(1_000_100, &tcp_frame(C, 40000, S, 443, 101, 0x18, &hello));
+    let good_len = p.0.len();
+    p.record(1_000_200, &tcp_frame(C, 40000, S, 443, 110, 0x18, &[0x17; 100]));
+    let cut = &p.0[..good_len + 30];
+    let (summary, lines) = run_bytes("cut.pcap", cut, Limits::default());
+    let err = summary.first_error.expect("truncation reported");
+    assert!(err.contains("cut.pcap"), "{err}");
+    assert!(err.contains(&good_len.to_string()), "error names the byte offset {good_len}: {err}");
+    assert_eq!(summary.stats.capture.packets, 2, "both good packets were read");
+    assert_eq!(tls_lines(&lines).len(), 1, "the session before the cut is reported");
+}
+
+#[test]
+fn record_claiming_16_mb_is_refused() {
+    let mut p = Pcap::new();
+    p.record(1_000_000, &tcp_frame(C, 40000, S, 443, 100, 0x02, &[]));
+    p.0.extend(2u32.to_le_bytes());
+    p.0.extend(0u32.to_le_bytes());
+    p.0.extend((16u32 << 20).to_le_bytes());
+    p.0.extend((16u32 << 20).to_le_bytes());
+    p.0.extend([0u8; 64]);
+    let (summary, _) = run_bytes("huge.pcap", &p.0, Limits::default());
+    assert_eq!(summary.stats.capture.packets, 1);
+    assert!(summary.first_error.is_some(), "the 16 MB record is an error, not an allocation");
+}
+
+#[test]
+fn ten_thousand_overlapping_segments_stay_within_caps() {
+    let mut p = Pcap::new();
+    let mut t = 1_000_000;
+    p.record(t, &tcp_frame(C, 40000, S, 443, 99, 0x02, &[]));
+    // A ClientHello record header promising 1000 bytes, then 10,000 segments
+    // that overlap each other ahead of a hole that is never filled.
+    p.record(t + 1, &tcp_frame(C, 40000, S, 443, 100, 0x18, &[0x16, 0x03, 0x01, 0x03, 0xe8, 0x01, 0x00, 0x03, 0xe4]));
+    for i in 0..10_000u32 {
+        t += 10;
+        p.record(t, &tcp_frame(C, 40000, S, 443, 200 + (i % 97) * 7, 0x18, &[0x41; 300]));
+    }
+    let limits = Limits::default();
+    let (summary, lines) = run_bytes("overlap.pcap", &p.0, limits);
+    let st = &summary.stats;
+    assert_eq!(st.capture.packets, 10_002);
+    assert!(st.flow.reassembly_overflows > 0, "cap was hit and counted: {:?}", st.flow);
+    assert!(
+        st.memory.flow_buffers_max as usize <= limits.reassembly.max_bytes * 2 + 2 * 65_536 + 65_536,
+        "buffers stayed within the caps: {}",
+        st.memory.flow_buffers_max
+    );
+    assert_eq!(tls_lines(&lines).len(), 1);
+}
+
+#[test]
+fn a_million_syns_with_no_follow_up_are_bounded() {
+    let mut p = Pcap::new();
+    for i in 0..1_000_000u32 {
+        let src = Ipv4Addr::from(0x0a00_0000 | (i >> 8) << 8 | 1);
+        let sport = 1024 + (i % 60_000) as u16;
+        p.record(1_000_000 + u64::from(i), &tcp_frame(src, sport, S, 443, i, 0x02, &[]));
+    }
+    let limits = Limits { max_flows: 50_000, ..Limits::default() };
+    let (summary, lines) = run_bytes("synflood.pcap", &p.0, limits);
+    let st = &summary.stats;
+    assert_eq!(st.capture.packets, 1_000_000);
+    assert!(st.flow.flows_active_max <= 50_000, "flow cap holds: {}", st.flow.flows_active_max);
+    assert_eq!(st.flow.flows_created, 1_000_000);
+    assert!(st.flow.flows_evicted > 0, "evictions are counted");
+    assert_eq!(st.flow.flows_ended, st.flow.flows_created, "every flow is accounted for");
+    assert!(tls_lines(&lines).is_empty(), "no payload, no TLS records");
+}
+
+#[test]
+fn garbage_on_443_is_not_tls_and_is_counted() {
+    let mut p = Pcap::new();
+    p.record(1_000_000, &tcp_frame(C, 40001, S, 443, 99, 0x02, &[]));
+    for i in 0..20u32 {
+        p.record(1_000_001 + u64::from(i), &tcp_frame(C, 40001, S, 443, 100 + i * 50, 0x18, &[0x99; 50]));
+    }
+    let (summary, lines) = run_bytes("garbage.pcap", &p.0, Limits::default());
+    assert_eq!(summary.stats.flow.not_tls_flows, 1);
+    assert!(tls_lines(&lines).is_empty());
+}
