@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pinwatch scenario testbed: real TLS stacks in Linux network namespaces, captured at an egress tap.
 #
-#   sudo scripts/testbed.sh [OUTDIR] [GROUP...]        (default OUTDIR: pcaps/, groups: basic inspection)
+#   sudo scripts/testbed.sh [OUTDIR] [GROUP...]   (default OUTDIR: pcaps/, groups: basic inspection fallback)
 #
 # For each scenario group it writes OUTDIR/testbed-<group>.pcap and OUTDIR/testbed-<group>.expected.tsv
 # (one row per TCP session, in capture order) and checks every row against the capture with
@@ -10,19 +10,21 @@
 #
 # Topology (all addresses 10.77.0.0/16, nothing leaves the namespaces):
 #
-#   pw-client 10.77.1.2 --[pwc0|pwr-c]-- pw-router 10.77.1.1 / 10.77.2.1 --[pwr-o|pwo0]-- pw-origin 10.77.2.2, 10.77.2.3
+#   pw-client 10.77.1.2 --[pwc0|pwr-c]-- pw-router 10.77.1.1 / 10.77.2.1 --[pwr-o|pwo0]-- pw-origin 10.77.2.2-.5
 #                                       (tcpdump tap on pwr-o; the inspection group also taps pwr-c
-#                                        because the proxy runs in pw-router)
+#                                        because the proxy runs in pw-router; the fallback group taps
+#                                        only pwr-c, so each client session appears once)
 #
 # Requirements (Debian bookworm): nginx-light tcpdump iproute2 iptables ethtool openssl curl python3
-# openjdk-17 libokhttp-java; mitmproxy 11.0.2 in /opt/pinwatch-venv (or $MITMDUMP) for "inspection".
+# openjdk-17 libokhttp-java; mitmproxy 11.0.2 in /opt/pinwatch-venv (or $MITMDUMP) for "inspection" and
+# "fallback".
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${1:-pcaps/}
 shift || true
 SCN_GROUPS=("$@")
-[[ ${#SCN_GROUPS[@]} -gt 0 ]] || SCN_GROUPS=(basic inspection)
+[[ ${#SCN_GROUPS[@]} -gt 0 ]] || SCN_GROUPS=(basic inspection fallback)
 STRICT=${TESTBED_STRICT:-1}
 GAP=${TESTBED_GAP:-0.2}
 MITMDUMP=${MITMDUMP:-/opt/pinwatch-venv/bin/mitmdump}
@@ -31,7 +33,9 @@ OKHTTP_CP=/usr/share/java/okhttp.jar:/usr/share/java/okio.jar
 
 NS_C=pw-client NS_R=pw-router NS_O=pw-origin
 C_IP=10.77.1.2 R_CIP=10.77.1.1 R_OIP=10.77.2.1 O_IP13=10.77.2.2 O_IP12=10.77.2.3
+O_IPFB=10.77.2.4 O_IPPLAIN=10.77.2.5   # fallback group: TLS 1.3 origin never proxied; plain HTTP on :443
 PROXY_PORT=8080 TPROXY_PORT=8081
+FALLBACK_TRIES=2   # fallback group: attempts through the proxy before the client goes direct
 WRONG_PIN=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=   # base64 of 32 zero bytes
 
 [[ $(id -u) -eq 0 ]] || { echo "testbed.sh: must run as root (network namespaces)" >&2; exit 2; }
@@ -82,16 +86,21 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------------------------------------
 # Scenario tables. One line per client action:
 #   label | via | sni | server_ip | server_port | client | expected sessions
-# via:      direct | explicit (client uses the mitmproxy HTTP proxy) | transparent (iptables REDIRECT)
+# via:      direct | explicit (client uses the mitmproxy HTTP proxy) | transparent (iptables REDIRECT) |
+#           fallback (the client tries $FALLBACK_TRIES times through the explicit proxy, then goes direct)
+# sni:      "-" = no SNI: the client connects to server_ip itself and sends no server_name
 # client:   "<runner> <trust> [args]"  runner: curl, sclient (openssl s_client), py (python ssl),
 #           java (OkHttp); trust: which CA file the client trusts: origin | inspect | both
 # sessions: space-separated "path=outcome/class/alert_sender/alert", in capture order
 #           (order of the client's SYN); path: direct | client-proxy | proxy-origin; a session may
-#           give its own server as path@ip:port=... (default: the row's server_ip:server_port).
-# Every row has its own SNI, so rows are matched to sessions by (server_ip, server_port, sni).
+#           give its own server as path@ip:port=... (default: the row's server_ip:server_port) and a
+#           tag appended to the label as path[@ip:port]#tag=... (several sessions of one action on one path).
+# Every row has its own SNI, so rows are matched to sessions by (server_ip, server_port, sni); in the
+# fallback group the retries of one action share theirs and "-" rows have none (the checker goes by order).
 # Server ends (pw-origin): 10.77.2.2:443 nginx TLS1.2+1.3 | 10.77.2.3:443 nginx TLS1.2 only |
 #   10.77.2.2:9443 nginx TLS1.3, 2 s handshake timeout | 10.77.2.2:8443 / 10.77.2.3:8443
-#   openssl s_server requiring a client certificate (TLS1.3 / TLS1.2).
+#   openssl s_server requiring a client certificate (TLS1.3 / TLS1.2) | 10.77.2.4:443 and :4443 nginx
+#   TLS1.3 (fallback group) | 10.77.2.5:443 nginx plain HTTP, no TLS (fallback group).
 # Expectations were read off real captures (see pcaps/README.md); the run re-checks them.
 # ---------------------------------------------------------------------------------------------
 # shellcheck disable=SC2034  # used through a nameref (local -n table=SCENARIOS_<group>)
@@ -142,6 +151,22 @@ SCENARIOS_inspection=(
 "t-okhttp-pinned    |transparent|t-okhttp-pin.origin.test |10.77.2.2|443|java both pin=origin     |client-proxy=client_rejected/C/client/encrypted proxy-origin=client_rejected/C/-/-"
 "t-okhttp-tmthrow   |transparent|t-okhttp-tm.origin.test  |10.77.2.2|443|java both tm-throw       |client-proxy=client_rejected/B/client/encrypted proxy-origin=client_rejected/C/-/-"
 "t-okhttp-bypassed  |transparent|bypass-pin.origin.test   |10.77.2.2|443|java origin pin=origin   |client-proxy=established/-/-/- proxy-origin=established/-/-/-"
+)
+
+# AN1725 "fallback pattern" and opaque sessions. mitmproxy runs in explicit mode only (no REDIRECT rule),
+# so anything the client sends without -x/Proxy reaches the origin untouched; the tap is pwr-c only.
+# fb-*: a client pinned to the origin key that also trusts the inspection CA (so only the pin fails)
+# tries twice through the proxy (class C each time), then the same client goes direct to the same SNI
+# on 10.77.2.4 and succeeds. OkHttp does this in one process (one OkHttpClient, app-level retry loop);
+# curl is run three times. The op-* rows are opaque to SNI-based tracking: no SNI, an unusual port,
+# and plain HTTP on tcp/443.
+# shellcheck disable=SC2034
+SCENARIOS_fallback=(
+"fb-okhttp-pin      |fallback|fallback.origin.test     |10.77.2.4|443 |java both fallback=origin|$X#1=client_rejected/C/client/encrypted $X#2=client_rejected/C/client/encrypted direct#3=established/-/-/-"
+"fb-curl-pin        |fallback|fallback-curl.origin.test|10.77.2.4|443 |curl both pin=origin     |$X#1=client_rejected/C/client/encrypted $X#2=client_rejected/C/client/encrypted direct#3=established/-/-/-"
+"op-nosni-ip        |direct  |-                        |10.77.2.4|443 |sclient origin request   |direct=established/-/-/-"
+"op-oddport-tls13   |direct  |oddport.origin.test      |10.77.2.4|4443|curl origin              |direct=established/-/-/-"
+"op-plain-http-443  |direct  |-                        |10.77.2.5|443 |pysock                   |direct=not_tls/-/-/-"
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -210,6 +235,8 @@ setup_net() {
     nsx "$NS_R" ip addr add "$R_OIP/24" dev pwr-o
     nsx "$NS_O" ip addr add "$O_IP13/24" dev pwo0
     nsx "$NS_O" ip addr add "$O_IP12/24" dev pwo0
+    nsx "$NS_O" ip addr add "$O_IPFB/24" dev pwo0
+    nsx "$NS_O" ip addr add "$O_IPPLAIN/24" dev pwo0
     local pair lns dev
     for pair in "$NS_C pwc0" "$NS_R pwr-c" "$NS_R pwr-o" "$NS_O pwo0"; do
         read -r lns dev <<<"$pair"
@@ -266,6 +293,16 @@ http {
         client_header_timeout 2s;
         location / { return 200 "pinwatch testbed origin (stall host)\n"; }
     }
+    server {   # fallback group: TLS 1.3 origin that is only ever reached directly; also on an odd port
+        listen $O_IPFB:443 ssl;
+        listen $O_IPFB:4443 ssl;
+        ssl_protocols TLSv1.3;
+        location / { return 200 "pinwatch testbed origin (fallback host)\n"; }
+    }
+    server {   # fallback group: plain HTTP (no TLS) on tcp/443
+        listen $O_IPPLAIN:443;
+        location / { return 200 "pinwatch testbed origin (plain http on 443)\n"; }
+    }
 }
 EOF
     # background jobs use "ip netns exec" directly (not the nsx function) so that $! is the
@@ -287,6 +324,9 @@ EOF
     wait_port "$NS_O" "$O_IP13" 9443
     wait_port "$NS_O" "$O_IP13" 8443
     wait_port "$NS_O" "$O_IP12" 8443
+    wait_port "$NS_O" "$O_IPFB" 443
+    wait_port "$NS_O" "$O_IPFB" 4443
+    wait_port "$NS_O" "$O_IPPLAIN" 443
 }
 
 wait_port() {   # ns ip port   (ip "*" = any)
@@ -303,16 +343,21 @@ wait_port() {   # ns ip port   (ip "*" = any)
 # ---------------------------------------------------------------------------------------------
 # Inspection proxy (pw-router)
 # ---------------------------------------------------------------------------------------------
-start_mitm() {
-    nsx "$NS_R" iptables -t nat -A PREROUTING -i pwr-c -p tcp --dport 443 -j REDIRECT --to-ports "$TPROXY_PORT"
-    ip netns exec "$NS_R" "$MITMDUMP" --set confdir="$T/mitm" --mode "regular@$R_CIP:$PROXY_PORT" \
-        --mode "transparent@$TPROXY_PORT" --set ssl_verify_upstream_trusted_ca="$PKI/origin-ca.pem" \
+start_mitm() {   # [full | explicit]: full = explicit proxy + transparent mode behind the REDIRECT rule
+    local what=${1:-full}
+    local modes=(--mode "regular@$R_CIP:$PROXY_PORT")
+    if [[ $what == full ]]; then
+        nsx "$NS_R" iptables -t nat -A PREROUTING -i pwr-c -p tcp --dport 443 -j REDIRECT --to-ports "$TPROXY_PORT"
+        modes+=(--mode "transparent@$TPROXY_PORT")
+    fi
+    ip netns exec "$NS_R" "$MITMDUMP" --set confdir="$T/mitm" "${modes[@]}" \
+        --set ssl_verify_upstream_trusted_ca="$PKI/origin-ca.pem" \
         --set ignore_hosts='^bypass[^.]*\.origin\.test' --set flow_detail=0 --set termlog_verbosity=info \
-        >"$T/mitmdump.log" 2>&1 9>&- &
+        >"$T/mitmdump-$what.log" 2>&1 9>&- &
     PIDS+=($!)
     MITM_PID=$!
     wait_port "$NS_R" "$R_CIP" "$PROXY_PORT"
-    wait_port "$NS_R" '*' "$TPROXY_PORT"
+    [[ $what != full ]] || wait_port "$NS_R" '*' "$TPROXY_PORT"
 }
 
 stop_mitm() {
@@ -323,6 +368,7 @@ stop_mitm() {
 
 # ---------------------------------------------------------------------------------------------
 # Clients (pw-client). Each runner: <sni> <port> <via> <trust> [args...]
+# ($ROW_IP is the row's server_ip, for rows without an SNI)
 # ---------------------------------------------------------------------------------------------
 run_curl() {
     local sni=$1 port=$2 via=$3 trust=$4; shift 4
@@ -337,14 +383,55 @@ run_curl() {
         esac
     done
     [[ $via == explicit ]] && a+=(-x "http://$R_CIP:$PROXY_PORT")
+    if [[ $via == fallback ]]; then   # app-style retry loop: N tries through the proxy, then direct
+        local try rc
+        for try in $(seq 1 "$FALLBACK_TRIES"); do
+            rc=0
+            nsx "$NS_C" curl "${a[@]}" -x "http://$R_CIP:$PROXY_PORT" "https://$sni:$port/" || rc=$?
+            echo "curl: try $try via proxy: exit $rc"
+        done
+        echo "curl: try $((FALLBACK_TRIES + 1)) direct:"
+    fi
     nsx "$NS_C" curl "${a[@]}" "https://$sni:$port/"
 }
 
 run_sclient() {
     local sni=$1 port=$2 via=$3 trust=$4; shift 4
+    if [[ $sni == - || ${1:-} == request ]]; then run_sclient_request "$sni" "$port" "$via" "$trust" "$@"; return; fi
     local a=(-connect "$sni:$port" -servername "$sni" -verify_return_error -CAfile "$(cafile_for "$trust")")
     [[ $via == explicit ]] && a+=(-proxy "$R_CIP:$PROXY_PORT")
     nsx "$NS_C" openssl s_client "${a[@]}" "$@" </dev/null 2>&1 | grep -E 'verify error|Verify return|Protocol|alert' | head -3
+}
+
+# s_client that sends one HTTP/1.0 request and reads the response (-quiet implies -ign_eof). SNI "-":
+# connect to the row's IP with -noservername; the chain is verified, the name is not (no -verify_hostname).
+run_sclient_request() {
+    local sni=$1 port=$2 via=$3 trust=$4; shift 4
+    [[ ${1:-} == request ]] && shift
+    local a=(-verify_return_error -CAfile "$(cafile_for "$trust")" -quiet) host=$sni
+    if [[ $sni == - ]]; then host=$ROW_IP; a+=(-connect "$ROW_IP:$port" -noservername)
+    else a+=(-connect "$sni:$port" -servername "$sni"); fi
+    [[ $via == explicit ]] && a+=(-proxy "$R_CIP:$PROXY_PORT")
+    printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$host" |
+        nsx "$NS_C" timeout 10 openssl s_client "${a[@]}" "$@" 2>&1 | grep -aE '^HTTP/|verify|error' | head -3
+}
+
+# not TLS at all: a plain TCP socket that sends an HTTP/1.0 request to ROW_IP:port and reads the answer
+run_pysock() {
+    local port=$2
+    nsx "$NS_C" "$PY" - "$ROW_IP" "$port" <<'PYEOF'
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"GET / HTTP/1.0\r\nHost: " + sys.argv[1].encode() + b"\r\n\r\n")
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+s.close()
+print("python-socket: " + data.split(b"\r\n", 1)[0].decode(errors="replace"), file=sys.stderr)
+PYEOF
 }
 
 run_py() {
@@ -360,6 +447,7 @@ run_java() {
     case $mode in
         pin=origin) a=(pin "https://$sni:$port/" "sha256/$ORIGIN_PIN") ;;
         pin=wrong) a=(pin "https://$sni:$port/" "sha256/$WRONG_PIN") ;;
+        fallback=origin) a=(fallback "https://$sni:$port/" "sha256/$ORIGIN_PIN" "$R_CIP:$PROXY_PORT" "$FALLBACK_TRIES") ;;
         *) a=("$mode" "https://$sni:$port/") ;;
     esac
     [[ $via == explicit ]] && a+=("$R_CIP:$PROXY_PORT")
@@ -374,6 +462,7 @@ stack_of() {   # runner -> stack string for the TSV
         sclient) echo "$V_SCLIENT" ;;
         py) echo "$V_PY" ;;
         java) echo "$V_JAVA" ;;
+        pysock) echo python-socket ;;
     esac
 }
 
@@ -405,15 +494,19 @@ run_group() {
 
     for line in "${table[@]}"; do
         IFS='|' read -r label via sni ip port client sessions <<<"$line"
-        add_host "$(trim "$sni")" "$(trim "$ip")"
+        [[ $(trim "$sni") == - ]] || add_host "$(trim "$sni")" "$(trim "$ip")"
     done
 
     # TLS secrets of the clients that support a key log (curl, python, mitmproxy; not JSSE, not
     # s_client) so the encrypted records can be opened in Wireshark
     rm -f "$OUT/testbed-$group.keylog"
     export SSLKEYLOGFILE="$OUT/testbed-$group.keylog" MITMPROXY_SSLKEYLOGFILE="$OUT/testbed-$group.keylog"
-    local ifaces=(pwr-o)
-    [[ $group == inspection ]] && { ifaces=(pwr-c pwr-o); start_mitm; }
+    local ifaces=(pwr-o) mitm=
+    case $group in
+        inspection) ifaces=(pwr-c pwr-o) mitm=full ;;
+        fallback) ifaces=(pwr-c) mitm=explicit ;;   # client side only: every session once, client 10.77.1.2
+    esac
+    [[ -z $mitm ]] || start_mitm "$mitm"
     # The inspection CA's certificate (public part only) goes beside the
     # capture so a sensor config can name it (pcaps/testbed.toml).
     [[ $group == inspection ]] && cp "$PKI/inspect-ca.pem" "$OUT/testbed-inspection-ca.pem"
@@ -440,20 +533,22 @@ run_group() {
         local runner=${cargs[0]}
         log "$label: $runner ${cargs[*]:1} -> $sni ($ip:$port) via $via"
         local rc=0
+        ROW_IP=$ip
         "run_$runner" "$sni" "$port" "$via" "${cargs[@]:1}" >"$T/client.out" 2>&1 || rc=$?
         grep -v -e '^$' -e 'More details here' -e 'curl failed to verify' -e 'establish a secure' \
             -e 'how to fix it' "$T/client.out" | sed 's/^/      /' >&2 || true
         { echo "== $label"; cat "$T/client.out"; } >>"$T/clients.log"
         [[ $rc -eq 0 ]] || echo "      (exit $rc)" >&2
-        local s path spec sip sport cip stack
+        local s path spec sip sport cip stack tag
         for s in $sessions; do
-            path=${s%%=*} spec=${s#*=}
+            path=${s%%=*} spec=${s#*=} tag=
+            if [[ $path == *#* ]]; then tag="#${path#*#}"; path=${path%%#*}; fi
             sip=$ip sport=$port
             if [[ $path == *@* ]]; then sip=${path#*@}; sport=${sip##*:}; sip=${sip%:*}; path=${path%%@*}; fi
             cip=$C_IP stack=$(stack_of "$runner")
             [[ $path == proxy-origin ]] && { cip=$R_OIP; stack=$V_MITM; }
             IFS=/ read -r o c snd al <<<"$spec"
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label$([[ $path == direct ]] || echo "/$path")" "$sip" "$sport" "$sni" \
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label$([[ $path == direct ]] || echo "/$path")$tag" "$sip" "$sport" "$sni" \
                 "$stack" "$o" "$c" "$snd" "$al" "$path" "$cip" >>"$tsv.tmp"
         done
         sleep "$GAP"
@@ -461,7 +556,7 @@ run_group() {
     sleep 1
     for i in "${tpids[@]}"; do kill -INT "$i" 2>/dev/null || true; done
     for i in "${tpids[@]}"; do wait "$i" 2>/dev/null || true; done
-    [[ $group == inspection ]] && stop_mitm
+    [[ -z $mitm ]] || stop_mitm
     unset SSLKEYLOGFILE MITMPROXY_SSLKEYLOGFILE
 
     if [[ ${#caps[@]} -gt 1 ]]; then
@@ -478,7 +573,7 @@ run_group() {
         echo "# record sequence: C/S = client/server, hs = plaintext handshake, app/alert-enc = encrypted"
         echo "# record (TLSCiphertext.length), ALERT[..] = plaintext alert, FIN/RST = first of each per side."
         echo "# clients: $V_CURL | $V_SCLIENT | $V_PY | $V_JAVA; servers: $V_NGINX, openssl-s_server/${V_SCLIENT#*/}"
-        if [[ $group == inspection ]]; then echo "# proxy: $V_MITM"; fi
+        if [[ -n $mitm ]]; then echo "# proxy: $V_MITM"; fi
         cat "$T/check-$group.txt"
     } >"$summary"
     if [[ $ok -eq 1 ]]; then
@@ -508,8 +603,8 @@ main() {
         declare -p "SCENARIOS_$g" >/dev/null 2>&1 || { echo "testbed: unknown group $g" >&2; exit 2; }
         local -n tbl="SCENARIOS_$g"
         [[ ${#tbl[@]} -gt 0 ]] || { log "group $g: no scenarios, skipped"; continue; }
-        if [[ $g == inspection ]] && ! { [[ -x $MITMDUMP ]] && command -v iptables >/dev/null; }; then
-            log "group inspection SKIPPED: needs iptables and $MITMDUMP (python3 -m venv /opt/pinwatch-venv && /opt/pinwatch-venv/bin/pip install mitmproxy==11.0.2)"
+        if [[ $g == inspection || $g == fallback ]] && ! { [[ -x $MITMDUMP ]] && command -v iptables >/dev/null; }; then
+            log "group $g SKIPPED: needs iptables and $MITMDUMP (python3 -m venv /opt/pinwatch-venv && /opt/pinwatch-venv/bin/pip install mitmproxy==11.0.2)"
             CHECK_FAILED=1
             continue
         fi

@@ -4,10 +4,13 @@
 //   java PinClient trust    URL [PROXYHOST:PORT]
 //   java PinClient pin      URL PIN [PROXYHOST:PORT]   OkHttp CertificatePinner (checked after the handshake)
 //   java PinClient tm-throw URL [PROXYHOST:PORT]       custom X509TrustManager that always throws
+//   java PinClient fallback URL PIN PROXYHOST:PORT N  pinned client, app-level retry loop: N tries
+//                                                     through the proxy, then the same client direct
 //
 // The default trust store comes from -Djavax.net.ssl.trustStore (the testbed points it at a
 // PKCS12 store holding the origin CA, so in "pin" mode only the pin can fail).
 // Exit status: 0 = request succeeded, 2 = failed the way the mode intends, 1 = anything else.
+// fallback: 0 = every proxy try failed the pin and the direct try succeeded, 1 = anything else.
 
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -47,8 +50,41 @@ public class PinClient {
                 Integer.parseInt(hostPort.substring(i + 1))));
     }
 
+    /** The AN1725 fallback pattern: one pinned OkHttpClient (shared pool and TLS setup), proxy tries, then direct. */
+    static int fallback(HttpUrl url, String pin, String proxyArg, int tries) {
+        OkHttpClient base = new OkHttpClient.Builder()
+                .connectTimeout(10, TimeUnit.SECONDS)
+                .readTimeout(10, TimeUnit.SECONDS)
+                .certificatePinner(new CertificatePinner.Builder().add(url.host(), pin).build())
+                .build();
+        int rc = 0;
+        for (int i = 1; i <= tries + 1; i++) {
+            boolean direct = i > tries;
+            OkHttpClient c = base.newBuilder().proxy(direct ? Proxy.NO_PROXY : proxy(proxyArg)).build();
+            String how = "try " + i + (direct ? " direct" : " via proxy " + proxyArg);
+            try (Response r = c.newCall(new Request.Builder().url(url).build()).execute()) {
+                System.err.println("java/okhttp: " + how + ": " + r.protocol() + " " + r.code() + " "
+                        + r.handshake().tlsVersion() + " body=" + r.body().string().trim());
+                if (!direct) rc = 1;
+            } catch (SSLPeerUnverifiedException e) {
+                System.err.println("java/okhttp: " + how + ": SSLPeerUnverifiedException: "
+                        + e.getMessage().split("\n")[0]);
+                if (direct) rc = 1;
+            } catch (IOException e) {
+                System.err.println("java/okhttp: " + how + ": " + e);
+                rc = 1;
+            }
+        }
+        base.dispatcher().executorService().shutdown();
+        base.connectionPool().evictAll();
+        return rc;
+    }
+
     public static void main(String[] args) throws Exception {
         String mode = args[0];
+        if (mode.equals("fallback")) {
+            System.exit(fallback(HttpUrl.get(args[1]), args[2], args[3], Integer.parseInt(args[4])));
+        }
         HttpUrl url = HttpUrl.get(args[1]);
         OkHttpClient.Builder b = new OkHttpClient.Builder()
                 .connectTimeout(10, TimeUnit.SECONDS)

@@ -274,6 +274,10 @@ def t13_finished_sizes(suite):
 def observe(s):
     """Derive (outcome, class, alert_sender, alert) from the record events."""
     ev = s.events
+    # the client's first bytes are not a TLS record (nor an HTTP CONNECT in front of one): not TLS
+    cfirst = next((e for e in ev if e[1] == "C" and e[2] not in ("FIN", "RST")), None)
+    if cfirst is not None and cfirst[2] == "junk":
+        return ("not_tls", "-", "-", "-")
     for e in ev:   # a plaintext fatal alert decides directly (class A)
         if e[2] == "alert" and "fatal" in e[4]:
             side = "server" if e[1] == "S" else "client"

@@ -249,7 +249,10 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
         let fl = fin_len.unwrap_or(53);
         let prot: Vec<&RecordInfo> = client_after.iter().copied().filter(|r| r.content_type == content::APPLICATION_DATA).collect();
         match prot.iter().position(|r| r.len >= fl) {
-            Some(k) => (Some(prot[k].ts_ns), None, prot[k + 1..].iter().copied().filter(|r| r.len >= fl).collect()),
+            Some(k) => {
+                let alert_max = if suite == Some(0x1305) { 2 + 1 + 8 + 16 } else { 2 + 1 + 16 + 16 };
+                (Some(prot[k].ts_ns), None, prot[k + 1..].iter().copied().filter(|r| r.len > alert_max).collect())
+            }
             None => (None, prot.first().copied(), Vec::new()),
         }
     } else {
@@ -309,8 +312,13 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
             // The server answered the client's Finished with an alert-sized
             // record (not a session ticket or data) and left: it refused the
             // client (e.g. no client certificate), whatever the client wrote.
+            // After the Finished, "alert-sized" is an alert's 2 bytes, the
+            // inner type byte, the AEAD tag and at most 16 bytes of padding
+            // (Java pads by 16): 35 with 16-byte tags. A 52-byte record is a
+            // request, not an alert.
+            let tag = if suite == Some(0x1305) { 8 } else { 16 };
             let small = |r: &RecordInfo| {
-                r.content_type == content::ALERT || (tls13 && r.content_type == content::APPLICATION_DATA && r.len < fin_len.unwrap_or(53))
+                r.content_type == content::ALERT || (tls13 && r.content_type == content::APPLICATION_DATA && r.len <= 2 + 1 + tag + 16)
             };
             // Records after the client's Finished, by position in the log
             // (several records often share one packet and one timestamp).

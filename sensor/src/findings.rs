@@ -94,6 +94,9 @@ pub struct SessionFacts<'a> {
 #[derive(Debug, Clone)]
 pub struct Finding {
     pub sid: u32,
+    /// The session the alert is about (its header is the alert's header);
+    /// for a fallback, the direct or bypassed session.
+    pub subject: u64,
     pub evidence: Evidence,
 }
 
@@ -103,11 +106,23 @@ struct Rejection {
     start_ns: i64,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Around {
+    flow_id: u64,
+    start_ns: i64,
+    direct: bool,
+    /// A fallback finding was already raised for it.
+    alerted: bool,
+}
+
 /// Keeps recent rejections under inspection per (client, server name),
 /// bounded in entries and age.
 pub struct Correlator {
     cfg: Config,
     rejections: HashMap<(IpAddr, String), VecDeque<Rejection>>,
+    /// Direct or bypassed sessions already seen, for rejections reported
+    /// after them (sessions are reported when they end, not when they start).
+    arounds: HashMap<(IpAddr, String), VecDeque<Around>>,
     order: VecDeque<(i64, IpAddr, String)>,
     /// Most (client, name) keys tracked; older ones are dropped (counted).
     pub max_keys: usize,
@@ -118,7 +133,7 @@ const MAX_PER_KEY: usize = 16;
 
 impl Correlator {
     pub fn new(cfg: Config) -> Self {
-        Correlator { cfg, rejections: HashMap::new(), order: VecDeque::new(), max_keys: 100_000, dropped: 0 }
+        Correlator { cfg, rejections: HashMap::new(), arounds: HashMap::new(), order: VecDeque::new(), max_keys: 100_000, dropped: 0 }
     }
 
     fn inspection_deployed(&self) -> bool {
@@ -131,12 +146,21 @@ impl Correlator {
                 break;
             }
             self.order.pop_front();
-            if let Some(q) = self.rejections.get_mut(&(ip, name.clone())) {
+            let key = (ip, name);
+            if let Some(q) = self.rejections.get_mut(&key) {
                 while q.front().is_some_and(|r| r.start_ns <= t) {
                     q.pop_front();
                 }
                 if q.is_empty() {
-                    self.rejections.remove(&(ip, name));
+                    self.rejections.remove(&key);
+                }
+            }
+            if let Some(q) = self.arounds.get_mut(&key) {
+                while q.front().is_some_and(|r| r.start_ns <= t) {
+                    q.pop_front();
+                }
+                if q.is_empty() {
+                    self.arounds.remove(&key);
                 }
             }
         }
@@ -160,7 +184,7 @@ impl Correlator {
                 reasons.push(format!("client_alert:{a}"));
             }
             reasons.extend(s.path.evidence.iter().cloned());
-            out.push(Finding { sid: SID_INSPECTION_FAILURE, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
+            out.push(Finding { sid: SID_INSPECTION_FAILURE, subject: s.flow_id, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
             if let Some(n) = &name {
                 let q = self.rejections.entry((s.client, n.clone())).or_default();
                 q.push_back(Rejection { flow_id: s.flow_id, start_ns: s.start_ns });
@@ -176,6 +200,7 @@ impl Correlator {
         if kind == PathKind::Direct && self.inspection_deployed() {
             out.push(Finding {
                 sid: SID_DIRECT,
+                subject: s.flow_id,
                 evidence: Evidence { reasons: s.path.evidence.clone(), flow_ids: vec![s.flow_id] },
             });
         }
@@ -191,25 +216,39 @@ impl Correlator {
                 reasons.push(format!("tls_on_unusual_port:{}", s.server_port));
             }
             if !reasons.is_empty() {
-                out.push(Finding { sid: SID_OPAQUE, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
+                out.push(Finding { sid: SID_OPAQUE, subject: s.flow_id, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
             }
         }
-        if around {
-            if let Some(n) = &name {
-                if let Some(q) = self.rejections.get(&(s.client, n.clone())) {
-                    let prior: Vec<&Rejection> = q
-                        .iter()
-                        .filter(|r| r.start_ns <= s.start_ns && s.start_ns - r.start_ns <= self.cfg.fallback_window_ns)
-                        .collect();
-                    if prior.len() as u32 >= self.cfg.fallback_min_rejections {
+        if let Some(n) = &name {
+            let key = (s.client, n.clone());
+            if around {
+                let q = self.arounds.entry(key.clone()).or_default();
+                q.push_back(Around { flow_id: s.flow_id, start_ns: s.start_ns, direct: kind == PathKind::Direct, alerted: false });
+                if q.len() > MAX_PER_KEY {
+                    q.pop_front();
+                    self.dropped += 1;
+                }
+                self.order.push_back((s.start_ns, s.client, n.clone()));
+            }
+            // Whichever is reported last, rejections or the session around
+            // the inspection, the finding is the same: rejections that started
+            // before a direct/bypassed session, within the window.
+            let window = self.cfg.fallback_window_ns;
+            let min = self.cfg.fallback_min_rejections as usize;
+            if let (Some(rej), Some(arounds)) = (self.rejections.get(&key), self.arounds.get_mut(&key)) {
+                for a in arounds.iter_mut().filter(|a| !a.alerted) {
+                    let prior: Vec<&Rejection> =
+                        rej.iter().filter(|r| r.start_ns <= a.start_ns && a.start_ns - r.start_ns <= window).collect();
+                    if prior.len() >= min {
+                        a.alerted = true;
                         let mut flow_ids: Vec<u64> = prior.iter().map(|r| r.flow_id).collect();
-                        flow_ids.push(s.flow_id);
+                        flow_ids.push(a.flow_id);
                         let reasons = vec![
                             format!("rejections_under_inspection:{}", prior.len()),
-                            format!("then_{}:{}", if kind == PathKind::Direct { "direct" } else { "sanctioned_bypass" }, n),
-                            format!("window_s:{}", self.cfg.fallback_window_ns / 1_000_000_000),
+                            format!("then_{}:{}", if a.direct { "direct" } else { "sanctioned_bypass" }, n),
+                            format!("window_s:{}", window / 1_000_000_000),
                         ];
-                        out.push(Finding { sid: SID_FALLBACK, evidence: Evidence { reasons, flow_ids } });
+                        out.push(Finding { sid: SID_FALLBACK, subject: a.flow_id, evidence: Evidence { reasons, flow_ids } });
                     }
                 }
             }
@@ -225,6 +264,7 @@ impl Correlator {
         }
         Some(Finding {
             sid: SID_OPAQUE,
+            subject: flow_id,
             evidence: Evidence { reasons: vec![format!("non_tls_on_443:{server}")], flow_ids: vec![flow_id] },
         })
     }

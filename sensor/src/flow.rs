@@ -281,6 +281,10 @@ impl FlowTable {
             Self::flush_dir(&mut flow, dir, &mut self.events);
         }
         flow.session.apply(&mut self.events);
+        if flow.proto == Proto::Unknown && flow.dirs.iter().any(|d| d.payload_bytes > 0) {
+            // Payload, but never a TLS record: not TLS (a short plaintext exchange).
+            flow.proto = Proto::NotTls;
+        }
         self.account(&flow);
         self.stats.flows_ended += 1;
         out.push(Ended { flow, close, end_ts });

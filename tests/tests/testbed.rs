@@ -222,3 +222,55 @@ fn inspection_failures_raise_alerts_with_evidence() {
     // The sanctioned bypass is not reported as direct.
     assert!(!alerts.iter().any(|a| a["alert"]["signature_id"] == 1_725_002 && a["tls"]["sni"] == "bypass-pin.origin.test"));
 }
+
+/// The fallback group: an OkHttp and a curl client with correct pins are
+/// sent through the inspecting proxy twice (both reject it), then go direct
+/// to the same name and succeed; plus opaque sessions (no SNI to a raw IP,
+/// TLS on port 4443, plain HTTP on 443).
+fn fallback_lines(dir: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(pcaps_dir().join("testbed.toml")).expect("testbed config");
+    let cfg = pinwatch::config::Config::parse("testbed.toml", &text, dir).expect("config");
+    let mut out = Vec::new();
+    let opts = Options { config: cfg, progress: false, stats: true, ..Default::default() };
+    replay(&[Input::File(dir.join("testbed-fallback.pcap"))], &opts, &mut out).expect("replay");
+    String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect()
+}
+
+#[test]
+fn testbed_fallback_pattern_and_opaque_sessions() {
+    for dir in testbed_dirs() {
+        let lines = fallback_lines(&dir);
+        let tls: Vec<&Value> = lines.iter().filter(|l| l["event_type"] == "tls").collect();
+        let alerts: Vec<&Value> = lines.iter().filter(|l| l["event_type"] == "alert").collect();
+        let sid = |a: &&Value| a["alert"]["signature_id"].as_u64().unwrap_or(0);
+        for name in ["fallback.origin.test", "fallback-curl.origin.test"] {
+            let sessions: Vec<&&Value> = tls.iter().filter(|e| e["tls"]["sni"] == name).collect();
+            let rejected: Vec<u64> = sessions
+                .iter()
+                .filter(|e| e["tls_failure"]["outcome"] == "client_rejected" && e["path"]["kind"] == "explicit_proxy")
+                .filter_map(|e| e["flow_id"].as_u64())
+                .collect();
+            let direct: Vec<u64> = sessions
+                .iter()
+                .filter(|e| e["tls_failure"]["outcome"] == "established" && e["path"]["kind"] == "direct")
+                .filter_map(|e| e["flow_id"].as_u64())
+                .collect();
+            assert_eq!(rejected.len(), 2, "{}: {name}: two rejections under inspection", dir.display());
+            assert_eq!(direct.len(), 1, "{}: {name}: then one direct success", dir.display());
+            let fb: Vec<&&Value> = alerts.iter().filter(|a| sid(a) == 1_725_004 && a["tls"]["sni"] == name).collect();
+            assert_eq!(fb.len(), 1, "{}: {name}: one fallback finding", dir.display());
+            let ids: Vec<u64> = fb[0]["evidence"]["flow_ids"].as_array().expect("ids").iter().filter_map(|v| v.as_u64()).collect();
+            assert!(ids.contains(&direct[0]), "the direct session is in the evidence");
+            assert!(ids.iter().any(|i| rejected.contains(i)), "a rejected session is in the evidence");
+            assert_eq!(fb[0]["alert"]["severity"], 1);
+        }
+        let opaque: Vec<&&Value> = alerts.iter().filter(|a| sid(a) == 1_725_003).collect();
+        let has = |r: &str| opaque.iter().any(|a| a["evidence"]["reasons"].as_array().is_some_and(|v| v.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with(r)))));
+        assert!(has("no_server_name_to_ip:10.77.2.4"), "{}: no-SNI session to a raw IP", dir.display());
+        assert!(has("tls_on_unusual_port:4443"), "{}: TLS on 4443", dir.display());
+        assert!(has("non_tls_on_443:10.77.2.5"), "{}: plain HTTP on 443", dir.display());
+        // The no-SNI session carried a request and a response: not a rejection.
+        let nosni = tls.iter().find(|e| e["tls"]["sni"].is_null() && e["dest_ip"] == "10.77.2.4").expect("no-SNI session");
+        assert_eq!(nosni["tls_failure"]["outcome"], "established");
+    }
+}
