@@ -114,6 +114,7 @@ fn check_classification(dir: &Path, name: &str) -> Vec<String> {
     let lines: Vec<Value> = String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
     let exp = expectations(&dir.join(format!("{name}.expected.tsv")));
     let mut problems = Vec::new();
+    println!("{}/{name}: session, expected, pinwatch (outcome/class), path", dir.display());
     for row in &exp {
         let label = row["client_port_or_label"].as_str();
         let Some(e) = lines.iter().find(|e| {
@@ -138,6 +139,14 @@ fn check_classification(dir: &Path, name: &str) -> Vec<String> {
             problems.push(format!("{label}: outcome {got}, expected {want}"));
         }
         let path = e["path"]["kind"].as_str().unwrap_or("?");
+        println!(
+            "  {:34} {:22} {:30} {:18} {}",
+            label,
+            format!("{}/{}", row["expected_outcome"], want_class),
+            got,
+            path,
+            if problems.iter().any(|p: &String| p.starts_with(label)) { "DIFFERS" } else { "" }
+        );
         let want_path = match (row["path"].as_str(), row["server_port"].as_str()) {
             ("client-proxy", "8080") => "explicit_proxy",
             ("proxy-origin", _) if row["sni"].starts_with("bypass") => "sanctioned_bypass",
