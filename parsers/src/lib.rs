@@ -23,6 +23,8 @@
 //! - [`ja3`], [`ja4`]: fingerprints computed from the summary only.
 //! - [`cert`]: X.509 certificate summaries in Suricata's formats.
 //! - [`community_id`]: Community ID v1 flow hashes.
+//! - [`quic`]: QUIC long headers, Initial-packet decryption (RFC 9001/9369),
+//!   CRYPTO reassembly into the same hello summary as TLS.
 #![forbid(unsafe_code)]
 
 pub mod decode;
@@ -32,3 +34,4 @@ pub mod community_id;
 pub mod ja3;
 pub mod cert;
 pub mod ja4;
+pub mod quic;
