@@ -90,6 +90,8 @@ pub enum FailureKind {
     ServerClose,
     ClientClosedBeforeServerFlight,
     OneSided,
+    /// A QUIC client Initial that was never answered.
+    NoResponse,
     Midstream,
     CaptureEnded,
 }
@@ -373,12 +375,11 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
 }
 
 /// Decide the path of a session.
-pub fn path(e: &Ended, cfg: &Config, ja3s: Option<&str>) -> PathOut {
+pub fn path(e: &Ended, cfg: &Config, sni: Option<&str>, ja3s: Option<&str>) -> PathOut {
     let f = &e.flow;
     let s = &f.session;
     let (cip, _) = f.client();
     let (sip, sport) = f.server();
-    let sni = s.client_hellos.first().and_then(|(h, _)| h.sni.as_deref());
     let mut ev = Vec::new();
     let chain_ca = s.server_chain.iter().enumerate().find_map(|(i, c)| {
         cfg.inspection_cas.iter().find_map(|ca| {
@@ -441,6 +442,72 @@ pub fn path(e: &Ended, cfg: &Config, ja3s: Option<&str>) -> PathOut {
     }
     ev.push(format!("client_not_managed:{cip}"));
     PathOut { kind: PathKind::Unknown, evidence: ev, intercepted: None, connect: None, bypass_rule: None }
+}
+
+/// Outcome of a QUIC connection, from what its Initial packets show: a
+/// CONNECTION_CLOSE carrying a TLS alert (RFC 9001 §4.8: 0x100 + alert) from
+/// the client is how a QUIC client rejects a certificate (class A: the alert
+/// is readable in an Initial packet); from the server it is a refusal. A
+/// client Initial that is never answered is `incomplete` (UDP/443 blocked
+/// or a one-sided capture).
+pub fn quic_outcome(e: &Ended, cfg: &Config) -> TlsFailure {
+    let _ = cfg;
+    let f = &e.flow;
+    let mut out = TlsFailure {
+        outcome: Outcome::Established,
+        kind: None,
+        class: None,
+        alert: None,
+        alert_code: None,
+        encrypted: false,
+        record_len: None,
+        expected_finished_len: None,
+        finished_seen: false,
+        client_app_bytes: 0,
+        close: e.close,
+        closed_by: None,
+        ms_after_server_flight: None,
+    };
+    let Some(q) = f.quic.as_ref() else {
+        out.outcome = Outcome::Incomplete;
+        return out;
+    };
+    let first_close = |client: bool| q.closes.iter().find(|c| c.from_client == client);
+    let server_answered = f.dirs[Dir::Server.idx()].pkts > 0;
+    // A client that gives up on a server that never answered (and says so
+    // with a CRYPTO_ERROR code, as some interop clients do) judged nothing.
+    if let Some(c) = first_close(true).filter(|c| server_answered && c.tls_alert.is_some_and(|a| a != 0)) {
+        out.outcome = Outcome::ClientRejected;
+        out.kind = Some(FailureKind::AlertPlain);
+        out.class = Some(FailureClass::A);
+        out.alert_code = c.tls_alert;
+        out.alert = c.tls_alert.map(crate::eve::alert_name);
+        out.closed_by = Some(Dir::Client);
+        out.ms_after_server_flight = q.first_server_ts.map(|t| ms(t, c.ts_ns));
+        return out;
+    }
+    if let Some(c) = first_close(false) {
+        out.outcome = Outcome::ServerRejected;
+        out.kind = Some(FailureKind::ServerAlert);
+        out.alert_code = c.tls_alert;
+        out.alert = c.tls_alert.map(crate::eve::alert_name);
+        out.closed_by = Some(Dir::Server);
+        return out;
+    }
+    if f.dirs[Dir::Server.idx()].pkts == 0 {
+        out.outcome = Outcome::Incomplete;
+        out.kind = Some(if f.dirs[Dir::Client.idx()].pkts == 0 { FailureKind::OneSided } else { FailureKind::NoResponse });
+        return out;
+    }
+    if q.client_hellos.is_empty() {
+        out.outcome = Outcome::Incomplete;
+        out.kind = Some(FailureKind::Midstream);
+        return out;
+    }
+    // The server answered; beyond the Initials QUIC is opaque, so a
+    // connection that carried on is established.
+    out.finished_seen = q.server_hello.is_some();
+    out
 }
 
 /// True for an IP literal used as a server name (or no name at all).

@@ -494,3 +494,213 @@ mod tests {
         assert_eq!(alert_name(200), "unknown_200");
     }
 }
+
+/// Suricata's `quic` object names, plus nothing of ours (ours go in
+/// `handshake`, `tls_failure`, `path`).
+#[derive(Serialize)]
+pub struct Quic {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja3: Option<Fp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub client_alpns: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_alpn: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct QuicCloseOut {
+    pub from: Dir,
+    pub error_code: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_type: Option<u64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// The TLS alert a CRYPTO_ERROR code carries (0x100 + alert).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_alert: Option<String>,
+    pub ts_offset_ms: f64,
+}
+
+#[derive(Serialize)]
+pub struct QuicHandshake {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cipher_suite: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negotiated_version: Option<String>,
+    pub client_hellos: Vec<HelloOut>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connection_close: Vec<QuicCloseOut>,
+    pub retry: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_negotiation: Option<Vec<String>>,
+    /// Long-header datagrams read, [client, server].
+    pub datagrams_read: [u64; 2],
+    /// Short-header (1-RTT) datagrams seen, [client, server].
+    pub short_header_datagrams: [u64; 2],
+    pub undecryptable: u64,
+    pub close: CloseKind,
+    pub missing: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+pub struct QuicEvent<'a> {
+    pub timestamp: String,
+    pub flow_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcap_filename: Option<&'a str>,
+    pub event_type: &'static str,
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dest_ip: IpAddr,
+    pub dest_port: u16,
+    pub proto: &'static str,
+    pub app_proto: &'static str,
+    pub community_id: String,
+    pub quic: Quic,
+    pub handshake: QuicHandshake,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_failure: Option<TlsFailure>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathOut>,
+    pub flow: FlowOut,
+}
+
+/// Build the `quic` event for an ended QUIC flow.
+pub fn quic_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> QuicEvent<'a> {
+    let f = &e.flow;
+    let (cip, cport) = f.client();
+    let (sip, sport) = f.server();
+    let start = f.first_ts;
+    let q = f.quic.as_deref();
+    let ch = q.and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
+    let sh = q.and_then(|q| q.server_hello.as_ref()).map(|(h, _)| h);
+    let quic = Quic {
+        version: q.and_then(|q| q.conn.version()).map(crate::quic_session::version_name),
+        sni: ch.and_then(|c| c.sni.clone()),
+        ja3: ch.map(|c| {
+            let f = ja3(c);
+            Fp { hash: f.hash, string: f.string }
+        }),
+        ja4: ch.map(|c| ja4(c, Transport::Quic)),
+        client_alpns: ch.map(|c| c.alpn.clone()).unwrap_or_default(),
+        server_alpn: sh.and_then(|h| h.alpn.clone()),
+    };
+    let missing = match (f.dirs[0].pkts, f.dirs[1].pkts) {
+        (_, 0) => "server",
+        (0, _) => "client",
+        _ => "none",
+    };
+    let handshake = QuicHandshake {
+        cipher_suite: sh.map(|h| format!("0x{:04x}", h.cipher)),
+        negotiated_version: sh.map(|h| version_name(h.version())),
+        client_hellos: q
+            .map(|q| {
+                q.client_hellos
+                    .iter()
+                    .map(|(c, ts)| HelloOut {
+                        sni: c.sni.clone(),
+                        ja3: Some({
+                            let f = ja3(c);
+                            Fp { hash: f.hash, string: f.string }
+                        }),
+                        ja4: ja4(c, Transport::Quic),
+                        version: version_name(c.max_version()),
+                        supported_versions: c.supported_versions.clone(),
+                        alpn: c.alpn.clone(),
+                        ech: c.offers_ech(),
+                        sslv2_format: false,
+                        ts_offset_ms: ms(start, *ts),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        connection_close: q
+            .map(|q| {
+                q.closes
+                    .iter()
+                    .map(|c| QuicCloseOut {
+                        from: if c.from_client { Dir::Client } else { Dir::Server },
+                        error_code: c.error_code,
+                        frame_type: c.frame_type,
+                        reason: c.reason.clone(),
+                        tls_alert: c.tls_alert.map(alert_name),
+                        ts_offset_ms: ms(start, c.ts_ns),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        retry: q.is_some_and(|q| q.retry),
+        version_negotiation: q
+            .and_then(|q| q.version_negotiation.as_ref())
+            .map(|v| v.iter().map(|x| crate::quic_session::version_name(*x)).collect()),
+        datagrams_read: q.map(|q| q.fed).unwrap_or_default(),
+        short_header_datagrams: q.map(|q| q.short).unwrap_or_default(),
+        undecryptable: q.map_or(0, |q| q.undecryptable),
+        close: e.close,
+        missing,
+        anomalies: q.map(|q| q.anomalies.clone()).unwrap_or_default(),
+    };
+    QuicEvent {
+        timestamp: timestamp(start),
+        flow_id: f.flow_id,
+        pcap_filename,
+        event_type: "quic",
+        src_ip: cip,
+        src_port: cport,
+        dest_ip: sip,
+        dest_port: sport,
+        proto: "UDP",
+        app_proto: "quic",
+        community_id: community_id_v1(0, cip, sip, 17, cport, sport),
+        quic,
+        handshake,
+        tls_failure: None,
+        path: None,
+        flow: FlowOut {
+            pkts_toserver: f.dirs[0].pkts,
+            pkts_toclient: f.dirs[1].pkts,
+            bytes_toserver: f.dirs[0].bytes,
+            bytes_toclient: f.dirs[1].bytes,
+            start: timestamp(start),
+            end: timestamp(e.end_ts),
+        },
+    }
+}
+
+impl<'a> AlertEvent<'a> {
+    /// An alert about a logged QUIC session.
+    pub fn for_quic(ev: &'a QuicEvent<'a>, alert: AlertBody, evidence: Evidence) -> Self {
+        AlertEvent {
+            timestamp: &ev.timestamp,
+            flow_id: ev.flow_id,
+            pcap_filename: ev.pcap_filename,
+            event_type: "alert",
+            src_ip: ev.src_ip,
+            src_port: ev.src_port,
+            dest_ip: ev.dest_ip,
+            dest_port: ev.dest_port,
+            proto: ev.proto,
+            app_proto: ev.app_proto,
+            community_id: &ev.community_id,
+            alert,
+            tls: Some(TlsBrief {
+                sni: ev.quic.sni.as_deref(),
+                version: ev.quic.version.as_deref().unwrap_or("UNDETERMINED"),
+                ja4: ev.quic.ja4.as_deref(),
+                ja3: ev.quic.ja3.as_ref(),
+                issuerdn: None,
+            }),
+            tls_failure: ev.tls_failure.as_ref(),
+            path: ev.path.as_ref(),
+            evidence,
+        }
+    }
+}

@@ -86,6 +86,8 @@ pub struct SessionFacts<'a> {
     pub server_port: u16,
     pub sni: Option<&'a str>,
     pub ech: bool,
+    /// A QUIC session (UDP), not TLS over TCP.
+    pub quic: bool,
     pub path: &'a PathOut,
     pub failure: &'a TlsFailure,
 }
@@ -111,6 +113,7 @@ struct Around {
     flow_id: u64,
     start_ns: i64,
     direct: bool,
+    quic: bool,
     /// A fallback finding was already raised for it.
     alerted: bool,
 }
@@ -196,8 +199,9 @@ impl Correlator {
             }
         }
 
-        let around = matches!(kind, PathKind::Direct | PathKind::SanctionedBypass);
-        if kind == PathKind::Direct && self.inspection_deployed() {
+        let around = matches!(kind, PathKind::Direct | PathKind::SanctionedBypass)
+            && (!s.quic || s.failure.outcome == Outcome::Established);
+        if kind == PathKind::Direct && self.inspection_deployed() && !s.quic {
             out.push(Finding {
                 sid: SID_DIRECT,
                 subject: s.flow_id,
@@ -212,7 +216,10 @@ impl Correlator {
             if crate::classify::sni_is_ip_or_missing(s.sni) {
                 reasons.push(format!("no_server_name_to_ip:{}", s.server));
             }
-            if !self.cfg.usual_tls_ports.contains(&s.server_port) {
+            if s.quic && self.cfg.udp_443_blocked && s.failure.outcome == Outcome::Established {
+                reasons.push("quic_where_udp443_blocked".to_string());
+            }
+            if !s.quic && !self.cfg.usual_tls_ports.contains(&s.server_port) {
                 reasons.push(format!("tls_on_unusual_port:{}", s.server_port));
             }
             if !reasons.is_empty() {
@@ -223,7 +230,7 @@ impl Correlator {
             let key = (s.client, n.clone());
             if around {
                 let q = self.arounds.entry(key.clone()).or_default();
-                q.push_back(Around { flow_id: s.flow_id, start_ns: s.start_ns, direct: kind == PathKind::Direct, alerted: false });
+                q.push_back(Around { flow_id: s.flow_id, start_ns: s.start_ns, direct: kind == PathKind::Direct, quic: s.quic, alerted: false });
                 if q.len() > MAX_PER_KEY {
                     q.pop_front();
                     self.dropped += 1;
@@ -245,7 +252,7 @@ impl Correlator {
                         flow_ids.push(a.flow_id);
                         let reasons = vec![
                             format!("rejections_under_inspection:{}", prior.len()),
-                            format!("then_{}:{}", if a.direct { "direct" } else { "sanctioned_bypass" }, n),
+                            format!("then_{}{}:{}", if a.quic { "quic_" } else { "" }, if a.direct { "direct" } else { "sanctioned_bypass" }, n),
                             format!("window_s:{}", window / 1_000_000_000),
                         ];
                         out.push(Finding { sid: SID_FALLBACK, subject: a.flow_id, evidence: Evidence { reasons, flow_ids } });

@@ -12,10 +12,12 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::IpAddr;
 
 use pinwatch_parsers::decode::{Decoded, TcpInfo};
+use pinwatch_parsers::quic::looks_like_quic_initial;
 use pinwatch_parsers::tls::{looks_like_client_hello, looks_like_tls, Dir, TlsEvent};
 
 use crate::reassembly::{self, Chunk, Reassembler};
 
+use crate::quic_session::QuicSession;
 use crate::session::TlsSession;
 
 const NS: i64 = 1_000_000_000;
@@ -89,6 +91,8 @@ pub enum Proto {
     Unknown,
     Tls,
     NotTls,
+    /// A UDP flow that began with a QUIC client Initial.
+    Quic,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -123,6 +127,8 @@ pub struct Flow {
     pub dirs: [DirCounters; 2],
     pub reasm: [Reassembler; 2],
     pub session: TlsSession,
+    /// QUIC state, for UDP flows that began with a client Initial.
+    pub quic: Option<Box<QuicSession>>,
     pub close: Option<CloseKind>,
     pub close_ts: Option<i64>,
     /// First segment seen mid-stream (no SYN from the client).
@@ -147,7 +153,10 @@ impl Flow {
     }
     /// Heap bytes held by this flow's buffers.
     pub fn heap_bytes(&self) -> usize {
-        self.reasm[0].heap_bytes() + self.reasm[1].heap_bytes() + self.session.parser.heap_bytes()
+        self.reasm[0].heap_bytes()
+            + self.reasm[1].heap_bytes()
+            + self.session.parser.heap_bytes()
+            + self.quic.as_ref().map_or(0, |q| q.heap_bytes())
     }
 }
 
@@ -168,6 +177,7 @@ pub struct TableStats {
     pub flows_timed_out: u64,
     pub flows_active_max: u64,
     pub tls_flows: u64,
+    pub quic_flows: u64,
     pub not_tls_flows: u64,
     pub midstream_flows: u64,
     pub udp_packets_ignored: u64,
@@ -302,6 +312,7 @@ impl FlowTable {
         self.stats.tls_handshake_overflows += u64::from(flow.session.overflows);
         match flow.proto {
             Proto::Tls => self.stats.tls_flows += 1,
+            Proto::Quic => self.stats.quic_flows += 1,
             Proto::NotTls => self.stats.not_tls_flows += 1,
             Proto::Unknown => {}
         }
@@ -324,7 +335,7 @@ impl FlowTable {
     /// Process one decoded TCP packet.
     pub fn packet(&mut self, d: &Decoded<'_>, ts: i64, wire_len: u32, source: usize, out: &mut Vec<Ended>) {
         let Some(tcp) = d.tcp else {
-            self.stats.udp_packets_ignored += 1;
+            self.udp(d, ts, wire_len, source, out);
             return;
         };
         let key = FlowKey::new(d);
@@ -371,6 +382,7 @@ impl FlowTable {
                 dirs: Default::default(),
                 reasm: Default::default(),
                 session: TlsSession::default(),
+                quic: None,
                 close: None,
                 close_ts: None,
                 midstream: !syn_only,
@@ -468,6 +480,60 @@ impl FlowTable {
             reasm[0].release();
             reasm[1].release();
         }
+    }
+
+    /// A UDP datagram: QUIC flows start at a client Initial (content, not
+    /// port, decides); every other UDP datagram is only counted.
+    fn udp(&mut self, d: &Decoded<'_>, ts: i64, wire_len: u32, source: usize, out: &mut Vec<Ended>) {
+        let key = FlowKey::new(d);
+        if !self.map.contains_key(&key) {
+            if !looks_like_quic_initial(d.payload) {
+                self.stats.udp_packets_ignored += 1;
+                return;
+            }
+            if self.map.len() >= self.lim.max_flows {
+                self.evict_one(out);
+            }
+            let flow = Box::new(Flow {
+                key,
+                flow_id: flow_id(&key, ts),
+                client_is_lo: from_lo(&key, d),
+                roles_known: true,
+                first_ts: ts,
+                last_ts: ts,
+                source,
+                proto: Proto::Quic,
+                probes: 0,
+                started: [false; 2],
+                dirs: Default::default(),
+                reasm: Default::default(),
+                session: TlsSession::default(),
+                quic: Some(Box::default()),
+                close: None,
+                close_ts: None,
+                midstream: false,
+                synack: false,
+            });
+            self.stats.flows_created += 1;
+            self.timers.push(Reverse((ts + self.lim.new_timeout_ns, flow.flow_id, key)));
+            self.map.insert(key, flow);
+            self.stats.flows_active_max = self.stats.flows_active_max.max(self.map.len() as u64);
+        }
+        let Some(flow) = self.map.get_mut(&key) else { return };
+        let heap_before = flow.heap_bytes();
+        let from_client = from_lo(&key, d) == flow.client_is_lo;
+        let dir = if from_client { Dir::Client } else { Dir::Server };
+        flow.last_ts = flow.last_ts.max(ts);
+        let c = &mut flow.dirs[dir.idx()];
+        c.pkts += 1;
+        c.bytes += u64::from(wire_len);
+        c.payload_bytes += d.payload.len() as u64;
+        if let Some(q) = flow.quic.as_mut() {
+            q.datagram(from_client, d.payload, ts);
+        }
+        let heap_after = flow.heap_bytes();
+        self.heap_bytes = (self.heap_bytes + heap_after).saturating_sub(heap_before);
+        self.stats.heap_bytes_max = self.stats.heap_bytes_max.max(self.heap_bytes as u64);
     }
 
     fn evict_one(&mut self, out: &mut Vec<Ended>) {

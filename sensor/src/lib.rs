@@ -13,5 +13,6 @@ pub mod findings;
 pub mod eve;
 pub mod flow;
 pub mod pipeline;
+pub mod quic_session;
 pub mod reassembly;
 pub mod session;

@@ -74,6 +74,7 @@ pub struct Stats {
     pub decoder: DecoderStats,
     pub flow: TableStats,
     pub tls_records_logged: u64,
+    pub quic_records_logged: u64,
     pub alerts_logged: u64,
     /// Sessions per outcome and per failure class.
     pub outcomes: BTreeMap<String, u64>,
@@ -178,12 +179,45 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
                 }
                 continue;
             }
+            if e.flow.proto == Proto::Quic {
+                let mut ev = eve::quic_event(&e, pcap);
+                let failure = classify::quic_outcome(&e, cfg);
+                let path = classify::path(&e, cfg, ev.quic.sni.as_deref(), None);
+                let key = match failure.class {
+                    Some(c) => format!("quic_{:?}_{c:?}", failure.outcome),
+                    None => format!("quic_{:?}", failure.outcome),
+                };
+                *stats.outcomes.entry(key.to_ascii_lowercase()).or_default() += 1;
+                ev.tls_failure = Some(failure);
+                ev.path = Some(path);
+                stats.quic_records_logged += 1;
+                write(&ev, out);
+                let (Some(failure), Some(path)) = (ev.tls_failure.as_ref(), ev.path.as_ref()) else { continue };
+                let facts = SessionFacts {
+                    flow_id: ev.flow_id,
+                    start_ns: e.flow.first_ts,
+                    client: ev.src_ip,
+                    server: ev.dest_ip,
+                    server_port: ev.dest_port,
+                    sni: ev.quic.sni.as_deref(),
+                    ech: e.flow.quic.as_ref().and_then(|q| q.client_hellos.first()).is_some_and(|(h, _)| h.offers_ech()),
+                    quic: true,
+                    path,
+                    failure,
+                };
+                for f in correlator.observe(&facts) {
+                    let a = eve::AlertEvent::for_quic(&ev, AlertBody::new(f.sid), f.evidence);
+                    stats.alerts_logged += 1;
+                    write(&a, out);
+                }
+                continue;
+            }
             if e.flow.proto != Proto::Tls || !e.flow.session.is_tls() {
                 continue;
             }
             let mut ev = eve::tls_event(&e, pcap);
             let failure = classify::outcome(&e, cfg);
-            let path = classify::path(&e, cfg, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()));
+            let path = classify::path(&e, cfg, ev.tls.sni.as_deref(), ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()));
             let key = match failure.class {
                 Some(c) => format!("{:?}_{c:?}", failure.outcome),
                 None => format!("{:?}", failure.outcome),
@@ -202,6 +236,7 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
                 server_port: ev.dest_port,
                 sni: ev.tls.sni.as_deref(),
                 ech: e.flow.session.client_hellos.first().is_some_and(|(h, _)| h.offers_ech()),
+                quic: false,
                 path,
                 failure,
             };

@@ -1,0 +1,111 @@
+//! What we keep about one QUIC connection while its UDP flow is alive: the
+//! parser's connection state and the events it reported, capped.
+
+use pinwatch_parsers::hello::{ClientHello, ServerHello};
+use pinwatch_parsers::quic::{QuicConn, QuicEvent};
+
+/// Long-header datagrams fed per direction before the flow only counts.
+pub const DATAGRAMS_PER_DIRECTION: u64 = 64;
+/// CONNECTION_CLOSE frames kept.
+pub const MAX_CLOSES: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseSeen {
+    pub from_client: bool,
+    pub error_code: u64,
+    pub frame_type: Option<u64>,
+    pub reason: String,
+    pub tls_alert: Option<u8>,
+    pub ts_ns: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct QuicSession {
+    pub conn: QuicConn,
+    pub client_hellos: Vec<(ClientHello, i64)>,
+    pub server_hello: Option<(ServerHello, i64)>,
+    pub closes: Vec<CloseSeen>,
+    pub retry: bool,
+    pub version_negotiation: Option<Vec<u32>>,
+    /// Problems as stable counter names, deduplicated.
+    pub anomalies: Vec<&'static str>,
+    pub undecryptable: u64,
+    /// Datagrams fed to the parser, [client, server].
+    pub fed: [u64; 2],
+    /// Time of the first server datagram.
+    pub first_server_ts: Option<i64>,
+    /// Datagrams that start with a short (1-RTT) header, [client, server]:
+    /// a client that finished its handshake sends them.
+    pub short: [u64; 2],
+    events: Vec<QuicEvent>,
+}
+
+impl QuicSession {
+    /// Feed one datagram (only while the connection still has Initials to read).
+    pub fn datagram(&mut self, from_client: bool, data: &[u8], ts: i64) {
+        let i = usize::from(!from_client);
+        if !from_client {
+            self.first_server_ts.get_or_insert(ts);
+        }
+        // Short-header (1-RTT) packets carry nothing we can read: count them.
+        if data.first().is_some_and(|b| b & 0x80 == 0) {
+            self.short[i] += 1;
+            return;
+        }
+        if self.fed[i] >= DATAGRAMS_PER_DIRECTION || data.is_empty() {
+            return;
+        }
+        self.fed[i] += 1;
+        let mut events = std::mem::take(&mut self.events);
+        self.conn.datagram(from_client, data, &mut events);
+        for ev in events.drain(..) {
+            match ev {
+                QuicEvent::ClientHello(h) => {
+                    if self.client_hellos.len() < 4 {
+                        self.client_hellos.push((*h, ts));
+                    }
+                }
+                QuicEvent::ServerHello(h) => {
+                    if self.server_hello.is_none() && !h.hello_retry_request {
+                        self.server_hello = Some((*h, ts));
+                    }
+                }
+                QuicEvent::ConnectionClose { from_client, error_code, frame_type, reason, tls_alert } => {
+                    if self.closes.len() < MAX_CLOSES {
+                        self.closes.push(CloseSeen { from_client, error_code, frame_type, reason, tls_alert, ts_ns: ts });
+                    }
+                }
+                QuicEvent::Retry => self.retry = true,
+                QuicEvent::VersionNegotiation { versions } => self.version_negotiation = Some(versions),
+                QuicEvent::Undecryptable { why, .. } => {
+                    self.undecryptable += 1;
+                    self.anomaly(why);
+                }
+                QuicEvent::Malformed { what, .. } => self.anomaly(what),
+                QuicEvent::Overflow { .. } => self.anomaly("quic_crypto_overflow"),
+            }
+        }
+        self.events = events;
+    }
+
+    fn anomaly(&mut self, what: &'static str) {
+        if !self.anomalies.contains(&what) && self.anomalies.len() < 16 {
+            self.anomalies.push(what);
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.conn.heap_bytes()
+    }
+}
+
+/// Suricata-style QUIC version names.
+pub fn version_name(v: u32) -> String {
+    match v {
+        0x0000_0001 => "1".to_string(),
+        0x6b33_43cf => "2".to_string(),
+        v if v >> 8 == 0x00ff_0000 => format!("draft-{}", v & 0xff),
+        v if v >> 24 == b'Q' as u32 || v >> 24 == b'T' as u32 => String::from_utf8_lossy(&v.to_be_bytes()).into_owned(),
+        v => format!("{v:08x}"),
+    }
+}
