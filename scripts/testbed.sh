@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # pinwatch scenario testbed: real TLS stacks in Linux network namespaces, captured at an egress tap.
 #
-#   sudo scripts/testbed.sh [OUTDIR] [GROUP...]   (default OUTDIR: pcaps/, groups: basic inspection fallback)
+#   sudo scripts/testbed.sh [OUTDIR] [GROUP...]   (default OUTDIR: pcaps/, groups: basic inspection fallback quic)
 #
 # For each scenario group it writes OUTDIR/testbed-<group>.pcap and OUTDIR/testbed-<group>.expected.tsv
-# (one row per TCP session, in capture order) and checks every row against the capture with
+# (one row per TCP session or QUIC flow, in capture order) and checks every row against the capture with
 # scripts/testbed/pcap_tls_summary.py. Exit status 1 if the wire disagrees with the expectations
 # (set TESTBED_STRICT=0 to keep going).
 #
@@ -13,21 +13,23 @@
 #   pw-client 10.77.1.2 --[pwc0|pwr-c]-- pw-router 10.77.1.1 / 10.77.2.1 --[pwr-o|pwo0]-- pw-origin 10.77.2.2-.5
 #                                       (tcpdump tap on pwr-o; the inspection group also taps pwr-c
 #                                        because the proxy runs in pw-router; the fallback group taps
-#                                        only pwr-c, so each client session appears once)
+#                                        only pwr-c, so each client session appears once; the quic
+#                                        group taps pwr-o, UDP)
 #
 # Requirements (Debian bookworm): nginx-light tcpdump iproute2 iptables ethtool openssl curl python3
 # openjdk-17 libokhttp-java; mitmproxy 11.0.2 in /opt/pinwatch-venv (or $MITMDUMP) for "inspection" and
-# "fallback".
+# "fallback"; "quic" uses the aioquic that mitmproxy 11.0.2 pulls into the same venv (python: $QUIC_PY).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${1:-pcaps/}
 shift || true
 SCN_GROUPS=("$@")
-[[ ${#SCN_GROUPS[@]} -gt 0 ]] || SCN_GROUPS=(basic inspection fallback)
+[[ ${#SCN_GROUPS[@]} -gt 0 ]] || SCN_GROUPS=(basic inspection fallback quic)
 STRICT=${TESTBED_STRICT:-1}
 GAP=${TESTBED_GAP:-0.2}
 MITMDUMP=${MITMDUMP:-/opt/pinwatch-venv/bin/mitmdump}
+QUIC_PY=${QUIC_PY:-$(dirname "$MITMDUMP")/python3}   # python with aioquic + cryptography (quic group)
 PY=/usr/bin/python3
 OKHTTP_CP=/usr/share/java/okhttp.jar:/usr/share/java/okio.jar
 
@@ -35,6 +37,7 @@ NS_C=pw-client NS_R=pw-router NS_O=pw-origin
 C_IP=10.77.1.2 R_CIP=10.77.1.1 R_OIP=10.77.2.1 O_IP13=10.77.2.2 O_IP12=10.77.2.3
 O_IPFB=10.77.2.4 O_IPPLAIN=10.77.2.5   # fallback group: TLS 1.3 origin never proxied; plain HTTP on :443
 PROXY_PORT=8080 TPROXY_PORT=8081
+QUIC_PORT=443 QUIC_PORT_LEAF=8443   # quic group, UDP on $O_IPFB: full chain | leaf only
 FALLBACK_TRIES=2   # fallback group: attempts through the proxy before the client goes direct
 WRONG_PIN=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=   # base64 of 32 zero bytes
 
@@ -90,7 +93,7 @@ trap 'exit 130' INT TERM
 #           fallback (the client tries $FALLBACK_TRIES times through the explicit proxy, then goes direct)
 # sni:      "-" = no SNI: the client connects to server_ip itself and sends no server_name
 # client:   "<runner> <trust> [args]"  runner: curl, sclient (openssl s_client), py (python ssl),
-#           java (OkHttp); trust: which CA file the client trusts: origin | inspect | both
+#           java (OkHttp), aioquic (QUIC/HTTP/3); trust: which CA file the client trusts: origin | inspect | both
 # sessions: space-separated "path=outcome/class/alert_sender/alert", in capture order
 #           (order of the client's SYN); path: direct | client-proxy | proxy-origin; a session may
 #           give its own server as path@ip:port=... (default: the row's server_ip:server_port) and a
@@ -100,7 +103,8 @@ trap 'exit 130' INT TERM
 # Server ends (pw-origin): 10.77.2.2:443 nginx TLS1.2+1.3 | 10.77.2.3:443 nginx TLS1.2 only |
 #   10.77.2.2:9443 nginx TLS1.3, 2 s handshake timeout | 10.77.2.2:8443 / 10.77.2.3:8443
 #   openssl s_server requiring a client certificate (TLS1.3 / TLS1.2) | 10.77.2.4:443 and :4443 nginx
-#   TLS1.3 (fallback group) | 10.77.2.5:443 nginx plain HTTP, no TLS (fallback group).
+#   TLS1.3 (fallback group) | 10.77.2.5:443 nginx plain HTTP, no TLS (fallback group) |
+#   10.77.2.4 udp/443 and udp/8443 aioquic HTTP/3 (quic group, started with it).
 # Expectations were read off real captures (see pcaps/README.md); the run re-checks them.
 # ---------------------------------------------------------------------------------------------
 # shellcheck disable=SC2034  # used through a nameref (local -n table=SCENARIOS_<group>)
@@ -167,6 +171,25 @@ SCENARIOS_fallback=(
 "op-nosni-ip        |direct  |-                        |10.77.2.4|443 |sclient origin request   |direct=established/-/-/-"
 "op-oddport-tls13   |direct  |oddport.origin.test      |10.77.2.4|4443|curl origin              |direct=established/-/-/-"
 "op-plain-http-443  |direct  |-                        |10.77.2.5|443 |pysock                   |direct=not_tls/-/-/-"
+)
+
+# QUIC (UDP) with aioquic on both ends: an HTTP/3 server in pw-origin on 10.77.2.4 (UDP only; nginx holds
+# the TCP ports of that address) and aioquic clients (scripts/testbed/quic_peer.py). udp/443 presents
+# the leaf + origin CA like nginx, so the server's Handshake flight needs two datagrams; udp/8443 presents
+# the leaf alone, so the whole server flight (Initial + Handshake) fits in one datagram. Each row is one
+# QUIC flow (UDP 5-tuple), matched by its first Initial; the client trust is as for the other runners,
+# "v2" = the client offers only QUIC version 2 (RFC 9369).
+# Where the rejection is readable: aioquic puts its CONNECTION_CLOSE (0x1c, CRYPTO_ERROR 0x100 + alert)
+# in every packet number space it still has keys for. A client that has already sent a Handshake packet
+# (the ACK of the first server datagram) has dropped its Initial keys, so the close is in a Handshake
+# packet only (class -, the key log is needed to read it); when the server flight came in one datagram
+# it is also in an Initial packet, readable by anyone from the client's Destination CID (class A).
+# shellcheck disable=SC2034
+SCENARIOS_quic=(
+"quic-h3-ok          |direct|quic.origin.test          |10.77.2.4|443 |aioquic origin      |direct=established/-/-/-"
+"quic-h3-untrusted   |direct|quic-untrusted.origin.test|10.77.2.4|443 |aioquic inspect     |direct=client_rejected/-/client/bad_certificate(42)"
+"quic-h3-untr-1dgram |direct|quic-leaf.origin.test     |10.77.2.4|8443|aioquic inspect     |direct=client_rejected/A/client/bad_certificate(42)"
+"quicv2-h3-ok        |direct|quicv2.origin.test        |10.77.2.4|443 |aioquic origin v2   |direct=established/-/-/-"
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -329,6 +352,32 @@ EOF
     wait_port "$NS_O" "$O_IPPLAIN" 443
 }
 
+wait_udp_port() {   # ns ip port
+    local i
+    for i in $(seq 1 100); do
+        nsx "$1" ss -Hlun "sport = :$3" 2>/dev/null | awk -v want="$2:$3" '$4 == want {f=1} END {exit !f}' && return 0
+        sleep 0.05
+    done
+    echo "testbed: nothing listening on udp $2:$3 in $1" >&2
+    return 1
+}
+
+# quic group: aioquic HTTP/3 server in pw-origin (its TLS secrets go to $T, merged into the group's key log)
+start_quic() {
+    SSLKEYLOGFILE="$T/quic-server.keylog" ip netns exec "$NS_O" "$QUIC_PY" "$HERE/testbed/quic_peer.py" server \
+        "$PKI/origin.key" "$O_IPFB:$QUIC_PORT:$PKI/origin-chain.pem" "$O_IPFB:$QUIC_PORT_LEAF:$PKI/origin.pem" \
+        >"$T/quic-server.log" 2>&1 </dev/null 9>&- &
+    PIDS+=($!)
+    QUIC_PID=$!
+    wait_udp_port "$NS_O" "$O_IPFB" "$QUIC_PORT"
+    wait_udp_port "$NS_O" "$O_IPFB" "$QUIC_PORT_LEAF"
+}
+
+stop_quic() {
+    kill "${QUIC_PID:-0}" 2>/dev/null || true
+    wait "${QUIC_PID:-0}" 2>/dev/null || true
+}
+
 wait_port() {   # ns ip port   (ip "*" = any)
     local i
     for i in $(seq 1 100); do
@@ -441,6 +490,13 @@ run_py() {
     nsx "$NS_C" "$PY" "$HERE/testbed/tls_client.py" "$mode" "$sni" "$port" "$(cafile_for "$trust")" "${a[@]}" "$@"
 }
 
+# aioquic HTTP/3 client: one GET /, then CONNECTION_CLOSE with H3_NO_ERROR; "v2" = QUIC version 2 only
+run_aioquic() {
+    local sni=$1 port=$2 trust=$4 ver=v1
+    [[ ${5:-} == v2 ]] && ver=v2
+    nsx "$NS_C" "$QUIC_PY" "$HERE/testbed/quic_peer.py" client "$sni" "$port" "$(cafile_for "$trust")" --version "$ver"
+}
+
 run_java() {
     local sni=$1 port=$2 via=$3 trust=$4 mode=$5; shift 5
     local a=()
@@ -463,6 +519,7 @@ stack_of() {   # runner -> stack string for the TSV
         py) echo "$V_PY" ;;
         java) echo "$V_JAVA" ;;
         pysock) echo python-socket ;;
+        aioquic) echo "$V_AIOQUIC" ;;
     esac
 }
 
@@ -478,6 +535,12 @@ versions() {
         V_MITM="mitmproxy/$(awk '/^Mitmproxy/{print $2}' <<<"$mv")+$(awk '/^OpenSSL/{print $2"/"$3}' <<<"$mv")"
     fi
     V_NGINX=$(nginx -v 2>&1 | awk '{print $3}')
+    V_AIOQUIC=aioquic/unavailable
+    if [[ -x $QUIC_PY ]]; then
+        V_AIOQUIC=$("$QUIC_PY" -c 'import aioquic, cryptography, platform
+print(f"aioquic/{aioquic.__version__}+python/{platform.python_version()}+cryptography/{cryptography.__version__}")' \
+            2>/dev/null || echo aioquic/unavailable)
+    fi
 }
 
 trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; s=${s%"${s##*[![:space:]]}"}; printf '%s' "$s"; }
@@ -501,12 +564,14 @@ run_group() {
     # s_client) so the encrypted records can be opened in Wireshark
     rm -f "$OUT/testbed-$group.keylog"
     export SSLKEYLOGFILE="$OUT/testbed-$group.keylog" MITMPROXY_SSLKEYLOGFILE="$OUT/testbed-$group.keylog"
-    local ifaces=(pwr-o) mitm=
+    local ifaces=(pwr-o) mitm='' checkpy=$PY
     case $group in
         inspection) ifaces=(pwr-c pwr-o) mitm=full ;;
         fallback) ifaces=(pwr-c) mitm=explicit ;;   # client side only: every session once, client 10.77.1.2
+        quic) checkpy=$QUIC_PY ;;   # the checker decrypts QUIC packets (cryptography)
     esac
     [[ -z $mitm ]] || start_mitm "$mitm"
+    [[ $group != quic ]] || { rm -f "$T/quic-server.keylog"; start_quic; }
     # The inspection CA's certificate (public part only) goes beside the
     # capture so a sensor config can name it (pcaps/testbed.toml).
     [[ $group == inspection ]] && cp "$PKI/inspect-ca.pem" "$OUT/testbed-inspection-ca.pem"
@@ -557,6 +622,12 @@ run_group() {
     for i in "${tpids[@]}"; do kill -INT "$i" 2>/dev/null || true; done
     for i in "${tpids[@]}"; do wait "$i" 2>/dev/null || true; done
     [[ -z $mitm ]] || stop_mitm
+    if [[ $group == quic ]]; then   # one key log with both ends' secrets (the server also has the
+        stop_quic                   # 1-RTT secrets of a handshake that the client abandoned)
+        { cat "$OUT/testbed-$group.keylog" "$T/quic-server.keylog" 2>/dev/null || true; } |
+            awk '!seen[$0]++' >"$T/keylog.tmp"
+        mv "$T/keylog.tmp" "$OUT/testbed-$group.keylog"
+    fi
     unset SSLKEYLOGFILE MITMPROXY_SSLKEYLOGFILE
 
     if [[ ${#caps[@]} -gt 1 ]]; then
@@ -567,12 +638,23 @@ run_group() {
     mv "$tsv.tmp" "$tsv"
     log "wrote $pcap ($(stat -c %s "$pcap") bytes) and $tsv"
     local summary="$OUT/testbed-$group.summary.txt" ok=1
-    "$PY" "$HERE/testbed/pcap_tls_summary.py" "$pcap" --expect "$tsv" >"$T/check-$group.txt" || ok=0
+    local kl=()
+    [[ $group != quic ]] || kl=(--keylog "$OUT/testbed-$group.keylog")
+    "$checkpy" "$HERE/testbed/pcap_tls_summary.py" "$pcap" --expect "$tsv" "${kl[@]}" >"$T/check-$group.txt" || ok=0
     {
-        echo "# scripts/testbed.sh group $group: expected vs observed per TCP session (capture order);"
-        echo "# record sequence: C/S = client/server, hs = plaintext handshake, app/alert-enc = encrypted"
-        echo "# record (TLSCiphertext.length), ALERT[..] = plaintext alert, FIN/RST = first of each per side."
-        echo "# clients: $V_CURL | $V_SCLIENT | $V_PY | $V_JAVA; servers: $V_NGINX, openssl-s_server/${V_SCLIENT#*/}"
+        if [[ $group == quic ]]; then
+            echo "# scripts/testbed.sh group $group: expected vs observed per QUIC flow (capture order);"
+            echo "# one token per datagram: C/S = client/server, then its coalesced packets joined by '+':"
+            echo "# I = Initial, H = Handshake, 1R = 1-RTT (short header); [frames] when decrypted (Initial:"
+            echo "# keys from the client's DCID; Handshake/1-RTT: the key log), (n) = packet bytes otherwise."
+            echo "# CC:code/ft=frame type/'reason' = CONNECTION_CLOSE 0x1c, APP_CC = 0x1d; datagram padding omitted."
+            echo "# clients and server: $V_AIOQUIC (HTTP/3)"
+        else
+            echo "# scripts/testbed.sh group $group: expected vs observed per TCP session (capture order);"
+            echo "# record sequence: C/S = client/server, hs = plaintext handshake, app/alert-enc = encrypted"
+            echo "# record (TLSCiphertext.length), ALERT[..] = plaintext alert, FIN/RST = first of each per side."
+            echo "# clients: $V_CURL | $V_SCLIENT | $V_PY | $V_JAVA; servers: $V_NGINX, openssl-s_server/${V_SCLIENT#*/}"
+        fi
         if [[ -n $mitm ]]; then echo "# proxy: $V_MITM"; fi
         cat "$T/check-$group.txt"
     } >"$summary"
@@ -592,7 +674,7 @@ main() {
     OUT=$(cd "$OUT" && pwd)
     CHECK_FAILED=0
     versions
-    log "versions: $V_CURL | $V_SCLIENT | $V_PY | $V_JAVA | $V_NGINX | $V_MITM"
+    log "versions: $V_CURL | $V_SCLIENT | $V_PY | $V_JAVA | $V_NGINX | $V_MITM | $V_AIOQUIC"
     make_pki
     mkdir -p "$T/java"
     javac -d "$T/java" -cp "$OKHTTP_CP" "$HERE/testbed/PinClient.java"
@@ -605,6 +687,11 @@ main() {
         [[ ${#tbl[@]} -gt 0 ]] || { log "group $g: no scenarios, skipped"; continue; }
         if [[ $g == inspection || $g == fallback ]] && ! { [[ -x $MITMDUMP ]] && command -v iptables >/dev/null; }; then
             log "group $g SKIPPED: needs iptables and $MITMDUMP (python3 -m venv /opt/pinwatch-venv && /opt/pinwatch-venv/bin/pip install mitmproxy==11.0.2)"
+            CHECK_FAILED=1
+            continue
+        fi
+        if [[ $g == quic && $V_AIOQUIC == aioquic/unavailable ]]; then
+            log "group $g SKIPPED: needs aioquic and cryptography in $QUIC_PY (mitmproxy==11.0.2 in /opt/pinwatch-venv pulls both in)"
             CHECK_FAILED=1
             continue
         fi

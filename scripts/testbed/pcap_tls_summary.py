@@ -1,19 +1,28 @@
 #!/usr/bin/env python3
-"""Summarise TLS-over-TCP sessions in a classic pcap and check testbed expectations.
+"""Summarise TLS-over-TCP sessions and QUIC flows in a classic pcap and check testbed expectations.
 
-Part of the pinwatch scenario testbed (scripts/testbed.sh). Standard library only.
+Part of the pinwatch scenario testbed (scripts/testbed.sh). Standard library only for TCP; QUIC flows
+(pcap_quic.py beside this file) need `cryptography` to decrypt packets (run it with the venv's python).
 
     pcap_tls_summary.py CAPTURE.pcap                 # per-session wire summary
     pcap_tls_summary.py CAPTURE.pcap --expect X.tsv  # also check X.tsv rows, exit 1 on mismatch
+    ... [--keylog KEYLOG]                            # NSS key log: QUIC Handshake/1-RTT packets too
+
+Sessions (TCP, from the client's SYN) and QUIC flows (UDP, from the client's first Initial) are numbered
+together in capture order.
 
 The observation logic below is a deliberately small re-statement of the wire facts
 in docs (domain.md section 1.3). It exists so that the testbed notices when a
 client stack changes behaviour; it is not pinwatch's classifier.
 
-Supports: pcap (not pcapng), linktype Ethernet (1) or raw IPv4 (101), IPv4 + TCP.
+Supports: pcap (not pcapng), linktype Ethernet (1) or raw IPv4 (101), IPv4 + TCP / UDP (QUIC).
 """
+import os
 import struct
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pcap_quic  # noqa: E402
 
 ALERTS = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac",
           40: "handshake_failure", 42: "bad_certificate", 43: "unsupported_certificate",
@@ -219,7 +228,18 @@ def analyse(sess):
     sess.events.sort(key=lambda e: e[0])
 
 
-def load_sessions(path):
+def load_sessions(path, keylog=None):
+    """TCP sessions and QUIC flows of the capture, in order of their first packet."""
+    order = load_tcp_sessions(path)
+    flows = pcap_quic.load_flows(read_pcap(path), keylog, ALERTS)
+    if flows:
+        order = sorted(order + flows, key=lambda s: s.ts)
+        for i, s in enumerate(order, 1):
+            s.idx = i
+    return order
+
+
+def load_tcp_sessions(path):
     sessions = {}
     order = []
     for ts, lt, pkt in read_pcap(path):
@@ -273,6 +293,8 @@ def t13_finished_sizes(suite):
 
 def observe(s):
     """Derive (outcome, class, alert_sender, alert) from the record events."""
+    if getattr(s, "is_quic", False):
+        return s.observe()
     ev = s.events
     # the client's first bytes are not a TLS record (nor an HTTP CONNECT in front of one): not TLS
     cfirst = next((e for e in ev if e[1] == "C" and e[2] not in ("FIN", "RST")), None)
@@ -324,6 +346,8 @@ def observe(s):
 
 
 def fmt_events(s):
+    if getattr(s, "is_quic", False):
+        return s.fmt_events()
     out = []
     for _ts, side, kind, ln, det in s.events:
         if kind == "hs":
@@ -352,6 +376,9 @@ def vername(v):
 
 def summary_line(s):
     o = observe(s)
+    if getattr(s, "is_quic", False):
+        return (f"#{s.idx} {s.cli[0]}:{s.cli[1]} > {s.srv[0]}:{s.srv[1]} udp sni={s.sni} {s.summary()} "
+                f"observed={'/'.join(o)}\n    {fmt_events(s)}")
     return (f"#{s.idx} {s.cli[0]}:{s.cli[1]} > {s.srv[0]}:{s.srv[1]} sni={s.sni} "
             f"tls={vername(s.version)} suite={'0x%04x' % s.suite if s.suite else '-'} "
             f"observed={'/'.join(o)}\n    {fmt_events(s)}")
@@ -366,7 +393,7 @@ def check(sessions, tsv):
                 rows.append(dict(zip(header, line.rstrip("\n").split("\t"))))
     ok = True
     if len(rows) != len(sessions):
-        print(f"MISMATCH: {len(rows)} expectation rows but {len(sessions)} TCP sessions in capture")
+        print(f"MISMATCH: {len(rows)} expectation rows but {len(sessions)} sessions/flows in capture")
         ok = False
     for i, r in enumerate(rows):
         s = sessions[i] if i < len(sessions) else None
@@ -382,8 +409,9 @@ def check(sessions, tsv):
         mark = "ok " if o == exp else "BAD"
         if o != exp:
             ok = False
+        quic = f"\n    udp {s.summary()}" if getattr(s, "is_quic", False) else ""
         print(f"{mark} {r['client_port_or_label']:<28} port={s.cli[1]:<5} expected={'/'.join(exp)} "
-              f"observed={'/'.join(o)}\n    {fmt_events(s)}")
+              f"observed={'/'.join(o)}{quic}\n    {fmt_events(s)}")
     return ok
 
 
@@ -391,7 +419,8 @@ def main():
     args = sys.argv[1:]
     if not args:
         raise SystemExit(__doc__)
-    sessions = load_sessions(args[0])
+    keylog = args[args.index("--keylog") + 1] if "--keylog" in args else None
+    sessions = load_sessions(args[0], keylog)
     if "--expect" in args:
         ok = check(sessions, args[args.index("--expect") + 1])
         sys.exit(0 if ok else 1)

@@ -283,3 +283,51 @@ fn testbed_fallback_pattern_and_opaque_sessions() {
         assert_eq!(nosni["tls_failure"]["outcome"], "established");
     }
 }
+
+/// QUIC with aioquic on both sides (v1 and v2): a trusted client, a client
+/// that rejects a certificate whose whole flight fits in one datagram (its
+/// CONNECTION_CLOSE 0x12a is in an Initial packet, readable), and one whose
+/// rejection is only in a Handshake packet (not readable without keys).
+#[test]
+fn testbed_quic_sessions() {
+    for dir in testbed_dirs() {
+        let text = std::fs::read_to_string(pcaps_dir().join("testbed.toml")).expect("testbed config");
+        let cfg = pinwatch::config::Config::parse("testbed.toml", &text, &dir).expect("config");
+        let mut out = Vec::new();
+        let opts = Options { config: cfg, progress: false, stats: true, ..Default::default() };
+        replay(&[Input::File(dir.join("testbed-quic.pcap"))], &opts, &mut out).expect("replay");
+        let lines: Vec<Value> = String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+        let exp = expectations(&dir.join("testbed-quic.expected.tsv"));
+        assert_eq!(exp.len(), 4);
+        let mut problems = Vec::new();
+        for row in &exp {
+            let label = row["client_port_or_label"].as_str();
+            let port: u64 = row["server_port"].parse().expect("port");
+            let Some(e) = lines.iter().find(|e| e["event_type"] == "quic" && e["quic"]["sni"] == row["sni"].as_str() && e["dest_port"] == port) else {
+                problems.push(format!("{label}: no quic record"));
+                continue;
+            };
+            let f = &e["tls_failure"];
+            let got = format!("{}/{}", f["outcome"].as_str().unwrap_or("?"), f["class"].as_str().unwrap_or("-"));
+            let want = format!("{}/{}", row["expected_outcome"], row["expected_class"]);
+            println!("  {label:24} expected {want:20} pinwatch {got:20} version {}", e["quic"]["version"]);
+            if row["expected_class"] == "-" && row["expected_outcome"] == "client_rejected" {
+                // The rejection is only in a Handshake packet: without keys the
+                // wire shows a handshake the client never used. Known limit.
+                println!("  known difference: {label}: the client's CONNECTION_CLOSE is in a Handshake packet");
+                continue;
+            }
+            if got != want {
+                problems.push(format!("{label}: {got}, expected {want}"));
+            }
+            if row["expected_alert"].starts_with("bad_certificate") && f["alert"] != "bad_certificate" {
+                problems.push(format!("{label}: alert {}, expected bad_certificate", f["alert"]));
+            }
+            if e["quic"]["ja4"].as_str().is_none_or(|j| !j.starts_with('q')) {
+                problems.push(format!("{label}: no q-prefixed JA4"));
+            }
+        }
+        assert!(lines.iter().any(|e| e["event_type"] == "quic" && e["quic"]["version"] == "2"), "a QUIC v2 session");
+        assert!(problems.is_empty(), "{}:\n{}", dir.display(), problems.join("\n"));
+    }
+}
