@@ -187,6 +187,8 @@ pub struct TableStats {
     pub reassembly_overflows: u64,
     pub reassembly_out_of_order: u64,
     pub tls_handshake_overflows: u64,
+    /// QUIC Initial packets that did not decrypt (sum over connections).
+    pub quic_undecryptable: u64,
     pub heap_bytes_max: u64,
 }
 
@@ -310,6 +312,9 @@ impl FlowTable {
             self.stats.reassembly_out_of_order += c.out_of_order;
         }
         self.stats.tls_handshake_overflows += u64::from(flow.session.overflows);
+        if let Some(q) = &flow.quic {
+            self.stats.quic_undecryptable += q.undecryptable;
+        }
         match flow.proto {
             Proto::Tls => self.stats.tls_flows += 1,
             Proto::Quic => self.stats.quic_flows += 1,

@@ -169,3 +169,48 @@ fn garbage_on_443_is_not_tls_and_is_counted() {
     assert_eq!(summary.stats.flow.not_tls_flows, 1);
     assert!(tls_lines(&lines).is_empty());
 }
+
+/// Ethernet/IPv4/UDP frame.
+fn udp_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let total = 28 + payload.len();
+    let mut f = vec![0u8; 12];
+    f.extend([0x08, 0x00]);
+    f.extend([0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0]);
+    f.extend(src.octets());
+    f.extend(dst.octets());
+    f.extend(sport.to_be_bytes());
+    f.extend(dport.to_be_bytes());
+    f.extend(((8 + payload.len()) as u16).to_be_bytes());
+    f.extend([0, 0]);
+    f.extend(payload);
+    f
+}
+
+#[test]
+fn garbage_on_udp_443_and_undecryptable_initials_are_counted() {
+    let mut p = Pcap::new();
+    // Garbage datagrams: not QUIC, only counted.
+    for i in 0..50u32 {
+        p.record(1_000_000 + u64::from(i), &udp_frame(C, 50000, S, 443, &[0x42; 300]));
+    }
+    // A well-formed v1 Initial header whose payload is noise: a QUIC flow
+    // whose packets do not decrypt.
+    let mut init = vec![0xc3, 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0];
+    let body = vec![0x55u8; 1160];
+    init.extend([0x40 | (body.len() >> 8) as u8, body.len() as u8]);
+    init.extend(&body);
+    for i in 0..3u64 {
+        p.record(2_000_000 + i, &udp_frame(C, 50001, S, 443, &init));
+    }
+    // A truncated Initial (cut inside its payload).
+    p.record(3_000_000, &udp_frame(C, 50002, S, 443, &init[..40]));
+    let (summary, lines) = run_bytes("udp.pcap", &p.0, Limits::default());
+    let st = &summary.stats;
+    assert!(st.flow.udp_packets_ignored >= 50, "{:?}", st.flow);
+    assert_eq!(st.flow.quic_flows, 1, "one QUIC flow from the well-formed header");
+    assert!(st.flow.quic_undecryptable >= 3, "undecryptable Initials are counted: {:?}", st.flow);
+    let quic: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event_type"] == "quic").collect();
+    assert_eq!(quic.len(), 1);
+    assert_eq!(quic[0]["tls_failure"]["outcome"], "incomplete");
+    assert!(quic[0]["handshake"]["undecryptable"].as_u64().unwrap_or(0) >= 3);
+}
