@@ -11,14 +11,14 @@ use serde::Serialize;
 
 use pinwatch_parsers::cert::CertSummary;
 use pinwatch_parsers::community_id::community_id_v1;
-use pinwatch_parsers::hello::{version_name, Transport};
+use pinwatch_parsers::hello::{version_name, ClientHello, Transport};
 use pinwatch_parsers::ja3::{ja3, ja3s};
 use pinwatch_parsers::ja4::ja4;
 use pinwatch_parsers::tls::{Dir, RecordInfo};
 
 use crate::classify::{PathOut, TlsFailure};
 use crate::findings::{AlertBody, Evidence};
-use crate::flow::{CloseKind, Ended};
+use crate::flow::{CloseKind, Ended, Flow};
 
 /// Suricata's timestamp format: `2016-06-01T08:02:45.123456+0000` (UTC).
 pub fn timestamp(ts_ns: i64) -> String {
@@ -197,8 +197,10 @@ pub struct FlowOut {
     pub end: String,
 }
 
-#[derive(Serialize)]
-pub struct TlsEvent<'a> {
+/// The header every record starts with (Suricata's names). Flattened into
+/// each record type, so it is written once per line, first.
+#[derive(Serialize, Clone)]
+pub struct Header<'a> {
     pub timestamp: String,
     pub flow_id: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -211,6 +213,73 @@ pub struct TlsEvent<'a> {
     pub proto: &'static str,
     pub app_proto: &'static str,
     pub community_id: String,
+}
+
+impl<'a> Header<'a> {
+    /// Header of an ended flow: client as source, server as destination.
+    pub fn of(f: &Flow, pcap_filename: Option<&'a str>, event_type: &'static str, app_proto: &'static str) -> Self {
+        let (cip, cport) = f.client();
+        let (sip, sport) = f.server();
+        let (proto, num) = if f.key.proto == 17 { ("UDP", 17) } else { ("TCP", 6) };
+        Header {
+            timestamp: timestamp(f.first_ts),
+            flow_id: f.flow_id,
+            pcap_filename,
+            event_type,
+            src_ip: cip,
+            src_port: cport,
+            dest_ip: sip,
+            dest_port: sport,
+            proto,
+            app_proto,
+            community_id: community_id_v1(0, cip, sip, num, cport, sport),
+        }
+    }
+}
+
+fn flow_out(f: &Flow, end_ts: i64) -> FlowOut {
+    FlowOut {
+        pkts_toserver: f.dirs[0].pkts,
+        pkts_toclient: f.dirs[1].pkts,
+        bytes_toserver: f.dirs[0].bytes,
+        bytes_toclient: f.dirs[1].bytes,
+        start: timestamp(f.first_ts),
+        end: timestamp(end_ts),
+    }
+}
+
+/// `none`, `client` or `server`: a side with no packets in the capture.
+fn missing(f: &Flow) -> &'static str {
+    match (f.dirs[0].pkts, f.dirs[1].pkts) {
+        (_, 0) => "server",
+        (0, _) => "client",
+        _ => "none",
+    }
+}
+
+fn fingerprint(c: &ClientHello) -> Fp {
+    let f = ja3(c);
+    Fp { hash: f.hash, string: f.string }
+}
+
+fn hello_out(c: &ClientHello, ts: i64, start: i64, transport: Transport) -> HelloOut {
+    HelloOut {
+        sni: c.sni.clone(),
+        ja3: (!c.sslv2_format).then(|| fingerprint(c)),
+        ja4: ja4(c, transport),
+        version: version_name(c.max_version()),
+        supported_versions: c.supported_versions.clone(),
+        alpn: c.alpn.clone(),
+        ech: c.offers_ech(),
+        sslv2_format: c.sslv2_format,
+        ts_offset_ms: ms(start, ts),
+    }
+}
+
+#[derive(Serialize)]
+pub struct TlsEvent<'a> {
+    #[serde(flatten)]
+    pub header: Header<'a>,
     pub tls: Tls,
     pub handshake: Handshake,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -225,18 +294,8 @@ pub struct TlsEvent<'a> {
 /// evidence (reasons and the flow ids of every session involved).
 #[derive(Serialize)]
 pub struct AlertEvent<'a> {
-    pub timestamp: &'a str,
-    pub flow_id: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pcap_filename: Option<&'a str>,
-    pub event_type: &'static str,
-    pub src_ip: IpAddr,
-    pub src_port: u16,
-    pub dest_ip: IpAddr,
-    pub dest_port: u16,
-    pub proto: &'static str,
-    pub app_proto: &'static str,
-    pub community_id: &'a str,
+    #[serde(flatten)]
+    pub header: Header<'a>,
     pub alert: AlertBody,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsBrief<'a>>,
@@ -262,32 +321,11 @@ pub struct TlsBrief<'a> {
 }
 
 impl<'a> AlertEvent<'a> {
-    /// An alert about a logged TLS session.
-    pub fn for_session(ev: &'a TlsEvent<'a>, alert: AlertBody, evidence: Evidence) -> Self {
-        AlertEvent {
-            timestamp: &ev.timestamp,
-            flow_id: ev.flow_id,
-            pcap_filename: ev.pcap_filename,
-            event_type: "alert",
-            src_ip: ev.src_ip,
-            src_port: ev.src_port,
-            dest_ip: ev.dest_ip,
-            dest_port: ev.dest_port,
-            proto: ev.proto,
-            app_proto: ev.app_proto,
-            community_id: &ev.community_id,
-            alert,
-            tls: Some(TlsBrief {
-                sni: ev.tls.sni.as_deref(),
-                version: &ev.tls.version,
-                ja4: ev.tls.ja4.as_deref(),
-                ja3: ev.tls.ja3.as_ref(),
-                issuerdn: ev.tls.issuerdn.as_deref(),
-            }),
-            tls_failure: ev.tls_failure.as_ref(),
-            path: ev.path.as_ref(),
-            evidence,
-        }
+    /// An alert with the header of the session it is about.
+    pub fn new(header: &Header<'a>, alert: AlertBody, tls: Option<TlsBrief<'a>>, failure: Option<&'a TlsFailure>, path: Option<&'a PathOut>, evidence: Evidence) -> Self {
+        let mut header = header.clone();
+        header.event_type = "alert";
+        AlertEvent { header, alert, tls, tls_failure: failure, path, evidence }
     }
 }
 
@@ -342,8 +380,6 @@ pub fn alert_name(code: u8) -> String {
 pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> {
     let f = &e.flow;
     let s = &f.session;
-    let (cip, cport) = f.client();
-    let (sip, sport) = f.server();
     let start = f.first_ts;
     let first_ch = s.client_hellos.first().map(|(h, _)| h);
     let sh = s.server_hello.as_ref().map(|(h, _)| h);
@@ -362,10 +398,7 @@ pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> 
         version,
         notbefore: leaf.map(|c| c.notbefore.clone()),
         notafter: leaf.map(|c| c.notafter.clone()),
-        ja3: first_ch.filter(|c| !c.sslv2_format).map(|c| {
-            let f = ja3(c);
-            Fp { hash: f.hash, string: f.string }
-        }),
+        ja3: first_ch.filter(|c| !c.sslv2_format).map(fingerprint),
         ja3s: sh.map(|h| {
             let f = ja3s(h);
             Fp { hash: f.hash, string: f.string }
@@ -394,11 +427,6 @@ pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> 
             gap_bytes: s.gap_bytes[d.idx()],
         }
     };
-    let missing = match (f.dirs[0].pkts, f.dirs[1].pkts) {
-        (_, 0) => "server",
-        (0, _) => "client",
-        _ => "none",
-    };
     let handshake = Handshake {
         history: s.history.clone(),
         alerts: s
@@ -418,29 +446,10 @@ pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> 
         server: side(Dir::Server),
         cipher_suite: sh.map(|h| format!("0x{:04x}", h.cipher)),
         hello_retry_request: s.hello_retry.is_some(),
-        client_hellos: s
-            .client_hellos
-            .iter()
-            .map(|(c, ts)| {
-                HelloOut {
-                    sni: c.sni.clone(),
-                    ja3: (!c.sslv2_format).then(|| {
-                        let f = ja3(c);
-                        Fp { hash: f.hash, string: f.string }
-                    }),
-                    ja4: ja4(c, Transport::Tcp),
-                    version: version_name(c.max_version()),
-                    supported_versions: c.supported_versions.clone(),
-                    alpn: c.alpn.clone(),
-                    ech: c.offers_ech(),
-                    sslv2_format: c.sslv2_format,
-                    ts_offset_ms: ms(start, *ts),
-                }
-            })
-            .collect(),
+        client_hellos: s.client_hellos.iter().map(|(c, ts)| hello_out(c, *ts, start, Transport::Tcp)).collect(),
         client_certificates: s.client_cert_count,
         close: e.close,
-        missing,
+        missing: missing(f),
         midstream: f.midstream,
         records: s.record_log.iter().map(|r: &RecordInfo| RecordOut {
             dir: r.dir,
@@ -450,31 +459,7 @@ pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> 
         }).collect(),
         anomalies: s.anomalies.clone(),
     };
-    TlsEvent {
-        timestamp: timestamp(start),
-        flow_id: f.flow_id,
-        pcap_filename,
-        event_type: "tls",
-        src_ip: cip,
-        src_port: cport,
-        dest_ip: sip,
-        dest_port: sport,
-        proto: "TCP",
-        app_proto: "tls",
-        community_id: community_id_v1(0, cip, sip, 6, cport, sport),
-        tls,
-        handshake,
-        tls_failure: None,
-        path: None,
-        flow: FlowOut {
-            pkts_toserver: f.dirs[0].pkts,
-            pkts_toclient: f.dirs[1].pkts,
-            bytes_toserver: f.dirs[0].bytes,
-            bytes_toclient: f.dirs[1].bytes,
-            start: timestamp(start),
-            end: timestamp(e.end_ts),
-        },
-    }
+    TlsEvent { header: Header::of(f, pcap_filename, "tls", "tls"), tls, handshake, tls_failure: None, path: None, flow: flow_out(f, e.end_ts) }
 }
 
 #[cfg(test)]
@@ -552,18 +537,8 @@ pub struct QuicHandshake {
 
 #[derive(Serialize)]
 pub struct QuicEvent<'a> {
-    pub timestamp: String,
-    pub flow_id: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pcap_filename: Option<&'a str>,
-    pub event_type: &'static str,
-    pub src_ip: IpAddr,
-    pub src_port: u16,
-    pub dest_ip: IpAddr,
-    pub dest_port: u16,
-    pub proto: &'static str,
-    pub app_proto: &'static str,
-    pub community_id: String,
+    #[serde(flatten)]
+    pub header: Header<'a>,
     pub quic: Quic,
     pub handshake: QuicHandshake,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -576,8 +551,6 @@ pub struct QuicEvent<'a> {
 /// Build the `quic` event for an ended QUIC flow.
 pub fn quic_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> QuicEvent<'a> {
     let f = &e.flow;
-    let (cip, cport) = f.client();
-    let (sip, sport) = f.server();
     let start = f.first_ts;
     let q = f.quic.as_deref();
     let ch = q.and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
@@ -585,42 +558,16 @@ pub fn quic_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> QuicEvent<'a
     let quic = Quic {
         version: q.and_then(|q| q.conn.version()).map(crate::quic_session::version_name),
         sni: ch.and_then(|c| c.sni.clone()),
-        ja3: ch.map(|c| {
-            let f = ja3(c);
-            Fp { hash: f.hash, string: f.string }
-        }),
+        ja3: ch.map(fingerprint),
         ja4: ch.map(|c| ja4(c, Transport::Quic)),
         client_alpns: ch.map(|c| c.alpn.clone()).unwrap_or_default(),
         server_alpn: sh.and_then(|h| h.alpn.clone()),
-    };
-    let missing = match (f.dirs[0].pkts, f.dirs[1].pkts) {
-        (_, 0) => "server",
-        (0, _) => "client",
-        _ => "none",
     };
     let handshake = QuicHandshake {
         cipher_suite: sh.map(|h| format!("0x{:04x}", h.cipher)),
         negotiated_version: sh.map(|h| version_name(h.version())),
         client_hellos: q
-            .map(|q| {
-                q.client_hellos
-                    .iter()
-                    .map(|(c, ts)| HelloOut {
-                        sni: c.sni.clone(),
-                        ja3: Some({
-                            let f = ja3(c);
-                            Fp { hash: f.hash, string: f.string }
-                        }),
-                        ja4: ja4(c, Transport::Quic),
-                        version: version_name(c.max_version()),
-                        supported_versions: c.supported_versions.clone(),
-                        alpn: c.alpn.clone(),
-                        ech: c.offers_ech(),
-                        sslv2_format: false,
-                        ts_offset_ms: ms(start, *ts),
-                    })
-                    .collect()
-            })
+            .map(|q| q.client_hellos.iter().map(|(c, ts)| hello_out(c, *ts, start, Transport::Quic)).collect())
             .unwrap_or_default(),
         connection_close: q
             .map(|q| {
@@ -645,62 +592,9 @@ pub fn quic_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> QuicEvent<'a
         short_header_datagrams: q.map(|q| q.short).unwrap_or_default(),
         undecryptable: q.map_or(0, |q| q.undecryptable),
         close: e.close,
-        missing,
+        missing: missing(f),
         anomalies: q.map(|q| q.anomalies.clone()).unwrap_or_default(),
     };
-    QuicEvent {
-        timestamp: timestamp(start),
-        flow_id: f.flow_id,
-        pcap_filename,
-        event_type: "quic",
-        src_ip: cip,
-        src_port: cport,
-        dest_ip: sip,
-        dest_port: sport,
-        proto: "UDP",
-        app_proto: "quic",
-        community_id: community_id_v1(0, cip, sip, 17, cport, sport),
-        quic,
-        handshake,
-        tls_failure: None,
-        path: None,
-        flow: FlowOut {
-            pkts_toserver: f.dirs[0].pkts,
-            pkts_toclient: f.dirs[1].pkts,
-            bytes_toserver: f.dirs[0].bytes,
-            bytes_toclient: f.dirs[1].bytes,
-            start: timestamp(start),
-            end: timestamp(e.end_ts),
-        },
-    }
+    QuicEvent { header: Header::of(f, pcap_filename, "quic", "quic"), quic, handshake, tls_failure: None, path: None, flow: flow_out(f, e.end_ts) }
 }
 
-impl<'a> AlertEvent<'a> {
-    /// An alert about a logged QUIC session.
-    pub fn for_quic(ev: &'a QuicEvent<'a>, alert: AlertBody, evidence: Evidence) -> Self {
-        AlertEvent {
-            timestamp: &ev.timestamp,
-            flow_id: ev.flow_id,
-            pcap_filename: ev.pcap_filename,
-            event_type: "alert",
-            src_ip: ev.src_ip,
-            src_port: ev.src_port,
-            dest_ip: ev.dest_ip,
-            dest_port: ev.dest_port,
-            proto: ev.proto,
-            app_proto: ev.app_proto,
-            community_id: &ev.community_id,
-            alert,
-            tls: Some(TlsBrief {
-                sni: ev.quic.sni.as_deref(),
-                version: ev.quic.version.as_deref().unwrap_or("UNDETERMINED"),
-                ja4: ev.quic.ja4.as_deref(),
-                ja3: ev.quic.ja3.as_ref(),
-                issuerdn: None,
-            }),
-            tls_failure: ev.tls_failure.as_ref(),
-            path: ev.path.as_ref(),
-            evidence,
-        }
-    }
-}

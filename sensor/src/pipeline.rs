@@ -150,100 +150,52 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
         };
         for e in ended.drain(..) {
             let pcap = names.get(e.flow.source).map(|s| s.as_str());
-            if e.flow.proto == Proto::NotTls {
-                let (cip, _) = e.flow.client();
-                let (sip, sport) = e.flow.server();
-                if let Some(f) = correlator.observe_not_tls(e.flow.flow_id, cip, sip, sport) {
-                    let ts = eve::timestamp(e.flow.first_ts);
-                    let cid = pinwatch_parsers::community_id::community_id_v1(0, cip, sip, 6, e.flow.client().1, sport);
-                    let a = eve::AlertEvent {
-                        timestamp: &ts,
-                        flow_id: e.flow.flow_id,
-                        pcap_filename: pcap,
-                        event_type: "alert",
-                        src_ip: cip,
-                        src_port: e.flow.client().1,
-                        dest_ip: sip,
-                        dest_port: sport,
-                        proto: "TCP",
-                        app_proto: "failed",
-                        community_id: &cid,
-                        alert: AlertBody::new(f.sid),
-                        tls: None,
-                        tls_failure: None,
-                        path: None,
-                        evidence: f.evidence,
+            match e.flow.proto {
+                Proto::NotTls => {
+                    let (cip, _) = e.flow.client();
+                    let (sip, sport) = e.flow.server();
+                    if let Some(f) = correlator.observe_not_tls(e.flow.flow_id, cip, sip, sport) {
+                        let header = eve::Header::of(&e.flow, pcap, "alert", "failed");
+                        let a = eve::AlertEvent::new(&header, AlertBody::new(f.sid), None, None, None, f.evidence);
+                        stats.alerts_logged += 1;
+                        write(&a, out);
+                    }
+                }
+                Proto::Quic => {
+                    let mut ev = eve::quic_event(&e, pcap);
+                    ev.tls_failure = Some(classify::quic_outcome(&e, cfg));
+                    ev.path = Some(classify::path(&e, cfg, ev.quic.sni.as_deref(), None));
+                    stats.quic_records_logged += 1;
+                    write(&ev, out);
+                    let brief = eve::TlsBrief {
+                        sni: ev.quic.sni.as_deref(),
+                        version: ev.quic.version.as_deref().unwrap_or("UNDETERMINED"),
+                        ja4: ev.quic.ja4.as_deref(),
+                        ja3: ev.quic.ja3.as_ref(),
+                        issuerdn: None,
                     };
-                    stats.alerts_logged += 1;
-                    write(&a, out);
+                    let hello = e.flow.quic.as_ref().and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
+                    let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: true };
+                    correlate(&logged, &mut correlator, stats, &mut |v: &dyn erased::Json| write(v, out));
                 }
-                continue;
-            }
-            if e.flow.proto == Proto::Quic {
-                let mut ev = eve::quic_event(&e, pcap);
-                let failure = classify::quic_outcome(&e, cfg);
-                let path = classify::path(&e, cfg, ev.quic.sni.as_deref(), None);
-                let key = match failure.class {
-                    Some(c) => format!("quic_{:?}_{c:?}", failure.outcome),
-                    None => format!("quic_{:?}", failure.outcome),
-                };
-                *stats.outcomes.entry(key.to_ascii_lowercase()).or_default() += 1;
-                ev.tls_failure = Some(failure);
-                ev.path = Some(path);
-                stats.quic_records_logged += 1;
-                write(&ev, out);
-                let (Some(failure), Some(path)) = (ev.tls_failure.as_ref(), ev.path.as_ref()) else { continue };
-                let facts = SessionFacts {
-                    flow_id: ev.flow_id,
-                    start_ns: e.flow.first_ts,
-                    client: ev.src_ip,
-                    server: ev.dest_ip,
-                    server_port: ev.dest_port,
-                    sni: ev.quic.sni.as_deref(),
-                    ech: e.flow.quic.as_ref().and_then(|q| q.client_hellos.first()).is_some_and(|(h, _)| h.offers_ech()),
-                    quic: true,
-                    path,
-                    failure,
-                };
-                for f in correlator.observe(&facts) {
-                    let a = eve::AlertEvent::for_quic(&ev, AlertBody::new(f.sid), f.evidence);
-                    stats.alerts_logged += 1;
-                    write(&a, out);
+                Proto::Tls if e.flow.session.is_tls() => {
+                    let mut ev = eve::tls_event(&e, pcap);
+                    ev.tls_failure = Some(classify::outcome(&e, cfg));
+                    ev.path = Some(classify::path(&e, cfg, ev.tls.sni.as_deref(), ev.tls.ja3s.as_ref().map(|f| f.hash.as_str())));
+                    stats.tls_records_logged += 1;
+                    write(&ev, out);
+                    let brief = eve::TlsBrief {
+                        sni: ev.tls.sni.as_deref(),
+                        version: &ev.tls.version,
+                        ja4: ev.tls.ja4.as_deref(),
+                        ja3: ev.tls.ja3.as_ref(),
+                        issuerdn: ev.tls.issuerdn.as_deref(),
+                    };
+                    let hello = e.flow.session.client_hellos.first().map(|(h, _)| h);
+                    let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: false };
+                    correlate(&logged, &mut correlator, stats, &mut |v: &dyn erased::Json| write(v, out));
                 }
-                continue;
-            }
-            if e.flow.proto != Proto::Tls || !e.flow.session.is_tls() {
-                continue;
-            }
-            let mut ev = eve::tls_event(&e, pcap);
-            let failure = classify::outcome(&e, cfg);
-            let path = classify::path(&e, cfg, ev.tls.sni.as_deref(), ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()));
-            let key = match failure.class {
-                Some(c) => format!("{:?}_{c:?}", failure.outcome),
-                None => format!("{:?}", failure.outcome),
-            };
-            *stats.outcomes.entry(key.to_ascii_lowercase()).or_default() += 1;
-            ev.tls_failure = Some(failure);
-            ev.path = Some(path);
-            stats.tls_records_logged += 1;
-            write(&ev, out);
-            let (Some(failure), Some(path)) = (ev.tls_failure.as_ref(), ev.path.as_ref()) else { continue };
-            let facts = SessionFacts {
-                flow_id: ev.flow_id,
-                start_ns: e.flow.first_ts,
-                client: ev.src_ip,
-                server: ev.dest_ip,
-                server_port: ev.dest_port,
-                sni: ev.tls.sni.as_deref(),
-                ech: e.flow.session.client_hellos.first().is_some_and(|(h, _)| h.offers_ech()),
-                quic: false,
-                path,
-                failure,
-            };
-            for f in correlator.observe(&facts) {
-                let a = eve::AlertEvent::for_session(&ev, AlertBody::new(f.sid), f.evidence);
-                stats.alerts_logged += 1;
-                write(&a, out);
+                _ => {}
             }
         }
     };
@@ -333,6 +285,45 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
     }
     out.flush()?;
     Ok(Summary { stats, first_error })
+}
+
+/// A logged TLS or QUIC session, as the findings see it.
+struct Logged<'a> {
+    header: &'a eve::Header<'a>,
+    start_ns: i64,
+    brief: eve::TlsBrief<'a>,
+    failure: Option<&'a classify::TlsFailure>,
+    path: Option<&'a classify::PathOut>,
+    ech: bool,
+    quic: bool,
+}
+
+/// Count the session's outcome and raise its findings.
+fn correlate(l: &Logged<'_>, correlator: &mut Correlator, stats: &mut Stats, write: &mut dyn FnMut(&dyn erased::Json)) {
+    let (Some(failure), Some(path)) = (l.failure, l.path) else { return };
+    let key = match failure.class {
+        Some(c) => format!("{}{:?}_{c:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
+        None => format!("{}{:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
+    };
+    *stats.outcomes.entry(key.to_ascii_lowercase()).or_default() += 1;
+    let facts = SessionFacts {
+        flow_id: l.header.flow_id,
+        start_ns: l.start_ns,
+        client: l.header.src_ip,
+        server: l.header.dest_ip,
+        server_port: l.header.dest_port,
+        sni: l.brief.sni,
+        ech: l.ech,
+        quic: l.quic,
+        path,
+        failure,
+    };
+    for f in correlator.observe(&facts) {
+        let brief = eve::TlsBrief { sni: l.brief.sni, version: l.brief.version, ja4: l.brief.ja4, ja3: l.brief.ja3, issuerdn: l.brief.issuerdn };
+        let a = eve::AlertEvent::new(l.header, AlertBody::new(f.sid), Some(brief), Some(failure), Some(path), f.evidence);
+        stats.alerts_logged += 1;
+        write(&a);
+    }
 }
 
 /// One JSON line, whatever the record type.
