@@ -1,8 +1,10 @@
 //! Matching oracle streams to our `tls` records, and the per-field comparison.
 //!
-//! ## Matching
-//! Only `transport == tcp` oracle rows are compared (QUIC/gQUIC/UDP rows are
-//! counted as out of scope). Rows are grouped by tshark's `tcp.stream`. A
+//! ## Matching (TLS over TCP)
+//! `transport == tcp` oracle rows (and TCP rows from inside UDP tunnels) are
+//! compared with our `tls` records; QUIC rows separately (below); gQUIC and
+//! TLS-over-plain-UDP rows are counted as out of scope. Rows are grouped by
+//! tshark's `tcp.stream`. A
 //! stream's client is the source of its first ClientHello row (else the
 //! destination of its first ServerHello row). It is matched to the unused
 //! record of ours with the same (client, server) whose flow
@@ -11,6 +13,25 @@
 //! `direction` field disagrees). Within a stream, the k-th ClientHello row is
 //! compared with `handshake.client_hellos[k]`, the last ServerHello row
 //! (after a HelloRetryRequest, the real one) with the `tls` fields.
+//!
+//! ## Matching (QUIC)
+//! `transport == quic` rows with a ClientHello or ServerHello (tshark
+//! decrypted the Initial) are grouped by `udp.stream`; the client is the
+//! sender of the first ClientHello. A stream is matched to the unused `quic`
+//! record of ours with the same (client, server), by time as above. The k-th
+//! ClientHello row is compared with `handshake.client_hellos[k]` (and the
+//! first also with the top-level `quic.sni` / `quic.ja3` /
+//! `quic.client_alpns`, which must say the same), the stream's first
+//! ClientHello row's `quic_version` with `quic.version`, the last ServerHello
+//! row with `handshake.cipher_suite` + `handshake.negotiated_version`, and
+//! FoxIO rust ja4's `transport: udp` entry of the stream (same `stream` and
+//! endpoints) with `quic.ja4`. Rust ja4 picks the JA4 protocol letter from
+//! the presence of extension 57 (quic_transport_parameters, RFC 9001), so a
+//! ClientHello carrying only the draft code point 0xffa5 (drafts, gQUIC
+//! T05x) gets `t`; JA4.md says `q` for any QUIC, so for those the letter is
+//! taken as `q` (counted in the summary) and the rest is compared as is.
+//! gQUIC rows (transport `gquic`, or a `quic` row with a CHLO SNI and no TLS
+//! hello: Q0xx crypto) are out of scope.
 //!
 //! ## Counting
 //! A field is compared only where both sides exist: a missing record counts
@@ -51,6 +72,18 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("cert_validity", "tls.chain[i].notbefore/notafter vs certs.tsv not_before/not_after"),
     ("cert_san", "tls.chain[i].subjectaltname (DNS names only: IP and `Type(...)` entries dropped) vs certs.tsv san_dns (as sets)"),
     ("client_cert_count", "handshake.client_certificates vs certificates sent by the client"),
+    ("quic_session", "tshark QUIC stream (decrypted Initial hello) -> one quic record of ours, client = Initial sender"),
+    ("quic_our_session", "quic record of ours with a ClientHello -> a tshark QUIC stream"),
+    ("quic_client_hello_count", "ClientHellos in the QUIC stream vs handshake.client_hellos"),
+    ("quic_sni", "client_hellos[k].sni (and quic.sni for k=0) vs tshark sni"),
+    ("quic_ja3", "client_hellos[k].ja3.hash (and quic.ja3.hash for k=0) vs tshark ja3"),
+    ("quic_alpn", "client_hellos[k].alpn (and quic.client_alpns for k=0) vs tshark alpn"),
+    (
+        "quic_version",
+        "quic.version vs tshark quic_version of the first ClientHello packet (0x00000001 -> \"1\", 0xff00001d -> \"draft-29\", ...)",
+    ),
+    ("quic_ja4", "quic.ja4 vs FoxIO rust ja4 (ja4rs.json, udp entry of the stream)"),
+    ("quic_server_hello", "handshake.cipher_suite + negotiated_version vs the ServerHello row's sh_cipher + selected version"),
 ];
 
 /// Certificates we log per chain (docs/output.md: chain cap 10).
@@ -106,8 +139,21 @@ pub struct CaptureReport {
     pub rel: String,
     pub tallies: BTreeMap<&'static str, Tally>,
     pub disagreements: Vec<Disagreement>,
-    /// Oracle rows with transport quic/gquic: out of scope (QUIC is a later issue).
+    /// Oracle rows of IETF QUIC (transport quic with a TLS hello): compared.
     pub quic_rows: usize,
+    /// Oracle rows of Google QUIC with its own crypto (transport gquic, or
+    /// quic with a CHLO SNI and no TLS hello): out of scope, not decoded.
+    pub gquic_rows: usize,
+    /// QUIC streams of the oracle with a hello.
+    pub oracle_quic_streams: usize,
+    /// Our `quic` records.
+    pub our_quic_sessions: usize,
+    /// Our `quic` records with no ClientHello that no oracle stream claimed
+    /// (nothing decrypted on either side): not compared.
+    pub our_quic_no_hello: usize,
+    /// Rust ja4 `t`-lettered JA4s of QUIC ClientHellos without extension 57,
+    /// compared as `q` (see the module docs).
+    pub ja4_quic_letter_normalised: usize,
     /// Oracle rows of TLS over plain UDP (OpenVPN-UDP, RDP-UDP): out of scope.
     pub udp_rows: usize,
     /// Oracle rows of TCP inside a UDP tunnel (GTP-U, GENEVE, VXLAN, CAPWAP),
@@ -311,23 +357,44 @@ fn comparable(s: &Session) -> bool {
 }
 
 /// Compare one capture's records with its oracle.
-pub fn compare_capture(capture: &str, rel: &str, oracle: &Oracle, sessions: &[Session]) -> CaptureReport {
-    let mut rep = CaptureReport { capture: capture.to_string(), rel: rel.to_string(), our_sessions: sessions.len(), ..Default::default() };
+/// A row of Google QUIC with its own crypto (CHLO tags), which we do not
+/// decode: tshark's `gquic` rows, and `quic` rows (Q050 has the IETF
+/// long-header invariants, so tshark's quic dissector takes it) that carry
+/// a CHLO SNI and no TLS hello.
+pub fn is_gquic_row(r: &TsharkRow) -> bool {
+    r.transport == "gquic" || (r.transport == "quic" && !r.is_client_hello() && !r.is_server_hello() && !r.gquic_sni.is_empty())
+}
+
+/// Compare one capture's records (`tls` in `sessions`, `quic` in `quic`)
+/// with its oracle.
+pub fn compare_capture(capture: &str, rel: &str, oracle: &Oracle, sessions: &[Session], quic: &[Session]) -> CaptureReport {
+    let mut rep = CaptureReport {
+        capture: capture.to_string(),
+        rel: rel.to_string(),
+        our_sessions: sessions.len(),
+        our_quic_sessions: quic.len(),
+        ..Default::default()
+    };
 
     // TCP rows, with tunnelled TCP rows re-attached to their connection.
     let mut tcp_rows: Vec<TsharkRow> = Vec::new();
     let mut tunnelled: Vec<TsharkRow> = Vec::new();
+    let mut quic_rows: Vec<&TsharkRow> = Vec::new();
     for r in &oracle.rows {
         if r.is_tcp() {
             tcp_rows.push(r.clone());
         } else if is_tunnel_row(r) {
             tunnelled.push(r.clone());
-        } else if r.transport == "udp" {
-            rep.udp_rows += 1;
+        } else if is_gquic_row(r) {
+            rep.gquic_rows += 1;
+        } else if r.transport == "quic" {
+            quic_rows.push(r);
         } else {
-            rep.quic_rows += 1;
+            rep.udp_rows += 1;
         }
     }
+    rep.quic_rows = quic_rows.len();
+    compare_quic(&mut rep, &quic_rows, &oracle.ja4rs, quic);
     let mut next_synthetic = 1u64 << 40;
     let mut claimed = HashSet::new();
     for mut r in tunnelled {
@@ -655,6 +722,231 @@ pub fn compare_capture(capture: &str, rel: &str, oracle: &Oracle, sessions: &[Se
     rep
 }
 
+/// The QUIC part of [`compare_capture`] (see the module docs).
+fn compare_quic(rep: &mut CaptureReport, rows: &[&TsharkRow], ja4rs: &[Ja4rsRec], quic: &[Session]) {
+    let mut by_stream: BTreeMap<u64, Vec<&TsharkRow>> = BTreeMap::new();
+    for r in rows {
+        by_stream.entry(r.stream).or_default().push(r);
+    }
+    let mut streams = Vec::new();
+    for (id, rows) in by_stream {
+        let ch = rows.iter().find(|r| r.is_client_hello());
+        let sh = rows.iter().find(|r| r.is_server_hello());
+        let (client, server, has_hello, t0) = match (ch, sh) {
+            (Some(c), _) => (c.src, c.dst, true, c.time),
+            (None, Some(s)) => (s.dst, s.src, true, s.time),
+            (None, None) => (rows[0].src, rows[0].dst, false, rows[0].time),
+        };
+        let (Some(client), Some(server)) = (client, server) else { continue };
+        streams.push(Stream { id, rows, client, server, has_hello, t0 });
+    }
+    streams.sort_by(|a, b| (!a.has_hello, a.t0).partial_cmp(&(!b.has_hello, b.t0)).unwrap_or(std::cmp::Ordering::Equal));
+    rep.oracle_quic_streams = streams.iter().filter(|s| s.has_hello).count();
+
+    let mut by_key: HashMap<(SocketAddr, SocketAddr), Vec<usize>> = HashMap::new();
+    for (i, s) in quic.iter().enumerate() {
+        by_key.entry((s.client, s.server)).or_default().push(i);
+    }
+    let mut used = HashSet::new();
+    let mut stream_session: HashMap<u64, usize> = HashMap::new();
+
+    for st in &streams {
+        if !st.has_hello {
+            continue;
+        }
+        let first_frame = st.rows.first().map(|r| r.frame);
+        let sid = Some(st.id);
+        let straight = pick(quic, &used, &by_key, st.client, st.server, st.t0);
+        let (found, reversed) = match straight {
+            Some(i) => (Some(i), false),
+            None => (pick(quic, &used, &by_key, st.server, st.client, st.t0), true),
+        };
+        let label = format!("{} -> {}", st.client, st.server);
+        let ours_label = match found {
+            Some(i) if reversed => format!("<reversed: client {} server {}> {}", quic[i].client, quic[i].server, quic[i].label()),
+            Some(i) => quic[i].label(),
+            None => {
+                let others: Vec<String> = [(st.client, st.server), (st.server, st.client)]
+                    .iter()
+                    .filter_map(|k| by_key.get(k))
+                    .flatten()
+                    .map(|&i| format!("{} .. {:.6}", quic[i].label(), quic[i].end))
+                    .collect();
+                if others.is_empty() {
+                    absent()
+                } else {
+                    format!("<no record at t={:.6}; same endpoints: {}>", st.t0, others.join(" | "))
+                }
+            }
+        };
+        rep.check("quic_session", first_frame, sid, label, ours_label, found.is_some() && !reversed, String::new);
+        let Some(i) = found else { continue };
+        used.insert(i);
+        stream_session.insert(st.id, i);
+        let ours = &quic[i];
+        let ctx = || ours.label();
+
+        // ClientHellos.
+        let chs: Vec<&&TsharkRow> = st.rows.iter().filter(|r| r.is_client_hello() && r.src == Some(st.client)).collect();
+        let our_chs = ours.client_hellos();
+        if !chs.is_empty() {
+            let agree = our_chs.len() == chs.len() || (chs.len() > CLIENT_HELLO_CAP && our_chs.len() == CLIENT_HELLO_CAP);
+            let frames = chs.iter().map(|r| r.frame.to_string()).collect::<Vec<_>>().join(",");
+            let why = || {
+                format!(
+                    "{} undecryptable={} anomalies={} datagrams_read={} retry={}",
+                    ours.label(),
+                    get(&ours.v, &["handshake", "undecryptable"]).map(|x| x.to_string()).unwrap_or_default(),
+                    get(&ours.v, &["handshake", "anomalies"]).map(|x| x.to_string()).unwrap_or_default(),
+                    get(&ours.v, &["handshake", "datagrams_read"]).map(|x| x.to_string()).unwrap_or_default(),
+                    get(&ours.v, &["handshake", "retry"]).map(|x| x.to_string()).unwrap_or_default(),
+                )
+            };
+            rep.check(
+                "quic_client_hello_count",
+                chs.first().map(|r| r.frame),
+                sid,
+                format!("{} (frames {frames})", chs.len()),
+                our_chs.len().to_string(),
+                agree,
+                why,
+            );
+        }
+        for (k, ch) in chs.iter().enumerate() {
+            let Some(o) = our_chs.get(k) else { break };
+            let f = Some(ch.frame);
+            // For the first ClientHello the top-level quic.* value must say
+            // the same as client_hellos[0]; ours shows both when they do not.
+            let both = |hello: String, top: Option<String>| -> String {
+                match top {
+                    Some(t) if t != hello => format!("<quic.*={t} client_hellos[0]={hello}>"),
+                    _ => hello,
+                }
+            };
+            let top = |path: &[&str]| (k == 0).then(|| opt_str(get(&ours.v, path)));
+            let sni = both(opt_str(o.get("sni")), top(&["quic", "sni"]));
+            rep.eq("quic_sni", f, sid, ch.sni.clone(), sni, ctx);
+            let ja3_s = opt_str(get(o, &["ja3", "string"]));
+            let ja3 = both(opt_str(get(o, &["ja3", "hash"])), top(&["quic", "ja3", "hash"]));
+            rep.eq("quic_ja3", f, sid, ch.ja3.clone(), ja3, || format!("{} oracle={} ours={}", ours.label(), ch.ja3_full, ja3_s));
+            let top_alpn = (k == 0).then(|| str_list(get(&ours.v, &["quic", "client_alpns"])).join(","));
+            let alpn = both(str_list(o.get("alpn")).join(","), top_alpn);
+            rep.eq("quic_alpn", f, sid, ch.alpn.join(","), alpn, ctx);
+        }
+
+        // Version: of the packets of the first ClientHello row (the first
+        // Initial), else of the first row.
+        let vrow = chs.first().copied().copied().or_else(|| st.rows.first().copied());
+        if let Some(vr) = vrow {
+            let v = vr.quic_version.split(',').next().unwrap_or("").trim();
+            if !v.is_empty() {
+                let ours_v = ours.str_at(&["quic", "version"]).unwrap_or_else(absent);
+                rep.eq("quic_version", Some(vr.frame), sid, crate::oracle::quic_version_name(v), ours_v, || {
+                    format!("{} oracle_versions={}", ours.label(), vr.quic_version)
+                });
+            }
+        }
+
+        // ServerHello (the last one: after a HelloRetryRequest, the real one).
+        if let Some(sh) = st.rows.iter().rev().find(|r| r.is_server_hello() && r.src == Some(st.server)) {
+            let cipher = sh.sh_cipher.last().cloned().unwrap_or_default().to_lowercase();
+            let v = sh
+                .sh_selected_version
+                .last()
+                .filter(|x| !x.is_empty())
+                .or(sh.hs_legacy_version.last())
+                .map(|x| version_name(x))
+                .unwrap_or_default();
+            let our_cipher = opt_str(get(&ours.v, &["handshake", "cipher_suite"])).to_lowercase();
+            let our_v = opt_str(get(&ours.v, &["handshake", "negotiated_version"]));
+            let ours_s = if our_cipher.is_empty() && our_v.is_empty() { absent() } else { format!("cipher={our_cipher} version={our_v}") };
+            rep.eq("quic_server_hello", Some(sh.frame), sid, format!("cipher={cipher} version={v}"), ours_s, || {
+                format!(
+                    "{} datagrams_read={} undecryptable={} anomalies={} oracle_ja3s={}",
+                    ours.label(),
+                    get(&ours.v, &["handshake", "datagrams_read"]).map(|x| x.to_string()).unwrap_or_default(),
+                    get(&ours.v, &["handshake", "undecryptable"]).map(|x| x.to_string()).unwrap_or_default(),
+                    get(&ours.v, &["handshake", "anomalies"]).map(|x| x.to_string()).unwrap_or_default(),
+                    sh.ja3s_full
+                )
+            });
+        }
+    }
+
+    // JA4 (FoxIO rust ja4): its `udp` entries that belong to a QUIC stream.
+    for j in ja4rs.iter().filter(|j| j.transport == "udp") {
+        let Some(ja4) = &j.ja4 else { continue };
+        let eps = |st: &&Stream| j.src == Some(st.client) && j.dst == Some(st.server);
+        let st = streams
+            .iter()
+            .filter(|s| s.has_hello)
+            .find(|s| s.id == j.stream && eps(s))
+            .or_else(|| streams.iter().filter(|s| s.has_hello).find(eps));
+        let sid = Some(j.stream);
+        let Some(st) = st else {
+            // Not a QUIC stream of the tsv: DTLS / OpenVPN-UDP (letter `t`
+            // or `d`) are out of scope; a `q` one is a QUIC stream tshark's
+            // rows lack, so look for a record of ours directly.
+            if ja4.starts_with('q') {
+                let hit = j.src.zip(j.dst).and_then(|k| by_key.get(&k)).and_then(|v| v.first().copied());
+                match hit {
+                    Some(i) => rep.eq("quic_ja4", None, sid, ja4.clone(), quic[i].str_at(&["quic", "ja4"]).unwrap_or_else(absent), || {
+                        quic[i].label()
+                    }),
+                    None => rep
+                        .check("quic_ja4", None, sid, ja4.clone(), "<no session>".into(), false, || format!("{:?} -> {:?}", j.src, j.dst)),
+                }
+            }
+            continue;
+        };
+        // A stream without a record of ours is counted under quic_session,
+        // one without a ClientHello of ours under quic_client_hello_count.
+        let Some(&i) = stream_session.get(&st.id) else { continue };
+        let ours = &quic[i];
+        if ours.client_hellos().is_empty() {
+            continue;
+        }
+        let ch = st.rows.iter().find(|r| r.is_client_hello() && r.src == Some(st.client));
+        let mut oracle_ja4 = ja4.clone();
+        if let (Some(rest), Some(ch)) = (ja4.strip_prefix('t'), ch) {
+            if !ch.ch_ext_types.contains(&57) {
+                oracle_ja4 = format!("q{rest}");
+                rep.ja4_quic_letter_normalised += 1;
+            }
+        }
+        let frame = ch.map(|r| r.frame);
+        rep.eq("quic_ja4", frame, sid, oracle_ja4, ours.str_at(&["quic", "ja4"]).unwrap_or_else(absent), || {
+            format!("{} rust_ja4={ja4}", ours.label())
+        });
+    }
+
+    // Records of ours that no oracle stream claimed.
+    for (i, s) in quic.iter().enumerate() {
+        let matched = used.contains(&i);
+        if !matched && s.client_hellos().is_empty() {
+            rep.our_quic_no_hello += 1;
+            continue;
+        }
+        rep.check(
+            "quic_our_session",
+            None,
+            None,
+            if matched { s.label() } else { "<no tshark QUIC stream>".into() },
+            s.label(),
+            matched,
+            || {
+                format!(
+                    "sni={} version={} undecryptable={} anomalies={}",
+                    s.str_at(&["quic", "sni"]).unwrap_or_default(),
+                    s.str_at(&["quic", "version"]).unwrap_or_default(),
+                    get(&s.v, &["handshake", "undecryptable"]).map(|x| x.to_string()).unwrap_or_default(),
+                    get(&s.v, &["handshake", "anomalies"]).map(|x| x.to_string()).unwrap_or_default(),
+                )
+            },
+        );
+    }
+}
+
 /// Sum of the per-field tallies of many captures.
 pub fn totals(reports: &[CaptureReport]) -> BTreeMap<&'static str, Tally> {
     let mut t: BTreeMap<&'static str, Tally> = BTreeMap::new();
@@ -669,10 +961,10 @@ pub fn totals(reports: &[CaptureReport]) -> BTreeMap<&'static str, Tally> {
 /// The per-field summary table (fields in [`FIELDS`] order).
 pub fn render_table(t: &BTreeMap<&'static str, Tally>) -> String {
     let mut s = String::new();
-    s.push_str(&format!("{:<20} {:>9} {:>9} {:>7} {:>8} {:>9}\n", "field", "compared", "agreed", "known", "differ", "agree%"));
+    s.push_str(&format!("{:<24} {:>9} {:>9} {:>7} {:>8} {:>9}\n", "field", "compared", "agreed", "known", "differ", "agree%"));
     for (f, _) in FIELDS {
         let x = t.get(f).copied().unwrap_or_default();
-        s.push_str(&format!("{:<20} {:>9} {:>9} {:>7} {:>8} {:>8.2}%\n", f, x.compared, x.agreed, x.known, x.unexplained(), x.percent()));
+        s.push_str(&format!("{:<24} {:>9} {:>9} {:>7} {:>8} {:>8.2}%\n", f, x.compared, x.agreed, x.known, x.unexplained(), x.percent()));
     }
     s
 }
@@ -710,4 +1002,48 @@ pub fn render_disagreements(reports: &[CaptureReport]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eve::parse_all;
+    use crate::oracle::{parse_ja4rs, parse_tshark_tsv};
+
+    const HDR: &str = "frame\ttime_epoch\ttransport\tstream\tsrc\tdst\tmsgs\ths_legacy_version\tsni\tsh_selected_version\tsh_cipher\talpn\tja3\tja3_full\tquic_version\tgquic_sni\tch_ext_types\n";
+
+    #[test]
+    fn quic_streams_match_quic_records() {
+        let tsv = format!(
+            "{HDR}1\t100.0\tquic\t0\t10.0.0.1:5000\t10.0.0.2:443\tclient_hello\t0x0303\tex.org\t\t\th3-29\tabc\t771,..\t0xff00001d,0xff00001d\t\t0,65445\n\
+             2\t100.1\tquic\t0\t10.0.0.2:443\t10.0.0.1:5000\tserver_hello\t0x0303\t\t0x0304\t0x1301\t\t\t\t0xff00001d\t\t\n\
+             3\t100.2\tquic\t1\t10.0.0.1:5001\t10.0.0.3:443\t\t\t\t\t\t\t\t\t0x51303530\twww.example.com\t\n"
+        );
+        let rows = parse_tshark_tsv(&tsv).expect("tsv");
+        let ja4rs = parse_ja4rs(
+            r#"{"stream":0,"transport":"udp","src":"10.0.0.1","dst":"10.0.0.2","src_port":5000,"dst_port":443,"ja4":"t13d0102h9_x_y"}"#,
+        )
+        .expect("ja4rs");
+        let eve = br#"{"event_type":"quic","src_ip":"10.0.0.1","src_port":5000,"dest_ip":"10.0.0.2","dest_port":443,"flow":{"start":"1970-01-01T00:01:40.000000+0000","end":"1970-01-01T00:01:41.000000+0000"},"quic":{"version":"draft-29","sni":"ex.org","ja3":{"hash":"abc"},"ja4":"q13d0102h9_x_y","client_alpns":["h3-29"]},"handshake":{"cipher_suite":"0x1301","negotiated_version":"TLS 1.3","client_hellos":[{"sni":"ex.org","ja3":{"hash":"abc"},"alpn":["h3-29"]}]}}
+"#;
+        let out = parse_all(eve).expect("eve");
+        assert_eq!((out.tls.len(), out.quic.len()), (0, 1));
+        let rep = compare_capture("t", "t", &Oracle { rows, ja4rs, certs: Vec::new() }, &out.tls, &out.quic);
+        assert_eq!((rep.quic_rows, rep.gquic_rows), (2, 1));
+        assert_eq!(rep.ja4_quic_letter_normalised, 1);
+        for f in [
+            "quic_session",
+            "quic_our_session",
+            "quic_client_hello_count",
+            "quic_sni",
+            "quic_ja3",
+            "quic_alpn",
+            "quic_version",
+            "quic_ja4",
+            "quic_server_hello",
+        ] {
+            let t = rep.tallies.get(f).copied().unwrap_or_default();
+            assert_eq!((t.compared, t.agreed), (1, 1), "{f}: {:?}", rep.disagreements);
+        }
+    }
 }

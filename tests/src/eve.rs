@@ -1,10 +1,10 @@
-//! Our side of the comparison: the EVE `tls` lines of one run.
+//! Our side of the comparison: the EVE `tls` and `quic` lines of one run.
 
 use std::net::{IpAddr, SocketAddr};
 
 use serde_json::Value;
 
-/// One `tls` record.
+/// One `tls` or `quic` record.
 #[derive(Debug, Clone)]
 pub struct Session {
     pub client: SocketAddr,
@@ -75,33 +75,55 @@ pub fn parse_timestamp(s: &str) -> Option<f64> {
 
 /// The `tls` records (and the `stats` record) of an EVE output.
 pub fn parse_output(out: &[u8]) -> Result<(Vec<Session>, Option<Value>), String> {
+    let all = parse_all(out)?;
+    Ok((all.tls, all.stats))
+}
+
+/// Everything the comparison reads from one run.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// `event_type: "tls"` records.
+    pub tls: Vec<Session>,
+    /// `event_type: "quic"` records (one per QUIC connection; `src` is the
+    /// client, the sender of the first Initial).
+    pub quic: Vec<Session>,
+    pub stats: Option<Value>,
+}
+
+/// The `tls` and `quic` records and the `stats` record of an EVE output.
+pub fn parse_all(out: &[u8]) -> Result<Output, String> {
     let text = std::str::from_utf8(out).map_err(|e| format!("output is not UTF-8: {e}"))?;
-    let mut sessions = Vec::new();
-    let mut stats = None;
+    let mut o = Output::default();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let v: Value = serde_json::from_str(line).map_err(|e| format!("output line {} is not JSON: {e}", n + 1))?;
-        match v.get("event_type").and_then(|x| x.as_str()) {
-            Some("tls") => {
+        let kind = v.get("event_type").and_then(|x| x.as_str()).unwrap_or("").to_string();
+        match kind.as_str() {
+            "tls" | "quic" => {
                 let ep = |ip: &str, port: &str| -> Option<SocketAddr> {
                     let ip: IpAddr = v.get(ip)?.as_str()?.parse().ok()?;
                     Some(SocketAddr::new(ip, u16::try_from(v.get(port)?.as_u64()?).ok()?))
                 };
                 let (Some(client), Some(server)) = (ep("src_ip", "src_port"), ep("dest_ip", "dest_port")) else {
-                    return Err(format!("output line {}: tls record without src/dest: {line}", n + 1));
+                    return Err(format!("output line {}: {kind} record without src/dest: {line}", n + 1));
                 };
                 let ts = |p: &[&str]| get(&v, p).and_then(|x| x.as_str()).and_then(parse_timestamp);
                 let start = ts(&["flow", "start"]).or_else(|| ts(&["timestamp"])).unwrap_or(0.0);
                 let end = ts(&["flow", "end"]).unwrap_or(start);
-                sessions.push(Session { client, server, start, end, v });
+                let s = Session { client, server, start, end, v };
+                if kind == "tls" {
+                    o.tls.push(s);
+                } else {
+                    o.quic.push(s);
+                }
             }
-            Some("stats") => stats = Some(v),
+            "stats" => o.stats = Some(v),
             _ => {}
         }
     }
-    Ok((sessions, stats))
+    Ok(o)
 }
 
 #[cfg(test)]

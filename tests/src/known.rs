@@ -28,6 +28,7 @@ const RECORD_CAP: &str =
     "alert after the 24th record of its direction: docs/output.md caps parsed records at 24 per direction (ours: records c/s shows 24+)";
 const PYTHON_EXT: &str = "oracle: python cryptography refuses the certificate's extensions (BasicConstraints encodes DEFAULT FALSE: ParseError EncodedDefault), so san_dns is empty; openssl x509 -ext subjectAltName on the DER shows the same DNS names as ours";
 const PARTIAL_RECORD: &str = "the capture holds only the start of the server's first handshake record (ServerHello + Certificate in one record, its tail never captured); the ServerHello inside is complete and we parse it, tshark waits for the whole record and shows no ServerHello";
+const GQUIC_TLS: &str = "Google QUIC T05x: a TLS 1.3 ClientHello inside gQUIC framing (tshark: CRYPTO frame type 0x08, gQUIC 'special' ACK; version 0x5430353x); tshark decrypts the Initial, the sensor does not decode Google QUIC versions (parsers/src/quic/mod.rs: T050/T051 frames are gQUIC's) and writes no quic record";
 const OPENVPN: &str = "out of scope: TLS inside OpenVPN's TCP control channel (each TLS fragment behind a 2-byte length + P_CONTROL opcode/session-id header), not a TLS record stream; tshark's openvpn dissector unwraps it";
 
 pub const KNOWN: &[Known] = &[
@@ -61,6 +62,13 @@ pub const KNOWN: &[Known] = &[
     k("ndpi__443-opvn.pcap", "session", &[10], OPENVPN),
     k("ndpi__openvpn.pcap", "session", &[31], OPENVPN),
     k("ndpi__openvpn_nohmac_tcp.pcapng", "session", &[10], OPENVPN),
+    k("ndpi__quic_t50.pcap", "quic_session", &[1], GQUIC_TLS),
+    k("ndpi__quic_t51.pcap", "quic_session", &[1], GQUIC_TLS),
+    // If the sensor writes a record for the flow (version T050/T051, nothing decrypted):
+    k("ndpi__quic_t50.pcap", "quic_client_hello_count", &[1], GQUIC_TLS),
+    k("ndpi__quic_t51.pcap", "quic_client_hello_count", &[1], GQUIC_TLS),
+    k("ndpi__quic-28.pcap", "quic_version", &[1], "version negotiation: the client's first Initial (frame 1, tshark's ClientHello row) is draft-28 (0xff00001c); the server answers with Version Negotiation offering 0xff00001b (frame 2), the client resends its ClientHello in draft-27 (frame 3, same CRYPTO offset 0, so tshark lists no second ClientHello) and the server's Initials (frames 4-5) are draft-27; our quic.version is the version of the last decrypted Initial (draft-27) and handshake.version_negotiation says [draft-27]"),
+    k("ndpi__quic-29.pcap", "quic_client_hello_count", &[1], "HelloRetryRequest inside QUIC: frame 4 is a server Initial whose ServerHello has the HRR random (cf21ad74...), frame 5 the client's second ClientHello (CRYPTO offset 301, key_share group 23 -> 29, same JA3 b3e43d74...); the QUIC parser reports a ClientHello only when its summary differs from the last one (parsers/src/quic/mod.rs, 'a second ClientHello after a HelloRetryRequest that changed only the key share'), so handshake.client_hellos has 1; TLS over TCP lists both (zeek hrr.pcap)"),
 ];
 
 /// The reason a disagreement is known, if it is.

@@ -2,8 +2,9 @@
 //!
 //! The corpus conformance test (`tests/tests/corpus.rs`, run it with
 //! `scripts/conformance.sh`) replays every capture of the shared corpus that
-//! has an independent oracle and compares pinwatch's EVE `tls` records with
-//! it, field by field. The pieces are here so other tests can reuse them:
+//! has an independent oracle and compares pinwatch's EVE `tls` records (and,
+//! for IETF QUIC, its `quic` records: fields `quic_*`) with it, field by
+//! field. The pieces are here so other tests can reuse them:
 //!
 //! - [`corpus`]: where the corpus is (`PINWATCH_CORPUS`, else
 //!   `<workspace>/../shared/corpus`), the MANIFEST's capture → oracle-name
@@ -12,9 +13,11 @@
 //!   `<name>.ja4rs.json` (FoxIO rust ja4) and `<name>.certs.tsv` (python
 //!   `cryptography`). These are written from the oracle README, not from our
 //!   parser code, and share nothing with it.
-//! - [`eve`]: our side: the `tls` lines of a run, keyed by client/server.
-//! - [`compare`]: matching oracle streams to our records and the per-field
-//!   comparison, with tallies and a list of every disagreement.
+//! - [`eve`]: our side: the `tls` and `quic` lines of a run, keyed by client/server.
+//! - [`compare`]: matching oracle streams (TCP, and QUIC streams whose
+//!   Initial tshark decrypted) to our records and the per-field comparison,
+//!   with tallies and a list of every disagreement. Google QUIC (CHLO) and
+//!   TLS over plain UDP are counted as out of scope.
 //! - [`known`]: disagreements that were looked at and explained (reported
 //!   separately, not counted against us), and the captures whose read error
 //!   is expected.

@@ -231,6 +231,27 @@ pub fn version_name(hex: &str) -> String {
     }
 }
 
+/// Our name for a QUIC version given as tshark writes it (`0x00000001`),
+/// from the output documentation (`docs/output.md`: `"1"`, `"2"`,
+/// `"draft-29"`, …, or the hex version), independently of the sensor's
+/// table: v1 and v2 (RFC 9369, 0x6b3343cf) by number, IETF drafts
+/// (0xff0000NN) as `draft-NN`, Google's `Q`/`T` versions (four ASCII
+/// characters, e.g. 0x54303531) as those characters, anything else as 8
+/// lower-case hex digits.
+pub fn quic_version_name(hex: &str) -> String {
+    let Ok(v) = u32::from_str_radix(hex.trim().trim_start_matches("0x"), 16) else {
+        return hex.to_string();
+    };
+    let b = v.to_be_bytes();
+    match v {
+        0x0000_0001 => "1".into(),
+        0x6b33_43cf => "2".into(),
+        v if v >> 8 == 0x00ff_0000 => format!("draft-{}", v & 0xff),
+        _ if (b[0] == b'Q' || b[0] == b'T') && b[1..].iter().all(u8::is_ascii_digit) => String::from_utf8_lossy(&b).into_owned(),
+        v => format!("{v:08x}"),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Distinguished names: the oracle writes RFC 4514 (`CN=x,O=Acme\, Inc.,C=US`,
 // most specific first, unknown types as dotted OIDs with `#hex` DER values);
@@ -441,6 +462,11 @@ mod tests {
     fn versions_and_serials() {
         assert_eq!(version_name("0x0303"), "TLS 1.2");
         assert_eq!(version_name("0x7f10"), "TLS 1.3 draft-16");
+        assert_eq!(quic_version_name("0x00000001"), "1");
+        assert_eq!(quic_version_name("0x6b3343cf"), "2");
+        assert_eq!(quic_version_name("0xff00001d"), "draft-29");
+        assert_eq!(quic_version_name("0x54303531"), "T051");
+        assert_eq!(quic_version_name("0x0a0a0a0a"), "0a0a0a0a");
         assert_eq!(normalize_serial("00:5E:CB"), "5ecb");
         assert_eq!(normalize_serial("5ecb"), "5ecb");
         assert_eq!(normalize_serial("-7505589ffffb3eff"), normalize_serial("8A:FA:A7:60:00:04:C1:01"));
