@@ -499,7 +499,7 @@ pub fn quic_outcome(e: &Ended, cfg: &Config) -> TlsFailure {
         out.kind = Some(if f.dirs[Dir::Client.idx()].pkts == 0 { FailureKind::OneSided } else { FailureKind::NoResponse });
         return out;
     }
-    if q.client_hellos.is_empty() {
+    if q.client_hellos.is_empty() && q.gquic.is_empty() {
         out.outcome = Outcome::Incomplete;
         out.kind = Some(FailureKind::Midstream);
         return out;

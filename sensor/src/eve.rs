@@ -496,6 +496,12 @@ pub struct Quic {
     pub client_alpns: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_alpn: Option<String>,
+    /// Google QUIC user agent (UAID tag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ua: Option<String>,
+    /// Google QUIC CYU fingerprints, one per CHLO.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cyu: Vec<Fp>,
 }
 
 #[derive(Serialize)]
@@ -555,9 +561,14 @@ pub fn quic_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> QuicEvent<'a
     let q = f.quic.as_deref();
     let ch = q.and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
     let sh = q.and_then(|q| q.server_hello.as_ref()).map(|(h, _)| h);
+    let g = q.and_then(|q| q.gquic.first());
     let quic = Quic {
-        version: q.and_then(|q| q.conn.version()).map(crate::quic_session::version_name),
-        sni: ch.and_then(|c| c.sni.clone()),
+        version: q.and_then(|q| q.conn.version()).map(crate::quic_session::version_name).or_else(|| g.map(|g| g.version.clone())),
+        sni: ch.and_then(|c| c.sni.clone()).or_else(|| g.and_then(|g| g.sni.clone())),
+        ua: g.and_then(|g| g.uaid.clone()),
+        cyu: q
+            .map(|q| q.gquic.iter().filter(|g| !g.tags.is_empty()).map(|g| Fp { hash: g.cyu_hash.clone(), string: g.cyu_string.clone() }).collect())
+            .unwrap_or_default(),
         ja3: ch.map(fingerprint),
         ja4: ch.map(|c| ja4(c, Transport::Quic)),
         client_alpns: ch.map(|c| c.alpn.clone()).unwrap_or_default(),

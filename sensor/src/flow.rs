@@ -12,6 +12,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::IpAddr;
 
 use pinwatch_parsers::decode::{Decoded, TcpInfo};
+use pinwatch_parsers::quic::gquic::looks_like_gquic;
 use pinwatch_parsers::quic::looks_like_quic_initial;
 use pinwatch_parsers::tls::{looks_like_client_hello, looks_like_tls, Dir, TlsEvent};
 
@@ -492,7 +493,7 @@ impl FlowTable {
     fn udp(&mut self, d: &Decoded<'_>, ts: i64, wire_len: u32, source: usize, out: &mut Vec<Ended>) {
         let key = FlowKey::new(d);
         if !self.map.contains_key(&key) {
-            if !looks_like_quic_initial(d.payload) {
+            if !looks_like_quic_initial(d.payload) && !looks_like_gquic(d.payload) {
                 self.stats.udp_packets_ignored += 1;
                 return;
             }

@@ -2,6 +2,7 @@
 //! parser's connection state and the events it reported, capped.
 
 use pinwatch_parsers::hello::{ClientHello, ServerHello};
+use pinwatch_parsers::quic::gquic::{inspect_client_datagram, looks_like_gquic, GquicHello};
 use pinwatch_parsers::quic::{QuicConn, QuicEvent};
 
 /// Long-header datagrams fed per direction before the flow only counts.
@@ -34,6 +35,8 @@ pub struct QuicSession {
     pub fed: [u64; 2],
     /// Time of the first server datagram.
     pub first_server_ts: Option<i64>,
+    /// Google QUIC client hellos (CHLO tags, or T05x TLS), up to 4.
+    pub gquic: Vec<GquicHello>,
     /// Datagrams that start with a short (1-RTT) header, [client, server]:
     /// a client that finished its handshake sends them.
     pub short: [u64; 2],
@@ -56,6 +59,21 @@ impl QuicSession {
             return;
         }
         self.fed[i] += 1;
+        if looks_like_gquic(data) {
+            // Google QUIC: its own framing; report the hello's SNI, UAID and CYU.
+            if from_client && self.gquic.len() < 4 {
+                match inspect_client_datagram(data) {
+                    Ok(h) => {
+                        if !self.gquic.contains(&h) {
+                            self.gquic.push(h);
+                        }
+                    }
+                    Err("gquic_no_hello") | Err("gquic_not_initial") => {}
+                    Err(why) => self.anomaly(why),
+                }
+            }
+            return;
+        }
         let mut events = std::mem::take(&mut self.events);
         self.conn.datagram(from_client, data, &mut events);
         for ev in events.drain(..) {

@@ -67,6 +67,10 @@ pub const KNOWN: &[Known] = &[
     // If the sensor writes a record for the flow (version T050/T051, nothing decrypted):
     k("ndpi__quic_t50.pcap", "quic_client_hello_count", &[1], GQUIC_TLS),
     k("ndpi__quic_t51.pcap", "quic_client_hello_count", &[1], GQUIC_TLS),
+    // The sensor reads the T05x client hello (parsers quic::gquic), not the
+    // server's T05x Initial, whose TLS ServerHello is in gQUIC framing:
+    k("ndpi__quic_t50.pcap", "quic_server_hello", &[2], GQUIC_TLS),
+    k("ndpi__quic_t51.pcap", "quic_server_hello", &[2], GQUIC_TLS),
     k("ndpi__quic-28.pcap", "quic_version", &[1], "version negotiation: the client's first Initial (frame 1, tshark's ClientHello row) is draft-28 (0xff00001c); the server answers with Version Negotiation offering 0xff00001b (frame 2), the client resends its ClientHello in draft-27 (frame 3, same CRYPTO offset 0, so tshark lists no second ClientHello) and the server's Initials (frames 4-5) are draft-27; our quic.version is the version of the last decrypted Initial (draft-27) and handshake.version_negotiation says [draft-27]"),
     k("ndpi__quic-29.pcap", "quic_client_hello_count", &[1], "HelloRetryRequest inside QUIC: frame 4 is a server Initial whose ServerHello has the HRR random (cf21ad74...), frame 5 the client's second ClientHello (CRYPTO offset 301, key_share group 23 -> 29, same JA3 b3e43d74...); the QUIC parser reports a ClientHello only when its summary differs from the last one (parsers/src/quic/mod.rs, 'a second ClientHello after a HelloRetryRequest that changed only the key share'), so handshake.client_hellos has 1; TLS over TCP lists both (zeek hrr.pcap)"),
 ];

@@ -160,3 +160,20 @@ fn corpus_outcome_table() {
     assert!(table.values().sum::<u64>() > 800, "the corpus has more than 800 TLS sessions");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Google QUIC (CHLO tags): SNI, user agent and Suricata's CYU fingerprint,
+/// checked against suricata-verify's quic-cyu expectation.
+#[test]
+fn google_quic_hello_sni_and_cyu() {
+    let Some(c) = corpus() else { return };
+    let lines = run(&c.join("suricata-verify/tests/quic-cyu/input.pcap"), Config::default());
+    let q: Vec<&Value> = lines.iter().filter(|l| l["event_type"] == "quic").collect();
+    assert!(!q.is_empty(), "a quic record");
+    assert_eq!(q[0]["quic"]["version"], "Q046");
+    assert_eq!(q[0]["quic"]["sni"], "accounts.google.com");
+    assert_eq!(q[0]["quic"]["cyu"][0]["hash"], "a46560d4548108cf99308319b3b85346");
+    assert_eq!(
+        q[0]["quic"]["cyu"][0]["string"],
+        "46,PAD-SNI-STK-VER-CCS-NONC-AEAD-UAID-SCID-TCID-PDMD-SMHL-ICSL-NONP-PUBS-MIDS-SCLS-KEXS-XLCT-CSCT-COPT-CCRT-IRTT-CFCW-SFCW"
+    );
+}

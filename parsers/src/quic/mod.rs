@@ -37,7 +37,7 @@
 //! v1 salt, 29–32 the draft-29 one, 23–28 the draft-23 one) and Facebook
 //! mvfst (`0xfaceb001/2/e`). An Initial with a reserved version
 //! (`0x?a?a?a?a`, sent to force Version Negotiation) is tried with the
-//! draft-29 and then the v1 salt. Other versions (gQUIC Q0xx, and T050/T051,
+//! draft-29 and then the v1 salt. Other versions (gQUIC Q0xx and T050/T051 — see [`gquic`] for their client hellos —
 //! whose salts are public but whose frames are gQUIC's) are reported as
 //! [`QuicEvent::Undecryptable`] (`quic_unsupported_version`).
 //!
@@ -67,6 +67,7 @@ mod assembler;
 mod crypto;
 mod frames;
 mod header;
+pub mod gquic;
 
 #[cfg(test)]
 mod corpus_tests;
