@@ -487,10 +487,10 @@ impl TlsParser {
             }
             content::ALERT => {
                 let body = std::mem::take(&mut s.small);
-                let readable = !(s.after_ccs && !tls13)
+                let readable = (!s.after_ccs || tls13)
                     && !body.is_empty()
                     && body.len() == usize::from(rec.len)
-                    && body.len() % 2 == 0
+                    && body.len().is_multiple_of(2)
                     && body.chunks(2).all(|a| a[0] == 1 || a[0] == 2);
                 if readable {
                     for a in body.chunks(2) {

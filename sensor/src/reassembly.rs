@@ -208,12 +208,12 @@ mod tests {
         for (seq, d) in segs {
             r.segment(*seq, d, &lim, &mut |c| match c {
                 Chunk::Data { bytes, .. } => got.extend_from_slice(bytes),
-                Chunk::Gap(n) => got.extend(std::iter::repeat(b'?').take(n as usize)),
+                Chunk::Gap(n) => got.extend(std::iter::repeat_n(b'?', n as usize)),
             });
         }
         r.flush(&mut |c| match c {
             Chunk::Data { bytes, .. } => got.extend_from_slice(bytes),
-            Chunk::Gap(n) => got.extend(std::iter::repeat(b'?').take(n as usize)),
+            Chunk::Gap(n) => got.extend(std::iter::repeat_n(b'?', n as usize)),
         });
         (got, r.counters)
     }
@@ -246,7 +246,7 @@ mod tests {
         let lim = Limits::default();
         let mut sink = |c: Chunk<'_>| match c {
             Chunk::Data { bytes, .. } => got.extend_from_slice(bytes),
-            Chunk::Gap(n) => got.extend(std::iter::repeat(b'?').take(n as usize)),
+            Chunk::Gap(n) => got.extend(std::iter::repeat_n(b'?', n as usize)),
         };
         r.segment(10, b"aa", &lim, &mut sink);
         r.segment(14, b"cc", &lim, &mut sink);
