@@ -77,8 +77,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limits.established_timeout_ns = (tcp_timeout as i64).saturating_mul(1_000_000_000);
             limits.new_timeout_ns = (new_timeout as i64).saturating_mul(1_000_000_000);
             limits.reassembly.max_bytes = reassembly_cap;
+            let bundled = captures.is_empty();
             let config = match &config {
                 Some(p) => pinwatch::config::Config::load(p)?,
+                None if bundled => pinwatch::config::Config::parse("bundled.toml", pinwatch::pipeline::BUNDLED_CONFIG, std::path::Path::new("."))?,
                 None => pinwatch::config::Config::default(),
             };
             let opts = Options { limits, config, progress: !quiet, stats: !no_stats };
@@ -88,7 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .collect();
             if inputs.is_empty() {
                 let (name, bytes) = pinwatch::pipeline::BUNDLED_CAPTURE;
-                eprintln!("pinwatch: no capture given; replaying the bundled {name} (see pcaps/README.md)");
+                eprintln!("pinwatch: no capture given; replaying the bundled {name} with pcaps/bundled.toml (see pcaps/README.md)");
                 inputs.push(Input::Bytes { name: format!("bundled:{name}"), bytes });
             }
             let mut out: Box<dyn Write> = match &output {

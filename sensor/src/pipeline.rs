@@ -31,10 +31,14 @@ pub enum Input {
 }
 
 /// The capture bundled into the binary: made by `scripts/testbed.sh` with
-/// real TLS stacks (see `pcaps/README.md`). `pinwatch replay` with no file
-/// replays it.
+/// real TLS stacks (see `pcaps/README.md`): pinned OkHttp and curl clients
+/// rejecting an inspecting proxy, then going direct; opaque sessions.
+/// `pinwatch replay` with no file replays it with [`BUNDLED_CONFIG`].
 pub const BUNDLED_CAPTURE: (&str, &[u8]) =
-    ("testbed-basic.pcap", include_bytes!("../../pcaps/testbed-basic.pcap"));
+    ("testbed-fallback.pcap", include_bytes!("../../pcaps/testbed-fallback.pcap"));
+
+/// The configuration that goes with [`BUNDLED_CAPTURE`] (`pcaps/bundled.toml`).
+pub const BUNDLED_CONFIG: &str = include_str!("../../pcaps/bundled.toml");
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {

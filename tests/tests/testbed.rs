@@ -96,10 +96,19 @@ fn testbed_basic_sessions() {
 }
 
 #[test]
-fn bundled_capture_is_the_basic_testbed_capture() {
+fn bundled_capture_and_config_are_the_testbed_files() {
     let (name, bytes) = pinwatch::pipeline::BUNDLED_CAPTURE;
     let on_disk = std::fs::read(pcaps_dir().join(name)).expect("bundled capture is in pcaps/");
     assert_eq!(bytes, on_disk.as_slice());
+    let cfg = std::fs::read_to_string(pcaps_dir().join("bundled.toml")).expect("bundled config");
+    assert_eq!(pinwatch::pipeline::BUNDLED_CONFIG, cfg);
+    // The default run shows what the product is for: findings.
+    let c = pinwatch::config::Config::parse("bundled.toml", &cfg, Path::new(".")).expect("bundled config parses");
+    let mut out = Vec::new();
+    let opts = Options { config: c, progress: false, stats: true, ..Default::default() };
+    replay(&[Input::Bytes { name: name.to_string(), bytes }], &opts, &mut out).expect("replay");
+    let text = String::from_utf8(out).expect("utf8");
+    assert!(text.contains("\"signature_id\":1725004"), "the bundled run raises the fallback finding");
 }
 
 /// Outcome, class and path of every session of a testbed capture against its
