@@ -16,7 +16,7 @@ use crate::ja4::ja4;
 
 /// `PINWATCH_CORPUS`, else `<workspace>/../shared/corpus` (as the other
 /// parser tests and the `tests` crate find it).
-fn corpus_dir() -> Option<PathBuf> {
+pub(super) fn corpus_dir() -> Option<PathBuf> {
     let dir = match std::env::var_os("PINWATCH_CORPUS") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"),
@@ -39,7 +39,8 @@ fn u32_at(b: &[u8], at: usize, le: bool) -> Option<u32> {
 }
 
 /// Frames of a classic pcap or a pcapng file: (link type, captured bytes).
-fn capture_frames(f: &[u8]) -> Vec<(u32, &[u8])> {
+/// `(linktype, frame)` of every record of a classic pcap or pcapng file.
+pub(super) fn capture_frames(f: &[u8]) -> Vec<(u32, &[u8])> {
     let mut out = Vec::new();
     match f.get(..4) {
         Some([0xd4, 0xc3, 0xb2, 0xa1])

@@ -1131,96 +1131,14 @@ mod tests {
     /// Corpus checks: see `corpus` below.
     mod corpus {
         use std::collections::BTreeMap;
-        use std::path::{Path, PathBuf};
+        use std::path::Path;
 
         use super::super::*;
         use crate::decode;
-
-        fn corpus_dir() -> Option<PathBuf> {
-            let dir = match std::env::var_os("PINWATCH_CORPUS") {
-                Some(d) if !d.is_empty() => PathBuf::from(d),
-                _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"),
-            };
-            if dir.join("oracle").is_dir() {
-                Some(dir)
-            } else {
-                println!("SKIPPED: corpus not found at {}", dir.display());
-                None
-            }
-        }
-
-        fn u32_at(b: &[u8], at: usize, le: bool) -> Option<u32> {
-            let s: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
-            Some(if le {
-                u32::from_le_bytes(s)
-            } else {
-                u32::from_be_bytes(s)
-            })
-        }
+        use crate::quic::corpus_tests::{capture_frames as frames, corpus_dir};
 
         /// Minimal capture walker: classic pcap records, or pcapng
         /// enhanced/simple packet blocks. (link type, captured bytes).
-        fn frames(f: &[u8]) -> Vec<(u32, &[u8])> {
-            let mut out = Vec::new();
-            let magic = f.get(..4).unwrap_or_default();
-            if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
-                let (mut at, mut le, mut links) = (0usize, true, Vec::new());
-                while let Some(ty) = u32_at(f, at, le) {
-                    if ty == 0x0a0d_0d0a {
-                        le = f.get(at + 8..at + 12) == Some(&[0x4d, 0x3c, 0x2b, 0x1a][..]);
-                        links.clear();
-                    }
-                    let Some(len) = u32_at(f, at + 4, le).map(|l| l as usize) else {
-                        break;
-                    };
-                    let Some(body) = f.get(at + 8..(at + len).saturating_sub(4)) else {
-                        break;
-                    };
-                    if len < 12 {
-                        break;
-                    }
-                    match ty {
-                        1 => links.push(u32_at(&[body[0], body[1], 0, 0], 0, true).map_or(0, |v| {
-                            if le {
-                                v
-                            } else {
-                                u32::from(u16::from_be_bytes([body[0], body[1]]))
-                            }
-                        })),
-                        6 => {
-                            if let (Some(i), Some(cap)) = (u32_at(body, 0, le), u32_at(body, 12, le)) {
-                                if let (Some(&lt), Some(d)) = (links.get(i as usize), body.get(20..20 + cap as usize)) {
-                                    out.push((lt, d));
-                                }
-                            }
-                        }
-                        3 => {
-                            if let (Some(&lt), Some(orig)) = (links.first(), u32_at(body, 0, le)) {
-                                out.push((lt, &body[4..4 + (orig as usize).min(body.len() - 4)]));
-                            }
-                        }
-                        _ => {}
-                    }
-                    at += len;
-                }
-            } else if let Some(le) = match magic {
-                [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => Some(true),
-                [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => Some(false),
-                _ => None,
-            } {
-                let lt = u32_at(f, 20, le).unwrap_or(1) & 0x0fff_ffff;
-                let mut at = 24;
-                while let Some(incl) = u32_at(f, at + 8, le) {
-                    let Some(d) = f.get(at + 16..at + 16 + incl as usize) else {
-                        break;
-                    };
-                    out.push((lt, d));
-                    at += 16 + incl as usize;
-                }
-            }
-            out
-        }
-
         /// Frame number (1-based) → result, for every UDP datagram.
         fn results(f: &[u8]) -> BTreeMap<usize, Result<GquicHello, &'static str>> {
             let mut m = BTreeMap::new();
