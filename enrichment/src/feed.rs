@@ -1,0 +1,757 @@
+//! Versioned JSON-lines device/app feed (schema v1), see `FEED.md`.
+//!
+//! Sans-IO: the caller reads lines from wherever and pushes them into a
+//! [`FeedReader`], which never fails fatally: malformed lines, unknown event
+//! types, unsupported versions and bad timestamps are counted in a
+//! [`FeedReport`], with the first few problems kept with their line numbers.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The only schema version this reader accepts.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Default number of problems kept (with line numbers) in a [`FeedReport`].
+pub const DEFAULT_MAX_PROBLEMS: usize = 64;
+
+/// One parsed feed event: common envelope plus a typed body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Line number the event came from (as passed to [`FeedReader::push_line`]).
+    pub line_no: u64,
+    pub event_id: Option<String>,
+    /// Device clock time of the event, ns since the Unix epoch.
+    pub event_time_ns: i64,
+    /// Ingest time, ns since the Unix epoch.
+    pub observed_time_ns: i64,
+    pub device_id: Option<String>,
+    pub source: Option<Source>,
+    pub body: EventBody,
+}
+
+impl Event {
+    /// The `event_type` string of the body.
+    pub fn event_type(&self) -> &'static str {
+        self.body.event_type()
+    }
+
+    /// The app package the event is about, if any.
+    pub fn package(&self) -> Option<&str> {
+        match &self.body {
+            EventBody::AppInventory(e) => Some(&e.app.package),
+            EventBody::AppTlsTrust(e) => Some(&e.app.package),
+            EventBody::NetConnect(e) => Some(&e.app.package),
+            EventBody::DnsLookup(e) => Some(&e.app.package),
+            EventBody::AppState(e) => Some(&e.app.package),
+            EventBody::IpBinding(_) | EventBody::DeviceState(_) => None,
+        }
+    }
+}
+
+/// `source` object of the envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub kind: String,
+    #[serde(default)]
+    pub vendor: Option<String>,
+    #[serde(default)]
+    pub source_event_id: Option<String>,
+}
+
+/// Typed payload, one variant per supported `event_type`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventBody {
+    IpBinding(IpBinding),
+    AppInventory(AppInventory),
+    AppTlsTrust(AppTlsTrust),
+    NetConnect(NetConnect),
+    DnsLookup(DnsLookup),
+    AppState(AppState),
+    DeviceState(DeviceState),
+}
+
+impl EventBody {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            EventBody::IpBinding(_) => "ip_binding",
+            EventBody::AppInventory(_) => "app_inventory",
+            EventBody::AppTlsTrust(_) => "app_tls_trust",
+            EventBody::NetConnect(_) => "net_connect",
+            EventBody::DnsLookup(_) => "dns_lookup",
+            EventBody::AppState(_) => "app_state",
+            EventBody::DeviceState(_) => "device_state",
+        }
+    }
+}
+
+/// `ip_binding.action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingAction {
+    Assign,
+    Renew,
+    Release,
+    Expire,
+    Conflict,
+}
+
+/// `ip_binding.confidence`; ordered so that a greater value wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    SelfReported,
+    Dhcp,
+    Authenticated,
+}
+
+/// `network` object of an `ip_binding`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub context: String,
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+/// `ip_binding` event (domain.md §2.8).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IpBinding {
+    pub action: BindingAction,
+    pub ip: IpAddr,
+    pub network: Network,
+    pub valid_from_ns: Option<i64>,
+    pub valid_until_ns: Option<i64>,
+    pub confidence: Confidence,
+}
+
+/// `app` object: identity is (package, signing cert).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRef {
+    pub package: String,
+    #[serde(default)]
+    pub signing_cert_sha256: Vec<String>,
+}
+
+/// One NSC `<pin-set>` (with its `<domain>` entries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinSet {
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub include_subdomains: bool,
+    #[serde(default)]
+    pub expiration: Option<String>,
+    #[serde(default)]
+    pub pins: Vec<String>,
+}
+
+/// Static trust profile of an app (from app vetting).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustProfile {
+    #[serde(default, alias = "nsc_pin_sets")]
+    pub pin_sets: Vec<PinSet>,
+    #[serde(default)]
+    pub trusts_user_cas: Option<bool>,
+    #[serde(default)]
+    pub custom_trust_manager: Option<bool>,
+    #[serde(default)]
+    pub trust_all: Option<bool>,
+    #[serde(default)]
+    pub hostname_verifier_override: Option<bool>,
+    #[serde(default, alias = "okhttp_pinner")]
+    pub okhttp_certificate_pinner: Option<bool>,
+}
+
+/// App inventory payload (`app` object of `app_inventory`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryApp {
+    pub package: String,
+    #[serde(default)]
+    pub version_code: Option<i64>,
+    #[serde(default)]
+    pub version_name: Option<String>,
+    #[serde(default)]
+    pub signing_cert_sha256: Vec<String>,
+    #[serde(default)]
+    pub target_sdk: Option<u32>,
+    #[serde(default)]
+    pub trust_profile: TrustProfile,
+    #[serde(default)]
+    pub expected_endpoints: Vec<String>,
+}
+
+/// `app_inventory` event (snapshot semantics per package).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppInventory {
+    pub app: InventoryApp,
+}
+
+/// Runtime trust event kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustEventKind {
+    CustomTrustManagerInvoked,
+    PinCheckFailed,
+    PinCheckPassed,
+    #[serde(alias = "cert_validation_override")]
+    ValidationOverride,
+    HostnameVerifierOverride,
+}
+
+/// `app_tls_trust` event (runtime, from an in-app SDK / RASP / MTD).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppTlsTrust {
+    pub app: AppRef,
+    pub trust_event: TrustEventKind,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub dst_ip: Option<IpAddr>,
+    #[serde(default)]
+    pub dst_port: Option<u16>,
+}
+
+/// `net_connect` event (DPM ConnectEvent): no source address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetConnect {
+    pub app: AppRef,
+    pub dst_ip: IpAddr,
+    pub dst_port: u16,
+}
+
+/// `dns_lookup` event (DPM DnsEvent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsLookup {
+    pub app: AppRef,
+    pub hostname: String,
+    #[serde(default)]
+    pub resolved_ips: Vec<IpAddr>,
+}
+
+/// App lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppStateKind {
+    Foreground,
+    Background,
+    ForegroundService,
+    Stopped,
+}
+
+/// `app_state` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppState {
+    pub app: AppRef,
+    pub state: AppStateKind,
+}
+
+/// `device_state` event (snapshot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceState {
+    pub screen_interactive: Option<bool>,
+    pub device_locked: Option<bool>,
+    pub last_user_interaction_ns: Option<i64>,
+}
+
+/// What went wrong with a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProblemKind {
+    #[error("malformed line")]
+    Malformed,
+    #[error("unsupported schema_version")]
+    UnsupportedVersion,
+    #[error("unknown event_type")]
+    UnknownEventType,
+    #[error("bad timestamp")]
+    BadTimestamp,
+}
+
+/// One recorded problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line_no: u64,
+    pub kind: ProblemKind,
+    pub detail: String,
+}
+
+/// Counters of a feed read. `lines = blank + events + malformed +
+/// unsupported_version + unknown_event_type + bad_timestamp`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedReport {
+    pub lines: u64,
+    pub blank: u64,
+    pub events: u64,
+    pub malformed: u64,
+    pub unsupported_version: u64,
+    pub unknown_event_type: u64,
+    pub bad_timestamp: u64,
+    /// First problems, in push order, capped.
+    pub problems: Vec<Problem>,
+    /// Problems not kept because the cap was reached.
+    pub problems_dropped: u64,
+}
+
+/// Sans-IO line reader.
+#[derive(Debug, Clone)]
+pub struct FeedReader {
+    report: FeedReport,
+    max_problems: usize,
+}
+
+impl Default for FeedReader {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_PROBLEMS)
+    }
+}
+
+struct LineError {
+    kind: ProblemKind,
+    detail: String,
+}
+
+fn err(kind: ProblemKind, detail: impl Into<String>) -> LineError {
+    LineError {
+        kind,
+        detail: detail.into(),
+    }
+}
+
+impl FeedReader {
+    /// A reader keeping at most `max_problems` problems with line numbers.
+    pub fn new(max_problems: usize) -> Self {
+        Self {
+            report: FeedReport::default(),
+            max_problems,
+        }
+    }
+
+    /// Parse one line. Returns the event, or `None` for a blank or bad line
+    /// (which is counted in the report). Never panics, never fatal.
+    pub fn push_line(&mut self, line: &str, line_no: u64) -> Option<Event> {
+        self.report.lines += 1;
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            self.report.blank += 1;
+            return None;
+        }
+        match parse_line(trimmed, line_no) {
+            Ok(ev) => {
+                self.report.events += 1;
+                Some(ev)
+            }
+            Err(e) => {
+                match e.kind {
+                    ProblemKind::Malformed => self.report.malformed += 1,
+                    ProblemKind::UnsupportedVersion => self.report.unsupported_version += 1,
+                    ProblemKind::UnknownEventType => self.report.unknown_event_type += 1,
+                    ProblemKind::BadTimestamp => self.report.bad_timestamp += 1,
+                }
+                if self.report.problems.len() < self.max_problems {
+                    self.report.problems.push(Problem {
+                        line_no,
+                        kind: e.kind,
+                        detail: e.detail,
+                    });
+                } else {
+                    self.report.problems_dropped += 1;
+                }
+                None
+            }
+        }
+    }
+
+    /// Counters so far.
+    pub fn report(&self) -> &FeedReport {
+        &self.report
+    }
+
+    /// Consume the reader, returning the report.
+    pub fn into_report(self) -> FeedReport {
+        self.report
+    }
+}
+
+fn get_str<'a>(obj: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a str> {
+    obj.get(key).and_then(Value::as_str)
+}
+
+fn req_time(obj: &serde_json::Map<String, Value>, key: &str) -> Result<i64, LineError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Err(err(ProblemKind::Malformed, format!("missing {key}"))),
+        Some(Value::String(s)) => parse_rfc3339_ns(s)
+            .ok_or_else(|| err(ProblemKind::BadTimestamp, format!("{key}: {}", truncate(s)))),
+        Some(_) => Err(err(
+            ProblemKind::BadTimestamp,
+            format!("{key}: not a string"),
+        )),
+    }
+}
+
+fn opt_time(obj: &serde_json::Map<String, Value>, key: &str) -> Result<Option<i64>, LineError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => req_time(obj, key).map(Some),
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+fn payload<T: serde::de::DeserializeOwned>(v: Value, ty: &str) -> Result<T, LineError> {
+    serde_json::from_value(v).map_err(|e| err(ProblemKind::Malformed, format!("{ty}: {e}")))
+}
+
+#[derive(Deserialize)]
+struct RawBinding {
+    action: BindingAction,
+    ip: IpAddr,
+    network: Network,
+    confidence: Confidence,
+}
+
+fn parse_line(line: &str, line_no: u64) -> Result<Event, LineError> {
+    let v: Value = serde_json::from_str(line)
+        .map_err(|e| err(ProblemKind::Malformed, format!("json: {e}")))?;
+    let Value::Object(obj) = v else {
+        return Err(err(ProblemKind::Malformed, "not a JSON object"));
+    };
+    match obj.get("schema_version") {
+        Some(Value::Number(n)) if n.as_u64() == Some(SCHEMA_VERSION) => {}
+        Some(Value::Number(n)) => {
+            return Err(err(
+                ProblemKind::UnsupportedVersion,
+                format!("schema_version {n}"),
+            ))
+        }
+        Some(_) => return Err(err(ProblemKind::Malformed, "schema_version not a number")),
+        None => return Err(err(ProblemKind::Malformed, "missing schema_version")),
+    }
+    let event_type = match obj.get("event_type") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err(err(ProblemKind::Malformed, "missing event_type")),
+    };
+    const KNOWN: [&str; 7] = [
+        "ip_binding",
+        "app_inventory",
+        "app_tls_trust",
+        "net_connect",
+        "dns_lookup",
+        "app_state",
+        "device_state",
+    ];
+    if !KNOWN.contains(&event_type.as_str()) {
+        return Err(err(ProblemKind::UnknownEventType, truncate(&event_type)));
+    }
+    let event_time_ns = req_time(&obj, "event_time")?;
+    let observed_time_ns = req_time(&obj, "observed_time")?;
+    let event_id = get_str(&obj, "event_id").map(str::to_owned);
+    let device_id = obj
+        .get("device")
+        .and_then(|d| d.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let source = match obj.get("source") {
+        None | Some(Value::Null) => None,
+        Some(s) => Some(payload::<Source>(s.clone(), "source")?),
+    };
+    let body = match event_type.as_str() {
+        "ip_binding" => {
+            let valid_from_ns = opt_time(&obj, "valid_from")?;
+            let valid_until_ns = opt_time(&obj, "valid_until")?;
+            let raw: RawBinding = payload(Value::Object(obj), "ip_binding")?;
+            if device_id.is_none()
+                && matches!(raw.action, BindingAction::Assign | BindingAction::Renew)
+            {
+                return Err(err(
+                    ProblemKind::Malformed,
+                    "ip_binding assign/renew without device.id",
+                ));
+            }
+            EventBody::IpBinding(IpBinding {
+                action: raw.action,
+                ip: raw.ip,
+                network: raw.network,
+                valid_from_ns,
+                valid_until_ns,
+                confidence: raw.confidence,
+            })
+        }
+        "app_inventory" => EventBody::AppInventory(payload(Value::Object(obj), "app_inventory")?),
+        "app_tls_trust" => EventBody::AppTlsTrust(payload(Value::Object(obj), "app_tls_trust")?),
+        "net_connect" => EventBody::NetConnect(payload(Value::Object(obj), "net_connect")?),
+        "dns_lookup" => EventBody::DnsLookup(payload(Value::Object(obj), "dns_lookup")?),
+        "app_state" => EventBody::AppState(payload(Value::Object(obj), "app_state")?),
+        _ => {
+            // device_state (the only remaining known type)
+            let b = |k: &str| -> Result<Option<bool>, LineError> {
+                match obj.get(k) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::Bool(b)) => Ok(Some(*b)),
+                    Some(_) => Err(err(ProblemKind::Malformed, format!("{k}: not a bool"))),
+                }
+            };
+            EventBody::DeviceState(DeviceState {
+                screen_interactive: b("screen_interactive")?,
+                device_locked: b("device_locked")?,
+                last_user_interaction_ns: opt_time(&obj, "last_user_interaction_time")?,
+            })
+        }
+    };
+    Ok(Event {
+        line_no,
+        event_id,
+        event_time_ns,
+        observed_time_ns,
+        device_id,
+        source,
+        body,
+    })
+}
+
+fn digits(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(b.iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Parse an RFC 3339 date-time (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`) to ns
+/// since the Unix epoch. Fractions beyond 9 digits are truncated; a leap second
+/// (`:60`) is accepted and rolls into the next second. `None` if invalid or
+/// outside the `i64` ns range.
+pub fn parse_rfc3339_ns(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let year = digits(&b[0..4])?;
+    let month = digits(&b[5..7])?;
+    let day = digits(&b[8..10])?;
+    let hour = digits(&b[11..13])?;
+    let min = digits(&b[14..16])?;
+    let sec = digits(&b[17..19])?;
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac_ns = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let f = &b[start..i];
+        let mut scale = 100_000_000i64;
+        for d in f.iter().take(9) {
+            frac_ns += i64::from(d - b'0') * scale;
+            scale /= 10;
+        }
+    }
+    let offset_s = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let oh = digits(&[*h1, *h2])?;
+            let om = digits(&[*m1, *m2])?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if *sign == b'-' {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset_s;
+    secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn line(body: &str) -> String {
+        format!(
+            r#"{{"schema_version":1,"event_time":"2026-08-21T09:13:58.120Z","observed_time":"2026-08-21T10:40:02Z","device":{{"id":"dev1"}},{body}}}"#
+        )
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_ns("1970-01-01T00:00:01.5Z"),
+            Some(1_500_000_000)
+        );
+        assert_eq!(parse_rfc3339_ns("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_rfc3339_ns("1969-12-31T23:00:00-01:00"), Some(0));
+        assert_eq!(
+            parse_rfc3339_ns("2000-03-01T00:00:00Z"),
+            Some(951_868_800_000_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ns("2026-08-21T09:13:58.123456789123Z"),
+            Some(1_787_303_638_123_456_789)
+        );
+        assert!(parse_rfc3339_ns("2024-02-29T00:00:00Z").is_some());
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:00:00",
+            "2026-01-01T00:00:00.Z",
+            "2026-01-01T00:00:00+0100",
+            "9999-01-01T00:00:00Z",
+            "",
+            "２０２６-01-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339_ns(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_every_type() {
+        let lines = [
+            r#""event_type":"ip_binding","action":"assign","ip":"10.44.3.17","network":{"context":"hq-wifi","kind":"wifi"},"valid_from":"2026-08-21T08:02:11Z","valid_until":"2026-08-21T16:02:11Z","source":{"kind":"dhcp"},"confidence":"dhcp","mac":"ignored""#,
+            r#""event_type":"app_inventory","app":{"package":"com.example.bank","version_code":40213,"signing_cert_sha256":["aa"],"target_sdk":34,"trust_profile":{"nsc_pin_sets":[{"domains":["api.example.com"],"include_subdomains":true,"pins":["sha256/x"]}],"trusts_user_cas":false,"custom_trust_manager":true,"trust_all":false,"hostname_verifier_override":false,"okhttp_pinner":true},"expected_endpoints":["*.examplecdn.net"]}"#,
+            r#""event_type":"app_tls_trust","app":{"package":"com.example.bank"},"trust_event":"pin_check_failed","host":"api.example.com","dst_ip":"203.0.113.5","dst_port":443"#,
+            r#""event_type":"net_connect","app":{"package":"com.example.bank"},"dst_ip":"203.0.113.5","dst_port":443"#,
+            r#""event_type":"dns_lookup","app":{"package":"com.example.bank"},"hostname":"api.example.com","resolved_ips":["203.0.113.5"]"#,
+            r#""event_type":"app_state","app":{"package":"com.example.bank"},"state":"foreground_service""#,
+            r#""event_type":"device_state","screen_interactive":false,"device_locked":true,"last_user_interaction_time":"2026-08-21T09:00:00Z""#,
+        ];
+        let mut r = FeedReader::default();
+        for (i, l) in lines.iter().enumerate() {
+            let ev = r
+                .push_line(&line(l), i as u64 + 1)
+                .unwrap_or_else(|| panic!("{:?}", r.report()));
+            assert_eq!(ev.line_no, i as u64 + 1);
+            assert_eq!(ev.device_id.as_deref(), Some("dev1"));
+        }
+        assert_eq!(r.report().events, 7);
+        let ev = r.push_line(&line(lines[1]), 9).expect("inv");
+        let EventBody::AppInventory(inv) = ev.body else {
+            panic!("type")
+        };
+        assert_eq!(
+            inv.app.trust_profile.pin_sets[0].domains,
+            vec!["api.example.com"]
+        );
+        assert_eq!(inv.app.trust_profile.okhttp_certificate_pinner, Some(true));
+    }
+
+    #[test]
+    fn problems_counted_with_line_numbers() {
+        let mut r = FeedReader::new(3);
+        assert!(r.push_line("", 1).is_none());
+        assert!(r.push_line("{not json", 2).is_none());
+        assert!(r
+            .push_line(&line(r#""event_type":"mtd_threat""#), 3)
+            .is_none());
+        assert!(r
+            .push_line(
+                &line(r#""event_type":"net_connect","app":{"package":"p"},"dst_ip":"1.2.3.4""#),
+                4
+            )
+            .is_none());
+        let bad_ts = r#"{"schema_version":1,"event_type":"app_state","event_time":"yesterday","observed_time":"2026-08-21T10:40:02Z","app":{"package":"p"},"state":"foreground"}"#;
+        assert!(r.push_line(bad_ts, 5).is_none());
+        assert!(r
+            .push_line(r#"{"schema_version":2,"event_type":"app_state"}"#, 6)
+            .is_none());
+        assert!(r.push_line("[1,2]", 7).is_none());
+        let rep = r.into_report();
+        assert_eq!(rep.lines, 7);
+        assert_eq!(rep.blank, 1);
+        assert_eq!(rep.malformed, 3);
+        assert_eq!(rep.unknown_event_type, 1);
+        assert_eq!(rep.bad_timestamp, 1);
+        assert_eq!(rep.unsupported_version, 1);
+        let kept: Vec<_> = rep.problems.iter().map(|p| (p.line_no, p.kind)).collect();
+        assert_eq!(
+            kept,
+            vec![
+                (2, ProblemKind::Malformed),
+                (3, ProblemKind::UnknownEventType),
+                (4, ProblemKind::Malformed)
+            ]
+        );
+        assert_eq!(rep.problems_dropped, 3);
+    }
+
+    #[test]
+    fn feed_md_examples_parse() {
+        let doc = include_str!("../FEED.md");
+        let mut r = FeedReader::default();
+        let mut types = Vec::new();
+        for (i, l) in doc
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with("{\"schema_version\""))
+        {
+            let ev = r
+                .push_line(l, i as u64 + 1)
+                .unwrap_or_else(|| panic!("{:?}", r.report().problems));
+            types.push(ev.event_type());
+        }
+        assert_eq!(types.len(), 7, "{types:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn random_lines_never_panic(s in ".{0,300}") {
+            let mut r = FeedReader::new(2);
+            let _ = r.push_line(&s, 1);
+            prop_assert_eq!(r.report().lines, 1);
+        }
+
+        #[test]
+        fn mutated_valid_lines_never_panic(pos in 0usize..400, ch in any::<char>(), cut in 0usize..400) {
+            let base = line(r#""event_type":"ip_binding","action":"assign","ip":"10.0.0.1","network":{"context":"c"},"valid_from":"2026-08-21T08:02:11Z","confidence":"dhcp""#);
+            let mut chars: Vec<char> = base.chars().collect();
+            let p = pos.min(chars.len());
+            chars.insert(p, ch);
+            let c = cut.min(chars.len());
+            let s: String = chars[..c].iter().chain(chars[c..].iter().skip(1)).collect();
+            let mut r = FeedReader::default();
+            let _ = r.push_line(&s, 1);
+            let _ = parse_rfc3339_ns(&s);
+        }
+    }
+}

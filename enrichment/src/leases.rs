@@ -1,0 +1,567 @@
+//! Time-aware interval map from (network context, IP) to device
+//! (domain.md §2.8).
+//!
+//! Semantics:
+//! * each binding is a half-open interval `[from_ns, until_ns)`; an
+//!   assign without `valid_until` uses [`LeaseConfig::default_lease_ns`];
+//! * `renew` by the same device extends its lease; `release`/`expire` close
+//!   it early (a close that arrives before its assign is kept pending and
+//!   applied when the assign lands, so out-of-order feeds work);
+//! * a binding of the same IP to another device truncates the earlier one at
+//!   the later one's start (unless the earlier one has a strictly higher
+//!   confidence, in which case both are kept and lookup prefers the higher);
+//!   when they overlapped both are flagged `conflict`;
+//! * lookup prefers confidence `authenticated > dhcp > self_reported`, then
+//!   the latest start; if nothing covers the time, a lease that ended
+//!   naturally or by `expire` still matches within the grace window;
+//! * the total number of leases is capped; the oldest (by start) is evicted
+//!   and counted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use crate::feed::{BindingAction, Confidence, IpBinding};
+
+/// Tunables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseConfig {
+    /// How long after a natural end / expire a lease still matches late packets.
+    pub grace_ns: i64,
+    /// Lease length when an assign/renew carries no `valid_until`.
+    pub default_lease_ns: i64,
+    /// Maximum number of stored leases (all keys together).
+    pub max_entries: usize,
+    /// Maximum number of pending (not yet matched) release/expire records.
+    pub max_pending: usize,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        Self {
+            grace_ns: 60 * 1_000_000_000,
+            default_lease_ns: 24 * 3600 * 1_000_000_000,
+            max_entries: 100_000,
+            max_pending: 10_000,
+        }
+    }
+}
+
+/// How a lease's end was set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// `valid_until` (or the default lease length) as announced.
+    Natural,
+    Released,
+    Expired,
+    /// Truncated by a binding of the same IP to another device.
+    Superseded,
+}
+
+/// One stored binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub device_id: String,
+    pub from_ns: i64,
+    pub until_ns: i64,
+    pub confidence: Confidence,
+    pub end: EndReason,
+    /// Another device held the same IP over an overlapping interval, or the
+    /// feed reported a `conflict`.
+    pub conflict: bool,
+    seq: u64,
+}
+
+/// Result of a lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseMatch<'a> {
+    pub lease: &'a Lease,
+    /// The time was past the lease end but within the grace window.
+    pub in_grace: bool,
+    /// Other devices' leases also cover the time (lower priority ones).
+    pub contested: bool,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseStats {
+    pub inserted: u64,
+    pub renewed: u64,
+    pub closed: u64,
+    pub conflicts: u64,
+    pub evicted: u64,
+    pub pending_closes: u64,
+    pub pending_dropped: u64,
+    /// Bindings without a usable time (no valid_from for assign, etc.).
+    pub ignored: u64,
+}
+
+#[derive(Debug, Clone)]
+struct PendingClose {
+    device_id: Option<String>,
+    at_ns: i64,
+    reason: EndReason,
+}
+
+type Key = (String, IpAddr);
+
+/// The interval map.
+#[derive(Debug, Default)]
+pub struct LeaseMap {
+    cfg: LeaseConfig,
+    map: HashMap<Key, Vec<Lease>>,
+    /// Eviction index: (from_ns, seq) -> key.
+    by_age: BTreeMap<(i64, u64), Key>,
+    pending: HashMap<Key, Vec<PendingClose>>,
+    pending_len: usize,
+    next_seq: u64,
+    stats: LeaseStats,
+}
+
+impl LeaseMap {
+    pub fn new(cfg: LeaseConfig) -> Self {
+        Self {
+            cfg,
+            ..Self::default()
+        }
+    }
+
+    pub fn config(&self) -> &LeaseConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &LeaseStats {
+        &self.stats
+    }
+
+    /// Number of stored leases.
+    pub fn len(&self) -> usize {
+        self.by_age.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_age.is_empty()
+    }
+
+    /// Apply an `ip_binding` feed event. `device_id` is the envelope's
+    /// `device.id`; `event_time_ns` is used when the binding has no
+    /// `valid_from` (release/expire/conflict).
+    pub fn apply(&mut self, b: &IpBinding, device_id: Option<&str>, event_time_ns: i64) {
+        let ctx = b.network.context.as_str();
+        match b.action {
+            BindingAction::Assign | BindingAction::Renew => {
+                let (Some(dev), Some(from)) = (device_id, b.valid_from_ns.or(Some(event_time_ns)))
+                else {
+                    self.stats.ignored += 1;
+                    return;
+                };
+                let until = b
+                    .valid_until_ns
+                    .unwrap_or_else(|| from.saturating_add(self.cfg.default_lease_ns));
+                self.assign(ctx, b.ip, dev, from, until, b.confidence);
+            }
+            BindingAction::Release | BindingAction::Expire => {
+                let at = b
+                    .valid_until_ns
+                    .or(b.valid_from_ns)
+                    .unwrap_or(event_time_ns);
+                let reason = if b.action == BindingAction::Release {
+                    EndReason::Released
+                } else {
+                    EndReason::Expired
+                };
+                self.close(ctx, b.ip, device_id, at, reason);
+            }
+            BindingAction::Conflict => {
+                let at = b.valid_from_ns.unwrap_or(event_time_ns);
+                self.flag_conflict(ctx, b.ip, at);
+            }
+        }
+    }
+
+    /// Record that `device` holds `ip` in `ctx` over `[from_ns, until_ns)`.
+    pub fn assign(
+        &mut self,
+        ctx: &str,
+        ip: IpAddr,
+        device: &str,
+        from_ns: i64,
+        until_ns: i64,
+        confidence: Confidence,
+    ) {
+        if until_ns <= from_ns {
+            self.stats.ignored += 1;
+            return;
+        }
+        let key: Key = (ctx.to_owned(), ip);
+        let mut new = Lease {
+            device_id: device.to_owned(),
+            from_ns,
+            until_ns,
+            confidence,
+            end: EndReason::Natural,
+            conflict: false,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        let leases = self.map.entry(key.clone()).or_default();
+
+        // Renew: same device, same confidence, touching or overlapping.
+        if let Some(l) = leases.iter_mut().find(|l| {
+            l.device_id == device
+                && l.confidence == confidence
+                && l.from_ns <= until_ns
+                && from_ns <= l.until_ns
+                && !matches!(l.end, EndReason::Released | EndReason::Superseded)
+        }) {
+            if until_ns > l.until_ns {
+                l.until_ns = until_ns;
+                l.end = EndReason::Natural;
+            }
+            self.stats.renewed += 1;
+            return;
+        }
+
+        let mut conflicts = 0u64;
+        for old in leases.iter_mut().filter(|l| l.device_id != device) {
+            let overlap = old.from_ns < new.until_ns && new.from_ns < old.until_ns;
+            if !overlap {
+                continue;
+            }
+            old.conflict = true;
+            new.conflict = true;
+            conflicts += 1;
+            // The later-starting binding supersedes the earlier one unless the
+            // earlier one has strictly higher confidence.
+            let (earlier, later) = if old.from_ns <= new.from_ns {
+                (&mut *old, &mut new)
+            } else {
+                (&mut new, &mut *old)
+            };
+            if later.confidence >= earlier.confidence && earlier.from_ns < later.from_ns {
+                earlier.until_ns = later.from_ns;
+                earlier.end = EndReason::Superseded;
+            }
+        }
+        self.stats.conflicts += conflicts;
+
+        // Out-of-order closes that arrived before this assign.
+        if let Some(p) = self.pending.get_mut(&key) {
+            let before = p.len();
+            p.retain(|c| {
+                let matches = c.device_id.as_deref().is_none_or(|d| d == device)
+                    && new.from_ns <= c.at_ns
+                    && c.at_ns < new.until_ns;
+                if matches {
+                    new.until_ns = c.at_ns.max(new.from_ns);
+                    new.end = c.reason;
+                }
+                !matches
+            });
+            let applied = before - p.len();
+            self.pending_len -= applied;
+            self.stats.closed += applied as u64;
+            if p.is_empty() {
+                self.pending.remove(&key);
+            }
+        }
+
+        self.by_age.insert((new.from_ns, new.seq), key);
+        let at = leases.partition_point(|l| l.from_ns <= new.from_ns);
+        leases.insert(at, new);
+        self.stats.inserted += 1;
+        self.evict();
+    }
+
+    /// Close the lease of `device` (or of whoever holds it, if `None`)
+    /// covering `at_ns` at `at_ns`. If no lease covers it yet, the close is
+    /// kept pending for a later-arriving assign.
+    pub fn close(
+        &mut self,
+        ctx: &str,
+        ip: IpAddr,
+        device: Option<&str>,
+        at_ns: i64,
+        reason: EndReason,
+    ) {
+        let key: Key = (ctx.to_owned(), ip);
+        if let Some(leases) = self.map.get_mut(&key) {
+            // Latest-starting lease of the device that covers at_ns (or whose
+            // end is within the grace window: an expire can arrive slightly late).
+            let grace = self.cfg.grace_ns;
+            if let Some(l) = leases.iter_mut().rev().find(|l| {
+                device.is_none_or(|d| d == l.device_id)
+                    && l.from_ns <= at_ns
+                    && at_ns
+                        < l.until_ns.saturating_add(if l.end == EndReason::Natural {
+                            grace
+                        } else {
+                            0
+                        })
+            }) {
+                if at_ns < l.until_ns || reason == EndReason::Expired {
+                    l.until_ns = at_ns.min(l.until_ns).max(l.from_ns);
+                    l.end = reason;
+                }
+                self.stats.closed += 1;
+                return;
+            }
+        }
+        if self.pending_len >= self.cfg.max_pending {
+            self.stats.pending_dropped += 1;
+            return;
+        }
+        self.pending.entry(key).or_default().push(PendingClose {
+            device_id: device.map(str::to_owned),
+            at_ns,
+            reason,
+        });
+        self.pending_len += 1;
+        self.stats.pending_closes += 1;
+    }
+
+    /// Mark every lease covering `at_ns` as conflicting.
+    pub fn flag_conflict(&mut self, ctx: &str, ip: IpAddr, at_ns: i64) {
+        self.stats.conflicts += 1;
+        if let Some(leases) = self.map.get_mut(&(ctx.to_owned(), ip)) {
+            for l in leases
+                .iter_mut()
+                .filter(|l| l.from_ns <= at_ns && at_ns < l.until_ns)
+            {
+                l.conflict = true;
+            }
+        }
+    }
+
+    /// The binding in force at `ts_ns`.
+    pub fn lookup(&self, ctx: &str, ip: IpAddr, ts_ns: i64) -> Option<LeaseMatch<'_>> {
+        let leases = self.map.get(&(ctx.to_owned(), ip))?;
+        let mut best: Option<&Lease> = None;
+        for l in leases
+            .iter()
+            .filter(|l| l.from_ns <= ts_ns && ts_ns < l.until_ns)
+        {
+            let better = match best {
+                None => true,
+                Some(b) => (l.confidence, l.from_ns, l.seq) > (b.confidence, b.from_ns, b.seq),
+            };
+            if better {
+                best = Some(l);
+            }
+        }
+        if let Some(lease) = best {
+            let contested = leases.iter().any(|l| {
+                l.from_ns <= ts_ns && ts_ns < l.until_ns && l.device_id != lease.device_id
+            });
+            return Some(LeaseMatch {
+                lease,
+                in_grace: false,
+                contested,
+            });
+        }
+        // Grace: latest-ending lease that ended naturally or by expire.
+        leases
+            .iter()
+            .filter(|l| {
+                matches!(l.end, EndReason::Natural | EndReason::Expired)
+                    && l.until_ns <= ts_ns
+                    && ts_ns < l.until_ns.saturating_add(self.cfg.grace_ns)
+                    && l.from_ns <= ts_ns
+            })
+            .max_by_key(|l| (l.until_ns, l.confidence, l.seq))
+            .map(|lease| LeaseMatch {
+                lease,
+                in_grace: true,
+                contested: false,
+            })
+    }
+
+    /// All leases stored for a key, sorted by start.
+    pub fn leases(&self, ctx: &str, ip: IpAddr) -> &[Lease] {
+        self.map
+            .get(&(ctx.to_owned(), ip))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    fn evict(&mut self) {
+        while self.by_age.len() > self.cfg.max_entries {
+            let Some(((_, seq), key)) = self.by_age.pop_first() else {
+                return;
+            };
+            if let Some(v) = self.map.get_mut(&key) {
+                v.retain(|l| l.seq != seq);
+                if v.is_empty() {
+                    self.map.remove(&key);
+                }
+            }
+            self.stats.evicted += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feed::FeedReader;
+
+    const S: i64 = 1_000_000_000;
+
+    fn ip() -> IpAddr {
+        "10.0.0.7".parse().expect("ip")
+    }
+
+    fn dev(m: &LeaseMap, t: i64) -> Option<String> {
+        m.lookup("wifi", ip(), t).map(|x| x.lease.device_id.clone())
+    }
+
+    #[test]
+    fn intervals_and_contexts() {
+        let mut m = LeaseMap::default();
+        m.assign("wifi", ip(), "a", 0, 100 * S, Confidence::Dhcp);
+        assert_eq!(dev(&m, 50 * S).as_deref(), Some("a"));
+        assert_eq!(dev(&m, -1), None);
+        assert!(m.lookup("vpn", ip(), 50 * S).is_none());
+    }
+
+    #[test]
+    fn ip_reuse_between_devices_mid_capture() {
+        let mut m = LeaseMap::default();
+        m.assign("wifi", ip(), "a", 0, 100 * S, Confidence::Dhcp);
+        m.close("wifi", ip(), Some("a"), 40 * S, EndReason::Released);
+        m.assign("wifi", ip(), "b", 50 * S, 200 * S, Confidence::Dhcp);
+        assert_eq!(dev(&m, 30 * S).as_deref(), Some("a"));
+        // released: no grace for a
+        assert_eq!(dev(&m, 45 * S), None);
+        assert_eq!(dev(&m, 60 * S).as_deref(), Some("b"));
+        assert!(m.leases("wifi", ip()).iter().all(|l| !l.conflict));
+        assert_eq!(m.stats().conflicts, 0);
+    }
+
+    #[test]
+    fn overlapping_assign_closes_old_and_flags_conflict() {
+        let mut m = LeaseMap::default();
+        m.assign("wifi", ip(), "a", 0, 100 * S, Confidence::Dhcp);
+        m.assign("wifi", ip(), "b", 50 * S, 200 * S, Confidence::Dhcp);
+        assert_eq!(dev(&m, 49 * S).as_deref(), Some("a"));
+        assert_eq!(dev(&m, 50 * S).as_deref(), Some("b"));
+        assert_eq!(dev(&m, 99 * S).as_deref(), Some("b"));
+        let ls = m.leases("wifi", ip());
+        assert!(ls.iter().all(|l| l.conflict));
+        assert_eq!(ls[0].end, EndReason::Superseded);
+        assert_eq!(m.stats().conflicts, 1);
+        // superseded: no grace for a after b took over
+        assert_eq!(dev(&m, 51 * S).as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn out_of_order_assigns_and_pending_close() {
+        let mut m = LeaseMap::default();
+        // b's assign arrives first, then a's earlier (overlapping) one.
+        m.assign("wifi", ip(), "b", 50 * S, 200 * S, Confidence::Dhcp);
+        m.assign("wifi", ip(), "a", 0, 100 * S, Confidence::Dhcp);
+        assert_eq!(dev(&m, 10 * S).as_deref(), Some("a"));
+        assert_eq!(dev(&m, 60 * S).as_deref(), Some("b"));
+        // a release for c arrives before c's assign.
+        let ip2: IpAddr = "10.0.0.8".parse().expect("ip");
+        m.close("wifi", ip2, Some("c"), 30 * S, EndReason::Released);
+        assert_eq!(m.stats().pending_closes, 1);
+        m.assign("wifi", ip2, "c", 0, 100 * S, Confidence::Dhcp);
+        assert_eq!(
+            m.lookup("wifi", ip2, 20 * S)
+                .map(|x| x.lease.device_id.as_str()),
+            Some("c")
+        );
+        assert!(m.lookup("wifi", ip2, 31 * S).is_none());
+    }
+
+    #[test]
+    fn grace_window_after_expiry() {
+        let mut m = LeaseMap::new(LeaseConfig {
+            grace_ns: 10 * S,
+            ..LeaseConfig::default()
+        });
+        m.assign("wifi", ip(), "a", 0, 100 * S, Confidence::Dhcp);
+        let hit = m.lookup("wifi", ip(), 105 * S).expect("grace");
+        assert!(hit.in_grace);
+        assert_eq!(hit.lease.device_id, "a");
+        assert!(m.lookup("wifi", ip(), 110 * S).is_none());
+        // explicit expire earlier
+        m.close("wifi", ip(), Some("a"), 50 * S, EndReason::Expired);
+        assert!(m.lookup("wifi", ip(), 55 * S).expect("grace").in_grace);
+        assert!(m.lookup("wifi", ip(), 61 * S).is_none());
+        // renew extends
+        m.assign("wifi", ip(), "a", 50 * S, 300 * S, Confidence::Dhcp);
+        assert!(!m.lookup("wifi", ip(), 200 * S).expect("renewed").in_grace);
+        assert_eq!(m.stats().renewed, 1);
+    }
+
+    #[test]
+    fn source_priority_when_overlapping() {
+        let mut m = LeaseMap::default();
+        m.assign(
+            "wifi",
+            ip(),
+            "vpn-dev",
+            0,
+            100 * S,
+            Confidence::Authenticated,
+        );
+        m.assign(
+            "wifi",
+            ip(),
+            "agent-dev",
+            10 * S,
+            50 * S,
+            Confidence::SelfReported,
+        );
+        let hit = m.lookup("wifi", ip(), 20 * S).expect("hit");
+        assert_eq!(hit.lease.device_id, "vpn-dev");
+        assert!(hit.contested && hit.lease.conflict);
+        // a later-starting dhcp binding outranks an earlier self-report
+        m.assign("wifi", ip(), "dhcp-dev", 30 * S, 60 * S, Confidence::Dhcp);
+        assert_eq!(dev(&m, 40 * S).as_deref(), Some("vpn-dev"));
+        assert_eq!(dev(&m, 200 * S), None);
+    }
+
+    #[test]
+    fn bounded_with_counted_eviction() {
+        let mut m = LeaseMap::new(LeaseConfig {
+            max_entries: 3,
+            ..LeaseConfig::default()
+        });
+        for i in 0..5u8 {
+            let a = IpAddr::from([10, 0, 0, i]);
+            m.assign("wifi", a, "d", i64::from(i) * S, 1000 * S, Confidence::Dhcp);
+        }
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.stats().evicted, 2);
+        assert!(m
+            .lookup("wifi", IpAddr::from([10, 0, 0, 0]), 500 * S)
+            .is_none());
+        assert!(m
+            .lookup("wifi", IpAddr::from([10, 0, 0, 4]), 500 * S)
+            .is_some());
+    }
+
+    #[test]
+    fn apply_feed_events() {
+        let mut r = FeedReader::default();
+        let mut m = LeaseMap::default();
+        let lines = [
+            r#"{"schema_version":1,"event_type":"ip_binding","action":"assign","ip":"10.0.0.7","network":{"context":"wifi"},"device":{"id":"a"},"valid_from":"2026-01-01T00:00:00Z","valid_until":"2026-01-01T08:00:00Z","confidence":"dhcp","event_time":"2026-01-01T00:00:00Z","observed_time":"2026-01-01T00:00:01Z"}"#,
+            r#"{"schema_version":1,"event_type":"ip_binding","action":"release","ip":"10.0.0.7","network":{"context":"wifi"},"device":{"id":"a"},"confidence":"dhcp","event_time":"2026-01-01T01:00:00Z","observed_time":"2026-01-01T01:00:01Z"}"#,
+            r#"{"schema_version":1,"event_type":"ip_binding","action":"conflict","ip":"10.0.0.7","network":{"context":"wifi"},"confidence":"dhcp","event_time":"2026-01-01T00:30:00Z","observed_time":"2026-01-01T01:00:01Z"}"#,
+        ];
+        for (i, l) in lines.iter().enumerate() {
+            let ev = r.push_line(l, i as u64).expect("event");
+            let crate::feed::EventBody::IpBinding(b) = &ev.body else {
+                panic!("type")
+            };
+            m.apply(b, ev.device_id.as_deref(), ev.event_time_ns);
+        }
+        let t0 = crate::feed::parse_rfc3339_ns("2026-01-01T00:30:00Z").expect("ts");
+        let hit = m.lookup("wifi", ip(), t0).expect("hit");
+        assert!(hit.lease.conflict);
+        assert!(m.lookup("wifi", ip(), t0 + 3600 * S).is_none());
+    }
+}
