@@ -17,6 +17,7 @@ use pinwatch_parsers::ja4::ja4;
 use pinwatch_parsers::tls::{Dir, RecordInfo};
 
 use crate::classify::{PathOut, TlsFailure};
+use crate::enrich::{An1725, MobileOut};
 use crate::findings::{AlertBody, Evidence};
 use crate::flow::{CloseKind, Ended, Flow};
 
@@ -286,6 +287,8 @@ pub struct TlsEvent<'a> {
     pub tls_failure: Option<TlsFailure>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mobile: Option<MobileOut>,
     pub flow: FlowOut,
 }
 
@@ -303,6 +306,10 @@ pub struct AlertEvent<'a> {
     pub tls_failure: Option<&'a TlsFailure>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<&'a PathOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mobile: Option<&'a MobileOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub an1725: Option<An1725>,
     pub evidence: Evidence,
 }
 
@@ -325,7 +332,7 @@ impl<'a> AlertEvent<'a> {
     pub fn new(header: &Header<'a>, alert: AlertBody, tls: Option<TlsBrief<'a>>, failure: Option<&'a TlsFailure>, path: Option<&'a PathOut>, evidence: Evidence) -> Self {
         let mut header = header.clone();
         header.event_type = "alert";
-        AlertEvent { header, alert, tls, tls_failure: failure, path, evidence }
+        AlertEvent { header, alert, tls, tls_failure: failure, path, mobile: None, an1725: None, evidence }
     }
 }
 
@@ -459,7 +466,7 @@ pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> 
         }).collect(),
         anomalies: s.anomalies.clone(),
     };
-    TlsEvent { header: Header::of(f, pcap_filename, "tls", "tls"), tls, handshake, tls_failure: None, path: None, flow: flow_out(f, e.end_ts) }
+    TlsEvent { header: Header::of(f, pcap_filename, "tls", "tls"), tls, handshake, tls_failure: None, path: None, mobile: None, flow: flow_out(f, e.end_ts) }
 }
 
 #[cfg(test)]
@@ -551,6 +558,8 @@ pub struct QuicEvent<'a> {
     pub tls_failure: Option<TlsFailure>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mobile: Option<MobileOut>,
     pub flow: FlowOut,
 }
 
@@ -606,6 +615,6 @@ pub fn quic_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> QuicEvent<'a
         missing: missing(f),
         anomalies: q.map(|q| q.anomalies.clone()).unwrap_or_default(),
     };
-    QuicEvent { header: Header::of(f, pcap_filename, "quic", "quic"), quic, handshake, tls_failure: None, path: None, flow: flow_out(f, e.end_ts) }
+    QuicEvent { header: Header::of(f, pcap_filename, "quic", "quic"), quic, handshake, tls_failure: None, path: None, mobile: None, flow: flow_out(f, e.end_ts) }
 }
 

@@ -9,6 +9,7 @@
 pub mod capture;
 pub mod classify;
 pub mod config;
+pub mod enrich;
 pub mod findings;
 pub mod eve;
 pub mod flow;

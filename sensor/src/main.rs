@@ -30,6 +30,9 @@ enum Cmd {
         /// Configuration file (TOML; see docs/config.md). Without one the defaults apply.
         #[arg(short = 'c', long)]
         config: Option<PathBuf>,
+        /// MDM/device feed (JSON lines, schema in enrichment/FEED.md); repeatable.
+        #[arg(long = "feed")]
+        feeds: Vec<PathBuf>,
         /// Write EVE lines here instead of stdout.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
@@ -72,7 +75,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Replay { captures, config, output, max_flows, tcp_timeout, new_timeout, reassembly_cap, no_stats, quiet } => {
+        Cmd::Replay { captures, config, feeds, output, max_flows, tcp_timeout, new_timeout, reassembly_cap, no_stats, quiet } => {
             let mut limits = Limits { max_flows: max_flows.max(1), ..Limits::default() };
             limits.established_timeout_ns = (tcp_timeout as i64).saturating_mul(1_000_000_000);
             limits.new_timeout_ns = (new_timeout as i64).saturating_mul(1_000_000_000);
@@ -83,7 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None if bundled => pinwatch::config::Config::parse("bundled.toml", pinwatch::pipeline::BUNDLED_CONFIG, std::path::Path::new("."))?,
                 None => pinwatch::config::Config::default(),
             };
-            let opts = Options { limits, config, progress: !quiet, stats: !no_stats };
+            let opts = Options { limits, config, progress: !quiet, stats: !no_stats, feeds };
             let mut inputs: Vec<Input> = captures
                 .iter()
                 .map(|c| if c == "-" { Input::Stdin } else { Input::File(PathBuf::from(c)) })

@@ -49,6 +49,8 @@ pub struct Options {
     pub progress: bool,
     /// Write the final stats record.
     pub stats: bool,
+    /// MDM/device feed files (JSON lines, `enrichment/FEED.md`).
+    pub feeds: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -80,6 +82,8 @@ pub struct Stats {
     pub tls_records_logged: u64,
     pub quic_records_logged: u64,
     pub alerts_logged: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enrichment: Option<crate::enrich::EnrichStats>,
     /// Sessions per outcome and per failure class.
     pub outcomes: BTreeMap<String, u64>,
     pub memory: MemoryStats,
@@ -143,6 +147,7 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
     let mut seen_bytes = 0u64;
     let mut write_err: Option<std::io::Error> = None;
     let mut correlator = Correlator::new(opts.config.clone());
+    let mut enricher = if opts.feeds.is_empty() { None } else { Some(crate::enrich::Enricher::load(&opts.feeds)?) };
     let cfg = &opts.config;
     let mut emit = |ended: &mut Vec<Ended>, stats: &mut Stats, out: &mut dyn Write| {
         let mut write = |v: &dyn erased::Json, out: &mut dyn Write| {
@@ -169,6 +174,9 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
                     let mut ev = eve::quic_event(&e, pcap);
                     ev.tls_failure = Some(classify::quic_outcome(&e, cfg));
                     ev.path = Some(classify::path(&e, cfg, ev.quic.sni.as_deref(), None));
+                    if let Some(en) = enricher.as_mut() {
+                        ev.mobile = en.enrich(ev.header.src_ip, ev.header.dest_ip, ev.header.dest_port, ev.quic.sni.as_deref(), e.flow.first_ts);
+                    }
                     stats.quic_records_logged += 1;
                     write(&ev, out);
                     let brief = eve::TlsBrief {
@@ -179,13 +187,16 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
                         issuerdn: None,
                     };
                     let hello = e.flow.quic.as_ref().and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
-                    let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: true };
+                    let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: true };
                     correlate(&logged, &mut correlator, stats, &mut |v: &dyn erased::Json| write(v, out));
                 }
                 Proto::Tls if e.flow.session.is_tls() => {
                     let mut ev = eve::tls_event(&e, pcap);
                     ev.tls_failure = Some(classify::outcome(&e, cfg));
                     ev.path = Some(classify::path(&e, cfg, ev.tls.sni.as_deref(), ev.tls.ja3s.as_ref().map(|f| f.hash.as_str())));
+                    if let Some(en) = enricher.as_mut() {
+                        ev.mobile = en.enrich(ev.header.src_ip, ev.header.dest_ip, ev.header.dest_port, ev.tls.sni.as_deref(), e.flow.first_ts);
+                    }
                     stats.tls_records_logged += 1;
                     write(&ev, out);
                     let brief = eve::TlsBrief {
@@ -196,7 +207,7 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
                         issuerdn: ev.tls.issuerdn.as_deref(),
                     };
                     let hello = e.flow.session.client_hellos.first().map(|(h, _)| h);
-                    let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: false };
+                    let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: false };
                     correlate(&logged, &mut correlator, stats, &mut |v: &dyn erased::Json| write(v, out));
                 }
                 _ => {}
@@ -268,6 +279,7 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
         b.finish_and_clear();
     }
     stats.flow = table.stats;
+    stats.enrichment = enricher.map(|e| e.stats);
     stats.memory = MemoryStats {
         flow_buffers_max: table.stats.heap_bytes_max,
         flows_max: table.stats.flows_active_max,
@@ -294,6 +306,7 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
 /// A logged TLS or QUIC session, as the findings see it.
 struct Logged<'a> {
     header: &'a eve::Header<'a>,
+    mobile: Option<&'a crate::enrich::MobileOut>,
     start_ns: i64,
     brief: eve::TlsBrief<'a>,
     failure: Option<&'a classify::TlsFailure>,
@@ -322,11 +335,30 @@ fn correlate(l: &Logged<'_>, correlator: &mut Correlator, stats: &mut Stats, wri
         path,
         failure,
     };
-    for f in correlator.observe(&facts) {
-        let brief = eve::TlsBrief { sni: l.brief.sni, version: l.brief.version, ja4: l.brief.ja4, ja3: l.brief.ja3, issuerdn: l.brief.issuerdn };
-        let a = eve::AlertEvent::new(l.header, AlertBody::new(f.sid), Some(brief), Some(failure), Some(path), f.evidence);
+    let brief = || eve::TlsBrief { sni: l.brief.sni, version: l.brief.version, ja4: l.brief.ja4, ja3: l.brief.ja3, issuerdn: l.brief.issuerdn };
+    let findings = correlator.observe(&facts);
+    let sids: Vec<u32> = findings.iter().map(|f| f.sid).collect();
+    let mut flow_ids: Vec<u64> = Vec::new();
+    for f in findings {
+        flow_ids.extend(f.evidence.flow_ids.iter().copied());
+        let mut a = eve::AlertEvent::new(l.header, AlertBody::new(f.sid), Some(brief()), Some(failure), Some(path), f.evidence);
+        a.mobile = l.mobile;
         stats.alerts_logged += 1;
         write(&a);
+    }
+    // The AN1725 join: the network findings of an enriched session, with
+    // the device and app evidence that makes them an app's behaviour.
+    if let Some(m) = l.mobile {
+        if let Some(verdict) = crate::enrich::an1725(m, &sids, l.header.flow_id) {
+            flow_ids.sort_unstable();
+            flow_ids.dedup();
+            let evidence = crate::findings::Evidence { reasons: verdict.reasons.clone(), flow_ids };
+            let mut a = eve::AlertEvent::new(l.header, AlertBody::new(crate::findings::SID_AN1725), Some(brief()), Some(failure), Some(path), evidence);
+            a.mobile = Some(m);
+            a.an1725 = Some(verdict);
+            stats.alerts_logged += 1;
+            write(&a);
+        }
     }
 }
 

@@ -340,3 +340,52 @@ fn testbed_quic_sessions() {
         assert!(problems.is_empty(), "{}:\n{}", dir.display(), problems.join("\n"));
     }
 }
+
+/// The AN1725 join on the fallback capture with a feed written to match it
+/// (`pcaps/testbed-fallback.feed.jsonl`): the pinned app (OkHttp pinner, in
+/// the background, device locked) scores high; the app that fails only by
+/// the platform default (API 34, no user CAs) is labelled so and scores low;
+/// the feed's bad lines are counted with their line numbers.
+#[test]
+fn an1725_join_with_the_device_feed() {
+    let cfg = pinwatch::config::Config::load(&pcaps_dir().join("testbed.toml")).expect("config");
+    let mut out = Vec::new();
+    let opts = Options {
+        config: cfg,
+        progress: false,
+        stats: true,
+        feeds: vec![pcaps_dir().join("testbed-fallback.feed.jsonl")],
+        ..Default::default()
+    };
+    replay(&[Input::File(pcaps_dir().join("testbed-fallback.pcap"))], &opts, &mut out).expect("replay");
+    let lines: Vec<Value> = String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let joins: Vec<&Value> = lines.iter().filter(|l| l["event_type"] == "alert" && l["alert"]["signature_id"] == 1_725_005).collect();
+    let reasons = |a: &Value| -> Vec<String> {
+        a["an1725"]["reasons"].as_array().map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    };
+    let pinned: Vec<&&Value> = joins.iter().filter(|a| a["mobile"]["app"]["package"] == "com.example.pinnedbank").collect();
+    assert!(
+        pinned.iter().any(|a| a["an1725"]["confidence"] == "high"
+            && reasons(a).iter().any(|r| r.starts_with("network:inspection_failure"))
+            && reasons(a).contains(&"trust:own_trust_logic".to_string())
+            && reasons(a).contains(&"app_state:background".to_string())
+            && reasons(a).contains(&"device_locked".to_string())),
+        "pinned app in the background: high confidence with its reasons: {pinned:#?}"
+    );
+    let news: Vec<&&Value> = joins.iter().filter(|a| a["mobile"]["app"]["package"] == "com.example.news").collect();
+    assert!(!news.is_empty());
+    for a in &news {
+        assert_eq!(a["an1725"]["confidence"], "low", "platform-default failures score low");
+        assert!(reasons(a).contains(&"trust:platform_default_api24_no_user_cas".to_string()));
+        assert_eq!(a["mobile"]["app"]["trust_profile"]["platform_default"], true);
+    }
+    for a in &joins {
+        assert_eq!(a["mobile"]["device_id"], "enterprises/testbed/devices/pixel-7");
+        assert!(a["evidence"]["flow_ids"].as_array().is_some_and(|v| v.contains(&a["flow_id"])));
+    }
+    let stats = &lines.last().expect("stats")["stats"]["enrichment"];
+    assert_eq!(stats["feed"]["malformed"], 1);
+    assert_eq!(stats["feed"]["unknown_event_type"], 1);
+    assert!(stats["feed"]["problems"][0].as_str().is_some_and(|p| p.starts_with("line 6:")));
+    assert_eq!(stats["sessions_without_device"], 0);
+}

@@ -1,0 +1,322 @@
+//! Device and app enrichment for replay: the MDM/device feed (schema v1,
+//! `enrichment/FEED.md`) read in full before the capture, then a lookup per
+//! session at its start time: IP → device (leases), session → app
+//! (attribution), the app's trust profile and state, the device's state.
+//!
+//! Replay knows the whole feed up front, so late batches need no special
+//! handling here: correlation is on event time. (Live mode, with feeds that
+//! arrive up to ~90 minutes late, is the live-capture issue's work.)
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::Serialize;
+
+use pinwatch_enrichment::attribution::{attribute, AttributionConfig, SessionQuery};
+use pinwatch_enrichment::feed::{Event, EventBody, FeedReader, FeedReport, InventoryApp};
+use pinwatch_enrichment::leases::{LeaseConfig, LeaseMap};
+
+/// Most feed events kept per device (older ones are dropped, counted).
+pub const MAX_EVENTS_PER_DEVICE: usize = 100_000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BindingOut {
+    pub confidence: String,
+    pub conflict: bool,
+    pub in_grace: bool,
+    pub contested: bool,
+    pub context: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrustOut {
+    pub pin_sets: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusts_user_cas: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_trust_manager: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_all: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname_verifier_override: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub okhttp_certificate_pinner: Option<bool>,
+    /// The app has trust logic of its own (pins, custom TrustManager,
+    /// OkHttp pinner, trust-all or hostname-verifier override).
+    pub own_trust_logic: bool,
+    /// Targets API 24+ and does not opt in to user CAs: it fails under
+    /// inspection by platform default, pinning or not (domain.md §1.5).
+    pub platform_default: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    pub attribution: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution_skew_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_code: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_sdk: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_profile: Option<TrustOut>,
+}
+
+/// The `mobile` object.
+#[derive(Debug, Clone, Serialize)]
+pub struct MobileOut {
+    pub device_id: String,
+    pub binding: BindingOut,
+    pub app: AppOut,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_locked: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub screen_interactive: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secs_since_user_interaction: Option<i64>,
+    /// Feed line numbers of the events behind this enrichment.
+    pub feed_lines: Vec<u64>,
+}
+
+/// Counters for the stats record.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EnrichStats {
+    pub feed: FeedReportOut,
+    pub sessions_enriched: u64,
+    pub sessions_without_device: u64,
+    pub events_dropped: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FeedReportOut {
+    pub lines: u64,
+    pub events: u64,
+    pub malformed: u64,
+    pub unknown_event_type: u64,
+    pub bad_timestamp: u64,
+    pub unsupported_version: u64,
+    /// The first problems, with line numbers.
+    pub problems: Vec<String>,
+}
+
+impl From<&FeedReport> for FeedReportOut {
+    fn from(r: &FeedReport) -> Self {
+        FeedReportOut {
+            lines: r.lines,
+            events: r.events,
+            malformed: r.malformed,
+            unknown_event_type: r.unknown_event_type,
+            bad_timestamp: r.bad_timestamp,
+            unsupported_version: r.unsupported_version,
+            problems: r.problems.iter().map(|p| format!("line {}: {:?}: {}", p.line_no, p.kind, p.detail)).collect(),
+        }
+    }
+}
+
+/// The feed, loaded and indexed.
+pub struct Enricher {
+    leases: LeaseMap,
+    contexts: Vec<String>,
+    events: HashMap<String, Vec<Event>>,
+    attribution: AttributionConfig,
+    pub stats: EnrichStats,
+}
+
+impl Enricher {
+    /// Read feed files (JSON lines). Bad lines are counted, never fatal; an
+    /// unreadable file is an error.
+    pub fn load(paths: &[impl AsRef<Path>]) -> anyhow::Result<Self> {
+        let mut reader = FeedReader::default();
+        let mut all = Vec::new();
+        let mut line_no = 0u64;
+        for p in paths {
+            let p = p.as_ref();
+            let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("feed {}: {e}", p.display()))?;
+            for line in text.lines() {
+                line_no += 1;
+                if let Some(ev) = reader.push_line(line, line_no) {
+                    all.push(ev);
+                }
+            }
+        }
+        Ok(Self::from_events(all, reader.report()))
+    }
+
+    pub fn from_events(mut all: Vec<Event>, report: &FeedReport) -> Self {
+        // Correlate on event time, whatever order the feed came in.
+        all.sort_by_key(|e| (e.event_time_ns, e.line_no));
+        let mut leases = LeaseMap::new(LeaseConfig::default());
+        let mut contexts: Vec<String> = Vec::new();
+        let mut events: HashMap<String, Vec<Event>> = HashMap::new();
+        let mut dropped = 0;
+        for ev in all {
+            if let EventBody::IpBinding(b) = &ev.body {
+                leases.apply(b, ev.device_id.as_deref(), ev.event_time_ns);
+                if !contexts.contains(&b.network.context) {
+                    contexts.push(b.network.context.clone());
+                }
+                continue;
+            }
+            if let Some(d) = ev.device_id.clone() {
+                let v = events.entry(d).or_default();
+                if v.len() < MAX_EVENTS_PER_DEVICE {
+                    v.push(ev);
+                } else {
+                    dropped += 1;
+                }
+            }
+        }
+        Enricher {
+            leases,
+            contexts,
+            events,
+            attribution: AttributionConfig::default(),
+            stats: EnrichStats { feed: report.into(), events_dropped: dropped, ..Default::default() },
+        }
+    }
+
+    /// Enrich one session by its client IP at its start time.
+    pub fn enrich(&mut self, client: IpAddr, dst: IpAddr, dst_port: u16, sni: Option<&str>, start_ns: i64) -> Option<MobileOut> {
+        let found = self.contexts.iter().find_map(|ctx| self.leases.lookup(ctx, client, start_ns).map(|m| (ctx.clone(), m)));
+        let Some((context, m)) = found else {
+            self.stats.sessions_without_device += 1;
+            return None;
+        };
+        let device_id = m.lease.device_id.clone();
+        let binding = BindingOut {
+            confidence: format!("{:?}", m.lease.confidence).to_ascii_lowercase(),
+            conflict: m.lease.conflict,
+            in_grace: m.in_grace,
+            contested: m.contested,
+            context,
+        };
+        let empty = Vec::new();
+        let events = self.events.get(&device_id).unwrap_or(&empty);
+        let q = SessionQuery { device_id: &device_id, dst_ip: dst, dst_port, sni, session_start_ns: start_ns };
+        let a = attribute(events, &q, &self.attribution);
+        let mut feed_lines: Vec<u64> = Vec::new();
+        if let Some(i) = a.event_index {
+            feed_lines.extend(events.get(i).map(|e| e.line_no));
+        }
+        if let Some(i) = a.device.event_index {
+            feed_lines.extend(events.get(i).map(|e| e.line_no));
+        }
+        // The newest inventory entry of the chosen app, at or before the session.
+        let inventory: Option<(&InventoryApp, u64)> = a.package.as_deref().and_then(|pkg| {
+            events
+                .iter()
+                .filter_map(|e| match &e.body {
+                    EventBody::AppInventory(inv) if inv.app.package == pkg => Some((&inv.app, e.line_no)),
+                    _ => None,
+                })
+                .last()
+        });
+        if let Some((_, line)) = inventory {
+            feed_lines.push(line);
+        }
+        feed_lines.sort_unstable();
+        feed_lines.dedup();
+        let trust_profile = inventory.map(|(app, _)| {
+            let t = &app.trust_profile;
+            let own = !t.pin_sets.is_empty()
+                || t.custom_trust_manager == Some(true)
+                || t.okhttp_certificate_pinner == Some(true)
+                || t.trust_all == Some(true)
+                || t.hostname_verifier_override == Some(true);
+            TrustOut {
+                pin_sets: t.pin_sets.len(),
+                trusts_user_cas: t.trusts_user_cas,
+                custom_trust_manager: t.custom_trust_manager,
+                trust_all: t.trust_all,
+                hostname_verifier_override: t.hostname_verifier_override,
+                okhttp_certificate_pinner: t.okhttp_certificate_pinner,
+                own_trust_logic: own,
+                platform_default: !own && app.target_sdk.is_some_and(|s| s >= 24) && t.trusts_user_cas != Some(true),
+            }
+        });
+        self.stats.sessions_enriched += 1;
+        Some(MobileOut {
+            device_id,
+            binding,
+            app: AppOut {
+                package: a.package.clone(),
+                attribution: a.method.as_str(),
+                attribution_skew_ms: a.skew_ms,
+                candidates: a.candidates.clone(),
+                version_code: inventory.and_then(|(app, _)| app.version_code),
+                target_sdk: inventory.and_then(|(app, _)| app.target_sdk),
+                trust_profile,
+            },
+            app_state: a.app_state.map(|s| format!("{s:?}").to_ascii_lowercase()),
+            device_locked: a.device.device_locked,
+            screen_interactive: a.device.screen_interactive,
+            secs_since_user_interaction: a.device.secs_since_interaction,
+            feed_lines,
+        })
+    }
+}
+
+/// The AN1725 verdict joining device evidence to a session's network findings.
+#[derive(Debug, Clone, Serialize)]
+pub struct An1725 {
+    pub confidence: &'static str,
+    pub reasons: Vec<String>,
+}
+
+/// Score an enriched session that raised network findings (`sids`).
+pub fn an1725(m: &MobileOut, sids: &[u32], flow_id: u64) -> Option<An1725> {
+    use crate::findings::{SID_DIRECT, SID_FALLBACK, SID_INSPECTION_FAILURE, SID_OPAQUE};
+    let network: Vec<String> = sids
+        .iter()
+        .filter_map(|s| match *s {
+            SID_INSPECTION_FAILURE => Some(format!("network:inspection_failure:flow:{flow_id}")),
+            SID_FALLBACK => Some(format!("network:fallback:flow:{flow_id}")),
+            SID_DIRECT => Some(format!("network:direct_tls:flow:{flow_id}")),
+            SID_OPAQUE => Some(format!("network:opaque_session:flow:{flow_id}")),
+            _ => None,
+        })
+        .collect();
+    if network.is_empty() || m.app.package.is_none() {
+        return None;
+    }
+    let mut reasons = network;
+    let lines = m.feed_lines.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(",");
+    reasons.push(format!("app:{}:attribution:{}:feed_lines:{lines}", m.app.package.as_deref().unwrap_or("?"), m.app.attribution));
+    let tp = m.app.trust_profile.as_ref();
+    let own = tp.is_some_and(|t| t.own_trust_logic);
+    let platform_default = tp.is_some_and(|t| t.platform_default);
+    if own {
+        reasons.push("trust:own_trust_logic".to_string());
+    }
+    if platform_default {
+        reasons.push("trust:platform_default_api24_no_user_cas".to_string());
+    }
+    let unattended = m.app_state.as_deref().is_some_and(|s| s == "background")
+        || m.device_locked == Some(true)
+        || m.secs_since_user_interaction.is_some_and(|s| s > 60);
+    if let Some(s) = &m.app_state {
+        reasons.push(format!("app_state:{s}"));
+    }
+    if m.device_locked == Some(true) {
+        reasons.push("device_locked".to_string());
+    }
+    if let Some(s) = m.secs_since_user_interaction {
+        reasons.push(format!("secs_since_user_interaction:{s}"));
+    }
+    let strong_network = sids.contains(&SID_INSPECTION_FAILURE) || sids.contains(&SID_FALLBACK);
+    let confidence = if own && strong_network && unattended {
+        "high"
+    } else if own && strong_network {
+        "medium"
+    } else {
+        "low"
+    };
+    Some(An1725 { confidence, reasons })
+}
