@@ -268,6 +268,81 @@ impl Enricher {
 pub struct An1725 {
     pub confidence: &'static str,
     pub reasons: Vec<String>,
+    /// Stable id of the folded alert: repeats for the same device, app and
+    /// destination within the fold window update it (higher `revision`).
+    pub alert_id: String,
+    pub revision: u32,
+    /// Sessions folded into this alert so far.
+    pub count: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Folded {
+    alert_id: String,
+    first_ns: i64,
+    revision: u32,
+    count: u32,
+    confidence: &'static str,
+    flow_ids: Vec<u64>,
+}
+
+/// Folds repeated AN1725 alerts for the same (device, app, destination)
+/// within a window into one alert id with increasing revisions.
+pub struct Folder {
+    window_ns: i64,
+    open: HashMap<(String, String, String), Folded>,
+    max_keys: usize,
+}
+
+fn rank(c: &str) -> u8 {
+    match c {
+        "high" => 3,
+        "medium" => 2,
+        _ => 1,
+    }
+}
+
+impl Folder {
+    pub fn new(window_ns: i64) -> Self {
+        Folder { window_ns, open: HashMap::new(), max_keys: 100_000 }
+    }
+
+    /// Fold a verdict in: returns it with its alert id, revision, count and
+    /// the flow ids of every folded session (the strongest confidence wins).
+    pub fn fold(&mut self, mut v: An1725, m: &MobileOut, destination: &str, start_ns: i64, flow_ids: &[u64]) -> (An1725, Vec<u64>) {
+        let key = (m.device_id.clone(), m.app.package.clone().unwrap_or_default(), destination.to_ascii_lowercase());
+        if self.open.len() >= self.max_keys {
+            let cutoff = start_ns - self.window_ns;
+            self.open.retain(|_, f| f.first_ns >= cutoff);
+        }
+        let fresh = |v: &An1725| Folded {
+            alert_id: format!("an1725-{}-{}", start_ns, flow_ids.first().copied().unwrap_or(0)),
+            first_ns: start_ns,
+            revision: 0,
+            count: 0,
+            confidence: v.confidence,
+            flow_ids: Vec::new(),
+        };
+        let f = self.open.entry(key).or_insert_with(|| fresh(&v));
+        if start_ns - f.first_ns > self.window_ns {
+            *f = fresh(&v);
+        }
+        f.revision += 1;
+        f.count += 1;
+        if rank(v.confidence) > rank(f.confidence) {
+            f.confidence = v.confidence;
+        }
+        for id in flow_ids {
+            if !f.flow_ids.contains(id) && f.flow_ids.len() < 256 {
+                f.flow_ids.push(*id);
+            }
+        }
+        v.alert_id = f.alert_id.clone();
+        v.revision = f.revision;
+        v.count = f.count;
+        v.confidence = f.confidence;
+        (v, f.flow_ids.clone())
+    }
 }
 
 /// Score an enriched session that raised network findings (`sids`).
@@ -318,5 +393,5 @@ pub fn an1725(m: &MobileOut, sids: &[u32], flow_id: u64) -> Option<An1725> {
     } else {
         "low"
     };
-    Some(An1725 { confidence, reasons })
+    Some(An1725 { confidence, reasons, alert_id: String::new(), revision: 0, count: 0 })
 }

@@ -13,6 +13,7 @@ pub mod enrich;
 pub mod findings;
 pub mod eve;
 pub mod flow;
+pub mod ocsf;
 pub mod pipeline;
 pub mod quic_session;
 pub mod reassembly;

@@ -48,6 +48,9 @@ enum Cmd {
         /// Out-of-order bytes held per direction while waiting for a hole to fill.
         #[arg(long, default_value_t = 64 * 1024)]
         reassembly_cap: usize,
+        /// Output format: `eve` (default) or `ocsf` (alerts as OCSF Detection Findings only).
+        #[arg(long, default_value = "eve", value_parser = ["eve", "ocsf"])]
+        format: String,
         /// Do not write the final stats record.
         #[arg(long)]
         no_stats: bool,
@@ -75,7 +78,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Replay { captures, config, feeds, output, max_flows, tcp_timeout, new_timeout, reassembly_cap, no_stats, quiet } => {
+        Cmd::Replay { captures, config, feeds, format, output, max_flows, tcp_timeout, new_timeout, reassembly_cap, no_stats, quiet } => {
             let mut limits = Limits { max_flows: max_flows.max(1), ..Limits::default() };
             limits.established_timeout_ns = (tcp_timeout as i64).saturating_mul(1_000_000_000);
             limits.new_timeout_ns = (new_timeout as i64).saturating_mul(1_000_000_000);
@@ -86,7 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None if bundled => pinwatch::config::Config::parse("bundled.toml", pinwatch::pipeline::BUNDLED_CONFIG, std::path::Path::new("."))?,
                 None => pinwatch::config::Config::default(),
             };
-            let opts = Options { limits, config, progress: !quiet, stats: !no_stats, feeds };
+            let opts = Options { limits, config, progress: !quiet, stats: !no_stats, feeds, ocsf: format == "ocsf" };
             let mut inputs: Vec<Input> = captures
                 .iter()
                 .map(|c| if c == "-" { Input::Stdin } else { Input::File(PathBuf::from(c)) })

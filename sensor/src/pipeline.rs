@@ -51,6 +51,8 @@ pub struct Options {
     pub stats: bool,
     /// MDM/device feed files (JSON lines, `enrichment/FEED.md`).
     pub feeds: Vec<PathBuf>,
+    /// Write OCSF Detection Findings (alerts only) instead of EVE.
+    pub ocsf: bool,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -148,11 +150,14 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
     let mut write_err: Option<std::io::Error> = None;
     let mut correlator = Correlator::new(opts.config.clone());
     let mut enricher = if opts.feeds.is_empty() { None } else { Some(crate::enrich::Enricher::load(&opts.feeds)?) };
+    let mut folder = crate::enrich::Folder::new(opts.config.fallback_window_ns);
     let cfg = &opts.config;
     let mut emit = |ended: &mut Vec<Ended>, stats: &mut Stats, out: &mut dyn Write| {
+        let ocsf = opts.ocsf;
         let mut write = |v: &dyn erased::Json, out: &mut dyn Write| {
             if write_err.is_none() {
-                if let Err(err) = v.write_line(out) {
+                let r = if ocsf { v.write_ocsf(out) } else { v.write_line(out) };
+                if let Err(err) = r {
                     write_err = Some(err);
                 }
             }
@@ -188,7 +193,7 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
                     };
                     let hello = e.flow.quic.as_ref().and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
                     let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: true };
-                    correlate(&logged, &mut correlator, stats, &mut |v: &dyn erased::Json| write(v, out));
+                    correlate(&logged, &mut correlator, &mut folder, stats, &mut |v: &dyn erased::Json| write(v, out));
                 }
                 Proto::Tls if e.flow.session.is_tls() => {
                     let mut ev = eve::tls_event(&e, pcap);
@@ -208,7 +213,7 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
                     };
                     let hello = e.flow.session.client_hellos.first().map(|(h, _)| h);
                     let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: false };
-                    correlate(&logged, &mut correlator, stats, &mut |v: &dyn erased::Json| write(v, out));
+                    correlate(&logged, &mut correlator, &mut folder, stats, &mut |v: &dyn erased::Json| write(v, out));
                 }
                 _ => {}
             }
@@ -285,7 +290,7 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
         flows_max: table.stats.flows_active_max,
         flow_cap: opts.limits.max_flows as u64,
     };
-    if opts.stats {
+    if opts.stats && !opts.ocsf {
         let ev = StatsEvent {
             timestamp: eve::timestamp(if last_ts == i64::MIN { 0 } else { last_ts }),
             event_type: "stats",
@@ -316,7 +321,7 @@ struct Logged<'a> {
 }
 
 /// Count the session's outcome and raise its findings.
-fn correlate(l: &Logged<'_>, correlator: &mut Correlator, stats: &mut Stats, write: &mut dyn FnMut(&dyn erased::Json)) {
+fn correlate(l: &Logged<'_>, correlator: &mut Correlator, folder: &mut crate::enrich::Folder, stats: &mut Stats, write: &mut dyn FnMut(&dyn erased::Json)) {
     let (Some(failure), Some(path)) = (l.failure, l.path) else { return };
     let key = match failure.class {
         Some(c) => format!("{}{:?}_{c:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
@@ -352,6 +357,8 @@ fn correlate(l: &Logged<'_>, correlator: &mut Correlator, stats: &mut Stats, wri
         if let Some(verdict) = crate::enrich::an1725(m, &sids, l.header.flow_id) {
             flow_ids.sort_unstable();
             flow_ids.dedup();
+            let dest = l.brief.sni.map(str::to_string).unwrap_or_else(|| l.header.dest_ip.to_string());
+            let (verdict, flow_ids) = folder.fold(verdict, m, &dest, l.start_ns, &flow_ids);
             let evidence = crate::findings::Evidence { reasons: verdict.reasons.clone(), flow_ids };
             let mut a = eve::AlertEvent::new(l.header, AlertBody::new(crate::findings::SID_AN1725), Some(brief()), Some(failure), Some(path), evidence);
             a.mobile = Some(m);
@@ -366,11 +373,23 @@ fn correlate(l: &Logged<'_>, correlator: &mut Correlator, stats: &mut Stats, wri
 mod erased {
     pub trait Json {
         fn write_line(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
+        /// The OCSF form of an alert; other records write nothing.
+        fn write_ocsf(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
     }
     impl<T: serde::Serialize> Json for T {
         fn write_line(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
             serde_json::to_writer(&mut *out, self)?;
             out.write_all(b"\n")
+        }
+        fn write_ocsf(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+            let v = serde_json::to_value(self)?;
+            match crate::ocsf::detection_finding(&v) {
+                Some(f) => {
+                    serde_json::to_writer(&mut *out, &f)?;
+                    out.write_all(b"\n")
+                }
+                None => Ok(()),
+            }
         }
     }
 }

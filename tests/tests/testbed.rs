@@ -359,6 +359,14 @@ fn an1725_join_with_the_device_feed() {
     };
     replay(&[Input::File(pcaps_dir().join("testbed-fallback.pcap"))], &opts, &mut out).expect("replay");
     let lines: Vec<Value> = String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    // The same run in OCSF: one Detection Finding per alert, nothing else.
+    let mut ocsf = Vec::new();
+    let opts_ocsf = Options { ocsf: true, ..opts.clone() };
+    replay(&[Input::File(pcaps_dir().join("testbed-fallback.pcap"))], &opts_ocsf, &mut ocsf).expect("replay ocsf");
+    let findings: Vec<Value> = String::from_utf8(ocsf).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(findings.len(), lines.iter().filter(|l| l["event_type"] == "alert").count());
+    assert!(findings.iter().all(|f| f["class_uid"] == 2004 && f["finding_info"]["attacks"][0]["technique"]["uid"] == "T1521.003"));
+    assert!(findings.iter().any(|f| f["confidence_id"] == 3 && f["device"]["type_id"] == 5));
     let joins: Vec<&Value> = lines.iter().filter(|l| l["event_type"] == "alert" && l["alert"]["signature_id"] == 1_725_005).collect();
     let reasons = |a: &Value| -> Vec<String> {
         a["an1725"]["reasons"].as_array().map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
@@ -379,6 +387,12 @@ fn an1725_join_with_the_device_feed() {
         assert!(reasons(a).contains(&"trust:platform_default_api24_no_user_cas".to_string()));
         assert_eq!(a["mobile"]["app"]["trust_profile"]["platform_default"], true);
     }
+    // Repeats for the same device, app and destination fold into one alert
+    // id whose revision and count grow.
+    let ids: std::collections::BTreeSet<&str> = pinned.iter().filter_map(|a| a["an1725"]["alert_id"].as_str()).collect();
+    assert_eq!(ids.len(), 1, "one folded alert for the pinned app and its destination");
+    let revs: Vec<u64> = pinned.iter().filter_map(|a| a["an1725"]["revision"].as_u64()).collect();
+    assert_eq!(revs, (1..=pinned.len() as u64).collect::<Vec<_>>());
     for a in &joins {
         assert_eq!(a["mobile"]["device_id"], "enterprises/testbed/devices/pixel-7");
         assert!(a["evidence"]["flow_ids"].as_array().is_some_and(|v| v.contains(&a["flow_id"])));
