@@ -102,7 +102,7 @@ fn norm_host(h: &str) -> String {
 }
 
 /// `pattern` is a host, or `*.domain` matching strict subdomains.
-fn host_matches(pattern: &str, host: &str) -> bool {
+pub fn host_matches(pattern: &str, host: &str) -> bool {
     let p = norm_host(pattern);
     match p.strip_prefix("*.") {
         Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),

@@ -22,6 +22,9 @@ struct Raw {
     bypass: RawBypass,
     #[serde(default)]
     thresholds: RawThresholds,
+    /// Approved destinations per app package (`name` or `*.domain`).
+    #[serde(default)]
+    baselines: std::collections::HashMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +97,8 @@ pub struct Config {
     pub post_handshake_abort_ns: i64,
     pub fallback_window_ns: i64,
     pub fallback_min_rejections: u32,
+    /// Approved destinations per app package, from `[baselines]`.
+    pub baselines: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl Default for Config {
@@ -116,6 +121,7 @@ impl Default for Config {
             post_handshake_abort_ns: 500_000_000,
             fallback_window_ns: 300_000_000_000,
             fallback_min_rejections: 1,
+            baselines: std::collections::HashMap::new(),
         }
     }
 }
@@ -202,6 +208,12 @@ impl Config {
             c.bypass_domains.push(d);
         }
         c.bypass_cidrs = nets(p, "bypass.cidrs", &raw.bypass.cidrs)?;
+        for (pkg, hosts) in &raw.baselines {
+            if hosts.iter().any(|h| h.trim().is_empty() || h.contains(' ')) {
+                return Err(ConfigError::Value { path: p.into(), key: format!("baselines.{pkg}"), message: "destinations are `name` or `*.domain`".into() });
+            }
+        }
+        c.baselines = raw.baselines.clone();
         let t = &raw.thresholds;
         if let Some(ms) = t.post_handshake_abort_ms {
             if ms == 0 || ms > 600_000 {

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use pinwatch_enrichment::attribution::{attribute, AttributionConfig, SessionQuery};
+use pinwatch_enrichment::attribution::{attribute, host_matches, AttributionConfig, SessionQuery};
 use pinwatch_enrichment::feed::{Event, EventBody, FeedReader, FeedReport, InventoryApp};
 use pinwatch_enrichment::leases::{LeaseConfig, LeaseMap};
 
@@ -67,6 +67,15 @@ pub struct AppOut {
     pub trust_profile: Option<TrustOut>,
 }
 
+/// Whether the destination is in the app's baseline of approved destinations.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineOut {
+    pub approved: bool,
+    /// Where the baseline came from: `expected_endpoints` (inventory),
+    /// `config`, `learned` (sessions of the app that succeeded under inspection).
+    pub sources: Vec<&'static str>,
+}
+
 /// The `mobile` object.
 #[derive(Debug, Clone, Serialize)]
 pub struct MobileOut {
@@ -81,6 +90,8 @@ pub struct MobileOut {
     pub screen_interactive: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secs_since_user_interaction: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineOut>,
     /// Feed line numbers of the events behind this enrichment.
     pub feed_lines: Vec<u64>,
 }
@@ -123,6 +134,10 @@ impl From<&FeedReport> for FeedReportOut {
 /// The feed, loaded and indexed.
 pub struct Enricher {
     leases: LeaseMap,
+    /// Approved destinations per app from the configuration.
+    pub config_baselines: HashMap<String, Vec<String>>,
+    /// Destinations learned per app from sessions that succeeded under inspection.
+    learned: HashMap<String, Vec<String>>,
     contexts: Vec<String>,
     events: HashMap<String, Vec<Event>>,
     attribution: AttributionConfig,
@@ -175,6 +190,8 @@ impl Enricher {
         }
         Enricher {
             leases,
+            config_baselines: HashMap::new(),
+            learned: HashMap::new(),
             contexts,
             events,
             attribution: AttributionConfig::default(),
@@ -241,6 +258,10 @@ impl Enricher {
                 platform_default: !own && app.target_sdk.is_some_and(|s| s >= 24) && t.trusts_user_cas != Some(true),
             }
         });
+        let baseline = match (a.package.as_deref(), sni) {
+            (Some(pkg), Some(host)) => self.baseline(pkg, inventory.map(|(app, _)| app), host),
+            _ => None,
+        };
         self.stats.sessions_enriched += 1;
         Some(MobileOut {
             device_id,
@@ -258,8 +279,51 @@ impl Enricher {
             device_locked: a.device.device_locked,
             screen_interactive: a.device.screen_interactive,
             secs_since_user_interaction: a.device.secs_since_interaction,
+            baseline,
             feed_lines,
         })
+    }
+
+    /// The app's baseline verdict for `host`, if the app has any baseline.
+    fn baseline(&self, pkg: &str, inv: Option<&InventoryApp>, host: &str) -> Option<BaselineOut> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let mut sources = Vec::new();
+        let mut approved = false;
+        let mut check = |name: &'static str, list: &[String]| {
+            if !list.is_empty() {
+                sources.push(name);
+                approved |= list.iter().any(|p| host_matches(p, &host));
+            }
+        };
+        if let Some(app) = inv {
+            let mut eps = app.expected_endpoints.clone();
+            eps.extend(app.trust_profile.pin_sets.iter().flat_map(|p| {
+                p.domains.iter().flat_map(move |d| {
+                    let mut v = vec![d.clone()];
+                    if p.include_subdomains {
+                        v.push(format!("*.{d}"));
+                    }
+                    v
+                })
+            }));
+            check("expected_endpoints", &eps);
+        }
+        if let Some(list) = self.config_baselines.get(pkg) {
+            check("config", list);
+        }
+        if let Some(list) = self.learned.get(pkg) {
+            check("learned", list);
+        }
+        (!sources.is_empty()).then_some(BaselineOut { approved, sources })
+    }
+
+    /// Learn a destination for an app from a session that succeeded under inspection.
+    pub fn learn(&mut self, pkg: &str, host: &str) {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let v = self.learned.entry(pkg.to_string()).or_default();
+        if !v.contains(&host) && v.len() < 1024 {
+            v.push(host);
+        }
     }
 }
 
@@ -358,6 +422,10 @@ pub fn an1725(m: &MobileOut, sids: &[u32], flow_id: u64) -> Option<An1725> {
             _ => None,
         })
         .collect();
+    let mut network = network;
+    if sids.contains(&crate::findings::SID_BASELINE) {
+        network.push(format!("network:unapproved_destination:flow:{flow_id}"));
+    }
     if network.is_empty() || m.app.package.is_none() {
         return None;
     }
@@ -385,7 +453,7 @@ pub fn an1725(m: &MobileOut, sids: &[u32], flow_id: u64) -> Option<An1725> {
     if let Some(s) = m.secs_since_user_interaction {
         reasons.push(format!("secs_since_user_interaction:{s}"));
     }
-    let strong_network = sids.contains(&SID_INSPECTION_FAILURE) || sids.contains(&SID_FALLBACK);
+    let strong_network = sids.contains(&SID_INSPECTION_FAILURE) || sids.contains(&SID_FALLBACK) || sids.contains(&crate::findings::SID_BASELINE);
     let confidence = if own && strong_network && unattended {
         "high"
     } else if own && strong_network {

@@ -709,3 +709,256 @@ impl<'a> HttpPoller<'a> {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::{Arc, Mutex};
+
+    fn tmp_path(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pinwatch-feed-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir.join("feed.jsonl")
+    }
+
+    fn fast() -> PumpConfig {
+        PumpConfig {
+            channel_capacity: 16,
+            poll_interval: Duration::from_millis(10),
+            backoff_initial: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(200),
+            http_client_error_retry: Duration::from_millis(50),
+            http_connect_timeout: Duration::from_secs(1),
+            http_timeout: Duration::from_secs(2),
+            ..PumpConfig::default()
+        }
+    }
+
+    fn line(text: &str, line_no: u64) -> FeedMsg {
+        FeedMsg::Line { text: text.into(), line_no }
+    }
+
+    /// Receive until `n` lines arrived (errors collected), at most 3 s.
+    fn lines(p: &FeedPump, n: usize) -> (Vec<FeedMsg>, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let (mut got, mut errs) = (Vec::new(), Vec::new());
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match p.receiver().recv_timeout(left) {
+                Ok(m @ FeedMsg::Line { .. }) => got.push(m),
+                Ok(FeedMsg::Error(e)) => errs.push(e),
+                Ok(FeedMsg::CaughtUp) => {}
+                Err(_) => break,
+            }
+        }
+        (got, errs)
+    }
+
+    #[test]
+    fn feed_source_plain_file() {
+        let path = tmp_path("plain");
+        fs::write(&path, "{\"a\":1}\r\n\n{\"b\":2}\nlast-no-newline").unwrap();
+        let p = FeedPump::start_with(FeedSource::File(path.clone()), fast()).unwrap();
+        let d = p.drain_until_caught_up(Duration::from_secs(3));
+        assert_eq!(d.end, DrainEnd::CaughtUp);
+        assert_eq!(
+            d.msgs,
+            vec![line("{\"a\":1}", 1), line("", 2), line("{\"b\":2}", 3), line("last-no-newline", 4)]
+        );
+        // Then the thread ends.
+        assert_eq!(p.drain_until_caught_up(Duration::from_secs(3)).end, DrainEnd::Finished);
+        assert!(p.is_finished());
+
+        let missing = FeedPump::start_with(FeedSource::File(path.with_extension("nope")), fast()).unwrap();
+        let d = missing.drain_until_caught_up(Duration::from_secs(3));
+        assert_eq!(d.end, DrainEnd::Finished);
+        assert!(matches!(&d.msgs[..], [FeedMsg::Error(_)]), "{:?}", d.msgs);
+        let _ = fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn feed_source_long_line_dropped() {
+        let path = tmp_path("long");
+        fs::write(&path, format!("ok\n{}\nafter\n", "x".repeat(100))).unwrap();
+        let cfg = PumpConfig { max_line_bytes: 10, ..fast() };
+        let p = FeedPump::start_with(FeedSource::File(path.clone()), cfg).unwrap();
+        let d = p.drain_until_caught_up(Duration::from_secs(3));
+        assert_eq!(d.end, DrainEnd::CaughtUp);
+        assert_eq!(d.msgs.len(), 3, "{:?}", d.msgs);
+        assert_eq!(d.msgs[0], line("ok", 1));
+        assert!(matches!(&d.msgs[1], FeedMsg::Error(e) if e.contains("line 2")));
+        assert_eq!(d.msgs[2], line("after", 3));
+        let _ = fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn feed_source_follow_append_partial_truncate_rotate() {
+        let path = tmp_path("follow");
+        let append = |s: &str| {
+            let mut f = fs::OpenOptions::new().append(true).create(true).open(&path).unwrap();
+            f.write_all(s.as_bytes()).unwrap();
+        };
+        // Starts before the file exists.
+        let mut p = FeedPump::start_with(FeedSource::Follow(path.clone()), fast()).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        append("first line one\nfirst line two\n");
+        let (got, errs) = lines(&p, 2);
+        assert_eq!(got, vec![line("first line one", 1), line("first line two", 2)]);
+        assert_eq!(errs.len(), 1, "missing file reported once: {errs:?}");
+        assert_eq!(p.drain_until_caught_up(Duration::from_secs(3)).end, DrainEnd::CaughtUp);
+
+        // A partial line waits for its newline.
+        append("{\"par");
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(p.try_recv(), None);
+        append("tial\":1}\n");
+        assert_eq!(lines(&p, 1).0, vec![line("{\"partial\":1}", 3)]);
+
+        // Truncate in place (shorter content): restart at offset 0.
+        fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+        append("t1\n");
+        let (got, errs) = lines(&p, 1);
+        assert_eq!(got, vec![line("t1", 1)]);
+        assert!(errs.is_empty(), "{errs:?}");
+
+        // Rotation: rename away, the old file's unterminated line is final;
+        // a new file at the path is read from its start.
+        append("old-tail");
+        thread::sleep(Duration::from_millis(50));
+        fs::rename(&path, path.with_extension("1")).unwrap();
+        append("new one\n");
+        let (got, _) = lines(&p, 2);
+        assert_eq!(got, vec![line("old-tail", 2), line("new one", 1)]);
+
+        let t = Instant::now();
+        p.stop();
+        assert!(t.elapsed() < Duration::from_secs(1));
+        let _ = fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// Percent/form decoding of a query value.
+    fn decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                    i += 2;
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Serve one request; returns the `since` value seen (None: absent).
+    fn serve_one(mut s: TcpStream, hits: &Mutex<Vec<Option<String>>>) {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut req = String::new();
+        r.read_line(&mut req).unwrap();
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                break;
+            }
+        }
+        let target = req.split(' ').nth(1).unwrap_or("").to_owned();
+        let since = target.split_once('?').and_then(|(_, q)| {
+            q.split('&').find_map(|kv| kv.strip_prefix("since=").map(decode))
+        });
+        let n = {
+            let mut h = hits.lock().unwrap();
+            h.push(since.clone());
+            h.len()
+        };
+        let (status, next, body): (&str, Option<&str>, &str) = match (n, since.as_deref()) {
+            (1, None) => ("503 Service Unavailable", None, "busy"),
+            (2, None) => ("200 OK", Some("page 2/x&y"), "{\"l\":1}\n{\"l\":2}\n"),
+            (_, Some("page 2/x&y")) => ("200 OK", Some("c3"), "{\"l\":3}"),
+            (_, Some("c3")) => ("200 OK", Some("c3"), ""),
+            _ => ("400 Bad Request", None, "unexpected since"),
+        };
+        let mut resp = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+        if let Some(n) = next {
+            resp.push_str(&format!("X-Feed-Next: {n}\r\n"));
+        }
+        resp.push_str("\r\n");
+        resp.push_str(body);
+        let _ = s.write_all(resp.as_bytes());
+    }
+
+    #[test]
+    fn feed_source_http_cursor_pages_and_retry() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let server = {
+            let (hits, done) = (hits.clone(), done.clone());
+            thread::spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((s, _)) => {
+                            s.set_nonblocking(false).unwrap();
+                            serve_one(s, &hits);
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        let url = format!("http://{addr}/feed");
+        let mut p = FeedPump::start_with(FeedSource::Http { url }, fast()).unwrap();
+        let d = p.drain_until_caught_up(Duration::from_secs(5));
+        assert_eq!(d.end, DrainEnd::CaughtUp, "{:?}", d.msgs);
+        let (errs, got): (Vec<_>, Vec<_>) =
+            d.msgs.into_iter().partition(|m| matches!(m, FeedMsg::Error(_)));
+        assert_eq!(got, vec![line("{\"l\":1}", 1), line("{\"l\":2}", 2), line("{\"l\":3}", 3)]);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(matches!(&errs[0], FeedMsg::Error(e) if e.contains("503")), "{errs:?}");
+        // Keeps polling with the last cursor, without new CaughtUp noise.
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(p.try_recv(), None);
+        p.stop();
+        let seen = hits.lock().unwrap().clone();
+        assert!(seen.len() >= 5, "{seen:?}");
+        assert_eq!(seen[..4], [None, None, Some("page 2/x&y".into()), Some("c3".into())]);
+        assert!(seen[4..].iter().all(|s| s.as_deref() == Some("c3")), "{seen:?}");
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn feed_source_http_refused_backs_off_and_stops_promptly() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/feed");
+        let mut p = FeedPump::start_with(FeedSource::Http { url }, fast()).unwrap();
+        let d = p.drain_until_caught_up(Duration::from_millis(600));
+        assert_eq!(d.end, DrainEnd::TimedOut);
+        // 20, 40, 80, 160, 200, ... ms: a handful of attempts, not a spin.
+        assert!((2..=8).contains(&d.msgs.len()), "{:?}", d.msgs);
+        assert!(d.msgs.iter().all(|m| matches!(m, FeedMsg::Error(_))));
+        let t = Instant::now();
+        p.stop();
+        assert!(t.elapsed() < Duration::from_millis(500));
+    }
+
+    #[test]
+    fn feed_source_backoff_doubles_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let v: Vec<_> = (0..9).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(v, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(500));
+    }
+}

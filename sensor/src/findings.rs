@@ -7,6 +7,7 @@
 //! | 1725002 | direct TLS from a managed network around the inspection |
 //! | 1725003 | opaque direct session (ECH, no SNI to a raw IP, TLS on an unusual port, non-TLS on 443) |
 //! | 1725004 | fallback: rejections under inspection, then a direct or bypassed session to the same name |
+//! | 1725006 | an attributed app contacted a destination outside its baseline (with `--feed`) |
 //! | 1725005 | the AN1725 join: a session with one of the findings above, attributed to a device and app by the MDM feed, scored high/medium/low |
 //!
 //! The correlator sees sessions in output order (when they end); the
@@ -27,14 +28,16 @@ pub const SID_DIRECT: u32 = 1_725_002;
 pub const SID_OPAQUE: u32 = 1_725_003;
 pub const SID_FALLBACK: u32 = 1_725_004;
 pub const SID_AN1725: u32 = 1_725_005;
+pub const SID_BASELINE: u32 = 1_725_006;
 
 /// (sid, severity, signature, category)
-pub const SIGNATURES: [(u32, u8, &str, &str); 5] = [
+pub const SIGNATURES: [(u32, u8, &str, &str); 6] = [
     (SID_INSPECTION_FAILURE, 2, "AN1725 client rejected the enterprise TLS inspection certificate", "Potential Corporate Privacy Violation"),
     (SID_DIRECT, 3, "AN1725 direct TLS from a managed network around the inspection proxy", "Potential Corporate Privacy Violation"),
     (SID_OPAQUE, 3, "AN1725 opaque direct encrypted session", "Potential Corporate Privacy Violation"),
     (SID_FALLBACK, 1, "AN1725 rejected enterprise TLS inspection, then went around it to the same server name", "Potential Corporate Privacy Violation"),
     (SID_AN1725, 1, "AN1725 app with its own TLS trust logic failed under or went around enterprise inspection", "Potential Corporate Privacy Violation"),
+    (SID_BASELINE, 2, "AN1725 attributed app contacted a destination outside its baseline", "Potential Corporate Privacy Violation"),
 ];
 
 #[derive(Debug, Clone, Serialize)]

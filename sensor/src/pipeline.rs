@@ -150,6 +150,9 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
     let mut write_err: Option<std::io::Error> = None;
     let mut correlator = Correlator::new(opts.config.clone());
     let mut enricher = if opts.feeds.is_empty() { None } else { Some(crate::enrich::Enricher::load(&opts.feeds)?) };
+    if let Some(en) = enricher.as_mut() {
+        en.config_baselines = opts.config.baselines.clone();
+    }
     let mut folder = crate::enrich::Folder::new(opts.config.fallback_window_ns);
     let cfg = &opts.config;
     let mut emit = |ended: &mut Vec<Ended>, stats: &mut Stats, out: &mut dyn Write| {
@@ -193,7 +196,7 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
                     };
                     let hello = e.flow.quic.as_ref().and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
                     let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: true };
-                    correlate(&logged, &mut correlator, &mut folder, stats, &mut |v: &dyn erased::Json| write(v, out));
+                    correlate(&logged, &mut correlator, &mut folder, enricher.as_mut(), stats, &mut |v: &dyn erased::Json| write(v, out));
                 }
                 Proto::Tls if e.flow.session.is_tls() => {
                     let mut ev = eve::tls_event(&e, pcap);
@@ -213,7 +216,7 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
                     };
                     let hello = e.flow.session.client_hellos.first().map(|(h, _)| h);
                     let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: false };
-                    correlate(&logged, &mut correlator, &mut folder, stats, &mut |v: &dyn erased::Json| write(v, out));
+                    correlate(&logged, &mut correlator, &mut folder, enricher.as_mut(), stats, &mut |v: &dyn erased::Json| write(v, out));
                 }
                 _ => {}
             }
@@ -321,7 +324,15 @@ struct Logged<'a> {
 }
 
 /// Count the session's outcome and raise its findings.
-fn correlate(l: &Logged<'_>, correlator: &mut Correlator, folder: &mut crate::enrich::Folder, stats: &mut Stats, write: &mut dyn FnMut(&dyn erased::Json)) {
+fn correlate(
+    l: &Logged<'_>,
+    correlator: &mut Correlator,
+    folder: &mut crate::enrich::Folder,
+    enricher: Option<&mut crate::enrich::Enricher>,
+    stats: &mut Stats,
+    write: &mut dyn FnMut(&dyn erased::Json),
+) {
+    let mut enricher = enricher;
     let (Some(failure), Some(path)) = (l.failure, l.path) else { return };
     let key = match failure.class {
         Some(c) => format!("{}{:?}_{c:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
@@ -341,7 +352,29 @@ fn correlate(l: &Logged<'_>, correlator: &mut Correlator, folder: &mut crate::en
         failure,
     };
     let brief = || eve::TlsBrief { sni: l.brief.sni, version: l.brief.version, ja4: l.brief.ja4, ja3: l.brief.ja3, issuerdn: l.brief.issuerdn };
-    let findings = correlator.observe(&facts);
+    let mut findings = correlator.observe(&facts);
+    // Baselines: an attributed session outside its app's approved
+    // destinations is a finding; one that succeeded under inspection
+    // teaches the baseline.
+    if let (Some(m), Some(en)) = (l.mobile, enricher.as_deref_mut()) {
+        if let (Some(pkg), Some(host)) = (m.app.package.as_deref(), l.brief.sni) {
+            let under_inspection = matches!(path.kind, classify::PathKind::Intercepted | classify::PathKind::ExplicitProxy);
+            if under_inspection && failure.outcome == classify::Outcome::Established {
+                en.learn(pkg, host);
+            }
+        }
+        if m.baseline.as_ref().is_some_and(|b| !b.approved) {
+            let sources = m.baseline.as_ref().map(|b| b.sources.join("+")).unwrap_or_default();
+            findings.push(crate::findings::Finding {
+                sid: crate::findings::SID_BASELINE,
+                subject: l.header.flow_id,
+                evidence: crate::findings::Evidence {
+                    reasons: vec![format!("destination_outside_baseline:{}:baseline:{sources}", l.brief.sni.unwrap_or("?"))],
+                    flow_ids: vec![l.header.flow_id],
+                },
+            });
+        }
+    }
     let sids: Vec<u32> = findings.iter().map(|f| f.sid).collect();
     let mut flow_ids: Vec<u64> = Vec::new();
     for f in findings {

@@ -403,3 +403,48 @@ fn an1725_join_with_the_device_feed() {
     assert!(stats["feed"]["problems"][0].as_str().is_some_and(|p| p.starts_with("line 6:")));
     assert_eq!(stats["sessions_without_device"], 0);
 }
+
+/// Baselines: an app seen (by a net_connect event, as Android network logging
+/// reports it) talking to a destination outside its expected endpoints raises
+/// 1725006, and that feeds the AN1725 join. The net_connect line is written
+/// here from the capture's own timing, so the test holds for any testbed run.
+#[test]
+fn destination_outside_the_app_baseline() {
+    let cfg = pinwatch::config::Config::load(&pcaps_dir().join("testbed.toml")).expect("config");
+    let capture = pcaps_dir().join("testbed-fallback.pcap");
+    let run = |feeds: Vec<PathBuf>| -> Vec<Value> {
+        let mut out = Vec::new();
+        let opts = Options { config: cfg.clone(), progress: false, stats: true, feeds, ..Default::default() };
+        replay(&[Input::File(capture.clone())], &opts, &mut out).expect("replay");
+        String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect()
+    };
+    let plain = run(Vec::new());
+    let odd = plain.iter().find(|e| e["event_type"] == "tls" && e["dest_port"] == 4443).expect("the port-4443 session");
+    let ts = odd["timestamp"].as_str().expect("timestamp");
+    // Suricata's "+0000" → RFC 3339 "Z".
+    let when = format!("{}Z", &ts[..26]);
+    let base = std::fs::read_to_string(pcaps_dir().join("testbed-fallback.feed.jsonl")).expect("feed");
+    let connect = format!(
+        r#"{{"schema_version":1,"event_type":"net_connect","event_time":"{when}","observed_time":"{when}","source":{{"kind":"dpm_network_log"}},"device":{{"id":"enterprises/testbed/devices/pixel-7"}},"app":{{"package":"com.example.pinnedbank"}},"dst_ip":"10.77.2.4","dst_port":4443}}"#
+    );
+    let dir = std::env::temp_dir().join(format!("pinwatch-baseline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let feed = dir.join("feed.jsonl");
+    std::fs::write(&feed, format!("{base}{connect}\n")).expect("write feed");
+    let lines = run(vec![feed.clone()]);
+    let _ = std::fs::remove_file(&feed);
+    let session = lines.iter().find(|e| e["event_type"] == "tls" && e["dest_port"] == 4443).expect("session");
+    assert_eq!(session["mobile"]["app"]["package"], "com.example.pinnedbank");
+    assert_eq!(session["mobile"]["app"]["attribution"], "net_connect");
+    assert_eq!(session["mobile"]["baseline"]["approved"], false);
+    let flow = &session["flow_id"];
+    let sid = |s: u64| lines.iter().any(|a| a["event_type"] == "alert" && a["alert"]["signature_id"] == s && &a["flow_id"] == flow);
+    assert!(sid(1_725_006), "outside-baseline finding");
+    let join = lines
+        .iter()
+        .find(|a| a["event_type"] == "alert" && a["alert"]["signature_id"] == 1_725_005 && &a["flow_id"] == flow)
+        .expect("AN1725 join for the session");
+    assert!(join["an1725"]["reasons"].as_array().is_some_and(|r| r.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with("network:unapproved_destination")))));
+    // The in-baseline sessions of the same app raise no 1725006.
+    assert!(!lines.iter().any(|a| a["event_type"] == "alert" && a["alert"]["signature_id"] == 1_725_006 && a["tls"]["sni"] == "fallback.origin.test"));
+}
