@@ -100,6 +100,9 @@ pub struct MobileOut {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct EnrichStats {
     pub feed: FeedReportOut,
+    /// Problems reaching a feed source (HTTP errors, retries, timeouts).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source_errors: Vec<String>,
     pub sessions_enriched: u64,
     pub sessions_without_device: u64,
     pub events_dropped: u64,
@@ -162,6 +165,41 @@ impl Enricher {
             }
         }
         Ok(Self::from_events(all, reader.report()))
+    }
+
+    /// Read feed files and pull HTTP feeds (cursor-paged, until caught up,
+    /// at most `http_timeout` each). A feed that reports errors is still
+    /// read as far as it goes; its errors are returned for the caller to show.
+    pub fn load_sources(files: &[impl AsRef<Path>], urls: &[String], http_timeout: std::time::Duration) -> anyhow::Result<(Self, Vec<String>)> {
+        use crate::feed_source::{DrainEnd, FeedMsg, FeedPump, FeedSource};
+        let mut reader = FeedReader::default();
+        let mut all = Vec::new();
+        let mut line_no = 0u64;
+        for p in files {
+            let p = p.as_ref();
+            let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("feed {}: {e}", p.display()))?;
+            for line in text.lines() {
+                line_no += 1;
+                all.extend(reader.push_line(line, line_no));
+            }
+        }
+        let mut errors = Vec::new();
+        for url in urls {
+            let mut pump = FeedPump::start(FeedSource::Http { url: url.clone() })?;
+            let end = pump.drain_with(http_timeout, |m| match m {
+                FeedMsg::Line { text, .. } => {
+                    line_no += 1;
+                    all.extend(reader.push_line(&text, line_no));
+                }
+                FeedMsg::Error(e) => errors.push(format!("{url}: {e}")),
+                FeedMsg::CaughtUp => {}
+            });
+            pump.stop();
+            if end == DrainEnd::TimedOut {
+                errors.push(format!("{url}: not caught up within {} s; using what arrived", http_timeout.as_secs()));
+            }
+        }
+        Ok((Self::from_events(all, reader.report()), errors))
     }
 
     pub fn from_events(mut all: Vec<Event>, report: &FeedReport) -> Self {

@@ -10,6 +10,7 @@ pub mod capture;
 pub mod classify;
 pub mod config;
 pub mod enrich;
+pub mod feed_source;
 pub mod findings;
 pub mod eve;
 pub mod flow;

@@ -33,6 +33,10 @@ enum Cmd {
         /// MDM/device feed (JSON lines, schema in enrichment/FEED.md); repeatable.
         #[arg(long = "feed")]
         feeds: Vec<PathBuf>,
+        /// MDM/device feed over HTTP(S): GET URL?since=CURSOR, JSON lines in the body,
+        /// the next cursor in the X-Feed-Next header; pulled until caught up; repeatable.
+        #[arg(long = "feed-url")]
+        feed_urls: Vec<String>,
         /// Write EVE lines here instead of stdout.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
@@ -78,7 +82,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Replay { captures, config, feeds, format, output, max_flows, tcp_timeout, new_timeout, reassembly_cap, no_stats, quiet } => {
+        Cmd::Replay { captures, config, feeds, feed_urls, format, output, max_flows, tcp_timeout, new_timeout, reassembly_cap, no_stats, quiet } => {
             let mut limits = Limits { max_flows: max_flows.max(1), ..Limits::default() };
             limits.established_timeout_ns = (tcp_timeout as i64).saturating_mul(1_000_000_000);
             limits.new_timeout_ns = (new_timeout as i64).saturating_mul(1_000_000_000);
@@ -89,7 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None if bundled => pinwatch::config::Config::parse("bundled.toml", pinwatch::pipeline::BUNDLED_CONFIG, std::path::Path::new("."))?,
                 None => pinwatch::config::Config::default(),
             };
-            let opts = Options { limits, config, progress: !quiet, stats: !no_stats, feeds, ocsf: format == "ocsf" };
+            let opts = Options { limits, config, progress: !quiet, stats: !no_stats, feeds, feed_urls, ocsf: format == "ocsf" };
             let mut inputs: Vec<Input> = captures
                 .iter()
                 .map(|c| if c == "-" { Input::Stdin } else { Input::File(PathBuf::from(c)) })

@@ -51,6 +51,8 @@ pub struct Options {
     pub stats: bool,
     /// MDM/device feed files (JSON lines, `enrichment/FEED.md`).
     pub feeds: Vec<PathBuf>,
+    /// MDM/device feeds served over HTTP(S), cursor-paged (`feed_source`).
+    pub feed_urls: Vec<String>,
     /// Write OCSF Detection Findings (alerts only) instead of EVE.
     pub ocsf: bool,
 }
@@ -149,7 +151,13 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
     let mut seen_bytes = 0u64;
     let mut write_err: Option<std::io::Error> = None;
     let mut correlator = Correlator::new(opts.config.clone());
-    let mut enricher = if opts.feeds.is_empty() { None } else { Some(crate::enrich::Enricher::load(&opts.feeds)?) };
+    let mut enricher = if opts.feeds.is_empty() && opts.feed_urls.is_empty() {
+        None
+    } else {
+        let (mut en, errors) = crate::enrich::Enricher::load_sources(&opts.feeds, &opts.feed_urls, std::time::Duration::from_secs(60))?;
+        en.stats.source_errors = errors;
+        Some(en)
+    };
     if let Some(en) = enricher.as_mut() {
         en.config_baselines = opts.config.baselines.clone();
     }

@@ -448,3 +448,66 @@ fn destination_outside_the_app_baseline() {
     // The in-baseline sessions of the same app raise no 1725006.
     assert!(!lines.iter().any(|a| a["event_type"] == "alert" && a["alert"]["signature_id"] == 1_725_006 && a["tls"]["sni"] == "fallback.origin.test"));
 }
+
+/// The same feed served over HTTP by a real server on loopback, in two
+/// cursor-paged pages: the enrichment is the same as from the file.
+#[test]
+fn feed_over_http_matches_feed_from_file() {
+    use std::io::{BufRead, BufReader, Write};
+    let feed = std::fs::read_to_string(pcaps_dir().join("testbed-fallback.feed.jsonl")).expect("feed");
+    let all: Vec<String> = feed.lines().map(str::to_string).collect();
+    let (first, second) = all.split_at(all.len() / 2);
+    let pages = [first.join("\n") + "\n", second.join("\n") + "\n"];
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("addr");
+    let server = std::thread::spawn(move || {
+        let mut served = 0;
+        for conn in listener.incoming().take(6) {
+            let Ok(mut s) = conn else { break };
+            let mut req = String::new();
+            let mut r = BufReader::new(s.try_clone().expect("clone"));
+            let _ = r.read_line(&mut req);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).map(|n| n == 0).unwrap_or(true) || h == "\r\n" {
+                    break;
+                }
+            }
+            let (body, next) = if req.contains("since=p2") {
+                served += 1;
+                (pages[1].clone(), "p3")
+            } else if req.contains("since=p3") {
+                (String::new(), "p3")
+            } else {
+                served += 1;
+                (pages[0].clone(), "p2")
+            };
+            let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Feed-Next: {next}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = s.write_all(resp.as_bytes());
+            if req.contains("since=p3") {
+                break;
+            }
+        }
+        served
+    });
+    let cfg = pinwatch::config::Config::load(&pcaps_dir().join("testbed.toml")).expect("config");
+    let run = |feeds: Vec<PathBuf>, feed_urls: Vec<String>| -> Vec<Value> {
+        let mut out = Vec::new();
+        let opts = Options { config: cfg.clone(), progress: false, stats: true, feeds, feed_urls, ..Default::default() };
+        replay(&[Input::File(pcaps_dir().join("testbed-fallback.pcap"))], &opts, &mut out).expect("replay");
+        String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect()
+    };
+    let over_http = run(Vec::new(), vec![format!("http://{addr}/feed")]);
+    assert_eq!(server.join().expect("server"), 2, "both pages were fetched");
+    let from_file = run(vec![pcaps_dir().join("testbed-fallback.feed.jsonl")], Vec::new());
+    let joins = |v: &[Value]| -> Vec<(Value, Value)> {
+        v.iter()
+            .filter(|a| a["event_type"] == "alert" && a["alert"]["signature_id"] == 1_725_005)
+            .map(|a| (a["flow_id"].clone(), a["an1725"]["confidence"].clone()))
+            .collect()
+    };
+    assert!(!joins(&from_file).is_empty());
+    assert_eq!(joins(&over_http), joins(&from_file));
+    let st = &over_http.last().expect("stats")["stats"]["enrichment"]["feed"];
+    assert_eq!(st["malformed"], 1, "bad lines are counted over HTTP too");
+}
