@@ -271,7 +271,7 @@ impl Enricher {
                     EventBody::AppInventory(inv) if inv.app.package == pkg => Some((&inv.app, e.line_no)),
                     _ => None,
                 })
-                .last()
+                .next_back()
         });
         if let Some((_, line)) = inventory {
             feed_lines.push(line);

@@ -364,7 +364,7 @@ fn correlate(
     // Baselines: an attributed session outside its app's approved
     // destinations is a finding; one that succeeded under inspection
     // teaches the baseline.
-    if let (Some(m), Some(en)) = (l.mobile, enricher.as_deref_mut()) {
+    if let (Some(m), Some(en)) = (l.mobile, enricher.as_mut()) {
         if let (Some(pkg), Some(host)) = (m.app.package.as_deref(), l.brief.sni) {
             let under_inspection = matches!(path.kind, classify::PathKind::Intercepted | classify::PathKind::ExplicitProxy);
             if under_inspection && failure.outcome == classify::Outcome::Established {

@@ -305,7 +305,7 @@ pub(crate) fn parse_long(buf: &[u8]) -> Result<LongPacket<'_>, &'static str> {
 /// header-protection sample. No decryption, no allocation. (A client that
 /// greases the fixed bit in its first Initial, RFC 9287, is not matched.)
 pub fn looks_like_quic_initial(udp_payload: &[u8]) -> bool {
-    if udp_payload.first().map_or(true, |b| b & 0xc0 != 0xc0) {
+    if udp_payload.first().is_none_or(|b| b & 0xc0 != 0xc0) {
         return false;
     }
     match parse_long(udp_payload) {
