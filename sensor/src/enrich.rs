@@ -106,6 +106,19 @@ pub struct EnrichStats {
     pub sessions_enriched: u64,
     pub sessions_without_device: u64,
     pub events_dropped: u64,
+    pub leases: LeasesOut,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LeasesOut {
+    pub held: u64,
+    pub inserted: u64,
+    pub renewed: u64,
+    pub closed: u64,
+    pub conflicts: u64,
+    /// Leases dropped because the map was full (oldest first).
+    pub evicted: u64,
+    pub ignored: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -226,6 +239,16 @@ impl Enricher {
                 }
             }
         }
+        let ls = leases.stats();
+        let lease_stats = LeasesOut {
+            held: leases.len() as u64,
+            inserted: ls.inserted,
+            renewed: ls.renewed,
+            closed: ls.closed,
+            conflicts: ls.conflicts,
+            evicted: ls.evicted,
+            ignored: ls.ignored,
+        };
         Enricher {
             leases,
             config_baselines: HashMap::new(),
@@ -233,7 +256,7 @@ impl Enricher {
             contexts,
             events,
             attribution: AttributionConfig::default(),
-            stats: EnrichStats { feed: report.into(), events_dropped: dropped, ..Default::default() },
+            stats: EnrichStats { feed: report.into(), events_dropped: dropped, leases: lease_stats, ..Default::default() },
         }
     }
 
@@ -263,7 +286,7 @@ impl Enricher {
         if let Some(i) = a.device.event_index {
             feed_lines.extend(events.get(i).map(|e| e.line_no));
         }
-        // The newest inventory entry of the chosen app, at or before the session.
+        // The newest inventory entry of the chosen app (inventories are snapshots).
         let inventory: Option<(&InventoryApp, u64)> = a.package.as_deref().and_then(|pkg| {
             events
                 .iter()

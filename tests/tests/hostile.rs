@@ -214,3 +214,39 @@ fn garbage_on_udp_443_and_undecryptable_initials_are_counted() {
     assert_eq!(quic[0]["tls_failure"]["outcome"], "incomplete");
     assert!(quic[0]["handshake"]["undecryptable"].as_u64().unwrap_or(0) >= 3);
 }
+
+/// A feed of a million events (IP reuse between devices, out of order, some
+/// malformed) loads with bounded state and a clear report.
+#[test]
+fn a_million_feed_events_are_bounded_and_reported() {
+    use pinwatch::enrich::Enricher;
+    let dir = std::env::temp_dir().join(format!("pinwatch-feed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("million.jsonl");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    for i in 0..1_000_000u32 {
+        if i % 10_000 == 7 {
+            writeln!(f, "{{not json at line {}", i + 1).expect("write");
+            continue;
+        }
+        // 200k distinct IPs, each reused by 5 devices over time; minutes out of order.
+        let ip = format!("10.{}.{}.{}", (i / 65_536) % 4, (i / 256) % 256, i % 256);
+        let minute = (u64::from(i) * 7919) % 60;
+        writeln!(
+            f,
+            r#"{{"schema_version":1,"event_type":"ip_binding","event_time":"2026-01-01T00:{minute:02}:00Z","observed_time":"2026-01-01T01:00:00Z","device":{{"id":"dev-{}"}},"action":"assign","ip":"{ip}","network":{{"context":"wifi"}},"confidence":"dhcp"}}"#,
+            i % 5_003
+        )
+        .expect("write");
+    }
+    drop(f);
+    let en = Enricher::load(&[&path]).expect("load");
+    let _ = std::fs::remove_file(&path);
+    let st = &en.stats;
+    assert_eq!(st.feed.lines, 1_000_000);
+    assert_eq!(st.feed.malformed, 100, "every bad line is counted");
+    assert!(st.feed.problems.iter().any(|p| p.starts_with("line 8:")), "problems carry line numbers: {:?}", &st.feed.problems[..3]);
+    assert_eq!(st.feed.events, 999_900);
+    assert!(st.leases.held <= 100_000, "the lease map stays within its cap: {}", st.leases.held);
+    assert!(st.leases.evicted > 0 || st.leases.conflicts > 0, "reuse and the cap are counted: {:?}", st.leases);
+}
