@@ -511,3 +511,50 @@ fn feed_over_http_matches_feed_from_file() {
     let st = &over_http.last().expect("stats")["stats"]["enrichment"]["feed"];
     assert_eq!(st["malformed"], 1, "bad lines are counted over HTTP too");
 }
+
+/// The client's IP changes hands mid-capture (a new DHCP lease for another
+/// device, the old one released): sessions map to the device that held the
+/// IP when each began. The switch time is taken from the capture itself.
+#[test]
+fn device_binding_changes_mid_capture() {
+    let cfg = pinwatch::config::Config::load(&pcaps_dir().join("testbed.toml")).expect("config");
+    let capture = pcaps_dir().join("testbed-fallback.pcap");
+    let run = |feeds: Vec<PathBuf>| -> Vec<Value> {
+        let mut out = Vec::new();
+        let opts = Options { config: cfg.clone(), progress: false, stats: true, feeds, ..Default::default() };
+        replay(&[Input::File(capture.clone())], &opts, &mut out).expect("replay");
+        String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect()
+    };
+    let plain = run(Vec::new());
+    let mut starts: Vec<String> = plain.iter().filter(|e| e["event_type"] == "tls").filter_map(|e| e["timestamp"].as_str().map(|t| format!("{}Z", &t[..26]))).collect();
+    starts.sort();
+    let switch = starts[starts.len() / 2].clone();
+    let line = |action: &str, dev: &str, from: &str, until: &str| {
+        format!(
+            r#"{{"schema_version":1,"event_type":"ip_binding","event_time":"{from}","observed_time":"{from}","device":{{"id":"{dev}"}},"action":"{action}","ip":"10.77.1.2","network":{{"context":"lan"}},"valid_from":"{from}","valid_until":"{until}","confidence":"dhcp"}}"#
+        )
+    };
+    let feed = [
+        line("assign", "device-a", "2026-01-01T00:00:00Z", "2099-01-01T00:00:00Z"),
+        // Out of order on purpose: the new lease is listed before the release
+        // that ends the old one at the switch (reported early, effective then).
+        line("assign", "device-b", &switch, "2099-01-01T00:00:00Z"),
+        line("release", "device-a", "2026-01-01T00:00:01Z", &switch),
+    ]
+    .join("\n");
+    let dir = std::env::temp_dir().join(format!("pinwatch-rebind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("feed.jsonl");
+    std::fs::write(&path, feed + "\n").expect("write");
+    let lines = run(vec![path.clone()]);
+    let _ = std::fs::remove_file(&path);
+    let mut seen = (0, 0);
+    for e in lines.iter().filter(|e| e["event_type"] == "tls") {
+        let start = format!("{}Z", &e["timestamp"].as_str().expect("ts")[..26]);
+        let want = if start < switch { "device-a" } else { "device-b" };
+        assert_eq!(e["mobile"]["device_id"], want, "session starting {start} (switch {switch})");
+        if want == "device-a" { seen.0 += 1 } else { seen.1 += 1 }
+        assert_eq!(e["mobile"]["binding"]["conflict"], false, "a released lease is not a conflict");
+    }
+    assert!(seen.0 > 0 && seen.1 > 0, "sessions on both sides of the switch: {seen:?}");
+}
