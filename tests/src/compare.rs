@@ -234,6 +234,28 @@ struct Stream<'a> {
     t0: f64,
 }
 
+/// Group oracle rows by stream; client and server come from the stream's
+/// ClientHello (else its ServerHello, else its first row).
+fn oracle_streams<'a>(rows: impl Iterator<Item = &'a TsharkRow>) -> Vec<Stream<'a>> {
+    let mut by_stream: BTreeMap<u64, Vec<&TsharkRow>> = BTreeMap::new();
+    for r in rows {
+        by_stream.entry(r.stream).or_default().push(r);
+    }
+    let mut streams = Vec::new();
+    for (id, rows) in by_stream {
+        let ch = rows.iter().find(|r| r.is_client_hello());
+        let sh = rows.iter().find(|r| r.is_server_hello());
+        let (client, server, has_hello, t0) = match (ch, sh) {
+            (Some(c), _) => (c.src, c.dst, true, c.time),
+            (None, Some(s)) => (s.dst, s.src, true, s.time),
+            (None, None) => (rows[0].src, rows[0].dst, false, rows[0].time),
+        };
+        let (Some(client), Some(server)) = (client, server) else { continue };
+        streams.push(Stream { id, rows, client, server, has_hello, t0 });
+    }
+    streams
+}
+
 fn opt_str(v: Option<&Value>) -> String {
     v.and_then(|x| x.as_str()).unwrap_or("").to_string()
 }
@@ -424,22 +446,7 @@ pub fn compare_capture(capture: &str, rel: &str, oracle: &Oracle, sessions: &[Se
     tcp_rows.sort_by_key(|r| r.frame);
 
     // Oracle TCP streams.
-    let mut by_stream: BTreeMap<u64, Vec<&TsharkRow>> = BTreeMap::new();
-    for r in &tcp_rows {
-        by_stream.entry(r.stream).or_default().push(r);
-    }
-    let mut streams = Vec::new();
-    for (id, rows) in by_stream {
-        let ch = rows.iter().find(|r| r.is_client_hello());
-        let sh = rows.iter().find(|r| r.is_server_hello());
-        let (client, server, has_hello, t0) = match (ch, sh) {
-            (Some(c), _) => (c.src, c.dst, true, c.time),
-            (None, Some(s)) => (s.dst, s.src, true, s.time),
-            (None, None) => (rows[0].src, rows[0].dst, false, rows[0].time),
-        };
-        let (Some(client), Some(server)) = (client, server) else { continue };
-        streams.push(Stream { id, rows, client, server, has_hello, t0 });
-    }
+    let mut streams = oracle_streams(tcp_rows.iter());
     rep.oracle_streams = streams.iter().filter(|s| s.has_hello).count();
 
     let mut by_key: HashMap<(SocketAddr, SocketAddr), Vec<usize>> = HashMap::new();
@@ -724,22 +731,7 @@ pub fn compare_capture(capture: &str, rel: &str, oracle: &Oracle, sessions: &[Se
 
 /// The QUIC part of [`compare_capture`] (see the module docs).
 fn compare_quic(rep: &mut CaptureReport, rows: &[&TsharkRow], ja4rs: &[Ja4rsRec], quic: &[Session]) {
-    let mut by_stream: BTreeMap<u64, Vec<&TsharkRow>> = BTreeMap::new();
-    for r in rows {
-        by_stream.entry(r.stream).or_default().push(r);
-    }
-    let mut streams = Vec::new();
-    for (id, rows) in by_stream {
-        let ch = rows.iter().find(|r| r.is_client_hello());
-        let sh = rows.iter().find(|r| r.is_server_hello());
-        let (client, server, has_hello, t0) = match (ch, sh) {
-            (Some(c), _) => (c.src, c.dst, true, c.time),
-            (None, Some(s)) => (s.dst, s.src, true, s.time),
-            (None, None) => (rows[0].src, rows[0].dst, false, rows[0].time),
-        };
-        let (Some(client), Some(server)) = (client, server) else { continue };
-        streams.push(Stream { id, rows, client, server, has_hello, t0 });
-    }
+    let mut streams = oracle_streams(rows.iter().copied());
     streams.sort_by(|a, b| (!a.has_hello, a.t0).partial_cmp(&(!b.has_hello, b.t0)).unwrap_or(std::cmp::Ordering::Equal));
     rep.oracle_quic_streams = streams.iter().filter(|s| s.has_hello).count();
 
