@@ -28,6 +28,26 @@ fn run(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The testbed's sensor configuration (`pcaps/testbed.toml`), its CA file
+/// looked up in `dir`: a fresh testbed run writes its own CA beside its captures.
+fn testbed_config(dir: &Path) -> pinwatch::config::Config {
+    let text = std::fs::read_to_string(pcaps_dir().join("testbed.toml")).expect("testbed config");
+    pinwatch::config::Config::parse("testbed.toml", &text, dir).expect("testbed config loads")
+}
+
+/// Options for a testbed run: its config for `dir`, the stats record, and
+/// these feed files.
+fn testbed_options(dir: &Path, feeds: Vec<PathBuf>) -> Options {
+    Options { config: testbed_config(dir), progress: false, stats: true, feeds, ..Default::default() }
+}
+
+/// Replay one capture and parse every output line.
+fn replay_lines(capture: &Path, opts: &Options) -> Vec<Value> {
+    let mut out = Vec::new();
+    replay(&[Input::File(capture.to_path_buf())], opts, &mut out).expect("replay");
+    String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect()
+}
+
 /// Rows of an expectations file as header-keyed maps.
 fn expectations(path: &Path) -> Vec<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).expect("expectations readable");
@@ -114,13 +134,7 @@ fn bundled_capture_and_config_are_the_testbed_files() {
 /// Outcome, class and path of every session of a testbed capture against its
 /// expectations, with the sensor configured as `pcaps/testbed.toml` says.
 fn check_classification(dir: &Path, name: &str) -> Vec<String> {
-    // The config names the CA relative to itself; a fresh run writes its own CA beside its captures.
-    let text = std::fs::read_to_string(pcaps_dir().join("testbed.toml")).expect("testbed config");
-    let cfg = pinwatch::config::Config::parse("testbed.toml", &text, dir).expect("testbed config loads");
-    let mut out = Vec::new();
-    let opts = Options { config: cfg, progress: false, stats: true, ..Default::default() };
-    replay(&[Input::File(dir.join(format!("{name}.pcap")))], &opts, &mut out).expect("replay");
-    let lines: Vec<Value> = String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let lines = replay_lines(&dir.join(format!("{name}.pcap")), &testbed_options(dir, Vec::new()));
     let exp = expectations(&dir.join(format!("{name}.expected.tsv")));
     let mut problems = Vec::new();
     println!("{}/{name}: session, expected, pinwatch (outcome/class), path", dir.display());
@@ -220,11 +234,7 @@ fn check_inspection(dir: &Path) {
 
 #[test]
 fn inspection_failures_raise_alerts_with_evidence() {
-    let cfg = pinwatch::config::Config::load(&pcaps_dir().join("testbed.toml")).expect("config");
-    let mut out = Vec::new();
-    let opts = Options { config: cfg, progress: false, stats: true, ..Default::default() };
-    replay(&[Input::File(pcaps_dir().join("testbed-inspection.pcap"))], &opts, &mut out).expect("replay");
-    let lines: Vec<Value> = String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let lines = replay_lines(&pcaps_dir().join("testbed-inspection.pcap"), &testbed_options(&pcaps_dir(), Vec::new()));
     let alerts: Vec<&Value> = lines.iter().filter(|l| l["event_type"] == "alert").collect();
     let failures: Vec<&&Value> = alerts.iter().filter(|a| a["alert"]["signature_id"] == 1_725_001).collect();
     // Every explicit-proxy rejection (5) and the TLS 1.2 transparent one.
@@ -246,12 +256,7 @@ fn inspection_failures_raise_alerts_with_evidence() {
 /// to the same name and succeed; plus opaque sessions (no SNI to a raw IP,
 /// TLS on port 4443, plain HTTP on 443).
 fn fallback_lines(dir: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(pcaps_dir().join("testbed.toml")).expect("testbed config");
-    let cfg = pinwatch::config::Config::parse("testbed.toml", &text, dir).expect("config");
-    let mut out = Vec::new();
-    let opts = Options { config: cfg, progress: false, stats: true, ..Default::default() };
-    replay(&[Input::File(dir.join("testbed-fallback.pcap"))], &opts, &mut out).expect("replay");
-    String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect()
+    replay_lines(&dir.join("testbed-fallback.pcap"), &testbed_options(dir, Vec::new()))
 }
 
 #[test]
@@ -300,12 +305,7 @@ fn testbed_fallback_pattern_and_opaque_sessions() {
 #[test]
 fn testbed_quic_sessions() {
     for dir in testbed_dirs() {
-        let text = std::fs::read_to_string(pcaps_dir().join("testbed.toml")).expect("testbed config");
-        let cfg = pinwatch::config::Config::parse("testbed.toml", &text, &dir).expect("config");
-        let mut out = Vec::new();
-        let opts = Options { config: cfg, progress: false, stats: true, ..Default::default() };
-        replay(&[Input::File(dir.join("testbed-quic.pcap"))], &opts, &mut out).expect("replay");
-        let lines: Vec<Value> = String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+        let lines = replay_lines(&dir.join("testbed-quic.pcap"), &testbed_options(&dir, Vec::new()));
         let exp = expectations(&dir.join("testbed-quic.expected.tsv"));
         assert_eq!(exp.len(), 4);
         let mut problems = Vec::new();
@@ -348,22 +348,11 @@ fn testbed_quic_sessions() {
 /// the feed's bad lines are counted with their line numbers.
 #[test]
 fn an1725_join_with_the_device_feed() {
-    let cfg = pinwatch::config::Config::load(&pcaps_dir().join("testbed.toml")).expect("config");
-    let mut out = Vec::new();
-    let opts = Options {
-        config: cfg,
-        progress: false,
-        stats: true,
-        feeds: vec![pcaps_dir().join("testbed-fallback.feed.jsonl")],
-        ..Default::default()
-    };
-    replay(&[Input::File(pcaps_dir().join("testbed-fallback.pcap"))], &opts, &mut out).expect("replay");
-    let lines: Vec<Value> = String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let capture = pcaps_dir().join("testbed-fallback.pcap");
+    let opts = testbed_options(&pcaps_dir(), vec![pcaps_dir().join("testbed-fallback.feed.jsonl")]);
+    let lines = replay_lines(&capture, &opts);
     // The same run in OCSF: one Detection Finding per alert, nothing else.
-    let mut ocsf = Vec::new();
-    let opts_ocsf = Options { ocsf: true, ..opts.clone() };
-    replay(&[Input::File(pcaps_dir().join("testbed-fallback.pcap"))], &opts_ocsf, &mut ocsf).expect("replay ocsf");
-    let findings: Vec<Value> = String::from_utf8(ocsf).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let findings = replay_lines(&capture, &Options { ocsf: true, ..opts.clone() });
     assert_eq!(findings.len(), lines.iter().filter(|l| l["event_type"] == "alert").count());
     assert!(findings.iter().all(|f| f["class_uid"] == 2004 && f["finding_info"]["attacks"][0]["technique"]["uid"] == "T1521.003"));
     assert!(findings.iter().any(|f| f["confidence_id"] == 3 && f["device"]["type_id"] == 5));
@@ -410,14 +399,8 @@ fn an1725_join_with_the_device_feed() {
 /// here from the capture's own timing, so the test holds for any testbed run.
 #[test]
 fn destination_outside_the_app_baseline() {
-    let cfg = pinwatch::config::Config::load(&pcaps_dir().join("testbed.toml")).expect("config");
     let capture = pcaps_dir().join("testbed-fallback.pcap");
-    let run = |feeds: Vec<PathBuf>| -> Vec<Value> {
-        let mut out = Vec::new();
-        let opts = Options { config: cfg.clone(), progress: false, stats: true, feeds, ..Default::default() };
-        replay(&[Input::File(capture.clone())], &opts, &mut out).expect("replay");
-        String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect()
-    };
+    let run = |feeds: Vec<PathBuf>| replay_lines(&capture, &testbed_options(&pcaps_dir(), feeds));
     let plain = run(Vec::new());
     let odd = plain.iter().find(|e| e["event_type"] == "tls" && e["dest_port"] == 4443).expect("the port-4443 session");
     let ts = odd["timestamp"].as_str().expect("timestamp");
@@ -490,12 +473,8 @@ fn feed_over_http_matches_feed_from_file() {
         }
         served
     });
-    let cfg = pinwatch::config::Config::load(&pcaps_dir().join("testbed.toml")).expect("config");
-    let run = |feeds: Vec<PathBuf>, feed_urls: Vec<String>| -> Vec<Value> {
-        let mut out = Vec::new();
-        let opts = Options { config: cfg.clone(), progress: false, stats: true, feeds, feed_urls, ..Default::default() };
-        replay(&[Input::File(pcaps_dir().join("testbed-fallback.pcap"))], &opts, &mut out).expect("replay");
-        String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect()
+    let run = |feeds: Vec<PathBuf>, feed_urls: Vec<String>| {
+        replay_lines(&pcaps_dir().join("testbed-fallback.pcap"), &Options { feed_urls, ..testbed_options(&pcaps_dir(), feeds) })
     };
     let over_http = run(Vec::new(), vec![format!("http://{addr}/feed")]);
     assert_eq!(server.join().expect("server"), 2, "both pages were fetched");
@@ -517,14 +496,8 @@ fn feed_over_http_matches_feed_from_file() {
 /// IP when each began. The switch time is taken from the capture itself.
 #[test]
 fn device_binding_changes_mid_capture() {
-    let cfg = pinwatch::config::Config::load(&pcaps_dir().join("testbed.toml")).expect("config");
     let capture = pcaps_dir().join("testbed-fallback.pcap");
-    let run = |feeds: Vec<PathBuf>| -> Vec<Value> {
-        let mut out = Vec::new();
-        let opts = Options { config: cfg.clone(), progress: false, stats: true, feeds, ..Default::default() };
-        replay(&[Input::File(capture.clone())], &opts, &mut out).expect("replay");
-        String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect()
-    };
+    let run = |feeds: Vec<PathBuf>| replay_lines(&capture, &testbed_options(&pcaps_dir(), feeds));
     let plain = run(Vec::new());
     let mut starts: Vec<String> = plain.iter().filter(|e| e["event_type"] == "tls").filter_map(|e| e["timestamp"].as_str().map(|t| format!("{}Z", &t[..26]))).collect();
     starts.sort();
