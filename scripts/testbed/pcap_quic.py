@@ -493,7 +493,10 @@ ALERTS = {}
 KEYLOG = {}
 
 
-def parse_ipv4_udp(linktype, pkt):
+def ipv4_payload(linktype, pkt, proto, strict=False):
+    """(src, dst, transport bytes) of an IPv4 packet of protocol `proto` in an
+    Ethernet (optionally 802.1Q) or raw-IP frame; None otherwise. With
+    `strict`, an unsupported link type stops the program."""
     if linktype == 1:
         if len(pkt) < 14:
             return None
@@ -507,15 +510,24 @@ def parse_ipv4_udp(linktype, pkt):
         ip = pkt[p:]
     elif linktype in (101, 228):
         ip = pkt
+    elif strict:
+        raise SystemExit(f"unsupported linktype {linktype}")
     else:
         return None
-    if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 17:
+    if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != proto:
         return None
     ihl = (ip[0] & 15) * 4
     total = struct.unpack("!H", ip[2:4])[0]
     src = ".".join(map(str, ip[12:16]))
     dst = ".".join(map(str, ip[16:20]))
-    udp = ip[ihl:total]
+    return src, dst, ip[ihl:total]
+
+
+def parse_ipv4_udp(linktype, pkt):
+    r = ipv4_payload(linktype, pkt, 17)
+    if r is None:
+        return None
+    src, dst, udp = r
     if len(udp) < 8:
         return None
     sport, dport = struct.unpack("!HH", udp[:4])

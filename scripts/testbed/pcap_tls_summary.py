@@ -58,28 +58,10 @@ def read_pcap(path):
 
 
 def parse_ipv4_tcp(linktype, pkt):
-    if linktype == 1:
-        if len(pkt) < 14:
-            return None
-        etype = struct.unpack("!H", pkt[12:14])[0]
-        p = 14
-        if etype == 0x8100:
-            etype = struct.unpack("!H", pkt[16:18])[0]
-            p = 18
-        if etype != 0x0800:
-            return None
-        ip = pkt[p:]
-    elif linktype in (101, 228):
-        ip = pkt
-    else:
-        raise SystemExit(f"unsupported linktype {linktype}")
-    if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 6:
+    r = pcap_quic.ipv4_payload(linktype, pkt, 6, strict=True)
+    if r is None:
         return None
-    ihl = (ip[0] & 15) * 4
-    total = struct.unpack("!H", ip[2:4])[0]
-    src = ".".join(map(str, ip[12:16]))
-    dst = ".".join(map(str, ip[16:20]))
-    tcp = ip[ihl:total]
+    src, dst, tcp = r
     sport, dport, seq, _ack, offflags = struct.unpack("!HHIIH", tcp[:14])
     doff = (offflags >> 12) * 4
     flags = offflags & 0x3F
