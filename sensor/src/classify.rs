@@ -450,8 +450,7 @@ pub fn path(e: &Ended, cfg: &Config, sni: Option<&str>, ja3s: Option<&str>) -> P
 /// is readable in an Initial packet); from the server it is a refusal. A
 /// client Initial that is never answered is `incomplete` (UDP/443 blocked
 /// or a one-sided capture).
-pub fn quic_outcome(e: &Ended, cfg: &Config) -> TlsFailure {
-    let _ = cfg;
+pub fn quic_outcome(e: &Ended) -> TlsFailure {
     let f = &e.flow;
     let mut out = TlsFailure {
         outcome: Outcome::Established,

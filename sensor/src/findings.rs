@@ -102,9 +102,6 @@ pub struct SessionFacts<'a> {
 #[derive(Debug, Clone)]
 pub struct Finding {
     pub sid: u32,
-    /// The session the alert is about (its header is the alert's header);
-    /// for a fallback, the direct or bypassed session.
-    pub subject: u64,
     pub evidence: Evidence,
 }
 
@@ -193,7 +190,7 @@ impl Correlator {
                 reasons.push(format!("client_alert:{a}"));
             }
             reasons.extend(s.path.evidence.iter().cloned());
-            out.push(Finding { sid: SID_INSPECTION_FAILURE, subject: s.flow_id, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
+            out.push(Finding { sid: SID_INSPECTION_FAILURE, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
             if let Some(n) = &name {
                 let q = self.rejections.entry((s.client, n.clone())).or_default();
                 q.push_back(Rejection { flow_id: s.flow_id, start_ns: s.start_ns });
@@ -210,7 +207,6 @@ impl Correlator {
         if kind == PathKind::Direct && self.inspection_deployed() && !s.quic {
             out.push(Finding {
                 sid: SID_DIRECT,
-                subject: s.flow_id,
                 evidence: Evidence { reasons: s.path.evidence.clone(), flow_ids: vec![s.flow_id] },
             });
         }
@@ -229,7 +225,7 @@ impl Correlator {
                 reasons.push(format!("tls_on_unusual_port:{}", s.server_port));
             }
             if !reasons.is_empty() {
-                out.push(Finding { sid: SID_OPAQUE, subject: s.flow_id, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
+                out.push(Finding { sid: SID_OPAQUE, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
             }
         }
         if let Some(n) = &name {
@@ -261,7 +257,7 @@ impl Correlator {
                             format!("then_{}{}:{}", if a.quic { "quic_" } else { "" }, if a.direct { "direct" } else { "sanctioned_bypass" }, n),
                             format!("window_s:{}", window / 1_000_000_000),
                         ];
-                        out.push(Finding { sid: SID_FALLBACK, subject: a.flow_id, evidence: Evidence { reasons, flow_ids } });
+                        out.push(Finding { sid: SID_FALLBACK, evidence: Evidence { reasons, flow_ids } });
                     }
                 }
             }
@@ -277,7 +273,6 @@ impl Correlator {
         }
         Some(Finding {
             sid: SID_OPAQUE,
-            subject: flow_id,
             evidence: Evidence { reasons: vec![format!("non_tls_on_443:{server}")], flow_ids: vec![flow_id] },
         })
     }

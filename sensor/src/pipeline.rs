@@ -188,7 +188,7 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::
                 }
                 Proto::Quic => {
                     let mut ev = eve::quic_event(&e, pcap);
-                    ev.tls_failure = Some(classify::quic_outcome(&e, cfg));
+                    ev.tls_failure = Some(classify::quic_outcome(&e));
                     ev.path = Some(classify::path(&e, cfg, ev.quic.sni.as_deref(), None));
                     if let Some(en) = enricher.as_mut() {
                         ev.mobile = en.enrich(ev.header.src_ip, ev.header.dest_ip, ev.header.dest_port, ev.quic.sni.as_deref(), e.flow.first_ts);
@@ -375,7 +375,6 @@ fn correlate(
             let sources = m.baseline.as_ref().map(|b| b.sources.join("+")).unwrap_or_default();
             findings.push(crate::findings::Finding {
                 sid: crate::findings::SID_BASELINE,
-                subject: l.header.flow_id,
                 evidence: crate::findings::Evidence {
                     reasons: vec![format!("destination_outside_baseline:{}:baseline:{sources}", l.brief.sni.unwrap_or("?"))],
                     flow_ids: vec![l.header.flow_id],
