@@ -142,6 +142,11 @@ impl Correlator {
         Correlator { cfg, rejections: HashMap::new(), arounds: HashMap::new(), order: VecDeque::new(), max_keys: 100_000, dropped: 0 }
     }
 
+    /// Replace the configuration (live reload); remembered sessions stay.
+    pub fn set_config(&mut self, cfg: Config) {
+        self.cfg = cfg;
+    }
+
     fn inspection_deployed(&self) -> bool {
         !self.cfg.explicit_proxies.is_empty() || !self.cfg.transparent_proxies.is_empty() || !self.cfg.inspection_cas.is_empty() || !self.cfg.proxy_ja3s.is_empty()
     }

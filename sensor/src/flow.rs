@@ -8,7 +8,7 @@
 //! capped by the reassembler and the TLS parser.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::IpAddr;
 
 use pinwatch_parsers::decode::{Decoded, TcpInfo};
@@ -33,9 +33,15 @@ pub struct Limits {
     pub new_timeout_ns: i64,
     /// How long a closed flow lingers for trailing packets before it is emitted.
     pub closed_linger_ns: i64,
+    /// After a flow closed with FIN/RST is written, how long packets on its
+    /// tuple (other than a new SYN) are counted as late and dropped, instead
+    /// of starting a mid-stream flow (retransmitted FINs to a vanished peer).
+    pub closed_memory_ns: i64,
     /// Payload segments inspected for a TLS start before a flow is written off as not TLS.
     pub probe_segments: u8,
     pub reassembly: reassembly::Limits,
+    /// Bytes all flows together may hold in reassembly and handshake buffers.
+    pub max_buffer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -45,8 +51,10 @@ impl Default for Limits {
             established_timeout_ns: 600 * NS,
             new_timeout_ns: 30 * NS,
             closed_linger_ns: 5 * NS,
+            closed_memory_ns: 120 * NS,
             probe_segments: 16,
             reassembly: reassembly::Limits::default(),
+            max_buffer_bytes: 1 << 30,
         }
     }
 }
@@ -136,6 +144,12 @@ pub struct Flow {
     pub midstream: bool,
     /// A SYN-ACK was seen.
     pub synack: bool,
+    /// Nothing more is read from this flow's bytes (its handshake parse is
+    /// over in both directions, or it is not TLS): later packets only move
+    /// counters, close state and time.
+    pub bypass: bool,
+    /// The shared buffer budget was exhausted while this flow asked for more.
+    pub budget_dropped: bool,
 }
 
 impl Flow {
@@ -167,6 +181,25 @@ pub struct Ended {
     pub flow: Box<Flow>,
     pub close: CloseKind,
     pub end_ts: i64,
+    /// Where this record goes in the output (see [`OrderKey`]).
+    pub order: OrderKey,
+}
+
+/// The output order of ended flows, the same whatever the thread count.
+///
+/// While packets are read (`phase` 0), a flow is placed at the packet time at
+/// which its end became certain: its deadline (idle timeout, or the linger
+/// after FIN/RST) when it times out, or the capture clock when a new SYN
+/// reuses its tuple or it is evicted. At the end of input (`phase` 1) the
+/// remaining flows follow in order of their close (else last packet) time.
+/// Ties go by flow id. A shard that has processed the capture up to clock
+/// `t` never again produces a phase-0 key below `t`, so records below the
+/// slowest shard's clock can be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OrderKey {
+    pub phase: u8,
+    pub ts: i64,
+    pub flow_id: u64,
 }
 
 /// Table counters for the stats record.
@@ -191,17 +224,33 @@ pub struct TableStats {
     /// QUIC Initial packets that did not decrypt (sum over connections).
     pub quic_undecryptable: u64,
     pub heap_bytes_max: u64,
+    /// Flows whose handshake needed nothing more: later packets only counted.
+    pub bypassed_flows: u64,
+    pub bypassed_packets: u64,
+    /// Flows whose buffers were dropped because all flows together held
+    /// `max_buffer_bytes` (their handshake parse stops there).
+    pub buffer_budget_drops: u64,
+    /// Packets on the tuple of a recently closed flow (not a new SYN), dropped.
+    pub late_packets_after_close: u64,
 }
 
 pub struct FlowTable {
     lim: Limits,
-    map: HashMap<FlowKey, Box<Flow>>,
+    /// aHash: fast, and keyed per process, so crafted tuples cannot aim
+    /// every flow at one bucket. (Nothing iterates the map in output order.)
+    map: HashMap<FlowKey, Box<Flow>, ahash::RandomState>,
     /// (deadline, key) entries; stale ones are re-checked when popped.
     timers: BinaryHeap<Reverse<(i64, u64, FlowKey)>>,
     pub stats: TableStats,
     events: Vec<TlsEvent>,
     /// Bytes currently held in per-flow buffers.
     heap_bytes: usize,
+    /// The capture clock of the last [`FlowTable::expire`].
+    clock: i64,
+    /// Tuples of flows written after FIN/RST, until when they are remembered
+    /// (at most `max_flows`, oldest forgotten first).
+    closed: HashMap<FlowKey, i64, ahash::RandomState>,
+    closed_order: VecDeque<(i64, FlowKey)>,
 }
 
 /// Deterministic flow id from the key and start time (51 bits, so JSON
@@ -231,11 +280,14 @@ impl FlowTable {
     pub fn new(lim: Limits) -> Self {
         FlowTable {
             lim,
-            map: HashMap::new(),
+            map: HashMap::default(),
             timers: BinaryHeap::new(),
             stats: TableStats::default(),
             events: Vec::new(),
             heap_bytes: 0,
+            clock: i64::MIN,
+            closed: HashMap::default(),
+            closed_order: VecDeque::new(),
         }
     }
 
@@ -249,6 +301,16 @@ impl FlowTable {
 
     /// Expire flows whose deadline is at or before `now`.
     pub fn expire(&mut self, now: i64, out: &mut Vec<Ended>) {
+        self.clock = self.clock.max(now);
+        while let Some(&(until, key)) = self.closed_order.front() {
+            if until > now {
+                break;
+            }
+            self.closed_order.pop_front();
+            if self.closed.get(&key) == Some(&until) {
+                self.closed.remove(&key);
+            }
+        }
         while let Some(Reverse((deadline, _, key))) = self.timers.peek().copied() {
             if deadline > now {
                 break;
@@ -268,7 +330,8 @@ impl FlowTable {
                         (CloseKind::Timeout, actual)
                     }
                 };
-                self.finish(flow, close, end, out);
+                let order = OrderKey { phase: 0, ts: actual, flow_id: flow.flow_id };
+                self.finish(flow, close, end, order, out);
             }
         }
     }
@@ -283,11 +346,12 @@ impl FlowTable {
                 Some(c) => (c, f.close_ts.unwrap_or(f.last_ts)),
                 None => (kind, f.last_ts),
             };
-            self.finish(f, close, end, out);
+            let order = OrderKey { phase: 1, ts: f.close_ts.unwrap_or(f.last_ts), flow_id: f.flow_id };
+            self.finish(f, close, end, order, out);
         }
     }
 
-    fn finish(&mut self, mut flow: Box<Flow>, close: CloseKind, end_ts: i64, out: &mut Vec<Ended>) {
+    fn finish(&mut self, mut flow: Box<Flow>, close: CloseKind, end_ts: i64, order: OrderKey, out: &mut Vec<Ended>) {
         self.heap_bytes = self.heap_bytes.saturating_sub(flow.heap_bytes());
         // Deliver whatever the reassemblers still hold (holes become gaps).
         for dir in [Dir::Client, Dir::Server] {
@@ -300,7 +364,19 @@ impl FlowTable {
         }
         self.account(&flow);
         self.stats.flows_ended += 1;
-        out.push(Ended { flow, close, end_ts });
+        if let (Some(CloseKind::Fin | CloseKind::Rst), Some(t)) = (flow.close, flow.close_ts) {
+            if self.closed.len() >= self.lim.max_flows {
+                if let Some((until, key)) = self.closed_order.pop_front() {
+                    if self.closed.get(&key) == Some(&until) {
+                        self.closed.remove(&key);
+                    }
+                }
+            }
+            let until = t.saturating_add(self.lim.closed_memory_ns);
+            self.closed.insert(flow.key, until);
+            self.closed_order.push_back((until, flow.key));
+        }
+        out.push(Ended { flow, close, end_ts, order });
     }
 
     fn account(&mut self, flow: &Flow) {
@@ -351,15 +427,20 @@ impl FlowTable {
             if let Some(old) = self.map.remove(&key) {
                 let end = old.close_ts.unwrap_or(old.last_ts);
                 let close = old.close.unwrap_or(CloseKind::Fin);
-                self.finish(old, close, end, out);
+                let order = OrderKey { phase: 0, ts: self.clock, flow_id: old.flow_id };
+                self.finish(old, close, end, order, out);
             }
         }
         if !self.map.contains_key(&key) {
+            let syn_only = tcp.has(TcpInfo::SYN) && !tcp.has(TcpInfo::ACK);
+            if !syn_only && self.closed.get(&key).is_some_and(|&until| ts < until) {
+                self.stats.late_packets_after_close += 1;
+                return;
+            }
             if self.map.len() >= self.lim.max_flows {
                 self.evict_one(out);
             }
             let lo_sent = from_lo(&key, d);
-            let syn_only = tcp.has(TcpInfo::SYN) && !tcp.has(TcpInfo::ACK);
             let synack = tcp.has(TcpInfo::SYN) && tcp.has(TcpInfo::ACK);
             // Who is the client: SYN sender, SYN-ACK receiver, ClientHello
             // sender, else the lower port is the server, else the first sender.
@@ -393,6 +474,8 @@ impl FlowTable {
                 close_ts: None,
                 midstream: !syn_only,
                 synack: false,
+                bypass: false,
+                budget_dropped: false,
             });
             self.stats.flows_created += 1;
             self.timers.push(Reverse((ts + self.lim.new_timeout_ns, flow.flow_id, key)));
@@ -401,15 +484,21 @@ impl FlowTable {
         }
         let lim = self.lim;
         let Some(flow) = self.map.get_mut(&key) else { return };
-        let heap_before = flow.heap_bytes();
         let dir = if from_lo(&key, d) == flow.client_is_lo { Dir::Client } else { Dir::Server };
         flow.last_ts = flow.last_ts.max(ts);
         let c = &mut flow.dirs[dir.idx()];
         c.pkts += 1;
         c.bytes += u64::from(wire_len);
         c.payload_bytes += d.payload.len() as u64;
+        if flow.bypass {
+            // Early bypass: a lookup, counters and the close state only.
+            self.stats.bypassed_packets += 1;
+            Self::close_state(flow, dir, tcp, ts, &lim, &key, &mut self.timers);
+            return;
+        }
+        let heap_before = flow.heap_bytes();
         if tcp.has(TcpInfo::SYN) {
-            c.syn = true;
+            flow.dirs[dir.idx()].syn = true;
             if tcp.has(TcpInfo::ACK) {
                 flow.synack = true;
             }
@@ -419,10 +508,44 @@ impl FlowTable {
         // can still arrive after the first RST, and it is the evidence.
         Self::stream(flow, dir, tcp, d.payload, ts, &lim, &mut self.events);
         flow.session.apply(&mut self.events);
+        Self::close_state(flow, dir, tcp, ts, &lim, &key, &mut self.timers);
+        let mut heap_after = flow.heap_bytes();
+        if self.heap_bytes + heap_after > lim.max_buffer_bytes + heap_before && heap_after > heap_before {
+            // Over the shared budget: this flow, the one asking for more,
+            // gives up its buffers and its handshake parse (counted; its
+            // record says so in `anomalies`).
+            for r in &mut flow.reasm {
+                r.release();
+            }
+            flow.session.parser.kill(Dir::Client);
+            flow.session.parser.kill(Dir::Server);
+            if !flow.budget_dropped {
+                flow.budget_dropped = true;
+                flow.session.note_anomaly("buffer_budget_exhausted");
+                self.stats.buffer_budget_drops += 1;
+            }
+            heap_after = flow.heap_bytes();
+        }
+        self.heap_bytes = (self.heap_bytes + heap_after).saturating_sub(heap_before);
+        self.stats.heap_bytes_max = self.stats.heap_bytes_max.max(self.heap_bytes as u64);
+        let done = match flow.proto {
+            Proto::NotTls => true,
+            Proto::Tls => !flow.session.wants_bytes(Dir::Client) && !flow.session.wants_bytes(Dir::Server),
+            Proto::Unknown | Proto::Quic => false,
+        };
+        if done && heap_after == 0 {
+            flow.bypass = true;
+            self.stats.bypassed_flows += 1;
+        }
+    }
+
+    /// FIN/RST bookkeeping of one packet.
+    fn close_state(flow: &mut Flow, dir: Dir, tcp: TcpInfo, ts: i64, lim: &Limits, key: &FlowKey, timers: &mut BinaryHeap<Reverse<(i64, u64, FlowKey)>>) {
         let c = &mut flow.dirs[dir.idx()];
         if tcp.has(TcpInfo::RST) || tcp.has(TcpInfo::FIN) {
             c.close_ts.get_or_insert(ts);
         }
+        let was_open = flow.close.is_none();
         if tcp.has(TcpInfo::RST) {
             c.rst = true;
             if flow.close.is_none() {
@@ -436,9 +559,11 @@ impl FlowTable {
                 flow.close_ts = Some(ts);
             }
         }
-        let heap_after = flow.heap_bytes();
-        self.heap_bytes = (self.heap_bytes + heap_after).saturating_sub(heap_before);
-        self.stats.heap_bytes_max = self.stats.heap_bytes_max.max(self.heap_bytes as u64);
+        if was_open && flow.close.is_some() {
+            // Closing brings the deadline forward to the linger's end; the
+            // flow must leave at that time, not at its old idle deadline.
+            timers.push(Reverse((flow.deadline(lim), flow.flow_id, *key)));
+        }
     }
 
     fn stream(flow: &mut Flow, dir: Dir, tcp: TcpInfo, payload: &[u8], ts: i64, lim: &Limits, events: &mut Vec<TlsEvent>) {
@@ -519,6 +644,8 @@ impl FlowTable {
                 close_ts: None,
                 midstream: false,
                 synack: false,
+                bypass: false,
+                budget_dropped: false,
             });
             self.stats.flows_created += 1;
             self.timers.push(Reverse((ts + self.lim.new_timeout_ns, flow.flow_id, key)));
@@ -547,7 +674,8 @@ impl FlowTable {
             if let Some(flow) = self.map.remove(&key) {
                 self.stats.flows_evicted += 1;
                 let end = flow.last_ts;
-                self.finish(flow, CloseKind::Evicted, end, out);
+                let order = OrderKey { phase: 0, ts: self.clock, flow_id: flow.flow_id };
+                self.finish(flow, CloseKind::Evicted, end, order, out);
                 return;
             }
         }

@@ -9,6 +9,7 @@
 pub mod capture;
 pub mod classify;
 pub mod config;
+pub mod engine;
 pub mod enrich;
 pub mod feed_source;
 pub mod findings;
@@ -19,3 +20,4 @@ pub mod pipeline;
 pub mod quic_session;
 pub mod reassembly;
 pub mod session;
+pub mod sharded;

@@ -90,6 +90,11 @@ impl TlsSession {
         }
     }
 
+    /// Record an anomaly found outside the parser (e.g. by the flow table).
+    pub fn note_anomaly(&mut self, what: &'static str) {
+        self.anomaly(what);
+    }
+
     fn anomaly(&mut self, what: &'static str) {
         if !self.anomalies.contains(&what) {
             self.anomalies.push(what);

@@ -250,3 +250,101 @@ fn a_million_feed_events_are_bounded_and_reported() {
     assert!(st.leases.held <= 100_000, "the lease map stays within its cap: {}", st.leases.held);
     assert!(st.leases.evicted > 0 || st.leases.conflicts > 0, "reuse and the cap are counted: {:?}", st.leases);
 }
+
+/// A TLS session whose both sides FIN, then the client retransmits its FIN
+/// with data for 30 s to a peer that is gone (as in Mercury's tls_sgt.pcap):
+/// one record, the late packets counted, no mid-stream ghost session.
+#[test]
+fn late_retransmissions_after_close_are_counted_not_new_sessions() {
+    let mut p = Pcap::new();
+    let hello = [0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00];
+    let t = 1_000_000u64;
+    p.record(t, &tcp_frame(C, 40000, S, 443, 100, 0x02, &[]));
+    p.record(t + 100, &tcp_frame(C, 40000, S, 443, 101, 0x18, &hello));
+    p.record(t + 200, &tcp_frame(S, 443, C, 40000, 500, 0x11, &[]));
+    p.record(t + 300, &tcp_frame(C, 40000, S, 443, 110, 0x11, &[]));
+    for i in 1..=6u64 {
+        p.record(t + i * 5_000_000, &tcp_frame(C, 40000, S, 443, 110, 0x19, &[0x17, 0x03, 0x03, 0x00, 0x01, 0x00]));
+    }
+    let (summary, lines) = run_bytes("late.pcap", &p.0, Limits::default());
+    assert_eq!(tls_lines(&lines).len(), 1, "one session: {lines:?}");
+    // The first retransmission (5 s after the close) is inside the 5 s linger.
+    assert_eq!(summary.stats.flow.late_packets_after_close, 5);
+    assert_eq!(summary.stats.flow.flows_created, 1);
+    // A new SYN on the same tuple is a new connection, memory or not.
+    let mut q = Pcap { 0: p.0.clone() };
+    q.record(t + 40_000_000, &tcp_frame(C, 40000, S, 443, 9000, 0x02, &[]));
+    let (summary, _) = run_bytes("late-syn.pcap", &q.0, Limits::default());
+    assert_eq!(summary.stats.flow.flows_created, 2);
+}
+
+/// TLS records: a ClientHello and a ServerHello, then application data
+/// both ways, more records than the parser reads per direction.
+fn bulk_session(p: &mut Pcap, sport: u16, t: &mut u64, records: u32, record_len: usize) {
+    let mut ch = vec![0x16, 0x03, 0x01, 0x00, 0x2d, 0x01, 0x00, 0x00, 0x29, 0x03, 0x03];
+    ch.extend([7u8; 32]);
+    ch.extend([0x00, 0x00, 0x02, 0x13, 0x01, 0x01, 0x00, 0x00, 0x00]);
+    let mut sh = vec![0x16, 0x03, 0x03, 0x00, 0x2a, 0x02, 0x00, 0x00, 0x26, 0x03, 0x03];
+    sh.extend([9u8; 32]);
+    sh.extend([0x00, 0x13, 0x01, 0x00, 0x00, 0x00]);
+    let (mut cs, mut ss) = (1000u32, 5000u32);
+    p.record(*t, &tcp_frame(C, sport, S, 443, cs - 1, 0x02, &[]));
+    p.record(*t + 1, &tcp_frame(C, sport, S, 443, cs, 0x18, &ch));
+    cs += ch.len() as u32;
+    p.record(*t + 2, &tcp_frame(S, 443, C, sport, ss, 0x18, &sh));
+    ss += sh.len() as u32;
+    let mut rec = vec![0x17, 0x03, 0x03, (record_len >> 8) as u8, record_len as u8];
+    rec.extend(std::iter::repeat(0xab).take(record_len));
+    for i in 0..records {
+        *t += 10;
+        p.record(*t, &tcp_frame(S, 443, C, sport, ss, 0x18, &rec));
+        ss += rec.len() as u32;
+        if i % 4 == 0 {
+            p.record(*t + 1, &tcp_frame(C, sport, S, 443, cs, 0x18, &rec));
+            cs += rec.len() as u32;
+        }
+    }
+    p.record(*t + 5, &tcp_frame(C, sport, S, 443, cs, 0x11, &[]));
+    p.record(*t + 6, &tcp_frame(S, 443, C, sport, ss, 0x11, &[]));
+    *t += 100;
+}
+
+#[test]
+fn finished_handshakes_are_bypassed_and_still_reported() {
+    let mut p = Pcap::new();
+    let mut t = 1_000_000;
+    bulk_session(&mut p, 40001, &mut t, 400, 100);
+    let (summary, lines) = run_bytes("bulk.pcap", &p.0, Limits::default());
+    let st = &summary.stats.flow;
+    assert_eq!(st.bypassed_flows, 1, "{st:?}");
+    // The client wrote 100 records: 24 parsed, then bypass; the packets
+    // after that were only counted.
+    assert!(st.bypassed_packets > 300, "{st:?}");
+    let tls = tls_lines(&lines);
+    assert_eq!(tls.len(), 1);
+    assert_eq!(tls[0]["flow"]["pkts_toclient"], 402, "every packet is still counted: {}", tls[0]["flow"]);
+    assert_eq!(tls[0]["handshake"]["close"], "fin", "the close after bypass is seen: {}", tls[0]["handshake"]);
+}
+
+#[test]
+fn the_shared_buffer_budget_is_enforced_and_counted() {
+    // Twenty sessions each leave a 1000-byte ClientHello record unfinished
+    // (a hole), so each parser holds its part; a 4 KB budget cannot hold them all.
+    let mut p = Pcap::new();
+    let mut t = 1_000_000;
+    for i in 0..20u16 {
+        let sport = 41000 + i;
+        p.record(t, &tcp_frame(C, sport, S, 443, 99, 0x02, &[]));
+        let mut rec = vec![0x16, 0x03, 0x01, 0x03, 0xe8, 0x01, 0x00, 0x03, 0xe4];
+        rec.extend([0x41; 600]);
+        p.record(t + 1, &tcp_frame(C, sport, S, 443, 100, 0x18, &rec));
+        t += 10;
+    }
+    let limits = Limits { max_buffer_bytes: 4096, ..Limits::default() };
+    let (summary, lines) = run_bytes("budget.pcap", &p.0, limits);
+    let st = &summary.stats;
+    assert!(st.flow.buffer_budget_drops > 0, "{:?}", st.flow);
+    assert!(st.memory.flow_buffers_max <= 4096 + 2 * 1024, "within the budget (plus one flow's step): {}", st.memory.flow_buffers_max);
+    let marked = tls_lines(&lines).iter().filter(|l| l.to_string().contains("buffer_budget_exhausted")).count() as u64;
+    assert_eq!(marked, st.flow.buffer_budget_drops, "each dropped flow says so in its record");
+}

@@ -1,0 +1,591 @@
+//! The packet engine, in three parts that replay and live capture share:
+//!
+//! - [`Clock`]: the capture clock, driven by packet timestamps only.
+//! - [`Shard`]: decode and one flow table. Replay with `--threads N` runs N
+//!   shards, each owning the flows whose symmetric 5-tuple hash picks it, so
+//!   the packet path takes no lock.
+//! - [`Reporter`]: classification, enrichment, findings and output, in the
+//!   order of [`OrderKey`], whatever the number of shards.
+//!
+//! [`Engine`] is one clock, one shard and one reporter on the caller's thread
+//! (replay with one thread, live capture).
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::io::Write;
+
+use pinwatch_parsers::decode::{decode, Decoded, Skip};
+
+use crate::capture::Packet;
+use crate::classify;
+use crate::eve;
+use crate::findings::{AlertBody, Correlator, SessionFacts};
+use crate::flow::{CloseKind, Ended, FlowTable, Limits, Proto, TableStats};
+use crate::pipeline::{CaptureStats, DecoderStats, MemoryStats, Options, Stats};
+
+/// A forward time jump larger than this needs a second packet to confirm it.
+const MAX_UNCONFIRMED_JUMP_NS: i64 = 3_600 * 1_000_000_000;
+
+/// The capture clock. Packet time only moves it forward; a packet that steps
+/// back in time (merged files, clock jumps) does not un-expire anything. A
+/// single packet far in the future (a bad timestamp) must not time out every
+/// flow: a jump of more than an hour is believed only when the next packet
+/// confirms it.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    now: i64,
+    jump_candidate: Option<i64>,
+    /// Unconfirmed jumps ignored.
+    pub jumps: u64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock { now: i64::MIN, jump_candidate: None, jumps: 0 }
+    }
+}
+
+impl Clock {
+    /// Observe a packet time; the new clock when it moved forward.
+    pub fn observe(&mut self, ts: i64) -> Option<i64> {
+        if ts <= self.now {
+            self.jump_candidate = None;
+            return None;
+        }
+        let jump = self.now != i64::MIN && ts - self.now > MAX_UNCONFIRMED_JUMP_NS;
+        let confirmed = self.jump_candidate.is_some_and(|c| (ts - c).abs() <= MAX_UNCONFIRMED_JUMP_NS);
+        if jump && !confirmed {
+            self.jump_candidate = Some(ts);
+            self.jumps += 1;
+            None
+        } else {
+            self.jump_candidate = None;
+            self.now = ts;
+            Some(ts)
+        }
+    }
+
+    /// Move the clock to `now` without a packet (live capture, idle link).
+    pub fn force(&mut self, now: i64) -> bool {
+        if now > self.now {
+            self.now = now;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The current clock; `i64::MIN` before the first packet.
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+}
+
+/// Decode and one flow table.
+pub struct Shard {
+    pub table: FlowTable,
+    pub decoder: DecoderStats,
+}
+
+impl Shard {
+    pub fn new(limits: Limits) -> Self {
+        Shard { table: FlowTable::new(limits), decoder: DecoderStats::default() }
+    }
+
+    /// The clock moved: expire what is due.
+    pub fn advance(&mut self, clock: i64, out: &mut Vec<Ended>) {
+        self.table.expire(clock, out);
+    }
+
+    /// One packet, already decoded (or the reason it could not be).
+    pub fn decoded(&mut self, d: Result<&Decoded<'_>, Skip>, ts: i64, orig_len: u32, source: usize, out: &mut Vec<Ended>) {
+        match d {
+            Ok(d) => {
+                let s = &mut self.decoder;
+                s.truncated += u64::from(d.truncated);
+                s.tunnelled += u64::from(d.tunnel.is_some());
+                if d.proto == 6 {
+                    s.tcp += 1;
+                } else {
+                    s.udp += 1;
+                }
+                self.table.packet(d, ts, orig_len, source, out);
+            }
+            Err(skip) => *self.decoder.skipped.entry(skip.reason()).or_default() += 1,
+        }
+    }
+
+    /// One captured frame.
+    pub fn packet(&mut self, linktype: u32, data: &[u8], ts: i64, orig_len: u32, source: usize, out: &mut Vec<Ended>) {
+        let d = decode(linktype, data);
+        self.decoded(d.as_ref().map_err(|e| *e), ts, orig_len, source, out);
+    }
+}
+
+/// Add another shard's counters. High-water marks add up too, so with
+/// several shards they bound the real peak from above.
+pub fn add_table_stats(a: &mut TableStats, b: &TableStats) {
+    let TableStats {
+        flows_created,
+        flows_ended,
+        flows_evicted,
+        flows_timed_out,
+        flows_active_max,
+        tls_flows,
+        quic_flows,
+        not_tls_flows,
+        midstream_flows,
+        udp_packets_ignored,
+        reassembly_retransmitted_bytes,
+        reassembly_gaps,
+        reassembly_gap_bytes,
+        reassembly_overflows,
+        reassembly_out_of_order,
+        tls_handshake_overflows,
+        quic_undecryptable,
+        heap_bytes_max,
+        bypassed_flows,
+        bypassed_packets,
+        buffer_budget_drops,
+        late_packets_after_close,
+    } = *b;
+    a.flows_created += flows_created;
+    a.flows_ended += flows_ended;
+    a.flows_evicted += flows_evicted;
+    a.flows_timed_out += flows_timed_out;
+    a.flows_active_max += flows_active_max;
+    a.tls_flows += tls_flows;
+    a.quic_flows += quic_flows;
+    a.not_tls_flows += not_tls_flows;
+    a.midstream_flows += midstream_flows;
+    a.udp_packets_ignored += udp_packets_ignored;
+    a.reassembly_retransmitted_bytes += reassembly_retransmitted_bytes;
+    a.reassembly_gaps += reassembly_gaps;
+    a.reassembly_gap_bytes += reassembly_gap_bytes;
+    a.reassembly_overflows += reassembly_overflows;
+    a.reassembly_out_of_order += reassembly_out_of_order;
+    a.tls_handshake_overflows += tls_handshake_overflows;
+    a.quic_undecryptable += quic_undecryptable;
+    a.heap_bytes_max += heap_bytes_max;
+    a.bypassed_flows += bypassed_flows;
+    a.bypassed_packets += bypassed_packets;
+    a.buffer_budget_drops += buffer_budget_drops;
+    a.late_packets_after_close += late_packets_after_close;
+}
+
+pub fn add_decoder_stats(a: &mut DecoderStats, b: &DecoderStats) {
+    a.tcp += b.tcp;
+    a.udp += b.udp;
+    a.truncated += b.truncated;
+    a.tunnelled += b.tunnelled;
+    for (k, v) in &b.skipped {
+        *a.skipped.entry(k).or_default() += v;
+    }
+}
+
+/// An ended flow waiting for its turn in the output.
+struct Pending(Ended);
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.order == other.0.order
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.order.cmp(&other.0.order)
+    }
+}
+
+/// Counters of the output stage.
+#[derive(Debug, Default, Clone)]
+pub struct ReportStats {
+    pub tls_records_logged: u64,
+    pub quic_records_logged: u64,
+    pub alerts_logged: u64,
+    pub outcomes: std::collections::BTreeMap<String, u64>,
+    /// Most ended flows held at once, waiting for slower shards.
+    pub pending_max: u64,
+}
+
+/// Classification, enrichment, findings and output of ended flows, written
+/// in [`OrderKey`] order.
+pub struct Reporter {
+    config: crate::config::Config,
+    ocsf: bool,
+    names: Vec<String>,
+    correlator: Correlator,
+    pub enricher: Option<crate::enrich::Enricher>,
+    folder: crate::enrich::Folder,
+    pending: BinaryHeap<Reverse<Pending>>,
+    pub stats: ReportStats,
+    write_err: Option<std::io::Error>,
+}
+
+impl Reporter {
+    /// `names`: the capture file names, indexed by a flow's `source`.
+    pub fn new(opts: &Options, names: Vec<String>) -> anyhow::Result<Self> {
+        let mut enricher = if opts.feeds.is_empty() && opts.feed_urls.is_empty() {
+            None
+        } else {
+            let (mut en, errors) = crate::enrich::Enricher::load_sources(&opts.feeds, &opts.feed_urls, std::time::Duration::from_secs(60))?;
+            en.stats.source_errors = errors;
+            Some(en)
+        };
+        if let Some(en) = enricher.as_mut() {
+            en.config_baselines = opts.config.baselines.clone();
+        }
+        Ok(Reporter {
+            config: opts.config.clone(),
+            ocsf: opts.ocsf,
+            names,
+            correlator: Correlator::new(opts.config.clone()),
+            enricher,
+            folder: crate::enrich::Folder::new(opts.config.fallback_window_ns),
+            pending: BinaryHeap::new(),
+            stats: ReportStats::default(),
+            write_err: None,
+        })
+    }
+
+    /// Replace the configuration (live reload); flows keep their state.
+    pub fn set_config(&mut self, config: crate::config::Config) {
+        if let Some(en) = self.enricher.as_mut() {
+            en.config_baselines = config.baselines.clone();
+        }
+        self.correlator.set_config(config.clone());
+        self.config = config;
+    }
+
+    /// Hold ended flows until their turn.
+    pub fn push(&mut self, ended: &mut Vec<Ended>) {
+        for e in ended.drain(..) {
+            self.pending.push(Reverse(Pending(e)));
+        }
+        self.stats.pending_max = self.stats.pending_max.max(self.pending.len() as u64);
+    }
+
+    /// Write every held flow whose key is below `watermark` (a phase-0 clock).
+    pub fn release(&mut self, watermark: i64, out: &mut dyn Write) {
+        while let Some(Reverse(Pending(e))) = self.pending.peek() {
+            if e.order.phase > 0 || e.order.ts >= watermark {
+                break;
+            }
+            if let Some(Reverse(Pending(e))) = self.pending.pop() {
+                self.report(e, out);
+            }
+        }
+    }
+
+    /// Write everything held (end of input).
+    pub fn release_all(&mut self, out: &mut dyn Write) {
+        while let Some(Reverse(Pending(e))) = self.pending.pop() {
+            self.report(e, out);
+        }
+    }
+
+    /// The first write error, if any; writing stops at it.
+    pub fn take_write_error(&mut self) -> Option<std::io::Error> {
+        self.write_err.take()
+    }
+
+    fn report(&mut self, e: Ended, out: &mut dyn Write) {
+        let pcap = self.names.get(e.flow.source).map(|s| s.as_str());
+        let cfg = &self.config;
+        match e.flow.proto {
+            Proto::NotTls => {
+                let (cip, _) = e.flow.client();
+                let (sip, sport) = e.flow.server();
+                if let Some(f) = self.correlator.observe_not_tls(e.flow.flow_id, cip, sip, sport) {
+                    let header = eve::Header::of(&e.flow, pcap, "alert", "failed");
+                    let a = eve::AlertEvent::new(&header, AlertBody::new(f.sid), None, None, None, f.evidence);
+                    self.stats.alerts_logged += 1;
+                    let (ocsf, err) = (self.ocsf, &mut self.write_err);
+                    write_to(ocsf, err, &a, out);
+                }
+            }
+            Proto::Quic => {
+                let mut ev = eve::quic_event(&e, pcap);
+                ev.tls_failure = Some(classify::quic_outcome(&e));
+                ev.path = Some(classify::path(&e, cfg, ev.quic.sni.as_deref(), None));
+                if let Some(en) = self.enricher.as_mut() {
+                    ev.mobile = en.enrich(ev.header.src_ip, ev.header.dest_ip, ev.header.dest_port, ev.quic.sni.as_deref(), e.flow.first_ts);
+                }
+                self.stats.quic_records_logged += 1;
+                let (ocsf, err) = (self.ocsf, &mut self.write_err);
+                write_to(ocsf, err, &ev, out);
+                let brief = eve::TlsBrief {
+                    sni: ev.quic.sni.as_deref(),
+                    version: ev.quic.version.as_deref().unwrap_or("UNDETERMINED"),
+                    ja4: ev.quic.ja4.as_deref(),
+                    ja3: ev.quic.ja3.as_ref(),
+                    issuerdn: None,
+                };
+                let hello = e.flow.quic.as_ref().and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
+                let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: true };
+                let (ocsf, err) = (self.ocsf, &mut self.write_err);
+                correlate(&logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| write_to(ocsf, err, v, out));
+            }
+            Proto::Tls if e.flow.session.is_tls() => {
+                let mut ev = eve::tls_event(&e, pcap);
+                ev.tls_failure = Some(classify::outcome(&e, cfg));
+                ev.path = Some(classify::path(&e, cfg, ev.tls.sni.as_deref(), ev.tls.ja3s.as_ref().map(|f| f.hash.as_str())));
+                if let Some(en) = self.enricher.as_mut() {
+                    ev.mobile = en.enrich(ev.header.src_ip, ev.header.dest_ip, ev.header.dest_port, ev.tls.sni.as_deref(), e.flow.first_ts);
+                }
+                self.stats.tls_records_logged += 1;
+                let (ocsf, err) = (self.ocsf, &mut self.write_err);
+                write_to(ocsf, err, &ev, out);
+                let brief = eve::TlsBrief {
+                    sni: ev.tls.sni.as_deref(),
+                    version: &ev.tls.version,
+                    ja4: ev.tls.ja4.as_deref(),
+                    ja3: ev.tls.ja3.as_ref(),
+                    issuerdn: ev.tls.issuerdn.as_deref(),
+                };
+                let hello = e.flow.session.client_hellos.first().map(|(h, _)| h);
+                let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: false };
+                let (ocsf, err) = (self.ocsf, &mut self.write_err);
+                correlate(&logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| write_to(ocsf, err, v, out));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn write_to(ocsf: bool, err: &mut Option<std::io::Error>, v: &dyn erased::Json, out: &mut dyn Write) {
+    if err.is_none() {
+        let r = if ocsf { v.write_ocsf(out) } else { v.write_line(out) };
+        if let Err(e) = r {
+            *err = Some(e);
+        }
+    }
+}
+
+/// Assemble the stats record from the parts.
+pub fn stats_of(capture: &CaptureStats, decoder: &DecoderStats, table: &TableStats, report: &Reporter, limits: &Limits, shards: usize) -> Stats {
+    Stats {
+        capture: capture.clone(),
+        decoder: decoder.clone(),
+        flow: *table,
+        tls_records_logged: report.stats.tls_records_logged,
+        quic_records_logged: report.stats.quic_records_logged,
+        alerts_logged: report.stats.alerts_logged,
+        enrichment: report.enricher.as_ref().map(|e| e.stats.clone()),
+        outcomes: report.stats.outcomes.clone(),
+        memory: MemoryStats {
+            flow_buffers_max: table.heap_bytes_max,
+            flows_max: table.flows_active_max,
+            flow_cap: limits.max_flows as u64,
+            buffer_budget: limits.max_buffer_bytes as u64,
+            shards: shards as u64,
+            pending_records_max: report.stats.pending_max,
+        },
+    }
+}
+
+/// Write a stats record (EVE only; OCSF carries alerts only).
+pub fn write_stats(out: &mut dyn Write, clock: i64, stats: &Stats, ocsf: bool) -> std::io::Result<()> {
+    if ocsf {
+        return Ok(());
+    }
+    #[derive(serde::Serialize)]
+    struct StatsEvent<'a> {
+        timestamp: String,
+        event_type: &'static str,
+        stats: &'a Stats,
+    }
+    let ev = StatsEvent { timestamp: eve::timestamp(if clock == i64::MIN { 0 } else { clock }), event_type: "stats", stats };
+    serde_json::to_writer(&mut *out, &ev)?;
+    out.write_all(b"\n")
+}
+
+/// One clock, one shard and one reporter on the caller's thread.
+pub struct Engine {
+    pub clock: Clock,
+    pub shard: Shard,
+    pub reporter: Reporter,
+    pub capture: CaptureStats,
+    limits: Limits,
+    ocsf: bool,
+    ended: Vec<Ended>,
+}
+
+impl Engine {
+    /// `names`: the capture sources (files or interfaces), indexed by `Packet::source`.
+    pub fn new(opts: &Options, names: Vec<String>) -> anyhow::Result<Self> {
+        Ok(Engine {
+            clock: Clock::default(),
+            shard: Shard::new(opts.limits),
+            reporter: Reporter::new(opts, names)?,
+            capture: CaptureStats::default(),
+            limits: opts.limits,
+            ocsf: opts.ocsf,
+            ended: Vec::new(),
+        })
+    }
+
+    /// One captured packet.
+    pub fn packet(&mut self, p: &Packet<'_>, out: &mut dyn Write) {
+        self.capture.packets += 1;
+        self.capture.bytes += p.data.len() as u64;
+        if let Some(now) = self.clock.observe(p.ts_ns) {
+            self.shard.advance(now, &mut self.ended);
+        }
+        self.shard.packet(p.linktype, p.data, p.ts_ns, p.orig_len, p.source, &mut self.ended);
+        if !self.ended.is_empty() {
+            self.reporter.push(&mut self.ended);
+            self.reporter.release(self.clock.now(), out);
+        }
+    }
+
+    /// Time passes without packets (live capture on a quiet link).
+    pub fn advance(&mut self, now: i64, out: &mut dyn Write) {
+        if self.clock.force(now) {
+            self.shard.advance(now, &mut self.ended);
+            self.reporter.push(&mut self.ended);
+            self.reporter.release(now, out);
+        }
+    }
+
+    /// End every open flow with `kind` (end of capture, shutdown) and write them.
+    pub fn finish(&mut self, kind: CloseKind, out: &mut dyn Write) {
+        self.shard.table.drain(kind, &mut self.ended);
+        self.reporter.push(&mut self.ended);
+        self.reporter.release_all(out);
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        let mut capture = self.capture.clone();
+        capture.timestamp_jumps = self.clock.jumps;
+        stats_of(&capture, &self.shard.decoder, &self.shard.table.stats, &self.reporter, &self.limits, 1)
+    }
+
+    /// Write a stats record stamped with the capture clock.
+    pub fn write_stats(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        write_stats(out, self.clock.now(), &self.stats(), self.ocsf)
+    }
+}
+
+/// A logged TLS or QUIC session, as the findings see it.
+struct Logged<'a> {
+    header: &'a eve::Header<'a>,
+    mobile: Option<&'a crate::enrich::MobileOut>,
+    start_ns: i64,
+    brief: eve::TlsBrief<'a>,
+    failure: Option<&'a classify::TlsFailure>,
+    path: Option<&'a classify::PathOut>,
+    ech: bool,
+    quic: bool,
+}
+
+/// Count the session's outcome and raise its findings.
+fn correlate(
+    l: &Logged<'_>,
+    correlator: &mut Correlator,
+    folder: &mut crate::enrich::Folder,
+    enricher: Option<&mut crate::enrich::Enricher>,
+    stats: &mut ReportStats,
+    write: &mut dyn FnMut(&dyn erased::Json),
+) {
+    let mut enricher = enricher;
+    let (Some(failure), Some(path)) = (l.failure, l.path) else { return };
+    let key = match failure.class {
+        Some(c) => format!("{}{:?}_{c:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
+        None => format!("{}{:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
+    };
+    *stats.outcomes.entry(key.to_ascii_lowercase()).or_default() += 1;
+    let facts = SessionFacts {
+        flow_id: l.header.flow_id,
+        start_ns: l.start_ns,
+        client: l.header.src_ip,
+        server: l.header.dest_ip,
+        server_port: l.header.dest_port,
+        sni: l.brief.sni,
+        ech: l.ech,
+        quic: l.quic,
+        path,
+        failure,
+    };
+    let brief = || eve::TlsBrief { sni: l.brief.sni, version: l.brief.version, ja4: l.brief.ja4, ja3: l.brief.ja3, issuerdn: l.brief.issuerdn };
+    let mut findings = correlator.observe(&facts);
+    // Baselines: an attributed session outside its app's approved
+    // destinations is a finding; one that succeeded under inspection
+    // teaches the baseline.
+    if let (Some(m), Some(en)) = (l.mobile, enricher.as_mut()) {
+        if let (Some(pkg), Some(host)) = (m.app.package.as_deref(), l.brief.sni) {
+            let under_inspection = matches!(path.kind, classify::PathKind::Intercepted | classify::PathKind::ExplicitProxy);
+            if under_inspection && failure.outcome == classify::Outcome::Established {
+                en.learn(pkg, host);
+            }
+        }
+        if m.baseline.as_ref().is_some_and(|b| !b.approved) {
+            let sources = m.baseline.as_ref().map(|b| b.sources.join("+")).unwrap_or_default();
+            findings.push(crate::findings::Finding {
+                sid: crate::findings::SID_BASELINE,
+                evidence: crate::findings::Evidence {
+                    reasons: vec![format!("destination_outside_baseline:{}:baseline:{sources}", l.brief.sni.unwrap_or("?"))],
+                    flow_ids: vec![l.header.flow_id],
+                },
+            });
+        }
+    }
+    let sids: Vec<u32> = findings.iter().map(|f| f.sid).collect();
+    let mut flow_ids: Vec<u64> = Vec::new();
+    for f in findings {
+        flow_ids.extend(f.evidence.flow_ids.iter().copied());
+        let mut a = eve::AlertEvent::new(l.header, AlertBody::new(f.sid), Some(brief()), Some(failure), Some(path), f.evidence);
+        a.mobile = l.mobile;
+        stats.alerts_logged += 1;
+        write(&a);
+    }
+    // The AN1725 join: the network findings of an enriched session, with
+    // the device and app evidence that makes them an app's behaviour.
+    if let Some(m) = l.mobile {
+        if let Some(verdict) = crate::enrich::an1725(m, &sids, l.header.flow_id) {
+            flow_ids.sort_unstable();
+            flow_ids.dedup();
+            let dest = l.brief.sni.map(str::to_string).unwrap_or_else(|| l.header.dest_ip.to_string());
+            let (verdict, flow_ids) = folder.fold(verdict, m, &dest, l.start_ns, &flow_ids);
+            let evidence = crate::findings::Evidence { reasons: verdict.reasons.clone(), flow_ids };
+            let mut a = eve::AlertEvent::new(l.header, AlertBody::new(crate::findings::SID_AN1725), Some(brief()), Some(failure), Some(path), evidence);
+            a.mobile = Some(m);
+            a.an1725 = Some(verdict);
+            stats.alerts_logged += 1;
+            write(&a);
+        }
+    }
+}
+
+/// One JSON line, whatever the record type.
+mod erased {
+    pub trait Json {
+        fn write_line(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
+        /// The OCSF form of an alert; other records write nothing.
+        fn write_ocsf(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn write_line(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+            serde_json::to_writer(&mut *out, self)?;
+            out.write_all(b"\n")
+        }
+        fn write_ocsf(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+            let v = serde_json::to_value(self)?;
+            match crate::ocsf::detection_finding(&v) {
+                Some(f) => {
+                    serde_json::to_writer(&mut *out, &f)?;
+                    out.write_all(b"\n")
+                }
+                None => Ok(()),
+            }
+        }
+    }
+}
+
