@@ -212,7 +212,42 @@ pub struct ReportStats {
     pub outcomes: std::collections::BTreeMap<String, u64>,
     /// Most ended flows held at once, waiting for slower shards.
     pub pending_max: u64,
+    /// AN1725 alerts written again because a late feed batch changed them.
+    pub late_enrichment_updates: u64,
+    /// Sessions with findings dropped from the late-enrichment window (cap).
+    pub late_enrichment_dropped: u64,
 }
+
+/// A session with network findings, kept while a late feed batch could
+/// still change its AN1725 verdict (live mode).
+struct Revisit {
+    header: eve::Header<'static>,
+    pcap: Option<String>,
+    sni: Option<String>,
+    version: String,
+    ja4: Option<String>,
+    ja3: Option<eve::Fp>,
+    issuerdn: Option<String>,
+    failure: classify::TlsFailure,
+    path: classify::PathOut,
+    start_ns: i64,
+    sids: Vec<u32>,
+    flow_ids: Vec<u64>,
+    /// The verdict last written: confidence and reasons.
+    last: Option<(&'static str, Vec<String>)>,
+}
+
+/// Feed lines that arrive while packets flow (live mode).
+struct Streaming {
+    reader: pinwatch_enrichment::feed::FeedReader,
+    line_no: u64,
+    batch: Vec<pinwatch_enrichment::feed::Event>,
+    revisit: std::collections::VecDeque<Revisit>,
+    window_ns: i64,
+}
+
+/// Sessions kept for late enrichment at most.
+const MAX_REVISIT: usize = 100_000;
 
 /// Classification, enrichment, findings and output of ended flows, written
 /// in [`OrderKey`] order.
@@ -226,6 +261,7 @@ pub struct Reporter {
     pending: BinaryHeap<Reverse<Pending>>,
     pub stats: ReportStats,
     write_err: Option<std::io::Error>,
+    streaming: Option<Streaming>,
 }
 
 impl Reporter {
@@ -251,8 +287,99 @@ impl Reporter {
             pending: BinaryHeap::new(),
             stats: ReportStats::default(),
             write_err: None,
+            streaming: None,
         })
     }
+
+    /// Live mode: device feed lines arrive while packets flow, up to
+    /// `window_ns` of capture time late. An AN1725 alert is written at once
+    /// with what is known; when a late batch changes a session's verdict
+    /// (a device or app found, a higher confidence) the alert is written
+    /// again with the same `alert_id` and a higher `revision`.
+    pub fn enable_streaming_feed(&mut self, window_ns: i64) {
+        if self.enricher.is_none() {
+            let mut en = crate::enrich::Enricher::from_events(Vec::new(), &Default::default());
+            en.config_baselines = self.config.baselines.clone();
+            self.enricher = Some(en);
+        }
+        self.streaming = Some(Streaming {
+            reader: Default::default(),
+            line_no: 0,
+            batch: Vec::new(),
+            revisit: Default::default(),
+            window_ns,
+        });
+    }
+
+    /// One feed line (JSON, `enrichment/FEED.md`); applied by [`Reporter::apply_feed`].
+    pub fn feed_line(&mut self, text: &str) {
+        if let Some(st) = self.streaming.as_mut() {
+            st.line_no += 1;
+            if let Some(ev) = st.reader.push_line(text, st.line_no) {
+                st.batch.push(ev);
+            }
+        }
+    }
+
+    /// Apply the feed lines taken so far and write the AN1725 alerts they change.
+    pub fn apply_feed(&mut self, out: &mut dyn Write) {
+        let (Some(st), Some(en)) = (self.streaming.as_mut(), self.enricher.as_mut()) else { return };
+        if st.batch.is_empty() {
+            return;
+        }
+        en.add_events(std::mem::take(&mut st.batch), st.reader.report());
+        let (ocsf, err) = (self.ocsf, &mut self.write_err);
+        for r in st.revisit.iter_mut() {
+            let Some(m) = en.re_enrich(r.header.src_ip, r.header.dest_ip, r.header.dest_port, r.sni.as_deref(), r.start_ns) else { continue };
+            let Some(v) = crate::enrich::an1725(&m, &r.sids, r.header.flow_id) else { continue };
+            if r.last.as_ref().is_some_and(|(c, reasons)| *c == v.confidence && *reasons == v.reasons) {
+                continue;
+            }
+            let header = eve::Header { pcap_filename: r.pcap.as_deref(), ..r.header.clone() };
+            let brief = eve::TlsBrief { sni: r.sni.as_deref(), version: &r.version, ja4: r.ja4.as_deref(), ja3: r.ja3.as_ref(), issuerdn: r.issuerdn.as_deref() };
+            let mut write = |v: &dyn erased::Json| write_to(ocsf, err, v, out);
+            if let Some(written) = an1725_alert(&header, brief, &r.failure, &r.path, &m, &r.sids, &r.flow_ids, r.start_ns, &mut self.folder, &mut self.stats, &mut write) {
+                self.stats.late_enrichment_updates += 1;
+                r.last = Some((v.confidence, v.reasons));
+                let _ = written;
+            }
+        }
+    }
+
+}
+
+/// Keep a session with findings for late enrichment (live mode).
+fn keep_for_late_feed(streaming: &mut Option<Streaming>, stats: &mut ReportStats, l: &Logged<'_>, sids: Vec<u32>, flow_ids: Vec<u64>, verdict: Option<&crate::enrich::An1725>) {
+        let Some(st) = streaming.as_mut() else { return };
+        let (Some(failure), Some(path)) = (l.failure, l.path) else { return };
+        if sids.is_empty() {
+            return;
+        }
+        while st.revisit.front().is_some_and(|r| r.start_ns < l.start_ns - st.window_ns) {
+            st.revisit.pop_front();
+        }
+        if st.revisit.len() >= MAX_REVISIT {
+            st.revisit.pop_front();
+            stats.late_enrichment_dropped += 1;
+        }
+        st.revisit.push_back(Revisit {
+            header: eve::Header { pcap_filename: None, event_type: "alert", ..l.header.clone() },
+            pcap: l.header.pcap_filename.map(str::to_string),
+            sni: l.brief.sni.map(str::to_string),
+            version: l.brief.version.to_string(),
+            ja4: l.brief.ja4.map(str::to_string),
+            ja3: l.brief.ja3.cloned(),
+            issuerdn: l.brief.issuerdn.map(str::to_string),
+            failure: failure.clone(),
+            path: path.clone(),
+            start_ns: l.start_ns,
+            sids,
+            flow_ids,
+            last: verdict.map(|v| (v.confidence, v.reasons.clone())),
+        });
+}
+
+impl Reporter {
 
     /// Replace the configuration (live reload); flows keep their state.
     pub fn set_config(&mut self, config: crate::config::Config) {
@@ -330,7 +457,8 @@ impl Reporter {
                 let hello = e.flow.quic.as_ref().and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
                 let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: true };
                 let (ocsf, err) = (self.ocsf, &mut self.write_err);
-                correlate(&logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| write_to(ocsf, err, v, out));
+                let (sids, flow_ids, verdict) = correlate(&logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| write_to(ocsf, err, v, out));
+                keep_for_late_feed(&mut self.streaming, &mut self.stats, &logged, sids, flow_ids, verdict.as_ref());
             }
             Proto::Tls if e.flow.session.is_tls() => {
                 let mut ev = eve::tls_event(&e, pcap);
@@ -352,7 +480,8 @@ impl Reporter {
                 let hello = e.flow.session.client_hellos.first().map(|(h, _)| h);
                 let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: false };
                 let (ocsf, err) = (self.ocsf, &mut self.write_err);
-                correlate(&logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| write_to(ocsf, err, v, out));
+                let (sids, flow_ids, verdict) = correlate(&logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| write_to(ocsf, err, v, out));
+                keep_for_late_feed(&mut self.streaming, &mut self.stats, &logged, sids, flow_ids, verdict.as_ref());
             }
             _ => {}
         }
@@ -379,6 +508,8 @@ pub fn stats_of(capture: &CaptureStats, decoder: &DecoderStats, table: &TableSta
         alerts_logged: report.stats.alerts_logged,
         enrichment: report.enricher.as_ref().map(|e| e.stats.clone()),
         outcomes: report.stats.outcomes.clone(),
+        late_enrichment_updates: report.stats.late_enrichment_updates,
+        late_enrichment_dropped: report.stats.late_enrichment_dropped,
         memory: MemoryStats {
             flow_buffers_max: table.heap_bytes_max,
             flows_max: table.flows_active_max,
@@ -494,9 +625,9 @@ fn correlate(
     enricher: Option<&mut crate::enrich::Enricher>,
     stats: &mut ReportStats,
     write: &mut dyn FnMut(&dyn erased::Json),
-) {
+) -> (Vec<u32>, Vec<u64>, Option<crate::enrich::An1725>) {
     let mut enricher = enricher;
-    let (Some(failure), Some(path)) = (l.failure, l.path) else { return };
+    let (Some(failure), Some(path)) = (l.failure, l.path) else { return (Vec::new(), Vec::new(), None) };
     let key = match failure.class {
         Some(c) => format!("{}{:?}_{c:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
         None => format!("{}{:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
@@ -548,20 +679,38 @@ fn correlate(
     }
     // The AN1725 join: the network findings of an enriched session, with
     // the device and app evidence that makes them an app's behaviour.
-    if let Some(m) = l.mobile {
-        if let Some(verdict) = crate::enrich::an1725(m, &sids, l.header.flow_id) {
-            flow_ids.sort_unstable();
-            flow_ids.dedup();
-            let dest = l.brief.sni.map(str::to_string).unwrap_or_else(|| l.header.dest_ip.to_string());
-            let (verdict, flow_ids) = folder.fold(verdict, m, &dest, l.start_ns, &flow_ids);
-            let evidence = crate::findings::Evidence { reasons: verdict.reasons.clone(), flow_ids };
-            let mut a = eve::AlertEvent::new(l.header, AlertBody::new(crate::findings::SID_AN1725), Some(brief()), Some(failure), Some(path), evidence);
-            a.mobile = Some(m);
-            a.an1725 = Some(verdict);
-            stats.alerts_logged += 1;
-            write(&a);
-        }
-    }
+    flow_ids.sort_unstable();
+    flow_ids.dedup();
+    let verdict = l.mobile.and_then(|m| an1725_alert(l.header, brief(), failure, path, m, &sids, &flow_ids, l.start_ns, folder, stats, write));
+    (sids, flow_ids, verdict)
+}
+
+/// Score an enriched session's network findings and write the AN1725
+/// alert, folded with repeats (same device, app, destination).
+#[allow(clippy::too_many_arguments)]
+fn an1725_alert(
+    header: &eve::Header<'_>,
+    brief: eve::TlsBrief<'_>,
+    failure: &classify::TlsFailure,
+    path: &classify::PathOut,
+    m: &crate::enrich::MobileOut,
+    sids: &[u32],
+    flow_ids: &[u64],
+    start_ns: i64,
+    folder: &mut crate::enrich::Folder,
+    stats: &mut ReportStats,
+    write: &mut dyn FnMut(&dyn erased::Json),
+) -> Option<crate::enrich::An1725> {
+    let verdict = crate::enrich::an1725(m, sids, header.flow_id)?;
+    let dest = brief.sni.map(str::to_string).unwrap_or_else(|| header.dest_ip.to_string());
+    let (verdict, flow_ids) = folder.fold(verdict, m, &dest, start_ns, flow_ids);
+    let evidence = crate::findings::Evidence { reasons: verdict.reasons.clone(), flow_ids };
+    let mut a = eve::AlertEvent::new(header, AlertBody::new(crate::findings::SID_AN1725), Some(brief), Some(failure), Some(path), evidence);
+    a.mobile = Some(m);
+    a.an1725 = Some(verdict.clone());
+    stats.alerts_logged += 1;
+    write(&a);
+    Some(verdict)
 }
 
 /// One JSON line, whatever the record type.

@@ -215,33 +215,54 @@ impl Enricher {
         Ok((Self::from_events(all, reader.report()), errors))
     }
 
-    pub fn from_events(mut all: Vec<Event>, report: &FeedReport) -> Self {
-        // Correlate on event time, whatever order the feed came in.
-        all.sort_by_key(|e| (e.event_time_ns, e.line_no));
-        let mut leases = LeaseMap::new(LeaseConfig::default());
-        let mut contexts: Vec<String> = Vec::new();
-        let mut events: HashMap<String, Vec<Event>> = HashMap::new();
-        let mut dropped = 0;
-        for ev in all {
+    pub fn from_events(all: Vec<Event>, report: &FeedReport) -> Self {
+        let mut en = Enricher {
+            leases: LeaseMap::new(LeaseConfig::default()),
+            config_baselines: HashMap::new(),
+            learned: HashMap::new(),
+            contexts: Vec::new(),
+            events: HashMap::new(),
+            attribution: AttributionConfig::default(),
+            stats: EnrichStats::default(),
+        };
+        en.add_events(all, report);
+        en
+    }
+
+    /// Take in a batch of events (the whole feed, or a late batch in live
+    /// mode): correlation is on event time, whatever order they came in.
+    pub fn add_events(&mut self, mut batch: Vec<Event>, report: &FeedReport) {
+        batch.sort_by_key(|e| (e.event_time_ns, e.line_no));
+        let mut touched: Vec<String> = Vec::new();
+        for ev in batch {
             if let EventBody::IpBinding(b) = &ev.body {
-                leases.apply(b, ev.device_id.as_deref(), ev.event_time_ns);
-                if !contexts.contains(&b.network.context) {
-                    contexts.push(b.network.context.clone());
+                self.leases.apply(b, ev.device_id.as_deref(), ev.event_time_ns);
+                if !self.contexts.contains(&b.network.context) {
+                    self.contexts.push(b.network.context.clone());
                 }
                 continue;
             }
             if let Some(d) = ev.device_id.clone() {
-                let v = events.entry(d).or_default();
+                let v = self.events.entry(d.clone()).or_default();
                 if v.len() < MAX_EVENTS_PER_DEVICE {
+                    if v.last().is_some_and(|l| (l.event_time_ns, l.line_no) > (ev.event_time_ns, ev.line_no)) && !touched.contains(&d) {
+                        touched.push(d);
+                    }
                     v.push(ev);
                 } else {
-                    dropped += 1;
+                    self.stats.events_dropped += 1;
                 }
             }
         }
-        let ls = leases.stats();
-        let lease_stats = LeasesOut {
-            held: leases.len() as u64,
+        // A late batch may hold events older than ones already held.
+        for d in touched {
+            if let Some(v) = self.events.get_mut(&d) {
+                v.sort_by_key(|e| (e.event_time_ns, e.line_no));
+            }
+        }
+        let ls = self.leases.stats();
+        self.stats.leases = LeasesOut {
+            held: self.leases.len() as u64,
             inserted: ls.inserted,
             renewed: ls.renewed,
             closed: ls.closed,
@@ -249,15 +270,16 @@ impl Enricher {
             evicted: ls.evicted,
             ignored: ls.ignored,
         };
-        Enricher {
-            leases,
-            config_baselines: HashMap::new(),
-            learned: HashMap::new(),
-            contexts,
-            events,
-            attribution: AttributionConfig::default(),
-            stats: EnrichStats { feed: report.into(), events_dropped: dropped, leases: lease_stats, ..Default::default() },
-        }
+        self.stats.feed = report.into();
+    }
+
+    /// [`Enricher::enrich`] again for a session already counted (a late batch landed).
+    pub fn re_enrich(&mut self, client: IpAddr, dst: IpAddr, dst_port: u16, sni: Option<&str>, start_ns: i64) -> Option<MobileOut> {
+        let (with, without) = (self.stats.sessions_enriched, self.stats.sessions_without_device);
+        let m = self.enrich(client, dst, dst_port, sni, start_ns);
+        self.stats.sessions_enriched = with;
+        self.stats.sessions_without_device = without;
+        m
     }
 
     /// Enrich one session by its client IP at its start time.
@@ -453,7 +475,10 @@ impl Folder {
             *f = fresh(&v);
         }
         f.revision += 1;
-        f.count += 1;
+        // A session seen again (its enrichment changed) is not a repeat.
+        if flow_ids.is_empty() || flow_ids.iter().any(|id| !f.flow_ids.contains(id)) {
+            f.count += 1;
+        }
         if rank(v.confidence) > rank(f.confidence) {
             f.confidence = v.confidence;
         }

@@ -40,7 +40,7 @@ pub fn timestamp(ts_ns: i64) -> String {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 pub struct Fp {
     pub hash: String,
     pub string: String,

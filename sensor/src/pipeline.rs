@@ -91,6 +91,10 @@ pub struct Stats {
     pub enrichment: Option<crate::enrich::EnrichStats>,
     /// Sessions per outcome and per failure class.
     pub outcomes: BTreeMap<String, u64>,
+    /// Live mode: AN1725 alerts written again after a late feed batch.
+    pub late_enrichment_updates: u64,
+    /// Live mode: sessions dropped from the late-enrichment window (cap).
+    pub late_enrichment_dropped: u64,
     pub memory: MemoryStats,
 }
 
