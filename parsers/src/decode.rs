@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 
-use etherparse::{EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use etherparse::{EtherType, IpNumber, LaxIpSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice};
 
 /// LINKTYPE_* values we decode.
 pub mod linktype {
@@ -136,8 +136,59 @@ enum Layer {
 
 /// Decode one captured frame of the given link type.
 pub fn decode(linktype: u32, data: &[u8]) -> Result<Decoded<'_>, Skip> {
+    if linktype == linktype::ETHERNET {
+        if let Some(d) = ethernet_ip_tcp(data) {
+            return Ok(d);
+        }
+    }
+    decode_full(linktype, data)
+}
+
+/// Every link type and encapsulation, through etherparse's whole-packet slicer.
+fn decode_full(linktype: u32, data: &[u8]) -> Result<Decoded<'_>, Skip> {
     let (layer, rest) = link(linktype, data)?;
     decode_layer(layer, rest, 0, 0, None)
+}
+
+/// The common case on an egress tap, untagged Ethernet, IPv4/IPv6, TCP,
+/// through etherparse's per-layer slices: the same result as
+/// [`decode_full`] (a property test checks it) without building and moving
+/// the whole-packet slicer's large struct. `None`: anything else (VLAN,
+/// UDP, tunnels, errors), which the full path handles.
+fn ethernet_ip_tcp(data: &[u8]) -> Option<Decoded<'_>> {
+    let et = be16(data, 12)?;
+    if et != 0x0800 && et != 0x86dd {
+        return None;
+    }
+    let (ip, stop) = LaxIpSlice::from_slice(data.get(14..)?).ok()?;
+    if stop.is_some() {
+        return None;
+    }
+    let (src, dst) = match &ip {
+        LaxIpSlice::Ipv4(v) => (IpAddr::V4(v.header().source_addr()), IpAddr::V4(v.header().destination_addr())),
+        LaxIpSlice::Ipv6(v) => (IpAddr::V6(v.header().source_addr()), IpAddr::V6(v.header().destination_addr())),
+    };
+    let payload = ip.payload();
+    if payload.fragmented || payload.ip_number != IpNumber::TCP {
+        return None;
+    }
+    let t = TcpSlice::from_slice(payload.payload).ok()?;
+    Some(Decoded {
+        src,
+        dst,
+        proto: 6,
+        sport: t.source_port(),
+        dport: t.destination_port(),
+        tcp: Some(TcpInfo {
+            seq: t.sequence_number(),
+            ack: t.acknowledgment_number(),
+            flags: t.header_slice().get(13).copied().unwrap_or(0),
+        }),
+        payload: t.payload(),
+        truncated: payload.incomplete,
+        context: 0,
+        tunnel: None,
+    })
 }
 
 fn link(linktype: u32, data: &[u8]) -> Result<(Layer, &[u8]), Skip> {
@@ -573,7 +624,56 @@ mod tests {
         assert_eq!(d.payload, b"abcd");
     }
 
+    /// Ethernet frames around a TCP segment, for the fast-path property.
+    fn eth_tcp_variants(payload: &[u8]) -> Vec<Vec<u8>> {
+        let v4 = ipv4_tcp(payload);
+        let mut v6 = vec![0x60, 0, 0, 0];
+        v6.extend(((20 + payload.len()) as u16).to_be_bytes());
+        v6.extend([6, 64]);
+        v6.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain([0u8; 11].iter()).chain([1u8].iter()));
+        v6.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain([0u8; 11].iter()).chain([2u8].iter()));
+        v6.extend(&v4[20..]);
+        let mut opts = v4.clone();
+        opts[0] = 0x46; // IHL 6: 4 bytes of options (the TCP header then reads shifted)
+        vec![eth(0x0800, &v4), eth(0x86dd, &v6), eth(0x0800, &opts), eth(0x86dd, &v4), eth(0x0800, &v6)]
+    }
+
+    #[test]
+    fn fast_path_takes_plain_tcp_and_leaves_the_rest() {
+        let v = eth_tcp_variants(b"hello");
+        assert!(ethernet_ip_tcp(&v[0]).is_some(), "IPv4");
+        assert!(ethernet_ip_tcp(&v[1]).is_some(), "IPv6");
+        assert_eq!(ethernet_ip_tcp(&v[0]).map(|d| d.payload), Some(&b"hello"[..]));
+        let vlan = {
+            let mut f = v[0].clone();
+            f.splice(12..12, [0x81, 0x00, 0x00, 0x07]);
+            f
+        };
+        assert!(ethernet_ip_tcp(&vlan).is_none(), "VLAN goes the full way");
+        assert_eq!(decode(linktype::ETHERNET, &vlan).map(|d| d.payload), Ok(&b"hello"[..]));
+    }
+
     proptest::proptest! {
+        /// The fast path gives exactly what the full path gives, on valid,
+        /// truncated and corrupted frames.
+        #[test]
+        fn fast_path_agrees_with_full_path(
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            cut in 0usize..120,
+            flip in 0usize..80,
+            bits in 0u8..=255,
+        ) {
+            for mut f in eth_tcp_variants(&payload) {
+                if flip < f.len() {
+                    f[flip] ^= bits;
+                }
+                let f = &f[..f.len().saturating_sub(cut % 40)];
+                if let Some(fast) = ethernet_ip_tcp(f) {
+                    proptest::prop_assert_eq!(Ok(fast), decode_full(linktype::ETHERNET, f));
+                }
+            }
+        }
+
         #[test]
         fn never_panics(lt in 0u32..300, data in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
             let _ = decode(lt, &data);
