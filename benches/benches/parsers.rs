@@ -53,6 +53,62 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// Ethernet/IPv4/TCP frame of client `i` (10.x.y.z:port) to 10.0.0.2:443.
+fn flow_frame(i: u32, flags: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let total = 40 + payload.len();
+    let ip = 0x0a00_0000 | (i >> 4);
+    let port = 20_000 + (i & 15) as u16;
+    let mut f = vec![0u8; 12];
+    f.extend([0x08, 0x00]);
+    f.extend([0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f.extend(ip.to_be_bytes());
+    f.extend([10, 0, 0, 2]);
+    f.extend(port.to_be_bytes());
+    f.extend(443u16.to_be_bytes());
+    f.extend(seq.to_be_bytes());
+    f.extend(0u32.to_be_bytes());
+    f.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend(payload);
+    f
+}
+
+/// The flow table's per-packet cost on a bulk packet of a tracked flow,
+/// with 100,000 flows in the table: the hash lookup (cache misses
+/// included, as the flows are visited in a scattered order) and counters.
+fn flow_benches(c: &mut Criterion) {
+    use pinwatch::flow::{FlowTable, Limits};
+    const FLOWS: u32 = 100_000;
+    let mut table = FlowTable::new(Limits::default());
+    let mut ended = Vec::new();
+    let garbage = [0x41u8; 100];
+    for i in 0..FLOWS {
+        let syn = flow_frame(i, 0x02, 99, &[]);
+        let d = decode(linktype::ETHERNET, &syn).expect("frame decodes");
+        table.packet(&d, 1, syn.len() as u32, 0, &mut ended);
+        // Not TLS after the probe segments: the flow is bypassed.
+        for k in 0..17u32 {
+            let f = flow_frame(i, 0x18, 100 + k * 100, &garbage);
+            let d = decode(linktype::ETHERNET, &f).expect("frame decodes");
+            table.packet(&d, 2, f.len() as u32, 0, &mut ended);
+        }
+    }
+    assert_eq!(table.len(), FLOWS as usize);
+    // Visit the flows in a scattered order.
+    let frames: Vec<Vec<u8>> = (0..4096u32).map(|k| flow_frame(k.wrapping_mul(2_654_435_761) % FLOWS, 0x10, 5_000, &[0x17; 1400])).collect();
+    let decoded: Vec<_> = frames.iter().map(|f| decode(linktype::ETHERNET, f).expect("frame decodes")).collect();
+    let mut g = c.benchmark_group("flow_table");
+    g.throughput(Throughput::Elements(decoded.len() as u64));
+    g.bench_function("bulk_packet_100k_flows", |b| {
+        b.iter(|| {
+            for d in &decoded {
+                table.packet(black_box(d), 3, 1454, 0, &mut ended);
+            }
+        })
+    });
+    g.finish();
+    assert!(ended.is_empty(), "no flow ended during the bench");
+}
+
 fn benches(c: &mut Criterion) {
     let body = client_hello_body();
     let mut record = vec![0x16, 3, 1];
@@ -80,5 +136,5 @@ fn benches(c: &mut Criterion) {
     c.bench_function("ja4", |b| b.iter(|| ja4(black_box(&ch), Transport::Tcp)));
 }
 
-criterion_group!(parsers, benches);
+criterion_group!(parsers, benches, flow_benches);
 criterion_main!(parsers);

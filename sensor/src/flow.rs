@@ -421,18 +421,17 @@ impl FlowTable {
             return;
         };
         let key = FlowKey::new(d);
-        // A new SYN on a closed flow's tuple is a new connection (port reuse).
-        let reuse = matches!(self.map.get(&key), Some(f) if f.close.is_some() && tcp.has(TcpInfo::SYN) && !tcp.has(TcpInfo::ACK));
-        if reuse {
+        let syn_only = tcp.has(TcpInfo::SYN) && !tcp.has(TcpInfo::ACK);
+        // One lookup for a packet of a tracked flow (the common case).
+        let known = matches!(self.map.get(&key), Some(f) if !(f.close.is_some() && syn_only));
+        if !known {
+            // A new SYN on a closed flow's tuple is a new connection (port reuse).
             if let Some(old) = self.map.remove(&key) {
                 let end = old.close_ts.unwrap_or(old.last_ts);
                 let close = old.close.unwrap_or(CloseKind::Fin);
                 let order = OrderKey { phase: 0, ts: self.clock, flow_id: old.flow_id };
                 self.finish(old, close, end, order, out);
             }
-        }
-        if !self.map.contains_key(&key) {
-            let syn_only = tcp.has(TcpInfo::SYN) && !tcp.has(TcpInfo::ACK);
             if !syn_only && self.closed.get(&key).is_some_and(|&until| ts < until) {
                 self.stats.late_packets_after_close += 1;
                 return;
