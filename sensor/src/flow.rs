@@ -89,6 +89,25 @@ impl FlowKey {
     }
 }
 
+/// The flow map's key: the flow key, hashed in three wide writes (the
+/// derived `Hash` of `FlowKey`, which flow ids are made from, takes a
+/// dozen small ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MapKey(FlowKey);
+
+impl std::hash::Hash for MapKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let wide = |a: IpAddr| match a {
+            IpAddr::V4(v) => u128::from(u32::from(v)),
+            IpAddr::V6(v) => u128::from(v),
+        };
+        let k = &self.0;
+        h.write_u128(wide(k.lo.0));
+        h.write_u128(wide(k.hi.0));
+        h.write_u64(k.context ^ (u64::from(k.proto) << 32) ^ (u64::from(k.lo.1) << 16) ^ u64::from(k.hi.1));
+    }
+}
+
 /// Does the packet travel lo -> hi?
 fn from_lo(key: &FlowKey, d: &Decoded<'_>) -> bool {
     (d.src, d.sport) == key.lo && (d.dst, d.dport) == key.hi
@@ -238,7 +257,7 @@ pub struct FlowTable {
     lim: Limits,
     /// aHash: fast, and keyed per process, so crafted tuples cannot aim
     /// every flow at one bucket. (Nothing iterates the map in output order.)
-    map: HashMap<FlowKey, Box<Flow>, ahash::RandomState>,
+    map: HashMap<MapKey, Box<Flow>, ahash::RandomState>,
     /// (deadline, key) entries; stale ones are re-checked when popped.
     timers: BinaryHeap<Reverse<(i64, u64, FlowKey)>>,
     pub stats: TableStats,
@@ -316,13 +335,13 @@ impl FlowTable {
                 break;
             }
             self.timers.pop();
-            let Some(flow) = self.map.get(&key) else { continue };
+            let Some(flow) = self.map.get(&MapKey(key)) else { continue };
             let actual = flow.deadline(&self.lim);
             if actual > now {
                 self.timers.push(Reverse((actual, flow.flow_id, key)));
                 continue;
             }
-            if let Some(flow) = self.map.remove(&key) {
+            if let Some(flow) = self.map.remove(&MapKey(key)) {
                 let (close, end) = match flow.close {
                     Some(c) => (c, flow.close_ts.unwrap_or(flow.last_ts)),
                     None => {
@@ -423,10 +442,10 @@ impl FlowTable {
         let key = FlowKey::new(d);
         let syn_only = tcp.has(TcpInfo::SYN) && !tcp.has(TcpInfo::ACK);
         // One lookup for a packet of a tracked flow (the common case).
-        let known = matches!(self.map.get(&key), Some(f) if !(f.close.is_some() && syn_only));
+        let known = matches!(self.map.get(&MapKey(key)), Some(f) if !(f.close.is_some() && syn_only));
         if !known {
             // A new SYN on a closed flow's tuple is a new connection (port reuse).
-            if let Some(old) = self.map.remove(&key) {
+            if let Some(old) = self.map.remove(&MapKey(key)) {
                 let end = old.close_ts.unwrap_or(old.last_ts);
                 let close = old.close.unwrap_or(CloseKind::Fin);
                 let order = OrderKey { phase: 0, ts: self.clock, flow_id: old.flow_id };
@@ -478,19 +497,30 @@ impl FlowTable {
             });
             self.stats.flows_created += 1;
             self.timers.push(Reverse((ts + self.lim.new_timeout_ns, flow.flow_id, key)));
-            self.map.insert(key, flow);
+            self.map.insert(MapKey(key), flow);
             self.stats.flows_active_max = self.stats.flows_active_max.max(self.map.len() as u64);
         }
         let lim = self.lim;
-        let Some(flow) = self.map.get_mut(&key) else { return };
+        let Some(flow) = self.map.get_mut(&MapKey(key)) else { return };
         let dir = if from_lo(&key, d) == flow.client_is_lo { Dir::Client } else { Dir::Server };
         flow.last_ts = flow.last_ts.max(ts);
         let c = &mut flow.dirs[dir.idx()];
         c.pkts += 1;
         c.bytes += u64::from(wire_len);
         c.payload_bytes += d.payload.len() as u64;
-        if flow.bypass {
-            // Early bypass: a lookup, counters and the close state only.
+        // Early bypass: a lookup, counters and the close state only, for a
+        // flow that is done, and for a packet that cannot change anything:
+        // no SYN, nothing held out of order in the other direction (which
+        // this packet's ACK could release), and no payload, or payload
+        // that its direction's parser no longer reads.
+        let other = match dir {
+            Dir::Client => Dir::Server,
+            Dir::Server => Dir::Client,
+        };
+        let idle = !tcp.has(TcpInfo::SYN)
+            && !flow.reasm[other.idx()].has_pending()
+            && (d.payload.is_empty() || (flow.proto == Proto::Tls && !flow.session.wants_bytes(dir)));
+        if flow.bypass || (idle && flow.proto != Proto::Unknown) {
             self.stats.bypassed_packets += 1;
             Self::close_state(flow, dir, tcp, ts, &lim, &key, &mut self.timers);
             return;
@@ -616,7 +646,7 @@ impl FlowTable {
     /// port, decides); every other UDP datagram is only counted.
     fn udp(&mut self, d: &Decoded<'_>, ts: i64, wire_len: u32, source: usize, out: &mut Vec<Ended>) {
         let key = FlowKey::new(d);
-        if !self.map.contains_key(&key) {
+        if !self.map.contains_key(&MapKey(key)) {
             if !looks_like_quic_initial(d.payload) && !looks_like_gquic(d.payload) {
                 self.stats.udp_packets_ignored += 1;
                 return;
@@ -648,10 +678,10 @@ impl FlowTable {
             });
             self.stats.flows_created += 1;
             self.timers.push(Reverse((ts + self.lim.new_timeout_ns, flow.flow_id, key)));
-            self.map.insert(key, flow);
+            self.map.insert(MapKey(key), flow);
             self.stats.flows_active_max = self.stats.flows_active_max.max(self.map.len() as u64);
         }
-        let Some(flow) = self.map.get_mut(&key) else { return };
+        let Some(flow) = self.map.get_mut(&MapKey(key)) else { return };
         let heap_before = flow.heap_bytes();
         let from_client = from_lo(&key, d) == flow.client_is_lo;
         let dir = if from_client { Dir::Client } else { Dir::Server };
@@ -670,7 +700,7 @@ impl FlowTable {
 
     fn evict_one(&mut self, out: &mut Vec<Ended>) {
         while let Some(Reverse((_, _, key))) = self.timers.pop() {
-            if let Some(flow) = self.map.remove(&key) {
+            if let Some(flow) = self.map.remove(&MapKey(key)) {
                 self.stats.flows_evicted += 1;
                 let end = flow.last_ts;
                 let order = OrderKey { phase: 0, ts: self.clock, flow_id: flow.flow_id };

@@ -75,6 +75,11 @@ impl Reassembler {
         }
     }
 
+    /// Out-of-order segments are held, waiting for a hole to fill.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     pub fn is_synced(&self) -> bool {
         self.next.is_some()
     }
