@@ -234,7 +234,7 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
     if s.server_hello.is_none() {
         // The server never answered the ClientHello.
         match (e.close, closed_by) {
-            (CloseKind::Eof, None) => {
+            (CloseKind::Eof | CloseKind::Shutdown, None) => {
                 out.outcome = Outcome::Incomplete;
                 out.kind = Some(FailureKind::CaptureEnded);
             }
@@ -292,7 +292,7 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
                         out.class = Some(FailureClass::D);
                         out.ms_after_server_flight = client_close.and_then(after_flight);
                     }
-                    Some(Dir::Server) | None if e.close != CloseKind::Eof || closed_by.is_some() => {
+                    Some(Dir::Server) | None if !capture_ended(e.close) || closed_by.is_some() => {
                         out.outcome = Outcome::ClientRejected;
                         out.kind = Some(FailureKind::Stall);
                         out.class = Some(FailureClass::E);
@@ -363,7 +363,7 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
                 out.ms_after_server_flight = after_flight(t);
                 return out;
             }
-            if closed_by.is_none() && e.close == CloseKind::Eof {
+            if closed_by.is_none() && capture_ended(e.close) {
                 // Finished, nothing written, and the capture ended before
                 // either side left: too early to call.
                 out.outcome = Outcome::Incomplete;
@@ -512,6 +512,13 @@ pub fn quic_outcome(e: &Ended) -> TlsFailure {
 /// True for an IP literal used as a server name (or no name at all).
 pub fn sni_is_ip_or_missing(sni: Option<&str>) -> bool {
     sni.is_none_or(|s| s.parse::<IpAddr>().is_ok())
+}
+
+/// The sensor stopped watching a flow that was still open: the end of a
+/// capture file (`eof`) or a live capture's shutdown (`shutdown`). Neither
+/// says anything about the session, so both classify alike.
+fn capture_ended(close: CloseKind) -> bool {
+    matches!(close, CloseKind::Eof | CloseKind::Shutdown)
 }
 
 #[cfg(test)]
