@@ -15,7 +15,10 @@ pub mod feed_source;
 pub mod findings;
 pub mod eve;
 pub mod flow;
+#[cfg(feature = "live")]
+pub mod live;
 pub mod ocsf;
+pub mod output;
 pub mod pipeline;
 pub mod quic_session;
 pub mod reassembly;

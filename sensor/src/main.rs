@@ -70,6 +70,11 @@ enum Cmd {
         #[arg(long, default_value_t = Limits::default().max_buffer_bytes)]
         buffer_budget: usize,
     },
+    /// Capture from network interfaces (libpcap) until SIGINT/SIGTERM and write
+    /// EVE JSON lines, with periodic stats records; SIGHUP reopens the output
+    /// and reloads the config. See docs/live.md.
+    #[cfg(feature = "live")]
+    Live(pinwatch::live::LiveArgs),
     /// Walk the captures' packet records and touch every packet, doing nothing
     /// else: the baseline that throughput figures are measured against. Prints
     /// one JSON line: packets, bytes, seconds.
@@ -96,6 +101,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
+        #[cfg(feature = "live")]
+        Cmd::Live(args) => Ok(pinwatch::live::main(args)),
         Cmd::Walk { captures } => {
             let started = std::time::Instant::now();
             let files = captures.iter().map(|p| pinwatch::capture::CaptureFile::open(p)).collect::<Result<Vec<_>, _>>()?;

@@ -1,0 +1,601 @@
+//! `pinwatch live`: capture from network interfaces with libpcap (feature
+//! `live`), for SPAN ports, TAPs and VPN concentrators. Operations are
+//! documented in `docs/live.md`.
+//!
+//! Threads: one reader per interface ([`reader`]) copies packets out of
+//! libpcap into batches and hands them to the engine thread through a queue
+//! bounded in packets and bytes; when it is full the reader drops and counts
+//! (it never blocks, and memory never grows without bound). The engine thread
+//! merges the interfaces in time order ([`merge`]), runs the same
+//! [`Engine`] as replay (one flow table), writes the records, moves the
+//! clock on an idle link with the wall clock (so flows time out), writes a
+//! `stats` record every `--stats-interval`, and reacts to signals:
+//!
+//! - SIGINT, SIGTERM: stop the readers, process what they captured, end every
+//!   open flow with close kind `shutdown`, write the final stats record,
+//!   exit 0. A second one exits at once (status 1).
+//! - SIGHUP: reopen the output file (logrotate) and reload `--config`
+//!   (bypass list included); flows keep their state. A config that does not
+//!   load is reported and the old one kept.
+//! - SIGUSR1: write a stats record now.
+
+pub mod merge;
+pub mod privs;
+pub mod reader;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde::Serialize;
+
+use crate::capture::Packet;
+use crate::engine::Engine;
+use crate::flow::{CloseKind, Limits};
+use crate::output::{Output, OutputSpec, OutputStats, Rotation};
+use crate::pipeline::Options;
+use merge::{Merger, Msg};
+use reader::{wall_ns, IfaceCounters, IfaceStats, Queue, Reader, POKE_AFTER_NS, READ_TIMEOUT_MS};
+
+/// Flags of `pinwatch live`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LiveArgs {
+    /// Interface to capture on (`any` for all); repeatable: several interfaces
+    /// are one capture, merged in time order (e.g. the two ports of a TAP).
+    #[arg(short = 'i', long = "interface", required = true)]
+    pub interfaces: Vec<String>,
+    /// BPF capture filter (tcpdump syntax), applied to every interface.
+    #[arg(short = 'f', long)]
+    pub filter: Option<String>,
+    /// Bytes captured per packet.
+    #[arg(long, default_value_t = 65535)]
+    pub snaplen: u32,
+    /// Do not put the interfaces in promiscuous mode.
+    #[arg(long)]
+    pub no_promisc: bool,
+    /// Kernel capture buffer per interface, bytes (K/M/G suffixes).
+    #[arg(long, default_value = "32M", value_parser = parse_size)]
+    pub buffer_size: u64,
+    /// libpcap immediate mode: packets are delivered as they arrive, not in
+    /// blocks (lower latency, more wake-ups).
+    #[arg(long)]
+    pub immediate: bool,
+    /// Configuration file (TOML; see docs/config.md); reloaded on SIGHUP.
+    #[arg(short = 'c', long)]
+    pub config: Option<PathBuf>,
+    /// MDM/device feed (JSON lines, enrichment/FEED.md), read at start; repeatable.
+    #[arg(long = "feed")]
+    pub feeds: Vec<PathBuf>,
+    /// MDM/device feed over HTTP(S), pulled at start; repeatable.
+    #[arg(long = "feed-url")]
+    pub feed_urls: Vec<String>,
+    /// Where EVE lines go: `-` (stdout), a file path, or `unix:PATH` (a listening Unix stream socket).
+    #[arg(short = 'o', long, default_value = "-")]
+    pub output: String,
+    /// Rotate the output file at this size (K/M/G suffixes).
+    #[arg(long, value_parser = parse_size)]
+    pub rotate_size: Option<u64>,
+    /// Rotate the output file on multiples of this interval since the epoch (`3600`, `30m`, `1h`, `1d`).
+    #[arg(long, value_parser = parse_duration)]
+    pub rotate_interval: Option<Duration>,
+    /// Keep at most this many rotated files.
+    #[arg(long)]
+    pub rotate_keep: Option<usize>,
+    /// Seconds between stats records (0: only the final one).
+    #[arg(long, default_value_t = 60.0)]
+    pub stats_interval: f64,
+    /// After opening the interfaces, become this user (`NAME` or `NAME:GROUP`); needs root.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Packets the queue between the readers and the engine may hold; beyond it they are dropped and counted.
+    #[arg(long, default_value_t = 65536)]
+    pub queue_packets: usize,
+    /// Bytes the queue between the readers and the engine may hold (K/M/G).
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    pub queue_bytes: u64,
+    /// With several interfaces, the longest a packet waits for a quiet
+    /// interface before it is processed out of the time order, milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub reorder_ms: u64,
+    /// Most flows tracked at once; beyond it the flow nearest its timeout is evicted (counted).
+    #[arg(long, default_value_t = Limits::default().max_flows)]
+    pub max_flows: usize,
+    /// Idle timeout in seconds for flows that exchanged data.
+    #[arg(long, default_value_t = 600)]
+    pub tcp_timeout: u64,
+    /// Idle timeout in seconds for flows with no payload yet.
+    #[arg(long, default_value_t = 30)]
+    pub new_timeout: u64,
+    /// Out-of-order bytes held per direction while waiting for a hole to fill.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub reassembly_cap: usize,
+    /// Bytes all tracked flows may hold in reassembly and handshake buffers.
+    #[arg(long, default_value_t = Limits::default().max_buffer_bytes)]
+    pub buffer_budget: usize,
+    /// Output format: `eve` (default) or `ocsf` (alerts only, no stats records).
+    #[arg(long, default_value = "eve", value_parser = ["eve", "ocsf"])]
+    pub format: String,
+    /// Stop after this many seconds (as on SIGTERM).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after this many packets (as on SIGTERM).
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+/// `pinwatch-live ARGS` as its own program (the tests' binary).
+#[derive(Parser, Debug)]
+#[command(name = "pinwatch live", about = "Capture from interfaces and write EVE JSON lines (see docs/live.md)")]
+struct Standalone {
+    #[command(flatten)]
+    args: LiveArgs,
+}
+
+/// Parse `args` (program name first) as `pinwatch live` flags and run.
+pub fn main_from_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let s = Standalone::parse_from(args);
+    main(s.args)
+}
+
+/// Run and map the outcome to an exit status: 0 done, 1 an interface failed
+/// during the run (everything captured was reported), 2 nothing could be run.
+pub fn main(args: LiveArgs) -> ExitCode {
+    match run(&args) {
+        Ok(summary) => {
+            if summary.failed_interfaces.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("pinwatch: capture failed on {}", summary.failed_interfaces.join(", "));
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("pinwatch: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Sizes: `1048576`, `64K`, `32M`, `1G` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("`{s}`: size suffix must be K, M or G")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    num.trim().parse::<u64>().ok().and_then(|n| n.checked_mul(mul)).ok_or_else(|| format!("`{s}` is not a size"))
+}
+
+/// Durations: seconds (`90`, `0.5`), or with `s`, `m`, `h`, `d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, mul) = match t.chars().last() {
+        Some('s') => (&t[..t.len() - 1], 1.0),
+        Some('m') => (&t[..t.len() - 1], 60.0),
+        Some('h') => (&t[..t.len() - 1], 3600.0),
+        Some('d') => (&t[..t.len() - 1], 86400.0),
+        _ => (t, 1.0),
+    };
+    let v: f64 = num.trim().parse().map_err(|_| format!("`{s}` is not a duration"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("`{s}` is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(v * mul))
+}
+
+/// What a run ended with.
+#[derive(Debug)]
+pub struct LiveSummary {
+    pub stats: serde_json::Value,
+    /// Interfaces whose capture failed during the run.
+    pub failed_interfaces: Vec<String>,
+}
+
+/// The `live` part of a stats record.
+#[derive(Debug, Serialize)]
+pub struct LiveStats {
+    /// Seconds since the capture started.
+    pub uptime_s: f64,
+    /// The last record of the run.
+    #[serde(rename = "final")]
+    pub final_record: bool,
+    pub interfaces: Vec<IfaceStats>,
+    /// Sums over the interfaces: libpcap's received/dropped/if_dropped.
+    pub received: u64,
+    pub dropped: u64,
+    pub if_dropped: u64,
+    /// Packets dropped because the engine's queue was full, over all interfaces.
+    pub reader_queue_drops: u64,
+    pub queue: QueueStats,
+    pub output: OutputStats,
+    pub config_reloads: u64,
+    pub config_reload_errors: u64,
+    pub signals: SignalStats,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QueueStats {
+    pub packets_limit: usize,
+    pub bytes_limit: usize,
+    pub packets_max: usize,
+    pub bytes_max: usize,
+    /// Packets waiting now (queue and merge).
+    pub packets_now: usize,
+}
+
+#[derive(Debug, Default, Serialize, Clone, Copy)]
+pub struct SignalStats {
+    pub sighup: u64,
+    pub sigusr1: u64,
+}
+
+struct Signals {
+    term: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+    usr1: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> anyhow::Result<Self> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+        let s = Signals { term: Arc::new(AtomicBool::new(false)), hup: Arc::new(AtomicBool::new(false)), usr1: Arc::new(AtomicBool::new(false)) };
+        for sig in [SIGINT, SIGTERM] {
+            // The second one ends the process at once.
+            signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&s.term))?;
+            signal_hook::flag::register(sig, Arc::clone(&s.term))?;
+        }
+        signal_hook::flag::register(SIGHUP, Arc::clone(&s.hup))?;
+        signal_hook::flag::register(SIGUSR1, Arc::clone(&s.usr1))?;
+        Ok(s)
+    }
+}
+
+/// The engine options of a live run (the config file loaded).
+pub fn options(args: &LiveArgs) -> anyhow::Result<Options> {
+    let mut limits = Limits { max_flows: args.max_flows.max(1), max_buffer_bytes: args.buffer_budget, ..Limits::default() };
+    limits.established_timeout_ns = (args.tcp_timeout as i64).saturating_mul(1_000_000_000);
+    limits.new_timeout_ns = (args.new_timeout as i64).saturating_mul(1_000_000_000);
+    limits.reassembly.max_bytes = args.reassembly_cap;
+    let config = match &args.config {
+        Some(p) => crate::config::Config::load(p)?,
+        None => crate::config::Config::default(),
+    };
+    Ok(Options { limits, config, progress: false, stats: true, feeds: args.feeds.clone(), feed_urls: args.feed_urls.clone(), ocsf: args.format == "ocsf", threads: 1 })
+}
+
+/// Open one interface as the flags say.
+fn open_interface(name: &str, args: &LiveArgs) -> anyhow::Result<pcap::Capture<pcap::Active>> {
+    let to_i32 = |v: u64, what: &str| i32::try_from(v).with_context(|| format!("{what} {v} is too large"));
+    let mut cap = pcap::Capture::from_device(name)
+        .with_context(|| format!("interface {name}"))?
+        .snaplen(to_i32(u64::from(args.snaplen), "--snaplen")?)
+        .promisc(!args.no_promisc)
+        .buffer_size(to_i32(args.buffer_size, "--buffer-size")?)
+        .immediate_mode(args.immediate)
+        .timeout(READ_TIMEOUT_MS)
+        .precision(pcap::Precision::Nano)
+        .open()
+        .with_context(|| format!("cannot capture on {name} (needs root or CAP_NET_RAW)"))?;
+    if let Some(f) = &args.filter {
+        cap.filter(f, true).with_context(|| format!("{name}: BPF filter `{f}`"))?;
+    }
+    Ok(cap)
+}
+
+/// Engine-thread timing.
+const RECV_WAIT: Duration = Duration::from_millis(50);
+/// The clock is moved on an idle link at most this often...
+const ADVANCE_EVERY: Duration = Duration::from_millis(200);
+/// ... to the wall clock less this (packets still on their way are not
+/// overtaken; timeouts fire at most this late).
+const ADVANCE_LAG_NS: i64 = 500_000_000;
+
+/// Capture until a signal, `--duration` or `--count`; see the module documentation.
+pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
+    if args.interfaces.is_empty() {
+        bail!("no interface given (-i)");
+    }
+    if !(args.stats_interval.is_finite() && args.stats_interval >= 0.0) {
+        bail!("--stats-interval must be a number of seconds");
+    }
+    let opts = options(args)?;
+    let spec = OutputSpec::parse(&args.output);
+    let rotation = Rotation { size: args.rotate_size, interval: args.rotate_interval, keep: args.rotate_keep };
+    if rotation != Rotation::default() && !matches!(spec, OutputSpec::File(_)) {
+        bail!("--rotate-* apply to a file output only");
+    }
+
+    // 1. Interfaces (needs the privileges), then drop them.
+    let mut caps = Vec::new();
+    for name in &args.interfaces {
+        let cap = open_interface(name, args)?;
+        let linktype = reader::linktype_of_dlt(cap.get_datalink().0);
+        caps.push((name.clone(), linktype, cap));
+    }
+    let signals = Signals::register()?;
+    let privs = privs::drop_privileges(args.user.as_deref())?;
+    let described: Vec<String> = caps.iter().map(|(n, lt, _)| format!("{n} (linktype {lt})")).collect();
+    eprintln!("pinwatch: capturing on {}; {privs}", described.join(", "));
+
+    // 2. Output and engine, as the unprivileged user.
+    let mut out = Output::open(&spec, rotation).with_context(|| format!("output {}", args.output))?;
+    let names: Vec<String> = args.interfaces.clone();
+    let mut engine = Engine::new(&opts, names.clone())?;
+    let ocsf = opts.ocsf;
+
+    // 3. Readers.
+    let queue = Arc::new(Queue::new(args.queue_packets.max(1), usize::try_from(args.queue_bytes).unwrap_or(usize::MAX).max(1)));
+    let (tx, rx) = crossbeam::channel::bounded::<Msg>(4096);
+    let stop = Arc::new(AtomicBool::new(false));
+    let idle_lag_ns = i64::from(READ_TIMEOUT_MS) * 1_000_000 + 50_000_000;
+    let mut counters = Vec::new();
+    let mut linktypes = Vec::new();
+    let mut handles = Vec::new();
+    // Per reader: its wake-up handle, its last message, our last wake-up.
+    let mut pokes: Vec<(pcap::BreakLoop, Arc<AtomicI64>, i64)> = Vec::new();
+    for (source, (name, linktype, mut cap)) in caps.into_iter().enumerate() {
+        let c = Arc::new(IfaceCounters::default());
+        counters.push(Arc::clone(&c));
+        linktypes.push(linktype);
+        let activity = Arc::new(AtomicI64::new(wall_ns()));
+        pokes.push((cap.breakloop_handle(), Arc::clone(&activity), i64::MIN));
+        let r = Reader { source, linktype, cap, tx: tx.clone(), queue: Arc::clone(&queue), counters: c, stop: Arc::clone(&stop), activity, idle_lag_ns };
+        handles.push(std::thread::Builder::new().name(format!("pcap-{name}")).spawn(move || r.run())?);
+    }
+    drop(tx);
+
+    let started = Instant::now();
+    let stats_every = (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
+    let mut next_stats = stats_every.map(|d| started + d);
+    let mut last_advance = Instant::now();
+    let mut merger = Merger::new(names.len());
+    let max_hold_ns = i64::try_from(args.reorder_ms).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000);
+    let (mut reloads, mut reload_errors) = (0u64, 0u64);
+    let mut sig = SignalStats::default();
+    let mut processed = 0u64;
+    let mut stopping = false;
+
+    let live_stats = |merger: &Merger, out: &Output, final_record: bool, reloads: u64, reload_errors: u64, sig: SignalStats| {
+        let interfaces: Vec<IfaceStats> = counters.iter().zip(&names).zip(&linktypes).map(|((c, n), lt)| c.snapshot(n, *lt)).collect();
+        LiveStats {
+            uptime_s: started.elapsed().as_secs_f64(),
+            final_record,
+            received: interfaces.iter().map(|i| i.received).sum(),
+            dropped: interfaces.iter().map(|i| i.dropped).sum(),
+            if_dropped: interfaces.iter().map(|i| i.if_dropped).sum(),
+            reader_queue_drops: interfaces.iter().map(|i| i.queue_dropped).sum(),
+            interfaces,
+            queue: QueueStats {
+                packets_limit: queue.max_packets,
+                bytes_limit: queue.max_bytes,
+                packets_max: queue.packets_hwm.load(Relaxed),
+                bytes_max: queue.bytes_hwm.load(Relaxed),
+                packets_now: queue.packets.load(Relaxed).max(merger.held_packets),
+            },
+            output: out.stats(),
+            config_reloads: reloads,
+            config_reload_errors: reload_errors,
+            signals: sig,
+        }
+    };
+
+    loop {
+        // Signals and limits.
+        if signals.term.load(Relaxed) || args.duration.is_some_and(|d| started.elapsed() >= d) || args.count.is_some_and(|c| processed >= c) || out.closed() {
+            stopping = true;
+        }
+        if stopping && !stop.load(Relaxed) {
+            stop.store(true, Relaxed);
+            for (b, _, _) in &pokes {
+                b.breakloop();
+            }
+        }
+        // Wake readers blocked on an idle link, so their frontier moves on
+        // (and a stopping reader sees the stop).
+        let now = wall_ns();
+        for (b, activity, last) in &mut pokes {
+            let quiet = now - activity.load(Relaxed).max(*last);
+            if quiet >= POKE_AFTER_NS {
+                *last = now;
+                b.breakloop();
+            }
+        }
+        if signals.hup.swap(false, Relaxed) {
+            sig.sighup += 1;
+            out.reopen();
+            if let Some(p) = &args.config {
+                match crate::config::Config::load(p) {
+                    Ok(cfg) => {
+                        engine.reporter.set_config(cfg);
+                        reloads += 1;
+                        eprintln!("pinwatch: SIGHUP: output reopened, {} reloaded", p.display());
+                    }
+                    Err(e) => {
+                        reload_errors += 1;
+                        eprintln!("pinwatch: SIGHUP: output reopened; keeping the old configuration: {e:#}");
+                    }
+                }
+            } else {
+                eprintln!("pinwatch: SIGHUP: output reopened");
+            }
+        }
+
+        // Packets.
+        let mut got = false;
+        match rx.recv_timeout(RECV_WAIT) {
+            Ok(m) => {
+                got = true;
+                merger.push(m);
+                for _ in 0..256 {
+                    match rx.try_recv() {
+                        Ok(m) => merger.push(m),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(crossbeam::channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam::channel::RecvTimeoutError::Disconnected) => {
+                // Every reader has ended (stop, or all interfaces failed).
+                stopping = true;
+            }
+        }
+        let force_before = if stopping && merger.all_done() { i64::MAX } else { wall_ns().saturating_sub(max_hold_ns) };
+        let count = args.count;
+        let freed = merger.release(force_before, |b, i| {
+            if count.is_some_and(|c| processed >= c) {
+                return;
+            }
+            let (m, data) = b.packet(i);
+            let p = Packet { ts_ns: m.ts_ns, linktype: b.linktype, data, orig_len: m.orig_len, source: b.source, offset: 0 };
+            engine.packet(&p, &mut out);
+            processed += 1;
+        });
+        queue.release(freed.packets, freed.bytes);
+
+        // An idle link: time still passes.
+        if (!got || merger.is_empty()) && last_advance.elapsed() >= ADVANCE_EVERY {
+            last_advance = Instant::now();
+            let target = (wall_ns() - ADVANCE_LAG_NS).min(merger.watermark());
+            if target != i64::MAX {
+                engine.advance(target, &mut out);
+            }
+        }
+        out.maintain();
+
+        if signals.usr1.swap(false, Relaxed) {
+            sig.sigusr1 += 1;
+            write_stats_record(&engine, &live_stats(&merger, &out, false, reloads, reload_errors, sig), &mut out, ocsf);
+        }
+        if let Some(t) = next_stats {
+            if Instant::now() >= t {
+                write_stats_record(&engine, &live_stats(&merger, &out, false, reloads, reload_errors, sig), &mut out, ocsf);
+                let every = stats_every.unwrap_or(Duration::from_secs(60));
+                let mut n = t + every;
+                while n <= Instant::now() {
+                    n += every;
+                }
+                next_stats = Some(n);
+            }
+        }
+        if stopping && merger.all_done() && rx.is_empty() && merger.is_empty() {
+            break;
+        }
+        if let Some(e) = engine.reporter.take_write_error() {
+            // Output never fails towards the engine; kept for completeness.
+            eprintln!("pinwatch: output: {e}");
+        }
+    }
+
+    let mut failed = Vec::new();
+    for (h, name) in handles.into_iter().zip(&names) {
+        if h.join().is_err() {
+            failed.push(name.clone());
+        }
+    }
+    for (c, name) in counters.iter().zip(&names) {
+        if let Some(e) = c.error.lock().ok().and_then(|e| e.clone()) {
+            eprintln!("pinwatch: {name}: {e}");
+            if !failed.contains(name) {
+                failed.push(name.clone());
+            }
+        }
+    }
+    engine.finish(CloseKind::Shutdown, &mut out);
+    let ls = live_stats(&merger, &out, true, reloads, reload_errors, sig);
+    let stats = write_stats_record(&engine, &ls, &mut out, ocsf);
+    out.finish(Duration::from_secs(5));
+    let o = out.stats();
+    eprintln!(
+        "pinwatch: stopped after {:.1} s: {} packets, {} dropped by the kernel, {} by the queue; {} lines written, {} lost",
+        started.elapsed().as_secs_f64(),
+        processed,
+        ls.dropped,
+        ls.reader_queue_drops,
+        o.lines_written,
+        o.lines_dropped
+    );
+    Ok(LiveSummary { stats, failed_interfaces: failed })
+}
+
+/// `{"timestamp", "event_type":"stats", "stats": {<engine stats>, "live": {...}}}`,
+/// stamped with the wall clock. EVE only (OCSF carries alerts only).
+fn write_stats_record(engine: &Engine, live: &LiveStats, out: &mut Output, ocsf: bool) -> serde_json::Value {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        #[serde(flatten)]
+        engine: &'a crate::pipeline::Stats,
+        live: &'a LiveStats,
+    }
+    #[derive(Serialize)]
+    struct Record<'a> {
+        timestamp: String,
+        event_type: &'static str,
+        stats: Body<'a>,
+    }
+    let engine_stats = engine.stats();
+    let rec = Record { timestamp: crate::eve::timestamp(wall_ns()), event_type: "stats", stats: Body { engine: &engine_stats, live } };
+    if !ocsf && serde_json::to_writer(&mut *out, &rec).is_ok() {
+        let _ = std::io::Write::write_all(out, b"\n");
+        out.flush_lines();
+    }
+    serde_json::to_value(&rec.stats).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("32m"), Ok(32 << 20));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("3X").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert!(parse_duration("-1").is_err());
+    }
+
+    /// The shipped unit's command line is one `pinwatch live` accepts, and the
+    /// shipped config loads.
+    #[test]
+    fn dist_files_are_usable() {
+        let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist");
+        crate::config::Config::load(&dist.join("pinwatch-live.example.toml")).expect("example config loads");
+        let unit = std::fs::read_to_string(dist.join("pinwatch.service")).expect("unit");
+        let env = std::fs::read_to_string(dist.join("pinwatch.env")).expect("env");
+        let var = |name: &str| {
+            env.lines().find_map(|l| l.strip_prefix(&format!("{name}="))).map(|v| v.trim_matches('"').to_string()).unwrap_or_default()
+        };
+        let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart");
+        let line = exec.replace("$PINWATCH_INTERFACES", &var("PINWATCH_INTERFACES")).replace("$PINWATCH_OPTS", &var("PINWATCH_OPTS"));
+        let mut words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.get(1), Some(&"live"), "{line}");
+        words.remove(1);
+        let s = Standalone::try_parse_from(words).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(s.args.interfaces, vec!["eth1"]);
+        assert_eq!(s.args.rotate_interval, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn flags_parse() {
+        let s = Standalone::try_parse_from(["x", "-i", "eth0", "-i", "tun0", "-f", "tcp", "--rotate-size", "100M", "--stats-interval", "1"]).expect("parses");
+        assert_eq!(s.args.interfaces, vec!["eth0", "tun0"]);
+        assert_eq!(s.args.rotate_size, Some(100 << 20));
+        assert!(Standalone::try_parse_from(["x"]).is_err(), "an interface is required");
+    }
+}
