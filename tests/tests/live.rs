@@ -1,0 +1,679 @@
+//! `pinwatch live` capturing for real: each test makes its own pair of
+//! network namespaces joined by a veth pair (client `c0` 10.99.0.1, server
+//! `s0` 10.99.0.2), runs real TLS stacks across it (openssl s_server, curl,
+//! openssl s_client), and runs `pinwatch live` (the `pinwatch-live` program of
+//! this package: the same entry point as `pinwatch live`) on the client end.
+//!
+//! Needs root, network namespaces, ip, openssl, curl, tcpdump, python3. When
+//! they are missing the tests print `SKIPPED: <reason>` and pass, unless
+//! `PINWATCH_LIVE_REQUIRED=1` (set by `.ci/run`), which makes them fail.
+//!
+//! Run: `cargo test -p pinwatch-tests --features live --test live`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pinwatch-live");
+const CLIENT_IP: &str = "10.99.0.1";
+const SERVER_IP: &str = "10.99.0.2";
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+/// The flood test runs alone: its burst would make the other tests' captures
+/// (and tcpdump's) drop packets too.
+static HEAVY: RwLock<()> = RwLock::new(());
+
+/// Fail when live tests are required, else say loudly that nothing was checked.
+fn unavailable(reason: &str) -> Option<Lab> {
+    if std::env::var("PINWATCH_LIVE_REQUIRED").is_ok_and(|v| v == "1") {
+        panic!("live test required (PINWATCH_LIVE_REQUIRED=1) but cannot run: {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+    None
+}
+
+fn sh(args: &[&str]) -> std::io::Result<std::process::Output> {
+    Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output()
+}
+
+fn must(args: &[&str]) {
+    let o = sh(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A client and a server namespace joined by a veth pair, a temp dir, a
+/// throwaway PKI, and every process started in them; all removed on drop.
+struct Lab {
+    ns_c: String,
+    ns_s: String,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Option<Lab> {
+        let uid = sh(&["id", "-u"]).ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        if uid.as_deref() != Some("0") {
+            return unavailable("not root (network namespaces and packet capture need root)");
+        }
+        for tool in ["ip", "openssl", "curl", "tcpdump", "python3", "kill", "setpriv", "ss"] {
+            let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+            if !found {
+                return unavailable(&format!("{tool} not installed"));
+            }
+        }
+        remove_stale_namespaces();
+        let id = format!("{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
+        let (ns_c, ns_s) = (format!("pwl-{id}-c"), format!("pwl-{id}-s"));
+        if let Err(e) = sh(&["ip", "netns", "add", &ns_c]).map_err(|e| e.to_string()).and_then(|o| if o.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&o.stderr).into_owned()) }) {
+            return unavailable(&format!("cannot create a network namespace: {e}"));
+        }
+        let dir = std::env::temp_dir().join(format!("pinwatch-live-{tag}-{id}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let lab = Lab { ns_c, ns_s, dir, children: Vec::new() };
+        must(&["ip", "netns", "add", &lab.ns_s]);
+        must(&["ip", "-n", &lab.ns_c, "link", "add", "c0", "type", "veth", "peer", "name", "s0", "netns", &lab.ns_s]);
+        for (ns, dev, ip) in [(&lab.ns_c, "c0", CLIENT_IP), (&lab.ns_s, "s0", SERVER_IP)] {
+            must(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
+            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            // Quiet links: no IPv6 neighbour discovery chatter.
+            let _ = sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")]);
+            must(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        lab.make_pki();
+        Some(lab)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.path(name).to_string_lossy().into_owned()
+    }
+
+    /// CA, a leaf for `*.live.test` signed by it, and an unrelated CA.
+    fn make_pki(&self) {
+        let d = |n: &str| self.p(n);
+        for ca in ["ca", "wrongca"] {
+            must(&["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", &format!("/O=pinwatch live test/CN={ca}"), "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign", "-keyout", &d(&format!("{ca}.key")), "-out", &d(&format!("{ca}.pem"))]);
+        }
+        must(&["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=live.test", "-keyout", &d("leaf.key"), "-out", &d("leaf.csr")]);
+        std::fs::write(self.path("leaf.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:live.test,DNS:*.live.test\n").expect("ext");
+        must(&["openssl", "x509", "-req", "-in", &d("leaf.csr"), "-CA", &d("ca.pem"), "-CAkey", &d("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", &d("leaf.ext"), "-out", &d("leaf.pem")]);
+    }
+
+    fn cmd(&self, ns: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]).args(args).stdin(Stdio::null());
+        c
+    }
+
+    /// Start a long-running process; stdout and stderr go to `<log>.out`/`<log>.err`.
+    fn spawn(&mut self, ns: &str, args: &[&str], log: &str) -> u32 {
+        let out = std::fs::File::create(self.path(&format!("{log}.out"))).expect("log");
+        let err = std::fs::File::create(self.path(&format!("{log}.err"))).expect("log");
+        let child = self.cmd(ns, args).stdout(out).stderr(err).spawn().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// openssl s_server on the server side, answering HTTP GETs.
+    fn tls_server(&mut self, port: u16) {
+        let (cert, key) = (self.p("leaf.pem"), self.p("leaf.key"));
+        let accept = port.to_string();
+        let ns = self.ns_s.clone();
+        self.spawn(&ns, &["openssl", "s_server", "-quiet", "-accept", &accept, "-cert", &cert, "-key", &key, "-www"], &format!("s_server{port}"));
+        // Wait until it listens.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let o = self.cmd(&self.ns_s, &["ss", "-Hltn", &format!("sport = :{port}")]).output();
+            if o.is_ok_and(|o| !o.stdout.is_empty()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("s_server on port {port} did not start");
+    }
+
+    /// `pinwatch live ARGS` in the client namespace; waits until it captures.
+    fn pinwatch(&mut self, args: &[&str], log: &str) -> u32 {
+        self.pinwatch_as(&[], args, log)
+    }
+
+    /// The same, started through `wrapper` (which must exec it: the pid is pinwatch's).
+    fn pinwatch_as(&mut self, wrapper: &[&str], args: &[&str], log: &str) -> u32 {
+        let mut all = wrapper.to_vec();
+        all.push(BIN);
+        all.extend_from_slice(args);
+        let ns = self.ns_c.clone();
+        let pid = self.spawn(&ns, &all, log);
+        self.wait_for_log(&format!("{log}.err"), "pinwatch: capturing on", Duration::from_secs(20));
+        pid
+    }
+
+    fn tcpdump(&mut self, iface: &str, file: &str) -> u32 {
+        let f = self.p(file);
+        let ns = self.ns_c.clone();
+        let pid = self.spawn(&ns, &["tcpdump", "-n", "-i", iface, "-s", "65535", "-U", "--time-stamp-precision=nano", "-w", &f], "tcpdump");
+        self.wait_for_log("tcpdump.err", "listening on", Duration::from_secs(10));
+        pid
+    }
+
+    fn wait_for_log(&self, file: &str, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = std::fs::read_to_string(self.path(file)).unwrap_or_default();
+            if text.contains(needle) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{file}: `{needle}` never appeared:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// curl from the client to `https://SNI:port/` at the server; true when it succeeded.
+    fn curl(&self, sni: &str, port: u16, extra: &[&str]) -> bool {
+        let resolve = format!("{sni}:{port}:{SERVER_IP}");
+        let url = format!("https://{sni}:{port}/");
+        let mut args = vec!["curl", "-sS", "-o", "/dev/null", "--max-time", "10", "--resolve", &resolve];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        self.cmd(&self.ns_c, &args).output().expect("curl").status.success()
+    }
+
+    fn signal(&self, pid: u32, sig: &str) {
+        must(&["kill", &format!("-{sig}"), &pid.to_string()]);
+    }
+
+    /// Wait for a child to exit; its status code.
+    fn wait(&mut self, pid: u32, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let c = self.children.iter_mut().find(|c| c.id() == pid).expect("our child");
+        loop {
+            if let Some(st) = c.try_wait().expect("wait") {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("process {pid} did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in [&self.ns_c, &self.ns_s] {
+            if let Ok(o) = sh(&["ip", "netns", "pids", ns]) {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = sh(&["kill", "-KILL", pid]);
+                }
+            }
+            let _ = sh(&["ip", "netns", "del", ns]);
+        }
+        if std::env::var_os("PINWATCH_LIVE_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("kept {}", self.dir.display());
+        }
+    }
+}
+
+/// Namespaces `pwl-PID-N-*` left by test processes that no longer exist.
+fn remove_stale_namespaces() {
+    let Ok(o) = sh(&["ip", "netns", "list"]) else { return };
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix("pwl-") else { continue };
+        let Some(pid) = rest.split('-').next() else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = sh(&["ip", "netns", "del", name]);
+        }
+    }
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(text.is_empty() || text.ends_with('\n'), "{}: ends in a partial line", path.display());
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {l}", path.display()))).collect()
+}
+
+/// The whole lines of a file being written.
+fn lines_so_far(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = text.rfind('\n').map_or("", |i| &text[..=i]);
+    whole.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn of_type<'a>(v: &'a [Value], t: &str) -> Vec<&'a Value> {
+    v.iter().filter(|r| r["event_type"] == t).collect()
+}
+
+fn sni(r: &Value) -> &str {
+    r["tls"]["sni"].as_str().unwrap_or("")
+}
+
+/// A session record as both modes must write it: the capture source's name
+/// differs (interface vs file) and a flow still open at the end is `shutdown`
+/// live and `eof` in a replay.
+fn normalized(r: &Value) -> Value {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if k == "close" && *x == "shutdown" {
+                        *x = Value::from("eof");
+                    } else {
+                        walk(x);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut r = r.clone();
+    if let Value::Object(m) = &mut r {
+        m.remove("pcap_filename");
+    }
+    walk(&mut r);
+    r
+}
+
+/// Every record but the stats, normalized, by flow id, type and SNI.
+fn sessions(v: &[Value]) -> BTreeMap<(u64, String, String), Value> {
+    v.iter()
+        .filter(|r| r["event_type"] != "stats")
+        .map(|r| ((r["flow_id"].as_u64().unwrap_or(0), r["event_type"].as_str().unwrap_or("").to_string(), sni(r).to_string()), normalized(r)))
+        .collect()
+}
+
+/// Microseconds since the epoch of an EVE time (`2026-08-21T09:14:03.512311+0000`).
+fn eve_us(s: &str) -> Option<i128> {
+    let (date, rest) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = rest.trim_end_matches("+0000").split_once('.')?;
+    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    // days from civil (Howard Hinnant)
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((i128::from(days) * 86_400 + i128::from(hh * 3600 + mm * 60 + ss)) * 1_000_000 + frac.parse::<i128>().ok()?)
+}
+
+/// Differences between a live record and a replayed one, where the times may
+/// differ by a few microseconds: the kernel stamps a packet the host sends
+/// once per capture socket (tcpdump's and pinwatch's), a received one once.
+fn differences(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
+    const TIME_KEYS: [&str; 3] = ["timestamp", "start", "end"];
+    const MS_KEYS: [&str; 2] = ["ts_offset_ms", "ms_after_server_flight"];
+    let key = path.rsplit('.').next().unwrap_or("");
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                differences(x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), &format!("{path}.{k}"), out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                differences(p, q, &format!("{path}[{i}]"), out);
+            }
+        }
+        (Value::String(x), Value::String(y)) if TIME_KEYS.contains(&key) => {
+            let close = eve_us(x).zip(eve_us(y)).is_some_and(|(p, q)| (p - q).abs() <= 100);
+            if !close {
+                out.push(format!("{path}: {x} vs {y}"));
+            }
+        }
+        (Value::Number(x), Value::Number(y)) if MS_KEYS.contains(&key) => {
+            if (x.as_f64().unwrap_or(f64::NAN) - y.as_f64().unwrap_or(f64::NAN)).abs() > 0.1 {
+                out.push(format!("{path}: {x} vs {y}"));
+            }
+        }
+        _ if a == b => {}
+        _ => out.push(format!("{path}: {a} vs {b}")),
+    }
+}
+
+fn replay(pcap: &Path) -> Vec<Value> {
+    let opts = pinwatch::pipeline::Options { progress: false, stats: true, threads: 1, ..Default::default() };
+    let mut out = Vec::new();
+    pinwatch::pipeline::replay(&[pinwatch::pipeline::Input::File(pcap.to_path_buf())], &opts, &mut out).expect("replay");
+    String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect()
+}
+
+/// Live records equal those of a replay of tcpdump's capture of the same
+/// traffic; periodic stats with interface counters; SIGINT flushes an open
+/// session as `shutdown`.
+#[test]
+fn live_matches_replay_of_tcpdump_and_sigint_flushes_open_sessions() {
+    let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
+    let Some(mut lab) = Lab::new("match") else { return };
+    lab.tls_server(443);
+    lab.tls_server(8443);
+    let out = lab.p("live.json");
+    let pw = lab.pinwatch(&["-i", "c0", "-o", &out, "--stats-interval", "1"], "pinwatch");
+    let td = lab.tcpdump("c0", "cap.pcap");
+
+    let ca = lab.p("ca.pem");
+    let wrong = lab.p("wrongca.pem");
+    assert!(lab.curl("ok13.live.test", 443, &["--cacert", &ca]), "TLS 1.3 session");
+    assert!(lab.curl("ok12.live.test", 443, &["--cacert", &ca, "--tls-max", "1.2"]), "TLS 1.2 session");
+    assert!(!lab.curl("untrusted.live.test", 443, &["--cacert", &wrong]), "the wrong CA must fail");
+    assert!(!lab.curl("untrusted12.live.test", 443, &["--cacert", &wrong, "--tls-max", "1.2"]), "the wrong CA must fail");
+    // A session left open at the signal: s_client with its stdin held open.
+    let connect = format!("{SERVER_IP}:8443");
+    let ns_c = lab.ns_c.clone();
+    lab.spawn(&ns_c, &["sh", "-c", &format!("sleep 120 | openssl s_client -connect {connect} -servername open.live.test -CAfile {ca}")], "s_client");
+    lab.wait_for_log("s_client.out", "Verify return code: 0", Duration::from_secs(10));
+    // Let the first sessions' linger (5 s after their FINs) pass so live
+    // writes them while running; the rest are flushed by the signal.
+    std::thread::sleep(Duration::from_millis(6500));
+    assert!(lab.curl("late.live.test", 443, &["--cacert", &ca]), "a session just before the signal");
+    std::thread::sleep(Duration::from_millis(500));
+
+    lab.signal(pw, "INT");
+    lab.signal(td, "INT");
+    assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0), "pinwatch exits 0 on SIGINT");
+    lab.wait(td, Duration::from_secs(20));
+
+    let live = lines(Path::new(&out));
+    let tls = of_type(&live, "tls");
+    let by_sni: BTreeMap<&str, &Value> = tls.iter().map(|r| (sni(r), *r)).collect();
+    for s in ["ok13.live.test", "ok12.live.test", "untrusted.live.test", "untrusted12.live.test", "open.live.test", "late.live.test"] {
+        assert!(by_sni.contains_key(s), "no live tls record for {s}: {:?}", by_sni.keys());
+    }
+    assert_eq!(tls.len(), 6, "one record per session");
+    assert_eq!(by_sni["ok13.live.test"]["tls"]["version"], "TLS 1.3");
+    assert_eq!(by_sni["ok12.live.test"]["tls"]["version"], "TLS 1.2");
+    assert_eq!(by_sni["ok13.live.test"]["tls_failure"]["outcome"], "established");
+    for s in ["untrusted.live.test", "untrusted12.live.test"] {
+        assert_eq!(by_sni[s]["tls_failure"]["outcome"], "client_rejected", "{s}");
+    }
+    assert_eq!(by_sni["untrusted12.live.test"]["tls_failure"]["alert"], "unknown_ca");
+    assert_eq!(by_sni["open.live.test"]["handshake"]["close"], "shutdown", "the open session is flushed as shutdown");
+    assert_eq!(by_sni["ok13.live.test"]["pcap_filename"], "c0");
+    // The sessions that ended well before the signal were written while running.
+    let first_stats_after = live.iter().position(|r| sni(r) == "ok13.live.test").expect("ok13");
+    assert!(live[first_stats_after + 1..].iter().any(|r| r["event_type"] == "stats" && r["stats"]["live"]["final"] == false), "ok13 was written before the end");
+
+    // Stats: periodic, with interface counters; the final one last.
+    let stats = of_type(&live, "stats");
+    assert!(stats.len() >= 5, "a stats record a second: {}", stats.len());
+    let last = live.last().expect("lines");
+    assert_eq!(last["event_type"], "stats");
+    assert_eq!(last["stats"]["live"]["final"], true);
+    assert!(stats[..stats.len() - 1].iter().all(|s| s["stats"]["live"]["final"] == false));
+    let iface = &last["stats"]["live"]["interfaces"][0];
+    assert_eq!(iface["name"], "c0");
+    assert_eq!(iface["linktype"], 1);
+    let captured = iface["captured"].as_u64().expect("captured");
+    assert!(captured > 20 && iface["received"].as_u64().expect("received") >= captured, "{iface}");
+    assert_eq!(last["stats"]["live"]["dropped"], 0);
+    assert_eq!(last["stats"]["live"]["reader_queue_drops"], 0);
+    assert_eq!(last["stats"]["capture"]["packets"].as_u64(), Some(captured), "every captured packet was processed");
+    assert_eq!(last["stats"]["tls_records_logged"], 6);
+    // Counters only grow.
+    let received: Vec<u64> = stats.iter().map(|s| s["stats"]["live"]["received"].as_u64().unwrap_or(0)).collect();
+    assert!(received.windows(2).all(|w| w[0] <= w[1]), "{received:?}");
+
+    // The same records as a replay of tcpdump's capture of the same traffic.
+    let replayed = replay(&lab.path("cap.pcap"));
+    let (a, b) = (sessions(&live), sessions(&replayed));
+    let keys = |m: &BTreeMap<(u64, String, String), Value>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&a), keys(&b), "the same sessions, live and replayed");
+    let mut diffs = Vec::new();
+    for (k, live_rec) in &a {
+        differences(live_rec, &b[k], &format!("{} {}", k.1, k.2), &mut diffs);
+    }
+    assert!(diffs.is_empty(), "live and replay records differ:\n{}", diffs.join("\n"));
+    assert_eq!(of_type(&replayed, "tls").len(), 6);
+}
+
+/// SIGHUP: the output file renamed away is reopened anew and the config
+/// (bypass list) reloaded without losing a record or a flow; SIGTERM ends
+/// the run like SIGINT. Also: `--user nobody` drops root after opening c0.
+#[test]
+fn sighup_reopens_output_and_reloads_config_without_loss() {
+    let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
+    let Some(mut lab) = Lab::new("hup") else { return };
+    lab.tls_server(443);
+    lab.tls_server(8443);
+    // The unprivileged user must be able to write the output and read the config.
+    must(&["chmod", "0777", &lab.p("")]);
+    let cfg = lab.p("pinwatch.toml");
+    std::fs::write(&cfg, "[networks]\ninternal = []\n").expect("config");
+    let out = lab.p("eve.json");
+    let pw = lab.pinwatch(&["-i", "c0", "-o", &out, "-c", &cfg, "--stats-interval", "1", "--user", "nobody"], "pinwatch");
+    let status = std::fs::read_to_string(format!("/proc/{pw}/status")).expect("status");
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).expect("Uid");
+    assert!(uid_line.split_whitespace().skip(1).all(|u| u == "65534"), "runs as nobody: {uid_line}");
+    let capeff = status.lines().find(|l| l.starts_with("CapEff:")).expect("CapEff");
+    assert!(capeff.ends_with("0000000000000000"), "no capabilities left: {capeff}");
+
+    let ca = lab.p("ca.pem");
+    // A session that spans the SIGHUP: opened before, ended after.
+    let ns_c = lab.ns_c.clone();
+    let spanning = lab.spawn(&ns_c, &["sh", "-c", &format!("sleep 4 | openssl s_client -connect {SERVER_IP}:8443 -servername span.live.test -CAfile {ca}")], "s_client");
+    assert!(lab.curl("a.live.test", 443, &["--cacert", &ca]));
+    // Wait until a's record is in the file (its linger is 5 s).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lines_so_far(Path::new(&out)).iter().any(|r| sni(r) == "a.live.test") {
+        assert!(Instant::now() < deadline, "a.live.test never written");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // logrotate: rename, then SIGHUP; and a new bypass list.
+    let rotated = lab.p("eve.json.1");
+    std::fs::rename(&out, &rotated).expect("rename");
+    std::fs::write(&cfg, "[networks]\ninternal = []\n[bypass]\ndomains = [\"*.bypass.test\", \"b.live.test\"]\n").expect("config");
+    lab.signal(pw, "HUP");
+    lab.wait_for_log("pinwatch.err", "reloaded", Duration::from_secs(10));
+    assert!(Path::new(&out).exists(), "a new output file after SIGHUP");
+    assert!(lab.curl("b.live.test", 443, &["--cacert", &ca]));
+    assert!(lab.curl("c.live.test", 443, &["--cacert", &ca]));
+    lab.wait(spanning, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    lab.signal(pw, "TERM");
+    assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0), "pinwatch exits 0 on SIGTERM");
+
+    let before = lines(Path::new(&rotated));
+    let after = lines(Path::new(&out));
+    let snis = |v: &[Value]| -> Vec<String> { of_type(v, "tls").iter().map(|r| sni(r).to_string()).collect() };
+    assert_eq!(snis(&before), vec!["a.live.test"], "before the SIGHUP");
+    let mut later = snis(&after);
+    later.sort();
+    assert_eq!(later, vec!["b.live.test", "c.live.test", "span.live.test"], "after the SIGHUP, each once");
+    let rec = |s: &str| after.iter().find(|r| sni(r) == s).expect("record");
+    assert_eq!(before.iter().find(|r| sni(r) == "a.live.test").expect("a")["path"]["kind"], "direct");
+    assert_eq!(rec("b.live.test")["path"]["kind"], "sanctioned_bypass", "the reloaded bypass list applies");
+    assert_eq!(rec("c.live.test")["path"]["kind"], "direct");
+    // The flow that spanned the reload kept its state: a whole handshake.
+    let span = rec("span.live.test");
+    assert_eq!(span["tls_failure"]["outcome"], "established", "{span}");
+    assert_eq!(span["handshake"]["midstream"], false);
+    let last = after.last().expect("lines");
+    assert_eq!(last["stats"]["live"]["final"], true);
+    assert_eq!(last["stats"]["live"]["config_reloads"], 1);
+    assert_eq!(last["stats"]["live"]["signals"]["sighup"], 1);
+    assert_eq!(last["stats"]["live"]["output"]["reopens"], 1);
+    assert_eq!(last["stats"]["live"]["output"]["lines_dropped"], 0);
+    assert_eq!(last["stats"]["tls_records_logged"], 4, "no record lost across both files");
+}
+
+/// A burst the machine cannot keep up with: drops are counted (kernel ring
+/// or reader queue), every packet captured is either processed or counted
+/// as dropped, and pinwatch keeps running and exits cleanly.
+#[test]
+fn burst_beyond_capacity_is_counted_as_drops() {
+    let _alone = HEAVY.write().unwrap_or_else(|e| e.into_inner());
+    let Some(mut lab) = Lab::new("drops") else { return };
+    lab.tls_server(443);
+    let out = lab.p("eve.json");
+    must(&["chmod", "0777", &lab.p("")]);
+    // Started as systemd's unit does: an unprivileged user holding only the
+    // capture capabilities (ambient), which pinwatch clears once c0 is open.
+    // A small ring and a small queue: a UDP flood overruns one or the other.
+    let pw = lab.pinwatch_as(
+        &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+net_raw,+net_admin", "--ambient-caps=+net_raw,+net_admin"],
+        &["-i", "c0", "-o", &out, "--stats-interval", "1", "--buffer-size", "256K", "--queue-packets", "512", "--snaplen", "2048"],
+        "pinwatch",
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pw}/status")).expect("status");
+    for set in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
+        let line = status.lines().find(|l| l.starts_with(set)).expect("cap line");
+        assert!(line.ends_with("0000000000000000"), "capabilities cleared after opening c0: {line}");
+    }
+    let flood = "import socket, sys, time\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)\n\
+        msg = b'x' * 1200\n\
+        end = time.time() + float(sys.argv[1])\n\
+        n = 0\n\
+        while time.time() < end and n < 3_000_000:\n\
+        \x20   for port in range(20000, 20064):\n\
+        \x20       try:\n\
+        \x20           s.sendto(msg, (sys.argv[2], port)); n += 1\n\
+        \x20       except OSError:\n\
+        \x20           pass\n\
+        print(n)\n";
+    std::fs::write(lab.path("flood.py"), flood).expect("flood.py");
+    let script = lab.p("flood.py");
+    let ns_s = lab.ns_s.clone();
+    let senders: Vec<u32> = (0..3).map(|i| lab.spawn(&ns_s, &["python3", &script, "4", CLIENT_IP], &format!("flood{i}"))).collect();
+    // TLS during the flood must not crash anything either.
+    let ca = lab.p("ca.pem");
+    let _ = lab.curl("during.live.test", 443, &["--cacert", &ca]);
+    for s in senders {
+        lab.wait(s, Duration::from_secs(60));
+    }
+    assert!(lab.curl("after.live.test", 443, &["--cacert", &ca]), "capture goes on after the burst");
+    std::thread::sleep(Duration::from_secs(1));
+    lab.signal(pw, "INT");
+    assert_eq!(lab.wait(pw, Duration::from_secs(30)), Some(0), "no crash: a clean exit");
+
+    let sent: u64 = (0..3).map(|i| std::fs::read_to_string(lab.path(&format!("flood{i}.out"))).unwrap_or_default().trim().parse::<u64>().unwrap_or(0)).sum();
+    let v = lines(Path::new(&out));
+    let last = v.last().expect("lines");
+    assert_eq!(last["stats"]["live"]["final"], true);
+    let l = &last["stats"]["live"];
+    let (kernel, queue) = (l["dropped"].as_u64().unwrap_or(0), l["reader_queue_drops"].as_u64().unwrap_or(0));
+    let captured = l["interfaces"][0]["captured"].as_u64().unwrap_or(0);
+    let processed = last["stats"]["capture"]["packets"].as_u64().unwrap_or(0);
+    eprintln!("sent {sent}, libpcap received {}, kernel dropped {kernel}, captured {captured}, queue dropped {queue}, processed {processed}", l["received"]);
+    assert!(sent > 100_000, "the burst was sent: {sent}");
+    assert!(kernel + queue > 0, "a burst beyond capacity shows up as counted drops: {l}");
+    assert_eq!(processed + queue, captured, "every captured packet is processed or counted as a queue drop");
+    let received = l["received"].as_u64().unwrap_or(0);
+    assert!(captured + kernel <= received, "libpcap: what it received was read or dropped: {l}");
+    assert!(of_type(&v, "tls").iter().any(|r| sni(r) == "after.live.test"), "the session after the burst is logged");
+    // Periodic stats kept coming during the burst.
+    assert!(of_type(&v, "stats").len() >= 4);
+}
+
+/// A VPN concentrator's tun interface (raw IP, no link header) and a second
+/// interface at once: a user-space UDP tunnel between the namespaces (two
+/// python relays, one tun device each); `pinwatch live -i tun0 -i c0` sees
+/// the TLS session inside on tun0. Output to a Unix socket.
+#[test]
+fn tun_interface_raw_ip_several_interfaces_unix_socket_output() {
+    let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
+    let Some(mut lab) = Lab::new("tun") else { return };
+    lab.tls_server(443);
+    let relay = "import fcntl, os, select, socket, struct, sys\n\
+        name, lport, peer, pport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])\n\
+        fd = os.open('/dev/net/tun', os.O_RDWR)\n\
+        fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', name.encode(), 0x0001 | 0x1000))\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.bind(('0.0.0.0', lport))\n\
+        print('ready', flush=True)\n\
+        while True:\n\
+        \x20   r, _, _ = select.select([fd, s], [], [], 120)\n\
+        \x20   if not r:\n\
+        \x20       break\n\
+        \x20   if fd in r:\n\
+        \x20       s.sendto(os.read(fd, 65535), (peer, pport))\n\
+        \x20   if s in r:\n\
+        \x20       os.write(fd, s.recv(65535))\n";
+    std::fs::write(lab.path("relay.py"), relay).expect("relay.py");
+    let script = lab.p("relay.py");
+    for (ns, me, peer, lport, pport) in [(lab.ns_c.clone(), "10.98.0.1", "10.98.0.2", "5555", "5556"), (lab.ns_s.clone(), "10.98.0.2", "10.98.0.1", "5556", "5555")] {
+        let o = sh(&["ip", "-n", &ns, "tuntap", "add", "dev", "tun0", "mode", "tun"]).expect("ip tuntap");
+        if !o.status.success() {
+            unavailable(&format!("no tun devices: {}", String::from_utf8_lossy(&o.stderr)));
+            return;
+        }
+        must(&["ip", "-n", &ns, "addr", "add", me, "peer", peer, "dev", "tun0"]);
+        must(&["ip", "-n", &ns, "link", "set", "tun0", "mtu", "1400", "up"]);
+        let underlay_peer = if me.ends_with(".1") { SERVER_IP } else { CLIENT_IP };
+        let log = format!("relay{lport}");
+        lab.spawn(&ns, &["python3", &script, "tun0", lport, underlay_peer, pport], &log);
+        lab.wait_for_log(&format!("{log}.out"), "ready", Duration::from_secs(10));
+    }
+    // The reader of the Unix socket.
+    let sock = lab.path("eve.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let reader = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let c = loop {
+            match listener.accept() {
+                Ok((c, _)) => break c,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => panic!("pinwatch never connected: {e}"),
+            }
+        };
+        c.set_nonblocking(false).expect("blocking");
+        c.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+        BufReader::new(c).lines().map(|l| l.expect("line")).collect::<Vec<String>>()
+    });
+    let target = format!("unix:{}", sock.display());
+    let pw = lab.pinwatch(&["-i", "tun0", "-i", "c0", "-o", &target, "--stats-interval", "1"], "pinwatch");
+    let ca = lab.p("ca.pem");
+    let resolve = "vpn.live.test:443:10.98.0.2";
+    let ok = lab.cmd(&lab.ns_c, &["curl", "-sS", "-o", "/dev/null", "--max-time", "10", "--resolve", resolve, "--cacert", &ca, "https://vpn.live.test/"]).output().expect("curl").status.success();
+    assert!(ok, "TLS through the tunnel");
+    std::thread::sleep(Duration::from_millis(500));
+    lab.signal(pw, "INT");
+    assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
+    let got: Vec<Value> = reader.join().expect("reader").iter().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    let tls = of_type(&got, "tls");
+    let vpn: Vec<&&Value> = tls.iter().filter(|r| sni(r) == "vpn.live.test").collect();
+    assert_eq!(vpn.len(), 1, "one session, seen on tun0 (c0 carries it inside UDP): {tls:?}");
+    let r = vpn[0];
+    assert_eq!(r["pcap_filename"], "tun0");
+    assert_eq!(r["src_ip"], "10.98.0.1");
+    assert_eq!(r["dest_ip"], "10.98.0.2");
+    assert_eq!(r["tls_failure"]["outcome"], "established");
+    assert_eq!(r["handshake"]["missing"], "none");
+    let last = got.last().expect("lines");
+    assert_eq!(last["stats"]["live"]["final"], true);
+    let ifaces = last["stats"]["live"]["interfaces"].as_array().expect("interfaces");
+    assert_eq!(ifaces.len(), 2);
+    assert_eq!(ifaces[0]["name"], "tun0");
+    assert_eq!(ifaces[0]["linktype"], 101, "tun: raw IP");
+    assert_eq!(ifaces[1]["name"], "c0");
+    assert_eq!(ifaces[1]["linktype"], 1);
+    assert!(ifaces.iter().all(|i| i["captured"].as_u64().unwrap_or(0) > 0), "{ifaces:?}");
+    assert_eq!(last["stats"]["live"]["output"]["kind"], "unix");
+    assert_eq!(last["stats"]["live"]["output"]["lines_dropped"], 0);
+    assert_eq!(last["stats"]["decoder"]["skipped"]["unsupported_linktype"], Value::Null);
+}
