@@ -311,14 +311,27 @@ impl Reporter {
         });
     }
 
-    /// One feed line (JSON, `enrichment/FEED.md`); applied by [`Reporter::apply_feed`].
+    /// One feed line (JSON, `enrichment/FEED.md`), numbered in arrival
+    /// order; applied by [`Reporter::apply_feed`].
     pub fn feed_line(&mut self, text: &str) {
+        let n = self.streaming.as_ref().map_or(0, |st| st.line_no + 1);
+        self.feed_line_at(text, n);
+    }
+
+    /// One feed line with the line number its source gives it (a followed
+    /// file's own line number), which reasons and problems then cite.
+    pub fn feed_line_at(&mut self, text: &str, line_no: u64) {
         if let Some(st) = self.streaming.as_mut() {
-            st.line_no += 1;
-            if let Some(ev) = st.reader.push_line(text, st.line_no) {
+            st.line_no = line_no;
+            if let Some(ev) = st.reader.push_line(text, line_no) {
                 st.batch.push(ev);
             }
         }
+    }
+
+    /// Feed lines taken by [`Reporter::feed_line`] and not applied yet.
+    pub fn feed_pending(&self) -> usize {
+        self.streaming.as_ref().map_or(0, |st| st.batch.len())
     }
 
     /// Apply the feed lines taken so far and write the AN1725 alerts they change.

@@ -36,6 +36,7 @@ use serde::Serialize;
 
 use crate::capture::Packet;
 use crate::engine::Engine;
+use crate::feed_source::{DrainEnd, FeedMsg, FeedPump, FeedSource, PumpConfig};
 use crate::flow::{CloseKind, Limits};
 use crate::output::{Output, OutputSpec, OutputStats, Rotation};
 use crate::pipeline::Options;
@@ -68,12 +69,30 @@ pub struct LiveArgs {
     /// Configuration file (TOML; see docs/config.md); reloaded on SIGHUP.
     #[arg(short = 'c', long)]
     pub config: Option<PathBuf>,
-    /// MDM/device feed (JSON lines, enrichment/FEED.md), read at start; repeatable.
+    /// MDM/device feed (JSON lines, enrichment/FEED.md), read once at start; repeatable.
     #[arg(long = "feed")]
     pub feeds: Vec<PathBuf>,
-    /// MDM/device feed over HTTP(S), pulled at start; repeatable.
+    /// MDM/device feed file followed as it grows for the whole run (tail -F:
+    /// truncation and rotation are followed); repeatable.
+    #[arg(long = "feed-follow")]
+    pub feed_follow: Vec<PathBuf>,
+    /// MDM/device feed over HTTP(S), polled with a cursor (`since`,
+    /// `X-Feed-Next`) for the whole run, with retries and backoff; repeatable.
     #[arg(long = "feed-url")]
     pub feed_urls: Vec<String>,
+    /// How often a followed feed file is checked for growth, and a caught-up
+    /// HTTP feed polled again.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub feed_poll: Duration,
+    /// At start, the longest wait for the followed and polled feeds to deliver
+    /// what they already hold before packets are processed (the interfaces are
+    /// open; the kernel ring holds the packets meanwhile).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub feed_wait: Duration,
+    /// How long, in capture time, a session with findings is kept so that a
+    /// late feed batch can revise its AN1725 alert (same alert_id, higher revision).
+    #[arg(long, default_value = "2h", value_parser = parse_duration)]
+    pub late_window: Duration,
     /// Where EVE lines go: `-` (stdout), a file path, or `unix:PATH` (a listening Unix stream socket).
     #[arg(short = 'o', long, default_value = "-")]
     pub output: String,
@@ -224,6 +243,8 @@ pub struct LiveStats {
     pub config_reloads: u64,
     pub config_reload_errors: u64,
     pub signals: SignalStats,
+    /// `--feed-follow` and `--feed-url` sources: lines taken, errors.
+    pub feeds: Vec<FeedSourceStats>,
 }
 
 #[derive(Debug, Serialize)]
@@ -273,7 +294,105 @@ pub fn options(args: &LiveArgs) -> anyhow::Result<Options> {
         Some(p) => crate::config::Config::load(p)?,
         None => crate::config::Config::default(),
     };
-    Ok(Options { limits, config, progress: false, stats: true, feeds: args.feeds.clone(), feed_urls: args.feed_urls.clone(), ocsf: args.format == "ocsf", threads: 1 })
+    // `--feed-url` is polled for the whole run (`Feeds`), not pulled once as in replay.
+    Ok(Options { limits, config, progress: false, stats: true, feeds: args.feeds.clone(), feed_urls: Vec::new(), ocsf: args.format == "ocsf", threads: 1 })
+}
+
+/// The feed sources followed for the whole run, each on its own pump thread
+/// (`feed_source`): lines are taken without ever blocking the packet path.
+struct Feeds {
+    pumps: Vec<(FeedSource, FeedPump, FeedSourceStats)>,
+    last_apply: Instant,
+}
+
+/// One streaming feed source in the `live.feeds` part of a stats record.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FeedSourceStats {
+    pub source: String,
+    pub lines: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+    /// The source delivered everything it held at least once.
+    pub caught_up: bool,
+}
+
+/// Batches of feed lines are applied (and the kept sessions re-enriched) at most this often.
+const FEED_APPLY_EVERY: Duration = Duration::from_millis(500);
+/// Messages taken from one source per engine-loop turn, at most.
+const FEED_TAKE_MAX: usize = 8192;
+
+impl Feeds {
+    fn start(args: &LiveArgs) -> anyhow::Result<Feeds> {
+        let config = PumpConfig { poll_interval: args.feed_poll.max(Duration::from_millis(10)), ..PumpConfig::default() };
+        let sources = args.feed_follow.iter().map(|p| FeedSource::Follow(p.clone())).chain(args.feed_urls.iter().map(|u| FeedSource::Http { url: u.clone() }));
+        let mut pumps = Vec::new();
+        for src in sources {
+            let pump = FeedPump::start_with(src.clone(), config.clone()).with_context(|| format!("feed {src}"))?;
+            let st = FeedSourceStats { source: src.to_string(), ..Default::default() };
+            pumps.push((src, pump, st));
+        }
+        Ok(Feeds { pumps, last_apply: Instant::now() })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pumps.is_empty()
+    }
+
+    fn take(engine: &mut Engine, st: &mut FeedSourceStats, m: FeedMsg) {
+        match m {
+            FeedMsg::Line { text, line_no } => {
+                st.lines += 1;
+                engine.reporter.feed_line_at(&text, line_no);
+            }
+            FeedMsg::Error(e) => {
+                st.errors += 1;
+                eprintln!("pinwatch: feed {}: {e}", st.source);
+                st.last_error = Some(e);
+            }
+            FeedMsg::CaughtUp => st.caught_up = true,
+        }
+    }
+
+    /// Before capture: what every source holds now, up to `wait` in all.
+    fn catch_up(&mut self, engine: &mut Engine, out: &mut Output, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        for (src, pump, st) in &mut self.pumps {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let end = pump.drain_with(left, |m| Self::take(engine, st, m));
+            match end {
+                DrainEnd::CaughtUp => st.caught_up = true,
+                DrainEnd::Finished => {}
+                DrainEnd::TimedOut => eprintln!("pinwatch: feed {src}: not caught up after {:.1} s; going on, later lines revise the alerts", wait.as_secs_f64()),
+            }
+        }
+        engine.reporter.apply_feed(out);
+        self.last_apply = Instant::now();
+    }
+
+    /// In the loop: take what has arrived; apply it when a batch is due
+    /// (`force`: now, e.g. before the shutdown flush).
+    fn poll(&mut self, engine: &mut Engine, out: &mut Output, force: bool) {
+        for (_, pump, st) in &mut self.pumps {
+            for _ in 0..FEED_TAKE_MAX {
+                let Some(m) = pump.try_recv() else { break };
+                Self::take(engine, st, m);
+            }
+        }
+        if engine.reporter.feed_pending() > 0 && (force || self.last_apply.elapsed() >= FEED_APPLY_EVERY) {
+            engine.reporter.apply_feed(out);
+            self.last_apply = Instant::now();
+        }
+    }
+
+    fn stats(&self) -> Vec<FeedSourceStats> {
+        self.pumps.iter().map(|(_, _, st)| st.clone()).collect()
+    }
+
+    fn stop(&mut self) {
+        for (_, pump, _) in &mut self.pumps {
+            pump.stop();
+        }
+    }
 }
 
 /// Open one interface as the flags say.
@@ -335,6 +454,12 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     let names: Vec<String> = args.interfaces.clone();
     let mut engine = Engine::new(&opts, names.clone())?;
     let ocsf = opts.ocsf;
+    let mut feeds = Feeds::start(args)?;
+    if !feeds.is_empty() {
+        let window = i64::try_from(args.late_window.as_nanos()).unwrap_or(i64::MAX / 2);
+        engine.reporter.enable_streaming_feed(window);
+        feeds.catch_up(&mut engine, &mut out, args.feed_wait);
+    }
 
     // 3. Readers.
     let queue = Arc::new(Queue::new(args.queue_packets.max(1), usize::try_from(args.queue_bytes).unwrap_or(usize::MAX).max(1)));
@@ -368,7 +493,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     let mut processed = 0u64;
     let mut stopping = false;
 
-    let live_stats = |merger: &Merger, out: &Output, final_record: bool, reloads: u64, reload_errors: u64, sig: SignalStats| {
+    let live_stats = |merger: &Merger, out: &Output, feeds: &Feeds, final_record: bool, reloads: u64, reload_errors: u64, sig: SignalStats| {
         let interfaces: Vec<IfaceStats> = counters.iter().zip(&names).zip(&linktypes).map(|((c, n), lt)| c.snapshot(n, *lt)).collect();
         LiveStats {
             uptime_s: started.elapsed().as_secs_f64(),
@@ -389,6 +514,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
             config_reloads: reloads,
             config_reload_errors: reload_errors,
             signals: sig,
+            feeds: feeds.stats(),
         }
     };
 
@@ -465,6 +591,9 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         });
         queue.release(freed.packets, freed.bytes);
 
+        // Feed lines that arrived meanwhile.
+        feeds.poll(&mut engine, &mut out, false);
+
         // An idle link: time still passes.
         if (!got || merger.is_empty()) && last_advance.elapsed() >= ADVANCE_EVERY {
             last_advance = Instant::now();
@@ -477,11 +606,11 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
 
         if signals.usr1.swap(false, Relaxed) {
             sig.sigusr1 += 1;
-            write_stats_record(&engine, &live_stats(&merger, &out, false, reloads, reload_errors, sig), &mut out, ocsf);
+            write_stats_record(&engine, &live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig), &mut out, ocsf);
         }
         if let Some(t) = next_stats {
             if Instant::now() >= t {
-                write_stats_record(&engine, &live_stats(&merger, &out, false, reloads, reload_errors, sig), &mut out, ocsf);
+                write_stats_record(&engine, &live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig), &mut out, ocsf);
                 let every = stats_every.unwrap_or(Duration::from_secs(60));
                 let mut n = t + every;
                 while n <= Instant::now() {
@@ -513,8 +642,11 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
             }
         }
     }
+    // The last feed lines first, so the flushed sessions are enriched with them.
+    feeds.poll(&mut engine, &mut out, true);
+    feeds.stop();
     engine.finish(CloseKind::Shutdown, &mut out);
-    let ls = live_stats(&merger, &out, true, reloads, reload_errors, sig);
+    let ls = live_stats(&merger, &out, &feeds, true, reloads, reload_errors, sig);
     let stats = write_stats_record(&engine, &ls, &mut out, ocsf);
     out.finish(Duration::from_secs(5));
     let o = out.stats();

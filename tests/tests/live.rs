@@ -677,3 +677,145 @@ fn tun_interface_raw_ip_several_interfaces_unix_socket_output() {
     assert_eq!(last["stats"]["live"]["output"]["lines_dropped"], 0);
     assert_eq!(last["stats"]["decoder"]["skipped"]["unsupported_linktype"], Value::Null);
 }
+
+/// RFC 3339 UTC for `secs` since the epoch (feed timestamps), by date(1).
+fn rfc3339(secs: u64) -> String {
+    let o = sh(&["date", "-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"]).expect("date");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Late enrichment live: the device binding and the app inventory come from
+/// a feed file followed as it grows (present at start); the app and device
+/// state come later, from an HTTP endpoint polled with a cursor (a real
+/// server on the namespace's loopback). The AN1725 alert of a pinned app
+/// rejecting the inspection CA is written at once (medium: nothing says
+/// the device is unattended yet) and written again when the late batch
+/// lands: same alert id, higher revision, high, with the late feed lines
+/// among its reasons. A malformed line appended to the followed file is
+/// counted with its line number, and capture goes on.
+#[test]
+fn followed_and_polled_feeds_revise_the_an1725_alert() {
+    let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
+    let Some(mut lab) = Lab::new("feed") else { return };
+    lab.tls_server(443);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let device = "enterprises/live/devices/pixel-8";
+    let app = "com.example.pinnedbank";
+    // The server's CA is the inspection CA here: a client that refuses it
+    // is an app with its own trust logic failing under inspection.
+    let cfg = lab.p("pinwatch.toml");
+    std::fs::write(&cfg, format!("[networks]\nmanaged = [\"10.99.0.0/24\"]\ninternal = []\n[inspection]\nca_certificates = [\"{}\"]\n", lab.p("ca.pem"))).expect("config");
+    let binding = format!(
+        r#"{{"schema_version":1,"event_type":"ip_binding","event_time":"{t0}","observed_time":"{t0}","source":{{"kind":"dhcp"}},"device":{{"id":"{device}"}},"action":"assign","ip":"{CLIENT_IP}","network":{{"kind":"wifi","context":"lab"}},"valid_from":"{t0}","valid_until":"{t1}","confidence":"dhcp"}}"#,
+        t0 = rfc3339(now - 3600),
+        t1 = rfc3339(now + 86400)
+    );
+    let inventory = format!(
+        r#"{{"schema_version":1,"event_type":"app_inventory","event_time":"{t0}","observed_time":"{t0}","source":{{"kind":"app_vetting"}},"device":{{"id":"{device}"}},"app":{{"package":"{app}","version_code":40213,"target_sdk":34,"trust_profile":{{"trusts_user_cas":false,"okhttp_certificate_pinner":true}},"expected_endpoints":["pinned.live.test"]}}}}"#,
+        t0 = rfc3339(now - 3600)
+    );
+    let followed = lab.path("feed.jsonl");
+    std::fs::write(&followed, format!("{binding}\n{inventory}\n")).expect("feed");
+    // The late batch: state at the session's start, observed later.
+    let late = format!(
+        "{}\n{}\n",
+        format_args!(r#"{{"schema_version":1,"event_type":"app_state","event_time":"{t}","observed_time":"{t}","source":{{"kind":"amapi"}},"device":{{"id":"{device}"}},"app":{{"package":"{app}"}},"state":"background"}}"#, t = rfc3339(now - 60)),
+        format_args!(r#"{{"schema_version":1,"event_type":"device_state","event_time":"{t}","observed_time":"{t}","source":{{"kind":"amapi"}},"device":{{"id":"{device}"}},"screen_interactive":false,"device_locked":true,"last_user_interaction_time":"{u}"}}"#, t = rfc3339(now - 60), u = rfc3339(now - 900)),
+    );
+    // A cursor-paged JSON-lines endpoint over a file the test appends to.
+    let server = "import http.server, sys, urllib.parse\n\
+        path, port = sys.argv[1], int(sys.argv[2])\n\
+        class H(http.server.BaseHTTPRequestHandler):\n\
+        \x20   def do_GET(self):\n\
+        \x20       q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)\n\
+        \x20       since = int(q.get('since', ['0'])[0])\n\
+        \x20       try:\n\
+        \x20           lines = open(path).read().splitlines(True)\n\
+        \x20       except FileNotFoundError:\n\
+        \x20           lines = []\n\
+        \x20       page = lines[since:since + 100]\n\
+        \x20       body = ''.join(page).encode()\n\
+        \x20       self.send_response(200)\n\
+        \x20       self.send_header('X-Feed-Next', str(since + len(page)))\n\
+        \x20       self.send_header('Content-Length', str(len(body)))\n\
+        \x20       self.end_headers()\n\
+        \x20       self.wfile.write(body)\n\
+        \x20   def log_message(self, *a):\n\
+        \x20       print(self.requestline, flush=True)\n\
+        s = http.server.ThreadingHTTPServer(('127.0.0.1', port), H)\n\
+        print('ready', flush=True)\n\
+        s.serve_forever()\n";
+    std::fs::write(lab.path("feed_server.py"), server).expect("server script");
+    let served = lab.path("served.jsonl");
+    let ns_c = lab.ns_c.clone();
+    let (script, served_s) = (lab.p("feed_server.py"), served.to_string_lossy().into_owned());
+    lab.spawn(&ns_c, &["python3", &script, &served_s, "8089"], "feed_server");
+    lab.wait_for_log("feed_server.out", "ready", Duration::from_secs(10));
+
+    let out = lab.p("eve.json");
+    let follow = followed.to_string_lossy().into_owned();
+    let pw = lab.pinwatch(
+        &["-i", "c0", "-o", &out, "-c", &cfg, "--feed-follow", &follow, "--feed-url", "http://127.0.0.1:8089/feed", "--feed-poll", "0.2", "--stats-interval", "1"],
+        "pinwatch",
+    );
+    let wrong = lab.p("wrongca.pem");
+    // TLS 1.2, so that the certificate (and its inspection-CA issuer) is on the wire.
+    assert!(!lab.curl("pinned.live.test", 443, &["--cacert", &wrong, "--tls-max", "1.2"]), "the pinned client refuses the inspection CA");
+    let alerts = |v: &[Value]| -> Vec<Value> { v.iter().filter(|r| r["alert"]["signature_id"] == 1_725_005).cloned().collect() };
+    // Written at once (after the session's 5 s linger), before the late batch.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        if let Some(a) = alerts(&lines_so_far(Path::new(&out))).into_iter().next() {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no AN1725 alert written:\n{}", std::fs::read_to_string(&out).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(first["mobile"]["device_id"], device, "{first}");
+    assert_eq!(first["mobile"]["app"]["package"], app, "{first}");
+    assert_eq!(first["mobile"]["app"]["attribution"], "expected_endpoint", "{first}");
+    assert_eq!(first["path"]["kind"], "intercepted", "{first}");
+    assert_eq!(first["an1725"]["confidence"], "medium", "not yet known to be unattended: {first}");
+    // The late batch lands on the HTTP endpoint; garbage on the followed file.
+    std::fs::write(&served, &late).expect("late batch");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&followed).expect("append");
+    std::io::Write::write_all(&mut f, b"not json, must be counted\n").expect("append");
+    drop(f);
+    let id = first["an1725"]["alert_id"].as_str().expect("alert id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let revised = loop {
+        let found = alerts(&lines_so_far(Path::new(&out))).into_iter().find(|a| a["an1725"]["alert_id"] == id.as_str() && a["an1725"]["confidence"] == "high");
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "the late batch never revised {id}:\n{}", std::fs::read_to_string(&out).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(revised["an1725"]["revision"].as_u64() > first["an1725"]["revision"].as_u64(), "higher revision: {revised}");
+    let reasons = revised["an1725"]["reasons"].to_string();
+    assert!(reasons.contains("device_locked") && reasons.contains("network:inspection_failure:flow:"), "{reasons}");
+    // Capture goes on after the feed changed.
+    let ca = lab.p("ca.pem");
+    assert!(lab.curl("after.live.test", 443, &["--cacert", &ca]));
+    std::thread::sleep(Duration::from_millis(300));
+    lab.signal(pw, "TERM");
+    assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
+
+    let all = lines(Path::new(&out));
+    let tls = of_type(&all, "tls");
+    assert_eq!(tls.len(), 2, "{tls:?}");
+    let last = all.last().expect("lines");
+    assert_eq!(last["stats"]["live"]["final"], true);
+    let feeds = last["stats"]["live"]["feeds"].as_array().expect("feeds");
+    assert_eq!(feeds.len(), 2, "{feeds:?}");
+    assert_eq!(feeds[0]["lines"], 3, "two events and the bad line, followed: {feeds:?}");
+    assert_eq!(feeds[1]["lines"], 2, "the late batch, polled: {feeds:?}");
+    assert!(feeds.iter().all(|f| f["caught_up"] == true), "{feeds:?}");
+    let en = &last["stats"]["enrichment"]["feed"];
+    assert_eq!(en["malformed"], 1, "{en}");
+    assert!(en["problems"].to_string().contains("line 3"), "the bad line is reported with its line number: {en}");
+    assert!(last["stats"]["late_enrichment_updates"].as_u64() >= Some(1));
+    // The HTTP endpoint was asked with the cursor it handed out.
+    let requests = std::fs::read_to_string(lab.path("feed_server.out")).unwrap_or_default();
+    assert!(requests.contains("GET /feed?since=2"), "{requests}");
+}
