@@ -21,8 +21,8 @@
 //!
 //! Caps (`max_flows`, `max_buffer_bytes`) apply per shard.
 
-use std::hash::{Hash, Hasher};
 use std::io::Write;
+use std::net::IpAddr;
 
 use crossbeam::channel::{bounded, unbounded, Receiver, Sender};
 
@@ -63,45 +63,22 @@ struct FromShard {
     done: Option<(DecoderStats, TableStats)>,
 }
 
-/// The shard of a flow: a fixed (not per-process) hash of the normalised key.
+/// The shard of a flow: a fixed (not per-process) hash of the normalised
+/// key, made of a few wide words and a multiply-xorshift finaliser
+/// (splitmix64's): fast, and good enough to spread flows. An attacker who
+/// aims all flows at one shard only slows that shard; the caps still hold.
 pub fn shard_of(key: &FlowKey, shards: usize) -> usize {
-    let mut h = Mix(0);
-    key.hash(&mut h);
-    let x = h.0 ^ (h.0 >> 29);
-    ((u128::from(x.wrapping_mul(0xbf58_476d_1ce4_e5b9)) * shards as u128) >> 64) as usize
-}
-
-/// Multiply-rotate hashing (as in rustc's FxHasher): fast, fixed, good enough
-/// to spread flows; an attacker who aims all flows at one shard only slows
-/// that shard, the caps still hold.
-struct Mix(u64);
-
-impl Hasher for Mix {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(b));
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_u8(&mut self, v: u8) {
-        self.write_u64(u64::from(v));
-    }
-    fn write_u16(&mut self, v: u16) {
-        self.write_u64(u64::from(v));
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(u64::from(v));
-    }
-    fn write_usize(&mut self, v: usize) {
-        self.write_u64(v as u64);
-    }
+    let wide = |a: IpAddr| match a {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
+    };
+    let fold = |w: u128| (w as u64) ^ ((w >> 64) as u64).rotate_left(29);
+    let ports = (u64::from(key.lo.1) << 16) | u64::from(key.hi.1) | (u64::from(key.proto) << 32);
+    let mut x = fold(wide(key.lo.0)) ^ fold(wide(key.hi.0)).rotate_left(32) ^ ports.rotate_left(11) ^ key.context.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    ((u128::from(x) * shards as u128) >> 64) as usize
 }
 
 /// Replay `files` over `opts.threads` shards; the reporter writes to `out`.

@@ -48,8 +48,11 @@ impl<'a> Merged<'a> {
             last_ts: vec![i64::MIN; n],
             heap: BinaryHeap::with_capacity(n),
         };
-        for i in 0..n {
-            m.advance(i);
+        // One file needs no merge: `next` hands its records on directly.
+        if n > 1 {
+            for i in 0..n {
+                m.advance(i);
+            }
         }
         m
     }
@@ -71,6 +74,9 @@ impl<'a> Iterator for Merged<'a> {
     type Item = Result<Packet<'a>, CaptureError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let [only] = self.iters.as_mut_slice() {
+            return only.next();
+        }
         let Reverse((_, i)) = self.heap.pop()?;
         let item = self.heads.get_mut(i)?.take()?;
         if let Ok(p) = &item {

@@ -219,6 +219,21 @@ impl fmt::Debug for CaptureFile {
     }
 }
 
+/// Ask the CPU to start loading the cache line at the start of `bytes`
+/// (nothing if empty). A hint only: no architectural effect, cannot fault.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if !bytes.is_empty() {
+        // SAFETY: `prefetcht0` never dereferences architecturally and cannot
+        // fault; the pointer is in bounds of a live slice anyway.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(bytes.as_ptr().cast()) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 #[allow(unsafe_code)]
 fn map_file(file: &File) -> io::Result<memmap2::Mmap> {
     // SAFETY: the file is opened read-only and the mapping is only ever read,
