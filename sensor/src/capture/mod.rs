@@ -219,19 +219,39 @@ impl fmt::Debug for CaptureFile {
     }
 }
 
-/// Ask the CPU to start loading the cache line at the start of `bytes`
-/// (nothing if empty). A hint only: no architectural effect, cannot fault.
+/// How far ahead of the current record the reader asks for cache lines.
+/// Records are laid out one after the other, but where the next one starts
+/// is only known once this one's header is loaded, so a plain walk waits for
+/// memory once per record (the hardware prefetchers do not follow strides of
+/// a thousand bytes across pages). Streaming the bytes ahead in, 8 KiB
+/// before they are needed, made the bare record walk of a 2 GB capture about
+/// three times faster on the benchmark machine (README, Throughput); 2 to 64
+/// KiB all measured the same within noise.
+const PREFETCH_AHEAD: usize = 8 << 10;
+
+/// Ask the CPU to start loading every cache line of `data[*ahead..until]`
+/// not yet asked for, and move `*ahead` past them. A hint only: no
+/// architectural effect, cannot fault.
 #[inline(always)]
 #[allow(unsafe_code)]
-pub(crate) fn prefetch(bytes: &[u8]) {
+pub(crate) fn prefetch_to(data: &[u8], ahead: &mut usize, until: usize) {
+    let until = until.min(data.len());
     #[cfg(target_arch = "x86_64")]
-    if !bytes.is_empty() {
-        // SAFETY: `prefetcht0` never dereferences architecturally and cannot
-        // fault; the pointer is in bounds of a live slice anyway.
-        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(bytes.as_ptr().cast()) }
+    while *ahead < until {
+        // SAFETY: `*ahead < until <= data.len()`, so the pointer is in bounds
+        // of a live slice; `prefetcht0` never dereferences architecturally
+        // and cannot fault.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                data.as_ptr().add(*ahead).cast(),
+            );
+        }
+        *ahead += 64;
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
+    {
+        *ahead = (*ahead).max(until);
+    }
 }
 
 #[allow(unsafe_code)]
@@ -485,6 +505,8 @@ pub struct PacketIter<'a> {
     name: &'a str,
     data: &'a [u8],
     pos: usize,
+    /// Bytes before this offset have been asked for (see [`prefetch_to`]).
+    ahead: usize,
     source: usize,
     done: bool,
     state: State,
@@ -533,10 +555,17 @@ impl<'a> PacketIter<'a> {
             name,
             data,
             pos,
+            ahead: pos,
             source: 0,
             done: false,
             state,
         }
+    }
+
+    /// Stream the bytes after the current position into the cache.
+    #[inline(always)]
+    fn prefetch_ahead(&mut self) {
+        prefetch_to(self.data, &mut self.ahead, self.pos + PREFETCH_AHEAD);
     }
 
     /// Set the [`Packet::source`] index given to every packet.

@@ -63,10 +63,7 @@ impl<'a> PacketIter<'a> {
             Err(e) => return Some(Err(self.corrupt(start, WHAT, nom_reason(&e)))),
         };
         self.pos = data.len() - left.len();
-        // The next record's header: its load would otherwise stall the next
-        // call (each record's position hangs on the previous one's length),
-        // now it overlaps with the work done on this packet.
-        super::prefetch(left);
+        self.prefetch_ahead();
         let frac = i64::from(rec.ts_usec);
         let ts_ns = i64::from(rec.ts_sec) * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
         Some(Ok(self.packet(

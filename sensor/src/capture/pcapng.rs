@@ -120,7 +120,7 @@ impl<'a> PacketIter<'a> {
             }
             let block = &rest[..len];
             self.pos = start + len;
-            super::prefetch(&rest[len..]);
+            self.prefetch_ahead();
             let item = match block_type {
                 SHB_MAGIC | IDB_MAGIC | EPB_MAGIC | SPB_MAGIC => self.ng_block(block, start, be),
                 PB_MAGIC => self.ng_obsolete_packet(block, start, be),
