@@ -103,13 +103,18 @@ fn nibble(n: u8) -> char {
     char::from_digit(u32::from(n & 0x0f), 16).unwrap_or('0')
 }
 
+/// `values` as 4-digit lowercase hex, comma-joined (written digit by digit:
+/// this runs for every session, and `format!` per value was most of JA4's
+/// cost).
 fn hex_list(values: &[u16]) -> String {
     let mut s = String::with_capacity(values.len() * 5);
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
-        s.push_str(&format!("{v:04x}"));
+        for shift in [12, 8, 4, 0] {
+            s.push(nibble((v >> shift) as u8));
+        }
     }
     s
 }

@@ -391,6 +391,9 @@ pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> 
     let first_ch = s.client_hellos.first().map(|(h, _)| h);
     let sh = s.server_hello.as_ref().map(|(h, _)| h);
     let leaf = s.server_chain.first();
+    // Fingerprints are made once per hello; `tls.ja3`/`tls.ja4` are the
+    // first hello's.
+    let hellos: Vec<HelloOut> = s.client_hellos.iter().map(|(c, ts)| hello_out(c, *ts, start, Transport::Tcp)).collect();
     let version = match (sh, first_ch) {
         (Some(sh), _) => version_name(sh.version()),
         (None, Some(ch)) if ch.sslv2_format => "SSLv2".to_string(),
@@ -405,12 +408,12 @@ pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> 
         version,
         notbefore: leaf.map(|c| c.notbefore.clone()),
         notafter: leaf.map(|c| c.notafter.clone()),
-        ja3: first_ch.filter(|c| !c.sslv2_format).map(fingerprint),
+        ja3: hellos.first().and_then(|h| h.ja3.clone()),
         ja3s: sh.map(|h| {
             let f = ja3s(h);
             Fp { hash: f.hash, string: f.string }
         }),
-        ja4: first_ch.map(|c| ja4(c, Transport::Tcp)),
+        ja4: hellos.first().map(|h| h.ja4.clone()),
         subjectaltname: leaf.map(|c| c.subjectaltname.clone()).unwrap_or_default(),
         client_alpns: first_ch.map(|c| c.alpn.clone()).unwrap_or_default(),
         server_alpns: sh.and_then(|h| h.alpn.clone()).into_iter().collect(),
@@ -453,7 +456,7 @@ pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> 
         server: side(Dir::Server),
         cipher_suite: sh.map(|h| format!("0x{:04x}", h.cipher)),
         hello_retry_request: s.hello_retry.is_some(),
-        client_hellos: s.client_hellos.iter().map(|(c, ts)| hello_out(c, *ts, start, Transport::Tcp)).collect(),
+        client_hellos: hellos,
         client_certificates: s.client_cert_count,
         close: e.close,
         missing: missing(f),
@@ -571,6 +574,9 @@ pub fn quic_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> QuicEvent<'a
     let ch = q.and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
     let sh = q.and_then(|q| q.server_hello.as_ref()).map(|(h, _)| h);
     let g = q.and_then(|q| q.gquic.first());
+    let hellos: Vec<HelloOut> = q
+        .map(|q| q.client_hellos.iter().map(|(c, ts)| hello_out(c, *ts, start, Transport::Quic)).collect())
+        .unwrap_or_default();
     let quic = Quic {
         version: q.and_then(|q| q.conn.version()).map(crate::quic_session::version_name).or_else(|| g.map(|g| g.version.clone())),
         sni: ch.and_then(|c| c.sni.clone()).or_else(|| g.and_then(|g| g.sni.clone())),
@@ -578,17 +584,15 @@ pub fn quic_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> QuicEvent<'a
         cyu: q
             .map(|q| q.gquic.iter().filter(|g| !g.tags.is_empty()).map(|g| Fp { hash: g.cyu_hash.clone(), string: g.cyu_string.clone() }).collect())
             .unwrap_or_default(),
-        ja3: ch.map(fingerprint),
-        ja4: ch.map(|c| ja4(c, Transport::Quic)),
+        ja3: hellos.first().and_then(|h| h.ja3.clone()),
+        ja4: hellos.first().map(|h| h.ja4.clone()),
         client_alpns: ch.map(|c| c.alpn.clone()).unwrap_or_default(),
         server_alpn: sh.and_then(|h| h.alpn.clone()),
     };
     let handshake = QuicHandshake {
         cipher_suite: sh.map(|h| format!("0x{:04x}", h.cipher)),
         negotiated_version: sh.map(|h| version_name(h.version())),
-        client_hellos: q
-            .map(|q| q.client_hellos.iter().map(|(c, ts)| hello_out(c, *ts, start, Transport::Quic)).collect())
-            .unwrap_or_default(),
+        client_hellos: hellos,
         connection_close: q
             .map(|q| {
                 q.closes
