@@ -137,41 +137,66 @@ pub struct DirCounters {
 
 /// One tracked flow.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Flow {
-    pub key: FlowKey,
+    // The fields a packet of a bypassed or quiet flow touches come first, so
+    // that such a packet reads two or three cache lines of its flow, not
+    // six scattered ones (`repr(C)` keeps this order).
+    /// [client, server]
+    pub dirs: [DirCounters; 2],
+    pub last_ts: i64,
+    pub close_ts: Option<i64>,
     pub flow_id: u64,
     /// True when the client is the `lo` endpoint of the key.
     pub client_is_lo: bool,
-    /// Role of the endpoints is known from SYN/SYN-ACK or a ClientHello.
-    pub roles_known: bool,
-    pub first_ts: i64,
-    pub last_ts: i64,
-    pub source: usize,
-    pub proto: Proto,
-    pub probes: u8,
-    /// TLS bytes are being fed for [client, server].
-    pub started: [bool; 2],
-    /// [client, server]
-    pub dirs: [DirCounters; 2],
-    pub reasm: [Reassembler; 2],
-    pub session: TlsSession,
-    /// QUIC state, for UDP flows that began with a client Initial.
-    pub quic: Option<Box<QuicSession>>,
-    pub close: Option<CloseKind>,
-    pub close_ts: Option<i64>,
-    /// First segment seen mid-stream (no SYN from the client).
-    pub midstream: bool,
-    /// A SYN-ACK was seen.
-    pub synack: bool,
     /// Nothing more is read from this flow's bytes (its handshake parse is
     /// over in both directions, or it is not TLS): later packets only move
     /// counters, close state and time.
     pub bypass: bool,
+    pub close: Option<CloseKind>,
+    /// `quiet[dir][has_payload]`: a packet from `dir` (without SYN) cannot
+    /// change anything but counters and close state. Worked out after every
+    /// packet that went through the parsers (see [`Flow::refresh_quiet`]).
+    quiet: [[bool; 2]; 2],
+    pub proto: Proto,
+    pub key: FlowKey,
+    /// Role of the endpoints is known from SYN/SYN-ACK or a ClientHello.
+    pub roles_known: bool,
+    pub first_ts: i64,
+    pub source: usize,
+    pub probes: u8,
+    /// TLS bytes are being fed for [client, server].
+    pub started: [bool; 2],
+    pub reasm: [Reassembler; 2],
+    pub session: TlsSession,
+    /// QUIC state, for UDP flows that began with a client Initial.
+    pub quic: Option<Box<QuicSession>>,
+    /// First segment seen mid-stream (no SYN from the client).
+    pub midstream: bool,
+    /// A SYN-ACK was seen.
+    pub synack: bool,
     /// The shared buffer budget was exhausted while this flow asked for more.
     pub budget_dropped: bool,
 }
 
 impl Flow {
+    /// Recompute [`Flow::quiet`] from the reassembly and parser state: a
+    /// packet without SYN is quiet when nothing is held out of order in the
+    /// other direction (its ACK could release it) and the flow's protocol is
+    /// decided, and, if it carries payload, when its direction's TLS parser
+    /// no longer reads bytes.
+    fn refresh_quiet(&mut self) {
+        for dir in [Dir::Client, Dir::Server] {
+            let other = match dir {
+                Dir::Client => Dir::Server,
+                Dir::Server => Dir::Client,
+            };
+            let empty = self.proto != Proto::Unknown && !self.reasm[other.idx()].has_pending();
+            let payload = empty && self.proto == Proto::Tls && !self.session.wants_bytes(dir);
+            self.quiet[dir.idx()] = [empty, payload];
+        }
+    }
+
     pub fn client(&self) -> (IpAddr, u16) {
         if self.client_is_lo { self.key.lo } else { self.key.hi }
     }
@@ -441,8 +466,25 @@ impl FlowTable {
         };
         let key = FlowKey::new(d);
         let syn_only = tcp.has(TcpInfo::SYN) && !tcp.has(TcpInfo::ACK);
-        // One lookup for a packet of a tracked flow (the common case).
-        let known = matches!(self.map.get(&MapKey(key)), Some(f) if !(f.close.is_some() && syn_only));
+        // One lookup for a packet of a tracked flow (the common case), and
+        // for most of them nothing more: early bypass is a lookup, counters
+        // and the close state only, for a flow that is done, and for a
+        // packet that cannot change anything: no SYN, nothing held out of
+        // order in the other direction (which this packet's ACK could
+        // release), and no payload, or payload that its direction's parser
+        // no longer reads.
+        let known = match self.map.get_mut(&MapKey(key)) {
+            Some(flow) if !(flow.close.is_some() && syn_only) => {
+                let dir = Self::count(flow, &key, d, ts, wire_len);
+                if flow.bypass || (!tcp.has(TcpInfo::SYN) && flow.quiet[dir.idx()][usize::from(!d.payload.is_empty())]) {
+                    self.stats.bypassed_packets += 1;
+                    Self::close_state(flow, dir, tcp, ts, &self.lim, &key, &mut self.timers);
+                    return;
+                }
+                true
+            }
+            _ => false,
+        };
         if !known {
             // A new SYN on a closed flow's tuple is a new connection (port reuse).
             if let Some(old) = self.map.remove(&MapKey(key)) {
@@ -473,7 +515,7 @@ impl FlowTable {
             } else {
                 (lo_sent, false)
             };
-            let flow = Box::new(Flow {
+            let mut flow = Box::new(Flow {
                 key,
                 flow_id: flow_id(&key, ts),
                 client_is_lo,
@@ -493,8 +535,10 @@ impl FlowTable {
                 midstream: !syn_only,
                 synack: false,
                 bypass: false,
+                quiet: [[false; 2]; 2],
                 budget_dropped: false,
             });
+            Self::count(&mut flow, &key, d, ts, wire_len);
             self.stats.flows_created += 1;
             self.timers.push(Reverse((ts + self.lim.new_timeout_ns, flow.flow_id, key)));
             self.map.insert(MapKey(key), flow);
@@ -503,28 +547,6 @@ impl FlowTable {
         let lim = self.lim;
         let Some(flow) = self.map.get_mut(&MapKey(key)) else { return };
         let dir = if from_lo(&key, d) == flow.client_is_lo { Dir::Client } else { Dir::Server };
-        flow.last_ts = flow.last_ts.max(ts);
-        let c = &mut flow.dirs[dir.idx()];
-        c.pkts += 1;
-        c.bytes += u64::from(wire_len);
-        c.payload_bytes += d.payload.len() as u64;
-        // Early bypass: a lookup, counters and the close state only, for a
-        // flow that is done, and for a packet that cannot change anything:
-        // no SYN, nothing held out of order in the other direction (which
-        // this packet's ACK could release), and no payload, or payload
-        // that its direction's parser no longer reads.
-        let other = match dir {
-            Dir::Client => Dir::Server,
-            Dir::Server => Dir::Client,
-        };
-        let idle = !tcp.has(TcpInfo::SYN)
-            && !flow.reasm[other.idx()].has_pending()
-            && (d.payload.is_empty() || (flow.proto == Proto::Tls && !flow.session.wants_bytes(dir)));
-        if flow.bypass || (idle && flow.proto != Proto::Unknown) {
-            self.stats.bypassed_packets += 1;
-            Self::close_state(flow, dir, tcp, ts, &lim, &key, &mut self.timers);
-            return;
-        }
         let heap_before = flow.heap_bytes();
         if tcp.has(TcpInfo::SYN) {
             flow.dirs[dir.idx()].syn = true;
@@ -566,6 +588,19 @@ impl FlowTable {
             flow.bypass = true;
             self.stats.bypassed_flows += 1;
         }
+        flow.refresh_quiet();
+    }
+
+    /// Count one packet on its flow; returns the direction it travelled.
+    #[inline(always)]
+    fn count(flow: &mut Flow, key: &FlowKey, d: &Decoded<'_>, ts: i64, wire_len: u32) -> Dir {
+        let dir = if from_lo(key, d) == flow.client_is_lo { Dir::Client } else { Dir::Server };
+        flow.last_ts = flow.last_ts.max(ts);
+        let c = &mut flow.dirs[dir.idx()];
+        c.pkts += 1;
+        c.bytes += u64::from(wire_len);
+        c.payload_bytes += d.payload.len() as u64;
+        dir
     }
 
     /// FIN/RST bookkeeping of one packet.
@@ -674,6 +709,7 @@ impl FlowTable {
                 midstream: false,
                 synack: false,
                 bypass: false,
+                quiet: [[false; 2]; 2],
                 budget_dropped: false,
             });
             self.stats.flows_created += 1;
