@@ -735,8 +735,12 @@ mod erased {
     }
     impl<T: serde::Serialize> Json for T {
         fn write_line(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-            serde_json::to_writer(&mut *out, self)?;
-            out.write_all(b"\n")
+            // Into a buffer first: serde_json writes every token separately,
+            // and through `dyn Write` each of those is a virtual call.
+            let mut line = Vec::with_capacity(4096);
+            serde_json::to_writer(&mut line, self)?;
+            line.push(b'\n');
+            out.write_all(&line)
         }
         fn write_ocsf(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
             let v = serde_json::to_value(self)?;
