@@ -1,59 +1,48 @@
 //! Replay over several flow-table threads.
 //!
 //! ```text
-//!   reader ──batches──▶ shard 0 ─┐
-//!   (walk, clock,   ──▶ shard 1 ─┼─ended flows + clock──▶ reporter (caller's thread)
-//!    decode, hash)  ──▶ shard N ─┘
+//!   shard 0: walk, clock, decode, hash ─ keeps its flows ─┐
+//!   shard 1: walk, clock, decode, hash ─ keeps its flows ─┼─ended flows + clock──▶ reporter (caller's thread)
+//!   shard N: walk, clock, decode, hash ─ keeps its flows ─┘
 //! ```
 //!
-//! - The reader walks the mapped captures, keeps the capture clock, decodes
-//!   each frame and sends it, borrowed from the mapping (never copied), to
-//!   the shard that a symmetric hash of its flow key picks. Both directions
-//!   of a flow have the same key, so they meet in the same shard, and each
-//!   shard owns its flow table outright: no lock on the packet path.
-//! - Packets travel in batches; every [`TICK`] packets every shard gets the
-//!   clock (in a batch, empty if need be), so timeouts fire on capture time
-//!   in every shard, and the slowest shard's clock is known.
+//! - Every shard walks the mapped captures itself (the walk is cheap: the
+//!   bytes are streamed in ahead of it, see `capture::prefetch_to`), keeps
+//!   the capture clock, decodes each frame's headers and keeps the frames
+//!   that a symmetric hash of the flow key gives to it. Both directions of a
+//!   flow have the same key, so they meet in the same shard, and each shard
+//!   owns its flow table outright: no lock, no queue and no copy on the
+//!   packet path. A first design had one reader thread decode and send
+//!   batches of packets to the shards; that reader was the bottleneck at two
+//!   threads (1.3x one thread on the benchmark capture).
+//! - Every shard sees every packet's time, so its clock, and the timeouts
+//!   it fires, are exactly those of a single-threaded run.
 //! - The reporter holds ended flows until the slowest shard's clock has
 //!   passed their [`crate::flow::OrderKey`], then classifies, enriches,
 //!   correlates and writes them in key order: the same records in the same
 //!   order as one thread (`tests/tests/threads.rs`).
+//! - Shard 0 keeps the capture counters and errors, the progress bar, and
+//!   the frames that decode to nothing (counted in its decoder stats).
 //!
 //! Caps (`max_flows`, `max_buffer_bytes`) apply per shard.
 
 use std::io::Write;
 use std::net::IpAddr;
 
-use crossbeam::channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam::channel::{bounded, Sender};
 
-use pinwatch_parsers::decode::{decode, Decoded, Skip};
+use pinwatch_parsers::decode::decode;
 
 use crate::capture::{CaptureFile, Merged};
 use crate::engine::{add_decoder_stats, add_table_stats, Clock, Reporter, Shard};
 use crate::flow::{CloseKind, Ended, FlowKey, TableStats};
 use crate::pipeline::{CaptureStats, DecoderStats, Options};
 
-/// Packets per batch sent to one shard.
-const BATCH: usize = 256;
-/// Every this many packets, every shard is sent the clock.
-const TICK: u64 = 8192;
-/// Batches in flight per shard.
+/// Every this many packets walked, a shard reports its clock (with the
+/// flows that ended since, if any).
+const REPORT_EVERY: u64 = 4096;
+/// Messages in flight per shard.
 const QUEUE: usize = 16;
-
-/// One packet for a shard: decoded in the reader, bytes still in the mapping.
-struct Item<'a> {
-    clock: i64,
-    ts: i64,
-    orig_len: u32,
-    source: u32,
-    d: Result<Decoded<'a>, Skip>,
-}
-
-struct Batch<'a> {
-    items: Vec<Item<'a>>,
-    /// The reader's clock when the batch was sent.
-    clock: i64,
-}
 
 struct FromShard {
     shard: usize,
@@ -95,25 +84,20 @@ pub fn run(
     let n = opts.threads.max(1);
     std::thread::scope(|s| {
         let (to_rep, from_shards) = bounded::<FromShard>(n * QUEUE);
-        let (recycle_tx, recycle_rx) = unbounded::<Vec<Item<'_>>>();
-        let mut senders = Vec::with_capacity(n);
+        let mut capture = Some(capture);
+        let mut shards = Vec::with_capacity(n);
         for i in 0..n {
-            let (tx, rx) = bounded::<Batch<'_>>(QUEUE);
-            senders.push(tx);
             let to_rep = to_rep.clone();
-            let recycle = recycle_tx.clone();
             let limits = opts.limits;
-            std::thread::Builder::new()
+            // Shard 0 keeps the capture counters and the progress bar.
+            let (cap, bar) = if i == 0 { (capture.take(), bar) } else { (None, None) };
+            let h = std::thread::Builder::new()
                 .name(format!("pinwatch-shard-{i}"))
-                .spawn_scoped(s, move || shard_loop(i, Shard::new(limits), rx, to_rep, recycle))
+                .spawn_scoped(s, move || shard_loop(i, n, files, Shard::new(limits), cap, bar, to_rep))
                 .expect("spawn a shard thread");
+            shards.push(h);
         }
         drop(to_rep);
-        drop(recycle_tx);
-        let reader = std::thread::Builder::new()
-            .name("pinwatch-reader".into())
-            .spawn_scoped(s, move || read_loop(files, capture, bar, senders, recycle_rx))
-            .expect("spawn the reader thread");
 
         // The reporter, on this thread: write what every shard has passed.
         let mut marks = vec![i64::MIN; n];
@@ -130,105 +114,77 @@ pub fn run(
             reporter.release(low, out);
         }
         reporter.release_all(out);
-        let (capture, clock) = match reader.join() {
-            Ok(r) => r,
-            Err(p) => std::panic::resume_unwind(p),
-        };
-        (capture, clock, (decoder, table))
+        let mut result = (CaptureStats::default(), i64::MIN);
+        for h in shards {
+            match h.join() {
+                Ok((Some(capture), clock)) => result = (capture, clock),
+                Ok((None, _)) => {}
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        (result.0, result.1, (decoder, table))
     })
 }
 
-fn read_loop<'a>(
-    files: &[&'a CaptureFile],
-    mut capture: CaptureStats,
+/// One shard: walk everything, keep this shard's flows. Returns the capture
+/// counters (shard 0 only) and the final clock.
+fn shard_loop(
+    index: usize,
+    shards: usize,
+    files: &[&CaptureFile],
+    mut shard: Shard,
+    mut capture: Option<CaptureStats>,
     bar: Option<&indicatif::ProgressBar>,
-    senders: Vec<Sender<Batch<'a>>>,
-    recycle: Receiver<Vec<Item<'a>>>,
-) -> (CaptureStats, i64) {
-    let n = senders.len();
+    to_rep: Sender<FromShard>,
+) -> (Option<CaptureStats>, i64) {
     let total: u64 = files.iter().map(|f| f.len()).sum();
     let mut clock = Clock::default();
-    let mut batches: Vec<Vec<Item<'a>>> = (0..n).map(|_| Vec::with_capacity(BATCH)).collect();
-    let fresh = |recycle: &Receiver<Vec<Item<'a>>>| recycle.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+    let mut ended = Vec::new();
+    let mut walked = 0u64;
     let mut seen_bytes = 0u64;
-    let mut alive = true;
-    'walk: for item in Merged::new(files) {
+    for item in Merged::new(files) {
         let p = match item {
             Ok(p) => p,
             Err(e) => {
-                capture.errors.push(e.to_string());
+                if let Some(c) = capture.as_mut() {
+                    c.errors.push(e.to_string());
+                }
                 continue;
             }
         };
-        capture.packets += 1;
-        capture.bytes += p.data.len() as u64;
-        seen_bytes += p.data.len() as u64 + 16;
-        clock.observe(p.ts_ns);
-        let d = decode(p.linktype, p.data);
-        let shard = match &d {
-            Ok(d) => shard_of(&FlowKey::new(d), n),
-            Err(_) => 0,
-        };
-        let source = u32::try_from(p.source).unwrap_or(u32::MAX);
-        batches[shard].push(Item { clock: clock.now(), ts: p.ts_ns, orig_len: p.orig_len, source, d });
-        if batches[shard].len() >= BATCH {
-            let items = std::mem::replace(&mut batches[shard], fresh(&recycle));
-            if senders[shard].send(Batch { items, clock: clock.now() }).is_err() {
-                alive = false;
-                break 'walk;
-            }
+        walked += 1;
+        if let Some(c) = capture.as_mut() {
+            c.packets += 1;
+            c.bytes += p.data.len() as u64;
+            seen_bytes += p.data.len() as u64 + 16;
         }
-        if capture.packets % TICK == 0 {
+        if let Some(now) = clock.observe(p.ts_ns) {
+            shard.advance(now, &mut ended);
+        }
+        let d = decode(p.linktype, p.data);
+        let mine = match &d {
+            Ok(d) => shard_of(&FlowKey::new(d), shards) == index,
+            Err(_) => index == 0,
+        };
+        if mine {
+            shard.decoded(d.as_ref().map_err(|e| *e), p.ts_ns, p.orig_len, p.source, &mut ended);
+        }
+        if walked % REPORT_EVERY == 0 {
             if let Some(b) = bar {
                 b.set_position(seen_bytes.min(total));
             }
-            for (i, tx) in senders.iter().enumerate() {
-                let items = std::mem::replace(&mut batches[i], fresh(&recycle));
-                if tx.send(Batch { items, clock: clock.now() }).is_err() {
-                    alive = false;
-                    break 'walk;
-                }
+            let msg = FromShard { shard: index, ended: std::mem::take(&mut ended), watermark: clock.now(), done: None };
+            if to_rep.send(msg).is_err() {
+                // The reporter is gone (it panicked); the join reports it.
+                return (capture, clock.now());
             }
-        }
-    }
-    if alive {
-        for (i, tx) in senders.iter().enumerate() {
-            let items = std::mem::take(&mut batches[i]);
-            // A shard that is gone has panicked; the join reports it.
-            let _ = tx.send(Batch { items, clock: clock.now() });
-        }
-    }
-    capture.timestamp_jumps = clock.jumps;
-    (capture, clock.now())
-}
-
-fn shard_loop<'a>(
-    index: usize,
-    mut shard: Shard,
-    rx: Receiver<Batch<'a>>,
-    to_rep: Sender<FromShard>,
-    recycle: Sender<Vec<Item<'a>>>,
-) {
-    let mut clock = i64::MIN;
-    let mut ended = Vec::new();
-    for mut batch in rx.iter() {
-        for item in batch.items.drain(..) {
-            if item.clock > clock {
-                clock = item.clock;
-                shard.advance(clock, &mut ended);
-            }
-            shard.decoded(item.d.as_ref().map_err(|e| *e), item.ts, item.orig_len, item.source as usize, &mut ended);
-        }
-        if batch.clock > clock {
-            clock = batch.clock;
-            shard.advance(clock, &mut ended);
-        }
-        let _ = recycle.send(batch.items);
-        if to_rep.send(FromShard { shard: index, ended: std::mem::take(&mut ended), watermark: clock, done: None }).is_err() {
-            return;
         }
     }
     shard.table.drain(CloseKind::Eof, &mut ended);
     let done = Some((std::mem::take(&mut shard.decoder), shard.table.stats));
     let _ = to_rep.send(FromShard { shard: index, ended, watermark: i64::MAX, done });
+    if let Some(c) = capture.as_mut() {
+        c.timestamp_jumps = clock.jumps;
+    }
+    (capture, clock.now())
 }
