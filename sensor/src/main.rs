@@ -61,8 +61,9 @@ enum Cmd {
         /// Never show a progress bar.
         #[arg(long)]
         quiet: bool,
-        /// Flow-table threads (plus a reader thread when above 1); the output is
-        /// the same for any value. Default: the cores available.
+        /// Flow-table threads (each walks the capture and keeps its share of the
+        /// flows; the calling thread writes the records); the output is the
+        /// same for any value. Default: the cores available.
         #[arg(long)]
         threads: Option<usize>,
         /// Bytes all tracked flows (of one thread) may hold in reassembly and
