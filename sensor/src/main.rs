@@ -21,6 +21,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
 enum Cmd {
     /// Read capture files (pcap, pcapng, gzip'd either; `-` for a pcap stream
     /// on stdin) as one capture in timestamp order and write EVE JSON lines.

@@ -169,7 +169,7 @@ fn shard_loop(
         if mine {
             shard.decoded(d.as_ref().map_err(|e| *e), p.ts_ns, p.orig_len, p.source, &mut ended);
         }
-        if walked % REPORT_EVERY == 0 {
+        if walked.is_multiple_of(REPORT_EVERY) {
             if let Some(b) = bar {
                 b.set_position(seen_bytes.min(total));
             }

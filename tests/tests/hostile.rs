@@ -272,7 +272,7 @@ fn late_retransmissions_after_close_are_counted_not_new_sessions() {
     assert_eq!(summary.stats.flow.late_packets_after_close, 5);
     assert_eq!(summary.stats.flow.flows_created, 1);
     // A new SYN on the same tuple is a new connection, memory or not.
-    let mut q = Pcap { 0: p.0.clone() };
+    let mut q = Pcap(p.0.clone());
     q.record(t + 40_000_000, &tcp_frame(C, 40000, S, 443, 9000, 0x02, &[]));
     let (summary, _) = run_bytes("late-syn.pcap", &q.0, Limits::default());
     assert_eq!(summary.stats.flow.flows_created, 2);
@@ -294,7 +294,7 @@ fn bulk_session(p: &mut Pcap, sport: u16, t: &mut u64, records: u32, record_len:
     p.record(*t + 2, &tcp_frame(S, 443, C, sport, ss, 0x18, &sh));
     ss += sh.len() as u32;
     let mut rec = vec![0x17, 0x03, 0x03, (record_len >> 8) as u8, record_len as u8];
-    rec.extend(std::iter::repeat(0xab).take(record_len));
+    rec.extend(std::iter::repeat_n(0xab, record_len));
     for i in 0..records {
         *t += 10;
         p.record(*t, &tcp_frame(S, 443, C, sport, ss, 0x18, &rec));

@@ -264,7 +264,8 @@ fn compare_with_oracle(corpus: &Path, name: &str, path: &str, t: &mut Tally) {
     };
     let flows = quic_flows(&file);
     // (client, server) -> (SNIs, ServerHello ciphers), in first-seen order.
-    let mut want: Vec<((Endpoint, Endpoint), Vec<Option<String>>, Vec<u16>)> = Vec::new();
+    type Want = ((Endpoint, Endpoint), Vec<Option<String>>, Vec<u16>);
+    let mut want: Vec<Want> = Vec::new();
     for row in tshark.lines().skip(1) {
         let c: Vec<&str> = row.split('\t').collect();
         if c.get(2) != Some(&"quic") || c.len() < 13 {
