@@ -150,6 +150,26 @@ fn decode_full(linktype: u32, data: &[u8]) -> Result<Decoded<'_>, Skip> {
     decode_layer(layer, rest, 0, 0, None)
 }
 
+/// A TCP packet's summary, for both decode paths.
+fn tcp_decoded<'a>(src: IpAddr, dst: IpAddr, t: &TcpSlice<'a>, truncated: bool, context: u64, tunnel: Option<Tunnel>) -> Decoded<'a> {
+    Decoded {
+        src,
+        dst,
+        proto: 6,
+        sport: t.source_port(),
+        dport: t.destination_port(),
+        tcp: Some(TcpInfo {
+            seq: t.sequence_number(),
+            ack: t.acknowledgment_number(),
+            flags: t.header_slice().get(13).copied().unwrap_or(0),
+        }),
+        payload: t.payload(),
+        truncated,
+        context,
+        tunnel,
+    }
+}
+
 /// The common case on an egress tap, untagged Ethernet, IPv4/IPv6, TCP,
 /// through etherparse's per-layer slices: the same result as
 /// [`decode_full`] (a property test checks it) without building and moving
@@ -173,22 +193,7 @@ fn ethernet_ip_tcp(data: &[u8]) -> Option<Decoded<'_>> {
         return None;
     }
     let t = TcpSlice::from_slice(payload.payload).ok()?;
-    Some(Decoded {
-        src,
-        dst,
-        proto: 6,
-        sport: t.source_port(),
-        dport: t.destination_port(),
-        tcp: Some(TcpInfo {
-            seq: t.sequence_number(),
-            ack: t.acknowledgment_number(),
-            flags: t.header_slice().get(13).copied().unwrap_or(0),
-        }),
-        payload: t.payload(),
-        truncated: payload.incomplete,
-        context: 0,
-        tunnel: None,
-    })
+    Some(tcp_decoded(src, dst, &t, payload.incomplete, 0, None))
 }
 
 fn link(linktype: u32, data: &[u8]) -> Result<(Layer, &[u8]), Skip> {
@@ -320,22 +325,7 @@ fn decode_layer(
     let truncated = payload.incomplete;
     match payload.ip_number {
         IpNumber::TCP => match &pkt.transport {
-            Some(TransportSlice::Tcp(t)) => Ok(Decoded {
-                src,
-                dst,
-                proto: 6,
-                sport: t.source_port(),
-                dport: t.destination_port(),
-                tcp: Some(TcpInfo {
-                    seq: t.sequence_number(),
-                    ack: t.acknowledgment_number(),
-                    flags: t.header_slice().get(13).copied().unwrap_or(0),
-                }),
-                payload: t.payload(),
-                truncated,
-                context: ctx,
-                tunnel,
-            }),
+            Some(TransportSlice::Tcp(t)) => Ok(tcp_decoded(src, dst, t, truncated, ctx, tunnel)),
             _ => Err(Skip::TransportMalformed),
         },
         IpNumber::UDP => match &pkt.transport {

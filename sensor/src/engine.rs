@@ -435,8 +435,24 @@ impl Reporter {
         self.write_err.take()
     }
 
+    /// The findings of a logged session: correlate, write the alerts, keep
+    /// the session for late feed batches.
+    fn findings(&mut self, logged: &Logged<'_>, out: &mut dyn Write) {
+        let (ocsf, err) = (self.ocsf, &mut self.write_err);
+        let (sids, flow_ids, verdict) = correlate(logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| write_to(ocsf, err, v, out));
+        keep_for_late_feed(&mut self.streaming, &mut self.stats, logged, sids, flow_ids, verdict.as_ref());
+    }
+
     fn report(&mut self, e: Ended, out: &mut dyn Write) {
-        let pcap = self.names.get(e.flow.source).map(|s| s.as_str());
+        // The names are lent out for the call, so that the records can
+        // borrow them while the reporter's state is updated.
+        let names = std::mem::take(&mut self.names);
+        let pcap = names.get(e.flow.source).map(|s| s.as_str());
+        self.report_with(e, pcap, out);
+        self.names = names;
+    }
+
+    fn report_with(&mut self, e: Ended, pcap: Option<&str>, out: &mut dyn Write) {
         let cfg = &self.config;
         match e.flow.proto {
             Proto::NotTls => {
@@ -469,9 +485,7 @@ impl Reporter {
                 };
                 let hello = e.flow.quic.as_ref().and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
                 let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: true };
-                let (ocsf, err) = (self.ocsf, &mut self.write_err);
-                let (sids, flow_ids, verdict) = correlate(&logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| write_to(ocsf, err, v, out));
-                keep_for_late_feed(&mut self.streaming, &mut self.stats, &logged, sids, flow_ids, verdict.as_ref());
+                self.findings(&logged, out);
             }
             Proto::Tls if e.flow.session.is_tls() => {
                 let mut ev = eve::tls_event(&e, pcap);
@@ -492,9 +506,7 @@ impl Reporter {
                 };
                 let hello = e.flow.session.client_hellos.first().map(|(h, _)| h);
                 let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: false };
-                let (ocsf, err) = (self.ocsf, &mut self.write_err);
-                let (sids, flow_ids, verdict) = correlate(&logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| write_to(ocsf, err, v, out));
-                keep_for_late_feed(&mut self.streaming, &mut self.stats, &logged, sids, flow_ids, verdict.as_ref());
+                self.findings(&logged, out);
             }
             _ => {}
         }
