@@ -9,6 +9,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use crate::flowmap::FlowMap;
 use std::net::IpAddr;
 
 use pinwatch_parsers::decode::{Decoded, TcpInfo};
@@ -102,25 +104,6 @@ fn endpoint_le(a: (IpAddr, u16), b: (IpAddr, u16)) -> bool {
     (fa, xa, a.1) <= (fb, xb, b.1)
 }
 
-/// The flow map's key: the flow key, hashed in three wide writes (the
-/// derived `Hash` of `FlowKey`, which flow ids are made from, takes a
-/// dozen small ones).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct MapKey(FlowKey);
-
-impl std::hash::Hash for MapKey {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        let wide = |a: IpAddr| match a {
-            IpAddr::V4(v) => u128::from(u32::from(v)),
-            IpAddr::V6(v) => u128::from(v),
-        };
-        let k = &self.0;
-        h.write_u128(wide(k.lo.0));
-        h.write_u128(wide(k.hi.0));
-        h.write_u64(k.context ^ (u64::from(k.proto) << 32) ^ (u64::from(k.lo.1) << 16) ^ u64::from(k.hi.1));
-    }
-}
-
 /// Does the packet travel lo -> hi?
 fn from_lo(key: &FlowKey, d: &Decoded<'_>) -> bool {
     (d.src, d.sport) == key.lo && (d.dst, d.dport) == key.hi
@@ -193,6 +176,33 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// A new flow that starts at `ts`; roles not known, not mid-stream.
+    fn new(key: FlowKey, ts: i64, source: usize, client_is_lo: bool, proto: Proto) -> Box<Flow> {
+        Box::new(Flow {
+            key,
+            flow_id: flow_id(&key, ts),
+            client_is_lo,
+            roles_known: false,
+            first_ts: ts,
+            last_ts: ts,
+            source,
+            proto,
+            probes: 0,
+            started: [false; 2],
+            dirs: Default::default(),
+            reasm: Default::default(),
+            session: TlsSession::default(),
+            quic: None,
+            close: None,
+            close_ts: None,
+            midstream: false,
+            synack: false,
+            bypass: false,
+            quiet: [[false; 2]; 2],
+            budget_dropped: false,
+        })
+    }
+
     /// Recompute [`Flow::quiet`] from the reassembly and parser state: a
     /// packet without SYN is quiet when nothing is held out of order in the
     /// other direction (its ACK could release it) and the flow's protocol is
@@ -293,9 +303,8 @@ pub struct TableStats {
 
 pub struct FlowTable {
     lim: Limits,
-    /// aHash: fast, and keyed per process, so crafted tuples cannot aim
-    /// every flow at one bucket. (Nothing iterates the map in output order.)
-    map: HashMap<MapKey, Box<Flow>, ahash::RandomState>,
+    /// Open addressing with prefetch for batches ([`crate::flowmap`]).
+    map: FlowMap,
     /// (deadline, key) entries; stale ones are re-checked when popped.
     timers: BinaryHeap<Reverse<(i64, u64, FlowKey)>>,
     pub stats: TableStats,
@@ -335,9 +344,14 @@ fn flow_id(key: &FlowKey, ts: i64) -> u64 {
 
 impl FlowTable {
     pub fn new(lim: Limits) -> Self {
+        Self::with_hasher(lim, ahash::RandomState::new())
+    }
+
+    /// A table whose [`FlowTable::hash`] is `hasher`'s (see [`FlowMap::with_hasher`]).
+    pub fn with_hasher(lim: Limits, hasher: ahash::RandomState) -> Self {
         FlowTable {
             lim,
-            map: HashMap::default(),
+            map: FlowMap::with_hasher(hasher),
             timers: BinaryHeap::new(),
             stats: TableStats::default(),
             events: Vec::new(),
@@ -373,13 +387,14 @@ impl FlowTable {
                 break;
             }
             self.timers.pop();
-            let Some(flow) = self.map.get(&MapKey(key)) else { continue };
+            let hash = self.map.hash(&key);
+            let Some(flow) = self.map.get(hash, &key) else { continue };
             let actual = flow.deadline(&self.lim);
             if actual > now {
                 self.timers.push(Reverse((actual, flow.flow_id, key)));
                 continue;
             }
-            if let Some(flow) = self.map.remove(&MapKey(key)) {
+            if let Some(flow) = self.map.remove(hash, &key) {
                 let (close, end) = match flow.close {
                     Some(c) => (c, flow.close_ts.unwrap_or(flow.last_ts)),
                     None => {
@@ -395,7 +410,7 @@ impl FlowTable {
 
     /// End every flow (end of capture or shutdown), in deadline order.
     pub fn drain(&mut self, kind: CloseKind, out: &mut Vec<Ended>) {
-        let mut flows: Vec<Box<Flow>> = self.map.drain().map(|(_, f)| f).collect();
+        let mut flows: Vec<Box<Flow>> = self.map.drain();
         self.timers.clear();
         flows.sort_by_key(|f| (f.close_ts.unwrap_or(f.last_ts), f.flow_id));
         for f in flows {
@@ -471,13 +486,40 @@ impl FlowTable {
         reasm[dir.idx()].flush(&mut |c| sink.chunk(c));
     }
 
-    /// Process one decoded TCP packet.
+    /// The hash of a flow key in this table (see [`FlowTable::packet_hashed`]).
+    #[inline]
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        self.map.hash(key)
+    }
+
+    /// Start loading the map slot of a key's hash (first stage of a batch).
+    #[inline(always)]
+    pub fn prefetch_slot(&self, hash: u64) {
+        self.map.prefetch_slot(hash);
+    }
+
+    /// Start loading the flow a key's hash leads to (second stage of a batch).
+    #[inline(always)]
+    pub fn prefetch_flow(&self, hash: u64) {
+        self.map.prefetch_flow(hash);
+    }
+
+    /// Process one decoded TCP or UDP packet.
     pub fn packet(&mut self, d: &Decoded<'_>, ts: i64, wire_len: u32, source: usize, out: &mut Vec<Ended>) {
+        let key = FlowKey::new(d);
+        let hash = self.map.hash(&key);
+        self.packet_hashed(d, &key, hash, ts, wire_len, source, out);
+    }
+
+    /// [`FlowTable::packet`] with the flow key and its [`FlowTable::hash`]
+    /// already computed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn packet_hashed(&mut self, d: &Decoded<'_>, key: &FlowKey, hash: u64, ts: i64, wire_len: u32, source: usize, out: &mut Vec<Ended>) {
+        let key = *key;
         let Some(tcp) = d.tcp else {
-            self.udp(d, ts, wire_len, source, out);
+            self.udp(d, key, hash, ts, wire_len, source, out);
             return;
         };
-        let key = FlowKey::new(d);
         let syn_only = tcp.has(TcpInfo::SYN) && !tcp.has(TcpInfo::ACK);
         // One lookup for a packet of a tracked flow (the common case), and
         // for most of them nothing more: early bypass is a lookup, counters
@@ -486,7 +528,7 @@ impl FlowTable {
         // order in the other direction (which this packet's ACK could
         // release), and no payload, or payload that its direction's parser
         // no longer reads.
-        let known = match self.map.get_mut(&MapKey(key)) {
+        let known = match self.map.get_mut(hash, &key) {
             Some(flow) if !(flow.close.is_some() && syn_only) => {
                 let dir = Self::count(flow, &key, d, ts, wire_len);
                 if flow.bypass || (!tcp.has(TcpInfo::SYN) && flow.quiet[dir.idx()][usize::from(!d.payload.is_empty())]) {
@@ -500,7 +542,7 @@ impl FlowTable {
         };
         if !known {
             // A new SYN on a closed flow's tuple is a new connection (port reuse).
-            if let Some(old) = self.map.remove(&MapKey(key)) {
+            if let Some(old) = self.map.remove(hash, &key) {
                 let end = old.close_ts.unwrap_or(old.last_ts);
                 let close = old.close.unwrap_or(CloseKind::Fin);
                 let order = OrderKey { phase: 0, ts: self.clock, flow_id: old.flow_id };
@@ -528,37 +570,17 @@ impl FlowTable {
             } else {
                 (lo_sent, false)
             };
-            let mut flow = Box::new(Flow {
-                key,
-                flow_id: flow_id(&key, ts),
-                client_is_lo,
-                roles_known,
-                first_ts: ts,
-                last_ts: ts,
-                source,
-                proto: Proto::Unknown,
-                probes: 0,
-                started: [false; 2],
-                dirs: Default::default(),
-                reasm: Default::default(),
-                session: TlsSession::default(),
-                quic: None,
-                close: None,
-                close_ts: None,
-                midstream: !syn_only,
-                synack: false,
-                bypass: false,
-                quiet: [[false; 2]; 2],
-                budget_dropped: false,
-            });
+            let mut flow = Flow::new(key, ts, source, client_is_lo, Proto::Unknown);
+            flow.roles_known = roles_known;
+            flow.midstream = !syn_only;
             Self::count(&mut flow, &key, d, ts, wire_len);
             self.stats.flows_created += 1;
             self.timers.push(Reverse((ts + self.lim.new_timeout_ns, flow.flow_id, key)));
-            self.map.insert(MapKey(key), flow);
+            self.map.insert(hash, flow);
             self.stats.flows_active_max = self.stats.flows_active_max.max(self.map.len() as u64);
         }
         let lim = self.lim;
-        let Some(flow) = self.map.get_mut(&MapKey(key)) else { return };
+        let Some(flow) = self.map.get_mut(hash, &key) else { return };
         let dir = if from_lo(&key, d) == flow.client_is_lo { Dir::Client } else { Dir::Server };
         let heap_before = flow.heap_bytes();
         if tcp.has(TcpInfo::SYN) {
@@ -692,9 +714,9 @@ impl FlowTable {
 
     /// A UDP datagram: QUIC flows start at a client Initial (content, not
     /// port, decides); every other UDP datagram is only counted.
-    fn udp(&mut self, d: &Decoded<'_>, ts: i64, wire_len: u32, source: usize, out: &mut Vec<Ended>) {
-        let key = FlowKey::new(d);
-        if !self.map.contains_key(&MapKey(key)) {
+    #[allow(clippy::too_many_arguments)]
+    fn udp(&mut self, d: &Decoded<'_>, key: FlowKey, hash: u64, ts: i64, wire_len: u32, source: usize, out: &mut Vec<Ended>) {
+        if !self.map.contains(hash, &key) {
             if !looks_like_quic_initial(d.payload) && !looks_like_gquic(d.payload) {
                 self.stats.udp_packets_ignored += 1;
                 return;
@@ -702,35 +724,15 @@ impl FlowTable {
             if self.map.len() >= self.lim.max_flows {
                 self.evict_one(out);
             }
-            let flow = Box::new(Flow {
-                key,
-                flow_id: flow_id(&key, ts),
-                client_is_lo: from_lo(&key, d),
-                roles_known: true,
-                first_ts: ts,
-                last_ts: ts,
-                source,
-                proto: Proto::Quic,
-                probes: 0,
-                started: [false; 2],
-                dirs: Default::default(),
-                reasm: Default::default(),
-                session: TlsSession::default(),
-                quic: Some(Box::default()),
-                close: None,
-                close_ts: None,
-                midstream: false,
-                synack: false,
-                bypass: false,
-                quiet: [[false; 2]; 2],
-                budget_dropped: false,
-            });
+            let mut flow = Flow::new(key, ts, source, from_lo(&key, d), Proto::Quic);
+            flow.roles_known = true;
+            flow.quic = Some(Box::default());
             self.stats.flows_created += 1;
             self.timers.push(Reverse((ts + self.lim.new_timeout_ns, flow.flow_id, key)));
-            self.map.insert(MapKey(key), flow);
+            self.map.insert(hash, flow);
             self.stats.flows_active_max = self.stats.flows_active_max.max(self.map.len() as u64);
         }
-        let Some(flow) = self.map.get_mut(&MapKey(key)) else { return };
+        let Some(flow) = self.map.get_mut(hash, &key) else { return };
         let heap_before = flow.heap_bytes();
         let from_client = from_lo(&key, d) == flow.client_is_lo;
         let dir = if from_client { Dir::Client } else { Dir::Server };
@@ -749,7 +751,8 @@ impl FlowTable {
 
     fn evict_one(&mut self, out: &mut Vec<Ended>) {
         while let Some(Reverse((_, _, key))) = self.timers.pop() {
-            if let Some(flow) = self.map.remove(&MapKey(key)) {
+            let hash = self.map.hash(&key);
+            if let Some(flow) = self.map.remove(hash, &key) {
                 self.stats.flows_evicted += 1;
                 let end = flow.last_ts;
                 let order = OrderKey { phase: 0, ts: self.clock, flow_id: flow.flow_id };
@@ -830,8 +833,13 @@ impl Sink<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A fresh flow with this key (for the map's tests).
+    pub(crate) fn flow_with_key(key: FlowKey) -> Box<Flow> {
+        Flow::new(key, 0, 0, true, Proto::Unknown)
+    }
 
     #[test]
     fn endpoint_order_matches_the_derived_one() {

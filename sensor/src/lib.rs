@@ -15,6 +15,7 @@ pub mod feed_source;
 pub mod findings;
 pub mod eve;
 pub mod flow;
+pub mod flowmap;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod ocsf;
