@@ -20,7 +20,7 @@ use crate::capture::Packet;
 use crate::classify;
 use crate::eve;
 use crate::findings::{AlertBody, Correlator, SessionFacts};
-use crate::flow::{CloseKind, Ended, FlowTable, Limits, Proto, TableStats};
+use crate::flow::{CloseKind, Ended, FlowKey, FlowTable, Limits, Proto, TableStats};
 use crate::pipeline::{CaptureStats, DecoderStats, MemoryStats, Options, Stats};
 
 /// A forward time jump larger than this needs a second packet to confirm it.
@@ -65,6 +65,21 @@ impl Clock {
         }
     }
 
+    /// Would [`Clock::observe`] take `ts` at its word (not an unconfirmed
+    /// forward jump)?
+    pub fn believes(&self, ts: i64) -> bool {
+        self.now == i64::MIN || ts.saturating_sub(self.now) <= MAX_UNCONFIRMED_JUMP_NS
+    }
+
+    /// Catch up with packets whose times this clock was told of elsewhere:
+    /// `now` is what a clock started with them reads, and none of them was
+    /// an unconfirmed jump for it, nor the first one for this clock (see
+    /// [`Clock::believes`]); the result is what observing them would give.
+    pub fn settle(&mut self, now: i64) {
+        self.jump_candidate = None;
+        self.now = self.now.max(now);
+    }
+
     /// Move the clock to `now` without a packet (live capture, idle link).
     pub fn force(&mut self, now: i64) -> bool {
         if now > self.now {
@@ -85,30 +100,36 @@ impl Clock {
 pub struct Shard {
     pub table: FlowTable,
     pub decoder: DecoderStats,
+    /// The clock of the last [`Shard::advance`].
+    advanced: i64,
 }
 
 impl Shard {
     pub fn new(limits: Limits) -> Self {
-        Shard { table: FlowTable::new(limits), decoder: DecoderStats::default() }
+        Self::with_hasher(limits, ahash::RandomState::new())
     }
 
-    /// The clock moved: expire what is due.
+    /// A shard whose flow table hashes keys with `hasher` (shared by the
+    /// shards of one run, so that a reader thread can hash for them).
+    pub fn with_hasher(limits: Limits, hasher: ahash::RandomState) -> Self {
+        Shard { table: FlowTable::with_hasher(limits, hasher), decoder: DecoderStats::default(), advanced: i64::MIN }
+    }
+
+    /// Expire what is due if the clock moved since the last call. (A flow
+    /// can be created with its deadline behind the clock, by a packet from
+    /// before a clock jump: it lives until the clock moves again.)
     pub fn advance(&mut self, clock: i64, out: &mut Vec<Ended>) {
-        self.table.expire(clock, out);
+        if clock > self.advanced {
+            self.advanced = clock;
+            self.table.expire(clock, out);
+        }
     }
 
     /// One packet, already decoded (or the reason it could not be).
     pub fn decoded(&mut self, d: Result<&Decoded<'_>, Skip>, ts: i64, orig_len: u32, source: usize, out: &mut Vec<Ended>) {
         match d {
             Ok(d) => {
-                let s = &mut self.decoder;
-                s.truncated += u64::from(d.truncated);
-                s.tunnelled += u64::from(d.tunnel.is_some());
-                if d.proto == 6 {
-                    s.tcp += 1;
-                } else {
-                    s.udp += 1;
-                }
+                self.count_decoded(d);
                 self.table.packet(d, ts, orig_len, source, out);
             }
             Err(skip) => *self.decoder.skipped.entry(skip.reason()).or_default() += 1,
@@ -119,6 +140,30 @@ impl Shard {
     pub fn packet(&mut self, linktype: u32, data: &[u8], ts: i64, orig_len: u32, source: usize, out: &mut Vec<Ended>) {
         let d = decode(linktype, data);
         self.decoded(d.as_ref().map_err(|e| *e), ts, orig_len, source, out);
+    }
+
+    /// One packet decoded, with the hash of its flow key in this shard's
+    /// table (computed by another thread with the same hasher), or the
+    /// reason it could not be decoded.
+    pub fn hashed(&mut self, d: Result<&Decoded<'_>, Skip>, hash: u64, ts: i64, orig_len: u32, source: usize, out: &mut Vec<Ended>) {
+        match d {
+            Ok(d) => {
+                self.count_decoded(d);
+                self.table.packet_hashed(d, &FlowKey::new(d), hash, ts, orig_len, source, out);
+            }
+            Err(skip) => *self.decoder.skipped.entry(skip.reason()).or_default() += 1,
+        }
+    }
+
+    fn count_decoded(&mut self, d: &Decoded<'_>) {
+        let s = &mut self.decoder;
+        s.truncated += u64::from(d.truncated);
+        s.tunnelled += u64::from(d.tunnel.is_some());
+        if d.proto == 6 {
+            s.tcp += 1;
+        } else {
+            s.udp += 1;
+        }
     }
 }
 

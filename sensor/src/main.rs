@@ -67,6 +67,11 @@ enum Cmd {
         /// same for any value. Default: the cores available.
         #[arg(long)]
         threads: Option<usize>,
+        /// With several threads and one pcap file: bytes each thread reads per
+        /// round (it reads its chunk, then processes its flows' packets of
+        /// every chunk of the round before). The output does not depend on it.
+        #[arg(long, default_value_t = pinwatch::sharded::CHUNK_BYTES)]
+        chunk_bytes: usize,
         /// Bytes all tracked flows (of one thread) may hold in reassembly and
         /// handshake buffers; beyond it the flow that asks for more stops being parsed (counted).
         #[arg(long, default_value_t = Limits::default().max_buffer_bytes)]
@@ -120,7 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::json!({"packets": packets, "bytes": bytes, "seconds": seconds, "touch": touch}));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Replay { captures, config, feeds, feed_urls, format, output, max_flows, tcp_timeout, new_timeout, reassembly_cap, no_stats, quiet, threads, buffer_budget } => {
+        Cmd::Replay { captures, config, feeds, feed_urls, format, output, max_flows, tcp_timeout, new_timeout, reassembly_cap, no_stats, quiet, threads, chunk_bytes, buffer_budget } => {
             let mut limits = Limits { max_flows: max_flows.max(1), max_buffer_bytes: buffer_budget, ..Limits::default() };
             limits.established_timeout_ns = (tcp_timeout as i64).saturating_mul(1_000_000_000);
             limits.new_timeout_ns = (new_timeout as i64).saturating_mul(1_000_000_000);
@@ -131,7 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None if bundled => pinwatch::config::Config::parse("bundled.toml", pinwatch::pipeline::BUNDLED_CONFIG, std::path::Path::new("."))?,
                 None => pinwatch::config::Config::default(),
             };
-            let opts = Options { limits, config, progress: !quiet, stats: !no_stats, feeds, feed_urls, ocsf: format == "ocsf", threads: threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())) };
+            let opts = Options { limits, config, progress: !quiet, stats: !no_stats, feeds, feed_urls, ocsf: format == "ocsf", threads: threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())), chunk_bytes: chunk_bytes.max(1) };
             let mut inputs: Vec<Input> = captures
                 .iter()
                 .map(|c| if c == "-" { Input::Stdin } else { Input::File(PathBuf::from(c)) })

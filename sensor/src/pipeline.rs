@@ -56,6 +56,10 @@ pub struct Options {
     pub ocsf: bool,
     /// Flow-table threads; 0 or 1 runs everything on the calling thread.
     pub threads: usize,
+    /// Bytes each thread reads per round when one pcap file is read in
+    /// chunks ([`crate::sharded::run_chunked`]); 0: the default
+    /// ([`crate::sharded::CHUNK_BYTES`]). The output does not depend on it.
+    pub chunk_bytes: usize,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -67,6 +71,11 @@ pub struct CaptureStats {
     pub packets: u64,
     pub bytes: u64,
     pub errors: Vec<String>,
+    /// Chunks read by other threads and thrown away because the chunk
+    /// before did not end where their start was guessed (a capture with a
+    /// capture file in its payload can fool the guess; see
+    /// [`crate::sharded`]). Costs time, never records.
+    pub chunk_starts_rejected: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]

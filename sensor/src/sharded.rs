@@ -1,37 +1,53 @@
 //! Replay over several flow-table threads.
 //!
+//! Each of the N threads owns the flows that a symmetric hash of the flow
+//! key gives it (both directions of a flow have the same key, so they meet
+//! in the same thread): its flow table takes no lock, and no packet bytes
+//! are copied. The calling thread is the reporter: it holds ended flows
+//! until every thread's clock has passed their [`crate::flow::OrderKey`],
+//! then classifies, enriches, correlates and writes them in key order, so
+//! the records and their order are those of one thread
+//! (`tests/tests/threads.rs`). Caps (`max_flows`, `max_buffer_bytes`) apply
+//! per thread.
+//!
+//! Two ways to spread the packets:
+//!
+//! - **Chunks** ([`run_chunked`]; one classic pcap file, the usual replay).
+//!   The file is read in rounds of N chunks of [`Options::chunk_bytes`]
+//!   each: thread k reads and decodes chunk k of the round and sorts its
+//!   packets, already hashed, into one list per thread; once every chunk of
+//!   the round is read, each thread runs through the round's packet times
+//!   in file order, moving its clock exactly as one thread would, and
+//!   processes the packets of its own list. Reading round r+1 overlaps with
+//!   processing round r. A chunk's start is found by looking for a run of
+//!   plausible record headers ([`CaptureFile::record_boundary`]) and is
+//!   only believed when the reader of the chunk before lands on it exactly;
+//!   when it does not (a capture carrying a capture file in its payload can
+//!   fool the guess), the rest of the round is thrown away and the next
+//!   round starts where that reader stopped. So every byte is read by one
+//!   thread once, and the guess can cost time but never change a record.
+//! - **Every thread walks everything** ([`run_walk_all`]; several files
+//!   merged by time, pcapng): each thread walks the captures, keeps the
+//!   clock, decodes every frame and keeps those that hash to it. The
+//!   duplicated walk and decode bound the speed-up (about 1.3x with two
+//!   threads), but nothing has to be cut.
+//!
 //! ```text
-//!   shard 0: walk, clock, decode, hash ─ keeps its flows ─┐
-//!   shard 1: walk, clock, decode, hash ─ keeps its flows ─┼─ended flows + clock──▶ reporter (caller's thread)
-//!   shard N: walk, clock, decode, hash ─ keeps its flows ─┘
+//!            round r                         round r+1
+//!   thread 0: read chunk 0 ─┐   process own packets of chunks 0..N ─┐
+//!   thread 1: read chunk 1 ─┼─▶ process own packets of chunks 0..N ─┼─ended flows + clock─▶ reporter
+//!   thread N: read chunk N ─┘   process own packets of chunks 0..N ─┘
 //! ```
-//!
-//! - Every shard walks the mapped captures itself (the walk is cheap: the
-//!   bytes are streamed in ahead of it, see `capture::prefetch_to`), keeps
-//!   the capture clock, decodes each frame's headers and keeps the frames
-//!   that a symmetric hash of the flow key gives to it. Both directions of a
-//!   flow have the same key, so they meet in the same shard, and each shard
-//!   owns its flow table outright: no lock, no queue and no copy on the
-//!   packet path. A first design had one reader thread decode and send
-//!   batches of packets to the shards; that reader was the bottleneck at two
-//!   threads (1.3x one thread on the benchmark capture).
-//! - Every shard sees every packet's time, so its clock, and the timeouts
-//!   it fires, are exactly those of a single-threaded run.
-//! - The reporter holds ended flows until the slowest shard's clock has
-//!   passed their [`crate::flow::OrderKey`], then classifies, enriches,
-//!   correlates and writes them in key order: the same records in the same
-//!   order as one thread (`tests/tests/threads.rs`).
-//! - Shard 0 keeps the capture counters and errors, the progress bar, and
-//!   the frames that decode to nothing (counted in its decoder stats).
-//!
-//! Caps (`max_flows`, `max_buffer_bytes`) apply per shard.
 
 use std::io::Write;
 use std::net::IpAddr;
 
-use crossbeam::channel::{bounded, Sender};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
 
-use pinwatch_parsers::decode::decode;
+use crossbeam::channel::{bounded, Receiver, Sender};
+
+use pinwatch_parsers::decode::{decode, Decoded, Skip};
 
 use crate::capture::{CaptureFile, Merged};
 use crate::engine::{add_decoder_stats, add_table_stats, Clock, Reporter, Shard};
@@ -72,8 +88,45 @@ pub fn shard_of(key: &FlowKey, shards: usize) -> usize {
 
 /// Replay `files` over `opts.threads` shards; the reporter writes to `out`.
 /// Returns the capture counters (with `capture` as the starting point), the
-/// final clock and the shards' summed counters.
+/// final clock and the shards' summed counters. One classic pcap file is
+/// read in chunks ([`run_chunked`]), anything else by every thread
+/// ([`run_walk_all`]).
 pub fn run(
+    files: &[&CaptureFile],
+    opts: &Options,
+    capture: CaptureStats,
+    bar: Option<&indicatif::ProgressBar>,
+    reporter: &mut Reporter,
+    out: &mut dyn Write,
+) -> (CaptureStats, i64, (DecoderStats, TableStats)) {
+    match files {
+        [one] if one.first_record().is_some() => run_chunked(one, opts, capture, bar, reporter, out),
+        _ => run_walk_all(files, opts, capture, bar, reporter, out),
+    }
+}
+
+/// The reporter, on the calling thread: take what the shards send, write
+/// what every shard has passed. Returns the shards' summed counters.
+fn report(n: usize, from_shards: &Receiver<FromShard>, reporter: &mut Reporter, out: &mut dyn Write) -> (DecoderStats, TableStats) {
+    let mut marks = vec![i64::MIN; n];
+    let mut table = TableStats::default();
+    let mut decoder = DecoderStats::default();
+    for mut msg in from_shards.iter() {
+        reporter.push(&mut msg.ended);
+        marks[msg.shard] = marks[msg.shard].max(msg.watermark);
+        if let Some((d, t)) = msg.done {
+            add_decoder_stats(&mut decoder, &d);
+            add_table_stats(&mut table, &t);
+        }
+        let low = marks.iter().copied().min().unwrap_or(i64::MIN);
+        reporter.release(low, out);
+    }
+    reporter.release_all(out);
+    (decoder, table)
+}
+
+/// Every thread walks all of `files` and keeps its own flows (see the module doc).
+pub fn run_walk_all(
     files: &[&CaptureFile],
     opts: &Options,
     capture: CaptureStats,
@@ -99,21 +152,7 @@ pub fn run(
         }
         drop(to_rep);
 
-        // The reporter, on this thread: write what every shard has passed.
-        let mut marks = vec![i64::MIN; n];
-        let mut table = TableStats::default();
-        let mut decoder = DecoderStats::default();
-        for mut msg in from_shards.iter() {
-            reporter.push(&mut msg.ended);
-            marks[msg.shard] = marks[msg.shard].max(msg.watermark);
-            if let Some((d, t)) = msg.done {
-                add_decoder_stats(&mut decoder, &d);
-                add_table_stats(&mut table, &t);
-            }
-            let low = marks.iter().copied().min().unwrap_or(i64::MIN);
-            reporter.release(low, out);
-        }
-        reporter.release_all(out);
+        let (decoder, table) = report(n, &from_shards, reporter, out);
         let mut result = (CaptureStats::default(), i64::MIN);
         for h in shards {
             match h.join() {
@@ -183,6 +222,392 @@ fn shard_loop(
     shard.table.drain(CloseKind::Eof, &mut ended);
     let done = Some((std::mem::take(&mut shard.decoder), shard.table.stats));
     let _ = to_rep.send(FromShard { shard: index, ended, watermark: i64::MAX, done });
+    if let Some(c) = capture.as_mut() {
+        c.timestamp_jumps = clock.jumps;
+    }
+    (capture, clock.now())
+}
+
+/// Bytes each thread reads per round when [`Options::chunk_bytes`] is 0:
+/// big enough that the per-round hand-over costs little, small enough that
+/// a round's packet lists stay in the caches (about 110 bytes a packet).
+pub const CHUNK_BYTES: usize = 8 << 20;
+
+/// The thread that owns a flow, from its key's hash in the shared hasher
+/// (the high half; the flow map indexes with the low bits).
+fn owner(hash: u64, shards: usize) -> usize {
+    (((hash >> 32) * shards as u64) >> 32) as usize
+}
+
+/// A packet as the reader of a chunk leaves it for its owner: decoded, its
+/// flow key hashed, and the capture clock after it as far as the chunk
+/// alone tells (see [`ChunkOut::fresh_clock`]).
+struct Entry<'a> {
+    /// Index of the packet in its chunk (into [`ChunkOut::ts`]).
+    idx: u32,
+    orig_len: u32,
+    hash: u64,
+    ts: i64,
+    /// [`Clock::now`] after this packet, for a clock that started with the chunk.
+    clock: i64,
+    d: Result<Decoded<'a>, Skip>,
+}
+
+/// What reading one chunk produced.
+#[derive(Default)]
+struct ChunkOut<'a> {
+    /// Where the reader started; `None` when no record start was found for
+    /// this chunk (the reader of the chunk before covers it).
+    start: Option<usize>,
+    /// Where the reader stopped: the first record start at or past its end
+    /// target, or where an error stopped it.
+    end: usize,
+    /// It stopped exactly on its end target.
+    exact: bool,
+    /// Every packet's time, in file order.
+    ts: Vec<i64>,
+    /// A clock that started with this chunk saw no unconfirmed forward jump
+    /// after the first packet: then the capture clock after packet i is the
+    /// larger of its value before the chunk and the entry's `clock`, and a
+    /// thread need not look at the other threads' packets to keep it
+    /// (see [`process_chunk`]).
+    fresh_clock: bool,
+    /// The packets, per owning thread.
+    lists: Vec<Vec<Entry<'a>>>,
+    bytes: u64,
+    error: Option<String>,
+}
+
+impl ChunkOut<'_> {
+    /// Empty, keeping the lists' memory for the next round.
+    fn clear(&mut self, n: usize) {
+        self.start = None;
+        self.end = 0;
+        self.exact = false;
+        self.ts.clear();
+        self.fresh_clock = true;
+        self.lists.resize_with(n, Vec::new);
+        for l in &mut self.lists {
+            l.clear();
+        }
+        self.bytes = 0;
+        self.error = None;
+    }
+}
+
+/// Where chunk `k` of a round that begins at `start` starts: the round's
+/// start for chunk 0, else the first plausible record start in the chunk's
+/// own byte range ([`CaptureFile::record_boundary`]), `None` if it has none
+/// (the chunk before then reaches over it). Every thread finds the same.
+fn chunk_start(file: &CaptureFile, start: usize, k: usize, chunk: usize) -> Option<usize> {
+    if k == 0 {
+        return Some(start);
+    }
+    let from = start.checked_add(k.checked_mul(chunk)?)?;
+    file.record_boundary(from).filter(|&b| b < from.saturating_add(chunk))
+}
+
+/// Read chunk `k` of the round that begins at `start` into `out` (whose
+/// lists are reused): decode, hash and sort its packets by owner.
+fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, start: usize, k: usize, n: usize, chunk: usize, hashing: &crate::flowmap::FlowMap) {
+    out.clear(n);
+    let len = file.len() as usize;
+    let Some(from) = chunk_start(file, start, k, chunk) else { return };
+    // Up to the next chunk that has a start, or the end of the file.
+    let target = (k + 1..=n).find_map(|j| chunk_start(file, start, j, chunk)).unwrap_or(len);
+    out.start = Some(from);
+    let Some(mut it) = file.packets_from(from) else { return };
+    let mut clock = Clock::default();
+    while it.position() < target {
+        match it.next() {
+            Some(Ok(p)) => {
+                let idx = out.ts.len() as u32;
+                out.ts.push(p.ts_ns);
+                out.bytes += p.data.len() as u64;
+                clock.observe(p.ts_ns);
+                let d = decode(p.linktype, p.data);
+                // Frames that decode to nothing are counted by thread 0.
+                let (hash, to) = match &d {
+                    Ok(d) => {
+                        let hash = hashing.hash(&crate::flow::FlowKey::new(d));
+                        (hash, owner(hash, n))
+                    }
+                    Err(_) => (0, 0),
+                };
+                if let Some(list) = out.lists.get_mut(to) {
+                    list.push(Entry { idx, orig_len: p.orig_len, hash, ts: p.ts_ns, clock: clock.now(), d });
+                }
+            }
+            Some(Err(e)) => {
+                out.error = Some(e.to_string());
+                break;
+            }
+            None => break,
+        }
+    }
+    out.fresh_clock = clock.jumps == 0;
+    out.end = it.position();
+    out.exact = out.error.is_none() && out.end == target;
+}
+
+/// What a round is once all its chunks are read: which chunks count, and
+/// where the next round starts.
+#[derive(Debug, Clone, Default)]
+struct Plan {
+    /// The chunks whose start is confirmed, in file order.
+    verified: Vec<usize>,
+    /// Where the next round starts (a confirmed record start).
+    next: usize,
+    /// Nothing is left to read (end of file, or an error).
+    stop: bool,
+    /// Chunks read for nothing: their start was a wrong guess (or came
+    /// after one).
+    rejected: u64,
+}
+
+fn plan(outs: &[ChunkOut<'_>], start: usize, file_len: usize) -> Plan {
+    let mut p = Plan { next: start, ..Default::default() };
+    for (k, o) in outs.iter().enumerate() {
+        match o.start {
+            None => continue,
+            Some(s) if s != p.next => break,
+            Some(_) => {}
+        }
+        p.verified.push(k);
+        p.next = o.end;
+        if o.error.is_some() {
+            p.stop = true;
+            break;
+        }
+        if !o.exact {
+            p.rejected = outs.iter().skip(k + 1).filter(|o| o.start.is_some()).count() as u64;
+            break;
+        }
+    }
+    p.stop |= p.next >= file_len;
+    p
+}
+
+/// Add a round's confirmed chunks to the capture counters.
+fn count(capture: &mut CaptureStats, outs: &[ChunkOut<'_>], p: &Plan) {
+    for o in p.verified.iter().filter_map(|&i| outs.get(i)) {
+        capture.packets += o.ts.len() as u64;
+        capture.bytes += o.bytes;
+        capture.errors.extend(o.error.iter().cloned());
+    }
+    capture.chunk_starts_rejected += p.rejected;
+}
+
+/// Packets ahead of the one being processed whose map slot, and (half as
+/// far) whose flow, a thread asks for (see [`crate::flowmap`]).
+const PREFETCH: usize = 8;
+
+/// Thread `k`'s part of one chunk. The clock moves as with one thread: from
+/// the entries' chunk-local clock when the chunk allows it, else through
+/// every packet time of the chunk. The flow table expires what is due when
+/// the clock has moved, checked before each of this thread's packets and at
+/// the end of the chunk rather than at every packet: that ends the same
+/// flows, with the same order keys, since nothing else touches this
+/// thread's flows in between. It takes this thread's packets, asking for
+/// their flows' cache lines a few packets ahead.
+fn process_chunk(o: &ChunkOut<'_>, k: usize, clock: &mut Clock, shard: &mut Shard, ended: &mut Vec<crate::flow::Ended>) {
+    let mine = o.lists.get(k).map_or(&[][..], |l| l.as_slice());
+    let fast = o.fresh_clock && o.ts.first().is_none_or(|&t| clock.believes(t));
+    let mut seen = 0;
+    for (j, e) in mine.iter().enumerate() {
+        if let Some(a) = mine.get(j + PREFETCH) {
+            shard.table.prefetch_slot(a.hash);
+        }
+        if let Some(a) = mine.get(j + PREFETCH / 2) {
+            shard.table.prefetch_flow(a.hash);
+        }
+        if fast {
+            clock.settle(e.clock);
+        } else {
+            let upto = e.idx as usize + 1;
+            for &ts in o.ts.get(seen..upto).unwrap_or_default() {
+                clock.observe(ts);
+            }
+            seen = upto;
+        }
+        shard.advance(clock.now(), ended);
+        shard.hashed(e.d.as_ref().map_err(|s| *s), e.hash, e.ts, e.orig_len, 0, ended);
+    }
+    if fast {
+        if let Some(last) = o.lists.iter().filter_map(|l| l.last()).map(|e| e.clock).max() {
+            clock.settle(last);
+        }
+    } else {
+        for &ts in o.ts.get(seen..).unwrap_or_default() {
+            clock.observe(ts);
+        }
+    }
+    shard.advance(clock.now(), ended);
+}
+
+/// Where the threads of [`run_chunked`] meet once per round. Rounds take a
+/// millisecond or so, and a thread put to sleep by a blocking barrier takes
+/// a good part of that to wake, so a thread that arrives first spins a
+/// little, then yields its core (to the reporter) until the last one comes.
+struct RoundBarrier {
+    n: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+}
+
+impl RoundBarrier {
+    fn new(n: usize) -> Self {
+        RoundBarrier { n, arrived: AtomicUsize::new(0), generation: AtomicUsize::new(0) }
+    }
+
+    fn wait(&self) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let backoff = crossbeam::utils::Backoff::new();
+        while self.generation.load(Ordering::Acquire) == generation {
+            backoff.snooze();
+        }
+    }
+}
+
+/// The shared state of a round, for reading. A lock that a panicking
+/// holder poisoned is still good: its panic is re-raised by the join.
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// State the threads of [`run_chunked`] share.
+struct Rounds<'a> {
+    /// Chunk outputs of the round being processed (read by every thread at
+    /// once) and of the one being read (each thread swaps its own in).
+    outs: [RwLock<Vec<ChunkOut<'a>>>; 2],
+    barrier: RoundBarrier,
+}
+
+/// One classic pcap file, read in chunks by `opts.threads` threads (see the
+/// module doc).
+pub fn run_chunked(
+    file: &CaptureFile,
+    opts: &Options,
+    capture: CaptureStats,
+    bar: Option<&indicatif::ProgressBar>,
+    reporter: &mut Reporter,
+    out: &mut dyn Write,
+) -> (CaptureStats, i64, (DecoderStats, TableStats)) {
+    let n = opts.threads.max(1);
+    let chunk = if opts.chunk_bytes == 0 { CHUNK_BYTES } else { opts.chunk_bytes };
+    let hasher = ahash::RandomState::new();
+    let first = file.first_record().unwrap_or(24);
+    let rounds = Rounds {
+        outs: [RwLock::new((0..n).map(|_| ChunkOut::default()).collect()), RwLock::new((0..n).map(|_| ChunkOut::default()).collect())],
+        barrier: RoundBarrier::new(n),
+    };
+    std::thread::scope(|s| {
+        let (to_rep, from_shards) = bounded::<FromShard>(n * QUEUE);
+        let mut capture = Some(capture);
+        let mut handles = Vec::with_capacity(n);
+        for k in 0..n {
+            let to_rep = to_rep.clone();
+            let (limits, hasher, rounds) = (opts.limits, hasher.clone(), &rounds);
+            // Thread 0 keeps the capture counters and the progress bar.
+            let (cap, bar) = if k == 0 { (capture.take(), bar) } else { (None, None) };
+            let h = std::thread::Builder::new()
+                .name(format!("pinwatch-shard-{k}"))
+                .spawn_scoped(s, move || {
+                    let shard = Shard::with_hasher(limits, hasher.clone());
+                    chunk_loop(k, n, chunk, first, file, &hasher, shard, rounds, cap, bar, to_rep)
+                })
+                .expect("spawn a shard thread");
+            handles.push(h);
+        }
+        drop(to_rep);
+        let (decoder, table) = report(n, &from_shards, reporter, out);
+        let mut result = (CaptureStats::default(), i64::MIN);
+        for h in handles {
+            match h.join() {
+                Ok((Some(capture), clock)) => result = (capture, clock),
+                Ok((None, _)) => {}
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        (result.0, result.1, (decoder, table))
+    })
+}
+
+/// One thread of [`run_chunked`]: read chunk `k` of each round, then
+/// process its own packets of the round before. Returns the capture
+/// counters (thread 0 only) and the final clock.
+#[allow(clippy::too_many_arguments)]
+fn chunk_loop<'a>(
+    k: usize,
+    n: usize,
+    chunk: usize,
+    first: usize,
+    file: &'a CaptureFile,
+    hasher: &ahash::RandomState,
+    mut shard: Shard,
+    rounds: &Rounds<'a>,
+    mut capture: Option<CaptureStats>,
+    bar: Option<&indicatif::ProgressBar>,
+    to_rep: Sender<FromShard>,
+) -> (Option<CaptureStats>, i64) {
+    let len = file.len() as usize;
+    // The same hashing as every shard's table (they share the hasher).
+    let hashing = crate::flowmap::FlowMap::with_hasher(hasher.clone());
+    let mut mine = ChunkOut::default();
+    let mut put = |r: usize, start: usize| {
+        read_chunk(&mut mine, file, start, k, n, chunk, &hashing);
+        // Swap it in; the old one's lists come back for the next round.
+        if let Some(slot) = rounds.outs[r % 2].write().unwrap_or_else(|e| e.into_inner()).get_mut(k) {
+            std::mem::swap(slot, &mut mine);
+        }
+    };
+    let mut clock = Clock::default();
+    let mut ended = Vec::new();
+    put(0, first);
+    rounds.barrier.wait();
+    // Every thread works the plan of a round out for itself, from the same
+    // chunk outputs, once all of them are read.
+    let mut p = plan(&read(&rounds.outs[0]), first, len);
+    let mut r = 0;
+    loop {
+        if let Some(c) = capture.as_mut() {
+            count(c, &read(&rounds.outs[r % 2]), &p);
+            if let Some(b) = bar {
+                b.set_position(p.next as u64);
+            }
+        }
+        if !p.stop {
+            put(r + 1, p.next);
+        }
+        {
+            let outs = read(&rounds.outs[r % 2]);
+            for o in p.verified.iter().filter_map(|&i| outs.get(i)) {
+                process_chunk(o, k, &mut clock, &mut shard, &mut ended);
+            }
+        }
+        let msg = FromShard { shard: k, ended: std::mem::take(&mut ended), watermark: clock.now(), done: None };
+        if to_rep.send(msg).is_err() {
+            // The reporter is gone (it panicked); the join reports it. The
+            // other threads must not wait for this one at a barrier.
+            std::process::abort();
+        }
+        // Everyone has processed round r (its outputs may be overwritten)
+        // and read round r + 1.
+        rounds.barrier.wait();
+        if p.stop {
+            break;
+        }
+        p = plan(&read(&rounds.outs[(r + 1) % 2]), p.next, len);
+        r += 1;
+    }
+    shard.table.drain(crate::flow::CloseKind::Eof, &mut ended);
+    let done = Some((std::mem::take(&mut shard.decoder), shard.table.stats));
+    let _ = to_rep.send(FromShard { shard: k, ended, watermark: i64::MAX, done });
     if let Some(c) = capture.as_mut() {
         c.timestamp_jumps = clock.jumps;
     }

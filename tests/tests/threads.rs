@@ -44,16 +44,24 @@ fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
     path.iter().fold(v, |v, k| &v[*k])
 }
 
-/// Compare 1 thread against 2 and 3; a description of each difference.
+/// Compare 1 thread against 2 and 3 (a single pcap file is read in chunks,
+/// the default size and a small one that puts chunk boundaries all over
+/// the file); a description of each difference.
 fn compare(name: &str, inputs: &[Input], opts: &Options) -> (Vec<String>, Value) {
+    compare_with(name, inputs, opts, &[(2, 0), (3, 0), (2, 4096), (3, 1500)])
+}
+
+/// Compare 1 thread against each (threads, chunk bytes) in `runs`.
+fn compare_with(name: &str, inputs: &[Input], opts: &Options, runs: &[(usize, usize)]) -> (Vec<String>, Value) {
     let (one, s1) = run(inputs, opts, 1);
     let mut diffs = Vec::new();
-    for n in [2, 3] {
-        let (many, sn) = run(inputs, opts, n);
+    for &(n, chunk) in runs {
+        let opts = Options { chunk_bytes: chunk, ..opts.clone() };
+        let (many, sn) = run(inputs, &opts, n);
         if one != many {
             let i = one.iter().zip(&many).position(|(a, b)| a != b).unwrap_or(one.len().min(many.len()));
             diffs.push(format!(
-                "{name}: {n} threads differ from 1 at line {} ({} vs {} lines)\n  1: {}\n  {n}: {}",
+                "{name}: {n} threads ({chunk}-byte chunks) differ from 1 at line {} ({} vs {} lines)\n  1: {}\n  {n}: {}",
                 i + 1,
                 one.len(),
                 many.len(),
@@ -63,7 +71,7 @@ fn compare(name: &str, inputs: &[Input], opts: &Options) -> (Vec<String>, Value)
         }
         for p in SAME {
             if at(&s1, p) != at(&sn, p) {
-                diffs.push(format!("{name}: stats {} is {} with 1 thread, {} with {n}", p.join("."), at(&s1, p), at(&sn, p)));
+                diffs.push(format!("{name}: stats {} is {} with 1 thread, {} with {n} ({chunk}-byte chunks)", p.join("."), at(&s1, p), at(&sn, p)));
             }
         }
         assert_eq!(at(&sn, &["memory", "shards"]), &Value::from(n as u64), "{name}: shards reported");
@@ -131,4 +139,104 @@ fn stats_counters_are_sums_over_shards() {
     // A sum of per-shard peaks is at least the single table's peak.
     assert!(at(&s2, &["memory", "flows_max"]).as_u64() >= at(&s1, &["memory", "flows_max"]).as_u64());
     assert!(Path::new(&pcaps).is_dir());
+}
+
+/// The records of a classic little-endian pcap: (header, frame) pairs.
+fn pcap_records(bytes: &[u8]) -> Vec<([u8; 16], Vec<u8>)> {
+    assert_eq!(bytes.get(..4), Some(&[0xd4, 0xc3, 0xb2, 0xa1][..]), "a little-endian microsecond pcap");
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let hdr: [u8; 16] = bytes[at..at + 16].try_into().expect("16 bytes");
+        let caplen = u32::from_le_bytes(hdr[8..12].try_into().expect("4 bytes")) as usize;
+        out.push((hdr, bytes[at + 16..at + 16 + caplen].to_vec()));
+        at += 16 + caplen;
+    }
+    out
+}
+
+fn record(sec: u32, usec: u32, frame: &[u8]) -> Vec<u8> {
+    let mut r = Vec::new();
+    for v in [sec, usec, frame.len() as u32, frame.len() as u32] {
+        r.extend(v.to_le_bytes());
+    }
+    r.extend(frame);
+    r
+}
+
+/// An Ethernet/IPv4/TCP frame from 192.0.2.9:40000 to 192.0.2.10:9999.
+fn frame_with(payload: &[u8]) -> Vec<u8> {
+    let total = 40 + payload.len();
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+    f.extend([0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0, 192, 0, 2, 9, 192, 0, 2, 10]);
+    f.extend(40000u16.to_be_bytes());
+    f.extend(9999u16.to_be_bytes());
+    f.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend(payload);
+    f
+}
+
+/// Reading a pcap in chunks guesses where each chunk's first record
+/// starts and trusts a guess only when the reader of the chunk before lands
+/// on it. A capture that carries a capture file in a packet's payload fools
+/// the guess, and one with a bad timestamp far in the future makes a
+/// thread's clock shortcut invalid: with chunk boundaries swept across the
+/// file, the records must still be those of one thread, and the wrong
+/// guesses must have been caught (counted) rather than believed.
+#[test]
+fn chunked_reading_survives_false_starts_and_clock_jumps() {
+    let pcaps = corpus::workspace_root().join("pcaps");
+    let original = std::fs::read(pcaps.join("testbed-fallback.pcap")).expect("testbed capture");
+    let records = pcap_records(&original);
+    assert!(records.len() > 40, "{} records", records.len());
+    let sec = |h: &[u8; 16]| u32::from_le_bytes(h[0..4].try_into().expect("4 bytes"));
+    // A payload that is a run of pcap records (a capture being downloaded).
+    let mut inner = Vec::new();
+    for i in 0..40u32 {
+        inner.extend(record(sec(&records[3].0), i, &[0x11; 60]));
+    }
+    let mut bytes = original[..24].to_vec();
+    let mut inner_at = 0;
+    for (i, (h, f)) in records.iter().enumerate() {
+        bytes.extend(h);
+        bytes.extend(f);
+        if i == 3 {
+            inner_at = bytes.len() + 16 + 54;
+            bytes.extend(record(sec(h), 0, &frame_with(&inner)));
+        }
+        if i == 20 {
+            // Three hours ahead, once: not believed, counted as a jump.
+            bytes.extend(record(sec(h) + 3 * 3600, 0, &frame_with(b"late")));
+        }
+        if i == records.len() - 5 {
+            // Five hours ahead, twice: believed, every open flow times out.
+            bytes.extend(record(sec(h) + 5 * 3600, 0, &frame_with(b"jump")));
+            bytes.extend(record(sec(h) + 5 * 3600, 1, &frame_with(b"jump")));
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("pinwatch-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("fooled.pcap");
+    std::fs::write(&path, &bytes).expect("write capture");
+    let input = [Input::File(path.clone())];
+    let config = pinwatch::config::Config::load(&pcaps.join("testbed.toml")).expect("testbed config");
+    let opts = Options { config, ..Options::default() };
+    // Chunk sizes that put the second chunk's guess inside the embedded
+    // capture, and a sweep that puts boundaries everywhere else.
+    let mut runs: Vec<(usize, usize)> = (0..8).map(|d| (2, inner_at - 24 + d * 76)).collect();
+    runs.extend((300..6000).step_by(487).flat_map(|c| [(2, c), (3, c)]));
+    let (lines, s1) = compare_with("testbed-fallback with a capture inside", &input, &opts, &runs);
+    assert!(lines.len() > 10, "{} records", lines.len());
+    assert_eq!(at(&s1, &["capture", "timestamp_jumps"]), 2, "one unconfirmed jump, one confirmed (counted when first seen)");
+    let mut rejected = 0;
+    for n in [2, 3] {
+        for d in 0..8 {
+            let opts = Options { chunk_bytes: inner_at - 24 + d * 76, ..opts.clone() };
+            let (_, s) = run(&input, &opts, n);
+            rejected += at(&s, &["capture", "chunk_starts_rejected"]).as_u64().unwrap_or(0);
+            assert_eq!(at(&s, &["capture", "timestamp_jumps"]), at(&s1, &["capture", "timestamp_jumps"]));
+        }
+    }
+    assert!(rejected > 0, "a chunk start guessed inside the embedded capture was caught");
+    let _ = std::fs::remove_file(&path);
 }

@@ -362,6 +362,44 @@ impl CaptureFile {
     pub fn packets(&self) -> PacketIter<'_> {
         PacketIter::new(&self.name, self.bytes.as_slice(), self.kind)
     }
+
+    /// Classic pcap only: the packets from byte `offset` on, which must be
+    /// where a record starts (see [`CaptureFile::record_boundary`]); `None`
+    /// for pcapng, whose blocks depend on the interfaces declared before.
+    pub fn packets_from(&self, offset: usize) -> Option<PacketIter<'_>> {
+        match self.kind {
+            Kind::Pcap { .. } => {
+                let mut it = self.packets();
+                it.pos = offset.max(it.pos);
+                it.ahead = it.pos;
+                Some(it)
+            }
+            Kind::PcapNg => None,
+        }
+    }
+
+    /// Classic pcap only: the byte offset of the first record of the file.
+    pub fn first_record(&self) -> Option<usize> {
+        matches!(self.kind, Kind::Pcap { .. }).then_some(24)
+    }
+
+    /// Classic pcap only: the first offset at or after `from` (and before
+    /// `from` + [`MAX_CAPLEN`] + 64 KiB) where a record plausibly starts:
+    /// [`pcap::CHAIN`] record headers in a row, each with a captured length
+    /// within the limit and the file, a sub-second part below one second,
+    /// and a time within a day of the one before, or fewer that end exactly
+    /// at the end of the file. A guess, used to cut a file into chunks that
+    /// threads read at once: the reader of the chunk before must land on it
+    /// exactly, or the guess is thrown away ([`crate::sharded`]). `None`
+    /// when nothing in the window qualifies (or at the end of the file).
+    pub fn record_boundary(&self, from: usize) -> Option<usize> {
+        match self.kind {
+            Kind::Pcap { big_endian, nanos, modified, .. } => {
+                pcap::record_boundary(self.bytes.as_slice(), from.max(24), big_endian, nanos, modified)
+            }
+            Kind::PcapNg => None,
+        }
+    }
 }
 
 fn is_gzip(b: &[u8]) -> bool {
@@ -566,6 +604,11 @@ impl<'a> PacketIter<'a> {
     #[inline(always)]
     fn prefetch_ahead(&mut self) {
         prefetch_to(self.data, &mut self.ahead, self.pos + PREFETCH_AHEAD);
+    }
+
+    /// Byte offset of the next record (the file's length when done).
+    pub fn position(&self) -> usize {
+        if self.done { self.data.len() } else { self.pos }
     }
 
     /// Set the [`Packet::source`] index given to every packet.

@@ -8,6 +8,50 @@ use pcap_parser::pcap::{
 
 use super::{nom_reason, u32_at, Item, PacketIter, MAX_CAPLEN};
 
+/// Record headers in a row that [`record_boundary`] wants before it
+/// believes a record starts somewhere.
+pub const CHAIN: usize = 16;
+
+/// How far past its starting point [`record_boundary`] looks: more than
+/// the largest record, so a real boundary is always inside the window.
+const WINDOW: usize = MAX_CAPLEN as usize + (64 << 10);
+
+/// See [`super::CaptureFile::record_boundary`].
+pub(super) fn record_boundary(data: &[u8], from: usize, big_endian: bool, nanos: bool, modified: bool) -> Option<usize> {
+    let hdr = if modified { 24 } else { 16 };
+    let frac_limit: u32 = if nanos { 1_000_000_000 } else { 1_000_000 };
+    let end = data.len();
+    let last = from.checked_add(WINDOW)?.min(end);
+    // One plausible header at `o`: where the next one would start.
+    let record = |o: usize, prev_sec: Option<u32>| -> Option<(usize, u32)> {
+        let sec = u32_at(data, o, big_endian)?;
+        let frac = u32_at(data, o + 4, big_endian)?;
+        let caplen = u32_at(data, o + 8, big_endian)?;
+        let origlen = u32_at(data, o + 12, big_endian)?;
+        let next = o.checked_add(hdr)?.checked_add(caplen as usize)?;
+        let close_in_time = prev_sec.is_none_or(|p| sec.abs_diff(p) <= 86_400);
+        (frac < frac_limit && caplen <= MAX_CAPLEN && caplen <= origlen && next <= end && close_in_time)
+            .then_some((next, sec))
+    };
+    (from..last).find(|&o| {
+        let mut at = o;
+        let mut prev = None;
+        for _ in 0..CHAIN {
+            if at == end {
+                return true;
+            }
+            match record(at, prev) {
+                Some((next, sec)) => {
+                    at = next;
+                    prev = Some(sec);
+                }
+                None => return false,
+            }
+        }
+        true
+    })
+}
+
 impl<'a> PacketIter<'a> {
     pub(super) fn next_pcap(
         &mut self,
