@@ -62,9 +62,10 @@ enum Cmd {
         /// Never show a progress bar.
         #[arg(long)]
         quiet: bool,
-        /// Flow-table threads (each walks the capture and keeps its share of the
-        /// flows; the calling thread writes the records); the output is the
-        /// same for any value. Default: the cores available.
+        /// Flow-table threads: each keeps its share of the flows (one pcap file is
+        /// read in chunks shared out among them; several files or pcapng are
+        /// walked by each); the calling thread writes the records. The output is
+        /// the same for any value. Default: the cores available.
         #[arg(long)]
         threads: Option<usize>,
         /// With several threads and one pcap file: bytes each thread reads per

@@ -133,9 +133,10 @@ pub struct Summary {
 
 /// Replay the inputs as one capture, writing EVE lines to `out`.
 ///
-/// With `opts.threads` above one, `threads` shard threads each walk the
-/// mapped captures and own the flows a symmetric hash of the 5-tuple gives
-/// them (see [`crate::sharded`]), and this thread writes the records; the records and
+/// With `opts.threads` above one, `threads` shard threads own the flows a
+/// symmetric hash of the flow key gives them (one pcap file is read in
+/// chunks shared out among them, anything else is walked by each; see
+/// [`crate::sharded`]), and this thread writes the records; the records and
 /// their order are the same as with one thread (see [`crate::flow::OrderKey`]).
 pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::Result<Summary> {
     let mut capture = CaptureStats::default();
