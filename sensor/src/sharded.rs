@@ -135,23 +135,40 @@ pub fn run_walk_all(
     out: &mut dyn Write,
 ) -> (CaptureStats, i64, (DecoderStats, TableStats)) {
     let n = opts.threads.max(1);
+    let limits = opts.limits;
+    with_shards(n, capture, bar, reporter, out, |i, cap, bar, to_rep| shard_loop(i, n, files, Shard::new(limits), cap, bar, to_rep))
+}
+
+/// Run `n` shard threads, `body(k, capture, bar, to_reporter)` each (thread
+/// 0 gets the capture counters and the progress bar, and returns them), the
+/// reporter on the calling thread. Returns the capture counters, the final
+/// clock and the shards' summed counters.
+fn with_shards<F>(
+    n: usize,
+    capture: CaptureStats,
+    bar: Option<&indicatif::ProgressBar>,
+    reporter: &mut Reporter,
+    out: &mut dyn Write,
+    body: F,
+) -> (CaptureStats, i64, (DecoderStats, TableStats))
+where
+    F: Fn(usize, Option<CaptureStats>, Option<&indicatif::ProgressBar>, Sender<FromShard>) -> (Option<CaptureStats>, i64) + Sync,
+{
+    let body = &body;
     std::thread::scope(|s| {
         let (to_rep, from_shards) = bounded::<FromShard>(n * QUEUE);
         let mut capture = Some(capture);
         let mut shards = Vec::with_capacity(n);
-        for i in 0..n {
+        for k in 0..n {
             let to_rep = to_rep.clone();
-            let limits = opts.limits;
-            // Shard 0 keeps the capture counters and the progress bar.
-            let (cap, bar) = if i == 0 { (capture.take(), bar) } else { (None, None) };
+            let (cap, bar) = if k == 0 { (capture.take(), bar) } else { (None, None) };
             let h = std::thread::Builder::new()
-                .name(format!("pinwatch-shard-{i}"))
-                .spawn_scoped(s, move || shard_loop(i, n, files, Shard::new(limits), cap, bar, to_rep))
+                .name(format!("pinwatch-shard-{k}"))
+                .spawn_scoped(s, move || body(k, cap, bar, to_rep))
                 .expect("spawn a shard thread");
             shards.push(h);
         }
         drop(to_rep);
-
         let (decoder, table) = report(n, &from_shards, reporter, out);
         let mut result = (CaptureStats::default(), i64::MIN);
         for h in shards {
@@ -506,35 +523,10 @@ pub fn run_chunked(
         outs: [RwLock::new((0..n).map(|_| ChunkOut::default()).collect()), RwLock::new((0..n).map(|_| ChunkOut::default()).collect())],
         barrier: RoundBarrier::new(n),
     };
-    std::thread::scope(|s| {
-        let (to_rep, from_shards) = bounded::<FromShard>(n * QUEUE);
-        let mut capture = Some(capture);
-        let mut handles = Vec::with_capacity(n);
-        for k in 0..n {
-            let to_rep = to_rep.clone();
-            let (limits, hasher, rounds) = (opts.limits, hasher.clone(), &rounds);
-            // Thread 0 keeps the capture counters and the progress bar.
-            let (cap, bar) = if k == 0 { (capture.take(), bar) } else { (None, None) };
-            let h = std::thread::Builder::new()
-                .name(format!("pinwatch-shard-{k}"))
-                .spawn_scoped(s, move || {
-                    let shard = Shard::with_hasher(limits, hasher.clone());
-                    chunk_loop(k, n, chunk, first, file, &hasher, shard, rounds, cap, bar, to_rep)
-                })
-                .expect("spawn a shard thread");
-            handles.push(h);
-        }
-        drop(to_rep);
-        let (decoder, table) = report(n, &from_shards, reporter, out);
-        let mut result = (CaptureStats::default(), i64::MIN);
-        for h in handles {
-            match h.join() {
-                Ok((Some(capture), clock)) => result = (capture, clock),
-                Ok((None, _)) => {}
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
-        (result.0, result.1, (decoder, table))
+    let rounds = &rounds;
+    with_shards(n, capture, bar, reporter, out, |k, cap, bar, to_rep| {
+        let shard = Shard::with_hasher(opts.limits, hasher.clone());
+        chunk_loop(k, n, chunk, first, file, &hasher, shard, rounds, cap, bar, to_rep)
     })
 }
 
