@@ -150,7 +150,7 @@ fn decode_full(linktype: u32, data: &[u8]) -> Result<Decoded<'_>, Skip> {
     decode_layer(layer, rest, 0, 0, None)
 }
 
-/// A TCP packet's summary, for both decode paths.
+/// A TCP packet's summary from etherparse's view of the segment.
 fn tcp_decoded<'a>(src: IpAddr, dst: IpAddr, t: &TcpSlice<'a>, truncated: bool, context: u64, tunnel: Option<Tunnel>) -> Decoded<'a> {
     Decoded {
         src,

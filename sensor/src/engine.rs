@@ -5,7 +5,7 @@
 //!   shards, each owning the flows whose symmetric 5-tuple hash picks it, so
 //!   the packet path takes no lock.
 //! - [`Reporter`]: classification, enrichment, findings and output, in the
-//!   order of [`OrderKey`], whatever the number of shards.
+//!   order of [`crate::flow::OrderKey`], whatever the number of shards.
 //!
 //! [`Engine`] is one clock, one shard and one reporter on the caller's thread
 //! (replay with one thread, live capture).
@@ -295,7 +295,7 @@ struct Streaming {
 const MAX_REVISIT: usize = 100_000;
 
 /// Classification, enrichment, findings and output of ended flows, written
-/// in [`OrderKey`] order.
+/// in [`crate::flow::OrderKey`] order.
 pub struct Reporter {
     config: crate::config::Config,
     ocsf: bool,

@@ -9,8 +9,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-
-use crate::flowmap::FlowMap;
 use std::net::IpAddr;
 
 use pinwatch_parsers::decode::{Decoded, TcpInfo};
@@ -18,6 +16,7 @@ use pinwatch_parsers::quic::gquic::looks_like_gquic;
 use pinwatch_parsers::quic::looks_like_quic_initial;
 use pinwatch_parsers::tls::{looks_like_client_hello, looks_like_tls, Dir, TlsEvent};
 
+use crate::flowmap::FlowMap;
 use crate::reassembly::{self, Chunk, Reassembler};
 
 use crate::quic_session::QuicSession;

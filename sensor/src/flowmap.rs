@@ -4,13 +4,14 @@
 //! On an egress tap the packet bytes stream through the caches at memory
 //! speed and push the flow table out of them, so a plain lookup costs two or
 //! three cache misses per packet (bucket, key, the flow's counters), one
-//! after the other. The table therefore works on batches of packets
-//! ([`crate::engine::Shard::batch`]): it hashes every packet of the batch
-//! and asks for its slot ([`FlowMap::prefetch_slot`]), then for each flow's
-//! first cache lines ([`FlowMap::prefetch_flow`]), and only then processes
-//! the packets, in order, each finding its flow already in the cache. The
-//! misses of a batch overlap instead of adding up. std's map (hashbrown)
-//! offers no way to touch a bucket before probing it, hence this map.
+//! after the other. A thread of a chunked replay ([`crate::sharded`]) knows
+//! the packets it will process next, already hashed: it asks for a
+//! packet's slot ([`FlowMap::prefetch_slot`]) a few packets ahead and for
+//! its flow's first cache lines ([`FlowMap::prefetch_flow`]) half as far
+//! ahead, so the misses of consecutive packets overlap instead of adding
+//! up (criterion `flow_table/bulk_packet_100k_flows_prefetched`: 43 ns a
+//! packet against 90). std's map (hashbrown) offers no way to touch a
+//! bucket before probing it, hence this map.
 //!
 //! # Contract
 //!

@@ -16,10 +16,12 @@
 //!   The file is read in rounds of N chunks of [`Options::chunk_bytes`]
 //!   each: thread k reads and decodes chunk k of the round and sorts its
 //!   packets, already hashed, into one list per thread; once every chunk of
-//!   the round is read, each thread runs through the round's packet times
-//!   in file order, moving its clock exactly as one thread would, and
-//!   processes the packets of its own list. Reading round r+1 overlaps with
-//!   processing round r. A chunk's start is found by looking for a run of
+//!   the round is read, each thread processes the packets of its own lists
+//!   in file order, its clock moving exactly as one thread's would (from
+//!   the chunk-local clock the reader noted at each packet, or through
+//!   every packet time of a chunk that had a time jump), asking for its
+//!   flows' cache lines a few packets ahead. Reading round r+1 overlaps
+//!   with processing round r. A chunk's start is found by looking for a run of
 //!   plausible record headers ([`CaptureFile::record_boundary`]) and is
 //!   only believed when the reader of the chunk before lands on it exactly;
 //!   when it does not (a capture carrying a capture file in its payload can
@@ -34,9 +36,9 @@
 //!
 //! ```text
 //!            round r                         round r+1
-//!   thread 0: read chunk 0 ─┐   process own packets of chunks 0..N ─┐
-//!   thread 1: read chunk 1 ─┼─▶ process own packets of chunks 0..N ─┼─ended flows + clock─▶ reporter
-//!   thread N: read chunk N ─┘   process own packets of chunks 0..N ─┘
+//!   thread 0:   read chunk 0   ─┐   process own packets of chunks 0..N-1 ─┐
+//!   thread 1:   read chunk 1   ─┼─▶ process own packets of chunks 0..N-1 ─┼─ended flows + clock─▶ reporter
+//!   thread N-1: read chunk N-1 ─┘   process own packets of chunks 0..N-1 ─┘
 //! ```
 
 use std::io::Write;

@@ -385,7 +385,7 @@ impl CaptureFile {
 
     /// Classic pcap only: the first offset at or after `from` (and before
     /// `from` + [`MAX_CAPLEN`] + 64 KiB) where a record plausibly starts:
-    /// [`pcap::CHAIN`] record headers in a row, each with a captured length
+    /// 16 (`pcap::CHAIN`) record headers in a row, each with a captured length
     /// within the limit and the file, a sub-second part below one second,
     /// and a time within a day of the one before, or fewer that end exactly
     /// at the end of the file. A guess, used to cut a file into chunks that
