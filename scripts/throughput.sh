@@ -204,7 +204,7 @@ if command -v ndpiReader >/dev/null 2>&1; then
     measure ndpi "$DIR/ndpi.out" ndpiReader -i "$CAP"
     NDPI_FLOWS=$(grep -m1 'Unique flows:' "$DIR/ndpi.out" | awk '{print $3}')
     add_row "ndpiReader" 1 "$SECS" "$CAP_BYTES" "$CAP_PACKETS" "${NDPI_FLOWS:-}" "$RSS_KB"
-    NDPI_NOTE="ndpiReader: $(ndpiReader -h 2>&1 | grep -m1 -o 'nDPI [0-9.]*' || echo '?'), whole capture, flows = its 'Unique flows'"
+    NDPI_NOTE="ndpiReader: $({ ndpiReader -h 2>&1 || true; } | grep -m1 -o 'nDPI [0-9.]*' || echo '?'), whole capture, flows = its 'Unique flows'"
 fi
 
 TSHARK_NOTE="tshark: not installed (Debian: apt-get install tshark)"
