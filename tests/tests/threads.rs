@@ -25,6 +25,8 @@ fn run(inputs: &[Input], opts: &Options, threads: usize) -> (Vec<String>, Value)
 const SAME: &[&[&str]] = &[
     &["capture", "packets"],
     &["capture", "bytes"],
+    &["capture", "errors"],
+    &["capture", "timestamp_jumps"],
     &["decoder", "tcp"],
     &["decoder", "udp"],
     &["flow", "flows_created"],
@@ -239,4 +241,39 @@ fn chunked_reading_survives_false_starts_and_clock_jumps() {
     }
     assert!(rejected > 0, "a chunk start guessed inside the embedded capture was caught");
     let _ = std::fs::remove_file(&path);
+}
+
+/// A capture cut short, and one with a corrupt record in the middle: every
+/// thread count and chunk size stops at the same record, reports the same
+/// error and the same sessions before it.
+#[test]
+fn chunked_reading_stops_at_the_same_bad_record() {
+    let pcaps = corpus::workspace_root().join("pcaps");
+    let original = std::fs::read(pcaps.join("testbed-basic.pcap")).expect("testbed capture");
+    let records = pcap_records(&original);
+    let mut offsets = Vec::new();
+    let mut pos = 24;
+    for (_, f) in &records {
+        offsets.push(pos);
+        pos += 16 + f.len();
+    }
+    let dir = std::env::temp_dir().join(format!("pinwatch-threads-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // Cut inside a record two thirds in; and a record two thirds in that
+    // claims 16 MB (corrupt), with the rest of the file after it.
+    let mid = offsets[offsets.len() * 2 / 3];
+    let cut = original[..mid + 40].to_vec();
+    let mut corrupt = original.clone();
+    corrupt[mid + 8..mid + 12].copy_from_slice(&(16u32 << 20).to_le_bytes());
+    let runs: Vec<(usize, usize)> = [0usize, 700, 1500, 4096, 20000].iter().flat_map(|&c| [(2, c), (3, c)]).collect();
+    for (name, bytes) in [("cut.pcap", cut), ("corrupt.pcap", corrupt)] {
+        let path = dir.join(name);
+        std::fs::write(&path, &bytes).expect("write capture");
+        let (lines, stats) = compare_with(name, &[Input::File(path.clone())], &Options::default(), &runs);
+        let errors = at(&stats, &["capture", "errors"]).as_array().cloned().unwrap_or_default();
+        assert_eq!(errors.len(), 1, "{name}: one error: {errors:?}");
+        assert!(errors[0].as_str().is_some_and(|e| e.contains(&format!("byte {mid}"))), "{name}: the error names the record's offset: {errors:?}");
+        assert!(!lines.is_empty(), "{name}: the sessions before the bad record are reported");
+        let _ = std::fs::remove_file(&path);
+    }
 }
