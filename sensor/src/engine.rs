@@ -793,11 +793,21 @@ mod erased {
     impl<T: serde::Serialize> Json for T {
         fn write_line(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
             // Into a buffer first: serde_json writes every token separately,
-            // and through `dyn Write` each of those is a virtual call.
-            let mut line = Vec::with_capacity(4096);
-            serde_json::to_writer(&mut line, self)?;
-            line.push(b'\n');
-            out.write_all(&line)
+            // and through `dyn Write` each of those is a virtual call. One
+            // buffer per thread, kept: a fresh one per record cost an
+            // allocation and fresh pages every time.
+            thread_local!(static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(8192)));
+            LINE.with_borrow_mut(|line| {
+                line.clear();
+                serde_json::to_writer(&mut *line, self)?;
+                line.push(b'\n');
+                let r = out.write_all(line);
+                // A rare huge record does not keep its memory.
+                if line.capacity() > 1 << 20 {
+                    *line = Vec::with_capacity(8192);
+                }
+                r
+            })
         }
         fn write_ocsf(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
             let v = serde_json::to_value(self)?;
