@@ -72,9 +72,10 @@ pub struct CaptureStats {
     pub bytes: u64,
     pub errors: Vec<String>,
     /// Chunks read by other threads and thrown away because the chunk
-    /// before did not end where their start was guessed (a capture with a
-    /// capture file in its payload can fool the guess; see
-    /// [`crate::sharded`]). Costs time, never records.
+    /// before did not end where their start was guessed: a wrong guess (a
+    /// capture with a capture file in its payload can fool it), or a chunk
+    /// of tiny records cut short at [`crate::sharded::MAX_CHUNK_PACKETS`]
+    /// (see [`crate::sharded`]). Costs time, never records.
     pub chunk_starts_rejected: u64,
 }
 

@@ -249,8 +249,15 @@ fn shard_loop(
 
 /// Bytes each thread reads per round when [`Options::chunk_bytes`] is 0:
 /// big enough that the per-round hand-over costs little, small enough that
-/// a round's packet lists stay in the caches (about 110 bytes a packet).
+/// a round's packet lists stay in the caches (about 130 bytes a packet).
 pub const CHUNK_BYTES: usize = 8 << 20;
+
+/// Packets one chunk holds at most. A chunk of tiny records (a capture of
+/// empty frames has 16-byte records) ends there, as if its reader had
+/// landed off the next chunk's start: the round is cut and the next one
+/// starts at that record. So a thread's lists hold at most this many
+/// entries per round (16 MB), whatever the file.
+pub const MAX_CHUNK_PACKETS: usize = 131_072;
 
 /// The thread that owns a flow, from its key's hash in the shared hasher
 /// (the high half; the flow map indexes with the low bits).
@@ -337,7 +344,7 @@ fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, start: usize, k
     out.start = Some(from);
     let Some(mut it) = file.packets_from(from) else { return };
     let mut clock = Clock::default();
-    while it.position() < target {
+    while it.position() < target && out.ts.len() < MAX_CHUNK_PACKETS {
         match it.next() {
             Some(Ok(p)) => {
                 let idx = out.ts.len() as u32;
@@ -379,8 +386,9 @@ struct Plan {
     next: usize,
     /// Nothing is left to read (end of file, or an error).
     stop: bool,
-    /// Chunks read for nothing: their start was a wrong guess (or came
-    /// after one).
+    /// Chunks read for nothing: the chunk before them did not end where
+    /// their start was guessed (a wrong guess, or a chunk cut short at
+    /// [`MAX_CHUNK_PACKETS`]).
     rejected: u64,
 }
 

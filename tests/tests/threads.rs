@@ -29,6 +29,7 @@ const SAME: &[&[&str]] = &[
     &["capture", "timestamp_jumps"],
     &["decoder", "tcp"],
     &["decoder", "udp"],
+    &["decoder", "skipped"],
     &["flow", "flows_created"],
     &["flow", "flows_ended"],
     &["flow", "tls_flows"],
@@ -276,4 +277,38 @@ fn chunked_reading_stops_at_the_same_bad_record() {
         assert!(!lines.is_empty(), "{name}: the sessions before the bad record are reported");
         let _ = std::fs::remove_file(&path);
     }
+}
+
+/// A capture of 300,000 empty records (16 bytes each) between real ones:
+/// the chunks of tiny records are cut at their packet limit, and the
+/// records and counters are still those of one thread.
+#[test]
+fn chunks_of_tiny_records_are_cut_short_and_lose_nothing() {
+    let pcaps = corpus::workspace_root().join("pcaps");
+    let original = std::fs::read(pcaps.join("testbed-basic.pcap")).expect("testbed capture");
+    let records = pcap_records(&original);
+    let sec = u32::from_le_bytes(records[0].0[0..4].try_into().expect("4 bytes"));
+    let mut bytes = original[..24].to_vec();
+    for (i, (h, f)) in records.iter().enumerate() {
+        bytes.extend(h);
+        bytes.extend(f);
+        if i == 2 {
+            for k in 0..300_000u32 {
+                bytes.extend(record(sec, k % 1_000_000, &[]));
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("pinwatch-threads-tiny-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("tiny.pcap");
+    std::fs::write(&path, &bytes).expect("write capture");
+    let input = [Input::File(path.clone())];
+    // 3 MiB chunks: the first holds more than the packet limit (2 MiB of
+    // empty records), so it is cut and the second chunk's read is wasted.
+    let (lines, s1) = compare_with("tiny records", &input, &Options::default(), &[(2, 0), (3, 0), (2, 3 << 20)]);
+    assert!(!lines.is_empty(), "the real sessions are reported");
+    assert!(at(&s1, &["capture", "packets"]).as_u64() > Some(300_000));
+    let (_, s2) = run(&input, &Options { chunk_bytes: 3 << 20, ..Options::default() }, 2);
+    assert!(at(&s2, &["capture", "chunk_starts_rejected"]).as_u64() >= Some(1), "a chunk was cut at its packet limit");
+    let _ = std::fs::remove_file(&path);
 }
