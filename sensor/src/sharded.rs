@@ -42,7 +42,6 @@
 //! ```
 
 use std::io::Write;
-use std::net::IpAddr;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::RwLock;
@@ -68,24 +67,6 @@ struct FromShard {
     /// Everything this shard will still send has a key at or above this clock.
     watermark: i64,
     done: Option<(DecoderStats, TableStats)>,
-}
-
-/// The shard of a flow: a fixed (not per-process) hash of the normalised
-/// key, made of a few wide words and a multiply-xorshift finaliser
-/// (splitmix64's): fast, and good enough to spread flows. An attacker who
-/// aims all flows at one shard only slows that shard; the caps still hold.
-pub fn shard_of(key: &FlowKey, shards: usize) -> usize {
-    let wide = |a: IpAddr| match a {
-        IpAddr::V4(v) => u128::from(u32::from(v)),
-        IpAddr::V6(v) => u128::from(v),
-    };
-    let fold = |w: u128| (w as u64) ^ ((w >> 64) as u64).rotate_left(29);
-    let ports = (u64::from(key.lo.1) << 16) | u64::from(key.hi.1) | (u64::from(key.proto) << 32);
-    let mut x = fold(wide(key.lo.0)) ^ fold(wide(key.hi.0)).rotate_left(32) ^ ports.rotate_left(11) ^ key.context.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^= x >> 31;
-    ((u128::from(x) * shards as u128) >> 64) as usize
 }
 
 /// Replay `files` over `opts.threads` shards; the reporter writes to `out`.
@@ -137,8 +118,10 @@ pub fn run_walk_all(
     out: &mut dyn Write,
 ) -> (CaptureStats, i64, (DecoderStats, TableStats)) {
     let n = opts.threads.max(1);
-    let limits = opts.limits;
-    with_shards(n, capture, bar, reporter, out, |i, cap, bar, to_rep| shard_loop(i, n, files, Shard::new(limits), cap, bar, to_rep))
+    let hasher = ahash::RandomState::new();
+    with_shards(n, capture, bar, reporter, out, |i, cap, bar, to_rep| {
+        shard_loop(i, n, files, Shard::with_hasher(opts.limits, hasher.clone()), cap, bar, to_rep)
+    })
 }
 
 /// Run `n` shard threads, `body(k, capture, bar, to_reporter)` each (thread
@@ -219,13 +202,17 @@ fn shard_loop(
         if let Some(now) = clock.observe(p.ts_ns) {
             shard.advance(now, &mut ended);
         }
-        let d = decode(p.linktype, p.data);
-        let mine = match &d {
-            Ok(d) => shard_of(&FlowKey::new(d), shards) == index,
-            Err(_) => index == 0,
-        };
-        if mine {
-            shard.decoded(d.as_ref().map_err(|e| *e), p.ts_ns, p.orig_len, p.source, &mut ended);
+        match decode(p.linktype, p.data) {
+            Ok(d) => {
+                // Every shard's table hashes with the same keys.
+                let hash = shard.table.hash(&FlowKey::new(&d));
+                if owner(hash, shards) == index {
+                    shard.hashed(Ok(&d), hash, p.ts_ns, p.orig_len, p.source, &mut ended);
+                }
+            }
+            // Frames that decode to nothing are counted by shard 0.
+            Err(skip) if index == 0 => shard.decoded(Err(skip), p.ts_ns, p.orig_len, p.source, &mut ended),
+            Err(_) => {}
         }
         if walked.is_multiple_of(REPORT_EVERY) {
             if let Some(b) = bar {
@@ -259,8 +246,10 @@ pub const CHUNK_BYTES: usize = 8 << 20;
 /// entries per round (16 MB), whatever the file.
 pub const MAX_CHUNK_PACKETS: usize = 131_072;
 
-/// The thread that owns a flow, from its key's hash in the shared hasher
-/// (the high half; the flow map indexes with the low bits).
+/// The thread that owns a flow, from its key's hash in the hasher all the
+/// shards' tables share (the high half; the flow map indexes with the low
+/// bits). The hasher is keyed per run, so crafted tuples cannot aim every
+/// flow at one thread; where a flow goes never changes a record.
 fn owner(hash: u64, shards: usize) -> usize {
     (((hash >> 32) * shards as u64) >> 32) as usize
 }
