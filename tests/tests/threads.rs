@@ -144,8 +144,27 @@ fn stats_counters_are_sums_over_shards() {
     assert!(Path::new(&pcaps).is_dir());
 }
 
+/// A pcap record: its 16-byte header and its frame.
+type Record = ([u8; 16], Vec<u8>);
+
+/// A testbed capture (`pcaps/NAME`): its bytes and its records.
+fn testbed(name: &str) -> (Vec<u8>, Vec<Record>) {
+    let bytes = std::fs::read(corpus::workspace_root().join("pcaps").join(name)).expect("testbed capture");
+    let records = pcap_records(&bytes);
+    (bytes, records)
+}
+
+/// Write a capture a test made to `NAME` in this process's temp folder.
+fn temp_capture(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pinwatch-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write capture");
+    path
+}
+
 /// The records of a classic little-endian pcap: (header, frame) pairs.
-fn pcap_records(bytes: &[u8]) -> Vec<([u8; 16], Vec<u8>)> {
+fn pcap_records(bytes: &[u8]) -> Vec<Record> {
     assert_eq!(bytes.get(..4), Some(&[0xd4, 0xc3, 0xb2, 0xa1][..]), "a little-endian microsecond pcap");
     let mut out = Vec::new();
     let mut at = 24;
@@ -189,8 +208,7 @@ fn frame_with(payload: &[u8]) -> Vec<u8> {
 #[test]
 fn chunked_reading_survives_false_starts_and_clock_jumps() {
     let pcaps = corpus::workspace_root().join("pcaps");
-    let original = std::fs::read(pcaps.join("testbed-fallback.pcap")).expect("testbed capture");
-    let records = pcap_records(&original);
+    let (original, records) = testbed("testbed-fallback.pcap");
     assert!(records.len() > 40, "{} records", records.len());
     let sec = |h: &[u8; 16]| u32::from_le_bytes(h[0..4].try_into().expect("4 bytes"));
     // A payload that is a run of pcap records (a capture being downloaded).
@@ -217,10 +235,7 @@ fn chunked_reading_survives_false_starts_and_clock_jumps() {
             bytes.extend(record(sec(h) + 5 * 3600, 1, &frame_with(b"jump")));
         }
     }
-    let dir = std::env::temp_dir().join(format!("pinwatch-threads-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("fooled.pcap");
-    std::fs::write(&path, &bytes).expect("write capture");
+    let path = temp_capture("fooled.pcap", &bytes);
     let input = [Input::File(path.clone())];
     let config = pinwatch::config::Config::load(&pcaps.join("testbed.toml")).expect("testbed config");
     let opts = Options { config, ..Options::default() };
@@ -249,17 +264,13 @@ fn chunked_reading_survives_false_starts_and_clock_jumps() {
 /// error and the same sessions before it.
 #[test]
 fn chunked_reading_stops_at_the_same_bad_record() {
-    let pcaps = corpus::workspace_root().join("pcaps");
-    let original = std::fs::read(pcaps.join("testbed-basic.pcap")).expect("testbed capture");
-    let records = pcap_records(&original);
+    let (original, records) = testbed("testbed-basic.pcap");
     let mut offsets = Vec::new();
     let mut pos = 24;
     for (_, f) in &records {
         offsets.push(pos);
         pos += 16 + f.len();
     }
-    let dir = std::env::temp_dir().join(format!("pinwatch-threads-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
     // Cut inside a record two thirds in; and a record two thirds in that
     // claims 16 MB (corrupt), with the rest of the file after it.
     let mid = offsets[offsets.len() * 2 / 3];
@@ -268,8 +279,7 @@ fn chunked_reading_stops_at_the_same_bad_record() {
     corrupt[mid + 8..mid + 12].copy_from_slice(&(16u32 << 20).to_le_bytes());
     let runs: Vec<(usize, usize)> = [0usize, 700, 1500, 4096, 20000].iter().flat_map(|&c| [(2, c), (3, c)]).collect();
     for (name, bytes) in [("cut.pcap", cut), ("corrupt.pcap", corrupt)] {
-        let path = dir.join(name);
-        std::fs::write(&path, &bytes).expect("write capture");
+        let path = temp_capture(name, &bytes);
         let (lines, stats) = compare_with(name, &[Input::File(path.clone())], &Options::default(), &runs);
         let errors = at(&stats, &["capture", "errors"]).as_array().cloned().unwrap_or_default();
         assert_eq!(errors.len(), 1, "{name}: one error: {errors:?}");
@@ -284,9 +294,7 @@ fn chunked_reading_stops_at_the_same_bad_record() {
 /// records and counters are still those of one thread.
 #[test]
 fn chunks_of_tiny_records_are_cut_short_and_lose_nothing() {
-    let pcaps = corpus::workspace_root().join("pcaps");
-    let original = std::fs::read(pcaps.join("testbed-basic.pcap")).expect("testbed capture");
-    let records = pcap_records(&original);
+    let (original, records) = testbed("testbed-basic.pcap");
     let sec = u32::from_le_bytes(records[0].0[0..4].try_into().expect("4 bytes"));
     let mut bytes = original[..24].to_vec();
     for (i, (h, f)) in records.iter().enumerate() {
@@ -298,10 +306,7 @@ fn chunks_of_tiny_records_are_cut_short_and_lose_nothing() {
             }
         }
     }
-    let dir = std::env::temp_dir().join(format!("pinwatch-threads-tiny-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("tiny.pcap");
-    std::fs::write(&path, &bytes).expect("write capture");
+    let path = temp_capture("tiny.pcap", &bytes);
     let input = [Input::File(path.clone())];
     // 3 MiB chunks: the first holds more than the packet limit (2 MiB of
     // empty records), so it is cut and the second chunk's read is wasted.
