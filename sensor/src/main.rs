@@ -10,6 +10,11 @@ use clap::{Parser, Subcommand};
 use pinwatch::flow::Limits;
 use pinwatch::pipeline::{replay, Input, Options};
 
+/// mimalloc instead of glibc's malloc: every ended session builds and drops
+/// a few dozen small strings and vectors for its EVE record, and glibc's
+/// allocator was a tenth of a one-thread replay (README, Throughput).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// pinwatch: find mobile apps whose own TLS trust logic fails under, or goes
 /// around, enterprise TLS inspection (MITRE ATT&CK AN1725 / T1521.003).
