@@ -12,13 +12,13 @@ use serde::Serialize;
 use pinwatch_parsers::cert::CertSummary;
 use pinwatch_parsers::community_id::community_id_v1;
 use pinwatch_parsers::hello::{version_name, ClientHello, Transport};
-use pinwatch_parsers::ja3::{ja3, ja3s};
-use pinwatch_parsers::ja4::ja4;
+use pinwatch_parsers::ja3::ja3s;
 use pinwatch_parsers::tls::{Dir, RecordInfo};
 
 use crate::classify::{PathOut, TlsFailure};
 use crate::enrich::{An1725, MobileOut};
 use crate::findings::{AlertBody, Evidence};
+use crate::fingerprints::HelloPrints;
 use crate::flow::{CloseKind, Ended, Flow};
 
 /// Suricata's timestamp format: `2016-06-01T08:02:45.123456+0000` (UTC).
@@ -258,16 +258,17 @@ fn missing(f: &Flow) -> &'static str {
     }
 }
 
-fn fingerprint(c: &ClientHello) -> Fp {
-    let f = ja3(c);
-    Fp { hash: f.hash, string: f.string }
+thread_local! {
+    /// Each reporting thread's memo of client hello fingerprints.
+    static HELLO_PRINTS: std::cell::RefCell<HelloPrints> = std::cell::RefCell::new(HelloPrints::new());
 }
 
 fn hello_out(c: &ClientHello, ts: i64, start: i64, transport: Transport) -> HelloOut {
+    let prints = HELLO_PRINTS.with_borrow_mut(|m| m.get(c, transport));
     HelloOut {
         sni: c.sni.clone(),
-        ja3: (!c.sslv2_format).then(|| fingerprint(c)),
-        ja4: ja4(c, transport),
+        ja3: prints.ja3.map(|f| Fp { hash: f.hash, string: f.string }),
+        ja4: prints.ja4,
         version: version_name(c.max_version()),
         supported_versions: c.supported_versions.clone(),
         alpn: c.alpn.clone(),

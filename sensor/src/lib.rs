@@ -14,6 +14,7 @@ pub mod enrich;
 pub mod feed_source;
 pub mod findings;
 pub mod eve;
+pub mod fingerprints;
 pub mod flow;
 pub mod flowmap;
 #[cfg(feature = "live")]
