@@ -146,7 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None if bundled => pinwatch::config::Config::parse("bundled.toml", pinwatch::pipeline::BUNDLED_CONFIG, std::path::Path::new("."))?,
                 None => pinwatch::config::Config::default(),
             };
-            let opts = Options { limits, config, progress: !quiet, stats: !no_stats, feeds, feed_urls, ocsf: format == "ocsf", threads: threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())), chunk_bytes: chunk_bytes.max(1) };
+            let opts = Options { limits, config, progress: !quiet, stats: !no_stats, feeds, feed_urls, ocsf: format == "ocsf", threads: threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())), chunk_bytes: chunk_bytes.max(1), reporter_thread: None };
             let mut inputs: Vec<Input> = captures
                 .iter()
                 .map(|c| if c == "-" { Input::Stdin } else { Input::File(PathBuf::from(c)) })
@@ -156,12 +156,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("pinwatch: no capture given; replaying the bundled {name} with pcaps/bundled.toml (see pcaps/README.md)");
                 inputs.push(Input::Bytes { name: format!("bundled:{name}"), bytes });
             }
-            let mut out: Box<dyn Write> = match &output {
+            let mut out: Box<dyn Write + Send> = match &output {
                 Some(p) => Box::new(BufWriter::with_capacity(
                     OUT_BUFFER,
                     std::fs::File::create(p).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", p.display()))?,
                 )),
-                None => Box::new(BufWriter::with_capacity(OUT_BUFFER, std::io::stdout().lock())),
+                None => Box::new(BufWriter::with_capacity(OUT_BUFFER, std::io::stdout())),
             };
             let summary = replay(&inputs, &opts, &mut out)?;
             out.flush()?;

@@ -60,6 +60,12 @@ pub struct Options {
     /// chunks ([`crate::sharded::run_chunked`]); 0: the default
     /// ([`crate::sharded::CHUNK_BYTES`]). The output does not depend on it.
     pub chunk_bytes: usize,
+    /// With several threads: report on the calling thread while the shards
+    /// work (`Some(true)`), or let shards waiting for the others report
+    /// (`Some(false)`, see `sharded::Desk`); `None` picks the calling thread
+    /// when the machine has a core beyond the shards'. The output does not
+    /// depend on it.
+    pub reporter_thread: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -139,7 +145,7 @@ pub struct Summary {
 /// chunks shared out among them, anything else is walked by each; see
 /// [`crate::sharded`]), and this thread writes the records; the records and
 /// their order are the same as with one thread (see [`crate::flow::OrderKey`]).
-pub fn replay(inputs: &[Input], opts: &Options, out: &mut dyn Write) -> anyhow::Result<Summary> {
+pub fn replay(inputs: &[Input], opts: &Options, out: &mut (dyn Write + Send)) -> anyhow::Result<Summary> {
     let mut capture = CaptureStats::default();
     let mut first_error = None;
     let mut files = Vec::new();

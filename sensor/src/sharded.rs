@@ -3,12 +3,14 @@
 //! Each of the N threads owns the flows that a symmetric hash of the flow
 //! key gives it (both directions of a flow have the same key, so they meet
 //! in the same thread): its flow table takes no lock, and no packet bytes
-//! are copied. The calling thread is the reporter: it holds ended flows
-//! until every thread's clock has passed their [`crate::flow::OrderKey`],
-//! then classifies, enriches, correlates and writes them in key order, so
-//! the records and their order are those of one thread
-//! (`tests/tests/threads.rs`). Caps (`max_flows`, `max_buffer_bytes`) apply
-//! per thread.
+//! are copied. The reporter holds ended flows until every thread's clock
+//! has passed their [`crate::flow::OrderKey`], then classifies, enriches,
+//! correlates and writes them in key order, so the records and their order
+//! are those of one thread (`tests/tests/threads.rs`). It sits at a
+//! [`Desk`]: the calling thread reports when the machine has a core beyond
+//! the shards'; otherwise a shard waiting for the others at the end of a
+//! round reports meanwhile, so no third thread competes for the cores.
+//! Caps (`max_flows`, `max_buffer_bytes`) apply per thread.
 //!
 //! Two ways to spread the packets:
 //!
@@ -37,16 +39,16 @@
 //! ```text
 //!            round r                         round r+1
 //!   thread 0:   read chunk 0   ─┐   process own packets of chunks 0..N-1 ─┐
-//!   thread 1:   read chunk 1   ─┼─▶ process own packets of chunks 0..N-1 ─┼─ended flows + clock─▶ reporter
+//!   thread 1:   read chunk 1   ─┼─▶ process own packets of chunks 0..N-1 ─┼─ended flows + clock─▶ desk
 //!   thread N-1: read chunk N-1 ─┘   process own packets of chunks 0..N-1 ─┘
 //! ```
 
 use std::io::Write;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock, TryLockError};
 
-use crossbeam::channel::{bounded, Receiver, Sender};
+use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
 
 use pinwatch_parsers::decode::{decode, Decoded, Skip};
 
@@ -80,7 +82,7 @@ pub fn run(
     capture: CaptureStats,
     bar: Option<&indicatif::ProgressBar>,
     reporter: &mut Reporter,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> (CaptureStats, i64, (DecoderStats, TableStats)) {
     match files {
         [one] if one.first_record().is_some() => run_chunked(one, opts, capture, bar, reporter, out),
@@ -88,24 +90,107 @@ pub fn run(
     }
 }
 
-/// The reporter, on the calling thread: take what the shards send, write
-/// what every shard has passed. Returns the shards' summed counters.
-fn report(n: usize, from_shards: &Receiver<FromShard>, reporter: &mut Reporter, out: &mut dyn Write) -> (DecoderStats, TableStats) {
-    let mut marks = vec![i64::MIN; n];
-    let mut table = TableStats::default();
-    let mut decoder = DecoderStats::default();
-    for mut msg in from_shards.iter() {
-        reporter.push(&mut msg.ended);
-        marks[msg.shard] = marks[msg.shard].max(msg.watermark);
-        if let Some((d, t)) = msg.done {
-            add_decoder_stats(&mut decoder, &d);
-            add_table_stats(&mut table, &t);
+/// The reporter's desk: what the shards send waits in a bounded queue, and
+/// whichever thread has nothing better to do takes it and reports it. On a
+/// machine with a core to spare the calling thread sits at the desk; where
+/// the shards take every core, a shard waiting for the others at the end of
+/// a round reports instead of spinning, so the reporting fills the time the
+/// shards would otherwise wait and no third thread competes for the cores.
+/// Who takes a message never changes what is written: the reporter holds
+/// ended flows until every shard's clock has passed their order key.
+struct Desk<'r> {
+    from_shards: Receiver<FromShard>,
+    state: Mutex<DeskState<'r>>,
+}
+
+struct DeskState<'r> {
+    reporter: &'r mut Reporter,
+    out: &'r mut (dyn Write + Send),
+    /// Every shard's watermark so far.
+    marks: Vec<i64>,
+    decoder: DecoderStats,
+    table: TableStats,
+}
+
+impl DeskState<'_> {
+    fn take(&mut self, mut msg: FromShard) {
+        self.reporter.push(&mut msg.ended);
+        if let Some(m) = self.marks.get_mut(msg.shard) {
+            *m = (*m).max(msg.watermark);
         }
-        let low = marks.iter().copied().min().unwrap_or(i64::MIN);
-        reporter.release(low, out);
+        if let Some((d, t)) = msg.done {
+            add_decoder_stats(&mut self.decoder, &d);
+            add_table_stats(&mut self.table, &t);
+        }
+        let low = self.marks.iter().copied().min().unwrap_or(i64::MIN);
+        self.reporter.release(low, &mut *self.out);
     }
-    reporter.release_all(out);
-    (decoder, table)
+}
+
+impl<'r> Desk<'r> {
+    fn new(n: usize, from_shards: Receiver<FromShard>, reporter: &'r mut Reporter, out: &'r mut (dyn Write + Send)) -> Self {
+        let state = DeskState { reporter, out, marks: vec![i64::MIN; n], decoder: DecoderStats::default(), table: TableStats::default() };
+        Desk { from_shards, state: Mutex::new(state) }
+    }
+
+    /// Report one waiting message, unless another thread is at the desk or
+    /// nothing waits. True when it did.
+    fn help(&self) -> bool {
+        let mut st = match self.state.try_lock() {
+            Ok(st) => st,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return false,
+        };
+        match self.from_shards.try_recv() {
+            Ok(msg) => {
+                st.take(msg);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Sit at the desk until every shard has hung up (the calling thread,
+    /// when a core is spare). A message is taken from the queue and
+    /// reported under one hold of the lock, here as in [`Desk::help`], so
+    /// messages are reported in the order they were sent.
+    fn serve(&self) {
+        loop {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            match self.from_shards.recv() {
+                Ok(msg) => st.take(msg),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Hand a message in. A full queue is emptied by the sender itself when
+    /// nobody else is at the desk, so no shard waits on another's reporting.
+    /// False when the desk is gone (a panic; the join reports it).
+    fn send(&self, to_rep: &Sender<FromShard>, mut msg: FromShard) -> bool {
+        loop {
+            match to_rep.try_send(msg) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(m)) => {
+                    msg = m;
+                    if !self.help() {
+                        std::thread::yield_now();
+                    }
+                }
+                Err(TrySendError::Disconnected(_)) => return false,
+            }
+        }
+    }
+
+    /// Everything the shards left, then every held flow (all shards done).
+    fn close(self) -> (DecoderStats, TableStats) {
+        let mut st = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        while let Ok(msg) = self.from_shards.try_recv() {
+            st.take(msg);
+        }
+        st.reporter.release_all(&mut *st.out);
+        (st.decoder, st.table)
+    }
 }
 
 /// Every thread walks all of `files` and keeps its own flows (see the module doc).
@@ -115,33 +200,38 @@ pub fn run_walk_all(
     capture: CaptureStats,
     bar: Option<&indicatif::ProgressBar>,
     reporter: &mut Reporter,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> (CaptureStats, i64, (DecoderStats, TableStats)) {
     let n = opts.threads.max(1);
     let hasher = ahash::RandomState::new();
-    with_shards(n, capture, bar, reporter, out, |i, cap, bar, to_rep| {
-        shard_loop(i, n, files, Shard::with_hasher(opts.limits, hasher.clone()), cap, bar, to_rep)
+    with_shards(n, opts.reporter_thread, capture, bar, reporter, out, |i, cap, bar, desk, to_rep| {
+        shard_loop(i, n, files, Shard::with_hasher(opts.limits, hasher.clone()), cap, bar, desk, to_rep)
     })
 }
 
-/// Run `n` shard threads, `body(k, capture, bar, to_reporter)` each (thread
-/// 0 gets the capture counters and the progress bar, and returns them), the
-/// reporter on the calling thread. Returns the capture counters, the final
-/// clock and the shards' summed counters.
+/// Run `n` shard threads, `body(k, capture, bar, desk, to_reporter)` each
+/// (thread 0 gets the capture counters and the progress bar, and returns
+/// them), with the reporter at the [`Desk`]. Returns the capture counters,
+/// the final clock and the shards' summed counters.
 fn with_shards<F>(
     n: usize,
+    reporter_thread: Option<bool>,
     capture: CaptureStats,
     bar: Option<&indicatif::ProgressBar>,
     reporter: &mut Reporter,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
     body: F,
 ) -> (CaptureStats, i64, (DecoderStats, TableStats))
 where
-    F: Fn(usize, Option<CaptureStats>, Option<&indicatif::ProgressBar>, Sender<FromShard>) -> (Option<CaptureStats>, i64) + Sync,
+    F: Fn(usize, Option<CaptureStats>, Option<&indicatif::ProgressBar>, &Desk<'_>, Sender<FromShard>) -> (Option<CaptureStats>, i64) + Sync,
 {
     let body = &body;
-    std::thread::scope(|s| {
-        let (to_rep, from_shards) = bounded::<FromShard>(n * QUEUE);
+    let (to_rep, from_shards) = bounded::<FromShard>(n * QUEUE);
+    let desk = Desk::new(n, from_shards, reporter, out);
+    // A core beyond the shards' is the desk's; otherwise the shards report.
+    let spare_core = reporter_thread.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |c| c.get()) > n);
+    let result = std::thread::scope(|s| {
+        let desk = &desk;
         let mut capture = Some(capture);
         let mut shards = Vec::with_capacity(n);
         for k in 0..n {
@@ -149,12 +239,14 @@ where
             let (cap, bar) = if k == 0 { (capture.take(), bar) } else { (None, None) };
             let h = std::thread::Builder::new()
                 .name(format!("pinwatch-shard-{k}"))
-                .spawn_scoped(s, move || body(k, cap, bar, to_rep))
+                .spawn_scoped(s, move || body(k, cap, bar, desk, to_rep))
                 .expect("spawn a shard thread");
             shards.push(h);
         }
         drop(to_rep);
-        let (decoder, table) = report(n, &from_shards, reporter, out);
+        if spare_core {
+            desk.serve();
+        }
         let mut result = (CaptureStats::default(), i64::MIN);
         for h in shards {
             match h.join() {
@@ -163,8 +255,9 @@ where
                 Err(p) => std::panic::resume_unwind(p),
             }
         }
-        (result.0, result.1, (decoder, table))
-    })
+        result
+    });
+    (result.0, result.1, desk.close())
 }
 
 /// One shard: walk everything, keep this shard's flows. Returns the capture
@@ -176,6 +269,7 @@ fn shard_loop(
     mut shard: Shard,
     mut capture: Option<CaptureStats>,
     bar: Option<&indicatif::ProgressBar>,
+    desk: &Desk<'_>,
     to_rep: Sender<FromShard>,
 ) -> (Option<CaptureStats>, i64) {
     let total: u64 = files.iter().map(|f| f.len()).sum();
@@ -219,15 +313,16 @@ fn shard_loop(
                 b.set_position(seen_bytes.min(total));
             }
             let msg = FromShard { shard: index, ended: std::mem::take(&mut ended), watermark: clock.now(), done: None };
-            if to_rep.send(msg).is_err() {
+            if !desk.send(&to_rep, msg) {
                 // The reporter is gone (it panicked); the join reports it.
                 return (capture, clock.now());
             }
+            desk.help();
         }
     }
     shard.table.drain(CloseKind::Eof, &mut ended);
     let done = Some((std::mem::take(&mut shard.decoder), shard.table.stats));
-    let _ = to_rep.send(FromShard { shard: index, ended, watermark: i64::MAX, done });
+    desk.send(&to_rep, FromShard { shard: index, ended, watermark: i64::MAX, done });
     if let Some(c) = capture.as_mut() {
         c.timestamp_jumps = clock.jumps;
     }
@@ -488,6 +583,25 @@ impl RoundBarrier {
             backoff.snooze();
         }
     }
+
+    /// [`RoundBarrier::wait`], reporting a message at a time at the desk
+    /// while the others are not there yet.
+    fn wait_helping(&self, desk: &Desk<'_>) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let backoff = crossbeam::utils::Backoff::new();
+        while self.generation.load(Ordering::Acquire) == generation {
+            if desk.help() {
+                backoff.reset();
+            } else {
+                backoff.snooze();
+            }
+        }
+    }
 }
 
 /// The shared state of a round, for reading. A lock that a panicking
@@ -512,7 +626,7 @@ pub fn run_chunked(
     capture: CaptureStats,
     bar: Option<&indicatif::ProgressBar>,
     reporter: &mut Reporter,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> (CaptureStats, i64, (DecoderStats, TableStats)) {
     let n = opts.threads.max(1);
     let chunk = if opts.chunk_bytes == 0 { CHUNK_BYTES } else { opts.chunk_bytes };
@@ -523,9 +637,9 @@ pub fn run_chunked(
         barrier: RoundBarrier::new(n),
     };
     let rounds = &rounds;
-    with_shards(n, capture, bar, reporter, out, |k, cap, bar, to_rep| {
+    with_shards(n, opts.reporter_thread, capture, bar, reporter, out, |k, cap, bar, desk, to_rep| {
         let shard = Shard::with_hasher(opts.limits, hasher.clone());
-        chunk_loop(k, n, chunk, first, file, &hasher, shard, rounds, cap, bar, to_rep)
+        chunk_loop(k, n, chunk, first, file, &hasher, shard, rounds, cap, bar, desk, to_rep)
     })
 }
 
@@ -544,6 +658,7 @@ fn chunk_loop<'a>(
     rounds: &Rounds<'a>,
     mut capture: Option<CaptureStats>,
     bar: Option<&indicatif::ProgressBar>,
+    desk: &Desk<'_>,
     to_rep: Sender<FromShard>,
 ) -> (Option<CaptureStats>, i64) {
     let len = file.len() as usize;
@@ -582,14 +697,14 @@ fn chunk_loop<'a>(
             }
         }
         let msg = FromShard { shard: k, ended: std::mem::take(&mut ended), watermark: clock.now(), done: None };
-        if to_rep.send(msg).is_err() {
+        if !desk.send(&to_rep, msg) {
             // The reporter is gone (it panicked); the join reports it. The
             // other threads must not wait for this one at a barrier.
             std::process::abort();
         }
         // Everyone has processed round r (its outputs may be overwritten)
-        // and read round r + 1.
-        rounds.barrier.wait();
+        // and read round r + 1. Whoever is early reports meanwhile.
+        rounds.barrier.wait_helping(desk);
         if p.stop {
             break;
         }
@@ -598,7 +713,7 @@ fn chunk_loop<'a>(
     }
     shard.table.drain(crate::flow::CloseKind::Eof, &mut ended);
     let done = Some((std::mem::take(&mut shard.decoder), shard.table.stats));
-    let _ = to_rep.send(FromShard { shard: k, ended, watermark: i64::MAX, done });
+    desk.send(&to_rep, FromShard { shard: k, ended, watermark: i64::MAX, done });
     if let Some(c) = capture.as_mut() {
         c.timestamp_jumps = clock.jumps;
     }

@@ -49,17 +49,18 @@ fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
 
 /// Compare 1 thread against 2 and 3 (a single pcap file is read in chunks,
 /// the default size and a small one that puts chunk boundaries all over
-/// the file); a description of each difference.
+/// the file), with the reporter on a thread of its own and at the shards'
+/// desk; a description of each difference.
 fn compare(name: &str, inputs: &[Input], opts: &Options) -> (Vec<String>, Value) {
-    compare_with(name, inputs, opts, &[(2, 0), (3, 0), (2, 4096), (3, 1500)])
+    compare_with(name, inputs, opts, &[(2, 0, false), (3, 0, true), (2, 4096, true), (3, 1500, false)])
 }
 
-/// Compare 1 thread against each (threads, chunk bytes) in `runs`.
-fn compare_with(name: &str, inputs: &[Input], opts: &Options, runs: &[(usize, usize)]) -> (Vec<String>, Value) {
+/// Compare 1 thread against each (threads, chunk bytes, reporter thread) in `runs`.
+fn compare_with(name: &str, inputs: &[Input], opts: &Options, runs: &[(usize, usize, bool)]) -> (Vec<String>, Value) {
     let (one, s1) = run(inputs, opts, 1);
     let mut diffs = Vec::new();
-    for &(n, chunk) in runs {
-        let opts = Options { chunk_bytes: chunk, ..opts.clone() };
+    for &(n, chunk, reporter_thread) in runs {
+        let opts = Options { chunk_bytes: chunk, reporter_thread: Some(reporter_thread), ..opts.clone() };
         let (many, sn) = run(inputs, &opts, n);
         if one != many {
             let i = one.iter().zip(&many).position(|(a, b)| a != b).unwrap_or(one.len().min(many.len()));
@@ -241,8 +242,8 @@ fn chunked_reading_survives_false_starts_and_clock_jumps() {
     let opts = Options { config, ..Options::default() };
     // Chunk sizes that put the second chunk's guess inside the embedded
     // capture, and a sweep that puts boundaries everywhere else.
-    let mut runs: Vec<(usize, usize)> = (0..8).map(|d| (2, inner_at - 24 + d * 76)).collect();
-    runs.extend((300..6000).step_by(487).flat_map(|c| [(2, c), (3, c)]));
+    let mut runs: Vec<(usize, usize, bool)> = (0..8).map(|d| (2, inner_at - 24 + d * 76, d % 2 == 0)).collect();
+    runs.extend((300..6000).step_by(487).flat_map(|c| [(2, c, false), (3, c, true)]));
     let (lines, s1) = compare_with("testbed-fallback with a capture inside", &input, &opts, &runs);
     assert!(lines.len() > 10, "{} records", lines.len());
     assert_eq!(at(&s1, &["capture", "timestamp_jumps"]), 2, "one unconfirmed jump, one confirmed (counted when first seen)");
@@ -277,7 +278,7 @@ fn chunked_reading_stops_at_the_same_bad_record() {
     let cut = original[..mid + 40].to_vec();
     let mut corrupt = original.clone();
     corrupt[mid + 8..mid + 12].copy_from_slice(&(16u32 << 20).to_le_bytes());
-    let runs: Vec<(usize, usize)> = [0usize, 700, 1500, 4096, 20000].iter().flat_map(|&c| [(2, c), (3, c)]).collect();
+    let runs: Vec<(usize, usize, bool)> = [0usize, 700, 1500, 4096, 20000].iter().flat_map(|&c| [(2, c, false), (3, c, true)]).collect();
     for (name, bytes) in [("cut.pcap", cut), ("corrupt.pcap", corrupt)] {
         let path = temp_capture(name, &bytes);
         let (lines, stats) = compare_with(name, &[Input::File(path.clone())], &Options::default(), &runs);
@@ -310,7 +311,7 @@ fn chunks_of_tiny_records_are_cut_short_and_lose_nothing() {
     let input = [Input::File(path.clone())];
     // 3 MiB chunks: the first holds more than the packet limit (2 MiB of
     // empty records), so it is cut and the second chunk's read is wasted.
-    let (lines, s1) = compare_with("tiny records", &input, &Options::default(), &[(2, 0), (3, 0), (2, 3 << 20)]);
+    let (lines, s1) = compare_with("tiny records", &input, &Options::default(), &[(2, 0, false), (3, 0, true), (2, 3 << 20, true)]);
     assert!(!lines.is_empty(), "the real sessions are reported");
     assert!(at(&s1, &["capture", "packets"]).as_u64() > Some(300_000));
     let (_, s2) = run(&input, &Options { chunk_bytes: 3 << 20, ..Options::default() }, 2);
