@@ -12,7 +12,7 @@
 //! Bounded: at most [`MAX_ENTRIES`] entries; when full, the memo is emptied
 //! and fills again (the output never depends on it, only the cost does).
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::Hash;
 
 use ahash::{HashMap, HashMapExt};
 use pinwatch_parsers::hello::{ClientHello, Transport};
@@ -150,9 +150,7 @@ impl HelloPrints {
     /// The fingerprints of `ch` sent over `transport`.
     pub fn get(&mut self, ch: &ClientHello, transport: Transport) -> Prints {
         let inputs = Inputs::of(ch, transport);
-        let mut h = self.hasher.build_hasher();
-        inputs.hash(&mut h);
-        let hash = h.finish();
+        let hash = self.hasher.hash_one(&inputs);
         if let Some(found) = self.entries.get(&hash).and_then(|b| b.iter().find(|(k, _)| k.view() == inputs)) {
             self.hits += 1;
             return found.1.clone();

@@ -295,7 +295,7 @@ pub fn options(args: &LiveArgs) -> anyhow::Result<Options> {
         None => crate::config::Config::default(),
     };
     // `--feed-url` is polled for the whole run (`Feeds`), not pulled once as in replay.
-    Ok(Options { limits, config, progress: false, stats: true, feeds: args.feeds.clone(), feed_urls: Vec::new(), ocsf: args.format == "ocsf", threads: 1, chunk_bytes: 0 })
+    Ok(Options { limits, config, progress: false, stats: true, feeds: args.feeds.clone(), feed_urls: Vec::new(), ocsf: args.format == "ocsf", threads: 1, chunk_bytes: 0, reporter_thread: None })
 }
 
 /// The feed sources followed for the whole run, each on its own pump thread

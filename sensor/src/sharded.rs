@@ -262,6 +262,7 @@ where
 
 /// One shard: walk everything, keep this shard's flows. Returns the capture
 /// counters (shard 0 only) and the final clock.
+#[allow(clippy::too_many_arguments)]
 fn shard_loop(
     index: usize,
     shards: usize,
