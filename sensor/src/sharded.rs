@@ -45,7 +45,7 @@
 
 use std::io::Write;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock, TryLockError};
 
 use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
@@ -560,34 +560,34 @@ fn process_chunk(o: &ChunkOut<'_>, k: usize, clock: &mut Clock, shard: &mut Shar
 /// Where the threads of [`run_chunked`] meet once per round. Rounds take a
 /// millisecond or so, and a thread put to sleep by a blocking barrier takes
 /// a good part of that to wake, so a thread that arrives first spins a
-/// little, then yields its core (to the reporter) until the last one comes.
+/// little, then yields its core until the last one comes. A thread that
+/// panics breaks the barrier ([`BreakOnPanic`]): the others panic at it
+/// rather than wait for ever, and the join reports the first panic.
 struct RoundBarrier {
     n: usize,
     arrived: AtomicUsize,
     generation: AtomicUsize,
+    broken: AtomicBool,
 }
 
 impl RoundBarrier {
     fn new(n: usize) -> Self {
-        RoundBarrier { n, arrived: AtomicUsize::new(0), generation: AtomicUsize::new(0) }
+        RoundBarrier { n, arrived: AtomicUsize::new(0), generation: AtomicUsize::new(0), broken: AtomicBool::new(false) }
     }
 
     fn wait(&self) {
-        let generation = self.generation.load(Ordering::Acquire);
-        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
-            self.arrived.store(0, Ordering::Relaxed);
-            self.generation.fetch_add(1, Ordering::Release);
-            return;
-        }
-        let backoff = crossbeam::utils::Backoff::new();
-        while self.generation.load(Ordering::Acquire) == generation {
-            backoff.snooze();
-        }
+        self.wait_with(|| false);
     }
 
     /// [`RoundBarrier::wait`], reporting a message at a time at the desk
     /// while the others are not there yet.
     fn wait_helping(&self, desk: &Desk<'_>) {
+        self.wait_with(|| desk.help());
+    }
+
+    /// Wait for the others, calling `idle` meanwhile (true: it did some
+    /// work, call it again at once).
+    fn wait_with(&self, mut idle: impl FnMut() -> bool) {
         let generation = self.generation.load(Ordering::Acquire);
         if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
             self.arrived.store(0, Ordering::Relaxed);
@@ -596,11 +596,26 @@ impl RoundBarrier {
         }
         let backoff = crossbeam::utils::Backoff::new();
         while self.generation.load(Ordering::Acquire) == generation {
-            if desk.help() {
+            if self.broken.load(Ordering::Acquire) {
+                panic!("another replay thread panicked");
+            }
+            if idle() {
                 backoff.reset();
             } else {
                 backoff.snooze();
             }
+        }
+    }
+}
+
+/// Held by each thread of [`run_chunked`]: breaks the barrier if the thread
+/// unwinds.
+struct BreakOnPanic<'b>(&'b RoundBarrier);
+
+impl Drop for BreakOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.broken.store(true, Ordering::Release);
         }
     }
 }
@@ -662,6 +677,7 @@ fn chunk_loop<'a>(
     desk: &Desk<'_>,
     to_rep: Sender<FromShard>,
 ) -> (Option<CaptureStats>, i64) {
+    let _break_on_panic = BreakOnPanic(&rounds.barrier);
     let len = file.len() as usize;
     // The same hashing as every shard's table (they share the hasher).
     let hashing = crate::flowmap::FlowMap::with_hasher(hasher.clone());
@@ -719,4 +735,33 @@ fn chunk_loop<'a>(
         c.timestamp_jumps = clock.jumps;
     }
     (capture, clock.now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread that panics between rounds makes the one waiting for it at
+    /// the next barrier panic too, instead of hanging the replay.
+    #[test]
+    fn a_panicking_thread_breaks_the_barrier() {
+        let barrier = RoundBarrier::new(2);
+        let b = &barrier;
+        let (first, second) = std::thread::scope(|s| {
+            let first = s.spawn(move || {
+                let _guard = BreakOnPanic(b);
+                b.wait();
+                panic!("a shard fails after round 1");
+            });
+            let second = s.spawn(move || {
+                let _guard = BreakOnPanic(b);
+                b.wait();
+                b.wait();
+            });
+            (first.join(), second.join())
+        });
+        assert!(first.is_err());
+        let msg = second.expect_err("the waiting thread gives up");
+        assert_eq!(msg.downcast_ref::<&str>().copied(), Some("another replay thread panicked"));
+    }
 }
