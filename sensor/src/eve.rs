@@ -46,68 +46,71 @@ pub struct Fp {
     pub string: String,
 }
 
+/// Borrows from the ended flow it describes: a record is built, written and
+/// dropped while the flow is at hand, and copying the strings was a fifth of
+/// building it.
 #[derive(Serialize)]
-pub struct Tls {
+pub struct Tls<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
+    pub subject: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub issuerdn: Option<String>,
+    pub issuerdn: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub serial: Option<String>,
+    pub serial: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
+    pub fingerprint: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sni: Option<String>,
+    pub sni: Option<&'a str>,
     pub version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub notbefore: Option<String>,
+    pub notbefore: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub notafter: Option<String>,
+    pub notafter: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja3: Option<Fp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja3s: Option<Fp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja4: Option<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub subjectaltname: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub client_alpns: &'a [String],
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub subjectaltname: Vec<String>,
+    pub server_alpns: Vec<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub client_alpns: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub server_alpns: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub chain: Vec<CertOut>,
+    pub chain: Vec<CertOut<'a>>,
 }
 
 /// One certificate of the chain (Suricata logs `chain` as base64 DER; we log
 /// the parsed fields, which is what analysts search).
 #[derive(Serialize)]
-pub struct CertOut {
-    pub subject: String,
-    pub issuerdn: String,
-    pub serial: String,
-    pub fingerprint: String,
-    pub sha256: String,
-    pub spki_sha256: String,
-    pub notbefore: String,
-    pub notafter: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub subjectaltname: Vec<String>,
+pub struct CertOut<'a> {
+    pub subject: &'a str,
+    pub issuerdn: &'a str,
+    pub serial: &'a str,
+    pub fingerprint: &'a str,
+    pub sha256: &'a str,
+    pub spki_sha256: &'a str,
+    pub notbefore: &'a str,
+    pub notafter: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub subjectaltname: &'a [String],
     pub self_issued: bool,
 }
 
-impl From<&CertSummary> for CertOut {
-    fn from(c: &CertSummary) -> Self {
+impl<'a> From<&'a CertSummary> for CertOut<'a> {
+    fn from(c: &'a CertSummary) -> Self {
         CertOut {
-            subject: c.subject.clone(),
-            issuerdn: c.issuerdn.clone(),
-            serial: c.serial.clone(),
-            fingerprint: c.fingerprint.clone(),
-            sha256: c.sha256.clone(),
-            spki_sha256: c.spki_sha256.clone(),
-            notbefore: c.notbefore.clone(),
-            notafter: c.notafter.clone(),
-            subjectaltname: c.subjectaltname.clone(),
+            subject: &c.subject,
+            issuerdn: &c.issuerdn,
+            serial: &c.serial,
+            fingerprint: &c.fingerprint,
+            sha256: &c.sha256,
+            spki_sha256: &c.spki_sha256,
+            notbefore: &c.notbefore,
+            notafter: &c.notafter,
+            subjectaltname: &c.subjectaltname,
             self_issued: c.self_issued,
         }
     }
@@ -148,27 +151,27 @@ pub struct RecordOut {
 }
 
 #[derive(Serialize)]
-pub struct HelloOut {
+pub struct HelloOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sni: Option<String>,
+    pub sni: Option<&'a str>,
     /// Absent for SSLv2-format hellos, as in `tls.ja3` (JA3 is not defined for them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja3: Option<Fp>,
     pub ja4: String,
     pub version: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub supported_versions: Vec<u16>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub alpn: Vec<String>,
+    #[serde(skip_serializing_if = "<[u16]>::is_empty")]
+    pub supported_versions: &'a [u16],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub alpn: &'a [String],
     pub ech: bool,
     pub sslv2_format: bool,
     pub ts_offset_ms: f64,
 }
 
 #[derive(Serialize)]
-pub struct Handshake {
+pub struct Handshake<'a> {
     /// Zeek `ssl_history` letters: client upper case, server lower case.
-    pub history: String,
+    pub history: &'a str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertOut>,
     pub client: SideOut,
@@ -176,7 +179,7 @@ pub struct Handshake {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cipher_suite: Option<String>,
     pub hello_retry_request: bool,
-    pub client_hellos: Vec<HelloOut>,
+    pub client_hellos: Vec<HelloOut<'a>>,
     pub client_certificates: usize,
     pub close: CloseKind,
     /// `none`, `client` or `server`: a side whose packets never appeared.
@@ -184,8 +187,8 @@ pub struct Handshake {
     /// No SYN from the client was seen: the capture started mid-connection.
     pub midstream: bool,
     pub records: Vec<RecordOut>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub anomalies: Vec<&'static str>,
+    #[serde(skip_serializing_if = "<[&str]>::is_empty")]
+    pub anomalies: &'a [&'static str],
 }
 
 #[derive(Serialize)]
@@ -263,15 +266,15 @@ thread_local! {
     static HELLO_PRINTS: std::cell::RefCell<HelloPrints> = std::cell::RefCell::new(HelloPrints::new());
 }
 
-fn hello_out(c: &ClientHello, ts: i64, start: i64, transport: Transport) -> HelloOut {
+fn hello_out(c: &ClientHello, ts: i64, start: i64, transport: Transport) -> HelloOut<'_> {
     let prints = HELLO_PRINTS.with_borrow_mut(|m| m.get(c, transport));
     HelloOut {
-        sni: c.sni.clone(),
+        sni: c.sni.as_deref(),
         ja3: prints.ja3.map(|f| Fp { hash: f.hash, string: f.string }),
         ja4: prints.ja4,
         version: version_name(c.max_version()),
-        supported_versions: c.supported_versions.clone(),
-        alpn: c.alpn.clone(),
+        supported_versions: &c.supported_versions,
+        alpn: &c.alpn,
         ech: c.offers_ech(),
         sslv2_format: c.sslv2_format,
         ts_offset_ms: ms(start, ts),
@@ -282,8 +285,8 @@ fn hello_out(c: &ClientHello, ts: i64, start: i64, transport: Transport) -> Hell
 pub struct TlsEvent<'a> {
     #[serde(flatten)]
     pub header: Header<'a>,
-    pub tls: Tls,
-    pub handshake: Handshake,
+    pub tls: Tls<'a>,
+    pub handshake: Handshake<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_failure: Option<TlsFailure>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -385,7 +388,7 @@ pub fn alert_name(code: u8) -> String {
 }
 
 /// Build the `tls` event for an ended TLS flow.
-pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> {
+pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> {
     let f = &e.flow;
     let s = &f.session;
     let start = f.first_ts;
@@ -401,23 +404,23 @@ pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> 
         _ => "UNDETERMINED".to_string(),
     };
     let tls = Tls {
-        subject: leaf.map(|c| c.subject.clone()),
-        issuerdn: leaf.map(|c| c.issuerdn.clone()),
-        serial: leaf.map(|c| c.serial.clone()),
-        fingerprint: leaf.map(|c| c.fingerprint.clone()),
-        sni: first_ch.and_then(|c| c.sni.clone()),
+        subject: leaf.map(|c| c.subject.as_str()),
+        issuerdn: leaf.map(|c| c.issuerdn.as_str()),
+        serial: leaf.map(|c| c.serial.as_str()),
+        fingerprint: leaf.map(|c| c.fingerprint.as_str()),
+        sni: first_ch.and_then(|c| c.sni.as_deref()),
         version,
-        notbefore: leaf.map(|c| c.notbefore.clone()),
-        notafter: leaf.map(|c| c.notafter.clone()),
+        notbefore: leaf.map(|c| c.notbefore.as_str()),
+        notafter: leaf.map(|c| c.notafter.as_str()),
         ja3: hellos.first().and_then(|h| h.ja3.clone()),
         ja3s: sh.map(|h| {
             let f = ja3s(h);
             Fp { hash: f.hash, string: f.string }
         }),
         ja4: hellos.first().map(|h| h.ja4.clone()),
-        subjectaltname: leaf.map(|c| c.subjectaltname.clone()).unwrap_or_default(),
-        client_alpns: first_ch.map(|c| c.alpn.clone()).unwrap_or_default(),
-        server_alpns: sh.and_then(|h| h.alpn.clone()).into_iter().collect(),
+        subjectaltname: leaf.map_or(&[][..], |c| &c.subjectaltname),
+        client_alpns: first_ch.map_or(&[][..], |c| &c.alpn),
+        server_alpns: sh.and_then(|h| h.alpn.as_deref()).into_iter().collect(),
         chain: s.server_chain.iter().map(CertOut::from).collect(),
     };
     let finished = |d: Dir| -> Option<bool> {
@@ -439,7 +442,7 @@ pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> 
         }
     };
     let handshake = Handshake {
-        history: s.history.clone(),
+        history: &s.history,
         alerts: s
             .alerts
             .iter()
@@ -468,7 +471,7 @@ pub fn tls_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> 
             len: r.len,
             ts_offset_ms: ms(start, r.ts_ns),
         }).collect(),
-        anomalies: s.anomalies.clone(),
+        anomalies: &s.anomalies,
     };
     TlsEvent { header: Header::of(f, pcap_filename, "tls", "tls"), tls, handshake, tls_failure: None, path: None, mobile: None, flow: flow_out(f, e.end_ts) }
 }
@@ -530,12 +533,12 @@ pub struct QuicCloseOut {
 }
 
 #[derive(Serialize)]
-pub struct QuicHandshake {
+pub struct QuicHandshake<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cipher_suite: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub negotiated_version: Option<String>,
-    pub client_hellos: Vec<HelloOut>,
+    pub client_hellos: Vec<HelloOut<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub connection_close: Vec<QuicCloseOut>,
     pub retry: bool,
@@ -557,7 +560,7 @@ pub struct QuicEvent<'a> {
     #[serde(flatten)]
     pub header: Header<'a>,
     pub quic: Quic,
-    pub handshake: QuicHandshake,
+    pub handshake: QuicHandshake<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_failure: Option<TlsFailure>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -568,7 +571,7 @@ pub struct QuicEvent<'a> {
 }
 
 /// Build the `quic` event for an ended QUIC flow.
-pub fn quic_event<'a>(e: &Ended, pcap_filename: Option<&'a str>) -> QuicEvent<'a> {
+pub fn quic_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> QuicEvent<'a> {
     let f = &e.flow;
     let start = f.first_ts;
     let q = f.quic.as_deref();
