@@ -535,19 +535,19 @@ impl Reporter {
             Proto::Tls if e.flow.session.is_tls() => {
                 let mut ev = eve::tls_event(&e, pcap);
                 ev.tls_failure = Some(classify::outcome(&e, cfg));
-                ev.path = Some(classify::path(&e, cfg, ev.tls.sni.as_deref(), ev.tls.ja3s.as_ref().map(|f| f.hash.as_str())));
+                ev.path = Some(classify::path(&e, cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str())));
                 if let Some(en) = self.enricher.as_mut() {
-                    ev.mobile = en.enrich(ev.header.src_ip, ev.header.dest_ip, ev.header.dest_port, ev.tls.sni.as_deref(), e.flow.first_ts);
+                    ev.mobile = en.enrich(ev.header.src_ip, ev.header.dest_ip, ev.header.dest_port, ev.tls.sni, e.flow.first_ts);
                 }
                 self.stats.tls_records_logged += 1;
                 let (ocsf, err) = (self.ocsf, &mut self.write_err);
                 write_to(ocsf, err, &ev, out);
                 let brief = eve::TlsBrief {
-                    sni: ev.tls.sni.as_deref(),
+                    sni: ev.tls.sni,
                     version: &ev.tls.version,
                     ja4: ev.tls.ja4.as_deref(),
                     ja3: ev.tls.ja3.as_ref(),
-                    issuerdn: ev.tls.issuerdn.as_deref(),
+                    issuerdn: ev.tls.issuerdn,
                 };
                 let hello = e.flow.session.client_hellos.first().map(|(h, _)| h);
                 let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: false };
