@@ -166,18 +166,18 @@ impl<'r> Desk<'r> {
 
     /// Hand a message in. A full queue is emptied by the sender itself when
     /// nobody else is at the desk, so no shard waits on another's reporting.
-    /// False when the desk is gone (a panic; the join reports it).
-    fn send(&self, to_rep: &Sender<FromShard>, mut msg: FromShard) -> bool {
+    /// (The queue's receiving end is the desk's own, so it outlives every
+    /// sender: a send cannot find it gone.)
+    fn send(&self, to_rep: &Sender<FromShard>, mut msg: FromShard) {
         loop {
             match to_rep.try_send(msg) {
-                Ok(()) => return true,
+                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
                 Err(TrySendError::Full(m)) => {
                     msg = m;
                     if !self.help() {
                         std::thread::yield_now();
                     }
                 }
-                Err(TrySendError::Disconnected(_)) => return false,
             }
         }
     }
@@ -314,10 +314,7 @@ fn shard_loop(
                 b.set_position(seen_bytes.min(total));
             }
             let msg = FromShard { shard: index, ended: std::mem::take(&mut ended), watermark: clock.now(), done: None };
-            if !desk.send(&to_rep, msg) {
-                // The reporter is gone (it panicked); the join reports it.
-                return (capture, clock.now());
-            }
+            desk.send(&to_rep, msg);
             desk.help();
         }
     }
@@ -714,11 +711,7 @@ fn chunk_loop<'a>(
             }
         }
         let msg = FromShard { shard: k, ended: std::mem::take(&mut ended), watermark: clock.now(), done: None };
-        if !desk.send(&to_rep, msg) {
-            // The reporter is gone (it panicked); the join reports it. The
-            // other threads must not wait for this one at a barrier.
-            std::process::abort();
-        }
+        desk.send(&to_rep, msg);
         // Everyone has processed round r (its outputs may be overwritten)
         // and read round r + 1. Whoever is early reports meanwhile.
         rounds.barrier.wait_helping(desk);
