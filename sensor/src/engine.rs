@@ -368,8 +368,16 @@ impl Reporter {
     pub fn feed_line_at(&mut self, text: &str, line_no: u64) {
         if let Some(st) = self.streaming.as_mut() {
             st.line_no = line_no;
-            if let Some(ev) = st.reader.push_line(text, line_no) {
-                st.batch.push(ev);
+            match st.reader.push_line(text, line_no) {
+                Some(ev) => st.batch.push(ev),
+                // Not an event (malformed, an unknown type, ...): nothing to
+                // apply, but the stats must count it now, not whenever the
+                // next good line lands (a bad line alone was never counted).
+                None => {
+                    if let Some(en) = self.enricher.as_mut() {
+                        en.note_feed_report(st.reader.report());
+                    }
+                }
             }
         }
     }

@@ -270,6 +270,12 @@ impl Enricher {
             evicted: ls.evicted,
             ignored: ls.ignored,
         };
+        self.note_feed_report(report);
+    }
+
+    /// The feed reader's counts (lines, malformed, unknown types, problems)
+    /// as the stats record shows them.
+    pub fn note_feed_report(&mut self, report: &FeedReport) {
         self.stats.feed = report.into();
     }
 

@@ -105,3 +105,23 @@ fn a_late_batch_revises_the_an1725_alert_under_the_same_id() {
     assert_eq!(engine.stats().enrichment.map(|e| e.feed.malformed), Some(1), "the bad feed line is counted");
     assert!(engine.reporter.stats.late_enrichment_updates >= updates.len() as u64);
 }
+
+/// A bad line that arrives alone, with no good line to apply with it, is
+/// counted at once (it used to wait for the next good line, so a live run
+/// that stopped first never reported it).
+#[test]
+fn a_lone_bad_feed_line_is_counted_at_once() {
+    let mut engine = Engine::new(&Options::default(), Vec::new()).expect("engine");
+    engine.reporter.enable_streaming_feed(3600 * 1_000_000_000);
+    let mut out = Vec::new();
+    let binding = r#"{"schema_version":1,"event_type":"ip_binding","event_time":"2026-01-05T09:00:00Z","observed_time":"2026-01-05T09:00:00Z","source":{"kind":"dhcp"},"device":{"id":"d1"},"action":"assign","ip":"10.0.0.7","network":{"kind":"wifi","context":"lab"},"valid_from":"2026-01-05T09:00:00Z","valid_until":"2026-01-06T09:00:00Z","confidence":"dhcp"}"#;
+    engine.reporter.feed_line(binding);
+    engine.reporter.apply_feed(&mut out);
+    let feed = |e: &Engine| e.stats().enrichment.map(|s| s.feed).expect("enrichment stats");
+    assert_eq!(feed(&engine).malformed, 0);
+    engine.reporter.feed_line("not json, must be counted");
+    assert_eq!(engine.reporter.feed_pending(), 0, "nothing to apply");
+    let f = feed(&engine);
+    assert_eq!(f.malformed, 1, "{f:?}");
+    assert!(format!("{:?}", f.problems).contains("line 2"), "the problem names its line: {f:?}");
+}
