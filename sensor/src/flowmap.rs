@@ -78,6 +78,23 @@ pub(crate) fn prefetch_line<T>(p: *const T) {
     let _ = p;
 }
 
+/// The hash a map with `hasher` gives a key: the key in three wide words
+/// (the derived `Hash` of `FlowKey`, which flow ids are made from, takes a
+/// dozen small ones). Threads that share a hasher hash for each other's maps
+/// with it.
+#[inline]
+pub fn key_hash(hasher: &ahash::RandomState, key: &FlowKey) -> u64 {
+    let wide = |a: IpAddr| match a {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
+    };
+    let mut h = hasher.build_hasher();
+    h.write_u128(wide(key.lo.0));
+    h.write_u128(wide(key.hi.0));
+    h.write_u64(key.context ^ (u64::from(key.proto) << 32) ^ (u64::from(key.lo.1) << 16) ^ u64::from(key.hi.1));
+    h.finish()
+}
+
 impl FlowMap {
     /// A map whose [`FlowMap::hash`] is `hasher`'s: maps made with clones
     /// of one hasher give a key the same hash, so one thread can hash for
@@ -97,19 +114,10 @@ impl FlowMap {
         self.slots.len() - 1
     }
 
-    /// The hash of a key: the key in three wide words (the derived `Hash`
-    /// of `FlowKey`, which flow ids are made from, takes a dozen small ones).
+    /// The hash of a key in this map ([`key_hash`] with its hasher).
     #[inline]
     pub fn hash(&self, key: &FlowKey) -> u64 {
-        let wide = |a: IpAddr| match a {
-            IpAddr::V4(v) => u128::from(u32::from(v)),
-            IpAddr::V6(v) => u128::from(v),
-        };
-        let mut h = self.hasher.build_hasher();
-        h.write_u128(wide(key.lo.0));
-        h.write_u128(wide(key.hi.0));
-        h.write_u64(key.context ^ (u64::from(key.proto) << 32) ^ (u64::from(key.lo.1) << 16) ^ u64::from(key.hi.1));
-        h.finish()
+        key_hash(&self.hasher, key)
     }
 
     /// Start loading the slot where a probe for `hash` begins.

@@ -417,7 +417,7 @@ fn chunk_start(file: &CaptureFile, start: usize, k: usize, chunk: usize) -> Opti
 
 /// Read chunk `k` of the round that begins at `start` into `out` (whose
 /// lists are reused): decode, hash and sort its packets by owner.
-fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, start: usize, k: usize, n: usize, chunk: usize, hashing: &crate::flowmap::FlowMap) {
+fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, start: usize, k: usize, n: usize, chunk: usize, hasher: &ahash::RandomState) {
     out.clear(n);
     let len = file.len() as usize;
     let Some(from) = chunk_start(file, start, k, chunk) else { return };
@@ -437,7 +437,8 @@ fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, start: usize, k
                 // Frames that decode to nothing are counted by thread 0.
                 let (hash, to) = match &d {
                     Ok(d) => {
-                        let hash = hashing.hash(&crate::flow::FlowKey::new(d));
+                        // The hashing of every shard's table (they share the hasher).
+                        let hash = crate::flowmap::key_hash(hasher, &crate::flow::FlowKey::new(d));
                         (hash, owner(hash, n))
                     }
                     Err(_) => (0, 0),
@@ -676,11 +677,9 @@ fn chunk_loop<'a>(
 ) -> (Option<CaptureStats>, i64) {
     let _break_on_panic = BreakOnPanic(&rounds.barrier);
     let len = file.len() as usize;
-    // The same hashing as every shard's table (they share the hasher).
-    let hashing = crate::flowmap::FlowMap::with_hasher(hasher.clone());
     let mut mine = ChunkOut::default();
     let mut put = |r: usize, start: usize| {
-        read_chunk(&mut mine, file, start, k, n, chunk, &hashing);
+        read_chunk(&mut mine, file, start, k, n, chunk, hasher);
         // Swap it in; the old one's lists come back for the next round.
         if let Some(slot) = rounds.outs[r % 2].write().unwrap_or_else(|e| e.into_inner()).get_mut(k) {
             std::mem::swap(slot, &mut mine);
