@@ -69,8 +69,9 @@ enum Cmd {
         quiet: bool,
         /// Flow-table threads: each keeps its share of the flows (one pcap file is
         /// read in chunks shared out among them; several files or pcapng are
-        /// walked by each); the calling thread writes the records. The output is
-        /// the same for any value. Default: the cores available.
+        /// walked by each); the records are written by the calling thread when a
+        /// core is spare, else by whichever thread waits for the others. The
+        /// output is the same for any value. Default: the cores available.
         #[arg(long)]
         threads: Option<usize>,
         /// With several threads and one pcap file: bytes each thread reads per

@@ -143,8 +143,10 @@ pub struct Summary {
 /// With `opts.threads` above one, `threads` shard threads own the flows a
 /// symmetric hash of the flow key gives them (one pcap file is read in
 /// chunks shared out among them, anything else is walked by each; see
-/// [`crate::sharded`]), and this thread writes the records; the records and
-/// their order are the same as with one thread (see [`crate::flow::OrderKey`]).
+/// [`crate::sharded`]), and the records are written from a reporting desk
+/// that this thread or a waiting shard serves (`Options::reporter_thread`);
+/// the records and their order are the same as with one thread (see
+/// [`crate::flow::OrderKey`]).
 pub fn replay(inputs: &[Input], opts: &Options, out: &mut (dyn Write + Send)) -> anyhow::Result<Summary> {
     let mut capture = CaptureStats::default();
     let mut first_error = None;
