@@ -706,11 +706,17 @@ fn correlate(
 ) -> (Vec<u32>, Vec<u64>, Option<crate::enrich::An1725>) {
     let mut enricher = enricher;
     let (Some(failure), Some(path)) = (l.failure, l.path) else { return (Vec::new(), Vec::new(), None) };
-    let key = match failure.class {
+    let mut key = match failure.class {
         Some(c) => format!("{}{:?}_{c:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
         None => format!("{}{:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
     };
-    *stats.outcomes.entry(key.to_ascii_lowercase()).or_default() += 1;
+    key.make_ascii_lowercase();
+    match stats.outcomes.get_mut(&key) {
+        Some(n) => *n += 1,
+        None => {
+            stats.outcomes.insert(key, 1);
+        }
+    }
     let facts = SessionFacts {
         flow_id: l.header.flow_id,
         start_ns: l.start_ns,

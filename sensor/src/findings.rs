@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -121,15 +122,24 @@ struct Around {
     alerted: bool,
 }
 
+/// A client and a server name (lower case, no trailing dot). The name is
+/// shared between the maps and the expiry queue, not copied into each.
+type Key = (IpAddr, Arc<str>);
+
+/// Keyed with aHash (random per process, like the flow table: the names
+/// come off the wire) rather than SipHash, which cost more than the rest of
+/// a session's correlation.
+type KeyMap<V> = HashMap<Key, V, ahash::RandomState>;
+
 /// Keeps recent rejections under inspection per (client, server name),
 /// bounded in entries and age.
 pub struct Correlator {
     cfg: Config,
-    rejections: HashMap<(IpAddr, String), VecDeque<Rejection>>,
+    rejections: KeyMap<VecDeque<Rejection>>,
     /// Direct or bypassed sessions already seen, for rejections reported
     /// after them (sessions are reported when they end, not when they start).
-    arounds: HashMap<(IpAddr, String), VecDeque<Around>>,
-    order: VecDeque<(i64, IpAddr, String)>,
+    arounds: KeyMap<VecDeque<Around>>,
+    order: VecDeque<(i64, Key)>,
     /// Most (client, name) keys tracked; older ones are dropped (counted).
     pub max_keys: usize,
     pub dropped: u64,
@@ -139,7 +149,7 @@ const MAX_PER_KEY: usize = 16;
 
 impl Correlator {
     pub fn new(cfg: Config) -> Self {
-        Correlator { cfg, rejections: HashMap::new(), arounds: HashMap::new(), order: VecDeque::new(), max_keys: 100_000, dropped: 0 }
+        Correlator { cfg, rejections: KeyMap::default(), arounds: KeyMap::default(), order: VecDeque::new(), max_keys: 100_000, dropped: 0 }
     }
 
     /// Replace the configuration (live reload); remembered sessions stay.
@@ -152,12 +162,11 @@ impl Correlator {
     }
 
     fn expire(&mut self, now: i64) {
-        while let Some((t, ip, name)) = self.order.front().cloned() {
+        while let Some(&(t, _)) = self.order.front() {
             if now - t <= self.cfg.fallback_window_ns && self.rejections.len() <= self.max_keys {
                 break;
             }
-            self.order.pop_front();
-            let key = (ip, name);
+            let Some((_, key)) = self.order.pop_front() else { break };
             if let Some(q) = self.rejections.get_mut(&key) {
                 while q.front().is_some_and(|r| r.start_ns <= t) {
                     q.pop_front();
@@ -184,7 +193,7 @@ impl Correlator {
         let kind = s.path.kind;
         let rejected = s.failure.outcome == Outcome::ClientRejected;
         let under_inspection = kind == PathKind::Intercepted || (kind == PathKind::ExplicitProxy && s.path.intercepted != Some(false));
-        let name = s.sni.map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+        let key: Option<Key> = s.sni.map(|n| (s.client, Arc::from(n.trim_end_matches('.').to_ascii_lowercase())));
 
         if rejected && under_inspection {
             let mut reasons = vec![format!(
@@ -196,14 +205,14 @@ impl Correlator {
             }
             reasons.extend(s.path.evidence.iter().cloned());
             out.push(Finding { sid: SID_INSPECTION_FAILURE, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
-            if let Some(n) = &name {
-                let q = self.rejections.entry((s.client, n.clone())).or_default();
+            if let Some(key) = &key {
+                let q = self.rejections.entry(key.clone()).or_default();
                 q.push_back(Rejection { flow_id: s.flow_id, start_ns: s.start_ns });
                 if q.len() > MAX_PER_KEY {
                     q.pop_front();
                     self.dropped += 1;
                 }
-                self.order.push_back((s.start_ns, s.client, n.clone()));
+                self.order.push_back((s.start_ns, key.clone()));
             }
         }
 
@@ -233,8 +242,8 @@ impl Correlator {
                 out.push(Finding { sid: SID_OPAQUE, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
             }
         }
-        if let Some(n) = &name {
-            let key = (s.client, n.clone());
+        if let Some(key) = key {
+            let n = &*key.1;
             if around {
                 let q = self.arounds.entry(key.clone()).or_default();
                 q.push_back(Around { flow_id: s.flow_id, start_ns: s.start_ns, direct: kind == PathKind::Direct, quic: s.quic, alerted: false });
@@ -242,7 +251,7 @@ impl Correlator {
                     q.pop_front();
                     self.dropped += 1;
                 }
-                self.order.push_back((s.start_ns, s.client, n.clone()));
+                self.order.push_back((s.start_ns, key.clone()));
             }
             // Whichever is reported last, rejections or the session around
             // the inspection, the finding is the same: rejections that started
