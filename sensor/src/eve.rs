@@ -442,7 +442,7 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
         subjectaltname: leaf.map_or(&[][..], |c| &c.subjectaltname),
         client_alpns: first_ch.map_or(&[][..], |c| &c.alpn),
         server_alpns: sh.and_then(|h| h.alpn.as_deref()).into_iter().collect(),
-        chain: s.server_chain.iter().map(CertOut::from).collect(),
+        chain: s.server_chain.iter().map(|c| CertOut::from(&**c)).collect(),
     };
     let finished = |d: Dir| -> Option<bool> {
         if s.parser.is_tls13() {

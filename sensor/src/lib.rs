@@ -7,6 +7,7 @@
 //! timestamp, never the wall clock.
 
 pub mod capture;
+pub mod certs;
 pub mod classify;
 pub mod config;
 pub mod engine;

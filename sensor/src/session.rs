@@ -1,7 +1,7 @@
 //! What we keep about one TLS session while its flow is alive, built from the
 //! parser's events. Everything here is capped; see the `MAX_*` constants.
 
-use pinwatch_parsers::cert::{parse_certificate, CertSummary};
+use pinwatch_parsers::cert::CertSummary;
 use pinwatch_parsers::hello::{ClientHello, ServerHello};
 use pinwatch_parsers::tls::{content, hs, Dir, RecordInfo, TlsEvent, TlsParser};
 
@@ -47,7 +47,8 @@ pub struct TlsSession {
     pub client_hellos: Vec<(ClientHello, i64)>,
     pub server_hello: Option<(ServerHello, i64)>,
     pub hello_retry: Option<ServerHello>,
-    pub server_chain: Vec<CertSummary>,
+    /// Shared with every session that carried the same DER ([`crate::certs`]).
+    pub server_chain: Vec<std::sync::Arc<CertSummary>>,
     pub server_chain_errors: u32,
     pub client_cert_count: usize,
     pub alerts: Vec<AlertSeen>,
@@ -170,7 +171,7 @@ impl TlsSession {
                 TlsEvent::Certificates { dir: Dir::Server, chain } => {
                     if self.server_chain.is_empty() {
                         for der in chain.iter().take(MAX_CHAIN) {
-                            match parse_certificate(der) {
+                            match crate::certs::summary(der) {
                                 Ok(c) => self.server_chain.push(c),
                                 Err(_) => self.server_chain_errors += 1,
                             }

@@ -1,0 +1,153 @@
+//! Server certificates, summarised once per distinct DER.
+//!
+//! The same chains come back again and again on a network: every session to
+//! one CDN edge, every session through the inspection proxy, carries the
+//! same few certificates. Parsing one (x509-parser, two SHA-256 and a SHA-1,
+//! a dozen strings) was about 3% of a one-thread replay of the benchmark
+//! capture (README, Throughput). [`CertMemo`] keeps the summary of each DER
+//! it parsed, shared (`Arc`) by every session that carried it, so a repeat
+//! costs a hash of the bytes and a comparison, and the sessions hold one
+//! copy of the strings between them instead of one each.
+//!
+//! Bounded: at most [`MAX_ENTRIES`] certificates and [`MAX_DER_BYTES`] of
+//! kept DER; when either is full, the memo is emptied and fills again. The
+//! output never depends on it: the DER is compared in full, so a hash
+//! collision costs a parse, never a wrong summary. Certificates that do not
+//! parse are not kept (the error is worked out again).
+
+use std::sync::Arc;
+
+use ahash::{HashMap, HashMapExt};
+use pinwatch_parsers::cert::{parse_certificate, CertError, CertSummary};
+
+/// Most certificates remembered.
+pub const MAX_ENTRIES: usize = 4096;
+/// Most DER bytes kept for the comparisons (16 MiB).
+pub const MAX_DER_BYTES: usize = 16 << 20;
+
+/// DER hash to the certificates with that hash.
+pub struct CertMemo {
+    hasher: ahash::RandomState,
+    entries: HashMap<u64, Vec<(Box<[u8]>, Arc<CertSummary>)>>,
+    len: usize,
+    der_bytes: usize,
+    /// Certificates answered from the memo, and certificates parsed.
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl Default for CertMemo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CertMemo {
+    pub fn new() -> Self {
+        CertMemo { hasher: ahash::RandomState::new(), entries: HashMap::new(), len: 0, der_bytes: 0, hits: 0, misses: 0 }
+    }
+
+    /// The summary of one DER certificate ([`parse_certificate`]).
+    pub fn get(&mut self, der: &[u8]) -> Result<Arc<CertSummary>, CertError> {
+        let hash = self.hasher.hash_one(der);
+        if let Some((_, c)) = self.entries.get(&hash).and_then(|b| b.iter().find(|(k, _)| **k == *der)) {
+            self.hits += 1;
+            return Ok(Arc::clone(c));
+        }
+        self.misses += 1;
+        let c = Arc::new(parse_certificate(der)?);
+        if der.len() > MAX_DER_BYTES {
+            return Ok(c);
+        }
+        if self.len >= MAX_ENTRIES || self.der_bytes + der.len() > MAX_DER_BYTES {
+            self.entries.clear();
+            self.len = 0;
+            self.der_bytes = 0;
+        }
+        self.entries.entry(hash).or_default().push((der.into(), Arc::clone(&c)));
+        self.len += 1;
+        self.der_bytes += der.len();
+        Ok(c)
+    }
+
+    /// Certificates held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// DER bytes held.
+    pub fn der_bytes(&self) -> usize {
+        self.der_bytes
+    }
+}
+
+thread_local! {
+    static MEMO: std::cell::RefCell<CertMemo> = std::cell::RefCell::new(CertMemo::new());
+}
+
+/// [`CertMemo::get`] on this thread's memo (each flow-table thread keeps its
+/// own: no lock on the packet path).
+pub fn summary(der: &[u8]) -> Result<Arc<CertSummary>, CertError> {
+    MEMO.with_borrow_mut(|m| m.get(der))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three real certificates (`parsers/testdata`, made with openssl), and
+    /// a fourth that differs from the first in the last byte of its
+    /// signature: it parses, and is another certificate to the memo.
+    fn ders() -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = vec![
+            include_bytes!("../../parsers/testdata/rsa-leaf.der").to_vec(),
+            include_bytes!("../../parsers/testdata/ec-san.der").to_vec(),
+            include_bytes!("../../parsers/testdata/ec-v1.der").to_vec(),
+        ];
+        let mut other = v[0].clone();
+        let last = other.len() - 1;
+        other[last] ^= 1;
+        v.push(other);
+        v
+    }
+
+    #[test]
+    fn the_memo_gives_what_the_parser_gives_and_hits_on_repeats() {
+        let ders = ders();
+        let mut memo = CertMemo::new();
+        for round in 0..3 {
+            for der in &ders {
+                let got = memo.get(der).map(|c| (*c).clone());
+                assert_eq!(got, parse_certificate(der), "round {round}");
+            }
+        }
+        assert_eq!((memo.hits, memo.misses), (8, 4));
+        assert_eq!(memo.len(), 4);
+        assert_eq!(memo.der_bytes(), ders.iter().map(Vec::len).sum::<usize>());
+    }
+
+    #[test]
+    fn errors_are_not_kept() {
+        let mut memo = CertMemo::new();
+        let junk = [0x30u8, 0x03, 0x02, 0x01, 0x00];
+        assert_eq!(memo.get(&junk).map(|c| (*c).clone()), parse_certificate(&junk));
+        assert!(memo.get(&junk).is_err());
+        assert_eq!((memo.hits, memo.misses, memo.len()), (0, 2, 0));
+    }
+
+    #[test]
+    fn a_full_memo_starts_again() {
+        let der = ders().remove(0);
+        let mut memo = CertMemo::new();
+        memo.len = MAX_ENTRIES;
+        assert!(memo.get(&der).is_ok());
+        assert_eq!(memo.len(), 1);
+        memo.der_bytes = MAX_DER_BYTES;
+        assert!(memo.get(&der).is_ok(), "a hit does not need room");
+        assert_eq!(memo.hits, 1);
+    }
+}
