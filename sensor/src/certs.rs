@@ -25,10 +25,13 @@ pub const MAX_ENTRIES: usize = 4096;
 /// Most DER bytes kept for the comparisons (16 MiB).
 pub const MAX_DER_BYTES: usize = 16 << 20;
 
+/// A kept DER and its summary.
+type Kept = (Box<[u8]>, Arc<CertSummary>);
+
 /// DER hash to the certificates with that hash.
 pub struct CertMemo {
     hasher: ahash::RandomState,
-    entries: HashMap<u64, Vec<(Box<[u8]>, Arc<CertSummary>)>>,
+    entries: HashMap<u64, Vec<Kept>>,
     len: usize,
     der_bytes: usize,
     /// Certificates answered from the memo, and certificates parsed.
