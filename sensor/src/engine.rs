@@ -20,7 +20,7 @@ use crate::capture::Packet;
 use crate::classify;
 use crate::eve;
 use crate::findings::{AlertBody, Correlator, SessionFacts};
-use crate::flow::{CloseKind, Ended, FlowKey, FlowTable, Limits, Proto, TableStats};
+use crate::flow::{CloseKind, Ended, FlowKey, FlowTable, Limits, OrderKey, Proto, TableStats};
 use crate::pipeline::{CaptureStats, DecoderStats, MemoryStats, Options, Stats};
 
 /// A forward time jump larger than this needs a second packet to confirm it.
@@ -229,7 +229,7 @@ pub fn add_decoder_stats(a: &mut DecoderStats, b: &DecoderStats) {
 }
 
 /// An ended flow waiting for its turn in the output.
-struct Pending(Ended);
+struct Pending(Prepared);
 
 impl PartialEq for Pending {
     fn eq(&self, other: &Self) -> bool {
@@ -456,23 +456,59 @@ impl Reporter {
         self.config = config;
     }
 
-    /// Hold ended flows until their turn.
+    /// What the threads that end flows need to prepare them for this
+    /// reporter ([`Reporter::push_prepared`]).
+    pub fn preparer(&self) -> Preparer {
+        Preparer { config: self.config.clone(), names: self.names.clone(), ocsf: self.ocsf }
+    }
+
+    /// Hold ended flows until their turn (prepared on this thread).
     pub fn push(&mut self, ended: &mut Vec<Ended>) {
         for e in ended.drain(..) {
-            self.pending.push(Reverse(Pending(e)));
+            let p = prepare(e, &self.config, &self.names, self.ocsf);
+            self.pending.push(Reverse(Pending(p)));
         }
         self.stats.pending_max = self.stats.pending_max.max(self.pending.len() as u64);
     }
 
-    /// Write every held flow whose key is below `watermark` (a phase-0 clock).
+    /// Hold ended flows that another thread prepared with [`Reporter::preparer`].
+    pub fn push_prepared(&mut self, prepared: &mut Vec<Prepared>) {
+        for p in prepared.drain(..) {
+            self.pending.push(Reverse(Pending(p)));
+        }
+        self.stats.pending_max = self.stats.pending_max.max(self.pending.len() as u64);
+    }
+
+    /// Write every held flow that ended before clock `watermark` (phase 0).
     pub fn release(&mut self, watermark: i64, out: &mut dyn Write) {
+        self.release_below(OrderKey::at(watermark), out);
+    }
+
+    /// Write every held flow whose key is below `key`.
+    pub fn release_below(&mut self, key: OrderKey, out: &mut dyn Write) {
         while let Some(Reverse(Pending(e))) = self.pending.peek() {
-            if e.order.phase > 0 || e.order.ts >= watermark {
+            if e.order >= key {
                 break;
             }
             if let Some(Reverse(Pending(e))) = self.pending.pop() {
                 self.report(e, out);
             }
+        }
+    }
+
+    /// Write everything held, then `ended`, which must come after it in
+    /// output order, in turn (a table's drain at the end of input: phase 1,
+    /// sorted). Each is prepared and written before the next, so its
+    /// record's memory serves the next one's, instead of a fresh record
+    /// for every flow that was still open being held at once.
+    pub fn write_in_order(&mut self, ended: &mut Vec<Ended>, out: &mut dyn Write) {
+        self.release_all(out);
+        let mut last: Option<OrderKey> = None;
+        for e in ended.drain(..) {
+            debug_assert!(last.is_none_or(|l| l < e.order), "flows out of order");
+            last = Some(e.order);
+            let p = prepare(e, &self.config, &self.names, self.ocsf);
+            self.report(p, out);
         }
     }
 
@@ -496,73 +532,221 @@ impl Reporter {
         keep_for_late_feed(&mut self.streaming, &mut self.stats, logged, sids, flow_ids, verdict.as_ref());
     }
 
-    fn report(&mut self, e: Ended, out: &mut dyn Write) {
+    fn report(&mut self, p: Prepared, out: &mut dyn Write) {
         // The names are lent out for the call, so that the records can
         // borrow them while the reporter's state is updated.
         let names = std::mem::take(&mut self.names);
-        let pcap = names.get(e.flow.source).map(|s| s.as_str());
-        self.report_with(e, pcap, out);
+        let pcap = names.get(p.source).map(|s| s.as_str());
+        self.report_with(p, pcap, out);
         self.names = names;
     }
 
-    fn report_with(&mut self, e: Ended, pcap: Option<&str>, out: &mut dyn Write) {
-        let cfg = &self.config;
-        match e.flow.proto {
-            Proto::NotTls => {
-                let (cip, _) = e.flow.client();
-                let (sip, sport) = e.flow.server();
-                if let Some(f) = self.correlator.observe_not_tls(e.flow.flow_id, cip, sip, sport) {
-                    let header = eve::Header::of(&e.flow, pcap, "alert", "failed");
+    fn report_with(&mut self, p: Prepared, pcap: Option<&str>, out: &mut dyn Write) {
+        let header = eve::Header { pcap_filename: pcap, ..p.header };
+        match p.body {
+            Body::Nothing => {}
+            Body::NotTls => {
+                if let Some(f) = self.correlator.observe_not_tls(header.flow_id, header.src_ip, header.dest_ip, header.dest_port) {
                     let a = eve::AlertEvent::new(&header, AlertBody::new(f.sid), None, None, None, f.evidence);
                     self.stats.alerts_logged += 1;
                     let (ocsf, err) = (self.ocsf, &mut self.write_err);
                     write_to(ocsf, err, &a, out);
                 }
             }
-            Proto::Quic => {
-                let mut ev = eve::quic_event(&e, pcap);
-                ev.tls_failure = Some(classify::quic_outcome(&e));
-                ev.path = Some(classify::path(&e, cfg, ev.quic.sni.as_deref(), None));
-                if let Some(en) = self.enricher.as_mut() {
-                    ev.mobile = en.enrich(ev.header.src_ip, ev.header.dest_ip, ev.header.dest_port, ev.quic.sni.as_deref(), e.flow.first_ts);
+            Body::Session(s) => {
+                let s = *s;
+                if s.quic {
+                    self.stats.quic_records_logged += 1;
+                } else {
+                    self.stats.tls_records_logged += 1;
                 }
-                self.stats.quic_records_logged += 1;
-                let (ocsf, err) = (self.ocsf, &mut self.write_err);
-                write_to(ocsf, err, &ev, out);
-                let brief = eve::TlsBrief {
-                    sni: ev.quic.sni.as_deref(),
-                    version: ev.quic.version.as_deref().unwrap_or("UNDETERMINED"),
-                    ja4: ev.quic.ja4.as_deref(),
-                    ja3: ev.quic.ja3.as_ref(),
-                    issuerdn: None,
-                };
-                let hello = e.flow.quic.as_ref().and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
-                let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: true };
+                let mobile = self.enricher.as_mut().and_then(|en| en.enrich(header.src_ip, header.dest_ip, header.dest_port, s.brief.sni.as_deref(), s.start_ns));
+                if let (Record::Line { line, mobile_at }, None) = (&s.record, &self.write_err) {
+                    if let Err(e) = write_spliced(out, line, *mobile_at, mobile.as_ref()) {
+                        self.write_err = Some(e);
+                    }
+                }
+                let brief = eve::TlsBrief { sni: s.brief.sni.as_deref(), version: &s.brief.version, ja4: s.brief.ja4.as_deref(), ja3: s.brief.ja3.as_ref(), issuerdn: s.brief.issuerdn.as_deref() };
+                let logged = Logged { header: &header, start_ns: s.start_ns, brief, failure: Some(&s.failure), path: Some(&s.path), mobile: mobile.as_ref(), ech: s.ech, quic: s.quic };
                 self.findings(&logged, out);
             }
-            Proto::Tls if e.flow.session.is_tls() => {
-                let mut ev = eve::tls_event(&e, pcap);
-                ev.tls_failure = Some(classify::outcome(&e, cfg));
-                ev.path = Some(classify::path(&e, cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str())));
-                if let Some(en) = self.enricher.as_mut() {
-                    ev.mobile = en.enrich(ev.header.src_ip, ev.header.dest_ip, ev.header.dest_port, ev.tls.sni, e.flow.first_ts);
-                }
-                self.stats.tls_records_logged += 1;
-                let (ocsf, err) = (self.ocsf, &mut self.write_err);
-                write_to(ocsf, err, &ev, out);
-                let brief = eve::TlsBrief {
-                    sni: ev.tls.sni,
-                    version: &ev.tls.version,
-                    ja4: ev.tls.ja4.as_deref(),
-                    ja3: ev.tls.ja3.as_ref(),
-                    issuerdn: ev.tls.issuerdn,
-                };
-                let hello = e.flow.session.client_hellos.first().map(|(h, _)| h);
-                let logged = Logged { header: &ev.header, start_ns: e.flow.first_ts, brief, failure: ev.tls_failure.as_ref(), path: ev.path.as_ref(), mobile: ev.mobile.as_ref(), ech: hello.is_some_and(|h| h.offers_ech()), quic: false };
-                self.findings(&logged, out);
-            }
-            _ => {}
         }
+    }
+}
+
+/// What a thread that ends flows needs to prepare them for the output
+/// ([`Reporter::preparer`]): the configuration (classification), the
+/// capture names (the records' `pcap_filename`) and the output format.
+#[derive(Clone)]
+pub struct Preparer {
+    config: crate::config::Config,
+    names: Vec<String>,
+    ocsf: bool,
+}
+
+impl Preparer {
+    pub fn prepare(&self, e: Ended) -> Prepared {
+        prepare(e, &self.config, &self.names, self.ocsf)
+    }
+}
+
+/// An ended flow made ready for the output by the thread that ended it:
+/// classified, its record rendered, what the findings need taken out, and
+/// the flow dropped. With several flow-table threads this work is spread
+/// over them, and the reporter, which must take the records one at a time
+/// in output order, only enriches, correlates and writes.
+pub struct Prepared {
+    pub order: OrderKey,
+    /// Index of the capture (for `pcap_filename`).
+    source: usize,
+    /// Client as source; `pcap_filename` comes from the reporter.
+    header: eve::Header<'static>,
+    body: Body,
+}
+
+enum Body {
+    /// A flow that gets no record (not TLS, not on a TLS port, ...).
+    Nothing,
+    /// Not TLS on a TLS port: the correlator may call it opaque.
+    NotTls,
+    Session(Box<Session>),
+}
+
+/// A TLS or QUIC session, classified and rendered.
+struct Session {
+    quic: bool,
+    start_ns: i64,
+    ech: bool,
+    brief: Brief,
+    failure: classify::TlsFailure,
+    path: classify::PathOut,
+    record: Record,
+}
+
+/// The `tls` fields alerts repeat from their session, kept.
+struct Brief {
+    sni: Option<String>,
+    version: String,
+    ja4: Option<String>,
+    ja3: Option<eve::Fp>,
+    issuerdn: Option<String>,
+}
+
+enum Record {
+    /// OCSF output: it carries alerts only.
+    Omitted,
+    /// The EVE line, rendered without `mobile`. The device feed's `mobile`
+    /// object depends on the reporter's state (the enricher learns app
+    /// baselines from the sessions in output order), so the reporter
+    /// splices it in at `mobile_at`: before `"flow"`, the record's last
+    /// field, where serde would have written it ([`write_spliced`]).
+    Line { line: Vec<u8>, mobile_at: usize },
+}
+
+/// Classify an ended flow, render its record and take out what the output
+/// needs.
+fn prepare(e: Ended, cfg: &crate::config::Config, names: &[String], ocsf: bool) -> Prepared {
+    let order = e.order;
+    let source = e.flow.source;
+    let pcap = names.get(source).map(|s| s.as_str());
+    let (header, session) = match e.flow.proto {
+        Proto::NotTls => {
+            let h = eve::Header::of(&e.flow, None, "alert", "failed");
+            return Prepared { order, source, header: h, body: Body::NotTls };
+        }
+        Proto::Quic => {
+            let mut ev = eve::quic_event(&e, pcap);
+            let failure = classify::quic_outcome(&e);
+            let path = classify::path(&e, cfg, ev.quic.sni.as_deref(), None);
+            let hello = e.flow.quic.as_ref().and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
+            let brief = Brief {
+                sni: ev.quic.sni.clone(),
+                version: ev.quic.version.clone().unwrap_or_else(|| "UNDETERMINED".to_string()),
+                ja4: ev.quic.ja4.clone(),
+                ja3: ev.quic.ja3.clone(),
+                issuerdn: None,
+            };
+            let header = detach(&ev.header);
+            ev.tls_failure = Some(&failure);
+            ev.path = Some(&path);
+            let record = render(ocsf, &ev);
+            drop(ev);
+            let session = Session { quic: true, start_ns: e.flow.first_ts, ech: hello.is_some_and(|h| h.offers_ech()), brief, failure, path, record };
+            (header, session)
+        }
+        Proto::Tls if e.flow.session.is_tls() => {
+            let mut ev = eve::tls_event(&e, pcap);
+            let failure = classify::outcome(&e, cfg);
+            let path = classify::path(&e, cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()));
+            let hello = e.flow.session.client_hellos.first().map(|(h, _)| h);
+            let brief = Brief {
+                sni: ev.tls.sni.map(str::to_string),
+                version: ev.tls.version.clone(),
+                ja4: ev.tls.ja4.clone(),
+                ja3: ev.tls.ja3.clone(),
+                issuerdn: ev.tls.issuerdn.map(str::to_string),
+            };
+            let header = detach(&ev.header);
+            ev.tls_failure = Some(&failure);
+            ev.path = Some(&path);
+            let record = render(ocsf, &ev);
+            drop(ev);
+            let session = Session { quic: false, start_ns: e.flow.first_ts, ech: hello.is_some_and(|h| h.offers_ech()), brief, failure, path, record };
+            (header, session)
+        }
+        _ => {
+            let h = eve::Header::of(&e.flow, None, "alert", "failed");
+            return Prepared { order, source, header: h, body: Body::Nothing };
+        }
+    };
+    Prepared { order, source, header, body: Body::Session(Box::new(session)) }
+}
+
+/// Render a session's record, classified (EVE; nothing for OCSF).
+fn render<T: serde::Serialize>(ocsf: bool, ev: &T) -> Record {
+    if ocsf {
+        return Record::Omitted;
+    }
+    let mut line = Vec::with_capacity(4096);
+    // Writing into memory cannot fail, and the records hold nothing serde
+    // refuses (no maps with non-string keys).
+    let _ = serde_json::to_writer(&mut line, ev);
+    line.push(b'\n');
+    let mobile_at = line.windows(FLOW_KEY.len()).rposition(|w| w == FLOW_KEY).unwrap_or(line.len().saturating_sub(2));
+    Record::Line { line, mobile_at }
+}
+
+/// The last field of a TLS or QUIC record, as serde_json writes its key.
+const FLOW_KEY: &[u8] = b",\"flow\":{";
+
+/// Write a rendered line with the `mobile` object spliced in at
+/// `mobile_at`: the bytes serde_json writes for the record with `mobile`
+/// set (`tests`: `a_spliced_record_is_what_serde_writes`).
+fn write_spliced(out: &mut dyn Write, line: &[u8], mobile_at: usize, mobile: Option<&crate::enrich::MobileOut>) -> std::io::Result<()> {
+    let Some(m) = mobile else { return out.write_all(line) };
+    let (head, tail) = line.split_at(mobile_at.min(line.len()));
+    let mut mid = Vec::with_capacity(1024);
+    mid.extend_from_slice(b",\"mobile\":");
+    serde_json::to_writer(&mut mid, m)?;
+    out.write_all(head)?;
+    out.write_all(&mid)?;
+    out.write_all(tail)
+}
+
+/// A header without its borrowed capture name.
+fn detach(h: &eve::Header<'_>) -> eve::Header<'static> {
+    eve::Header {
+        timestamp: h.timestamp.clone(),
+        flow_id: h.flow_id,
+        pcap_filename: None,
+        event_type: h.event_type,
+        src_ip: h.src_ip,
+        src_port: h.src_port,
+        dest_ip: h.dest_ip,
+        dest_port: h.dest_port,
+        proto: h.proto,
+        app_proto: h.app_proto,
+        community_id: h.community_id.clone(),
     }
 }
 
@@ -666,8 +850,7 @@ impl Engine {
     /// End every open flow with `kind` (end of capture, shutdown) and write them.
     pub fn finish(&mut self, kind: CloseKind, out: &mut dyn Write) {
         self.shard.table.drain(kind, &mut self.ended);
-        self.reporter.push(&mut self.ended);
-        self.reporter.release_all(out);
+        self.reporter.write_in_order(&mut self.ended, out);
     }
 
     /// The counters so far.
@@ -836,3 +1019,88 @@ mod erased {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// The ended flows of one of the project's testbed captures.
+    fn ended_of(name: &str) -> Vec<Ended> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcaps").join(name);
+        let file = crate::capture::CaptureFile::open(&path).expect("testbed capture opens");
+        let mut shard = Shard::new(Limits::default());
+        let mut ended = Vec::new();
+        for p in file.packets() {
+            let p = p.expect("testbed capture reads");
+            shard.advance(p.ts_ns, &mut ended);
+            shard.packet(p.linktype, p.data, p.ts_ns, p.orig_len, 0, &mut ended);
+        }
+        shard.table.drain(CloseKind::Eof, &mut ended);
+        ended
+    }
+
+    /// A record rendered early with `mobile` spliced in by the reporter is,
+    /// byte for byte, the record serde writes with `mobile` set: TLS and
+    /// QUIC sessions of the testbed, enriched from the testbed's device feed
+    /// (real `mobile` objects), and the same sessions without one.
+    #[test]
+    fn a_spliced_record_is_what_serde_writes() {
+        let pcaps = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcaps");
+        let cfg = crate::config::Config::load(&pcaps.join("testbed.toml")).expect("testbed config loads");
+        let (mut en, errors) = crate::enrich::Enricher::load_sources(&[pcaps.join("testbed-fallback.feed.jsonl")], &[], std::time::Duration::from_secs(1)).expect("testbed feed loads");
+        assert!(errors.is_empty(), "{errors:?}");
+        let names = vec!["testbed.pcap".to_string()];
+        let (mut sessions, mut enriched) = (0, 0);
+        for capture in ["testbed-fallback.pcap", "testbed-quic.pcap"] {
+            for e in ended_of(capture) {
+                let quic = e.flow.proto == Proto::Quic;
+                if !(quic || (e.flow.proto == Proto::Tls && e.flow.session.is_tls())) {
+                    continue;
+                }
+                let pcap = Some(names[0].as_str());
+                let (expected_plain, expected_mobile, mobile) = if quic {
+                    let mut ev = eve::quic_event(&e, pcap);
+                    let (f, p) = (classify::quic_outcome(&e), classify::path(&e, &cfg, ev.quic.sni.as_deref(), None));
+                    let m = en.enrich(ev.header.src_ip, ev.header.dest_ip, ev.header.dest_port, ev.quic.sni.as_deref(), e.flow.first_ts);
+                    ev.tls_failure = Some(&f);
+                    ev.path = Some(&p);
+                    let plain = serde_json::to_vec(&ev).expect("serialises");
+                    ev.mobile = m.as_ref();
+                    (plain, serde_json::to_vec(&ev).expect("serialises"), m.clone())
+                } else {
+                    let mut ev = eve::tls_event(&e, pcap);
+                    let (f, p) = (classify::outcome(&e, &cfg), classify::path(&e, &cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str())));
+                    let m = en.enrich(ev.header.src_ip, ev.header.dest_ip, ev.header.dest_port, ev.tls.sni, e.flow.first_ts);
+                    ev.tls_failure = Some(&f);
+                    ev.path = Some(&p);
+                    let plain = serde_json::to_vec(&ev).expect("serialises");
+                    ev.mobile = m.as_ref();
+                    (plain, serde_json::to_vec(&ev).expect("serialises"), m.clone())
+                };
+                let p = prepare(e, &cfg, &names, false);
+                let Body::Session(s) = p.body else { panic!("a session is prepared as one") };
+                let Record::Line { line, mobile_at } = &s.record else { panic!("EVE records are rendered") };
+                let mut plain = Vec::new();
+                write_spliced(&mut plain, line, *mobile_at, None).expect("writes");
+                assert_eq!(String::from_utf8_lossy(&plain), String::from_utf8_lossy(&[expected_plain, b"\n".to_vec()].concat()));
+                let mut spliced = Vec::new();
+                write_spliced(&mut spliced, line, *mobile_at, mobile.as_ref()).expect("writes");
+                assert_eq!(String::from_utf8_lossy(&spliced), String::from_utf8_lossy(&[expected_mobile, b"\n".to_vec()].concat()));
+                sessions += 1;
+                enriched += usize::from(mobile.is_some());
+            }
+        }
+        assert!(sessions >= 10, "{sessions} sessions");
+        assert!(enriched >= 3, "only {enriched} of {sessions} sessions enriched: the test would not see a splice");
+    }
+
+    /// OCSF output carries alerts only: nothing is rendered for a session.
+    #[test]
+    fn ocsf_sessions_are_not_rendered() {
+        let cfg = crate::config::Config::default();
+        let e = ended_of("testbed-basic.pcap").into_iter().find(|e| e.flow.proto == Proto::Tls).expect("a TLS session");
+        let p = prepare(e, &cfg, &[], true);
+        assert!(matches!(p.body, Body::Session(ref s) if matches!(s.record, Record::Omitted)));
+    }
+}

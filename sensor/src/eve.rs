@@ -309,11 +309,11 @@ pub struct TlsEvent<'a> {
     pub tls: Tls<'a>,
     pub handshake: Handshake<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_failure: Option<TlsFailure>,
+    pub tls_failure: Option<&'a TlsFailure>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<PathOut>,
+    pub path: Option<&'a PathOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mobile: Option<MobileOut>,
+    pub mobile: Option<&'a MobileOut>,
     pub flow: FlowOut,
 }
 
@@ -602,11 +602,11 @@ pub struct QuicEvent<'a> {
     pub quic: Quic,
     pub handshake: QuicHandshake<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_failure: Option<TlsFailure>,
+    pub tls_failure: Option<&'a TlsFailure>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<PathOut>,
+    pub path: Option<&'a PathOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mobile: Option<MobileOut>,
+    pub mobile: Option<&'a MobileOut>,
     pub flow: FlowOut,
 }
 

@@ -268,6 +268,19 @@ pub struct OrderKey {
     pub flow_id: u64,
 }
 
+impl OrderKey {
+    /// Below every key.
+    pub const MIN: OrderKey = OrderKey { phase: 0, ts: i64::MIN, flow_id: 0 };
+    /// Above every key.
+    pub const MAX: OrderKey = OrderKey { phase: u8::MAX, ts: i64::MAX, flow_id: u64::MAX };
+
+    /// The lowest key a flow that ends at clock `ts` or later while packets
+    /// are read can have.
+    pub fn at(ts: i64) -> OrderKey {
+        OrderKey { phase: 0, ts, flow_id: 0 }
+    }
+}
+
 /// Table counters for the stats record.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct TableStats {

@@ -53,8 +53,8 @@ use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
 use pinwatch_parsers::decode::{decode, Decoded, Skip};
 
 use crate::capture::{CaptureFile, Merged};
-use crate::engine::{add_decoder_stats, add_table_stats, Clock, Reporter, Shard};
-use crate::flow::{CloseKind, Ended, FlowKey, TableStats};
+use crate::engine::{add_decoder_stats, add_table_stats, Clock, Prepared, Preparer, Reporter, Shard};
+use crate::flow::{CloseKind, Ended, FlowKey, OrderKey, TableStats};
 use crate::pipeline::{CaptureStats, DecoderStats, Options};
 
 /// Every this many packets walked, a shard reports its clock (with the
@@ -65,10 +65,39 @@ const QUEUE: usize = 16;
 
 struct FromShard {
     shard: usize,
-    ended: Vec<Ended>,
-    /// Everything this shard will still send has a key at or above this clock.
-    watermark: i64,
+    /// Ended flows, prepared for the output by the shard ([`Preparer`]).
+    ended: Vec<Prepared>,
+    /// Everything this shard will still send has a key at or above this one.
+    watermark: OrderKey,
     done: Option<(DecoderStats, TableStats)>,
+}
+
+/// Prepare a shard's ended flows for the desk (on the shard's thread).
+fn prepared(preparer: &Preparer, ended: &mut Vec<Ended>) -> Vec<Prepared> {
+    ended.drain(..).map(|e| preparer.prepare(e)).collect()
+}
+
+/// Flows a drained shard prepares per message at the end of input.
+const DRAIN_BATCH: usize = 64;
+
+/// Send a shard's drained flows (end of input: phase 1, in output order)
+/// in batches, each with the key of the next as the watermark, and the
+/// shard's counters with the last. The desk can write them while the
+/// others still drain, so neither the preparing nor the rendered records
+/// pile up: one batch in flight per shard, not every flow that was open.
+fn send_drained(desk: &Desk<'_>, to_rep: &Sender<FromShard>, preparer: &Preparer, shard: usize, mut ended: Vec<Ended>, done: Option<(DecoderStats, TableStats)>) {
+    debug_assert!(ended.windows(2).all(|w| w[0].order < w[1].order), "a drain is in output order");
+    let mut rest = ended.drain(..).peekable();
+    loop {
+        let batch: Vec<Prepared> = rest.by_ref().take(DRAIN_BATCH).map(|e| preparer.prepare(e)).collect();
+        let Some(next) = rest.peek() else {
+            desk.send(to_rep, FromShard { shard, ended: batch, watermark: OrderKey::MAX, done });
+            return;
+        };
+        let watermark = next.order;
+        desk.send(to_rep, FromShard { shard, ended: batch, watermark, done: None });
+        desk.help();
+    }
 }
 
 /// Replay `files` over `opts.threads` shards; the reporter writes to `out`.
@@ -107,14 +136,14 @@ struct DeskState<'r> {
     reporter: &'r mut Reporter,
     out: &'r mut (dyn Write + Send),
     /// Every shard's watermark so far.
-    marks: Vec<i64>,
+    marks: Vec<OrderKey>,
     decoder: DecoderStats,
     table: TableStats,
 }
 
 impl DeskState<'_> {
     fn take(&mut self, mut msg: FromShard) {
-        self.reporter.push(&mut msg.ended);
+        self.reporter.push_prepared(&mut msg.ended);
         if let Some(m) = self.marks.get_mut(msg.shard) {
             *m = (*m).max(msg.watermark);
         }
@@ -122,14 +151,15 @@ impl DeskState<'_> {
             add_decoder_stats(&mut self.decoder, &d);
             add_table_stats(&mut self.table, &t);
         }
-        let low = self.marks.iter().copied().min().unwrap_or(i64::MIN);
-        self.reporter.release(low, &mut *self.out);
+        if let Some(low) = self.marks.iter().copied().min() {
+            self.reporter.release_below(low, &mut *self.out);
+        }
     }
 }
 
 impl<'r> Desk<'r> {
     fn new(n: usize, from_shards: Receiver<FromShard>, reporter: &'r mut Reporter, out: &'r mut (dyn Write + Send)) -> Self {
-        let state = DeskState { reporter, out, marks: vec![i64::MIN; n], decoder: DecoderStats::default(), table: TableStats::default() };
+        let state = DeskState { reporter, out, marks: vec![OrderKey::MIN; n], decoder: DecoderStats::default(), table: TableStats::default() };
         Desk { from_shards, state: Mutex::new(state) }
     }
 
@@ -204,8 +234,9 @@ pub fn run_walk_all(
 ) -> (CaptureStats, i64, (DecoderStats, TableStats)) {
     let n = opts.threads.max(1);
     let hasher = ahash::RandomState::new();
+    let preparer = &reporter.preparer();
     with_shards(n, opts.reporter_thread, capture, bar, reporter, out, |i, cap, bar, desk, to_rep| {
-        shard_loop(i, n, files, Shard::with_hasher(opts.limits, hasher.clone()), cap, bar, desk, to_rep)
+        shard_loop(i, n, files, Shard::with_hasher(opts.limits, hasher.clone()), preparer, cap, bar, desk, to_rep)
     })
 }
 
@@ -268,6 +299,7 @@ fn shard_loop(
     shards: usize,
     files: &[&CaptureFile],
     mut shard: Shard,
+    preparer: &Preparer,
     mut capture: Option<CaptureStats>,
     bar: Option<&indicatif::ProgressBar>,
     desk: &Desk<'_>,
@@ -313,14 +345,20 @@ fn shard_loop(
             if let Some(b) = bar {
                 b.set_position(seen_bytes.min(total));
             }
-            let msg = FromShard { shard: index, ended: std::mem::take(&mut ended), watermark: clock.now(), done: None };
+            let msg = FromShard { shard: index, ended: prepared(preparer, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
             desk.send(&to_rep, msg);
             desk.help();
         }
     }
+    // Flows that ended since the last message go first: the drained ones
+    // are sent in order, each batch promising that nothing below it follows.
+    if !ended.is_empty() {
+        let msg = FromShard { shard: index, ended: prepared(preparer, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
+        desk.send(&to_rep, msg);
+    }
     shard.table.drain(CloseKind::Eof, &mut ended);
     let done = Some((std::mem::take(&mut shard.decoder), shard.table.stats));
-    desk.send(&to_rep, FromShard { shard: index, ended, watermark: i64::MAX, done });
+    send_drained(desk, &to_rep, preparer, index, ended, done);
     if let Some(c) = capture.as_mut() {
         c.timestamp_jumps = clock.jumps;
     }
@@ -651,9 +689,10 @@ pub fn run_chunked(
         barrier: RoundBarrier::new(n),
     };
     let rounds = &rounds;
+    let preparer = &reporter.preparer();
     with_shards(n, opts.reporter_thread, capture, bar, reporter, out, |k, cap, bar, desk, to_rep| {
         let shard = Shard::with_hasher(opts.limits, hasher.clone());
-        chunk_loop(k, n, chunk, first, file, &hasher, shard, rounds, cap, bar, desk, to_rep)
+        chunk_loop(k, n, chunk, first, file, &hasher, shard, preparer, rounds, cap, bar, desk, to_rep)
     })
 }
 
@@ -669,6 +708,7 @@ fn chunk_loop<'a>(
     file: &'a CaptureFile,
     hasher: &ahash::RandomState,
     mut shard: Shard,
+    preparer: &Preparer,
     rounds: &Rounds<'a>,
     mut capture: Option<CaptureStats>,
     bar: Option<&indicatif::ProgressBar>,
@@ -709,7 +749,7 @@ fn chunk_loop<'a>(
                 process_chunk(o, k, &mut clock, &mut shard, &mut ended);
             }
         }
-        let msg = FromShard { shard: k, ended: std::mem::take(&mut ended), watermark: clock.now(), done: None };
+        let msg = FromShard { shard: k, ended: prepared(preparer, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
         desk.send(&to_rep, msg);
         // Everyone has processed round r (its outputs may be overwritten)
         // and read round r + 1. Whoever is early reports meanwhile.
@@ -720,9 +760,11 @@ fn chunk_loop<'a>(
         p = plan(&read(&rounds.outs[(r + 1) % 2]), p.next, len);
         r += 1;
     }
+    // Every round's ended flows went with its message: `ended` holds the
+    // drain only.
     shard.table.drain(crate::flow::CloseKind::Eof, &mut ended);
     let done = Some((std::mem::take(&mut shard.decoder), shard.table.stats));
-    desk.send(&to_rep, FromShard { shard: k, ended, watermark: i64::MAX, done });
+    send_drained(desk, &to_rep, preparer, k, ended, done);
     if let Some(c) = capture.as_mut() {
         c.timestamp_jumps = clock.jumps;
     }
