@@ -33,7 +33,7 @@ pub(super) fn record_boundary(data: &[u8], from: usize, big_endian: bool, nanos:
         (frac < frac_limit && caplen <= MAX_CAPLEN && caplen <= origlen && next <= end && close_in_time)
             .then_some((next, sec))
     };
-    (from..last).find(|&o| {
+    let chain_at = |o: usize| {
         let mut at = o;
         let mut prev = None;
         for _ in 0..CHAIN {
@@ -49,7 +49,17 @@ pub(super) fn record_boundary(data: &[u8], from: usize, big_endian: bool, nanos:
             }
         }
         true
-    })
+    };
+    let found = (from..last).find(|&o| chain_at(o))?;
+    // A header read 4 bytes late (the sub-second part as seconds, the
+    // captured length as the sub-second part, the length on the wire as the
+    // captured length, the frame's first bytes as its length on the wire)
+    // chains as well as the real one wherever frames are not cut short and
+    // packets are close in time: every record is the same shape, so the
+    // misreading stays in step for as long as one cares to follow it. When
+    // `from` falls just past a real start, the first chain found is that
+    // misreading; the real start is then less than a header before it.
+    Some((found.saturating_sub(hdr - 1).max(from.saturating_sub(hdr - 1))..found).find(|&o| chain_at(o)).unwrap_or(found))
 }
 
 impl<'a> PacketIter<'a> {
@@ -126,6 +136,33 @@ mod tests {
     use super::super::*;
 
     // ---- classic pcap -----------------------------------------------------
+
+    /// Records that are all the same shape (never cut short, close in time)
+    /// also chain when read 4 bytes late: a search that starts just past a
+    /// record's start must still find a real start, not the misreading.
+    #[test]
+    fn a_boundary_search_is_not_fooled_by_headers_read_late() {
+        let frame = [0x02u8, 0x00, 0x0a, 0x00, 0x00, 0x01, 0x02, 0x00, 0x0a, 0x00, 0x00, 0x02, 0x08, 0x00];
+        let mut payload = frame.to_vec();
+        payload.resize(1514, 0x5a);
+        for (be, nanos) in [(false, false), (true, false), (false, true)] {
+            let u32b = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+            let mut bytes = pcap(be, nanos, 1, &[]);
+            for i in 0..40u32 {
+                // Not cut short: the length on the wire is the captured length.
+                for v in [1_767_603_602, 19_267 + 3 * i, 1514, 1514] {
+                    bytes.extend(u32b(v));
+                }
+                bytes.extend(&payload);
+            }
+            let starts: Vec<usize> = (0..40).map(|i| 24 + i * (16 + 1514)).collect();
+            for from in 24..starts[3] {
+                let b = super::record_boundary(&bytes, from, be, nanos, false).expect("a boundary in range");
+                assert!(starts.contains(&b), "from {from}: {b} is not a record start (be {be}, nanos {nanos})");
+                assert!(b + 15 >= from, "from {from}: {b} is more than a header before it");
+            }
+        }
+    }
 
     #[test]
     fn pcap_both_byte_orders_and_resolutions() {
