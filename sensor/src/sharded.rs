@@ -45,7 +45,7 @@
 
 use std::io::Write;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock, TryLockError};
 
 use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
@@ -453,14 +453,16 @@ fn chunk_start(file: &CaptureFile, start: usize, k: usize, chunk: usize) -> Opti
     file.record_boundary(from).filter(|&b| b < from.saturating_add(chunk))
 }
 
-/// Read chunk `k` of the round that begins at `start` into `out` (whose
-/// lists are reused): decode, hash and sort its packets by owner.
-fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, start: usize, k: usize, n: usize, chunk: usize, hasher: &ahash::RandomState) {
-    out.clear(n);
+/// Read chunk `k` of the `chunks` of `chunk` bytes of the round that begins
+/// at `start` into `out` (whose lists are reused): decode, hash and sort
+/// its packets by owner, one list per thread.
+#[allow(clippy::too_many_arguments)]
+fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, start: usize, k: usize, chunks: usize, chunk: usize, threads: usize, hasher: &ahash::RandomState) {
+    out.clear(threads);
     let len = file.len() as usize;
     let Some(from) = chunk_start(file, start, k, chunk) else { return };
     // Up to the next chunk that has a start, or the end of the file.
-    let target = (k + 1..=n).find_map(|j| chunk_start(file, start, j, chunk)).unwrap_or(len);
+    let target = (k + 1..=chunks).find_map(|j| chunk_start(file, start, j, chunk)).unwrap_or(len);
     out.start = Some(from);
     let Some(mut it) = file.packets_from(from) else { return };
     let mut clock = Clock::default();
@@ -477,7 +479,7 @@ fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, start: usize, k
                     Ok(d) => {
                         // The hashing of every shard's table (they share the hasher).
                         let hash = crate::flowmap::key_hash(hasher, &crate::flow::FlowKey::new(d));
-                        (hash, owner(hash, n))
+                        (hash, owner(hash, threads))
                     }
                     Err(_) => (0, 0),
                 };
@@ -513,7 +515,7 @@ struct Plan {
     rejected: u64,
 }
 
-fn plan(outs: &[ChunkOut<'_>], start: usize, file_len: usize) -> Plan {
+fn plan<'a, O: std::ops::Deref<Target = ChunkOut<'a>>>(outs: &[O], start: usize, file_len: usize) -> Plan {
     let mut p = Plan { next: start, ..Default::default() };
     for (k, o) in outs.iter().enumerate() {
         match o.start {
@@ -537,7 +539,7 @@ fn plan(outs: &[ChunkOut<'_>], start: usize, file_len: usize) -> Plan {
 }
 
 /// Add a round's confirmed chunks to the capture counters.
-fn count(capture: &mut CaptureStats, outs: &[ChunkOut<'_>], p: &Plan) {
+fn count<'a, O: std::ops::Deref<Target = ChunkOut<'a>>>(capture: &mut CaptureStats, outs: &[O], p: &Plan) {
     for o in p.verified.iter().filter_map(|&i| outs.get(i)) {
         capture.packets += o.ts.len() as u64;
         capture.bytes += o.bytes;
@@ -665,10 +667,61 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 /// State the threads of [`run_chunked`] share.
 struct Rounds<'a> {
     /// Chunk outputs of the round being processed (read by every thread at
-    /// once) and of the one being read (each thread swaps its own in).
-    outs: [RwLock<Vec<ChunkOut<'a>>>; 2],
+    /// once) and of the one being read (each chunk by the thread that took it).
+    outs: [Vec<RwLock<ChunkOut<'a>>>; 2],
+    /// For each of the two rounds in flight: the round's number (high half)
+    /// and its next chunk to take (low half).
+    taken: [AtomicU64; 2],
+    /// Chunks per round.
+    chunks: usize,
     barrier: RoundBarrier,
 }
+
+impl<'a> Rounds<'a> {
+    /// Take the next chunk of round `r` to read, if one is left. Round `r`
+    /// shares its counter with rounds `r ± 2`, which no thread is in while
+    /// any is in `r` (the barrier comes between).
+    fn take(&self, r: usize) -> Option<usize> {
+        let slot = &self.taken[r % 2];
+        let tag = (r as u64 & 0xffff_ffff) << 32;
+        let mut v = slot.load(Ordering::Acquire);
+        loop {
+            let next = if v & !0xffff_ffff == tag { v & 0xffff_ffff } else { 0 };
+            if next as usize >= self.chunks {
+                return None;
+            }
+            match slot.compare_exchange_weak(v, tag | (next + 1), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(next as usize),
+                Err(now) => v = now,
+            }
+        }
+    }
+
+    /// Read every chunk of round `r` (which begins at `start`) that no other
+    /// thread has taken yet.
+    fn read_round(&self, r: usize, start: usize, file: &'a CaptureFile, chunk: usize, threads: usize, hasher: &ahash::RandomState) {
+        while let Some(j) = self.take(r) {
+            if let Some(slot) = self.outs[r % 2].get(j) {
+                let mut o = slot.write().unwrap_or_else(|e| e.into_inner());
+                read_chunk(&mut o, file, start, j, self.chunks, chunk, threads, hasher);
+            }
+        }
+    }
+
+    /// The chunk outputs of round `r`, for reading.
+    fn outputs(&self, r: usize) -> Vec<std::sync::RwLockReadGuard<'_, ChunkOut<'a>>> {
+        self.outs[r % 2].iter().map(read).collect()
+    }
+}
+
+/// Chunks a round has per thread. A round's bytes are cut in `threads ×
+/// CHUNKS_PER_THREAD` chunks that the threads take in turn, so a thread
+/// that is done early (fewer or simpler packets in its chunks, a
+/// descheduled vCPU) reads more instead of waiting at the barrier: with one
+/// fixed chunk per thread, the waits were a fifth of a two-thread replay of
+/// the 2 GiB benchmark capture, most of them from differences in reading
+/// time.
+const CHUNKS_PER_THREAD: usize = 8;
 
 /// One classic pcap file, read in chunks by `opts.threads` threads (see the
 /// module doc).
@@ -684,10 +737,10 @@ pub fn run_chunked(
     let chunk = if opts.chunk_bytes == 0 { CHUNK_BYTES } else { opts.chunk_bytes };
     let hasher = ahash::RandomState::new();
     let first = file.first_record().unwrap_or(24);
-    let rounds = Rounds {
-        outs: [RwLock::new((0..n).map(|_| ChunkOut::default()).collect()), RwLock::new((0..n).map(|_| ChunkOut::default()).collect())],
-        barrier: RoundBarrier::new(n),
-    };
+    let chunks = n * CHUNKS_PER_THREAD;
+    let chunk = chunk.div_ceil(CHUNKS_PER_THREAD).max(1);
+    let slots = || (0..chunks).map(|_| RwLock::new(ChunkOut::default())).collect();
+    let rounds = Rounds { outs: [slots(), slots()], taken: [AtomicU64::new(0), AtomicU64::new(0)], chunks, barrier: RoundBarrier::new(n) };
     let rounds = &rounds;
     let preparer = &reporter.preparer();
     with_shards(n, opts.reporter_thread, capture, bar, reporter, out, |k, cap, bar, desk, to_rep| {
@@ -717,47 +770,41 @@ fn chunk_loop<'a>(
 ) -> (Option<CaptureStats>, i64) {
     let _break_on_panic = BreakOnPanic(&rounds.barrier);
     let len = file.len() as usize;
-    let mut mine = ChunkOut::default();
-    let mut put = |r: usize, start: usize| {
-        read_chunk(&mut mine, file, start, k, n, chunk, hasher);
-        // Swap it in; the old one's lists come back for the next round.
-        if let Some(slot) = rounds.outs[r % 2].write().unwrap_or_else(|e| e.into_inner()).get_mut(k) {
-            std::mem::swap(slot, &mut mine);
-        }
-    };
     let mut clock = Clock::default();
     let mut ended = Vec::new();
-    put(0, first);
+    rounds.read_round(0, first, file, chunk, n, hasher);
     rounds.barrier.wait();
     // Every thread works the plan of a round out for itself, from the same
     // chunk outputs, once all of them are read.
-    let mut p = plan(&read(&rounds.outs[0]), first, len);
+    let mut p = plan(&rounds.outputs(0), first, len);
     let mut r = 0;
     loop {
-        if let Some(c) = capture.as_mut() {
-            count(c, &read(&rounds.outs[r % 2]), &p);
-            if let Some(b) = bar {
-                b.set_position(p.next as u64);
-            }
-        }
-        if !p.stop {
-            put(r + 1, p.next);
-        }
         {
-            let outs = read(&rounds.outs[r % 2]);
+            let outs = rounds.outputs(r);
+            if let Some(c) = capture.as_mut() {
+                count(c, &outs, &p);
+                if let Some(b) = bar {
+                    b.set_position(p.next as u64);
+                }
+            }
             for o in p.verified.iter().filter_map(|&i| outs.get(i)) {
                 process_chunk(o, k, &mut clock, &mut shard, &mut ended);
             }
         }
         let msg = FromShard { shard: k, ended: prepared(preparer, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
         desk.send(&to_rep, msg);
+        // Then the chunks of the next round that are left: a thread that
+        // processed its packets early reads more of them.
+        if !p.stop {
+            rounds.read_round(r + 1, p.next, file, chunk, n, hasher);
+        }
         // Everyone has processed round r (its outputs may be overwritten)
-        // and read round r + 1. Whoever is early reports meanwhile.
+        // and round r + 1 is read. Whoever is early reports meanwhile.
         rounds.barrier.wait_helping(desk);
         if p.stop {
             break;
         }
-        p = plan(&read(&rounds.outs[(r + 1) % 2]), p.next, len);
+        p = plan(&rounds.outputs(r + 1), p.next, len);
         r += 1;
     }
     // Every round's ended flows went with its message: `ended` holds the
