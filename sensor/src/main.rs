@@ -69,14 +69,16 @@ enum Cmd {
         quiet: bool,
         /// Flow-table threads: each keeps its share of the flows (one pcap file is
         /// read in chunks shared out among them; several files or pcapng are
-        /// walked by each); the records are written by the calling thread when a
-        /// core is spare, else by whichever thread waits for the others. The
-        /// output is the same for any value. Default: the cores available.
+        /// walked by each); each renders the records of its flows, and they are
+        /// written in order by the calling thread when a core is spare, else by
+        /// whichever thread waits for the others. The output is the same for any
+        /// value. Default: the cores available.
         #[arg(long)]
         threads: Option<usize>,
         /// With several threads and one pcap file: bytes each thread reads per
-        /// round (it reads its chunk, then processes its flows' packets of
-        /// every chunk of the round before). The output does not depend on it.
+        /// round, on average (a round is cut in 8 chunks per thread, which the
+        /// threads take in turn once they have processed their flows' packets
+        /// of the round before). The output does not depend on it.
         #[arg(long, default_value_t = pinwatch::sharded::CHUNK_BYTES)]
         chunk_bytes: usize,
         /// Bytes all tracked flows (of one thread) may hold in reassembly and

@@ -3,33 +3,40 @@
 //! Each of the N threads owns the flows that a symmetric hash of the flow
 //! key gives it (both directions of a flow have the same key, so they meet
 //! in the same thread): its flow table takes no lock, and no packet bytes
-//! are copied. The reporter holds ended flows until every thread's clock
-//! has passed their [`crate::flow::OrderKey`], then classifies, enriches,
-//! correlates and writes them in key order, so the records and their order
-//! are those of one thread (`tests/tests/threads.rs`). It sits at a
-//! [`Desk`]: the calling thread reports when the machine has a core beyond
-//! the shards'; otherwise a shard waiting for the others at the end of a
-//! round reports meanwhile, so no third thread competes for the cores.
-//! Caps (`max_flows`, `max_buffer_bytes`) apply per thread.
+//! are copied. When a flow ends, its thread prepares it for the output
+//! ([`Preparer`]: classified, its record rendered, the flow dropped). The
+//! reporter holds the prepared records until every thread's watermark has
+//! passed their [`crate::flow::OrderKey`], then splices in the device
+//! feed's enrichment, correlates and writes them in key order, so the
+//! records and their order are those of one thread
+//! (`tests/tests/threads.rs`). It sits at a [`Desk`]: the calling thread
+//! reports when the machine has a core beyond the shards'; otherwise a
+//! shard waiting for the others at the end of a round reports meanwhile,
+//! so no third thread competes for the cores. At the end of input each
+//! thread sends the flows still open, in order, a batch at a time, so the
+//! desk writes them while the others still drain. Caps (`max_flows`,
+//! `max_buffer_bytes`) apply per thread.
 //!
 //! Two ways to spread the packets:
 //!
 //! - **Chunks** ([`run_chunked`]; one classic pcap file, the usual replay).
-//!   The file is read in rounds of N chunks of [`Options::chunk_bytes`]
-//!   each: thread k reads and decodes chunk k of the round and sorts its
-//!   packets, already hashed, into one list per thread; once every chunk of
-//!   the round is read, each thread processes the packets of its own lists
-//!   in file order, its clock moving exactly as one thread's would (from
-//!   the chunk-local clock the reader noted at each packet, or through
-//!   every packet time of a chunk that had a time jump), asking for its
-//!   flows' cache lines a few packets ahead. Reading round r+1 overlaps
-//!   with processing round r. A chunk's start is found by looking for a run of
-//!   plausible record headers ([`CaptureFile::record_boundary`]) and is
-//!   only believed when the reader of the chunk before lands on it exactly;
-//!   when it does not (a capture carrying a capture file in its payload can
-//!   fool the guess), the rest of the round is thrown away and the next
-//!   round starts where that reader stopped. So every byte is read by one
-//!   thread once, and the guess can cost time but never change a record.
+//!   The file is read in rounds of N x [`Options::chunk_bytes`] bytes, cut
+//!   in N x [`CHUNKS_PER_THREAD`] chunks: the threads take the chunks of a
+//!   round from a shared counter, read and decode them and sort their
+//!   packets, already hashed, into one list per thread. Once every chunk
+//!   of the round is read, each thread processes the packets of its own
+//!   lists in file order, its clock moving exactly as one thread's would
+//!   (from the chunk-local clock the reader noted at each packet, or
+//!   through every packet time of a chunk that had a time jump), asking
+//!   for its flows' cache lines a few packets ahead; then it takes chunks
+//!   of the next round, so a thread that is done early reads more. A
+//!   chunk's start is found by looking for a run of plausible record
+//!   headers ([`CaptureFile::record_boundary`]) and is only believed when
+//!   the reader of the chunk before lands on it exactly; when it does not
+//!   (a capture carrying a capture file in its payload can fool the
+//!   guess), the rest of the round is thrown away and the next round starts
+//!   where that reader stopped. So every byte is read by one thread once,
+//!   and the guess can cost time but never change a record.
 //! - **Every thread walks everything** ([`run_walk_all`]; several files
 //!   merged by time, pcapng): each thread walks the captures, keeps the
 //!   clock, decodes every frame and keeps those that hash to it. The
@@ -37,10 +44,11 @@
 //!   threads), but nothing has to be cut.
 //!
 //! ```text
-//!            round r                         round r+1
-//!   thread 0:   read chunk 0   ─┐   process own packets of chunks 0..N-1 ─┐
-//!   thread 1:   read chunk 1   ─┼─▶ process own packets of chunks 0..N-1 ─┼─ended flows + clock─▶ desk
-//!   thread N-1: read chunk N-1 ─┘   process own packets of chunks 0..N-1 ─┘
+//!                 round r                                       round r+1
+//!   thread 0:  process own packets of round r-1 ─ take, read chunks ─┐
+//!   thread 1:  process own packets of round r-1 ─ take, read chunks ─┼─▶ ...
+//!   thread N-1: process own packets of round r-1 ─ take, read chunks ─┘
+//!        └─ prepared records + watermark ─▶ desk (enrich, correlate, write)
 //! ```
 
 use std::io::Write;
@@ -365,9 +373,10 @@ fn shard_loop(
     (capture, clock.now())
 }
 
-/// Bytes each thread reads per round when [`Options::chunk_bytes`] is 0:
-/// big enough that the per-round hand-over costs little, small enough that
-/// a round's packet lists stay in the caches (about 130 bytes a packet).
+/// Bytes each thread reads per round, on average, when
+/// [`Options::chunk_bytes`] is 0: big enough that the per-round hand-over
+/// costs little, small enough that a round's packet lists stay in the
+/// caches (about 130 bytes a packet).
 pub const CHUNK_BYTES: usize = 8 << 20;
 
 /// Packets one chunk holds at most. A chunk of tiny records (a capture of
