@@ -9,7 +9,7 @@
 //! passed their [`crate::flow::OrderKey`], then splices in the device
 //! feed's enrichment, correlates and writes them in key order, so the
 //! records and their order are those of one thread
-//! (`tests/tests/threads.rs`). It sits at a [`Desk`]: the calling thread
+//! (`tests/tests/threads.rs`). It sits at a desk (`Desk`): the calling thread
 //! reports when the machine has a core beyond the shards'; otherwise a
 //! shard waiting for the others at the end of a round reports meanwhile,
 //! so no third thread competes for the cores. At the end of input each
@@ -730,7 +730,7 @@ impl<'a> Rounds<'a> {
 /// fixed chunk per thread, the waits were a fifth of a two-thread replay of
 /// the 2 GiB benchmark capture, most of them from differences in reading
 /// time.
-const CHUNKS_PER_THREAD: usize = 8;
+pub const CHUNKS_PER_THREAD: usize = 8;
 
 /// One classic pcap file, read in chunks by `opts.threads` threads (see the
 /// module doc).
