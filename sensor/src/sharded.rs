@@ -462,16 +462,15 @@ fn chunk_start(file: &CaptureFile, start: usize, k: usize, chunk: usize) -> Opti
     file.record_boundary(from).filter(|&b| b < from.saturating_add(chunk))
 }
 
-/// Read chunk `k` of the `chunks` of `chunk` bytes of the round that begins
-/// at `start` into `out` (whose lists are reused): decode, hash and sort
-/// its packets by owner, one list per thread.
-#[allow(clippy::too_many_arguments)]
-fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, start: usize, k: usize, chunks: usize, chunk: usize, threads: usize, hasher: &ahash::RandomState) {
+/// Read chunk `k` of the `chunks` of the round into `out` (whose lists are
+/// reused): decode, hash and sort its packets by owner, one list per thread.
+/// `start_of(j)` is [`chunk_start`] of chunk `j` of the round.
+fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, k: usize, chunks: usize, threads: usize, hasher: &ahash::RandomState, start_of: impl Fn(usize) -> Option<usize>) {
     out.clear(threads);
     let len = file.len() as usize;
-    let Some(from) = chunk_start(file, start, k, chunk) else { return };
+    let Some(from) = start_of(k) else { return };
     // Up to the next chunk that has a start, or the end of the file.
-    let target = (k + 1..=chunks).find_map(|j| chunk_start(file, start, j, chunk)).unwrap_or(len);
+    let target = (k + 1..=chunks).find_map(&start_of).unwrap_or(len);
     out.start = Some(from);
     let Some(mut it) = file.packets_from(from) else { return };
     let mut clock = Clock::default();
@@ -683,6 +682,11 @@ struct Rounds<'a> {
     taken: [AtomicU64; 2],
     /// Chunks per round.
     chunks: usize,
+    /// For each of the two rounds in flight, the chunk starts worked out so
+    /// far, with the round they are of: the reader of a chunk and the reader
+    /// of the chunk before (whose end it is) both need it, and looking for a
+    /// start costs a few microseconds.
+    starts: [Mutex<Vec<Option<(usize, Option<usize>)>>>; 2],
     barrier: RoundBarrier,
 }
 
@@ -709,12 +713,30 @@ impl<'a> Rounds<'a> {
     /// Read every chunk of round `r` (which begins at `start`) that no other
     /// thread has taken yet.
     fn read_round(&self, r: usize, start: usize, file: &'a CaptureFile, chunk: usize, threads: usize, hasher: &ahash::RandomState) {
+        let start_of = |j: usize| self.chunk_start(r, start, j, file, chunk);
         while let Some(j) = self.take(r) {
             if let Some(slot) = self.outs[r % 2].get(j) {
                 let mut o = slot.write().unwrap_or_else(|e| e.into_inner());
-                read_chunk(&mut o, file, start, j, self.chunks, chunk, threads, hasher);
+                read_chunk(&mut o, file, j, self.chunks, threads, hasher, start_of);
             }
         }
+    }
+
+    /// [`chunk_start`] of chunk `j` of round `r`, worked out once.
+    fn chunk_start(&self, r: usize, start: usize, j: usize, file: &CaptureFile, chunk: usize) -> Option<usize> {
+        let memo = &self.starts[r % 2];
+        let known = memo.lock().unwrap_or_else(|e| e.into_inner()).get(j).copied().flatten();
+        if let Some((round, s)) = known {
+            if round == r {
+                return s;
+            }
+        }
+        // Two threads may both work it out: they find the same.
+        let s = chunk_start(file, start, j, chunk);
+        if let Some(slot) = memo.lock().unwrap_or_else(|e| e.into_inner()).get_mut(j) {
+            *slot = Some((r, s));
+        }
+        s
     }
 
     /// The chunk outputs of round `r`, for reading.
@@ -749,7 +771,8 @@ pub fn run_chunked(
     let chunks = n * CHUNKS_PER_THREAD;
     let chunk = chunk.div_ceil(CHUNKS_PER_THREAD).max(1);
     let slots = || (0..chunks).map(|_| RwLock::new(ChunkOut::default())).collect();
-    let rounds = Rounds { outs: [slots(), slots()], taken: [AtomicU64::new(0), AtomicU64::new(0)], chunks, barrier: RoundBarrier::new(n) };
+    let memo = || Mutex::new(vec![None; chunks + 1]);
+    let rounds = Rounds { outs: [slots(), slots()], taken: [AtomicU64::new(0), AtomicU64::new(0)], chunks, starts: [memo(), memo()], barrier: RoundBarrier::new(n) };
     let rounds = &rounds;
     let preparer = &reporter.preparer();
     with_shards(n, opts.reporter_thread, capture, bar, reporter, out, |k, cap, bar, desk, to_rep| {
