@@ -672,6 +672,9 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     m.read().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A round's number and the start found for one of its chunks.
+type KnownStart = (usize, Option<usize>);
+
 /// State the threads of [`run_chunked`] share.
 struct Rounds<'a> {
     /// Chunk outputs of the round being processed (read by every thread at
@@ -686,7 +689,7 @@ struct Rounds<'a> {
     /// far, with the round they are of: the reader of a chunk and the reader
     /// of the chunk before (whose end it is) both need it, and looking for a
     /// start costs a few microseconds.
-    starts: [Mutex<Vec<Option<(usize, Option<usize>)>>>; 2],
+    starts: [Mutex<Vec<Option<KnownStart>>>; 2],
     barrier: RoundBarrier,
 }
 
