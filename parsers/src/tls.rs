@@ -373,7 +373,18 @@ impl TlsParser {
                 }
             }
         }
-        self.sides[dir.idx()].offset += data.len() as u64;
+        let s = &mut self.sides[dir.idx()];
+        s.offset += data.len() as u64;
+        // Nothing is half-assembled: give the buffers back. A session keeps
+        // its parser for its whole life, and the few KB a certificate
+        // message needed would otherwise stay with every flow (and count
+        // against the buffer budget) long after its handshake.
+        if s.hs.is_empty() {
+            s.hs = Vec::new();
+        }
+        if s.small.is_empty() {
+            s.small = Vec::new();
+        }
     }
 
     fn body_bytes(&mut self, dir: Dir, chunk: &[u8], ts_ns: i64, out: &mut Vec<TlsEvent>) {
@@ -730,6 +741,21 @@ mod tests {
         let bytes: Vec<&[u8]> = rec.chunks(1).collect();
         let ev2 = collect(&mut p2, Dir::Client, &bytes);
         assert_eq!(hellos(&ev2), ch, "byte-at-a-time feeding gives the same hello");
+    }
+
+    /// The buffers a handshake message was assembled in are given back once
+    /// nothing is half-assembled, and kept while something is.
+    #[test]
+    fn buffers_are_given_back_between_messages() {
+        let rec = client_hello_record();
+        let mut p = TlsParser::new();
+        let mut out = Vec::new();
+        // Header and half the message: it is being assembled.
+        p.feed(Dir::Client, &rec[..30], 0, &mut out);
+        assert!(p.heap_bytes() > 0, "a half message is held");
+        p.feed(Dir::Client, &rec[30..], 0, &mut out);
+        assert_eq!(hellos(&out).len(), 1);
+        assert_eq!(p.heap_bytes(), 0, "nothing held once the message is parsed");
     }
 
     #[test]
