@@ -394,7 +394,7 @@ pub fn path(e: &Ended, cfg: &Config, sni: Option<&str>, ja3s: Option<&str>) -> P
         })
     });
     let proxy_fp = ja3s.filter(|h| cfg.proxy_ja3s.iter().any(|p| p == h)).map(|h| format!("ja3s:proxy:{h}"));
-    let connect = s.connect.as_ref().map(|(t, st)| ConnectOut { target: t.clone(), status: *st });
+    let connect = s.connect.as_deref().map(|(t, st)| ConnectOut { target: t.clone(), status: *st });
     let to_proxy = cfg.explicit_proxies.iter().any(|p| p.ip() == sip && p.port() == sport);
     if to_proxy || connect.is_some() {
         if to_proxy {
