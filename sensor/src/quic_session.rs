@@ -80,6 +80,7 @@ impl QuicSession {
             match ev {
                 QuicEvent::ClientHello(h) => {
                     if self.client_hellos.len() < 4 {
+                        crate::session::grow_exact(&mut self.client_hellos, 1, 4);
                         self.client_hellos.push((*h, ts));
                     }
                 }

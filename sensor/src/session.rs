@@ -70,6 +70,17 @@ pub struct TlsSession {
     pub connect: Option<Box<(String, Option<u16>)>>,
 }
 
+/// Make room for one more entry in a log of at most `max`: room for
+/// `first` at first, then doubling, never past `max`. A `Vec` grows to 4
+/// entries at its first push and doubles after that, so a session with one
+/// 256-byte ClientHello held room for four, and a record log of 48 entries
+/// room for 64, for the flow's whole life.
+pub(crate) fn grow_exact<T>(v: &mut Vec<T>, first: usize, max: usize) {
+    if v.len() == v.capacity() && v.len() < max {
+        v.reserve_exact(v.len().max(first).max(1).min(max - v.len()));
+    }
+}
+
 fn letter(dir: Dir, upper: char) -> char {
     match dir {
         Dir::Client => upper,
@@ -126,6 +137,7 @@ impl TlsSession {
                         self.last_server_handshake_ts = Some(r.ts_ns);
                     }
                     if self.record_log.len() < MAX_RECORD_LOG {
+                        grow_exact(&mut self.record_log, 8, MAX_RECORD_LOG);
                         self.record_log.push(r);
                     }
                 }
@@ -157,6 +169,7 @@ impl TlsSession {
                 }
                 TlsEvent::ClientHello { hello, ts_ns } => {
                     if self.client_hellos.len() < MAX_HELLOS {
+                        grow_exact(&mut self.client_hellos, 1, MAX_HELLOS);
                         self.client_hellos.push((*hello, ts_ns));
                     }
                 }
@@ -250,6 +263,27 @@ impl TlsSession {
     /// True when the session is worth a `tls` record: some TLS was parsed.
     pub fn is_tls(&self) -> bool {
         !self.client_hellos.is_empty() || self.server_hello.is_some() || self.side.iter().any(|s| s.records > 0)
+    }
+}
+
+#[cfg(test)]
+mod grow_tests {
+    #[test]
+    fn logs_grow_exactly_to_their_cap() {
+        let mut v: Vec<u64> = Vec::new();
+        let mut caps = Vec::new();
+        for i in 0..48 {
+            super::grow_exact(&mut v, 8, 48);
+            v.push(i);
+            if caps.last() != Some(&v.capacity()) {
+                caps.push(v.capacity());
+            }
+        }
+        assert_eq!(caps, [8, 16, 32, 48]);
+        let mut one: Vec<[u8; 256]> = Vec::new();
+        super::grow_exact(&mut one, 1, 4);
+        one.push([0; 256]);
+        assert_eq!(one.capacity(), 1);
     }
 }
 
