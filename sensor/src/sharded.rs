@@ -382,9 +382,11 @@ pub const CHUNK_BYTES: usize = 8 << 20;
 /// Packets one chunk holds at most. A chunk of tiny records (a capture of
 /// empty frames has 16-byte records) ends there, as if its reader had
 /// landed off the next chunk's start: the round is cut and the next one
-/// starts at that record. So a thread's lists hold at most this many
-/// entries per round (16 MB), whatever the file.
-pub const MAX_CHUNK_PACKETS: usize = 131_072;
+/// starts at that record. So the lists of a round hold at most
+/// [`CHUNKS_PER_THREAD`] times this many entries per thread (16 MB: about
+/// 120 bytes an entry), whatever the file; a 1 MiB chunk of the smallest
+/// Ethernet frames (76-byte records) holds 13,800.
+pub const MAX_CHUNK_PACKETS: usize = 131_072 / CHUNKS_PER_THREAD;
 
 /// The thread that owns a flow, from its key's hash in the hasher all the
 /// shards' tables share (the high half; the flow map indexes with the low
