@@ -505,7 +505,7 @@ impl Reporter {
         self.release_all(out);
         let mut last: Option<OrderKey> = None;
         for e in ended.drain(..) {
-            debug_assert!(last.is_none_or(|l| l < e.order), "flows out of order");
+            debug_assert!(last.is_none_or(|l| l <= e.order), "flows out of order");
             last = Some(e.order);
             let p = prepare(e, &self.config, &self.names, self.ocsf);
             self.report(p, out);
@@ -542,10 +542,10 @@ impl Reporter {
     }
 
     fn report_with(&mut self, p: Prepared, pcap: Option<&str>, out: &mut dyn Write) {
-        let header = eve::Header { pcap_filename: pcap, ..p.header };
         match p.body {
             Body::Nothing => {}
-            Body::NotTls => {
+            Body::NotTls(header) => {
+                let header = eve::Header { pcap_filename: pcap, ..header };
                 if let Some(f) = self.correlator.observe_not_tls(header.flow_id, header.src_ip, header.dest_ip, header.dest_port) {
                     let a = eve::AlertEvent::new(&header, AlertBody::new(f.sid), None, None, None, f.evidence);
                     self.stats.alerts_logged += 1;
@@ -554,20 +554,22 @@ impl Reporter {
                 }
             }
             Body::Session(s) => {
-                let s = *s;
-                if s.quic {
+                let Session { header, quic, start_ns, ech, brief, failure, path, record } = *s;
+                let header = eve::Header { pcap_filename: pcap, ..header };
+                if quic {
                     self.stats.quic_records_logged += 1;
                 } else {
                     self.stats.tls_records_logged += 1;
                 }
-                let mobile = self.enricher.as_mut().and_then(|en| en.enrich(header.src_ip, header.dest_ip, header.dest_port, s.brief.sni.as_deref(), s.start_ns));
-                if let (Record::Line { line, mobile_at }, None) = (&s.record, &self.write_err) {
+                let mobile = self.enricher.as_mut().and_then(|en| en.enrich(header.src_ip, header.dest_ip, header.dest_port, brief.sni.as_deref(), start_ns));
+                if let (Record::Line { line, mobile_at }, None) = (&record, &self.write_err) {
                     if let Err(e) = write_spliced(out, line, *mobile_at, mobile.as_ref()) {
                         self.write_err = Some(e);
                     }
                 }
-                let brief = eve::TlsBrief { sni: s.brief.sni.as_deref(), version: &s.brief.version, ja4: s.brief.ja4.as_deref(), ja3: s.brief.ja3.as_ref(), issuerdn: s.brief.issuerdn.as_deref() };
-                let logged = Logged { header: &header, start_ns: s.start_ns, brief, failure: Some(&s.failure), path: Some(&s.path), mobile: mobile.as_ref(), ech: s.ech, quic: s.quic };
+                drop(record);
+                let brief = eve::TlsBrief { sni: brief.sni.as_deref(), version: &brief.version, ja4: brief.ja4.as_deref(), ja3: brief.ja3.as_ref(), issuerdn: brief.issuerdn.as_deref() };
+                let logged = Logged { header: &header, start_ns, brief, failure: Some(&failure), path: Some(&path), mobile: mobile.as_ref(), ech, quic };
                 self.findings(&logged, out);
             }
         }
@@ -599,21 +601,22 @@ pub struct Prepared {
     pub order: OrderKey,
     /// Index of the capture (for `pcap_filename`).
     source: usize,
-    /// Client as source; `pcap_filename` comes from the reporter.
-    header: eve::Header<'static>,
     body: Body,
 }
 
+/// The headers below have the client as source; `pcap_filename` comes from
+/// the reporter.
 enum Body {
-    /// A flow that gets no record (not TLS, not on a TLS port, ...).
+    /// A flow that gets no record (its protocol was never made out).
     Nothing,
-    /// Not TLS on a TLS port: the correlator may call it opaque.
-    NotTls,
+    /// Not TLS: the correlator may call it opaque (on port 443).
+    NotTls(eve::Header<'static>),
     Session(Box<Session>),
 }
 
 /// A TLS or QUIC session, classified and rendered.
 struct Session {
+    header: eve::Header<'static>,
     quic: bool,
     start_ns: i64,
     ech: bool,
@@ -649,10 +652,10 @@ fn prepare(e: Ended, cfg: &crate::config::Config, names: &[String], ocsf: bool) 
     let order = e.order;
     let source = e.flow.source;
     let pcap = names.get(source).map(|s| s.as_str());
-    let (header, session) = match e.flow.proto {
+    let session = match e.flow.proto {
         Proto::NotTls => {
             let h = eve::Header::of(&e.flow, None, "alert", "failed");
-            return Prepared { order, source, header: h, body: Body::NotTls };
+            return Prepared { order, source, body: Body::NotTls(h) };
         }
         Proto::Quic => {
             let mut ev = eve::quic_event(&e, pcap);
@@ -671,8 +674,7 @@ fn prepare(e: Ended, cfg: &crate::config::Config, names: &[String], ocsf: bool) 
             ev.path = Some(&path);
             let record = render(ocsf, &ev);
             drop(ev);
-            let session = Session { quic: true, start_ns: e.flow.first_ts, ech: hello.is_some_and(|h| h.offers_ech()), brief, failure, path, record };
-            (header, session)
+            Session { header, quic: true, start_ns: e.flow.first_ts, ech: hello.is_some_and(|h| h.offers_ech()), brief, failure, path, record }
         }
         Proto::Tls if e.flow.session.is_tls() => {
             let mut ev = eve::tls_event(&e, pcap);
@@ -691,15 +693,11 @@ fn prepare(e: Ended, cfg: &crate::config::Config, names: &[String], ocsf: bool) 
             ev.path = Some(&path);
             let record = render(ocsf, &ev);
             drop(ev);
-            let session = Session { quic: false, start_ns: e.flow.first_ts, ech: hello.is_some_and(|h| h.offers_ech()), brief, failure, path, record };
-            (header, session)
+            Session { header, quic: false, start_ns: e.flow.first_ts, ech: hello.is_some_and(|h| h.offers_ech()), brief, failure, path, record }
         }
-        _ => {
-            let h = eve::Header::of(&e.flow, None, "alert", "failed");
-            return Prepared { order, source, header: h, body: Body::Nothing };
-        }
+        _ => return Prepared { order, source, body: Body::Nothing },
     };
-    Prepared { order, source, header, body: Body::Session(Box::new(session)) }
+    Prepared { order, source, body: Body::Session(Box::new(session)) }
 }
 
 /// Render a session's record, classified (EVE; nothing for OCSF).

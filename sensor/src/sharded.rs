@@ -94,7 +94,7 @@ const DRAIN_BATCH: usize = 64;
 /// others still drain, so neither the preparing nor the rendered records
 /// pile up: one batch in flight per shard, not every flow that was open.
 fn send_drained(desk: &Desk<'_>, to_rep: &Sender<FromShard>, preparer: &Preparer, shard: usize, mut ended: Vec<Ended>, done: Option<(DecoderStats, TableStats)>) {
-    debug_assert!(ended.windows(2).all(|w| w[0].order < w[1].order), "a drain is in output order");
+    debug_assert!(ended.windows(2).all(|w| w[0].order <= w[1].order), "a drain is in output order");
     let mut rest = ended.drain(..).peekable();
     loop {
         let batch: Vec<Prepared> = rest.by_ref().take(DRAIN_BATCH).map(|e| preparer.prepare(e)).collect();
