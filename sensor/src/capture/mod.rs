@@ -418,7 +418,9 @@ impl CaptureFile {
     }
 
     /// Classic pcap only: the first offset at or after `from` (and before
-    /// `from` + [`MAX_CAPLEN`] + 64 KiB) where a record plausibly starts:
+    /// `from` + [`MAX_CAPLEN`] + 64 KiB; or, when that is a header misread a
+    /// few bytes late, the real one up to a header's length before it) where
+    /// a record plausibly starts:
     /// 16 (`pcap::CHAIN`) record headers in a row, each with a captured length
     /// within the limit and the file, a sub-second part below one second,
     /// and a time within a day of the one before, or fewer that end exactly

@@ -59,7 +59,8 @@ pub(super) fn record_boundary(data: &[u8], from: usize, big_endian: bool, nanos:
     // misreading stays in step for as long as one cares to follow it. When
     // `from` falls just past a real start, the first chain found is that
     // misreading; the real start is then less than a header before it.
-    Some((found.saturating_sub(hdr - 1).max(from.saturating_sub(hdr - 1))..found).find(|&o| chain_at(o)).unwrap_or(found))
+    // Not into the 24-byte file header.
+    Some((found.saturating_sub(hdr - 1).max(24)..found).find(|&o| chain_at(o)).unwrap_or(found))
 }
 
 impl<'a> PacketIter<'a> {
