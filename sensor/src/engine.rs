@@ -669,7 +669,7 @@ fn prepare(e: Ended, cfg: &crate::config::Config, names: &[String], ocsf: bool) 
                 ja3: ev.quic.ja3.clone(),
                 issuerdn: None,
             };
-            let header = detach(&ev.header);
+            let header = eve::Header { pcap_filename: None, ..ev.header.clone() };
             ev.tls_failure = Some(&failure);
             ev.path = Some(&path);
             let record = render(ocsf, &ev);
@@ -688,7 +688,7 @@ fn prepare(e: Ended, cfg: &crate::config::Config, names: &[String], ocsf: bool) 
                 ja3: ev.tls.ja3.clone(),
                 issuerdn: ev.tls.issuerdn.map(str::to_string),
             };
-            let header = detach(&ev.header);
+            let header = eve::Header { pcap_filename: None, ..ev.header.clone() };
             ev.tls_failure = Some(&failure);
             ev.path = Some(&path);
             let record = render(ocsf, &ev);
@@ -729,23 +729,6 @@ fn write_spliced(out: &mut dyn Write, line: &[u8], mobile_at: usize, mobile: Opt
     out.write_all(head)?;
     out.write_all(&mid)?;
     out.write_all(tail)
-}
-
-/// A header without its borrowed capture name.
-fn detach(h: &eve::Header<'_>) -> eve::Header<'static> {
-    eve::Header {
-        timestamp: h.timestamp.clone(),
-        flow_id: h.flow_id,
-        pcap_filename: None,
-        event_type: h.event_type,
-        src_ip: h.src_ip,
-        src_port: h.src_port,
-        dest_ip: h.dest_ip,
-        dest_port: h.dest_port,
-        proto: h.proto,
-        app_proto: h.app_proto,
-        community_id: h.community_id.clone(),
-    }
 }
 
 fn write_to(ocsf: bool, err: &mut Option<std::io::Error>, v: &dyn erased::Json, out: &mut dyn Write) {
