@@ -134,7 +134,8 @@ pub fn run(
 /// a round reports instead of spinning, so the reporting fills the time the
 /// shards would otherwise wait and no third thread competes for the cores.
 /// Who takes a message never changes what is written: the reporter holds
-/// ended flows until every shard's clock has passed their order key.
+/// prepared records until every shard's watermark has passed their order
+/// key.
 struct Desk<'r> {
     from_shards: Receiver<FromShard>,
     state: Mutex<DeskState<'r>>,
@@ -786,9 +787,9 @@ pub fn run_chunked(
     })
 }
 
-/// One thread of [`run_chunked`]: read chunk `k` of each round, then
-/// process its own packets of the round before. Returns the capture
-/// counters (thread 0 only) and the final clock.
+/// Thread `k` of [`run_chunked`]: process its own packets of each round,
+/// then take and read chunks of the next one ([`Rounds::read_round`]).
+/// Returns the capture counters (thread 0 only) and the final clock.
 #[allow(clippy::too_many_arguments)]
 fn chunk_loop<'a>(
     k: usize,
