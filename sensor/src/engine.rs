@@ -268,11 +268,7 @@ pub struct ReportStats {
 struct Revisit {
     header: eve::Header<'static>,
     pcap: Option<String>,
-    sni: Option<String>,
-    version: String,
-    ja4: Option<String>,
-    ja3: Option<eve::Fp>,
-    issuerdn: Option<String>,
+    brief: Brief,
     failure: classify::TlsFailure,
     path: classify::PathOut,
     start_ns: i64,
@@ -396,13 +392,13 @@ impl Reporter {
         en.add_events(std::mem::take(&mut st.batch), st.reader.report());
         let (ocsf, err) = (self.ocsf, &mut self.write_err);
         for r in st.revisit.iter_mut() {
-            let Some(m) = en.re_enrich(r.header.src_ip, r.header.dest_ip, r.header.dest_port, r.sni.as_deref(), r.start_ns) else { continue };
+            let Some(m) = en.re_enrich(r.header.src_ip, r.header.dest_ip, r.header.dest_port, r.brief.sni.as_deref(), r.start_ns) else { continue };
             let Some(v) = crate::enrich::an1725(&m, &r.sids, r.header.flow_id) else { continue };
             if r.last.as_ref().is_some_and(|(c, reasons)| *c == v.confidence && *reasons == v.reasons) {
                 continue;
             }
             let header = eve::Header { pcap_filename: r.pcap.as_deref(), ..r.header.clone() };
-            let brief = eve::TlsBrief { sni: r.sni.as_deref(), version: &r.version, ja4: r.ja4.as_deref(), ja3: r.ja3.as_ref(), issuerdn: r.issuerdn.as_deref() };
+            let brief = r.brief.lend();
             let mut write = |v: &dyn erased::Json| write_to(ocsf, err, v, out);
             if let Some(written) = an1725_alert(&header, brief, &r.failure, &r.path, &m, &r.sids, &r.flow_ids, r.start_ns, &mut self.folder, &mut self.stats, &mut write) {
                 self.stats.late_enrichment_updates += 1;
@@ -431,11 +427,7 @@ fn keep_for_late_feed(streaming: &mut Option<Streaming>, stats: &mut ReportStats
         st.revisit.push_back(Revisit {
             header: eve::Header { pcap_filename: None, event_type: "alert", ..l.header.clone() },
             pcap: l.header.pcap_filename.map(str::to_string),
-            sni: l.brief.sni.map(str::to_string),
-            version: l.brief.version.to_string(),
-            ja4: l.brief.ja4.map(str::to_string),
-            ja3: l.brief.ja3.cloned(),
-            issuerdn: l.brief.issuerdn.map(str::to_string),
+            brief: Brief::keep(&l.brief),
             failure: failure.clone(),
             path: path.clone(),
             start_ns: l.start_ns,
@@ -568,7 +560,7 @@ impl Reporter {
                     }
                 }
                 drop(record);
-                let brief = eve::TlsBrief { sni: brief.sni.as_deref(), version: &brief.version, ja4: brief.ja4.as_deref(), ja3: brief.ja3.as_ref(), issuerdn: brief.issuerdn.as_deref() };
+                let brief = brief.lend();
                 let logged = Logged { header: &header, start_ns, brief, failure: Some(&failure), path: Some(&path), mobile: mobile.as_ref(), ech, quic };
                 self.findings(&logged, out);
             }
@@ -626,13 +618,29 @@ struct Session {
     record: Record,
 }
 
-/// The `tls` fields alerts repeat from their session, kept.
+/// The `tls` fields alerts repeat from their session ([`eve::TlsBrief`]), kept.
 struct Brief {
     sni: Option<String>,
     version: String,
     ja4: Option<String>,
     ja3: Option<eve::Fp>,
     issuerdn: Option<String>,
+}
+
+impl Brief {
+    fn keep(b: &eve::TlsBrief<'_>) -> Brief {
+        Brief {
+            sni: b.sni.map(str::to_string),
+            version: b.version.to_string(),
+            ja4: b.ja4.map(str::to_string),
+            ja3: b.ja3.cloned(),
+            issuerdn: b.issuerdn.map(str::to_string),
+        }
+    }
+
+    fn lend(&self) -> eve::TlsBrief<'_> {
+        eve::TlsBrief { sni: self.sni.as_deref(), version: &self.version, ja4: self.ja4.as_deref(), ja3: self.ja3.as_ref(), issuerdn: self.issuerdn.as_deref() }
+    }
 }
 
 enum Record {
@@ -662,13 +670,13 @@ fn prepare(e: Ended, cfg: &crate::config::Config, names: &[String], ocsf: bool) 
             let failure = classify::quic_outcome(&e);
             let path = classify::path(&e, cfg, ev.quic.sni.as_deref(), None);
             let hello = e.flow.quic.as_ref().and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
-            let brief = Brief {
-                sni: ev.quic.sni.clone(),
-                version: ev.quic.version.clone().unwrap_or_else(|| "UNDETERMINED".to_string()),
-                ja4: ev.quic.ja4.clone(),
-                ja3: ev.quic.ja3.clone(),
+            let brief = Brief::keep(&eve::TlsBrief {
+                sni: ev.quic.sni.as_deref(),
+                version: ev.quic.version.as_deref().unwrap_or("UNDETERMINED"),
+                ja4: ev.quic.ja4.as_deref(),
+                ja3: ev.quic.ja3.as_ref(),
                 issuerdn: None,
-            };
+            });
             let header = eve::Header { pcap_filename: None, ..ev.header.clone() };
             ev.tls_failure = Some(&failure);
             ev.path = Some(&path);
@@ -681,13 +689,13 @@ fn prepare(e: Ended, cfg: &crate::config::Config, names: &[String], ocsf: bool) 
             let failure = classify::outcome(&e, cfg);
             let path = classify::path(&e, cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()));
             let hello = e.flow.session.client_hellos.first().map(|(h, _)| h);
-            let brief = Brief {
-                sni: ev.tls.sni.map(str::to_string),
-                version: ev.tls.version.clone(),
-                ja4: ev.tls.ja4.clone(),
-                ja3: ev.tls.ja3.clone(),
-                issuerdn: ev.tls.issuerdn.map(str::to_string),
-            };
+            let brief = Brief::keep(&eve::TlsBrief {
+                sni: ev.tls.sni,
+                version: &ev.tls.version,
+                ja4: ev.tls.ja4.as_deref(),
+                ja3: ev.tls.ja3.as_ref(),
+                issuerdn: ev.tls.issuerdn,
+            });
             let header = eve::Header { pcap_filename: None, ..ev.header.clone() };
             ev.tls_failure = Some(&failure);
             ev.path = Some(&path);
