@@ -43,6 +43,8 @@ pub struct TcpInfo {
     pub ack: u32,
     /// Flag bits as on the wire (FIN=0x01, SYN=0x02, RST=0x04, PSH=0x08, ACK=0x10).
     pub flags: u8,
+    /// Receive window as on the wire (unscaled).
+    pub window: u16,
 }
 
 impl TcpInfo {
@@ -92,6 +94,12 @@ pub struct Decoded<'a> {
     pub context: u64,
     /// Outermost tunnel, if any.
     pub tunnel: Option<Tunnel>,
+    /// IPv4 TTL or IPv6 hop limit of the innermost IP header: how far the
+    /// sender is from the tap, against the usual initial values.
+    pub ttl: u8,
+    /// TCP options as on the wire (empty for UDP): the server's TCP
+    /// signature is read from its SYN-ACK.
+    pub tcp_options: &'a [u8],
 }
 
 /// Why a frame produced no TCP/UDP packet. Not an error of the sensor: a
@@ -151,7 +159,7 @@ fn decode_full(linktype: u32, data: &[u8]) -> Result<Decoded<'_>, Skip> {
 }
 
 /// A TCP packet's summary from etherparse's view of the segment.
-fn tcp_decoded<'a>(src: IpAddr, dst: IpAddr, t: &TcpSlice<'a>, truncated: bool, context: u64, tunnel: Option<Tunnel>) -> Decoded<'a> {
+fn tcp_decoded<'a>(src: IpAddr, dst: IpAddr, ttl: u8, t: &TcpSlice<'a>, truncated: bool, context: u64, tunnel: Option<Tunnel>) -> Decoded<'a> {
     Decoded {
         src,
         dst,
@@ -162,11 +170,14 @@ fn tcp_decoded<'a>(src: IpAddr, dst: IpAddr, t: &TcpSlice<'a>, truncated: bool, 
             seq: t.sequence_number(),
             ack: t.acknowledgment_number(),
             flags: t.header_slice().get(13).copied().unwrap_or(0),
+            window: t.window_size(),
         }),
         payload: t.payload(),
         truncated,
         context,
         tunnel,
+        ttl,
+        tcp_options: t.header_slice().get(20..).unwrap_or(&[]),
     }
 }
 
@@ -181,7 +192,7 @@ fn tcp_decoded<'a>(src: IpAddr, dst: IpAddr, t: &TcpSlice<'a>, truncated: bool, 
 /// cut or odd lengths, tunnels, errors), which the full path handles.
 fn ethernet_ip_tcp(data: &[u8]) -> Option<Decoded<'_>> {
     let ip = data.get(14..)?;
-    let (src, dst, segment) = match be16(data, 12)? {
+    let (src, dst, ttl, segment) = match be16(data, 12)? {
         0x0800 => {
             let &vihl = ip.first()?;
             let ihl = usize::from(vihl & 0x0f) * 4;
@@ -193,7 +204,7 @@ fn ethernet_ip_tcp(data: &[u8]) -> Option<Decoded<'_>> {
             }
             let src: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
             let dst: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-            (IpAddr::from(src), IpAddr::from(dst), ip.get(ihl..total)?)
+            (IpAddr::from(src), IpAddr::from(dst), *ip.get(8)?, ip.get(ihl..total)?)
         }
         0x86dd => {
             let len = usize::from(be16(ip, 4)?);
@@ -203,7 +214,7 @@ fn ethernet_ip_tcp(data: &[u8]) -> Option<Decoded<'_>> {
             }
             let src: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
             let dst: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
-            (IpAddr::from(src), IpAddr::from(dst), ip.get(40..40 + len)?)
+            (IpAddr::from(src), IpAddr::from(dst), *ip.get(7)?, ip.get(40..40 + len)?)
         }
         _ => return None,
     };
@@ -217,11 +228,13 @@ fn ethernet_ip_tcp(data: &[u8]) -> Option<Decoded<'_>> {
         proto: 6,
         sport: be16(segment, 0)?,
         dport: be16(segment, 2)?,
-        tcp: Some(TcpInfo { seq: be32(segment, 4)?, ack: be32(segment, 8)?, flags: *segment.get(13)? }),
+        tcp: Some(TcpInfo { seq: be32(segment, 4)?, ack: be32(segment, 8)?, flags: *segment.get(13)?, window: be16(segment, 14)? }),
         payload: segment.get(off..)?,
         truncated: false,
         context: 0,
         tunnel: None,
+        ttl,
+        tcp_options: segment.get(20..off)?,
     })
 }
 
@@ -331,14 +344,14 @@ fn decode_layer(
     for id in pkt.vlan_ids() {
         ctx = mix(ctx, 1, u64::from(id.value()));
     }
-    let (src, dst, payload) = match &pkt.net {
+    let (src, dst, ttl, payload) = match &pkt.net {
         Some(LaxNetSlice::Ipv4(ip)) => {
             let h = ip.header();
-            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), ip.payload())
+            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), h.ttl(), ip.payload())
         }
         Some(LaxNetSlice::Ipv6(ip)) => {
             let h = ip.header();
-            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), ip.payload())
+            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), h.hop_limit(), ip.payload())
         }
         Some(LaxNetSlice::Arp(_)) => return Err(Skip::NotIp),
         None => {
@@ -354,7 +367,7 @@ fn decode_layer(
     let truncated = payload.incomplete;
     match payload.ip_number {
         IpNumber::TCP => match &pkt.transport {
-            Some(TransportSlice::Tcp(t)) => Ok(tcp_decoded(src, dst, t, truncated, ctx, tunnel)),
+            Some(TransportSlice::Tcp(t)) => Ok(tcp_decoded(src, dst, ttl, t, truncated, ctx, tunnel)),
             _ => Err(Skip::TransportMalformed),
         },
         IpNumber::UDP => match &pkt.transport {
@@ -376,6 +389,8 @@ fn decode_layer(
                     truncated,
                     context: ctx,
                     tunnel,
+                    ttl,
+                    tcp_options: &[],
                 })
             }
             _ => Err(Skip::TransportMalformed),
