@@ -172,6 +172,92 @@ pub struct Flow {
     pub synack: bool,
     /// The shared buffer budget was exhausted while this flow asked for more.
     pub budget_dropped: bool,
+    /// What the server side's packets say about where it is ([`ServerWire`]).
+    pub wire: ServerWire,
+}
+
+/// Where the server side of a flow is, as its packets show it: the
+/// evidence that tells an inline inspector near the tap from a distant
+/// origin when the certificate is hidden (TLS 1.3) or absent
+/// (`classify::wire_evidence`, docs/output.md `path`). 16 bytes, so a
+/// [`Flow`] stays within its allocator size class.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServerWire {
+    /// Client SYN to server SYN-ACK at the tap, in µs (saturating);
+    /// 0 when either was not seen.
+    pub synack_us: u32,
+    /// The SYN-ACK's option kinds in order, 4 bits each (first in the low
+    /// bits, at most 8; see [`ServerWire::options`]).
+    pub synack_opts: u32,
+    /// The SYN-ACK's window as on the wire.
+    pub synack_win: u16,
+    /// The SYN-ACK's MSS option (0: none).
+    pub synack_mss: u16,
+    /// The SYN-ACK's TTL / hop limit (0: no SYN-ACK seen).
+    pub synack_ttl: u8,
+    /// The SYN-ACK's window scale (0xff: none).
+    pub synack_ws: u8,
+    /// TTL / hop limit of the server's first packet with payload (its
+    /// first flight; 0: none seen).
+    pub data_ttl: u8,
+}
+
+impl ServerWire {
+    /// Record a SYN-ACK from the server.
+    fn synack(&mut self, d: &Decoded<'_>, window: u16, syn_ts: Option<i64>, ts: i64) {
+        self.synack_ttl = d.ttl.max(1);
+        self.synack_win = window;
+        self.synack_us = syn_ts.map_or(0, |s| u32::try_from(ts.saturating_sub(s).max(0) / 1000).unwrap_or(u32::MAX).max(1));
+        self.synack_ws = 0xff;
+        self.synack_mss = 0;
+        self.synack_opts = 0;
+        let o = d.tcp_options;
+        let (mut i, mut n) = (0usize, 0u32);
+        while i < o.len() && n < 8 {
+            let kind = o[i];
+            if kind == 0 {
+                break;
+            }
+            // Kinds packed as 4 bits: the common ones keep their number
+            // (1 NOP, 2 MSS, 3 WS, 4 SACK-permitted, 8 timestamps), others are 15.
+            let nib = if matches!(kind, 1..=4 | 8) { u32::from(kind) } else { 15 };
+            self.synack_opts |= nib << (4 * n);
+            n += 1;
+            if kind == 1 {
+                i += 1;
+                continue;
+            }
+            let Some(&len) = o.get(i + 1) else { break };
+            let len = usize::from(len);
+            if len < 2 || i + len > o.len() {
+                break;
+            }
+            match (kind, len) {
+                (2, 4) => self.synack_mss = u16::from_be_bytes([o[i + 2], o[i + 3]]),
+                (3, 3) => self.synack_ws = o[i + 2],
+                _ => {}
+            }
+            i += len;
+        }
+    }
+
+    /// The SYN-ACK's option kinds in order, as p0f writes them: `M` MSS,
+    /// `N` NOP, `W` window scale, `S` SACK permitted, `T` timestamps, `?`
+    /// other.
+    pub fn options(&self) -> String {
+        (0..8)
+            .map(|n| (self.synack_opts >> (4 * n)) & 0xf)
+            .take_while(|&k| k != 0)
+            .map(|k| match k {
+                1 => 'N',
+                2 => 'M',
+                3 => 'W',
+                4 => 'S',
+                8 => 'T',
+                _ => '?',
+            })
+            .collect()
+    }
 }
 
 impl Flow {
@@ -199,6 +285,7 @@ impl Flow {
             bypass: false,
             quiet: [[false; 2]; 2],
             budget_dropped: false,
+            wire: ServerWire::default(),
         })
     }
 
@@ -599,8 +686,15 @@ impl FlowTable {
             flow.dirs[dir.idx()].syn = true;
             if tcp.has(TcpInfo::ACK) {
                 flow.synack = true;
+                if dir == Dir::Server && flow.wire.synack_ttl == 0 {
+                    let syn_ts = (!flow.midstream && flow.dirs[Dir::Client.idx()].syn).then_some(flow.first_ts);
+                    flow.wire.synack(d, tcp.window, syn_ts, ts);
+                }
             }
             flow.reasm[dir.idx()].sync(tcp.seq.wrapping_add(1));
+        }
+        if dir == Dir::Server && flow.wire.data_ttl == 0 && !d.payload.is_empty() {
+            flow.wire.data_ttl = d.ttl.max(1);
         }
         // Keep parsing while a closed flow lingers: a certificate or an alert
         // can still arrive after the first RST, and it is the evidence.
@@ -705,6 +799,8 @@ impl FlowTable {
             flow.dirs.swap(0, 1);
             flow.reasm.swap(0, 1);
             flow.roles_known = true;
+            // What was taken for the server's was the client's.
+            flow.wire = ServerWire::default();
             return Self::stream(flow, Dir::Client, tcp, payload, ts, lim, events);
         }
         if flow.proto == Proto::Tls && !flow.session.wants_bytes(dir) {
@@ -836,6 +932,9 @@ impl Sink<'_> {
             }
             Chunk::Gap(n) => {
                 if self.started[d] {
+                    if self.session.gap_bytes[d] == 0 {
+                        self.session.gap_at[d] = u8::try_from(self.session.record_log.len()).unwrap_or(u8::MAX);
+                    }
                     self.session.gap_bytes[d] += u64::from(n);
                     self.session.parser.gap(self.dir, u64::from(n));
                 }

@@ -51,7 +51,7 @@ pub struct TlsSession {
     pub hello_retry: Option<Box<ServerHello>>,
     /// Shared with every session that carried the same DER ([`crate::certs`]).
     pub server_chain: Vec<std::sync::Arc<CertSummary>>,
-    pub server_chain_errors: u32,
+    pub server_chain_errors: u16,
     pub client_cert_count: usize,
     pub alerts: Vec<AlertSeen>,
     pub history: String,
@@ -60,9 +60,13 @@ pub struct TlsSession {
     /// Parser problems: stable names, deduplicated.
     pub anomalies: Vec<&'static str>,
     /// Handshake messages longer than the cap were skipped.
-    pub overflows: u32,
+    pub overflows: u16,
     /// Bytes lost in TCP holes per direction.
     pub gap_bytes: [u64; 2],
+    /// Per direction: how many records the log held when that direction's
+    /// first hole was given up (meaningful when `gap_bytes` is not 0).
+    /// Records logged from this index on may come after the lost bytes.
+    pub gap_at: [u8; 2],
     /// Time of the last server handshake record (end of the server's flight so far).
     pub last_server_handshake_ts: Option<i64>,
     /// HTTP `CONNECT` target and the proxy's status code, when the TLS ran
@@ -188,7 +192,7 @@ impl TlsSession {
                         for der in chain.iter().take(MAX_CHAIN) {
                             match crate::certs::summary(der) {
                                 Ok(c) => self.server_chain.push(c),
-                                Err(_) => self.server_chain_errors += 1,
+                                Err(_) => self.server_chain_errors = self.server_chain_errors.saturating_add(1),
                             }
                         }
                     }
@@ -229,7 +233,7 @@ impl TlsSession {
                 }
                 TlsEvent::Malformed { what, .. } => self.anomaly(what),
                 TlsEvent::Overflow { .. } => {
-                    self.overflows += 1;
+                    self.overflows = self.overflows.saturating_add(1);
                     self.anomaly("handshake_message_too_long");
                 }
             }
