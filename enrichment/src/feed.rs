@@ -114,7 +114,7 @@ pub struct Network {
     pub kind: Option<String>,
 }
 
-/// `ip_binding` event (domain.md §2.8).
+/// `ip_binding` event (an interval per binding, see FEED.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IpBinding {
     pub action: BindingAction,

@@ -1,5 +1,5 @@
 //! Time-aware interval map from (network context, IP) to device
-//! (domain.md §2.8).
+//! (an interval per binding, see FEED.md).
 //!
 //! Semantics:
 //! * each binding is a half-open interval `[from_ns, until_ns)`; an

@@ -2,7 +2,7 @@
 //! summaries, alerts and record headers out.
 //!
 //! Heads up! Before working on this file read RFC 8446 §5 (record layer) and
-//! §4 (handshake), RFC 5246 §6.2 and §7.4, and `shared/docs/domain.md` §1.2
+//! §4 (handshake), RFC 5246 §6.2 and §7.4, and `docs/domain.md` (record sizes)
 //! (which records a sensor can see and how long they are).
 //!
 //! Contract:

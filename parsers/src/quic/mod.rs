@@ -4,7 +4,7 @@
 //! Heads up! Before working on this module read RFC 8999 (invariants),
 //! RFC 9000 §17 (packet formats), §19 (frames) and §A.3 (packet numbers),
 //! RFC 9001 §5 (packet protection) and Appendix A (the test vectors used
-//! below), RFC 9369 §3 (what v2 changes) and `shared/docs/domain.md` §1.4.
+//! below), RFC 9369 §3 (what v2 changes) and `docs/domain.md` (QUIC alerts).
 //!
 //! Initial packets are encrypted with keys anyone can derive from the
 //! client's first Destination Connection ID, so a passive sensor can read
