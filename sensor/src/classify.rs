@@ -2,8 +2,8 @@
 //! took relative to the enterprise's TLS inspection, and whether the client
 //! accepted or rejected what it was shown, and how.
 //!
-//! Heads up! Read `shared/docs/domain.md` §1.1–1.3 before changing this file:
-//! the failure classes A–E and the record sizes come from there, corrected by
+//! Heads up! Read `docs/domain.md` before changing this file: the failure
+//! classes A–E and the record sizes are explained there, corrected by
 //! what the testbed's real stacks do on the wire (`pcaps/README.md`): Java's
 //! TLS 1.3 stack pads every record with 16 bytes (alerts are 35, Finished
 //! 69/85), so "alert-sized" means *shorter than the Finished the negotiated
@@ -30,12 +30,38 @@ pub enum PathKind {
     SanctionedBypass,
     Direct,
     Internal,
+    /// A known tunnel endpoint (VPN concentrator): a tunnel by policy.
+    Tunnel,
     Unknown,
+}
+
+/// How sure a verdict is: `high` rests on what the session itself shows
+/// (an inspection CA in the chain, a readable alert, an abort in the same
+/// flight as the Finished), `medium` on one indirect signal agreeing with
+/// the policy, `low` on the policy or a timing alone. Alerts take their
+/// severity from it (docs/output.md, Signatures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    Low,
+    Medium,
+    High,
+}
+
+/// What the policy expected of a session (`path.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// The deployment covers it: the inspector should have intercepted it.
+    Inspect,
+    /// A bypass-list entry matches: the inspector should have passed it through.
+    Bypass,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PathOut {
     pub kind: PathKind,
+    pub confidence: Confidence,
     /// Why: one entry per piece of evidence, e.g. `leaf_issuer:inspection_ca`.
     pub evidence: Vec<String>,
     /// For explicit-proxy sessions: whether the proxy terminated the TLS
@@ -47,6 +73,93 @@ pub struct PathOut {
     pub connect: Option<ConnectOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bypass_rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+    /// The server side's wire signals (TCP sessions with a server packet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wire: Option<WireOut>,
+    /// Left for the reporting desk to judge against the inspector's
+    /// profile ([`crate::inspector`]): an inline deployment covers the
+    /// session and nothing in it proves its path.
+    #[serde(skip)]
+    pub pending: bool,
+}
+
+impl PathOut {
+    fn new(kind: PathKind, confidence: Confidence, evidence: Vec<String>) -> Self {
+        PathOut { kind, confidence, evidence, intercepted: None, connect: None, bypass_rule: None, policy: None, wire: None, pending: false }
+    }
+
+    /// The session should have been, or provably was, inspected: a client
+    /// rejection on it is an inspection failure.
+    pub fn under_inspection(&self) -> bool {
+        match self.kind {
+            PathKind::Intercepted => true,
+            PathKind::ExplicitProxy => self.intercepted != Some(false),
+            PathKind::Unknown => self.policy == Some(Policy::Inspect),
+            _ => false,
+        }
+    }
+}
+
+/// The server side's wire signals (`path.wire`): where the box that
+/// answered the SYN and the one that sent the ServerHello are.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WireOut {
+    /// TTL / hop limit of the SYN-ACK.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synack_ttl: Option<u8>,
+    /// Hops from the server to the tap: the smallest usual initial value
+    /// (32, 64, 128, 255) at or above the SYN-ACK's TTL, minus it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_hops: Option<u8>,
+    /// TTL of the server's first packet with payload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_ttl: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_hops: Option<u8>,
+    /// Client SYN to server SYN-ACK at the tap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synack_ms: Option<f64>,
+    /// Client's first ClientHello to the server's first record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_hello_ms: Option<f64>,
+    /// The SYN-ACK's TCP signature, `TTL:WINDOW:MSS:WSCALE:OPTIONS`
+    /// (options in order, p0f letters; WSCALE -1 when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_signature: Option<String>,
+}
+
+impl WireOut {
+    /// The ServerHello came a long time after the SYN-ACK: the box that
+    /// answered the SYN had to reach someone else before it could answer
+    /// the hello (an inspector fetching the origin's certificate).
+    pub fn latency_split(&self) -> bool {
+        match (self.synack_ms, self.server_hello_ms) {
+            (Some(a), Some(h)) => h - a > (3.0 * a).max(5.0),
+            _ => false,
+        }
+    }
+
+    /// The hop count that best places the server: the SYN-ACK's, else
+    /// the first data packet's.
+    pub fn hops(&self) -> Option<u8> {
+        self.server_hops.or(self.data_hops)
+    }
+
+    /// The SYN-ACK and the server's data came from boxes at different
+    /// distances (an inspector that let the TCP handshake through to the
+    /// origin and answered the ClientHello itself, or the reverse).
+    pub fn hops_differ(&self) -> bool {
+        matches!((self.server_hops, self.data_hops), (Some(a), Some(b)) if a.abs_diff(b) >= 2)
+    }
+}
+
+/// Hops from a sender to the tap: the smallest usual initial TTL (32, 64,
+/// 128, 255) at or above the one seen, minus it.
+pub fn hops_of(ttl: u8) -> u8 {
+    let init = [32u8, 64, 128, 255].into_iter().find(|&i| ttl <= i).unwrap_or(255);
+    init - ttl
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -68,7 +181,7 @@ pub enum Outcome {
     Incomplete,
 }
 
-/// Failure classes of domain.md §1.3.
+/// Failure classes of docs/domain.md (client rejections only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum FailureClass {
     A,
@@ -94,6 +207,19 @@ pub enum FailureKind {
     NoResponse,
     Midstream,
     CaptureEnded,
+    /// Bytes the verdict would rest on were lost in the capture (a TCP
+    /// hole the peer acknowledged): no rejection is claimed.
+    CaptureGap,
+    /// The client's records could not be read (bytes that are not TLS
+    /// where a record should start) before anything decided the session.
+    Unreadable,
+    /// TLS <= 1.2: the client sent its key exchange but no Finished was
+    /// seen, and it neither alerted nor closed.
+    HandshakeUnfinished,
+    /// Established: the client finished the handshake, never sent data,
+    /// and closed at leisure (a pre-connect or pool connection it did not
+    /// use), which the wire does not tell from a slow rejection.
+    ClosedUnused,
 }
 
 /// The `tls_failure` object.
@@ -104,6 +230,13 @@ pub struct TlsFailure {
     pub kind: Option<FailureKind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class: Option<FailureClass>,
+    /// How sure a client rejection is (absent for other outcomes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
+    /// The signals a class C or D verdict rests on, e.g.
+    /// `abort_within_3_rtt`, `closed_before_server_reply`, `client_rst`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,6 +254,10 @@ pub struct TlsFailure {
     pub closed_by: Option<Dir>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ms_after_server_flight: Option<f64>,
+    /// Class C: from the end of the handshake (TLS 1.3: the client's
+    /// Finished; TLS <= 1.2: the later of the two Finished) to the abort.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ms_after_handshake: Option<f64>,
 }
 
 /// TLS 1.3 client Finished record length for a cipher suite: 4-byte header +
@@ -138,7 +275,61 @@ fn ms(a: i64, b: i64) -> f64 {
     ((b - a) as f64 / 1000.0).round() / 1000.0
 }
 
-/// Classify the outcome of one ended TLS session.
+fn blank(close: CloseKind) -> TlsFailure {
+    TlsFailure {
+        outcome: Outcome::Established,
+        kind: None,
+        class: None,
+        confidence: None,
+        signals: Vec::new(),
+        alert: None,
+        alert_code: None,
+        encrypted: false,
+        record_len: None,
+        expected_finished_len: None,
+        finished_seen: false,
+        client_app_bytes: 0,
+        close,
+        closed_by: None,
+        ms_after_server_flight: None,
+        ms_after_handshake: None,
+    }
+}
+
+impl TlsFailure {
+    fn set(&mut self, outcome: Outcome, kind: FailureKind) {
+        self.outcome = outcome;
+        self.kind = Some(kind);
+    }
+
+    fn reject(&mut self, kind: FailureKind, class: FailureClass, confidence: Confidence) {
+        self.set(Outcome::ClientRejected, kind);
+        self.class = Some(class);
+        self.confidence = Some(confidence);
+    }
+}
+
+/// The round-trip time the tap sees towards the server: SYN to SYN-ACK,
+/// else the first ClientHello to the server's first record.
+fn rtt_ns(f: &crate::flow::Flow) -> Option<i64> {
+    let syn = (f.wire.synack_us > 0).then(|| i64::from(f.wire.synack_us) * 1000);
+    let recs = &f.session.record_log;
+    let hello = recs.iter().find(|r| r.dir == Dir::Client).zip(recs.iter().find(|r| r.dir == Dir::Server)).map(|(c, s)| s.ts_ns.saturating_sub(c.ts_ns)).filter(|&d| d > 0);
+    match (syn, hello) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// "Immediately" after an event: within three round trips, and at least
+/// 100 ms (an app's own check after the handshake is CPU time, not
+/// network time; a connection left unused closes seconds later).
+fn immediate_ns(f: &crate::flow::Flow) -> i64 {
+    rtt_ns(f).map_or(100_000_000, |r| r.saturating_mul(3).max(100_000_000))
+}
+
+/// Classify the outcome of one ended TLS session. The rules are applied
+/// in the order docs/output.md (`tls_failure`) lists them.
 pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
     let f = &e.flow;
     let s = &f.session;
@@ -152,31 +343,18 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
     let tls13 = s.parser.is_tls13();
     let suite = s.server_hello.as_ref().map(|(h, _)| h.cipher);
     let fin_len = if tls13 { suite.map(tls13_finished_len) } else { None };
-    let mut out = TlsFailure {
-        outcome: Outcome::Established,
-        kind: None,
-        class: None,
-        alert: None,
-        alert_code: None,
-        encrypted: false,
-        record_len: None,
-        expected_finished_len: fin_len,
-        finished_seen: false,
-        client_app_bytes: s.side[0].app_bytes,
-        close: e.close,
-        closed_by,
-        ms_after_server_flight: None,
-    };
+    let mut out = blank(e.close);
+    out.expected_finished_len = fin_len;
+    out.client_app_bytes = s.side[0].app_bytes;
+    out.closed_by = closed_by;
 
-    // One-sided and mid-stream captures are reported as such, never as failures.
+    // 1. One-sided and mid-stream captures are reported as such, never as failures.
     if f.dirs[Dir::Client.idx()].pkts == 0 || f.dirs[Dir::Server.idx()].pkts == 0 {
-        out.outcome = Outcome::Incomplete;
-        out.kind = Some(FailureKind::OneSided);
+        out.set(Outcome::Incomplete, FailureKind::OneSided);
         return out;
     }
     if s.client_hellos.is_empty() {
-        out.outcome = Outcome::Incomplete;
-        out.kind = Some(FailureKind::Midstream);
+        out.set(Outcome::Incomplete, FailureKind::Midstream);
         return out;
     }
 
@@ -184,8 +362,8 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
     // the first client record that answers them.
     let recs: &[RecordInfo] = &s.record_log;
     let first_server = recs.iter().position(|r| r.dir == Dir::Server);
-    let (flight_end, client_after): (Option<i64>, Vec<&RecordInfo>) = match first_server {
-        None => (None, Vec::new()),
+    let (flight_end, client_after, client_after_idx): (Option<i64>, Vec<&RecordInfo>, Option<usize>) = match first_server {
+        None => (None, Vec::new(), None),
         Some(i) => {
             // Skip a HelloRetryRequest round: the flight that matters follows the last ClientHello.
             // (After a HRR every later client handshake record is protected, so
@@ -200,21 +378,25 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
                 Some(k) => recs[start..k].iter().rev().find(|r| r.dir == Dir::Server).map(|r| r.ts_ns),
                 None => recs[start..].iter().rev().find(|r| r.dir == Dir::Server).map(|r| r.ts_ns),
             };
-            (end, first_client.map(|k| recs[k..].iter().filter(|r| r.dir == Dir::Client).collect()).unwrap_or_default())
+            (end, first_client.map(|k| recs[k..].iter().filter(|r| r.dir == Dir::Client).collect()).unwrap_or_default(), first_client)
         }
     };
     let after_flight = |ts: i64| flight_end.map(|t| ms(t, ts));
+    // Capture loss: a direction whose first hole came before record `idx`
+    // of the log lost bytes that may have been the evidence.
+    let gap_before = |d: Dir, idx: usize| s.gap_bytes[d.idx()] > 0 && usize::from(s.gap_at[d.idx()]) <= idx;
+    let any_gap_before = |idx: usize| gap_before(Dir::Client, idx) || gap_before(Dir::Server, idx);
 
     let client_alert = s.alerts.iter().find(|a| a.from == Dir::Client && !a.encrypted && a.description != Some(0));
     let server_alert = s.alerts.iter().find(|a| a.from == Dir::Server && !a.encrypted && a.level == Some(2));
 
-    // A: a readable client alert (any fatal one; close_notify is not a rejection).
+    // 2. A: a readable client alert (any fatal one; close_notify is not a
+    // rejection). The alert record itself was seen, so capture loss
+    // elsewhere does not weaken it.
     if let Some(a) = client_alert {
         let server_first = server_alert.is_some_and(|sa| sa.ts_ns < a.ts_ns);
         if !server_first {
-            out.outcome = Outcome::ClientRejected;
-            out.kind = Some(FailureKind::AlertPlain);
-            out.class = Some(FailureClass::A);
+            out.reject(FailureKind::AlertPlain, FailureClass::A, Confidence::High);
             out.alert = a.description.map(crate::eve::alert_name);
             out.alert_code = a.description;
             out.record_len = Some(a.record_len);
@@ -222,39 +404,35 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
             return out;
         }
     }
+    // 3. A server's readable fatal alert: the server refused. No class:
+    // classes describe how a client rejected.
     if let Some(a) = server_alert {
-        out.outcome = Outcome::ServerRejected;
-        out.kind = Some(FailureKind::ServerAlert);
-        out.class = Some(FailureClass::A);
+        out.set(Outcome::ServerRejected, FailureKind::ServerAlert);
         out.alert = a.description.map(crate::eve::alert_name);
         out.alert_code = a.description;
         out.record_len = Some(a.record_len);
         return out;
     }
     if s.server_hello.is_none() {
-        // The server never answered the ClientHello.
+        // 4. The server never answered the ClientHello (or its answer was lost).
+        if s.gap_bytes[Dir::Server.idx()] > 0 {
+            out.set(Outcome::Incomplete, FailureKind::CaptureGap);
+            return out;
+        }
         match (e.close, closed_by) {
-            (CloseKind::Eof | CloseKind::Shutdown, None) => {
-                out.outcome = Outcome::Incomplete;
-                out.kind = Some(FailureKind::CaptureEnded);
-            }
-            _ => {
-                out.outcome = Outcome::ServerRejected;
-                out.kind = Some(FailureKind::ServerClose);
-            }
+            (CloseKind::Eof | CloseKind::Shutdown, None) => out.set(Outcome::Incomplete, FailureKind::CaptureEnded),
+            _ => out.set(Outcome::ServerRejected, FailureKind::ServerClose),
         }
         return out;
     }
 
     // Did the client finish its handshake, and where?
+    let alert_max = |suite: Option<u16>| if suite == Some(0x1305) { 2 + 1 + 8 + 16 } else { 2 + 1 + 16 + 16 };
     let (finished_ts, small_before_finished, app_after): (Option<i64>, Option<&RecordInfo>, Vec<&RecordInfo>) = if tls13 {
         let fl = fin_len.unwrap_or(53);
         let prot: Vec<&RecordInfo> = client_after.iter().copied().filter(|r| r.content_type == content::APPLICATION_DATA).collect();
         match prot.iter().position(|r| r.len >= fl) {
-            Some(k) => {
-                let alert_max = if suite == Some(0x1305) { 2 + 1 + 8 + 16 } else { 2 + 1 + 16 + 16 };
-                (Some(prot[k].ts_ns), None, prot[k + 1..].iter().copied().filter(|r| r.len > alert_max).collect())
-            }
+            Some(k) => (Some(prot[k].ts_ns), None, prot[k + 1..].iter().copied().filter(|r| r.len > alert_max(suite)).collect()),
             None => (None, prot.first().copied(), Vec::new()),
         }
     } else {
@@ -268,45 +446,64 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
     };
     out.finished_seen = finished_ts.is_some();
     let client_close = close_ts(Dir::Client);
+    let log_index = |r: &RecordInfo| recs.iter().position(|x| std::ptr::eq(x, r)).unwrap_or(recs.len());
+    // Where the verdict's evidence would be: the first client record after
+    // the server's flight, else the end of the log.
+    let decide_idx = client_after_idx.unwrap_or(recs.len());
+    let client_dead = s.parser.is_dead(Dir::Client) && s.anomalies.contains(&"record_header");
 
     match finished_ts {
         None => {
+            // 5. Client application data after the server's flight, however
+            // the records around it were cut by capture loss, means the
+            // client went on: it accepted.
+            if tls13 && client_after.iter().any(|r| r.content_type == content::APPLICATION_DATA && r.len > alert_max(suite)) {
+                return out;
+            }
+            // 6. Capture loss before the deciding record: no claim.
+            if any_gap_before(small_before_finished.map_or(decide_idx, log_index)) {
+                out.set(Outcome::Incomplete, FailureKind::CaptureGap);
+                return out;
+            }
             if let Some(r) = small_before_finished {
-                // B: a protected record too short to be a Finished, instead of one.
-                out.outcome = Outcome::ClientRejected;
-                out.kind = Some(FailureKind::AlertEncryptedPreFinished);
-                out.class = Some(FailureClass::B);
+                // 7. B: a protected record too short to be a Finished, instead of one.
+                out.reject(FailureKind::AlertEncryptedPreFinished, FailureClass::B, Confidence::High);
                 out.encrypted = true;
                 out.record_len = Some(r.len);
                 out.ms_after_server_flight = after_flight(r.ts_ns);
+            } else if client_dead {
+                out.set(Outcome::Incomplete, FailureKind::Unreadable);
             } else if client_after.iter().all(|r| r.content_type == content::CHANGE_CIPHER_SPEC) {
                 match closed_by {
                     Some(Dir::Client) if client_close.zip(flight_end).is_some_and(|(c, f)| c < f) => {
-                        out.outcome = Outcome::Abandoned;
-                        out.kind = Some(FailureKind::ClientClosedBeforeServerFlight);
+                        out.set(Outcome::Abandoned, FailureKind::ClientClosedBeforeServerFlight);
                         out.ms_after_server_flight = client_close.and_then(after_flight);
                     }
                     Some(Dir::Client) => {
-                        out.outcome = Outcome::ClientRejected;
-                        out.kind = Some(FailureKind::CloseNoAlert);
-                        out.class = Some(FailureClass::D);
+                        // 8. D: the client read the flight and left without a word.
+                        let soon = client_close.zip(flight_end).is_some_and(|(c, fl)| c.saturating_sub(fl) <= immediate_ns(f));
+                        out.reject(FailureKind::CloseNoAlert, FailureClass::D, if soon { Confidence::Medium } else { Confidence::Low });
+                        if soon {
+                            out.signals.push("close_within_3_rtt");
+                        }
+                        if f.dirs[Dir::Client.idx()].rst {
+                            out.signals.push("client_rst");
+                        }
                         out.ms_after_server_flight = client_close.and_then(after_flight);
                     }
                     Some(Dir::Server) | None if !capture_ended(e.close) || closed_by.is_some() => {
-                        out.outcome = Outcome::ClientRejected;
-                        out.kind = Some(FailureKind::Stall);
-                        out.class = Some(FailureClass::E);
+                        // 9. E: the client stalled until the server or the timeout gave up.
+                        out.reject(FailureKind::Stall, FailureClass::E, Confidence::Low);
                     }
-                    _ => {
-                        out.outcome = Outcome::Incomplete;
-                        out.kind = Some(FailureKind::CaptureEnded);
-                    }
+                    _ => out.set(Outcome::Incomplete, FailureKind::CaptureEnded),
                 }
             } else if !tls13 && matches!(closed_by, Some(Dir::Client)) {
                 // TLS 1.2 client sent its key exchange but no Finished, then left.
-                out.outcome = Outcome::ClientRejected;
-                out.kind = Some(FailureKind::CloseNoAlert);
-                out.class = Some(FailureClass::D);
+                out.reject(FailureKind::CloseNoAlert, FailureClass::D, Confidence::Medium);
+            } else if !tls13 {
+                // Key exchange sent, no Finished, no alert, no close by the
+                // client: nothing on the wire says it rejected anything.
+                out.set(Outcome::Incomplete, FailureKind::HandshakeUnfinished);
             }
             out
         }
@@ -335,52 +532,89 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
             let client_small = later.iter().find(|r| r.dir == Dir::Client && small(r));
             if let Some(sr) = first_server_after.filter(|r| small(r)) {
                 if client_small.is_none_or(|c| sr.ts_ns <= c.ts_ns) && closed_by.is_some() {
-                    out.outcome = Outcome::ServerRejected;
-                    out.kind = Some(FailureKind::ServerAlert);
+                    out.set(Outcome::ServerRejected, FailureKind::ServerAlert);
                     out.encrypted = true;
                     out.record_len = Some(sr.len);
                     return out;
                 }
             }
+            // 10. Client application data: established.
             if !app_after.is_empty() || (!tls13 && s.side[0].app_records > 0) {
                 return out;
             }
-            // The client finished but wrote nothing. An alert-sized record
-            // (close_notify or a fatal alert) or a close soon after its
-            // Finished is the post-handshake abort of class C; whoever's FIN
-            // comes first after that does not matter.
+            // The client finished but wrote nothing. Was that a rejection
+            // after the handshake (class C: OkHttp's CertificatePinner, a
+            // hostname verifier) or a connection it simply did not use?
             let abort_ts = match (client_small.map(|r| r.ts_ns), closed_by == Some(Dir::Client)) {
                 (Some(t), _) => Some(t),
                 (None, true) => client_close,
                 (None, false) => None,
             };
-            if let Some(t) = abort_ts.filter(|t| t - fin_ts <= cfg.post_handshake_abort_ns) {
-                out.outcome = Outcome::ClientRejected;
-                out.kind = Some(FailureKind::AbortPostHandshake);
-                out.class = Some(FailureClass::C);
-                out.encrypted = client_small.is_some();
-                out.record_len = client_small.map(|r| r.len);
-                out.ms_after_server_flight = after_flight(t);
+            let Some(abort) = abort_ts else {
+                if closed_by.is_none() && capture_ended(e.close) {
+                    // Finished, nothing written, and the capture ended before
+                    // either side left: too early to call.
+                    out.set(Outcome::Incomplete, FailureKind::CaptureEnded);
+                }
+                return out;
+            };
+            // 11. Capture loss after the Finished: the data that would show
+            // the client went on may be what was lost.
+            let abort_idx = client_small.map_or(recs.len(), log_index);
+            if any_gap_before(abort_idx) {
+                out.set(Outcome::Incomplete, FailureKind::CaptureGap);
                 return out;
             }
-            if closed_by.is_none() && capture_ended(e.close) {
-                // Finished, nothing written, and the capture ended before
-                // either side left: too early to call.
-                out.outcome = Outcome::Incomplete;
-                out.kind = Some(FailureKind::CaptureEnded);
+            // The handshake is over at the client's Finished (TLS 1.3), or
+            // at the later of the two Finished (TLS <= 1.2: a full
+            // handshake's server Finished follows the client's).
+            let done = if tls13 { fin_ts } else { s.last_server_handshake_ts.map_or(fin_ts, |t| t.max(fin_ts)) };
+            let after = abort.saturating_sub(done);
+            out.ms_after_handshake = Some(ms(done, abort));
+            // Signals, each independent of the others.
+            let prompt = after <= cfg.post_handshake_abort_ns;
+            let immediate = after <= immediate_ns(f);
+            let server_after = later.iter().find(|r| r.dir == Dir::Server && r.ts_ns > fin_ts);
+            let before_reply = server_after.is_none_or(|r| abort <= r.ts_ns);
+            let rst = f.dirs[Dir::Client.idx()].rst;
+            if immediate {
+                out.signals.push("abort_within_3_rtt");
             }
+            if before_reply {
+                out.signals.push("closed_before_server_reply");
+            }
+            if rst {
+                out.signals.push("client_rst");
+            }
+            let strong = immediate as u8 + (before_reply || rst) as u8;
+            if prompt && strong > 0 {
+                out.reject(FailureKind::AbortPostHandshake, FailureClass::C, if strong == 2 { Confidence::High } else { Confidence::Medium });
+                out.encrypted = client_small.is_some();
+                out.record_len = client_small.map(|r| r.len);
+                out.ms_after_server_flight = after_flight(abort);
+                return out;
+            }
+            // 12. Finished, nothing sent, closed at leisure: unused.
+            out.kind = Some(FailureKind::ClosedUnused);
+            out.signals.clear();
             out
         }
     }
 }
 
-/// Decide the path of a session.
+/// Decide the path of a session from what it shows itself and the
+/// deployment. Rules in the order docs/output.md (`path`) lists them.
+/// Sessions an inline deployment covers that carry no direct evidence
+/// come out `pending`: the reporting desk judges them against the
+/// inspector's profile ([`crate::inspector::Profile::judge`]).
 pub fn path(e: &Ended, cfg: &Config, sni: Option<&str>, ja3s: Option<&str>) -> PathOut {
     let f = &e.flow;
     let s = &f.session;
     let (cip, _) = f.client();
     let (sip, sport) = f.server();
+    let tcp = f.key.proto == 6;
     let mut ev = Vec::new();
+    let wire = if tcp { wire_out(f) } else { None };
     let chain_ca = s.server_chain.iter().enumerate().find_map(|(i, c)| {
         cfg.inspection_cas.iter().find_map(|ca| {
             if i == 0 && c.issuerdn == ca.subject {
@@ -393,9 +627,17 @@ pub fn path(e: &Ended, cfg: &Config, sni: Option<&str>, ja3s: Option<&str>) -> P
             }
         })
     });
+    // The origin's own certificate reached the client: whatever it
+    // traversed did not terminate the TLS.
+    let origin_chain = chain_ca.is_none() && !s.server_chain.is_empty() && !cfg.inspection_cas.is_empty();
     let proxy_fp = ja3s.filter(|h| cfg.proxy_ja3s.iter().any(|p| p == h)).map(|h| format!("ja3s:proxy:{h}"));
     let connect = s.connect.as_deref().map(|(t, st)| ConnectOut { target: t.clone(), status: *st });
     let to_proxy = cfg.explicit_proxies.iter().any(|p| p.ip() == sip && p.port() == sport);
+    let finish = |mut p: PathOut| {
+        p.wire = wire.clone();
+        p
+    };
+    // 1. Explicit proxy: to its address, or inside an HTTP CONNECT.
     if to_proxy || connect.is_some() {
         if to_proxy {
             ev.push(format!("dest:explicit_proxy:{sip}:{sport}"));
@@ -403,45 +645,154 @@ pub fn path(e: &Ended, cfg: &Config, sni: Option<&str>, ja3s: Option<&str>) -> P
         if let Some(c) = &connect {
             ev.push(format!("http_connect:{}", c.target));
         }
-        let intercepted = match (&chain_ca, &proxy_fp) {
-            (Some(x), _) | (None, Some(x)) => {
+        let target = connect.as_ref().map(|c| c.target.rsplit_once(':').map_or(c.target.as_str(), |(h, _)| h).trim_start_matches('[').trim_end_matches(']').to_string());
+        let rule = target.as_deref().and_then(|t| cfg.bypass_match(Some(t), sip)).or_else(|| cfg.bypass_match(sni, sip));
+        let (intercepted, conf) = match (&chain_ca, &proxy_fp) {
+            (Some(x), _) => {
                 ev.push(x.clone());
-                Some(true)
+                (Some(true), Confidence::High)
+            }
+            (None, Some(x)) => {
+                ev.push(x.clone());
+                (Some(true), Confidence::Medium)
             }
             // A TLS <= 1.2 chain we can read that is not the inspection CA's:
             // the proxy passed the origin's certificate through.
-            _ if !s.server_chain.is_empty() && !cfg.inspection_cas.is_empty() => Some(false),
-            _ => None,
+            _ if origin_chain => {
+                ev.push("chain:origin_not_inspection_ca".into());
+                (Some(false), Confidence::High)
+            }
+            _ => (None, Confidence::Medium),
         };
-        return PathOut { kind: PathKind::ExplicitProxy, evidence: ev, intercepted, connect, bypass_rule: None };
+        // A CONNECT to a bypass-listed name that the proxy did not
+        // terminate is the sanctioned bypass (spliced), with the CONNECT
+        // target and the rule as evidence; proven spliced (origin chain) is
+        // high, by policy alone (TLS 1.3) medium. A terminated one stays
+        // `explicit_proxy`: the proxy did not apply its bypass list.
+        if let Some(rule) = rule {
+            ev.push(format!("bypass:{rule}"));
+            if intercepted != Some(true) {
+                let mut p = PathOut::new(PathKind::SanctionedBypass, conf, ev);
+                p.intercepted = Some(false);
+                p.connect = connect;
+                p.bypass_rule = Some(rule);
+                p.policy = Some(Policy::Bypass);
+                return finish(p);
+            }
+        }
+        let mut p = PathOut::new(PathKind::ExplicitProxy, if intercepted.is_some() { conf } else { Confidence::High }, ev);
+        p.intercepted = intercepted;
+        p.connect = connect;
+        return finish(p);
     }
+    // 2. The inspection CA signed the chain: intercepted, whatever the address.
     if let Some(x) = chain_ca {
         ev.push(x);
-        return PathOut { kind: PathKind::Intercepted, evidence: ev, intercepted: Some(true), connect: None, bypass_rule: None };
+        let mut p = PathOut::new(PathKind::Intercepted, Confidence::High, ev);
+        p.intercepted = Some(true);
+        return finish(p);
     }
+    // 3. A declared transparent proxy address.
     if cfg.transparent_proxies.contains(&sip) {
         ev.push(format!("dest:transparent_proxy:{sip}"));
-        return PathOut { kind: PathKind::Intercepted, evidence: ev, intercepted: Some(true), connect: None, bypass_rule: None };
+        let mut p = PathOut::new(PathKind::Intercepted, Confidence::High, ev);
+        p.intercepted = Some(true);
+        return finish(p);
     }
+    // 4. The proxy's declared ServerHello fingerprint (weak alone: an
+    // OpenSSL inspector and an OpenSSL origin share TLS 1.3 JA3S).
     if let Some(x) = proxy_fp {
         ev.push(x);
-        return PathOut { kind: PathKind::Intercepted, evidence: ev, intercepted: Some(true), connect: None, bypass_rule: None };
+        let mut p = PathOut::new(PathKind::Intercepted, Confidence::Medium, ev);
+        p.intercepted = Some(true);
+        return finish(p);
     }
+    // 5. A known tunnel endpoint (VPN concentrator).
+    if cfg.is_tunnel_endpoint(sip, sport) {
+        ev.push(format!("dest:tunnel_endpoint:{sip}:{sport}"));
+        return finish(PathOut::new(PathKind::Tunnel, Confidence::High, ev));
+    }
+    // 6. The bypass list: the inspector should pass it through.
     if let Some(rule) = cfg.bypass_match(sni, sip) {
         ev.push(format!("bypass:{rule}"));
-        return PathOut { kind: PathKind::SanctionedBypass, evidence: ev, intercepted: Some(false), connect: None, bypass_rule: Some(rule) };
+        let conf = if origin_chain {
+            ev.push("chain:origin_not_inspection_ca".into());
+            Confidence::High
+        } else {
+            Confidence::Medium
+        };
+        let mut p = PathOut::new(PathKind::SanctionedBypass, conf, ev);
+        p.intercepted = Some(false);
+        p.bypass_rule = Some(rule);
+        p.policy = Some(Policy::Bypass);
+        return finish(p);
     }
+    // 7. Internal destinations.
     if cfg.is_internal(sip) {
         ev.push(format!("dest_internal:{sip}"));
-        return PathOut { kind: PathKind::Internal, evidence: ev, intercepted: None, connect: None, bypass_rule: None };
+        return finish(PathOut::new(PathKind::Internal, Confidence::High, ev));
     }
-    if cfg.is_managed(cip) {
-        ev.push(format!("client_managed:{cip}"));
-        ev.push(format!("dest_external:{sip}"));
-        return PathOut { kind: PathKind::Direct, evidence: ev, intercepted: Some(false), connect: None, bypass_rule: None };
+    // 8. Clients we do not manage.
+    if !cfg.is_managed(cip) {
+        ev.push(format!("client_not_managed:{cip}"));
+        return finish(PathOut::new(PathKind::Unknown, Confidence::Low, ev));
     }
-    ev.push(format!("client_not_managed:{cip}"));
-    PathOut { kind: PathKind::Unknown, evidence: ev, intercepted: None, connect: None, bypass_rule: None }
+    ev.push(format!("client_managed:{cip}"));
+    ev.push(format!("dest_external:{sip}"));
+    // 9. An inline inspector covers this session: judge it on the wire.
+    if tcp && cfg.inline_covers(sip, sport) {
+        if origin_chain {
+            // The origin's certificate reached the client: the inspector
+            // did not terminate it (TLS <= 1.2).
+            ev.push("chain:origin_not_inspection_ca".into());
+            let mut p = PathOut::new(PathKind::Direct, Confidence::High, ev);
+            p.intercepted = Some(false);
+            p.policy = Some(Policy::Inspect);
+            return finish(p);
+        }
+        ev.push(format!("policy:inline_inspection_covers:tcp/{sport}"));
+        let mut p = PathOut::new(PathKind::Unknown, Confidence::Low, ev);
+        p.policy = Some(Policy::Inspect);
+        p.pending = true;
+        return finish(p);
+    }
+    // 10. Everything else from a managed client to the internet went
+    // straight out: with an explicit proxy deployment the address says it
+    // did not use the proxy; without inspection there is nothing to go
+    // around; an inline deployment does not cover this port or address.
+    match cfg.deployment {
+        crate::config::Deployment::None => ev.push("deployment:none".into()),
+        crate::config::Deployment::Explicit => ev.push("deployment:explicit:not_to_proxy".into()),
+        _ if tcp => ev.push(format!("policy:not_covered:tcp/{sport}")),
+        _ => ev.push("policy:not_covered:udp".into()),
+    }
+    let mut p = PathOut::new(PathKind::Direct, Confidence::High, ev);
+    p.intercepted = Some(false);
+    finish(p)
+}
+
+/// The server side's wire signals of a TCP flow, if it saw any server packet.
+pub fn wire_out(f: &crate::flow::Flow) -> Option<WireOut> {
+    let w = &f.wire;
+    if w.synack_ttl == 0 && w.data_ttl == 0 {
+        return None;
+    }
+    let recs = &f.session.record_log;
+    let hello = match (f.session.client_hellos.first(), recs.iter().find(|r| r.dir == Dir::Server)) {
+        (Some((_, ch)), Some(sr)) if sr.ts_ns >= *ch => Some(ms(*ch, sr.ts_ns)),
+        _ => None,
+    };
+    let ttl = (w.synack_ttl > 0).then_some(w.synack_ttl);
+    let data = (w.data_ttl > 0).then_some(w.data_ttl);
+    Some(WireOut {
+        synack_ttl: ttl,
+        server_hops: ttl.map(hops_of),
+        data_ttl: data,
+        data_hops: data.map(hops_of),
+        synack_ms: (w.synack_us > 0).then(|| f64::from(w.synack_us) / 1000.0),
+        server_hello_ms: hello,
+        tcp_signature: ttl.map(|t| format!("{t}:{}:{}:{}:{}", w.synack_win, w.synack_mss, if w.synack_ws == 0xff { -1 } else { i32::from(w.synack_ws) }, w.options())),
+    })
 }
 
 /// Outcome of a QUIC connection, from what its Initial packets show: a
@@ -452,21 +803,7 @@ pub fn path(e: &Ended, cfg: &Config, sni: Option<&str>, ja3s: Option<&str>) -> P
 /// or a one-sided capture).
 pub fn quic_outcome(e: &Ended) -> TlsFailure {
     let f = &e.flow;
-    let mut out = TlsFailure {
-        outcome: Outcome::Established,
-        kind: None,
-        class: None,
-        alert: None,
-        alert_code: None,
-        encrypted: false,
-        record_len: None,
-        expected_finished_len: None,
-        finished_seen: false,
-        client_app_bytes: 0,
-        close: e.close,
-        closed_by: None,
-        ms_after_server_flight: None,
-    };
+    let mut out = blank(e.close);
     let Some(q) = f.quic.as_ref() else {
         out.outcome = Outcome::Incomplete;
         return out;
@@ -476,9 +813,7 @@ pub fn quic_outcome(e: &Ended) -> TlsFailure {
     // A client that gives up on a server that never answered (and says so
     // with a CRYPTO_ERROR code, as some interop clients do) judged nothing.
     if let Some(c) = first_close(true).filter(|c| server_answered && c.tls_alert.is_some_and(|a| a != 0)) {
-        out.outcome = Outcome::ClientRejected;
-        out.kind = Some(FailureKind::AlertPlain);
-        out.class = Some(FailureClass::A);
+        out.reject(FailureKind::AlertPlain, FailureClass::A, Confidence::High);
         out.alert_code = c.tls_alert;
         out.alert = c.tls_alert.map(crate::eve::alert_name);
         out.closed_by = Some(Dir::Client);

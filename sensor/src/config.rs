@@ -32,6 +32,8 @@ struct Raw {
 struct RawNetworks {
     managed: Option<Vec<String>>,
     internal: Option<Vec<String>>,
+    #[serde(default)]
+    tunnel_endpoints: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +53,13 @@ struct RawInspection {
     udp_443_blocked: bool,
     #[serde(default)]
     usual_tls_ports: Option<Vec<u16>>,
+    deployment: Option<String>,
+    covered_ports: Option<Vec<u16>>,
+    #[serde(default)]
+    not_covered: Vec<String>,
+    inspector_max_hops: Option<u8>,
+    #[serde(default)]
+    inspector_tcp_signatures: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +77,31 @@ struct RawThresholds {
     post_handshake_abort_ms: Option<u64>,
     fallback_window_s: Option<u64>,
     fallback_min_rejections: Option<u32>,
+}
+
+/// How the TLS inspection is deployed (`inspection.deployment`): what the
+/// sensor may expect of a session that carries no direct evidence of its
+/// path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// No inspection: nothing is expected to be intercepted.
+    None,
+    /// Clients must use an explicit (CONNECT) proxy; a session to an
+    /// external address that is not to the proxy went around it.
+    Explicit,
+    /// An inline inspector (transparent proxy by policy routing or
+    /// REDIRECT, NGFW decryption, a cloud proxy over a tunnel) sees the
+    /// covered traffic; the tap sees the origin's address either way.
+    Transparent,
+    /// Both: explicit proxy users, and an inline inspector for the rest.
+    Both,
+}
+
+impl Deployment {
+    /// An inline inspector is in the path of covered sessions.
+    pub fn inline(self) -> bool {
+        matches!(self, Deployment::Transparent | Deployment::Both)
+    }
 }
 
 /// An inspection CA, matched by SPKI and by subject name.
@@ -94,6 +128,21 @@ pub struct Config {
     pub usual_tls_ports: Vec<u16>,
     pub bypass_domains: Vec<String>,
     pub bypass_cidrs: Vec<IpNet>,
+    /// How the inspection is deployed (declared, or inferred from the
+    /// other `inspection` keys: see [`Config::parse`]).
+    pub deployment: Deployment,
+    /// TCP destination ports the inline inspector intercepts.
+    pub covered_ports: Vec<u16>,
+    /// Destinations the inline inspector never sees (routed around it).
+    pub not_covered: Vec<IpNet>,
+    /// The inline inspector is at most this many hops from the tap.
+    pub inspector_max_hops: u8,
+    /// Declared TCP signatures of the inline inspector's SYN-ACKs, as
+    /// `path.wire.tcp_signature` writes them.
+    pub inspector_tcp_signatures: Vec<String>,
+    /// Known tunnel endpoints (VPN concentrators): sessions to them are
+    /// tunnels by policy, never opaque sessions. A port of 0 matches any.
+    pub tunnel_endpoints: Vec<SocketAddr>,
     pub post_handshake_abort_ns: i64,
     pub fallback_window_ns: i64,
     pub fallback_min_rejections: u32,
@@ -118,6 +167,12 @@ impl Default for Config {
             usual_tls_ports: vec![443, 465, 563, 636, 853, 989, 990, 992, 993, 994, 995, 5061, 8443],
             bypass_domains: Vec::new(),
             bypass_cidrs: Vec::new(),
+            deployment: Deployment::None,
+            covered_ports: vec![443],
+            not_covered: Vec::new(),
+            inspector_max_hops: 2,
+            inspector_tcp_signatures: Vec::new(),
+            tunnel_endpoints: Vec::new(),
             post_handshake_abort_ns: 500_000_000,
             fallback_window_ns: 300_000_000_000,
             fallback_min_rejections: 1,
@@ -196,6 +251,57 @@ impl Config {
             c.proxy_ja3s.push(h.to_ascii_lowercase());
         }
         c.udp_443_blocked = raw.inspection.udp_443_blocked;
+        let ri = &raw.inspection;
+        c.deployment = match ri.deployment.as_deref() {
+            Some("none") => Deployment::None,
+            Some("explicit") => Deployment::Explicit,
+            Some("transparent") => Deployment::Transparent,
+            Some("both") => Deployment::Both,
+            Some(other) => {
+                return Err(ConfigError::Value { path: p.into(), key: "inspection.deployment".into(), message: format!("`{other}`: use none, explicit, transparent or both") });
+            }
+            // Not declared: what the other keys imply. An inspection CA or
+            // proxy fingerprint without a proxy address means an inline
+            // inspector, as does a transparent proxy address.
+            None => {
+                let inline = !c.transparent_proxies.is_empty() || !c.proxy_ja3s.is_empty() || (c.explicit_proxies.is_empty() && !c.inspection_cas.is_empty());
+                match (c.explicit_proxies.is_empty(), inline) {
+                    (true, false) => Deployment::None,
+                    (false, false) => Deployment::Explicit,
+                    (true, true) => Deployment::Transparent,
+                    (false, true) => Deployment::Both,
+                }
+            }
+        };
+        if let Some(ports) = &ri.covered_ports {
+            if ports.is_empty() || ports.contains(&0) {
+                return Err(ConfigError::Value { path: p.into(), key: "inspection.covered_ports".into(), message: "a non-empty list of ports 1..=65535".into() });
+            }
+            c.covered_ports = ports.clone();
+        }
+        c.not_covered = nets(p, "inspection.not_covered", &ri.not_covered)?;
+        if let Some(h) = ri.inspector_max_hops {
+            if h > 30 {
+                return Err(ConfigError::Value { path: p.into(), key: "inspection.inspector_max_hops".into(), message: "must be 0..=30".into() });
+            }
+            c.inspector_max_hops = h;
+        }
+        for sig in &ri.inspector_tcp_signatures {
+            let parts: Vec<&str> = sig.split(':').collect();
+            let ok = parts.len() == 5 && parts[..4].iter().all(|x| x.parse::<u32>().is_ok()) && parts[4].chars().all(|ch| "MNWST?".contains(ch));
+            if !ok {
+                return Err(ConfigError::Value { path: p.into(), key: "inspection.inspector_tcp_signatures".into(), message: format!("`{sig}` is not TTL:WINDOW:MSS:WSCALE:OPTIONS as `path.wire.tcp_signature` writes it") });
+            }
+            c.inspector_tcp_signatures.push(sig.clone());
+        }
+        for s in &raw.networks.tunnel_endpoints {
+            let a = s.parse::<SocketAddr>().or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 0))).map_err(|_| ConfigError::Value {
+                path: p.into(),
+                key: "networks.tunnel_endpoints".into(),
+                message: format!("`{s}` is not IP or IP:port"),
+            })?;
+            c.tunnel_endpoints.push(a);
+        }
         if let Some(ports) = raw.inspection.usual_tls_ports {
             c.usual_tls_ports = ports;
         }
@@ -238,6 +344,18 @@ impl Config {
 
     pub fn is_internal(&self, ip: IpAddr) -> bool {
         self.internal.iter().any(|n| n.contains(&ip))
+    }
+
+    /// A known tunnel endpoint (VPN concentrator), by address and port.
+    pub fn is_tunnel_endpoint(&self, ip: IpAddr, port: u16) -> bool {
+        self.tunnel_endpoints.iter().any(|t| t.ip() == ip && (t.port() == 0 || t.port() == port))
+    }
+
+    /// Does the inline inspector cover a TCP session to this destination
+    /// (an inline deployment, a covered port, not routed around it)? The
+    /// client's network and the bypass list are checked by the caller.
+    pub fn inline_covers(&self, dst: IpAddr, port: u16) -> bool {
+        self.deployment.inline() && self.covered_ports.contains(&port) && !self.not_covered.iter().any(|n| n.contains(&dst))
     }
 
     pub fn is_managed(&self, ip: IpAddr) -> bool {

@@ -273,6 +273,8 @@ struct Revisit {
     path: classify::PathOut,
     start_ns: i64,
     sids: Vec<u32>,
+    /// The confidence of the surest network finding.
+    net_conf: classify::Confidence,
     flow_ids: Vec<u64>,
     /// The verdict last written: confidence and reasons.
     last: Option<(&'static str, Vec<String>)>,
@@ -303,6 +305,8 @@ pub struct Reporter {
     pub stats: ReportStats,
     write_err: Option<std::io::Error>,
     streaming: Option<Streaming>,
+    /// The inline inspector's profile ([`crate::inspector`]).
+    profile: crate::inspector::Profile,
 }
 
 impl Reporter {
@@ -329,6 +333,7 @@ impl Reporter {
             stats: ReportStats::default(),
             write_err: None,
             streaming: None,
+            profile: crate::inspector::Profile::new(&opts.config),
         })
     }
 
@@ -400,7 +405,7 @@ impl Reporter {
             let header = eve::Header { pcap_filename: r.pcap.as_deref(), ..r.header.clone() };
             let brief = r.brief.lend();
             let mut write = |v: &dyn erased::Json| write_to(ocsf, err, v, out);
-            if let Some(written) = an1725_alert(&header, brief, &r.failure, &r.path, &m, &r.sids, &r.flow_ids, r.start_ns, &mut self.folder, &mut self.stats, &mut write) {
+            if let Some(written) = an1725_alert(&header, brief, &r.failure, &r.path, &m, &r.sids, r.net_conf, &r.flow_ids, r.start_ns, &mut self.folder, &mut self.stats, &mut write) {
                 self.stats.late_enrichment_updates += 1;
                 r.last = Some((v.confidence, v.reasons));
                 let _ = written;
@@ -411,7 +416,7 @@ impl Reporter {
 }
 
 /// Keep a session with findings for late enrichment (live mode).
-fn keep_for_late_feed(streaming: &mut Option<Streaming>, stats: &mut ReportStats, l: &Logged<'_>, sids: Vec<u32>, flow_ids: Vec<u64>, verdict: Option<&crate::enrich::An1725>) {
+fn keep_for_late_feed(streaming: &mut Option<Streaming>, stats: &mut ReportStats, l: &Logged<'_>, (sids, net_conf, flow_ids): (Vec<u32>, classify::Confidence, Vec<u64>), verdict: Option<&crate::enrich::An1725>) {
         let Some(st) = streaming.as_mut() else { return };
         let (Some(failure), Some(path)) = (l.failure, l.path) else { return };
         if sids.is_empty() {
@@ -432,6 +437,7 @@ fn keep_for_late_feed(streaming: &mut Option<Streaming>, stats: &mut ReportStats
             path: path.clone(),
             start_ns: l.start_ns,
             sids,
+            net_conf,
             flow_ids,
             last: verdict.map(|v| (v.confidence, v.reasons.clone())),
         });
@@ -445,6 +451,7 @@ impl Reporter {
             en.config_baselines = config.baselines.clone();
         }
         self.correlator.set_config(config.clone());
+        self.profile.set_config(&config);
         self.config = config;
     }
 
@@ -520,8 +527,8 @@ impl Reporter {
     /// the session for late feed batches.
     fn findings(&mut self, logged: &Logged<'_>, out: &mut dyn Write) {
         let (ocsf, err) = (self.ocsf, &mut self.write_err);
-        let (sids, flow_ids, verdict) = correlate(logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| write_to(ocsf, err, v, out));
-        keep_for_late_feed(&mut self.streaming, &mut self.stats, logged, sids, flow_ids, verdict.as_ref());
+        let (sids, net_conf, flow_ids, verdict) = correlate(logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| write_to(ocsf, err, v, out));
+        keep_for_late_feed(&mut self.streaming, &mut self.stats, logged, (sids, net_conf, flow_ids), verdict.as_ref());
     }
 
     fn report(&mut self, p: Prepared, out: &mut dyn Write) {
@@ -539,14 +546,20 @@ impl Reporter {
             Body::NotTls(header) => {
                 let header = eve::Header { pcap_filename: pcap, ..header };
                 if let Some(f) = self.correlator.observe_not_tls(header.flow_id, header.src_ip, header.dest_ip, header.dest_port) {
-                    let a = eve::AlertEvent::new(&header, AlertBody::new(f.sid), None, None, None, f.evidence);
+                    let a = eve::AlertEvent::new(&header, AlertBody::new(f.sid, f.confidence), None, None, None, f.evidence);
                     self.stats.alerts_logged += 1;
                     let (ocsf, err) = (self.ocsf, &mut self.write_err);
                     write_to(ocsf, err, &a, out);
                 }
             }
             Body::Session(s) => {
-                let Session { header, quic, start_ns, ech, brief, failure, path, record } = *s;
+                let Session { header, quic, start_ns, ech, brief, failure, mut path, record } = *s;
+                // The desk decides what the flow's thread could not: the
+                // path of a session an inline inspector covers, against
+                // the inspector's profile learned so far (in output order).
+                let rejudged = path.pending;
+                self.profile.judge(&mut path);
+                self.profile.observe(&path);
                 let header = eve::Header { pcap_filename: pcap, ..header };
                 if quic {
                     self.stats.quic_records_logged += 1;
@@ -554,8 +567,9 @@ impl Reporter {
                     self.stats.tls_records_logged += 1;
                 }
                 let mobile = self.enricher.as_mut().and_then(|en| en.enrich(header.src_ip, header.dest_ip, header.dest_port, brief.sni.as_deref(), start_ns));
-                if let (Record::Line { line, mobile_at }, None) = (&record, &self.write_err) {
-                    if let Err(e) = write_spliced(out, line, *mobile_at, mobile.as_ref()) {
+                if let (Record::Line { line, mobile_at, path_at }, None) = (&record, &self.write_err) {
+                    let new_path = rejudged.then_some(&path);
+                    if let Err(e) = write_spliced(out, line, *mobile_at, *path_at, new_path, mobile.as_ref()) {
                         self.write_err = Some(e);
                     }
                 }
@@ -651,7 +665,7 @@ enum Record {
     /// baselines from the sessions in output order), so the reporter
     /// splices it in at `mobile_at`: before `"flow"`, the record's last
     /// field, where serde would have written it ([`write_spliced`]).
-    Line { line: Vec<u8>, mobile_at: usize },
+    Line { line: Vec<u8>, mobile_at: usize, path_at: usize },
 }
 
 /// Classify an ended flow, render its record and take out what the output
@@ -719,8 +733,12 @@ fn render<T: serde::Serialize>(ocsf: bool, ev: &T) -> Record {
     let _ = serde_json::to_writer(&mut line, ev);
     line.push(b'\n');
     let mobile_at = line.windows(FLOW_KEY.len()).rposition(|w| w == FLOW_KEY).unwrap_or(line.len().saturating_sub(2));
-    Record::Line { line, mobile_at }
+    let path_at = line[..mobile_at].windows(PATH_KEY.len()).rposition(|w| w == PATH_KEY).unwrap_or(mobile_at);
+    Record::Line { line, mobile_at, path_at }
 }
+
+/// The `path` field, which comes right before `mobile` and `flow`.
+const PATH_KEY: &[u8] = b",\"path\":{";
 
 /// The last field of a TLS or QUIC record, as serde_json writes its key.
 const FLOW_KEY: &[u8] = b",\"flow\":{";
@@ -728,12 +746,27 @@ const FLOW_KEY: &[u8] = b",\"flow\":{";
 /// Write a rendered line with the `mobile` object spliced in at
 /// `mobile_at`: the bytes serde_json writes for the record with `mobile`
 /// set (`tests`: `a_spliced_record_is_what_serde_writes`).
-fn write_spliced(out: &mut dyn Write, line: &[u8], mobile_at: usize, mobile: Option<&crate::enrich::MobileOut>) -> std::io::Result<()> {
-    let Some(m) = mobile else { return out.write_all(line) };
-    let (head, tail) = line.split_at(mobile_at.min(line.len()));
+/// A `path` decided at the desk replaces the one rendered, between
+/// `path_at` and `mobile_at`.
+fn write_spliced(out: &mut dyn Write, line: &[u8], mobile_at: usize, path_at: usize, path: Option<&classify::PathOut>, mobile: Option<&crate::enrich::MobileOut>) -> std::io::Result<()> {
+    if mobile.is_none() && path.is_none() {
+        return out.write_all(line);
+    }
+    let mobile_at = mobile_at.min(line.len());
+    let (head, tail) = line.split_at(mobile_at);
+    let head = match path {
+        Some(_) => &head[..path_at.min(mobile_at)],
+        None => head,
+    };
     let mut mid = Vec::with_capacity(1024);
-    mid.extend_from_slice(b",\"mobile\":");
-    serde_json::to_writer(&mut mid, m)?;
+    if let Some(p) = path {
+        mid.extend_from_slice(b",\"path\":");
+        serde_json::to_writer(&mut mid, p)?;
+    }
+    if let Some(m) = mobile {
+        mid.extend_from_slice(b",\"mobile\":");
+        serde_json::to_writer(&mut mid, m)?;
+    }
     out.write_all(head)?;
     out.write_all(&mid)?;
     out.write_all(tail)
@@ -875,12 +908,15 @@ fn correlate(
     enricher: Option<&mut crate::enrich::Enricher>,
     stats: &mut ReportStats,
     write: &mut dyn FnMut(&dyn erased::Json),
-) -> (Vec<u32>, Vec<u64>, Option<crate::enrich::An1725>) {
+) -> (Vec<u32>, classify::Confidence, Vec<u64>, Option<crate::enrich::An1725>) {
     let mut enricher = enricher;
-    let (Some(failure), Some(path)) = (l.failure, l.path) else { return (Vec::new(), Vec::new(), None) };
-    let mut key = match failure.class {
-        Some(c) => format!("{}{:?}_{c:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
-        None => format!("{}{:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
+    let (Some(failure), Some(path)) = (l.failure, l.path) else { return (Vec::new(), classify::Confidence::Low, Vec::new(), None) };
+    let mut key = match (failure.class, failure.kind) {
+        (Some(c), _) => format!("{}{:?}_{c:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
+        // Incomplete sessions by why: capture loss (`capture_gap`) is the
+        // figure a SPAN port's health shows in.
+        (None, Some(k)) if failure.outcome == classify::Outcome::Incomplete => format!("{}incomplete_{k:?}", if l.quic { "quic_" } else { "" }),
+        (None, _) => format!("{}{:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
     };
     key.make_ascii_lowercase();
     match stats.outcomes.get_mut(&key) {
@@ -917,6 +953,7 @@ fn correlate(
             let sources = m.baseline.as_ref().map(|b| b.sources.join("+")).unwrap_or_default();
             findings.push(crate::findings::Finding {
                 sid: crate::findings::SID_BASELINE,
+                confidence: classify::Confidence::Medium,
                 evidence: crate::findings::Evidence {
                     reasons: vec![format!("destination_outside_baseline:{}:baseline:{sources}", l.brief.sni.unwrap_or("?"))],
                     flow_ids: vec![l.header.flow_id],
@@ -925,10 +962,12 @@ fn correlate(
         }
     }
     let sids: Vec<u32> = findings.iter().map(|f| f.sid).collect();
+    // The AN1725 join is never surer than the network findings it joins.
+    let net_conf = findings.iter().map(|f| f.confidence).max().unwrap_or(classify::Confidence::Low);
     let mut flow_ids: Vec<u64> = Vec::new();
     for f in findings {
         flow_ids.extend(f.evidence.flow_ids.iter().copied());
-        let mut a = eve::AlertEvent::new(l.header, AlertBody::new(f.sid), Some(brief()), Some(failure), Some(path), f.evidence);
+        let mut a = eve::AlertEvent::new(l.header, AlertBody::new(f.sid, f.confidence), Some(brief()), Some(failure), Some(path), f.evidence);
         a.mobile = l.mobile;
         stats.alerts_logged += 1;
         write(&a);
@@ -937,8 +976,8 @@ fn correlate(
     // the device and app evidence that makes them an app's behaviour.
     flow_ids.sort_unstable();
     flow_ids.dedup();
-    let verdict = l.mobile.and_then(|m| an1725_alert(l.header, brief(), failure, path, m, &sids, &flow_ids, l.start_ns, folder, stats, write));
-    (sids, flow_ids, verdict)
+    let verdict = l.mobile.and_then(|m| an1725_alert(l.header, brief(), failure, path, m, &sids, net_conf, &flow_ids, l.start_ns, folder, stats, write));
+    (sids, net_conf, flow_ids, verdict)
 }
 
 /// Score an enriched session's network findings and write the AN1725
@@ -951,17 +990,33 @@ fn an1725_alert(
     path: &classify::PathOut,
     m: &crate::enrich::MobileOut,
     sids: &[u32],
+    net_conf: classify::Confidence,
     flow_ids: &[u64],
     start_ns: i64,
     folder: &mut crate::enrich::Folder,
     stats: &mut ReportStats,
     write: &mut dyn FnMut(&dyn erased::Json),
 ) -> Option<crate::enrich::An1725> {
-    let verdict = crate::enrich::an1725(m, sids, header.flow_id)?;
+    let mut verdict = crate::enrich::an1725(m, sids, header.flow_id)?;
+    let cap = crate::findings::confidence_name(net_conf);
+    let rank = |c: &str| match c {
+        "high" => 2,
+        "medium" => 1,
+        _ => 0,
+    };
+    if rank(cap) < rank(verdict.confidence) {
+        verdict.confidence = cap;
+        verdict.reasons.push(format!("capped_by_network_confidence:{cap}"));
+    }
     let dest = brief.sni.map(str::to_string).unwrap_or_else(|| header.dest_ip.to_string());
     let (verdict, flow_ids) = folder.fold(verdict, m, &dest, start_ns, flow_ids);
     let evidence = crate::findings::Evidence { reasons: verdict.reasons.clone(), flow_ids };
-    let mut a = eve::AlertEvent::new(header, AlertBody::new(crate::findings::SID_AN1725), Some(brief), Some(failure), Some(path), evidence);
+    let confidence = match verdict.confidence {
+        "high" => classify::Confidence::High,
+        "medium" => classify::Confidence::Medium,
+        _ => classify::Confidence::Low,
+    };
+    let mut a = eve::AlertEvent::new(header, AlertBody::new(crate::findings::SID_AN1725, confidence), Some(brief), Some(failure), Some(path), evidence);
     a.mobile = Some(m);
     a.an1725 = Some(verdict.clone());
     stats.alerts_logged += 1;
@@ -1069,12 +1124,12 @@ mod tests {
                 };
                 let p = prepare(e, &cfg, &names, false);
                 let Body::Session(s) = p.body else { panic!("a session is prepared as one") };
-                let Record::Line { line, mobile_at } = &s.record else { panic!("EVE records are rendered") };
+                let Record::Line { line, mobile_at, path_at } = &s.record else { panic!("EVE records are rendered") };
                 let mut plain = Vec::new();
-                write_spliced(&mut plain, line, *mobile_at, None).expect("writes");
+                write_spliced(&mut plain, line, *mobile_at, *path_at, None, None).expect("writes");
                 assert_eq!(String::from_utf8_lossy(&plain), String::from_utf8_lossy(&[expected_plain, b"\n".to_vec()].concat()));
                 let mut spliced = Vec::new();
-                write_spliced(&mut spliced, line, *mobile_at, mobile.as_ref()).expect("writes");
+                write_spliced(&mut spliced, line, *mobile_at, *path_at, None, mobile.as_ref()).expect("writes");
                 assert_eq!(String::from_utf8_lossy(&spliced), String::from_utf8_lossy(&[expected_mobile, b"\n".to_vec()].concat()));
                 sessions += 1;
                 enriched += usize::from(mobile.is_some());

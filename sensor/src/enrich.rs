@@ -46,7 +46,7 @@ pub struct TrustOut {
     /// OkHttp pinner, trust-all or hostname-verifier override).
     pub own_trust_logic: bool,
     /// Targets API 24+ and does not opt in to user CAs: it fails under
-    /// inspection by platform default, pinning or not (domain.md §1.5).
+    /// inspection by platform default, pinning or not (docs/domain.md, user-installed CAs).
     pub platform_default: bool,
 }
 

@@ -159,6 +159,8 @@ pub struct SideOut {
     pub change_cipher_spec: bool,
     /// `null` when not visible (TLS 1.3 hides Finished inside encrypted records).
     pub finished: Option<bool>,
+    /// TCP holes given up in this direction (segments the capture lost).
+    pub gaps: u64,
     pub gap_bytes: u64,
 }
 
@@ -275,10 +277,16 @@ fn flow_out(f: &Flow, end_ts: i64) -> FlowOut {
 
 /// `none`, `client` or `server`: a side with no packets in the capture.
 fn missing(f: &Flow) -> &'static str {
+    let g = &f.session.gap_bytes;
     match (f.dirs[0].pkts, f.dirs[1].pkts) {
         (_, 0) => "server",
         (0, _) => "client",
-        _ => "none",
+        _ => match (g[0] > 0, g[1] > 0) {
+            (false, false) => "none",
+            (true, false) => "client_bytes",
+            (false, true) => "server_bytes",
+            (true, true) => "both_bytes",
+        },
     }
 }
 
@@ -459,6 +467,7 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
             app_data_bytes: x.app_bytes,
             change_cipher_spec: x.ccs,
             finished: finished(d),
+            gaps: f.reasm[d.idx()].counters.gaps,
             gap_bytes: s.gap_bytes[d.idx()],
         }
     };

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::classify::{Outcome, PathKind, PathOut, TlsFailure};
+use crate::classify::{Confidence, Outcome, PathKind, PathOut, Policy, TlsFailure};
 use crate::config::Config;
 
 pub const GID: u32 = 1725;
@@ -33,16 +33,18 @@ pub const SID_BASELINE: u32 = 1_725_006;
 
 /// (sid, severity, signature, category)
 pub const SIGNATURES: [(u32, u8, &str, &str); 6] = [
-    (SID_INSPECTION_FAILURE, 2, "AN1725 client rejected the enterprise TLS inspection certificate", "Potential Corporate Privacy Violation"),
-    (SID_DIRECT, 3, "AN1725 direct TLS from a managed network around the inspection proxy", "Potential Corporate Privacy Violation"),
+    (SID_INSPECTION_FAILURE, 2, "AN1725 client rejected a TLS session under enterprise inspection", "Potential Corporate Privacy Violation"),
+    (SID_DIRECT, 3, "AN1725 direct TLS from a managed network around the inspection", "Potential Corporate Privacy Violation"),
     (SID_OPAQUE, 3, "AN1725 opaque direct encrypted session", "Potential Corporate Privacy Violation"),
     (SID_FALLBACK, 1, "AN1725 rejected enterprise TLS inspection, then went around it to the same server name", "Potential Corporate Privacy Violation"),
-    (SID_AN1725, 1, "AN1725 app with its own TLS trust logic failed under or went around enterprise inspection", "Potential Corporate Privacy Violation"),
+    (SID_AN1725, 1, "AN1725 attributed app failed under or went around enterprise TLS inspection", "Potential Corporate Privacy Violation"),
     (SID_BASELINE, 2, "AN1725 attributed app contacted a destination outside its baseline", "Potential Corporate Privacy Violation"),
 ];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Metadata {
+    /// How sure the finding is: `low`, `medium`, `high` (it caps the severity).
+    pub confidence: [&'static str; 1],
     pub mitre_technique_id: [&'static str; 1],
     pub mitre_technique_name: [&'static str; 1],
     pub mitre_detection_strategy: [&'static str; 1],
@@ -50,6 +52,7 @@ pub struct Metadata {
 }
 
 const META: Metadata = Metadata {
+    confidence: ["high"],
     mitre_technique_id: ["T1521.003"],
     mitre_technique_name: ["SSL Pinning"],
     mitre_detection_strategy: ["DET0646"],
@@ -68,11 +71,33 @@ pub struct AlertBody {
     pub metadata: Metadata,
 }
 
+/// The one mapping from confidence to severity: a finding is never more
+/// severe than its confidence allows. `high` keeps the signature's base
+/// severity, `medium` is at most 2, `low` is 3 (Suricata: 1 most severe).
+pub fn severity_for(base: u8, confidence: Confidence) -> u8 {
+    let floor = match confidence {
+        Confidence::High => 1,
+        Confidence::Medium => 2,
+        Confidence::Low => 3,
+    };
+    base.max(floor)
+}
+
+/// Stable lower-case name of a confidence.
+pub fn confidence_name(c: Confidence) -> &'static str {
+    match c {
+        Confidence::High => "high",
+        Confidence::Medium => "medium",
+        Confidence::Low => "low",
+    }
+}
+
 impl AlertBody {
-    pub fn new(sid: u32) -> Self {
-        let (sid, severity, signature, category) =
+    pub fn new(sid: u32, confidence: Confidence) -> Self {
+        let (sid, base, signature, category) =
             SIGNATURES.iter().copied().find(|s| s.0 == sid).unwrap_or((sid, 3, "AN1725", "Unknown"));
-        AlertBody { action: "allowed", gid: GID, signature_id: sid, rev: 1, signature, category, severity, metadata: META }
+        let metadata = Metadata { confidence: [confidence_name(confidence)], ..META };
+        AlertBody { action: "allowed", gid: GID, signature_id: sid, rev: 1, signature, category, severity: severity_for(base, confidence), metadata }
     }
 }
 
@@ -103,6 +128,7 @@ pub struct SessionFacts<'a> {
 #[derive(Debug, Clone)]
 pub struct Finding {
     pub sid: u32,
+    pub confidence: Confidence,
     pub evidence: Evidence,
 }
 
@@ -110,12 +136,14 @@ pub struct Finding {
 struct Rejection {
     flow_id: u64,
     start_ns: i64,
+    confidence: Confidence,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Around {
     flow_id: u64,
     start_ns: i64,
+    confidence: Confidence,
     direct: bool,
     quic: bool,
     /// A fallback finding was already raised for it.
@@ -130,6 +158,18 @@ type Key = (IpAddr, Arc<str>);
 /// come off the wire) rather than SipHash, which cost more than the rest of
 /// a session's correlation.
 type KeyMap<V> = HashMap<Key, V, ahash::RandomState>;
+
+fn path_name(k: PathKind) -> &'static str {
+    match k {
+        PathKind::Intercepted => "intercepted",
+        PathKind::ExplicitProxy => "explicit_proxy",
+        PathKind::SanctionedBypass => "sanctioned_bypass",
+        PathKind::Direct => "direct",
+        PathKind::Internal => "internal",
+        PathKind::Tunnel => "tunnel",
+        PathKind::Unknown => "unknown",
+    }
+}
 
 /// Keeps recent rejections under inspection per (client, server name),
 /// bounded in entries and age.
@@ -158,7 +198,7 @@ impl Correlator {
     }
 
     fn inspection_deployed(&self) -> bool {
-        !self.cfg.explicit_proxies.is_empty() || !self.cfg.transparent_proxies.is_empty() || !self.cfg.inspection_cas.is_empty() || !self.cfg.proxy_ja3s.is_empty()
+        self.cfg.deployment != crate::config::Deployment::None
     }
 
     fn expire(&mut self, now: i64) {
@@ -192,22 +232,33 @@ impl Correlator {
         let mut out = Vec::new();
         let kind = s.path.kind;
         let rejected = s.failure.outcome == Outcome::ClientRejected;
-        let under_inspection = kind == PathKind::Intercepted || (kind == PathKind::ExplicitProxy && s.path.intercepted != Some(false));
+        let under_inspection = s.path.under_inspection();
         let key: Option<Key> = s.sni.map(|n| (s.client, Arc::from(n.trim_end_matches('.').to_ascii_lowercase())));
+        // How sure the rejection itself is (a readable alert is high; a
+        // close soon after the handshake medium; a slow close or a stall low).
+        let rejection_conf = s.failure.confidence.unwrap_or(Confidence::Low);
 
         if rejected && under_inspection {
-            let mut reasons = vec![format!(
-                "client_rejected:class_{}",
-                s.failure.class.map(|c| format!("{c:?}")).unwrap_or_else(|| "?".into())
-            )];
-            if let Some(a) = &s.failure.alert {
-                reasons.push(format!("client_alert:{a}"));
+            // A low-confidence rejection alone (the wire cannot tell it from
+            // a connection left unused) raises no inspection-failure alert;
+            // it still counts towards a fallback, which corroborates it.
+            if rejection_conf > Confidence::Low {
+                let mut reasons = vec![format!(
+                    "client_rejected:class_{}",
+                    s.failure.class.map(|c| format!("{c:?}")).unwrap_or_else(|| "?".into())
+                )];
+                if let Some(a) = &s.failure.alert {
+                    reasons.push(format!("client_alert:{a}"));
+                }
+                reasons.push(format!("rejection_confidence:{}", confidence_name(rejection_conf)));
+                reasons.push(format!("path:{}:{}", path_name(kind), confidence_name(s.path.confidence)));
+                reasons.extend(s.path.evidence.iter().cloned());
+                let confidence = rejection_conf.min(s.path.confidence);
+                out.push(Finding { sid: SID_INSPECTION_FAILURE, confidence, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
             }
-            reasons.extend(s.path.evidence.iter().cloned());
-            out.push(Finding { sid: SID_INSPECTION_FAILURE, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
             if let Some(key) = &key {
                 let q = self.rejections.entry(key.clone()).or_default();
-                q.push_back(Rejection { flow_id: s.flow_id, start_ns: s.start_ns });
+                q.push_back(Rejection { flow_id: s.flow_id, start_ns: s.start_ns, confidence: rejection_conf.min(s.path.confidence) });
                 if q.len() > MAX_PER_KEY {
                     q.pop_front();
                     self.dropped += 1;
@@ -218,13 +269,18 @@ impl Correlator {
 
         let around = matches!(kind, PathKind::Direct | PathKind::SanctionedBypass)
             && (!s.quic || s.failure.outcome == Outcome::Established);
+        // `direct` is only ever claimed on positive evidence that the
+        // session did not traverse the inspector (classify::path).
         if kind == PathKind::Direct && self.inspection_deployed() && !s.quic {
             out.push(Finding {
                 sid: SID_DIRECT,
+                confidence: s.path.confidence,
                 evidence: Evidence { reasons: s.path.evidence.clone(), flow_ids: vec![s.flow_id] },
             });
         }
-        if matches!(kind, PathKind::Direct | PathKind::Unknown) {
+        // Opaque: a session that went straight out, or whose path nothing
+        // explains; not one the inline inspector was meant to see.
+        if kind == PathKind::Direct || (kind == PathKind::Unknown && s.path.policy != Some(Policy::Inspect)) {
             let mut reasons = Vec::new();
             if s.ech {
                 reasons.push("encrypted_client_hello".to_string());
@@ -239,14 +295,17 @@ impl Correlator {
                 reasons.push(format!("tls_on_unusual_port:{}", s.server_port));
             }
             if !reasons.is_empty() {
-                out.push(Finding { sid: SID_OPAQUE, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
+                // What makes it opaque is in the hello itself; whether it
+                // went around the inspection is the path's confidence.
+                let confidence = if kind == PathKind::Direct { s.path.confidence } else { Confidence::Low };
+                out.push(Finding { sid: SID_OPAQUE, confidence, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
             }
         }
         if let Some(key) = key {
             let n = &*key.1;
             if around {
                 let q = self.arounds.entry(key.clone()).or_default();
-                q.push_back(Around { flow_id: s.flow_id, start_ns: s.start_ns, direct: kind == PathKind::Direct, quic: s.quic, alerted: false });
+                q.push_back(Around { flow_id: s.flow_id, start_ns: s.start_ns, confidence: s.path.confidence, direct: kind == PathKind::Direct, quic: s.quic, alerted: false });
                 if q.len() > MAX_PER_KEY {
                     q.pop_front();
                     self.dropped += 1;
@@ -271,7 +330,10 @@ impl Correlator {
                             format!("then_{}{}:{}", if a.quic { "quic_" } else { "" }, if a.direct { "direct" } else { "sanctioned_bypass" }, n),
                             format!("window_s:{}", window / 1_000_000_000),
                         ];
-                        out.push(Finding { sid: SID_FALLBACK, evidence: Evidence { reasons, flow_ids } });
+                        // As sure as the surest rejection and the path around.
+                        let best = prior.iter().map(|r| r.confidence).max().unwrap_or(Confidence::Low);
+                        let confidence = best.min(a.confidence).max(Confidence::Medium.min(a.confidence));
+                        out.push(Finding { sid: SID_FALLBACK, confidence, evidence: Evidence { reasons, flow_ids } });
                     }
                 }
             }
@@ -282,11 +344,14 @@ impl Correlator {
     /// A flow on a TLS port whose bytes were not TLS (counted as opaque when
     /// it leaves a managed network directly).
     pub fn observe_not_tls(&mut self, flow_id: u64, client: IpAddr, server: IpAddr, port: u16) -> Option<Finding> {
-        if port != 443 || self.cfg.is_internal(server) || !self.cfg.is_managed(client) {
+        // A known tunnel endpoint (OpenVPN over TCP/443 to the concentrator)
+        // is a tunnel by policy, not an opaque session.
+        if port != 443 || self.cfg.is_internal(server) || !self.cfg.is_managed(client) || self.cfg.is_tunnel_endpoint(server, port) {
             return None;
         }
         Some(Finding {
             sid: SID_OPAQUE,
+            confidence: Confidence::Medium,
             evidence: Evidence { reasons: vec![format!("non_tls_on_443:{server}")], flow_ids: vec![flow_id] },
         })
     }

@@ -16,6 +16,7 @@ pub mod feed_source;
 pub mod findings;
 pub mod eve;
 pub mod fingerprints;
+pub mod inspector;
 pub mod flow;
 pub mod flowmap;
 #[cfg(feature = "live")]
