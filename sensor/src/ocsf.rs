@@ -104,7 +104,9 @@ pub fn detection_finding(eve: &Value) -> Option<Value> {
             }
         },
     });
-    if let Some(c) = eve.pointer("/an1725/confidence").and_then(Value::as_str).and_then(confidence_id) {
+    // The finding's confidence, from which its severity was derived, so
+    // the two agree (docs/output.md, Signatures).
+    if let Some(c) = eve.pointer("/alert/metadata/confidence/0").or_else(|| eve.pointer("/an1725/confidence")).and_then(Value::as_str).and_then(confidence_id) {
         f["confidence_id"] = json!(c);
     }
     if let Some(m) = eve.get("mobile") {
