@@ -246,6 +246,7 @@ SCENARIOS_benign=(
 # Client args: tls12 = Java limited to TLSv1.2 (jdk.tls.client.protocols). curl/s_client/python use
 # --tls-max 1.2 / -tls1_2 / --max-tls 1.2 against the TLS 1.2-only origin 10.77.2.3, because the
 # inspector negotiates its own version with the client.
+# (pcaps/testbed-inline.toml lists the same names under [bypass] domains: keep them in step)
 INLINE_BYPASS=(bypass-m-curl13.origin.test bypass-m-curl12.origin.test bypass-m-okhttp13.origin.test
                bypass-s-curl13.origin.test bypass-s-curl12.origin.test bypass-s-okhttp13.origin.test)
 # shellcheck disable=SC2034
