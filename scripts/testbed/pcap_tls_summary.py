@@ -422,8 +422,9 @@ def observe(s):
     srv_alert = (lambda e: e[2] == "app" and e[3] in T13_ALERT_SIZES) if v13 else \
         (lambda e: e[2] == "alert-enc")
     if srv_post and all(srv_alert(e) for e in srv_post) and first_close is not None \
-            and first_close[1] == "S":
-        # the server answered the client's Finished only with an alert and closed
+            and first_close[1] == "S" and not any(e[0] < srv_post[0][0] for e in post):
+        # the server answered the client's Finished only with an alert and closed (an alert that
+        # answers the client's own close_notify, as squid sends it, is not a rejection)
         return ("server_rejected", "-", "server", "encrypted")
     if any(not is_alert(e) for e in post):
         return ("established", "-", "-", "-")
