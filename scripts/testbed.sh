@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # pinwatch scenario testbed: real TLS stacks in Linux network namespaces, captured at an egress tap.
 #
-#   sudo scripts/testbed.sh [OUTDIR] [GROUP...]   (default OUTDIR: pcaps/, groups: basic inspection fallback quic)
+#   sudo scripts/testbed.sh [OUTDIR] [GROUP...]   (default OUTDIR: pcaps/,
+#                                                  groups: basic inspection fallback quic benign inline)
 #
 # For each scenario group it writes OUTDIR/testbed-<group>.pcap and OUTDIR/testbed-<group>.expected.tsv
 # (one row per TCP session or QUIC flow, in capture order) and checks every row against the capture with
@@ -10,33 +11,40 @@
 #
 # Topology (all addresses 10.77.0.0/16, nothing leaves the namespaces):
 #
-#   pw-client 10.77.1.2 --[pwc0|pwr-c]-- pw-router 10.77.1.1 / 10.77.2.1 --[pwr-o|pwo0]-- pw-origin 10.77.2.2-.5
+#   pw-client 10.77.1.2 --[pwc0|pwr-c]-- pw-router 10.77.1.1 / 10.77.2.1 --[pwr-o|pwo0]-- pw-origin 10.77.2.2-.6
+#   (+10.77.1.3: the inline group's client with its own route)
 #                                       (tcpdump tap on pwr-o; the inspection group also taps pwr-c
-#                                        because the proxy runs in pw-router; the fallback group taps
-#                                        only pwr-c, so each client session appears once; the quic
-#                                        group taps pwr-o, UDP)
+#                                        because the proxy runs in pw-router; the fallback, benign and
+#                                        inline groups tap only pwr-c, so each client session appears
+#                                        once; the quic group taps pwr-o, UDP)
 #
 # Requirements (Debian bookworm): nginx-light tcpdump iproute2 iptables ethtool openssl curl python3
-# openjdk-17 libokhttp-java; mitmproxy 11.0.2 in /opt/pinwatch-venv (or $MITMDUMP) for "inspection" and
-# "fallback"; "quic" uses the aioquic that mitmproxy 11.0.2 pulls into the same venv (python: $QUIC_PY).
+# openjdk-17 libokhttp-java; mitmproxy 11.0.2 in /opt/pinwatch-venv (or $MITMDUMP) for "inspection",
+# "fallback" and "inline"; "quic" uses the aioquic that mitmproxy 11.0.2 pulls into the same venv
+# (python: $QUIC_PY); "inline" also needs squid-openssl (squid with ssl-bump, $SQUID).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${1:-pcaps/}
 shift || true
 SCN_GROUPS=("$@")
-[[ ${#SCN_GROUPS[@]} -gt 0 ]] || SCN_GROUPS=(basic inspection fallback quic)
+[[ ${#SCN_GROUPS[@]} -gt 0 ]] || SCN_GROUPS=(basic inspection fallback quic benign inline)
 STRICT=${TESTBED_STRICT:-1}
 GAP=${TESTBED_GAP:-0.2}
 MITMDUMP=${MITMDUMP:-/opt/pinwatch-venv/bin/mitmdump}
 QUIC_PY=${QUIC_PY:-$(dirname "$MITMDUMP")/python3}   # python with aioquic + cryptography (quic group)
 PY=/usr/bin/python3
+SQUID=${SQUID:-/usr/sbin/squid}   # squid-openssl (ssl-bump); inline group
+SQUID_CERTGEN=${SQUID_CERTGEN:-/usr/lib/squid/security_file_certgen}
 OKHTTP_CP=/usr/share/java/okhttp.jar:/usr/share/java/okio.jar
 
 NS_C=pw-client NS_R=pw-router NS_O=pw-origin
 C_IP=10.77.1.2 R_CIP=10.77.1.1 R_OIP=10.77.2.1 O_IP13=10.77.2.2 O_IP12=10.77.2.3
 O_IPFB=10.77.2.4 O_IPPLAIN=10.77.2.5   # fallback group: TLS 1.3 origin never proxied; plain HTTP on :443
-PROXY_PORT=8080 TPROXY_PORT=8081
+O_IPH2=10.77.2.6   # benign group: nginx TLS 1.2+1.3 with HTTP/2
+C_IP2=10.77.1.3    # inline group: a client address that the REDIRECT rule exempts (its own route)
+PROXY_PORT=8080 TPROXY_PORT=8081 SQUID_PORT=3129
+INLINE_ORIGIN_TTL=50   # inline group: pw-origin's initial TTL, so that the origin looks distant at the tap
 QUIC_PORT=443 QUIC_PORT_LEAF=8443   # quic group, UDP on $O_IPFB: full chain | leaf only
 FALLBACK_TRIES=2   # fallback group: attempts through the proxy before the client goes direct
 WRONG_PIN=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=   # base64 of 32 zero bytes
@@ -192,6 +200,103 @@ SCENARIOS_quic=(
 "quicv2-h3-ok        |direct|quicv2.origin.test        |10.77.2.4|443 |aioquic origin v2   |direct=established/-/-/-"
 )
 
+# Benign load for capture-loss tests: every session is accepted and used by its client (a request is sent
+# and the answer read), direct to nginx, tap pwr-c. A "many" row is one client process making COUNT
+# sessions one after the other, session i with SNI pattern % i (every session has its own SNI). The rows
+# of one runner run in order; the four runners run at the same time, so the capture order of sessions
+# from different runners varies between runs (the checker matches benign rows to sessions by
+# (client_ip, server_ip, server_port, sni), not by position). Client args: reqs=N = N requests on one
+# connection (curl; HTTP/1.1 keep-alive, or HTTP/2 on 10.77.2.6), jdk / okhttp = Java HttpsURLConnection
+# or OkHttp (a fresh connection pool per request, so that HTTP/2 connections are not coalesced).
+#   label | many | sni pattern | server_ip | server_port | client | COUNT
+# shellcheck disable=SC2034
+SCENARIOS_benign=(
+"b-py13      |many|b-py13-%03d.origin.test   |10.77.2.2|443|py origin many                  |80"
+"b-py12      |many|b-py12-%03d.origin.test   |10.77.2.3|443|py origin many                  |50"
+"b-curl13    |many|b-curl13-%03d.origin.test |10.77.2.2|443|curl origin                     |40"
+"b-curl12    |many|b-curl12-%03d.origin.test |10.77.2.3|443|curl origin                     |20"
+"b-curlka13  |many|b-curlka13-%03d.origin.test|10.77.2.2|443|curl origin reqs=3              |20"
+"b-curlka12  |many|b-curlka12-%03d.origin.test|10.77.2.3|443|curl origin reqs=3              |10"
+"b-curlh2-13 |many|b-h2-13-%03d.origin.test  |10.77.2.6|443|curl origin reqs=3              |20"
+"b-curlh2-12 |many|b-h2-12-%03d.origin.test  |10.77.2.6|443|curl origin reqs=2 --tls-max 1.2|10"
+"b-sclient13 |many|b-sc13-%03d.origin.test   |10.77.2.2|443|sclient origin request          |15"
+"b-sclient12 |many|b-sc12-%03d.origin.test   |10.77.2.3|443|sclient origin request          |15"
+"b-jdk13     |many|b-jdk13-%03d.origin.test  |10.77.2.2|443|java origin jdk                 |10"
+"b-jdk12     |many|b-jdk12-%03d.origin.test  |10.77.2.3|443|java origin jdk                 |5"
+"b-okhttp-h2 |many|b-okh2-%03d.origin.test   |10.77.2.6|443|java origin okhttp              |10"
+"b-okhttp12  |many|b-ok12-%03d.origin.test   |10.77.2.3|443|java origin okhttp              |5"
+)
+
+# Inline transparent inspection: the inspector runs in pw-router behind
+#   iptables -t nat PREROUTING -i pwr-c -s 10.77.1.3 -j RETURN; ... -p tcp --dport 443 -j REDIRECT
+# and the tap is pwr-c only, so every session shows the ORIGIN's address, intercepted or not. Two
+# inspectors, one after the other in one capture: the label prefix (mitm/ or squid/) says which one runs.
+#   mitm:  mitmproxy 11.0.2 --mode transparent, ignore_hosts = $INLINE_BYPASS
+#   squid: squid-openssl 5.7, https_port intercept ssl-bump, security_file_certgen,
+#          ssl_bump peek step1 / splice (ssl::server_name $INLINE_BYPASS) / bump all
+# Both sign with the testbed's inspection CA and verify the origin against the origin CA. pw-origin's
+# initial TTL is $INLINE_ORIGIN_TTL during this group (restored after it), so origin packets reach the
+# tap with TTL 49 and the inspector's with 64.
+# via:   inline = default route (REDIRECTed to the inspector) | ownroute = the client binds 10.77.1.3,
+#        which the REDIRECT rule exempts: the session goes around the inspector (a client with its own
+#        route) | fallback-route = pinned app: $FALLBACK_TRIES tries on the default route, then the same
+#        app over its own route (10.77.1.3)
+# path:  inline (terminated by the inspector) | inline-bypass (spliced by the inspector: the client talks
+#        to the real origin through the inspector box) | direct (did not traverse the inspector)
+# Client args: tls12 = Java limited to TLSv1.2 (jdk.tls.client.protocols). curl/s_client/python use
+# --tls-max 1.2 / -tls1_2 / --max-tls 1.2 against the TLS 1.2-only origin 10.77.2.3, because the
+# inspector negotiates its own version with the client.
+# (pcaps/testbed-inline.toml lists the same names under [bypass] domains: keep them in step)
+INLINE_BYPASS=(bypass-m-curl13.origin.test bypass-m-curl12.origin.test bypass-m-okhttp13.origin.test
+               bypass-s-curl13.origin.test bypass-s-curl12.origin.test bypass-s-okhttp13.origin.test)
+# shellcheck disable=SC2034
+SCENARIOS_inline=(
+"mitm/curl-trusted13  |inline        |m-curl13.origin.test        |10.77.2.2|443|curl both                     |inline=established/-/-/-"
+"mitm/curl-trusted12  |inline        |m-curl12.origin.test        |10.77.2.3|443|curl both --tls-max 1.2       |inline=established/-/-/-"
+"mitm/py-trusted13    |inline        |m-py13.origin.test          |10.77.2.2|443|py both request               |inline=established/-/-/-"
+"mitm/curl-untr13     |inline        |m-curl-untr13.origin.test   |10.77.2.2|443|curl origin                   |inline=client_rejected/A/client/unknown_ca(48)"
+"mitm/curl-untr12     |inline        |m-curl-untr12.origin.test   |10.77.2.3|443|curl origin --tls-max 1.2     |inline=client_rejected/A/client/unknown_ca(48)"
+"mitm/py-untr13       |inline        |m-py-untr13.origin.test     |10.77.2.2|443|py origin request             |inline=client_rejected/A/client/unknown_ca(48)"
+"mitm/py-untr12       |inline        |m-py-untr12.origin.test     |10.77.2.3|443|py origin request --max-tls 1.2|inline=client_rejected/A/client/unknown_ca(48)"
+"mitm/sclient-untr13  |inline        |m-sc-untr13.origin.test     |10.77.2.2|443|sclient origin                |inline=client_rejected/A/client/unknown_ca(48)"
+"mitm/sclient-untr12  |inline        |m-sc-untr12.origin.test     |10.77.2.3|443|sclient origin -tls1_2        |inline=client_rejected/A/client/unknown_ca(48)"
+"mitm/okhttp-pin13    |inline        |m-okhttp-pin13.origin.test  |10.77.2.2|443|java both pin=origin          |inline=client_rejected/C/client/encrypted"
+"mitm/okhttp-pin12    |inline        |m-okhttp-pin12.origin.test  |10.77.2.3|443|java both pin=origin tls12    |inline=client_rejected/C/client/encrypted"
+"mitm/okhttp-tmthrow13|inline        |m-okhttp-tm13.origin.test   |10.77.2.2|443|java both tm-throw            |inline=client_rejected/B/client/encrypted"
+"mitm/okhttp-tmthrow12|inline        |m-okhttp-tm12.origin.test   |10.77.2.3|443|java both tm-throw tls12      |inline=client_rejected/A/client/certificate_unknown(46)"
+"mitm/curl-bypass13   |inline        |bypass-m-curl13.origin.test |10.77.2.2|443|curl origin                   |inline-bypass=established/-/-/-"
+"mitm/curl-bypass12   |inline        |bypass-m-curl12.origin.test |10.77.2.3|443|curl origin --tls-max 1.2     |inline-bypass=established/-/-/-"
+"mitm/okhttp-bypass13 |inline        |bypass-m-okhttp13.origin.test|10.77.2.2|443|java origin pin=origin       |inline-bypass=established/-/-/-"
+"mitm/curl-route13    |ownroute      |m-route-curl13.origin.test  |10.77.2.2|443|curl origin                   |direct=established/-/-/-"
+"mitm/curl-route12    |ownroute      |m-route-curl12.origin.test  |10.77.2.3|443|curl origin --tls-max 1.2     |direct=established/-/-/-"
+"mitm/py-route13      |ownroute      |m-route-py13.origin.test    |10.77.2.2|443|py origin request             |direct=established/-/-/-"
+"mitm/okhttp-route12  |ownroute      |m-route-okhttp12.origin.test|10.77.2.3|443|java origin pin=origin tls12  |direct=established/-/-/-"
+"mitm/fb-okhttp-route |fallback-route|m-fb-okhttp.origin.test     |10.77.2.2|443|java both fallback=origin     |inline#1=client_rejected/C/client/encrypted inline#2=client_rejected/C/client/encrypted direct#3=established/-/-/-"
+"mitm/fb-curl-route   |fallback-route|m-fb-curl.origin.test       |10.77.2.2|443|curl both pin=origin          |inline#1=client_rejected/C/client/encrypted inline#2=client_rejected/C/client/encrypted direct#3=established/-/-/-"
+"squid/curl-trusted13  |inline        |s-curl13.origin.test        |10.77.2.2|443|curl both                     |inline=established/-/-/-"
+"squid/curl-trusted12  |inline        |s-curl12.origin.test        |10.77.2.3|443|curl both --tls-max 1.2       |inline=established/-/-/-"
+"squid/py-trusted13    |inline        |s-py13.origin.test          |10.77.2.2|443|py both request               |inline=established/-/-/-"
+"squid/curl-untr13     |inline        |s-curl-untr13.origin.test   |10.77.2.2|443|curl origin                   |inline=client_rejected/A/client/unknown_ca(48)"
+"squid/curl-untr12     |inline        |s-curl-untr12.origin.test   |10.77.2.3|443|curl origin --tls-max 1.2     |inline=client_rejected/A/client/unknown_ca(48)"
+"squid/py-untr13       |inline        |s-py-untr13.origin.test     |10.77.2.2|443|py origin request             |inline=client_rejected/A/client/unknown_ca(48)"
+"squid/py-untr12       |inline        |s-py-untr12.origin.test     |10.77.2.3|443|py origin request --max-tls 1.2|inline=client_rejected/A/client/unknown_ca(48)"
+"squid/sclient-untr13  |inline        |s-sc-untr13.origin.test     |10.77.2.2|443|sclient origin                |inline=client_rejected/A/client/unknown_ca(48)"
+"squid/sclient-untr12  |inline        |s-sc-untr12.origin.test     |10.77.2.3|443|sclient origin -tls1_2        |inline=client_rejected/A/client/unknown_ca(48)"
+"squid/okhttp-pin13    |inline        |s-okhttp-pin13.origin.test  |10.77.2.2|443|java both pin=origin          |inline=client_rejected/C/client/encrypted"
+"squid/okhttp-pin12    |inline        |s-okhttp-pin12.origin.test  |10.77.2.3|443|java both pin=origin tls12    |inline=client_rejected/C/client/encrypted"
+"squid/okhttp-tmthrow13|inline        |s-okhttp-tm13.origin.test   |10.77.2.2|443|java both tm-throw            |inline=client_rejected/B/client/encrypted"
+"squid/okhttp-tmthrow12|inline        |s-okhttp-tm12.origin.test   |10.77.2.3|443|java both tm-throw tls12      |inline=client_rejected/A/client/certificate_unknown(46)"
+"squid/curl-bypass13   |inline        |bypass-s-curl13.origin.test |10.77.2.2|443|curl origin                   |inline-bypass=established/-/-/-"
+"squid/curl-bypass12   |inline        |bypass-s-curl12.origin.test |10.77.2.3|443|curl origin --tls-max 1.2     |inline-bypass=established/-/-/-"
+"squid/okhttp-bypass13 |inline        |bypass-s-okhttp13.origin.test|10.77.2.2|443|java origin pin=origin       |inline-bypass=established/-/-/-"
+"squid/curl-route13    |ownroute      |s-route-curl13.origin.test  |10.77.2.2|443|curl origin                   |direct=established/-/-/-"
+"squid/curl-route12    |ownroute      |s-route-curl12.origin.test  |10.77.2.3|443|curl origin --tls-max 1.2     |direct=established/-/-/-"
+"squid/py-route12      |ownroute      |s-route-py12.origin.test    |10.77.2.3|443|py origin request --max-tls 1.2|direct=established/-/-/-"
+"squid/okhttp-route13  |ownroute      |s-route-okhttp13.origin.test|10.77.2.2|443|java origin pin=origin        |direct=established/-/-/-"
+"squid/fb-okhttp-route |fallback-route|s-fb-okhttp.origin.test     |10.77.2.2|443|java both fallback=origin     |inline#1=client_rejected/C/client/encrypted inline#2=client_rejected/C/client/encrypted direct#3=established/-/-/-"
+"squid/fb-curl-route   |fallback-route|s-fb-curl.origin.test       |10.77.2.2|443|curl both pin=origin          |inline#1=client_rejected/C/client/encrypted inline#2=client_rejected/C/client/encrypted direct#3=established/-/-/-"
+)
+
 # ---------------------------------------------------------------------------------------------
 # PKI
 # ---------------------------------------------------------------------------------------------
@@ -254,12 +359,14 @@ setup_net() {
     ip link add pwc0 netns "$NS_C" type veth peer name pwr-c netns "$NS_R"
     ip link add pwo0 netns "$NS_O" type veth peer name pwr-o netns "$NS_R"
     nsx "$NS_C" ip addr add "$C_IP/24" dev pwc0
+    nsx "$NS_C" ip addr add "$C_IP2/24" dev pwc0   # secondary: the default source stays $C_IP
     nsx "$NS_R" ip addr add "$R_CIP/24" dev pwr-c
     nsx "$NS_R" ip addr add "$R_OIP/24" dev pwr-o
     nsx "$NS_O" ip addr add "$O_IP13/24" dev pwo0
     nsx "$NS_O" ip addr add "$O_IP12/24" dev pwo0
     nsx "$NS_O" ip addr add "$O_IPFB/24" dev pwo0
     nsx "$NS_O" ip addr add "$O_IPPLAIN/24" dev pwo0
+    nsx "$NS_O" ip addr add "$O_IPH2/24" dev pwo0
     local pair lns dev
     for pair in "$NS_C pwc0" "$NS_R pwr-c" "$NS_R pwr-o" "$NS_O pwo0"; do
         read -r lns dev <<<"$pair"
@@ -293,7 +400,7 @@ start_servers() {
 worker_processes 1;
 pid $T/nginx/nginx.pid;
 error_log $T/nginx/error.log info;
-events { worker_connections 64; }
+events { worker_connections 256; }
 http {
     access_log $T/nginx/access.log;
     default_type text/plain;
@@ -321,6 +428,11 @@ http {
         listen $O_IPFB:4443 ssl;
         ssl_protocols TLSv1.3;
         location / { return 200 "pinwatch testbed origin (fallback host)\n"; }
+    }
+    server {   # benign group: TLS 1.2 + 1.3 with HTTP/2 (ALPN h2)
+        listen $O_IPH2:443 ssl http2;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / { return 200 "pinwatch testbed origin (h2 host)\n"; }
     }
     server {   # fallback group: plain HTTP (no TLS) on tcp/443
         listen $O_IPPLAIN:443;
@@ -350,6 +462,7 @@ EOF
     wait_port "$NS_O" "$O_IPFB" 443
     wait_port "$NS_O" "$O_IPFB" 4443
     wait_port "$NS_O" "$O_IPPLAIN" 443
+    wait_port "$NS_O" "$O_IPH2" 443
 }
 
 wait_udp_port() {   # ns ip port
@@ -416,6 +529,82 @@ stop_mitm() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Inline transparent inspectors (pw-router, inline group): mitmproxy or squid behind a REDIRECT rule
+# that exempts $C_IP2 (the client with its own route). One runs at a time.
+# ---------------------------------------------------------------------------------------------
+inline_redirect() {   # port
+    nsx "$NS_R" iptables -t nat -A PREROUTING -i pwr-c -s "$C_IP2" -j RETURN
+    nsx "$NS_R" iptables -t nat -A PREROUTING -i pwr-c -p tcp --dport 443 -j REDIRECT --to-ports "$1"
+}
+
+start_inline() {   # mitm | squid
+    INLINE_NOW=$1
+    case $1 in
+        mitm)
+            local re
+            re=$(printf '%s|' "${INLINE_BYPASS[@]}")
+            re="^(${re%|})(:[0-9]+)?\$"
+            re=${re//./\\.}
+            ip netns exec "$NS_R" "$MITMDUMP" --set confdir="$T/mitm" --mode "transparent@$TPROXY_PORT" \
+                --set ssl_verify_upstream_trusted_ca="$PKI/origin-ca.pem" \
+                --set ignore_hosts="$re" --set flow_detail=0 --set termlog_verbosity=info \
+                >"$T/mitmdump-inline.log" 2>&1 9>&- &
+            PIDS+=($!)
+            INLINE_PID=$!
+            wait_port "$NS_R" '*' "$TPROXY_PORT"
+            inline_redirect "$TPROXY_PORT"
+            ;;
+        squid)
+            local d=$T/squid
+            rm -rf "$d"
+            mkdir -p "$d"
+            cp "$PKI/inspect-ca.pem" "$PKI/inspect-ca.key" "$PKI/origin-ca.pem" "$d/"
+            "$SQUID_CERTGEN" -c -s "$d/ssl_db" -M 4MB >/dev/null
+            cat >"$d/squid.conf" <<EOF
+# squid-openssl ssl-bump in intercept mode (written by scripts/testbed.sh)
+http_port 127.0.0.1:3128
+https_port $SQUID_PORT intercept ssl-bump tls-cert=$d/inspect-ca.pem tls-key=$d/inspect-ca.key generate-host-certificates=on dynamic_cert_mem_cache_size=4MB
+sslcrtd_program $SQUID_CERTGEN -s $d/ssl_db -M 4MB
+sslcrtd_children 2 startup=1 idle=1
+tls_outgoing_options cafile=$d/origin-ca.pem
+acl step1 at_step SslBump1
+acl inline_bypass ssl::server_name ${INLINE_BYPASS[*]}
+ssl_bump peek step1
+ssl_bump splice inline_bypass
+ssl_bump bump all
+http_access allow all
+cache deny all
+cache_effective_user proxy
+pid_filename $d/squid.pid
+cache_log $d/cache.log
+access_log stdio:$d/access.log
+logfile_rotate 0
+coredump_dir $d
+netdb_filename none
+dns_nameservers 127.0.0.1
+shutdown_lifetime 0 seconds
+EOF
+            chown -R proxy: "$d"
+            chmod o+x "$T"   # squid and its helpers run as proxy and need to reach $T/squid
+            ip netns exec "$NS_R" "$SQUID" -N -f "$d/squid.conf" >"$d/squid.out" 2>&1 9>&- &
+            PIDS+=($!)
+            INLINE_PID=$!
+            wait_port "$NS_R" '*' "$SQUID_PORT"
+            inline_redirect "$SQUID_PORT"
+            ;;
+    esac
+    log "inline inspector: $1 (pid $INLINE_PID)"
+}
+
+stop_inline() {
+    [[ -n ${INLINE_NOW:-} ]] || return 0
+    nsx "$NS_R" iptables -t nat -F PREROUTING 2>/dev/null || true
+    kill "${INLINE_PID:-0}" 2>/dev/null || true
+    wait "${INLINE_PID:-0}" 2>/dev/null || true
+    INLINE_NOW=
+}
+
+# ---------------------------------------------------------------------------------------------
 # Clients (pw-client). Each runner: <sni> <port> <via> <trust> [args...]
 # ($ROW_IP is the row's server_ip, for rows without an SNI)
 # ---------------------------------------------------------------------------------------------
@@ -423,29 +612,67 @@ run_curl() {
     local sni=$1 port=$2 via=$3 trust=$4; shift 4
     local a=(-sS -o /dev/null -w 'curl: %{http_code} ssl_verify=%{ssl_verify_result}\n' --max-time 10
              --cacert "$(cafile_for "$trust")")
-    local x
+    local x reqs=1
     for x in "$@"; do
         case $x in
             pin=origin) a+=(--pinnedpubkey "sha256//$ORIGIN_PIN") ;;
             pin=wrong) a+=(--pinnedpubkey "sha256//$WRONG_PIN") ;;
+            reqs=*) reqs=${x#reqs=} ;;
             *) a+=("$x") ;;
         esac
     done
+    if [[ $via == many ]]; then run_curl_many "$sni" "$port" "$reqs" "${a[@]}"; return; fi
     [[ $via == explicit ]] && a+=(-x "http://$R_CIP:$PROXY_PORT")
-    if [[ $via == fallback ]]; then   # app-style retry loop: N tries through the proxy, then direct
-        local try rc
+    [[ $via == ownroute ]] && a+=(--interface "$C_IP2")
+    if [[ $via == fallback || $via == fallback-route ]]; then
+        # app-style retry loop: N tries through the proxy (fallback) or on the default route through the
+        # inline inspector (fallback-route), then direct (fallback-route: from the client's own route)
+        local try rc px=(-x "http://$R_CIP:$PROXY_PORT") how="via proxy"
+        [[ $via == fallback ]] || { px=(); how="on the default route"; }
         for try in $(seq 1 "$FALLBACK_TRIES"); do
             rc=0
-            nsx "$NS_C" curl "${a[@]}" -x "http://$R_CIP:$PROXY_PORT" "https://$sni:$port/" || rc=$?
-            echo "curl: try $try via proxy: exit $rc"
+            nsx "$NS_C" curl "${a[@]}" "${px[@]}" "https://$sni:$port/" || rc=$?
+            echo "curl: try $try $how: exit $rc"
         done
         echo "curl: try $((FALLBACK_TRIES + 1)) direct:"
+        [[ $via == fallback ]] || a+=(--interface "$C_IP2")
     fi
     nsx "$NS_C" curl "${a[@]}" "https://$sni:$port/"
 }
 
+# benign load: $ROW_COUNT sessions, session i to SNI printf(pattern, i) at $ROW_IP, $reqs requests each
+# on that one connection; ten hosts per curl process (curl opens one connection per host name)
+run_curl_many() {
+    local pat=$1 port=$2 reqs=$3; shift 3
+    local a=(-sS --max-time 10 -w '%{http_code} %{http_version}\n') i=1 n ok=0 out x skip=0
+    for x in "$@"; do   # run_curl's options without its single-transfer -o/-w (each URL gets its own)
+        if [[ $skip -eq 1 ]]; then skip=0; continue; fi
+        case $x in
+            -o | -w | --max-time) skip=1 ;;
+            -sS) ;;
+            *) a+=("$x") ;;
+        esac
+    done
+    while [[ $i -le $ROW_COUNT ]]; do
+        local b=() name r
+        for n in $(seq "$i" $((i + 9))); do
+            [[ $n -le $ROW_COUNT ]] || break
+            # shellcheck disable=SC2059
+            name=$(printf "$pat" "$n")
+            b+=(--resolve "$name:$port:$ROW_IP")
+            for r in $(seq 1 "$reqs"); do b+=(-o /dev/null "https://$name:$port/$r"); done
+        done
+        out=$(nsx "$NS_C" curl "${a[@]}" "${b[@]}" 2>&1) || true
+        ok=$((ok + $(grep -c '^200 ' <<<"$out" || true)))
+        i=$((i + 10))
+    done
+    echo "curl: $ok/$((ROW_COUNT * reqs)) requests answered 200 on $ROW_COUNT connections ($(grep -o ' [0-9.]*$' <<<"$out" | sort -u | tr -d '\n'))"
+    [[ $ok -eq $((ROW_COUNT * reqs)) ]]
+}
+
 run_sclient() {
     local sni=$1 port=$2 via=$3 trust=$4; shift 4
+    if [[ $via == many ]]; then run_sclient_many "$sni" "$port" "$trust"; return; fi
     if [[ $sni == - || ${1:-} == request ]]; then run_sclient_request "$sni" "$port" "$via" "$trust" "$@"; return; fi
     local a=(-connect "$sni:$port" -servername "$sni" -verify_return_error -CAfile "$(cafile_for "$trust")")
     [[ $via == explicit ]] && a+=(-proxy "$R_CIP:$PROXY_PORT")
@@ -463,6 +690,21 @@ run_sclient_request() {
     [[ $via == explicit ]] && a+=(-proxy "$R_CIP:$PROXY_PORT")
     printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$host" |
         nsx "$NS_C" timeout 10 openssl s_client "${a[@]}" "$@" 2>&1 | grep -aE '^HTTP/|verify|error' | head -3
+}
+
+# benign load: $ROW_COUNT s_client sessions to $ROW_IP, SNI printf(pattern, i), one HTTP/1.0 request each
+run_sclient_many() {
+    local pat=$1 port=$2 trust=$3 i name ok=0
+    for i in $(seq 1 "$ROW_COUNT"); do
+        # shellcheck disable=SC2059
+        name=$(printf "$pat" "$i")
+        printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$name" |
+            nsx "$NS_C" timeout 10 openssl s_client -connect "$ROW_IP:$port" -servername "$name" -quiet \
+                -verify_return_error -verify_hostname "$name" -CAfile "$(cafile_for "$trust")" 2>/dev/null |
+            grep -q '^HTTP/1.1 200' && ok=$((ok + 1))
+    done
+    echo "openssl s_client: $ok/$ROW_COUNT sessions answered 200"
+    [[ $ok -eq $ROW_COUNT ]]
 }
 
 # not TLS at all: a plain TCP socket that sends an HTTP/1.0 request to ROW_IP:port and reads the answer
@@ -487,6 +729,8 @@ run_py() {
     local sni=$1 port=$2 via=$3 trust=$4 mode=$5; shift 5
     local a=()
     [[ $via == explicit ]] && a+=(--proxy "$R_CIP:$PROXY_PORT")
+    [[ $via == ownroute ]] && a+=(--bind "$C_IP2")
+    [[ $via == many ]] && a+=(--count "$ROW_COUNT" --connect "$ROW_IP")
     nsx "$NS_C" "$PY" "$HERE/testbed/tls_client.py" "$mode" "$sni" "$port" "$(cafile_for "$trust")" "${a[@]}" "$@"
 }
 
@@ -499,17 +743,33 @@ run_aioquic() {
 
 run_java() {
     local sni=$1 port=$2 via=$3 trust=$4 mode=$5; shift 5
-    local a=()
+    local a=() jo=() x i
     case $mode in
         pin=origin) a=(pin "https://$sni:$port/" "sha256/$ORIGIN_PIN") ;;
         pin=wrong) a=(pin "https://$sni:$port/" "sha256/$WRONG_PIN") ;;
-        fallback=origin) a=(fallback "https://$sni:$port/" "sha256/$ORIGIN_PIN" "$R_CIP:$PROXY_PORT" "$FALLBACK_TRIES") ;;
+        fallback=origin)
+            if [[ $via == fallback-route ]]; then
+                a=(fallback-route "https://$sni:$port/" "sha256/$ORIGIN_PIN" "$C_IP2" "$FALLBACK_TRIES")
+            else
+                a=(fallback "https://$sni:$port/" "sha256/$ORIGIN_PIN" "$R_CIP:$PROXY_PORT" "$FALLBACK_TRIES")
+            fi ;;
+        jdk|okhttp)   # benign load (via many): one request per session, SNI printf(pattern, i)
+            a=(many)
+            # shellcheck disable=SC2059
+            for i in $(seq 1 "$ROW_COUNT"); do a+=("$mode:https://$(printf "$sni" "$i"):$port/"); done ;;
         *) a=("$mode" "https://$sni:$port/") ;;
     esac
     [[ $via == explicit ]] && a+=("$R_CIP:$PROXY_PORT")
+    [[ $via == ownroute ]] && jo+=(-Dpinclient.bind="$C_IP2")
+    for x in "$@"; do [[ $x != tls12 ]] || jo+=(-Djdk.tls.client.protocols=TLSv1.2); done
+    java_cmd "$trust" "${jo[@]}" PinClient "${a[@]}"
+}
+
+java_cmd() {   # trust [jvm options] PinClient args...
+    local trust=$1; shift
     nsx "$NS_C" java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto \
         -Djavax.net.ssl.trustStore="$PKI/trust-$trust.p12" -Djavax.net.ssl.trustStorePassword=changeit \
-        -Djavax.net.ssl.trustStoreType=PKCS12 -cp "$T/java:$OKHTTP_CP" PinClient "${a[@]}"
+        -Djavax.net.ssl.trustStoreType=PKCS12 -cp "$T/java:$OKHTTP_CP" "$@"
 }
 
 stack_of() {   # runner -> stack string for the TSV
@@ -527,6 +787,7 @@ versions() {
     V_CURL="curl/$(curl --version | awk 'NR==1{print $2}')+$(curl --version | grep -o 'OpenSSL/[0-9.]*' | head -1)"
     V_SCLIENT="openssl-s_client/$(openssl version | awk '{print $2}')"
     V_PY="python/$($PY -c 'import platform;print(platform.python_version())')-ssl+OpenSSL/$($PY -c 'import ssl;print(ssl.OPENSSL_VERSION.split()[1])')"
+    V_JDK="java-HttpsURLConnection+JSSE/$(java -version 2>&1 | awk -F'"' 'NR==1{print $2}')"
     V_JAVA="okhttp/$(dpkg-query -W -f='${Version}' libokhttp-java 2>/dev/null | cut -d- -f1)+JSSE/$(java -version 2>&1 | awk -F'"' 'NR==1{print $2}')"
     V_MITM=mitmproxy/unavailable
     if [[ -x $MITMDUMP ]]; then
@@ -535,6 +796,10 @@ versions() {
         V_MITM="mitmproxy/$(awk '/^Mitmproxy/{print $2}' <<<"$mv")+$(awk '/^OpenSSL/{print $2"/"$3}' <<<"$mv")"
     fi
     V_NGINX=$(nginx -v 2>&1 | awk '{print $3}')
+    V_SQUID=squid/unavailable
+    if [[ -x $SQUID ]]; then
+        V_SQUID="squid/$("$SQUID" -v | awk '/^Squid Cache/{print $4}')+OpenSSL/$(openssl version | awk '{print $2}')"
+    fi
     V_AIOQUIC=aioquic/unavailable
     if [[ -x $QUIC_PY ]]; then
         V_AIOQUIC=$("$QUIC_PY" -c 'import aioquic, cryptography, platform
@@ -548,6 +813,69 @@ trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; s=${s%"${s##*[![:space:]]}"};
 # ---------------------------------------------------------------------------------------------
 # One group: capture + clients + expectations + check
 # ---------------------------------------------------------------------------------------------
+
+# "many" rows (benign load): one background worker per runner runs that runner's rows in table order,
+# all workers at once; every session of a row becomes one TSV row (all accepted: established, direct)
+run_many_rows() {   # group tsv
+    local -n mtable="SCENARIOS_$1"
+    local tsv=$2 line label via sni ip port client count runners=() r wpids=()
+    for line in "${mtable[@]}"; do
+        IFS='|' read -r label via sni ip port client count <<<"$line"
+        read -r r _ <<<"$client"
+        [[ " ${runners[*]} " == *" $r "* ]] || runners+=("$r")
+    done
+    log "benign load: ${#mtable[@]} rows, runners ${runners[*]} at the same time"
+    for r in "${runners[@]}"; do
+        (
+            if [[ $r == java ]]; then   # one JVM for all Java rows (a JVM start costs seconds here)
+                local specs=() t0 rc=0 trust=''
+                t0=$(date +%s%N)
+                for line in "${mtable[@]}"; do
+                    IFS='|' read -r label via sni ip port client count <<<"$line"
+                    local cargs i
+                    read -r -a cargs <<<"$client"
+                    [[ ${cargs[0]} == java ]] || continue
+                    trust=${cargs[1]}
+                    # shellcheck disable=SC2059
+                    for i in $(seq 1 "$(trim "$count")"); do
+                        specs+=("${cargs[2]}:https://$(printf "$(trim "$sni")" "$i"):$(trim "$port")/")
+                    done
+                done
+                java_cmd "$trust" PinClient many "${specs[@]}" || rc=$?
+                echo "java rows: ${#specs[@]} sessions in one JVM: exit $rc, $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+                exit 0
+            fi
+            for line in "${mtable[@]}"; do
+                IFS='|' read -r label via sni ip port client count <<<"$line"
+                local cargs
+                read -r -a cargs <<<"$client"
+                [[ ${cargs[0]} == "$r" ]] || continue
+                ROW_IP=$(trim "$ip") ROW_COUNT=$(trim "$count")
+                local rc=0 t0
+                t0=$(date +%s%N)
+                "run_$r" "$(trim "$sni")" "$(trim "$port")" many "${cargs[@]:1}" || rc=$?
+                echo "$(trim "$label"): ${cargs[*]} x$ROW_COUNT -> $ROW_IP:$(trim "$port"): exit $rc," \
+                    "$(( ($(date +%s%N) - t0) / 1000000 )) ms"
+            done
+        ) >"$T/many-$r.out" 2>&1 9>&- &
+        wpids+=($!)
+    done
+    for r in "${wpids[@]}"; do wait "$r" || true; done
+    for r in "${runners[@]}"; do sed 's/^/      /' "$T/many-$r.out" >&2; cat "$T/many-$r.out" >>"$T/clients.log"; done
+    local n
+    for line in "${mtable[@]}"; do
+        IFS='|' read -r label via sni ip port client count <<<"$line"
+        read -r r _ <<<"$client"
+        local stack
+        stack=$(stack_of "$r")
+        [[ $client != *" jdk"* ]] || stack=$V_JDK
+        for n in $(seq 1 "$(trim "$count")"); do
+            # shellcheck disable=SC2059
+            printf '%s#%d\t%s\t%s\t%s\t%s\testablished\t-\t-\t-\tdirect\t%s\n' "$(trim "$label")" "$n" "$(trim "$ip")" \
+                "$(trim "$port")" "$(printf "$(trim "$sni")" "$n")" "$stack" "$C_IP" >>"$tsv"
+        done
+    done
+}
 run_group() {
     local group=$1
     local -n table="SCENARIOS_$group"
@@ -557,6 +885,12 @@ run_group() {
 
     for line in "${table[@]}"; do
         IFS='|' read -r label via sni ip port client sessions <<<"$line"
+        if [[ $(trim "$via") == many ]]; then   # benign load: one name per session (Java resolves them)
+            local n
+            # shellcheck disable=SC2059
+            for n in $(seq 1 "$(trim "$sessions")"); do add_host "$(printf "$(trim "$sni")" "$n")" "$(trim "$ip")"; done
+            continue
+        fi
         [[ $(trim "$sni") == - ]] || add_host "$(trim "$sni")" "$(trim "$ip")"
     done
 
@@ -564,11 +898,18 @@ run_group() {
     # s_client) so the encrypted records can be opened in Wireshark
     rm -f "$OUT/testbed-$group.keylog"
     export SSLKEYLOGFILE="$OUT/testbed-$group.keylog" MITMPROXY_SSLKEYLOGFILE="$OUT/testbed-$group.keylog"
-    local ifaces=(pwr-o) mitm='' checkpy=$PY
+    local ifaces=(pwr-o) mitm='' checkpy=$PY checkargs=() ttl0=''
     case $group in
         inspection) ifaces=(pwr-c pwr-o) mitm=full ;;
         fallback) ifaces=(pwr-c) mitm=explicit ;;   # client side only: every session once, client 10.77.1.2
         quic) checkpy=$QUIC_PY ;;   # the checker decrypts QUIC packets (cryptography)
+        benign) ifaces=(pwr-c) checkargs=(--match key) ;;   # concurrent clients: rows matched by key
+        inline)   # client side of the inspector box only; the origin looks distant (lower TTL)
+            ifaces=(pwr-c)
+            ttl0=$(nsx "$NS_O" sysctl -n net.ipv4.ip_default_ttl)
+            nsx "$NS_O" sysctl -qw net.ipv4.ip_default_ttl="$INLINE_ORIGIN_TTL"
+            cp "$PKI/inspect-ca.pem" "$OUT/testbed-inline-ca.pem"
+            checkargs=(--inspector-ttl 64 --inspect-ca "$OUT/testbed-inline-ca.pem") ;;
     esac
     [[ -z $mitm ]] || start_mitm "$mitm"
     [[ $group != quic ]] || { rm -f "$T/quic-server.keylog"; start_quic; }
@@ -590,12 +931,18 @@ run_group() {
     sleep 0.3
 
     printf 'client_port_or_label\tserver_ip\tserver_port\tsni\tstack\texpected_outcome\texpected_class\texpected_alert_sender\texpected_alert\tpath\tclient_ip\n' >"$tsv.tmp"
+    [[ $group != benign ]] || run_many_rows "$group" "$tsv.tmp"
     for line in "${table[@]}"; do
         IFS='|' read -r label via sni ip port client sessions <<<"$line"
         label=$(trim "$label") via=$(trim "$via") sni=$(trim "$sni") ip=$(trim "$ip") port=$(trim "$port")
+        [[ $via != many ]] || continue   # done above, all at once
         local cargs
         read -r -a cargs <<<"$client"
         local runner=${cargs[0]}
+        if [[ $group == inline && ${label%%/*} != "${INLINE_NOW:-}" ]]; then
+            stop_inline
+            start_inline "${label%%/*}"
+        fi
         log "$label: $runner ${cargs[*]:1} -> $sni ($ip:$port) via $via"
         local rc=0
         ROW_IP=$ip
@@ -612,6 +959,7 @@ run_group() {
             if [[ $path == *@* ]]; then sip=${path#*@}; sport=${sip##*:}; sip=${sip%:*}; path=${path%%@*}; fi
             cip=$C_IP stack=$(stack_of "$runner")
             [[ $path == proxy-origin ]] && { cip=$R_OIP; stack=$V_MITM; }
+            [[ $path == direct && ( $via == ownroute || $via == fallback-route ) ]] && cip=$C_IP2
             IFS=/ read -r o c snd al <<<"$spec"
             printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label$([[ $path == direct ]] || echo "/$path")$tag" "$sip" "$sport" "$sni" \
                 "$stack" "$o" "$c" "$snd" "$al" "$path" "$cip" >>"$tsv.tmp"
@@ -622,6 +970,8 @@ run_group() {
     for i in "${tpids[@]}"; do kill -INT "$i" 2>/dev/null || true; done
     for i in "${tpids[@]}"; do wait "$i" 2>/dev/null || true; done
     [[ -z $mitm ]] || stop_mitm
+    stop_inline
+    [[ -z $ttl0 ]] || nsx "$NS_O" sysctl -qw net.ipv4.ip_default_ttl="$ttl0"
     if [[ $group == quic ]]; then   # one key log with both ends' secrets (the server also has the
         stop_quic                   # 1-RTT secrets of a handshake that the client abandoned)
         { cat "$OUT/testbed-$group.keylog" "$T/quic-server.keylog" 2>/dev/null || true; } |
@@ -640,7 +990,8 @@ run_group() {
     local summary="$OUT/testbed-$group.summary.txt" ok=1
     local kl=()
     [[ $group != quic ]] || kl=(--keylog "$OUT/testbed-$group.keylog")
-    "$checkpy" "$HERE/testbed/pcap_tls_summary.py" "$pcap" --expect "$tsv" "${kl[@]}" >"$T/check-$group.txt" || ok=0
+    "$checkpy" "$HERE/testbed/pcap_tls_summary.py" "$pcap" --expect "$tsv" "${kl[@]}" "${checkargs[@]}" \
+        >"$T/check-$group.txt" || ok=0
     {
         if [[ $group == quic ]]; then
             echo "# scripts/testbed.sh group $group: expected vs observed per QUIC flow (capture order);"
@@ -656,6 +1007,7 @@ run_group() {
             echo "# clients: $V_CURL | $V_SCLIENT | $V_PY | $V_JAVA; servers: $V_NGINX, openssl-s_server/${V_SCLIENT#*/}"
         fi
         if [[ -n $mitm ]]; then echo "# proxy: $V_MITM"; fi
+        if [[ $group == inline ]]; then echo "# inline inspectors: $V_MITM (mitm/ rows) | $V_SQUID (squid/ rows)"; fi
         cat "$T/check-$group.txt"
     } >"$summary"
     if [[ $ok -eq 1 ]]; then
@@ -687,6 +1039,11 @@ main() {
         [[ ${#tbl[@]} -gt 0 ]] || { log "group $g: no scenarios, skipped"; continue; }
         if [[ $g == inspection || $g == fallback ]] && ! { [[ -x $MITMDUMP ]] && command -v iptables >/dev/null; }; then
             log "group $g SKIPPED: needs iptables and $MITMDUMP (python3 -m venv /opt/pinwatch-venv && /opt/pinwatch-venv/bin/pip install mitmproxy==11.0.2)"
+            CHECK_FAILED=1
+            continue
+        fi
+        if [[ $g == inline ]] && ! { [[ -x $MITMDUMP && -x $SQUID && -x $SQUID_CERTGEN ]] && command -v iptables >/dev/null; }; then
+            log "group $g SKIPPED: needs iptables, $MITMDUMP and squid-openssl ($SQUID, $SQUID_CERTGEN)"
             CHECK_FAILED=1
             continue
         fi

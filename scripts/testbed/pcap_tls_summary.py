@@ -7,6 +7,19 @@ Part of the pinwatch scenario testbed (scripts/testbed.sh). Standard library onl
     pcap_tls_summary.py CAPTURE.pcap                 # per-session wire summary
     pcap_tls_summary.py CAPTURE.pcap --expect X.tsv  # also check X.tsv rows, exit 1 on mismatch
     ... [--keylog KEYLOG]                            # NSS key log: QUIC Handshake/1-RTT packets too
+    ... [--match key]                                # match rows to sessions by (client_ip, server_ip,
+                                                     # server_port, sni) instead of by position
+    ... [--inspector-ttl 64 --inspect-ca CA.pem]     # also check the path column (inline group)
+
+Path (inline group, tap on the client side of an inline inspector box): a session whose SYN-ACK has the
+inspector's TTL (the box next to the tap sends with its initial TTL) went through the inspector, any
+other TTL means the client reached the origin itself: `direct`. Through the inspector, the session is
+`inline` when the inspector terminated TLS and `inline-bypass` when it spliced it (the origin's own
+TLS). Which one: TLS <= 1.2, the issuer of the leaf certificate (the inspection CA's subject = inline);
+TLS 1.3 (certificate encrypted), the largest record of the server's encrypted flight against that of
+the `direct` TLS 1.3 sessions to the same server in the capture (the origin's chain: within 16 bytes =
+inline-bypass). Every check prints the server SYN-ACK TTL and two delays: SYN -> SYN-ACK and
+ClientHello -> ServerHello (first packet of each).
 
 Sessions (TCP, from the client's SYN) and QUIC flows (UDP, from the client's first Initial) are numbered
 together in capture order.
@@ -70,6 +83,8 @@ def parse_ipv4_tcp(linktype, pkt):
 
 class Dir:
     def __init__(self):
+        self.ttl = None         # IP TTL of this side's first packet (the SYN / SYN-ACK)
+        self.syn_ts = None
         self.isn = None
         self.segs = {}          # rel seq -> (ts, payload)
         self.fin_ts = None
@@ -102,6 +117,8 @@ class Session:
         self.sni = "-"
         self.version = None
         self.suite = None
+        self.leaf_issuer = None   # DER of the leaf's issuer Name (TLS <= 1.2 plaintext Certificate)
+        self.srv_flight_max = 0   # TLS 1.3: largest encrypted server record before the client's first
 
 
 def ts_at(marks, off):
@@ -112,6 +129,48 @@ def ts_at(marks, off):
         else:
             break
     return t
+
+
+def der_item(b, p):
+    """(tag, content start, end) of the DER item at p."""
+    tag, ln = b[p], b[p + 1]
+    p += 2
+    if ln & 0x80:
+        n = ln & 0x7F
+        ln = int.from_bytes(b[p:p + n], "big")
+        p += n
+    return tag, p, p + ln
+
+
+def cert_issuer(der):
+    """DER of the issuer Name of an X.509 certificate."""
+    _, p, _ = der_item(der, 0)        # Certificate SEQUENCE
+    _, p, _ = der_item(der, p)        # tbsCertificate SEQUENCE: step inside
+    tag, _, e = der_item(der, p)
+    if tag == 0xA0:                   # [0] version
+        p = e
+    for _ in range(2):                # serialNumber, signature AlgorithmIdentifier
+        _, _, p = der_item(der, p)
+    _, _, e = der_item(der, p)        # issuer Name
+    return der[p:e]
+
+
+def cert_subject(der):
+    _, p, _ = der_item(der, 0)
+    _, p, _ = der_item(der, p)
+    tag, _, e = der_item(der, p)
+    if tag == 0xA0:
+        p = e
+    for _ in range(4):                # serial, signature, issuer, validity
+        _, _, p = der_item(der, p)
+    _, _, e = der_item(der, p)
+    return der[p:e]
+
+
+def pem_der(path):
+    import base64
+    lines = open(path).read().split("-----BEGIN CERTIFICATE-----", 1)[1].split("-----END", 1)[0]
+    return base64.b64decode("".join(lines.split()))
 
 
 def parse_hello_exts(body, is_ch):
@@ -182,6 +241,9 @@ def analyse(sess):
                         elif ht == 2:
                             _, ver, suite = parse_hello_exts(hb, False)
                             sess.version, sess.suite = ver, suite
+                        elif ht == 11 and side == "S" and sess.leaf_issuer is None and len(hb) > 10:
+                            first = int.from_bytes(hb[3:6], "big")
+                            sess.leaf_issuer = cert_issuer(hb[6:6 + first])
                     except (IndexError, struct.error):
                         pass
                     q += 4 + hl
@@ -208,6 +270,46 @@ def analyse(sess):
         if d.rst_ts is not None:
             sess.events.append((d.rst_ts, side, "RST", 0, ""))
     sess.events.sort(key=lambda e: e[0])
+    if sess.version == 0x0304:   # the server's encrypted flight: its records before the client's first
+        capp = next((e[0] for e in sess.events if e[1] == "C" and e[2] == "app"), None)
+        sess.srv_flight_max = max((e[3] for e in sess.events if e[1] == "S" and e[2] == "app"
+                                   and (capp is None or e[0] <= capp)), default=0)
+
+
+def ip_ttl(linktype, pkt):
+    if linktype == 1:
+        p = 18 if pkt[12:14] == b"\x81\x00" else 14
+        return pkt[p + 8] if len(pkt) > p + 8 else None
+    return pkt[8] if len(pkt) > 8 else None
+
+
+def timing(s):
+    """(server SYN-ACK TTL, SYN->SYN-ACK ms, ClientHello->ServerHello ms) of a TCP session."""
+    syn_ack = None if s.d["S"].syn_ts is None else (s.d["S"].syn_ts - s.ts) * 1e3
+    ch = next((e[0] for e in s.events if e[1] == "C" and e[2] == "hs" and "CH" in e[4]), None)
+    sh = next((e[0] for e in s.events if e[1] == "S" and e[2] == "hs" and "SH" in e[4]), None)
+    return s.d["S"].ttl, syn_ack, None if ch is None or sh is None else (sh - ch) * 1e3
+
+
+def fmt_timing(s):
+    ttl, a, b = timing(s)
+    f = lambda v: "-" if v is None else f"{v:.2f}ms"  # noqa: E731
+    return f"ttl={ttl} syn>synack={f(a)} ch>sh={f(b)}"
+
+
+def derive_path(s, sessions, inspector_ttl, inspect_subject):
+    """direct | inline | inline-bypass (see the module docstring)."""
+    if s.d["S"].ttl != inspector_ttl:
+        return "direct"
+    if s.version != 0x0304:
+        if s.leaf_issuer is None:
+            return "inline?"
+        return "inline" if s.leaf_issuer == inspect_subject else "inline-bypass"
+    base = [o.srv_flight_max for o in sessions if not getattr(o, "is_quic", False)
+            and o.d["S"].ttl != inspector_ttl and o.srv == s.srv and o.version == 0x0304 and o.srv_flight_max]
+    if not base or not s.srv_flight_max:
+        return "inline?"
+    return "inline-bypass" if any(abs(s.srv_flight_max - b) <= 16 for b in base) else "inline"
 
 
 def load_sessions(path, keylog=None):
@@ -244,8 +346,12 @@ def load_tcp_sessions(path):
             continue   # mid-stream session without SYN: ignored
         d = s.d[side]
         d.pkts += 1
+        if d.ttl is None:
+            d.ttl = ip_ttl(lt, pkt)
         if syn:
             d.isn = seq
+            if d.syn_ts is None:
+                d.syn_ts = ts
         if d.isn is None:
             continue
         rel = (seq - d.isn) & 0xFFFFFFFF
@@ -316,8 +422,9 @@ def observe(s):
     srv_alert = (lambda e: e[2] == "app" and e[3] in T13_ALERT_SIZES) if v13 else \
         (lambda e: e[2] == "alert-enc")
     if srv_post and all(srv_alert(e) for e in srv_post) and first_close is not None \
-            and first_close[1] == "S":
-        # the server answered the client's Finished only with an alert and closed
+            and first_close[1] == "S" and not any(e[0] < srv_post[0][0] for e in post):
+        # the server answered the client's Finished only with an alert and closed (an alert that
+        # answers the client's own close_notify, as squid sends it, is not a rejection)
         return ("server_rejected", "-", "server", "encrypted")
     if any(not is_alert(e) for e in post):
         return ("established", "-", "-", "-")
@@ -363,10 +470,10 @@ def summary_line(s):
                 f"observed={'/'.join(o)}\n    {fmt_events(s)}")
     return (f"#{s.idx} {s.cli[0]}:{s.cli[1]} > {s.srv[0]}:{s.srv[1]} sni={s.sni} "
             f"tls={vername(s.version)} suite={'0x%04x' % s.suite if s.suite else '-'} "
-            f"observed={'/'.join(o)}\n    {fmt_events(s)}")
+            f"observed={'/'.join(o)} {fmt_timing(s)}\n    {fmt_events(s)}")
 
 
-def check(sessions, tsv):
+def check(sessions, tsv, by_key=False, inspector_ttl=None, inspect_subject=None):
     rows = []
     with open(tsv) as f:
         header = f.readline().rstrip("\n").split("\t")
@@ -377,8 +484,25 @@ def check(sessions, tsv):
     if len(rows) != len(sessions):
         print(f"MISMATCH: {len(rows)} expectation rows but {len(sessions)} sessions/flows in capture")
         ok = False
+    if by_key:   # rows in any order: match each session by (client_ip, server_ip, server_port, sni)
+        index = {}
+        for s in sessions:
+            k = (s.cli[0], s.srv[0], s.srv[1], s.sni)
+            if k in index:
+                print(f"MISMATCH: two sessions with key {k} (--match key needs unique keys)")
+                ok = False
+            index[k] = s
+        keyed = []
+        for r in rows:
+            keyed.append(index.pop((r.get("client_ip"), r["server_ip"], int(r["server_port"]), r["sni"]), None))
+        for k in index:
+            print(f"MISMATCH: session {k} in the capture has no expectation row")
+            ok = False
     for i, r in enumerate(rows):
-        s = sessions[i] if i < len(sessions) else None
+        if by_key:
+            s = keyed[i]
+        else:
+            s = sessions[i] if i < len(sessions) else None
         key = (r["server_ip"], int(r["server_port"]), r["sni"])
         if s is None or (s.srv[0], s.srv[1], s.sni) != key or \
                 ("client_ip" in r and r["client_ip"] != s.cli[0]):
@@ -388,12 +512,20 @@ def check(sessions, tsv):
             continue
         o = observe(s)
         exp = (r["expected_outcome"], r["expected_class"], r["expected_alert_sender"], r["expected_alert"])
+        quic = getattr(s, "is_quic", False)
+        extra = ""
+        if inspector_ttl is not None and not quic:
+            o = o + (derive_path(s, sessions, inspector_ttl, inspect_subject),)
+            exp = exp + (r["path"],)
         mark = "ok " if o == exp else "BAD"
         if o != exp:
             ok = False
-        quic = f"\n    udp {s.summary()}" if getattr(s, "is_quic", False) else ""
+        if quic:
+            extra = f"\n    udp {s.summary()}"
+        else:
+            extra = f" {s.cli[0]} tls={vername(s.version)} {fmt_timing(s)}"
         print(f"{mark} {r['client_port_or_label']:<28} port={s.cli[1]:<5} expected={'/'.join(exp)} "
-              f"observed={'/'.join(o)}{quic}\n    {fmt_events(s)}")
+              f"observed={'/'.join(o)}{extra}\n    {fmt_events(s)}")
     return ok
 
 
@@ -403,8 +535,11 @@ def main():
         raise SystemExit(__doc__)
     keylog = args[args.index("--keylog") + 1] if "--keylog" in args else None
     sessions = load_sessions(args[0], keylog)
+    by_key = "--match" in args and args[args.index("--match") + 1] == "key"
+    ittl = int(args[args.index("--inspector-ttl") + 1]) if "--inspector-ttl" in args else None
+    subj = cert_subject(pem_der(args[args.index("--inspect-ca") + 1])) if "--inspect-ca" in args else None
     if "--expect" in args:
-        ok = check(sessions, args[args.index("--expect") + 1])
+        ok = check(sessions, args[args.index("--expect") + 1], by_key, ittl, subj)
         sys.exit(0 if ok else 1)
     for s in sessions:
         print(summary_line(s))
