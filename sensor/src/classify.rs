@@ -136,7 +136,7 @@ impl WireOut {
     /// the hello (an inspector fetching the origin's certificate).
     pub fn latency_split(&self) -> bool {
         match (self.synack_ms, self.server_hello_ms) {
-            (Some(a), Some(h)) => h - a > (3.0 * a).max(5.0),
+            (Some(a), Some(h)) => h - a > (3.0 * a).max(2.0),
             _ => false,
         }
     }

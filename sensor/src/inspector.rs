@@ -178,10 +178,12 @@ impl Profile {
             path.kind = PathKind::Intercepted;
             path.intercepted = Some(true);
             path.confidence = if u8::from(near) + signs_in >= 3 { Confidence::High } else { Confidence::Medium };
-        } else if !split && !sig_in && !data_nearer && (far || (farther && sig_other)) {
+        } else if !sig_in && !data_nearer && (far || (farther && sig_other && !split)) {
+            // A slow ServerHello from a box that is itself far away is a
+            // slow origin: the latency split only speaks for a near box.
             path.kind = PathKind::Direct;
             path.intercepted = Some(false);
-            let sure = (far && (sig_other || sig_origin)) || (farther && sig_origin);
+            let sure = !split && ((far && (sig_other || sig_origin)) || (farther && sig_origin));
             path.confidence = if sure { Confidence::High } else { Confidence::Medium };
         } else {
             path.evidence.push("unknown:wire_evidence_inconclusive".into());
@@ -235,11 +237,20 @@ mod tests {
         let mut path = pending(wire(50, 30.0, 31.0, "50:65160:1460:7:MSTNW"));
         p.judge(&mut path);
         assert_eq!(path.kind, PathKind::Direct, "{:?}", path.evidence);
-        // Far, but the ServerHello came late: a slow origin or an
-        // inspector behind a long link; the wire cannot tell.
+        // Far, and the ServerHello came late from that far box: a slow
+        // origin. Direct, but less sure.
         let mut path = pending(wire(50, 0.5, 80.0, "50:65160:1460:7:MSTNW"));
         p.judge(&mut path);
-        assert_eq!(path.kind, PathKind::Unknown, "{:?}", path.evidence);
+        assert_eq!(path.kind, PathKind::Direct, "{:?}", path.evidence);
+        assert_eq!(path.confidence, Confidence::Medium);
+        // The SYN-ACK from far away, the ServerHello from next door: an
+        // inspector that let the TCP handshake through.
+        let mut w = wire(50, 30.0, 60.0, "50:65160:1460:7:MSTNW");
+        w.data_ttl = Some(64);
+        w.data_hops = Some(0);
+        let mut path = pending(w);
+        p.judge(&mut path);
+        assert_eq!(path.kind, PathKind::Intercepted, "{:?}", path.evidence);
         // Neither near nor far, and no inspector profile to compare with.
         let mut path = pending(wire(61, 1.0, 1.5, "61:65160:1460:7:MSTNW"));
         p.judge(&mut path);

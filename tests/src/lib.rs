@@ -38,4 +38,5 @@ pub mod corpus;
 pub mod eve;
 pub mod known;
 pub mod oracle;
+pub mod pcapio;
 pub mod run;

@@ -31,8 +31,21 @@ fn run(path: &Path) -> Vec<Value> {
 /// The testbed's sensor configuration (`pcaps/testbed.toml`), its CA file
 /// looked up in `dir`: a fresh testbed run writes its own CA beside its captures.
 fn testbed_config(dir: &Path) -> pinwatch::config::Config {
-    let text = std::fs::read_to_string(pcaps_dir().join("testbed.toml")).expect("testbed config");
-    pinwatch::config::Config::parse("testbed.toml", &text, dir).expect("testbed config loads")
+    config_named(dir, "testbed.toml")
+}
+
+/// `pcaps/NAME` as the sensor config, its CA files looked up in `dir`.
+fn config_named(dir: &Path, name: &str) -> pinwatch::config::Config {
+    let text = std::fs::read_to_string(pcaps_dir().join(name)).expect("testbed config");
+    pinwatch::config::Config::parse(name, &text, dir).expect("testbed config loads")
+}
+
+/// The config a capture group is judged with: `pcaps/<group>.toml` when
+/// the group has its own deployment (the inspection group runs an inline
+/// inspector too), else `pcaps/testbed.toml`.
+fn group_config(dir: &Path, name: &str) -> pinwatch::config::Config {
+    let own = format!("{name}.toml");
+    config_named(dir, if pcaps_dir().join(&own).exists() { &own } else { "testbed.toml" })
 }
 
 /// Options for a testbed run: its config for `dir`, the stats record, and
@@ -134,7 +147,8 @@ fn bundled_capture_and_config_are_the_testbed_files() {
 /// Outcome, class and path of every session of a testbed capture against its
 /// expectations, with the sensor configured as `pcaps/testbed.toml` says.
 fn check_classification(dir: &Path, name: &str) -> Vec<String> {
-    let lines = replay_lines(&dir.join(format!("{name}.pcap")), &testbed_options(dir, Vec::new()));
+    let opts = Options { config: group_config(dir, name), progress: false, stats: true, ..Default::default() };
+    let lines = replay_lines(&dir.join(format!("{name}.pcap")), &opts);
     let exp = expectations(&dir.join(format!("{name}.expected.tsv")));
     let mut problems = Vec::new();
     println!("{}/{name}: session, expected, pinwatch (outcome/class), path", dir.display());
@@ -171,15 +185,20 @@ fn check_classification(dir: &Path, name: &str) -> Vec<String> {
             if problems.iter().any(|p: &String| p.starts_with(label)) { "DIFFERS" } else { "" }
         );
         let want_path = match (row["path"].as_str(), row["server_port"].as_str()) {
+            // The inline group (an inline inspector: the tap sees the
+            // origin's address whether or not the inspector terminated it).
+            ("inline", _) => "intercepted",
+            ("inline-bypass", _) => "sanctioned_bypass",
             ("client-proxy", "8080") => "explicit_proxy",
             ("proxy-origin", _) if row["sni"].starts_with("bypass") => "sanctioned_bypass",
             ("proxy-origin", _) => "unknown",
             ("client-proxy", _) if row["sni"].starts_with("bypass") => "sanctioned_bypass",
-            ("client-proxy", _) if e["tls"]["version"] == "TLS 1.2" => "intercepted",
-            // Transparent interception of TLS 1.3: the leaf is encrypted and
-            // mitmproxy's ServerHello matches nginx's (both OpenSSL), so no
-            // evidence of the proxy exists on this wire.
-            ("client-proxy", _) => "direct",
+            // Transparent interception: TLS 1.2 by the inspection CA in the
+            // chain; TLS 1.3 (leaf encrypted, mitmproxy's ServerHello like
+            // nginx's) by the wire: the REDIRECT target answers the SYN from
+            // the router, at once, and the ServerHello only after reaching
+            // the origin (docs/deployments.md).
+            ("client-proxy", _) => "intercepted",
             _ => "direct",
         };
         if path != want_path {
@@ -530,4 +549,49 @@ fn device_binding_changes_mid_capture() {
         assert_eq!(e["mobile"]["binding"]["conflict"], false, "a released lease is not a conflict");
     }
     assert!(seen.0 > 0 && seen.1 > 0, "sessions on both sides of the switch: {seen:?}");
+}
+
+/// The inline deployment (`testbed-inline.pcap`: mitmproxy transparent,
+/// then squid ssl-bump, behind an iptables REDIRECT; a second client with
+/// its own route goes around them). The tap sees the origin's address on
+/// every session, and TLS 1.3 hides the inspector's certificate: path,
+/// outcome and class must be right on every session for both inspectors,
+/// no session through an inspector may raise 1725002, and every rejection
+/// under inspection must raise 1725001.
+#[test]
+fn testbed_inline_classification() {
+    for d in testbed_dirs() {
+        let name = "testbed-inline";
+        assert!(d.join(format!("{name}.pcap")).exists(), "{}: no {name}.pcap", d.display());
+        let p = check_classification(&d, name);
+        assert!(p.is_empty(), "{}:\n{}", d.display(), p.join("\n"));
+        let opts = Options { config: group_config(&d, name), progress: false, stats: false, ..Default::default() };
+        let lines = replay_lines(&d.join(format!("{name}.pcap")), &opts);
+        let exp = expectations(&d.join(format!("{name}.expected.tsv")));
+        assert!(exp.len() >= 40, "{} rows", exp.len());
+        let mut inspectors = std::collections::BTreeSet::new();
+        for row in &exp {
+            let label = row["client_port_or_label"].as_str();
+            inspectors.insert(label.split('/').next().unwrap_or("?").to_string());
+            let sessions: Vec<&Value> = lines
+                .iter()
+                .filter(|e| e["event_type"] == "tls" && e["tls"]["sni"] == row["sni"].as_str() && e["src_ip"] == row["client_ip"].as_str())
+                .collect();
+            assert!(!sessions.is_empty(), "{label}: no tls record");
+            for e in sessions {
+                let sids: Vec<u64> = lines
+                    .iter()
+                    .filter(|a| a["event_type"] == "alert" && a["flow_id"] == e["flow_id"])
+                    .filter_map(|a| a["alert"]["signature_id"].as_u64())
+                    .collect();
+                if row["path"] != "direct" {
+                    assert!(!sids.contains(&1_725_002), "{label}: 1725002 on a session through the inspector: {sids:?}");
+                }
+                if row["path"] == "inline" && e["tls_failure"]["outcome"] == "client_rejected" {
+                    assert!(sids.contains(&1_725_001), "{label}: a rejection under inspection without 1725001: {sids:?}");
+                }
+            }
+        }
+        assert!(inspectors.len() >= 2, "two inspector implementations, found {inspectors:?}");
+    }
 }

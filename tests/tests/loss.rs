@@ -1,0 +1,156 @@
+//! Capture loss must never make a rejection. At a SPAN port segments go
+//! missing; a lost segment that carried the client's Finished or its first
+//! request used to make the next protected record look like a rejection.
+//!
+//! Each real testbed capture (`pcaps/`, and a fresh run when CI made one)
+//! is replayed as captured and with a share of its payload-carrying TCP
+//! segments dropped (0.5%, 2% and 5%, three seeds each, chosen by a hash of
+//! the packet's index so every run drops the same ones). A session that
+//! was not a rejection in the lossless capture must not become one: it may
+//! stay what it was or become `incomplete` (`capture_gap`), which is what
+//! the sensor says when the evidence is gone.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch_tests::pcapio::Pcap;
+use serde_json::Value;
+
+fn pcaps_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcaps")
+}
+
+/// The captures to check: every testbed capture of a directory.
+fn captures(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.retain(|p| {
+        let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        n.starts_with("testbed-") && n.ends_with(".pcap")
+    });
+    v.sort();
+    v
+}
+
+/// The sensor config for a capture: `<group>.toml` beside it, else the
+/// repo's own for that group, else `pcaps/testbed.toml`; CA files are looked
+/// up beside the capture (a fresh run writes its own CA).
+fn config_for(capture: &Path) -> pinwatch::config::Config {
+    let dir = capture.parent().expect("dir");
+    let stem = capture.file_stem().and_then(|s| s.to_str()).expect("name");
+    let cfg = [dir.join(format!("{stem}.toml")), pcaps_dir().join(format!("{stem}.toml")), pcaps_dir().join("testbed.toml")]
+        .into_iter()
+        .find(|p| p.exists())
+        .expect("a testbed config");
+    let text = std::fs::read_to_string(&cfg).expect("config readable");
+    pinwatch::config::Config::parse(&cfg.display().to_string(), &text, dir).expect("config loads")
+}
+
+/// Outcome per flow id of every `tls` record of a capture's bytes.
+fn outcomes(name: &str, bytes: &[u8], config: &pinwatch::config::Config) -> HashMap<u64, (String, String)> {
+    let path = std::env::temp_dir().join(format!("pinwatch-loss-{}-{name}", std::process::id()));
+    std::fs::write(&path, bytes).expect("write capture");
+    let opts = Options { config: config.clone(), progress: false, stats: false, ..Default::default() };
+    let mut out = Vec::new();
+    replay(&[Input::File(path.clone())], &opts, &mut out).expect("replay");
+    let _ = std::fs::remove_file(&path);
+    String::from_utf8(out)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .filter(|v| v["event_type"] == "tls")
+        .map(|v| {
+            let f = &v["tls_failure"];
+            let o = f["outcome"].as_str().unwrap_or("?").to_string();
+            let k = f["kind"].as_str().unwrap_or("-").to_string();
+            (v["flow_id"].as_u64().expect("flow id"), (o, k))
+        })
+        .collect()
+}
+
+/// Deterministic choice: drop packet `i` at `rate` under `seed`.
+fn dropped(seed: u64, i: usize, rate: f64) -> bool {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 31;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 29;
+    (x % 1_000_000) as f64 / 1_000_000.0 < rate
+}
+
+fn is_rejection(o: &str) -> bool {
+    o == "client_rejected" || o == "server_rejected"
+}
+
+#[test]
+fn dropped_segments_never_make_a_rejection() {
+    let mut dirs = vec![pcaps_dir()];
+    if let Some(d) = std::env::var_os("PINWATCH_TESTBED_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    let mut checked_sessions = 0usize;
+    let mut dropped_total = 0usize;
+    let mut gaps = 0usize;
+    let mut problems = Vec::new();
+    for dir in &dirs {
+        let caps = captures(dir);
+        assert!(caps.len() >= 3, "{}: expected the testbed captures, found {}", dir.display(), caps.len());
+        for cap in caps {
+            let name = cap.file_name().and_then(|n| n.to_str()).expect("name").to_string();
+            let pcap = Pcap::read(&cap).expect("testbed captures are classic pcap");
+            let config = config_for(&cap);
+            let base = outcomes(&name, &pcap.to_bytes(), &config);
+            // Payload-carrying TCP segments: the ones a SPAN port loses
+            // that matter (losing a SYN changes the flow, not the verdict).
+            let payload: Vec<bool> = pcap
+                .records
+                .iter()
+                .map(|r| {
+                    pinwatch_parsers::decode::decode(pcap.linktype, &r.frame)
+                        .map(|d| d.tcp.is_some() && !d.payload.is_empty())
+                        .unwrap_or(false)
+                })
+                .collect();
+            for rate in [0.005, 0.02, 0.05] {
+                for seed in 1..=3u64 {
+                    let mut lossy = pcap.clone();
+                    let mut n = 0;
+                    lossy.records = pcap
+                        .records
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| {
+                            let drop = payload[*i] && dropped(seed, *i, rate);
+                            n += usize::from(drop);
+                            !drop
+                        })
+                        .map(|(_, r)| r.clone())
+                        .collect();
+                    dropped_total += n;
+                    let got = outcomes(&name, &lossy.to_bytes(), &config);
+                    for (id, (o, k)) in &got {
+                        if k == "capture_gap" {
+                            gaps += 1;
+                        }
+                        let Some((bo, bk)) = base.get(id) else { continue };
+                        checked_sessions += 1;
+                        if is_rejection(o) && !is_rejection(bo) {
+                            problems.push(format!("{}: flow {id}: {bo}/{bk} as captured, {o}/{k} with {:.1}% loss (seed {seed}, {n} dropped)", cap.display(), rate * 100.0));
+                        }
+                    }
+                }
+            }
+            // The benign capture has no rejection even as captured.
+            if name == "testbed-benign.pcap" {
+                let rej: Vec<_> = base.values().filter(|(o, _)| is_rejection(o)).collect();
+                assert!(rej.is_empty(), "{}: rejections in a benign capture: {rej:?}", cap.display());
+                assert!(base.len() >= 300, "{}: {} sessions", cap.display(), base.len());
+            }
+        }
+    }
+    println!("loss: {checked_sessions} session replays compared, {dropped_total} segments dropped, {gaps} capture_gap verdicts");
+    assert!(dropped_total > 50, "the test dropped only {dropped_total} segments: it checked too little");
+    assert!(gaps > 0, "no capture_gap verdict at all: the loss did not reach any deciding record");
+    assert!(problems.is_empty(), "{} rejections made by capture loss:\n{}", problems.len(), problems.join("\n"));
+}
