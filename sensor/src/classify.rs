@@ -457,7 +457,11 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
             // 5. Client application data after the server's flight, however
             // the records around it were cut by capture loss, means the
             // client went on: it accepted.
-            if tls13 && client_after.iter().any(|r| r.content_type == content::APPLICATION_DATA && r.len > alert_max(suite)) {
+            // (TLS <= 1.2 has no application data before the Finished: a
+            // client record of that type means a protected Finished we did
+            // not recognise, as in TLS 1.3 draft variants, and a client
+            // that went on.)
+            if client_after.iter().any(|r| r.content_type == content::APPLICATION_DATA && r.len > alert_max(suite)) {
                 return out;
             }
             // 6. Capture loss before the deciding record: no claim.
@@ -531,6 +535,11 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
             let first_server_after = later.iter().find(|r| r.dir == Dir::Server);
             let client_small = later.iter().find(|r| r.dir == Dir::Client && small(r));
             if let Some(sr) = first_server_after.filter(|r| small(r)) {
+                // The server's ticket or answer may be what the capture lost.
+                if any_gap_before(log_index(sr)) {
+                    out.set(Outcome::Incomplete, FailureKind::CaptureGap);
+                    return out;
+                }
                 if client_small.is_none_or(|c| sr.ts_ns <= c.ts_ns) && closed_by.is_some() {
                     out.set(Outcome::ServerRejected, FailureKind::ServerAlert);
                     out.encrypted = true;

@@ -781,9 +781,16 @@ impl FlowTable {
                 Dir::Client => Dir::Server,
                 Dir::Server => Dir::Client,
             };
+            let fin = flow.dirs[other.idx()].fin;
             let Flow { reasm, session, proto, probes, started, .. } = flow;
+            let wants = *proto != Proto::Tls || session.wants_bytes(other);
             let mut sink = Sink { session, proto, probes, started, max_probes: lim.probe_segments, dir: other, ts, events };
             reasm[other.idx()].acked(tcp.ack, &mut |c| sink.chunk(c));
+            // Bytes the peer acknowledged that the capture never had: a
+            // trailing hole (a lost last segment, e.g. a client's Finished).
+            if wants {
+                reasm[other.idx()].acked_tail(tcp.ack, fin, &mut |c| sink.chunk(c));
+            }
         }
         if payload.is_empty() {
             return;
@@ -931,11 +938,15 @@ impl Sink<'_> {
                 }
             }
             Chunk::Gap(n) => {
-                if self.started[d] {
+                // Counted before TLS starts too: a lost first segment (the
+                // ServerHello) is the hole that matters most.
+                if *self.proto != Proto::NotTls {
                     if self.session.gap_bytes[d] == 0 {
                         self.session.gap_at[d] = u8::try_from(self.session.record_log.len()).unwrap_or(u8::MAX);
                     }
                     self.session.gap_bytes[d] += u64::from(n);
+                }
+                if self.started[d] {
                     self.session.parser.gap(self.dir, u64::from(n));
                 }
             }

@@ -155,6 +155,29 @@ impl Reassembler {
         }
     }
 
+    /// The peer acknowledged up to `ack` with nothing held out of order:
+    /// bytes beyond the last one delivered (less one sequence number for
+    /// this direction's FIN, if it sent one) were sent and received, but
+    /// the capture lost them. Report them as a gap (a trailing hole that no
+    /// later segment would reveal). Call it only while the consumer still
+    /// wants this direction's bytes: once it stops feeding segments, `next`
+    /// stays behind.
+    pub fn acked_tail(&mut self, ack: u32, fin: bool, out: &mut dyn FnMut(Chunk<'_>)) {
+        if !self.pending.is_empty() {
+            return;
+        }
+        let Some(next) = self.next else { return };
+        let ahead = ack.wrapping_sub(next).wrapping_sub(u32::from(fin)) as i32;
+        // A window's worth at most: anything larger is not an ACK of this stream.
+        if ahead > 0 && ahead < (1 << 30) {
+            let hole = ahead as u32;
+            self.counters.gaps += 1;
+            self.counters.gap_bytes += u64::from(hole);
+            out(Chunk::Gap(hole));
+            self.next = Some(next.wrapping_add(hole));
+        }
+    }
+
     /// End of stream: deliver everything held, reporting holes as gaps.
     pub fn flush(&mut self, out: &mut dyn FnMut(Chunk<'_>)) {
         while self.skip_hole(out) {}
@@ -229,6 +252,26 @@ mod tests {
         assert_eq!(s, b"abcdefghijkl");
         assert!(c.retransmitted_bytes >= 4);
         assert_eq!(c.gaps, 0);
+    }
+
+    #[test]
+    fn an_ack_past_the_last_byte_is_a_trailing_hole() {
+        let mut r = Reassembler::default();
+        let mut gaps = Vec::new();
+        let lim = Limits::default();
+        r.sync(100);
+        r.segment(100, b"abcd", &lim, &mut |_| {});
+        // The ACK of what was seen, and of a FIN right after it: no hole.
+        r.acked_tail(104, false, &mut |c| if let Chunk::Gap(n) = c { gaps.push(n) });
+        r.acked_tail(105, true, &mut |c| if let Chunk::Gap(n) = c { gaps.push(n) });
+        assert!(gaps.is_empty(), "{gaps:?}");
+        // Six more bytes acknowledged that the capture never had.
+        r.acked_tail(110, false, &mut |c| if let Chunk::Gap(n) = c { gaps.push(n) });
+        assert_eq!(gaps, [6]);
+        assert_eq!((r.counters.gaps, r.counters.gap_bytes, r.next_seq()), (1, 6, Some(110)));
+        // An old ACK, or one from another universe, is nothing.
+        r.acked_tail(90, false, &mut |_| panic!("no gap"));
+        r.acked_tail(110u32.wrapping_add(1 << 31), false, &mut |_| panic!("no gap"));
     }
 
     #[test]
