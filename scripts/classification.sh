@@ -5,5 +5,5 @@
 #   PINWATCH_TESTBED_DIR=/tmp/fresh scripts/classification.sh   # plus a fresh testbed run
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --release -p pinwatch-tests --test testbed --test classification -- --nocapture --test-threads=1 2>&1 \
+cargo test --release -p pinwatch-tests --test testbed --test classification --test loss -- --nocapture --test-threads=1 2>&1 \
   | grep -vE '^\s+(Compiling|Finished|Running)'
