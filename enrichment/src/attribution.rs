@@ -1,28 +1,43 @@
 //! Per-session app attribution from a device's feed events.
 //!
-//! Evidence, best first:
-//! 1. `runtime_trust_event`: an `app_tls_trust` event for the destination
-//!    (dst ip and port, or host == SNI) within the skew tolerance;
-//! 2. `net_connect`: a connect to the dst ip/port within the skew tolerance;
-//! 3. `dns_lookup`: a lookup of the SNI, or resolving to the dst ip, within
-//!    the DNS window before the session (plus the skew after it);
-//! 4. `expected_endpoint`: an inventoried app whose `expected_endpoints` or
-//!    NSC pin-set domains match the SNI;
-//! 5. `candidate`: otherwise, the apps known on the device.
+//! Evidence, strongest first (its [`Strength`]):
+//! 1. `exact`: a `net_connect` to the destination IP and port, or an
+//!    `app_tls_trust` event carrying both, within a tight window of the
+//!    session start ([`AttributionConfig::exact_window_ns`] once the event's
+//!    source has a clock offset estimate, [`AttributionConfig::skew_ns`]
+//!    before);
+//! 2. `dns`: a `dns_lookup` of the SNI, or resolving to the destination IP,
+//!    within the DNS window before the session (plus the skew after it);
+//! 3. `host`: an `app_tls_trust` event for the SNI (or the destination IP
+//!    without a port) within the skew tolerance: it says which app trusted a
+//!    certificate for that *name*, not which one opened this connection;
+//! 4. `endpoint`: an inventoried app whose `expected_endpoints` or NSC
+//!    pin-set domains match the SNI (an exact name before a wildcard);
+//! 5. `candidate`: otherwise, the apps known on the device (one: chosen;
+//!    several: none chosen, all listed).
 //!
-//! Within a level the event closest in time wins (ties: the earlier index).
+//! A stronger level always wins; within a level the event nearest in time
+//! wins (then the earlier index). Event times are corrected by the clock
+//! offset of the source that stamped them ([`crate::clock`]) when one is
+//! known. The best evidence of another app is kept as the runner-up, and the
+//! reason the chosen app beat it is reported ([`Reason`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use crate::clock::{is_exact, ClockOffsets};
 use crate::feed::{AppStateKind, Event, EventBody, InventoryApp};
 
 /// Tolerances, all in ns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttributionConfig {
-    /// |event_time − session start| allowed for trust and connect events
-    /// (device clock skew plus logging delay).
+    /// |event_time − session start| allowed for hostname-level trust
+    /// events, and for exact events whose source has no clock offset
+    /// estimate yet (device clock skew plus logging delay).
     pub skew_ns: i64,
+    /// |corrected event_time − session start| allowed for exact events
+    /// (destination IP and port) whose source's clock offset is estimated.
+    pub exact_window_ns: i64,
     /// How long before the session a DNS lookup still counts.
     pub dns_window_ns: i64,
 }
@@ -31,6 +46,7 @@ impl Default for AttributionConfig {
     fn default() -> Self {
         Self {
             skew_ns: 5 * 1_000_000_000,
+            exact_window_ns: 2 * 1_000_000_000,
             dns_window_ns: 300 * 1_000_000_000,
         }
     }
@@ -47,12 +63,12 @@ pub struct SessionQuery<'a> {
     pub session_start_ns: i64,
 }
 
-/// How the package was chosen.
+/// Which kind of feed record the package came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Method {
-    RuntimeTrustEvent,
     NetConnect,
     DnsLookup,
+    RuntimeTrustEvent,
     ExpectedEndpoint,
     Candidate,
 }
@@ -67,6 +83,80 @@ impl Method {
             Method::Candidate => "candidate",
         }
     }
+}
+
+/// How strong the evidence is; ordered strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Strength {
+    /// Same device, destination IP and port, within the tight window.
+    Exact,
+    /// A DNS answer for the SNI or resolving to the destination IP.
+    Dns,
+    /// A trust event for the server name only.
+    Host,
+    /// The app's expected endpoints or pin-set domains.
+    Endpoint,
+    /// The app is known on the device, nothing more.
+    Candidate,
+}
+
+impl Strength {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strength::Exact => "exact",
+            Strength::Dns => "dns",
+            Strength::Host => "host",
+            Strength::Endpoint => "endpoint",
+            Strength::Candidate => "candidate",
+        }
+    }
+}
+
+/// Why the chosen app was chosen (over the runner-up, if any).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// No other app has any evidence for the session.
+    SoleEvidence,
+    /// The runner-up's best evidence is of a weaker level.
+    StrongerEvidence,
+    /// Same level; the chosen app's event is nearer the session start.
+    NearerInTime,
+    /// Both match by expected endpoint; the chosen one by exact name.
+    MoreSpecificEndpoint,
+    /// Same level and distance: the first in feed order was taken.
+    EqualEvidenceFirstInFeed,
+    /// No evidence, but only one app is known on the device.
+    OnlyAppOnDevice,
+    /// No app chosen: several fit equally (listed in `candidates`).
+    Ambiguous,
+    /// No app is known on the device.
+    NoAppKnown,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::SoleEvidence => "sole_evidence",
+            Reason::StrongerEvidence => "stronger_evidence",
+            Reason::NearerInTime => "nearer_in_time",
+            Reason::MoreSpecificEndpoint => "more_specific_endpoint",
+            Reason::EqualEvidenceFirstInFeed => "equal_evidence_first_in_feed",
+            Reason::OnlyAppOnDevice => "only_app_on_device",
+            Reason::Ambiguous => "ambiguous",
+            Reason::NoAppKnown => "no_app_known",
+        }
+    }
+}
+
+/// The best evidence of an app other than the chosen one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerUp {
+    pub package: String,
+    pub method: Method,
+    pub strength: Strength,
+    /// Corrected event time − session start, in ms (events only).
+    pub skew_ms: Option<i64>,
+    pub event_index: Option<usize>,
 }
 
 /// Device context at the session time (latest `device_state` at or before it).
@@ -85,13 +175,20 @@ pub struct Attribution {
     /// The chosen app; `None` when only an ambiguous candidate set is known.
     pub package: Option<String>,
     pub method: Method,
-    /// event_time − session start of the supporting event, in ms.
+    pub strength: Strength,
+    pub reason: Reason,
+    /// Corrected event_time − session start of the supporting event, in ms.
     pub skew_ms: Option<i64>,
+    /// The clock offset (ms) of the supporting event's source that was
+    /// taken off its event time, when one was estimated.
+    pub clock_offset_ms: Option<i64>,
     /// Index (into the slice passed to [`attribute`]) of the supporting event.
     pub event_index: Option<usize>,
     /// Packages that fit equally well at the chosen level (sorted); for
     /// `candidate`, all apps known on the device.
     pub candidates: Vec<String>,
+    /// The best evidence of another app (levels `exact` to `endpoint`).
+    pub runner_up: Option<RunnerUp>,
     /// State of the chosen app at the session time.
     pub app_state: Option<AppStateKind>,
     pub device: DeviceContext,
@@ -131,9 +228,33 @@ fn endpoint_score(app: &InventoryApp, sni: &str) -> u8 {
     best
 }
 
+/// One piece of evidence for a package; ordered best first by
+/// `(strength, distance, index)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Scored {
+    strength: Strength,
+    /// |corrected skew| in ns for events; 2 − score for endpoints.
+    distance: u64,
+    index: usize,
+    method: Method,
+    /// Corrected skew (ns) for events.
+    skew_ns: Option<i64>,
+}
+
 /// Attribute a session to an app using `events` (any order; events whose
-/// `device.id` differs from the query's are ignored).
+/// `device.id` differs from the query's are ignored), without clock offsets.
 pub fn attribute(events: &[Event], q: &SessionQuery<'_>, cfg: &AttributionConfig) -> Attribution {
+    attribute_with(events, q, cfg, None)
+}
+
+/// [`attribute`], with event times corrected by the estimated clock offset
+/// of each event's source.
+pub fn attribute_with(
+    events: &[Event],
+    q: &SessionQuery<'_>,
+    cfg: &AttributionConfig,
+    clock: Option<&ClockOffsets>,
+) -> Attribution {
     let t = q.session_start_ns;
     let sni = q.sni.map(norm_host);
     let mine = || {
@@ -142,38 +263,60 @@ pub fn attribute(events: &[Event], q: &SessionQuery<'_>, cfg: &AttributionConfig
             .enumerate()
             .filter(|(_, e)| e.device_id.as_deref() == Some(q.device_id))
     };
-    let within = |e: &Event| e.event_time_ns.abs_diff(t) <= cfg.skew_ns.unsigned_abs();
+    let offset = |e: &Event| clock.and_then(|c| c.offset_ns(e));
+    // Event time on the sensor's clock, as far as it is known.
+    let corrected = |e: &Event| e.event_time_ns.saturating_sub(offset(e).unwrap_or(0));
 
-    // (level, |skew|, index) — lower is better.
-    let mut best: Option<(Method, u64, usize)> = None;
-    let mut consider = |m: Method, i: usize, e: &Event| {
-        let cand = (m, e.event_time_ns.abs_diff(t), i);
-        if best.is_none_or(|b| cand < b) {
-            best = Some(cand);
+    // Best evidence per package.
+    let mut per_pkg: BTreeMap<&str, Scored> = BTreeMap::new();
+    fn consider<'e>(per_pkg: &mut BTreeMap<&'e str, Scored>, pkg: &'e str, s: Scored) {
+        let e = per_pkg.entry(pkg).or_insert(s);
+        if s < *e {
+            *e = s;
         }
-    };
+    }
     for (i, e) in mine() {
+        let ct = corrected(e);
+        let skew = ct.saturating_sub(t);
+        let dist = ct.abs_diff(t);
+        let within = |w: i64| dist <= w.unsigned_abs();
+        let exact_window = if offset(e).is_some() {
+            cfg.exact_window_ns
+        } else {
+            cfg.skew_ns
+        };
+        let ev = |strength, method| Scored {
+            strength,
+            distance: dist,
+            index: i,
+            method,
+            skew_ns: Some(skew),
+        };
+        let Some(pkg) = e.package() else { continue };
         match &e.body {
-            EventBody::AppTlsTrust(x) if within(e) => {
-                let ip_match =
-                    x.dst_ip == Some(q.dst_ip) && x.dst_port.is_none_or(|p| p == q.dst_port);
+            EventBody::NetConnect(_) if is_exact(e, q.dst_ip, q.dst_port) && within(exact_window) => {
+                consider(&mut per_pkg, pkg, ev(Strength::Exact, Method::NetConnect));
+            }
+            EventBody::AppTlsTrust(_) if is_exact(e, q.dst_ip, q.dst_port) && within(exact_window) => {
+                consider(&mut per_pkg, pkg, ev(Strength::Exact, Method::RuntimeTrustEvent));
+            }
+            EventBody::AppTlsTrust(x) if within(cfg.skew_ns) => {
+                let ip_only = x.dst_ip == Some(q.dst_ip) && x.dst_port.is_none();
                 let host_match =
                     matches!((&x.host, &sni), (Some(h), Some(s)) if norm_host(h) == *s);
-                if ip_match || host_match {
-                    consider(Method::RuntimeTrustEvent, i, e);
+                // A trust event for another port of the same IP is about
+                // another connection, whatever its host.
+                let other_port = x.dst_ip == Some(q.dst_ip) && x.dst_port.is_some_and(|p| p != q.dst_port);
+                if (ip_only || host_match) && !other_port {
+                    consider(&mut per_pkg, pkg, ev(Strength::Host, Method::RuntimeTrustEvent));
                 }
             }
-            EventBody::NetConnect(x)
-                if within(e) && x.dst_ip == q.dst_ip && x.dst_port == q.dst_port =>
-            {
-                consider(Method::NetConnect, i, e);
-            }
             EventBody::DnsLookup(x) => {
-                let in_window = e.event_time_ns <= t.saturating_add(cfg.skew_ns)
-                    && e.event_time_ns >= t.saturating_sub(cfg.dns_window_ns);
+                let in_window = ct <= t.saturating_add(cfg.skew_ns)
+                    && ct >= t.saturating_sub(cfg.dns_window_ns);
                 let name = sni.as_deref().is_some_and(|s| norm_host(&x.hostname) == s);
                 if in_window && (name || x.resolved_ips.contains(&q.dst_ip)) {
-                    consider(Method::DnsLookup, i, e);
+                    consider(&mut per_pkg, pkg, ev(Strength::Dns, Method::DnsLookup));
                 }
             }
             _ => {}
@@ -212,73 +355,135 @@ pub fn attribute(events: &[Event], q: &SessionQuery<'_>, cfg: &AttributionConfig
             }
         }
     }
+    if let Some(s) = &sni {
+        for (p, (i, _, app)) in &inventory {
+            let score = endpoint_score(app, s);
+            if score > 0 {
+                consider(
+                    &mut per_pkg,
+                    p,
+                    Scored {
+                        strength: Strength::Endpoint,
+                        distance: u64::from(2 - score),
+                        index: *i,
+                        method: Method::ExpectedEndpoint,
+                        skew_ns: None,
+                    },
+                );
+            }
+        }
+    }
 
-    let mut out = match best {
-        Some((method, _, i)) => {
-            let e = &events[i];
-            let pkg = e.package().map(str::to_owned);
+    let mut ranked: Vec<(Scored, &str)> = per_pkg.iter().map(|(p, s)| (*s, *p)).collect();
+    ranked.sort();
+    let ms = |ns: i64| ns / 1_000_000;
+    let runner = |x: Option<&(Scored, &str)>| {
+        x.map(|(s, p)| RunnerUp {
+            package: (*p).to_owned(),
+            method: s.method,
+            strength: s.strength,
+            skew_ms: s.skew_ns.map(ms),
+            event_index: s.skew_ns.map(|_| s.index),
+        })
+    };
+    let mut out = match ranked.first().copied() {
+        // Expected endpoints that fit equally well: no app chosen.
+        Some((best, _))
+            if best.strength == Strength::Endpoint
+                && ranked.get(1).is_some_and(|(s, _)| {
+                    s.strength == Strength::Endpoint && s.distance == best.distance
+                }) =>
+        {
             Attribution {
-                candidates: pkg.iter().cloned().collect(),
-                package: pkg,
-                method,
-                skew_ms: Some((e.event_time_ns.saturating_sub(t)) / 1_000_000),
-                event_index: Some(i),
+                package: None,
+                method: Method::ExpectedEndpoint,
+                strength: Strength::Endpoint,
+                reason: Reason::Ambiguous,
+                skew_ms: None,
+                clock_offset_ms: None,
+                event_index: None,
+                candidates: ranked
+                    .iter()
+                    .take_while(|(s, _)| s.strength == best.strength && s.distance == best.distance)
+                    .map(|(_, p)| (*p).to_owned())
+                    .collect(),
+                runner_up: None,
+                app_state: None,
+                device: DeviceContext::default(),
+            }
+        }
+        Some((best, pkg)) => {
+            let second = ranked.get(1);
+            let reason = match second {
+                None => Reason::SoleEvidence,
+                Some((s, _)) if s.strength != best.strength => Reason::StrongerEvidence,
+                Some((s, _)) if s.distance != best.distance => {
+                    if best.strength == Strength::Endpoint {
+                        Reason::MoreSpecificEndpoint
+                    } else {
+                        Reason::NearerInTime
+                    }
+                }
+                Some(_) => Reason::EqualEvidenceFirstInFeed,
+            };
+            Attribution {
+                package: Some(pkg.to_owned()),
+                method: best.method,
+                strength: best.strength,
+                reason,
+                skew_ms: best.skew_ns.map(ms),
+                clock_offset_ms: best
+                    .skew_ns
+                    .and_then(|_| offset(&events[best.index]))
+                    .map(ms),
+                event_index: Some(best.index),
+                candidates: vec![pkg.to_owned()],
+                runner_up: runner(second),
                 app_state: None,
                 device: DeviceContext::default(),
             }
         }
         None => {
-            let scored: Vec<(u8, usize, &str)> = match &sni {
-                Some(s) => inventory
-                    .iter()
-                    .map(|(p, (i, _, app))| (endpoint_score(app, s), *i, *p))
-                    .filter(|(sc, _, _)| *sc > 0)
-                    .collect(),
-                None => Vec::new(),
+            let candidates: Vec<String> = known.into_iter().collect();
+            let reason = match candidates.len() {
+                0 => Reason::NoAppKnown,
+                1 => Reason::OnlyAppOnDevice,
+                _ => Reason::Ambiguous,
             };
-            let top = scored.iter().map(|x| x.0).max().unwrap_or(0);
-            let tops: Vec<&(u8, usize, &str)> = scored.iter().filter(|x| x.0 == top).collect();
-            if !tops.is_empty() {
-                let unique = tops.len() == 1;
-                Attribution {
-                    package: unique.then(|| tops[0].2.to_owned()),
-                    method: Method::ExpectedEndpoint,
-                    skew_ms: None,
-                    event_index: unique.then_some(tops[0].1),
-                    candidates: tops.iter().map(|x| x.2.to_owned()).collect(),
-                    app_state: None,
-                    device: DeviceContext::default(),
-                }
-            } else {
-                let candidates: Vec<String> = known.into_iter().collect();
-                Attribution {
-                    package: (candidates.len() == 1).then(|| candidates[0].clone()),
-                    method: Method::Candidate,
-                    skew_ms: None,
-                    event_index: None,
-                    candidates,
-                    app_state: None,
-                    device: DeviceContext::default(),
-                }
+            Attribution {
+                package: (candidates.len() == 1).then(|| candidates[0].clone()),
+                method: Method::Candidate,
+                strength: Strength::Candidate,
+                reason,
+                skew_ms: None,
+                clock_offset_ms: None,
+                event_index: None,
+                candidates,
+                runner_up: None,
+                app_state: None,
+                device: DeviceContext::default(),
             }
         }
     };
 
-    // App state of the chosen package and device state at the session time.
+    // App state of the chosen package and device state at the session time
+    // (on the sensor's clock, as far as the sources' offsets are known).
     let mut app_state: Option<(i64, usize, AppStateKind)> = None;
     let mut dev_state: Option<(i64, usize)> = None;
-    for (i, e) in mine().filter(|(_, e)| e.event_time_ns <= t) {
+    for (i, e) in mine() {
+        let ct = corrected(e);
+        if ct > t {
+            continue;
+        }
         match &e.body {
             EventBody::AppState(s)
                 if out.package.as_deref() == Some(s.app.package.as_str())
-                    && app_state.is_none_or(|(ts, j, _)| (e.event_time_ns, i) > (ts, j)) =>
+                    && app_state.is_none_or(|(ts, j, _)| (ct, i) > (ts, j)) =>
             {
-                app_state = Some((e.event_time_ns, i, s.state));
+                app_state = Some((ct, i, s.state));
             }
-            EventBody::DeviceState(_)
-                if dev_state.is_none_or(|(ts, j)| (e.event_time_ns, i) > (ts, j)) =>
-            {
-                dev_state = Some((e.event_time_ns, i));
+            EventBody::DeviceState(_) if dev_state.is_none_or(|(ts, j)| (ct, i) > (ts, j)) => {
+                dev_state = Some((ct, i));
             }
             _ => {}
         }
@@ -286,12 +491,13 @@ pub fn attribute(events: &[Event], q: &SessionQuery<'_>, cfg: &AttributionConfig
     out.app_state = app_state.map(|x| x.2);
     if let Some((_, i)) = dev_state {
         if let EventBody::DeviceState(d) = &events[i].body {
+            let off = offset(&events[i]).unwrap_or(0);
             out.device = DeviceContext {
                 device_locked: d.device_locked,
                 screen_interactive: d.screen_interactive,
                 secs_since_interaction: d
                     .last_user_interaction_ns
-                    .map(|u| t.saturating_sub(u) / 1_000_000_000),
+                    .map(|u| t.saturating_sub(u.saturating_sub(off)) / 1_000_000_000),
                 event_index: Some(i),
             };
         }
@@ -341,7 +547,7 @@ mod tests {
     }
 
     #[test]
-    fn priority_trust_over_connect_over_dns_over_endpoint() {
+    fn priority_connect_over_dns_over_trust_over_endpoint() {
         let mut evs = inventory();
         evs.push(ev("dns_lookup", "2026-08-21T09:13:00Z", r#""app":{"package":"com.dns"},"hostname":"api.bank.com","resolved_ips":["203.0.113.5"]"#));
         let a = attribute(
@@ -350,12 +556,30 @@ mod tests {
             &AttributionConfig::default(),
         );
         assert_eq!(
-            (a.package.as_deref(), a.method),
-            (Some("com.dns"), Method::DnsLookup)
+            (a.package.as_deref(), a.method, a.strength),
+            (Some("com.dns"), Method::DnsLookup, Strength::Dns)
         );
         assert_eq!(a.skew_ms, Some(-60_000));
         assert_eq!(a.event_index, Some(2));
+        // The pin-set domain of com.bank is weaker evidence than the answer.
+        assert_eq!(a.reason, Reason::StrongerEvidence);
+        let r = a.runner_up.expect("runner-up");
+        assert_eq!(
+            (r.package.as_str(), r.method, r.skew_ms),
+            ("com.bank", Method::ExpectedEndpoint, None)
+        );
 
+        // A hostname-level trust event is weaker than the DNS answer.
+        evs.push(ev("app_tls_trust", "2026-08-21T09:13:58Z", r#""app":{"package":"com.trust"},"trust_event":"pin_check_failed","host":"api.bank.com""#));
+        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
+        assert_eq!(a.package.as_deref(), Some("com.dns"));
+        let r = a.runner_up.expect("runner-up");
+        assert_eq!(
+            (r.package.as_str(), r.method, r.strength, r.skew_ms),
+            ("com.trust", Method::RuntimeTrustEvent, Strength::Host, Some(-2000))
+        );
+
+        // An exact connect beats them all; another port is no evidence.
         evs.push(ev(
             "net_connect",
             "2026-08-21T09:14:01.5Z",
@@ -366,27 +590,114 @@ mod tests {
             "2026-08-21T09:14:00.2Z",
             r#""app":{"package":"com.wrongport"},"dst_ip":"203.0.113.5","dst_port":80"#,
         ));
-        let a = attribute(
-            &evs,
-            &q(Some("api.bank.com")),
-            &AttributionConfig::default(),
-        );
+        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
         assert_eq!(
-            (a.package.as_deref(), a.method, a.skew_ms),
-            (Some("com.conn"), Method::NetConnect, Some(1500))
+            (a.package.as_deref(), a.method, a.strength, a.skew_ms),
+            (Some("com.conn"), Method::NetConnect, Strength::Exact, Some(1500))
         );
+        assert_eq!(a.reason.as_str(), "stronger_evidence");
+        assert_eq!(a.runner_up.expect("runner-up").package, "com.dns");
 
-        evs.push(ev("app_tls_trust", "2026-08-21T09:13:58Z", r#""app":{"package":"com.trust"},"trust_event":"pin_check_failed","host":"api.bank.com""#));
-        let a = attribute(
-            &evs,
-            &q(Some("api.bank.com")),
-            &AttributionConfig::default(),
+        // A trust event carrying the destination IP and port is exact too,
+        // and nearer in time than the connect.
+        evs.push(ev("app_tls_trust", "2026-08-21T09:14:00.3Z", r#""app":{"package":"com.trust2"},"trust_event":"pin_check_failed","dst_ip":"203.0.113.5","dst_port":443"#));
+        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
+        assert_eq!(
+            (a.package.as_deref(), a.method, a.strength, a.reason),
+            (Some("com.trust2"), Method::RuntimeTrustEvent, Strength::Exact, Reason::NearerInTime)
+        );
+        assert_eq!(a.runner_up.expect("runner-up").package, "com.conn");
+    }
+
+    /// The issue's failure: another app's `app_tls_trust` for the same
+    /// hostname 1.2 s after the SYN outranked the right app's exact
+    /// `net_connect` 5 ms before it.
+    #[test]
+    fn exact_connect_beats_a_later_hostname_trust_event_of_another_app() {
+        let evs = vec![
+            ev("app_tls_trust", "2026-08-21T09:14:01.2Z", r#""source":{"kind":"mtd"},"app":{"package":"com.other"},"trust_event":"pin_check_failed","host":"api.bank.com""#),
+            ev("net_connect", "2026-08-21T09:13:59.995Z", r#""source":{"kind":"dpm_network_log"},"app":{"package":"com.bank"},"dst_ip":"203.0.113.5","dst_port":443"#),
+        ];
+        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
+        assert_eq!(
+            (a.package.as_deref(), a.method, a.skew_ms, a.reason),
+            (Some("com.bank"), Method::NetConnect, Some(-5), Reason::StrongerEvidence)
         );
         assert_eq!(
-            (a.package.as_deref(), a.method, a.skew_ms),
-            (Some("com.trust"), Method::RuntimeTrustEvent, Some(-2000))
+            a.runner_up,
+            Some(RunnerUp {
+                package: "com.other".into(),
+                method: Method::RuntimeTrustEvent,
+                strength: Strength::Host,
+                skew_ms: Some(1200),
+                event_index: Some(0),
+            })
         );
-        assert_eq!(a.method.as_str(), "runtime_trust_event");
+        // Alone, the trust event still names its app.
+        let a = attribute(&evs[..1], &q(Some("api.bank.com")), &AttributionConfig::default());
+        assert_eq!((a.package.as_deref(), a.reason), (Some("com.other"), Reason::SoleEvidence));
+    }
+
+    /// Two apps reach the same destination within a second: the nearer
+    /// connect wins, the other is the runner-up.
+    #[test]
+    fn nearer_connect_wins_between_two_apps() {
+        let evs = vec![
+            ev("net_connect", "2026-08-21T09:14:00.300Z", r#""app":{"package":"com.b"},"dst_ip":"203.0.113.5","dst_port":443"#),
+            ev("net_connect", "2026-08-21T09:13:59.995Z", r#""app":{"package":"com.a"},"dst_ip":"203.0.113.5","dst_port":443"#),
+        ];
+        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
+        assert_eq!((a.package.as_deref(), a.reason), (Some("com.a"), Reason::NearerInTime));
+        let r = a.runner_up.expect("runner-up");
+        assert_eq!((r.package.as_str(), r.skew_ms), ("com.b", Some(300)));
+        // Same distance: the first in feed order, and said so.
+        let evs = vec![
+            ev("net_connect", "2026-08-21T09:14:00.1Z", r#""app":{"package":"com.b"},"dst_ip":"203.0.113.5","dst_port":443"#),
+            ev("net_connect", "2026-08-21T09:13:59.9Z", r#""app":{"package":"com.a"},"dst_ip":"203.0.113.5","dst_port":443"#),
+        ];
+        let a = attribute(&evs, &q(None), &AttributionConfig::default());
+        assert_eq!((a.package.as_deref(), a.reason), (Some("com.b"), Reason::EqualEvidenceFirstInFeed));
+    }
+
+    /// A source whose clock runs 1.2 s ahead: uncorrected, app A's connect
+    /// 75 ms before B's looks nearer to B's session; with the offset the
+    /// sessions estimated, each session gets its own app, and the exact
+    /// window tightens.
+    #[test]
+    fn clock_offset_is_estimated_and_applied() {
+        use crate::clock::{ClockOffsets, SourceKey};
+        let at = |s: &str| crate::feed::parse_rfc3339_ns(s).expect("t");
+        let connect = |time: &str, pkg: &str| {
+            ev("net_connect", time, &format!(r#""source":{{"kind":"dpm_network_log","vendor":"amapi"}},"app":{{"package":"{pkg}"}},"dst_ip":"203.0.113.5","dst_port":443"#))
+        };
+        // Sessions (packet clock) at :00.000 (A) and :00.075 (B); the
+        // device logs them 1.2 s late, 5 ms before each SYN.
+        let evs = vec![connect("2026-08-21T09:14:01.195Z", "com.a"), connect("2026-08-21T09:14:01.270Z", "com.b")];
+        let sa = q(None);
+        let sb = SessionQuery { session_start_ns: at("2026-08-21T09:14:00.075Z"), ..q(None) };
+        let cfg = AttributionConfig::default();
+        let b = attribute(&evs, &sb, &cfg);
+        assert_eq!(b.package.as_deref(), Some("com.a"), "uncorrected, the wrong app is nearer");
+
+        let mut clock = ClockOffsets::default();
+        clock.observe(&evs, &sa);
+        let key = SourceKey { device: "dev1".into(), kind: "dpm_network_log".into(), vendor: "amapi".into() };
+        assert_eq!(clock.estimate(&key), None, "one session with two candidates says nothing yet");
+        clock.observe(&evs, &sb);
+        assert_eq!(clock.estimate(&key), Some((1_195_000_000, 2)), "both sessions agree on +1.195 s");
+        for (s, want) in [(&sa, "com.a"), (&sb, "com.b")] {
+            let a = attribute_with(&evs, s, &cfg, Some(&clock));
+            assert_eq!(a.package.as_deref(), Some(want));
+            assert_eq!((a.skew_ms, a.clock_offset_ms, a.reason), (Some(0), Some(1195), Reason::NearerInTime));
+        }
+        // Once the offset is known, the exact window is the tight one: a
+        // connect 3 s off (corrected) is no longer evidence.
+        let far = SessionQuery { session_start_ns: at("2026-08-21T09:14:03.2Z"), ..q(None) };
+        assert_eq!(attribute_with(&evs, &far, &cfg, Some(&clock)).method, Method::Candidate);
+        assert_eq!(attribute(&evs, &far, &cfg).method, Method::NetConnect);
+        // Another source of the same device is not corrected.
+        let other = ev("net_connect", "2026-08-21T09:14:00.010Z", r#""source":{"kind":"agent"},"app":{"package":"com.c"},"dst_ip":"203.0.113.5","dst_port":443"#);
+        assert_eq!(clock.offset_ns(&other), None);
     }
 
     #[test]
@@ -413,6 +724,9 @@ mod tests {
             (a.package.as_deref(), a.method),
             (Some("byip"), Method::DnsLookup)
         );
+        // The connect 10 s after the session is outside the skew; the
+        // lookup 14 minutes before is outside the DNS window.
+        assert_eq!(a.runner_up, None);
         let wide = AttributionConfig {
             skew_ns: 20_000_000_000,
             ..AttributionConfig::default()

@@ -1,16 +1,22 @@
 //! # pinwatch-enrichment
 //!
 //! Sans-IO device and app enrichment: the MDM/device feed model ([`feed`]),
-//! the time-aware IP → device map ([`leases`]) and per-session app
-//! attribution ([`attribution`]). Time is always passed in (packet time, ns
-//! since the Unix epoch), never read from a clock, so replays are
-//! deterministic. No files, no network.
+//! the time-aware IP → device map ([`leases`]), the clock offset of each
+//! feed source ([`clock`]) and per-session app attribution
+//! ([`attribution`]). Time is always passed in (packet time, ns since the
+//! Unix epoch), never read from a clock, so replays are deterministic. No
+//! files, no network.
 #![forbid(unsafe_code)]
 
 pub mod attribution;
+pub mod clock;
 pub mod feed;
 pub mod leases;
 
-pub use attribution::{attribute, Attribution, AttributionConfig, Method, SessionQuery};
+pub use attribution::{
+    attribute, attribute_with, Attribution, AttributionConfig, Method, Reason, RunnerUp,
+    SessionQuery, Strength,
+};
+pub use clock::{ClockConfig, ClockOffsets, SourceKey};
 pub use feed::{Event, EventBody, FeedReader, FeedReport, SCHEMA_VERSION};
 pub use leases::{Lease, LeaseConfig, LeaseMap, LeaseMatch};
