@@ -13,7 +13,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use pinwatch_enrichment::attribution::{attribute, host_matches, AttributionConfig, SessionQuery};
+use pinwatch_enrichment::attribution::{attribute_with, host_matches, AttributionConfig, SessionQuery};
+use pinwatch_enrichment::clock::ClockOffsets;
 use pinwatch_enrichment::feed::{Event, EventBody, FeedReader, FeedReport, InventoryApp};
 use pinwatch_enrichment::leases::{LeaseConfig, LeaseMap};
 
@@ -50,13 +51,32 @@ pub struct TrustOut {
     pub platform_default: bool,
 }
 
+/// The best evidence of another app than the chosen one.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunnerUpOut {
+    pub package: String,
+    pub attribution: &'static str,
+    pub attribution_evidence: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skew_ms: Option<i64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AppOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
     pub attribution: &'static str,
+    /// How strong the evidence is: `exact`, `dns`, `host`, `endpoint`, `candidate`.
+    pub attribution_evidence: &'static str,
+    /// Why this app and not the runner-up.
+    pub attribution_reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attribution_skew_ms: Option<i64>,
+    /// The estimated clock offset of the evidence's source, taken off its time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution_clock_offset_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runner_up: Option<RunnerUpOut>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,6 +177,8 @@ pub struct Enricher {
     contexts: Vec<String>,
     events: HashMap<String, Vec<Event>>,
     attribution: AttributionConfig,
+    /// Clock offset of each feed source, learnt from the sessions.
+    clock: ClockOffsets,
     pub stats: EnrichStats,
 }
 
@@ -223,6 +245,7 @@ impl Enricher {
             contexts: Vec::new(),
             events: HashMap::new(),
             attribution: AttributionConfig::default(),
+            clock: ClockOffsets::default(),
             stats: EnrichStats::default(),
         };
         en.add_events(all, report);
@@ -306,7 +329,11 @@ impl Enricher {
         let empty = Vec::new();
         let events = self.events.get(&device_id).unwrap_or(&empty);
         let q = SessionQuery { device_id: &device_id, dst_ip: dst, dst_port, sni, session_start_ns: start_ns };
-        let a = attribute(events, &q, &self.attribution);
+        // The session teaches the clock offsets of the sources that logged
+        // it (a repeat of the same session replaces what it taught), then
+        // is attributed with them.
+        self.clock.observe(events, &q);
+        let a = attribute_with(events, &q, &self.attribution, Some(&self.clock));
         let mut feed_lines: Vec<u64> = Vec::new();
         if let Some(i) = a.event_index {
             feed_lines.extend(events.get(i).map(|e| e.line_no));
@@ -358,7 +385,16 @@ impl Enricher {
             app: AppOut {
                 package: a.package.clone(),
                 attribution: a.method.as_str(),
+                attribution_evidence: a.strength.as_str(),
+                attribution_reason: a.reason.as_str(),
                 attribution_skew_ms: a.skew_ms,
+                attribution_clock_offset_ms: a.clock_offset_ms,
+                runner_up: a.runner_up.as_ref().map(|r| RunnerUpOut {
+                    package: r.package.clone(),
+                    attribution: r.method.as_str(),
+                    attribution_evidence: r.strength.as_str(),
+                    skew_ms: r.skew_ms,
+                }),
                 candidates: a.candidates.clone(),
                 version_code: inventory.and_then(|(app, _)| app.version_code),
                 target_sdk: inventory.and_then(|(app, _)| app.target_sdk),
