@@ -936,6 +936,7 @@ fn correlate(
         quic: l.quic,
         path,
         failure,
+        app: l.mobile.and_then(|m| m.app.package.as_deref()),
     };
     let brief = || eve::TlsBrief { sni: l.brief.sni, version: l.brief.version, ja4: l.brief.ja4, ja3: l.brief.ja3, issuerdn: l.brief.issuerdn };
     let mut findings = correlator.observe(&facts);

@@ -122,6 +122,10 @@ pub struct SessionFacts<'a> {
     pub quic: bool,
     pub path: &'a PathOut,
     pub failure: &'a TlsFailure,
+    /// The app the device feed attributed the session to, if known:
+    /// rejections and fallbacks are then counted per app, never across the
+    /// apps of one client.
+    pub app: Option<&'a str>,
 }
 
 /// A finding about one session.
@@ -150,9 +154,11 @@ struct Around {
     alerted: bool,
 }
 
-/// A client and a server name (lower case, no trailing dot). The name is
-/// shared between the maps and the expiry queue, not copied into each.
-type Key = (IpAddr, Arc<str>);
+/// A client, a server name (lower case, no trailing dot) and the app when
+/// the feed names it (sessions of unknown app share the `None` key). The
+/// strings are shared between the maps and the expiry queue, not copied
+/// into each.
+type Key = (IpAddr, Arc<str>, Option<Arc<str>>);
 
 /// Keyed with aHash (random per process, like the flow table: the names
 /// come off the wire) rather than SipHash, which cost more than the rest of
@@ -233,7 +239,7 @@ impl Correlator {
         let kind = s.path.kind;
         let rejected = s.failure.outcome == Outcome::ClientRejected;
         let under_inspection = s.path.under_inspection();
-        let key: Option<Key> = s.sni.map(|n| (s.client, Arc::from(n.trim_end_matches('.').to_ascii_lowercase())));
+        let key: Option<Key> = s.sni.map(|n| (s.client, Arc::from(n.trim_end_matches('.').to_ascii_lowercase()), s.app.map(Arc::from)));
         // How sure the rejection itself is (a readable alert is high; a
         // close soon after the handshake medium; a slow close or a stall low).
         let rejection_conf = s.failure.confidence.unwrap_or(Confidence::Low);
@@ -325,11 +331,14 @@ impl Correlator {
                         a.alerted = true;
                         let mut flow_ids: Vec<u64> = prior.iter().map(|r| r.flow_id).collect();
                         flow_ids.push(a.flow_id);
-                        let reasons = vec![
+                        let mut reasons = vec![
                             format!("rejections_under_inspection:{}", prior.len()),
                             format!("then_{}{}:{}", if a.quic { "quic_" } else { "" }, if a.direct { "direct" } else { "sanctioned_bypass" }, n),
                             format!("window_s:{}", window / 1_000_000_000),
                         ];
+                        if let Some(app) = &key.2 {
+                            reasons.push(format!("app:{app}"));
+                        }
                         // As sure as the surest rejection and the path around.
                         let best = prior.iter().map(|r| r.confidence).max().unwrap_or(Confidence::Low);
                         let confidence = best.min(a.confidence).max(Confidence::Medium.min(a.confidence));
