@@ -790,7 +790,7 @@ pub fn stats_of(capture: &CaptureStats, decoder: &DecoderStats, table: &TableSta
         tls_records_logged: report.stats.tls_records_logged,
         quic_records_logged: report.stats.quic_records_logged,
         alerts_logged: report.stats.alerts_logged,
-        enrichment: report.enricher.as_ref().map(|e| e.stats.clone()),
+        enrichment: report.enricher.as_ref().map(|e| e.stats_out()),
         outcomes: report.stats.outcomes.clone(),
         late_enrichment_updates: report.stats.late_enrichment_updates,
         late_enrichment_dropped: report.stats.late_enrichment_dropped,

@@ -127,6 +127,35 @@ pub struct EnrichStats {
     pub sessions_without_device: u64,
     pub events_dropped: u64,
     pub leases: LeasesOut,
+    /// Clock offsets of the feed sources, learnt from the sessions.
+    pub clock: ClockOut,
+}
+
+/// Most sources listed in [`ClockOut::sources`] (the rest are counted).
+pub const MAX_CLOCK_SOURCES_SHOWN: usize = 64;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClockOut {
+    /// Session observations that gave a source candidate offsets.
+    pub observations: u64,
+    /// Observations skipped: a burst of connects to one destination.
+    pub bursts: u64,
+    /// Sources with an estimate, sorted by device, kind and vendor (at most 64).
+    pub sources: Vec<ClockSourceOut>,
+    /// Sources with an estimate not listed.
+    pub sources_not_shown: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClockSourceOut {
+    pub device_id: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub vendor: String,
+    /// event_time − packet time.
+    pub offset_ms: i64,
+    /// Sessions the estimate rests on.
+    pub sessions: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -294,6 +323,25 @@ impl Enricher {
             ignored: ls.ignored,
         };
         self.note_feed_report(report);
+    }
+
+    /// The counters for the stats record, with the clock offsets as they
+    /// stand.
+    pub fn stats_out(&self) -> EnrichStats {
+        let mut st = self.stats.clone();
+        let est = self.clock.estimates();
+        let cs = self.clock.stats();
+        st.clock = ClockOut {
+            observations: cs.observations,
+            bursts: cs.bursts,
+            sources_not_shown: est.len().saturating_sub(MAX_CLOCK_SOURCES_SHOWN) as u64,
+            sources: est
+                .into_iter()
+                .take(MAX_CLOCK_SOURCES_SHOWN)
+                .map(|(k, off, n)| ClockSourceOut { device_id: k.device, kind: k.kind, vendor: k.vendor, offset_ms: off / 1_000_000, sessions: n })
+                .collect(),
+        };
+        st
     }
 
     /// The feed reader's counts (lines, malformed, unknown types, problems)

@@ -168,6 +168,13 @@ fn two_apps_one_device_every_session_gets_its_app_and_no_alert_mixes_apps() {
     let corrected = sessions.iter().filter(|s| tls(s.flow_id)["mobile"]["app"]["attribution_clock_offset_ms"].is_i64()).count();
     assert!(corrected >= 6, "the offset is known for all but the first sessions reported: {corrected}");
 
+    // The stats record shows the device clock's estimate; the MTD's events
+    // name no destination port, so its clock is not estimated.
+    let clock = &lines.last().expect("stats")["stats"]["enrichment"]["clock"];
+    assert_eq!(clock["sources"].as_array().map(Vec::len), Some(1), "{clock}");
+    assert_eq!(clock["sources"][0]["kind"], "dpm_network_log");
+    assert_eq!(clock["sources"][0]["offset_ms"], SKEW_MS - 5);
+
     // No alert names flows of another app than its own.
     let app_of = |id: &Value| apps.get(&id.as_u64().expect("flow id")).copied();
     for a in lines.iter().filter(|a| a["event_type"] == "alert") {
