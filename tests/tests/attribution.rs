@@ -43,8 +43,13 @@ fn options(feeds: Vec<PathBuf>) -> Options {
 }
 
 fn replay_lines(feeds: Vec<PathBuf>) -> Vec<Value> {
+    replay_threads(feeds, 1)
+}
+
+fn replay_threads(feeds: Vec<PathBuf>, threads: usize) -> Vec<Value> {
     let mut out = Vec::new();
-    replay(&[Input::File(pcaps_dir().join("testbed-fallback.pcap"))], &options(feeds), &mut out).expect("replay");
+    let opts = Options { threads, ..options(feeds) };
+    replay(&[Input::File(pcaps_dir().join("testbed-fallback.pcap"))], &opts, &mut out).expect("replay");
     String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect()
 }
 
@@ -134,7 +139,11 @@ fn two_apps_one_device_every_session_gets_its_app_and_no_alert_mixes_apps() {
     let (feed, apps) = scenario_feed(&sessions);
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("attribution-two-apps.feed.jsonl");
     std::fs::write(&path, feed).expect("write feed");
-    let lines = replay_lines(vec![path]);
+    let lines = replay_lines(vec![path.clone()]);
+    // The clock offsets are learnt in output order, which does not depend
+    // on the thread count: neither does any record but the stats.
+    let three = replay_threads(vec![path], 3);
+    assert_eq!(lines[..lines.len() - 1], three[..three.len() - 1], "same records with 3 threads");
 
     // Every session's app.
     let mut right = 0;
