@@ -1010,7 +1010,7 @@ fn an1725_alert(
         verdict.reasons.push(format!("capped_by_network_confidence:{cap}"));
     }
     let dest = brief.sni.map(str::to_string).unwrap_or_else(|| header.dest_ip.to_string());
-    let (verdict, flow_ids) = folder.fold(verdict, m, &dest, start_ns, flow_ids);
+    let (verdict, flow_ids) = folder.fold(verdict, m, &dest, start_ns, header.flow_id, flow_ids);
     let evidence = crate::findings::Evidence { reasons: verdict.reasons.clone(), flow_ids };
     let confidence = match verdict.confidence {
         "high" => classify::Confidence::High,

@@ -523,11 +523,19 @@ struct Folded {
     flow_ids: Vec<u64>,
 }
 
+type FoldKey = (String, String, String);
+
 /// Folds repeated AN1725 alerts for the same (device, app, destination)
-/// within a window into one alert id with increasing revisions.
+/// within a window into one alert id with increasing revisions. An alert
+/// never lists sessions of two apps: flows the folder has seen as another
+/// app's sessions are left out of an alert's flow ids, and a session whose
+/// app changed (a late batch re-attributed it) leaves the alert of its old
+/// app (its later revisions no longer list it).
 pub struct Folder {
     window_ns: i64,
-    open: HashMap<(String, String, String), Folded>,
+    open: HashMap<FoldKey, Folded>,
+    /// The key each session was last folded under, and its start.
+    placed: HashMap<u64, (FoldKey, i64)>,
     max_keys: usize,
 }
 
@@ -541,17 +549,37 @@ fn rank(c: &str) -> u8 {
 
 impl Folder {
     pub fn new(window_ns: i64) -> Self {
-        Folder { window_ns, open: HashMap::new(), max_keys: 100_000 }
+        Folder { window_ns, open: HashMap::new(), placed: HashMap::new(), max_keys: 100_000 }
     }
 
-    /// Fold a verdict in: returns it with its alert id, revision, count and
-    /// the flow ids of every folded session (the strongest confidence wins).
-    pub fn fold(&mut self, mut v: An1725, m: &MobileOut, destination: &str, start_ns: i64, flow_ids: &[u64]) -> (An1725, Vec<u64>) {
-        let key = (m.device_id.clone(), m.app.package.clone().unwrap_or_default(), destination.to_ascii_lowercase());
-        if self.open.len() >= self.max_keys {
+    /// Fold the verdict of session `flow_id` in (`flow_ids`: its evidence):
+    /// returns it with its alert id, revision, count and the flow ids of
+    /// every folded session (the strongest confidence wins).
+    pub fn fold(&mut self, mut v: An1725, m: &MobileOut, destination: &str, start_ns: i64, flow_id: u64, flow_ids: &[u64]) -> (An1725, Vec<u64>) {
+        let key: FoldKey = (m.device_id.clone(), m.app.package.clone().unwrap_or_default(), destination.to_ascii_lowercase());
+        if self.open.len() >= self.max_keys || self.placed.len() >= self.max_keys {
             let cutoff = start_ns - self.window_ns;
             self.open.retain(|_, f| f.first_ns >= cutoff);
+            self.placed.retain(|_, (_, t)| *t >= cutoff);
         }
+        // Re-attributed to another app: out of the old app's alert.
+        if let Some((old, _)) = self.placed.get(&flow_id).filter(|(k, _)| k.1 != key.1) {
+            if let Some(f) = self.open.get_mut(old) {
+                if let Some(i) = f.flow_ids.iter().position(|id| *id == flow_id) {
+                    f.flow_ids.remove(i);
+                    f.count = f.count.saturating_sub(1);
+                }
+            }
+        }
+        self.placed.insert(flow_id, (key.clone(), start_ns));
+        // Evidence the folder knows as another app's sessions stays out.
+        let placed = &self.placed;
+        let flow_ids: Vec<u64> = flow_ids
+            .iter()
+            .copied()
+            .filter(|id| *id == flow_id || placed.get(id).is_none_or(|(k, _)| k.1 == key.1))
+            .collect();
+        let flow_ids = flow_ids.as_slice();
         let fresh = |v: &An1725| Folded {
             alert_id: format!("an1725-{}-{}", start_ns, flow_ids.first().copied().unwrap_or(0)),
             first_ns: start_ns,
@@ -638,4 +666,62 @@ pub fn an1725(m: &MobileOut, sids: &[u32], flow_id: u64) -> Option<An1725> {
         "low"
     };
     Some(An1725 { confidence, reasons, alert_id: String::new(), revision: 0, count: 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mobile(app: &str) -> MobileOut {
+        MobileOut {
+            device_id: "dev".into(),
+            binding: BindingOut { confidence: "dhcp".into(), conflict: false, in_grace: false, contested: false, context: "lan".into() },
+            app: AppOut {
+                package: Some(app.into()),
+                attribution: "net_connect",
+                attribution_evidence: "exact",
+                attribution_reason: "sole_evidence",
+                attribution_skew_ms: Some(0),
+                attribution_clock_offset_ms: None,
+                runner_up: None,
+                candidates: vec![app.into()],
+                version_code: None,
+                target_sdk: None,
+                trust_profile: None,
+            },
+            app_state: None,
+            device_locked: None,
+            screen_interactive: None,
+            secs_since_user_interaction: None,
+            baseline: None,
+            feed_lines: Vec::new(),
+        }
+    }
+
+    fn verdict() -> An1725 {
+        An1725 { confidence: "medium", reasons: Vec::new(), alert_id: String::new(), revision: 0, count: 0 }
+    }
+
+    /// Another app's sessions never enter an alert, even when the evidence
+    /// handed in names them; a session re-attributed to another app leaves
+    /// its old app's alert.
+    #[test]
+    fn an_alert_never_holds_two_apps() {
+        let mut f = Folder::new(300_000_000_000);
+        let (a1, ids) = f.fold(verdict(), &mobile("a"), "h", 0, 1, &[1]);
+        assert_eq!((ids, a1.count), (vec![1], 1));
+        // B's session comes with evidence that lists A's session 1.
+        let (b2, ids) = f.fold(verdict(), &mobile("b"), "h", 10, 2, &[1, 2]);
+        assert_eq!(ids, vec![2]);
+        assert_ne!(b2.alert_id, a1.alert_id);
+        // A's second session joins A's alert.
+        let (a3, ids) = f.fold(verdict(), &mobile("a"), "h", 20, 3, &[2, 3]);
+        assert_eq!((a3.alert_id.as_str(), ids, a3.count), (a1.alert_id.as_str(), vec![1, 3], 2));
+        // A late batch shows session 1 was B's: it moves to B's alert and
+        // A's next revision no longer lists it.
+        let (b1, ids) = f.fold(verdict(), &mobile("b"), "h", 0, 1, &[1, 3]);
+        assert_eq!((b1.alert_id.as_str(), ids), (b2.alert_id.as_str(), vec![2, 1]));
+        let (a3, ids) = f.fold(verdict(), &mobile("a"), "h", 20, 3, &[3]);
+        assert_eq!((ids, a3.count), (vec![3], 1));
+    }
 }
