@@ -294,11 +294,19 @@ pub fn attribute_with(
         };
         let Some(pkg) = e.package() else { continue };
         match &e.body {
-            EventBody::NetConnect(_) if is_exact(e, q.dst_ip, q.dst_port) && within(exact_window) => {
+            EventBody::NetConnect(_)
+                if is_exact(e, q.dst_ip, q.dst_port) && within(exact_window) =>
+            {
                 consider(&mut per_pkg, pkg, ev(Strength::Exact, Method::NetConnect));
             }
-            EventBody::AppTlsTrust(_) if is_exact(e, q.dst_ip, q.dst_port) && within(exact_window) => {
-                consider(&mut per_pkg, pkg, ev(Strength::Exact, Method::RuntimeTrustEvent));
+            EventBody::AppTlsTrust(_)
+                if is_exact(e, q.dst_ip, q.dst_port) && within(exact_window) =>
+            {
+                consider(
+                    &mut per_pkg,
+                    pkg,
+                    ev(Strength::Exact, Method::RuntimeTrustEvent),
+                );
             }
             EventBody::AppTlsTrust(x) if within(cfg.skew_ns) => {
                 let ip_only = x.dst_ip == Some(q.dst_ip) && x.dst_port.is_none();
@@ -306,9 +314,14 @@ pub fn attribute_with(
                     matches!((&x.host, &sni), (Some(h), Some(s)) if norm_host(h) == *s);
                 // A trust event for another port of the same IP is about
                 // another connection, whatever its host.
-                let other_port = x.dst_ip == Some(q.dst_ip) && x.dst_port.is_some_and(|p| p != q.dst_port);
+                let other_port =
+                    x.dst_ip == Some(q.dst_ip) && x.dst_port.is_some_and(|p| p != q.dst_port);
                 if (ip_only || host_match) && !other_port {
-                    consider(&mut per_pkg, pkg, ev(Strength::Host, Method::RuntimeTrustEvent));
+                    consider(
+                        &mut per_pkg,
+                        pkg,
+                        ev(Strength::Host, Method::RuntimeTrustEvent),
+                    );
                 }
             }
             EventBody::DnsLookup(x) => {
@@ -571,12 +584,21 @@ mod tests {
 
         // A hostname-level trust event is weaker than the DNS answer.
         evs.push(ev("app_tls_trust", "2026-08-21T09:13:58Z", r#""app":{"package":"com.trust"},"trust_event":"pin_check_failed","host":"api.bank.com""#));
-        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
+        let a = attribute(
+            &evs,
+            &q(Some("api.bank.com")),
+            &AttributionConfig::default(),
+        );
         assert_eq!(a.package.as_deref(), Some("com.dns"));
         let r = a.runner_up.expect("runner-up");
         assert_eq!(
             (r.package.as_str(), r.method, r.strength, r.skew_ms),
-            ("com.trust", Method::RuntimeTrustEvent, Strength::Host, Some(-2000))
+            (
+                "com.trust",
+                Method::RuntimeTrustEvent,
+                Strength::Host,
+                Some(-2000)
+            )
         );
 
         // An exact connect beats them all; another port is no evidence.
@@ -590,10 +612,19 @@ mod tests {
             "2026-08-21T09:14:00.2Z",
             r#""app":{"package":"com.wrongport"},"dst_ip":"203.0.113.5","dst_port":80"#,
         ));
-        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
+        let a = attribute(
+            &evs,
+            &q(Some("api.bank.com")),
+            &AttributionConfig::default(),
+        );
         assert_eq!(
             (a.package.as_deref(), a.method, a.strength, a.skew_ms),
-            (Some("com.conn"), Method::NetConnect, Strength::Exact, Some(1500))
+            (
+                Some("com.conn"),
+                Method::NetConnect,
+                Strength::Exact,
+                Some(1500)
+            )
         );
         assert_eq!(a.reason.as_str(), "stronger_evidence");
         assert_eq!(a.runner_up.expect("runner-up").package, "com.dns");
@@ -601,10 +632,19 @@ mod tests {
         // A trust event carrying the destination IP and port is exact too,
         // and nearer in time than the connect.
         evs.push(ev("app_tls_trust", "2026-08-21T09:14:00.3Z", r#""app":{"package":"com.trust2"},"trust_event":"pin_check_failed","dst_ip":"203.0.113.5","dst_port":443"#));
-        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
+        let a = attribute(
+            &evs,
+            &q(Some("api.bank.com")),
+            &AttributionConfig::default(),
+        );
         assert_eq!(
             (a.package.as_deref(), a.method, a.strength, a.reason),
-            (Some("com.trust2"), Method::RuntimeTrustEvent, Strength::Exact, Reason::NearerInTime)
+            (
+                Some("com.trust2"),
+                Method::RuntimeTrustEvent,
+                Strength::Exact,
+                Reason::NearerInTime
+            )
         );
         assert_eq!(a.runner_up.expect("runner-up").package, "com.conn");
     }
@@ -615,13 +655,30 @@ mod tests {
     #[test]
     fn exact_connect_beats_a_later_hostname_trust_event_of_another_app() {
         let evs = vec![
-            ev("app_tls_trust", "2026-08-21T09:14:01.2Z", r#""source":{"kind":"mtd"},"app":{"package":"com.other"},"trust_event":"pin_check_failed","host":"api.bank.com""#),
-            ev("net_connect", "2026-08-21T09:13:59.995Z", r#""source":{"kind":"dpm_network_log"},"app":{"package":"com.bank"},"dst_ip":"203.0.113.5","dst_port":443"#),
+            ev(
+                "app_tls_trust",
+                "2026-08-21T09:14:01.2Z",
+                r#""source":{"kind":"mtd"},"app":{"package":"com.other"},"trust_event":"pin_check_failed","host":"api.bank.com""#,
+            ),
+            ev(
+                "net_connect",
+                "2026-08-21T09:13:59.995Z",
+                r#""source":{"kind":"dpm_network_log"},"app":{"package":"com.bank"},"dst_ip":"203.0.113.5","dst_port":443"#,
+            ),
         ];
-        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
+        let a = attribute(
+            &evs,
+            &q(Some("api.bank.com")),
+            &AttributionConfig::default(),
+        );
         assert_eq!(
             (a.package.as_deref(), a.method, a.skew_ms, a.reason),
-            (Some("com.bank"), Method::NetConnect, Some(-5), Reason::StrongerEvidence)
+            (
+                Some("com.bank"),
+                Method::NetConnect,
+                Some(-5),
+                Reason::StrongerEvidence
+            )
         );
         assert_eq!(
             a.runner_up,
@@ -634,8 +691,15 @@ mod tests {
             })
         );
         // Alone, the trust event still names its app.
-        let a = attribute(&evs[..1], &q(Some("api.bank.com")), &AttributionConfig::default());
-        assert_eq!((a.package.as_deref(), a.reason), (Some("com.other"), Reason::SoleEvidence));
+        let a = attribute(
+            &evs[..1],
+            &q(Some("api.bank.com")),
+            &AttributionConfig::default(),
+        );
+        assert_eq!(
+            (a.package.as_deref(), a.reason),
+            (Some("com.other"), Reason::SoleEvidence)
+        );
     }
 
     /// Two apps reach the same destination within a second: the nearer
@@ -643,20 +707,46 @@ mod tests {
     #[test]
     fn nearer_connect_wins_between_two_apps() {
         let evs = vec![
-            ev("net_connect", "2026-08-21T09:14:00.300Z", r#""app":{"package":"com.b"},"dst_ip":"203.0.113.5","dst_port":443"#),
-            ev("net_connect", "2026-08-21T09:13:59.995Z", r#""app":{"package":"com.a"},"dst_ip":"203.0.113.5","dst_port":443"#),
+            ev(
+                "net_connect",
+                "2026-08-21T09:14:00.300Z",
+                r#""app":{"package":"com.b"},"dst_ip":"203.0.113.5","dst_port":443"#,
+            ),
+            ev(
+                "net_connect",
+                "2026-08-21T09:13:59.995Z",
+                r#""app":{"package":"com.a"},"dst_ip":"203.0.113.5","dst_port":443"#,
+            ),
         ];
-        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
-        assert_eq!((a.package.as_deref(), a.reason), (Some("com.a"), Reason::NearerInTime));
+        let a = attribute(
+            &evs,
+            &q(Some("api.bank.com")),
+            &AttributionConfig::default(),
+        );
+        assert_eq!(
+            (a.package.as_deref(), a.reason),
+            (Some("com.a"), Reason::NearerInTime)
+        );
         let r = a.runner_up.expect("runner-up");
         assert_eq!((r.package.as_str(), r.skew_ms), ("com.b", Some(300)));
         // Same distance: the first in feed order, and said so.
         let evs = vec![
-            ev("net_connect", "2026-08-21T09:14:00.1Z", r#""app":{"package":"com.b"},"dst_ip":"203.0.113.5","dst_port":443"#),
-            ev("net_connect", "2026-08-21T09:13:59.9Z", r#""app":{"package":"com.a"},"dst_ip":"203.0.113.5","dst_port":443"#),
+            ev(
+                "net_connect",
+                "2026-08-21T09:14:00.1Z",
+                r#""app":{"package":"com.b"},"dst_ip":"203.0.113.5","dst_port":443"#,
+            ),
+            ev(
+                "net_connect",
+                "2026-08-21T09:13:59.9Z",
+                r#""app":{"package":"com.a"},"dst_ip":"203.0.113.5","dst_port":443"#,
+            ),
         ];
         let a = attribute(&evs, &q(None), &AttributionConfig::default());
-        assert_eq!((a.package.as_deref(), a.reason), (Some("com.b"), Reason::EqualEvidenceFirstInFeed));
+        assert_eq!(
+            (a.package.as_deref(), a.reason),
+            (Some("com.b"), Reason::EqualEvidenceFirstInFeed)
+        );
     }
 
     /// A source whose clock runs 1.2 s ahead: uncorrected, app A's connect
@@ -668,35 +758,76 @@ mod tests {
         use crate::clock::{ClockOffsets, SourceKey};
         let at = |s: &str| crate::feed::parse_rfc3339_ns(s).expect("t");
         let connect = |time: &str, pkg: &str| {
-            ev("net_connect", time, &format!(r#""source":{{"kind":"dpm_network_log","vendor":"amapi"}},"app":{{"package":"{pkg}"}},"dst_ip":"203.0.113.5","dst_port":443"#))
+            ev(
+                "net_connect",
+                time,
+                &format!(
+                    r#""source":{{"kind":"dpm_network_log","vendor":"amapi"}},"app":{{"package":"{pkg}"}},"dst_ip":"203.0.113.5","dst_port":443"#
+                ),
+            )
         };
         // Sessions (packet clock) at :00.000 (A) and :00.075 (B); the
         // device logs them 1.2 s late, 5 ms before each SYN.
-        let evs = vec![connect("2026-08-21T09:14:01.195Z", "com.a"), connect("2026-08-21T09:14:01.270Z", "com.b")];
+        let evs = vec![
+            connect("2026-08-21T09:14:01.195Z", "com.a"),
+            connect("2026-08-21T09:14:01.270Z", "com.b"),
+        ];
         let sa = q(None);
-        let sb = SessionQuery { session_start_ns: at("2026-08-21T09:14:00.075Z"), ..q(None) };
+        let sb = SessionQuery {
+            session_start_ns: at("2026-08-21T09:14:00.075Z"),
+            ..q(None)
+        };
         let cfg = AttributionConfig::default();
         let b = attribute(&evs, &sb, &cfg);
-        assert_eq!(b.package.as_deref(), Some("com.a"), "uncorrected, the wrong app is nearer");
+        assert_eq!(
+            b.package.as_deref(),
+            Some("com.a"),
+            "uncorrected, the wrong app is nearer"
+        );
 
         let mut clock = ClockOffsets::default();
         clock.observe(&evs, &sa);
-        let key = SourceKey { device: "dev1".into(), kind: "dpm_network_log".into(), vendor: "amapi".into() };
-        assert_eq!(clock.estimate(&key), None, "one session with two candidates says nothing yet");
+        let key = SourceKey {
+            device: "dev1".into(),
+            kind: "dpm_network_log".into(),
+            vendor: "amapi".into(),
+        };
+        assert_eq!(
+            clock.estimate(&key),
+            None,
+            "one session with two candidates says nothing yet"
+        );
         clock.observe(&evs, &sb);
-        assert_eq!(clock.estimate(&key), Some((1_195_000_000, 2)), "both sessions agree on +1.195 s");
+        assert_eq!(
+            clock.estimate(&key),
+            Some((1_195_000_000, 2)),
+            "both sessions agree on +1.195 s"
+        );
         for (s, want) in [(&sa, "com.a"), (&sb, "com.b")] {
             let a = attribute_with(&evs, s, &cfg, Some(&clock));
             assert_eq!(a.package.as_deref(), Some(want));
-            assert_eq!((a.skew_ms, a.clock_offset_ms, a.reason), (Some(0), Some(1195), Reason::NearerInTime));
+            assert_eq!(
+                (a.skew_ms, a.clock_offset_ms, a.reason),
+                (Some(0), Some(1195), Reason::NearerInTime)
+            );
         }
         // Once the offset is known, the exact window is the tight one: a
         // connect 3 s off (corrected) is no longer evidence.
-        let far = SessionQuery { session_start_ns: at("2026-08-21T09:14:03.2Z"), ..q(None) };
-        assert_eq!(attribute_with(&evs, &far, &cfg, Some(&clock)).method, Method::Candidate);
+        let far = SessionQuery {
+            session_start_ns: at("2026-08-21T09:14:03.2Z"),
+            ..q(None)
+        };
+        assert_eq!(
+            attribute_with(&evs, &far, &cfg, Some(&clock)).method,
+            Method::Candidate
+        );
         assert_eq!(attribute(&evs, &far, &cfg).method, Method::NetConnect);
         // Another source of the same device is not corrected.
-        let other = ev("net_connect", "2026-08-21T09:14:00.010Z", r#""source":{"kind":"agent"},"app":{"package":"com.c"},"dst_ip":"203.0.113.5","dst_port":443"#);
+        let other = ev(
+            "net_connect",
+            "2026-08-21T09:14:00.010Z",
+            r#""source":{"kind":"agent"},"app":{"package":"com.c"},"dst_ip":"203.0.113.5","dst_port":443"#,
+        );
         assert_eq!(clock.offset_ns(&other), None);
     }
 

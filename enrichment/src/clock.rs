@@ -76,7 +76,11 @@ impl SourceKey {
     pub fn of(e: &Event) -> SourceKey {
         SourceKey {
             device: e.device_id.clone().unwrap_or_default(),
-            kind: e.source.as_ref().map(|s| s.kind.clone()).unwrap_or_default(),
+            kind: e
+                .source
+                .as_ref()
+                .map(|s| s.kind.clone())
+                .unwrap_or_default(),
             vendor: e
                 .source
                 .as_ref()
@@ -163,8 +167,7 @@ impl SourceClock {
                         o.candidates
                             .iter()
                             .map(|c| c.0)
-                            .filter(|d| *d >= lo && *d - lo <= tolerance)
-                            .next()
+                            .find(|d| *d >= lo && *d - lo <= tolerance)
                     })
                     .collect();
                 agree.sort_unstable();
@@ -324,7 +327,12 @@ mod tests {
         let t = base + ms * MS;
         let secs = (t - base) / 1_000_000_000;
         let frac = (t - base) % 1_000_000_000;
-        format!("2026-08-21T09:{:02}:{:02}.{:09}Z", 14 + secs / 60, secs % 60, frac)
+        format!(
+            "2026-08-21T09:{:02}:{:02}.{:09}Z",
+            14 + secs / 60,
+            secs % 60,
+            frac
+        )
     }
 
     fn connect(line: u64, ms: i64, port: u16, source: &str) -> Event {
@@ -355,7 +363,10 @@ mod tests {
 
     #[test]
     fn an_unambiguous_pair_is_an_estimate() {
-        let evs = vec![connect(1, 2_500, 4443, "dpm"), connect(2, 100, 443, "agent")];
+        let evs = vec![
+            connect(1, 2_500, 4443, "dpm"),
+            connect(2, 100, 443, "agent"),
+        ];
         let mut c = ClockOffsets::default();
         c.observe(&evs, &session(0, 4443));
         assert_eq!(c.estimate(&key("dpm")), Some((2_500 * MS, 1)));
@@ -395,7 +406,11 @@ mod tests {
             .collect();
         let mut c = ClockOffsets::default();
         c.observe(&evs, &session(0, 443));
-        assert_eq!(c.estimate(&key("dpm")), None, "three candidates, one session");
+        assert_eq!(
+            c.estimate(&key("dpm")),
+            None,
+            "three candidates, one session"
+        );
         c.observe(&evs, &session(75, 443));
         let (off, n) = c.estimate(&key("dpm")).expect("two sessions agree");
         assert_eq!(n, 2);
@@ -404,7 +419,11 @@ mod tests {
             c.observe(&evs, &session(*s, *p));
         }
         let (off, n) = c.estimate(&key("dpm")).expect("estimate");
-        assert_eq!((off, n), (1_195 * MS, 5), "the median of the five agreeing candidates");
+        assert_eq!(
+            (off, n),
+            (1_195 * MS, 5),
+            "the median of the five agreeing candidates"
+        );
     }
 
     #[test]
@@ -417,7 +436,9 @@ mod tests {
         // Each is an unambiguous pair, but they disagree (+0.5 s, +1.5 s).
         assert_eq!(c.estimate(&key("dpm")), None);
 
-        let burst: Vec<Event> = (0..9).map(|i| connect(i, i as i64 * 10, 443, "dpm")).collect();
+        let burst: Vec<Event> = (0..9)
+            .map(|i| connect(i, i as i64 * 10, 443, "dpm"))
+            .collect();
         let mut c = ClockOffsets::default();
         c.observe(&burst, &session(0, 443));
         assert_eq!((c.stats().bursts, c.estimate(&key("dpm"))), (1, None));
