@@ -276,6 +276,12 @@ pub fn attribute_with(
         }
     }
     for (i, e) in mine() {
+        if !matches!(
+            e.body,
+            EventBody::NetConnect(_) | EventBody::AppTlsTrust(_) | EventBody::DnsLookup(_)
+        ) {
+            continue;
+        }
         let ct = corrected(e);
         let skew = ct.saturating_sub(t);
         let dist = ct.abs_diff(t);
@@ -484,6 +490,9 @@ pub fn attribute_with(
     let mut app_state: Option<(i64, usize, AppStateKind)> = None;
     let mut dev_state: Option<(i64, usize)> = None;
     for (i, e) in mine() {
+        if !matches!(e.body, EventBody::AppState(_) | EventBody::DeviceState(_)) {
+            continue;
+        }
         let ct = corrected(e);
         if ct > t {
             continue;

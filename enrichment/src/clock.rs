@@ -205,6 +205,9 @@ impl SourceClock {
 pub struct ClockOffsets {
     cfg: ClockConfig,
     sources: HashMap<SourceKey, SourceClock>,
+    /// The estimates by device, then (kind, vendor): looked up per event
+    /// without building a key.
+    by_device: HashMap<String, Vec<(String, String, i64)>>,
     stats: ClockStats,
 }
 
@@ -236,13 +239,20 @@ impl ClockOffsets {
     /// The estimated offset (`event_time − packet time`) of the source that
     /// stamped `e`, if it has one.
     pub fn offset_ns(&self, e: &Event) -> Option<i64> {
-        if self.sources.is_empty() {
+        if self.by_device.is_empty() {
             return None;
         }
-        self.sources
-            .get(&SourceKey::of(e))
-            .and_then(|s| s.estimate)
-            .map(|x| x.0)
+        let kind = e.source.as_ref().map_or("", |s| s.kind.as_str());
+        let vendor = e
+            .source
+            .as_ref()
+            .and_then(|s| s.vendor.as_deref())
+            .unwrap_or("");
+        self.by_device
+            .get(e.device_id.as_deref().unwrap_or(""))?
+            .iter()
+            .find(|(k, v, _)| k == kind && v == vendor)
+            .map(|x| x.2)
     }
 
     /// The estimate of a source, and how many sessions it rests on.
@@ -300,7 +310,7 @@ impl ClockOffsets {
                 continue;
             }
             self.stats.observations += 1;
-            let src = self.sources.entry(key).or_default();
+            let src = self.sources.entry(key.clone()).or_default();
             src.obs.retain(|o| o.session != session);
             src.obs.push_back(Obs {
                 session,
@@ -310,6 +320,15 @@ impl ClockOffsets {
                 src.obs.pop_front();
             }
             src.update(self.cfg.tolerance_ns);
+            let estimate = src.estimate.map(|x| x.0);
+            let list = self.by_device.entry(key.device).or_default();
+            list.retain(|(k, v, _)| *k != key.kind || *v != key.vendor);
+            if let Some(off) = estimate {
+                list.push((key.kind, key.vendor, off));
+            }
+            if list.is_empty() {
+                self.by_device.remove(q.device_id);
+            }
         }
     }
 }
