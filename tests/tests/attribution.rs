@@ -119,8 +119,8 @@ fn scenario_feed(sessions: &[Session]) -> (String, BTreeMap<u64, &'static str>) 
     (lines.join("\n") + "\n", apps)
 }
 
-#[test]
-fn two_apps_one_device_every_session_gets_its_app_and_no_alert_mixes_apps() {
+/// The capture's TLS sessions in start order.
+fn sessions() -> Vec<Session> {
     let plain = replay_lines(Vec::new());
     let mut sessions: Vec<Session> = plain
         .iter()
@@ -136,6 +136,12 @@ fn two_apps_one_device_every_session_gets_its_app_and_no_alert_mixes_apps() {
         .collect();
     sessions.sort_by(|a, b| a.ts.cmp(&b.ts));
     assert_eq!(sessions.len(), 8, "the fallback capture's eight TLS sessions");
+    sessions
+}
+
+#[test]
+fn two_apps_one_device_every_session_gets_its_app_and_no_alert_mixes_apps() {
+    let sessions = sessions();
     let (feed, apps) = scenario_feed(&sessions);
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("attribution-two-apps.feed.jsonl");
     std::fs::write(&path, feed).expect("write feed");
@@ -206,4 +212,63 @@ fn two_apps_one_device_every_session_gets_its_app_and_no_alert_mixes_apps() {
         let app = app_of(&f["evidence"]["flow_ids"][0]).expect("app");
         assert!(reasons.contains(&format!("app:{app}").as_str()), "{reasons:?}");
     }
+}
+
+/// Live mode: the bindings and inventories are known at once (they cannot
+/// tell the two apps apart: no app, no AN1725 alert), the device's network
+/// log and the MTD's events land after the sessions ended. The sessions are
+/// enriched again: each gets its app (the clock offset learnt on the way),
+/// and the AN1725 alerts, in their last revisions, name the right app and
+/// hold no session of the other, although the fallback evidence was
+/// gathered while the apps were unknown.
+#[test]
+fn a_late_network_log_attributes_every_session_and_no_alert_mixes_apps() {
+    use pinwatch::capture::CaptureFile;
+    use pinwatch::engine::Engine;
+    use pinwatch::flow::CloseKind;
+
+    let sessions = sessions();
+    let (feed, apps) = scenario_feed(&sessions);
+    let early = |l: &&str| ["ip_binding", "app_inventory", "app_state"].iter().any(|t| l.contains(&format!("\"event_type\":\"{t}\"")));
+    let lines: Vec<&str> = feed.lines().collect();
+    let opts = options(Vec::new());
+    let file = CaptureFile::open(&pcaps_dir().join("testbed-fallback.pcap")).expect("capture");
+    let mut engine = Engine::new(&opts, vec![file.name().to_string()]).expect("engine");
+    engine.reporter.enable_streaming_feed(2 * 3600 * 1_000_000_000);
+    let mut out = Vec::new();
+    for l in lines.iter().filter(|l| early(l)) {
+        engine.reporter.feed_line(l);
+    }
+    engine.reporter.apply_feed(&mut out);
+    for p in file.packets().flatten() {
+        engine.packet(&p, &mut out);
+    }
+    engine.finish(CloseKind::Eof, &mut out);
+    let parse = |b: &[u8]| -> Vec<Value> { String::from_utf8_lossy(b).lines().filter_map(|l| serde_json::from_str(l).ok()).collect() };
+    let join = |v: &Value| v["event_type"] == "alert" && v["alert"]["signature_id"] == 1_725_005;
+    assert!(!parse(&out).iter().any(join), "no app known yet, no AN1725 alert");
+    let n = out.len();
+    for l in lines.iter().filter(|l| !early(l)) {
+        engine.reporter.feed_line(l);
+    }
+    engine.reporter.apply_feed(&mut out);
+    let updates = parse(&out[n..]);
+    // The last revision of each alert.
+    let mut last: BTreeMap<String, &Value> = BTreeMap::new();
+    for a in updates.iter().filter(|v| join(v)) {
+        let id = a["an1725"]["alert_id"].as_str().expect("alert id").to_string();
+        if last.get(&id).is_none_or(|b| b["an1725"]["revision"].as_u64() < a["an1725"]["revision"].as_u64()) {
+            last.insert(id, a);
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for a in last.values() {
+        let app = a["mobile"]["app"]["package"].as_str().expect("package");
+        let ids = a["evidence"]["flow_ids"].as_array().expect("flow ids");
+        for id in ids {
+            assert_eq!(apps.get(&id.as_u64().expect("id")).copied(), Some(app), "alert of {app} holds flow {id}: {a}");
+            seen.insert(id.as_u64().expect("id"));
+        }
+    }
+    assert_eq!(seen.len(), 8, "every session is in an alert of its app: {seen:?}");
 }
