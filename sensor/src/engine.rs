@@ -186,6 +186,7 @@ pub fn add_table_stats(a: &mut TableStats, b: &TableStats) {
         reassembly_gap_bytes,
         reassembly_overflows,
         reassembly_out_of_order,
+        reassembly_overlap_diff_data,
         tls_handshake_overflows,
         quic_undecryptable,
         heap_bytes_max,
@@ -209,6 +210,7 @@ pub fn add_table_stats(a: &mut TableStats, b: &TableStats) {
     a.reassembly_gap_bytes += reassembly_gap_bytes;
     a.reassembly_overflows += reassembly_overflows;
     a.reassembly_out_of_order += reassembly_out_of_order;
+    a.reassembly_overlap_diff_data += reassembly_overlap_diff_data;
     a.tls_handshake_overflows += tls_handshake_overflows;
     a.quic_undecryptable += quic_undecryptable;
     a.heap_bytes_max += heap_bytes_max;

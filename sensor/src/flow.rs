@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use pinwatch_parsers::decode::{Decoded, TcpInfo};
 use pinwatch_parsers::quic::gquic::looks_like_gquic;
 use pinwatch_parsers::quic::looks_like_quic_initial;
-use pinwatch_parsers::tls::{looks_like_client_hello, looks_like_tls, Dir, TlsEvent};
+use pinwatch_parsers::tls::{looks_like_client_hello, looks_like_tls, may_start_tls, Dir, TlsEvent};
 
 use crate::flowmap::FlowMap;
 use crate::reassembly::{self, Chunk, Reassembler};
@@ -162,6 +162,9 @@ pub struct Flow {
     pub probes: u8,
     /// TLS bytes are being fed for [client, server].
     pub started: [bool; 2],
+    /// The first bytes of a direction too short yet to decide whether TLS
+    /// starts there (see [`Head`]); `None` unless a stream came in tiny pieces.
+    pub head: Option<Box<[Head; 2]>>,
     pub reasm: [Reassembler; 2],
     pub session: TlsSession,
     /// QUIC state, for UDP flows that began with a client Initial.
@@ -188,6 +191,7 @@ impl Flow {
             proto,
             probes: 0,
             started: [false; 2],
+            head: None,
             dirs: Default::default(),
             reasm: Default::default(),
             session: TlsSession::default(),
@@ -238,6 +242,7 @@ impl Flow {
             + self.reasm[1].heap_bytes()
             + self.session.parser.heap_bytes()
             + self.quic.as_ref().map_or(0, |q| q.heap_bytes())
+            + self.head.as_ref().map_or(0, |h| std::mem::size_of::<[Head; 2]>() + h[0].bytes.capacity() + h[1].bytes.capacity())
     }
 }
 
@@ -299,6 +304,9 @@ pub struct TableStats {
     pub reassembly_gap_bytes: u64,
     pub reassembly_overflows: u64,
     pub reassembly_out_of_order: u64,
+    /// Segments carrying other bytes than the copy already received of the
+    /// same sequence numbers (an evasion attempt; the first copy is kept).
+    pub reassembly_overlap_diff_data: u64,
     pub tls_handshake_overflows: u64,
     /// QUIC Initial packets that did not decrypt (sum over connections).
     pub quic_undecryptable: u64,
@@ -467,10 +475,11 @@ impl FlowTable {
         for r in &flow.reasm {
             let c = r.counters;
             self.stats.reassembly_retransmitted_bytes += c.retransmitted_bytes;
-            self.stats.reassembly_gaps += c.gaps;
+            self.stats.reassembly_gaps += u64::from(c.gaps);
             self.stats.reassembly_gap_bytes += c.gap_bytes;
-            self.stats.reassembly_overflows += c.overflows;
-            self.stats.reassembly_out_of_order += c.out_of_order;
+            self.stats.reassembly_overflows += u64::from(c.overflows);
+            self.stats.reassembly_out_of_order += u64::from(c.out_of_order);
+            self.stats.reassembly_overlap_diff_data += u64::from(c.overlap_diff_data);
         }
         self.stats.tls_handshake_overflows += u64::from(flow.session.overflows);
         if let Some(q) = &flow.quic {
@@ -489,12 +498,12 @@ impl FlowTable {
 
     fn flush_dir(flow: &mut Flow, dir: Dir, events: &mut Vec<TlsEvent>) {
         let ts = flow.last_ts;
-        let Flow { reasm, session, proto, probes, started, .. } = flow;
+        let Flow { reasm, session, proto, probes, started, head, .. } = flow;
         if *proto != Proto::Tls {
             reasm[dir.idx()].release();
             return;
         }
-        let mut sink = Sink { session, proto, probes, started, max_probes: u8::MAX, dir, ts, events };
+        let mut sink = Sink { session, proto, probes, started, head, max_probes: u8::MAX, dir, ts, events };
         reasm[dir.idx()].flush(&mut |c| sink.chunk(c));
     }
 
@@ -687,9 +696,10 @@ impl FlowTable {
                 Dir::Client => Dir::Server,
                 Dir::Server => Dir::Client,
             };
-            let Flow { reasm, session, proto, probes, started, .. } = flow;
-            let mut sink = Sink { session, proto, probes, started, max_probes: lim.probe_segments, dir: other, ts, events };
+            let Flow { reasm, session, proto, probes, started, head, .. } = flow;
+            let mut sink = Sink { session, proto, probes, started, head, max_probes: lim.probe_segments, dir: other, ts, events };
             reasm[other.idx()].acked(tcp.ack, &mut |c| sink.chunk(c));
+            Self::spent(flow, other);
         }
         if payload.is_empty() {
             return;
@@ -711,16 +721,28 @@ impl FlowTable {
             flow.reasm[dir.idx()].release();
             return;
         }
-        let Flow { reasm, session, proto, probes, started, .. } = flow;
+        let Flow { reasm, session, proto, probes, started, head, .. } = flow;
         let r = &mut reasm[dir.idx()];
         // Data on a SYN (TCP Fast Open) starts after the SYN's sequence number.
         let seq = if tcp.has(TcpInfo::SYN) { tcp.seq.wrapping_add(1) } else { tcp.seq };
         r.sync(seq);
-        let mut sink = Sink { session, proto, probes, started, max_probes: lim.probe_segments, dir, ts, events };
+        let mut sink = Sink { session, proto, probes, started, head, max_probes: lim.probe_segments, dir, ts, events };
         r.segment(seq, payload, &lim.reassembly, &mut |c| sink.chunk(c));
         if *proto == Proto::NotTls {
             reasm[0].release();
             reasm[1].release();
+            flow.head = None;
+        }
+        Self::spent(flow, dir);
+    }
+
+    /// Once a direction's parser reads no more, its reassembler's copy of
+    /// delivered bytes (kept to compare retransmissions) goes, so that a
+    /// finished flow holds no buffer and can be bypassed as before.
+    #[inline]
+    fn spent(flow: &mut Flow, dir: Dir) {
+        if flow.proto == Proto::Tls && !flow.session.wants_bytes(dir) {
+            flow.reasm[dir.idx()].forget_seen();
         }
     }
 
@@ -781,19 +803,77 @@ impl FlowTable {
 }
 
 /// Receives one direction's in-order bytes and decides, by content, where
-/// TLS starts: a direction is fed to the parser from the first chunk that
-/// begins a captured segment and looks like a TLS record (so STARTTLS
+/// TLS starts: a direction is fed to the parser from the first captured
+/// segment start at which the stream looks like a TLS record (so STARTTLS
 /// preambles and mid-stream starts are skipped); a flow whose first
 /// `max_probes` segment starts are not TLS is written off as not TLS.
+///
+/// The decision is made on the reassembled stream, however it was cut: a
+/// segment start too short to decide (fewer than 5 bytes that could begin a
+/// record, or a PROXY line not yet ended) is held in the flow's [`Head`] and
+/// the bytes that follow are added until the record header is complete. A
+/// segment that carries a whole header (the common case) is decided on its
+/// own, without a copy.
 struct Sink<'a> {
     session: &'a mut TlsSession,
     proto: &'a mut Proto,
     probes: &'a mut u8,
     started: &'a mut [bool; 2],
+    head: &'a mut Option<Box<[Head; 2]>>,
     max_probes: u8,
     dir: Dir,
     ts: i64,
     events: &'a mut Vec<TlsEvent>,
+}
+
+/// Bytes held from a segment start until the TLS decision can be made: at
+/// most [`HEAD_CAP`] bytes a direction (a PROXY v1 line is at most 116
+/// bytes, a record header 5), so a flow holds at most 2 × 128 bytes here.
+#[derive(Debug, Default)]
+pub struct Head {
+    bytes: Vec<u8>,
+    /// Bit `i` set: a captured segment starts at `bytes[i]` (bit 0 always).
+    marks: u128,
+}
+
+/// Bytes a [`Head`] holds at most.
+pub const HEAD_CAP: usize = 128;
+
+/// Where TLS starts in the bytes that follow a segment start.
+#[derive(Debug, PartialEq, Eq)]
+enum Start {
+    /// At this offset (past a PROXY protocol line, if any).
+    Tls(usize),
+    /// Not here: a preamble, whose text begins at this offset.
+    NotTls(usize),
+    /// Too few bytes to tell.
+    More,
+}
+
+/// Decide where TLS starts in `b`, the stream from a segment start on.
+fn tls_start(b: &[u8]) -> Start {
+    // A PROXY protocol v1 line (HAProxy) may share the segment with the
+    // ClientHello; it is at most 107 bytes before its CRLF.
+    let mut off = 0;
+    if let Some(rest) = b.strip_prefix(b"PROXY ".as_slice()) {
+        match rest.windows(2).position(|w| w == b"\r\n") {
+            Some(i) if i < 108 => off = 6 + i + 2,
+            Some(_) => {}
+            None if rest.len() < 109 => return Start::More,
+            None => {}
+        }
+    } else if b.len() < 6 && b"PROXY ".starts_with(b) {
+        return Start::More;
+    }
+    let body = &b[off..];
+    if body.len() < 5 {
+        return if may_start_tls(body) { Start::More } else { Start::NotTls(off) };
+    }
+    if looks_like_tls(body) {
+        Start::Tls(off)
+    } else {
+        Start::NotTls(off)
+    }
 }
 
 impl Sink<'_> {
@@ -802,44 +882,105 @@ impl Sink<'_> {
         match c {
             Chunk::Data { bytes, segment_start } => {
                 if !self.started[d] {
-                    if !segment_start || *self.proto == Proto::NotTls {
+                    if *self.proto == Proto::NotTls {
                         return;
                     }
-                    // A PROXY protocol v1 line (HAProxy) may share the
-                    // segment with the ClientHello.
-                    let bytes = match bytes.strip_prefix(b"PROXY ".as_slice()) {
-                        Some(rest) => match rest.windows(2).position(|w| w == b"\r\n") {
-                            Some(i) if i < 108 => &rest[i + 2..],
-                            _ => bytes,
-                        },
-                        None => bytes,
-                    };
-                    if bytes.is_empty() {
-                        return;
-                    }
-                    if !looks_like_tls(bytes) {
-                        self.session.note_preamble(self.dir, bytes);
-                        if *self.proto == Proto::Unknown {
-                            *self.probes += 1;
-                            if *self.probes >= self.max_probes {
-                                *self.proto = Proto::NotTls;
-                            }
+                    let held = self.head.as_ref().is_some_and(|h| !h[d].bytes.is_empty());
+                    if !held {
+                        if !segment_start {
+                            return;
                         }
-                        return;
+                        match tls_start(bytes) {
+                            Start::Tls(off) => return self.start(&bytes[off..]),
+                            Start::NotTls(off) => return self.preamble(&bytes[off..]),
+                            Start::More => {}
+                        }
                     }
-                    self.started[d] = true;
-                    *self.proto = Proto::Tls;
+                    return self.hold(bytes, segment_start);
                 }
-                if self.session.wants_bytes(self.dir) {
-                    self.session.parser.feed(self.dir, bytes, self.ts, self.events);
-                }
+                self.feed(bytes);
             }
             Chunk::Gap(n) => {
                 if self.started[d] {
                     self.session.gap_bytes[d] += u64::from(n);
                     self.session.parser.gap(self.dir, u64::from(n));
+                } else if let Some(h) = self.head.as_mut() {
+                    // The held bytes and what follows are no longer one stream.
+                    h[d] = Head::default();
                 }
             }
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() && self.session.wants_bytes(self.dir) {
+            self.session.parser.feed(self.dir, bytes, self.ts, self.events);
+        }
+    }
+
+    /// TLS starts with `bytes`.
+    fn start(&mut self, bytes: &[u8]) {
+        self.started[self.dir.idx()] = true;
+        *self.proto = Proto::Tls;
+        self.feed(bytes);
+    }
+
+    /// A segment start that is not TLS: a STARTTLS or proxy preamble, or a
+    /// capture that begins mid-stream.
+    fn preamble(&mut self, bytes: &[u8]) {
+        self.session.note_preamble(self.dir, bytes);
+        if *self.proto == Proto::Unknown {
+            *self.probes += 1;
+            if *self.probes >= self.max_probes {
+                *self.proto = Proto::NotTls;
+            }
+        }
+    }
+
+    /// Add the next bytes to the held start and decide once enough are in.
+    /// A held start found not to be TLS is retried from each later segment
+    /// start among the held bytes, as if they had come in one piece each.
+    fn hold(&mut self, bytes: &[u8], segment_start: bool) {
+        let d = self.dir.idx();
+        let mut heads = self.head.take().unwrap_or_default();
+        let h = &mut heads[d];
+        if segment_start && h.bytes.len() < HEAD_CAP {
+            h.marks |= 1u128 << h.bytes.len();
+        }
+        let mut rest = bytes;
+        loop {
+            let take = rest.len().min(HEAD_CAP - h.bytes.len());
+            h.bytes.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            match tls_start(&h.bytes) {
+                Start::More => {
+                    // Only fewer than HEAD_CAP bytes can leave it open.
+                    debug_assert!(rest.is_empty());
+                    break;
+                }
+                Start::Tls(off) => {
+                    let held = std::mem::take(h);
+                    self.start(&held.bytes[off..]);
+                    self.feed(rest);
+                    break;
+                }
+                Start::NotTls(off) => {
+                    // This candidate's segment ends at the next segment start.
+                    let next = (h.marks & !1).trailing_zeros() as usize;
+                    let end = next.min(h.bytes.len());
+                    self.preamble(&h.bytes[off.min(end)..end]);
+                    if next >= h.bytes.len() || *self.proto == Proto::NotTls {
+                        // The rest of this segment is skipped.
+                        *h = Head::default();
+                        break;
+                    }
+                    h.bytes.drain(..next);
+                    h.marks >>= next;
+                }
+            }
+        }
+        if !heads[0].bytes.is_empty() || !heads[1].bytes.is_empty() {
+            *self.head = Some(heads);
         }
     }
 }
