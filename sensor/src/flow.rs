@@ -260,8 +260,10 @@ pub struct Ended {
 ///
 /// While packets are read (`phase` 0), a flow is placed at the packet time at
 /// which its end became certain: its deadline (idle timeout, or the linger
-/// after FIN/RST) when it times out, or the capture clock when a new SYN
-/// reuses its tuple or it is evicted. At the end of input (`phase` 1) the
+/// after FIN/RST) when it times out (but not below the clock the table was
+/// at before the clock move that ends it: a flow last touched by a packet
+/// older than the clock), or the capture clock when a new SYN reuses its
+/// tuple or it is evicted. At the end of input (`phase` 1) the
 /// remaining flows follow in order of their close (else last packet) time.
 /// Ties go by flow id. A shard that has processed the capture up to clock
 /// `t` never again produces a phase-0 key below `t`, so records below the
@@ -392,6 +394,9 @@ impl FlowTable {
 
     /// Expire flows whose deadline is at or before `now`.
     pub fn expire(&mut self, now: i64, out: &mut Vec<Ended>) {
+        // The clock this table was advanced to before: records up to it may
+        // be written already, so no key goes below it (see below).
+        let before = self.clock;
         self.clock = self.clock.max(now);
         while let Some(&(until, key)) = self.closed_order.front() {
             if until > now {
@@ -422,7 +427,13 @@ impl FlowTable {
                         (CloseKind::Timeout, actual)
                     }
                 };
-                let order = OrderKey { phase: 0, ts: actual, flow_id: flow.flow_id };
+                // A flow whose deadline was behind the clock when it was last
+                // touched (a packet from before the clock: merged or
+                // reordered files) ends at the next clock move, so its key
+                // is the clock before that move, not its deadline: below
+                // that, records may be written already, and where this one
+                // would then land would depend on the thread count.
+                let order = OrderKey { phase: 0, ts: actual.max(before), flow_id: flow.flow_id };
                 self.finish(flow, close, end, order, out);
             }
         }
