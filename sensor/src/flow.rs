@@ -217,7 +217,7 @@ impl Flow {
                 Dir::Client => Dir::Server,
                 Dir::Server => Dir::Client,
             };
-            let empty = self.proto != Proto::Unknown && !self.reasm[other.idx()].has_pending();
+            let empty = self.proto != Proto::Unknown && !self.reasm[other.idx()].wants_acks();
             let payload = empty && self.proto == Proto::Tls && !self.session.wants_bytes(dir);
             self.quiet[dir.idx()] = [empty, payload];
         }

@@ -13,7 +13,9 @@
 //!   that came first: Suricata's default (`bsd`) overlap policy. A trimmed
 //!   copy whose bytes differ from the winner's is counted
 //!   (`overlap_diff_data`, Suricata's `tcp.overlap_diff_data`), compared
-//!   against a copy of the first [`SEEN_BYTES`] bytes of the direction.
+//!   against a copy of the first [`SEEN_BYTES`] bytes of the direction,
+//!   kept until the peer acknowledges them (then any copy is a duplicate
+//!   to the receiver too) or the consumer reads no more.
 //! - **Out of order:** segments ahead of the next expected byte wait in a
 //!   buffer capped by [`Limits`] (bytes and segment count).
 //! - **Lost segments:** a hole is given up on (reported to the consumer as a
@@ -110,6 +112,12 @@ impl Reassembler {
     /// Out-of-order segments are held, waiting for a hole to fill.
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// The peer's next ACK changes something: it can release held
+    /// segments, or the copy of delivered bytes.
+    pub fn wants_acks(&self) -> bool {
+        !self.pending.is_empty() || self.seen.is_some()
     }
 
     pub fn is_synced(&self) -> bool {
@@ -237,6 +245,14 @@ impl Reassembler {
 
     /// The peer acknowledged up to `ack`: a hole below it will never be filled.
     pub fn acked(&mut self, ack: u32, out: &mut dyn FnMut(Chunk<'_>)) {
+        if let Some(seen) = self.seen.as_deref() {
+            // The receiver has all the kept bytes: a later copy of them is
+            // a duplicate to it too, whatever it carries. The copy goes, so
+            // an idle flow holds no buffer.
+            if !after(seen.base.wrapping_add(seen.bytes.len() as u32), ack) && !seen.bytes.is_empty() {
+                self.forget_seen();
+            }
+        }
         while let (Some(next), Some((first, _))) = (self.next, self.pending.first()) {
             if after(ack, next) && after(ack, *first) && after(*first, next) {
                 self.skip_hole(out);
