@@ -4,8 +4,9 @@
 //!
 //! Time is only ever the packet timestamp passed in, so a replay is
 //! deterministic. Memory is bounded by [`Limits`]: flows beyond `max_flows`
-//! evict the flow closest to its timeout (counted), and per-flow buffers are
-//! capped by the reassembler and the TLS parser.
+//! evict the flow closest to its timeout (counted; per partition of the
+//! flow key, see [`PARTITIONS`], so that N threads evict as one does), and
+//! per-flow buffers are capped by the reassembler and the TLS parser.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -43,6 +44,110 @@ pub struct Limits {
     pub reassembly: reassembly::Limits,
     /// Bytes all flows together may hold in reassembly and handshake buffers.
     pub max_buffer_bytes: usize,
+}
+
+/// Partitions the flow cap, the buffer budget and the memory of closed
+/// tuples are split in (fewer when `max_flows` is smaller). A flow's
+/// partition is a fixed function of its key ([`partition`]), and a thread
+/// owns whole partitions, so each cap is enforced where the partition's
+/// flows are and the same flows are evicted, and when, whatever the thread
+/// count (`tests/tests/threads.rs`).
+pub const PARTITIONS: usize = 64;
+
+impl Limits {
+    /// Partitions in use: [`PARTITIONS`], or `max_flows` if fewer.
+    pub fn partitions(&self) -> usize {
+        PARTITIONS.min(self.max_flows.max(1))
+    }
+
+    /// Flows partition `p` may hold: `max_flows` shared out, the
+    /// remainder to the first ones (at least one each).
+    pub fn flows_in_partition(&self, p: usize) -> usize {
+        let n = self.partitions();
+        (self.max_flows / n + usize::from(p < self.max_flows % n)).max(1)
+    }
+
+    /// Buffer bytes the flows of one partition may hold together.
+    pub fn buffer_bytes_in_partition(&self) -> usize {
+        self.max_buffer_bytes / self.partitions()
+    }
+}
+
+/// The partition of a flow key, out of `parts`: a fixed mix of the key (the
+/// same in every run, so that replays are identical; unlike the flow map's
+/// keyed hash, crafted tuples can aim at one partition, which buys an
+/// attacker evictions with 1/64 of the flows a full table needs, and the
+/// work of one thread).
+#[inline]
+pub fn partition(key: &FlowKey, parts: usize) -> usize {
+    #[inline(always)]
+    fn fold(ip: IpAddr) -> u64 {
+        match ip {
+            IpAddr::V4(v) => u64::from(u32::from(v)),
+            IpAddr::V6(v) => {
+                let x = u128::from(v);
+                (x as u64) ^ ((x >> 64) as u64).rotate_left(29)
+            }
+        }
+    }
+    let ports = (u64::from(key.lo.1) << 16) | u64::from(key.hi.1);
+    let mut h = fold(key.lo.0).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ fold(key.hi.0).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+        ^ ports.wrapping_mul(0x1656_67b1_9e37_79f9)
+        ^ key.context.wrapping_mul(0x27d4_eb2f_1656_67c5)
+        ^ u64::from(key.proto);
+    // splitmix64's finaliser.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (((h >> 32) * parts as u64) >> 32) as usize
+}
+
+/// Timer entries: (deadline, flow id, key).
+type Timer = Reverse<(i64, u64, FlowKey)>;
+
+/// Flow deadlines, in one heap for expiry and mirrored in one heap per
+/// partition for eviction (the flow of a full partition nearest its
+/// timeout). A partition heap holds a subset of the main heap's entries:
+/// an entry popped from the main one is popped from its partition's when it
+/// is on top there, and an eviction pops from the partition heap only.
+struct Timers {
+    all: BinaryHeap<Timer>,
+    parts: Vec<BinaryHeap<Timer>>,
+}
+
+impl Timers {
+    fn new(parts: usize) -> Self {
+        Timers { all: BinaryHeap::new(), parts: (0..parts).map(|_| BinaryHeap::new()).collect() }
+    }
+
+    #[inline]
+    fn push(&mut self, part: usize, t: (i64, u64, FlowKey)) {
+        self.all.push(Reverse(t));
+        if let Some(h) = self.parts.get_mut(part) {
+            h.push(Reverse(t));
+        }
+    }
+
+    /// Pop the main heap's first entry (and its copy on top of its partition's heap).
+    fn pop(&mut self, parts: usize) -> Option<(i64, u64, FlowKey)> {
+        let Reverse(t) = self.all.pop()?;
+        if let Some(h) = self.parts.get_mut(partition(&t.2, parts)) {
+            if h.peek() == Some(&Reverse(t)) {
+                h.pop();
+            }
+        }
+        Some(t)
+    }
+
+    fn clear(&mut self) {
+        self.all.clear();
+        for h in &mut self.parts {
+            h.clear();
+        }
+    }
 }
 
 impl Default for Limits {
@@ -328,7 +433,12 @@ pub struct FlowTable {
     /// Open addressing with prefetch for batches ([`crate::flowmap`]).
     map: FlowMap,
     /// (deadline, key) entries; stale ones are re-checked when popped.
-    timers: BinaryHeap<Reverse<(i64, u64, FlowKey)>>,
+    timers: Timers,
+    /// [`Limits::partitions`].
+    parts: usize,
+    /// Flows and buffer bytes per partition (see [`PARTITIONS`]).
+    part_flows: Vec<usize>,
+    part_bytes: Vec<usize>,
     pub stats: TableStats,
     events: Vec<TlsEvent>,
     /// Bytes currently held in per-flow buffers.
@@ -336,9 +446,11 @@ pub struct FlowTable {
     /// The capture clock of the last [`FlowTable::expire`].
     clock: i64,
     /// Tuples of flows written after FIN/RST, until when they are remembered
-    /// (at most `max_flows`, oldest forgotten first).
+    /// (while both the packet time and the clock are before it; at most
+    /// the partition's flow cap per partition, oldest forgotten first).
     closed: HashMap<FlowKey, i64, ahash::RandomState>,
-    closed_order: VecDeque<(i64, FlowKey)>,
+    /// Per partition, in the order they were written.
+    closed_order: Vec<VecDeque<(i64, FlowKey)>>,
 }
 
 /// Deterministic flow id from the key and start time (51 bits, so JSON
@@ -371,21 +483,30 @@ impl FlowTable {
 
     /// A table whose [`FlowTable::hash`] is `hasher`'s (see [`FlowMap::with_hasher`]).
     pub fn with_hasher(lim: Limits, hasher: ahash::RandomState) -> Self {
+        let parts = lim.partitions();
         FlowTable {
             lim,
             map: FlowMap::with_hasher(hasher),
-            timers: BinaryHeap::new(),
+            timers: Timers::new(parts),
+            parts,
+            part_flows: vec![0; parts],
+            part_bytes: vec![0; parts],
             stats: TableStats::default(),
             events: Vec::new(),
             heap_bytes: 0,
             clock: i64::MIN,
             closed: HashMap::default(),
-            closed_order: VecDeque::new(),
+            closed_order: (0..parts).map(|_| VecDeque::new()).collect(),
         }
     }
 
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Flow partitions of this table ([`Limits::partitions`]).
+    pub fn partitions(&self) -> usize {
+        self.parts
     }
 
     pub fn is_empty(&self) -> bool {
@@ -398,28 +519,21 @@ impl FlowTable {
         // be written already, so no key goes below it (see below).
         let before = self.clock;
         self.clock = self.clock.max(now);
-        while let Some(&(until, key)) = self.closed_order.front() {
-            if until > now {
-                break;
-            }
-            self.closed_order.pop_front();
-            if self.closed.get(&key) == Some(&until) {
-                self.closed.remove(&key);
-            }
-        }
-        while let Some(Reverse((deadline, _, key))) = self.timers.peek().copied() {
+        while let Some(Reverse((deadline, _, key))) = self.timers.all.peek().copied() {
             if deadline > now {
                 break;
             }
-            self.timers.pop();
+            self.timers.pop(self.parts);
             let hash = self.map.hash(&key);
             let Some(flow) = self.map.get(hash, &key) else { continue };
             let actual = flow.deadline(&self.lim);
             if actual > now {
-                self.timers.push(Reverse((actual, flow.flow_id, key)));
+                let id = flow.flow_id;
+                self.timers.push(partition(&key, self.parts), (actual, id, key));
                 continue;
             }
             if let Some(flow) = self.map.remove(hash, &key) {
+                self.forget(&key);
                 let (close, end) = match flow.close {
                     Some(c) => (c, flow.close_ts.unwrap_or(flow.last_ts)),
                     None => {
@@ -443,6 +557,7 @@ impl FlowTable {
     pub fn drain(&mut self, kind: CloseKind, out: &mut Vec<Ended>) {
         let mut flows: Vec<Box<Flow>> = self.map.drain();
         self.timers.clear();
+        self.part_flows.iter_mut().for_each(|n| *n = 0);
         flows.sort_by_key(|f| (f.close_ts.unwrap_or(f.last_ts), f.flow_id));
         for f in flows {
             let (close, end) = match f.close {
@@ -454,8 +569,25 @@ impl FlowTable {
         }
     }
 
+    /// A flow with this key left the map.
+    fn forget(&mut self, key: &FlowKey) {
+        if let Some(n) = self.part_flows.get_mut(partition(key, self.parts)) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Account a flow's buffer bytes going from `before` to `after`.
+    fn heap_moved(&mut self, part: usize, before: usize, after: usize) {
+        self.heap_bytes = (self.heap_bytes + after).saturating_sub(before);
+        if let Some(b) = self.part_bytes.get_mut(part) {
+            *b = (*b + after).saturating_sub(before);
+        }
+        self.stats.heap_bytes_max = self.stats.heap_bytes_max.max(self.heap_bytes as u64);
+    }
+
     fn finish(&mut self, mut flow: Box<Flow>, close: CloseKind, end_ts: i64, order: OrderKey, out: &mut Vec<Ended>) {
-        self.heap_bytes = self.heap_bytes.saturating_sub(flow.heap_bytes());
+        let part = partition(&flow.key, self.parts);
+        self.heap_moved(part, flow.heap_bytes(), 0);
         // Deliver whatever the reassemblers still hold (holes become gaps).
         for dir in [Dir::Client, Dir::Server] {
             Self::flush_dir(&mut flow, dir, &mut self.events);
@@ -468,16 +600,24 @@ impl FlowTable {
         self.account(&flow);
         self.stats.flows_ended += 1;
         if let (Some(CloseKind::Fin | CloseKind::Rst), Some(t)) = (flow.close, flow.close_ts) {
-            if self.closed.len() >= self.lim.max_flows {
-                if let Some((until, key)) = self.closed_order.pop_front() {
+            // Per partition: forget the tuples whose time is over as of this
+            // flow's place in the output (the same in every mode), then the
+            // oldest if the partition's share is full.
+            let cap = self.lim.flows_in_partition(part);
+            if let Some(q) = self.closed_order.get_mut(part) {
+                while let Some(&(until, key)) = q.front() {
+                    if until > order.ts && q.len() < cap {
+                        break;
+                    }
+                    q.pop_front();
                     if self.closed.get(&key) == Some(&until) {
                         self.closed.remove(&key);
                     }
                 }
+                let until = t.saturating_add(self.lim.closed_memory_ns);
+                self.closed.insert(flow.key, until);
+                q.push_back((until, flow.key));
             }
-            let until = t.saturating_add(self.lim.closed_memory_ns);
-            self.closed.insert(flow.key, until);
-            self.closed_order.push_back((until, flow.key));
         }
         out.push(Ended { flow, close, end_ts, order });
     }
@@ -565,7 +705,7 @@ impl FlowTable {
                 let dir = Self::count(flow, &key, d, ts, wire_len);
                 if flow.bypass || (!tcp.has(TcpInfo::SYN) && flow.quiet[dir.idx()][usize::from(!d.payload.is_empty())]) {
                     self.stats.bypassed_packets += 1;
-                    Self::close_state(flow, dir, tcp, ts, &self.lim, &key, &mut self.timers);
+                    Self::close_state(flow, dir, tcp, ts, &self.lim, &key, self.parts, &mut self.timers);
                     return;
                 }
                 true
@@ -575,17 +715,19 @@ impl FlowTable {
         if !known {
             // A new SYN on a closed flow's tuple is a new connection (port reuse).
             if let Some(old) = self.map.remove(hash, &key) {
+                self.forget(&key);
                 let end = old.close_ts.unwrap_or(old.last_ts);
                 let close = old.close.unwrap_or(CloseKind::Fin);
                 let order = OrderKey { phase: 0, ts: self.clock, flow_id: old.flow_id };
                 self.finish(old, close, end, order, out);
             }
-            if !syn_only && self.closed.get(&key).is_some_and(|&until| ts < until) {
+            if !syn_only && self.closed.get(&key).is_some_and(|&until| ts < until && self.clock < until) {
                 self.stats.late_packets_after_close += 1;
                 return;
             }
-            if self.map.len() >= self.lim.max_flows {
-                self.evict_one(out);
+            let part = partition(&key, self.parts);
+            if self.part_flows[part] >= self.lim.flows_in_partition(part) {
+                self.evict_one(part, out);
             }
             let lo_sent = from_lo(&key, d);
             let synack = tcp.has(TcpInfo::SYN) && tcp.has(TcpInfo::ACK);
@@ -607,11 +749,13 @@ impl FlowTable {
             flow.midstream = !syn_only;
             Self::count(&mut flow, &key, d, ts, wire_len);
             self.stats.flows_created += 1;
-            self.timers.push(Reverse((ts + self.lim.new_timeout_ns, flow.flow_id, key)));
+            self.timers.push(part, (ts + self.lim.new_timeout_ns, flow.flow_id, key));
             self.map.insert(hash, flow);
+            self.part_flows[part] += 1;
             self.stats.flows_active_max = self.stats.flows_active_max.max(self.map.len() as u64);
         }
         let lim = self.lim;
+        let part = partition(&key, self.parts);
         let Some(flow) = self.map.get_mut(hash, &key) else { return };
         let dir = if from_lo(&key, d) == flow.client_is_lo { Dir::Client } else { Dir::Server };
         let heap_before = flow.heap_bytes();
@@ -626,9 +770,9 @@ impl FlowTable {
         // can still arrive after the first RST, and it is the evidence.
         Self::stream(flow, dir, tcp, d.payload, ts, &lim, &mut self.events);
         flow.session.apply(&mut self.events);
-        Self::close_state(flow, dir, tcp, ts, &lim, &key, &mut self.timers);
+        Self::close_state(flow, dir, tcp, ts, &lim, &key, self.parts, &mut self.timers);
         let mut heap_after = flow.heap_bytes();
-        if self.heap_bytes + heap_after > lim.max_buffer_bytes + heap_before && heap_after > heap_before {
+        if self.part_bytes[part] + heap_after > lim.buffer_bytes_in_partition() + heap_before && heap_after > heap_before {
             // Over the shared budget: this flow, the one asking for more,
             // gives up its buffers and its handshake parse (counted; its
             // record says so in `anomalies`).
@@ -644,8 +788,6 @@ impl FlowTable {
             }
             heap_after = flow.heap_bytes();
         }
-        self.heap_bytes = (self.heap_bytes + heap_after).saturating_sub(heap_before);
-        self.stats.heap_bytes_max = self.stats.heap_bytes_max.max(self.heap_bytes as u64);
         let done = match flow.proto {
             Proto::NotTls => true,
             Proto::Tls => !flow.session.wants_bytes(Dir::Client) && !flow.session.wants_bytes(Dir::Server),
@@ -656,6 +798,7 @@ impl FlowTable {
             self.stats.bypassed_flows += 1;
         }
         flow.refresh_quiet();
+        self.heap_moved(part, heap_before, heap_after);
     }
 
     /// Count one packet on its flow; returns the direction it travelled.
@@ -671,7 +814,8 @@ impl FlowTable {
     }
 
     /// FIN/RST bookkeeping of one packet.
-    fn close_state(flow: &mut Flow, dir: Dir, tcp: TcpInfo, ts: i64, lim: &Limits, key: &FlowKey, timers: &mut BinaryHeap<Reverse<(i64, u64, FlowKey)>>) {
+    #[allow(clippy::too_many_arguments)]
+    fn close_state(flow: &mut Flow, dir: Dir, tcp: TcpInfo, ts: i64, lim: &Limits, key: &FlowKey, parts: usize, timers: &mut Timers) {
         let c = &mut flow.dirs[dir.idx()];
         if tcp.has(TcpInfo::RST) || tcp.has(TcpInfo::FIN) {
             c.close_ts.get_or_insert(ts);
@@ -693,7 +837,7 @@ impl FlowTable {
         if was_open && flow.close.is_some() {
             // Closing brings the deadline forward to the linger's end; the
             // flow must leave at that time, not at its old idle deadline.
-            timers.push(Reverse((flow.deadline(lim), flow.flow_id, *key)));
+            timers.push(partition(key, parts), (flow.deadline(lim), flow.flow_id, *key));
         }
     }
 
@@ -766,15 +910,17 @@ impl FlowTable {
                 self.stats.udp_packets_ignored += 1;
                 return;
             }
-            if self.map.len() >= self.lim.max_flows {
-                self.evict_one(out);
+            let part = partition(&key, self.parts);
+            if self.part_flows[part] >= self.lim.flows_in_partition(part) {
+                self.evict_one(part, out);
             }
             let mut flow = Flow::new(key, ts, source, from_lo(&key, d), Proto::Quic);
             flow.roles_known = true;
             flow.quic = Some(Box::default());
             self.stats.flows_created += 1;
-            self.timers.push(Reverse((ts + self.lim.new_timeout_ns, flow.flow_id, key)));
+            self.timers.push(part, (ts + self.lim.new_timeout_ns, flow.flow_id, key));
             self.map.insert(hash, flow);
+            self.part_flows[part] += 1;
             self.stats.flows_active_max = self.stats.flows_active_max.max(self.map.len() as u64);
         }
         let Some(flow) = self.map.get_mut(hash, &key) else { return };
@@ -790,14 +936,18 @@ impl FlowTable {
             q.datagram(from_client, d.payload, ts);
         }
         let heap_after = flow.heap_bytes();
-        self.heap_bytes = (self.heap_bytes + heap_after).saturating_sub(heap_before);
-        self.stats.heap_bytes_max = self.stats.heap_bytes_max.max(self.heap_bytes as u64);
+        self.heap_moved(partition(&key, self.parts), heap_before, heap_after);
     }
 
-    fn evict_one(&mut self, out: &mut Vec<Ended>) {
-        while let Some(Reverse((_, _, key))) = self.timers.pop() {
+    /// Make room in partition `part`: end its flow nearest its timeout (as
+    /// far as the timers know: the first entry of the partition's heap
+    /// whose flow is still there).
+    fn evict_one(&mut self, part: usize, out: &mut Vec<Ended>) {
+        let Some(heap) = self.timers.parts.get_mut(part) else { return };
+        while let Some(Reverse((_, _, key))) = heap.pop() {
             let hash = self.map.hash(&key);
             if let Some(flow) = self.map.remove(hash, &key) {
+                self.forget(&key);
                 self.stats.flows_evicted += 1;
                 let end = flow.last_ts;
                 let order = OrderKey { phase: 0, ts: self.clock, flow_id: flow.flow_id };
