@@ -869,6 +869,9 @@ impl FlowTable {
             flow.client_is_lo = !flow.client_is_lo;
             flow.dirs.swap(0, 1);
             flow.reasm.swap(0, 1);
+            if let Some(h) = flow.head.as_mut() {
+                h.swap(0, 1);
+            }
             flow.roles_known = true;
             return Self::stream(flow, Dir::Client, tcp, payload, ts, lim, events);
         }
@@ -1087,10 +1090,13 @@ impl Sink<'_> {
     }
 
     /// A segment start that is not TLS: a STARTTLS or proxy preamble, or a
-    /// capture that begins mid-stream.
+    /// capture that begins mid-stream. It counts towards `max_probes` when
+    /// it is a header's length or more, or ends a line: a preamble sent a
+    /// byte a segment counts a probe a line, as it does in one piece, so
+    /// that junk in tiny segments cannot write a flow off before its hello.
     fn preamble(&mut self, bytes: &[u8]) {
         self.session.note_preamble(self.dir, bytes);
-        if *self.proto == Proto::Unknown {
+        if *self.proto == Proto::Unknown && (bytes.len() >= 5 || bytes.contains(&b'\n')) {
             *self.probes += 1;
             if *self.probes >= self.max_probes {
                 *self.proto = Proto::NotTls;

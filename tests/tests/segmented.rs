@@ -202,3 +202,60 @@ fn a_client_hello_cut_any_way_gives_the_same_record() {
     let (_, two) = run("segmented.pcap", &built.capture, 2);
     assert!(lines[..lines.len() - 1] == two[..two.len() - 1], "two threads write the same records");
 }
+
+/// A one-sided session (SYN, then the client's bytes as `segs` of
+/// (offset, bytes) from the byte after the SYN) from client port `port`.
+fn one_sided(hello_frame: &[u8], port: u16, ts_us: u64, segs: &[(usize, Vec<u8>)]) -> Vec<Rec> {
+    let t = tcp(hello_frame).expect("tcp");
+    let isn = t.seq.wrapping_sub(1);
+    let mut syn = hello_frame.to_vec();
+    syn[t.tcp + 13] = 0x02;
+    let mut out = vec![Rec { ts_us, frame: rewrite(&syn, (t.sport, port), Some(isn), Some(&[])) }];
+    for (i, (a, bytes)) in segs.iter().enumerate() {
+        let f = rewrite(hello_frame, (t.sport, port), Some(isn.wrapping_add(1 + *a as u32)), Some(bytes));
+        out.push(Rec { ts_us: ts_us + 10 + i as u64, frame: f });
+    }
+    out
+}
+
+/// Preambles before the hello, themselves in tiny segments: a PROXY v1 line
+/// (HAProxy), and a STARTTLS-style exchange with junk after it, a byte a
+/// segment. The hello after them is read as in one piece.
+#[test]
+fn preambles_in_tiny_segments_are_still_skipped() {
+    let testbed = corpus::workspace_root().join("pcaps/testbed-basic.pcap");
+    let recs = read_pcap(&testbed);
+    let (session, _, hello_at) = pick_session(&recs);
+    let frame = session[hello_at].frame.clone();
+    let hello = payload(&frame).to_vec();
+    let bytes_of = |pre: &[u8], k_pre: usize, k: usize| {
+        let mut segs: Vec<(usize, Vec<u8>)> = pre.chunks(k_pre).enumerate().map(|(i, c)| (i * k_pre, c.to_vec())).collect();
+        segs.extend(hello.chunks(k).enumerate().map(|(i, c)| (pre.len() + i * k, c.to_vec())));
+        segs
+    };
+    let proxy = b"PROXY TCP4 192.0.2.1 198.51.100.7 51000 443\r\n".to_vec();
+    let mut starttls = b"EHLO client.example\r\nSTARTTLS\r\n".to_vec();
+    starttls.extend([0x16, 0x03, b'x', b'y', b'z', b'!']);
+    starttls.extend(std::iter::repeat_n(b'.', 40));
+    let cases: Vec<(&str, Vec<(usize, Vec<u8>)>)> = vec![
+        ("whole", bytes_of(b"", 1, hello.len())),
+        ("PROXY line with the hello", vec![(0, [proxy.clone(), hello.clone()].concat())]),
+        ("PROXY line a byte a segment, hello in 2-byte segments", bytes_of(&proxy, 1, 2)),
+        ("PROXY line in 7-byte segments, hello in 3-byte segments", bytes_of(&proxy, 7, 3)),
+        ("STARTTLS exchange and junk a byte a segment, hello a byte a segment", bytes_of(&starttls, 1, 1)),
+        ("STARTTLS exchange and junk in 4-byte segments, hello in 4-byte segments", bytes_of(&starttls, 4, 4)),
+    ];
+    let mut out = Vec::new();
+    for (i, (_, segs)) in cases.iter().enumerate() {
+        out.extend(one_sided(&frame, 30_000 + i as u16, 1_700_000_000_000_000 + i as u64 * 1_000_000, segs));
+    }
+    let (_, lines) = run("preambles.pcap", &write_pcap(&out), 1);
+    let tls: BTreeMap<u64, &Value> = lines.iter().filter(|l| l["event_type"] == "tls").map(|l| (l["src_port"].as_u64().unwrap(), l)).collect();
+    let whole = &tls.get(&30_000).expect("the whole hello's record")["tls"];
+    assert!(whole["sni"].is_string(), "{whole}");
+    for (i, (name, _)) in cases.iter().enumerate() {
+        let got = tls.get(&(30_000 + i as u64)).map(|l| &l["tls"]);
+        assert_eq!(got, Some(whole), "{name}");
+    }
+    assert!(!lines.iter().any(|l| l["alert"]["signature_id"] == 1_725_003), "no false 1725003");
+}
