@@ -2,8 +2,9 @@
 //!
 //! - [`Clock`]: the capture clock, driven by packet timestamps only.
 //! - [`Shard`]: decode and one flow table. Replay with `--threads N` runs N
-//!   shards, each owning the flows whose symmetric 5-tuple hash picks it, so
-//!   the packet path takes no lock.
+//!   shards, each owning the flows of whole partitions of the flow key
+//!   ([`crate::flow::partition`]), so the packet path takes no lock and the
+//!   caps, which are per partition, act as with one shard.
 //! - [`Reporter`]: classification, enrichment, findings and output, in the
 //!   order of [`crate::flow::OrderKey`], whatever the number of shards.
 //!

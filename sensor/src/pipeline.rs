@@ -142,8 +142,8 @@ pub struct Summary {
 
 /// Replay the inputs as one capture, writing EVE lines to `out`.
 ///
-/// With `opts.threads` above one, `threads` shard threads own the flows a
-/// symmetric hash of the flow key gives them (one pcap file is read in
+/// With `opts.threads` above one, `threads` shard threads own the flows of
+/// whole partitions of the flow key (one pcap file is read in
 /// chunks shared out among them, anything else is walked by each; see
 /// [`crate::sharded`]), and the records are written from a reporting desk
 /// that this thread or a waiting shard serves (`Options::reporter_thread`);

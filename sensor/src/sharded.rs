@@ -1,8 +1,8 @@
 //! Replay over several flow-table threads.
 //!
-//! Each of the N threads owns the flows that a symmetric hash of the flow
-//! key gives it (both directions of a flow have the same key, so they meet
-//! in the same thread): its flow table takes no lock, and no packet bytes
+//! Each of the N threads owns the flows of whole partitions of the flow key
+//! ([`crate::flow::partition`], a fixed mix of the normalised key: both
+//! directions of a flow have the same key, so they meet in the same thread): its flow table takes no lock, and no packet bytes
 //! are copied. When a flow ends, its thread prepares it for the output
 //! ([`Preparer`]: classified, its record rendered, the flow dropped). The
 //! reporter holds the prepared records until every thread's watermark has
