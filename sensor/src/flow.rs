@@ -322,7 +322,7 @@ impl Flow {
                 Dir::Client => Dir::Server,
                 Dir::Server => Dir::Client,
             };
-            let empty = self.proto != Proto::Unknown && !self.reasm[other.idx()].wants_acks();
+            let empty = self.proto != Proto::Unknown && !self.reasm[other.idx()].has_pending();
             let payload = empty && self.proto == Proto::Tls && !self.session.wants_bytes(dir);
             self.quiet[dir.idx()] = [empty, payload];
         }
@@ -705,7 +705,14 @@ impl FlowTable {
                 let dir = Self::count(flow, &key, d, ts, wire_len);
                 if flow.bypass || (!tcp.has(TcpInfo::SYN) && flow.quiet[dir.idx()][usize::from(!d.payload.is_empty())]) {
                     self.stats.bypassed_packets += 1;
+                    // An ACK can still free the other direction's copy of
+                    // delivered bytes (see `Reassembler::ack_seen`).
+                    let other = usize::from(dir == Dir::Client);
+                    let freed = if !flow.bypass && tcp.has(TcpInfo::ACK) { flow.reasm[other].ack_seen(tcp.ack) } else { 0 };
                     Self::close_state(flow, dir, tcp, ts, &self.lim, &key, self.parts, &mut self.timers);
+                    if freed > 0 {
+                        self.heap_moved(partition(&key, self.parts), freed, 0);
+                    }
                     return;
                 }
                 true

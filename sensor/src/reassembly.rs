@@ -29,8 +29,9 @@
 
 /// Bytes at the start of a direction kept, once delivered, to tell a
 /// retransmission that carries different bytes (an evasion attempt) from an
-/// honest one: enough for the record header and a ClientHello.
-pub const SEEN_BYTES: usize = 2048;
+/// honest one: enough for the record header and a ClientHello (the copy is
+/// one 2 KiB allocation, with its header).
+pub const SEEN_BYTES: usize = 2048 - 8;
 
 /// Caps for one direction.
 #[derive(Debug, Clone, Copy)]
@@ -89,12 +90,20 @@ pub struct Reassembler {
 }
 
 /// A copy of the bytes delivered from the first delivery on, up to
-/// [`SEEN_BYTES`] and the first hole.
+/// [`SEEN_BYTES`] and the first hole: one fixed allocation, so that keeping
+/// it costs one allocation a direction, not a growing buffer's several.
 #[derive(Debug)]
 struct Seen {
     /// Sequence number of `bytes[0]`.
     base: u32,
-    bytes: Vec<u8>,
+    len: u32,
+    bytes: [u8; SEEN_BYTES],
+}
+
+impl Seen {
+    fn kept(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
 }
 
 fn after(a: u32, b: u32) -> bool {
@@ -114,10 +123,19 @@ impl Reassembler {
         !self.pending.is_empty()
     }
 
-    /// The peer's next ACK changes something: it can release held
-    /// segments, or the copy of delivered bytes.
-    pub fn wants_acks(&self) -> bool {
-        !self.pending.is_empty() || self.seen.is_some()
+    /// The peer acknowledged up to `ack`: once the receiver has all the
+    /// kept bytes, a later copy of them is a duplicate to it too, whatever
+    /// it carries, so the copy goes (an idle flow holds no buffer). Returns
+    /// the heap bytes freed. Cheap enough for every packet.
+    #[inline]
+    pub fn ack_seen(&mut self, ack: u32) -> usize {
+        let Some(seen) = self.seen.as_deref() else { return 0 };
+        if seen.len == 0 || after(seen.base.wrapping_add(seen.len), ack) {
+            return 0;
+        }
+        let freed = std::mem::size_of::<Seen>();
+        self.forget_seen();
+        freed
     }
 
     pub fn is_synced(&self) -> bool {
@@ -130,7 +148,7 @@ impl Reassembler {
 
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.pending_bytes as usize + self.pending.capacity() * std::mem::size_of::<(u32, Vec<u8>)>() + self.seen.as_ref().map_or(0, |s| std::mem::size_of::<Seen>() + s.bytes.capacity())
+        self.pending_bytes as usize + self.pending.capacity() * std::mem::size_of::<(u32, Vec<u8>)>() + self.seen.as_ref().map_or(0, |_| std::mem::size_of::<Seen>())
     }
 
     /// Drop all buffered data (the consumer needs no more bytes).
@@ -151,19 +169,14 @@ impl Reassembler {
     #[inline]
     fn deliver(&mut self, next: u32, bytes: &[u8], segment_start: bool, out: &mut dyn FnMut(Chunk<'_>)) {
         if self.seen.is_none() && !self.seen_over {
-            self.seen = Some(Box::new(Seen { base: next, bytes: Vec::new() }));
+            self.seen = Some(Box::new(Seen { base: next, len: 0, bytes: [0; SEEN_BYTES] }));
         }
         if let Some(seen) = self.seen.as_deref_mut() {
-            let have = seen.bytes.len();
+            let have = seen.len as usize;
             if have < SEEN_BYTES && next.wrapping_sub(seen.base) as usize == have {
                 let take = bytes.len().min(SEEN_BYTES - have);
-                let cap = seen.bytes.capacity();
-                if cap < have + take {
-                    // Grow in steps (512, doubling), never past the cap.
-                    let want = (have + take).max(2 * cap).clamp(512, SEEN_BYTES);
-                    seen.bytes.reserve_exact(want - have);
-                }
-                seen.bytes.extend_from_slice(&bytes[..take]);
+                seen.bytes[have..have + take].copy_from_slice(&bytes[..take]);
+                seen.len += take as u32;
             }
         }
         self.next = Some(next.wrapping_add(bytes.len() as u32));
@@ -184,7 +197,7 @@ impl Reassembler {
         } else {
             (off as usize, old)
         };
-        let Some(kept) = seen.bytes.get(from..) else { return };
+        let Some(kept) = seen.kept().get(from..) else { return };
         let n = kept.len().min(old.len());
         if kept[..n] != old[..n] {
             self.counters.overlap_diff_data = self.counters.overlap_diff_data.saturating_add(1);
@@ -245,14 +258,7 @@ impl Reassembler {
 
     /// The peer acknowledged up to `ack`: a hole below it will never be filled.
     pub fn acked(&mut self, ack: u32, out: &mut dyn FnMut(Chunk<'_>)) {
-        if let Some(seen) = self.seen.as_deref() {
-            // The receiver has all the kept bytes: a later copy of them is
-            // a duplicate to it too, whatever it carries. The copy goes, so
-            // an idle flow holds no buffer.
-            if !after(seen.base.wrapping_add(seen.bytes.len() as u32), ack) && !seen.bytes.is_empty() {
-                self.forget_seen();
-            }
-        }
+        self.ack_seen(ack);
         while let (Some(next), Some((first, _))) = (self.next, self.pending.first()) {
             if after(ack, next) && after(ack, *first) && after(*first, next) {
                 self.skip_hole(out);
