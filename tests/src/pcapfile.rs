@@ -14,11 +14,11 @@ pub struct Rec {
 pub fn read_pcap(path: &Path) -> Vec<Rec> {
     let b = std::fs::read(path).expect("read testbed capture");
     assert_eq!(&b[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian microsecond pcap");
-    assert_eq!(u32::from_le_bytes(b[20..24].try_into().unwrap()), 1, "Ethernet");
+    assert_eq!(u32::from_le_bytes(b[20..24].try_into().expect("4 bytes")), 1, "Ethernet");
     let mut out = Vec::new();
     let mut at = 24;
     while at + 16 <= b.len() {
-        let u = |i: usize| u64::from(u32::from_le_bytes(b[at + i..at + i + 4].try_into().unwrap()));
+        let u = |i: usize| u64::from(u32::from_le_bytes(b[at + i..at + i + 4].try_into().expect("4 bytes")));
         let len = u(8) as usize;
         out.push(Rec { ts_us: u(0) * 1_000_000 + u(4), frame: b[at + 16..at + 16 + len].to_vec() });
         at += 16 + len;
@@ -71,7 +71,7 @@ pub fn tcp(f: &[u8]) -> Option<Tcp> {
         data,
         sport: be16(tcp),
         dport: be16(tcp + 2),
-        seq: u32::from_be_bytes(f[tcp + 4..tcp + 8].try_into().unwrap()),
+        seq: u32::from_be_bytes(f[tcp + 4..tcp + 8].try_into().expect("4 bytes")),
         flags: f[tcp + 13],
     })
 }

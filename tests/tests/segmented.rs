@@ -98,13 +98,13 @@ fn pick_session(recs: &[Rec]) -> (Vec<Rec>, u16, usize) {
         .iter()
         .find(|r| tcp(&r.frame).is_some_and(|t| t.dport == 443 && payload(&r.frame).starts_with(&[0x16, 0x03])))
         .expect("a ClientHello to port 443");
-    let port = tcp(&first.frame).unwrap().sport;
+    let port = tcp(&first.frame).expect("a TCP frame").sport;
     let session: Vec<Rec> = recs
         .iter()
         .filter(|r| tcp(&r.frame).is_some_and(|t| (t.sport == port && t.dport == 443) || (t.dport == port && t.sport == 443)))
         .cloned()
         .collect();
-    let hello_at = session.iter().position(|r| payload(&r.frame).starts_with(&[0x16, 0x03])).unwrap();
+    let hello_at = session.iter().position(|r| payload(&r.frame).starts_with(&[0x16, 0x03])).expect("the ClientHello");
     (session, port, hello_at)
 }
 
@@ -113,9 +113,9 @@ fn build(testbed: &Path) -> (Built, Vec<u8>) {
     let (session, port, hello_at) = pick_session(&recs);
     let hello = payload(&session[hello_at].frame).to_vec();
     assert!(hello.len() > 300, "a real ClientHello: {} bytes", hello.len());
-    let seq0 = tcp(&session[hello_at].frame).unwrap().seq;
+    let seq0 = tcp(&session[hello_at].frame).expect("a TCP frame").seq;
     let t0 = session[0].ts_us;
-    let span = session.last().unwrap().ts_us - t0;
+    let span = session.last().expect("packets").ts_us - t0;
     let mut out = Vec::new();
     let mut names = BTreeMap::new();
     // The untouched session first (its own port), then one copy per variant.
@@ -179,7 +179,7 @@ fn a_client_hello_cut_any_way_gives_the_same_record() {
     assert!(summary.first_error.is_none(), "{:?}", summary.first_error);
     let mut by_port: BTreeMap<u16, &Value> = BTreeMap::new();
     for l in lines.iter().filter(|l| l["event_type"] == "tls") {
-        let p = l["src_port"].as_u64().unwrap() as u16;
+        let p = l["src_port"].as_u64().expect("a port") as u16;
         assert!(by_port.insert(p, l).is_none(), "one tls record per session ({p})");
     }
     let whole = by_port.get(&20_000).map(|l| essence(l)).expect("the untouched session's record");
@@ -196,7 +196,7 @@ fn a_client_hello_cut_any_way_gives_the_same_record() {
     assert!(wrong.is_empty() && false_alarms.is_empty(), "{} of {} variants differ from the hello in one piece ({} bytes), {} false 1725003:\n{}", wrong.len(), built.names.len(), hello.len(), false_alarms.len(), wrong.join("\n"));
     let flow = &lines.last().expect("stats")["stats"]["flow"];
     assert_eq!(flow["not_tls_flows"], 0, "{flow}");
-    assert!(flow["reassembly_overlap_diff_data"].as_u64().unwrap() > 0, "lying copies are counted: {flow}");
+    assert!(flow["reassembly_overlap_diff_data"].as_u64().expect("a port") > 0, "lying copies are counted: {flow}");
     // The same records with two threads (the stats record's high-water
     // marks are per thread).
     let (_, two) = run("segmented.pcap", &built.capture, 2);
@@ -237,7 +237,7 @@ fn preambles_in_tiny_segments_are_still_skipped() {
     let mut starttls = b"EHLO client.example\r\nSTARTTLS\r\n".to_vec();
     starttls.extend([0x16, 0x03, b'x', b'y', b'z', b'!']);
     starttls.extend(std::iter::repeat_n(b'.', 40));
-    let cases: Vec<(&str, Vec<(usize, Vec<u8>)>)> = vec![
+    let cases: Vec<(&str, Vec<Seg>)> = vec![
         ("whole", bytes_of(b"", 1, hello.len())),
         ("PROXY line with the hello", vec![(0, [proxy.clone(), hello.clone()].concat())]),
         ("PROXY line a byte a segment, hello in 2-byte segments", bytes_of(&proxy, 1, 2)),
@@ -250,7 +250,7 @@ fn preambles_in_tiny_segments_are_still_skipped() {
         out.extend(one_sided(&frame, 30_000 + i as u16, 1_700_000_000_000_000 + i as u64 * 1_000_000, segs));
     }
     let (_, lines) = run("preambles.pcap", &write_pcap(&out), 1);
-    let tls: BTreeMap<u64, &Value> = lines.iter().filter(|l| l["event_type"] == "tls").map(|l| (l["src_port"].as_u64().unwrap(), l)).collect();
+    let tls: BTreeMap<u64, &Value> = lines.iter().filter(|l| l["event_type"] == "tls").map(|l| (l["src_port"].as_u64().expect("a port"), l)).collect();
     let whole = &tls.get(&30_000).expect("the whole hello's record")["tls"];
     assert!(whole["sni"].is_string(), "{whole}");
     for (i, (name, _)) in cases.iter().enumerate() {
