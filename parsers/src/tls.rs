@@ -190,6 +190,22 @@ pub fn looks_like_tls(b: &[u8]) -> bool {
     plausible_header(b).is_some() || sslv2_hello_len(b).is_some()
 }
 
+/// Could `b`, fewer than 5 bytes, be the start of bytes that [`looks_like_tls`]
+/// accepts? (A stream split in tiny segments is decided once 5 bytes are in.)
+/// From 5 bytes on, the same as [`looks_like_tls`].
+pub fn may_start_tls(b: &[u8]) -> bool {
+    if b.len() >= 5 {
+        return looks_like_tls(b);
+    }
+    let at = |i: usize, ok: &dyn Fn(u8) -> bool| b.get(i).is_none_or(|&v| ok(v));
+    let tls = at(0, &|v| (content::CHANGE_CIPHER_SPEC..=content::HEARTBEAT).contains(&v))
+        && at(1, &|v| v == 3)
+        && at(2, &|v| v <= 4)
+        && at(3, &|v| usize::from(v) << 8 <= MAX_RECORD_LEN);
+    let sslv2 = at(0, &|v| v & 0x80 != 0) && at(2, &|v| v == 1) && at(3, &|v| v == 0 || v == 3);
+    tls || sslv2
+}
+
 /// Does `b` start with a TLS handshake record carrying a ClientHello?
 pub fn looks_like_client_hello(b: &[u8]) -> bool {
     (b.len() >= 6 && b[0] == content::HANDSHAKE && b[1] == 3 && b[2] <= 4 && b[5] == hs::CLIENT_HELLO)
@@ -675,6 +691,29 @@ fn parse_sslv2_client_hello(b: &[u8]) -> Option<ClientHello> {
 
 #[cfg(test)]
 mod tests {
+    /// Every prefix of a header `looks_like_tls` accepts may start TLS.
+    #[test]
+    fn prefixes_of_accepted_headers_may_start_tls() {
+        for b0 in 0..=255u8 {
+            for b1 in 0..=255u8 {
+                for b2 in [0u8, 1, 2, 3, 4, 5, 0x80, 0xff] {
+                    for b3 in [0u8, 3, 0x47, 0x48, 0x49, 0xff] {
+                        for b4 in [0u8, 1, 2, 3, 4, 0xff] {
+                            let h = [b0, b1, b2, b3, b4];
+                            if super::looks_like_tls(&h) {
+                                for k in 0..5 {
+                                    assert!(super::may_start_tls(&h[..k]), "{h:02x?} at {k}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(!super::may_start_tls(b"EH"));
+        assert!(!super::may_start_tls(b"\x16\x02"));
+    }
+
     use super::*;
 
     /// A minimal TLS 1.2 ClientHello record with SNI "a.example" and ALPN h2.

@@ -2,8 +2,9 @@
 //!
 //! - [`Clock`]: the capture clock, driven by packet timestamps only.
 //! - [`Shard`]: decode and one flow table. Replay with `--threads N` runs N
-//!   shards, each owning the flows whose symmetric 5-tuple hash picks it, so
-//!   the packet path takes no lock.
+//!   shards, each owning the flows of whole partitions of the flow key
+//!   ([`crate::flow::partition`]), so the packet path takes no lock and the
+//!   caps, which are per partition, act as with one shard.
 //! - [`Reporter`]: classification, enrichment, findings and output, in the
 //!   order of [`crate::flow::OrderKey`], whatever the number of shards.
 //!
@@ -186,6 +187,7 @@ pub fn add_table_stats(a: &mut TableStats, b: &TableStats) {
         reassembly_gap_bytes,
         reassembly_overflows,
         reassembly_out_of_order,
+        reassembly_overlap_diff_data,
         tls_handshake_overflows,
         quic_undecryptable,
         heap_bytes_max,
@@ -209,6 +211,7 @@ pub fn add_table_stats(a: &mut TableStats, b: &TableStats) {
     a.reassembly_gap_bytes += reassembly_gap_bytes;
     a.reassembly_overflows += reassembly_overflows;
     a.reassembly_out_of_order += reassembly_out_of_order;
+    a.reassembly_overlap_diff_data += reassembly_overlap_diff_data;
     a.tls_handshake_overflows += tls_handshake_overflows;
     a.quic_undecryptable += quic_undecryptable;
     a.heap_bytes_max += heap_bytes_max;

@@ -467,7 +467,7 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
             app_data_bytes: x.app_bytes,
             change_cipher_spec: x.ccs,
             finished: finished(d),
-            gaps: f.reasm[d.idx()].counters.gaps,
+            gaps: u64::from(f.reasm[d.idx()].counters.gaps),
             gap_bytes: s.gap_bytes[d.idx()],
         }
     };

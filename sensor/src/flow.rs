@@ -4,8 +4,9 @@
 //!
 //! Time is only ever the packet timestamp passed in, so a replay is
 //! deterministic. Memory is bounded by [`Limits`]: flows beyond `max_flows`
-//! evict the flow closest to its timeout (counted), and per-flow buffers are
-//! capped by the reassembler and the TLS parser.
+//! evict the flow closest to its timeout (counted; per partition of the
+//! flow key, see [`PARTITIONS`], so that N threads evict as one does), and
+//! per-flow buffers are capped by the reassembler and the TLS parser.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -14,7 +15,7 @@ use std::net::IpAddr;
 use pinwatch_parsers::decode::{Decoded, TcpInfo};
 use pinwatch_parsers::quic::gquic::looks_like_gquic;
 use pinwatch_parsers::quic::looks_like_quic_initial;
-use pinwatch_parsers::tls::{looks_like_client_hello, looks_like_tls, Dir, TlsEvent};
+use pinwatch_parsers::tls::{looks_like_client_hello, looks_like_tls, may_start_tls, Dir, TlsEvent};
 
 use crate::flowmap::FlowMap;
 use crate::reassembly::{self, Chunk, Reassembler};
@@ -43,6 +44,110 @@ pub struct Limits {
     pub reassembly: reassembly::Limits,
     /// Bytes all flows together may hold in reassembly and handshake buffers.
     pub max_buffer_bytes: usize,
+}
+
+/// Partitions the flow cap, the buffer budget and the memory of closed
+/// tuples are split in (fewer when `max_flows` is smaller). A flow's
+/// partition is a fixed function of its key ([`partition`]), and a thread
+/// owns whole partitions, so each cap is enforced where the partition's
+/// flows are and the same flows are evicted, and when, whatever the thread
+/// count (`tests/tests/threads.rs`).
+pub const PARTITIONS: usize = 64;
+
+impl Limits {
+    /// Partitions in use: [`PARTITIONS`], or `max_flows` if fewer.
+    pub fn partitions(&self) -> usize {
+        PARTITIONS.min(self.max_flows.max(1))
+    }
+
+    /// Flows partition `p` may hold: `max_flows` shared out, the
+    /// remainder to the first ones (at least one each).
+    pub fn flows_in_partition(&self, p: usize) -> usize {
+        let n = self.partitions();
+        (self.max_flows / n + usize::from(p < self.max_flows % n)).max(1)
+    }
+
+    /// Buffer bytes the flows of one partition may hold together.
+    pub fn buffer_bytes_in_partition(&self) -> usize {
+        self.max_buffer_bytes / self.partitions()
+    }
+}
+
+/// The partition of a flow key, out of `parts`: a fixed mix of the key (the
+/// same in every run, so that replays are identical; unlike the flow map's
+/// keyed hash, crafted tuples can aim at one partition, which buys an
+/// attacker evictions with 1/64 of the flows a full table needs, and the
+/// work of one thread).
+#[inline]
+pub fn partition(key: &FlowKey, parts: usize) -> usize {
+    #[inline(always)]
+    fn fold(ip: IpAddr) -> u64 {
+        match ip {
+            IpAddr::V4(v) => u64::from(u32::from(v)),
+            IpAddr::V6(v) => {
+                let x = u128::from(v);
+                (x as u64) ^ ((x >> 64) as u64).rotate_left(29)
+            }
+        }
+    }
+    let ports = (u64::from(key.lo.1) << 16) | u64::from(key.hi.1);
+    let mut h = fold(key.lo.0).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ fold(key.hi.0).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+        ^ ports.wrapping_mul(0x1656_67b1_9e37_79f9)
+        ^ key.context.wrapping_mul(0x27d4_eb2f_1656_67c5)
+        ^ u64::from(key.proto);
+    // splitmix64's finaliser.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (((h >> 32) * parts as u64) >> 32) as usize
+}
+
+/// Timer entries: (deadline, flow id, key).
+type Timer = Reverse<(i64, u64, FlowKey)>;
+
+/// Flow deadlines, in one heap for expiry and mirrored in one heap per
+/// partition for eviction (the flow of a full partition nearest its
+/// timeout). A partition heap holds a subset of the main heap's entries:
+/// an entry popped from the main one is popped from its partition's when it
+/// is on top there, and an eviction pops from the partition heap only.
+struct Timers {
+    all: BinaryHeap<Timer>,
+    parts: Vec<BinaryHeap<Timer>>,
+}
+
+impl Timers {
+    fn new(parts: usize) -> Self {
+        Timers { all: BinaryHeap::new(), parts: (0..parts).map(|_| BinaryHeap::new()).collect() }
+    }
+
+    #[inline]
+    fn push(&mut self, part: usize, t: (i64, u64, FlowKey)) {
+        self.all.push(Reverse(t));
+        if let Some(h) = self.parts.get_mut(part) {
+            h.push(Reverse(t));
+        }
+    }
+
+    /// Pop the main heap's first entry (and its copy on top of its partition's heap).
+    fn pop(&mut self, parts: usize) -> Option<(i64, u64, FlowKey)> {
+        let Reverse(t) = self.all.pop()?;
+        if let Some(h) = self.parts.get_mut(partition(&t.2, parts)) {
+            if h.peek() == Some(&Reverse(t)) {
+                h.pop();
+            }
+        }
+        Some(t)
+    }
+
+    fn clear(&mut self) {
+        self.all.clear();
+        for h in &mut self.parts {
+            h.clear();
+        }
+    }
 }
 
 impl Default for Limits {
@@ -155,13 +260,17 @@ pub struct Flow {
     quiet: [[bool; 2]; 2],
     pub proto: Proto,
     pub key: FlowKey,
-    /// Role of the endpoints is known from SYN/SYN-ACK or a ClientHello.
-    pub roles_known: bool,
     pub first_ts: i64,
     pub source: usize,
     pub probes: u8,
+    /// Role of the endpoints is known from SYN/SYN-ACK or a ClientHello
+    /// (beside the other small fields: `repr(C)` pads each run of them).
+    pub roles_known: bool,
     /// TLS bytes are being fed for [client, server].
     pub started: [bool; 2],
+    /// The first bytes of a direction too short yet to decide whether TLS
+    /// starts there (see [`Head`]); `None` unless a stream came in tiny pieces.
+    pub head: Option<Box<[Head; 2]>>,
     pub reasm: [Reassembler; 2],
     pub session: TlsSession,
     /// QUIC state, for UDP flows that began with a client Initial.
@@ -274,6 +383,7 @@ impl Flow {
             proto,
             probes: 0,
             started: [false; 2],
+            head: None,
             dirs: Default::default(),
             reasm: Default::default(),
             session: TlsSession::default(),
@@ -325,6 +435,7 @@ impl Flow {
             + self.reasm[1].heap_bytes()
             + self.session.parser.heap_bytes()
             + self.quic.as_ref().map_or(0, |q| q.heap_bytes())
+            + self.head.as_ref().map_or(0, |h| std::mem::size_of::<[Head; 2]>() + h[0].bytes.capacity() + h[1].bytes.capacity())
     }
 }
 
@@ -342,8 +453,10 @@ pub struct Ended {
 ///
 /// While packets are read (`phase` 0), a flow is placed at the packet time at
 /// which its end became certain: its deadline (idle timeout, or the linger
-/// after FIN/RST) when it times out, or the capture clock when a new SYN
-/// reuses its tuple or it is evicted. At the end of input (`phase` 1) the
+/// after FIN/RST) when it times out (but not below the clock the table was
+/// at before the clock move that ends it: a flow last touched by a packet
+/// older than the clock), or the capture clock when a new SYN reuses its
+/// tuple or it is evicted. At the end of input (`phase` 1) the
 /// remaining flows follow in order of their close (else last packet) time.
 /// Ties go by flow id. A shard that has processed the capture up to clock
 /// `t` never again produces a phase-0 key below `t`, so records below the
@@ -386,6 +499,9 @@ pub struct TableStats {
     pub reassembly_gap_bytes: u64,
     pub reassembly_overflows: u64,
     pub reassembly_out_of_order: u64,
+    /// Segments carrying other bytes than the copy already received of the
+    /// same sequence numbers (an evasion attempt; the first copy is kept).
+    pub reassembly_overlap_diff_data: u64,
     pub tls_handshake_overflows: u64,
     /// QUIC Initial packets that did not decrypt (sum over connections).
     pub quic_undecryptable: u64,
@@ -405,7 +521,12 @@ pub struct FlowTable {
     /// Open addressing with prefetch for batches ([`crate::flowmap`]).
     map: FlowMap,
     /// (deadline, key) entries; stale ones are re-checked when popped.
-    timers: BinaryHeap<Reverse<(i64, u64, FlowKey)>>,
+    timers: Timers,
+    /// [`Limits::partitions`].
+    parts: usize,
+    /// Flows and buffer bytes per partition (see [`PARTITIONS`]).
+    part_flows: Vec<usize>,
+    part_bytes: Vec<usize>,
     pub stats: TableStats,
     events: Vec<TlsEvent>,
     /// Bytes currently held in per-flow buffers.
@@ -413,9 +534,11 @@ pub struct FlowTable {
     /// The capture clock of the last [`FlowTable::expire`].
     clock: i64,
     /// Tuples of flows written after FIN/RST, until when they are remembered
-    /// (at most `max_flows`, oldest forgotten first).
+    /// (while both the packet time and the clock are before it; at most
+    /// the partition's flow cap per partition, oldest forgotten first).
     closed: HashMap<FlowKey, i64, ahash::RandomState>,
-    closed_order: VecDeque<(i64, FlowKey)>,
+    /// Per partition, in the order they were written.
+    closed_order: Vec<VecDeque<(i64, FlowKey)>>,
 }
 
 /// Deterministic flow id from the key and start time (51 bits, so JSON
@@ -448,21 +571,30 @@ impl FlowTable {
 
     /// A table whose [`FlowTable::hash`] is `hasher`'s (see [`FlowMap::with_hasher`]).
     pub fn with_hasher(lim: Limits, hasher: ahash::RandomState) -> Self {
+        let parts = lim.partitions();
         FlowTable {
             lim,
             map: FlowMap::with_hasher(hasher),
-            timers: BinaryHeap::new(),
+            timers: Timers::new(parts),
+            parts,
+            part_flows: vec![0; parts],
+            part_bytes: vec![0; parts],
             stats: TableStats::default(),
             events: Vec::new(),
             heap_bytes: 0,
             clock: i64::MIN,
             closed: HashMap::default(),
-            closed_order: VecDeque::new(),
+            closed_order: (0..parts).map(|_| VecDeque::new()).collect(),
         }
     }
 
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Flow partitions of this table ([`Limits::partitions`]).
+    pub fn partitions(&self) -> usize {
+        self.parts
     }
 
     pub fn is_empty(&self) -> bool {
@@ -471,29 +603,25 @@ impl FlowTable {
 
     /// Expire flows whose deadline is at or before `now`.
     pub fn expire(&mut self, now: i64, out: &mut Vec<Ended>) {
+        // The clock this table was advanced to before: records up to it may
+        // be written already, so no key goes below it (see below).
+        let before = self.clock;
         self.clock = self.clock.max(now);
-        while let Some(&(until, key)) = self.closed_order.front() {
-            if until > now {
-                break;
-            }
-            self.closed_order.pop_front();
-            if self.closed.get(&key) == Some(&until) {
-                self.closed.remove(&key);
-            }
-        }
-        while let Some(Reverse((deadline, _, key))) = self.timers.peek().copied() {
+        while let Some(Reverse((deadline, _, key))) = self.timers.all.peek().copied() {
             if deadline > now {
                 break;
             }
-            self.timers.pop();
+            self.timers.pop(self.parts);
             let hash = self.map.hash(&key);
             let Some(flow) = self.map.get(hash, &key) else { continue };
             let actual = flow.deadline(&self.lim);
             if actual > now {
-                self.timers.push(Reverse((actual, flow.flow_id, key)));
+                let id = flow.flow_id;
+                self.timers.push(partition(&key, self.parts), (actual, id, key));
                 continue;
             }
             if let Some(flow) = self.map.remove(hash, &key) {
+                self.forget(&key);
                 let (close, end) = match flow.close {
                     Some(c) => (c, flow.close_ts.unwrap_or(flow.last_ts)),
                     None => {
@@ -501,7 +629,13 @@ impl FlowTable {
                         (CloseKind::Timeout, actual)
                     }
                 };
-                let order = OrderKey { phase: 0, ts: actual, flow_id: flow.flow_id };
+                // A flow whose deadline was behind the clock when it was last
+                // touched (a packet from before the clock: merged or
+                // reordered files) ends at the next clock move, so its key
+                // is the clock before that move, not its deadline: below
+                // that, records may be written already, and where this one
+                // would then land would depend on the thread count.
+                let order = OrderKey { phase: 0, ts: actual.max(before), flow_id: flow.flow_id };
                 self.finish(flow, close, end, order, out);
             }
         }
@@ -511,6 +645,7 @@ impl FlowTable {
     pub fn drain(&mut self, kind: CloseKind, out: &mut Vec<Ended>) {
         let mut flows: Vec<Box<Flow>> = self.map.drain();
         self.timers.clear();
+        self.part_flows.iter_mut().for_each(|n| *n = 0);
         flows.sort_by_key(|f| (f.close_ts.unwrap_or(f.last_ts), f.flow_id));
         for f in flows {
             let (close, end) = match f.close {
@@ -522,8 +657,25 @@ impl FlowTable {
         }
     }
 
+    /// A flow with this key left the map.
+    fn forget(&mut self, key: &FlowKey) {
+        if let Some(n) = self.part_flows.get_mut(partition(key, self.parts)) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Account a flow's buffer bytes going from `before` to `after`.
+    fn heap_moved(&mut self, part: usize, before: usize, after: usize) {
+        self.heap_bytes = (self.heap_bytes + after).saturating_sub(before);
+        if let Some(b) = self.part_bytes.get_mut(part) {
+            *b = (*b + after).saturating_sub(before);
+        }
+        self.stats.heap_bytes_max = self.stats.heap_bytes_max.max(self.heap_bytes as u64);
+    }
+
     fn finish(&mut self, mut flow: Box<Flow>, close: CloseKind, end_ts: i64, order: OrderKey, out: &mut Vec<Ended>) {
-        self.heap_bytes = self.heap_bytes.saturating_sub(flow.heap_bytes());
+        let part = partition(&flow.key, self.parts);
+        self.heap_moved(part, flow.heap_bytes(), 0);
         // Deliver whatever the reassemblers still hold (holes become gaps).
         for dir in [Dir::Client, Dir::Server] {
             Self::flush_dir(&mut flow, dir, &mut self.events);
@@ -536,16 +688,24 @@ impl FlowTable {
         self.account(&flow);
         self.stats.flows_ended += 1;
         if let (Some(CloseKind::Fin | CloseKind::Rst), Some(t)) = (flow.close, flow.close_ts) {
-            if self.closed.len() >= self.lim.max_flows {
-                if let Some((until, key)) = self.closed_order.pop_front() {
+            // Per partition: forget the tuples whose time is over as of this
+            // flow's place in the output (the same in every mode), then the
+            // oldest if the partition's share is full.
+            let cap = self.lim.flows_in_partition(part);
+            if let Some(q) = self.closed_order.get_mut(part) {
+                while let Some(&(until, key)) = q.front() {
+                    if until > order.ts && q.len() < cap {
+                        break;
+                    }
+                    q.pop_front();
                     if self.closed.get(&key) == Some(&until) {
                         self.closed.remove(&key);
                     }
                 }
+                let until = t.saturating_add(self.lim.closed_memory_ns);
+                self.closed.insert(flow.key, until);
+                q.push_back((until, flow.key));
             }
-            let until = t.saturating_add(self.lim.closed_memory_ns);
-            self.closed.insert(flow.key, until);
-            self.closed_order.push_back((until, flow.key));
         }
         out.push(Ended { flow, close, end_ts, order });
     }
@@ -554,10 +714,11 @@ impl FlowTable {
         for r in &flow.reasm {
             let c = r.counters;
             self.stats.reassembly_retransmitted_bytes += c.retransmitted_bytes;
-            self.stats.reassembly_gaps += c.gaps;
+            self.stats.reassembly_gaps += u64::from(c.gaps);
             self.stats.reassembly_gap_bytes += c.gap_bytes;
-            self.stats.reassembly_overflows += c.overflows;
-            self.stats.reassembly_out_of_order += c.out_of_order;
+            self.stats.reassembly_overflows += u64::from(c.overflows);
+            self.stats.reassembly_out_of_order += u64::from(c.out_of_order);
+            self.stats.reassembly_overlap_diff_data += u64::from(c.overlap_diff_data);
         }
         self.stats.tls_handshake_overflows += u64::from(flow.session.overflows);
         if let Some(q) = &flow.quic {
@@ -576,12 +737,12 @@ impl FlowTable {
 
     fn flush_dir(flow: &mut Flow, dir: Dir, events: &mut Vec<TlsEvent>) {
         let ts = flow.last_ts;
-        let Flow { reasm, session, proto, probes, started, .. } = flow;
+        let Flow { reasm, session, proto, probes, started, head, .. } = flow;
         if *proto != Proto::Tls {
             reasm[dir.idx()].release();
             return;
         }
-        let mut sink = Sink { session, proto, probes, started, max_probes: u8::MAX, dir, ts, events };
+        let mut sink = Sink { session, proto, probes, started, head, max_probes: u8::MAX, dir, ts, events };
         reasm[dir.idx()].flush(&mut |c| sink.chunk(c));
     }
 
@@ -632,7 +793,14 @@ impl FlowTable {
                 let dir = Self::count(flow, &key, d, ts, wire_len);
                 if flow.bypass || (!tcp.has(TcpInfo::SYN) && flow.quiet[dir.idx()][usize::from(!d.payload.is_empty())]) {
                     self.stats.bypassed_packets += 1;
-                    Self::close_state(flow, dir, tcp, ts, &self.lim, &key, &mut self.timers);
+                    // An ACK can still free the other direction's copy of
+                    // delivered bytes (see `Reassembler::ack_seen`).
+                    let other = usize::from(dir == Dir::Client);
+                    let freed = if !flow.bypass && tcp.has(TcpInfo::ACK) { flow.reasm[other].ack_seen(tcp.ack) } else { 0 };
+                    Self::close_state(flow, dir, tcp, ts, &self.lim, &key, self.parts, &mut self.timers);
+                    if freed > 0 {
+                        self.heap_moved(partition(&key, self.parts), freed, 0);
+                    }
                     return;
                 }
                 true
@@ -642,17 +810,19 @@ impl FlowTable {
         if !known {
             // A new SYN on a closed flow's tuple is a new connection (port reuse).
             if let Some(old) = self.map.remove(hash, &key) {
+                self.forget(&key);
                 let end = old.close_ts.unwrap_or(old.last_ts);
                 let close = old.close.unwrap_or(CloseKind::Fin);
                 let order = OrderKey { phase: 0, ts: self.clock, flow_id: old.flow_id };
                 self.finish(old, close, end, order, out);
             }
-            if !syn_only && self.closed.get(&key).is_some_and(|&until| ts < until) {
+            if !syn_only && self.closed.get(&key).is_some_and(|&until| ts < until && self.clock < until) {
                 self.stats.late_packets_after_close += 1;
                 return;
             }
-            if self.map.len() >= self.lim.max_flows {
-                self.evict_one(out);
+            let part = partition(&key, self.parts);
+            if self.part_flows[part] >= self.lim.flows_in_partition(part) {
+                self.evict_one(part, out);
             }
             let lo_sent = from_lo(&key, d);
             let synack = tcp.has(TcpInfo::SYN) && tcp.has(TcpInfo::ACK);
@@ -674,11 +844,13 @@ impl FlowTable {
             flow.midstream = !syn_only;
             Self::count(&mut flow, &key, d, ts, wire_len);
             self.stats.flows_created += 1;
-            self.timers.push(Reverse((ts + self.lim.new_timeout_ns, flow.flow_id, key)));
+            self.timers.push(part, (ts + self.lim.new_timeout_ns, flow.flow_id, key));
             self.map.insert(hash, flow);
+            self.part_flows[part] += 1;
             self.stats.flows_active_max = self.stats.flows_active_max.max(self.map.len() as u64);
         }
         let lim = self.lim;
+        let part = partition(&key, self.parts);
         let Some(flow) = self.map.get_mut(hash, &key) else { return };
         let dir = if from_lo(&key, d) == flow.client_is_lo { Dir::Client } else { Dir::Server };
         let heap_before = flow.heap_bytes();
@@ -700,9 +872,9 @@ impl FlowTable {
         // can still arrive after the first RST, and it is the evidence.
         Self::stream(flow, dir, tcp, d.payload, ts, &lim, &mut self.events);
         flow.session.apply(&mut self.events);
-        Self::close_state(flow, dir, tcp, ts, &lim, &key, &mut self.timers);
+        Self::close_state(flow, dir, tcp, ts, &lim, &key, self.parts, &mut self.timers);
         let mut heap_after = flow.heap_bytes();
-        if self.heap_bytes + heap_after > lim.max_buffer_bytes + heap_before && heap_after > heap_before {
+        if self.part_bytes[part] + heap_after > lim.buffer_bytes_in_partition() + heap_before && heap_after > heap_before {
             // Over the shared budget: this flow, the one asking for more,
             // gives up its buffers and its handshake parse (counted; its
             // record says so in `anomalies`).
@@ -718,8 +890,6 @@ impl FlowTable {
             }
             heap_after = flow.heap_bytes();
         }
-        self.heap_bytes = (self.heap_bytes + heap_after).saturating_sub(heap_before);
-        self.stats.heap_bytes_max = self.stats.heap_bytes_max.max(self.heap_bytes as u64);
         let done = match flow.proto {
             Proto::NotTls => true,
             Proto::Tls => !flow.session.wants_bytes(Dir::Client) && !flow.session.wants_bytes(Dir::Server),
@@ -730,6 +900,7 @@ impl FlowTable {
             self.stats.bypassed_flows += 1;
         }
         flow.refresh_quiet();
+        self.heap_moved(part, heap_before, heap_after);
     }
 
     /// Count one packet on its flow; returns the direction it travelled.
@@ -745,7 +916,8 @@ impl FlowTable {
     }
 
     /// FIN/RST bookkeeping of one packet.
-    fn close_state(flow: &mut Flow, dir: Dir, tcp: TcpInfo, ts: i64, lim: &Limits, key: &FlowKey, timers: &mut BinaryHeap<Reverse<(i64, u64, FlowKey)>>) {
+    #[allow(clippy::too_many_arguments)]
+    fn close_state(flow: &mut Flow, dir: Dir, tcp: TcpInfo, ts: i64, lim: &Limits, key: &FlowKey, parts: usize, timers: &mut Timers) {
         let c = &mut flow.dirs[dir.idx()];
         if tcp.has(TcpInfo::RST) || tcp.has(TcpInfo::FIN) {
             c.close_ts.get_or_insert(ts);
@@ -767,7 +939,7 @@ impl FlowTable {
         if was_open && flow.close.is_some() {
             // Closing brings the deadline forward to the linger's end; the
             // flow must leave at that time, not at its old idle deadline.
-            timers.push(Reverse((flow.deadline(lim), flow.flow_id, *key)));
+            timers.push(partition(key, parts), (flow.deadline(lim), flow.flow_id, *key));
         }
     }
 
@@ -782,15 +954,16 @@ impl FlowTable {
                 Dir::Server => Dir::Client,
             };
             let fin = flow.dirs[other.idx()].fin;
-            let Flow { reasm, session, proto, probes, started, .. } = flow;
+            let Flow { reasm, session, proto, probes, started, head, .. } = flow;
             let wants = *proto != Proto::Tls || session.wants_bytes(other);
-            let mut sink = Sink { session, proto, probes, started, max_probes: lim.probe_segments, dir: other, ts, events };
+            let mut sink = Sink { session, proto, probes, started, head, max_probes: lim.probe_segments, dir: other, ts, events };
             reasm[other.idx()].acked(tcp.ack, &mut |c| sink.chunk(c));
             // Bytes the peer acknowledged that the capture never had: a
             // trailing hole (a lost last segment, e.g. a client's Finished).
             if wants {
                 reasm[other.idx()].acked_tail(tcp.ack, fin, &mut |c| sink.chunk(c));
             }
+            Self::spent(flow, other);
         }
         if payload.is_empty() {
             return;
@@ -805,6 +978,9 @@ impl FlowTable {
             flow.client_is_lo = !flow.client_is_lo;
             flow.dirs.swap(0, 1);
             flow.reasm.swap(0, 1);
+            if let Some(h) = flow.head.as_mut() {
+                h.swap(0, 1);
+            }
             flow.roles_known = true;
             // What was taken for the server's was the client's.
             flow.wire = ServerWire::default();
@@ -814,16 +990,28 @@ impl FlowTable {
             flow.reasm[dir.idx()].release();
             return;
         }
-        let Flow { reasm, session, proto, probes, started, .. } = flow;
+        let Flow { reasm, session, proto, probes, started, head, .. } = flow;
         let r = &mut reasm[dir.idx()];
         // Data on a SYN (TCP Fast Open) starts after the SYN's sequence number.
         let seq = if tcp.has(TcpInfo::SYN) { tcp.seq.wrapping_add(1) } else { tcp.seq };
         r.sync(seq);
-        let mut sink = Sink { session, proto, probes, started, max_probes: lim.probe_segments, dir, ts, events };
+        let mut sink = Sink { session, proto, probes, started, head, max_probes: lim.probe_segments, dir, ts, events };
         r.segment(seq, payload, &lim.reassembly, &mut |c| sink.chunk(c));
         if *proto == Proto::NotTls {
             reasm[0].release();
             reasm[1].release();
+            flow.head = None;
+        }
+        Self::spent(flow, dir);
+    }
+
+    /// Once a direction's parser reads no more, its reassembler's copy of
+    /// delivered bytes (kept to compare retransmissions) goes, so that a
+    /// finished flow holds no buffer and can be bypassed as before.
+    #[inline]
+    fn spent(flow: &mut Flow, dir: Dir) {
+        if flow.proto == Proto::Tls && !flow.session.wants_bytes(dir) {
+            flow.reasm[dir.idx()].forget_seen();
         }
     }
 
@@ -836,15 +1024,17 @@ impl FlowTable {
                 self.stats.udp_packets_ignored += 1;
                 return;
             }
-            if self.map.len() >= self.lim.max_flows {
-                self.evict_one(out);
+            let part = partition(&key, self.parts);
+            if self.part_flows[part] >= self.lim.flows_in_partition(part) {
+                self.evict_one(part, out);
             }
             let mut flow = Flow::new(key, ts, source, from_lo(&key, d), Proto::Quic);
             flow.roles_known = true;
             flow.quic = Some(Box::default());
             self.stats.flows_created += 1;
-            self.timers.push(Reverse((ts + self.lim.new_timeout_ns, flow.flow_id, key)));
+            self.timers.push(part, (ts + self.lim.new_timeout_ns, flow.flow_id, key));
             self.map.insert(hash, flow);
+            self.part_flows[part] += 1;
             self.stats.flows_active_max = self.stats.flows_active_max.max(self.map.len() as u64);
         }
         let Some(flow) = self.map.get_mut(hash, &key) else { return };
@@ -860,14 +1050,18 @@ impl FlowTable {
             q.datagram(from_client, d.payload, ts);
         }
         let heap_after = flow.heap_bytes();
-        self.heap_bytes = (self.heap_bytes + heap_after).saturating_sub(heap_before);
-        self.stats.heap_bytes_max = self.stats.heap_bytes_max.max(self.heap_bytes as u64);
+        self.heap_moved(partition(&key, self.parts), heap_before, heap_after);
     }
 
-    fn evict_one(&mut self, out: &mut Vec<Ended>) {
-        while let Some(Reverse((_, _, key))) = self.timers.pop() {
+    /// Make room in partition `part`: end its flow nearest its timeout (as
+    /// far as the timers know: the first entry of the partition's heap
+    /// whose flow is still there).
+    fn evict_one(&mut self, part: usize, out: &mut Vec<Ended>) {
+        let Some(heap) = self.timers.parts.get_mut(part) else { return };
+        while let Some(Reverse((_, _, key))) = heap.pop() {
             let hash = self.map.hash(&key);
             if let Some(flow) = self.map.remove(hash, &key) {
+                self.forget(&key);
                 self.stats.flows_evicted += 1;
                 let end = flow.last_ts;
                 let order = OrderKey { phase: 0, ts: self.clock, flow_id: flow.flow_id };
@@ -884,19 +1078,77 @@ impl FlowTable {
 }
 
 /// Receives one direction's in-order bytes and decides, by content, where
-/// TLS starts: a direction is fed to the parser from the first chunk that
-/// begins a captured segment and looks like a TLS record (so STARTTLS
+/// TLS starts: a direction is fed to the parser from the first captured
+/// segment start at which the stream looks like a TLS record (so STARTTLS
 /// preambles and mid-stream starts are skipped); a flow whose first
 /// `max_probes` segment starts are not TLS is written off as not TLS.
+///
+/// The decision is made on the reassembled stream, however it was cut: a
+/// segment start too short to decide (fewer than 5 bytes that could begin a
+/// record, or a PROXY line not yet ended) is held in the flow's [`Head`] and
+/// the bytes that follow are added until the record header is complete. A
+/// segment that carries a whole header (the common case) is decided on its
+/// own, without a copy.
 struct Sink<'a> {
     session: &'a mut TlsSession,
     proto: &'a mut Proto,
     probes: &'a mut u8,
     started: &'a mut [bool; 2],
+    head: &'a mut Option<Box<[Head; 2]>>,
     max_probes: u8,
     dir: Dir,
     ts: i64,
     events: &'a mut Vec<TlsEvent>,
+}
+
+/// Bytes held from a segment start until the TLS decision can be made: at
+/// most [`HEAD_CAP`] bytes a direction (a PROXY v1 line is at most 116
+/// bytes, a record header 5), so a flow holds at most 2 × 128 bytes here.
+#[derive(Debug, Default)]
+pub struct Head {
+    bytes: Vec<u8>,
+    /// Bit `i` set: a captured segment starts at `bytes[i]` (bit 0 always).
+    marks: u128,
+}
+
+/// Bytes a [`Head`] holds at most.
+pub const HEAD_CAP: usize = 128;
+
+/// Where TLS starts in the bytes that follow a segment start.
+#[derive(Debug, PartialEq, Eq)]
+enum Start {
+    /// At this offset (past a PROXY protocol line, if any).
+    Tls(usize),
+    /// Not here: a preamble, whose text begins at this offset.
+    NotTls(usize),
+    /// Too few bytes to tell.
+    More,
+}
+
+/// Decide where TLS starts in `b`, the stream from a segment start on.
+fn tls_start(b: &[u8]) -> Start {
+    // A PROXY protocol v1 line (HAProxy) may share the segment with the
+    // ClientHello; it is at most 107 bytes before its CRLF.
+    let mut off = 0;
+    if let Some(rest) = b.strip_prefix(b"PROXY ".as_slice()) {
+        match rest.windows(2).position(|w| w == b"\r\n") {
+            Some(i) if i < 108 => off = 6 + i + 2,
+            Some(_) => {}
+            None if rest.len() < 109 => return Start::More,
+            None => {}
+        }
+    } else if b.len() < 6 && b"PROXY ".starts_with(b) {
+        return Start::More;
+    }
+    let body = &b[off..];
+    if body.len() < 5 {
+        return if may_start_tls(body) { Start::More } else { Start::NotTls(off) };
+    }
+    if looks_like_tls(body) {
+        Start::Tls(off)
+    } else {
+        Start::NotTls(off)
+    }
 }
 
 impl Sink<'_> {
@@ -905,37 +1157,23 @@ impl Sink<'_> {
         match c {
             Chunk::Data { bytes, segment_start } => {
                 if !self.started[d] {
-                    if !segment_start || *self.proto == Proto::NotTls {
+                    if *self.proto == Proto::NotTls {
                         return;
                     }
-                    // A PROXY protocol v1 line (HAProxy) may share the
-                    // segment with the ClientHello.
-                    let bytes = match bytes.strip_prefix(b"PROXY ".as_slice()) {
-                        Some(rest) => match rest.windows(2).position(|w| w == b"\r\n") {
-                            Some(i) if i < 108 => &rest[i + 2..],
-                            _ => bytes,
-                        },
-                        None => bytes,
-                    };
-                    if bytes.is_empty() {
-                        return;
-                    }
-                    if !looks_like_tls(bytes) {
-                        self.session.note_preamble(self.dir, bytes);
-                        if *self.proto == Proto::Unknown {
-                            *self.probes += 1;
-                            if *self.probes >= self.max_probes {
-                                *self.proto = Proto::NotTls;
-                            }
+                    let held = self.head.as_ref().is_some_and(|h| !h[d].bytes.is_empty());
+                    if !held {
+                        if !segment_start {
+                            return;
                         }
-                        return;
+                        match tls_start(bytes) {
+                            Start::Tls(off) => return self.start(&bytes[off..]),
+                            Start::NotTls(off) => return self.preamble(&bytes[off..]),
+                            Start::More => {}
+                        }
                     }
-                    self.started[d] = true;
-                    *self.proto = Proto::Tls;
+                    return self.hold(bytes, segment_start);
                 }
-                if self.session.wants_bytes(self.dir) {
-                    self.session.parser.feed(self.dir, bytes, self.ts, self.events);
-                }
+                self.feed(bytes);
             }
             Chunk::Gap(n) => {
                 // Counted before TLS starts too: a lost first segment (the
@@ -948,8 +1186,86 @@ impl Sink<'_> {
                 }
                 if self.started[d] {
                     self.session.parser.gap(self.dir, u64::from(n));
+                } else if let Some(h) = self.head.as_mut() {
+                    // The held bytes and what follows are no longer one stream.
+                    h[d] = Head::default();
                 }
             }
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() && self.session.wants_bytes(self.dir) {
+            self.session.parser.feed(self.dir, bytes, self.ts, self.events);
+        }
+    }
+
+    /// TLS starts with `bytes`.
+    fn start(&mut self, bytes: &[u8]) {
+        self.started[self.dir.idx()] = true;
+        *self.proto = Proto::Tls;
+        self.feed(bytes);
+    }
+
+    /// A segment start that is not TLS: a STARTTLS or proxy preamble, or a
+    /// capture that begins mid-stream. It counts towards `max_probes` when
+    /// it is a header's length or more, or ends a line: a preamble sent a
+    /// byte a segment counts a probe a line, as it does in one piece, so
+    /// that junk in tiny segments cannot write a flow off before its hello.
+    fn preamble(&mut self, bytes: &[u8]) {
+        self.session.note_preamble(self.dir, bytes);
+        if *self.proto == Proto::Unknown && (bytes.len() >= 5 || bytes.contains(&b'\n')) {
+            *self.probes += 1;
+            if *self.probes >= self.max_probes {
+                *self.proto = Proto::NotTls;
+            }
+        }
+    }
+
+    /// Add the next bytes to the held start and decide once enough are in.
+    /// A held start found not to be TLS is retried from each later segment
+    /// start among the held bytes, as if they had come in one piece each.
+    fn hold(&mut self, bytes: &[u8], segment_start: bool) {
+        let d = self.dir.idx();
+        let mut heads = self.head.take().unwrap_or_default();
+        let h = &mut heads[d];
+        if segment_start && h.bytes.len() < HEAD_CAP {
+            h.marks |= 1u128 << h.bytes.len();
+        }
+        let mut rest = bytes;
+        loop {
+            let take = rest.len().min(HEAD_CAP - h.bytes.len());
+            h.bytes.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            match tls_start(&h.bytes) {
+                Start::More => {
+                    // Only fewer than HEAD_CAP bytes can leave it open.
+                    debug_assert!(rest.is_empty());
+                    break;
+                }
+                Start::Tls(off) => {
+                    let held = std::mem::take(h);
+                    self.start(&held.bytes[off..]);
+                    self.feed(rest);
+                    break;
+                }
+                Start::NotTls(off) => {
+                    // This candidate's segment ends at the next segment start.
+                    let next = (h.marks & !1).trailing_zeros() as usize;
+                    let end = next.min(h.bytes.len());
+                    self.preamble(&h.bytes[off.min(end)..end]);
+                    if next >= h.bytes.len() || *self.proto == Proto::NotTls {
+                        // The rest of this segment is skipped.
+                        *h = Head::default();
+                        break;
+                    }
+                    h.bytes.drain(..next);
+                    h.marks >>= next;
+                }
+            }
+        }
+        if !heads[0].bytes.is_empty() || !heads[1].bytes.is_empty() {
+            *self.head = Some(heads);
         }
     }
 }

@@ -46,7 +46,8 @@ enum Cmd {
         /// Write EVE lines here instead of stdout.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
-        /// Most flows tracked at once; beyond it the flow nearest its timeout is evicted (counted).
+        /// Most flows tracked at once, whatever --threads: shared out over 64 partitions of the
+        /// flow key; a new flow in a full partition evicts that partition's flow nearest its timeout (counted).
         #[arg(long, default_value_t = Limits::default().max_flows)]
         max_flows: usize,
         /// Idle timeout in seconds for flows that exchanged data.
@@ -81,8 +82,9 @@ enum Cmd {
         /// of the round before). The output does not depend on it.
         #[arg(long, default_value_t = pinwatch::sharded::CHUNK_BYTES)]
         chunk_bytes: usize,
-        /// Bytes all tracked flows (of one thread) may hold in reassembly and
-        /// handshake buffers; beyond it the flow that asks for more stops being parsed (counted).
+        /// Bytes all tracked flows may hold in reassembly and handshake buffers, whatever
+        /// --threads (a 64th per partition of the flow key); beyond it the flow that asks for
+        /// more stops being parsed (counted).
         #[arg(long, default_value_t = Limits::default().max_buffer_bytes)]
         buffer_budget: usize,
     },

@@ -119,9 +119,11 @@ pub struct MemoryStats {
     /// High-water mark of bytes held in per-flow reassembly and handshake buffers.
     pub flow_buffers_max: u64,
     pub flows_max: u64,
-    /// Most flows tracked at once, per shard.
+    /// Most flows tracked at once, whatever the thread count (shared out
+    /// over the flow partitions, [`crate::flow::PARTITIONS`]).
     pub flow_cap: u64,
-    /// Bytes all flows of a shard may hold in buffers (`max_buffer_bytes`).
+    /// Bytes all flows may hold in buffers (`max_buffer_bytes`, shared out
+    /// over the flow partitions).
     pub buffer_budget: u64,
     /// Flow tables (threads) the packets were spread over; with more than
     /// one, the `_max` figures are sums of per-shard peaks.
@@ -140,8 +142,8 @@ pub struct Summary {
 
 /// Replay the inputs as one capture, writing EVE lines to `out`.
 ///
-/// With `opts.threads` above one, `threads` shard threads own the flows a
-/// symmetric hash of the flow key gives them (one pcap file is read in
+/// With `opts.threads` above one, `threads` shard threads own the flows of
+/// whole partitions of the flow key (one pcap file is read in
 /// chunks shared out among them, anything else is walked by each; see
 /// [`crate::sharded`]), and the records are written from a reporting desk
 /// that this thread or a waiting shard serves (`Options::reporter_thread`);

@@ -5,8 +5,17 @@
 //! We only reassemble what the TLS parser still needs (the handshake and the
 //! first record headers); the flow stops feeding the reassembler once the
 //! session is classified. Policy, in the terms Suricata and Zeek use:
-//! - **Retransmissions and overlaps:** the first copy of a byte wins; later
-//!   copies are trimmed and counted (`retransmitted_bytes`).
+//! - **Retransmissions and overlaps:** bytes already delivered are never
+//!   revised: a later copy of them is trimmed and counted
+//!   (`retransmitted_bytes`), as a receiving stack has already handed them
+//!   to its application. Among segments held out of order, the one that
+//!   starts lower wins the bytes they share, and at the same start the one
+//!   that came first: Suricata's default (`bsd`) overlap policy. A trimmed
+//!   copy whose bytes differ from the winner's is counted
+//!   (`overlap_diff_data`, Suricata's `tcp.overlap_diff_data`), compared
+//!   against a copy of the first [`SEEN_BYTES`] bytes of the direction,
+//!   kept until the peer acknowledges them (then any copy is a duplicate
+//!   to the receiver too) or the consumer reads no more.
 //! - **Out of order:** segments ahead of the next expected byte wait in a
 //!   buffer capped by [`Limits`] (bytes and segment count).
 //! - **Lost segments:** a hole is given up on (reported to the consumer as a
@@ -15,7 +24,14 @@
 //!   (`overflows`), or when the flow ends.
 //!
 //! Memory per direction is at most `max_bytes` of payload plus
-//! `max_segments` small headers, whatever the input.
+//! `max_segments` small headers, plus the [`SEEN_BYTES`] copy, whatever the
+//! input.
+
+/// Bytes at the start of a direction kept, once delivered, to tell a
+/// retransmission that carries different bytes (an evasion attempt) from an
+/// honest one: enough for the record header and a ClientHello (the copy is
+/// one 2 KiB allocation, with its header).
+pub const SEEN_BYTES: usize = 2048 - 8;
 
 /// Caps for one direction.
 #[derive(Debug, Clone, Copy)]
@@ -42,14 +58,18 @@ pub enum Chunk<'a> {
     Gap(u32),
 }
 
-/// Counters, summed into the stats record.
+/// Counters, summed into the stats record. Those that count segments are
+/// 32-bit (saturating), so that a flow stays within its allocation size.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
     pub retransmitted_bytes: u64,
-    pub gaps: u64,
     pub gap_bytes: u64,
-    pub overflows: u64,
-    pub out_of_order: u64,
+    pub gaps: u32,
+    pub overflows: u32,
+    pub out_of_order: u32,
+    /// Segments whose copy of bytes already received differed from the
+    /// copy that won (within the first [`SEEN_BYTES`] of the direction).
+    pub overlap_diff_data: u32,
 }
 
 /// One direction's reassembly state.
@@ -59,8 +79,31 @@ pub struct Reassembler {
     next: Option<u32>,
     /// Out-of-order segments: (seq, bytes), not necessarily disjoint.
     pending: Vec<(u32, Vec<u8>)>,
-    pending_bytes: usize,
+    /// (At most `max_segments` segments of at most 64 KiB.)
+    pending_bytes: u32,
+    /// [`Reassembler::forget_seen`] was called: no copy is kept any more.
+    seen_over: bool,
+    /// The first bytes delivered, kept to compare later copies with
+    /// (allocated at the first delivery, so a flow without payload has none).
+    seen: Option<Box<Seen>>,
     pub counters: Counters,
+}
+
+/// A copy of the bytes delivered from the first delivery on, up to
+/// [`SEEN_BYTES`] and the first hole: one fixed allocation, so that keeping
+/// it costs one allocation a direction, not a growing buffer's several.
+#[derive(Debug)]
+struct Seen {
+    /// Sequence number of `bytes[0]`.
+    base: u32,
+    len: u32,
+    bytes: [u8; SEEN_BYTES],
+}
+
+impl Seen {
+    fn kept(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
 }
 
 fn after(a: u32, b: u32) -> bool {
@@ -80,6 +123,21 @@ impl Reassembler {
         !self.pending.is_empty()
     }
 
+    /// The peer acknowledged up to `ack`: once the receiver has all the
+    /// kept bytes, a later copy of them is a duplicate to it too, whatever
+    /// it carries, so the copy goes (an idle flow holds no buffer). Returns
+    /// the heap bytes freed. Cheap enough for every packet.
+    #[inline]
+    pub fn ack_seen(&mut self, ack: u32) -> usize {
+        let Some(seen) = self.seen.as_deref() else { return 0 };
+        if seen.len == 0 || after(seen.base.wrapping_add(seen.len), ack) {
+            return 0;
+        }
+        let freed = std::mem::size_of::<Seen>();
+        self.forget_seen();
+        freed
+    }
+
     pub fn is_synced(&self) -> bool {
         self.next.is_some()
     }
@@ -90,13 +148,60 @@ impl Reassembler {
 
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.pending_bytes + self.pending.capacity() * std::mem::size_of::<(u32, Vec<u8>)>()
+        self.pending_bytes as usize + self.pending.capacity() * std::mem::size_of::<(u32, Vec<u8>)>() + self.seen.as_ref().map_or(0, |_| std::mem::size_of::<Seen>())
     }
 
     /// Drop all buffered data (the consumer needs no more bytes).
     pub fn release(&mut self) {
         self.pending = Vec::new();
         self.pending_bytes = 0;
+        self.forget_seen();
+    }
+
+    /// Drop the copy of delivered bytes (the consumer reads no more, so
+    /// which copy of a byte wins no longer matters).
+    pub fn forget_seen(&mut self) {
+        self.seen = None;
+        self.seen_over = true;
+    }
+
+    /// Hand the next bytes to the consumer, keeping the first of them.
+    #[inline]
+    fn deliver(&mut self, next: u32, bytes: &[u8], segment_start: bool, out: &mut dyn FnMut(Chunk<'_>)) {
+        if self.seen.is_none() && !self.seen_over {
+            self.seen = Some(Box::new(Seen { base: next, len: 0, bytes: [0; SEEN_BYTES] }));
+        }
+        if let Some(seen) = self.seen.as_deref_mut() {
+            let have = seen.len as usize;
+            if have < SEEN_BYTES && next.wrapping_sub(seen.base) as usize == have {
+                let take = bytes.len().min(SEEN_BYTES - have);
+                seen.bytes[have..have + take].copy_from_slice(&bytes[..take]);
+                seen.len += take as u32;
+            }
+        }
+        self.next = Some(next.wrapping_add(bytes.len() as u32));
+        out(Chunk::Data { bytes, segment_start });
+    }
+
+    /// `old` (at `seq`) is a copy of bytes already delivered: count it if
+    /// it differs from the delivered copy, as far as that is kept.
+    fn compare_seen(&mut self, seq: u32, old: &[u8]) {
+        let Some(seen) = self.seen.as_deref() else { return };
+        let off = seq.wrapping_sub(seen.base) as i32;
+        let (from, old) = if off < 0 {
+            let cut = off.unsigned_abs() as usize;
+            if cut >= old.len() {
+                return;
+            }
+            (0, &old[cut..])
+        } else {
+            (off as usize, old)
+        };
+        let Some(kept) = seen.kept().get(from..) else { return };
+        let n = kept.len().min(old.len());
+        if kept[..n] != old[..n] {
+            self.counters.overlap_diff_data = self.counters.overlap_diff_data.saturating_add(1);
+        }
     }
 
     /// Add a segment; deliver whatever became contiguous.
@@ -104,31 +209,38 @@ impl Reassembler {
         if data.is_empty() {
             return;
         }
-        let next = *self.next.get_or_insert(seq);
+        let next = match self.next {
+            Some(n) => n,
+            None => {
+                self.sync(seq);
+                seq
+            }
+        };
         let rel = seq.wrapping_sub(next) as i32;
         if rel <= 0 {
             let skip = rel.unsigned_abs() as usize;
+            if skip > 0 {
+                self.compare_seen(seq, &data[..skip.min(data.len())]);
+            }
             if skip >= data.len() {
                 self.counters.retransmitted_bytes += data.len() as u64;
                 return;
             }
             self.counters.retransmitted_bytes += skip as u64;
-            let fresh = &data[skip..];
-            self.next = Some(next.wrapping_add(fresh.len() as u32));
-            out(Chunk::Data { bytes: fresh, segment_start: skip == 0 });
+            self.deliver(next, &data[skip..], skip == 0, out);
             self.drain(out);
             return;
         }
         // Ahead of the stream: hold it, within the caps.
-        self.counters.out_of_order += 1;
+        self.counters.out_of_order = self.counters.out_of_order.saturating_add(1);
         if data.len() > lim.max_bytes {
             // Can never fit: give up on the hole now and deliver.
             self.skip_to(seq, out);
             self.segment(seq, data, lim, out);
             return;
         }
-        while self.pending_bytes + data.len() > lim.max_bytes || self.pending.len() >= lim.max_segments {
-            self.counters.overflows += 1;
+        while self.pending_bytes as usize + data.len() > lim.max_bytes || self.pending.len() >= lim.max_segments {
+            self.counters.overflows = self.counters.overflows.saturating_add(1);
             if !self.skip_hole(out) {
                 break;
             }
@@ -141,11 +253,12 @@ impl Reassembler {
         }
         let at = self.pending.partition_point(|(s, _)| !after(*s, seq));
         self.pending.insert(at, (seq, data.to_vec()));
-        self.pending_bytes += data.len();
+        self.pending_bytes = self.pending_bytes.saturating_add(data.len() as u32);
     }
 
     /// The peer acknowledged up to `ack`: a hole below it will never be filled.
     pub fn acked(&mut self, ack: u32, out: &mut dyn FnMut(Chunk<'_>)) {
+        self.ack_seen(ack);
         while let (Some(next), Some((first, _))) = (self.next, self.pending.first()) {
             if after(ack, next) && after(ack, *first) && after(*first, next) {
                 self.skip_hole(out);
@@ -197,7 +310,7 @@ impl Reassembler {
         if let Some(next) = self.next {
             if after(seq, next) {
                 let hole = seq.wrapping_sub(next);
-                self.counters.gaps += 1;
+                self.counters.gaps = self.counters.gaps.saturating_add(1);
                 self.counters.gap_bytes += u64::from(hole);
                 out(Chunk::Gap(hole));
                 self.next = Some(seq);
@@ -212,15 +325,17 @@ impl Reassembler {
                 break;
             }
             let (seq, bytes) = self.pending.remove(0);
-            self.pending_bytes -= bytes.len();
+            self.pending_bytes = self.pending_bytes.saturating_sub(bytes.len() as u32);
             let skip = next.wrapping_sub(seq) as usize;
+            if skip > 0 {
+                self.compare_seen(seq, &bytes[..skip.min(bytes.len())]);
+            }
             if skip >= bytes.len() {
                 self.counters.retransmitted_bytes += bytes.len() as u64;
                 continue;
             }
             self.counters.retransmitted_bytes += skip as u64;
-            self.next = Some(next.wrapping_add((bytes.len() - skip) as u32));
-            out(Chunk::Data { bytes: &bytes[skip..], segment_start: skip == 0 });
+            self.deliver(next, &bytes[skip..], skip == 0, out);
         }
     }
 }
@@ -252,6 +367,31 @@ mod tests {
         assert_eq!(s, b"abcdefghijkl");
         assert!(c.retransmitted_bytes >= 4);
         assert_eq!(c.gaps, 0);
+    }
+
+    /// Bytes delivered are never revised; among held segments the lower
+    /// start wins, and at the same start the first to come (Suricata's
+    /// `bsd` policy). Copies that differ from the winner are counted.
+    #[test]
+    fn overlap_policy_and_different_data() {
+        // A retransmission lying about delivered bytes: trimmed, counted.
+        let (s, c) = run(&[(100, b"abcd"), (102, b"XYef")], Limits::default());
+        assert_eq!(s, b"abcdef");
+        assert_eq!(c.overlap_diff_data, 1);
+        // The same bytes again: not counted.
+        let (s, c) = run(&[(100, b"abcd"), (102, b"cdef")], Limits::default());
+        assert_eq!((s.as_slice(), c.overlap_diff_data), (b"abcdef".as_slice(), 0));
+        // Held at the same start: the first copy wins.
+        let (s, c) = run(&[(100, b"a"), (102, b"cd"), (102, b"XY"), (101, b"b")], Limits::default());
+        assert_eq!((s.as_slice(), c.overlap_diff_data), (b"abcd".as_slice(), 1));
+        // A held segment reached over by a later one that starts lower: the
+        // lower start wins the shared bytes (bsd), and the difference counts.
+        let (s, c) = run(&[(100, b"a"), (103, b"dd"), (102, b"cXe"), (101, b"b")], Limits::default());
+        assert_eq!((s.as_slice(), c.overlap_diff_data), (b"abcXe".as_slice(), 1));
+        // Past the kept copy nothing is compared, and nothing breaks.
+        let long = vec![7u8; SEEN_BYTES + 10];
+        let (s, c) = run(&[(0, &long), (SEEN_BYTES as u32 + 5, b"zz")], Limits::default());
+        assert_eq!((s.len(), c.overlap_diff_data), (SEEN_BYTES + 10, 0));
     }
 
     #[test]
@@ -314,7 +454,7 @@ mod tests {
                     delivered += bytes.len();
                 }
             });
-            assert!(r.pending_bytes <= lim.max_bytes);
+            assert!(r.pending_bytes as usize <= lim.max_bytes);
             assert!(r.pending.len() <= lim.max_segments);
         }
         assert!(r.counters.overflows > 0 || r.counters.retransmitted_bytes > 0);

@@ -1,8 +1,8 @@
 //! Replay over several flow-table threads.
 //!
-//! Each of the N threads owns the flows that a symmetric hash of the flow
-//! key gives it (both directions of a flow have the same key, so they meet
-//! in the same thread): its flow table takes no lock, and no packet bytes
+//! Each of the N threads owns the flows of whole partitions of the flow key
+//! ([`crate::flow::partition`], a fixed mix of the normalised key: both
+//! directions of a flow have the same key, so they meet in the same thread): its flow table takes no lock, and no packet bytes
 //! are copied. When a flow ends, its thread prepares it for the output
 //! ([`Preparer`]: classified, its record rendered, the flow dropped). The
 //! reporter holds the prepared records until every thread's watermark has
@@ -14,8 +14,10 @@
 //! shard waiting for the others at the end of a round reports meanwhile,
 //! so no third thread competes for the cores. At the end of input each
 //! thread sends the flows still open, in order, a batch at a time, so the
-//! desk writes them while the others still drain. Caps (`max_flows`,
-//! `max_buffer_bytes`) apply per thread.
+//! desk writes them while the others still drain. The caps (`max_flows`,
+//! `max_buffer_bytes`, the memory of closed tuples) apply per flow
+//! partition ([`crate::flow::PARTITIONS`]), and a thread owns whole
+//! partitions, so they act as with one thread.
 //!
 //! Two ways to spread the packets:
 //!
@@ -319,6 +321,7 @@ fn shard_loop(
     let mut ended = Vec::new();
     let mut walked = 0u64;
     let mut seen_bytes = 0u64;
+    let parts = shard.table.partitions();
     for item in Merged::new(files) {
         let p = match item {
             Ok(p) => p,
@@ -341,8 +344,9 @@ fn shard_loop(
         match decode(p.linktype, p.data) {
             Ok(d) => {
                 // Every shard's table hashes with the same keys.
-                let hash = shard.table.hash(&FlowKey::new(&d));
-                if owner(hash, shards) == index {
+                let key = FlowKey::new(&d);
+                let hash = shard.table.hash(&key);
+                if owner(&key, parts, shards) == index {
                     shard.hashed(Ok(&d), hash, p.ts_ns, p.orig_len, p.source, &mut ended);
                 }
             }
@@ -389,12 +393,13 @@ pub const CHUNK_BYTES: usize = 8 << 20;
 /// Ethernet frames (76-byte records) holds 13,800.
 pub const MAX_CHUNK_PACKETS: usize = 131_072 / CHUNKS_PER_THREAD;
 
-/// The thread that owns a flow, from its key's hash in the hasher all the
-/// shards' tables share (the high half; the flow map indexes with the low
-/// bits). The hasher is keyed per run, so crafted tuples cannot aim every
-/// flow at one thread; where a flow goes never changes a record.
-fn owner(hash: u64, shards: usize) -> usize {
-    (((hash >> 32) * shards as u64) >> 32) as usize
+/// The thread that owns a flow: the owner of its partition
+/// ([`crate::flow::partition`] out of `parts`, [`crate::flow::Limits::partitions`]).
+/// A thread owns whole partitions, so the caps that are per partition (flows,
+/// buffer bytes, closed tuples) are enforced by one thread each, the same way
+/// whatever the thread count. Where a flow goes never changes a record.
+fn owner(key: &FlowKey, parts: usize, shards: usize) -> usize {
+    crate::flow::partition(key, parts) % shards.max(1)
 }
 
 /// A packet as the reader of a chunk leaves it for its owner: decoded, its
@@ -468,7 +473,8 @@ fn chunk_start(file: &CaptureFile, start: usize, k: usize, chunk: usize) -> Opti
 /// Read chunk `k` of the `chunks` of the round into `out` (whose lists are
 /// reused): decode, hash and sort its packets by owner, one list per thread.
 /// `start_of(j)` is [`chunk_start`] of chunk `j` of the round.
-fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, k: usize, chunks: usize, threads: usize, hasher: &ahash::RandomState, start_of: impl Fn(usize) -> Option<usize>) {
+#[allow(clippy::too_many_arguments)]
+fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, k: usize, chunks: usize, threads: usize, parts: usize, hasher: &ahash::RandomState, start_of: impl Fn(usize) -> Option<usize>) {
     out.clear(threads);
     let len = file.len() as usize;
     let Some(from) = start_of(k) else { return };
@@ -489,8 +495,9 @@ fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, k: usize, chunk
                 let (hash, to) = match &d {
                     Ok(d) => {
                         // The hashing of every shard's table (they share the hasher).
-                        let hash = crate::flowmap::key_hash(hasher, &crate::flow::FlowKey::new(d));
-                        (hash, owner(hash, threads))
+                        let key = crate::flow::FlowKey::new(d);
+                        let hash = crate::flowmap::key_hash(hasher, &key);
+                        (hash, owner(&key, parts, threads))
                     }
                     Err(_) => (0, 0),
                 };
@@ -688,6 +695,8 @@ struct Rounds<'a> {
     taken: [AtomicU64; 2],
     /// Chunks per round.
     chunks: usize,
+    /// Flow partitions ([`crate::flow::Limits::partitions`]).
+    parts: usize,
     /// For each of the two rounds in flight, the chunk starts worked out so
     /// far, with the round they are of: the reader of a chunk and the reader
     /// of the chunk before (whose end it is) both need it, and looking for a
@@ -723,7 +732,7 @@ impl<'a> Rounds<'a> {
         while let Some(j) = self.take(r) {
             if let Some(slot) = self.outs[r % 2].get(j) {
                 let mut o = slot.write().unwrap_or_else(|e| e.into_inner());
-                read_chunk(&mut o, file, j, self.chunks, threads, hasher, start_of);
+                read_chunk(&mut o, file, j, self.chunks, threads, self.parts, hasher, start_of);
             }
         }
     }
@@ -778,7 +787,7 @@ pub fn run_chunked(
     let chunk = chunk.div_ceil(CHUNKS_PER_THREAD).max(1);
     let slots = || (0..chunks).map(|_| RwLock::new(ChunkOut::default())).collect();
     let memo = || Mutex::new(vec![None; chunks + 1]);
-    let rounds = Rounds { outs: [slots(), slots()], taken: [AtomicU64::new(0), AtomicU64::new(0)], chunks, starts: [memo(), memo()], barrier: RoundBarrier::new(n) };
+    let rounds = Rounds { outs: [slots(), slots()], taken: [AtomicU64::new(0), AtomicU64::new(0)], chunks, parts: opts.limits.partitions(), starts: [memo(), memo()], barrier: RoundBarrier::new(n) };
     let rounds = &rounds;
     let preparer = &reporter.preparer();
     with_shards(n, opts.reporter_thread, capture, bar, reporter, out, |k, cap, bar, desk, to_rep| {

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use pinwatch::pipeline::{replay, Input, Options};
 use pinwatch_tests::corpus;
+use pinwatch_tests::pcapfile::{payload, rewrite, tcp};
 use serde_json::Value;
 
 /// Replay with `threads`; the lines other than stats, and the stats record.
@@ -32,6 +33,8 @@ const SAME: &[&[&str]] = &[
     &["decoder", "skipped"],
     &["flow", "flows_created"],
     &["flow", "flows_ended"],
+    &["flow", "flows_evicted"],
+    &["flow", "flows_timed_out"],
     &["flow", "tls_flows"],
     &["flow", "quic_flows"],
     &["flow", "bypassed_flows"],
@@ -317,5 +320,144 @@ fn chunks_of_tiny_records_are_cut_short_and_lose_nothing() {
     assert!(at(&s1, &["capture", "packets"]).as_u64() > Some(300_000));
     let (_, s2) = run(&input, &Options { chunk_bytes: 24 << 20, ..Options::default() }, 2);
     assert!(at(&s2, &["capture", "chunk_starts_rejected"]).as_u64() >= Some(1), "a chunk was cut at its packet limit");
+    let _ = std::fs::remove_file(&path);
+}
+
+/// `records` with their times moved by `shift_us` (which may be negative).
+fn shifted(records: &[Record], shift_us: i64) -> Vec<Record> {
+    records
+        .iter()
+        .map(|(h, f)| {
+            let sec = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes"));
+            let usec = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
+            let t = (i64::from(sec) * 1_000_000 + i64::from(usec) + shift_us).max(0);
+            let mut h = *h;
+            h[0..4].copy_from_slice(&((t / 1_000_000) as u32).to_le_bytes());
+            h[4..8].copy_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
+            (h, f.clone())
+        })
+        .collect()
+}
+
+fn capture_of(header: &[u8], records: &[Record]) -> Vec<u8> {
+    let mut bytes = header[..24].to_vec();
+    for (h, f) in records {
+        bytes.extend(h);
+        bytes.extend(f);
+    }
+    bytes
+}
+
+fn time_us(r: &Record) -> i64 {
+    let sec = u32::from_le_bytes(r.0[0..4].try_into().expect("4 bytes"));
+    let usec = u32::from_le_bytes(r.0[4..8].try_into().expect("4 bytes"));
+    i64::from(sec) * 1_000_000 + i64::from(usec)
+}
+
+/// Captures whose timestamps go backwards (files merged by concatenation,
+/// reordered packets): records, their order and the counters are those of
+/// one thread, for every thread count and chunk size, run after run.
+#[test]
+fn timestamps_going_backwards_do_not_depend_on_threads() {
+    let (basic_bytes, basic) = testbed("testbed-basic.pcap");
+    let (_, fallback) = testbed("testbed-fallback.pcap");
+    let (_, inspection) = testbed("testbed-inspection.pcap");
+    let span = |r: &[Record]| time_us(r.last().expect("records")) - time_us(&r[0]);
+    let start = time_us(&basic[0]);
+    let mut captures: Vec<(&str, Vec<Record>)> = Vec::new();
+    // Concatenated: the second file starts halfway through the first, and
+    // the third 40 s before the second ends (linger, idle timeouts and a
+    // closed tuple's memory all see time go back).
+    let mut cat = basic.clone();
+    cat.extend(shifted(&fallback, start + span(&basic) / 2 - time_us(&fallback[0])));
+    cat.extend(shifted(&inspection, start + span(&basic) / 2 + span(&fallback) - 40_000_000 - time_us(&inspection[0])));
+    captures.push(("concatenated", cat.clone()));
+    // Blocks of 7 packets in reverse order: time goes back by a few ms,
+    // segments come out of order, SYN-ACKs before SYNs.
+    let mut blocks: Vec<Record> = Vec::new();
+    for b in cat.chunks(7) {
+        blocks.extend(b.iter().rev().cloned());
+    }
+    captures.push(("blocks reversed", blocks));
+    // Everything interleaved with a copy from 10 minutes earlier, and the
+    // second half two hours back (a confirmed backward jump): flows cut by
+    // the idle timeout on one side of the jump, revived mid-stream on the
+    // other.
+    let mut mixed: Vec<Record> = Vec::new();
+    let early = shifted(&cat, -600_000_000);
+    for (a, b) in cat.iter().zip(&early) {
+        mixed.push(a.clone());
+        mixed.push(b.clone());
+    }
+    let half = mixed.len() / 2;
+    let back = shifted(&mixed[half..], -7_200_000_000);
+    mixed.truncate(half);
+    mixed.extend(back);
+    captures.push(("interleaved with an earlier copy, then two hours back", mixed));
+    let runs: Vec<(usize, usize, bool)> = [0usize, 1500, 4096, 20_000].iter().flat_map(|&c| [(2, c, false), (3, c, true)]).collect();
+    for (name, records) in &captures {
+        let path = temp_capture(&format!("{}.pcap", name.replace(' ', "-")), &capture_of(&basic_bytes, records));
+        let input = [Input::File(path.clone())];
+        let (lines, _) = compare_with(name, &input, &Options::default(), &runs);
+        assert!(lines.len() > 30, "{name}: {} records", lines.len());
+        // Run after run (the thread a flow lands on changes every run).
+        for _ in 0..3 {
+            compare_with(name, &input, &Options::default(), &[(2, 0, false), (2, 3000, true)]);
+        }
+        // Several files merged by time (every thread walks them all).
+        let half = records.len() / 2;
+        let a = temp_capture(&format!("{}-a.pcap", name.replace(' ', "-")), &capture_of(&basic_bytes, &records[..half]));
+        let b = temp_capture(&format!("{}-b.pcap", name.replace(' ', "-")), &capture_of(&basic_bytes, &records[half..]));
+        compare_with(&format!("{name}, as two files"), &[Input::File(a.clone()), Input::File(b.clone())], &Options::default(), &[(2, 0, false), (3, 0, true)]);
+        for p in [path, a, b] {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
+/// More flows than `--max-flows`: which flows are evicted, when, and what
+/// their records say, is the same with any thread count (the cap is not per
+/// thread).
+#[test]
+fn a_flood_past_the_flow_cap_does_not_depend_on_threads() {
+    let (basic_bytes, basic) = testbed("testbed-basic.pcap");
+    // The first ClientHello of the capture, sent half-open from 3,000 ports.
+    let (hello_hdr, hello) = basic
+        .iter()
+        .find(|(_, f)| payload(f).starts_with(&[0x16, 0x03]) && payload(f).get(5) == Some(&0x01))
+        .cloned()
+        .expect("a ClientHello");
+    let t = tcp(&hello).expect("tcp");
+    let t0 = time_us(&(hello_hdr, hello.clone()));
+    let mut flood: Vec<Record> = Vec::new();
+    let at_time = |f: Vec<u8>, t: i64| {
+        let mut h = shifted(&[(hello_hdr, Vec::new())], t - t0).remove(0).0;
+        h[8..12].copy_from_slice(&(f.len() as u32).to_le_bytes());
+        h[12..16].copy_from_slice(&(f.len() as u32).to_le_bytes());
+        (h, f)
+    };
+    for i in 0..3_000u32 {
+        let port = (10_000 + i) as u16;
+        let mut syn = hello.clone();
+        syn[t.tcp + 13] = 0x02;
+        let syn = rewrite(&syn, (t.sport, port), Some(t.seq.wrapping_sub(1)), Some(&[]));
+        let h = rewrite(&hello, (t.sport, port), None, None);
+        let at = t0 + i64::from(i) * 1_000;
+        flood.push(at_time(syn, at));
+        flood.push(at_time(h, at + 10));
+        if i % 500 == 0 {
+            // The real sessions in between, so that evictions hit them too.
+            flood.extend(shifted(&basic, at - time_us(&basic[0])));
+        }
+    }
+    let path = temp_capture("flood.pcap", &capture_of(&basic_bytes, &flood));
+    let input = [Input::File(path.clone())];
+    for max_flows in [50usize, 700] {
+        let opts = Options { limits: pinwatch::flow::Limits { max_flows, ..Default::default() }, ..Options::default() };
+        let (lines, s1) = compare_with(&format!("flood, --max-flows {max_flows}"), &input, &opts, &[(2, 0, false), (3, 1500, true), (2, 4096, true)]);
+        let evicted = lines.iter().filter(|l| l.contains("\"close\":\"evicted\"")).count();
+        assert!(evicted > 1000, "--max-flows {max_flows}: {evicted} evicted records");
+        assert!(at(&s1, &["memory", "flows_max"]).as_u64() <= Some(max_flows as u64), "the cap holds: {s1}");
+    }
     let _ = std::fs::remove_file(&path);
 }
