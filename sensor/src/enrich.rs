@@ -201,6 +201,8 @@ pub struct LeasesOut {
     pub conflicts: u64,
     /// Leases dropped because the map was full (oldest first).
     pub evicted: u64,
+    /// Leases dropped because their (context, IP) held 256 (oldest first).
+    pub evicted_per_key: u64,
     pub ignored: u64,
 }
 
@@ -384,6 +386,7 @@ impl Enricher {
             closed: ls.closed,
             conflicts: ls.conflicts,
             evicted: ls.evicted,
+            evicted_per_key: ls.evicted_per_key,
             ignored: ls.ignored,
         };
         self.note_feed_report(report);
