@@ -533,7 +533,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         // (and a stopping reader sees the stop).
         let now = wall_ns();
         for (b, activity, last) in &mut pokes {
-            let quiet = now - activity.load(Relaxed).max(*last);
+            let quiet = now.saturating_sub(activity.load(Relaxed).max(*last));
             if quiet >= POKE_AFTER_NS {
                 *last = now;
                 b.breakloop();
