@@ -801,6 +801,8 @@ pub fn stats_of(capture: &CaptureStats, decoder: &DecoderStats, table: &TableSta
         outcomes: report.stats.outcomes.clone(),
         late_enrichment_updates: report.stats.late_enrichment_updates,
         late_enrichment_dropped: report.stats.late_enrichment_dropped,
+        correlator_dropped: report.correlator.dropped,
+        an1725_folds_dropped: report.folder.dropped,
         memory: MemoryStats {
             flow_buffers_max: table.heap_bytes_max,
             flows_max: table.flows_active_max,

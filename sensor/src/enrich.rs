@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
+use pinwatch_parsers::time::Timestamp;
 use serde::Serialize;
 
 use pinwatch_enrichment::attribution::{attribute_with, host_matches, AttributionConfig, SessionQuery};
@@ -598,12 +599,19 @@ type FoldKey = (String, String, String);
 /// app's sessions are left out of an alert's flow ids, and a session whose
 /// app changed (a late batch re-attributed it) leaves the alert of its old
 /// app (its later revisions no longer list it).
+/// At most `max_keys` folds are open and `max_keys` sessions placed: past
+/// it, those older than the window are closed, and if the window itself
+/// holds more, the older half of them (amortised O(1) per fold; counted in
+/// `dropped`: a later repeat of a dropped fold starts a new alert id).
 pub struct Folder {
     window_ns: i64,
     open: HashMap<FoldKey, Folded>,
     /// The key each session was last folded under, and its start.
     placed: HashMap<u64, (FoldKey, i64)>,
-    max_keys: usize,
+    pub max_keys: usize,
+    /// Open folds (and placed sessions) closed early because the window
+    /// held `max_keys`.
+    pub dropped: u64,
 }
 
 fn rank(c: &str) -> u8 {
@@ -616,7 +624,12 @@ fn rank(c: &str) -> u8 {
 
 impl Folder {
     pub fn new(window_ns: i64) -> Self {
-        Folder { window_ns, open: HashMap::new(), placed: HashMap::new(), max_keys: 100_000 }
+        Folder { window_ns, open: HashMap::new(), placed: HashMap::new(), max_keys: 100_000, dropped: 0 }
+    }
+
+    /// Open folds and placed sessions, the larger: at most `max_keys`.
+    pub fn held(&self) -> usize {
+        self.open.len().max(self.placed.len())
     }
 
     /// Fold the verdict of session `flow_id` in (`flow_ids`: its evidence):
@@ -624,10 +637,28 @@ impl Folder {
     /// every folded session (the strongest confidence wins).
     pub fn fold(&mut self, mut v: An1725, m: &MobileOut, destination: &str, start_ns: i64, flow_id: u64, flow_ids: &[u64]) -> (An1725, Vec<u64>) {
         let key: FoldKey = (m.device_id.clone(), m.app.package.clone().unwrap_or_default(), destination.to_ascii_lowercase());
-        if self.open.len() >= self.max_keys || self.placed.len() >= self.max_keys {
-            let cutoff = start_ns - self.window_ns;
-            self.open.retain(|_, f| f.first_ns >= cutoff);
-            self.placed.retain(|_, (_, t)| *t >= cutoff);
+        let max = self.max_keys.max(1);
+        if (self.open.len() >= max && !self.open.contains_key(&key)) || (self.placed.len() >= max && !self.placed.contains_key(&flow_id)) {
+            let cutoff = Timestamp::from_ns(start_ns) - self.window_ns;
+            self.open.retain(|_, f| Timestamp::from_ns(f.first_ns) >= cutoff);
+            self.placed.retain(|_, (_, t)| Timestamp::from_ns(*t) >= cutoff);
+            // The window itself is full: close the older half.
+            if self.open.len() >= max {
+                let mut starts: Vec<i64> = self.open.values().map(|f| f.first_ns).collect();
+                let mid = starts.len() / 2;
+                let (_, &mut median, _) = starts.select_nth_unstable(mid);
+                let before = self.open.len();
+                self.open.retain(|_, f| f.first_ns > median);
+                self.dropped += (before - self.open.len()) as u64;
+            }
+            if self.placed.len() >= max {
+                let mut starts: Vec<i64> = self.placed.values().map(|(_, t)| *t).collect();
+                let mid = starts.len() / 2;
+                let (_, &mut median, _) = starts.select_nth_unstable(mid);
+                let before = self.placed.len();
+                self.placed.retain(|_, (_, t)| *t > median);
+                self.dropped += (before - self.placed.len()) as u64;
+            }
         }
         // Re-attributed to another app: out of the old app's alert.
         if let Some((old, _)) = self.placed.get(&flow_id).filter(|(k, _)| k.1 != key.1) {
@@ -656,7 +687,7 @@ impl Folder {
             flow_ids: Vec::new(),
         };
         let f = self.open.entry(key).or_insert_with(|| fresh(&v));
-        if start_ns - f.first_ns > self.window_ns {
+        if Timestamp::from_ns(start_ns) - Timestamp::from_ns(f.first_ns) > self.window_ns {
             *f = fresh(&v);
         }
         f.revision += 1;
