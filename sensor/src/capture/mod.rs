@@ -14,7 +14,9 @@
 //!   power-of-2 form, and `if_tsoffset`); packets come from Enhanced, Simple
 //!   and the obsolete Packet Blocks, and every other block type is skipped.
 //!   Either format may be gzip-compressed (decompressed into memory, capped at
-//!   [`MAX_IN_MEMORY`]); stdin is read into memory under the same cap.
+//!   [`MAX_IN_MEMORY`]); stdin is read into memory under the same cap. The
+//!   first four (decompressed) bytes of such a stream must be a capture
+//!   magic before more is read, and the buffer never grows past the cap.
 //! * **Zero-copy.** Files are memory-mapped; [`Packet::data`] borrows from the
 //!   mapping (or the in-memory buffer), never from a copy.
 //! * **Timestamps** are the record's own, in nanoseconds since the Unix
