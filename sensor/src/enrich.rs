@@ -281,10 +281,13 @@ impl Enricher {
             if full {
                 break;
             }
+            // Numbers run on across sources (as before); within a file they
+            // are the splitter's, so a dropped over-long line keeps its number.
+            let base = line_no;
             read_file_lines(p, &cfg, MAX_FEED_FILE_BYTES, |m| {
                 match m {
-                    FeedMsg::Line { text, .. } => {
-                        line_no += 1;
+                    FeedMsg::Line { text, line_no: n } => {
+                        line_no = base + n;
                         all.extend(reader.push_line(&text, line_no));
                     }
                     FeedMsg::Error(e) => errors.push(e),
@@ -303,11 +306,12 @@ impl Enricher {
             }
             let pump = FeedPump::start(FeedSource::Http { url: url.clone() })?;
             let mut caught_up = false;
+            let base = line_no;
             while !full {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 match pump.receiver().recv_timeout(left) {
-                    Ok(FeedMsg::Line { text, .. }) => {
-                        line_no += 1;
+                    Ok(FeedMsg::Line { text, line_no: n }) => {
+                        line_no = base + n;
                         all.extend(reader.push_line(&text, line_no));
                         full = all.len() >= MAX_FEED_EVENTS;
                     }

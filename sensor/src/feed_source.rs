@@ -470,7 +470,7 @@ pub fn read_file_lines(path: &std::path::Path, cfg: &PumpConfig, max_bytes: u64,
                 read += n as u64;
                 split.push(&buf[..n], &mut out);
                 for m in out.drain(..) {
-                    if !f(m) {
+                    if !f(name_file(path, m)) {
                         return Ok(());
                     }
                 }
@@ -484,11 +484,19 @@ pub fn read_file_lines(path: &std::path::Path, cfg: &PumpConfig, max_bytes: u64,
     }
     split.finish(&mut out);
     for m in out {
-        if !f(m) {
+        if !f(name_file(path, m)) {
             break;
         }
     }
     Ok(())
+}
+
+/// The splitter's errors ("line N: …") with the file they are about.
+fn name_file(path: &std::path::Path, m: FeedMsg) -> FeedMsg {
+    match m {
+        FeedMsg::Error(e) => FeedMsg::Error(format!("feed file {}: {e}", path.display())),
+        m => m,
+    }
 }
 
 /// Identity of a file, to see rotation.
@@ -852,6 +860,37 @@ mod tests {
         assert_eq!(d.msgs[0], line("ok", 1));
         assert!(matches!(&d.msgs[1], FeedMsg::Error(e) if e.contains("line 2")));
         assert_eq!(d.msgs[2], line("after", 3));
+        let _ = fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// Replay's synchronous read: the same lines, numbers and errors as the
+    /// pump (invalid UTF-8 replaced, so the reader counts it with its number).
+    #[test]
+    fn read_file_lines_numbers_bad_and_long_lines() {
+        let path = tmp_path("sync");
+        fs::write(&path, b"ok\n0123456789abcdef\n{\"bad\":\"\xff\"}\nlast").unwrap();
+        let cfg = PumpConfig { max_line_bytes: 12, ..fast() };
+        let mut got = Vec::new();
+        read_file_lines(&path, &cfg, u64::MAX, |m| {
+            got.push(m);
+            true
+        })
+        .unwrap();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0], line("ok", 1));
+        assert!(matches!(&got[1], FeedMsg::Error(e) if e.contains("line 2") && e.contains("feed.jsonl")), "{got:?}");
+        assert_eq!(got[2], line("{\"bad\":\"\u{fffd}\"}", 3));
+        assert_eq!(got[3], line("last", 4));
+        // The byte cap: the rest is reported, not read.
+        let mut got = Vec::new();
+        read_file_lines(&path, &cfg, 3, |m| {
+            got.push(m);
+            true
+        })
+        .unwrap();
+        assert_eq!(got[0], line("ok", 1));
+        assert!(matches!(&got[1], FeedMsg::Error(e) if e.contains("larger than 3 bytes")), "{got:?}");
+        assert!(read_file_lines(&path.with_extension("nope"), &cfg, 3, |_| true).is_err());
         let _ = fs::remove_dir_all(path.parent().unwrap());
     }
 
