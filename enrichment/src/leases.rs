@@ -26,6 +26,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
+use pinwatch_parsers::time::Timestamp;
+
 use crate::feed::{BindingAction, Confidence, IpBinding};
 
 /// Tunables.
@@ -172,7 +174,7 @@ impl LeaseMap {
                 };
                 let until = b
                     .valid_until_ns
-                    .unwrap_or_else(|| from.saturating_add(self.cfg.default_lease_ns));
+                    .unwrap_or_else(|| (Timestamp::from_ns(from) + self.cfg.default_lease_ns).ns());
                 self.assign(ctx, b.ip, dev, from, until, b.confidence);
             }
             BindingAction::Release | BindingAction::Expire => {
@@ -317,11 +319,12 @@ impl LeaseMap {
                 device.is_none_or(|d| d == l.device_id)
                     && l.from_ns <= at_ns
                     && at_ns
-                        < l.until_ns.saturating_add(if l.end == EndReason::Natural {
+                        < (Timestamp::from_ns(l.until_ns) + if l.end == EndReason::Natural {
                             grace
                         } else {
                             0
                         })
+                        .ns()
             }) {
                 if at_ns < l.until_ns || reason == EndReason::Expired {
                     l.until_ns = at_ns.min(l.until_ns).max(l.from_ns);
@@ -390,7 +393,7 @@ impl LeaseMap {
             .filter(|l| {
                 matches!(l.end, EndReason::Natural | EndReason::Expired)
                     && l.until_ns <= ts_ns
-                    && ts_ns < l.until_ns.saturating_add(self.cfg.grace_ns)
+                    && ts_ns < (Timestamp::from_ns(l.until_ns) + self.cfg.grace_ns).ns()
                     && l.from_ns <= ts_ns
             })
             .max_by_key(|l| (l.until_ns, l.confidence, l.seq))
@@ -614,5 +617,33 @@ mod tests {
         // The latest binding is still found, the dropped ones are not.
         assert_eq!(dev(&m, (n as i64 - 1) * S).as_deref(), Some(&*format!("dev-{}", n - 1)));
         assert!(m.lookup("wifi", ip(), 10 * S).is_none());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        /// Arbitrary assigns, closes and lookups, with times anywhere in
+        /// `i64` (the ends included): no overflow, and the map within its
+        /// caps, in all and per key, after every step.
+        #[test]
+        fn the_map_stays_within_its_caps_at_any_time(ops in proptest::collection::vec((0u8..3, 0u8..4, 0u8..40, proptest::num::i64::ANY, proptest::num::i64::ANY), 1..400), max_entries in 1usize..64, max_per_key in 1usize..16) {
+            let mut m = LeaseMap::new(LeaseConfig { max_entries, max_per_key, max_pending: 32, ..LeaseConfig::default() });
+            for (op, ipn, devn, a, b) in ops {
+                let ip = IpAddr::from([10, 0, 0, ipn]);
+                let dev = format!("d{devn}");
+                match op {
+                    0 => m.assign("wifi", ip, &dev, a.min(b), a.max(b), Confidence::Dhcp),
+                    1 => m.close("wifi", ip, Some(&dev), a, EndReason::Expired),
+                    _ => {
+                        let _ = m.lookup("wifi", ip, a);
+                    }
+                }
+                proptest::prop_assert!(m.len() <= max_entries);
+                for n in 0..4u8 {
+                    proptest::prop_assert!(m.leases("wifi", IpAddr::from([10, 0, 0, n])).len() <= max_per_key);
+                }
+                let held: usize = (0..4u8).map(|n| m.leases("wifi", IpAddr::from([10, 0, 0, n])).len()).sum();
+                proptest::prop_assert_eq!(held, m.len());
+            }
+        }
     }
 }
