@@ -25,6 +25,8 @@
 //! - [`community_id`]: Community ID v1 flow hashes.
 //! - [`quic`]: QUIC long headers, Initial-packet decryption (RFC 9001/9369),
 //!   CRYPTO reassembly into the same hello summary as TLS.
+//! - [`time`]: [`time::Timestamp`], packet and feed time whose arithmetic
+//!   saturates (shared by every crate of the workspace).
 #![forbid(unsafe_code)]
 
 pub mod decode;
@@ -35,3 +37,4 @@ pub mod ja3;
 pub mod cert;
 pub mod ja4;
 pub mod quic;
+pub mod time;

@@ -272,7 +272,7 @@ pub fn tls13_finished_len(suite: u16) -> u16 {
 }
 
 fn ms(a: i64, b: i64) -> f64 {
-    ((b - a) as f64 / 1000.0).round() / 1000.0
+    (b.saturating_sub(a) as f64 / 1000.0).round() / 1000.0
 }
 
 fn blank(close: CloseKind) -> TlsFailure {

@@ -184,12 +184,30 @@ impl Default for Config {
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    /// The reason is part of the message (an I/O error, or the size cap),
+    /// not a `source()`, so that a `{:#}` chain does not say it twice.
+    #[error("{message}")]
+    Read { path: String, message: String },
     #[error("{path}: {message}")]
     Syntax { path: String, message: String },
     #[error("{path}: key `{key}`: {message}")]
     Value { path: String, key: String, message: String },
+}
+
+/// Longest line of a TOML error message shown: the parser quotes the
+/// offending line, which may be a whole file on one line.
+const MAX_ERROR_LINE_CHARS: usize = 200;
+
+/// Each line of `s` cut to `max` characters, with an ellipsis where cut.
+fn clip_lines(s: &str, max: usize) -> String {
+    let clipped: Vec<String> = s
+        .lines()
+        .map(|l| match l.char_indices().nth(max) {
+            Some((i, _)) => format!("{}…", &l[..i]),
+            None => l.to_string(),
+        })
+        .collect();
+    clipped.join("\n")
 }
 
 fn nets(path: &str, key: &str, v: &[String]) -> Result<Vec<IpNet>, ConfigError> {
@@ -206,13 +224,14 @@ impl Config {
     /// Load and validate a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        let bytes = crate::capped::read_file(path, crate::capped::MAX_CONFIG_BYTES, "configuration file").map_err(|message| ConfigError::Read { path: p.clone(), message })?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Read { path: p.clone(), message: format!("{p}: not UTF-8 (byte {})", e.utf8_error().valid_up_to()) })?;
         Self::parse(&p, &text, path.parent().unwrap_or(Path::new(".")))
     }
 
     /// Parse TOML text; relative CA paths are resolved against `base`.
     pub fn parse(p: &str, text: &str, base: &Path) -> Result<Self, ConfigError> {
-        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Syntax { path: p.into(), message: e.to_string() })?;
+        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Syntax { path: p.into(), message: clip_lines(&e.to_string(), MAX_ERROR_LINE_CHARS) })?;
         let mut c = Config::default();
         if let Some(m) = &raw.networks.managed {
             c.managed = Some(nets(p, "networks.managed", m)?);
@@ -382,7 +401,7 @@ impl Config {
 
 fn load_cas(p: &str, file: &Path) -> Result<Vec<InspectionCa>, ConfigError> {
     let key = "inspection.ca_certificates".to_string();
-    let data = std::fs::read(file).map_err(|e| ConfigError::Value { path: p.into(), key: key.clone(), message: format!("{}: {e}", file.display()) })?;
+    let data = crate::capped::read_file(file, crate::capped::MAX_CA_FILE_BYTES, "CA file").map_err(|message| ConfigError::Value { path: p.into(), key: key.clone(), message })?;
     let mut out = Vec::new();
     for pem in x509_parser::pem::Pem::iter_from_buffer(&data) {
         let pem = pem.map_err(|e| ConfigError::Value { path: p.into(), key: key.clone(), message: format!("{}: bad PEM: {e}", file.display()) })?;
@@ -437,5 +456,24 @@ mod tests {
         assert_eq!(c.bypass_match(Some("PINNED.test."), ip).as_deref(), Some("domain:pinned.test"));
         assert_eq!(c.bypass_match(Some("notbank.example"), ip), None);
         assert_eq!(c.bypass_match(None, "203.0.113.9".parse().expect("ip")).as_deref(), Some("cidr:203.0.113.0/24"));
+    }
+
+    #[test]
+    fn endless_or_huge_config_and_ca_files_are_refused_by_their_caps() {
+        let e = Config::load(Path::new("/dev/zero")).expect_err("endless").to_string();
+        assert!(e.contains("/dev/zero") && e.contains("1048576"), "names the file and the cap: {e}");
+        let toml = "[inspection]\nca_certificates = [\"/dev/zero\"]\n";
+        let e = Config::parse("t.toml", toml, Path::new(".")).expect_err("endless CA").to_string();
+        assert!(e.contains("/dev/zero") && e.contains("1048576") && e.contains("CA file"), "{e}");
+        let e = Config::load(Path::new("/nonexistent/pinwatch.toml")).expect_err("missing").to_string();
+        assert_eq!(e.matches("No such file").count(), 1, "said once: {e}");
+    }
+
+    #[test]
+    fn a_huge_toml_line_is_not_copied_whole_into_the_error() {
+        let text = format!("bogus = \"{}", "x".repeat(500_000));
+        let e = Config::parse("big.toml", &text, Path::new(".")).expect_err("bad").to_string();
+        assert!(e.len() < 2_000, "{} bytes of error", e.len());
+        assert!(e.contains('…') && e.starts_with("big.toml"), "{e}");
     }
 }

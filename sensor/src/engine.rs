@@ -16,6 +16,7 @@ use std::collections::BinaryHeap;
 use std::io::Write;
 
 use pinwatch_parsers::decode::{decode, Decoded, Skip};
+use pinwatch_parsers::time::Timestamp;
 
 use crate::capture::Packet;
 use crate::classify;
@@ -32,29 +33,34 @@ const MAX_UNCONFIRMED_JUMP_NS: i64 = 3_600 * 1_000_000_000;
 /// single packet far in the future (a bad timestamp) must not time out every
 /// flow: a jump of more than an hour is believed only when the next packet
 /// confirms it.
+///
+/// Time is a [`Timestamp`]: capture timestamps span the whole `i64` range
+/// (pcapng `if_tsoffset`), and every distance here saturates, so a packet
+/// at the end of time is a (large) jump, never an overflow.
 #[derive(Debug, Clone)]
 pub struct Clock {
-    now: i64,
-    jump_candidate: Option<i64>,
+    now: Timestamp,
+    jump_candidate: Option<Timestamp>,
     /// Unconfirmed jumps ignored.
     pub jumps: u64,
 }
 
 impl Default for Clock {
     fn default() -> Self {
-        Clock { now: i64::MIN, jump_candidate: None, jumps: 0 }
+        Clock { now: Timestamp::MIN, jump_candidate: None, jumps: 0 }
     }
 }
 
 impl Clock {
     /// Observe a packet time; the new clock when it moved forward.
     pub fn observe(&mut self, ts: i64) -> Option<i64> {
+        let ts = Timestamp::from_ns(ts);
         if ts <= self.now {
             self.jump_candidate = None;
             return None;
         }
-        let jump = self.now != i64::MIN && ts - self.now > MAX_UNCONFIRMED_JUMP_NS;
-        let confirmed = self.jump_candidate.is_some_and(|c| (ts - c).abs() <= MAX_UNCONFIRMED_JUMP_NS);
+        let jump = self.now != Timestamp::MIN && ts - self.now > MAX_UNCONFIRMED_JUMP_NS;
+        let confirmed = self.jump_candidate.is_some_and(|c| ts.within(c, MAX_UNCONFIRMED_JUMP_NS));
         if jump && !confirmed {
             self.jump_candidate = Some(ts);
             self.jumps += 1;
@@ -62,14 +68,14 @@ impl Clock {
         } else {
             self.jump_candidate = None;
             self.now = ts;
-            Some(ts)
+            Some(ts.ns())
         }
     }
 
     /// Would [`Clock::observe`] take `ts` at its word (not an unconfirmed
     /// forward jump)?
     pub fn believes(&self, ts: i64) -> bool {
-        self.now == i64::MIN || ts.saturating_sub(self.now) <= MAX_UNCONFIRMED_JUMP_NS
+        self.now == Timestamp::MIN || Timestamp::from_ns(ts) - self.now <= MAX_UNCONFIRMED_JUMP_NS
     }
 
     /// Catch up with packets whose times this clock was told of elsewhere:
@@ -78,11 +84,12 @@ impl Clock {
     /// [`Clock::believes`]); the result is what observing them would give.
     pub fn settle(&mut self, now: i64) {
         self.jump_candidate = None;
-        self.now = self.now.max(now);
+        self.now = self.now.max(Timestamp::from_ns(now));
     }
 
     /// Move the clock to `now` without a packet (live capture, idle link).
     pub fn force(&mut self, now: i64) -> bool {
+        let now = Timestamp::from_ns(now);
         if now > self.now {
             self.now = now;
             true
@@ -93,7 +100,7 @@ impl Clock {
 
     /// The current clock; `i64::MIN` before the first packet.
     pub fn now(&self) -> i64 {
-        self.now
+        self.now.ns()
     }
 }
 
@@ -425,7 +432,7 @@ fn keep_for_late_feed(streaming: &mut Option<Streaming>, stats: &mut ReportStats
         if sids.is_empty() {
             return;
         }
-        while st.revisit.front().is_some_and(|r| r.start_ns < l.start_ns - st.window_ns) {
+        while st.revisit.front().is_some_and(|r| r.start_ns < l.start_ns.saturating_sub(st.window_ns)) {
             st.revisit.pop_front();
         }
         if st.revisit.len() >= MAX_REVISIT {
@@ -797,6 +804,8 @@ pub fn stats_of(capture: &CaptureStats, decoder: &DecoderStats, table: &TableSta
         outcomes: report.stats.outcomes.clone(),
         late_enrichment_updates: report.stats.late_enrichment_updates,
         late_enrichment_dropped: report.stats.late_enrichment_dropped,
+        correlator_dropped: report.correlator.dropped,
+        an1725_folds_dropped: report.folder.dropped,
         memory: MemoryStats {
             flow_buffers_max: table.heap_bytes_max,
             flows_max: table.flows_active_max,
@@ -1072,6 +1081,22 @@ mod erased {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    /// Packet times at the ends of the `i64` range (pcapng `if_tsoffset`):
+    /// every distance saturates (this panicked with overflow checks on, in
+    /// `ts - now` and `(ts - c).abs()`), and a jump is still a jump.
+    #[test]
+    fn clock_at_the_ends_of_time_does_not_overflow() {
+        let mut c = Clock::default();
+        assert_eq!(c.observe(i64::MIN + 1), Some(i64::MIN + 1));
+        assert!(!c.believes(i64::MAX));
+        assert_eq!(c.observe(i64::MAX), None, "an unconfirmed jump");
+        assert_eq!(c.observe(-5), None, "not within an hour of the candidate: a new candidate");
+        assert_eq!(c.observe(-4), Some(-4), "confirmed");
+        assert_eq!(c.observe(i64::MAX), None);
+        assert_eq!(c.observe(i64::MAX), Some(i64::MAX), "confirmed at the end of time");
+        assert_eq!(c.jumps, 3);
+    }
 
     /// The ended flows of one of the project's testbed captures.
     fn ended_of(name: &str) -> Vec<Ended> {

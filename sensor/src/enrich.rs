@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
+use pinwatch_parsers::time::Timestamp;
 use serde::Serialize;
 
 use pinwatch_enrichment::attribution::{attribute_with, host_matches, AttributionConfig, SessionQuery};
@@ -20,6 +21,40 @@ use pinwatch_enrichment::leases::{LeaseConfig, LeaseMap};
 
 /// Most feed events kept per device (older ones are dropped, counted).
 pub const MAX_EVENTS_PER_DEVICE: usize = 100_000;
+
+/// Most feed events held in replay, all sources together (about 0.5 KB
+/// each: a feed URL that keeps paging cannot hold more than this).
+pub const MAX_FEED_EVENTS: usize = 1_000_000;
+
+/// Most bytes read of one `--feed` file (`--feed /dev/zero` ends).
+pub const MAX_FEED_FILE_BYTES: u64 = 1 << 30;
+
+/// Feed source errors kept with their text; the rest are counted.
+pub const MAX_SOURCE_ERRORS: usize = 64;
+
+/// The first [`MAX_SOURCE_ERRORS`] errors, then a count.
+#[derive(Default)]
+struct SourceErrors {
+    kept: Vec<String>,
+    more: u64,
+}
+
+impl SourceErrors {
+    fn push(&mut self, e: String) {
+        if self.kept.len() < MAX_SOURCE_ERRORS {
+            self.kept.push(e);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn into_vec(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.kept.push(format!("… and {} more errors", self.more));
+        }
+        self.kept
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BindingOut {
@@ -167,6 +202,8 @@ pub struct LeasesOut {
     pub conflicts: u64,
     /// Leases dropped because the map was full (oldest first).
     pub evicted: u64,
+    /// Leases dropped because their (context, IP) held 256 (oldest first).
+    pub evicted_per_key: u64,
     pub ignored: u64,
 }
 
@@ -213,57 +250,91 @@ pub struct Enricher {
 
 impl Enricher {
     /// Read feed files (JSON lines). Bad lines are counted, never fatal; an
-    /// unreadable file is an error.
+    /// unreadable file is an error. See [`Enricher::load_sources`].
     pub fn load(paths: &[impl AsRef<Path>]) -> anyhow::Result<Self> {
-        let mut reader = FeedReader::default();
-        let mut all = Vec::new();
-        let mut line_no = 0u64;
-        for p in paths {
-            let p = p.as_ref();
-            let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("feed {}: {e}", p.display()))?;
-            for line in text.lines() {
-                line_no += 1;
-                if let Some(ev) = reader.push_line(line, line_no) {
-                    all.push(ev);
-                }
-            }
-        }
-        Ok(Self::from_events(all, reader.report()))
+        let (mut en, errors) = Self::load_sources(paths, &[], std::time::Duration::from_secs(60))?;
+        en.stats.source_errors = errors;
+        Ok(en)
     }
 
-    /// Read feed files and pull HTTP feeds (cursor-paged, until caught up,
-    /// at most `http_timeout` each). A feed that reports errors is still
-    /// read as far as it goes; its errors are returned for the caller to show.
+    /// Read feed files and pull HTTP feeds (cursor-paged, until caught up;
+    /// all URLs together at most `http_timeout`). A feed that reports errors
+    /// is still read as far as it goes; its errors are returned for the
+    /// caller to show (the first [`MAX_SOURCE_ERRORS`], then a count). Files
+    /// are streamed line by line exactly as an HTTP page is split: a bad line
+    /// (invalid UTF-8 included) is counted with its line number, an
+    /// over-long one ([`crate::feed_source::PumpConfig::max_line_bytes`]) is
+    /// reported; only a file that cannot be opened is an error. At most
+    /// [`MAX_FEED_FILE_BYTES`] are read of a file and [`MAX_FEED_EVENTS`]
+    /// events are held in all: past it, a file's or a URL's further events
+    /// are not read (counted in `events_dropped`, reported).
     pub fn load_sources(files: &[impl AsRef<Path>], urls: &[String], http_timeout: std::time::Duration) -> anyhow::Result<(Self, Vec<String>)> {
-        use crate::feed_source::{DrainEnd, FeedMsg, FeedPump, FeedSource};
+        use crate::feed_source::{read_file_lines, FeedMsg, FeedPump, FeedSource, PumpConfig};
         let mut reader = FeedReader::default();
         let mut all = Vec::new();
         let mut line_no = 0u64;
+        let mut errors = SourceErrors::default();
+        let mut full = false;
+        let cfg = PumpConfig::default();
         for p in files {
             let p = p.as_ref();
-            let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("feed {}: {e}", p.display()))?;
-            for line in text.lines() {
-                line_no += 1;
-                all.extend(reader.push_line(line, line_no));
+            if full {
+                break;
             }
-        }
-        let mut errors = Vec::new();
-        for url in urls {
-            let mut pump = FeedPump::start(FeedSource::Http { url: url.clone() })?;
-            let end = pump.drain_with(http_timeout, |m| match m {
-                FeedMsg::Line { text, .. } => {
-                    line_no += 1;
-                    all.extend(reader.push_line(&text, line_no));
+            // Numbers run on across sources (as before); within a file they
+            // are the splitter's, so a dropped over-long line keeps its number.
+            let base = line_no;
+            read_file_lines(p, &cfg, MAX_FEED_FILE_BYTES, |m| {
+                match m {
+                    FeedMsg::Line { text, line_no: n } => {
+                        line_no = base + n;
+                        all.extend(reader.push_line(&text, line_no));
+                    }
+                    FeedMsg::Error(e) => errors.push(e),
+                    FeedMsg::CaughtUp => {}
                 }
-                FeedMsg::Error(e) => errors.push(format!("{url}: {e}")),
-                FeedMsg::CaughtUp => {}
-            });
-            pump.stop();
-            if end == DrainEnd::TimedOut {
+                full = all.len() >= MAX_FEED_EVENTS;
+                !full
+            })
+            .map_err(|e| anyhow::anyhow!(e))?;
+        }
+        // One deadline for all URLs: the documented wait is the whole wait.
+        let deadline = std::time::Instant::now() + http_timeout;
+        for url in urls {
+            if full {
+                break;
+            }
+            let pump = FeedPump::start(FeedSource::Http { url: url.clone() })?;
+            let mut caught_up = false;
+            let base = line_no;
+            while !full {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match pump.receiver().recv_timeout(left) {
+                    Ok(FeedMsg::Line { text, line_no: n }) => {
+                        line_no = base + n;
+                        all.extend(reader.push_line(&text, line_no));
+                        full = all.len() >= MAX_FEED_EVENTS;
+                    }
+                    Ok(FeedMsg::Error(e)) => errors.push(format!("{url}: {e}")),
+                    Ok(FeedMsg::CaughtUp) | Err(crossbeam::channel::RecvTimeoutError::Disconnected) => {
+                        caught_up = true;
+                        break;
+                    }
+                    Err(crossbeam::channel::RecvTimeoutError::Timeout) => break,
+                }
+            }
+            // Not joined: a request in flight would hold the wait past its
+            // deadline; the thread ends at that request's timeout.
+            pump.abandon();
+            if !caught_up && !full {
                 errors.push(format!("{url}: not caught up within {} s; using what arrived", http_timeout.as_secs()));
             }
         }
-        Ok((Self::from_events(all, reader.report()), errors))
+        let en = Self::from_events(all, reader.report());
+        if full {
+            errors.push(format!("feed: {MAX_FEED_EVENTS} events held, the cap; later events were not read"));
+        }
+        Ok((en, errors.into_vec()))
     }
 
     pub fn from_events(all: Vec<Event>, report: &FeedReport) -> Self {
@@ -320,6 +391,7 @@ impl Enricher {
             closed: ls.closed,
             conflicts: ls.conflicts,
             evicted: ls.evicted,
+            evicted_per_key: ls.evicted_per_key,
             ignored: ls.ignored,
         };
         self.note_feed_report(report);
@@ -531,12 +603,19 @@ type FoldKey = (String, String, String);
 /// app's sessions are left out of an alert's flow ids, and a session whose
 /// app changed (a late batch re-attributed it) leaves the alert of its old
 /// app (its later revisions no longer list it).
+/// At most `max_keys` folds are open and `max_keys` sessions placed: past
+/// it, those older than the window are closed, and if the window itself
+/// holds more, the older half of them (amortised O(1) per fold; counted in
+/// `dropped`: a later repeat of a dropped fold starts a new alert id).
 pub struct Folder {
     window_ns: i64,
     open: HashMap<FoldKey, Folded>,
     /// The key each session was last folded under, and its start.
     placed: HashMap<u64, (FoldKey, i64)>,
-    max_keys: usize,
+    pub max_keys: usize,
+    /// Open folds (and placed sessions) closed early because the window
+    /// held `max_keys`.
+    pub dropped: u64,
 }
 
 fn rank(c: &str) -> u8 {
@@ -549,7 +628,12 @@ fn rank(c: &str) -> u8 {
 
 impl Folder {
     pub fn new(window_ns: i64) -> Self {
-        Folder { window_ns, open: HashMap::new(), placed: HashMap::new(), max_keys: 100_000 }
+        Folder { window_ns, open: HashMap::new(), placed: HashMap::new(), max_keys: 100_000, dropped: 0 }
+    }
+
+    /// Open folds and placed sessions, the larger: at most `max_keys`.
+    pub fn held(&self) -> usize {
+        self.open.len().max(self.placed.len())
     }
 
     /// Fold the verdict of session `flow_id` in (`flow_ids`: its evidence):
@@ -557,10 +641,28 @@ impl Folder {
     /// every folded session (the strongest confidence wins).
     pub fn fold(&mut self, mut v: An1725, m: &MobileOut, destination: &str, start_ns: i64, flow_id: u64, flow_ids: &[u64]) -> (An1725, Vec<u64>) {
         let key: FoldKey = (m.device_id.clone(), m.app.package.clone().unwrap_or_default(), destination.to_ascii_lowercase());
-        if self.open.len() >= self.max_keys || self.placed.len() >= self.max_keys {
-            let cutoff = start_ns - self.window_ns;
-            self.open.retain(|_, f| f.first_ns >= cutoff);
-            self.placed.retain(|_, (_, t)| *t >= cutoff);
+        let max = self.max_keys.max(1);
+        if (self.open.len() >= max && !self.open.contains_key(&key)) || (self.placed.len() >= max && !self.placed.contains_key(&flow_id)) {
+            let cutoff = Timestamp::from_ns(start_ns) - self.window_ns;
+            self.open.retain(|_, f| Timestamp::from_ns(f.first_ns) >= cutoff);
+            self.placed.retain(|_, (_, t)| Timestamp::from_ns(*t) >= cutoff);
+            // The window itself is full: close the older half.
+            if self.open.len() >= max {
+                let mut starts: Vec<i64> = self.open.values().map(|f| f.first_ns).collect();
+                let mid = starts.len() / 2;
+                let (_, &mut median, _) = starts.select_nth_unstable(mid);
+                let before = self.open.len();
+                self.open.retain(|_, f| f.first_ns > median);
+                self.dropped += (before - self.open.len()) as u64;
+            }
+            if self.placed.len() >= max {
+                let mut starts: Vec<i64> = self.placed.values().map(|(_, t)| *t).collect();
+                let mid = starts.len() / 2;
+                let (_, &mut median, _) = starts.select_nth_unstable(mid);
+                let before = self.placed.len();
+                self.placed.retain(|_, (_, t)| *t > median);
+                self.dropped += (before - self.placed.len()) as u64;
+            }
         }
         // Re-attributed to another app: out of the old app's alert.
         if let Some((old, _)) = self.placed.get(&flow_id).filter(|(k, _)| k.1 != key.1) {
@@ -589,7 +691,7 @@ impl Folder {
             flow_ids: Vec::new(),
         };
         let f = self.open.entry(key).or_insert_with(|| fresh(&v));
-        if start_ns - f.first_ns > self.window_ns {
+        if Timestamp::from_ns(start_ns) - Timestamp::from_ns(f.first_ns) > self.window_ns {
             *f = fresh(&v);
         }
         f.revision += 1;

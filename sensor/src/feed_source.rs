@@ -249,6 +249,14 @@ impl FeedPump {
         }
     }
 
+    /// Tell the thread to stop and do not wait for it: it ends by itself,
+    /// at the latest when a request in flight times out
+    /// ([`PumpConfig::http_timeout`]). For a caller with a deadline.
+    pub fn abandon(mut self) {
+        self.stop_tx = None;
+        self.handle = None;
+    }
+
     /// Stop the thread and wait for it. Idempotent. Messages not yet received
     /// are discarded with the pump.
     pub fn stop(&mut self) {
@@ -429,6 +437,66 @@ fn read_file(path: &std::path::Path, cfg: &PumpConfig, sink: &Sink) -> Result<()
     split.finish(&mut out);
     sink.send_all(out)?;
     sink.send(FeedMsg::CaughtUp)
+}
+
+/// Replay: read a feed file on the calling thread, line by line, handing
+/// `f` what a [`FeedSource::File`] pump would send (lines, with invalid
+/// UTF-8 replaced so the feed reader counts them as malformed with their
+/// line number; over-long lines reported as errors), so a file and an HTTP
+/// feed treat the same bytes the same way. Memory is one line
+/// ([`PumpConfig::max_line_bytes`]) and one read, whatever the file holds;
+/// at most `max_bytes` of it are read (the rest is reported, not read:
+/// `--feed /dev/zero` ends). `f` returns `false` to stop reading (e.g. when
+/// the caller holds all the events it may). Only a file that cannot be
+/// opened is an `Err`; every later problem is an [`FeedMsg::Error`].
+pub fn read_file_lines(path: &std::path::Path, cfg: &PumpConfig, max_bytes: u64, mut f: impl FnMut(FeedMsg) -> bool) -> Result<(), String> {
+    let mut file = File::open(path).map_err(|e| format!("feed file {}: {e}", path.display()))?;
+    let mut split = LineSplitter::new(cfg.max_line_bytes);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut read = 0u64;
+    let mut out = Vec::new();
+    loop {
+        if read >= max_bytes {
+            let mut probe = [0u8; 1];
+            if matches!(file.read(&mut probe), Ok(n) if n > 0) {
+                f(FeedMsg::Error(format!("feed file {}: larger than {max_bytes} bytes, the cap of a feed file; the rest is not read", path.display())));
+            }
+            break;
+        }
+        let want = usize::try_from(max_bytes - read).unwrap_or(usize::MAX).min(buf.len());
+        match file.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => {
+                read += n as u64;
+                split.push(&buf[..n], &mut out);
+                for m in out.drain(..) {
+                    if !f(name_file(path, m)) {
+                        return Ok(());
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                f(FeedMsg::Error(format!("feed file {}: read: {e}", path.display())));
+                break;
+            }
+        }
+    }
+    split.finish(&mut out);
+    for m in out {
+        if !f(name_file(path, m)) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The splitter's errors ("line N: …") with the file they are about.
+fn name_file(path: &std::path::Path, m: FeedMsg) -> FeedMsg {
+    match m {
+        FeedMsg::Error(e) => FeedMsg::Error(format!("feed file {}: {e}", path.display())),
+        m => m,
+    }
 }
 
 /// Identity of a file, to see rotation.
@@ -792,6 +860,37 @@ mod tests {
         assert_eq!(d.msgs[0], line("ok", 1));
         assert!(matches!(&d.msgs[1], FeedMsg::Error(e) if e.contains("line 2")));
         assert_eq!(d.msgs[2], line("after", 3));
+        let _ = fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// Replay's synchronous read: the same lines, numbers and errors as the
+    /// pump (invalid UTF-8 replaced, so the reader counts it with its number).
+    #[test]
+    fn read_file_lines_numbers_bad_and_long_lines() {
+        let path = tmp_path("sync");
+        fs::write(&path, b"ok\n0123456789abcdef\n{\"bad\":\"\xff\"}\nlast").unwrap();
+        let cfg = PumpConfig { max_line_bytes: 12, ..fast() };
+        let mut got = Vec::new();
+        read_file_lines(&path, &cfg, u64::MAX, |m| {
+            got.push(m);
+            true
+        })
+        .unwrap();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0], line("ok", 1));
+        assert!(matches!(&got[1], FeedMsg::Error(e) if e.contains("line 2") && e.contains("feed.jsonl")), "{got:?}");
+        assert_eq!(got[2], line("{\"bad\":\"\u{fffd}\"}", 3));
+        assert_eq!(got[3], line("last", 4));
+        // The byte cap: the rest is reported, not read.
+        let mut got = Vec::new();
+        read_file_lines(&path, &cfg, 3, |m| {
+            got.push(m);
+            true
+        })
+        .unwrap();
+        assert_eq!(got[0], line("ok", 1));
+        assert!(matches!(&got[1], FeedMsg::Error(e) if e.contains("larger than 3 bytes")), "{got:?}");
+        assert!(read_file_lines(&path.with_extension("nope"), &cfg, 3, |_| true).is_err());
         let _ = fs::remove_dir_all(path.parent().unwrap());
     }
 

@@ -18,6 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use pinwatch_parsers::time::Timestamp;
 use serde::Serialize;
 
 use crate::classify::{Confidence, Outcome, PathKind, PathOut, Policy, TlsFailure};
@@ -188,14 +189,36 @@ pub struct Correlator {
     order: VecDeque<(i64, Key)>,
     /// Most (client, name) keys tracked; older ones are dropped (counted).
     pub max_keys: usize,
+    /// Most sessions remembered in all (the expiry queue, and so the
+    /// rejections and sessions around the inspection it holds): a window
+    /// full of traffic cannot grow it further; the oldest go first (counted).
+    pub max_sessions: usize,
     pub dropped: u64,
+}
+
+/// What a [`Correlator`] holds, for its bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CorrelatorHeld {
+    pub keys: usize,
+    pub sessions: usize,
+    pub queued: usize,
 }
 
 const MAX_PER_KEY: usize = 16;
 
 impl Correlator {
     pub fn new(cfg: Config) -> Self {
-        Correlator { cfg, rejections: KeyMap::default(), arounds: KeyMap::default(), order: VecDeque::new(), max_keys: 100_000, dropped: 0 }
+        Correlator { cfg, rejections: KeyMap::default(), arounds: KeyMap::default(), order: VecDeque::new(), max_keys: 100_000, max_sessions: 200_000, dropped: 0 }
+    }
+
+    /// Keys, remembered sessions and expiry-queue entries held now: at most
+    /// `2 * max_keys + 2`, `max_sessions + 2` and `max_sessions + 2`.
+    pub fn held(&self) -> CorrelatorHeld {
+        CorrelatorHeld {
+            keys: self.rejections.len() + self.arounds.len(),
+            sessions: self.rejections.values().map(VecDeque::len).sum::<usize>() + self.arounds.values().map(VecDeque::len).sum::<usize>(),
+            queued: self.order.len(),
+        }
     }
 
     /// Replace the configuration (live reload); remembered sessions stay.
@@ -208,9 +231,15 @@ impl Correlator {
     }
 
     fn expire(&mut self, now: i64) {
+        let now = Timestamp::from_ns(now);
         while let Some(&(t, _)) = self.order.front() {
-            if now - t <= self.cfg.fallback_window_ns && self.rejections.len() <= self.max_keys {
+            let in_window = now - Timestamp::from_ns(t) <= self.cfg.fallback_window_ns;
+            let full = self.rejections.len() > self.max_keys || self.arounds.len() > self.max_keys || self.order.len() > self.max_sessions;
+            if in_window && !full {
                 break;
+            }
+            if in_window {
+                self.dropped += 1;
             }
             let Some((_, key)) = self.order.pop_front() else { break };
             if let Some(q) = self.rejections.get_mut(&key) {
@@ -326,7 +355,7 @@ impl Correlator {
             if let (Some(rej), Some(arounds)) = (self.rejections.get(&key), self.arounds.get_mut(&key)) {
                 for a in arounds.iter_mut().filter(|a| !a.alerted) {
                     let prior: Vec<&Rejection> =
-                        rej.iter().filter(|r| r.start_ns <= a.start_ns && a.start_ns - r.start_ns <= window).collect();
+                        rej.iter().filter(|r| r.start_ns <= a.start_ns && Timestamp::from_ns(a.start_ns) - Timestamp::from_ns(r.start_ns) <= window).collect();
                     if prior.len() >= min {
                         a.alerted = true;
                         let mut flow_ids: Vec<u64> = prior.iter().map(|r| r.flow_id).collect();

@@ -424,10 +424,10 @@ impl Flow {
     }
     fn deadline(&self, lim: &Limits) -> i64 {
         if let Some(t) = self.close_ts {
-            return t + lim.closed_linger_ns;
+            return t.saturating_add(lim.closed_linger_ns);
         }
         let payload = self.dirs[0].payload_bytes + self.dirs[1].payload_bytes;
-        self.last_ts + if payload == 0 { lim.new_timeout_ns } else { lim.established_timeout_ns }
+        self.last_ts.saturating_add(if payload == 0 { lim.new_timeout_ns } else { lim.established_timeout_ns })
     }
     /// Heap bytes held by this flow's buffers.
     pub fn heap_bytes(&self) -> usize {
@@ -844,7 +844,7 @@ impl FlowTable {
             flow.midstream = !syn_only;
             Self::count(&mut flow, &key, d, ts, wire_len);
             self.stats.flows_created += 1;
-            self.timers.push(part, (ts + self.lim.new_timeout_ns, flow.flow_id, key));
+            self.timers.push(part, (ts.saturating_add(self.lim.new_timeout_ns), flow.flow_id, key));
             self.map.insert(hash, flow);
             self.part_flows[part] += 1;
             self.stats.flows_active_max = self.stats.flows_active_max.max(self.map.len() as u64);
@@ -1032,7 +1032,7 @@ impl FlowTable {
             flow.roles_known = true;
             flow.quic = Some(Box::default());
             self.stats.flows_created += 1;
-            self.timers.push(part, (ts + self.lim.new_timeout_ns, flow.flow_id, key));
+            self.timers.push(part, (ts.saturating_add(self.lim.new_timeout_ns), flow.flow_id, key));
             self.map.insert(hash, flow);
             self.part_flows[part] += 1;
             self.stats.flows_active_max = self.stats.flows_active_max.max(self.map.len() as u64);

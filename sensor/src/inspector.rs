@@ -140,7 +140,7 @@ impl Profile {
         // The ServerHello came from a box nearer than the one that
         // answered the SYN: an inspector that let the TCP handshake through
         // and answered the TLS itself.
-        let data_nearer = matches!((w.server_hops, w.data_hops), (Some(a), Some(b)) if b + 2 <= a && b <= near_max);
+        let data_nearer = matches!((w.server_hops, w.data_hops), (Some(a), Some(b)) if b.saturating_add(2) <= a && b <= near_max);
         let ev = &mut path.evidence;
         if let Some(h) = hops {
             let place = if near {

@@ -395,6 +395,20 @@ impl Feeds {
     }
 }
 
+/// What to add to libpcap's reason for not opening an interface: the
+/// privilege hint only when it is a privilege problem (a missing interface
+/// is not one, and root has the privileges anyway).
+fn open_hint(pcap_error: &str) -> &'static str {
+    let m = pcap_error.to_ascii_lowercase();
+    if m.contains("no such device") || m.contains("doesn't exist") || m.contains("does not exist") {
+        " (no such interface; `ip link` lists them)"
+    } else if m.contains("permission") || m.contains("not permitted") {
+        " (needs root or CAP_NET_RAW)"
+    } else {
+        ""
+    }
+}
+
 /// Open one interface as the flags say.
 fn open_interface(name: &str, args: &LiveArgs) -> anyhow::Result<pcap::Capture<pcap::Active>> {
     let to_i32 = |v: u64, what: &str| i32::try_from(v).with_context(|| format!("{what} {v} is too large"));
@@ -407,7 +421,10 @@ fn open_interface(name: &str, args: &LiveArgs) -> anyhow::Result<pcap::Capture<p
         .timeout(READ_TIMEOUT_MS)
         .precision(pcap::Precision::Nano)
         .open()
-        .with_context(|| format!("cannot capture on {name} (needs root or CAP_NET_RAW)"))?;
+        .map_err(|e| {
+            let msg = e.to_string();
+            anyhow::anyhow!("cannot capture on {name}: {msg}{}", open_hint(&msg))
+        })?;
     if let Some(f) = &args.filter {
         cap.filter(f, true).with_context(|| format!("{name}: BPF filter `{f}`"))?;
     }
@@ -533,7 +550,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         // (and a stopping reader sees the stop).
         let now = wall_ns();
         for (b, activity, last) in &mut pokes {
-            let quiet = now - activity.load(Relaxed).max(*last);
+            let quiet = now.saturating_sub(activity.load(Relaxed).max(*last));
             if quiet >= POKE_AFTER_NS {
                 *last = now;
                 b.breakloop();
@@ -688,6 +705,14 @@ fn write_stats_record(engine: &Engine, live: &LiveStats, out: &mut Output, ocsf:
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_missing_interface_is_not_called_a_privilege_problem() {
+        let missing = super::open_hint("nosuch0: SIOCETHTOOL(ETHTOOL_GET_TS_INFO) ioctl failed: No such device");
+        assert!(missing.contains("no such interface") && !missing.contains("root"), "{missing}");
+        assert!(super::open_hint("socket: Operation not permitted").contains("CAP_NET_RAW"));
+        assert_eq!(super::open_hint("something else"), "");
+    }
+
     use super::*;
 
     #[test]

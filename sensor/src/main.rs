@@ -168,9 +168,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )),
                 None => Box::new(BufWriter::with_capacity(OUT_BUFFER, std::io::stdout())),
             };
-            let summary = replay(&inputs, &opts, &mut out)?;
-            out.flush()?;
+            // An output error names the output (`-o /dev/full`: "No space
+            // left on device" alone does not say where).
+            let out_name = output.as_ref().map_or_else(|| "standard output".to_string(), |p| p.display().to_string());
+            let name_output = |e: anyhow::Error| if e.downcast_ref::<std::io::Error>().is_some() { e.context(format!("writing {out_name}")) } else { e };
+            let summary = replay(&inputs, &opts, &mut out).map_err(name_output)?;
+            out.flush().map_err(|e| name_output(e.into()))?;
             if let Some(err) = summary.first_error {
+                // README: 2 when nothing could be run (no capture could be
+                // read at all: missing, empty, a directory, not a capture),
+                // 1 when some of it was read and reported.
+                if summary.stats.capture.packets == 0 {
+                    eprintln!("pinwatch: {err} (no packet could be read)");
+                    return Ok(ExitCode::from(2));
+                }
                 eprintln!("pinwatch: {err} (everything read before it was reported)");
                 return Ok(ExitCode::from(1));
             }

@@ -111,6 +111,13 @@ pub struct Stats {
     pub late_enrichment_updates: u64,
     /// Live mode: sessions dropped from the late-enrichment window (cap).
     pub late_enrichment_dropped: u64,
+    /// Sessions the fallback correlator forgot before their window ended
+    /// because it held its cap (100,000 keys, 200,000 sessions; or 16 per
+    /// client and name).
+    pub correlator_dropped: u64,
+    /// AN1725 alert folds closed before their window ended because 100,000
+    /// were open (a repeat then starts a new `alert_id`).
+    pub an1725_folds_dropped: u64,
     pub memory: MemoryStats,
 }
 

@@ -14,7 +14,9 @@
 //!   power-of-2 form, and `if_tsoffset`); packets come from Enhanced, Simple
 //!   and the obsolete Packet Blocks, and every other block type is skipped.
 //!   Either format may be gzip-compressed (decompressed into memory, capped at
-//!   [`MAX_IN_MEMORY`]); stdin is read into memory under the same cap.
+//!   [`MAX_IN_MEMORY`]); stdin is read into memory under the same cap. The
+//!   first four (decompressed) bytes of such a stream must be a capture
+//!   magic before more is read, and the buffer never grows past the cap.
 //! * **Zero-copy.** Files are memory-mapped; [`Packet::data`] borrows from the
 //!   mapping (or the in-memory buffer), never from a copy.
 //! * **Timestamps** are the record's own, in nanoseconds since the Unix
@@ -100,8 +102,10 @@ pub enum Format {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CaptureError {
-    #[error("{file}: {source}")]
-    Io { file: String, source: io::Error },
+    /// The I/O error is part of the message, not a `source()`: shown with
+    /// its chain (`{:#}`) it would otherwise be said twice.
+    #[error("{file}: {error}")]
+    Io { file: String, error: io::Error },
     #[error("{file}: empty file (0 bytes)")]
     Empty { file: String },
     /// `magic` is the first four bytes in file order.
@@ -138,8 +142,8 @@ pub enum CaptureError {
         what: &'static str,
         reason: String,
     },
-    #[error("{file}: gzip decompression failed: {source}")]
-    Gzip { file: String, source: io::Error },
+    #[error("{file}: gzip decompression failed: {error}")]
+    Gzip { file: String, error: io::Error },
     #[error("{file}: more than {limit} bytes {what}")]
     TooLarge {
         file: String,
@@ -306,9 +310,9 @@ impl CaptureFile {
     /// `CaptureFile` is alive.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
         let name = path.display().to_string();
-        let io_err = |source| CaptureError::Io {
+        let io_err = |error| CaptureError::Io {
             file: name.clone(),
-            source,
+            error,
         };
         let file = File::open(path).map_err(io_err)?;
         let meta = file.metadata().map_err(io_err)?;
@@ -320,7 +324,7 @@ impl CaptureFile {
         }
         let map = map_file(&file).map_err(io_err)?;
         if is_gzip(&map) {
-            let bytes = gunzip(&name, &map, MAX_IN_MEMORY)?;
+            let bytes = load(&name, &map[..], MAX_IN_MEMORY)?;
             return Self::new(name, Bytes::Owned(bytes));
         }
         Self::new(name, Bytes::Mapped(map))
@@ -338,21 +342,13 @@ impl CaptureFile {
     }
 
     fn from_reader_capped(name: String, r: impl Read, cap: u64) -> Result<Self, CaptureError> {
-        let mut bytes = Vec::new();
-        match r.take(cap.saturating_add(1)).read_to_end(&mut bytes) {
-            Ok(n) if n as u64 > cap => Err(CaptureError::TooLarge {
-                file: name,
-                limit: cap,
-                what: "read from the stream",
-            }),
-            Ok(_) => Self::from_bytes_capped(name, bytes, cap),
-            Err(source) => Err(CaptureError::Io { file: name, source }),
-        }
+        let bytes = load(&name, r, cap)?;
+        Self::new(name, Bytes::Owned(bytes))
     }
 
     fn from_bytes_capped(name: String, bytes: Vec<u8>, cap: u64) -> Result<Self, CaptureError> {
         if is_gzip(&bytes) {
-            let plain = gunzip(&name, &bytes, cap)?;
+            let plain = load(&name, &bytes[..], cap)?;
             return Self::new(name, Bytes::Owned(plain));
         }
         Self::new(name, Bytes::Owned(bytes))
@@ -442,23 +438,39 @@ fn is_gzip(b: &[u8]) -> bool {
     b.starts_with(&[0x1f, 0x8b])
 }
 
-/// Decompress all gzip members of `compressed`, refusing more than `cap`
-/// bytes of output.
-fn gunzip(name: &str, compressed: &[u8], cap: u64) -> Result<Vec<u8>, CaptureError> {
-    let dec = flate2::read::MultiGzDecoder::new(compressed);
-    let mut out = Vec::new();
-    match dec.take(cap.saturating_add(1)).read_to_end(&mut out) {
-        Ok(n) if n as u64 > cap => Err(CaptureError::TooLarge {
-            file: name.to_string(),
-            limit: cap,
-            what: "once decompressed",
-        }),
-        Ok(_) => Ok(out),
-        Err(source) => Err(CaptureError::Gzip {
-            file: name.to_string(),
-            source,
-        }),
+/// Read a capture stream (stdin, a FIFO, a gzip file's members) into
+/// memory, decompressing gzip on the way, and refusing more than `cap` bytes
+/// of capture before they are held: the first four (decompressed) bytes
+/// must be a capture magic, so `/dev/zero` or a bomb of zeros stops at once,
+/// and the buffer never grows past the cap (see [`crate::capped`]).
+fn load(name: &str, mut r: impl Read, cap: u64) -> Result<Vec<u8>, CaptureError> {
+    let io_err = |error| CaptureError::Io { file: name.to_string(), error };
+    let head = crate::capped::read_head(&mut r, 2).map_err(io_err)?;
+    if is_gzip(&head) {
+        let gz_err = |error| CaptureError::Gzip { file: name.to_string(), error };
+        let dec = flate2::read::MultiGzDecoder::new(io::Cursor::new(head).chain(r));
+        return load_plain(name, dec, cap, "once decompressed", gz_err);
     }
+    load_plain(name, io::Cursor::new(head).chain(r), cap, "read from the stream", io_err)
+}
+
+fn load_plain(name: &str, mut r: impl Read, cap: u64, what: &'static str, err: impl Fn(io::Error) -> CaptureError) -> Result<Vec<u8>, CaptureError> {
+    let head = crate::capped::read_head(&mut r, 4).map_err(&err)?;
+    if let Some(magic) = u32_at(&head, 0, true) {
+        if !known_magic(magic) {
+            return Err(CaptureError::UnknownFormat { file: name.to_string(), magic, hint: format_hint(magic) });
+        }
+    }
+    let got = crate::capped::read_capped(io::Cursor::new(head).chain(r), cap).map_err(err)?;
+    if got.over {
+        return Err(CaptureError::TooLarge { file: name.to_string(), limit: cap, what });
+    }
+    Ok(got.bytes)
+}
+
+/// The magics [`detect`] reads (the first four bytes, big-endian).
+fn known_magic(magic: u32) -> bool {
+    matches!(magic, SHB_MAGIC | 0xd4c3_b2a1 | 0xa1b2_c3d4 | 0x4d3c_b2a1 | 0xa1b2_3c4d | 0x34cd_b2a1)
 }
 
 /// Recognise the format from the magic and check the fixed header.
@@ -1010,6 +1022,28 @@ mod tests {
         let mut bad = gzip(&raw);
         bad.truncate(bad.len() - 10);
         assert!(open_err("cut.gz", bad).starts_with("cut.gz: gzip decompression failed"));
+    }
+
+    /// A gzip bomb: 64 MiB of zeros in 64 KiB. The first decompressed bytes
+    /// are not a capture magic, so it is refused before more is inflated;
+    /// one with a pcap header in front is refused at the cap. A stream of
+    /// zeros (`replay /dev/zero`, stdin) is refused at its first four bytes.
+    #[test]
+    fn gzip_bombs_and_endless_streams_are_refused_before_memory_is_spent() {
+        let zeros = vec![0u8; 64 << 20];
+        let err = CaptureFile::from_bytes("bomb.gz".into(), gzip(&zeros)).expect_err("not a capture");
+        assert_eq!(err.to_string(), "bomb.gz: unrecognised capture format (magic 0x00000000 at byte 0)");
+        let mut framed = pcap(false, false, 1, &[]);
+        framed.extend_from_slice(&zeros);
+        let err = CaptureFile::from_bytes_capped("bomb2.gz".into(), gzip(&framed), 1 << 20).expect_err("over the cap");
+        assert_eq!(err.to_string(), "bomb2.gz: more than 1048576 bytes once decompressed");
+        let err = CaptureFile::from_reader("-".into(), std::io::repeat(0)).expect_err("endless zeros");
+        assert!(matches!(err, CaptureError::UnknownFormat { magic: 0, .. }), "{err}");
+        let err = CaptureFile::open(std::path::Path::new("/dev/zero")).expect_err("endless zeros");
+        assert_eq!(err.to_string(), "/dev/zero: unrecognised capture format (magic 0x00000000 at byte 0)");
+        // gzip inside gzip is named as such, from its first bytes.
+        let err = CaptureFile::from_bytes("gz.gz".into(), gzip(&gzip(&zeros))).expect_err("gzip in gzip");
+        assert!(err.to_string().contains("gzip inside gzip"), "{err}");
     }
 
     #[test]
