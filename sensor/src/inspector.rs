@@ -210,6 +210,15 @@ mod tests {
         }
     }
 
+    /// A session whose interception is proven (the inspection CA in its chain).
+    fn proven(wire: WireOut) -> PathOut {
+        let mut p = pending(wire);
+        p.kind = PathKind::Intercepted;
+        p.confidence = Confidence::High;
+        p.pending = false;
+        p
+    }
+
     fn wire(ttl: u8, synack_ms: f64, hello_ms: f64, sig: &str) -> WireOut {
         WireOut {
             synack_ttl: Some(ttl),
@@ -269,10 +278,7 @@ mod tests {
     #[test]
     fn one_hop_beyond_a_known_inspector_with_another_stack_is_direct() {
         let mut p = Profile::new(&Config::default());
-        let mut proven = pending(wire(64, 0.05, 30.0, "64:65160:1460:7:MSTNW"));
-        proven.kind = PathKind::Intercepted;
-        proven.confidence = Confidence::High;
-        p.observe(&proven);
+        p.observe(&proven(wire(64, 0.05, 30.0, "64:65160:1460:7:MSTNW")));
         let mut path = pending(wire(63, 0.1, 0.6, "63:65160:1460:7:MSTNW"));
         p.judge(&mut path);
         assert_eq!(path.kind, PathKind::Direct, "{:?}", path.evidence);
@@ -282,11 +288,7 @@ mod tests {
     #[test]
     fn learning_moves_the_near_bound_and_knows_the_signature() {
         let mut p = Profile::new(&Config::default());
-        let mut proven = pending(wire(60, 0.2, 30.0, "60:29200:1460:7:MSTNW"));
-        proven.kind = PathKind::Intercepted;
-        proven.confidence = Confidence::High;
-        proven.pending = false;
-        p.observe(&proven);
+        p.observe(&proven(wire(60, 0.2, 30.0, "60:29200:1460:7:MSTNW")));
         // 4 hops was "between" with the declared bound of 2; the proven
         // interception at 4 hops makes it near, and its signature known.
         let mut path = pending(wire(60, 0.2, 0.4, "60:29200:1460:7:MSTNW"));
@@ -299,10 +301,7 @@ mod tests {
     fn the_learned_lists_are_bounded() {
         let mut p = Profile::new(&Config::default());
         for i in 0..(MAX_SIGNATURES as u32 + 10) {
-            let mut proven = pending(wire(64, 0.2, 30.0, &format!("64:{i}:1460:7:MSTNW")));
-            proven.kind = PathKind::Intercepted;
-            proven.confidence = Confidence::High;
-            p.observe(&proven);
+            p.observe(&proven(wire(64, 0.2, 30.0, &format!("64:{i}:1460:7:MSTNW"))));
         }
         assert_eq!(p.inspector_sigs.len(), MAX_SIGNATURES);
         assert_eq!(p.unlearned, 10);
