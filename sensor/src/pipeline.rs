@@ -66,6 +66,12 @@ pub struct Options {
     /// when the machine has a core beyond the shards'. The output does not
     /// depend on it.
     pub reporter_thread: Option<bool>,
+    /// Written as every record's `host` (Suricata's `sensor-name`); none:
+    /// no `host`.
+    pub sensor_name: Option<String>,
+    /// Live capture: the sources are interfaces, written as `in_iface`;
+    /// otherwise capture files, written as `pcap_filename`.
+    pub live: bool,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]

@@ -80,7 +80,7 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("quic_alpn", "client_hellos[k].alpn (and quic.client_alpns for k=0) vs tshark alpn"),
     (
         "quic_version",
-        "quic.version vs tshark quic_version of the first ClientHello packet (0x00000001 -> \"1\", 0xff00001d -> \"draft-29\", ...)",
+        "quic.version vs tshark quic_version of the first ClientHello packet (Suricata form: 0x00000001 -> \"1\", 0xff00001d -> \"ff00001d\", 0x6b3343cf -> \"v2\")",
     ),
     ("quic_ja4", "quic.ja4 vs FoxIO rust ja4 (ja4rs.json, udp entry of the stream)"),
     ("quic_server_hello", "handshake.cipher_suite + negotiated_version vs the ServerHello row's sh_cipher + selected version"),
@@ -1016,7 +1016,7 @@ mod tests {
             r#"{"stream":0,"transport":"udp","src":"10.0.0.1","dst":"10.0.0.2","src_port":5000,"dst_port":443,"ja4":"t13d0102h9_x_y"}"#,
         )
         .expect("ja4rs");
-        let eve = br#"{"event_type":"quic","src_ip":"10.0.0.1","src_port":5000,"dest_ip":"10.0.0.2","dest_port":443,"flow":{"start":"1970-01-01T00:01:40.000000+0000","end":"1970-01-01T00:01:41.000000+0000"},"quic":{"version":"draft-29","sni":"ex.org","ja3":{"hash":"abc"},"ja4":"q13d0102h9_x_y","client_alpns":["h3-29"]},"handshake":{"cipher_suite":"0x1301","negotiated_version":"TLS 1.3","client_hellos":[{"sni":"ex.org","ja3":{"hash":"abc"},"alpn":["h3-29"]}]}}
+        let eve = br#"{"event_type":"quic","src_ip":"10.0.0.1","src_port":5000,"dest_ip":"10.0.0.2","dest_port":443,"flow":{"start":"1970-01-01T00:01:40.000000+0000","end":"1970-01-01T00:01:41.000000+0000"},"quic":{"version":"ff00001d","sni":"ex.org","ja3":{"hash":"abc"},"ja4":"q13d0102h9_x_y","client_alpns":["h3-29"]},"handshake":{"cipher_suite":"0x1301","negotiated_version":"TLS 1.3","client_hellos":[{"sni":"ex.org","ja3":{"hash":"abc"},"alpn":["h3-29"]}]}}
 "#;
         let out = parse_all(eve).expect("eve");
         assert_eq!((out.tls.len(), out.quic.len()), (0, 1));
