@@ -726,10 +726,6 @@ pub struct Quic {
     /// The first ClientHello's extensions, as Suricata lists them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extensions: Vec<QuicExtOut>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub client_alpns: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_alpn: Option<String>,
     /// Google QUIC user agent (UAID tag).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ua: Option<String>,
@@ -854,6 +850,13 @@ pub struct QuicCloseOut {
 
 #[derive(Serialize)]
 pub struct QuicHandshake<'a> {
+    /// ALPN offered in the first ClientHello and selected by the server.
+    /// Suricata's `quic` object has no such keys (its `extensions` list
+    /// the offered ones), so they are ours.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub client_alpns: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_alpn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cipher_suite: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -915,10 +918,10 @@ pub fn quic_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> QuicEvent
         }),
         ja4: hellos.first().map(|h| h.ja4.clone()),
         extensions: ch.map(quic_extensions).unwrap_or_default(),
-        client_alpns: ch.map(|c| c.alpn.clone()).unwrap_or_default(),
-        server_alpn: sh.and_then(|h| h.alpn.clone()),
     };
     let handshake = QuicHandshake {
+        client_alpns: ch.map(|c| c.alpn.clone()).unwrap_or_default(),
+        server_alpn: sh.and_then(|h| h.alpn.clone()),
         cipher_suite: sh.map(|h| format!("0x{:04x}", h.cipher)),
         negotiated_version: sh.map(|h| version_name(h.version())),
         client_hellos: hellos,

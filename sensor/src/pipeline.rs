@@ -82,6 +82,9 @@ pub struct CaptureStats {
     pub timestamp_jumps: u64,
     pub packets: u64,
     pub bytes: u64,
+    /// Written as `error_messages`: Suricata's `stats.capture.errors` is a
+    /// count, and one key must not hold two types.
+    #[serde(rename = "error_messages")]
     pub errors: Vec<String>,
     /// Chunks read by other threads and thrown away because the chunk
     /// before did not end where their start was guessed: a wrong guess (a
