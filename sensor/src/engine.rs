@@ -697,7 +697,7 @@ enum Record {
 /// needs.
 fn prepare(e: Ended, cfg: &crate::config::Config, names: &Naming, ocsf: bool) -> Prepared {
     let order = e.order;
-    let source = e.flow.source;
+    let source = e.flow.source as usize;
     let session = match e.flow.proto {
         Proto::NotTls => {
             let h = eve::Header::of(&e.flow, None, "alert", "failed");

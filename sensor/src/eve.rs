@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use pinwatch_parsers::cert::CertSummary;
 use pinwatch_parsers::community_id::community_id_v1;
+use pinwatch_parsers::decode::Vlans;
 use pinwatch_parsers::hello::{version_name, ClientHello, ServerHello, Transport};
 use pinwatch_parsers::ja3::ja3s;
 use pinwatch_parsers::tls::{Dir, RecordInfo};
@@ -77,6 +78,10 @@ pub fn ip_text(ip: &IpAddr) -> String {
             )
         }
     }
+}
+
+fn ser_vlans<S: serde::Serializer>(v: &Vlans, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.ids())
 }
 
 fn ser_ip<S: serde::Serializer>(ip: &IpAddr, s: S) -> Result<S::Ok, S::Error> {
@@ -367,6 +372,9 @@ pub struct Header<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pcap_filename: Option<&'a str>,
     pub event_type: &'static str,
+    /// VLAN ids of the flow's first packet, outermost first (at most 3).
+    #[serde(skip_serializing_if = "Vlans::is_empty", serialize_with = "ser_vlans")]
+    pub vlan: Vlans,
     #[serde(serialize_with = "ser_ip")]
     pub src_ip: IpAddr,
     pub src_port: u16,
@@ -391,6 +399,7 @@ impl<'a> Header<'a> {
             in_iface: None,
             pcap_filename,
             event_type,
+            vlan: f.vlans,
             src_ip: cip,
             src_port: cport,
             dest_ip: sip,
