@@ -35,7 +35,7 @@ fn every_testbed_record_validates() {
         .collect();
     captures.sort();
     assert!(captures.len() >= 6, "{captures:?}");
-    let (mut records, mut problems, mut kinds) = (0, Vec::new(), std::collections::BTreeSet::new());
+    let (mut records, mut problems, mut kinds, mut chains) = (0, Vec::new(), std::collections::BTreeSet::new(), 0);
     for pcap in &captures {
         let name = pcap.file_stem().and_then(|s| s.to_str()).expect("name").to_string();
         let feed = pcaps_dir().join(format!("{name}.feed.jsonl"));
@@ -48,6 +48,7 @@ fn every_testbed_record_validates() {
             for l in String::from_utf8_lossy(&out).lines() {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(l) {
                     kinds.insert(v["event_type"].as_str().unwrap_or("").to_string());
+                    chains += check_chain(&v, &mut problems);
                 }
             }
             records += check_output(&schemas, &name, &out, 50, &mut problems);
@@ -55,7 +56,29 @@ fn every_testbed_record_validates() {
     }
     println!("{records} records of {} captures checked (Suricata's schema: {})", captures.len(), if schemas.has_suricata() { "yes" } else { "SKIPPED" });
     assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["alert", "quic", "stats", "tls"], "every record kind is exercised");
+    assert!(chains >= 10, "only {chains} certificates compared");
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+}
+
+/// `tls.chain` (base64 DER, Suricata's form) holds the certificates
+/// `handshake.chain` describes: same count, and each DER's SHA-256 is the
+/// `sha256` of the same entry. Returns the certificates compared.
+fn check_chain(v: &serde_json::Value, problems: &mut Vec<String>) -> usize {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let b64: Vec<&str> = v["tls"]["chain"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+    let parsed = v["handshake"]["chain"].as_array().cloned().unwrap_or_default();
+    if b64.len() != parsed.len() {
+        problems.push(format!("flow {}: tls.chain has {} certificates, handshake.chain {}", v["flow_id"], b64.len(), parsed.len()));
+        return 0;
+    }
+    for (der, p) in b64.iter().zip(&parsed) {
+        let sha = base64::engine::general_purpose::STANDARD.decode(der).map(|d| hex::encode(sha2::Sha256::digest(&d)));
+        if sha.as_deref().ok() != p["sha256"].as_str() {
+            problems.push(format!("flow {}: a tls.chain entry is not the DER of handshake.chain's {}", v["flow_id"], p["sha256"]));
+        }
+    }
+    b64.len()
 }
 
 /// The schemas catch what they are there for: an object chain, a
