@@ -129,6 +129,10 @@ pub struct Tls<'a> {
     pub client_alpns: &'a [String],
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub server_alpns: Vec<&'a str>,
+    /// `"http"` for TLS inside an HTTP CONNECT tunnel, as Suricata writes
+    /// the protocol the flow started with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_proto: Option<&'static str>,
     /// The server's certificates as base64 DER, as Suricata logs them (the
     /// parsed fields are in `handshake.chain`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -594,10 +598,13 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
             Fp { hash: f.hash, string: f.string }
         }),
         ja4: hellos.first().map(|h| h.ja4.clone()),
-        subjectaltname: leaf.map_or(&[][..], |c| &c.subjectaltname),
+        // Suricata's form (IP addresses as `[10, 77, 2, 3]`); the readable
+        // one is in `handshake.chain`.
+        subjectaltname: leaf.map_or(&[][..], |c| c.subjectaltname_suricata.as_deref().unwrap_or(&c.subjectaltname)),
         client_alpns: first_ch.map_or(&[][..], |c| &c.alpn),
         server_alpns: sh.and_then(|h| h.alpn.as_deref()).into_iter().collect(),
         chain: s.server_chain.iter().map(|c| &*c.der_base64).collect(),
+        from_proto: s.connect.is_some().then_some("http"),
         session_resumed: session_resumed(s),
         client_handshake: first_ch.and_then(client_handshake),
         server_handshake: sh.map(server_handshake),
