@@ -184,8 +184,7 @@ pub fn main(args: LiveArgs) -> ExitCode {
     }
 }
 
-/// Sizes: `1048576`, `64K`, `32M`, `1G` (powers of 1024).
-pub /// The machine's host name (Linux), for `host` when no `--sensor-name`
+/// The machine's host name (Linux), for `host` when no `--sensor-name`
 /// is given; `unknown` if it cannot be read.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -195,7 +194,8 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+/// Sizes: `1048576`, `64K`, `32M`, `1G` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (num, mul) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
