@@ -179,7 +179,9 @@ pub struct ServerHandshakeOut {
 }
 
 /// Suricata's `tls.client`: the client certificate's subject, issuer,
-/// fingerprint, serial and validity (Suricata logs no SAN here).
+/// fingerprint, serial and validity (Suricata logs no SAN here), and the
+/// client's certificates as base64 DER (`client_chain` in Suricata's
+/// config).
 #[derive(Serialize)]
 pub struct TlsClientOut<'a> {
     pub subject: &'a str,
@@ -188,6 +190,7 @@ pub struct TlsClientOut<'a> {
     pub serial: &'a str,
     pub notbefore: &'a str,
     pub notafter: &'a str,
+    pub chain: Vec<&'a str>,
 }
 
 /// A version name only if Suricata has one for it (`SCTlsVersion`):
@@ -608,13 +611,17 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
         session_resumed: session_resumed(s),
         client_handshake: first_ch.and_then(client_handshake),
         server_handshake: sh.map(server_handshake),
-        client: s.client_certs.as_ref().and_then(|c| c.first.as_deref()).map(|c| TlsClientOut {
-            subject: &c.subject,
-            issuerdn: &c.issuerdn,
-            fingerprint: &c.fingerprint,
-            serial: &c.serial,
-            notbefore: &c.notbefore,
-            notafter: &c.notafter,
+        client: s.client_certs.as_ref().and_then(|cc| {
+            let c = cc.chain.first()?;
+            Some(TlsClientOut {
+                subject: &c.subject,
+                issuerdn: &c.issuerdn,
+                fingerprint: &c.fingerprint,
+                serial: &c.serial,
+                notbefore: &c.notbefore,
+                notafter: &c.notafter,
+                chain: cc.chain.iter().map(|c| &*c.der_base64).collect(),
+            })
         }),
     };
     let finished = |d: Dir| -> Option<bool> {

@@ -28,12 +28,12 @@ pub struct AlertSeen {
     pub ts_ns: i64,
 }
 
-/// The client's certificates: how many, and the first (Suricata's
-/// `tls.client`) when it parses.
+/// The client's certificates: how many, and those that parse (at most
+/// [`MAX_CHAIN`]; Suricata's `tls.client`, its fields from the first).
 #[derive(Debug, Default)]
 pub struct ClientCerts {
     pub count: usize,
-    pub first: Option<std::sync::Arc<crate::certs::Cert>>,
+    pub chain: Vec<std::sync::Arc<crate::certs::Cert>>,
 }
 
 /// Per-direction counters.
@@ -207,11 +207,10 @@ impl TlsSession {
                     }
                 }
                 TlsEvent::Certificates { dir: Dir::Client, chain } => {
-                    let first = chain.first().and_then(|der| crate::certs::summary(der).ok());
                     let c = self.client_certs.get_or_insert_with(Box::default);
                     c.count = chain.len();
-                    if c.first.is_none() {
-                        c.first = first;
+                    if c.chain.is_empty() {
+                        c.chain = chain.iter().take(MAX_CHAIN).filter_map(|der| crate::certs::summary(der).ok()).collect();
                     }
                 }
                 TlsEvent::Alert { dir, level, description, ts_ns } => {
