@@ -62,6 +62,12 @@ pub struct CertSummary {
     pub notafter: String,
     /// subjectAltName entries in certificate order.
     pub subjectaltname: Vec<String>,
+    /// The same entries as Suricata writes them (`SCGeneralName` in its
+    /// `rust/src/x509/mod.rs`), when that differs: IP addresses as the
+    /// bytes' debug form (`[10, 77, 2, 3]`), URIs bare. `None` when every
+    /// entry is written alike (DNS names only, the usual case).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subjectaltname_suricata: Option<Vec<String>>,
     /// SHA-1 of the DER, lower-case hex bytes joined by `:`.
     pub fingerprint: String,
     /// SHA-256 of the DER, lower-case hex.
@@ -117,6 +123,7 @@ pub fn parse_certificate(der: &[u8]) -> Result<CertSummary, CertError> {
         notbefore: utc_time(tbs.validity().not_before.timestamp()),
         notafter: utc_time(tbs.validity().not_after.timestamp()),
         subjectaltname: subject_alt_names(&cert),
+        subjectaltname_suricata: suricata_alt_names(&cert),
         fingerprint: colon_hex(&Sha1::digest(der), false),
         sha256: hex::encode(Sha256::digest(der)),
         spki_sha256: hex::encode(Sha256::digest(tbs.subject_pki.raw)),
@@ -318,6 +325,31 @@ fn subject_alt_names(cert: &X509Certificate<'_>) -> Vec<String> {
     out
 }
 
+/// subjectAltName entries as Suricata writes them, if any is written
+/// otherwise than by [`subject_alt_names`].
+fn suricata_alt_names(cert: &X509Certificate<'_>) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut differs = false;
+    for ext in cert.extensions() {
+        let ParsedExtension::SubjectAlternativeName(san) = ext.parsed_extension() else { continue };
+        for gn in &san.general_names {
+            out.push(match gn {
+                GeneralName::DNSName(s) => (*s).to_owned(),
+                GeneralName::URI(s) => {
+                    differs = true;
+                    (*s).to_owned()
+                }
+                GeneralName::IPAddress(b) => {
+                    differs = true;
+                    format!("{b:?}")
+                }
+                other => other.to_string(),
+            });
+        }
+    }
+    differs.then_some(out)
+}
+
 /// Signature algorithm names as python `cryptography` (and OpenSSL) spell
 /// them; other OIDs through x509-parser's registry, else dotted.
 fn sig_alg_name(oid: &str) -> String {
@@ -487,6 +519,19 @@ mod tests {
             c.subjectaltname,
             ["example.com", "*.example.com", "192.0.2.1", "2001:db8::1", "RFC822Name(admin@example.com)", "URI(https://example.com/)"]
         );
+        // Suricata's form for tls.subjectaltname: IP addresses as their
+        // bytes' debug form, URIs bare, other names as x509-parser shows them.
+        assert_eq!(
+            c.subjectaltname_suricata.as_deref().expect("differs"),
+            [
+                "example.com",
+                "*.example.com",
+                "[192, 0, 2, 1]",
+                "[32, 1, 13, 184, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]",
+                "RFC822Name(admin@example.com)",
+                "https://example.com/"
+            ]
+        );
         assert_eq!((c.version, c.sig_alg.as_str(), c.key.as_str()), (3, "ecdsa-with-SHA256", "EC P-256"));
     }
 
@@ -504,6 +549,7 @@ mod tests {
         assert_eq!(c.spki_sha256, "072d4e63deb5a8c7eb6cab730754c8aaf670364f670597772e004f19d6ab2093");
         assert_eq!((c.notbefore.as_str(), c.notafter.as_str()), ("2026-11-25T10:12:39", "2029-02-27T10:12:39"));
         assert_eq!(c.subjectaltname, ["leaf.pinwatch.test"]);
+        assert_eq!(c.subjectaltname_suricata, None, "DNS names only: written alike");
         assert_eq!((c.version, c.sig_alg.as_str(), c.key.as_str()), (3, "sha256WithRSAEncryption", "RSA 1024"));
     }
 

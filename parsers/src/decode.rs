@@ -92,6 +92,9 @@ pub struct Decoded<'a> {
     /// in common deployments (GTP-U uplink/downlink TEIDs, GENEVE from load
     /// balancers), which would split one connection into two half-flows.
     pub context: u64,
+    /// The VLAN ids on the way to the innermost IP header, outermost first
+    /// (at most three, as Suricata's `vlan`).
+    pub vlans: Vlans,
     /// Outermost tunnel, if any.
     pub tunnel: Option<Tunnel>,
     /// IPv4 TTL or IPv6 hop limit of the innermost IP header: how far the
@@ -142,6 +145,40 @@ enum Layer {
     Ip,
 }
 
+/// Up to three VLAN ids, outermost first: 12 bits each, the top bit of a
+/// slot set when it holds one. Six bytes with 2-byte alignment: a `Flow`
+/// keeps its first packet's in what was padding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Vlans([u16; 3]);
+
+impl Vlans {
+    /// Most ids kept (Suricata's `VLAN_MAX_LAYERS`).
+    pub const MAX: usize = 3;
+
+    /// These ids with `id` added after them; a fourth and later are dropped.
+    #[must_use]
+    pub fn push(self, id: u16) -> Vlans {
+        let mut v = self;
+        if let Some(slot) = v.0.iter_mut().find(|s| **s & 0x8000 == 0) {
+            *slot = 0x8000 | (id & 0x0fff);
+        }
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.iter().filter(|s| **s & 0x8000 != 0).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0[0] & 0x8000 == 0
+    }
+
+    /// The ids, outermost first.
+    pub fn ids(&self) -> impl Iterator<Item = u16> + '_ {
+        self.0.iter().take_while(|s| **s & 0x8000 != 0).map(|s| s & 0x0fff)
+    }
+}
+
 /// Decode one captured frame of the given link type.
 pub fn decode(linktype: u32, data: &[u8]) -> Result<Decoded<'_>, Skip> {
     if linktype == linktype::ETHERNET {
@@ -155,11 +192,12 @@ pub fn decode(linktype: u32, data: &[u8]) -> Result<Decoded<'_>, Skip> {
 /// Every link type and encapsulation, through etherparse's whole-packet slicer.
 fn decode_full(linktype: u32, data: &[u8]) -> Result<Decoded<'_>, Skip> {
     let (layer, rest) = link(linktype, data)?;
-    decode_layer(layer, rest, 0, 0, None)
+    decode_layer(layer, rest, 0, 0, Vlans::default(), None)
 }
 
 /// A TCP packet's summary from etherparse's view of the segment.
-fn tcp_decoded<'a>(src: IpAddr, dst: IpAddr, ttl: u8, t: &TcpSlice<'a>, truncated: bool, context: u64, tunnel: Option<Tunnel>) -> Decoded<'a> {
+#[allow(clippy::too_many_arguments)]
+fn tcp_decoded<'a>(src: IpAddr, dst: IpAddr, ttl: u8, t: &TcpSlice<'a>, truncated: bool, context: u64, vlans: Vlans, tunnel: Option<Tunnel>) -> Decoded<'a> {
     Decoded {
         src,
         dst,
@@ -175,6 +213,7 @@ fn tcp_decoded<'a>(src: IpAddr, dst: IpAddr, ttl: u8, t: &TcpSlice<'a>, truncate
         payload: t.payload(),
         truncated,
         context,
+        vlans,
         tunnel,
         ttl,
         tcp_options: t.header_slice().get(20..).unwrap_or(&[]),
@@ -232,6 +271,7 @@ fn ethernet_ip_tcp(data: &[u8]) -> Option<Decoded<'_>> {
         payload: segment.get(off..)?,
         truncated: false,
         context: 0,
+        vlans: Vlans::default(),
         tunnel: None,
         ttl,
         tcp_options: segment.get(20..off)?,
@@ -314,6 +354,7 @@ fn decode_layer(
     data: &[u8],
     depth: usize,
     ctx: u64,
+    vlans: Vlans,
     tunnel: Option<Tunnel>,
 ) -> Result<Decoded<'_>, Skip> {
     if depth > MAX_TUNNEL_DEPTH {
@@ -340,9 +381,10 @@ fn decode_layer(
             LaxSlicedPacket::from_ip(data).map_err(|_| Skip::IpMalformed)?
         }
     };
-    let mut ctx = ctx;
+    let (mut ctx, mut vlans) = (ctx, vlans);
     for id in pkt.vlan_ids() {
         ctx = mix(ctx, 1, u64::from(id.value()));
+        vlans = vlans.push(id.value());
     }
     let (src, dst, ttl, payload) = match &pkt.net {
         Some(LaxNetSlice::Ipv4(ip)) => {
@@ -367,7 +409,7 @@ fn decode_layer(
     let truncated = payload.incomplete;
     match payload.ip_number {
         IpNumber::TCP => match &pkt.transport {
-            Some(TransportSlice::Tcp(t)) => Ok(tcp_decoded(src, dst, ttl, t, truncated, ctx, tunnel)),
+            Some(TransportSlice::Tcp(t)) => Ok(tcp_decoded(src, dst, ttl, t, truncated, ctx, vlans, tunnel)),
             _ => Err(Skip::TransportMalformed),
         },
         IpNumber::UDP => match &pkt.transport {
@@ -376,7 +418,7 @@ fn decode_layer(
                 let body = u.payload();
                 if let Some(inner) = udp_tunnel(sport, dport, body) {
                     let (kind, _id, layer, rest) = inner?;
-                    return decode_layer(layer, rest, depth + 1, ctx, tunnel.or(Some(kind)));
+                    return decode_layer(layer, rest, depth + 1, ctx, vlans, tunnel.or(Some(kind)));
                 }
                 Ok(Decoded {
                     src,
@@ -388,6 +430,7 @@ fn decode_layer(
                     payload: body,
                     truncated,
                     context: ctx,
+                    vlans,
                     tunnel,
                     ttl,
                     tcp_options: &[],
@@ -397,13 +440,14 @@ fn decode_layer(
         },
         IpNumber::GRE => {
             let (kind, _id, layer, rest) = gre(payload.payload)?;
-            decode_layer(layer, rest, depth + 1, ctx, tunnel.or(Some(kind)))
+            decode_layer(layer, rest, depth + 1, ctx, vlans, tunnel.or(Some(kind)))
         }
         IpNumber::IPV4 | IpNumber::IPV6 => decode_layer(
             Layer::Ip,
             payload.payload,
             depth + 1,
             ctx,
+            vlans,
             tunnel.or(Some(Tunnel::IpInIp)),
         ),
         _ => Err(Skip::NotTcpUdp),
@@ -571,6 +615,13 @@ mod tests {
     }
 
     #[test]
+    fn vlans_pack_three_ids_outermost_first() {
+        let v = Vlans::default().push(100).push(4095).push(1).push(7);
+        assert_eq!(v.ids().collect::<Vec<_>>(), [100, 4095, 1]);
+        assert!(Vlans::default().is_empty());
+    }
+
+    #[test]
     fn vlan_changes_context() {
         let mut body = vec![0x00, 0x0a, 0x08, 0x00];
         body.extend(ipv4_tcp(b""));
@@ -578,6 +629,7 @@ mod tests {
         let d = decode(linktype::ETHERNET, &frame).expect("decodes");
         assert_ne!(d.context, 0);
         assert_eq!(d.dport, 443);
+        assert_eq!(d.vlans.ids().collect::<Vec<_>>(), [10]);
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod ext {
     pub const EC_POINT_FORMATS: u16 = 0x000b;
     pub const SIGNATURE_ALGORITHMS: u16 = 0x000d;
     pub const ALPN: u16 = 0x0010;
+    pub const SESSION_TICKET: u16 = 0x0023;
     pub const PRE_SHARED_KEY: u16 = 0x0029;
     pub const EARLY_DATA: u16 = 0x002a;
     pub const SUPPORTED_VERSIONS: u16 = 0x002b;
@@ -71,6 +72,9 @@ pub struct ClientHello {
     pub supported_versions: Vec<u16>,
     /// Length of the legacy session id.
     pub session_id_len: u8,
+    /// [`session_id_hash`] of the legacy session id: a ServerHello that
+    /// echoes it resumes the session (Suricata's `session_resumed`).
+    pub session_id_hash: u32,
     /// True when this came from an SSLv2-compatible (v2 record format) hello.
     pub sslv2_format: bool,
 }
@@ -104,6 +108,10 @@ pub struct ServerHello {
     pub cipher: u16,
     /// Selected compression method.
     pub compression: u8,
+    /// [`session_id_hash`] of the legacy session id (of an empty one in
+    /// the TLS 1.3 drafts that dropped it). 32 bits: a `Flow` holds its
+    /// ServerHello inline and has no room for more.
+    pub session_id_hash: u32,
     /// Extension types in wire order.
     pub extensions: Vec<u16>,
     /// supported_versions selection (TLS 1.3 and its drafts).
@@ -121,22 +129,37 @@ impl ServerHello {
     }
 }
 
-/// Human version names the way Suricata's EVE `tls.version` prints them.
+/// A session id folded into 32 bits (FNV-1a, its length included): enough
+/// to tell whether a ServerHello echoes the client's id without keeping 32
+/// bytes per hello.
+pub fn session_id_hash(id: &[u8]) -> u32 {
+    let len = [id.len() as u8];
+    len.iter().chain(id).fold(0x811c_9dc5, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+/// Version names exactly as Suricata's EVE `tls.version` prints them
+/// (`SCTlsVersion::as_str` and `SSLVersionToString` in Suricata's
+/// `rust/src/tls_version.rs`): `"TLSv1"` but `"TLS 1.1"`/`"TLS 1.2"`/`"TLS
+/// 1.3"`, drafts 16 to 28 as `"TLS 1.3 draft-N"` (earlier ones all
+/// `"TLS 1.3 draft-<16"`), Facebook's as `"TLS 1.3 draft-N-fb"`, 0 as
+/// `"UNDETERMINED"`, and any other value (DTLS, later drafts, junk) as its
+/// decimal number. An SSLv2-format hello's 0x0002 is `"SSLv2"`, as
+/// Suricata's 0x0200.
 pub fn version_name(v: u16) -> String {
-    match v {
-        0x0002 => "SSLv2".into(),
-        0x0300 => "SSLv3".into(),
-        0x0301 => "TLS 1.0".into(),
-        0x0302 => "TLS 1.1".into(),
-        0x0303 => "TLS 1.2".into(),
-        0x0304 => "TLS 1.3".into(),
-        0xfeff => "DTLS 1.0".into(),
-        0xfefd => "DTLS 1.2".into(),
-        0xfefc => "DTLS 1.3".into(),
-        v if v >> 8 == 0x7f => format!("TLS 1.3 draft-{}", v & 0xff),
-        v if v >> 8 == 0xfb => format!("TLS 1.3 draft-{} (Facebook)", v & 0xff),
-        v => format!("0x{v:04x}"),
-    }
+    let name = match v {
+        0x0000 => "UNDETERMINED",
+        0x0002 | 0x0200 => "SSLv2",
+        0x0300 => "SSLv3",
+        0x0301 => "TLSv1",
+        0x0302 => "TLS 1.1",
+        0x0303 => "TLS 1.2",
+        0x0304 => "TLS 1.3",
+        0x7f01..=0x7f0f => "TLS 1.3 draft-<16",
+        0x7f10..=0x7f1c => return format!("TLS 1.3 draft-{}", v & 0xff),
+        0xfb14..=0xfb17 | 0xfb1a => return format!("TLS 1.3 draft-{}-fb", v & 0xff),
+        v => return v.to_string(),
+    };
+    name.to_string()
 }
 
 #[cfg(test)]
@@ -167,8 +190,16 @@ mod tests {
 
     #[test]
     fn version_names() {
+        assert_eq!(version_name(0x0301), "TLSv1");
+        assert_eq!(version_name(0x0302), "TLS 1.1");
         assert_eq!(version_name(0x0303), "TLS 1.2");
         assert_eq!(version_name(0x7f10), "TLS 1.3 draft-16");
-        assert_eq!(version_name(0x1234), "0x1234");
+        assert_eq!(version_name(0x7f1c), "TLS 1.3 draft-28");
+        assert_eq!(version_name(0x7f1d), "32541");
+        assert_eq!(version_name(0x7f0e), "TLS 1.3 draft-<16");
+        assert_eq!(version_name(0xfb17), "TLS 1.3 draft-23-fb");
+        assert_eq!(version_name(0xfb18), "64280");
+        assert_eq!(version_name(0xfefd), "65277");
+        assert_eq!(version_name(0x1234), "4660");
     }
 }

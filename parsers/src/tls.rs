@@ -27,7 +27,7 @@ use tls_parser::{
     parse_tls_handshake_server_hello, SNIType, TlsExtension, TlsMessageHandshake,
 };
 
-use crate::hello::{ext, ClientHello, ServerHello};
+use crate::hello::{ext, session_id_hash, ClientHello, ServerHello};
 
 /// Largest handshake message we assemble (a certificate chain of a dozen
 /// certificates fits comfortably; TLS allows 16 MiB, which we refuse to hold).
@@ -545,6 +545,13 @@ fn be16(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[0], b[1]])
 }
 
+/// tls-parser's name of a version (`Tls13`, `Ssl30`, and
+/// `TlsVersion(2570 / 0xa0a)` for one it does not know): what Suricata's
+/// QUIC logger writes for supported_versions values.
+pub fn tls_parser_version_name(v: u16) -> String {
+    tls_parser::TlsVersion(v).to_string()
+}
+
 /// Walk an extensions block: `(type, full TLV bytes, data)` for each entry.
 /// Stops at the first truncated entry.
 fn walk_extensions(mut b: &[u8]) -> Vec<(u16, &[u8], &[u8])> {
@@ -569,6 +576,7 @@ pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
         ciphers: ch.ciphers.iter().map(|c| c.0).collect(),
         compression: ch.comp.iter().map(|c| c.0).collect(),
         session_id_len: ch.session_id.map(|s| s.len() as u8).unwrap_or(0),
+        session_id_hash: ch.session_id.map(session_id_hash).unwrap_or(0),
         ..Default::default()
     };
     if let Some(exts) = ch.ext {
@@ -612,7 +620,7 @@ pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
 /// (`0x7fXX`, `0xfbXX`) whose ServerHello had no session id or compression.
 pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
     let version = be16(body.get(..2)?);
-    let (legacy_version, random, cipher, compression, exts) = match version {
+    let (legacy_version, random, cipher, compression, exts, sid) = match version {
         0x0300..=0x0303 => {
             let (_, sh) = parse_tls_handshake_server_hello(body).ok()?;
             // tls-parser 0.12 drops SSLv3 ServerHello extensions; they sit
@@ -624,7 +632,7 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
                 let l = usize::from(be16(r.get(..2)?));
                 r.get(2..2 + l)
             });
-            (sh.version.0, sh.random, sh.cipher.0, sh.compression.0, ext)
+            (sh.version.0, sh.random, sh.cipher.0, sh.compression.0, ext, sh.session_id.unwrap_or(&[]))
         }
         v if v >> 8 == 0x7f || v >> 8 == 0xfb => {
             // version(2) random(32) cipher(2) extensions<0..2^16-1>
@@ -634,7 +642,7 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
                 let l = usize::from(be16(r.get(..2)?));
                 r.get(2..2 + l)
             });
-            (v, random, cipher, 0, exts)
+            (v, random, cipher, 0, exts, &[][..])
         }
         _ => return None,
     };
@@ -642,6 +650,7 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
         legacy_version,
         cipher,
         compression,
+        session_id_hash: session_id_hash(sid),
         hello_retry_request: random == HRR_RANDOM,
         ..Default::default()
     };

@@ -278,6 +278,8 @@ pub struct ReportStats {
 struct Revisit {
     header: eve::Header<'static>,
     pcap: Option<String>,
+    iface: Option<String>,
+    host: Option<String>,
     brief: Brief,
     failure: classify::TlsFailure,
     path: classify::PathOut,
@@ -307,7 +309,7 @@ const MAX_REVISIT: usize = 100_000;
 pub struct Reporter {
     config: crate::config::Config,
     ocsf: bool,
-    names: Vec<String>,
+    names: Naming,
     correlator: Correlator,
     pub enricher: Option<crate::enrich::Enricher>,
     folder: crate::enrich::Folder,
@@ -335,7 +337,7 @@ impl Reporter {
         Ok(Reporter {
             config: opts.config.clone(),
             ocsf: opts.ocsf,
-            names,
+            names: Naming { names, live: opts.live, host: opts.sensor_name.clone() },
             correlator: Correlator::new(opts.config.clone()),
             enricher,
             folder: crate::enrich::Folder::new(opts.config.fallback_window_ns),
@@ -412,7 +414,7 @@ impl Reporter {
             if r.last.as_ref().is_some_and(|(c, reasons)| *c == v.confidence && *reasons == v.reasons) {
                 continue;
             }
-            let header = eve::Header { pcap_filename: r.pcap.as_deref(), ..r.header.clone() };
+            let header = eve::Header { pcap_filename: r.pcap.as_deref(), in_iface: r.iface.as_deref(), host: r.host.as_deref(), ..r.header.clone() };
             let brief = r.brief.lend();
             let mut write = |v: &dyn erased::Json| write_to(ocsf, err, v, out);
             if let Some(written) = an1725_alert(&header, brief, &r.failure, &r.path, &m, &r.sids, r.net_conf, &r.flow_ids, r.start_ns, &mut self.folder, &mut self.stats, &mut write) {
@@ -440,8 +442,10 @@ fn keep_for_late_feed(streaming: &mut Option<Streaming>, stats: &mut ReportStats
             stats.late_enrichment_dropped += 1;
         }
         st.revisit.push_back(Revisit {
-            header: eve::Header { pcap_filename: None, event_type: "alert", ..l.header.clone() },
+            header: eve::Header { pcap_filename: None, in_iface: None, host: None, event_type: "alert", ..l.header.clone() },
             pcap: l.header.pcap_filename.map(str::to_string),
+            iface: l.header.in_iface.map(str::to_string),
+            host: l.header.host.map(str::to_string),
             brief: Brief::keep(&l.brief),
             failure: failure.clone(),
             path: path.clone(),
@@ -545,16 +549,16 @@ impl Reporter {
         // The names are lent out for the call, so that the records can
         // borrow them while the reporter's state is updated.
         let names = std::mem::take(&mut self.names);
-        let pcap = names.get(p.source).map(|s| s.as_str());
-        self.report_with(p, pcap, out);
+        self.report_with(p, &names, out);
         self.names = names;
     }
 
-    fn report_with(&mut self, p: Prepared, pcap: Option<&str>, out: &mut dyn Write) {
+    fn report_with(&mut self, p: Prepared, names: &Naming, out: &mut dyn Write) {
+        let source = p.source;
         match p.body {
             Body::Nothing => {}
             Body::NotTls(header) => {
-                let header = eve::Header { pcap_filename: pcap, ..header };
+                let header = names.header(source, header);
                 if let Some(f) = self.correlator.observe_not_tls(header.flow_id, header.src_ip, header.dest_ip, header.dest_port) {
                     let a = eve::AlertEvent::new(&header, AlertBody::new(f.sid, f.confidence), None, None, None, f.evidence);
                     self.stats.alerts_logged += 1;
@@ -570,7 +574,7 @@ impl Reporter {
                 let rejudged = path.pending;
                 self.profile.judge(&mut path);
                 self.profile.observe(&path);
-                let header = eve::Header { pcap_filename: pcap, ..header };
+                let header = names.header(source, header);
                 if quic {
                     self.stats.quic_records_logged += 1;
                 } else {
@@ -592,13 +596,34 @@ impl Reporter {
     }
 }
 
+/// The capture sources and the sensor name, as every record's header
+/// carries them: replay writes a source as `pcap_filename`, live capture as
+/// `in_iface` (as Suricata does), and `host` is the sensor name if one was
+/// given.
+#[derive(Clone, Default)]
+pub struct Naming {
+    pub names: Vec<String>,
+    pub live: bool,
+    pub host: Option<String>,
+}
+
+impl Naming {
+    /// `h` with the source and sensor names of a flow from `source`.
+    pub fn header<'a>(&'a self, source: usize, h: eve::Header<'a>) -> eve::Header<'a> {
+        let name = self.names.get(source).map(String::as_str);
+        let (pcap_filename, in_iface) = if self.live { (None, name) } else { (name, None) };
+        eve::Header { pcap_filename, in_iface, host: self.host.as_deref(), ..h }
+    }
+}
+
 /// What a thread that ends flows needs to prepare them for the output
 /// ([`Reporter::preparer`]): the configuration (classification), the
-/// capture names (the records' `pcap_filename`) and the output format.
+/// capture names (the records' `pcap_filename` or `in_iface`, and `host`)
+/// and the output format.
 #[derive(Clone)]
 pub struct Preparer {
     config: crate::config::Config,
-    names: Vec<String>,
+    names: Naming,
     ocsf: bool,
 }
 
@@ -680,17 +705,17 @@ enum Record {
 
 /// Classify an ended flow, render its record and take out what the output
 /// needs.
-fn prepare(e: Ended, cfg: &crate::config::Config, names: &[String], ocsf: bool) -> Prepared {
+fn prepare(e: Ended, cfg: &crate::config::Config, names: &Naming, ocsf: bool) -> Prepared {
     let order = e.order;
-    let source = e.flow.source;
-    let pcap = names.get(source).map(|s| s.as_str());
+    let source = e.flow.source as usize;
     let session = match e.flow.proto {
         Proto::NotTls => {
             let h = eve::Header::of(&e.flow, None, "alert", "failed");
             return Prepared { order, source, body: Body::NotTls(h) };
         }
         Proto::Quic => {
-            let mut ev = eve::quic_event(&e, pcap);
+            let mut ev = eve::quic_event(&e, None);
+            ev.header = names.header(source, ev.header);
             let failure = classify::quic_outcome(&e);
             let path = classify::path(&e, cfg, ev.quic.sni.as_deref(), None);
             let hello = e.flow.quic.as_ref().and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
@@ -701,7 +726,7 @@ fn prepare(e: Ended, cfg: &crate::config::Config, names: &[String], ocsf: bool) 
                 ja3: ev.quic.ja3.as_ref(),
                 issuerdn: None,
             });
-            let header = eve::Header { pcap_filename: None, ..ev.header.clone() };
+            let header = eve::Header { pcap_filename: None, in_iface: None, host: None, ..ev.header.clone() };
             ev.tls_failure = Some(&failure);
             ev.path = Some(&path);
             let record = render(ocsf, &ev);
@@ -709,7 +734,8 @@ fn prepare(e: Ended, cfg: &crate::config::Config, names: &[String], ocsf: bool) 
             Session { header, quic: true, start_ns: e.flow.first_ts, ech: hello.is_some_and(|h| h.offers_ech()), brief, failure, path, record }
         }
         Proto::Tls if e.flow.session.is_tls() => {
-            let mut ev = eve::tls_event(&e, pcap);
+            let mut ev = eve::tls_event(&e, None);
+            ev.header = names.header(source, ev.header);
             let failure = classify::outcome(&e, cfg);
             let path = classify::path(&e, cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()));
             let hello = e.flow.session.client_hellos.first().map(|(h, _)| h);
@@ -720,7 +746,7 @@ fn prepare(e: Ended, cfg: &crate::config::Config, names: &[String], ocsf: bool) 
                 ja3: ev.tls.ja3.as_ref(),
                 issuerdn: ev.tls.issuerdn,
             });
-            let header = eve::Header { pcap_filename: None, ..ev.header.clone() };
+            let header = eve::Header { pcap_filename: None, in_iface: None, host: None, ..ev.header.clone() };
             ev.tls_failure = Some(&failure);
             ev.path = Some(&path);
             let record = render(ocsf, &ev);
@@ -1151,7 +1177,7 @@ mod tests {
                     ev.mobile = m.as_ref();
                     (plain, serde_json::to_vec(&ev).expect("serialises"), m.clone())
                 };
-                let p = prepare(e, &cfg, &names, false);
+                let p = prepare(e, &cfg, &Naming { names: names.clone(), ..Naming::default() }, false);
                 let Body::Session(s) = p.body else { panic!("a session is prepared as one") };
                 let Record::Line { line, mobile_at, path_at } = &s.record else { panic!("EVE records are rendered") };
                 let mut plain = Vec::new();
@@ -1173,7 +1199,7 @@ mod tests {
     fn ocsf_sessions_are_not_rendered() {
         let cfg = crate::config::Config::default();
         let e = ended_of("testbed-basic.pcap").into_iter().find(|e| e.flow.proto == Proto::Tls).expect("a TLS session");
-        let p = prepare(e, &cfg, &[], true);
+        let p = prepare(e, &cfg, &Naming::default(), true);
         assert!(matches!(p.body, Body::Session(ref s) if matches!(s.record, Record::Omitted)));
     }
 }

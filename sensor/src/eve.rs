@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use pinwatch_parsers::cert::CertSummary;
 use pinwatch_parsers::community_id::community_id_v1;
-use pinwatch_parsers::hello::{version_name, ClientHello, Transport};
+use pinwatch_parsers::decode::Vlans;
+use pinwatch_parsers::hello::{version_name, ClientHello, ServerHello, Transport};
 use pinwatch_parsers::ja3::ja3s;
 use pinwatch_parsers::tls::{Dir, RecordInfo};
 
@@ -61,6 +62,35 @@ pub fn timestamp(ts_ns: i64) -> String {
     }
 }
 
+/// An address as Suricata writes it (`PrintInet` in Suricata's
+/// `src/util-print.c`): IPv4 dotted, IPv6 in full, eight groups of four
+/// lower-case hex digits with no `::` compression
+/// (`2001:0db8:0000:0000:0000:0000:0000:0001`). Every address under a
+/// Suricata-shared key (`src_ip`, `dest_ip`) is written this way.
+pub fn ip_text(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            format!(
+                "{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}",
+                s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+            )
+        }
+    }
+}
+
+fn ser_vlans<S: serde::Serializer>(v: &Vlans, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.ids())
+}
+
+fn ser_ip<S: serde::Serializer>(ip: &IpAddr, s: S) -> Result<S::Ok, S::Error> {
+    match ip {
+        IpAddr::V4(_) => s.collect_str(ip),
+        IpAddr::V6(_) => s.serialize_str(&ip_text(ip)),
+    }
+}
+
 #[derive(Serialize, Clone)]
 pub struct Fp {
     pub hash: String,
@@ -99,12 +129,117 @@ pub struct Tls<'a> {
     pub client_alpns: &'a [String],
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub server_alpns: Vec<&'a str>,
+    /// `"http"` for TLS inside an HTTP CONNECT tunnel, as Suricata writes
+    /// the protocol the flow started with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_proto: Option<&'static str>,
+    /// The server's certificates as base64 DER, as Suricata logs them (the
+    /// parsed fields are in `handshake.chain`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub chain: Vec<CertOut<'a>>,
+    pub chain: Vec<&'a str>,
+    /// Suricata writes it only when true: a TLS <= 1.2 ServerHello that
+    /// resumed the session (no server certificate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_resumed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_handshake: Option<ClientHandshakeOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_handshake: Option<ServerHandshakeOut>,
+    /// The client's certificate, Suricata's fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<TlsClientOut<'a>>,
 }
 
-/// One certificate of the chain (Suricata logs `chain` as base64 DER; we log
-/// the parsed fields, which is what analysts search).
+/// Suricata's `tls.client_handshake`: the first ClientHello's version (the
+/// highest of its legacy version and the first known supported_versions
+/// entry), cipher suites, extension types and signature algorithms as
+/// integers, GREASE left out.
+#[derive(Serialize)]
+pub struct ClientHandshakeOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ciphers: Vec<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exts: Vec<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sig_algs: Vec<u16>,
+}
+
+/// Suricata's `tls.server_handshake`: the ServerHello's legacy version
+/// (`"TLS 1.2"` for TLS 1.3, as Suricata writes it), its cipher suite as an
+/// integer and its extension types, GREASE left out.
+#[derive(Serialize)]
+pub struct ServerHandshakeOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub cipher: u16,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exts: Vec<u16>,
+}
+
+/// Suricata's `tls.client`: the client certificate's subject, issuer,
+/// fingerprint, serial and validity (Suricata logs no SAN here), and the
+/// client's certificates as base64 DER (`client_chain` in Suricata's
+/// config).
+#[derive(Serialize)]
+pub struct TlsClientOut<'a> {
+    pub subject: &'a str,
+    pub issuerdn: &'a str,
+    pub fingerprint: &'a str,
+    pub serial: &'a str,
+    pub notbefore: &'a str,
+    pub notafter: &'a str,
+    pub chain: Vec<&'a str>,
+}
+
+/// A version name only if Suricata has one for it (`SCTlsVersion`):
+/// Suricata leaves `client_handshake.version` out otherwise.
+fn known_version(v: u16) -> Option<String> {
+    let n = version_name(v);
+    (!n.bytes().all(|b| b.is_ascii_digit())).then_some(n)
+}
+
+fn not_grease<T: Copy + Into<u16>>(v: &[T]) -> Vec<u16> {
+    v.iter().map(|&x| x.into()).filter(|&x| !pinwatch_parsers::hello::is_grease(x)).collect()
+}
+
+/// `tls.client_handshake` of a ClientHello (none for SSLv2-format hellos,
+/// which Suricata does not read into one).
+pub fn client_handshake(c: &ClientHello) -> Option<ClientHandshakeOut> {
+    if c.sslv2_format {
+        return None;
+    }
+    let first_sv = c.supported_versions.iter().copied().find(|&v| known_version(v).is_some() && v != 0x0002 && v != 0x0200);
+    let version = first_sv.map_or(c.legacy_version, |v| v.max(c.legacy_version));
+    let out = ClientHandshakeOut {
+        version: known_version(version),
+        ciphers: not_grease(&c.ciphers),
+        exts: not_grease(&c.extensions),
+        sig_algs: not_grease(&c.signature_algorithms),
+    };
+    Some(out)
+}
+
+/// `tls.server_handshake` of a ServerHello.
+pub fn server_handshake(h: &ServerHello) -> ServerHandshakeOut {
+    ServerHandshakeOut { version: known_version(h.legacy_version), cipher: h.cipher, exts: not_grease(&h.extensions) }
+}
+
+/// Suricata's `session_resumed`: the client offered a session ticket or
+/// its session id came back in the ServerHello, the server sent no
+/// certificate, and the version is not TLS 1.3 (or a draft of it).
+fn session_resumed(s: &crate::session::TlsSession) -> Option<bool> {
+    let (sh, _) = s.server_hello.as_ref()?;
+    let (ch, _) = s.client_hellos.first()?;
+    let ticket = ch.extensions.contains(&pinwatch_parsers::hello::ext::SESSION_TICKET);
+    let echoed = ch.session_id_len > 0 && sh.session_id_hash == ch.session_id_hash;
+    let tls13 = sh.version() == 0x0304 || sh.version() >> 8 == 0x7f || sh.version() >> 8 == 0xfb || sh.legacy_version == 0x0304;
+    ((ticket || echoed) && s.server_chain.is_empty() && !tls13).then_some(true)
+}
+
+/// One certificate of the chain, parsed (`handshake.chain`; Suricata's
+/// `tls.chain` holds the same certificates as base64 DER).
 #[derive(Serialize)]
 pub struct CertOut<'a> {
     pub subject: &'a str,
@@ -212,6 +347,9 @@ pub struct Handshake<'a> {
     pub records: Vec<RecordOut>,
     #[serde(skip_serializing_if = "<[&str]>::is_empty")]
     pub anomalies: &'a [&'static str],
+    /// Every certificate of the server's chain, parsed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<CertOut<'a>>,
 }
 
 #[derive(Serialize)]
@@ -230,11 +368,24 @@ pub struct FlowOut {
 pub struct Header<'a> {
     pub timestamp: String,
     pub flow_id: u64,
+    /// The sensor name (`--sensor-name`), as Suricata's `sensor-name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<&'a str>,
+    /// Live capture: the interface the flow's first packet came from
+    /// (Suricata writes no `in_iface` for pcap files, nor do we).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_iface: Option<&'a str>,
+    /// Replay: the capture file the flow's first packet came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pcap_filename: Option<&'a str>,
     pub event_type: &'static str,
+    /// VLAN ids of the flow's first packet, outermost first (at most 3).
+    #[serde(skip_serializing_if = "Vlans::is_empty", serialize_with = "ser_vlans")]
+    pub vlan: Vlans,
+    #[serde(serialize_with = "ser_ip")]
     pub src_ip: IpAddr,
     pub src_port: u16,
+    #[serde(serialize_with = "ser_ip")]
     pub dest_ip: IpAddr,
     pub dest_port: u16,
     pub proto: &'static str,
@@ -251,8 +402,11 @@ impl<'a> Header<'a> {
         Header {
             timestamp: timestamp(f.first_ts),
             flow_id: f.flow_id,
+            host: None,
+            in_iface: None,
             pcap_filename,
             event_type,
+            vlan: f.vlans,
             src_ip: cip,
             src_port: cport,
             dest_ip: sip,
@@ -447,10 +601,28 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
             Fp { hash: f.hash, string: f.string }
         }),
         ja4: hellos.first().map(|h| h.ja4.clone()),
-        subjectaltname: leaf.map_or(&[][..], |c| &c.subjectaltname),
+        // Suricata's form (IP addresses as `[10, 77, 2, 3]`); the readable
+        // one is in `handshake.chain`.
+        subjectaltname: leaf.map_or(&[][..], |c| c.subjectaltname_suricata.as_deref().unwrap_or(&c.subjectaltname)),
         client_alpns: first_ch.map_or(&[][..], |c| &c.alpn),
         server_alpns: sh.and_then(|h| h.alpn.as_deref()).into_iter().collect(),
-        chain: s.server_chain.iter().map(|c| CertOut::from(&**c)).collect(),
+        chain: s.server_chain.iter().map(|c| &*c.der_base64).collect(),
+        from_proto: s.connect.is_some().then_some("http"),
+        session_resumed: session_resumed(s),
+        client_handshake: first_ch.and_then(client_handshake),
+        server_handshake: sh.map(server_handshake),
+        client: s.client_certs.as_ref().and_then(|cc| {
+            let c = cc.chain.first()?;
+            Some(TlsClientOut {
+                subject: &c.subject,
+                issuerdn: &c.issuerdn,
+                fingerprint: &c.fingerprint,
+                serial: &c.serial,
+                notbefore: &c.notbefore,
+                notafter: &c.notafter,
+                chain: cc.chain.iter().map(|c| &*c.der_base64).collect(),
+            })
+        }),
     };
     let finished = |d: Dir| -> Option<bool> {
         if s.parser.is_tls13() {
@@ -491,7 +663,7 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
         cipher_suite: sh.map(|h| format!("0x{:04x}", h.cipher)),
         hello_retry_request: s.hello_retry.is_some(),
         client_hellos: hellos,
-        client_certificates: s.client_cert_count,
+        client_certificates: s.client_certs.as_ref().map_or(0, |c| c.count),
         close: e.close,
         missing: missing(f),
         midstream: f.midstream,
@@ -502,6 +674,7 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
             ts_offset_ms: ms(start, r.ts_ns),
         }).collect(),
         anomalies: &s.anomalies,
+        chain: s.server_chain.iter().map(|c| CertOut::from(&c.summary)).collect(),
     };
     TlsEvent { header: Header::of(f, pcap_filename, "tls", "tls"), tls, handshake, tls_failure: None, path: None, mobile: None, flow: flow_out(f, e.end_ts) }
 }
@@ -536,6 +709,20 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_is_written_in_full_as_suricata_does() {
+        let v6: IpAddr = "2001:db8::1".parse().expect("ip");
+        assert_eq!(ip_text(&v6), "2001:0db8:0000:0000:0000:0000:0000:0001");
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().expect("ip");
+        assert_eq!(ip_text(&mapped), "0000:0000:0000:0000:0000:ffff:0a00:0001");
+        let v4: IpAddr = "10.0.0.1".parse().expect("ip");
+        assert_eq!(ip_text(&v4), "10.0.0.1");
+        let mut line = Vec::new();
+        let mut ser = serde_json::Serializer::new(&mut line);
+        ser_ip(&v6, &mut ser).expect("serialises");
+        assert_eq!(line, br#""2001:0db8:0000:0000:0000:0000:0000:0001""#);
+    }
+
+    #[test]
     fn alert_names() {
         assert_eq!(alert_name(46), "certificate_unknown");
         assert_eq!(alert_name(48), "unknown_ca");
@@ -553,18 +740,121 @@ pub struct Quic {
     pub sni: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja3: Option<Fp>,
+    /// JA3S of the ServerHello in the server's Initials (Suricata writes it
+    /// in the server packet's record; pinwatch's one record has both).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja3s: Option<Fp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja4: Option<String>,
+    /// The first ClientHello's extensions, as Suricata lists them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub client_alpns: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_alpn: Option<String>,
+    pub extensions: Vec<QuicExtOut>,
     /// Google QUIC user agent (UAID tag).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ua: Option<String>,
     /// Google QUIC CYU fingerprints, one per CHLO.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cyu: Vec<Fp>,
+}
+
+/// One entry of Suricata's `quic.extensions`.
+#[derive(Serialize)]
+pub struct QuicExtOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'static str>,
+    #[serde(rename = "type")]
+    pub ext_type: u16,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+/// Extension names as Suricata's QUIC logger writes them
+/// (`quic_tls_extension_name` in its `rust/src/quic/logger.rs`).
+pub fn quic_extension_name(e: u16) -> Option<&'static str> {
+    Some(match e {
+        0 => "server_name",
+        1 => "max_fragment_length",
+        2 => "client_certificate_url",
+        3 => "trusted_ca_keys",
+        4 => "truncated_hmac",
+        5 => "status_request",
+        6 => "user_mapping",
+        7 => "client_authz",
+        8 => "server_authz",
+        9 => "cert_type",
+        10 => "supported_groups",
+        11 => "ec_point_formats",
+        12 => "srp",
+        13 => "signature_algorithms",
+        14 => "use_srtp",
+        15 => "heartbeat",
+        16 => "alpn",
+        17 => "status_request_v2",
+        18 => "signed_certificate_timestamp",
+        19 => "client_certificate_type",
+        20 => "server_certificate_type",
+        21 => "padding",
+        22 => "encrypt_then_mac",
+        23 => "extended_master_secret",
+        24 => "token_binding",
+        25 => "cached_info",
+        26 => "tls_lts",
+        27 => "compress_certificate",
+        28 => "record_size_limit",
+        29 => "pwd_protect",
+        30 => "pwd_clear",
+        31 => "password_salt",
+        32 => "ticket_pinning",
+        33 => "tls_cert_with_extern_psk",
+        34 => "delegated_credentials",
+        35 => "session_ticket",
+        36 => "tlmsp",
+        37 => "tlmsp_proxying",
+        38 => "tlmsp_delegate",
+        39 => "supported_ekt_ciphers",
+        41 => "pre_shared_key",
+        42 => "early_data",
+        43 => "supported_versions",
+        44 => "cookie",
+        45 => "psk_key_exchange_modes",
+        47 => "certificate_authorities",
+        48 => "oid_filters",
+        49 => "post_handshake_auth",
+        50 => "signature_algorithms_cert",
+        51 => "key_share",
+        52 => "transparency_info",
+        53 => "connection_id_deprecated",
+        54 => "connection_id",
+        55 => "external_id_hash",
+        56 => "external_session_id",
+        57 => "quic_transport_parameters",
+        58 => "ticket_request",
+        59 => "dnssec_chain",
+        13172 => "next_protocol_negotiation",
+        65281 => "renegotiation_info",
+        _ => return None,
+    })
+}
+
+/// Suricata's `quic.extensions` of a ClientHello: every extension in wire
+/// order (GREASE too, without a name), with values for server_name (the
+/// host name), signature_algorithms (decimal), alpn and supported_versions
+/// (tls-parser's names: `Tls13`, GREASE as `TlsVersion(2570 / 0xa0a)`).
+pub fn quic_extensions(c: &ClientHello) -> Vec<QuicExtOut> {
+    use pinwatch_parsers::hello::ext;
+    c.extensions
+        .iter()
+        .map(|&t| {
+            let values = match t {
+                0 => c.sni.iter().cloned().collect(),
+                ext::SIGNATURE_ALGORITHMS => c.signature_algorithms.iter().map(u16::to_string).collect(),
+                ext::ALPN => c.alpn.clone(),
+                ext::SUPPORTED_VERSIONS => c.supported_versions.iter().map(|&v| pinwatch_parsers::tls::tls_parser_version_name(v)).collect(),
+                _ => Vec::new(),
+            };
+            QuicExtOut { name: quic_extension_name(t), ext_type: t, values }
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -583,6 +873,13 @@ pub struct QuicCloseOut {
 
 #[derive(Serialize)]
 pub struct QuicHandshake<'a> {
+    /// ALPN offered in the first ClientHello and selected by the server.
+    /// Suricata's `quic` object has no such keys (its `extensions` list
+    /// the offered ones), so they are ours.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub client_alpns: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_alpn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cipher_suite: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -631,18 +928,23 @@ pub fn quic_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> QuicEvent
         .map(|q| q.client_hellos.iter().map(|(c, ts)| hello_out(c, *ts, start, Transport::Quic)).collect())
         .unwrap_or_default();
     let quic = Quic {
-        version: q.and_then(|q| q.conn.version()).map(crate::quic_session::version_name).or_else(|| g.map(|g| g.version.clone())),
+        version: q.and_then(|q| q.conn.version()).map(crate::quic_session::version_name).or_else(|| g.map(|g| crate::quic_session::gquic_version_name(&g.version))),
         sni: ch.and_then(|c| c.sni.clone()).or_else(|| g.and_then(|g| g.sni.clone())),
         ua: g.and_then(|g| g.uaid.clone()),
         cyu: q
             .map(|q| q.gquic.iter().filter(|g| !g.tags.is_empty()).map(|g| Fp { hash: g.cyu_hash.clone(), string: g.cyu_string.clone() }).collect())
             .unwrap_or_default(),
         ja3: hellos.first().and_then(|h| h.ja3.clone()),
+        ja3s: sh.map(|h| {
+            let f = ja3s(h);
+            Fp { hash: f.hash, string: f.string }
+        }),
         ja4: hellos.first().map(|h| h.ja4.clone()),
-        client_alpns: ch.map(|c| c.alpn.clone()).unwrap_or_default(),
-        server_alpn: sh.and_then(|h| h.alpn.clone()),
+        extensions: ch.map(quic_extensions).unwrap_or_default(),
     };
     let handshake = QuicHandshake {
+        client_alpns: ch.map(|c| c.alpn.clone()).unwrap_or_default(),
+        server_alpn: sh.and_then(|h| h.alpn.clone()),
         cipher_suite: sh.map(|h| format!("0x{:04x}", h.cipher)),
         negotiated_version: sh.map(|h| version_name(h.version())),
         client_hellos: hellos,

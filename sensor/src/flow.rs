@@ -261,7 +261,10 @@ pub struct Flow {
     pub proto: Proto,
     pub key: FlowKey,
     pub first_ts: i64,
-    pub source: usize,
+    /// Index of the capture source (u32: a `Flow` must fit in 1,024 bytes).
+    pub source: u32,
+    /// The VLAN ids of the flow's first packet (Suricata's `vlan`).
+    pub vlans: pinwatch_parsers::decode::Vlans,
     pub probes: u8,
     /// Role of the endpoints is known from SYN/SYN-ACK or a ClientHello
     /// (beside the other small fields: `repr(C)` pads each run of them).
@@ -379,7 +382,8 @@ impl Flow {
             roles_known: false,
             first_ts: ts,
             last_ts: ts,
-            source,
+            source: u32::try_from(source).unwrap_or(u32::MAX),
+            vlans: Default::default(),
             proto,
             probes: 0,
             started: [false; 2],
@@ -840,6 +844,7 @@ impl FlowTable {
                 (lo_sent, false)
             };
             let mut flow = Flow::new(key, ts, source, client_is_lo, Proto::Unknown);
+            flow.vlans = d.vlans;
             flow.roles_known = roles_known;
             flow.midstream = !syn_only;
             Self::count(&mut flow, &key, d, ts, wire_len);
@@ -1029,6 +1034,7 @@ impl FlowTable {
                 self.evict_one(part, out);
             }
             let mut flow = Flow::new(key, ts, source, from_lo(&key, d), Proto::Quic);
+            flow.vlans = d.vlans;
             flow.roles_known = true;
             flow.quic = Some(Box::default());
             self.stats.flows_created += 1;

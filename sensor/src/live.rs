@@ -50,6 +50,10 @@ pub struct LiveArgs {
     /// are one capture, merged in time order (e.g. the two ports of a TAP).
     #[arg(short = 'i', long = "interface", required = true)]
     pub interfaces: Vec<String>,
+    /// Written as every record's `host` (Suricata's `sensor-name`). Default:
+    /// the machine's host name.
+    #[arg(long)]
+    pub sensor_name: Option<String>,
     /// BPF capture filter (tcpdump syntax), applied to every interface.
     #[arg(short = 'f', long)]
     pub filter: Option<String>,
@@ -180,6 +184,16 @@ pub fn main(args: LiveArgs) -> ExitCode {
     }
 }
 
+/// The machine's host name (Linux), for `host` when no `--sensor-name`
+/// is given; `unknown` if it cannot be read.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 /// Sizes: `1048576`, `64K`, `32M`, `1G` (powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -295,7 +309,7 @@ pub fn options(args: &LiveArgs) -> anyhow::Result<Options> {
         None => crate::config::Config::default(),
     };
     // `--feed-url` is polled for the whole run (`Feeds`), not pulled once as in replay.
-    Ok(Options { limits, config, progress: false, stats: true, feeds: args.feeds.clone(), feed_urls: Vec::new(), ocsf: args.format == "ocsf", threads: 1, chunk_bytes: 0, reporter_thread: None })
+    Ok(Options { limits, config, progress: false, stats: true, feeds: args.feeds.clone(), feed_urls: Vec::new(), ocsf: args.format == "ocsf", threads: 1, chunk_bytes: 0, reporter_thread: None, sensor_name: Some(args.sensor_name.clone().unwrap_or_else(hostname)), live: true })
 }
 
 /// The feed sources followed for the whole run, each on its own pump thread

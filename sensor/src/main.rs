@@ -87,6 +87,11 @@ enum Cmd {
         /// more stops being parsed (counted).
         #[arg(long, default_value_t = Limits::default().max_buffer_bytes)]
         buffer_budget: usize,
+        /// Written as every record's `host` (Suricata's `sensor-name`). Replay
+        /// writes no `host` without it, so that a replay's output depends
+        /// on the capture only.
+        #[arg(long)]
+        sensor_name: Option<String>,
     },
     /// Capture from network interfaces (libpcap) until SIGINT/SIGTERM and write
     /// EVE JSON lines, with periodic stats records; SIGHUP reopens the output
@@ -140,7 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::json!({"packets": packets, "bytes": bytes, "seconds": seconds, "touch": touch}));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Replay { captures, config, feeds, feed_urls, format, output, max_flows, tcp_timeout, new_timeout, reassembly_cap, no_stats, quiet, threads, chunk_bytes, buffer_budget } => {
+        Cmd::Replay { captures, config, feeds, feed_urls, format, output, max_flows, tcp_timeout, new_timeout, reassembly_cap, no_stats, quiet, threads, chunk_bytes, buffer_budget, sensor_name } => {
             let mut limits = Limits { max_flows: max_flows.max(1), max_buffer_bytes: buffer_budget, ..Limits::default() };
             limits.established_timeout_ns = (tcp_timeout as i64).saturating_mul(1_000_000_000);
             limits.new_timeout_ns = (new_timeout as i64).saturating_mul(1_000_000_000);
@@ -151,7 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None if bundled => pinwatch::config::Config::parse("bundled.toml", pinwatch::pipeline::BUNDLED_CONFIG, std::path::Path::new("."))?,
                 None => pinwatch::config::Config::default(),
             };
-            let opts = Options { limits, config, progress: !quiet, stats: !no_stats, feeds, feed_urls, ocsf: format == "ocsf", threads: threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())), chunk_bytes: chunk_bytes.max(1), reporter_thread: None };
+            let opts = Options { limits, config, progress: !quiet, stats: !no_stats, feeds, feed_urls, ocsf: format == "ocsf", threads: threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())), chunk_bytes: chunk_bytes.max(1), reporter_thread: None, sensor_name, live: false };
             let mut inputs: Vec<Input> = captures
                 .iter()
                 .map(|c| if c == "-" { Input::Stdin } else { Input::File(PathBuf::from(c)) })

@@ -66,6 +66,12 @@ pub struct Options {
     /// when the machine has a core beyond the shards'. The output does not
     /// depend on it.
     pub reporter_thread: Option<bool>,
+    /// Written as every record's `host` (Suricata's `sensor-name`); none:
+    /// no `host`.
+    pub sensor_name: Option<String>,
+    /// Live capture: the sources are interfaces, written as `in_iface`;
+    /// otherwise capture files, written as `pcap_filename`.
+    pub live: bool,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -76,6 +82,9 @@ pub struct CaptureStats {
     pub timestamp_jumps: u64,
     pub packets: u64,
     pub bytes: u64,
+    /// Written as `error_messages`: Suricata's `stats.capture.errors` is a
+    /// count, and one key must not hold two types.
+    #[serde(rename = "error_messages")]
     pub errors: Vec<String>,
     /// Chunks read by other threads and thrown away because the chunk
     /// before did not end where their start was guessed: a wrong guess (a

@@ -118,13 +118,43 @@ impl QuicSession {
     }
 }
 
-/// Suricata-style QUIC version names.
+/// QUIC version names exactly as Suricata's EVE `quic.version` writes them
+/// (`impl From<QuicVersion> for String` in Suricata's
+/// `rust/src/quic/parser.rs`): the gQUIC versions Suricata knows (`Q039`,
+/// `Q043` to `Q046`) by name, QUIC v2 (RFC 9369) as `v2`, and every other
+/// version as lower-case hex without leading zeros: v1 `1`, draft-29
+/// `ff00001d`, T051 `54303531`, Q050 `51303530`.
 pub fn version_name(v: u32) -> String {
     match v {
-        0x0000_0001 => "1".to_string(),
-        0x6b33_43cf => "2".to_string(),
-        v if v >> 8 == 0x00ff_0000 => format!("draft-{}", v & 0xff),
-        v if v >> 24 == b'Q' as u32 || v >> 24 == b'T' as u32 => String::from_utf8_lossy(&v.to_be_bytes()).into_owned(),
-        v => format!("{v:08x}"),
+        0x5130_3339 | 0x5130_3433..=0x5130_3436 => String::from_utf8_lossy(&v.to_be_bytes()).into_owned(),
+        0x6b33_43cf => "v2".to_string(),
+        v => format!("{v:x}"),
+    }
+}
+
+/// [`version_name`] of a gQUIC version given as its four ASCII bytes
+/// (`"Q046"`); anything that is not four bytes is written as it is.
+pub fn gquic_version_name(v: &str) -> String {
+    match <[u8; 4]>::try_from(v.as_bytes()) {
+        Ok(b) => version_name(u32::from_be_bytes(b)),
+        Err(_) => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suricata_quic_version_names() {
+        assert_eq!(version_name(1), "1");
+        assert_eq!(version_name(0x6b33_43cf), "v2");
+        assert_eq!(version_name(0xff00_001d), "ff00001d");
+        assert_eq!(version_name(0x5430_3531), "54303531");
+        assert_eq!(version_name(0x5130_3530), "51303530");
+        assert_eq!(version_name(0x0a0a_0a0a), "a0a0a0a");
+        assert_eq!(gquic_version_name("Q046"), "Q046");
+        assert_eq!(gquic_version_name("Q039"), "Q039");
+        assert_eq!(gquic_version_name("T051"), "54303531");
     }
 }

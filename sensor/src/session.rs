@@ -1,7 +1,6 @@
 //! What we keep about one TLS session while its flow is alive, built from the
 //! parser's events. Everything here is capped; see the `MAX_*` constants.
 
-use pinwatch_parsers::cert::CertSummary;
 use pinwatch_parsers::hello::{ClientHello, ServerHello};
 use pinwatch_parsers::tls::{content, hs, Dir, RecordInfo, TlsEvent, TlsParser};
 
@@ -29,6 +28,14 @@ pub struct AlertSeen {
     pub ts_ns: i64,
 }
 
+/// The client's certificates: how many, and those that parse (at most
+/// [`MAX_CHAIN`]; Suricata's `tls.client`, its fields from the first).
+#[derive(Debug, Default)]
+pub struct ClientCerts {
+    pub count: usize,
+    pub chain: Vec<std::sync::Arc<crate::certs::Cert>>,
+}
+
 /// Per-direction counters.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SideStats {
@@ -50,9 +57,11 @@ pub struct TlsSession {
     /// which the allocator rounds to 1,280; boxed it fits in 1,024.
     pub hello_retry: Option<Box<ServerHello>>,
     /// Shared with every session that carried the same DER ([`crate::certs`]).
-    pub server_chain: Vec<std::sync::Arc<CertSummary>>,
+    pub server_chain: Vec<std::sync::Arc<crate::certs::Cert>>,
     pub server_chain_errors: u16,
-    pub client_cert_count: usize,
+    /// The certificates the client sent: rare, so boxed (a `Flow` must fit
+    /// in 1,024 bytes).
+    pub client_certs: Option<Box<ClientCerts>>,
     pub alerts: Vec<AlertSeen>,
     pub history: String,
     pub record_log: Vec<RecordInfo>,
@@ -198,7 +207,11 @@ impl TlsSession {
                     }
                 }
                 TlsEvent::Certificates { dir: Dir::Client, chain } => {
-                    self.client_cert_count = chain.len();
+                    let c = self.client_certs.get_or_insert_with(Box::default);
+                    c.count = chain.len();
+                    if c.chain.is_empty() {
+                        c.chain = chain.iter().take(MAX_CHAIN).filter_map(|der| crate::certs::summary(der).ok()).collect();
+                    }
                 }
                 TlsEvent::Alert { dir, level, description, ts_ns } => {
                     let rec_len = self.record_log.last().map(|r| r.len).unwrap_or(2);

@@ -21,7 +21,7 @@
 //! record of ours with the same (client, server), by time as above. The k-th
 //! ClientHello row is compared with `handshake.client_hellos[k]` (and the
 //! first also with the top-level `quic.sni` / `quic.ja3` /
-//! `quic.client_alpns`, which must say the same), the stream's first
+//! `handshake.client_alpns`, which must say the same), the stream's first
 //! ClientHello row's `quic_version` with `quic.version`, the last ServerHello
 //! row with `handshake.cipher_suite` + `handshake.negotiated_version`, and
 //! FoxIO rust ja4's `transport: udp` entry of the stream (same `stream` and
@@ -64,23 +64,23 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("cipher", "handshake.cipher_suite vs tshark sh_cipher"),
     ("server_alpn", "tls.server_alpns vs tshark alpn (ServerHello row)"),
     ("alert", "handshake.alerts (from, level:description | encrypted) vs tshark alerts"),
-    ("chain_len", "len(tls.chain) vs certificates in the server's first Certificate message"),
-    ("cert_sha256", "tls.chain[i].sha256 vs certs.tsv sha256"),
-    ("cert_serial", "tls.chain[i].serial vs certs.tsv serial (hex, normalised)"),
-    ("cert_subject", "tls.chain[i].subject vs certs.tsv subject (as attribute sets)"),
-    ("cert_issuer", "tls.chain[i].issuerdn vs certs.tsv issuer (as attribute sets)"),
-    ("cert_validity", "tls.chain[i].notbefore/notafter vs certs.tsv not_before/not_after"),
-    ("cert_san", "tls.chain[i].subjectaltname (DNS names only: IP and `Type(...)` entries dropped) vs certs.tsv san_dns (as sets)"),
+    ("chain_len", "len(handshake.chain) vs certificates in the server's first Certificate message"),
+    ("cert_sha256", "handshake.chain[i].sha256 vs certs.tsv sha256"),
+    ("cert_serial", "handshake.chain[i].serial vs certs.tsv serial (hex, normalised)"),
+    ("cert_subject", "handshake.chain[i].subject vs certs.tsv subject (as attribute sets)"),
+    ("cert_issuer", "handshake.chain[i].issuerdn vs certs.tsv issuer (as attribute sets)"),
+    ("cert_validity", "handshake.chain[i].notbefore/notafter vs certs.tsv not_before/not_after"),
+    ("cert_san", "handshake.chain[i].subjectaltname (DNS names only: IP and `Type(...)` entries dropped) vs certs.tsv san_dns (as sets)"),
     ("client_cert_count", "handshake.client_certificates vs certificates sent by the client"),
     ("quic_session", "tshark QUIC stream (decrypted Initial hello) -> one quic record of ours, client = Initial sender"),
     ("quic_our_session", "quic record of ours with a ClientHello -> a tshark QUIC stream"),
     ("quic_client_hello_count", "ClientHellos in the QUIC stream vs handshake.client_hellos"),
     ("quic_sni", "client_hellos[k].sni (and quic.sni for k=0) vs tshark sni"),
     ("quic_ja3", "client_hellos[k].ja3.hash (and quic.ja3.hash for k=0) vs tshark ja3"),
-    ("quic_alpn", "client_hellos[k].alpn (and quic.client_alpns for k=0) vs tshark alpn"),
+    ("quic_alpn", "client_hellos[k].alpn (and handshake.client_alpns for k=0) vs tshark alpn"),
     (
         "quic_version",
-        "quic.version vs tshark quic_version of the first ClientHello packet (0x00000001 -> \"1\", 0xff00001d -> \"draft-29\", ...)",
+        "quic.version vs tshark quic_version of the first ClientHello packet (Suricata form: 0x00000001 -> \"1\", 0xff00001d -> \"ff00001d\", 0x6b3343cf -> \"v2\")",
     ),
     ("quic_ja4", "quic.ja4 vs FoxIO rust ja4 (ja4rs.json, udp entry of the stream)"),
     ("quic_server_hello", "handshake.cipher_suite + negotiated_version vs the ServerHello row's sh_cipher + selected version"),
@@ -821,7 +821,7 @@ fn compare_quic(rep: &mut CaptureReport, rows: &[&TsharkRow], ja4rs: &[Ja4rsRec]
             let ja3_s = opt_str(get(o, &["ja3", "string"]));
             let ja3 = both(opt_str(get(o, &["ja3", "hash"])), top(&["quic", "ja3", "hash"]));
             rep.eq("quic_ja3", f, sid, ch.ja3.clone(), ja3, || format!("{} oracle={} ours={}", ours.label(), ch.ja3_full, ja3_s));
-            let top_alpn = (k == 0).then(|| str_list(get(&ours.v, &["quic", "client_alpns"])).join(","));
+            let top_alpn = (k == 0).then(|| str_list(get(&ours.v, &["handshake", "client_alpns"])).join(","));
             let alpn = both(str_list(o.get("alpn")).join(","), top_alpn);
             rep.eq("quic_alpn", f, sid, ch.alpn.join(","), alpn, ctx);
         }
@@ -1016,7 +1016,7 @@ mod tests {
             r#"{"stream":0,"transport":"udp","src":"10.0.0.1","dst":"10.0.0.2","src_port":5000,"dst_port":443,"ja4":"t13d0102h9_x_y"}"#,
         )
         .expect("ja4rs");
-        let eve = br#"{"event_type":"quic","src_ip":"10.0.0.1","src_port":5000,"dest_ip":"10.0.0.2","dest_port":443,"flow":{"start":"1970-01-01T00:01:40.000000+0000","end":"1970-01-01T00:01:41.000000+0000"},"quic":{"version":"draft-29","sni":"ex.org","ja3":{"hash":"abc"},"ja4":"q13d0102h9_x_y","client_alpns":["h3-29"]},"handshake":{"cipher_suite":"0x1301","negotiated_version":"TLS 1.3","client_hellos":[{"sni":"ex.org","ja3":{"hash":"abc"},"alpn":["h3-29"]}]}}
+        let eve = br#"{"event_type":"quic","src_ip":"10.0.0.1","src_port":5000,"dest_ip":"10.0.0.2","dest_port":443,"flow":{"start":"1970-01-01T00:01:40.000000+0000","end":"1970-01-01T00:01:41.000000+0000"},"quic":{"version":"ff00001d","sni":"ex.org","ja3":{"hash":"abc"},"ja4":"q13d0102h9_x_y"},"handshake":{"client_alpns":["h3-29"],"cipher_suite":"0x1301","negotiated_version":"TLS 1.3","client_hellos":[{"sni":"ex.org","ja3":{"hash":"abc"},"alpn":["h3-29"]}]}}
 "#;
         let out = parse_all(eve).expect("eve");
         assert_eq!((out.tls.len(), out.quic.len()), (0, 1));

@@ -25,8 +25,10 @@ impl Session {
     pub fn alerts(&self) -> &[Value] {
         get(&self.v, &["handshake", "alerts"]).and_then(|x| x.as_array()).map(Vec::as_slice).unwrap_or(&[])
     }
+    /// The server's chain, parsed (`handshake.chain`; `tls.chain` is the
+    /// same certificates as base64 DER, Suricata's form).
     pub fn chain(&self) -> &[Value] {
-        get(&self.v, &["tls", "chain"]).and_then(|x| x.as_array()).map(Vec::as_slice).unwrap_or(&[])
+        get(&self.v, &["handshake", "chain"]).and_then(|x| x.as_array()).map(Vec::as_slice).unwrap_or(&[])
     }
     /// A short label for reports: `client -> server @start`.
     pub fn label(&self) -> String {

@@ -219,36 +219,32 @@ pub fn version_name(hex: &str) -> String {
         return hex.to_string();
     };
     match v {
-        0x0002 => "SSLv2".into(),
+        0x0002 | 0x0200 => "SSLv2".into(),
         0x0300 => "SSLv3".into(),
-        0x0301 => "TLS 1.0".into(),
+        0x0301 => "TLSv1".into(),
         0x0302 => "TLS 1.1".into(),
         0x0303 => "TLS 1.2".into(),
         0x0304 => "TLS 1.3".into(),
-        v if v >> 8 == 0x7f => format!("TLS 1.3 draft-{}", v & 0xff),
-        v if v >> 8 == 0xfb => format!("TLS 1.3 draft-{} (Facebook)", v & 0xff),
-        v => format!("0x{v:04x}"),
+        v if (0x7f01..0x7f10).contains(&v) => "TLS 1.3 draft-<16".into(),
+        v if (0x7f10..=0x7f1c).contains(&v) => format!("TLS 1.3 draft-{}", v & 0xff),
+        0xfb14 | 0xfb15 | 0xfb16 | 0xfb17 | 0xfb1a => format!("TLS 1.3 draft-{}-fb", v & 0xff),
+        v => v.to_string(),
     }
 }
 
 /// Our name for a QUIC version given as tshark writes it (`0x00000001`),
-/// from the output documentation (`docs/output.md`: `"1"`, `"2"`,
-/// `"draft-29"`, …, or the hex version), independently of the sensor's
-/// table: v1 and v2 (RFC 9369, 0x6b3343cf) by number, IETF drafts
-/// (0xff0000NN) as `draft-NN`, Google's `Q`/`T` versions (four ASCII
-/// characters, e.g. 0x54303531) as those characters, anything else as 8
-/// lower-case hex digits.
+/// from the output documentation (`docs/output.md`: Suricata's form),
+/// independently of the sensor's table: `Q039` and `Q043`–`Q046` by name,
+/// v2 (RFC 9369, 0x6b3343cf) as `v2`, anything else as lower-case hex
+/// without leading zeros (`1`, `ff00001d`, `54303531`).
 pub fn quic_version_name(hex: &str) -> String {
     let Ok(v) = u32::from_str_radix(hex.trim().trim_start_matches("0x"), 16) else {
         return hex.to_string();
     };
-    let b = v.to_be_bytes();
     match v {
-        0x0000_0001 => "1".into(),
-        0x6b33_43cf => "2".into(),
-        v if v >> 8 == 0x00ff_0000 => format!("draft-{}", v & 0xff),
-        _ if (b[0] == b'Q' || b[0] == b'T') && b[1..].iter().all(u8::is_ascii_digit) => String::from_utf8_lossy(&b).into_owned(),
-        v => format!("{v:08x}"),
+        0x5130_3339 | 0x5130_3433 | 0x5130_3434 | 0x5130_3435 | 0x5130_3436 => String::from_utf8_lossy(&v.to_be_bytes()).into_owned(),
+        0x6b33_43cf => "v2".into(),
+        v => format!("{v:x}"),
     }
 }
 
@@ -463,10 +459,11 @@ mod tests {
         assert_eq!(version_name("0x0303"), "TLS 1.2");
         assert_eq!(version_name("0x7f10"), "TLS 1.3 draft-16");
         assert_eq!(quic_version_name("0x00000001"), "1");
-        assert_eq!(quic_version_name("0x6b3343cf"), "2");
-        assert_eq!(quic_version_name("0xff00001d"), "draft-29");
-        assert_eq!(quic_version_name("0x54303531"), "T051");
-        assert_eq!(quic_version_name("0x0a0a0a0a"), "0a0a0a0a");
+        assert_eq!(quic_version_name("0x6b3343cf"), "v2");
+        assert_eq!(quic_version_name("0xff00001d"), "ff00001d");
+        assert_eq!(quic_version_name("0x54303531"), "54303531");
+        assert_eq!(quic_version_name("0x51303436"), "Q046");
+        assert_eq!(quic_version_name("0x0a0a0a0a"), "a0a0a0a");
         assert_eq!(normalize_serial("00:5E:CB"), "5ecb");
         assert_eq!(normalize_serial("5ecb"), "5ecb");
         assert_eq!(normalize_serial("-7505589ffffb3eff"), normalize_serial("8A:FA:A7:60:00:04:C1:01"));

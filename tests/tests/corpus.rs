@@ -9,8 +9,14 @@
 //! - `per_capture.tsv`: one line per capture;
 //! - `all_files.tsv`: the no-panic run over every capture file.
 //!
+//! `corpus_no_panic_all_files` also validates every record of every capture
+//! against `docs/eve-schema.json` and, for the keys shared with Suricata,
+//! Suricata's schema (`tests/schema_check`).
+//!
 //! When the corpus is not there both tests print `SKIPPED: corpus not found
 //! at ...` and pass.
+
+mod schema_check;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -314,6 +320,8 @@ fn corpus_no_panic_all_files() {
     let mut unexpected = Vec::new();
     let mut too_big = Vec::new();
     let mut max_buf = (0u64, String::new());
+    let schemas = schema_check::Schemas::load();
+    let (mut checked, mut invalid) = (0usize, Vec::new());
     let mut tsv = String::from("path\tresult\tpackets\ttls_records\tflow_buffers_max\tflows_max\tms\tfirst_error\n");
     for (p, r) in files.iter().zip(done) {
         let rel = rel_path(&corpus, p);
@@ -328,6 +336,7 @@ fn corpus_no_panic_all_files() {
                 errors.push(format!("{rel}: {e}"));
             }
             Some(RunResult::Ok(o)) => {
+                checked += schema_check::check_output(&schemas, &rel, &o.eve, 50, &mut invalid);
                 let fe = o.first_error.clone().unwrap_or_default();
                 let _ = writeln!(
                     tsv,
@@ -366,4 +375,6 @@ fn corpus_no_panic_all_files() {
     assert!(errors.is_empty(), "replay returned an error on:\n{}", errors.join("\n"));
     assert!(unexpected.is_empty(), "capture read errors not in known::EXPECTED_CAPTURE_ERRORS:\n{}", unexpected.join("\n"));
     assert!(too_big.is_empty(), "flow buffers above {FLOW_BUFFERS_MAX} bytes:\n{}", too_big.join("\n"));
+    println!("schemas: {checked} records checked (Suricata's schema: {})", if schemas.has_suricata() { "yes" } else { "SKIPPED" });
+    assert!(invalid.is_empty(), "records that do not validate:\n{}", invalid.join("\n"));
 }

@@ -288,7 +288,11 @@ fn normalized(r: &Value) -> Value {
     }
     let mut r = r.clone();
     if let Value::Object(m) = &mut r {
-        m.remove("pcap_filename");
+        // Replay names the capture file, live the interface (`in_iface`)
+        // and the sensor (`host`, the host name by default).
+        for k in ["pcap_filename", "in_iface", "host"] {
+            m.remove(k);
+        }
     }
     walk(&mut r);
     r
@@ -411,7 +415,9 @@ fn live_matches_replay_of_tcpdump_and_sigint_flushes_open_sessions() {
     }
     assert_eq!(by_sni["untrusted12.live.test"]["tls_failure"]["alert"], "unknown_ca");
     assert_eq!(by_sni["open.live.test"]["handshake"]["close"], "shutdown", "the open session is flushed as shutdown");
-    assert_eq!(by_sni["ok13.live.test"]["pcap_filename"], "c0");
+    assert_eq!(by_sni["ok13.live.test"]["in_iface"], "c0", "live: the interface, as Suricata's in_iface");
+    assert!(by_sni["ok13.live.test"].get("pcap_filename").is_none(), "no pcap_filename live");
+    assert!(by_sni["ok13.live.test"]["host"].as_str().is_some_and(|h| !h.is_empty()), "host: the host name by default");
     // The sessions that ended well before the signal were written while running.
     let first_stats_after = live.iter().position(|r| sni(r) == "ok13.live.test").expect("ok13");
     assert!(live[first_stats_after + 1..].iter().any(|r| r["event_type"] == "stats" && r["stats"]["live"]["final"] == false), "ok13 was written before the end");
@@ -659,7 +665,7 @@ fn tun_interface_raw_ip_several_interfaces_unix_socket_output() {
     let vpn: Vec<&&Value> = tls.iter().filter(|r| sni(r) == "vpn.live.test").collect();
     assert_eq!(vpn.len(), 1, "one session, seen on tun0 (c0 carries it inside UDP): {tls:?}");
     let r = vpn[0];
-    assert_eq!(r["pcap_filename"], "tun0");
+    assert_eq!(r["in_iface"], "tun0");
     assert_eq!(r["src_ip"], "10.98.0.1");
     assert_eq!(r["dest_ip"], "10.98.0.2");
     assert_eq!(r["tls_failure"]["outcome"], "established");

@@ -356,7 +356,7 @@ fn testbed_quic_sessions() {
                 problems.push(format!("{label}: no q-prefixed JA4"));
             }
         }
-        assert!(lines.iter().any(|e| e["event_type"] == "quic" && e["quic"]["version"] == "2"), "a QUIC v2 session");
+        assert!(lines.iter().any(|e| e["event_type"] == "quic" && e["quic"]["version"] == "v2"), "a QUIC v2 session");
         assert!(problems.is_empty(), "{}:\n{}", dir.display(), problems.join("\n"));
     }
 }

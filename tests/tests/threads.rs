@@ -26,7 +26,7 @@ fn run(inputs: &[Input], opts: &Options, threads: usize) -> (Vec<String>, Value)
 const SAME: &[&[&str]] = &[
     &["capture", "packets"],
     &["capture", "bytes"],
-    &["capture", "errors"],
+    &["capture", "error_messages"],
     &["capture", "timestamp_jumps"],
     &["decoder", "tcp"],
     &["decoder", "udp"],
@@ -285,7 +285,7 @@ fn chunked_reading_stops_at_the_same_bad_record() {
     for (name, bytes) in [("cut.pcap", cut), ("corrupt.pcap", corrupt)] {
         let path = temp_capture(name, &bytes);
         let (lines, stats) = compare_with(name, &[Input::File(path.clone())], &Options::default(), &runs);
-        let errors = at(&stats, &["capture", "errors"]).as_array().cloned().unwrap_or_default();
+        let errors = at(&stats, &["capture", "error_messages"]).as_array().cloned().unwrap_or_default();
         assert_eq!(errors.len(), 1, "{name}: one error: {errors:?}");
         assert!(errors[0].as_str().is_some_and(|e| e.contains(&format!("byte {mid}"))), "{name}: the error names the record's offset: {errors:?}");
         assert!(!lines.is_empty(), "{name}: the sessions before the bad record are reported");
