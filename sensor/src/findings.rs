@@ -368,9 +368,11 @@ impl Correlator {
                         if let Some(app) = &key.2 {
                             reasons.push(format!("app:{app}"));
                         }
-                        // As sure as the surest rejection and the path around.
+                        // The pattern corroborates its rejections: one level
+                        // surer than the surest of them, capped by the path around.
                         let best = prior.iter().map(|r| r.confidence).max().unwrap_or(Confidence::Low);
-                        let confidence = best.min(a.confidence).max(Confidence::Medium.min(a.confidence));
+                        let corroborated = if best == Confidence::Low { Confidence::Medium } else { Confidence::High };
+                        let confidence = corroborated.min(a.confidence);
                         out.push(Finding { sid: SID_FALLBACK, confidence, evidence: Evidence { reasons, flow_ids } });
                     }
                 }
@@ -392,5 +394,21 @@ impl Correlator {
             confidence: Confidence::Medium,
             evidence: Evidence { reasons: vec![format!("non_tls_on_443:{server}")], flow_ids: vec![flow_id] },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severity_never_exceeds_what_the_confidence_allows() {
+        for (sid, base, ..) in SIGNATURES {
+            assert_eq!(severity_for(base, Confidence::High), base, "{sid}");
+            assert!(severity_for(base, Confidence::Medium) >= 2, "{sid}");
+            assert_eq!(severity_for(base, Confidence::Low), 3, "{sid}");
+            let a = AlertBody::new(sid, Confidence::Low);
+            assert_eq!((a.severity, a.metadata.confidence), (3, ["low"]), "{sid}");
+        }
     }
 }
