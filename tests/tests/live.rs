@@ -329,7 +329,7 @@ fn eve_us(s: &str) -> Option<i128> {
 /// once per capture socket (tcpdump's and pinwatch's), a received one once.
 fn differences(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
     const TIME_KEYS: [&str; 3] = ["timestamp", "start", "end"];
-    const MS_KEYS: [&str; 2] = ["ts_offset_ms", "ms_after_server_flight"];
+    const MS_KEYS: [&str; 5] = ["ts_offset_ms", "ms_after_server_flight", "ms_after_handshake", "synack_ms", "server_hello_ms"];
     let key = path.rsplit('.').next().unwrap_or("");
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
