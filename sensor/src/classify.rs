@@ -275,28 +275,30 @@ fn ms(a: i64, b: i64) -> f64 {
     (b.saturating_sub(a) as f64 / 1000.0).round() / 1000.0
 }
 
-fn blank(close: CloseKind) -> TlsFailure {
-    TlsFailure {
-        outcome: Outcome::Established,
-        kind: None,
-        class: None,
-        confidence: None,
-        signals: Vec::new(),
-        alert: None,
-        alert_code: None,
-        encrypted: false,
-        record_len: None,
-        expected_finished_len: None,
-        finished_seen: false,
-        client_app_bytes: 0,
-        close,
-        closed_by: None,
-        ms_after_server_flight: None,
-        ms_after_handshake: None,
-    }
-}
-
 impl TlsFailure {
+    /// An `established` session with nothing else known yet: where every
+    /// classification starts.
+    pub fn new(close: CloseKind) -> TlsFailure {
+        TlsFailure {
+            outcome: Outcome::Established,
+            kind: None,
+            class: None,
+            confidence: None,
+            signals: Vec::new(),
+            alert: None,
+            alert_code: None,
+            encrypted: false,
+            record_len: None,
+            expected_finished_len: None,
+            finished_seen: false,
+            client_app_bytes: 0,
+            close,
+            closed_by: None,
+            ms_after_server_flight: None,
+            ms_after_handshake: None,
+        }
+    }
+
     fn set(&mut self, outcome: Outcome, kind: FailureKind) {
         self.outcome = outcome;
         self.kind = Some(kind);
@@ -343,7 +345,7 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
     let tls13 = s.parser.is_tls13();
     let suite = s.server_hello.as_ref().map(|(h, _)| h.cipher);
     let fin_len = if tls13 { suite.map(tls13_finished_len) } else { None };
-    let mut out = blank(e.close);
+    let mut out = TlsFailure::new(e.close);
     out.expected_finished_len = fin_len;
     out.client_app_bytes = s.side[0].app_bytes;
     out.closed_by = closed_by;
@@ -812,7 +814,7 @@ pub fn wire_out(f: &crate::flow::Flow) -> Option<WireOut> {
 /// or a one-sided capture).
 pub fn quic_outcome(e: &Ended) -> TlsFailure {
     let f = &e.flow;
-    let mut out = blank(e.close);
+    let mut out = TlsFailure::new(e.close);
     let Some(q) = f.quic.as_ref() else {
         out.outcome = Outcome::Incomplete;
         return out;

@@ -19,24 +19,7 @@ fn path(kind: PathKind) -> PathOut {
 }
 
 fn failure(outcome: Outcome) -> TlsFailure {
-    TlsFailure {
-        outcome,
-        kind: None,
-        class: Some(FailureClass::A),
-        confidence: None,
-        signals: Vec::new(),
-        alert: None,
-        alert_code: None,
-        encrypted: false,
-        record_len: None,
-        expected_finished_len: None,
-        finished_seen: false,
-        client_app_bytes: 0,
-        close: CloseKind::Fin,
-        closed_by: None,
-        ms_after_server_flight: None,
-        ms_after_handshake: None,
-    }
+    TlsFailure { outcome, class: Some(FailureClass::A), ..TlsFailure::new(CloseKind::Fin) }
 }
 
 /// One session: (start time, client, name, rejected under inspection or direct).
