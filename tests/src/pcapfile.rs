@@ -11,19 +11,14 @@ pub struct Rec {
     pub frame: Vec<u8>,
 }
 
+/// The records of a testbed capture (read by [`crate::pcapio::Pcap`]),
+/// which must be little-endian, microseconds, Ethernet.
 pub fn read_pcap(path: &Path) -> Vec<Rec> {
-    let b = std::fs::read(path).expect("read testbed capture");
-    assert_eq!(&b[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian microsecond pcap");
-    assert_eq!(u32::from_le_bytes(b[20..24].try_into().expect("4 bytes")), 1, "Ethernet");
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= b.len() {
-        let u = |i: usize| u64::from(u32::from_le_bytes(b[at + i..at + i + 4].try_into().expect("4 bytes")));
-        let len = u(8) as usize;
-        out.push(Rec { ts_us: u(0) * 1_000_000 + u(4), frame: b[at + 16..at + 16 + len].to_vec() });
-        at += 16 + len;
-    }
-    out
+    let p = crate::pcapio::Pcap::read(path).expect("read testbed capture");
+    assert_eq!(&p.header[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian microsecond pcap");
+    assert_eq!(p.linktype, 1, "Ethernet");
+    let u = |h: &[u8; 16], i: usize| u64::from(u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes")));
+    p.records.into_iter().map(|r| Rec { ts_us: u(&r.header, 0) * 1_000_000 + u(&r.header, 4), frame: r.frame }).collect()
 }
 
 pub fn write_pcap(recs: &[Rec]) -> Vec<u8> {
