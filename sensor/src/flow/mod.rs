@@ -8,6 +8,12 @@
 //! flow key, see [`PARTITIONS`], so that N threads evict as one does), and
 //! per-flow buffers are capped by the reassembler and the TLS parser.
 
+pub mod certs;
+pub mod map;
+pub mod quic_session;
+pub mod reassembly;
+pub mod session;
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::IpAddr;
@@ -18,7 +24,7 @@ use pinwatch_parsers::quic::looks_like_quic_initial;
 use pinwatch_parsers::tls::{looks_like_client_hello, looks_like_tls, may_start_tls, Dir, TlsEvent};
 
 use crate::flowmap::FlowMap;
-use crate::reassembly::{self, Chunk, Reassembler};
+use crate::reassembly::{Chunk, Reassembler};
 
 use crate::quic_session::QuicSession;
 use crate::session::TlsSession;

@@ -7,6 +7,8 @@
 //! handling here: correlation is on event time. (Live mode, with feeds that
 //! arrive up to ~90 minutes late, is the live-capture issue's work.)
 
+pub mod feed_source;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;

@@ -143,9 +143,9 @@ mod tests {
     /// signature: it parses, and is another certificate to the memo.
     fn ders() -> Vec<Vec<u8>> {
         let mut v: Vec<Vec<u8>> = vec![
-            include_bytes!("../../parsers/testdata/rsa-leaf.der").to_vec(),
-            include_bytes!("../../parsers/testdata/ec-san.der").to_vec(),
-            include_bytes!("../../parsers/testdata/ec-v1.der").to_vec(),
+            include_bytes!("../../../parsers/testdata/rsa-leaf.der").to_vec(),
+            include_bytes!("../../../parsers/testdata/ec-san.der").to_vec(),
+            include_bytes!("../../../parsers/testdata/ec-v1.der").to_vec(),
         ];
         let mut other = v[0].clone();
         let last = other.len() - 1;

@@ -32,6 +32,10 @@
 //!   connection, tried at most once a second. At the end,
 //!   [`Output::finish`] waits a bounded time for the reader.
 
+pub mod eve;
+pub mod fingerprints;
+pub mod ocsf;
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

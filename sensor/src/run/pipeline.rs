@@ -34,10 +34,10 @@ pub enum Input {
 /// rejecting an inspecting proxy, then going direct; opaque sessions.
 /// `pinwatch replay` with no file replays it with [`BUNDLED_CONFIG`].
 pub const BUNDLED_CAPTURE: (&str, &[u8]) =
-    ("testbed-fallback.pcap", include_bytes!("../../pcaps/testbed-fallback.pcap"));
+    ("testbed-fallback.pcap", include_bytes!("../../../pcaps/testbed-fallback.pcap"));
 
 /// The configuration that goes with [`BUNDLED_CAPTURE`] (`pcaps/bundled.toml`).
-pub const BUNDLED_CONFIG: &str = include_str!("../../pcaps/bundled.toml");
+pub const BUNDLED_CONFIG: &str = include_str!("../../../pcaps/bundled.toml");
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
