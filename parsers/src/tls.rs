@@ -552,6 +552,49 @@ pub fn tls_parser_version_name(v: u16) -> String {
     tls_parser::TlsVersion(v).to_string()
 }
 
+/// IANA alert description names (RFC 8446 §6 and the TLS registry).
+pub fn alert_name(code: u8) -> String {
+    let n = match code {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        21 => "decryption_failed",
+        22 => "record_overflow",
+        30 => "decompression_failure",
+        40 => "handshake_failure",
+        41 => "no_certificate",
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        47 => "illegal_parameter",
+        48 => "unknown_ca",
+        49 => "access_denied",
+        50 => "decode_error",
+        51 => "decrypt_error",
+        60 => "export_restriction",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        86 => "inappropriate_fallback",
+        90 => "user_canceled",
+        100 => "no_renegotiation",
+        109 => "missing_extension",
+        110 => "unsupported_extension",
+        111 => "certificate_unobtainable",
+        112 => "unrecognized_name",
+        113 => "bad_certificate_status_response",
+        114 => "bad_certificate_hash_value",
+        115 => "unknown_psk_identity",
+        116 => "certificate_required",
+        120 => "no_application_protocol",
+        121 => "ech_required",
+        other => return format!("unknown_{other}"),
+    };
+    n.to_string()
+}
+
 /// Walk an extensions block: `(type, full TLV bytes, data)` for each entry.
 /// Stops at the first truncated entry.
 fn walk_extensions(mut b: &[u8]) -> Vec<(u16, &[u8], &[u8])> {
@@ -700,6 +743,14 @@ fn parse_sslv2_client_hello(b: &[u8]) -> Option<ClientHello> {
 
 #[cfg(test)]
 mod tests {
+    /// Codes from the IANA TLS Alert registry (RFC 8446 §6).
+    #[test]
+    fn alert_names() {
+        assert_eq!(super::alert_name(46), "certificate_unknown");
+        assert_eq!(super::alert_name(48), "unknown_ca");
+        assert_eq!(super::alert_name(200), "unknown_200");
+    }
+
     /// Every prefix of a header `looks_like_tls` accepts may start TLS.
     #[test]
     fn prefixes_of_accepted_headers_may_start_tls() {

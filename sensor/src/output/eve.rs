@@ -17,6 +17,7 @@ use pinwatch_parsers::ja3::ja3s;
 use pinwatch_parsers::tls::{Dir, RecordInfo};
 
 use crate::classify::{PathOut, TlsFailure};
+use pinwatch_parsers::tls::alert_name;
 use crate::enrich::{An1725, MobileOut};
 use crate::findings::{AlertBody, Evidence};
 use crate::fingerprints::HelloPrints;
@@ -527,48 +528,6 @@ fn ms(from: i64, to: i64) -> f64 {
     ((to - from) as f64 / 1000.0).round() / 1000.0
 }
 
-/// IANA alert description names (RFC 8446 §6 and the TLS registry).
-pub fn alert_name(code: u8) -> String {
-    let n = match code {
-        0 => "close_notify",
-        10 => "unexpected_message",
-        20 => "bad_record_mac",
-        21 => "decryption_failed",
-        22 => "record_overflow",
-        30 => "decompression_failure",
-        40 => "handshake_failure",
-        41 => "no_certificate",
-        42 => "bad_certificate",
-        43 => "unsupported_certificate",
-        44 => "certificate_revoked",
-        45 => "certificate_expired",
-        46 => "certificate_unknown",
-        47 => "illegal_parameter",
-        48 => "unknown_ca",
-        49 => "access_denied",
-        50 => "decode_error",
-        51 => "decrypt_error",
-        60 => "export_restriction",
-        70 => "protocol_version",
-        71 => "insufficient_security",
-        80 => "internal_error",
-        86 => "inappropriate_fallback",
-        90 => "user_canceled",
-        100 => "no_renegotiation",
-        109 => "missing_extension",
-        110 => "unsupported_extension",
-        111 => "certificate_unobtainable",
-        112 => "unrecognized_name",
-        113 => "bad_certificate_status_response",
-        114 => "bad_certificate_hash_value",
-        115 => "unknown_psk_identity",
-        116 => "certificate_required",
-        120 => "no_application_protocol",
-        121 => "ech_required",
-        other => return format!("unknown_{other}"),
-    };
-    n.to_string()
-}
 
 /// Build the `tls` event for an ended TLS flow.
 pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> {
@@ -722,12 +681,6 @@ mod tests {
         assert_eq!(line, br#""2001:0db8:0000:0000:0000:0000:0000:0001""#);
     }
 
-    #[test]
-    fn alert_names() {
-        assert_eq!(alert_name(46), "certificate_unknown");
-        assert_eq!(alert_name(48), "unknown_ca");
-        assert_eq!(alert_name(200), "unknown_200");
-    }
 }
 
 /// Suricata's `quic` object names, plus nothing of ours (ours go in

@@ -399,7 +399,7 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
         let server_first = server_alert.is_some_and(|sa| sa.ts_ns < a.ts_ns);
         if !server_first {
             out.reject(FailureKind::AlertPlain, FailureClass::A, Confidence::High);
-            out.alert = a.description.map(crate::eve::alert_name);
+            out.alert = a.description.map(pinwatch_parsers::tls::alert_name);
             out.alert_code = a.description;
             out.record_len = Some(a.record_len);
             out.ms_after_server_flight = after_flight(a.ts_ns);
@@ -410,7 +410,7 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
     // classes describe how a client rejected.
     if let Some(a) = server_alert {
         out.set(Outcome::ServerRejected, FailureKind::ServerAlert);
-        out.alert = a.description.map(crate::eve::alert_name);
+        out.alert = a.description.map(pinwatch_parsers::tls::alert_name);
         out.alert_code = a.description;
         out.record_len = Some(a.record_len);
         return out;
@@ -826,7 +826,7 @@ pub fn quic_outcome(e: &Ended) -> TlsFailure {
     if let Some(c) = first_close(true).filter(|c| server_answered && c.tls_alert.is_some_and(|a| a != 0)) {
         out.reject(FailureKind::AlertPlain, FailureClass::A, Confidence::High);
         out.alert_code = c.tls_alert;
-        out.alert = c.tls_alert.map(crate::eve::alert_name);
+        out.alert = c.tls_alert.map(pinwatch_parsers::tls::alert_name);
         out.closed_by = Some(Dir::Client);
         out.ms_after_server_flight = q.first_server_ts.map(|t| ms(t, c.ts_ns));
         return out;
@@ -835,7 +835,7 @@ pub fn quic_outcome(e: &Ended) -> TlsFailure {
         out.outcome = Outcome::ServerRejected;
         out.kind = Some(FailureKind::ServerAlert);
         out.alert_code = c.tls_alert;
-        out.alert = c.tls_alert.map(crate::eve::alert_name);
+        out.alert = c.tls_alert.map(pinwatch_parsers::tls::alert_name);
         out.closed_by = Some(Dir::Server);
         return out;
     }
