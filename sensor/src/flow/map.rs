@@ -29,35 +29,41 @@
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 
-use crate::flow::{Flow, FlowKey};
+use crate::flow::key::FlowKey;
+
+/// What the map holds: a value that knows its own key, and whose first
+/// [`FLOW_LINES`] cache lines are the ones a packet touches first.
+pub trait Keyed {
+    fn key(&self) -> &FlowKey;
+}
 
 /// Cache lines of a flow asked for ahead of its packet: the counters, times,
 /// close state and key that every packet reads or writes (see the field
-/// order of [`Flow`]).
+/// order of `crate::flow::Flow`).
 const FLOW_LINES: usize = 4;
 
-struct Slot {
+struct Slot<V> {
     hash: u64,
-    flow: Option<Box<Flow>>,
+    flow: Option<Box<V>>,
 }
 
-impl Slot {
-    const EMPTY: Slot = Slot { hash: 0, flow: None };
+impl<V> Slot<V> {
+    const EMPTY: Slot<V> = Slot { hash: 0, flow: None };
 }
 
-pub struct FlowMap {
-    slots: Vec<Slot>,
+pub struct FlowMap<V> {
+    slots: Vec<Slot<V>>,
     len: usize,
     hasher: ahash::RandomState,
 }
 
-impl Default for FlowMap {
+impl<V: Keyed> Default for FlowMap<V> {
     fn default() -> Self {
         Self::with_hasher(ahash::RandomState::new())
     }
 }
 
-impl std::fmt::Debug for FlowMap {
+impl<V> std::fmt::Debug for FlowMap<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlowMap").field("len", &self.len).field("slots", &self.slots.len()).finish()
     }
@@ -95,7 +101,7 @@ pub fn key_hash(hasher: &ahash::RandomState, key: &FlowKey) -> u64 {
     h.finish()
 }
 
-impl FlowMap {
+impl<V: Keyed> FlowMap<V> {
     /// A map whose [`FlowMap::hash`] is `hasher`'s: maps made with clones
     /// of one hasher give a key the same hash, so one thread can hash for
     /// another ([`crate::sharded`]).
@@ -103,7 +109,7 @@ impl FlowMap {
         FlowMap { slots: Self::empty_slots(16), len: 0, hasher }
     }
 
-    fn empty_slots(n: usize) -> Vec<Slot> {
+    fn empty_slots(n: usize) -> Vec<Slot<V>> {
         let mut v = Vec::with_capacity(n);
         v.resize_with(n, || Slot::EMPTY);
         v
@@ -142,7 +148,7 @@ impl FlowMap {
             match &s.flow {
                 None => return,
                 Some(f) if s.hash == hash => {
-                    let p: *const Flow = &**f;
+                    let p: *const V = &**f;
                     for line in 0..FLOW_LINES {
                         prefetch_line(p.cast::<u8>().wrapping_add(line * 64));
                     }
@@ -162,7 +168,7 @@ impl FlowMap {
             let s = self.slots.get(i)?;
             match &s.flow {
                 None => return None,
-                Some(f) if s.hash == hash && f.key == *key => return Some(i),
+                Some(f) if s.hash == hash && f.key() == key => return Some(i),
                 Some(_) => i = (i + 1) & mask,
             }
         }
@@ -176,12 +182,12 @@ impl FlowMap {
         self.len == 0
     }
 
-    pub fn get(&self, hash: u64, key: &FlowKey) -> Option<&Flow> {
+    pub fn get(&self, hash: u64, key: &FlowKey) -> Option<&V> {
         let i = self.find(hash, key)?;
         self.slots.get(i)?.flow.as_deref()
     }
 
-    pub fn get_mut(&mut self, hash: u64, key: &FlowKey) -> Option<&mut Flow> {
+    pub fn get_mut(&mut self, hash: u64, key: &FlowKey) -> Option<&mut V> {
         let i = self.find(hash, key)?;
         self.slots.get_mut(i)?.flow.as_deref_mut()
     }
@@ -191,8 +197,8 @@ impl FlowMap {
     }
 
     /// Insert a flow whose key is not in the map (`hash` is its key's hash).
-    pub fn insert(&mut self, hash: u64, flow: Box<Flow>) {
-        debug_assert!(self.find(hash, &flow.key).is_none(), "insert of a key already present");
+    pub fn insert(&mut self, hash: u64, flow: Box<V>) {
+        debug_assert!(self.find(hash, flow.key()).is_none(), "insert of a key already present");
         if (self.len + 1) * 2 > self.slots.len() {
             self.grow();
         }
@@ -201,7 +207,7 @@ impl FlowMap {
     }
 
     /// Put a flow in the first empty slot of its run (the map has room).
-    fn place(&mut self, hash: u64, flow: Box<Flow>) {
+    fn place(&mut self, hash: u64, flow: Box<V>) {
         let mask = self.mask();
         let mut i = hash as usize & mask;
         while let Some(s) = self.slots.get_mut(i) {
@@ -225,7 +231,7 @@ impl FlowMap {
 
     /// Remove and return the flow of `key`, shifting the rest of its run
     /// back so that no probe stops early.
-    pub fn remove(&mut self, hash: u64, key: &FlowKey) -> Option<Box<Flow>> {
+    pub fn remove(&mut self, hash: u64, key: &FlowKey) -> Option<Box<V>> {
         let mask = self.mask();
         let mut hole = self.find(hash, key)?;
         let flow = self.slots.get_mut(hole)?.flow.take();
@@ -251,20 +257,20 @@ impl FlowMap {
     }
 
     /// Take every flow out (in no particular order).
-    pub fn drain(&mut self) -> Vec<Box<Flow>> {
+    pub fn drain(&mut self) -> Vec<Box<V>> {
         self.len = 0;
         let slots = std::mem::replace(&mut self.slots, Self::empty_slots(16));
         slots.into_iter().filter_map(|s| s.flow).collect()
     }
 
     /// Every flow, in no particular order.
-    pub fn values(&self) -> impl Iterator<Item = &Flow> {
+    pub fn values(&self) -> impl Iterator<Item = &V> {
         self.slots.iter().filter_map(|s| s.flow.as_deref())
     }
 
     /// Bytes of the slot array (for the memory figures per tracked flow).
     pub fn slot_bytes(&self) -> usize {
-        self.slots.len() * std::mem::size_of::<Slot>()
+        self.slots.len() * std::mem::size_of::<Slot<V>>()
     }
 }
 
@@ -286,7 +292,7 @@ mod tests {
 
     #[test]
     fn slots_are_sixteen_bytes() {
-        assert_eq!(std::mem::size_of::<Slot>(), 16);
+        assert_eq!(std::mem::size_of::<Slot<crate::flow::Flow>>(), 16);
     }
 
     #[derive(Debug, Clone)]
@@ -313,12 +319,12 @@ mod tests {
         /// The map against std's HashMap (the obviously correct model).
         #[test]
         fn agrees_with_a_std_hashmap(ops in ops(), bits in 1u32..6, high in any::<bool>()) {
-            let mut m = FlowMap::default();
+            let mut m: FlowMap<crate::flow::Flow> = FlowMap::default();
             let mut model: HashMap<FlowKey, u64> = HashMap::new();
             // Homes in the first (or, `high`, the last) 2^bits slots, so
             // that runs are long and, at the end, wrap around.
             let few = (1u64 << bits) - 1;
-            let h = |m: &FlowMap, k: &FlowKey| if high { m.hash(k) | !few } else { m.hash(k) & few };
+            let h = |m: &FlowMap<crate::flow::Flow>, k: &FlowKey| if high { m.hash(k) | !few } else { m.hash(k) & few };
             for (step, op) in ops.into_iter().enumerate() {
                 match op {
                     Op::Insert(n, c) => {
@@ -361,7 +367,7 @@ mod tests {
 
     #[test]
     fn grows_past_half_load_and_finds_everything() {
-        let mut m = FlowMap::default();
+        let mut m: FlowMap<crate::flow::Flow> = FlowMap::default();
         for n in 0..5000u16 {
             let k = key(n, u64::from(n % 3));
             let h = m.hash(&k);

@@ -9,6 +9,7 @@
 //! per-flow buffers are capped by the reassembler and the TLS parser.
 
 pub mod certs;
+pub mod key;
 pub mod map;
 pub mod quic_session;
 pub mod reassembly;
@@ -23,7 +24,9 @@ use pinwatch_parsers::quic::gquic::looks_like_gquic;
 use pinwatch_parsers::quic::looks_like_quic_initial;
 use pinwatch_parsers::tls::{looks_like_client_hello, looks_like_tls, may_start_tls, Dir, TlsEvent};
 
-use crate::flowmap::FlowMap;
+use map::{FlowMap, Keyed};
+pub use key::FlowKey;
+use key::from_lo;
 use crate::reassembly::{Chunk, Reassembler};
 
 use crate::quic_session::QuicSession;
@@ -181,42 +184,6 @@ pub enum CloseKind {
     Eof,
     Evicted,
     Shutdown,
-}
-
-/// Normalised flow key: the lower endpoint first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FlowKey {
-    pub context: u64,
-    pub proto: u8,
-    pub lo: (IpAddr, u16),
-    pub hi: (IpAddr, u16),
-}
-
-impl FlowKey {
-    pub fn new(d: &Decoded<'_>) -> Self {
-        let a = (d.src, d.sport);
-        let b = (d.dst, d.dport);
-        let (lo, hi) = if endpoint_le(a, b) { (a, b) } else { (b, a) };
-        FlowKey { context: d.context, proto: d.proto, lo, hi }
-    }
-}
-
-/// `a <= b` as the derived `Ord` of `(IpAddr, u16)` has it (IPv4 before
-/// IPv6, then address, then port), in integer compares: the generic tuple
-/// and enum comparison was a visible share of every packet's cost.
-#[inline(always)]
-fn endpoint_le(a: (IpAddr, u16), b: (IpAddr, u16)) -> bool {
-    let addr = |ip: IpAddr| match ip {
-        IpAddr::V4(v) => (0u8, u128::from(u32::from(v))),
-        IpAddr::V6(v) => (1u8, u128::from(v)),
-    };
-    let ((fa, xa), (fb, xb)) = (addr(a.0), addr(b.0));
-    (fa, xa, a.1) <= (fb, xb, b.1)
-}
-
-/// Does the packet travel lo -> hi?
-fn from_lo(key: &FlowKey, d: &Decoded<'_>) -> bool {
-    (d.src, d.sport) == key.lo && (d.dst, d.dport) == key.hi
 }
 
 /// Is the flow TLS, not TLS, or still undecided?
@@ -378,6 +345,12 @@ impl ServerWire {
     }
 }
 
+impl Keyed for Flow {
+    fn key(&self) -> &FlowKey {
+        &self.key
+    }
+}
+
 impl Flow {
     /// A new flow that starts at `ts`; roles not known, not mid-stream.
     fn new(key: FlowKey, ts: i64, source: usize, client_is_lo: bool, proto: Proto) -> Box<Flow> {
@@ -529,7 +502,7 @@ pub struct TableStats {
 pub struct FlowTable {
     lim: Limits,
     /// Open addressing with prefetch for batches ([`crate::flowmap`]).
-    map: FlowMap,
+    map: FlowMap<Flow>,
     /// (deadline, key) entries; stale ones are re-checked when popped.
     timers: Timers,
     /// [`Limits::partitions`].
@@ -1303,7 +1276,7 @@ pub(crate) mod tests {
         for a in ips {
             for b in ips {
                 for (pa, pb) in [(1u16, 2u16), (2, 1), (443, 443)] {
-                    assert_eq!(endpoint_le((a, pa), (b, pb)), (a, pa) <= (b, pb), "{a}:{pa} {b}:{pb}");
+                    assert_eq!(super::key::endpoint_le((a, pa), (b, pb)), (a, pa) <= (b, pb), "{a}:{pa} {b}:{pb}");
                 }
             }
         }
