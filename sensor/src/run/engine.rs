@@ -23,7 +23,8 @@ use crate::classify;
 use crate::eve;
 use crate::findings::{AlertBody, Correlator, SessionFacts};
 use crate::flow::{CloseKind, Ended, FlowKey, FlowTable, Limits, OrderKey, Proto, TableStats};
-use crate::pipeline::{CaptureStats, DecoderStats, MemoryStats, Options, Stats};
+use crate::run::options::Options;
+use crate::run::stats::{CaptureStats, DecoderStats, MemoryStats, Stats};
 
 /// A forward time jump larger than this needs a second packet to confirm it.
 const MAX_UNCONFIRMED_JUMP_NS: i64 = 3_600 * 1_000_000_000;

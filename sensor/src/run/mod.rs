@@ -1,9 +1,12 @@
-//! Running the pipeline: the per-shard flow tables and the reporting desk
+//! Running the pipeline: what a run is asked to do ([`options`]) and what it
+//! counts ([`stats`]), the per-shard flow tables and the reporting desk
 //! ([`engine`]), the replay entry point with its options and bundled default
 //! ([`pipeline`]), and the multi-threaded replay that splits a capture by
 //! flow-key partition and merges the records back in a deterministic order
 //! ([`sharded`]). Live capture (`crate::live`) drives the same engine.
 
 pub mod engine;
+pub mod options;
 pub mod pipeline;
 pub mod sharded;
+pub mod stats;

@@ -8,17 +8,16 @@
 //! `stats` record comes last. Everything is driven by packet timestamps, so
 //! the same input gives the same bytes of output, whatever `--threads`.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use serde::Serialize;
 
 
 use crate::capture::{CaptureFile, Merged};
-use crate::config::Config;
 use crate::engine::{stats_of, write_stats, Engine, Reporter};
-use crate::flow::{CloseKind, Limits, TableStats};
+pub use crate::run::options::Options;
+pub use crate::run::stats::{CaptureStats, DecoderStats, MemoryStats, Stats};
+use crate::flow::CloseKind;
 
 /// Where packets come from.
 #[derive(Debug, Clone)]
@@ -38,115 +37,6 @@ pub const BUNDLED_CAPTURE: (&str, &[u8]) =
 
 /// The configuration that goes with [`BUNDLED_CAPTURE`] (`pcaps/bundled.toml`).
 pub const BUNDLED_CONFIG: &str = include_str!("../../../pcaps/bundled.toml");
-
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    pub limits: Limits,
-    /// Networks, inspection deployment, bypass list, thresholds.
-    pub config: Config,
-    /// Show a progress bar on stderr (only when it is a terminal).
-    pub progress: bool,
-    /// Write the final stats record.
-    pub stats: bool,
-    /// MDM/device feed files (JSON lines, `enrichment/FEED.md`).
-    pub feeds: Vec<PathBuf>,
-    /// MDM/device feeds served over HTTP(S), cursor-paged (`feed_source`).
-    pub feed_urls: Vec<String>,
-    /// Write OCSF Detection Findings (alerts only) instead of EVE.
-    pub ocsf: bool,
-    /// Flow-table threads; 0 or 1 runs everything on the calling thread.
-    pub threads: usize,
-    /// Bytes each thread reads per round when one pcap file is read in
-    /// chunks ([`crate::sharded::run_chunked`]); 0: the default
-    /// ([`crate::sharded::CHUNK_BYTES`]). The output does not depend on it.
-    pub chunk_bytes: usize,
-    /// With several threads: report on the calling thread while the shards
-    /// work (`Some(true)`), or let shards waiting for the others report
-    /// (`Some(false)`, see `sharded::Desk`); `None` picks the calling thread
-    /// when the machine has a core beyond the shards'. The output does not
-    /// depend on it.
-    pub reporter_thread: Option<bool>,
-    /// Written as every record's `host` (Suricata's `sensor-name`); none:
-    /// no `host`.
-    pub sensor_name: Option<String>,
-    /// Live capture: the sources are interfaces, written as `in_iface`;
-    /// otherwise capture files, written as `pcap_filename`.
-    pub live: bool,
-}
-
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct CaptureStats {
-    pub files: usize,
-    /// Packets more than an hour ahead of the capture clock that the next
-    /// packet did not confirm (not used to expire flows).
-    pub timestamp_jumps: u64,
-    pub packets: u64,
-    pub bytes: u64,
-    /// Written as `error_messages`: Suricata's `stats.capture.errors` is a
-    /// count, and one key must not hold two types.
-    #[serde(rename = "error_messages")]
-    pub errors: Vec<String>,
-    /// Chunks read by other threads and thrown away because the chunk
-    /// before did not end where their start was guessed: a wrong guess (a
-    /// capture with a capture file in its payload can fool it), or a chunk
-    /// of tiny records cut short at [`crate::sharded::MAX_CHUNK_PACKETS`]
-    /// (see [`crate::sharded`]). Costs time, never records.
-    pub chunk_starts_rejected: u64,
-}
-
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct DecoderStats {
-    pub tcp: u64,
-    pub udp: u64,
-    pub truncated: u64,
-    pub tunnelled: u64,
-    /// Frames that produced no TCP/UDP packet, per reason.
-    pub skipped: BTreeMap<&'static str, u64>,
-}
-
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Stats {
-    pub capture: CaptureStats,
-    pub decoder: DecoderStats,
-    pub flow: TableStats,
-    pub tls_records_logged: u64,
-    pub quic_records_logged: u64,
-    pub alerts_logged: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enrichment: Option<crate::enrich::EnrichStats>,
-    /// Sessions per outcome and per failure class.
-    pub outcomes: BTreeMap<String, u64>,
-    /// Live mode: AN1725 alerts written again after a late feed batch.
-    pub late_enrichment_updates: u64,
-    /// Live mode: sessions dropped from the late-enrichment window (cap).
-    pub late_enrichment_dropped: u64,
-    /// Sessions the fallback correlator forgot before their window ended
-    /// because it held its cap (100,000 keys, 200,000 sessions; or 16 per
-    /// client and name).
-    pub correlator_dropped: u64,
-    /// AN1725 alert folds closed before their window ended because 100,000
-    /// were open (a repeat then starts a new `alert_id`).
-    pub an1725_folds_dropped: u64,
-    pub memory: MemoryStats,
-}
-
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct MemoryStats {
-    /// High-water mark of bytes held in per-flow reassembly and handshake buffers.
-    pub flow_buffers_max: u64,
-    pub flows_max: u64,
-    /// Most flows tracked at once, whatever the thread count (shared out
-    /// over the flow partitions, [`crate::flow::PARTITIONS`]).
-    pub flow_cap: u64,
-    /// Bytes all flows may hold in buffers (`max_buffer_bytes`, shared out
-    /// over the flow partitions).
-    pub buffer_budget: u64,
-    /// Flow tables (threads) the packets were spread over; with more than
-    /// one, the `_max` figures are sums of per-shard peaks.
-    pub shards: u64,
-    /// Most ended flows held for the output order at once.
-    pub pending_records_max: u64,
-}
 
 /// Result of a run.
 #[derive(Debug)]

@@ -65,7 +65,8 @@ use pinwatch_parsers::decode::{decode, Decoded, Skip};
 use crate::capture::{CaptureFile, Merged};
 use crate::engine::{add_decoder_stats, add_table_stats, Clock, Prepared, Preparer, Reporter, Shard};
 use crate::flow::{CloseKind, Ended, FlowKey, OrderKey, TableStats};
-use crate::pipeline::{CaptureStats, DecoderStats, Options};
+use crate::run::options::Options;
+use crate::run::stats::{CaptureStats, DecoderStats};
 
 /// Every this many packets walked, a shard reports its clock (with the
 /// flows that ended since, if any).

@@ -1,0 +1,82 @@
+//! The `stats` record's counters: capture, decoder, flow table, records
+//! written, enrichment and memory high-water marks.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::flow::TableStats;
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CaptureStats {
+    pub files: usize,
+    /// Packets more than an hour ahead of the capture clock that the next
+    /// packet did not confirm (not used to expire flows).
+    pub timestamp_jumps: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Written as `error_messages`: Suricata's `stats.capture.errors` is a
+    /// count, and one key must not hold two types.
+    #[serde(rename = "error_messages")]
+    pub errors: Vec<String>,
+    /// Chunks read by other threads and thrown away because the chunk
+    /// before did not end where their start was guessed: a wrong guess (a
+    /// capture with a capture file in its payload can fool it), or a chunk
+    /// of tiny records cut short at [`crate::sharded::MAX_CHUNK_PACKETS`]
+    /// (see [`crate::sharded`]). Costs time, never records.
+    pub chunk_starts_rejected: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DecoderStats {
+    pub tcp: u64,
+    pub udp: u64,
+    pub truncated: u64,
+    pub tunnelled: u64,
+    /// Frames that produced no TCP/UDP packet, per reason.
+    pub skipped: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    pub capture: CaptureStats,
+    pub decoder: DecoderStats,
+    pub flow: TableStats,
+    pub tls_records_logged: u64,
+    pub quic_records_logged: u64,
+    pub alerts_logged: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enrichment: Option<crate::enrich::EnrichStats>,
+    /// Sessions per outcome and per failure class.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Live mode: AN1725 alerts written again after a late feed batch.
+    pub late_enrichment_updates: u64,
+    /// Live mode: sessions dropped from the late-enrichment window (cap).
+    pub late_enrichment_dropped: u64,
+    /// Sessions the fallback correlator forgot before their window ended
+    /// because it held its cap (100,000 keys, 200,000 sessions; or 16 per
+    /// client and name).
+    pub correlator_dropped: u64,
+    /// AN1725 alert folds closed before their window ended because 100,000
+    /// were open (a repeat then starts a new `alert_id`).
+    pub an1725_folds_dropped: u64,
+    pub memory: MemoryStats,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct MemoryStats {
+    /// High-water mark of bytes held in per-flow reassembly and handshake buffers.
+    pub flow_buffers_max: u64,
+    pub flows_max: u64,
+    /// Most flows tracked at once, whatever the thread count (shared out
+    /// over the flow partitions, [`crate::flow::PARTITIONS`]).
+    pub flow_cap: u64,
+    /// Bytes all flows may hold in buffers (`max_buffer_bytes`, shared out
+    /// over the flow partitions).
+    pub buffer_budget: u64,
+    /// Flow tables (threads) the packets were spread over; with more than
+    /// one, the `_max` figures are sums of per-shard peaks.
+    pub shards: u64,
+    /// Most ended flows held for the output order at once.
+    pub pending_records_max: u64,
+}
