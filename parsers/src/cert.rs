@@ -793,19 +793,10 @@ mod tests {
         }
     }
 
-    /// The shared corpus, found like the `tests` crate does: `PINWATCH_CORPUS`,
-    /// else `<workspace>/../shared/corpus`. None (tests print SKIPPED) if absent.
+    /// The shared corpus (`pinwatch_testkit::corpus::root`): `None` after a
+    /// SKIPPED line, a failure under `PINWATCH_CORPUS_REQUIRED=1`.
     fn corpus_dir() -> Option<std::path::PathBuf> {
-        let dir = match std::env::var_os("PINWATCH_CORPUS") {
-            Some(d) if !d.is_empty() => std::path::PathBuf::from(d),
-            _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"),
-        };
-        if dir.join("oracle").is_dir() {
-            Some(dir)
-        } else {
-            println!("SKIPPED: corpus not found at {}", dir.display());
-            None
-        }
+        pinwatch_testkit::corpus::root()
     }
 
     fn corpus_certs(path: &str) -> Option<Vec<CertSummary>> {
@@ -876,13 +867,11 @@ mod tests {
         let Some(corpus) = corpus_dir() else { return };
         let Ok(dir) = std::fs::read_dir(corpus.join("oracle")) else { return };
         // MANIFEST.md rows: | `<capture path>` | ... | `<oracle name>`: tshark.tsv, certs, ...
-        let manifest = std::fs::read_to_string(corpus.join("MANIFEST.md")).unwrap_or_default();
+        // MANIFEST rows that name a `certs` oracle: oracle name -> capture path.
         let mut captures = std::collections::HashMap::new();
-        for line in manifest.lines().filter(|l| l.starts_with("| `")) {
-            let ticks: Vec<&str> = line.split('`').collect();
-            let Some(path) = ticks.get(1) else { continue };
-            if let Some(i) = ticks.iter().position(|t| t.starts_with(": ") && t.contains("certs")) {
-                captures.entry(ticks[i - 1].to_owned()).or_insert_with(|| (*path).to_owned());
+        for row in pinwatch_testkit::corpus::manifest(&corpus) {
+            if row.kinds.iter().any(|k| k == "certs") {
+                captures.entry(row.oracle).or_insert(row.rel);
             }
         }
         let (mut compared, mut files) = (0usize, 0usize);

@@ -443,19 +443,10 @@ mod tests {
         Some((ch, transport))
     }
 
-    /// The shared corpus, found like the `tests` crate does: `PINWATCH_CORPUS`,
-    /// else `<workspace>/../shared/corpus`. None (tests print SKIPPED) if absent.
+    /// The shared corpus (`pinwatch_testkit::corpus::root`): `None` after a
+    /// SKIPPED line, a failure under `PINWATCH_CORPUS_REQUIRED=1`.
     fn corpus_dir() -> Option<std::path::PathBuf> {
-        let dir = match std::env::var_os("PINWATCH_CORPUS") {
-            Some(d) if !d.is_empty() => std::path::PathBuf::from(d),
-            _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"),
-        };
-        if dir.join("oracle").is_dir() {
-            Some(dir)
-        } else {
-            println!("SKIPPED: corpus not found at {}", dir.display());
-            None
-        }
+        pinwatch_testkit::corpus::root()
     }
 
     /// All four forms FoxIO's python ja4.py printed (`-r -o`) for the

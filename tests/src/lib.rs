@@ -21,8 +21,8 @@
 //! - [`known`]: disagreements that were looked at and explained (reported
 //!   separately, not counted against us), and the captures whose read error
 //!   is expected.
-//! - [`pcapfile`]: classic pcap read/write and TCP frame rewriting, for
-//!   tests that build hostile captures out of the testbed ones.
+//! - Classic pcap read/write, frame builders and the corpus locator are in
+//!   the shared test kit (`pinwatch_testkit`, `tests/kit`).
 //! - [`run`]: replaying one capture in-process (`catch_unwind`, so a panic is
 //!   a result, not a crash) and a small parallel runner with a watchdog.
 //!
@@ -40,6 +40,4 @@ pub mod corpus;
 pub mod eve;
 pub mod known;
 pub mod oracle;
-pub mod pcapfile;
-pub mod pcapio;
 pub mod run;

@@ -12,17 +12,13 @@ use std::path::{Path, PathBuf};
 
 use pinwatch::config::Config;
 use pinwatch::pipeline::{replay, Input, Options};
-use pinwatch_tests::corpus::{all_capture_files, corpus_dir};
+use pinwatch_tests::corpus::{all_capture_files, root};
 use serde_json::Value;
 
+/// The corpus, or `None` after a SKIPPED line (a failure under
+/// `PINWATCH_CORPUS_REQUIRED=1`).
 fn corpus() -> Option<PathBuf> {
-    match corpus_dir() {
-        Ok(p) => Some(p),
-        Err(p) => {
-            println!("SKIPPED: corpus not found at {} (CI has it; set PINWATCH_CORPUS)", p.display());
-            None
-        }
-    }
+    root()
 }
 
 fn run(path: &Path, cfg: Config) -> Vec<Value> {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use pinwatch::pipeline::{replay, Input, Options};
-use pinwatch_tests::pcapio::Pcap;
+use pinwatch_testkit::pcap::Pcap;
 use serde_json::Value;
 
 fn pcaps_dir() -> PathBuf {

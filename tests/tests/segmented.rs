@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use pinwatch::flow::Limits;
 use pinwatch::pipeline::{replay, Input, Options, Summary};
 use pinwatch_tests::corpus;
-use pinwatch_tests::pcapfile::{payload, read_pcap, rewrite, tcp, write_pcap, Rec};
+use pinwatch_testkit::pcap::{payload, read_pcap, rewrite, tcp, write_pcap, Rec};
 use serde_json::Value;
 
 /// One segment of the client's first flight: offset into the hello, and

@@ -14,19 +14,10 @@ use crate::decode;
 use crate::hello::Transport;
 use crate::ja4::ja4;
 
-/// `PINWATCH_CORPUS`, else `<workspace>/../shared/corpus` (as the other
-/// parser tests and the `tests` crate find it).
+/// The shared corpus (`pinwatch_testkit::corpus::root`): `None` after a
+/// SKIPPED line, a failure under `PINWATCH_CORPUS_REQUIRED=1`.
 pub(super) fn corpus_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("PINWATCH_CORPUS") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"),
-    };
-    if dir.join("oracle").is_dir() {
-        Some(dir)
-    } else {
-        println!("SKIPPED: corpus not found at {}", dir.display());
-        None
-    }
+    pinwatch_testkit::corpus::root()
 }
 
 fn u32_at(b: &[u8], at: usize, le: bool) -> Option<u32> {
@@ -186,19 +177,13 @@ fn json_field(line: &str, key: &str) -> Option<String> {
     }
 }
 
-/// Oracle name → corpus path, from the MANIFEST's per-file table.
+/// Oracle name → corpus path, from the MANIFEST's per-file table (rows
+/// that name an oracle; the first copy of duplicated bytes wins, as the
+/// oracle names the first copy).
 fn manifest(corpus: &Path) -> HashMap<String, String> {
-    let text = std::fs::read_to_string(corpus.join("MANIFEST.md")).unwrap_or_default();
     let mut m = HashMap::new();
-    for line in text.lines().filter(|l| l.starts_with("| `")) {
-        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
-        let Some(path) = cols.get(1).map(|c| c.trim_matches('`')) else {
-            continue;
-        };
-        if let Some(col) = cols.iter().find(|c| c.starts_with('`') && c.contains("`: ")) {
-            let name = col[1..].split('`').next().unwrap_or_default();
-            m.insert(name.to_string(), path.to_string());
-        }
+    for r in pinwatch_testkit::corpus::manifest(corpus).into_iter().filter(|r| !r.kinds.is_empty()) {
+        m.entry(r.oracle).or_insert(r.rel);
     }
     m
 }
@@ -564,12 +549,8 @@ fn corpus_all_quic_oracles() {
 #[test]
 fn corpus_probe_starts_readable_flows() {
     let Some(corpus) = corpus_dir() else { return };
-    let text = std::fs::read_to_string(corpus.join("MANIFEST.md")).unwrap_or_default();
-    let mut paths: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("| `"))
-        .filter_map(|l| l.split('`').nth(1))
-        .collect();
+    let rows = pinwatch_testkit::corpus::manifest(&corpus);
+    let mut paths: Vec<&str> = rows.iter().map(|r| r.rel.as_str()).collect();
     paths.sort_unstable();
     paths.dedup();
     let (mut flows, mut unread) = (0usize, Vec::new());

@@ -1318,21 +1318,10 @@ mod tests {
             assert!(problems.is_empty(), "{} mismatches", problems.len());
         }
 
-        /// Oracle name → capture path, from the MANIFEST's per-file table.
+        /// Oracle name → capture path, from the MANIFEST's per-file table
+        /// (rows that name an oracle).
         fn manifest(dir: &Path) -> Vec<(String, String)> {
-            let text = std::fs::read_to_string(dir.join("MANIFEST.md")).unwrap_or_default();
-            let mut m = Vec::new();
-            for line in text.lines().filter(|l| l.starts_with("| `")) {
-                let cols: Vec<&str> = line.split('|').map(str::trim).collect();
-                let Some(path) = cols.get(1).map(|c| c.trim_matches('`')) else {
-                    continue;
-                };
-                if let Some(col) = cols.iter().find(|c| c.starts_with('`') && c.contains("`: ")) {
-                    let name = col[1..].split('`').next().unwrap_or_default();
-                    m.push((name.to_string(), path.to_string()));
-                }
-            }
-            m
+            pinwatch_testkit::corpus::manifest(dir).into_iter().filter(|r| !r.kinds.is_empty()).map(|r| (r.oracle, r.rel)).collect()
         }
 
         /// Every capture with a tshark oracle: the gQUIC hellos found are

@@ -1183,12 +1183,10 @@ mod tests {
 
     // ---- corpus -----------------------------------------------------------
 
-    /// The shared corpus: `PINWATCH_CORPUS`, else `../shared/corpus` beside
-    /// the workspace (where CI has it).
-    fn corpus_dir() -> std::path::PathBuf {
-        std::env::var_os("PINWATCH_CORPUS")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"))
+    /// The shared corpus (`pinwatch_testkit::corpus::root`): `None` after a
+    /// SKIPPED line, a failure under `PINWATCH_CORPUS_REQUIRED=1`.
+    fn corpus_dir() -> Option<std::path::PathBuf> {
+        pinwatch_testkit::corpus::root()
     }
 
     /// Expected link types for the capinfos encapsulation names in MANIFEST.
@@ -1203,37 +1201,6 @@ mod tests {
             "rawip4" => &[228],
             _ => &[],
         }
-    }
-
-    struct Row {
-        rel: String,
-        format_link: String,
-        pkts: String,
-        oracle: Option<String>,
-    }
-
-    /// The per-file table of MANIFEST.md (capinfos packet counts).
-    fn manifest(corpus: &Path) -> Vec<Row> {
-        let text = std::fs::read_to_string(corpus.join("MANIFEST.md")).unwrap_or_default();
-        let mut rows = Vec::new();
-        for line in text.lines().filter(|l| l.starts_with("| `")) {
-            let cells: Vec<&str> = line.split(" | ").map(str::trim).collect();
-            if cells.len() < 10 || !cells[1].contains('@') {
-                continue;
-            }
-            let rel = cells[0].trim_start_matches("| ").trim_matches('`');
-            let oracle = cells[9]
-                .strip_prefix('`')
-                .and_then(|c| c.split_once('`'))
-                .map(|(n, _)| n.to_string());
-            rows.push(Row {
-                rel: rel.to_string(),
-                format_link: cells[4].to_string(),
-                pkts: cells[5].to_string(),
-                oracle,
-            });
-        }
-        rows
     }
 
     /// `(frame, time_epoch in ns)` of every oracle row.
@@ -1274,15 +1241,9 @@ mod tests {
 
     #[test]
     fn corpus_files_read_and_match_capinfos_and_tshark() {
-        let dir = corpus_dir();
+        let Some(dir) = corpus_dir() else { return };
         let corpus = dir.as_path();
-        if !corpus.is_dir() {
-            // Nothing checked: say so, and fail where the corpus is required (CI).
-            assert!(std::env::var_os("PINWATCH_CORPUS_REQUIRED").is_none(), "corpus required but not found at {}", corpus.display());
-            eprintln!("SKIPPED: corpus not found at {}, nothing checked", corpus.display());
-            return;
-        }
-        let rows = manifest(corpus);
+        let rows = pinwatch_testkit::corpus::manifest(corpus);
         assert!(rows.len() > 400, "MANIFEST per-file table not found");
         let mut files = Vec::new();
         capture_files(corpus, &mut files);
@@ -1319,23 +1280,23 @@ mod tests {
                 continue;
             };
             // Packet count: capinfos, or "N+" for a damaged file.
-            match row.pkts.strip_suffix('+') {
+            match row.packets.strip_suffix('+') {
                 Some(min) => {
                     let min: usize = min.parse().unwrap_or(usize::MAX);
                     if got.len() < min || err.is_none() {
                         problems.push(format!(
                             "{rel}: {} packets, error {err:?}; MANIFEST {}",
                             got.len(),
-                            row.pkts
+                            row.packets
                         ));
                     }
                 }
                 None => {
-                    if row.pkts.parse::<usize>().ok() != Some(got.len()) || err.is_some() {
+                    if row.packets.parse::<usize>().ok() != Some(got.len()) || err.is_some() {
                         problems.push(format!(
                             "{rel}: {} packets, error {err:?}; capinfos {}",
                             got.len(),
-                            row.pkts
+                            row.packets
                         ));
                     }
                 }
@@ -1360,8 +1321,10 @@ mod tests {
                 ));
             }
             // tshark: frame numbers are a lower bound, times must agree.
-            let Some(oracle) = &row.oracle else { continue };
-            let tsv = corpus.join("oracle").join(format!("{oracle}.tshark.tsv"));
+            if row.kinds.is_empty() {
+                continue;
+            }
+            let tsv = corpus.join("oracle").join(format!("{}.tshark.tsv", row.oracle));
             for (frame, ns) in oracle_frames(&tsv) {
                 match got.get(frame.wrapping_sub(1)) {
                     None => problems.push(format!(
