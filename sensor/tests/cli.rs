@@ -25,24 +25,10 @@ fn dir(name: &str) -> PathBuf {
 
 /// A little-endian microsecond pcap with one Ethernet/IPv4/TCP SYN.
 fn one_packet_pcap() -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend(0xa1b2_c3d4u32.to_le_bytes());
-    v.extend(2u16.to_le_bytes());
-    v.extend(4u16.to_le_bytes());
-    v.extend([0u8; 8]);
-    v.extend(65535u32.to_le_bytes());
-    v.extend(1u32.to_le_bytes());
-    let mut f = vec![0u8; 12];
-    f.extend([0x08, 0x00, 0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
-    f.extend(40000u16.to_be_bytes());
-    f.extend(443u16.to_be_bytes());
-    f.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
-    v.extend(1u32.to_le_bytes());
-    v.extend(0u32.to_le_bytes());
-    v.extend((f.len() as u32).to_le_bytes());
-    v.extend((f.len() as u32).to_le_bytes());
-    v.extend(f);
-    v
+    use pinwatch_testkit::frames::{tcp_v4, SYN};
+    let mut w = pinwatch_testkit::pcap::Writer::new(1);
+    w.record(1, 0, &tcp_v4([10, 0, 0, 1].into(), 40000, [10, 0, 0, 2].into(), 443, 1, SYN, &[]));
+    w.into_bytes()
 }
 
 /// README: "2 when nothing could be run"; 1 when a capture was partly read.

@@ -9,46 +9,10 @@ use std::path::PathBuf;
 use pinwatch::flow::Limits;
 use pinwatch::pipeline::{replay, Input, Options, Summary};
 
-/// Classic little-endian microsecond pcap writer, Ethernet link type.
-struct Pcap(Vec<u8>);
-
-impl Pcap {
-    fn new() -> Self {
-        let mut v = Vec::new();
-        v.extend(0xa1b2_c3d4u32.to_le_bytes());
-        v.extend(2u16.to_le_bytes());
-        v.extend(4u16.to_le_bytes());
-        v.extend([0u8; 8]);
-        v.extend(65535u32.to_le_bytes());
-        v.extend(1u32.to_le_bytes());
-        Pcap(v)
-    }
-
-    fn record(&mut self, ts_us: u64, frame: &[u8]) {
-        self.0.extend(((ts_us / 1_000_000) as u32).to_le_bytes());
-        self.0.extend(((ts_us % 1_000_000) as u32).to_le_bytes());
-        self.0.extend((frame.len() as u32).to_le_bytes());
-        self.0.extend((frame.len() as u32).to_le_bytes());
-        self.0.extend(frame);
-    }
-}
-
-/// Ethernet/IPv4/TCP frame.
-fn tcp_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let total = 40 + payload.len();
-    let mut f = vec![0u8; 12];
-    f.extend([0x08, 0x00]);
-    f.extend([0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0]);
-    f.extend(src.octets());
-    f.extend(dst.octets());
-    f.extend(sport.to_be_bytes());
-    f.extend(dport.to_be_bytes());
-    f.extend(seq.to_be_bytes());
-    f.extend(0u32.to_be_bytes());
-    f.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    f.extend(payload);
-    f
-}
+/// Captures are built with the test kit's writer (little-endian,
+/// microseconds, Ethernet) and frame builder.
+type Pcap = pinwatch_testkit::pcap::Writer;
+use pinwatch_testkit::frames::tcp_v4 as tcp_frame;
 
 fn run_bytes(name: &str, bytes: &[u8], limits: Limits) -> (Summary, Vec<serde_json::Value>) {
     let dir = std::env::temp_dir().join(format!("pinwatch-hostile-{}", std::process::id()));
@@ -85,12 +49,12 @@ fn wrong_magic_is_a_named_error() {
 
 #[test]
 fn truncated_capture_keeps_what_came_before() {
-    let mut p = Pcap::new();
+    let mut p = Pcap::new(1);
     let hello = [0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00];
-    p.record(1_000_000, &tcp_frame(C, 40000, S, 443, 100, 0x02, &[]));
-    p.record(1_000_100, &tcp_frame(C, 40000, S, 443, 101, 0x18, &hello));
+    p.record_us(1_000_000, &tcp_frame(C, 40000, S, 443, 100, 0x02, &[]));
+    p.record_us(1_000_100, &tcp_frame(C, 40000, S, 443, 101, 0x18, &hello));
     let good_len = p.0.len();
-    p.record(1_000_200, &tcp_frame(C, 40000, S, 443, 110, 0x18, &[0x17; 100]));
+    p.record_us(1_000_200, &tcp_frame(C, 40000, S, 443, 110, 0x18, &[0x17; 100]));
     let cut = &p.0[..good_len + 30];
     let (summary, lines) = run_bytes("cut.pcap", cut, Limits::default());
     let err = summary.first_error.expect("truncation reported");
@@ -102,8 +66,8 @@ fn truncated_capture_keeps_what_came_before() {
 
 #[test]
 fn record_claiming_16_mb_is_refused() {
-    let mut p = Pcap::new();
-    p.record(1_000_000, &tcp_frame(C, 40000, S, 443, 100, 0x02, &[]));
+    let mut p = Pcap::new(1);
+    p.record_us(1_000_000, &tcp_frame(C, 40000, S, 443, 100, 0x02, &[]));
     p.0.extend(2u32.to_le_bytes());
     p.0.extend(0u32.to_le_bytes());
     p.0.extend((16u32 << 20).to_le_bytes());
@@ -116,15 +80,15 @@ fn record_claiming_16_mb_is_refused() {
 
 #[test]
 fn ten_thousand_overlapping_segments_stay_within_caps() {
-    let mut p = Pcap::new();
+    let mut p = Pcap::new(1);
     let mut t = 1_000_000;
-    p.record(t, &tcp_frame(C, 40000, S, 443, 99, 0x02, &[]));
+    p.record_us(t, &tcp_frame(C, 40000, S, 443, 99, 0x02, &[]));
     // A ClientHello record header promising 1000 bytes, then 10,000 segments
     // that overlap each other ahead of a hole that is never filled.
-    p.record(t + 1, &tcp_frame(C, 40000, S, 443, 100, 0x18, &[0x16, 0x03, 0x01, 0x03, 0xe8, 0x01, 0x00, 0x03, 0xe4]));
+    p.record_us(t + 1, &tcp_frame(C, 40000, S, 443, 100, 0x18, &[0x16, 0x03, 0x01, 0x03, 0xe8, 0x01, 0x00, 0x03, 0xe4]));
     for i in 0..10_000u32 {
         t += 10;
-        p.record(t, &tcp_frame(C, 40000, S, 443, 200 + (i % 97) * 7, 0x18, &[0x41; 300]));
+        p.record_us(t, &tcp_frame(C, 40000, S, 443, 200 + (i % 97) * 7, 0x18, &[0x41; 300]));
     }
     let limits = Limits::default();
     let (summary, lines) = run_bytes("overlap.pcap", &p.0, limits);
@@ -141,11 +105,11 @@ fn ten_thousand_overlapping_segments_stay_within_caps() {
 
 #[test]
 fn a_million_syns_with_no_follow_up_are_bounded() {
-    let mut p = Pcap::new();
+    let mut p = Pcap::new(1);
     for i in 0..1_000_000u32 {
         let src = Ipv4Addr::from(0x0a00_0000 | (i >> 8) << 8 | 1);
         let sport = 1024 + (i % 60_000) as u16;
-        p.record(1_000_000 + u64::from(i), &tcp_frame(src, sport, S, 443, i, 0x02, &[]));
+        p.record_us(1_000_000 + u64::from(i), &tcp_frame(src, sport, S, 443, i, 0x02, &[]));
     }
     let limits = Limits { max_flows: 50_000, ..Limits::default() };
     let (summary, lines) = run_bytes("synflood.pcap", &p.0, limits);
@@ -160,10 +124,10 @@ fn a_million_syns_with_no_follow_up_are_bounded() {
 
 #[test]
 fn garbage_on_443_is_not_tls_and_is_counted() {
-    let mut p = Pcap::new();
-    p.record(1_000_000, &tcp_frame(C, 40001, S, 443, 99, 0x02, &[]));
+    let mut p = Pcap::new(1);
+    p.record_us(1_000_000, &tcp_frame(C, 40001, S, 443, 99, 0x02, &[]));
     for i in 0..20u32 {
-        p.record(1_000_001 + u64::from(i), &tcp_frame(C, 40001, S, 443, 100 + i * 50, 0x18, &[0x99; 50]));
+        p.record_us(1_000_001 + u64::from(i), &tcp_frame(C, 40001, S, 443, 100 + i * 50, 0x18, &[0x99; 50]));
     }
     let (summary, lines) = run_bytes("garbage.pcap", &p.0, Limits::default());
     assert_eq!(summary.stats.flow.not_tls_flows, 1);
@@ -188,10 +152,10 @@ fn udp_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: &[u8
 
 #[test]
 fn garbage_on_udp_443_and_undecryptable_initials_are_counted() {
-    let mut p = Pcap::new();
+    let mut p = Pcap::new(1);
     // Garbage datagrams: not QUIC, only counted.
     for i in 0..50u32 {
-        p.record(1_000_000 + u64::from(i), &udp_frame(C, 50000, S, 443, &[0x42; 300]));
+        p.record_us(1_000_000 + u64::from(i), &udp_frame(C, 50000, S, 443, &[0x42; 300]));
     }
     // A well-formed v1 Initial header whose payload is noise: a QUIC flow
     // whose packets do not decrypt.
@@ -200,10 +164,10 @@ fn garbage_on_udp_443_and_undecryptable_initials_are_counted() {
     init.extend([0x40 | (body.len() >> 8) as u8, body.len() as u8]);
     init.extend(&body);
     for i in 0..3u64 {
-        p.record(2_000_000 + i, &udp_frame(C, 50001, S, 443, &init));
+        p.record_us(2_000_000 + i, &udp_frame(C, 50001, S, 443, &init));
     }
     // A truncated Initial (cut inside its payload).
-    p.record(3_000_000, &udp_frame(C, 50002, S, 443, &init[..40]));
+    p.record_us(3_000_000, &udp_frame(C, 50002, S, 443, &init[..40]));
     let (summary, lines) = run_bytes("udp.pcap", &p.0, Limits::default());
     let st = &summary.stats;
     assert!(st.flow.udp_packets_ignored >= 50, "{:?}", st.flow);
@@ -256,15 +220,15 @@ fn a_million_feed_events_are_bounded_and_reported() {
 /// one record, the late packets counted, no mid-stream ghost session.
 #[test]
 fn late_retransmissions_after_close_are_counted_not_new_sessions() {
-    let mut p = Pcap::new();
+    let mut p = Pcap::new(1);
     let hello = [0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00];
     let t = 1_000_000u64;
-    p.record(t, &tcp_frame(C, 40000, S, 443, 100, 0x02, &[]));
-    p.record(t + 100, &tcp_frame(C, 40000, S, 443, 101, 0x18, &hello));
-    p.record(t + 200, &tcp_frame(S, 443, C, 40000, 500, 0x11, &[]));
-    p.record(t + 300, &tcp_frame(C, 40000, S, 443, 110, 0x11, &[]));
+    p.record_us(t, &tcp_frame(C, 40000, S, 443, 100, 0x02, &[]));
+    p.record_us(t + 100, &tcp_frame(C, 40000, S, 443, 101, 0x18, &hello));
+    p.record_us(t + 200, &tcp_frame(S, 443, C, 40000, 500, 0x11, &[]));
+    p.record_us(t + 300, &tcp_frame(C, 40000, S, 443, 110, 0x11, &[]));
     for i in 1..=6u64 {
-        p.record(t + i * 5_000_000, &tcp_frame(C, 40000, S, 443, 110, 0x19, &[0x17, 0x03, 0x03, 0x00, 0x01, 0x00]));
+        p.record_us(t + i * 5_000_000, &tcp_frame(C, 40000, S, 443, 110, 0x19, &[0x17, 0x03, 0x03, 0x00, 0x01, 0x00]));
     }
     let (summary, lines) = run_bytes("late.pcap", &p.0, Limits::default());
     assert_eq!(tls_lines(&lines).len(), 1, "one session: {lines:?}");
@@ -272,8 +236,8 @@ fn late_retransmissions_after_close_are_counted_not_new_sessions() {
     assert_eq!(summary.stats.flow.late_packets_after_close, 5);
     assert_eq!(summary.stats.flow.flows_created, 1);
     // A new SYN on the same tuple is a new connection, memory or not.
-    let mut q = Pcap(p.0.clone());
-    q.record(t + 40_000_000, &tcp_frame(C, 40000, S, 443, 9000, 0x02, &[]));
+    let mut q = p.clone();
+    q.record_us(t + 40_000_000, &tcp_frame(C, 40000, S, 443, 9000, 0x02, &[]));
     let (summary, _) = run_bytes("late-syn.pcap", &q.0, Limits::default());
     assert_eq!(summary.stats.flow.flows_created, 2);
 }
@@ -288,30 +252,30 @@ fn bulk_session(p: &mut Pcap, sport: u16, t: &mut u64, records: u32, record_len:
     sh.extend([9u8; 32]);
     sh.extend([0x00, 0x13, 0x01, 0x00, 0x00, 0x00]);
     let (mut cs, mut ss) = (1000u32, 5000u32);
-    p.record(*t, &tcp_frame(C, sport, S, 443, cs - 1, 0x02, &[]));
-    p.record(*t + 1, &tcp_frame(C, sport, S, 443, cs, 0x18, &ch));
+    p.record_us(*t, &tcp_frame(C, sport, S, 443, cs - 1, 0x02, &[]));
+    p.record_us(*t + 1, &tcp_frame(C, sport, S, 443, cs, 0x18, &ch));
     cs += ch.len() as u32;
-    p.record(*t + 2, &tcp_frame(S, 443, C, sport, ss, 0x18, &sh));
+    p.record_us(*t + 2, &tcp_frame(S, 443, C, sport, ss, 0x18, &sh));
     ss += sh.len() as u32;
     let mut rec = vec![0x17, 0x03, 0x03, (record_len >> 8) as u8, record_len as u8];
     rec.extend(std::iter::repeat_n(0xab, record_len));
     for i in 0..records {
         *t += 10;
-        p.record(*t, &tcp_frame(S, 443, C, sport, ss, 0x18, &rec));
+        p.record_us(*t, &tcp_frame(S, 443, C, sport, ss, 0x18, &rec));
         ss += rec.len() as u32;
         if i % 4 == 0 {
-            p.record(*t + 1, &tcp_frame(C, sport, S, 443, cs, 0x18, &rec));
+            p.record_us(*t + 1, &tcp_frame(C, sport, S, 443, cs, 0x18, &rec));
             cs += rec.len() as u32;
         }
     }
-    p.record(*t + 5, &tcp_frame(C, sport, S, 443, cs, 0x11, &[]));
-    p.record(*t + 6, &tcp_frame(S, 443, C, sport, ss, 0x11, &[]));
+    p.record_us(*t + 5, &tcp_frame(C, sport, S, 443, cs, 0x11, &[]));
+    p.record_us(*t + 6, &tcp_frame(S, 443, C, sport, ss, 0x11, &[]));
     *t += 100;
 }
 
 #[test]
 fn finished_handshakes_are_bypassed_and_still_reported() {
-    let mut p = Pcap::new();
+    let mut p = Pcap::new(1);
     let mut t = 1_000_000;
     bulk_session(&mut p, 40001, &mut t, 400, 100);
     let (summary, lines) = run_bytes("bulk.pcap", &p.0, Limits::default());
@@ -330,14 +294,14 @@ fn finished_handshakes_are_bypassed_and_still_reported() {
 fn the_shared_buffer_budget_is_enforced_and_counted() {
     // Twenty sessions each leave a 1000-byte ClientHello record unfinished
     // (a hole), so each parser holds its part; a 4 KB budget cannot hold them all.
-    let mut p = Pcap::new();
+    let mut p = Pcap::new(1);
     let mut t = 1_000_000;
     for i in 0..20u16 {
         let sport = 41000 + i;
-        p.record(t, &tcp_frame(C, sport, S, 443, 99, 0x02, &[]));
+        p.record_us(t, &tcp_frame(C, sport, S, 443, 99, 0x02, &[]));
         let mut rec = vec![0x16, 0x03, 0x01, 0x03, 0xe8, 0x01, 0x00, 0x03, 0xe4];
         rec.extend([0x41; 600]);
-        p.record(t + 1, &tcp_frame(C, sport, S, 443, 100, 0x18, &rec));
+        p.record_us(t + 1, &tcp_frame(C, sport, S, 443, 100, 0x18, &rec));
         t += 10;
     }
     let limits = Limits { max_buffer_bytes: 4096, ..Limits::default() };

@@ -163,37 +163,22 @@ fn temp_capture(name: &str, bytes: &[u8]) -> std::path::PathBuf {
 
 /// The records of a classic little-endian pcap: (header, frame) pairs.
 fn pcap_records(bytes: &[u8]) -> Vec<Record> {
-    assert_eq!(bytes.get(..4), Some(&[0xd4, 0xc3, 0xb2, 0xa1][..]), "a little-endian microsecond pcap");
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= bytes.len() {
-        let hdr: [u8; 16] = bytes[at..at + 16].try_into().expect("16 bytes");
-        let caplen = u32::from_le_bytes(hdr[8..12].try_into().expect("4 bytes")) as usize;
-        out.push((hdr, bytes[at + 16..at + 16 + caplen].to_vec()));
-        at += 16 + caplen;
-    }
-    out
+    let p = pinwatch_testkit::pcap::Pcap::parse(bytes).expect("a classic pcap");
+    assert!(p.little_endian, "a little-endian microsecond pcap");
+    p.records.into_iter().map(|r| (r.header, r.frame)).collect()
 }
 
+/// One record's bytes (header and frame), to splice into a capture.
 fn record(sec: u32, usec: u32, frame: &[u8]) -> Vec<u8> {
-    let mut r = Vec::new();
-    for v in [sec, usec, frame.len() as u32, frame.len() as u32] {
-        r.extend(v.to_le_bytes());
-    }
-    r.extend(frame);
-    r
+    let mut w = pinwatch_testkit::pcap::Writer(Vec::new());
+    w.record(sec, usec, frame);
+    w.0
 }
 
 /// An Ethernet/IPv4/TCP frame from 192.0.2.9:40000 to 192.0.2.10:9999.
 fn frame_with(payload: &[u8]) -> Vec<u8> {
-    let total = 40 + payload.len();
-    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
-    f.extend([0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0, 192, 0, 2, 9, 192, 0, 2, 10]);
-    f.extend(40000u16.to_be_bytes());
-    f.extend(9999u16.to_be_bytes());
-    f.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
-    f.extend(payload);
-    f
+    use pinwatch_testkit::frames::{tcp_v4, ACK, PSH};
+    tcp_v4([192, 0, 2, 9].into(), 40000, [192, 0, 2, 10].into(), 9999, 1, PSH | ACK, payload)
 }
 
 /// Reading a pcap in chunks guesses where each chunk's first record

@@ -69,9 +69,10 @@ impl Pcap {
     }
 }
 
-/// A little-endian microsecond classic pcap under construction.
+/// A little-endian microsecond classic pcap under construction. The bytes
+/// are public so that a hostile-input test can append what no writer would.
 #[derive(Debug, Clone)]
-pub struct Writer(Vec<u8>);
+pub struct Writer(pub Vec<u8>);
 
 impl Writer {
     /// An empty capture of `linktype` (1: Ethernet) with snaplen 262144.
@@ -89,6 +90,11 @@ impl Writer {
     /// Append a record captured whole at `sec.usec`.
     pub fn record(&mut self, sec: u32, usec: u32, frame: &[u8]) -> &mut Self {
         self.record_cut(sec, usec, frame, frame.len() as u32)
+    }
+
+    /// Append a record captured whole at `ts_us` microseconds.
+    pub fn record_us(&mut self, ts_us: u64, frame: &[u8]) -> &mut Self {
+        self.record((ts_us / 1_000_000) as u32, (ts_us % 1_000_000) as u32, frame)
     }
 
     /// Append a record whose original length was `orig_len` (a snaplen cut).
@@ -132,7 +138,7 @@ pub fn read_pcap(path: &Path) -> Vec<Rec> {
 pub fn write_pcap(recs: &[Rec]) -> Vec<u8> {
     let mut w = Writer::new(1);
     for r in recs {
-        w.record((r.ts_us / 1_000_000) as u32, (r.ts_us % 1_000_000) as u32, &r.frame);
+        w.record_us(r.ts_us, &r.frame);
     }
     w.into_bytes()
 }
