@@ -7,7 +7,7 @@
 #   /dev/zero as capture, config (-c), feed (--feed), CA file, and on stdin
 # Usage: scripts/hostile-inputs.sh [DIR] [PINWATCH]
 set -euo pipefail
-dir=${1:-/tmp/pinwatch-hostile}
+dir=${1:-${TMPDIR:-/tmp}/pinwatch-hostile}
 bin=${2:-target/release/pinwatch}
 mkdir -p "$dir"
 good=pcaps/testbed-basic.pcap

@@ -31,12 +31,13 @@ SCN_GROUPS=("$@")
 [[ ${#SCN_GROUPS[@]} -gt 0 ]] || SCN_GROUPS=(basic inspection fallback quic benign inline)
 STRICT=${TESTBED_STRICT:-1}
 GAP=${TESTBED_GAP:-0.2}
-MITMDUMP=${MITMDUMP:-/opt/pinwatch-venv/bin/mitmdump}
+PINWATCH_VENV=${PINWATCH_VENV:-/opt/pinwatch-venv}   # mitmproxy venv (.ci/run makes it)
+MITMDUMP=${MITMDUMP:-$PINWATCH_VENV/bin/mitmdump}
 QUIC_PY=${QUIC_PY:-$(dirname "$MITMDUMP")/python3}   # python with aioquic + cryptography (quic group)
-PY=/usr/bin/python3
+PY=${PYTHON:-$(command -v python3 || echo python3)}   # the system python (ssl module linked to OpenSSL)
 SQUID=${SQUID:-/usr/sbin/squid}   # squid-openssl (ssl-bump); inline group
 SQUID_CERTGEN=${SQUID_CERTGEN:-/usr/lib/squid/security_file_certgen}
-OKHTTP_CP=/usr/share/java/okhttp.jar:/usr/share/java/okio.jar
+OKHTTP_CP=${OKHTTP_CP:-/usr/share/java/okhttp.jar:/usr/share/java/okio.jar}   # Debian libokhttp-java
 
 NS_C=pw-client NS_R=pw-router NS_O=pw-origin
 C_IP=10.77.1.2 R_CIP=10.77.1.1 R_OIP=10.77.2.1 O_IP13=10.77.2.2 O_IP12=10.77.2.3
@@ -55,11 +56,17 @@ for t in ip tcpdump nginx openssl curl "$PY" java javac keytool; do
 done
 
 # one run at a time (the namespace names are fixed)
-exec 9>/run/lock/pinwatch-testbed.lock
+LOCK_DIR=${PINWATCH_LOCK_DIR:-/run/lock}
+exec 9>"$LOCK_DIR/pinwatch-testbed.lock"
 flock -n 9 || { echo "testbed.sh: another testbed run is active" >&2; exit 2; }
-# temp dirs of earlier runs that were killed before their trap could run
-rm -rf /tmp/pw-testbed.??????
-T=$(mktemp -d /tmp/pw-testbed.XXXXXX)
+# The temp dir of an earlier run killed before its trap could run: only the
+# one that run recorded, never anything else.
+if [[ -s $LOCK_DIR/pinwatch-testbed.dir ]]; then
+    old=$(cat "$LOCK_DIR/pinwatch-testbed.dir")
+    [[ $old == */pw-testbed.* && -d $old ]] && rm -rf -- "$old"
+fi
+T=$(mktemp -d "${TMPDIR:-/tmp}/pw-testbed.XXXXXX")
+echo "$T" > "$LOCK_DIR/pinwatch-testbed.dir"
 PIDS=()
 log() { printf '[testbed %5.1fs] %s\n' "$(($(date +%s%N) - START_NS))e-9" "$*" >&2; }
 START_NS=$(date +%s%N)
@@ -88,7 +95,7 @@ cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     teardown_net
-    if [[ -n ${TESTBED_KEEP_TMP:-} ]]; then echo "testbed: temp dir kept: $T" >&2; else rm -rf "$T"; fi
+    if [[ -n ${TESTBED_KEEP_TMP:-} ]]; then echo "testbed: temp dir kept: $T" >&2; else rm -rf "$T"; rm -f "$LOCK_DIR/pinwatch-testbed.dir"; fi
     exit "$rc"
 }
 trap cleanup EXIT
@@ -1038,7 +1045,7 @@ main() {
         local -n tbl="SCENARIOS_$g"
         [[ ${#tbl[@]} -gt 0 ]] || { log "group $g: no scenarios, skipped"; continue; }
         if [[ $g == inspection || $g == fallback ]] && ! { [[ -x $MITMDUMP ]] && command -v iptables >/dev/null; }; then
-            log "group $g SKIPPED: needs iptables and $MITMDUMP (python3 -m venv /opt/pinwatch-venv && /opt/pinwatch-venv/bin/pip install mitmproxy==11.0.2)"
+            log "group $g SKIPPED: needs iptables and $MITMDUMP (python3 -m venv $PINWATCH_VENV && $PINWATCH_VENV/bin/pip install mitmproxy==11.0.2)"
             CHECK_FAILED=1
             continue
         fi
@@ -1048,7 +1055,7 @@ main() {
             continue
         fi
         if [[ $g == quic && $V_AIOQUIC == aioquic/unavailable ]]; then
-            log "group $g SKIPPED: needs aioquic and cryptography in $QUIC_PY (mitmproxy==11.0.2 in /opt/pinwatch-venv pulls both in)"
+            log "group $g SKIPPED: needs aioquic and cryptography in $QUIC_PY (mitmproxy==11.0.2 in $PINWATCH_VENV pulls both in)"
             CHECK_FAILED=1
             continue
         fi

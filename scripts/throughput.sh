@@ -12,7 +12,7 @@
 set -euo pipefail
 
 SIZE=2G
-DIR=/tmp/pinwatch-throughput
+DIR=${PINWATCH_THROUGHPUT_DIR:-${TMPDIR:-/tmp}/pinwatch-throughput}
 REPS=3
 FLOWS=1000000
 SEED=1
