@@ -118,14 +118,12 @@ impl Tally {
         self.agreed += o.agreed;
         self.known += o.known;
     }
-    /// Agreement in percent over the comparisons that are not known differences.
-    pub fn percent(&self) -> f64 {
+    /// Agreement in percent over the comparisons that are not known
+    /// differences; `None` when there are none (every comparison a known
+    /// difference, or nothing compared): no figure, rather than 100%.
+    pub fn percent(&self) -> Option<f64> {
         let n = self.compared - self.known;
-        if n == 0 {
-            100.0
-        } else {
-            100.0 * self.agreed as f64 / n as f64
-        }
+        (n > 0).then(|| 100.0 * self.agreed as f64 / n as f64)
     }
     pub fn unexplained(&self) -> u64 {
         self.compared - self.agreed - self.known
@@ -566,10 +564,17 @@ pub fn compare_capture(capture: &str, rel: &str, oracle: &Oracle, sessions: &[Se
                 rep.eq("server_alpn", f, sid, sh.alpn.join(","), str_list(get(&ours.v, &["tls", "server_alpns"])).join(","), ctx);
             }
             None => {
-                // No ServerHello: UNDETERMINED, or SSLv2 for an SSLv2-format hello (docs/output.md).
+                // No ServerHello: the client hello's legacy_version, SSLv2 for
+                // an SSLv2-format hello, UNDETERMINED without a hello
+                // (docs/output.md; Suricata does the same, see
+                // tests/tests/suricata_verify.rs).
                 let sslv2 = chs.first().is_some_and(|r| r.record_versions.first().map(String::as_str) == Some("0x0002"));
-                let v = if sslv2 { "SSLv2" } else { "UNDETERMINED" };
-                rep.eq("version", chs.first().map(|r| r.frame), sid, v.into(), our_version, ctx)
+                let v = if sslv2 {
+                    "SSLv2".to_string()
+                } else {
+                    chs.first().and_then(|r| r.hs_legacy_version.first()).map(|x| version_name(x)).unwrap_or_else(|| "UNDETERMINED".into())
+                };
+                rep.eq("version", chs.first().map(|r| r.frame), sid, v, our_version, ctx)
             }
         }
 
@@ -956,7 +961,8 @@ pub fn render_table(t: &BTreeMap<&'static str, Tally>) -> String {
     s.push_str(&format!("{:<24} {:>9} {:>9} {:>7} {:>8} {:>9}\n", "field", "compared", "agreed", "known", "differ", "agree%"));
     for (f, _) in FIELDS {
         let x = t.get(f).copied().unwrap_or_default();
-        s.push_str(&format!("{:<24} {:>9} {:>9} {:>7} {:>8} {:>8.2}%\n", f, x.compared, x.agreed, x.known, x.unexplained(), x.percent()));
+        let pct = x.percent().map_or_else(|| "-".to_string(), |p| format!("{p:.2}%"));
+        s.push_str(&format!("{:<24} {:>9} {:>9} {:>7} {:>8} {:>9}\n", f, x.compared, x.agreed, x.known, x.unexplained(), pct));
     }
     s
 }

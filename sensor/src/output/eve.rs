@@ -540,9 +540,13 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
     // Fingerprints are made once per hello; `tls.ja3`/`tls.ja4` are the
     // first hello's.
     let hellos: Vec<HelloOut> = s.client_hellos.iter().map(|(c, ts)| hello_out(c, *ts, start, Transport::Tcp)).collect();
+    // Suricata's `tls.version`: the ServerHello's version; without one, the
+    // version the client's hello carries (its legacy_version field, as
+    // Suricata's `client_handshake.version`); UNDETERMINED with neither.
     let version = match (sh, first_ch) {
         (Some(sh), _) => version_name(sh.version()),
         (None, Some(ch)) if ch.sslv2_format => "SSLv2".to_string(),
+        (None, Some(ch)) => version_name(ch.legacy_version),
         _ => "UNDETERMINED".to_string(),
     };
     let tls = Tls {
