@@ -330,287 +330,428 @@ fn immediate_ns(f: &crate::flow::Flow) -> i64 {
     rtt_ns(f).map_or(100_000_000, |r| r.saturating_mul(3).max(100_000_000))
 }
 
-/// Classify the outcome of one ended TLS session. The rules are applied
-/// in the order docs/output.md (`tls_failure`) lists them.
+/// Classify the outcome of one ended TLS session: the first rule of
+/// [`OUTCOME_RULES`] that decides wins. The rules are numbered as
+/// docs/output.md (`tls_failure`) lists them, so doc and code read side by
+/// side; a session no rule decides stays `established`.
 pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
-    let f = &e.flow;
-    let s = &f.session;
-    let close_ts = |d: Dir| f.dirs[d.idx()].close_ts;
-    let closed_by = match (close_ts(Dir::Client), close_ts(Dir::Server)) {
-        (Some(c), Some(sv)) => Some(if c <= sv { Dir::Client } else { Dir::Server }),
-        (Some(_), None) => Some(Dir::Client),
-        (None, Some(_)) => Some(Dir::Server),
-        (None, None) => None,
-    };
-    let tls13 = s.parser.is_tls13();
-    let suite = s.server_hello.as_ref().map(|(h, _)| h.cipher);
-    let fin_len = if tls13 { suite.map(tls13_finished_len) } else { None };
+    let facts = Facts::of(e, cfg);
     let mut out = TlsFailure::new(e.close);
-    out.expected_finished_len = fin_len;
-    out.client_app_bytes = s.side[0].app_bytes;
-    out.closed_by = closed_by;
-
-    // 1. One-sided and mid-stream captures are reported as such, never as failures.
-    if f.dirs[Dir::Client.idx()].pkts == 0 || f.dirs[Dir::Server.idx()].pkts == 0 {
-        out.set(Outcome::Incomplete, FailureKind::OneSided);
-        return out;
-    }
-    if s.client_hellos.is_empty() {
-        out.set(Outcome::Incomplete, FailureKind::Midstream);
-        return out;
-    }
-
-    // The server's flight: server records after the last ClientHello, up to
-    // the first client record that answers them.
-    let recs: &[RecordInfo] = &s.record_log;
-    let first_server = recs.iter().position(|r| r.dir == Dir::Server);
-    let (flight_end, client_after, client_after_idx): (Option<i64>, Vec<&RecordInfo>, Option<usize>) = match first_server {
-        None => (None, Vec::new(), None),
-        Some(i) => {
-            // Skip a HelloRetryRequest round: the flight that matters follows the last ClientHello.
-            // (After a HRR every later client handshake record is protected, so
-            // the last plaintext one is the second ClientHello.)
-            let last_ch = recs.iter().rposition(|r| r.dir == Dir::Client && r.content_type == content::HANDSHAKE);
-            let start = match (s.hello_retry.is_some(), last_ch) {
-                (true, Some(j)) if j > i => j + 1,
-                _ => i,
-            };
-            let first_client = recs[start..].iter().position(|r| r.dir == Dir::Client).map(|k| k + start);
-            let end = match first_client {
-                Some(k) => recs[start..k].iter().rev().find(|r| r.dir == Dir::Server).map(|r| r.ts_ns),
-                None => recs[start..].iter().rev().find(|r| r.dir == Dir::Server).map(|r| r.ts_ns),
-            };
-            (end, first_client.map(|k| recs[k..].iter().filter(|r| r.dir == Dir::Client).collect()).unwrap_or_default(), first_client)
+    out.expected_finished_len = facts.fin_len;
+    out.client_app_bytes = facts.s.side[0].app_bytes;
+    out.closed_by = facts.closed_by;
+    for (_, rule) in OUTCOME_RULES {
+        if rule(&facts, &mut out) == Decided::Yes {
+            break;
         }
+    }
+    out
+}
+
+/// Did a rule settle the outcome (later rules are not asked)?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decided {
+    Yes,
+    No,
+}
+
+type Rule = fn(&Facts<'_>, &mut TlsFailure) -> Decided;
+
+/// The outcome rules in the order they are tried, named as docs/output.md
+/// numbers them.
+const OUTCOME_RULES: [(&str, Rule); 5] = [
+    ("1. one-sided and mid-stream captures", one_sided_or_midstream),
+    ("2. A: a readable client alert", readable_client_alert),
+    ("3. a readable server alert", readable_server_alert),
+    ("4. no ServerHello", no_server_hello),
+    ("5-12. after the server's flight", after_server_flight),
+];
+
+/// What the outcome rules read: the session, where the server's flight
+/// ends in its record log, the alerts, and how the connection closed.
+struct Facts<'a> {
+    e: &'a Ended,
+    f: &'a crate::flow::Flow,
+    s: &'a crate::session::TlsSession,
+    cfg: &'a Config,
+    recs: &'a [RecordInfo],
+    tls13: bool,
+    suite: Option<u16>,
+    fin_len: Option<u16>,
+    closed_by: Option<Dir>,
+    /// Time of the server flight's last record (the flight after the last
+    /// ClientHello, up to the first client record that answers it).
+    flight_end: Option<i64>,
+    /// Client records from the first one after the server's flight on.
+    client_after: Vec<&'a RecordInfo>,
+    /// Log index of the first client record after the flight.
+    client_after_idx: Option<usize>,
+    client_alert: Option<&'a crate::session::AlertSeen>,
+    server_alert: Option<&'a crate::session::AlertSeen>,
+}
+
+impl<'a> Facts<'a> {
+    fn of(e: &'a Ended, cfg: &'a Config) -> Self {
+        let f = &e.flow;
+        let s = &f.session;
+        let close_ts = |d: Dir| f.dirs[d.idx()].close_ts;
+        let closed_by = match (close_ts(Dir::Client), close_ts(Dir::Server)) {
+            (Some(c), Some(sv)) => Some(if c <= sv { Dir::Client } else { Dir::Server }),
+            (Some(_), None) => Some(Dir::Client),
+            (None, Some(_)) => Some(Dir::Server),
+            (None, None) => None,
+        };
+        let tls13 = s.parser.is_tls13();
+        let suite = s.server_hello.as_ref().map(|(h, _)| h.cipher);
+        let recs: &[RecordInfo] = &s.record_log;
+        let (flight_end, client_after, client_after_idx) = server_flight(s, recs);
+        Facts {
+            e,
+            f,
+            s,
+            cfg,
+            recs,
+            tls13,
+            suite,
+            fin_len: if tls13 { suite.map(tls13_finished_len) } else { None },
+            closed_by,
+            flight_end,
+            client_after,
+            client_after_idx,
+            client_alert: s.alerts.iter().find(|a| a.from == Dir::Client && !a.encrypted && a.description != Some(0)),
+            server_alert: s.alerts.iter().find(|a| a.from == Dir::Server && !a.encrypted && a.level == Some(2)),
+        }
+    }
+
+    fn close_ts(&self, d: Dir) -> Option<i64> {
+        self.f.dirs[d.idx()].close_ts
+    }
+
+    /// Milliseconds from the end of the server's flight to `ts`.
+    fn after_flight(&self, ts: i64) -> Option<f64> {
+        self.flight_end.map(|t| ms(t, ts))
+    }
+
+    /// Capture loss: did a direction's first hole come before record `idx`
+    /// of the log (so the lost bytes may have been the evidence)?
+    fn any_gap_before(&self, idx: usize) -> bool {
+        let gap_before = |d: Dir| self.s.gap_bytes[d.idx()] > 0 && usize::from(self.s.gap_at[d.idx()]) <= idx;
+        gap_before(Dir::Client) || gap_before(Dir::Server)
+    }
+
+    /// Index of `r` in the record log (the end of the log if it is not there).
+    fn log_index(&self, r: &RecordInfo) -> usize {
+        self.recs.iter().position(|x| std::ptr::eq(x, r)).unwrap_or(self.recs.len())
+    }
+
+    /// The largest protected record that can be an alert and no more: 2
+    /// bytes, the inner type, the AEAD tag, and 16 bytes of padding.
+    fn alert_max(&self) -> u16 {
+        if self.suite == Some(0x1305) {
+            2 + 1 + 8 + 16
+        } else {
+            2 + 1 + 16 + 16
+        }
+    }
+}
+
+/// The server's flight in the record log: its last record's time, the
+/// client records from the first one that answers it, and that record's
+/// index.
+fn server_flight<'a>(s: &crate::session::TlsSession, recs: &'a [RecordInfo]) -> (Option<i64>, Vec<&'a RecordInfo>, Option<usize>) {
+    let Some(i) = recs.iter().position(|r| r.dir == Dir::Server) else {
+        return (None, Vec::new(), None);
     };
-    let after_flight = |ts: i64| flight_end.map(|t| ms(t, ts));
-    // Capture loss: a direction whose first hole came before record `idx`
-    // of the log lost bytes that may have been the evidence.
-    let gap_before = |d: Dir, idx: usize| s.gap_bytes[d.idx()] > 0 && usize::from(s.gap_at[d.idx()]) <= idx;
-    let any_gap_before = |idx: usize| gap_before(Dir::Client, idx) || gap_before(Dir::Server, idx);
+    // Skip a HelloRetryRequest round: the flight that matters follows the last ClientHello.
+    // (After a HRR every later client handshake record is protected, so
+    // the last plaintext one is the second ClientHello.)
+    let last_ch = recs.iter().rposition(|r| r.dir == Dir::Client && r.content_type == content::HANDSHAKE);
+    let start = match (s.hello_retry.is_some(), last_ch) {
+        (true, Some(j)) if j > i => j + 1,
+        _ => i,
+    };
+    let first_client = recs[start..].iter().position(|r| r.dir == Dir::Client).map(|k| k + start);
+    let end = match first_client {
+        Some(k) => recs[start..k].iter().rev().find(|r| r.dir == Dir::Server).map(|r| r.ts_ns),
+        None => recs[start..].iter().rev().find(|r| r.dir == Dir::Server).map(|r| r.ts_ns),
+    };
+    (end, first_client.map(|k| recs[k..].iter().filter(|r| r.dir == Dir::Client).collect()).unwrap_or_default(), first_client)
+}
 
-    let client_alert = s.alerts.iter().find(|a| a.from == Dir::Client && !a.encrypted && a.description != Some(0));
-    let server_alert = s.alerts.iter().find(|a| a.from == Dir::Server && !a.encrypted && a.level == Some(2));
+/// 1. One-sided and mid-stream captures are reported as such, never as failures.
+fn one_sided_or_midstream(x: &Facts<'_>, out: &mut TlsFailure) -> Decided {
+    if x.f.dirs[Dir::Client.idx()].pkts == 0 || x.f.dirs[Dir::Server.idx()].pkts == 0 {
+        out.set(Outcome::Incomplete, FailureKind::OneSided);
+        return Decided::Yes;
+    }
+    if x.s.client_hellos.is_empty() {
+        out.set(Outcome::Incomplete, FailureKind::Midstream);
+        return Decided::Yes;
+    }
+    Decided::No
+}
 
-    // 2. A: a readable client alert (any fatal one; close_notify is not a
-    // rejection). The alert record itself was seen, so capture loss
-    // elsewhere does not weaken it.
-    if let Some(a) = client_alert {
-        let server_first = server_alert.is_some_and(|sa| sa.ts_ns < a.ts_ns);
-        if !server_first {
-            out.reject(FailureKind::AlertPlain, FailureClass::A, Confidence::High);
-            out.alert = a.description.map(pinwatch_parsers::tls::alert_name);
-            out.alert_code = a.description;
-            out.record_len = Some(a.record_len);
-            out.ms_after_server_flight = after_flight(a.ts_ns);
-            return out;
-        }
+/// 2. A: a readable client alert (any fatal one; close_notify is not a
+/// rejection), unless the server's came first. The alert record itself was
+/// seen, so capture loss elsewhere does not weaken it.
+fn readable_client_alert(x: &Facts<'_>, out: &mut TlsFailure) -> Decided {
+    let Some(a) = x.client_alert else { return Decided::No };
+    if x.server_alert.is_some_and(|sa| sa.ts_ns < a.ts_ns) {
+        return Decided::No;
     }
-    // 3. A server's readable fatal alert: the server refused. No class:
-    // classes describe how a client rejected.
-    if let Some(a) = server_alert {
-        out.set(Outcome::ServerRejected, FailureKind::ServerAlert);
-        out.alert = a.description.map(pinwatch_parsers::tls::alert_name);
-        out.alert_code = a.description;
-        out.record_len = Some(a.record_len);
-        return out;
-    }
-    if s.server_hello.is_none() {
-        // 4. The server never answered the ClientHello (or its answer was lost).
-        if s.gap_bytes[Dir::Server.idx()] > 0 {
-            out.set(Outcome::Incomplete, FailureKind::CaptureGap);
-            return out;
-        }
-        match (e.close, closed_by) {
-            (CloseKind::Eof | CloseKind::Shutdown, None) => out.set(Outcome::Incomplete, FailureKind::CaptureEnded),
-            _ => out.set(Outcome::ServerRejected, FailureKind::ServerClose),
-        }
-        return out;
-    }
+    out.reject(FailureKind::AlertPlain, FailureClass::A, Confidence::High);
+    out.alert = a.description.map(pinwatch_parsers::tls::alert_name);
+    out.alert_code = a.description;
+    out.record_len = Some(a.record_len);
+    out.ms_after_server_flight = x.after_flight(a.ts_ns);
+    Decided::Yes
+}
 
-    // Did the client finish its handshake, and where?
-    let alert_max = |suite: Option<u16>| if suite == Some(0x1305) { 2 + 1 + 8 + 16 } else { 2 + 1 + 16 + 16 };
-    let (finished_ts, small_before_finished, app_after): (Option<i64>, Option<&RecordInfo>, Vec<&RecordInfo>) = if tls13 {
-        let fl = fin_len.unwrap_or(53);
-        let prot: Vec<&RecordInfo> = client_after.iter().copied().filter(|r| r.content_type == content::APPLICATION_DATA).collect();
+/// 3. A server's readable fatal alert: the server refused. No class:
+/// classes describe how a client rejected.
+fn readable_server_alert(x: &Facts<'_>, out: &mut TlsFailure) -> Decided {
+    let Some(a) = x.server_alert else { return Decided::No };
+    out.set(Outcome::ServerRejected, FailureKind::ServerAlert);
+    out.alert = a.description.map(pinwatch_parsers::tls::alert_name);
+    out.alert_code = a.description;
+    out.record_len = Some(a.record_len);
+    Decided::Yes
+}
+
+/// 4. The server never answered the ClientHello (or its answer was lost).
+fn no_server_hello(x: &Facts<'_>, out: &mut TlsFailure) -> Decided {
+    if x.s.server_hello.is_some() {
+        return Decided::No;
+    }
+    if x.s.gap_bytes[Dir::Server.idx()] > 0 {
+        out.set(Outcome::Incomplete, FailureKind::CaptureGap);
+    } else if matches!((x.e.close, x.closed_by), (CloseKind::Eof | CloseKind::Shutdown, None)) {
+        out.set(Outcome::Incomplete, FailureKind::CaptureEnded);
+    } else {
+        out.set(Outcome::ServerRejected, FailureKind::ServerClose);
+    }
+    Decided::Yes
+}
+
+/// Whether and where the client finished its handshake.
+struct Finish<'a> {
+    /// Time of the client's Finished, if one was recognised.
+    ts: Option<i64>,
+    /// A protected client record too short to be a Finished, sent instead
+    /// of one (TLS 1.3), or an encrypted alert (TLS <= 1.2).
+    small_before: Option<&'a RecordInfo>,
+    /// Client application data records after the Finished.
+    app_after: Vec<&'a RecordInfo>,
+}
+
+fn finish<'a>(x: &Facts<'a>) -> Finish<'a> {
+    if x.tls13 {
+        let fl = x.fin_len.unwrap_or(53);
+        let prot: Vec<&RecordInfo> = x.client_after.iter().copied().filter(|r| r.content_type == content::APPLICATION_DATA).collect();
         match prot.iter().position(|r| r.len >= fl) {
-            Some(k) => (Some(prot[k].ts_ns), None, prot[k + 1..].iter().copied().filter(|r| r.len > alert_max(suite)).collect()),
-            None => (None, prot.first().copied(), Vec::new()),
+            Some(k) => Finish { ts: Some(prot[k].ts_ns), small_before: None, app_after: prot[k + 1..].iter().copied().filter(|r| r.len > x.alert_max()).collect() },
+            None => Finish { ts: None, small_before: prot.first().copied(), app_after: Vec::new() },
         }
     } else {
-        let fin = client_after.iter().find(|r| r.content_type == content::HANDSHAKE && s.side[0].ccs);
-        let enc_alert = client_after.iter().copied().find(|r| r.content_type == content::ALERT && r.len > 2);
-        let app: Vec<&RecordInfo> = client_after.iter().copied().filter(|r| r.content_type == content::APPLICATION_DATA).collect();
+        let fin = x.client_after.iter().find(|r| r.content_type == content::HANDSHAKE && x.s.side[0].ccs);
+        let enc_alert = x.client_after.iter().copied().find(|r| r.content_type == content::ALERT && r.len > 2);
+        let app: Vec<&RecordInfo> = x.client_after.iter().copied().filter(|r| r.content_type == content::APPLICATION_DATA).collect();
         match fin {
-            Some(r) if s.side[0].finished => (Some(r.ts_ns), None, app),
-            _ => (None, enc_alert, app),
-        }
-    };
-    out.finished_seen = finished_ts.is_some();
-    let client_close = close_ts(Dir::Client);
-    let log_index = |r: &RecordInfo| recs.iter().position(|x| std::ptr::eq(x, r)).unwrap_or(recs.len());
-    // Where the verdict's evidence would be: the first client record after
-    // the server's flight, else the end of the log.
-    let decide_idx = client_after_idx.unwrap_or(recs.len());
-    let client_dead = s.parser.is_dead(Dir::Client) && s.anomalies.contains(&"record_header");
-
-    match finished_ts {
-        None => {
-            // 5. Client application data after the server's flight, however
-            // the records around it were cut by capture loss, means the
-            // client went on: it accepted.
-            // (TLS <= 1.2 has no application data before the Finished: a
-            // client record of that type means a protected Finished we did
-            // not recognise, as in TLS 1.3 draft variants, and a client
-            // that went on.)
-            if client_after.iter().any(|r| r.content_type == content::APPLICATION_DATA && r.len > alert_max(suite)) {
-                return out;
-            }
-            // 6. Capture loss before the deciding record: no claim.
-            if any_gap_before(small_before_finished.map_or(decide_idx, log_index)) {
-                out.set(Outcome::Incomplete, FailureKind::CaptureGap);
-                return out;
-            }
-            if let Some(r) = small_before_finished {
-                // 7. B: a protected record too short to be a Finished, instead of one.
-                out.reject(FailureKind::AlertEncryptedPreFinished, FailureClass::B, Confidence::High);
-                out.encrypted = true;
-                out.record_len = Some(r.len);
-                out.ms_after_server_flight = after_flight(r.ts_ns);
-            } else if client_dead {
-                out.set(Outcome::Incomplete, FailureKind::Unreadable);
-            } else if client_after.iter().all(|r| r.content_type == content::CHANGE_CIPHER_SPEC) {
-                match closed_by {
-                    Some(Dir::Client) if client_close.zip(flight_end).is_some_and(|(c, f)| c < f) => {
-                        out.set(Outcome::Abandoned, FailureKind::ClientClosedBeforeServerFlight);
-                        out.ms_after_server_flight = client_close.and_then(after_flight);
-                    }
-                    Some(Dir::Client) => {
-                        // 8. D: the client read the flight and left without a word.
-                        let soon = client_close.zip(flight_end).is_some_and(|(c, fl)| c.saturating_sub(fl) <= immediate_ns(f));
-                        out.reject(FailureKind::CloseNoAlert, FailureClass::D, if soon { Confidence::Medium } else { Confidence::Low });
-                        if soon {
-                            out.signals.push("close_within_3_rtt");
-                        }
-                        if f.dirs[Dir::Client.idx()].rst {
-                            out.signals.push("client_rst");
-                        }
-                        out.ms_after_server_flight = client_close.and_then(after_flight);
-                    }
-                    Some(Dir::Server) | None if !capture_ended(e.close) || closed_by.is_some() => {
-                        // 9. E: the client stalled until the server or the timeout gave up.
-                        out.reject(FailureKind::Stall, FailureClass::E, Confidence::Low);
-                    }
-                    _ => out.set(Outcome::Incomplete, FailureKind::CaptureEnded),
-                }
-            } else if !tls13 && matches!(closed_by, Some(Dir::Client)) {
-                // TLS 1.2 client sent its key exchange but no Finished, then left.
-                out.reject(FailureKind::CloseNoAlert, FailureClass::D, Confidence::Medium);
-            } else if !tls13 {
-                // Key exchange sent, no Finished, no alert, no close by the
-                // client: nothing on the wire says it rejected anything.
-                out.set(Outcome::Incomplete, FailureKind::HandshakeUnfinished);
-            }
-            out
-        }
-        Some(fin_ts) => {
-            // The server answered the client's Finished with an alert-sized
-            // record (not a session ticket or data) and left: it refused the
-            // client (e.g. no client certificate), whatever the client wrote.
-            // After the Finished, "alert-sized" is an alert's 2 bytes, the
-            // inner type byte, the AEAD tag and at most 16 bytes of padding
-            // (Java pads by 16): 35 with 16-byte tags. A 52-byte record is a
-            // request, not an alert.
-            let tag = if suite == Some(0x1305) { 8 } else { 16 };
-            let small = |r: &RecordInfo| {
-                r.content_type == content::ALERT || (tls13 && r.content_type == content::APPLICATION_DATA && r.len <= 2 + 1 + tag + 16)
-            };
-            // Records after the client's Finished, by position in the log
-            // (several records often share one packet and one timestamp).
-            let is_fin = |r: &RecordInfo| {
-                r.dir == Dir::Client
-                    && r.ts_ns == fin_ts
-                    && if tls13 { r.content_type == content::APPLICATION_DATA && !small(r) } else { r.content_type == content::HANDSHAKE }
-            };
-            let fin_idx = s.record_log.iter().position(is_fin);
-            let later = &s.record_log[fin_idx.map_or(s.record_log.len(), |i| i + 1)..];
-            let first_server_after = later.iter().find(|r| r.dir == Dir::Server);
-            let client_small = later.iter().find(|r| r.dir == Dir::Client && small(r));
-            if let Some(sr) = first_server_after.filter(|r| small(r)) {
-                // The server's ticket or answer may be what the capture lost.
-                if any_gap_before(log_index(sr)) {
-                    out.set(Outcome::Incomplete, FailureKind::CaptureGap);
-                    return out;
-                }
-                if client_small.is_none_or(|c| sr.ts_ns <= c.ts_ns) && closed_by.is_some() {
-                    out.set(Outcome::ServerRejected, FailureKind::ServerAlert);
-                    out.encrypted = true;
-                    out.record_len = Some(sr.len);
-                    return out;
-                }
-            }
-            // 10. Client application data: established.
-            if !app_after.is_empty() || (!tls13 && s.side[0].app_records > 0) {
-                return out;
-            }
-            // The client finished but wrote nothing. Was that a rejection
-            // after the handshake (class C: OkHttp's CertificatePinner, a
-            // hostname verifier) or a connection it simply did not use?
-            let abort_ts = match (client_small.map(|r| r.ts_ns), closed_by == Some(Dir::Client)) {
-                (Some(t), _) => Some(t),
-                (None, true) => client_close,
-                (None, false) => None,
-            };
-            let Some(abort) = abort_ts else {
-                if closed_by.is_none() && capture_ended(e.close) {
-                    // Finished, nothing written, and the capture ended before
-                    // either side left: too early to call.
-                    out.set(Outcome::Incomplete, FailureKind::CaptureEnded);
-                }
-                return out;
-            };
-            // 11. Capture loss after the Finished: the data that would show
-            // the client went on may be what was lost.
-            let abort_idx = client_small.map_or(recs.len(), log_index);
-            if any_gap_before(abort_idx) {
-                out.set(Outcome::Incomplete, FailureKind::CaptureGap);
-                return out;
-            }
-            // The handshake is over at the client's Finished (TLS 1.3), or
-            // at the later of the two Finished (TLS <= 1.2: a full
-            // handshake's server Finished follows the client's).
-            let done = if tls13 { fin_ts } else { s.last_server_handshake_ts.map_or(fin_ts, |t| t.max(fin_ts)) };
-            let after = abort.saturating_sub(done);
-            out.ms_after_handshake = Some(ms(done, abort));
-            // Signals, each independent of the others.
-            let prompt = after <= cfg.post_handshake_abort_ns;
-            let immediate = after <= immediate_ns(f);
-            let server_after = later.iter().find(|r| r.dir == Dir::Server && r.ts_ns > fin_ts);
-            let before_reply = server_after.is_none_or(|r| abort <= r.ts_ns);
-            let rst = f.dirs[Dir::Client.idx()].rst;
-            if immediate {
-                out.signals.push("abort_within_3_rtt");
-            }
-            if before_reply {
-                out.signals.push("closed_before_server_reply");
-            }
-            if rst {
-                out.signals.push("client_rst");
-            }
-            let strong = immediate as u8 + (before_reply || rst) as u8;
-            if prompt && strong > 0 {
-                out.reject(FailureKind::AbortPostHandshake, FailureClass::C, if strong == 2 { Confidence::High } else { Confidence::Medium });
-                out.encrypted = client_small.is_some();
-                out.record_len = client_small.map(|r| r.len);
-                out.ms_after_server_flight = after_flight(abort);
-                return out;
-            }
-            // 12. Finished, nothing sent, closed at leisure: unused.
-            out.kind = Some(FailureKind::ClosedUnused);
-            out.signals.clear();
-            out
+            Some(r) if x.s.side[0].finished => Finish { ts: Some(r.ts_ns), small_before: None, app_after: app },
+            _ => Finish { ts: None, small_before: enc_alert, app_after: app },
         }
     }
+}
+
+/// 5-12: the server's flight arrived; what did the client do with it?
+fn after_server_flight(x: &Facts<'_>, out: &mut TlsFailure) -> Decided {
+    let fin = finish(x);
+    out.finished_seen = fin.ts.is_some();
+    match fin.ts {
+        None => client_unfinished(x, &fin, out),
+        Some(fin_ts) => client_finished(x, &fin, fin_ts, out),
+    }
+    Decided::Yes
+}
+
+/// 5-9: the client did not finish its handshake.
+fn client_unfinished(x: &Facts<'_>, fin: &Finish<'_>, out: &mut TlsFailure) {
+    // 5. Client application data after the server's flight, however the
+    // records around it were cut by capture loss, means the client went on:
+    // it accepted. (TLS <= 1.2 has no application data before the Finished:
+    // a client record of that type means a protected Finished we did not
+    // recognise, as in TLS 1.3 draft variants, and a client that went on.)
+    if x.client_after.iter().any(|r| r.content_type == content::APPLICATION_DATA && r.len > x.alert_max()) {
+        return;
+    }
+    // 6. Capture loss before the deciding record (the first client record
+    // after the server's flight, else the end of the log): no claim.
+    let decide_idx = x.client_after_idx.unwrap_or(x.recs.len());
+    if x.any_gap_before(fin.small_before.map_or(decide_idx, |r| x.log_index(r))) {
+        out.set(Outcome::Incomplete, FailureKind::CaptureGap);
+        return;
+    }
+    let client_dead = x.s.parser.is_dead(Dir::Client) && x.s.anomalies.contains(&"record_header");
+    if let Some(r) = fin.small_before {
+        // 7. B: a protected record too short to be a Finished, instead of one.
+        out.reject(FailureKind::AlertEncryptedPreFinished, FailureClass::B, Confidence::High);
+        out.encrypted = true;
+        out.record_len = Some(r.len);
+        out.ms_after_server_flight = x.after_flight(r.ts_ns);
+    } else if client_dead {
+        out.set(Outcome::Incomplete, FailureKind::Unreadable);
+    } else if x.client_after.iter().all(|r| r.content_type == content::CHANGE_CIPHER_SPEC) {
+        left_without_a_word(x, out);
+    } else if !x.tls13 && matches!(x.closed_by, Some(Dir::Client)) {
+        // TLS 1.2 client sent its key exchange but no Finished, then left.
+        out.reject(FailureKind::CloseNoAlert, FailureClass::D, Confidence::Medium);
+    } else if !x.tls13 {
+        // Key exchange sent, no Finished, no alert, no close by the client:
+        // nothing on the wire says it rejected anything.
+        out.set(Outcome::Incomplete, FailureKind::HandshakeUnfinished);
+    }
+}
+
+/// 8-9: the client wrote nothing after the server's flight (at most a
+/// ChangeCipherSpec): it left (D), it stalled (E), or it left too early to
+/// have read the flight.
+fn left_without_a_word(x: &Facts<'_>, out: &mut TlsFailure) {
+    let client_close = x.close_ts(Dir::Client);
+    match x.closed_by {
+        Some(Dir::Client) if client_close.zip(x.flight_end).is_some_and(|(c, f)| c < f) => {
+            out.set(Outcome::Abandoned, FailureKind::ClientClosedBeforeServerFlight);
+            out.ms_after_server_flight = client_close.and_then(|t| x.after_flight(t));
+        }
+        Some(Dir::Client) => {
+            // 8. D: the client read the flight and left without a word.
+            let soon = client_close.zip(x.flight_end).is_some_and(|(c, fl)| c.saturating_sub(fl) <= immediate_ns(x.f));
+            out.reject(FailureKind::CloseNoAlert, FailureClass::D, if soon { Confidence::Medium } else { Confidence::Low });
+            if soon {
+                out.signals.push("close_within_3_rtt");
+            }
+            if x.f.dirs[Dir::Client.idx()].rst {
+                out.signals.push("client_rst");
+            }
+            out.ms_after_server_flight = client_close.and_then(|t| x.after_flight(t));
+        }
+        Some(Dir::Server) | None if !capture_ended(x.e.close) || x.closed_by.is_some() => {
+            // 9. E: the client stalled until the server or the timeout gave up.
+            out.reject(FailureKind::Stall, FailureClass::E, Confidence::Low);
+        }
+        _ => out.set(Outcome::Incomplete, FailureKind::CaptureEnded),
+    }
+}
+
+/// The records after the client's Finished, and the small (alert-sized)
+/// ones among them.
+struct AfterFinished<'a> {
+    later: &'a [RecordInfo],
+    client_small: Option<&'a RecordInfo>,
+    small: Box<dyn Fn(&RecordInfo) -> bool + 'a>,
+}
+
+fn after_finished<'a>(x: &Facts<'a>, fin_ts: i64) -> AfterFinished<'a> {
+    // After the Finished, "alert-sized" is an alert's 2 bytes, the inner
+    // type byte, the AEAD tag and at most 16 bytes of padding (Java pads by
+    // 16): 35 with 16-byte tags. A 52-byte record is a request, not an alert.
+    let tag = if x.suite == Some(0x1305) { 8 } else { 16 };
+    let tls13 = x.tls13;
+    let small = move |r: &RecordInfo| r.content_type == content::ALERT || (tls13 && r.content_type == content::APPLICATION_DATA && r.len <= 2 + 1 + tag + 16);
+    // Records after the client's Finished, by position in the log (several
+    // records often share one packet and one timestamp).
+    let is_fin = |r: &RecordInfo| {
+        r.dir == Dir::Client && r.ts_ns == fin_ts && if tls13 { r.content_type == content::APPLICATION_DATA && !small(r) } else { r.content_type == content::HANDSHAKE }
+    };
+    let fin_idx = x.recs.iter().position(is_fin);
+    let later = &x.recs[fin_idx.map_or(x.recs.len(), |i| i + 1)..];
+    let client_small = later.iter().find(|r| r.dir == Dir::Client && small(r));
+    AfterFinished { later, client_small, small: Box::new(small) }
+}
+
+/// 10-12: the client finished its handshake.
+fn client_finished(x: &Facts<'_>, fin: &Finish<'_>, fin_ts: i64, out: &mut TlsFailure) {
+    let af = after_finished(x, fin_ts);
+    // The server answered the client's Finished with an alert-sized record
+    // (not a session ticket or data) and left: it refused the client (e.g.
+    // no client certificate), whatever the client wrote.
+    if let Some(sr) = af.later.iter().find(|r| r.dir == Dir::Server).filter(|r| (af.small)(r)) {
+        // The server's ticket or answer may be what the capture lost.
+        if x.any_gap_before(x.log_index(sr)) {
+            out.set(Outcome::Incomplete, FailureKind::CaptureGap);
+            return;
+        }
+        if af.client_small.is_none_or(|c| sr.ts_ns <= c.ts_ns) && x.closed_by.is_some() {
+            out.set(Outcome::ServerRejected, FailureKind::ServerAlert);
+            out.encrypted = true;
+            out.record_len = Some(sr.len);
+            return;
+        }
+    }
+    // 10. Client application data: established.
+    if !fin.app_after.is_empty() || (!x.tls13 && x.s.side[0].app_records > 0) {
+        return;
+    }
+    // The client finished but wrote nothing. Was that a rejection after the
+    // handshake (class C: OkHttp's CertificatePinner, a hostname verifier)
+    // or a connection it simply did not use?
+    let abort_ts = match (af.client_small.map(|r| r.ts_ns), x.closed_by == Some(Dir::Client)) {
+        (Some(t), _) => Some(t),
+        (None, true) => x.close_ts(Dir::Client),
+        (None, false) => None,
+    };
+    let Some(abort) = abort_ts else {
+        if x.closed_by.is_none() && capture_ended(x.e.close) {
+            // Finished, nothing written, and the capture ended before either
+            // side left: too early to call.
+            out.set(Outcome::Incomplete, FailureKind::CaptureEnded);
+        }
+        return;
+    };
+    // 11. Capture loss after the Finished: the data that would show the
+    // client went on may be what was lost.
+    if x.any_gap_before(af.client_small.map_or(x.recs.len(), |r| x.log_index(r))) {
+        out.set(Outcome::Incomplete, FailureKind::CaptureGap);
+        return;
+    }
+    post_handshake_abort(x, &af, fin_ts, abort, out);
+}
+
+/// 11 (C) or 12: the client ended a finished, unused session at `abort`.
+/// Class C needs the abort soon after the handshake and a second signal;
+/// otherwise the session was simply not used.
+fn post_handshake_abort(x: &Facts<'_>, af: &AfterFinished<'_>, fin_ts: i64, abort: i64, out: &mut TlsFailure) {
+    // The handshake is over at the client's Finished (TLS 1.3), or at the
+    // later of the two Finished (TLS <= 1.2: a full handshake's server
+    // Finished follows the client's).
+    let done = if x.tls13 { fin_ts } else { x.s.last_server_handshake_ts.map_or(fin_ts, |t| t.max(fin_ts)) };
+    let after = abort.saturating_sub(done);
+    out.ms_after_handshake = Some(ms(done, abort));
+    // Signals, each independent of the others.
+    let prompt = after <= x.cfg.post_handshake_abort_ns;
+    let immediate = after <= immediate_ns(x.f);
+    let server_after = af.later.iter().find(|r| r.dir == Dir::Server && r.ts_ns > fin_ts);
+    let before_reply = server_after.is_none_or(|r| abort <= r.ts_ns);
+    let rst = x.f.dirs[Dir::Client.idx()].rst;
+    if immediate {
+        out.signals.push("abort_within_3_rtt");
+    }
+    if before_reply {
+        out.signals.push("closed_before_server_reply");
+    }
+    if rst {
+        out.signals.push("client_rst");
+    }
+    let strong = immediate as u8 + (before_reply || rst) as u8;
+    if prompt && strong > 0 {
+        out.reject(FailureKind::AbortPostHandshake, FailureClass::C, if strong == 2 { Confidence::High } else { Confidence::Medium });
+        out.encrypted = af.client_small.is_some();
+        out.record_len = af.client_small.map(|r| r.len);
+        out.ms_after_server_flight = x.after_flight(abort);
+        return;
+    }
+    // 12. Finished, nothing sent, closed at leisure: unused.
+    out.kind = Some(FailureKind::ClosedUnused);
+    out.signals.clear();
 }
 
 /// Decide the path of a session from what it shows itself and the
@@ -619,167 +760,248 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
 /// come out `pending`: the reporting desk judges them against the
 /// inspector's profile ([`crate::inspector::Profile::judge`]).
 pub fn path(e: &Ended, cfg: &Config, sni: Option<&str>, ja3s: Option<&str>) -> PathOut {
-    let f = &e.flow;
-    let s = &f.session;
-    let (cip, _) = f.client();
-    let (sip, sport) = f.server();
-    let tcp = f.key.proto == 6;
+    let x = PathFacts::of(e, cfg, sni, ja3s);
     let mut ev = Vec::new();
-    let wire = if tcp { wire_out(f) } else { None };
-    let chain_ca = s.server_chain.iter().enumerate().find_map(|(i, c)| {
-        cfg.inspection_cas.iter().find_map(|ca| {
-            if i == 0 && c.issuerdn == ca.subject {
-                Some(format!("leaf_issuer:inspection_ca:{}", ca.subject))
-            } else if !ca.spki_sha256.is_empty() && c.spki_sha256 == ca.spki_sha256 {
-                // mitmproxy signs its leaves with the CA's own key pair.
-                Some(format!("chain[{i}]_spki:inspection_ca:{}", ca.subject))
-            } else {
-                None
-            }
-        })
-    });
-    // The origin's own certificate reached the client: whatever it
-    // traversed did not terminate the TLS.
-    let origin_chain = chain_ca.is_none() && !s.server_chain.is_empty() && !cfg.inspection_cas.is_empty();
-    let proxy_fp = ja3s.filter(|h| cfg.proxy_ja3s.iter().any(|p| p == h)).map(|h| format!("ja3s:proxy:{h}"));
-    let connect = s.connect.as_deref().map(|(t, st)| ConnectOut { target: t.clone(), status: *st });
-    let to_proxy = cfg.explicit_proxies.iter().any(|p| p.ip() == sip && p.port() == sport);
-    let finish = |mut p: PathOut| {
-        p.wire = wire.clone();
-        p
+    let mut p = PATH_RULES.iter().find_map(|(_, rule)| rule(&x, &mut ev)).unwrap_or_else(|| direct(&x, std::mem::take(&mut ev)));
+    p.wire = if x.tcp { wire_out(&e.flow) } else { None };
+    p
+}
+
+/// A path rule: a decision, or `None` to ask the next rule. A rule may
+/// add evidence that later rules keep.
+type PathRule = fn(&PathFacts<'_>, &mut Vec<String>) -> Option<PathOut>;
+
+/// The path rules in the order they are tried, named as docs/output.md
+/// numbers them; rule 10 ([`direct`]) decides what none of them does.
+const PATH_RULES: [(&str, PathRule); 9] = [
+    ("1. explicit proxy", explicit_proxy),
+    ("2. the inspection CA signed the chain", inspection_ca),
+    ("3. a declared transparent proxy", transparent_proxy),
+    ("4. the proxy's ServerHello fingerprint", proxy_fingerprint),
+    ("5. a tunnel endpoint", tunnel_endpoint),
+    ("6. the bypass list", bypass_list),
+    ("7. internal destinations", internal),
+    ("8. clients we do not manage", unmanaged),
+    ("9. an inline inspector covers it", inline_covered),
+];
+
+/// What the path rules read.
+struct PathFacts<'a> {
+    cfg: &'a Config,
+    sni: Option<&'a str>,
+    cip: IpAddr,
+    sip: IpAddr,
+    sport: u16,
+    tcp: bool,
+    /// The evidence that the inspection CA signed the chain, if it did.
+    chain_ca: Option<String>,
+    /// The origin's own certificate reached the client: whatever it
+    /// traversed did not terminate the TLS.
+    origin_chain: bool,
+    /// The evidence that the ServerHello is the declared proxy's, if it is.
+    proxy_fp: Option<String>,
+    connect: Option<ConnectOut>,
+    to_proxy: bool,
+}
+
+impl<'a> PathFacts<'a> {
+    fn of(e: &'a Ended, cfg: &'a Config, sni: Option<&'a str>, ja3s: Option<&str>) -> Self {
+        let f = &e.flow;
+        let s = &f.session;
+        let (cip, _) = f.client();
+        let (sip, sport) = f.server();
+        let chain_ca = s.server_chain.iter().enumerate().find_map(|(i, c)| {
+            cfg.inspection_cas.iter().find_map(|ca| {
+                if i == 0 && c.issuerdn == ca.subject {
+                    Some(format!("leaf_issuer:inspection_ca:{}", ca.subject))
+                } else if !ca.spki_sha256.is_empty() && c.spki_sha256 == ca.spki_sha256 {
+                    // mitmproxy signs its leaves with the CA's own key pair.
+                    Some(format!("chain[{i}]_spki:inspection_ca:{}", ca.subject))
+                } else {
+                    None
+                }
+            })
+        });
+        let origin_chain = chain_ca.is_none() && !s.server_chain.is_empty() && !cfg.inspection_cas.is_empty();
+        PathFacts {
+            cfg,
+            sni,
+            cip,
+            sip,
+            sport,
+            tcp: f.key.proto == 6,
+            chain_ca,
+            origin_chain,
+            proxy_fp: ja3s.filter(|h| cfg.proxy_ja3s.iter().any(|p| p == h)).map(|h| format!("ja3s:proxy:{h}")),
+            connect: s.connect.as_deref().map(|(t, st)| ConnectOut { target: t.clone(), status: *st }),
+            to_proxy: cfg.explicit_proxies.iter().any(|p| p.ip() == sip && p.port() == sport),
+        }
+    }
+}
+
+fn intercepted(kind: PathKind, confidence: Confidence, ev: &mut Vec<String>) -> PathOut {
+    let mut p = PathOut::new(kind, confidence, std::mem::take(ev));
+    p.intercepted = Some(true);
+    p
+}
+
+/// 1. Explicit proxy: to its address, or inside an HTTP CONNECT. A CONNECT
+/// to a bypass-listed name that the proxy did not terminate is the
+/// sanctioned bypass (spliced), with the CONNECT target and the rule as
+/// evidence; proven spliced (origin chain) is high, by policy alone (TLS
+/// 1.3) medium. A terminated one stays `explicit_proxy`: the proxy did not
+/// apply its bypass list.
+fn explicit_proxy(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
+    if !x.to_proxy && x.connect.is_none() {
+        return None;
+    }
+    if x.to_proxy {
+        ev.push(format!("dest:explicit_proxy:{}:{}", x.sip, x.sport));
+    }
+    if let Some(c) = &x.connect {
+        ev.push(format!("http_connect:{}", c.target));
+    }
+    let target = x.connect.as_ref().map(|c| c.target.rsplit_once(':').map_or(c.target.as_str(), |(h, _)| h).trim_start_matches('[').trim_end_matches(']').to_string());
+    let rule = target.as_deref().and_then(|t| x.cfg.bypass_match(Some(t), x.sip)).or_else(|| x.cfg.bypass_match(x.sni, x.sip));
+    let (terminated, conf) = match (&x.chain_ca, &x.proxy_fp) {
+        (Some(c), _) => {
+            ev.push(c.clone());
+            (Some(true), Confidence::High)
+        }
+        (None, Some(fp)) => {
+            ev.push(fp.clone());
+            (Some(true), Confidence::Medium)
+        }
+        // A TLS <= 1.2 chain we can read that is not the inspection CA's:
+        // the proxy passed the origin's certificate through.
+        _ if x.origin_chain => {
+            ev.push("chain:origin_not_inspection_ca".into());
+            (Some(false), Confidence::High)
+        }
+        _ => (None, Confidence::Medium),
     };
-    // 1. Explicit proxy: to its address, or inside an HTTP CONNECT.
-    if to_proxy || connect.is_some() {
-        if to_proxy {
-            ev.push(format!("dest:explicit_proxy:{sip}:{sport}"));
-        }
-        if let Some(c) = &connect {
-            ev.push(format!("http_connect:{}", c.target));
-        }
-        let target = connect.as_ref().map(|c| c.target.rsplit_once(':').map_or(c.target.as_str(), |(h, _)| h).trim_start_matches('[').trim_end_matches(']').to_string());
-        let rule = target.as_deref().and_then(|t| cfg.bypass_match(Some(t), sip)).or_else(|| cfg.bypass_match(sni, sip));
-        let (intercepted, conf) = match (&chain_ca, &proxy_fp) {
-            (Some(x), _) => {
-                ev.push(x.clone());
-                (Some(true), Confidence::High)
-            }
-            (None, Some(x)) => {
-                ev.push(x.clone());
-                (Some(true), Confidence::Medium)
-            }
-            // A TLS <= 1.2 chain we can read that is not the inspection CA's:
-            // the proxy passed the origin's certificate through.
-            _ if origin_chain => {
-                ev.push("chain:origin_not_inspection_ca".into());
-                (Some(false), Confidence::High)
-            }
-            _ => (None, Confidence::Medium),
-        };
-        // A CONNECT to a bypass-listed name that the proxy did not
-        // terminate is the sanctioned bypass (spliced), with the CONNECT
-        // target and the rule as evidence; proven spliced (origin chain) is
-        // high, by policy alone (TLS 1.3) medium. A terminated one stays
-        // `explicit_proxy`: the proxy did not apply its bypass list.
-        if let Some(rule) = rule {
-            ev.push(format!("bypass:{rule}"));
-            if intercepted != Some(true) {
-                let mut p = PathOut::new(PathKind::SanctionedBypass, conf, ev);
-                p.intercepted = Some(false);
-                p.connect = connect;
-                p.bypass_rule = Some(rule);
-                p.policy = Some(Policy::Bypass);
-                return finish(p);
-            }
-        }
-        let mut p = PathOut::new(PathKind::ExplicitProxy, if intercepted.is_some() { conf } else { Confidence::High }, ev);
-        p.intercepted = intercepted;
-        p.connect = connect;
-        return finish(p);
-    }
-    // 2. The inspection CA signed the chain: intercepted, whatever the address.
-    if let Some(x) = chain_ca {
-        ev.push(x);
-        let mut p = PathOut::new(PathKind::Intercepted, Confidence::High, ev);
-        p.intercepted = Some(true);
-        return finish(p);
-    }
-    // 3. A declared transparent proxy address.
-    if cfg.transparent_proxies.contains(&sip) {
-        ev.push(format!("dest:transparent_proxy:{sip}"));
-        let mut p = PathOut::new(PathKind::Intercepted, Confidence::High, ev);
-        p.intercepted = Some(true);
-        return finish(p);
-    }
-    // 4. The proxy's declared ServerHello fingerprint (weak alone: an
-    // OpenSSL inspector and an OpenSSL origin share TLS 1.3 JA3S).
-    if let Some(x) = proxy_fp {
-        ev.push(x);
-        let mut p = PathOut::new(PathKind::Intercepted, Confidence::Medium, ev);
-        p.intercepted = Some(true);
-        return finish(p);
-    }
-    // 5. A known tunnel endpoint (VPN concentrator).
-    if cfg.is_tunnel_endpoint(sip, sport) {
-        ev.push(format!("dest:tunnel_endpoint:{sip}:{sport}"));
-        return finish(PathOut::new(PathKind::Tunnel, Confidence::High, ev));
-    }
-    // 6. The bypass list: the inspector should pass it through.
-    if let Some(rule) = cfg.bypass_match(sni, sip) {
+    if let Some(rule) = rule {
         ev.push(format!("bypass:{rule}"));
-        let conf = if origin_chain {
-            ev.push("chain:origin_not_inspection_ca".into());
-            Confidence::High
-        } else {
-            Confidence::Medium
-        };
-        let mut p = PathOut::new(PathKind::SanctionedBypass, conf, ev);
-        p.intercepted = Some(false);
-        p.bypass_rule = Some(rule);
-        p.policy = Some(Policy::Bypass);
-        return finish(p);
-    }
-    // 7. Internal destinations.
-    if cfg.is_internal(sip) {
-        ev.push(format!("dest_internal:{sip}"));
-        return finish(PathOut::new(PathKind::Internal, Confidence::High, ev));
-    }
-    // 8. Clients we do not manage.
-    if !cfg.is_managed(cip) {
-        ev.push(format!("client_not_managed:{cip}"));
-        return finish(PathOut::new(PathKind::Unknown, Confidence::Low, ev));
-    }
-    ev.push(format!("client_managed:{cip}"));
-    ev.push(format!("dest_external:{sip}"));
-    // 9. An inline inspector covers this session: judge it on the wire.
-    if tcp && cfg.inline_covers(sip, sport) {
-        if origin_chain {
-            // The origin's certificate reached the client: the inspector
-            // did not terminate it (TLS <= 1.2).
-            ev.push("chain:origin_not_inspection_ca".into());
-            let mut p = PathOut::new(PathKind::Direct, Confidence::High, ev);
+        if terminated != Some(true) {
+            let mut p = PathOut::new(PathKind::SanctionedBypass, conf, std::mem::take(ev));
             p.intercepted = Some(false);
-            p.policy = Some(Policy::Inspect);
-            return finish(p);
+            p.connect = x.connect.clone();
+            p.bypass_rule = Some(rule);
+            p.policy = Some(Policy::Bypass);
+            return Some(p);
         }
-        ev.push(format!("policy:inline_inspection_covers:tcp/{sport}"));
-        let mut p = PathOut::new(PathKind::Unknown, Confidence::Low, ev);
-        p.policy = Some(Policy::Inspect);
-        p.pending = true;
-        return finish(p);
     }
-    // 10. Everything else from a managed client to the internet went
-    // straight out: with an explicit proxy deployment the address says it
-    // did not use the proxy; without inspection there is nothing to go
-    // around; an inline deployment does not cover this port or address.
-    match cfg.deployment {
+    let mut p = PathOut::new(PathKind::ExplicitProxy, if terminated.is_some() { conf } else { Confidence::High }, std::mem::take(ev));
+    p.intercepted = terminated;
+    p.connect = x.connect.clone();
+    Some(p)
+}
+
+/// 2. The inspection CA signed the chain: intercepted, whatever the address.
+fn inspection_ca(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
+    ev.push(x.chain_ca.clone()?);
+    Some(intercepted(PathKind::Intercepted, Confidence::High, ev))
+}
+
+/// 3. A declared transparent proxy address.
+fn transparent_proxy(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
+    if !x.cfg.transparent_proxies.contains(&x.sip) {
+        return None;
+    }
+    ev.push(format!("dest:transparent_proxy:{}", x.sip));
+    Some(intercepted(PathKind::Intercepted, Confidence::High, ev))
+}
+
+/// 4. The proxy's declared ServerHello fingerprint (weak alone: an OpenSSL
+/// inspector and an OpenSSL origin share TLS 1.3 JA3S).
+fn proxy_fingerprint(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
+    ev.push(x.proxy_fp.clone()?);
+    Some(intercepted(PathKind::Intercepted, Confidence::Medium, ev))
+}
+
+/// 5. A known tunnel endpoint (VPN concentrator).
+fn tunnel_endpoint(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
+    if !x.cfg.is_tunnel_endpoint(x.sip, x.sport) {
+        return None;
+    }
+    ev.push(format!("dest:tunnel_endpoint:{}:{}", x.sip, x.sport));
+    Some(PathOut::new(PathKind::Tunnel, Confidence::High, std::mem::take(ev)))
+}
+
+/// 6. The bypass list: the inspector should pass it through.
+fn bypass_list(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
+    let rule = x.cfg.bypass_match(x.sni, x.sip)?;
+    ev.push(format!("bypass:{rule}"));
+    let conf = if x.origin_chain {
+        ev.push("chain:origin_not_inspection_ca".into());
+        Confidence::High
+    } else {
+        Confidence::Medium
+    };
+    let mut p = PathOut::new(PathKind::SanctionedBypass, conf, std::mem::take(ev));
+    p.intercepted = Some(false);
+    p.bypass_rule = Some(rule);
+    p.policy = Some(Policy::Bypass);
+    Some(p)
+}
+
+/// 7. Internal destinations.
+fn internal(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
+    if !x.cfg.is_internal(x.sip) {
+        return None;
+    }
+    ev.push(format!("dest_internal:{}", x.sip));
+    Some(PathOut::new(PathKind::Internal, Confidence::High, std::mem::take(ev)))
+}
+
+/// 8. Clients we do not manage. A managed client's session goes on to 9
+/// and 10 with the client and destination as evidence.
+fn unmanaged(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
+    if !x.cfg.is_managed(x.cip) {
+        ev.push(format!("client_not_managed:{}", x.cip));
+        return Some(PathOut::new(PathKind::Unknown, Confidence::Low, std::mem::take(ev)));
+    }
+    ev.push(format!("client_managed:{}", x.cip));
+    ev.push(format!("dest_external:{}", x.sip));
+    None
+}
+
+/// 9. An inline inspector covers this session: judge it on the wire. The
+/// origin's certificate reaching the client shows the inspector did not
+/// terminate it (TLS <= 1.2); otherwise the reporting desk judges it
+/// against the inspector's profile (`pending`).
+fn inline_covered(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
+    if !x.tcp || !x.cfg.inline_covers(x.sip, x.sport) {
+        return None;
+    }
+    if x.origin_chain {
+        ev.push("chain:origin_not_inspection_ca".into());
+        let mut p = PathOut::new(PathKind::Direct, Confidence::High, std::mem::take(ev));
+        p.intercepted = Some(false);
+        p.policy = Some(Policy::Inspect);
+        return Some(p);
+    }
+    ev.push(format!("policy:inline_inspection_covers:tcp/{}", x.sport));
+    let mut p = PathOut::new(PathKind::Unknown, Confidence::Low, std::mem::take(ev));
+    p.policy = Some(Policy::Inspect);
+    p.pending = true;
+    Some(p)
+}
+
+/// 10. Everything else from a managed client to the internet went straight
+/// out: with an explicit proxy deployment the address says it did not use
+/// the proxy; without inspection there is nothing to go around; an inline
+/// deployment does not cover this port or address.
+fn direct(x: &PathFacts<'_>, mut ev: Vec<String>) -> PathOut {
+    match x.cfg.deployment {
         crate::config::Deployment::None => ev.push("deployment:none".into()),
         crate::config::Deployment::Explicit => ev.push("deployment:explicit:not_to_proxy".into()),
-        _ if tcp => ev.push(format!("policy:not_covered:tcp/{sport}")),
+        _ if x.tcp => ev.push(format!("policy:not_covered:tcp/{}", x.sport)),
         _ => ev.push("policy:not_covered:udp".into()),
     }
     let mut p = PathOut::new(PathKind::Direct, Confidence::High, ev);
     p.intercepted = Some(false);
-    finish(p)
+    p
 }
 
 /// The server side's wire signals of a TCP flow, if it saw any server packet.
