@@ -90,6 +90,12 @@ impl PathOut {
         PathOut { kind, confidence, evidence, intercepted: None, connect: None, bypass_rule: None, policy: None, wire: None, pending: false }
     }
 
+    /// A path with no evidence, for other modules' unit tests.
+    #[cfg(test)]
+    pub(crate) fn test(kind: PathKind, confidence: Confidence) -> Self {
+        Self::new(kind, confidence, Vec::new())
+    }
+
     /// The session should have been, or provably was, inspected: a client
     /// rejection on it is an inspection failure.
     pub fn under_inspection(&self) -> bool {
@@ -478,7 +484,7 @@ fn server_flight<'a>(s: &crate::session::TlsSession, recs: &'a [RecordInfo]) -> 
     (end, first_client.map(|k| recs[k..].iter().filter(|r| r.dir == Dir::Client).collect()).unwrap_or_default(), first_client)
 }
 
-/// 1. One-sided and mid-stream captures are reported as such, never as failures.
+/// Rule 1: One-sided and mid-stream captures are reported as such, never as failures.
 fn one_sided_or_midstream(x: &Facts<'_>, out: &mut TlsFailure) -> Decided {
     if x.f.dirs[Dir::Client.idx()].pkts == 0 || x.f.dirs[Dir::Server.idx()].pkts == 0 {
         out.set(Outcome::Incomplete, FailureKind::OneSided);
@@ -491,7 +497,7 @@ fn one_sided_or_midstream(x: &Facts<'_>, out: &mut TlsFailure) -> Decided {
     Decided::No
 }
 
-/// 2. A: a readable client alert (any fatal one; close_notify is not a
+/// Rule 2: A: a readable client alert (any fatal one; close_notify is not a
 /// rejection), unless the server's came first. The alert record itself was
 /// seen, so capture loss elsewhere does not weaken it.
 fn readable_client_alert(x: &Facts<'_>, out: &mut TlsFailure) -> Decided {
@@ -507,7 +513,7 @@ fn readable_client_alert(x: &Facts<'_>, out: &mut TlsFailure) -> Decided {
     Decided::Yes
 }
 
-/// 3. A server's readable fatal alert: the server refused. No class:
+/// Rule 3: A server's readable fatal alert: the server refused. No class:
 /// classes describe how a client rejected.
 fn readable_server_alert(x: &Facts<'_>, out: &mut TlsFailure) -> Decided {
     let Some(a) = x.server_alert else { return Decided::No };
@@ -518,7 +524,7 @@ fn readable_server_alert(x: &Facts<'_>, out: &mut TlsFailure) -> Decided {
     Decided::Yes
 }
 
-/// 4. The server never answered the ClientHello (or its answer was lost).
+/// Rule 4: The server never answered the ClientHello (or its answer was lost).
 fn no_server_hello(x: &Facts<'_>, out: &mut TlsFailure) -> Decided {
     if x.s.server_hello.is_some() {
         return Decided::No;
@@ -845,7 +851,7 @@ fn intercepted(kind: PathKind, confidence: Confidence, ev: &mut Vec<String>) -> 
     p
 }
 
-/// 1. Explicit proxy: to its address, or inside an HTTP CONNECT. A CONNECT
+/// Rule 1: Explicit proxy: to its address, or inside an HTTP CONNECT. A CONNECT
 /// to a bypass-listed name that the proxy did not terminate is the
 /// sanctioned bypass (spliced), with the CONNECT target and the rule as
 /// evidence; proven spliced (origin chain) is high, by policy alone (TLS
@@ -897,13 +903,13 @@ fn explicit_proxy(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
     Some(p)
 }
 
-/// 2. The inspection CA signed the chain: intercepted, whatever the address.
+/// Rule 2: The inspection CA signed the chain: intercepted, whatever the address.
 fn inspection_ca(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
     ev.push(x.chain_ca.clone()?);
     Some(intercepted(PathKind::Intercepted, Confidence::High, ev))
 }
 
-/// 3. A declared transparent proxy address.
+/// Rule 3: A declared transparent proxy address.
 fn transparent_proxy(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
     if !x.cfg.transparent_proxies.contains(&x.sip) {
         return None;
@@ -912,14 +918,14 @@ fn transparent_proxy(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut>
     Some(intercepted(PathKind::Intercepted, Confidence::High, ev))
 }
 
-/// 4. The proxy's declared ServerHello fingerprint (weak alone: an OpenSSL
+/// Rule 4: The proxy's declared ServerHello fingerprint (weak alone: an OpenSSL
 /// inspector and an OpenSSL origin share TLS 1.3 JA3S).
 fn proxy_fingerprint(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
     ev.push(x.proxy_fp.clone()?);
     Some(intercepted(PathKind::Intercepted, Confidence::Medium, ev))
 }
 
-/// 5. A known tunnel endpoint (VPN concentrator).
+/// Rule 5: A known tunnel endpoint (VPN concentrator).
 fn tunnel_endpoint(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
     if !x.cfg.is_tunnel_endpoint(x.sip, x.sport) {
         return None;
@@ -928,7 +934,7 @@ fn tunnel_endpoint(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
     Some(PathOut::new(PathKind::Tunnel, Confidence::High, std::mem::take(ev)))
 }
 
-/// 6. The bypass list: the inspector should pass it through.
+/// Rule 6: The bypass list: the inspector should pass it through.
 fn bypass_list(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
     let rule = x.cfg.bypass_match(x.sni, x.sip)?;
     ev.push(format!("bypass:{rule}"));
@@ -945,7 +951,7 @@ fn bypass_list(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
     Some(p)
 }
 
-/// 7. Internal destinations.
+/// Rule 7: Internal destinations.
 fn internal(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
     if !x.cfg.is_internal(x.sip) {
         return None;
@@ -954,7 +960,7 @@ fn internal(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
     Some(PathOut::new(PathKind::Internal, Confidence::High, std::mem::take(ev)))
 }
 
-/// 8. Clients we do not manage. A managed client's session goes on to 9
+/// Rule 8: Clients we do not manage. A managed client's session goes on to 9
 /// and 10 with the client and destination as evidence.
 fn unmanaged(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
     if !x.cfg.is_managed(x.cip) {
@@ -966,7 +972,7 @@ fn unmanaged(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
     None
 }
 
-/// 9. An inline inspector covers this session: judge it on the wire. The
+/// Rule 9: An inline inspector covers this session: judge it on the wire. The
 /// origin's certificate reaching the client shows the inspector did not
 /// terminate it (TLS <= 1.2); otherwise the reporting desk judges it
 /// against the inspector's profile (`pending`).
@@ -988,7 +994,7 @@ fn inline_covered(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
     Some(p)
 }
 
-/// 10. Everything else from a managed client to the internet went straight
+/// Rule 10: Everything else from a managed client to the internet went straight
 /// out: with an explicit proxy deployment the address says it did not use
 /// the proxy; without inspection there is nothing to go around; an inline
 /// deployment does not cover this port or address.

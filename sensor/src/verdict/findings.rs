@@ -411,4 +411,125 @@ mod tests {
             assert_eq!((a.severity, a.metadata.confidence), (3, ["low"]), "{sid}");
         }
     }
+
+    use crate::classify::{FailureClass, PathKind, PathOut, TlsFailure};
+    use crate::flow::CloseKind;
+
+    const SEC: i64 = 1_000_000_000;
+
+    fn config(toml: &str) -> Config {
+        Config::parse("test.toml", toml, std::path::Path::new(".")).expect("config")
+    }
+
+    /// An explicit-proxy deployment: direct sessions went around it.
+    fn explicit() -> Config {
+        config("[inspection]\ndeployment = \"explicit\"\nexplicit_proxies = [\"10.0.0.3:3128\"]\n[thresholds]\nfallback_min_rejections = 2\n")
+    }
+
+    fn rejected(conf: Confidence) -> TlsFailure {
+        let mut f = TlsFailure::new(CloseKind::Fin);
+        f.outcome = Outcome::ClientRejected;
+        f.class = Some(FailureClass::A);
+        f.confidence = Some(conf);
+        f
+    }
+
+    fn facts<'a>(flow_id: u64, t: i64, path: &'a PathOut, failure: &'a TlsFailure, app: Option<&'a str>) -> SessionFacts<'a> {
+        SessionFacts {
+            flow_id,
+            start_ns: t,
+            client: "10.1.0.7".parse().expect("ip"),
+            server: "203.0.113.5".parse().expect("ip"),
+            server_port: 443,
+            sni: Some("api.example.com"),
+            ech: false,
+            quic: false,
+            path,
+            failure,
+            app,
+        }
+    }
+
+    fn sids(f: &[Finding]) -> Vec<u32> {
+        f.iter().map(|x| x.sid).collect()
+    }
+
+    #[test]
+    fn rejections_then_a_direct_session_within_the_window_are_a_fallback() {
+        let mut c = Correlator::new(explicit());
+        let proxied = PathOut::test(PathKind::ExplicitProxy, Confidence::High);
+        let direct = PathOut::test(PathKind::Direct, Confidence::High);
+        let (rej, ok) = (rejected(Confidence::High), TlsFailure::new(CloseKind::Fin));
+        assert_eq!(sids(&c.observe(&facts(1, 10 * SEC, &proxied, &rej, None))), [SID_INSPECTION_FAILURE]);
+        assert_eq!(sids(&c.observe(&facts(2, 11 * SEC, &proxied, &rej, None))), [SID_INSPECTION_FAILURE]);
+        let f = c.observe(&facts(3, 12 * SEC, &direct, &ok, None));
+        assert_eq!(sids(&f), [SID_DIRECT, SID_FALLBACK]);
+        let fallback = &f[1];
+        assert_eq!(fallback.evidence.flow_ids, [1, 2, 3]);
+        assert!(fallback.evidence.reasons.contains(&"rejections_under_inspection:2".to_string()), "{:?}", fallback.evidence.reasons);
+        // High rejections corroborated by the pattern, capped by the path around: high.
+        assert_eq!(fallback.confidence, Confidence::High);
+        // Raised once: another direct session to the name does not repeat it
+        // for the sessions already alerted, but is itself a new fallback.
+        let again = c.observe(&facts(4, 13 * SEC, &direct, &ok, None));
+        assert_eq!(sids(&again).iter().filter(|&&s| s == SID_FALLBACK).count(), 1);
+    }
+
+    #[test]
+    fn one_rejection_short_of_the_minimum_or_outside_the_window_is_no_fallback() {
+        let mut c = Correlator::new(explicit());
+        let proxied = PathOut::test(PathKind::ExplicitProxy, Confidence::High);
+        let direct = PathOut::test(PathKind::Direct, Confidence::High);
+        let (rej, ok) = (rejected(Confidence::High), TlsFailure::new(CloseKind::Fin));
+        c.observe(&facts(1, 10 * SEC, &proxied, &rej, None));
+        assert_eq!(sids(&c.observe(&facts(2, 11 * SEC, &direct, &ok, None))), [SID_DIRECT], "one rejection, minimum two");
+        c.observe(&facts(3, 20 * SEC, &proxied, &rej, None));
+        // The window is 300 s by default: 10 s and 20 s are long gone at 400 s.
+        assert_eq!(sids(&c.observe(&facts(4, 400 * SEC, &direct, &ok, None))), [SID_DIRECT]);
+    }
+
+    #[test]
+    fn rejections_of_one_app_never_make_another_apps_fallback() {
+        let mut c = Correlator::new(explicit());
+        let proxied = PathOut::test(PathKind::ExplicitProxy, Confidence::High);
+        let direct = PathOut::test(PathKind::Direct, Confidence::High);
+        let (rej, ok) = (rejected(Confidence::High), TlsFailure::new(CloseKind::Fin));
+        c.observe(&facts(1, 10 * SEC, &proxied, &rej, Some("com.example.pinned")));
+        c.observe(&facts(2, 11 * SEC, &proxied, &rej, Some("com.example.pinned")));
+        assert_eq!(sids(&c.observe(&facts(3, 12 * SEC, &direct, &ok, Some("com.example.other")))), [SID_DIRECT]);
+        let f = c.observe(&facts(4, 13 * SEC, &direct, &ok, Some("com.example.pinned")));
+        assert_eq!(sids(&f), [SID_DIRECT, SID_FALLBACK]);
+        assert!(f[1].evidence.reasons.contains(&"app:com.example.pinned".to_string()));
+    }
+
+    #[test]
+    fn a_low_confidence_rejection_alone_raises_nothing_but_still_counts() {
+        let mut c = Correlator::new(explicit());
+        let proxied = PathOut::test(PathKind::ExplicitProxy, Confidence::High);
+        let direct = PathOut::test(PathKind::Direct, Confidence::High);
+        let (low, ok) = (rejected(Confidence::Low), TlsFailure::new(CloseKind::Fin));
+        assert!(c.observe(&facts(1, 10 * SEC, &proxied, &low, None)).is_empty());
+        assert!(c.observe(&facts(2, 11 * SEC, &proxied, &low, None)).is_empty());
+        let f = c.observe(&facts(3, 12 * SEC, &direct, &ok, None));
+        assert_eq!(sids(&f), [SID_DIRECT, SID_FALLBACK]);
+        // Low rejections, corroborated by the pattern: medium.
+        assert_eq!(f[1].confidence, Confidence::Medium);
+    }
+
+    #[test]
+    fn without_any_inspection_a_direct_session_is_no_finding() {
+        let mut c = Correlator::new(config(""));
+        let direct = PathOut::test(PathKind::Direct, Confidence::High);
+        assert!(c.observe(&facts(1, SEC, &direct, &TlsFailure::new(CloseKind::Fin), None)).is_empty());
+    }
+
+    #[test]
+    fn non_tls_on_443_is_opaque_except_to_a_tunnel_endpoint() {
+        let mut c = Correlator::new(config("[networks]\ntunnel_endpoints = [\"198.51.100.1:443\"]\n"));
+        let client = "10.1.0.7".parse().expect("ip");
+        let f = c.observe_not_tls(9, client, "203.0.113.5".parse().expect("ip"), 443).expect("opaque");
+        assert_eq!((f.sid, f.evidence.reasons[0].as_str()), (SID_OPAQUE, "non_tls_on_443:203.0.113.5"));
+        assert!(c.observe_not_tls(9, client, "198.51.100.1".parse().expect("ip"), 443).is_none());
+        assert!(c.observe_not_tls(9, client, "203.0.113.5".parse().expect("ip"), 8443).is_none());
+    }
 }
