@@ -248,283 +248,253 @@ pub fn attribute(events: &[Event], q: &SessionQuery<'_>, cfg: &AttributionConfig
 }
 
 /// [`attribute`], with event times corrected by the estimated clock offset
-/// of each event's source.
-pub fn attribute_with(
-    events: &[Event],
-    q: &SessionQuery<'_>,
-    cfg: &AttributionConfig,
-    clock: Option<&ClockOffsets>,
-) -> Attribution {
-    let t = q.session_start_ns;
-    let sni = q.sni.map(norm_host);
-    let mine = || {
-        events
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.device_id.as_deref() == Some(q.device_id))
-    };
-    let offset = |e: &Event| clock.and_then(|c| c.offset_ns(e));
-    // Event time on the sensor's clock, as far as it is known.
-    let corrected = |e: &Event| e.event_time_ns.saturating_sub(offset(e).unwrap_or(0));
-
-    // Best evidence per package.
+/// of each event's source. Evidence is gathered per package (feed events,
+/// then inventory endpoints), the best of each package is ranked, and the
+/// app and device state at the session time are added.
+pub fn attribute_with(events: &[Event], q: &SessionQuery<'_>, cfg: &AttributionConfig, clock: Option<&ClockOffsets>) -> Attribution {
+    let cx = Ctx { events, q, cfg, clock, t: q.session_start_ns, sni: q.sni.map(norm_host) };
     let mut per_pkg: BTreeMap<&str, Scored> = BTreeMap::new();
-    fn consider<'e>(per_pkg: &mut BTreeMap<&'e str, Scored>, pkg: &'e str, s: Scored) {
-        let e = per_pkg.entry(pkg).or_insert(s);
-        if s < *e {
-            *e = s;
+    for (i, e) in cx.mine() {
+        if let Some((pkg, s)) = cx.event_evidence(i, e) {
+            consider(&mut per_pkg, pkg, s);
         }
     }
-    for (i, e) in mine() {
-        if !matches!(
-            e.body,
-            EventBody::NetConnect(_) | EventBody::AppTlsTrust(_) | EventBody::DnsLookup(_)
-        ) {
-            continue;
-        }
-        let ct = corrected(e);
-        let skew = ct.saturating_sub(t);
-        let dist = ct.abs_diff(t);
-        let within = |w: i64| dist <= w.unsigned_abs();
-        let exact_window = if offset(e).is_some() {
-            cfg.exact_window_ns
-        } else {
-            cfg.skew_ns
-        };
-        let ev = |strength, method| Scored {
-            strength,
-            distance: dist,
-            index: i,
-            method,
-            skew_ns: Some(skew),
-        };
-        let Some(pkg) = e.package() else { continue };
-        match &e.body {
-            EventBody::NetConnect(_)
-                if is_exact(e, q.dst_ip, q.dst_port) && within(exact_window) =>
-            {
-                consider(&mut per_pkg, pkg, ev(Strength::Exact, Method::NetConnect));
-            }
-            EventBody::AppTlsTrust(_)
-                if is_exact(e, q.dst_ip, q.dst_port) && within(exact_window) =>
-            {
-                consider(
-                    &mut per_pkg,
-                    pkg,
-                    ev(Strength::Exact, Method::RuntimeTrustEvent),
-                );
-            }
-            EventBody::AppTlsTrust(x) if within(cfg.skew_ns) => {
-                let ip_only = x.dst_ip == Some(q.dst_ip) && x.dst_port.is_none();
-                let host_match =
-                    matches!((&x.host, &sni), (Some(h), Some(s)) if norm_host(h) == *s);
-                // A trust event for another port of the same IP is about
-                // another connection, whatever its host.
-                let other_port =
-                    x.dst_ip == Some(q.dst_ip) && x.dst_port.is_some_and(|p| p != q.dst_port);
-                if (ip_only || host_match) && !other_port {
-                    consider(
-                        &mut per_pkg,
-                        pkg,
-                        ev(Strength::Host, Method::RuntimeTrustEvent),
-                    );
-                }
-            }
-            EventBody::DnsLookup(x) => {
-                let in_window = ct <= t.saturating_add(cfg.skew_ns)
-                    && ct >= t.saturating_sub(cfg.dns_window_ns);
-                let name = sni.as_deref().is_some_and(|s| norm_host(&x.hostname) == s);
-                if in_window && (name || x.resolved_ips.contains(&q.dst_ip)) {
-                    consider(&mut per_pkg, pkg, ev(Strength::Dns, Method::DnsLookup));
-                }
-            }
-            _ => {}
-        }
-    }
-
-    // Latest inventory snapshot per package (at or before the session if any).
-    let mut inventory: BTreeMap<&str, (usize, &Event, &InventoryApp)> = BTreeMap::new();
-    let mut known: BTreeSet<String> = BTreeSet::new();
-    for (i, e) in mine() {
-        if let Some(p) = e.package() {
-            known.insert(p.to_owned());
-        }
-        if let EventBody::AppInventory(inv) = &e.body {
-            let replace = match inventory.get(inv.app.package.as_str()) {
-                None => true,
-                Some((_, old, _)) => {
-                    // Prefer snapshots at or before the session (latest
-                    // first), else the earliest one after it.
-                    let rank = |x: &Event| {
-                        let before = x.event_time_ns <= t;
-                        (
-                            before,
-                            if before {
-                                x.event_time_ns
-                            } else {
-                                x.event_time_ns.saturating_neg()
-                            },
-                        )
-                    };
-                    rank(e) > rank(old)
-                }
-            };
-            if replace {
-                inventory.insert(&inv.app.package, (i, e, &inv.app));
-            }
-        }
-    }
-    if let Some(s) = &sni {
-        for (p, (i, _, app)) in &inventory {
-            let score = endpoint_score(app, s);
-            if score > 0 {
-                consider(
-                    &mut per_pkg,
-                    p,
-                    Scored {
-                        strength: Strength::Endpoint,
-                        distance: u64::from(2 - score),
-                        index: *i,
-                        method: Method::ExpectedEndpoint,
-                        skew_ns: None,
-                    },
-                );
-            }
-        }
-    }
-
+    let known = cx.inventory_evidence(&mut per_pkg);
     let mut ranked: Vec<(Scored, &str)> = per_pkg.iter().map(|(p, s)| (*s, *p)).collect();
     ranked.sort();
-    let ms = |ns: i64| ns / 1_000_000;
-    let runner = |x: Option<&(Scored, &str)>| {
-        x.map(|(s, p)| RunnerUp {
-            package: (*p).to_owned(),
-            method: s.method,
-            strength: s.strength,
-            skew_ms: s.skew_ns.map(ms),
-            event_index: s.skew_ns.map(|_| s.index),
-        })
-    };
-    let mut out = match ranked.first().copied() {
-        // Expected endpoints that fit equally well: no app chosen.
-        Some((best, _))
-            if best.strength == Strength::Endpoint
-                && ranked.get(1).is_some_and(|(s, _)| {
-                    s.strength == Strength::Endpoint && s.distance == best.distance
-                }) =>
-        {
-            Attribution {
-                package: None,
-                method: Method::ExpectedEndpoint,
-                strength: Strength::Endpoint,
-                reason: Reason::Ambiguous,
-                skew_ms: None,
-                clock_offset_ms: None,
-                event_index: None,
-                candidates: ranked
-                    .iter()
-                    .take_while(|(s, _)| s.strength == best.strength && s.distance == best.distance)
-                    .map(|(_, p)| (*p).to_owned())
-                    .collect(),
-                runner_up: None,
-                app_state: None,
-                device: DeviceContext::default(),
-            }
-        }
-        Some((best, pkg)) => {
-            let second = ranked.get(1);
-            let reason = match second {
-                None => Reason::SoleEvidence,
-                Some((s, _)) if s.strength != best.strength => Reason::StrongerEvidence,
-                Some((s, _)) if s.distance != best.distance => {
-                    if best.strength == Strength::Endpoint {
-                        Reason::MoreSpecificEndpoint
-                    } else {
-                        Reason::NearerInTime
-                    }
-                }
-                Some(_) => Reason::EqualEvidenceFirstInFeed,
-            };
-            Attribution {
-                package: Some(pkg.to_owned()),
-                method: best.method,
-                strength: best.strength,
-                reason,
-                skew_ms: best.skew_ns.map(ms),
-                clock_offset_ms: best
-                    .skew_ns
-                    .and_then(|_| offset(&events[best.index]))
-                    .map(ms),
-                event_index: Some(best.index),
-                candidates: vec![pkg.to_owned()],
-                runner_up: runner(second),
-                app_state: None,
-                device: DeviceContext::default(),
-            }
-        }
-        None => {
-            let candidates: Vec<String> = known.into_iter().collect();
-            let reason = match candidates.len() {
-                0 => Reason::NoAppKnown,
-                1 => Reason::OnlyAppOnDevice,
-                _ => Reason::Ambiguous,
-            };
-            Attribution {
-                package: (candidates.len() == 1).then(|| candidates[0].clone()),
-                method: Method::Candidate,
-                strength: Strength::Candidate,
-                reason,
-                skew_ms: None,
-                clock_offset_ms: None,
-                event_index: None,
-                candidates,
-                runner_up: None,
-                app_state: None,
-                device: DeviceContext::default(),
-            }
-        }
-    };
-
-    // App state of the chosen package and device state at the session time
-    // (on the sensor's clock, as far as the sources' offsets are known).
-    let mut app_state: Option<(i64, usize, AppStateKind)> = None;
-    let mut dev_state: Option<(i64, usize)> = None;
-    for (i, e) in mine() {
-        if !matches!(e.body, EventBody::AppState(_) | EventBody::DeviceState(_)) {
-            continue;
-        }
-        let ct = corrected(e);
-        if ct > t {
-            continue;
-        }
-        match &e.body {
-            EventBody::AppState(s)
-                if out.package.as_deref() == Some(s.app.package.as_str())
-                    && app_state.is_none_or(|(ts, j, _)| (ct, i) > (ts, j)) =>
-            {
-                app_state = Some((ct, i, s.state));
-            }
-            EventBody::DeviceState(_) if dev_state.is_none_or(|(ts, j)| (ct, i) > (ts, j)) => {
-                dev_state = Some((ct, i));
-            }
-            _ => {}
-        }
-    }
-    out.app_state = app_state.map(|x| x.2);
-    if let Some((_, i)) = dev_state {
-        if let EventBody::DeviceState(d) = &events[i].body {
-            let off = offset(&events[i]).unwrap_or(0);
-            out.device = DeviceContext {
-                device_locked: d.device_locked,
-                screen_interactive: d.screen_interactive,
-                secs_since_interaction: d
-                    .last_user_interaction_ns
-                    .map(|u| t.saturating_sub(u.saturating_sub(off)) / 1_000_000_000),
-                event_index: Some(i),
-            };
-        }
-    }
+    let mut out = cx.choose(&ranked, known);
+    cx.add_states(&mut out);
     out
+}
+
+/// Keep the better of two pieces of evidence for one package.
+fn consider<'e>(per_pkg: &mut BTreeMap<&'e str, Scored>, pkg: &'e str, s: Scored) {
+    let e = per_pkg.entry(pkg).or_insert(s);
+    if s < *e {
+        *e = s;
+    }
+}
+
+fn ms(ns: i64) -> i64 {
+    ns / 1_000_000
+}
+
+/// One attribution's inputs.
+struct Ctx<'a> {
+    events: &'a [Event],
+    q: &'a SessionQuery<'a>,
+    cfg: &'a AttributionConfig,
+    clock: Option<&'a ClockOffsets>,
+    /// The session's start (sensor clock).
+    t: i64,
+    sni: Option<String>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The query device's events, with their index in the feed.
+    fn mine(&self) -> impl Iterator<Item = (usize, &'a Event)> + '_ {
+        self.events.iter().enumerate().filter(|(_, e)| e.device_id.as_deref() == Some(self.q.device_id))
+    }
+
+    /// The estimated clock offset of the event's source, if known.
+    fn offset(&self, e: &Event) -> Option<i64> {
+        self.clock.and_then(|c| c.offset_ns(e))
+    }
+
+    /// Event time on the sensor's clock, as far as it is known.
+    fn corrected(&self, e: &Event) -> i64 {
+        e.event_time_ns.saturating_sub(self.offset(e).unwrap_or(0))
+    }
+
+    /// What one feed event says about which package made the session: an
+    /// exact connect or trust event (device, destination IP and port, tight
+    /// window), a host-level trust event, or a DNS answer.
+    fn event_evidence(&self, i: usize, e: &'a Event) -> Option<(&'a str, Scored)> {
+        if !matches!(e.body, EventBody::NetConnect(_) | EventBody::AppTlsTrust(_) | EventBody::DnsLookup(_)) {
+            return None;
+        }
+        let (t, q, cfg) = (self.t, self.q, self.cfg);
+        let ct = self.corrected(e);
+        let dist = ct.abs_diff(t);
+        let within = |w: i64| dist <= w.unsigned_abs();
+        let exact_window = if self.offset(e).is_some() { cfg.exact_window_ns } else { cfg.skew_ns };
+        let ev = |strength, method| Scored { strength, distance: dist, index: i, method, skew_ns: Some(ct.saturating_sub(t)) };
+        let pkg = e.package()?;
+        let scored = match &e.body {
+            EventBody::NetConnect(_) if is_exact(e, q.dst_ip, q.dst_port) && within(exact_window) => ev(Strength::Exact, Method::NetConnect),
+            EventBody::AppTlsTrust(_) if is_exact(e, q.dst_ip, q.dst_port) && within(exact_window) => ev(Strength::Exact, Method::RuntimeTrustEvent),
+            EventBody::AppTlsTrust(x) if within(cfg.skew_ns) => {
+                let ip_only = x.dst_ip == Some(q.dst_ip) && x.dst_port.is_none();
+                let host_match = matches!((&x.host, &self.sni), (Some(h), Some(s)) if norm_host(h) == *s);
+                // A trust event for another port of the same IP is about
+                // another connection, whatever its host.
+                let other_port = x.dst_ip == Some(q.dst_ip) && x.dst_port.is_some_and(|p| p != q.dst_port);
+                if !(ip_only || host_match) || other_port {
+                    return None;
+                }
+                ev(Strength::Host, Method::RuntimeTrustEvent)
+            }
+            EventBody::DnsLookup(x) => {
+                let in_window = ct <= t.saturating_add(cfg.skew_ns) && ct >= t.saturating_sub(cfg.dns_window_ns);
+                let name = self.sni.as_deref().is_some_and(|s| norm_host(&x.hostname) == s);
+                if !(in_window && (name || x.resolved_ips.contains(&q.dst_ip))) {
+                    return None;
+                }
+                ev(Strength::Dns, Method::DnsLookup)
+            }
+            _ => return None,
+        };
+        Some((pkg, scored))
+    }
+
+    /// Expected endpoints from each package's latest inventory snapshot (at
+    /// or before the session if any, else the earliest after it). Returns
+    /// every package the device's events name.
+    fn inventory_evidence(&self, per_pkg: &mut BTreeMap<&'a str, Scored>) -> BTreeSet<String> {
+        let t = self.t;
+        let mut inventory: BTreeMap<&str, (usize, &Event, &InventoryApp)> = BTreeMap::new();
+        let mut known: BTreeSet<String> = BTreeSet::new();
+        // Snapshots at or before the session rank first (latest first), then
+        // those after it (earliest first).
+        let rank = |x: &Event| {
+            let before = x.event_time_ns <= t;
+            (before, if before { x.event_time_ns } else { x.event_time_ns.saturating_neg() })
+        };
+        for (i, e) in self.mine() {
+            if let Some(p) = e.package() {
+                known.insert(p.to_owned());
+            }
+            if let EventBody::AppInventory(inv) = &e.body {
+                if inventory.get(inv.app.package.as_str()).is_none_or(|(_, old, _)| rank(e) > rank(old)) {
+                    inventory.insert(&inv.app.package, (i, e, &inv.app));
+                }
+            }
+        }
+        if let Some(s) = &self.sni {
+            for (p, (i, _, app)) in &inventory {
+                let score = endpoint_score(app, s);
+                if score > 0 {
+                    let scored = Scored { strength: Strength::Endpoint, distance: u64::from(2 - score), index: *i, method: Method::ExpectedEndpoint, skew_ns: None };
+                    consider(per_pkg, p, scored);
+                }
+            }
+        }
+        known
+    }
+
+    /// The app the ranked evidence names, with the reason and the runner-up.
+    fn choose(&self, ranked: &[(Scored, &str)], known: BTreeSet<String>) -> Attribution {
+        match ranked.first().copied() {
+            // Expected endpoints that fit equally well: no app chosen.
+            Some((best, _)) if best.strength == Strength::Endpoint && ranked.get(1).is_some_and(|(s, _)| s.strength == Strength::Endpoint && s.distance == best.distance) => {
+                let tied = ranked.iter().take_while(|(s, _)| s.strength == best.strength && s.distance == best.distance);
+                Attribution {
+                    reason: Reason::Ambiguous,
+                    candidates: tied.map(|(_, p)| (*p).to_owned()).collect(),
+                    ..Attribution::none(Method::ExpectedEndpoint, Strength::Endpoint)
+                }
+            }
+            Some((best, pkg)) => self.chosen(best, pkg, ranked.get(1)),
+            None => {
+                let candidates: Vec<String> = known.into_iter().collect();
+                let reason = match candidates.len() {
+                    0 => Reason::NoAppKnown,
+                    1 => Reason::OnlyAppOnDevice,
+                    _ => Reason::Ambiguous,
+                };
+                Attribution {
+                    package: (candidates.len() == 1).then(|| candidates[0].clone()),
+                    reason,
+                    candidates,
+                    ..Attribution::none(Method::Candidate, Strength::Candidate)
+                }
+            }
+        }
+    }
+
+    /// The best-ranked package, and why it beat the runner-up.
+    fn chosen(&self, best: Scored, pkg: &str, second: Option<&(Scored, &str)>) -> Attribution {
+        let reason = match second {
+            None => Reason::SoleEvidence,
+            Some((s, _)) if s.strength != best.strength => Reason::StrongerEvidence,
+            Some((s, _)) if s.distance != best.distance && best.strength == Strength::Endpoint => Reason::MoreSpecificEndpoint,
+            Some((s, _)) if s.distance != best.distance => Reason::NearerInTime,
+            Some(_) => Reason::EqualEvidenceFirstInFeed,
+        };
+        Attribution {
+            package: Some(pkg.to_owned()),
+            reason,
+            skew_ms: best.skew_ns.map(ms),
+            clock_offset_ms: best.skew_ns.and_then(|_| self.offset(&self.events[best.index])).map(ms),
+            event_index: Some(best.index),
+            candidates: vec![pkg.to_owned()],
+            runner_up: second.map(|(s, p)| RunnerUp {
+                package: (*p).to_owned(),
+                method: s.method,
+                strength: s.strength,
+                skew_ms: s.skew_ns.map(ms),
+                event_index: s.skew_ns.map(|_| s.index),
+            }),
+            ..Attribution::none(best.method, best.strength)
+        }
+    }
+
+    /// App state of the chosen package and device state at the session time
+    /// (on the sensor's clock, as far as the sources' offsets are known).
+    fn add_states(&self, out: &mut Attribution) {
+        let t = self.t;
+        let mut app_state: Option<(i64, usize, AppStateKind)> = None;
+        let mut dev_state: Option<(i64, usize)> = None;
+        for (i, e) in self.mine() {
+            if !matches!(e.body, EventBody::AppState(_) | EventBody::DeviceState(_)) {
+                continue;
+            }
+            let ct = self.corrected(e);
+            if ct > t {
+                continue;
+            }
+            match &e.body {
+                EventBody::AppState(s) if out.package.as_deref() == Some(s.app.package.as_str()) && app_state.is_none_or(|(ts, j, _)| (ct, i) > (ts, j)) => {
+                    app_state = Some((ct, i, s.state));
+                }
+                EventBody::DeviceState(_) if dev_state.is_none_or(|(ts, j)| (ct, i) > (ts, j)) => {
+                    dev_state = Some((ct, i));
+                }
+                _ => {}
+            }
+        }
+        out.app_state = app_state.map(|x| x.2);
+        if let Some((_, i)) = dev_state {
+            if let EventBody::DeviceState(d) = &self.events[i].body {
+                let off = self.offset(&self.events[i]).unwrap_or(0);
+                out.device = DeviceContext {
+                    device_locked: d.device_locked,
+                    screen_interactive: d.screen_interactive,
+                    secs_since_interaction: d.last_user_interaction_ns.map(|u| t.saturating_sub(u.saturating_sub(off)) / 1_000_000_000),
+                    event_index: Some(i),
+                };
+            }
+        }
+    }
+}
+
+impl Attribution {
+    /// No app, no event: the fields every attribution starts from.
+    fn none(method: Method, strength: Strength) -> Self {
+        Attribution {
+            package: None,
+            method,
+            strength,
+            reason: Reason::NoAppKnown,
+            skew_ms: None,
+            clock_offset_ms: None,
+            event_index: None,
+            candidates: Vec::new(),
+            runner_up: None,
+            app_state: None,
+            device: DeviceContext::default(),
+        }
+    }
 }
 
 #[cfg(test)]
