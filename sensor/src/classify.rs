@@ -216,6 +216,10 @@ pub enum FailureKind {
     /// TLS <= 1.2: the client sent its key exchange but no Finished was
     /// seen, and it neither alerted nor closed.
     HandshakeUnfinished,
+    /// The sensor dropped part of the server's handshake (a message over
+    /// its cap, or the buffer budget ran out): a client rejection is not
+    /// claimed on what it never read.
+    HandshakeDropped,
     /// Established: the client finished the handshake, never sent data,
     /// and closed at leisure (a pre-connect or pool connection it did not
     /// use), which the wire does not tell from a slow rejection.
@@ -331,8 +335,34 @@ fn immediate_ns(f: &crate::flow::Flow) -> i64 {
 }
 
 /// Classify the outcome of one ended TLS session. The rules are applied
-/// in the order docs/output.md (`tls_failure`) lists them.
+/// in the order docs/output.md (`tls_failure`) lists them; a rejection is
+/// never claimed on a session whose server handshake the sensor itself
+/// dropped ([`dropped_by_sensor`]).
 pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
+    let mut out = outcome_on_wire(e, cfg);
+    if out.outcome == Outcome::ClientRejected && dropped_by_sensor(e) {
+        // What the client judged (its certificate, most likely) never
+        // reached the classifier: say so instead of guessing. A readable
+        // client alert stays in `alert` for the analyst.
+        out.set(Outcome::Incomplete, FailureKind::HandshakeDropped);
+        out.class = None;
+        out.confidence = None;
+        out.signals.clear();
+    }
+    out
+}
+
+/// The sensor, not the network, lost part of this session's handshake: a
+/// server handshake message over the parser's cap
+/// (`pinwatch_parsers::tls::MAX_HANDSHAKE_MESSAGE`, anomaly
+/// `server_handshake_message_too_long`) or bytes refused by the shared
+/// buffer budget (`buffer_budget_exhausted`).
+pub fn dropped_by_sensor(e: &Ended) -> bool {
+    let f = &e.flow;
+    f.budget_dropped || f.session.anomalies.contains(&crate::session::SERVER_MESSAGE_TOO_LONG)
+}
+
+fn outcome_on_wire(e: &Ended, cfg: &Config) -> TlsFailure {
     let f = &e.flow;
     let s = &f.session;
     let close_ts = |d: Dir| f.dirs[d.idx()].close_ts;
@@ -642,7 +672,7 @@ pub fn path(e: &Ended, cfg: &Config, sni: Option<&str>, ja3s: Option<&str>) -> P
     // traversed did not terminate the TLS.
     let origin_chain = chain_ca.is_none() && !s.server_chain.is_empty() && !cfg.inspection_cas.is_empty();
     let proxy_fp = ja3s.filter(|h| cfg.proxy_ja3s.iter().any(|p| p == h)).map(|h| format!("ja3s:proxy:{h}"));
-    let connect = s.connect.as_deref().map(|(t, st)| ConnectOut { target: t.clone(), status: *st });
+    let connect = s.connect().map(|(t, st)| ConnectOut { target: t.clone(), status: *st });
     let to_proxy = cfg.explicit_proxies.iter().any(|p| p.ip() == sip && p.port() == sport);
     let finish = |mut p: PathOut| {
         p.wire = wire.clone();

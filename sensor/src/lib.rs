@@ -23,8 +23,10 @@ pub mod flowmap;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod ocsf;
+pub mod openvpn_tcp;
 pub mod output;
 pub mod pipeline;
+pub mod proxy_protocol;
 pub mod quic_session;
 pub mod reassembly;
 pub mod session;
