@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     while let Some((&ctl, tail)) = rest.split_first() {
         let n = usize::from(ctl & 0x7f).min(tail.len());
-        let dir = if ctl & 0x80 == 0 { Dir::Client } else { Dir::Server };
+        let dir = if ctl & 0x80 == 0 {
+            Dir::Client
+        } else {
+            Dir::Server
+        };
         o.feed(dir, &tail[..n], &mut tls);
         rest = &tail[n..];
         assert!(o.heap_bytes() <= 2 * MAX_CONTROL_PACKET.next_power_of_two());
