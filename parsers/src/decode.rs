@@ -308,7 +308,7 @@ fn link(linktype: u32, data: &[u8]) -> Result<(Layer, &[u8]), Skip> {
 fn sll_payload(proto: u16, rest: &[u8]) -> Result<(Layer, &[u8]), Skip> {
     match proto {
         // ARPHRD_ETHER-less frames carry an EtherType; 0x0004 is 802.2 LLC.
-        0x0800 | 0x86dd | 0x8100 | 0x88a8 | 0x9100 => Ok((Layer::EtherType(proto), rest)),
+        0x0800 | 0x86dd | 0x8100 | 0x88a8 | 0x9100 | 0x8864 => Ok((Layer::EtherType(proto), rest)),
         _ => Err(Skip::NotIp),
     }
 }
@@ -326,6 +326,39 @@ fn ppp(data: &[u8]) -> Result<(Layer, &[u8]), Skip> {
         0x0021 | 0x0057 => Ok((Layer::Ip, rest)),
         _ => Err(Skip::NotIp),
     }
+}
+
+/// A PPPoE session frame (EtherType 0x8864, RFC 2516 §4), bare or behind
+/// VLAN tags (QinQ on a broadband access uplink): the VLAN ids, outermost
+/// first, and the PPP frame (protocol field first) the PPPoE header
+/// announces. `None` for anything else, PPPoE discovery (0x8863) included.
+fn pppoe_session(layer: Layer, data: &[u8]) -> Option<(Vlans, &[u8])> {
+    let (mut et, mut at) = match layer {
+        Layer::Ethernet => (be16(data, 12)?, 14),
+        Layer::EtherType(et) => (et, 0),
+        Layer::Ip => return None,
+    };
+    let mut ids = Vlans::default();
+    // Tags beyond Vlans::MAX are stepped over, as etherparse's VLAN slicer does.
+    for _ in 0..8 {
+        if !matches!(et, 0x8100 | 0x88a8 | 0x9100) {
+            break;
+        }
+        ids = ids.push(be16(data, at)? & 0x0fff);
+        et = be16(data, at + 2)?;
+        at += 4;
+    }
+    if et != 0x8864 {
+        return None;
+    }
+    // version 1, type 1; code 0 (session data); session id; payload length.
+    let h = data.get(at..at + 6)?;
+    if h[0] != 0x11 || h[1] != 0 {
+        return None;
+    }
+    let len = usize::from(be16(h, 4)?);
+    let body = data.get(at + 6..)?;
+    Some((ids, &body[..len.min(body.len())]))
 }
 
 fn be16(d: &[u8], at: usize) -> Option<u16> {
@@ -359,6 +392,17 @@ fn decode_layer(
 ) -> Result<Decoded<'_>, Skip> {
     if depth > MAX_TUNNEL_DEPTH {
         return Err(Skip::TunnelDepth);
+    }
+    // etherparse 0.21 does not know PPPoE: step over it (and any VLAN tags
+    // in front of it) here and go on with the PPP payload.
+    if let Some((ids, ppp_frame)) = pppoe_session(layer, data) {
+        let (mut ctx, mut vlans) = (ctx, vlans);
+        for id in ids.ids() {
+            ctx = mix(ctx, 1, u64::from(id));
+            vlans = vlans.push(id);
+        }
+        let (inner, rest) = ppp(ppp_frame)?;
+        return decode_layer(inner, rest, depth + 1, ctx, vlans, tunnel);
     }
     let pkt = match layer {
         // Cisco MetaData (TrustSec SGT tag, EtherType 0x8909): version,
@@ -650,6 +694,35 @@ mod tests {
         let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
         ppp.extend(&ip);
         assert_eq!(decode(linktype::PPP, &ppp).expect("ppp").payload, b"x");
+    }
+
+    #[test]
+    fn pppoe_bare_and_behind_qinq() {
+        let ip = ipv4_tcp(b"x");
+        let mut pppoe = vec![0x11, 0x00, 0x12, 0x34];
+        pppoe.extend(((ip.len() + 2) as u16).to_be_bytes());
+        pppoe.extend([0x00, 0x21]);
+        pppoe.extend(&ip);
+        let bare = eth(0x8864, &pppoe);
+        let d = decode(linktype::ETHERNET, &bare).expect("pppoe");
+        assert_eq!(d.payload, b"x");
+        assert!(d.vlans.is_empty());
+        // QinQ: outer 802.1ad tag 100, inner 802.1Q tag 200, then PPPoE.
+        let mut tagged = vec![0x00, 0x64, 0x81, 0x00, 0x00, 0xc8, 0x88, 0x64];
+        tagged.extend(&pppoe);
+        let q = eth(0x88a8, &tagged);
+        let d = decode(linktype::ETHERNET, &q).expect("pppoe in qinq");
+        assert_eq!(d.payload, b"x");
+        assert_eq!(d.vlans.ids().collect::<Vec<_>>(), [100, 200]);
+        // PPPoE discovery and LCP are not IP.
+        let mut lcp = pppoe.clone();
+        lcp[6..8].copy_from_slice(&[0xc0, 0x21]);
+        assert_eq!(decode(linktype::ETHERNET, &eth(0x8864, &lcp)).map(|d| d.payload), Err(Skip::NotIp));
+        assert!(decode(linktype::ETHERNET, &eth(0x8863, &pppoe)).is_err());
+        // A truncated PPPoE header never panics.
+        for cut in 0..pppoe.len() {
+            let _ = decode(linktype::ETHERNET, &eth(0x8864, &pppoe[..cut]));
+        }
     }
 
     #[test]

@@ -33,11 +33,14 @@
 //! "Raw Output"); `_ro` is both. As in FoxIO's ja4.py, `_o`'s section `c`
 //! is still zeros when SNI and ALPN are the only extensions.
 //!
-//! Where FoxIO's tool differs from the spec we follow the spec, except for
-//! one tshark-ism we copy on purpose: an SSLv2-format ClientHello
-//! ([`ClientHello::sslv2_format`]) counts **no** ciphers (the tool reads only
-//! TLS cipher suites, and tshark files SSLv2 cipher specs elsewhere), giving
-//! e.g. `ts2i000000_000000000000_000000000000` as the oracle does. Known
+//! Where FoxIO's tool differs from the spec we follow the spec. An
+//! SSLv2-format ClientHello ([`ClientHello::sslv2_format`]) counts and hashes
+//! the TLS cipher suites among its 3-byte cipher specs (those whose first
+//! byte is 0, as RFC 5246 App. E.2 maps them; SSLv2-only kinds such as
+//! `0x010080` are not TLS cipher suites), so it gets the JA4 of a TLS-format
+//! hello with the same suites and no extensions. FoxIO's ja4 0.18.6 (driven
+//! by tshark, which files SSLv2 cipher specs under another field) counts
+//! none there (`ts2i000000_000000000000_000000000000`). Other known
 //! differences from ja4 0.18.6: it prints a non-ASCII ALPN byte as `9`
 //! (`0xBA 0xAD` → `99`, spec → `bd`) and a one-byte ALPN `h` as `h0` (spec
 //! `hh`).
@@ -138,11 +141,7 @@ struct Parts {
 
 impl Parts {
     fn new(ch: &ClientHello, transport: Transport, original_order: bool) -> Self {
-        let mut ciphers: Vec<u16> = if ch.sslv2_format {
-            Vec::new()
-        } else {
-            ch.ciphers.iter().copied().filter(|c| !is_grease(*c)).collect()
-        };
+        let mut ciphers: Vec<u16> = ch.ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
         let all_exts: Vec<u16> = ch.extensions.iter().copied().filter(|e| !is_grease(*e)).collect();
         let sigs: Vec<u16> = ch.signature_algorithms.iter().copied().filter(|s| !is_grease(*s)).collect();
 
@@ -322,18 +321,34 @@ mod tests {
     fn empty_sections_are_zeros() {
         // SSLv2 hello of zeek tls/ssl-v2.pcap: ja4rs oracle
         // "ts2i000000_000000000000_000000000000", raw "ts2i000000__".
-        let ch = ClientHello {
-            legacy_version: 0x0002,
-            ciphers: vec![0x0080, 0x0700, 0x0300],
-            sslv2_format: true,
-            ..Default::default()
-        };
+        // Its seven cipher specs are all SSLv2 kinds (0x0700c0 ...), none a
+        // TLS cipher suite, so the parser keeps no ciphers.
+        let ch = ClientHello { legacy_version: 0x0002, sslv2_format: true, ..Default::default() };
         assert_eq!(ja4(&ch, Transport::Tcp), "ts2i000000_000000000000_000000000000");
         assert_eq!(ja4_raw(&ch, Transport::Tcp), "ts2i000000__");
         // Only SNI as extension: oracle raw "t12d020100_1301,1302_".
         let ch = ClientHello { legacy_version: 0x0303, ciphers: vec![0x1301, 0x1302], extensions: vec![0], ..Default::default() };
         assert_eq!(ja4(&ch, Transport::Tcp), "t12d020100_62ed6f6ca7ad_000000000000");
         assert_eq!(ja4_raw(&ch, Transport::Tcp), "t12d020100_1301,1302_");
+    }
+
+    #[test]
+    fn sslv2_hello_counts_its_tls_cipher_suites() {
+        // suricata-verify ssl_version_negated: the SSLv2-format hello of port
+        // 1660 carries (tshark, cipherspec) six SSLv2 kinds and then the 20
+        // TLS suites that the TLS-format hello of port 1661 offers; FoxIO
+        // rust ja4 gives that one t10i200000_6c5778701a4a_000000000000, raw
+        // t10i200000_0003,0004,...,feff_ (oracle *.ja4rs.json).
+        let suites = [
+            0x39, 0x38, 0x35, 0x33, 0x32, 0x04, 0x05, 0x2f, 0x16, 0x13, 0xfeff, 0x0a, 0x15, 0x12, 0xfefe, 0x09, 0x64, 0x62, 0x03,
+            0x06,
+        ];
+        let ch = ClientHello { legacy_version: 0x0301, ciphers: suites.to_vec(), sslv2_format: true, ..Default::default() };
+        assert_eq!(ja4(&ch, Transport::Tcp), "t10i200000_6c5778701a4a_000000000000");
+        assert_eq!(
+            ja4_raw(&ch, Transport::Tcp),
+            "t10i200000_0003,0004,0005,0006,0009,000a,0012,0013,0015,0016,002f,0032,0033,0035,0038,0039,0062,0064,fefe,feff_"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! - [`decode`]: link types, VLAN, IPv4/IPv6, tunnels → innermost 5-tuple.
 //! - [`tls`]: TLS record-stream parser (both directions of one connection).
 //! - [`hello`]: the ClientHello/ServerHello summary shared by TLS and QUIC.
+//! - [`openvpn`]: the TLS stream inside OpenVPN's TCP control channel.
 //! - [`ja3`], [`ja4`]: fingerprints computed from the summary only.
 //! - [`cert`]: X.509 certificate summaries in Suricata's formats.
 //! - [`community_id`]: Community ID v1 flow hashes.
@@ -32,6 +33,7 @@
 pub mod decode;
 pub mod hello;
 pub mod tls;
+pub mod openvpn;
 pub mod community_id;
 pub mod ja3;
 pub mod cert;

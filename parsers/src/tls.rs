@@ -29,9 +29,17 @@ use tls_parser::{
 
 use crate::hello::{ext, session_id_hash, ClientHello, ServerHello};
 
-/// Largest handshake message we assemble (a certificate chain of a dozen
-/// certificates fits comfortably; TLS allows 16 MiB, which we refuse to hold).
-pub const MAX_HANDSHAKE_MESSAGE: usize = 64 * 1024;
+/// Largest handshake message we assemble. TLS allows 16 MiB, which we refuse
+/// to hold; everyday chains are 2-8 KiB, but real ones reach far beyond 64
+/// KiB (certificates with thousands of SAN names; Zeek's
+/// `tls-fragmented-handshake` capture carries one 332 KiB certificate over 21
+/// records). Only the message being assembled is held, and every flow's
+/// buffers count against the sensor's shared buffer budget
+/// (`--max-buffer-bytes`), so one hostile flow cannot hold more than that.
+/// A longer message is skipped, reported as [`TlsEvent::Overflow`], and a
+/// session that lost its server's certificate this way gets no rejection
+/// verdict (docs/output.md).
+pub const MAX_HANDSHAKE_MESSAGE: usize = 512 * 1024;
 /// Largest record length we accept as TLS (2^14 + 2048, RFC 5246 §6.2.3).
 pub const MAX_RECORD_LEN: usize = 16384 + 2048;
 
@@ -63,6 +71,10 @@ pub const HRR_RANDOM: [u8; 32] = [
     0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
     0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 ];
+
+/// The version reported for a TLS 1.3 draft before draft-16 whose
+/// ServerHello says 0x0304 (Suricata's `TLS_VERSION_13_PRE_DRAFT16`).
+pub const TLS13_PRE_DRAFT16: u16 = 0x7f01;
 
 /// Which side sent the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -532,7 +544,13 @@ impl TlsParser {
             0x80 => {
                 let body = std::mem::take(&mut s.small);
                 match parse_sslv2_client_hello(&body) {
-                    Some(h) => out.push(TlsEvent::ClientHello { hello: Box::new(h), ts_ns }),
+                    Some(h) => {
+                        // The SSLv2 CLIENT-HELLO is a ClientHello like any
+                        // other for the handshake history (Zeek and tshark
+                        // list it as one).
+                        out.push(TlsEvent::Handshake { dir, msg_type: hs::CLIENT_HELLO, len: u32::from(rec.len), ts_ns });
+                        out.push(TlsEvent::ClientHello { hello: Box::new(h), ts_ns });
+                    }
                     None => out.push(TlsEvent::Malformed { dir, what: "sslv2_client_hello" }),
                 }
             }
@@ -661,6 +679,12 @@ pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
 
 /// Parse a ServerHello body; handles HelloRetryRequest and the TLS 1.3 drafts
 /// (`0x7fXX`, `0xfbXX`) whose ServerHello had no session id or compression.
+///
+/// Drafts 1 to 15 wrote 0x0304 itself in the ServerHello's version (later
+/// drafts and RFC 8446 write 0x0303 there and the real version in
+/// supported_versions), with the same draft layout. Such a ServerHello is
+/// read in that layout and its version reported as [`TLS13_PRE_DRAFT16`],
+/// as Suricata does (`TLS 1.3 draft-<16`): the exact draft is not on the wire.
 pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
     let version = be16(body.get(..2)?);
     let (legacy_version, random, cipher, compression, exts, sid) = match version {
@@ -677,7 +701,7 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
             });
             (sh.version.0, sh.random, sh.cipher.0, sh.compression.0, ext, sh.session_id.unwrap_or(&[]))
         }
-        v if v >> 8 == 0x7f || v >> 8 == 0xfb => {
+        v if v >> 8 == 0x7f || v >> 8 == 0xfb || v == 0x0304 => {
             // version(2) random(32) cipher(2) extensions<0..2^16-1>
             let random = body.get(2..34)?;
             let cipher = be16(body.get(34..36)?);
@@ -711,6 +735,8 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
     }
     if version >> 8 == 0x7f || version >> 8 == 0xfb {
         out.selected_version.get_or_insert(version);
+    } else if version == 0x0304 {
+        out.selected_version = Some(TLS13_PRE_DRAFT16);
     }
     Some(out)
 }
@@ -929,6 +955,7 @@ mod tests {
         assert!(ch[0].sslv2_format);
         assert_eq!(ch[0].legacy_version, 0x0301);
         assert_eq!(ch[0].ciphers, vec![0x002f]);
+        assert!(ev.contains(&TlsEvent::Handshake { dir: Dir::Client, msg_type: hs::CLIENT_HELLO, len: 0x1f, ts_ns: 0 }));
     }
 
     #[test]
@@ -948,6 +975,16 @@ mod tests {
         d.extend([0x13, 0x01, 0x00, 0x00]);
         let sh = parse_server_hello(&d).expect("draft parses");
         assert_eq!(sh.version(), 0x7f10);
+        // draft-14 form: version 0x0304, random, cipher, extensions (key_share 0x0028)
+        let mut d = vec![0x03, 0x04];
+        d.extend([2u8; 32]);
+        d.extend([0xc0, 0x2b, 0x00, 0x06, 0x00, 0x28, 0x00, 0x02, 0x00, 0x17]);
+        let sh = parse_server_hello(&d).expect("draft-14 parses");
+        assert_eq!(sh.version(), TLS13_PRE_DRAFT16);
+        assert_eq!(sh.legacy_version, 0x0304);
+        assert_eq!(sh.cipher, 0xc02b);
+        assert_eq!(sh.extensions, vec![0x0028]);
+        assert!(!sh.hello_retry_request);
     }
 
     proptest::proptest! {

@@ -36,7 +36,7 @@ pub mod verdict;
 // Old flat module paths, kept while open branches still name them; the
 // tree's own code uses the folder paths.
 pub use enrich::feed_source;
-pub use flow::{certs, map as flowmap, quic_session, reassembly, session};
+pub use flow::{certs, map as flowmap, openvpn_tcp, proxy_protocol, quic_session, reassembly, session};
 pub use output::{eve, fingerprints, ocsf};
 pub use run::{engine, pipeline, sharded};
 pub use verdict::{classify, findings, inspector};

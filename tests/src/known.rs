@@ -28,15 +28,13 @@ const RECORD_CAP: &str =
     "alert after the 24th record of its direction: docs/output.md caps parsed records at 24 per direction (ours: records c/s shows 24+)";
 const PYTHON_EXT: &str = "oracle: python cryptography refuses the certificate's extensions (BasicConstraints encodes DEFAULT FALSE: ParseError EncodedDefault), so san_dns is empty; openssl x509 -ext subjectAltName on the DER shows the same DNS names as ours";
 const PARTIAL_RECORD: &str = "the capture holds only the start of the server's first handshake record (ServerHello + Certificate in one record, its tail never captured); the ServerHello inside is complete and we parse it, tshark waits for the whole record and shows no ServerHello";
-const GQUIC_TLS: &str = "Google QUIC T05x: a TLS 1.3 ClientHello inside gQUIC framing (tshark: CRYPTO frame type 0x08, gQUIC 'special' ACK; version 0x5430353x); tshark decrypts the Initial, the sensor does not decode Google QUIC versions (parsers/src/quic/mod.rs: T050/T051 frames are gQUIC's) and writes no quic record";
-const OPENVPN: &str = "out of scope: TLS inside OpenVPN's TCP control channel (each TLS fragment behind a 2-byte length + P_CONTROL opcode/session-id header), not a TLS record stream; tshark's openvpn dissector unwraps it";
+const GQUIC_TLS: &str = "Google QUIC T05x: a TLS 1.3 ClientHello inside gQUIC framing (tshark: CRYPTO frame type 0x08, gQUIC 'special' ACK; version 0x5430353x); the sensor reads the client's T05x hello (parsers quic::gquic: SNI, JA3 and JA4 equal tshark's and FoxIO's, tests/tests/parser_gaps.rs) but not the server's T05x Initial, whose ServerHello is in gQUIC framing too";
+const SSLV2_JA4: &str = "oracle implementation vs spec: an SSLv2-format ClientHello; FoxIO rust ja4 0.18.6 (driven by tshark, which files SSLv2 cipher specs under tls.handshake.cipherspec) counts no ciphers; the spec counts the hello's cipher suites, and we count its TLS suites (cipher specs with first byte 0; tshark -e tls.handshake.cipherspec lists them), as ja4 gives for a TLS-format hello with the same suites (ssl_version_negated: port 1661)";
+const DRAFT14: &str = "oracle: a TLS 1.3 draft-14 ServerHello (version 0x0304, random, cipher c0 2b, extensions: the pre-RFC layout without session id and compression); tshark 4.0 reads it in the final layout (session id of 192 bytes taken from the cipher and extensions, cipher 0xacad from further on); Suricata's own test (tls13-draft14/test.yaml) expects tls.version \"TLS 1.3 draft-<16\", which we write; the cipher is 0xc02b in the bytes (frame 6, right after the 32-byte random)";
 
 pub const KNOWN: &[Known] = &[
     k("ndpi__pop3_stls.pcap", "cert_san", &[18], PYTHON_EXT),
     k("zeek__tls__tls-early-alert.pcap", "cert_san", &[10], PYTHON_EXT),
-    k("ndpi__tumblr.pcap", "version", &[165], "oracle: frame 165 is a HelloRetryRequest (random = SHA-256(\"HelloRetryRequest\") cf21ad74...), listed by tshark 4.0 as server_hello; the client then resets, so there is no ServerHello (we: hello_retry_request=true, UNDETERMINED)"),
-    k("ndpi__tumblr.pcap", "ja3s", &[165], "oracle: HelloRetryRequest listed as server_hello (see version)"),
-    k("ndpi__tumblr.pcap", "cipher", &[165], "oracle: HelloRetryRequest listed as server_hello (see version)"),
     k("arkime__arkime_synthetic.pcap", "version", &[904], "oracle: synthetic ServerHello with an empty supported_versions extension; tshark reads 2 bytes past it (the next extension's type, 0x002c) and flags 'Dissector processed too much data'; we ignore the empty extension and use legacy_version 0x0303"),
     k("mercury__test__afl_data__corner-cases.pcap", "version", &[3], "oracle: fuzzed ServerHello with handshake length 0; tshark parses a body from the following bytes (version 0x0000, cipher 0x2175); we reject a zero-length ServerHello"),
     k("mercury__test__afl_data__corner-cases.pcap", "ja3s", &[3], "oracle: fuzzed zero-length ServerHello (see version)"),
@@ -58,15 +56,13 @@ pub const KNOWN: &[Known] = &[
     k("ndpi__tunnelbear.pcap", "alert", &[137], RECORD_CAP),
     k("foxio-ja4__tls-non-ascii-alpn.pcapng", "ja4", &[1], "oracle implementation vs spec: the first ALPN is 0xba 0xad; FoxIO's JA4.md ('ALPN Extension Value': non-alphanumeric -> first and last characters of the hex representation) gives 'bd' (ours, and Suricata's ja4.rs); FoxIO rust ja4 0.18.6, ja4.py and the Wireshark plugin at 0e54bc8 still print '99'"),
     Known { capture: "ndpi__anyconnect-vpn.pcap", field: "our_session", frames: &[], ours_contains: ":56886 ->", reason: "capture starts at the client's FIN; the server's 53-byte segment (frame 378: 15 03 03 00 30 ...) is an encrypted alert record; tshark does not recognise TLS mid-stream on port 5223" },
-    k("mercury__unit_tests__pcaps__openvpn_tcp_multi.pcap", "session", &[10, 170], OPENVPN),
-    k("ndpi__443-opvn.pcap", "session", &[10], OPENVPN),
-    k("ndpi__openvpn.pcap", "session", &[31], OPENVPN),
-    k("ndpi__openvpn_nohmac_tcp.pcapng", "session", &[10], OPENVPN),
-    k("ndpi__quic_t50.pcap", "quic_session", &[1], GQUIC_TLS),
-    k("ndpi__quic_t51.pcap", "quic_session", &[1], GQUIC_TLS),
-    // If the sensor writes a record for the flow (version T050/T051, nothing decrypted):
-    k("ndpi__quic_t50.pcap", "quic_client_hello_count", &[1], GQUIC_TLS),
-    k("ndpi__quic_t51.pcap", "quic_client_hello_count", &[1], GQUIC_TLS),
+    Known { capture: "ndpi__openvpn.pcap", field: "our_session", frames: &[], ours_contains: ":60140 ->", reason: "OpenVPN over TCP on port 443 (tls-auth): tshark's openvpn dissector claims only port 1194, so the oracle has no TLS here; with decode-as tcp.port==443,openvpn tshark reads the ClientHello in frame 226 with JA3 a0813e7a9441e927000427452ad684ce, ours" },
+    k("ndpi__443-opvn.pcap", "client_cert_count", &[], "oracle: tshark (also with decode-as tcp.port==1194,openvpn) reassembles the OpenVPN control channel only up to the ServerHello (frame 12) and shows no later handshake message, so it counts no client certificate; we read the server's Certificate (CN=server, CN=Registro.it CA), CertificateRequest and the client's Certificate of 2 certificates, each parsed by x509-parser, then its Finished and data (history CsxkrnXGYIFifDdDd)"),
+    k("retina__tls_ciphers.pcap", "ja4", &[964, 1069, 1084], SSLV2_JA4),
+    k("suricata-verify__ssl_version_negated__input.pcap", "ja4", &[7], SSLV2_JA4),
+    k("suricata-verify__tls__tls13-draft14__tls13_draft14.pcap", "version", &[6], DRAFT14),
+    k("suricata-verify__tls__tls13-draft14__tls13_draft14.pcap", "ja3s", &[6], DRAFT14),
+    k("suricata-verify__tls__tls13-draft14__tls13_draft14.pcap", "cipher", &[6], DRAFT14),
     // The sensor reads the T05x client hello (parsers quic::gquic), not the
     // server's T05x Initial, whose TLS ServerHello is in gQUIC framing:
     k("ndpi__quic_t50.pcap", "quic_server_hello", &[2], GQUIC_TLS),

@@ -219,7 +219,7 @@ fn one_sided(hello_frame: &[u8], port: u16, ts_us: u64, segs: &[(usize, Vec<u8>)
 }
 
 /// Preambles before the hello, themselves in tiny segments: a PROXY v1 line
-/// (HAProxy), and a STARTTLS-style exchange with junk after it, a byte a
+/// and a PROXY v2 header (HAProxy), and a STARTTLS-style exchange with junk after it, a byte a
 /// segment. The hello after them is read as in one piece.
 #[test]
 fn preambles_in_tiny_segments_are_still_skipped() {
@@ -234,6 +234,16 @@ fn preambles_in_tiny_segments_are_still_skipped() {
         segs
     };
     let proxy = b"PROXY TCP4 192.0.2.1 198.51.100.7 51000 443\r\n".to_vec();
+    // PROXY v2 (binary), TCP over IPv4, field by field from HAProxy's
+    // proxy-protocol.txt 2.2: signature, version 2 / PROXY, AF_INET +
+    // STREAM, 12 address bytes; and the same with a 40-byte TLV (type 0xE0,
+    // custom) after the addresses.
+    let mut proxy2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    proxy2.extend([0x21, 0x11, 0x00, 0x0c, 192, 0, 2, 1, 198, 51, 100, 7, 0xc7, 0x38, 0x01, 0xbb]);
+    let mut proxy2_tlv = proxy2.clone();
+    proxy2_tlv[15] = 0x0c + 43;
+    proxy2_tlv.extend([0xe0, 0x00, 40]);
+    proxy2_tlv.extend([b'v'; 40]);
     let mut starttls = b"EHLO client.example\r\nSTARTTLS\r\n".to_vec();
     starttls.extend([0x16, 0x03, b'x', b'y', b'z', b'!']);
     starttls.extend(std::iter::repeat_n(b'.', 40));
@@ -242,6 +252,10 @@ fn preambles_in_tiny_segments_are_still_skipped() {
         ("PROXY line with the hello", vec![(0, [proxy.clone(), hello.clone()].concat())]),
         ("PROXY line a byte a segment, hello in 2-byte segments", bytes_of(&proxy, 1, 2)),
         ("PROXY line in 7-byte segments, hello in 3-byte segments", bytes_of(&proxy, 7, 3)),
+        ("PROXY v2 header with the hello", vec![(0, [proxy2.clone(), hello.clone()].concat())]),
+        ("PROXY v2 header in its own segment", bytes_of(&proxy2, proxy2.len(), hello.len())),
+        ("PROXY v2 header a byte a segment, hello in 2-byte segments", bytes_of(&proxy2, 1, 2)),
+        ("PROXY v2 header with a TLV in 5-byte segments, hello in 3-byte segments", bytes_of(&proxy2_tlv, 5, 3)),
         ("STARTTLS exchange and junk a byte a segment, hello a byte a segment", bytes_of(&starttls, 1, 1)),
         ("STARTTLS exchange and junk in 4-byte segments, hello in 4-byte segments", bytes_of(&starttls, 4, 4)),
     ];

@@ -50,8 +50,10 @@
 //! list when a CHLO holds a tag outside its list of 30 known tags; here
 //! every Q version gets its own number (`25`, `39`, `50`, ...) and every
 //! tag is kept (bytes that are not printable ASCII are written `\xNN`).
-//! T050/T051 carry TLS, not a CHLO: their hello has the TLS SNI, no tags
-//! and empty `cyu_string`/`cyu_hash` (JA3/JA4 apply to them instead).
+//! T050/T051 carry TLS, not a CHLO: their hello has the TLS SNI, no tags,
+//! empty `cyu_string`/`cyu_hash`, and the parsed TLS ClientHello
+//! (`client_hello`), from which the sensor computes JA3 and JA4 (`q`) as
+//! tshark and FoxIO's ja4 do.
 //!
 //! ## Contract
 //! Pure, no I/O, no clock, never panics. One UDP payload in; nothing is
@@ -91,6 +93,10 @@ pub struct GquicHello {
     pub cyu_string: String,
     /// MD5 of `cyu_string`, 32 lowercase hex digits.
     pub cyu_hash: String,
+    /// T050/T051: the TLS ClientHello itself (JA3 and JA4 are computed from
+    /// it as from any other); `None` for a CHLO.
+    #[serde(skip)]
+    pub client_hello: Option<Box<crate::hello::ClientHello>>,
 }
 
 /// Initial salt of Q050 (Wireshark `handshake_salt_q050`, nDPI).
@@ -600,6 +606,7 @@ fn chlo_hello(data: &[u8], header_version: Option<&[u8]>) -> Result<GquicHello, 
         tags,
         cyu_string,
         cyu_hash,
+        client_hello: None,
     })
 }
 
@@ -617,11 +624,12 @@ fn tls_hello(data: &[u8], version: &[u8]) -> Result<GquicHello, &'static str> {
     let ch = tls::parse_client_hello(body).ok_or(BAD)?;
     Ok(GquicHello {
         version: String::from_utf8_lossy(version).into_owned(),
-        sni: ch.sni.filter(|s| !s.is_empty()),
+        sni: ch.sni.clone().filter(|s| !s.is_empty()),
         uaid: None,
         tags: Vec::new(),
         cyu_string: String::new(),
         cyu_hash: String::new(),
+        client_hello: Some(Box::new(ch)),
     })
 }
 
@@ -986,6 +994,9 @@ mod tests {
             assert_eq!(g.version.as_bytes(), v);
             assert_eq!(g.sni.as_deref(), Some("www.google.com"));
             assert!(g.tags.is_empty() && g.cyu_string.is_empty() && g.cyu_hash.is_empty());
+            let ch = g.client_hello.as_deref().expect("the TLS ClientHello is kept");
+            assert_eq!(ch.ciphers, vec![0x1301]);
+            assert_eq!(ch.sni.as_deref(), Some("www.google.com"));
         }
         // A truncated ClientHello is reported, not guessed.
         let ch = tls_client_hello("www.google.com");

@@ -11,6 +11,8 @@
 pub mod certs;
 pub mod key;
 pub mod map;
+pub mod openvpn_tcp;
+pub mod proxy_protocol;
 pub mod quic_session;
 pub mod reassembly;
 pub mod session;
@@ -417,6 +419,7 @@ impl Flow {
         self.reasm[0].heap_bytes()
             + self.reasm[1].heap_bytes()
             + self.session.parser.heap_bytes()
+            + self.session.rare.as_ref().and_then(|r| r.openvpn.as_ref()).map_or(0, |o| o.heap_bytes())
             + self.quic.as_ref().map_or(0, |q| q.heap_bytes())
             + self.head.as_ref().map_or(0, |h| std::mem::size_of::<[Head; 2]>() + h[0].bytes.capacity() + h[1].bytes.capacity())
     }
@@ -1113,9 +1116,18 @@ enum Start {
 /// Decide where TLS starts in `b`, the stream from a segment start on.
 fn tls_start(b: &[u8]) -> Start {
     // A PROXY protocol v1 line (HAProxy) may share the segment with the
-    // ClientHello; it is at most 107 bytes before its CRLF.
+    // ClientHello; it is at most 107 bytes before its CRLF. A v2 header
+    // (binary) is stepped over by its length (crate::proxy_protocol).
     let mut off = 0;
-    if let Some(rest) = b.strip_prefix(b"PROXY ".as_slice()) {
+    match crate::proxy_protocol::v2_len(b, HEAD_CAP) {
+        crate::proxy_protocol::V2::Header(n) => off = n,
+        crate::proxy_protocol::V2::More => return Start::More,
+        crate::proxy_protocol::V2::TooLong => return Start::NotTls(0),
+        crate::proxy_protocol::V2::No => {}
+    }
+    if off > 0 {
+        // v2: fall through to the TLS test on what follows the header.
+    } else if let Some(rest) = b.strip_prefix(b"PROXY ".as_slice()) {
         match rest.windows(2).position(|w| w == b"\r\n") {
             Some(i) if i < 108 => off = 6 + i + 2,
             Some(_) => {}
@@ -1150,6 +1162,9 @@ impl Sink<'_> {
                         if !segment_start {
                             return;
                         }
+                        if crate::openvpn_tcp::starts(self.session, self.dir, bytes) {
+                            return self.start(bytes);
+                        }
                         match tls_start(bytes) {
                             Start::Tls(off) => return self.start(&bytes[off..]),
                             Start::NotTls(off) => return self.preamble(&bytes[off..]),
@@ -1169,6 +1184,10 @@ impl Sink<'_> {
                     }
                     self.session.gap_bytes[d] += u64::from(n);
                 }
+                if let Some(o) = self.session.openvpn() {
+                    // The OpenVPN framing is lost with the bytes.
+                    o.kill(self.dir);
+                }
                 if self.started[d] {
                     self.session.parser.gap(self.dir, u64::from(n));
                 } else if let Some(h) = self.head.as_mut() {
@@ -1181,6 +1200,9 @@ impl Sink<'_> {
 
     fn feed(&mut self, bytes: &[u8]) {
         if !bytes.is_empty() && self.session.wants_bytes(self.dir) {
+            if self.session.rare.as_ref().is_some_and(|r| r.openvpn.is_some()) {
+                return crate::openvpn_tcp::feed(self.session, self.dir, bytes, self.ts, self.events);
+            }
             self.session.parser.feed(self.dir, bytes, self.ts, self.events);
         }
     }
@@ -1287,7 +1309,7 @@ mod size {
     /// A flow is one allocation of `size_of::<Flow>()` bytes, which the
     /// allocator (mimalloc) rounds up to its next size class: 1,024 bytes
     /// up to 1,024, then 1,280. At 1,088 bytes every flow wasted 192; keep
-    /// rare fields boxed (`TlsSession::hello_retry`, `connect`).
+    /// rare fields boxed (`TlsSession::hello_retry`, `rare`).
     #[test]
     fn a_flow_fits_in_1024_bytes() {
         assert!(std::mem::size_of::<super::Flow>() <= 1024, "Flow is {} bytes", std::mem::size_of::<super::Flow>());

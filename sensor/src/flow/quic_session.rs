@@ -65,6 +65,14 @@ impl QuicSession {
                 match inspect_client_datagram(data) {
                     Ok(h) => {
                         if !self.gquic.contains(&h) {
+                            // T050/T051: a TLS ClientHello like an IETF
+                            // QUIC one (JA3, JA4, ALPN, handshake.client_hellos).
+                            if let Some(ch) = &h.client_hello {
+                                if self.client_hellos.len() < 4 && !self.client_hellos.iter().any(|(c, _)| c == &**ch) {
+                                    crate::session::grow_exact(&mut self.client_hellos, 1, 4);
+                                    self.client_hellos.push(((**ch).clone(), ts));
+                                }
+                            }
                             self.gquic.push(h);
                         }
                     }

@@ -48,12 +48,16 @@ pub struct SideStats {
     pub first_app_ts: Option<i64>,
 }
 
+/// Anomaly of a session whose server sent a handshake message over the
+/// parser's cap (it also has `handshake_message_too_long`).
+pub const SERVER_MESSAGE_TOO_LONG: &str = "server_handshake_message_too_long";
+
 #[derive(Debug, Default)]
 pub struct TlsSession {
     pub parser: TlsParser,
     pub client_hellos: Vec<(ClientHello, i64)>,
     pub server_hello: Option<(ServerHello, i64)>,
-    /// Boxed, as `connect`: rare, and inline they made a `Flow` 1,088 bytes,
+    /// Boxed, as `rare`: rare, and inline they made a `Flow` 1,088 bytes,
     /// which the allocator rounds to 1,280; boxed it fits in 1,024.
     pub hello_retry: Option<Box<ServerHello>>,
     /// Shared with every session that carried the same DER ([`crate::certs`]).
@@ -78,9 +82,20 @@ pub struct TlsSession {
     pub gap_at: [u8; 2],
     /// Time of the last server handshake record (end of the server's flight so far).
     pub last_server_handshake_ts: Option<i64>,
+    /// What few sessions have (an HTTP `CONNECT` tunnel, OpenVPN framing),
+    /// boxed together: a `Flow` must fit in 1,024 bytes.
+    pub rare: Option<Box<Rare>>,
+}
+
+/// Rare per-session state ([`TlsSession::rare`]).
+#[derive(Debug, Default)]
+pub struct Rare {
     /// HTTP `CONNECT` target and the proxy's status code, when the TLS ran
     /// inside an explicit-proxy tunnel.
-    pub connect: Option<Box<(String, Option<u16>)>>,
+    pub connect: Option<(String, Option<u16>)>,
+    /// The TLS rides in OpenVPN's TCP control channel: its unwrapper
+    /// (boxed again: a CONNECT session need not carry its room).
+    pub openvpn: Option<Box<pinwatch_parsers::openvpn::OpenVpnTcp>>,
 }
 
 /// Make room for one more entry in a log of at most `max`: room for
@@ -245,12 +260,27 @@ impl TlsSession {
                     self.push_history(letter(dir, 'I'));
                 }
                 TlsEvent::Malformed { what, .. } => self.anomaly(what),
-                TlsEvent::Overflow { .. } => {
+                TlsEvent::Overflow { dir, .. } => {
                     self.overflows = self.overflows.saturating_add(1);
                     self.anomaly("handshake_message_too_long");
+                    if dir == Dir::Server {
+                        // No verdict may rest on it (classify::dropped_by_sensor).
+                        self.anomaly(SERVER_MESSAGE_TOO_LONG);
+                    }
                 }
             }
         }
+    }
+
+    /// HTTP `CONNECT` target and the proxy's status code, when the TLS ran
+    /// inside an explicit-proxy tunnel.
+    pub fn connect(&self) -> Option<&(String, Option<u16>)> {
+        self.rare.as_ref()?.connect.as_ref()
+    }
+
+    /// The OpenVPN unwrapper, when the TLS rides in OpenVPN over TCP.
+    pub fn openvpn(&mut self) -> Option<&mut pinwatch_parsers::openvpn::OpenVpnTcp> {
+        self.rare.as_mut()?.openvpn.as_deref_mut()
     }
 
     /// Look at plaintext that preceded the TLS (an explicit proxy's
@@ -262,13 +292,13 @@ impl TlsSession {
             Dir::Client => {
                 if let Some(rest) = line.strip_prefix("CONNECT ") {
                     let target = rest.split(' ').next().unwrap_or("").to_string();
-                    if self.connect.is_none() && !target.is_empty() {
-                        self.connect = Some(Box::new((target, None)));
+                    if self.connect().is_none() && !target.is_empty() {
+                        self.rare.get_or_insert_with(Box::default).connect = Some((target, None));
                     }
                 }
             }
             Dir::Server => {
-                if let (Some((_, status)), Some(rest)) = (self.connect.as_deref_mut(), line.strip_prefix("HTTP/1.")) {
+                if let (Some((_, status)), Some(rest)) = (self.rare.as_mut().and_then(|r| r.connect.as_mut()), line.strip_prefix("HTTP/1.")) {
                     if status.is_none() {
                         *status = rest.get(2..5).and_then(|c| c.parse().ok());
                     }

@@ -535,7 +535,10 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
     let s = &f.session;
     let start = f.first_ts;
     let first_ch = s.client_hellos.first().map(|(h, _)| h);
-    let sh = s.server_hello.as_ref().map(|(h, _)| h);
+    // A HelloRetryRequest that no ServerHello followed (the client gave up
+    // after it) still names the version and cipher the server chose, as
+    // tshark and Suricata report them.
+    let sh = s.server_hello.as_ref().map(|(h, _)| h).or(s.hello_retry.as_deref());
     let leaf = s.server_chain.first();
     // Fingerprints are made once per hello; `tls.ja3`/`tls.ja4` are the
     // first hello's.
@@ -570,7 +573,7 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
         client_alpns: first_ch.map_or(&[][..], |c| &c.alpn),
         server_alpns: sh.and_then(|h| h.alpn.as_deref()).into_iter().collect(),
         chain: s.server_chain.iter().map(|c| &*c.der_base64).collect(),
-        from_proto: s.connect.is_some().then_some("http"),
+        from_proto: s.connect().is_some().then_some("http"),
         session_resumed: session_resumed(s),
         client_handshake: first_ch.and_then(client_handshake),
         server_handshake: sh.map(server_handshake),

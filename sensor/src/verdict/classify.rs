@@ -222,6 +222,10 @@ pub enum FailureKind {
     /// TLS <= 1.2: the client sent its key exchange but no Finished was
     /// seen, and it neither alerted nor closed.
     HandshakeUnfinished,
+    /// The sensor dropped part of the server's handshake (a message over
+    /// its cap, or the buffer budget ran out): a client rejection is not
+    /// claimed on what it never read.
+    HandshakeDropped,
     /// Established: the client finished the handshake, never sent data,
     /// and closed at leisure (a pre-connect or pool connection it did not
     /// use), which the wire does not tell from a slow rejection.
@@ -351,7 +355,27 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
             break;
         }
     }
+    // A rejection is never claimed on a session whose server handshake the
+    // sensor itself dropped: what the client judged (its certificate, most
+    // likely) never reached the classifier. Say so instead of guessing; a
+    // readable client alert stays in `alert` for the analyst.
+    if out.outcome == Outcome::ClientRejected && dropped_by_sensor(e) {
+        out.set(Outcome::Incomplete, FailureKind::HandshakeDropped);
+        out.class = None;
+        out.confidence = None;
+        out.signals.clear();
+    }
     out
+}
+
+/// The sensor, not the network, lost part of this session's handshake: a
+/// server handshake message over the parser's cap
+/// (`pinwatch_parsers::tls::MAX_HANDSHAKE_MESSAGE`, anomaly
+/// `server_handshake_message_too_long`) or bytes refused by the shared
+/// buffer budget (`buffer_budget_exhausted`).
+pub fn dropped_by_sensor(e: &Ended) -> bool {
+    let f = &e.flow;
+    f.budget_dropped || f.session.anomalies.contains(&crate::session::SERVER_MESSAGE_TOO_LONG)
 }
 
 /// Did a rule settle the outcome (later rules are not asked)?
@@ -839,7 +863,7 @@ impl<'a> PathFacts<'a> {
             chain_ca,
             origin_chain,
             proxy_fp: ja3s.filter(|h| cfg.proxy_ja3s.iter().any(|p| p == h)).map(|h| format!("ja3s:proxy:{h}")),
-            connect: s.connect.as_deref().map(|(t, st)| ConnectOut { target: t.clone(), status: *st }),
+            connect: s.connect().map(|(t, st)| ConnectOut { target: t.clone(), status: *st }),
             to_proxy: cfg.explicit_proxies.iter().any(|p| p.ip() == sip && p.port() == sport),
         }
     }
