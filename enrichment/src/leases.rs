@@ -730,4 +730,33 @@ mod tests {
             }
         }
     }
+    /// A prefix binding (RADIUS Framed-IPv6-Prefix) covers every address
+    /// under it, an address binding wins over it, and the lease keeps where
+    /// it came from.
+    #[test]
+    fn lease_prefix_binding_and_origin() {
+        use crate::feed::{BindingIdentity, Network};
+        let mut m = LeaseMap::default();
+        let b = |ip: &str, prefix_len: Option<u8>| IpBinding {
+            action: BindingAction::Assign,
+            ip: ip.parse().expect("ip"),
+            network: Network { context: "vpn".into(), kind: None },
+            valid_from_ns: Some(0),
+            valid_until_ns: Some(100 * S),
+            confidence: Confidence::Authenticated,
+            identity: Some(BindingIdentity { kind: "user".into(), value: "alice".into() }),
+            prefix_len,
+        };
+        let src = Source { kind: "radius_accounting".into(), vendor: Some("vpn-1".into()), source_event_id: None };
+        m.apply_from(&b("2001:db8:5:0:ffff::1", Some(64)), Some("dev-a"), 0, Some(&src));
+        m.apply_from(&b("2001:db8:5::9", None), Some("dev-b"), 0, None);
+        let hit = m.lookup("vpn", "2001:db8:5::1234".parse().expect("ip"), 5 * S).expect("covered by the /64");
+        assert_eq!(hit.lease.device_id, "dev-a");
+        let o = hit.lease.origin.as_deref().expect("origin");
+        assert_eq!((o.kind.as_deref(), o.vendor.as_deref()), (Some("radius_accounting"), Some("vpn-1")));
+        assert_eq!(o.identity.as_ref().map(|i| i.value.as_str()), Some("alice"));
+        assert_eq!(m.lookup("vpn", "2001:db8:5::9".parse().expect("ip"), 5 * S).map(|h| h.lease.device_id.as_str()), Some("dev-b"));
+        assert!(m.lookup("vpn", "2001:db8:6::1".parse().expect("ip"), 5 * S).is_none());
+        assert!(m.lookup("vpn", "10.0.0.1".parse().expect("ip"), 5 * S).is_none());
+    }
 }

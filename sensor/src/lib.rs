@@ -6,6 +6,7 @@
 //! ([`eve`]) and the replay pipeline ([`pipeline`]). Time is always the packet
 //! timestamp, never the wall clock.
 
+pub mod bindings;
 pub mod capped;
 pub mod capture;
 pub mod certs;

@@ -50,6 +50,9 @@ pub struct KeaLease {
     pub hostname: Option<String>,
     pub subnet_id: Option<u32>,
     pub kind: LeaseKind,
+    /// State 2 (expired-reclaimed) on the line: with `Released`, the flush
+    /// of a lease that had already expired.
+    pub reclaimed: bool,
     /// Seconds since the Unix epoch.
     pub from_s: i64,
     pub until_s: i64,
@@ -176,6 +179,7 @@ impl KeaReader {
             hostname: opt(c.hostname).map(unescape),
             subnet_id,
             kind,
+            reclaimed: state == 2,
             from_s,
             until_s,
         })

@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod kea;
 pub mod radius;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Serialize;
@@ -124,8 +125,14 @@ pub struct Bindings {
     cfg: BindingsConfig,
     inventory: Inventory,
     kea: KeaReader,
+    /// End (s) of the newest active lease seen per address, to place
+    /// releases and flushes of reclaimed leases (at most [`MAX_KEA_TRACKED`]).
+    kea_until: HashMap<Ipv4Addr, i64>,
     stats: BindingsStats,
 }
+
+/// Addresses whose lease end is remembered.
+pub const MAX_KEA_TRACKED: usize = 1 << 20;
 
 /// RFC 3339 UTC with nanoseconds, from ns since the epoch.
 pub fn rfc3339(ns: i64) -> String {
@@ -215,6 +222,7 @@ impl Bindings {
             cfg,
             inventory,
             kea: KeaReader::new(),
+            kea_until: HashMap::new(),
             stats: BindingsStats::default(),
         }
     }
@@ -368,8 +376,18 @@ impl Bindings {
         self.stats.kea_files_opened += 1;
     }
 
-    /// One line of Kea's lease file, read at `read_ns`.
-    pub fn kea_line(&mut self, text: &str, read_ns: i64) -> Vec<String> {
+    /// One line of Kea's lease file, read at `read_ns`; `live` when the line
+    /// was appended while it was followed (not read back from history).
+    ///
+    /// Kea writes a deleted lease (a DHCPRELEASE, or the flush of a
+    /// reclaimed lease) with `valid_lifetime` 0 and `expire` = the client's
+    /// last transmission time, not the time of the deletion. A release is
+    /// therefore placed at the time the line was read when it was read live
+    /// (bounded by the lease's end), else at that last transmission time
+    /// (the latest time the lease is known to have been held); the flush of
+    /// a lease already reclaimed (state 2) is an expiry at the lease's end,
+    /// or nothing when that end is unknown.
+    pub fn kea_line(&mut self, text: &str, read_ns: i64, live: bool) -> Vec<String> {
         self.stats.kea_lines += 1;
         let l: KeaLease = match self.kea.push_line(text) {
             Ok(l) => l,
@@ -380,9 +398,32 @@ impl Bindings {
             Err(_) => return Vec::new(),
         };
         self.stats.kea_leases += 1;
+        let known_until = self.kea_until.get(&l.address).copied();
+        match l.kind {
+            LeaseKind::Active => {
+                if self.kea_until.len() < MAX_KEA_TRACKED || known_until.is_some() {
+                    self.kea_until.insert(l.address, l.until_s);
+                }
+            }
+            _ => {
+                self.kea_until.remove(&l.address);
+            }
+        }
         let (action, event_s, from_s, until_s) = match l.kind {
             LeaseKind::Active => ("assign", l.from_s, Some(l.from_s), Some(l.until_s)),
-            LeaseKind::Released => ("release", l.until_s, None, Some(l.until_s)),
+            LeaseKind::Released if l.reclaimed => match known_until {
+                Some(u) => ("expire", u, None, Some(u)),
+                None => return Vec::new(),
+            },
+            LeaseKind::Released => {
+                let read_s = read_ns.div_euclid(NS);
+                let at = if live && read_s > l.until_s {
+                    known_until.map_or(read_s, |u| read_s.min(u)).max(l.until_s)
+                } else {
+                    l.until_s
+                };
+                ("release", at, None, Some(at))
+            }
             LeaseKind::Expired => ("expire", l.until_s, None, Some(l.until_s)),
             LeaseKind::Declined => ("conflict", l.from_s, Some(l.from_s), None),
         };
@@ -551,8 +592,8 @@ mod tests {
     fn bindings_kea_lines() {
         let mut b = Bindings::new(BindingsConfig::default(), Inventory::default());
         b.kea_new_file();
-        assert!(b.kea_line("address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context", 0).is_empty());
-        let l = b.kea_line("192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,", 0);
+        assert!(b.kea_line("address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context", 0, false).is_empty());
+        let l = b.kea_line("192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,", 0, false);
         let mut rd = FeedReader::new(8);
         let ev = rd.push_line(&l[0], 1).expect("valid");
         assert_eq!(ev.device_id.as_deref(), Some("mac:02:00:00:00:00:09"));
@@ -563,13 +604,24 @@ mod tests {
             (ib.valid_from_ns, ib.valid_until_ns),
             (Some(1_787_000_000 * NS), Some(1_787_004_000 * NS))
         );
-        let l = b.kea_line("192.0.2.50,02:00:00:00:00:09,,0,1787001000,1,0,0,,0,", 0);
+        // A release read live 30 s after the last renewal is placed when read;
+        // read back from history, at the last renewal (all Kea wrote).
+        let l = b.kea_line("192.0.2.50,02:00:00:00:00:09,,0,1787001000,1,0,0,,0,", 1_787_001_030 * NS, true);
         let ev = rd.push_line(&l[0], 2).expect("valid");
-        let EventBody::IpBinding(ib) = &ev.body else {
-            panic!()
-        };
-        assert_eq!(ib.action, BindingAction::Release);
-        assert_eq!(b.stats().inventory_misses, 2);
+        let EventBody::IpBinding(ib) = &ev.body else { panic!() };
+        assert_eq!((ib.action, ib.valid_until_ns), (BindingAction::Release, Some(1_787_001_030 * NS)));
+        b.kea_line("192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,", 0, false);
+        let l = b.kea_line("192.0.2.50,02:00:00:00:00:09,,0,1787001000,1,0,0,,0,", 1_787_001_030 * NS, false);
+        let ev = rd.push_line(&l[0], 3).expect("valid");
+        let EventBody::IpBinding(ib) = &ev.body else { panic!() };
+        assert_eq!(ib.valid_until_ns, Some(1_787_001_000 * NS));
+        // The flush of a reclaimed lease is its expiry at the lease's end.
+        b.kea_line("192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,", 0, false);
+        let l = b.kea_line("192.0.2.50,02:00:00:00:00:09,,0,1787000000,1,0,0,,2,", 0, false);
+        let ev = rd.push_line(&l[0], 4).expect("valid");
+        let EventBody::IpBinding(ib) = &ev.body else { panic!() };
+        assert_eq!((ib.action, ib.valid_until_ns), (BindingAction::Expire, Some(1_787_004_000 * NS)));
+        assert_eq!(b.stats().inventory_misses, 6);
     }
 
     #[test]
