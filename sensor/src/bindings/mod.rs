@@ -410,3 +410,47 @@ fn run(a: &BindingsArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The leftovers of Kea's lease file cleanup, in Kea's own load order.
+    #[test]
+    fn bindings_kea_leftovers_order() {
+        let dir =
+            std::env::temp_dir().join(format!("pinwatch-kea-leftovers-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("kea-leases4.csv");
+        assert!(kea_leftovers(&f).is_empty());
+        fs::write(dir.join("kea-leases4.csv.1"), "").expect("write");
+        fs::write(dir.join("kea-leases4.csv.2"), "").expect("write");
+        let names = |v: Vec<PathBuf>| {
+            v.iter()
+                .map(|p| {
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(kea_leftovers(&f)),
+            vec!["kea-leases4.csv.2", "kea-leases4.csv.1"]
+        );
+        // A finished cleanup not yet renamed wins over both.
+        fs::write(dir.join("kea-leases4.csv.completed"), "").expect("write");
+        assert_eq!(names(kea_leftovers(&f)), vec!["kea-leases4.csv.completed"]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bindings_inventory_column_option() {
+        let m = column_map(&["mac=WLAN MAC|LAN-MAC".into()]).expect("valid");
+        assert_eq!(m.mac, vec!["wlanmac".to_string(), "lanmac".to_string()]);
+        assert_eq!(m.device_id, ColumnMap::default().device_id);
+        assert!(column_map(&["serial=SN".into()]).is_err());
+        assert!(column_map(&["mac".into()]).is_err());
+    }
+}
