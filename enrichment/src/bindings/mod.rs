@@ -108,6 +108,10 @@ pub struct BindingsStats {
     /// Bindings dropped because the identity was unknown and
     /// `unknown_as_identity` is off.
     pub dropped_unknown_identity: u64,
+    /// Accounting-On/Off received (the NAS restarted; its sessions released).
+    pub radius_nas_restarts: u64,
+    /// Sessions not tracked for Accounting-On/Off because the table was full.
+    pub radius_tracking_full: u64,
 }
 
 /// The result of one RADIUS datagram.
@@ -128,8 +132,23 @@ pub struct Bindings {
     /// End (s) of the newest active lease seen per address, to place
     /// releases and flushes of reclaimed leases (at most [`MAX_KEA_TRACKED`]).
     kea_until: HashMap<Ipv4Addr, i64>,
+    /// Addresses each NAS holds bound (NAS → (address, prefix) → device,
+    /// identity, context), so an Accounting-On/Off (the NAS restarted: all
+    /// its sessions are gone) releases them; at most [`MAX_RADIUS_TRACKED`].
+    radius_held: HashMap<String, HashMap<(IpAddr, Option<u8>), Held>>,
+    radius_held_len: usize,
     stats: BindingsStats,
 }
+
+#[derive(Debug, Clone)]
+struct Held {
+    device: String,
+    identity: (String, String),
+    context: String,
+}
+
+/// Sessions tracked for Accounting-On/Off, all NASes together.
+pub const MAX_RADIUS_TRACKED: usize = 1 << 20;
 
 /// Addresses whose lease end is remembered.
 pub const MAX_KEA_TRACKED: usize = 1 << 20;
@@ -223,6 +242,8 @@ impl Bindings {
             inventory,
             kea: KeaReader::new(),
             kea_until: HashMap::new(),
+            radius_held: HashMap::new(),
+            radius_held_len: 0,
             stats: BindingsStats::default(),
         }
     }
@@ -296,7 +317,7 @@ impl Bindings {
         };
         self.stats.radius_accepted += 1;
         self.stats.radius_responses += 1;
-        let lines = self.radius_lines(&acc.record, &client.context, received_ns);
+        let lines = self.radius_lines(&acc.record, &client.context, peer, received_ns);
         if lines.is_empty() {
             self.stats.radius_no_binding += 1;
         }
@@ -307,11 +328,25 @@ impl Bindings {
         }
     }
 
-    fn radius_lines(&mut self, r: &AcctRecord, context: &str, received_ns: i64) -> Vec<String> {
+    fn radius_lines(
+        &mut self,
+        r: &AcctRecord,
+        context: &str,
+        peer: IpAddr,
+        received_ns: i64,
+    ) -> Vec<String> {
+        let vendor = r
+            .nas_identifier
+            .clone()
+            .or_else(|| r.nas_ip.map(|a| a.to_string()));
+        let nas_key = vendor.clone().unwrap_or_else(|| peer.to_string());
         let action = match r.status {
             Some(StatusType::Start) => "assign",
             Some(StatusType::InterimUpdate) => "renew",
             Some(StatusType::Stop) => "release",
+            Some(StatusType::AccountingOn | StatusType::AccountingOff) => {
+                return self.radius_nas_restart(&nas_key, vendor, r, received_ns);
+            }
             _ => return Vec::new(),
         };
         let mut addrs: Vec<(IpAddr, Option<u8>)> = Vec::new();
@@ -334,10 +369,13 @@ impl Bindings {
             return Vec::new();
         };
         let event_ns = r.event_time_ns(received_ns);
-        let vendor = r
-            .nas_identifier
-            .clone()
-            .or_else(|| r.nas_ip.map(|a| a.to_string()));
+        for a in &addrs {
+            self.track(&nas_key, *a, action == "release", || Held {
+                device: device.clone(),
+                identity: identity.clone(),
+                context: context.to_owned(),
+            });
+        }
         let (from, until) = if action == "release" {
             (None, Some(event_ns))
         } else {
@@ -365,6 +403,73 @@ impl Bindings {
                     source_event_id: r.acct_session_id.clone(),
                     device: Some(device.clone()),
                     identity: Some(identity.clone()),
+                })
+            })
+            .collect()
+    }
+
+    fn track(
+        &mut self,
+        nas: &str,
+        addr: (IpAddr, Option<u8>),
+        release: bool,
+        held: impl FnOnce() -> Held,
+    ) {
+        if release {
+            if let Some(m) = self.radius_held.get_mut(nas) {
+                if m.remove(&addr).is_some() {
+                    self.radius_held_len -= 1;
+                }
+                if m.is_empty() {
+                    self.radius_held.remove(nas);
+                }
+            }
+            return;
+        }
+        let m = self.radius_held.entry(nas.to_owned()).or_default();
+        if m.contains_key(&addr) || self.radius_held_len < MAX_RADIUS_TRACKED {
+            if m.insert(addr, held()).is_none() {
+                self.radius_held_len += 1;
+            }
+        } else {
+            self.stats.radius_tracking_full += 1;
+        }
+    }
+
+    /// Accounting-On/Off: the NAS restarted, every session it had is over.
+    fn radius_nas_restart(
+        &mut self,
+        nas: &str,
+        vendor: Option<String>,
+        r: &AcctRecord,
+        received_ns: i64,
+    ) -> Vec<String> {
+        self.stats.radius_nas_restarts += 1;
+        let Some(held) = self.radius_held.remove(nas) else {
+            return Vec::new();
+        };
+        self.radius_held_len -= held.len();
+        let event_ns = r.event_time_ns(received_ns);
+        let mut held: Vec<_> = held.into_iter().collect();
+        held.sort_by(|a, b| a.0.cmp(&b.0));
+        held.into_iter()
+            .map(|((ip, prefix_len), h)| {
+                line(Binding {
+                    action: "release",
+                    ip,
+                    prefix_len,
+                    context: &h.context,
+                    network_kind: "radius",
+                    confidence: "authenticated",
+                    event_ns,
+                    observed_ns: received_ns,
+                    from_ns: None,
+                    until_ns: Some(event_ns),
+                    source_kind: "radius_accounting",
+                    vendor: vendor.clone(),
+                    source_event_id: None,
+                    device: Some(h.device),
+                    identity: Some(h.identity),
                 })
             })
             .collect()
@@ -575,6 +680,31 @@ mod tests {
         // Wrong secret: dropped, counted.
         let o = b.radius_datagram(&request(9, &attrs, b"x"), "192.0.2.10".parse().unwrap(), 0);
         assert_eq!(o, RadiusOutcome::default());
+        // Accounting-On from the same NAS (it restarted): the session it
+        // had is released at the restart's time.
+        let mut on = attr(40, &7u32.to_be_bytes());
+        on.extend(attr(32, b"wlc-a"));
+        on.extend(attr(55, &1_787_300_000u32.to_be_bytes()));
+        let o = b.radius_datagram(&request(10, &on, b"k"), "192.0.2.10".parse().unwrap(), 0);
+        assert!(o.response.is_some());
+        assert_eq!(o.lines.len(), 1);
+        let ev = rd.push_line(&o.lines[0], 2).expect("a valid feed line");
+        let EventBody::IpBinding(ib) = &ev.body else {
+            panic!("not a binding")
+        };
+        assert_eq!(
+            (ib.action, ib.ip, ib.valid_until_ns),
+            (
+                BindingAction::Release,
+                "10.1.2.3".parse().unwrap(),
+                Some(1_787_300_000 * NS)
+            )
+        );
+        assert_eq!(ev.device_id.as_deref(), Some("enterprises/x/devices/7"));
+        // A second restart has nothing left to release.
+        let o = b.radius_datagram(&request(11, &on, b"k"), "192.0.2.10".parse().unwrap(), 0);
+        assert!(o.lines.is_empty());
+        assert_eq!(b.stats().radius_nas_restarts, 2);
         let s = b.stats();
         assert_eq!(
             (
@@ -584,7 +714,7 @@ mod tests {
                 s.radius_bad_authenticator,
                 s.inventory_hits
             ),
-            (3, 1, 1, 1, 1)
+            (5, 3, 1, 1, 1)
         );
     }
 
@@ -593,7 +723,11 @@ mod tests {
         let mut b = Bindings::new(BindingsConfig::default(), Inventory::default());
         b.kea_new_file();
         assert!(b.kea_line("address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context", 0, false).is_empty());
-        let l = b.kea_line("192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,", 0, false);
+        let l = b.kea_line(
+            "192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,",
+            0,
+            false,
+        );
         let mut rd = FeedReader::new(8);
         let ev = rd.push_line(&l[0], 1).expect("valid");
         assert_eq!(ev.device_id.as_deref(), Some("mac:02:00:00:00:00:09"));
@@ -606,21 +740,53 @@ mod tests {
         );
         // A release read live 30 s after the last renewal is placed when read;
         // read back from history, at the last renewal (all Kea wrote).
-        let l = b.kea_line("192.0.2.50,02:00:00:00:00:09,,0,1787001000,1,0,0,,0,", 1_787_001_030 * NS, true);
+        let l = b.kea_line(
+            "192.0.2.50,02:00:00:00:00:09,,0,1787001000,1,0,0,,0,",
+            1_787_001_030 * NS,
+            true,
+        );
         let ev = rd.push_line(&l[0], 2).expect("valid");
-        let EventBody::IpBinding(ib) = &ev.body else { panic!() };
-        assert_eq!((ib.action, ib.valid_until_ns), (BindingAction::Release, Some(1_787_001_030 * NS)));
-        b.kea_line("192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,", 0, false);
-        let l = b.kea_line("192.0.2.50,02:00:00:00:00:09,,0,1787001000,1,0,0,,0,", 1_787_001_030 * NS, false);
+        let EventBody::IpBinding(ib) = &ev.body else {
+            panic!()
+        };
+        assert_eq!(
+            (ib.action, ib.valid_until_ns),
+            (BindingAction::Release, Some(1_787_001_030 * NS))
+        );
+        b.kea_line(
+            "192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,",
+            0,
+            false,
+        );
+        let l = b.kea_line(
+            "192.0.2.50,02:00:00:00:00:09,,0,1787001000,1,0,0,,0,",
+            1_787_001_030 * NS,
+            false,
+        );
         let ev = rd.push_line(&l[0], 3).expect("valid");
-        let EventBody::IpBinding(ib) = &ev.body else { panic!() };
+        let EventBody::IpBinding(ib) = &ev.body else {
+            panic!()
+        };
         assert_eq!(ib.valid_until_ns, Some(1_787_001_000 * NS));
         // The flush of a reclaimed lease is its expiry at the lease's end.
-        b.kea_line("192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,", 0, false);
-        let l = b.kea_line("192.0.2.50,02:00:00:00:00:09,,0,1787000000,1,0,0,,2,", 0, false);
+        b.kea_line(
+            "192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,",
+            0,
+            false,
+        );
+        let l = b.kea_line(
+            "192.0.2.50,02:00:00:00:00:09,,0,1787000000,1,0,0,,2,",
+            0,
+            false,
+        );
         let ev = rd.push_line(&l[0], 4).expect("valid");
-        let EventBody::IpBinding(ib) = &ev.body else { panic!() };
-        assert_eq!((ib.action, ib.valid_until_ns), (BindingAction::Expire, Some(1_787_004_000 * NS)));
+        let EventBody::IpBinding(ib) = &ev.body else {
+            panic!()
+        };
+        assert_eq!(
+            (ib.action, ib.valid_until_ns),
+            (BindingAction::Expire, Some(1_787_004_000 * NS))
+        );
         assert_eq!(b.stats().inventory_misses, 6);
     }
 
