@@ -51,7 +51,7 @@ fn have(prog: &str) -> bool {
 }
 
 /// Why this machine cannot run the test, if it cannot.
-fn cannot_run(progs: &[&str]) -> Option<String> {
+fn cannot_run(tag: &str, progs: &[&str]) -> Option<String> {
     let uid = Command::new("id")
         .arg("-u")
         .output()
@@ -65,7 +65,9 @@ fn cannot_run(progs: &[&str]) -> Option<String> {
             return Some(format!("{p} not installed (Debian: freeradius freeradius-utils kea-dhcp4-server isc-dhcp-client)"));
         }
     }
-    let probe = "pwbindings-probe";
+    // One probe name per test: the tests run in parallel.
+    let probe = format!("pwbindings-p{tag}");
+    let probe = probe.as_str();
     let _ = Command::new("ip")
         .args(["netns", "del", probe])
         .stderr(Stdio::null())
@@ -394,7 +396,7 @@ fn assert_attributed(feed: &Path, n_sessions: usize) {
 
 #[test]
 fn radius_radclient_accounting_binds_and_attributes_capture() {
-    if let Some(why) = cannot_run(&["radclient"]) {
+    if let Some(why) = cannot_run("r1", &["radclient"]) {
         return skip(&why);
     }
     let dir = workdir("bindings-radclient");
@@ -575,7 +577,7 @@ server default {
 
 #[test]
 fn radius_freeradius_proxy_to_pinwatch_binds_and_attributes_capture() {
-    if let Some(why) = cannot_run(&["radclient", "freeradius"]) {
+    if let Some(why) = cannot_run("r2", &["radclient", "freeradius"]) {
         return skip(&why);
     }
     let dir = workdir("bindings-freeradius");
@@ -667,7 +669,7 @@ const DHCLIENT_SCRIPT: &str = "#!/bin/sh\ncase \"$reason\" in\n  BOUND|RENEW|REB
 
 #[test]
 fn kea_dhclient_lease_renew_release_expire_become_bindings() {
-    if let Some(why) = cannot_run(&["kea-dhcp4", "dhclient"]) {
+    if let Some(why) = cannot_run("k1", &["kea-dhcp4", "dhclient"]) {
         return skip(&why);
     }
     let dir = workdir("bindings-kea");
