@@ -499,4 +499,18 @@ mod tests {
         assert_eq!((inv.report().devices, inv.report().rows_skipped), (1, 1));
         assert_eq!(inv.lookup(IdentityKind::Mac, "0200.00aa.0009"), Some("d9"));
     }
+    proptest::proptest! {
+        /// Any bytes as an export: never a panic, and every device counted
+        /// came from a row.
+        #[test]
+        fn inventory_any_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let cols = ColumnMap::default();
+            let mut csv = b"device_id,mac,user\n".to_vec();
+            csv.extend_from_slice(&data);
+            let inv = Inventory::from_csv(&csv, &cols);
+            proptest::prop_assert!(inv.report().devices <= csv.iter().filter(|&&b| b == b'\n' || b == b'\r').count() as u64 + 1);
+            let _ = Inventory::from_json(&data, &cols);
+            let _ = normalize_mac(&String::from_utf8_lossy(&data));
+        }
+    }
 }
