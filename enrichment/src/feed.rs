@@ -123,6 +123,19 @@ pub struct IpBinding {
     pub valid_from_ns: Option<i64>,
     pub valid_until_ns: Option<i64>,
     pub confidence: Confidence,
+    /// Who the producer bound (`identity.kind`: `mac`, `user`, `cert_cn`…),
+    /// as `docs/bindings.md` writes it; optional.
+    pub identity: Option<BindingIdentity>,
+    /// An IPv6 prefix (Framed-IPv6-Prefix, Delegated-IPv6-Prefix): `ip` is
+    /// its first address and every address under it is bound; optional.
+    pub prefix_len: Option<u8>,
+}
+
+/// `ip_binding.identity`: the RADIUS/DHCP identity behind the binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingIdentity {
+    pub kind: String,
+    pub value: String,
 }
 
 /// `app` object: identity is (package, signing cert).
@@ -409,6 +422,10 @@ struct RawBinding {
     ip: IpAddr,
     network: Network,
     confidence: Confidence,
+    #[serde(default)]
+    identity: Option<BindingIdentity>,
+    #[serde(default)]
+    prefix_len: Option<u8>,
 }
 
 fn parse_line(line: &str, line_no: u64) -> Result<Event, LineError> {
@@ -476,6 +493,8 @@ fn parse_line(line: &str, line_no: u64) -> Result<Event, LineError> {
                 valid_from_ns,
                 valid_until_ns,
                 confidence: raw.confidence,
+                identity: raw.identity,
+                prefix_len: raw.prefix_len,
             })
         }
         "app_inventory" => EventBody::AppInventory(payload(Value::Object(obj), "app_inventory")?),

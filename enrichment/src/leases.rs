@@ -28,7 +28,30 @@ use std::net::IpAddr;
 
 use pinwatch_parsers::time::Timestamp;
 
-use crate::feed::{BindingAction, Confidence, IpBinding};
+use crate::feed::{BindingAction, BindingIdentity, Confidence, IpBinding, Source};
+
+/// Where a binding came from (the feed event's `source` and `identity`), so
+/// the record can say it (`mobile.binding.source`, docs/bindings.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseOrigin {
+    pub kind: Option<String>,
+    pub vendor: Option<String>,
+    pub identity: Option<BindingIdentity>,
+}
+
+/// `ip` with every bit past `len` cleared.
+fn mask(ip: IpAddr, len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let m = if len >= 32 { u32::MAX } else { !(u32::MAX >> len) };
+            IpAddr::V4((u32::from(a) & m).into())
+        }
+        IpAddr::V6(a) => {
+            let m = if len >= 128 { u128::MAX } else { !(u128::MAX >> len) };
+            IpAddr::V6((u128::from(a) & m).into())
+        }
+    }
+}
 
 /// Tunables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +103,9 @@ pub struct Lease {
     /// Another device held the same IP over an overlapping interval, or the
     /// feed reported a `conflict`.
     pub conflict: bool,
+    /// The source of the binding that created this lease (a renew by the
+    /// same device keeps the first one).
+    pub origin: Option<Box<LeaseOrigin>>,
     seq: u64,
 }
 
@@ -133,6 +159,9 @@ pub struct LeaseMap {
     pending_len: usize,
     next_seq: u64,
     stats: LeaseStats,
+    /// Prefix lengths of the prefix bindings held ((is IPv6, length)),
+    /// tried longest first when no address binding matches.
+    prefixes: std::collections::BTreeSet<(bool, u8)>,
 }
 
 impl LeaseMap {
@@ -164,7 +193,33 @@ impl LeaseMap {
     /// `device.id`; `event_time_ns` is used when the binding has no
     /// `valid_from` (release/expire/conflict).
     pub fn apply(&mut self, b: &IpBinding, device_id: Option<&str>, event_time_ns: i64) {
+        self.apply_from(b, device_id, event_time_ns, None);
+    }
+
+    /// [`LeaseMap::apply`], recording the event's `source` on the lease.
+    pub fn apply_from(&mut self, b: &IpBinding, device_id: Option<&str>, event_time_ns: i64, source: Option<&Source>) {
         let ctx = b.network.context.as_str();
+        let ip = match b.prefix_len {
+            Some(len) => {
+                let (v6, max) = (b.ip.is_ipv6(), if b.ip.is_ipv6() { 128 } else { 32 });
+                if len > max {
+                    self.stats.ignored += 1;
+                    return;
+                }
+                if len < max {
+                    self.prefixes.insert((v6, len));
+                }
+                mask(b.ip, len)
+            }
+            None => b.ip,
+        };
+        let origin = (source.is_some() || b.identity.is_some()).then(|| {
+            Box::new(LeaseOrigin {
+                kind: source.map(|s| s.kind.clone()),
+                vendor: source.and_then(|s| s.vendor.clone()),
+                identity: b.identity.clone(),
+            })
+        });
         match b.action {
             BindingAction::Assign | BindingAction::Renew => {
                 let (Some(dev), Some(from)) = (device_id, b.valid_from_ns.or(Some(event_time_ns)))
@@ -175,7 +230,7 @@ impl LeaseMap {
                 let until = b
                     .valid_until_ns
                     .unwrap_or_else(|| (Timestamp::from_ns(from) + self.cfg.default_lease_ns).ns());
-                self.assign(ctx, b.ip, dev, from, until, b.confidence);
+                self.assign_from(ctx, ip, dev, from, until, b.confidence, origin);
             }
             BindingAction::Release | BindingAction::Expire => {
                 let at = b
@@ -187,11 +242,11 @@ impl LeaseMap {
                 } else {
                     EndReason::Expired
                 };
-                self.close(ctx, b.ip, device_id, at, reason);
+                self.close(ctx, ip, device_id, at, reason);
             }
             BindingAction::Conflict => {
                 let at = b.valid_from_ns.unwrap_or(event_time_ns);
-                self.flag_conflict(ctx, b.ip, at);
+                self.flag_conflict(ctx, ip, at);
             }
         }
     }
@@ -206,6 +261,21 @@ impl LeaseMap {
         until_ns: i64,
         confidence: Confidence,
     ) {
+        self.assign_from(ctx, ip, device, from_ns, until_ns, confidence, None);
+    }
+
+    /// [`LeaseMap::assign`] with where the binding came from.
+    #[allow(clippy::too_many_arguments)]
+    pub fn assign_from(
+        &mut self,
+        ctx: &str,
+        ip: IpAddr,
+        device: &str,
+        from_ns: i64,
+        until_ns: i64,
+        confidence: Confidence,
+        origin: Option<Box<LeaseOrigin>>,
+    ) {
         if until_ns <= from_ns {
             self.stats.ignored += 1;
             return;
@@ -218,6 +288,7 @@ impl LeaseMap {
             confidence,
             end: EndReason::Natural,
             conflict: false,
+            origin,
             seq: self.next_seq,
         };
         self.next_seq += 1;
@@ -363,6 +434,19 @@ impl LeaseMap {
 
     /// The binding in force at `ts_ns`.
     pub fn lookup(&self, ctx: &str, ip: IpAddr, ts_ns: i64) -> Option<LeaseMatch<'_>> {
+        if let Some(m) = self.lookup_exact(ctx, ip, ts_ns) {
+            return Some(m);
+        }
+        // Prefix bindings (RADIUS Framed-/Delegated-IPv6-Prefix), longest first.
+        let v6 = ip.is_ipv6();
+        self.prefixes
+            .iter()
+            .rev()
+            .filter(|(p6, _)| *p6 == v6)
+            .find_map(|&(_, len)| self.lookup_exact(ctx, mask(ip, len), ts_ns))
+    }
+
+    fn lookup_exact(&self, ctx: &str, ip: IpAddr, ts_ns: i64) -> Option<LeaseMatch<'_>> {
         let leases = self.map.get(&(ctx.to_owned(), ip))?;
         let mut best: Option<&Lease> = None;
         for l in leases
@@ -645,5 +729,34 @@ mod tests {
                 proptest::prop_assert_eq!(held, m.len());
             }
         }
+    }
+    /// A prefix binding (RADIUS Framed-IPv6-Prefix) covers every address
+    /// under it, an address binding wins over it, and the lease keeps where
+    /// it came from.
+    #[test]
+    fn lease_prefix_binding_and_origin() {
+        use crate::feed::{BindingIdentity, Network};
+        let mut m = LeaseMap::default();
+        let b = |ip: &str, prefix_len: Option<u8>| IpBinding {
+            action: BindingAction::Assign,
+            ip: ip.parse().expect("ip"),
+            network: Network { context: "vpn".into(), kind: None },
+            valid_from_ns: Some(0),
+            valid_until_ns: Some(100 * S),
+            confidence: Confidence::Authenticated,
+            identity: Some(BindingIdentity { kind: "user".into(), value: "alice".into() }),
+            prefix_len,
+        };
+        let src = Source { kind: "radius_accounting".into(), vendor: Some("vpn-1".into()), source_event_id: None };
+        m.apply_from(&b("2001:db8:5:0:ffff::1", Some(64)), Some("dev-a"), 0, Some(&src));
+        m.apply_from(&b("2001:db8:5::9", None), Some("dev-b"), 0, None);
+        let hit = m.lookup("vpn", "2001:db8:5::1234".parse().expect("ip"), 5 * S).expect("covered by the /64");
+        assert_eq!(hit.lease.device_id, "dev-a");
+        let o = hit.lease.origin.as_deref().expect("origin");
+        assert_eq!((o.kind.as_deref(), o.vendor.as_deref()), (Some("radius_accounting"), Some("vpn-1")));
+        assert_eq!(o.identity.as_ref().map(|i| i.value.as_str()), Some("alice"));
+        assert_eq!(m.lookup("vpn", "2001:db8:5::9".parse().expect("ip"), 5 * S).map(|h| h.lease.device_id.as_str()), Some("dev-b"));
+        assert!(m.lookup("vpn", "2001:db8:6::1".parse().expect("ip"), 5 * S).is_none());
+        assert!(m.lookup("vpn", "10.0.0.1".parse().expect("ip"), 5 * S).is_none());
     }
 }

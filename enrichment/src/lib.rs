@@ -3,12 +3,14 @@
 //! Sans-IO device and app enrichment: the MDM/device feed model ([`feed`]),
 //! the time-aware IP → device map ([`leases`]), the clock offset of each
 //! feed source ([`clock`]) and per-session app attribution
-//! ([`attribution`]). Time is always passed in (packet time, ns since the
+//! ([`attribution`]), and IP bindings from RADIUS accounting, Kea DHCP
+//! leases and MDM inventory exports ([`bindings`]). Time is always passed in (packet time, ns since the
 //! Unix epoch), never read from a clock, so replays are deterministic. No
 //! files, no network.
 #![forbid(unsafe_code)]
 
 pub mod attribution;
+pub mod bindings;
 pub mod clock;
 pub mod feed;
 pub mod leases;

@@ -22,6 +22,7 @@
 //! stats interval, the wait for a feed URL, and output rotation and
 //! reconnection.
 
+pub mod bindings;
 pub mod capped;
 pub mod capture;
 pub mod config;

@@ -98,6 +98,9 @@ enum Cmd {
     /// and reloads the config. See docs/live.md.
     #[cfg(feature = "live")]
     Live(pinwatch::live::LiveArgs),
+    /// IP bindings from RADIUS accounting and Kea's lease file, mapped to MDM
+    /// device ids, written as device-feed lines. See docs/bindings.md.
+    Bindings(pinwatch::bindings::BindingsArgs),
     /// Walk the captures' packet records and touch every packet, doing nothing
     /// else: the baseline that throughput figures are measured against. Prints
     /// one JSON line: packets, bytes, seconds.
@@ -130,6 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         #[cfg(feature = "live")]
         Cmd::Live(args) => Ok(pinwatch::live::main(args)),
+        Cmd::Bindings(args) => Ok(pinwatch::bindings::main(args)),
         Cmd::Walk { captures } => {
             let started = std::time::Instant::now();
             let files = captures.iter().map(|p| pinwatch::capture::CaptureFile::open(p)).collect::<Result<Vec<_>, _>>()?;

@@ -65,6 +65,21 @@ pub struct BindingOut {
     pub in_grace: bool,
     pub contested: bool,
     pub context: String,
+    /// Where the binding came from (docs/bindings.md): the feed event's
+    /// `source.kind` / `source.vendor` and the bound `identity`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityOut>,
+}
+
+/// `mobile.binding.identity`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityOut {
+    pub kind: String,
+    pub value: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -361,7 +376,7 @@ impl Enricher {
         let mut touched: Vec<String> = Vec::new();
         for ev in batch {
             if let EventBody::IpBinding(b) = &ev.body {
-                self.leases.apply(b, ev.device_id.as_deref(), ev.event_time_ns);
+                self.leases.apply_from(b, ev.device_id.as_deref(), ev.event_time_ns, ev.source.as_ref());
                 if !self.contexts.contains(&b.network.context) {
                     self.contexts.push(b.network.context.clone());
                 }
@@ -447,6 +462,9 @@ impl Enricher {
             in_grace: m.in_grace,
             contested: m.contested,
             context,
+            source: m.lease.origin.as_ref().and_then(|o| o.kind.clone()),
+            vendor: m.lease.origin.as_ref().and_then(|o| o.vendor.clone()),
+            identity: m.lease.origin.as_ref().and_then(|o| o.identity.as_ref()).map(|i| IdentityOut { kind: i.kind.clone(), value: i.value.clone() }),
         };
         let empty = Vec::new();
         let events = self.events.get(&device_id).unwrap_or(&empty);
@@ -779,7 +797,7 @@ mod tests {
     fn mobile(app: &str) -> MobileOut {
         MobileOut {
             device_id: "dev".into(),
-            binding: BindingOut { confidence: "dhcp".into(), conflict: false, in_grace: false, contested: false, context: "lan".into() },
+            binding: BindingOut { confidence: "dhcp".into(), conflict: false, in_grace: false, contested: false, context: "lan".into(), source: None, vendor: None, identity: None },
             app: AppOut {
                 package: Some(app.into()),
                 attribution: "net_connect",
