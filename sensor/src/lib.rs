@@ -9,8 +9,9 @@
 //!    per-session TLS and QUIC state with certificate summaries.
 //! 3. [`verdict`]: classification of each session's path and outcome, the
 //!    inline inspector's profile, and the findings.
-//! 4. [`enrich`]: the MDM/device feed (its sources and the AN1725 scoring
-//!    that joins a verdict to a device and an app).
+//! 4. [`enrich`]: the MDM/device feed (its sources, the RADIUS and Kea
+//!    binding producers, and the AN1725 scoring that joins a verdict to a
+//!    device and an app).
 //! 5. [`output`]: EVE and OCSF rendering, fingerprints memo, and the sinks
 //!    lines are written to.
 //! 6. [`run`]: the engine and reporting desk, the replay pipeline and its
@@ -22,7 +23,6 @@
 //! stats interval, the wait for a feed URL, and output rotation and
 //! reconnection.
 
-pub mod bindings;
 pub mod capped;
 pub mod capture;
 pub mod config;
@@ -36,7 +36,7 @@ pub mod verdict;
 
 // Old flat module paths, kept while open branches still name them; the
 // tree's own code uses the folder paths.
-pub use enrich::feed_source;
+pub use enrich::{bindings, feed_source};
 pub use flow::{certs, map as flowmap, openvpn_tcp, proxy_protocol, quic_session, reassembly, session};
 pub use output::{eve, fingerprints, ocsf};
 pub use run::{engine, pipeline, sharded};

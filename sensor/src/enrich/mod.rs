@@ -7,6 +7,7 @@
 //! handling here: correlation is on event time. (Live mode, with feeds that
 //! arrive up to ~90 minutes late, is the live-capture issue's work.)
 
+pub mod bindings;
 pub mod feed_source;
 
 use std::collections::HashMap;
