@@ -110,6 +110,11 @@ pub struct Shard {
     pub decoder: DecoderStats,
     /// The clock of the last [`Shard::advance`].
     advanced: i64,
+    /// With a preparer, open sessions are reported at their verdict
+    /// ([`crate::decision`]) into [`Shard::verdicts`].
+    preparer: Option<Preparer>,
+    /// Open sessions reported at their verdict, prepared, for the reporter.
+    pub verdicts: Vec<Prepared>,
 }
 
 impl Shard {
@@ -120,7 +125,26 @@ impl Shard {
     /// A shard whose flow table hashes keys with `hasher` (shared by the
     /// shards of one run, so that a reader thread can hash for them).
     pub fn with_hasher(limits: Limits, hasher: ahash::RandomState) -> Self {
-        Shard { table: FlowTable::with_hasher(limits, hasher), decoder: DecoderStats::default(), advanced: i64::MIN }
+        Shard { table: FlowTable::with_hasher(limits, hasher), decoder: DecoderStats::default(), advanced: i64::MIN, preparer: None, verdicts: Vec::new() }
+    }
+
+    /// Report open sessions at their verdict, prepared with `p` (the
+    /// reporter's [`Reporter::preparer`]; again after a configuration reload).
+    pub fn set_preparer(&mut self, p: Preparer) {
+        self.table.report_open(p.config.decision_timeout_ns);
+        self.preparer = Some(p);
+    }
+
+    /// Prepare the open sessions whose verdict came due at the last expiry,
+    /// before any other packet touches them.
+    fn report_due(&mut self) {
+        let due = self.table.take_due();
+        let Some(p) = self.preparer.as_ref() else { return };
+        for (key, order) in due {
+            if let Some(v) = self.table.lend(&key, order, |e| p.snapshot(e)) {
+                self.verdicts.push(v);
+            }
+        }
     }
 
     /// Expire what is due if the clock moved since the last call. (A flow
@@ -130,6 +154,7 @@ impl Shard {
         if clock > self.advanced {
             self.advanced = clock;
             self.table.expire(clock, out);
+            self.report_due();
         }
     }
 
@@ -243,7 +268,7 @@ struct Pending(Prepared);
 
 impl PartialEq for Pending {
     fn eq(&self, other: &Self) -> bool {
-        self.0.order == other.0.order
+        self.cmp(other) == Ordering::Equal
     }
 }
 impl Eq for Pending {}
@@ -254,7 +279,9 @@ impl PartialOrd for Pending {
 }
 impl Ord for Pending {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.0.order.cmp(&other.0.order)
+        // A session reported while open comes before its flow's end at the
+        // same key (a new SYN on its tuple at the clock of its verdict).
+        (self.0.order, self.0.end).cmp(&(other.0.order, other.0.end))
     }
 }
 
@@ -264,6 +291,8 @@ pub struct ReportStats {
     pub tls_records_logged: u64,
     pub quic_records_logged: u64,
     pub alerts_logged: u64,
+    /// `flow` records: ends of sessions reported while open.
+    pub flow_records_logged: u64,
     pub outcomes: std::collections::BTreeMap<String, u64>,
     /// Most ended flows held at once, waiting for slower shards.
     pub pending_max: u64,
@@ -319,6 +348,9 @@ pub struct Reporter {
     streaming: Option<Streaming>,
     /// The inline inspector's profile ([`crate::inspector`]).
     profile: crate::inspector::Profile,
+    /// Sessions reported while open whose report raised an alert, until
+    /// their `flow` record (`flow.alerted`); at most one per open flow.
+    alerted: std::collections::HashSet<u64>,
 }
 
 impl Reporter {
@@ -346,6 +378,7 @@ impl Reporter {
             write_err: None,
             streaming: None,
             profile: crate::inspector::Profile::new(&opts.config),
+            alerted: Default::default(),
         })
     }
 
@@ -478,7 +511,7 @@ impl Reporter {
     /// Hold ended flows until their turn (prepared on this thread).
     pub fn push(&mut self, ended: &mut Vec<Ended>) {
         for e in ended.drain(..) {
-            let p = prepare(e, &self.config, &self.names, self.ocsf);
+            let p = prepare(&e, &self.config, &self.names, self.ocsf);
             self.pending.push(Reverse(Pending(p)));
         }
         self.stats.pending_max = self.stats.pending_max.max(self.pending.len() as u64);
@@ -520,7 +553,8 @@ impl Reporter {
         for e in ended.drain(..) {
             debug_assert!(last.is_none_or(|l| l <= e.order), "flows out of order");
             last = Some(e.order);
-            let p = prepare(e, &self.config, &self.names, self.ocsf);
+            let p = prepare(&e, &self.config, &self.names, self.ocsf);
+            drop(e);
             self.report(p, out);
         }
     }
@@ -590,7 +624,19 @@ impl Reporter {
                 drop(record);
                 let brief = brief.lend();
                 let logged = Logged { header: &header, start_ns, brief, failure: Some(&failure), path: Some(&path), mobile: mobile.as_ref(), ech, quic };
+                let alerts_before = self.stats.alerts_logged;
                 self.findings(&logged, out);
+                if failure.close == crate::flow::CloseKind::Open && self.stats.alerts_logged > alerts_before {
+                    self.alerted.insert(header.flow_id);
+                }
+            }
+            Body::FlowEnd(f) => {
+                let header = names.header(source, f.header.clone());
+                let alerted = self.alerted.remove(&header.flow_id);
+                self.stats.flow_records_logged += 1;
+                let rec = f.record(header, alerted);
+                let (ocsf, err) = (self.ocsf, &mut self.write_err);
+                write_to(ocsf, err, &rec, out);
             }
         }
     }
@@ -629,7 +675,19 @@ pub struct Preparer {
 
 impl Preparer {
     pub fn prepare(&self, e: Ended) -> Prepared {
-        prepare(e, &self.config, &self.names, self.ocsf)
+        prepare(&e, &self.config, &self.names, self.ocsf)
+    }
+
+    /// An open session whose verdict is due ([`crate::decision`]), and the
+    /// digest of that verdict (none when it is not a session).
+    pub fn snapshot(&self, e: &Ended) -> (Prepared, Option<u32>) {
+        let mut p = prepare(e, &self.config, &self.names, self.ocsf);
+        p.end = false;
+        let digest = match &p.body {
+            Body::Session(s) => Some(crate::decision::digest(&s.failure, &s.path)),
+            _ => None,
+        };
+        (p, digest)
     }
 }
 
@@ -640,6 +698,8 @@ impl Preparer {
 /// in output order, only enriches, correlates and writes.
 pub struct Prepared {
     pub order: OrderKey,
+    /// A flow's end (else an open session reported at its verdict).
+    end: bool,
     /// Index of the capture (for `pcap_filename`).
     source: usize,
     body: Body,
@@ -653,6 +713,8 @@ enum Body {
     /// Not TLS: the correlator may call it opaque (on port 443).
     NotTls(eve::Header<'static>),
     Session(Box<Session>),
+    /// The end of a flow whose session was reported while open.
+    FlowEnd(Box<crate::decision::FlowEnd>),
 }
 
 /// A TLS or QUIC session, classified and rendered.
@@ -705,19 +767,34 @@ enum Record {
 
 /// Classify an ended flow, render its record and take out what the output
 /// needs.
-fn prepare(e: Ended, cfg: &crate::config::Config, names: &Naming, ocsf: bool) -> Prepared {
+fn prepare(e: &Ended, cfg: &crate::config::Config, names: &Naming, ocsf: bool) -> Prepared {
     let order = e.order;
     let source = e.flow.source as usize;
+    if e.flow.reported.is_some() {
+        // Reported while open: its end is a `flow` record, with the
+        // verdict as it stands now if it changed.
+        let (app_proto, verdict) = if e.flow.proto == Proto::Quic {
+            let ev = eve::quic_event(e, None);
+            ("quic", (classify::quic_outcome(e), classify::path(e, cfg, ev.quic.sni.as_deref(), None)))
+        } else {
+            let ev = eve::tls_event(e, None);
+            ("tls", (classify::outcome(e, cfg), classify::path(e, cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()))))
+        };
+        if ocsf {
+            return Prepared { order, end: true, source, body: Body::Nothing };
+        }
+        return Prepared { order, end: true, source, body: Body::FlowEnd(Box::new(crate::decision::FlowEnd::new(e, app_proto, verdict))) };
+    }
     let session = match e.flow.proto {
         Proto::NotTls => {
             let h = eve::Header::of(&e.flow, None, "alert", "failed");
-            return Prepared { order, source, body: Body::NotTls(h) };
+            return Prepared { order, end: true, source, body: Body::NotTls(h) };
         }
         Proto::Quic => {
-            let mut ev = eve::quic_event(&e, None);
+            let mut ev = eve::quic_event(e, None);
             ev.header = names.header(source, ev.header);
-            let failure = classify::quic_outcome(&e);
-            let path = classify::path(&e, cfg, ev.quic.sni.as_deref(), None);
+            let failure = classify::quic_outcome(e);
+            let path = classify::path(e, cfg, ev.quic.sni.as_deref(), None);
             let hello = e.flow.quic.as_ref().and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
             let brief = Brief::keep(&eve::TlsBrief {
                 sni: ev.quic.sni.as_deref(),
@@ -734,10 +811,10 @@ fn prepare(e: Ended, cfg: &crate::config::Config, names: &Naming, ocsf: bool) ->
             Session { header, quic: true, start_ns: e.flow.first_ts, ech: hello.is_some_and(|h| h.offers_ech()), brief, failure, path, record }
         }
         Proto::Tls if e.flow.session.is_tls() => {
-            let mut ev = eve::tls_event(&e, None);
+            let mut ev = eve::tls_event(e, None);
             ev.header = names.header(source, ev.header);
-            let failure = classify::outcome(&e, cfg);
-            let path = classify::path(&e, cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()));
+            let failure = classify::outcome(e, cfg);
+            let path = classify::path(e, cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()));
             let hello = e.flow.session.client_hellos.first().map(|(h, _)| h);
             let brief = Brief::keep(&eve::TlsBrief {
                 sni: ev.tls.sni,
@@ -753,9 +830,9 @@ fn prepare(e: Ended, cfg: &crate::config::Config, names: &Naming, ocsf: bool) ->
             drop(ev);
             Session { header, quic: false, start_ns: e.flow.first_ts, ech: hello.is_some_and(|h| h.offers_ech()), brief, failure, path, record }
         }
-        _ => return Prepared { order, source, body: Body::Nothing },
+        _ => return Prepared { order, end: true, source, body: Body::Nothing },
     };
-    Prepared { order, source, body: Body::Session(Box::new(session)) }
+    Prepared { order, end: true, source, body: Body::Session(Box::new(session)) }
 }
 
 /// Render a session's record, classified (EVE; nothing for OCSF).
@@ -826,6 +903,7 @@ pub fn stats_of(capture: &CaptureStats, decoder: &DecoderStats, table: &TableSta
         tls_records_logged: report.stats.tls_records_logged,
         quic_records_logged: report.stats.quic_records_logged,
         alerts_logged: report.stats.alerts_logged,
+        flow_records_logged: report.stats.flow_records_logged,
         enrichment: report.enricher.as_ref().map(|e| e.stats_out()),
         outcomes: report.stats.outcomes.clone(),
         late_enrichment_updates: report.stats.late_enrichment_updates,
@@ -873,10 +951,13 @@ pub struct Engine {
 impl Engine {
     /// `names`: the capture sources (files or interfaces), indexed by `Packet::source`.
     pub fn new(opts: &Options, names: Vec<String>) -> anyhow::Result<Self> {
+        let reporter = Reporter::new(opts, names)?;
+        let mut shard = Shard::new(opts.limits);
+        shard.set_preparer(reporter.preparer());
         Ok(Engine {
             clock: Clock::default(),
-            shard: Shard::new(opts.limits),
-            reporter: Reporter::new(opts, names)?,
+            shard,
+            reporter,
             capture: CaptureStats::default(),
             limits: opts.limits,
             ocsf: opts.ocsf,
@@ -892,7 +973,8 @@ impl Engine {
             self.shard.advance(now, &mut self.ended);
         }
         self.shard.packet(p.linktype, p.data, p.ts_ns, p.orig_len, p.source, &mut self.ended);
-        if !self.ended.is_empty() {
+        if !self.ended.is_empty() || !self.shard.verdicts.is_empty() {
+            self.reporter.push_prepared(&mut self.shard.verdicts);
             self.reporter.push(&mut self.ended);
             self.reporter.release(self.clock.now(), out);
         }
@@ -902,6 +984,7 @@ impl Engine {
     pub fn advance(&mut self, now: i64, out: &mut dyn Write) {
         if self.clock.force(now) {
             self.shard.advance(now, &mut self.ended);
+            self.reporter.push_prepared(&mut self.shard.verdicts);
             self.reporter.push(&mut self.ended);
             self.reporter.release(now, out);
         }
@@ -909,6 +992,7 @@ impl Engine {
 
     /// End every open flow with `kind` (end of capture, shutdown) and write them.
     pub fn finish(&mut self, kind: CloseKind, out: &mut dyn Write) {
+        self.reporter.push_prepared(&mut self.shard.verdicts);
         self.shard.table.drain(kind, &mut self.ended);
         self.reporter.write_in_order(&mut self.ended, out);
     }
@@ -1177,7 +1261,7 @@ mod tests {
                     ev.mobile = m.as_ref();
                     (plain, serde_json::to_vec(&ev).expect("serialises"), m.clone())
                 };
-                let p = prepare(e, &cfg, &Naming { names: names.clone(), ..Naming::default() }, false);
+                let p = prepare(&e, &cfg, &Naming { names: names.clone(), ..Naming::default() }, false);
                 let Body::Session(s) = p.body else { panic!("a session is prepared as one") };
                 let Record::Line { line, mobile_at, path_at } = &s.record else { panic!("EVE records are rendered") };
                 let mut plain = Vec::new();
@@ -1199,7 +1283,7 @@ mod tests {
     fn ocsf_sessions_are_not_rendered() {
         let cfg = crate::config::Config::default();
         let e = ended_of("testbed-basic.pcap").into_iter().find(|e| e.flow.proto == Proto::Tls).expect("a TLS session");
-        let p = prepare(e, &cfg, &Naming::default(), true);
+        let p = prepare(&e, &cfg, &Naming::default(), true);
         assert!(matches!(p.body, Body::Session(ref s) if matches!(s.record, Record::Omitted)));
     }
 }

@@ -44,6 +44,10 @@ pub struct Limits {
     pub reassembly: reassembly::Limits,
     /// Bytes all flows together may hold in reassembly and handshake buffers.
     pub max_buffer_bytes: usize,
+    /// A session still open this long after its first ClientHello (packet
+    /// time) is reported with what is known then (`thresholds.decision_timeout_s`,
+    /// [`crate::decision`]); 0 reports every session at its flow's end only.
+    pub decision_timeout_ns: i64,
 }
 
 /// Partitions the flow cap, the buffer budget and the memory of closed
@@ -142,6 +146,13 @@ impl Timers {
         Some(t)
     }
 
+    /// A timer that only wakes the flow (a verdict due,
+    /// [`crate::decision`]): in the main heap only, so that eviction, which
+    /// reads the partition heaps, still picks the flow nearest its timeout.
+    fn push_wake(&mut self, t: (i64, u64, FlowKey)) {
+        self.all.push(Reverse(t));
+    }
+
     fn clear(&mut self) {
         self.all.clear();
         for h in &mut self.parts {
@@ -161,6 +172,7 @@ impl Default for Limits {
             probe_segments: 16,
             reassembly: reassembly::Limits::default(),
             max_buffer_bytes: 1 << 30,
+            decision_timeout_ns: 10 * NS,
         }
     }
 }
@@ -175,6 +187,9 @@ pub enum CloseKind {
     Eof,
     Evicted,
     Shutdown,
+    /// Not ended: a session reported while its flow is still open (at its
+    /// verdict, [`crate::decision`]); its `flow` record says how it ended.
+    Open,
 }
 
 /// Normalised flow key: the lower endpoint first.
@@ -286,6 +301,12 @@ pub struct Flow {
     pub budget_dropped: bool,
     /// What the server side's packets say about where it is ([`ServerWire`]).
     pub wire: ServerWire,
+    /// When this open session's record is due ([`crate::decision::due`]);
+    /// `i64::MAX` while nothing is scheduled.
+    pub verdict_due: i64,
+    /// The session was reported while open, with this digest of its verdict
+    /// ([`crate::decision::digest`]): its end writes a `flow` record.
+    pub reported: Option<u32>,
 }
 
 /// Where the server side of a flow is, as its packets show it: the
@@ -400,6 +421,8 @@ impl Flow {
             quiet: [[false; 2]; 2],
             budget_dropped: false,
             wire: ServerWire::default(),
+            verdict_due: i64::MAX,
+            reported: None,
         })
     }
 
@@ -537,6 +560,12 @@ pub struct FlowTable {
     heap_bytes: usize,
     /// The capture clock of the last [`FlowTable::expire`].
     clock: i64,
+    /// Open sessions whose verdict came due at the last [`FlowTable::expire`],
+    /// with their place in the output ([`FlowTable::take_due`]).
+    due: Vec<(FlowKey, OrderKey)>,
+    /// Report open sessions at their verdict ([`crate::decision`]); set by
+    /// whoever takes [`FlowTable::take_due`] ([`FlowTable::report_open`]).
+    report_open: bool,
     /// Tuples of flows written after FIN/RST, until when they are remembered
     /// (while both the packet time and the clock are before it; at most
     /// the partition's flow cap per partition, oldest forgotten first).
@@ -587,6 +616,8 @@ impl FlowTable {
             events: Vec::new(),
             heap_bytes: 0,
             clock: i64::MIN,
+            due: Vec::new(),
+            report_open: false,
             closed: HashMap::default(),
             closed_order: (0..parts).map(|_| VecDeque::new()).collect(),
         }
@@ -617,7 +648,16 @@ impl FlowTable {
             }
             self.timers.pop(self.parts);
             let hash = self.map.hash(&key);
-            let Some(flow) = self.map.get(hash, &key) else { continue };
+            let Some(flow) = self.map.get_mut(hash, &key) else { continue };
+            let verdict_due = flow.verdict_due;
+            if verdict_due <= now {
+                // Its verdict is due while it is open: reported by the
+                // caller ([`FlowTable::take_due`]), placed like an end.
+                flow.verdict_due = i64::MAX;
+                if flow.close.is_none() && flow.reported.is_none() {
+                    self.due.push((key, OrderKey { phase: 0, ts: verdict_due.max(before), flow_id: flow.flow_id }));
+                }
+            }
             let actual = flow.deadline(&self.lim);
             if actual > now {
                 let id = flow.flow_id;
@@ -642,6 +682,48 @@ impl FlowTable {
                 let order = OrderKey { phase: 0, ts: actual.max(before), flow_id: flow.flow_id };
                 self.finish(flow, close, end, order, out);
             }
+        }
+    }
+
+    /// Report open sessions at their verdict, `decision_timeout_ns` after
+    /// their first ClientHello at the latest (0: at their flow's end only):
+    /// the caller then takes [`FlowTable::take_due`] after every expiry.
+    pub fn report_open(&mut self, decision_timeout_ns: i64) {
+        self.lim.decision_timeout_ns = decision_timeout_ns;
+        self.report_open = decision_timeout_ns > 0;
+    }
+
+    /// The open sessions whose verdict came due at the last
+    /// [`FlowTable::expire`], in order; each is reported with
+    /// [`FlowTable::lend`] before another packet touches the table.
+    pub fn take_due(&mut self) -> Vec<(FlowKey, OrderKey)> {
+        std::mem::take(&mut self.due)
+    }
+
+    /// `f` on a flow that stays open, seen as if it ended now with
+    /// [`CloseKind::Open`] at `order`; the verdict digest `f` gives, if
+    /// any, marks the flow as reported ([`Flow::reported`]). `None` when
+    /// the flow is gone (it ended in the same expiry).
+    pub fn lend<R>(&mut self, key: &FlowKey, order: OrderKey, f: impl FnOnce(&Ended) -> (R, Option<u32>)) -> Option<R> {
+        let hash = self.map.hash(key);
+        let flow = self.map.remove(hash, key)?;
+        let end_ts = flow.last_ts;
+        let e = Ended { flow, close: CloseKind::Open, end_ts, order };
+        let (r, digest) = f(&e);
+        let mut flow = e.flow;
+        flow.reported = digest;
+        self.map.insert(hash, flow);
+        Some(r)
+    }
+
+    /// Schedule the record of an open session when its state makes a
+    /// verdict due sooner than scheduled ([`crate::decision::due`]).
+    #[inline]
+    fn schedule_verdict(flow: &mut Flow, ts: i64, lim: &Limits, key: &FlowKey, timers: &mut Timers) {
+        let due = crate::decision::due(flow, ts, lim);
+        if due < flow.verdict_due {
+            flow.verdict_due = due;
+            timers.push_wake((due, flow.flow_id, *key));
         }
     }
 
@@ -878,6 +960,9 @@ impl FlowTable {
         Self::stream(flow, dir, tcp, d.payload, ts, &lim, &mut self.events);
         flow.session.apply(&mut self.events);
         Self::close_state(flow, dir, tcp, ts, &lim, &key, self.parts, &mut self.timers);
+        if self.report_open {
+            Self::schedule_verdict(flow, ts, &lim, &key, &mut self.timers);
+        }
         let mut heap_after = flow.heap_bytes();
         if self.part_bytes[part] + heap_after > lim.buffer_bytes_in_partition() + heap_before && heap_after > heap_before {
             // Over the shared budget: this flow, the one asking for more,
@@ -1054,6 +1139,9 @@ impl FlowTable {
         c.payload_bytes += d.payload.len() as u64;
         if let Some(q) = flow.quic.as_mut() {
             q.datagram(from_client, d.payload, ts);
+        }
+        if self.report_open {
+            Self::schedule_verdict(flow, ts, &self.lim, &key, &mut self.timers);
         }
         let heap_after = flow.heap_bytes();
         self.heap_moved(partition(&key, self.parts), heap_before, heap_after);

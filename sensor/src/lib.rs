@@ -11,6 +11,7 @@ pub mod capture;
 pub mod certs;
 pub mod classify;
 pub mod config;
+pub mod decision;
 pub mod engine;
 pub mod enrich;
 pub mod feed_source;

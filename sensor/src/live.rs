@@ -577,6 +577,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
                 match crate::config::Config::load(p) {
                     Ok(cfg) => {
                         engine.reporter.set_config(cfg);
+                        engine.shard.set_preparer(engine.reporter.preparer());
                         reloads += 1;
                         eprintln!("pinwatch: SIGHUP: output reopened, {} reloaded", p.display());
                     }

@@ -83,8 +83,11 @@ struct FromShard {
 }
 
 /// Prepare a shard's ended flows for the desk (on the shard's thread).
-fn prepared(preparer: &Preparer, ended: &mut Vec<Ended>) -> Vec<Prepared> {
-    ended.drain(..).map(|e| preparer.prepare(e)).collect()
+fn prepared(preparer: &Preparer, shard: &mut Shard, ended: &mut Vec<Ended>) -> Vec<Prepared> {
+    // With the open sessions reported at their verdict (`crate::decision`).
+    let mut out = std::mem::take(&mut shard.verdicts);
+    out.extend(ended.drain(..).map(|e| preparer.prepare(e)));
+    out
 }
 
 /// Flows a drained shard prepares per message at the end of input.
@@ -317,6 +320,7 @@ fn shard_loop(
     to_rep: Sender<FromShard>,
 ) -> (Option<CaptureStats>, i64) {
     let total: u64 = files.iter().map(|f| f.len()).sum();
+    shard.set_preparer(preparer.clone());
     let mut clock = Clock::default();
     let mut ended = Vec::new();
     let mut walked = 0u64;
@@ -358,15 +362,15 @@ fn shard_loop(
             if let Some(b) = bar {
                 b.set_position(seen_bytes.min(total));
             }
-            let msg = FromShard { shard: index, ended: prepared(preparer, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
+            let msg = FromShard { shard: index, ended: prepared(preparer, &mut shard, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
             desk.send(&to_rep, msg);
             desk.help();
         }
     }
     // Flows that ended since the last message go first: the drained ones
     // are sent in order, each batch promising that nothing below it follows.
-    if !ended.is_empty() {
-        let msg = FromShard { shard: index, ended: prepared(preparer, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
+    if !ended.is_empty() || !shard.verdicts.is_empty() {
+        let msg = FromShard { shard: index, ended: prepared(preparer, &mut shard, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
         desk.send(&to_rep, msg);
     }
     shard.table.drain(CloseKind::Eof, &mut ended);
@@ -817,6 +821,7 @@ fn chunk_loop<'a>(
 ) -> (Option<CaptureStats>, i64) {
     let _break_on_panic = BreakOnPanic(&rounds.barrier);
     let len = file.len() as usize;
+    shard.set_preparer(preparer.clone());
     let mut clock = Clock::default();
     let mut ended = Vec::new();
     rounds.read_round(0, first, file, chunk, n, hasher);
@@ -838,7 +843,7 @@ fn chunk_loop<'a>(
                 process_chunk(o, k, &mut clock, &mut shard, &mut ended);
             }
         }
-        let msg = FromShard { shard: k, ended: prepared(preparer, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
+        let msg = FromShard { shard: k, ended: prepared(preparer, &mut shard, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
         desk.send(&to_rep, msg);
         // Then the chunks of the next round that are left: a thread that
         // processed its packets early reads more of them.
