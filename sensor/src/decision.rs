@@ -40,7 +40,7 @@ use crate::session::TlsSession;
 /// its end only (closed, already reported, not a TLS or QUIC session, or
 /// the decision timeout is 0).
 pub fn due(f: &Flow, ts: i64, lim: &Limits) -> i64 {
-    if lim.decision_timeout_ns <= 0 || f.close.is_some() || f.reported.is_some() {
+    if lim.decision_timeout_ns <= 0 || f.close.is_some() || f.reported {
         return i64::MAX;
     }
     let hold = lim.closed_linger_ns.max(0);
@@ -94,8 +94,9 @@ pub struct FlowEnd {
     pub end_ns: i64,
     pub close: CloseKind,
     pub state: &'static str,
-    /// The verdict at the end, when it differs from the one reported.
-    pub revised: Option<(TlsFailure, PathOut)>,
+    /// The session classified again at its end: written when it differs
+    /// from the verdict reported ([`digest`], compared by the reporter).
+    pub verdict: (TlsFailure, PathOut),
 }
 
 impl FlowEnd {
@@ -107,7 +108,6 @@ impl FlowEnd {
             _ if f.dirs.iter().all(|d| d.pkts > 0) => "established",
             _ => "new",
         };
-        let revised = (f.reported != Some(digest(&verdict.0, &verdict.1))).then_some(verdict);
         FlowEnd {
             header: Header::of(f, None, "flow", app_proto),
             pkts_toserver: f.dirs[0].pkts,
@@ -118,13 +118,14 @@ impl FlowEnd {
             end_ns: e.end_ts,
             close: e.close,
             state,
-            revised,
+            verdict,
         }
     }
 
-    /// The record, with the names the reporter gives the header and whether
-    /// the session's own report raised an alert.
-    pub fn record<'a>(&'a self, header: Header<'a>, alerted: bool) -> FlowEvent<'a> {
+    /// The record, with the names the reporter gives the header, whether
+    /// the session's own report raised an alert, and whether the verdict
+    /// changed since it was reported.
+    pub fn record<'a>(&'a self, header: Header<'a>, alerted: bool, revised: bool) -> FlowEvent<'a> {
         let reason = match self.close {
             CloseKind::Evicted => "forced",
             CloseKind::Eof | CloseKind::Shutdown => "shutdown",
@@ -144,9 +145,9 @@ impl FlowEnd {
                 reason,
                 alerted,
             },
-            flow_end: FlowEndOut { close: self.close, revised: self.revised.is_some() },
-            tls_failure: self.revised.as_ref().map(|r| &r.0),
-            path: self.revised.as_ref().map(|r| &r.1),
+            flow_end: FlowEndOut { close: self.close, revised },
+            tls_failure: revised.then_some(&self.verdict.0),
+            path: revised.then_some(&self.verdict.1),
         }
     }
 }

@@ -348,9 +348,11 @@ pub struct Reporter {
     streaming: Option<Streaming>,
     /// The inline inspector's profile ([`crate::inspector`]).
     profile: crate::inspector::Profile,
-    /// Sessions reported while open whose report raised an alert, until
-    /// their `flow` record (`flow.alerted`); at most one per open flow.
-    alerted: std::collections::HashSet<u64>,
+    /// Sessions reported while open, until their `flow` record: the
+    /// digest of the verdict reported ([`crate::decision::digest`]) and
+    /// whether the report raised an alert (`flow.alerted`). At most one
+    /// per open flow, so the flow cap bounds it.
+    open: std::collections::HashMap<u64, (u32, bool)>,
 }
 
 impl Reporter {
@@ -378,7 +380,7 @@ impl Reporter {
             write_err: None,
             streaming: None,
             profile: crate::inspector::Profile::new(&opts.config),
-            alerted: Default::default(),
+            open: Default::default(),
         })
     }
 
@@ -605,6 +607,7 @@ impl Reporter {
                 // The desk decides what the flow's thread could not: the
                 // path of a session an inline inspector covers, against
                 // the inspector's profile learned so far (in output order).
+                let open_digest = (failure.close == crate::flow::CloseKind::Open).then(|| crate::decision::digest(&failure, &path));
                 let rejudged = path.pending;
                 self.profile.judge(&mut path);
                 self.profile.observe(&path);
@@ -626,15 +629,16 @@ impl Reporter {
                 let logged = Logged { header: &header, start_ns, brief, failure: Some(&failure), path: Some(&path), mobile: mobile.as_ref(), ech, quic };
                 let alerts_before = self.stats.alerts_logged;
                 self.findings(&logged, out);
-                if failure.close == crate::flow::CloseKind::Open && self.stats.alerts_logged > alerts_before {
-                    self.alerted.insert(header.flow_id);
+                if let Some(d) = open_digest {
+                    self.open.insert(header.flow_id, (d, self.stats.alerts_logged > alerts_before));
                 }
             }
             Body::FlowEnd(f) => {
                 let header = names.header(source, f.header.clone());
-                let alerted = self.alerted.remove(&header.flow_id);
+                let (digest, alerted) = self.open.remove(&header.flow_id).unwrap_or_default();
+                let revised = digest != crate::decision::digest(&f.verdict.0, &f.verdict.1);
                 self.stats.flow_records_logged += 1;
-                let rec = f.record(header, alerted);
+                let rec = f.record(header, alerted, revised);
                 let (ocsf, err) = (self.ocsf, &mut self.write_err);
                 write_to(ocsf, err, &rec, out);
             }
@@ -678,16 +682,13 @@ impl Preparer {
         prepare(&e, &self.config, &self.names, self.ocsf)
     }
 
-    /// An open session whose verdict is due ([`crate::decision`]), and the
-    /// digest of that verdict (none when it is not a session).
-    pub fn snapshot(&self, e: &Ended) -> (Prepared, Option<u32>) {
+    /// An open session whose verdict is due ([`crate::decision`]), and
+    /// whether it is a session (else its end is written as usual).
+    pub fn snapshot(&self, e: &Ended) -> (Prepared, bool) {
         let mut p = prepare(e, &self.config, &self.names, self.ocsf);
         p.end = false;
-        let digest = match &p.body {
-            Body::Session(s) => Some(crate::decision::digest(&s.failure, &s.path)),
-            _ => None,
-        };
-        (p, digest)
+        let session = matches!(p.body, Body::Session(_));
+        (p, session)
     }
 }
 
@@ -770,7 +771,7 @@ enum Record {
 fn prepare(e: &Ended, cfg: &crate::config::Config, names: &Naming, ocsf: bool) -> Prepared {
     let order = e.order;
     let source = e.flow.source as usize;
-    if e.flow.reported.is_some() {
+    if e.flow.reported {
         // Reported while open: its end is a `flow` record, with the
         // verdict as it stands now if it changed.
         let (app_proto, verdict) = if e.flow.proto == Proto::Quic {
@@ -780,9 +781,7 @@ fn prepare(e: &Ended, cfg: &crate::config::Config, names: &Naming, ocsf: bool) -
             let ev = eve::tls_event(e, None);
             ("tls", (classify::outcome(e, cfg), classify::path(e, cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()))))
         };
-        if ocsf {
-            return Prepared { order, end: true, source, body: Body::Nothing };
-        }
+        // (OCSF carries alerts only: the record renders to nothing there.)
         return Prepared { order, end: true, source, body: Body::FlowEnd(Box::new(crate::decision::FlowEnd::new(e, app_proto, verdict))) };
     }
     let session = match e.flow.proto {

@@ -299,15 +299,19 @@ pub struct Flow {
     pub synack: bool,
     /// The shared buffer budget was exhausted while this flow asked for more.
     pub budget_dropped: bool,
+    /// The session was reported while open ([`crate::decision`]): its end
+    /// writes a `flow` record.
+    pub reported: bool,
     /// What the server side's packets say about where it is ([`ServerWire`]).
     pub wire: ServerWire,
-    /// When this open session's record is due ([`crate::decision::due`]);
-    /// `i64::MAX` while nothing is scheduled.
-    pub verdict_due: i64,
-    /// The session was reported while open, with this digest of its verdict
-    /// ([`crate::decision::digest`]): its end writes a `flow` record.
-    pub reported: Option<u32>,
+    /// When this open session's record is due ([`crate::decision::due`]),
+    /// in ms after `first_ts` (rounded up; 4 bytes, which the padding after
+    /// `wire` had room for); [`NO_VERDICT`] while nothing is scheduled.
+    verdict_ms: u32,
 }
+
+/// [`Flow::verdict_ms`]: nothing scheduled.
+const NO_VERDICT: u32 = u32::MAX;
 
 /// Where the server side of a flow is, as its packets show it: the
 /// evidence that tells an inline inspector near the tap from a distant
@@ -421,8 +425,8 @@ impl Flow {
             quiet: [[false; 2]; 2],
             budget_dropped: false,
             wire: ServerWire::default(),
-            verdict_due: i64::MAX,
-            reported: None,
+            reported: false,
+            verdict_ms: NO_VERDICT,
         })
     }
 
@@ -441,6 +445,26 @@ impl Flow {
             let payload = empty && self.proto == Proto::Tls && !self.session.wants_bytes(dir);
             self.quiet[dir.idx()] = [empty, payload];
         }
+    }
+
+    /// When this open session's record is due; `i64::MAX` when unscheduled.
+    pub fn verdict_due(&self) -> i64 {
+        if self.verdict_ms == NO_VERDICT { i64::MAX } else { self.first_ts.saturating_add(i64::from(self.verdict_ms) * 1_000_000) }
+    }
+
+    /// Bring the record due at `due` (packet time) if that is sooner than
+    /// scheduled; the new due time (whole ms after the flow's start) if so.
+    fn lower_verdict_due(&mut self, due: i64) -> Option<i64> {
+        if due == i64::MAX {
+            return None;
+        }
+        let ms = due.saturating_sub(self.first_ts).max(0).saturating_add(999_999) / 1_000_000;
+        let ms = u32::try_from(ms).unwrap_or(NO_VERDICT - 1).min(NO_VERDICT - 1);
+        if ms >= self.verdict_ms {
+            return None;
+        }
+        self.verdict_ms = ms;
+        Some(self.verdict_due())
     }
 
     pub fn client(&self) -> (IpAddr, u16) {
@@ -649,12 +673,12 @@ impl FlowTable {
             self.timers.pop(self.parts);
             let hash = self.map.hash(&key);
             let Some(flow) = self.map.get_mut(hash, &key) else { continue };
-            let verdict_due = flow.verdict_due;
+            let verdict_due = flow.verdict_due();
             if verdict_due <= now {
                 // Its verdict is due while it is open: reported by the
                 // caller ([`FlowTable::take_due`]), placed like an end.
-                flow.verdict_due = i64::MAX;
-                if flow.close.is_none() && flow.reported.is_none() {
+                flow.verdict_ms = NO_VERDICT;
+                if flow.close.is_none() && !flow.reported {
                     self.due.push((key, OrderKey { phase: 0, ts: verdict_due.max(before), flow_id: flow.flow_id }));
                 }
             }
@@ -701,17 +725,17 @@ impl FlowTable {
     }
 
     /// `f` on a flow that stays open, seen as if it ended now with
-    /// [`CloseKind::Open`] at `order`; the verdict digest `f` gives, if
-    /// any, marks the flow as reported ([`Flow::reported`]). `None` when
-    /// the flow is gone (it ended in the same expiry).
-    pub fn lend<R>(&mut self, key: &FlowKey, order: OrderKey, f: impl FnOnce(&Ended) -> (R, Option<u32>)) -> Option<R> {
+    /// [`CloseKind::Open`] at `order`; when `f` says it reported a session,
+    /// the flow is marked so ([`Flow::reported`]). `None` when the flow is
+    /// gone (it ended in the same expiry).
+    pub fn lend<R>(&mut self, key: &FlowKey, order: OrderKey, f: impl FnOnce(&Ended) -> (R, bool)) -> Option<R> {
         let hash = self.map.hash(key);
         let flow = self.map.remove(hash, key)?;
         let end_ts = flow.last_ts;
         let e = Ended { flow, close: CloseKind::Open, end_ts, order };
-        let (r, digest) = f(&e);
+        let (r, reported) = f(&e);
         let mut flow = e.flow;
-        flow.reported = digest;
+        flow.reported = reported;
         self.map.insert(hash, flow);
         Some(r)
     }
@@ -720,9 +744,7 @@ impl FlowTable {
     /// verdict due sooner than scheduled ([`crate::decision::due`]).
     #[inline]
     fn schedule_verdict(flow: &mut Flow, ts: i64, lim: &Limits, key: &FlowKey, timers: &mut Timers) {
-        let due = crate::decision::due(flow, ts, lim);
-        if due < flow.verdict_due {
-            flow.verdict_due = due;
+        if let Some(due) = flow.lower_verdict_due(crate::decision::due(flow, ts, lim)) {
             timers.push_wake((due, flow.flow_id, *key));
         }
     }
