@@ -28,5 +28,6 @@ pub mod output;
 pub mod pipeline;
 pub mod quic_session;
 pub mod reassembly;
+pub mod reporter;
 pub mod session;
 pub mod sharded;

@@ -35,7 +35,7 @@ use clap::Parser;
 use serde::Serialize;
 
 use crate::capture::Packet;
-use crate::engine::Engine;
+use crate::engine::{Engine, WriteOut};
 use crate::feed_source::{DrainEnd, FeedMsg, FeedPump, FeedSource, PumpConfig};
 use crate::flow::{CloseKind, Limits};
 use crate::output::{Output, OutputSpec, OutputStats, Rotation};
@@ -356,7 +356,7 @@ impl Feeds {
         match m {
             FeedMsg::Line { text, line_no } => {
                 st.lines += 1;
-                engine.reporter.feed_line_at(&text, line_no);
+                engine.reporter.handle_feed_line_at(&text, line_no);
             }
             FeedMsg::Error(e) => {
                 st.errors += 1;

@@ -63,7 +63,7 @@ use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
 use pinwatch_parsers::decode::{decode, Decoded, Skip};
 
 use crate::capture::{CaptureFile, Merged};
-use crate::engine::{add_decoder_stats, add_table_stats, Clock, Prepared, Preparer, Reporter, Shard};
+use crate::engine::{add_decoder_stats, add_table_stats, Clock, Prepared, Preparer, Reporter, Shard, WriteOut};
 use crate::flow::{CloseKind, Ended, FlowKey, OrderKey, TableStats};
 use crate::pipeline::{CaptureStats, DecoderStats, Options};
 
@@ -157,7 +157,7 @@ struct DeskState<'r> {
 
 impl DeskState<'_> {
     fn take(&mut self, mut msg: FromShard) {
-        self.reporter.push_prepared(&mut msg.ended);
+        self.reporter.handle_prepared(&mut msg.ended);
         if let Some(m) = self.marks.get_mut(msg.shard) {
             *m = (*m).max(msg.watermark);
         }
