@@ -438,7 +438,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     /// Packet times at the ends of the `i64` range (pcapng `if_tsoffset`):
     /// every distance saturates (this panicked with overflow checks on, in

@@ -927,5 +927,238 @@ mod tests {
         let p = prepare(&e, &cfg, &Naming::default(), true);
         assert!(matches!(p.body, Body::Session(ref s) if matches!(s.record, Record::Omitted)));
     }
-}
 
+    // --- The desk as a state machine: what comes in, when records come out.
+
+    use pinwatch_parsers::decode::{decode, Decoded, TcpInfo};
+    use serde_json::Value;
+
+    const S: i64 = 1_000_000_000;
+    const MS: i64 = 1_000_000;
+
+    /// Nanoseconds since the epoch of an EVE time (`2026-08-21T09:14:03.512311+0000`).
+    fn eve_ns(s: &str) -> i64 {
+        let t = time::PrimitiveDateTime::parse(s.trim_end_matches("+0000"), &time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]")).expect("an EVE time");
+        (t.assume_utc().unix_timestamp_nanos()) as i64
+    }
+
+    /// A testbed capture through a shard and the desk as the engine runs
+    /// them, packet by packet (the verdicts and ended flows handed in, the
+    /// capture clock as the watermark), keeping the packets `keep` accepts,
+    /// then the clock moved to each of `then` without a packet, then the
+    /// end of input. Every record, with the clock at which it came out
+    /// (`i64::MAX`: at the end of input).
+    fn run(name: &str, keep: impl Fn(&Decoded<'_>, i64) -> bool, then: &[i64]) -> Vec<(i64, Value)> {
+        let pcaps = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcaps");
+        let config = crate::config::Config::load(&pcaps.join("testbed.toml")).expect("testbed config loads");
+        let opts = Options { config, ..Default::default() };
+        let mut desk = Reporter::new(&opts, vec![name.to_string()]).expect("reporter");
+        let mut shard = Shard::new(opts.limits);
+        shard.set_preparer(desk.preparer());
+        let mut clock = crate::engine::Clock::default();
+        let (mut ended, mut out) = (Vec::new(), Vec::new());
+        fn poll(desk: &mut Reporter, now: i64, out: &mut Vec<(i64, Value)>) {
+            while let Some(line) = desk.poll_record() {
+                assert_eq!(line.last(), Some(&b'\n'), "one line per record");
+                out.push((now, serde_json::from_slice(&line).expect("a JSON line")));
+            }
+        }
+        let file = crate::capture::CaptureFile::open(&pcaps.join(name)).expect("testbed capture opens");
+        for p in file.packets() {
+            let p = p.expect("testbed capture reads");
+            if !decode(p.linktype, p.data).is_ok_and(|d| keep(&d, p.ts_ns)) {
+                continue;
+            }
+            if let Some(now) = clock.observe(p.ts_ns) {
+                shard.advance(now, &mut ended);
+            }
+            shard.packet(p.linktype, p.data, p.ts_ns, p.orig_len, 0, &mut ended);
+            desk.handle_prepared(&mut shard.verdicts);
+            desk.handle_ended(&mut ended);
+            desk.handle_time(clock.now());
+            poll(&mut desk, clock.now(), &mut out);
+        }
+        for &t in then {
+            assert!(clock.force(t), "the clock moves forward");
+            shard.advance(t, &mut ended);
+            desk.handle_prepared(&mut shard.verdicts);
+            desk.handle_ended(&mut ended);
+            desk.handle_time(t);
+            poll(&mut desk, t, &mut out);
+        }
+        shard.table.drain(CloseKind::Eof, &mut ended);
+        for e in ended.drain(..) {
+            desk.handle_drained(e);
+        }
+        desk.handle_end_of_input();
+        poll(&mut desk, i64::MAX, &mut out);
+        out
+    }
+
+    fn port_of(d: &Decoded<'_>) -> [u16; 2] {
+        [d.sport, d.dport]
+    }
+
+    /// Testbed-inline's sessions that stay open to the end of the capture
+    /// (the client aborts after its Finished, class C, and half-closes; the
+    /// server never closes) are reported while open, one linger (5 s) after
+    /// the client's first record after its Finished, in packet time; their
+    /// end is a `flow` record that points back by `flow_id`, with the same
+    /// verdict.
+    #[test]
+    fn an_open_session_is_reported_before_its_flow_ends_and_its_end_points_back() {
+        let records = run("testbed-inline.pcap", |_, _| true, &[]);
+        let open: Vec<&(i64, Value)> = records.iter().filter(|(_, r)| r["event_type"] == "tls" && r["handshake"]["close"] == "open").collect();
+        assert!(open.len() >= 3, "{} sessions reported while open", open.len());
+        for (at, r) in open {
+            assert!(*at < i64::MAX, "reported while packets were read, not at the end: {r}");
+            assert_eq!(r["tls_failure"]["close"], "open");
+            // TLS 1.3: the client's second protected record is its first data.
+            let start = eve_ns(r["timestamp"].as_str().expect("timestamp"));
+            let data = r["handshake"]["records"].as_array().expect("records").iter().filter(|x| x["dir"] == "client" && x["type"] == 23).nth(1).expect("client data");
+            let due = start + (data["ts_offset_ms"].as_f64().expect("offset") * MS as f64) as i64 + 5 * S;
+            assert!(*at >= due - MS, "reported at {at}, before its data + 5 s ({due})");
+            let id = &r["flow_id"];
+            let flow: Vec<&(i64, Value)> = records.iter().filter(|(_, f)| f["event_type"] == "flow" && &f["flow_id"] == id).collect();
+            assert_eq!(flow.len(), 1, "one flow record for {id}");
+            let (end_at, f) = flow[0];
+            assert!(end_at > at, "the flow record comes after the session's");
+            assert_eq!(f["flow_end"]["close"], "eof");
+            assert_eq!(f["flow_end"]["revised"], false, "the verdict at the end is the one reported: {f}");
+            assert!(f.get("tls_failure").is_none());
+            assert_eq!(f["flow"]["start"], r["flow"]["start"]);
+            assert!(f["flow"]["pkts_toserver"].as_u64() >= r["flow"]["pkts_toserver"].as_u64());
+            assert_eq!(f["flow"]["alerted"], records.iter().any(|(_, a)| a["event_type"] == "alert" && &a["flow_id"] == id));
+            assert_eq!(records.iter().filter(|(_, t)| t["event_type"] == "tls" && &t["flow_id"] == id).count(), 1, "one tls record per session");
+        }
+    }
+
+    /// A client rejection whose flow does not close (its FIN/RST lost) is
+    /// reported one linger after the alert, not at the end of input.
+    #[test]
+    fn a_rejection_is_reported_at_the_rejection() {
+        let name = "testbed-basic.pcap";
+        let full = run(name, |_, _| true, &[]);
+        let (_, rejected) = full
+            .iter()
+            .find(|(_, r)| r["event_type"] == "tls" && r["tls_failure"]["kind"] == "alert_plain" && r["handshake"]["alerts"][0]["from"] == "client")
+            .expect("a client rejection with an alert");
+        let port = rejected["src_port"].as_u64().expect("port") as u16;
+        let alert_at = eve_ns(rejected["timestamp"].as_str().expect("timestamp")) + (rejected["handshake"]["alerts"][0]["ts_offset_ms"].as_f64().expect("offset") * MS as f64) as i64;
+        // Only that session, and neither side ever closes it.
+        let keep = |d: &Decoded<'_>, _| port_of(d).contains(&port) && !d.tcp.is_some_and(|t| t.has(TcpInfo::FIN) || t.has(TcpInfo::RST));
+        let records = run(name, keep, &[alert_at + 5 * S - 10 * MS, alert_at + 5 * S + 10 * MS]);
+        let (at, r) = records.iter().find(|(_, r)| r["event_type"] == "tls").expect("the session is reported");
+        assert_eq!(*at, alert_at + 5 * S + 10 * MS, "reported when the clock passed the alert + 5 s");
+        assert_eq!(r["tls_failure"]["outcome"], "client_rejected");
+        assert_eq!(r["tls_failure"]["alert"], rejected["tls_failure"]["alert"]);
+        assert_eq!(r["handshake"]["close"], "open");
+        assert!(records.iter().any(|(at, f)| f["event_type"] == "flow" && f["flow_id"] == r["flow_id"] && *at == i64::MAX), "its end at the end of input");
+    }
+
+    /// A session with no verdict (the server's flight, then nothing from the
+    /// client) is reported at the decision timeout, 10 s of packet time
+    /// after its ClientHello, whatever the wall clock.
+    #[test]
+    fn the_decision_timeout_fires_in_packet_time() {
+        let name = "testbed-basic.pcap";
+        let hello = std::cell::Cell::new(None::<(u16, i64)>);
+        let server_spoke = std::cell::Cell::new(false);
+        // The first TLS session to 443, cut after the server's first payload.
+        let keep = |d: &Decoded<'_>, ts: i64| {
+            if hello.get().is_none() && d.dport == 443 && !d.payload.is_empty() {
+                hello.set(Some((d.sport, ts)));
+                return true;
+            }
+            let Some((port, _)) = hello.get() else { return d.dport == 443 || d.sport == 443 };
+            if !port_of(d).contains(&port) || server_spoke.get() {
+                return false;
+            }
+            if d.sport == 443 && !d.payload.is_empty() {
+                server_spoke.set(true);
+            }
+            true
+        };
+        let records = run(name, keep, &[]);
+        let (port, ch) = hello.get().expect("a ClientHello");
+        assert!(server_spoke.get(), "the server answered");
+        assert!(records.iter().filter(|(_, r)| r["event_type"] == "tls").all(|(at, _)| *at == i64::MAX), "no verdict without time passing");
+        // Again, with the clock moved past the timeout without a packet.
+        hello.set(None);
+        server_spoke.set(false);
+        let records = run(name, keep, &[ch + 10 * S - 10 * MS, ch + 10 * S + 10 * MS]);
+        let (at, r) = records.iter().find(|(_, r)| r["event_type"] == "tls" && r["src_port"] == port).expect("the session is reported");
+        assert_eq!(*at, ch + 10 * S + 10 * MS, "reported when the clock passed the ClientHello + 10 s");
+        assert_eq!(r["handshake"]["close"], "open");
+        let (_, f) = records.iter().find(|(_, f)| f["event_type"] == "flow").expect("its end");
+        assert_eq!(f["flow_id"], r["flow_id"]);
+        // Revised or not, a flow record carries a verdict only when it changed.
+        assert_eq!(f["flow_end"]["revised"] == true, f.get("tls_failure").is_some(), "{f}");
+    }
+
+    /// Every record prepared for a capture, open sessions' and ended flows'
+    /// alike, in the order the shard produced them.
+    fn prepared_of(name: &str) -> (Reporter, Vec<Prepared>) {
+        let pcaps = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcaps");
+        let config = crate::config::Config::load(&pcaps.join("testbed.toml")).expect("testbed config loads");
+        let opts = Options { config, ..Default::default() };
+        let desk = Reporter::new(&opts, vec![name.to_string()]).expect("reporter");
+        let preparer = desk.preparer();
+        let mut shard = Shard::new(opts.limits);
+        shard.set_preparer(desk.preparer());
+        let file = crate::capture::CaptureFile::open(&pcaps.join(name)).expect("testbed capture opens");
+        let (mut ended, mut all) = (Vec::new(), Vec::new());
+        for p in file.packets() {
+            let p = p.expect("testbed capture reads");
+            shard.advance(p.ts_ns, &mut ended);
+            shard.packet(p.linktype, p.data, p.ts_ns, p.orig_len, 0, &mut ended);
+            all.append(&mut shard.verdicts);
+            all.extend(ended.drain(..).map(|e| preparer.prepare(e)));
+        }
+        shard.table.drain(CloseKind::Eof, &mut ended);
+        all.extend(ended.drain(..).map(|e| preparer.prepare(e)));
+        (desk, all)
+    }
+
+    fn drain(desk: &mut Reporter) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(l) = desk.poll_record() {
+            out.extend(l);
+        }
+        out
+    }
+
+    /// The records and their order depend on the records' keys only, not
+    /// on the order they reach the desk (shards deliver in any interleaving).
+    #[test]
+    fn order_is_independent_of_arrival_interleaving() {
+        for name in ["testbed-inline.pcap"] {
+            let (mut a, mut in_order) = prepared_of(name);
+            let n = in_order.len();
+            assert!(in_order.iter().any(|p| !p.end), "{name}: open sessions among the inputs");
+            a.handle_prepared(&mut in_order);
+            a.handle_end_of_input();
+            let expected = drain(&mut a);
+            // Reversed, and interleaved in two halves with watermarks between.
+            let (mut b, mut reversed) = prepared_of(name);
+            reversed.reverse();
+            b.handle_prepared(&mut reversed);
+            b.handle_end_of_input();
+            assert_eq!(String::from_utf8_lossy(&drain(&mut b)), String::from_utf8_lossy(&expected), "{name}: reversed arrival");
+            let (mut c, all) = prepared_of(name);
+            let (mut odd, mut even): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
+            for (i, p) in all.into_iter().enumerate() {
+                if i % 2 == 1 { odd.push(p) } else { even.push(p) }
+            }
+            c.handle_prepared(&mut odd);
+            c.handle_watermark(OrderKey::MIN);
+            let early = drain(&mut c);
+            assert!(early.is_empty(), "{name}: nothing is written below the watermark's minimum");
+            c.handle_prepared(&mut even);
+            c.handle_end_of_input();
+            assert_eq!(String::from_utf8_lossy(&drain(&mut c)), String::from_utf8_lossy(&expected), "{name}: interleaved arrival");
+            let lines = expected.iter().filter(|&&b| b == b'\n').count();
+            assert!(lines >= n.min(10), "{name}: {lines} records of {n} inputs");
+        }
+    }
+}
