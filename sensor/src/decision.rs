@@ -97,11 +97,15 @@ pub struct FlowEnd {
     /// The session classified again at its end: written when it differs
     /// from the verdict reported ([`digest`], compared by the reporter).
     pub verdict: (TlsFailure, PathOut),
+    /// TLS: the session's `handshake.history` and `handshake.alerts` at
+    /// the end (alerts such as a close_notify often come after the record).
+    pub history: Option<String>,
+    pub alerts: Option<serde_json::Value>,
 }
 
 impl FlowEnd {
     /// `verdict`: the session classified again at its end.
-    pub fn new(e: &Ended, app_proto: &'static str, verdict: (TlsFailure, PathOut)) -> FlowEnd {
+    pub fn new(e: &Ended, app_proto: &'static str, verdict: (TlsFailure, PathOut), handshake: Option<(&str, serde_json::Value)>) -> FlowEnd {
         let f = &e.flow;
         let state = match e.close {
             CloseKind::Fin | CloseKind::Rst => "closed",
@@ -119,6 +123,8 @@ impl FlowEnd {
             close: e.close,
             state,
             verdict,
+            history: handshake.as_ref().map(|h| h.0.to_string()),
+            alerts: handshake.map(|h| h.1),
         }
     }
 
@@ -145,7 +151,7 @@ impl FlowEnd {
                 reason,
                 alerted,
             },
-            flow_end: FlowEndOut { close: self.close, revised },
+            flow_end: FlowEndOut { close: self.close, revised, history: self.history.as_deref(), alerts: self.alerts.as_ref() },
             tls_failure: revised.then_some(&self.verdict.0),
             path: revised.then_some(&self.verdict.1),
         }
@@ -158,7 +164,7 @@ pub struct FlowEvent<'a> {
     #[serde(flatten)]
     pub header: Header<'a>,
     pub flow: SuricataFlow,
-    pub flow_end: FlowEndOut,
+    pub flow_end: FlowEndOut<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_failure: Option<&'a TlsFailure>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -182,10 +188,15 @@ pub struct SuricataFlow {
 
 /// pinwatch's part of the `flow` record.
 #[derive(Serialize)]
-pub struct FlowEndOut {
+pub struct FlowEndOut<'a> {
     /// How the flow ended (as `handshake.close`).
     pub close: CloseKind,
     /// The verdict at the end differs from the one reported while the flow
     /// was open: `tls_failure` and `path` carry the new one.
     pub revised: bool,
+    /// TLS: `handshake.history` and `handshake.alerts` as they stand at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<&'a serde_json::Value>,
 }

@@ -559,15 +559,16 @@ fn prepare(e: &Ended, cfg: &crate::config::Config, names: &Naming, ocsf: bool) -
     if e.flow.reported {
         // Reported while open: its end is a `flow` record, with the
         // verdict as it stands now if it changed.
-        let (app_proto, verdict) = if e.flow.proto == Proto::Quic {
+        let (app_proto, verdict, handshake) = if e.flow.proto == Proto::Quic {
             let ev = eve::quic_event(e, None);
-            ("quic", (classify::quic_outcome(e), classify::path(e, cfg, ev.quic.sni.as_deref(), None)))
+            ("quic", (classify::quic_outcome(e), classify::path(e, cfg, ev.quic.sni.as_deref(), None)), None)
         } else {
             let ev = eve::tls_event(e, None);
-            ("tls", (classify::outcome(e, cfg), classify::path(e, cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()))))
+            let alerts = serde_json::to_value(&ev.handshake.alerts).unwrap_or_default();
+            ("tls", (classify::outcome(e, cfg), classify::path(e, cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()))), Some((ev.handshake.history, alerts)))
         };
         // (OCSF carries alerts only: the record renders to nothing there.)
-        return Prepared { order, end: true, source, body: Body::FlowEnd(Box::new(crate::decision::FlowEnd::new(e, app_proto, verdict))) };
+        return Prepared { order, end: true, source, body: Body::FlowEnd(Box::new(crate::decision::FlowEnd::new(e, app_proto, verdict, handshake))) };
     }
     let session = match e.flow.proto {
         Proto::NotTls => {
