@@ -76,6 +76,7 @@ struct RawBypass {
 struct RawThresholds {
     post_handshake_abort_ms: Option<u64>,
     fallback_window_s: Option<u64>,
+    decision_timeout_s: Option<u64>,
     fallback_min_rejections: Option<u32>,
 }
 
@@ -145,6 +146,9 @@ pub struct Config {
     pub tunnel_endpoints: Vec<SocketAddr>,
     pub post_handshake_abort_ns: i64,
     pub fallback_window_ns: i64,
+    /// An open session is reported this long after its first ClientHello
+    /// if no verdict came sooner; 0: at its flow's end only (`crate::decision`).
+    pub decision_timeout_ns: i64,
     pub fallback_min_rejections: u32,
     /// Approved destinations per app package, from `[baselines]`.
     pub baselines: std::collections::HashMap<String, Vec<String>>,
@@ -175,6 +179,7 @@ impl Default for Config {
             tunnel_endpoints: Vec::new(),
             post_handshake_abort_ns: 500_000_000,
             fallback_window_ns: 300_000_000_000,
+            decision_timeout_ns: 10_000_000_000,
             fallback_min_rejections: 1,
             baselines: std::collections::HashMap::new(),
         }
@@ -345,6 +350,12 @@ impl Config {
                 return Err(ConfigError::Value { path: p.into(), key: "thresholds.post_handshake_abort_ms".into(), message: "must be 1..=600000".into() });
             }
             c.post_handshake_abort_ns = ms as i64 * 1_000_000;
+        }
+        if let Some(s) = t.decision_timeout_s {
+            if s > 3600 {
+                return Err(ConfigError::Value { path: p.into(), key: "thresholds.decision_timeout_s".into(), message: "must be 0..=3600".into() });
+            }
+            c.decision_timeout_ns = s as i64 * 1_000_000_000;
         }
         if let Some(s) = t.fallback_window_s {
             if s == 0 || s > 86_400 {

@@ -121,6 +121,25 @@ pub fn parse_all(out: &[u8]) -> Result<Output, String> {
                     o.quic.push(s);
                 }
             }
+            // The end of a session written while open: its final alerts,
+            // history and end time belong to the session (docs/output.md).
+            "flow" => {
+                let id = v.get("flow_id").cloned();
+                let Some(s) = o.tls.iter_mut().chain(o.quic.iter_mut()).rev().find(|s| s.v.get("flow_id") == id.as_ref()) else { continue };
+                if let Some(h) = s.v.get_mut("handshake").and_then(|h| h.as_object_mut()) {
+                    for k in ["alerts", "history"] {
+                        if let Some(x) = get(&v, &["flow_end", k]) {
+                            h.insert(k.to_string(), x.clone());
+                        }
+                    }
+                    if let Some(c) = get(&v, &["flow_end", "close"]) {
+                        h.insert("close".to_string(), c.clone());
+                    }
+                }
+                if let Some(end) = get(&v, &["flow", "end"]).and_then(|x| x.as_str()).and_then(parse_timestamp) {
+                    s.end = end;
+                }
+            }
             "stats" => o.stats = Some(v),
             _ => {}
         }

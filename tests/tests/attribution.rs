@@ -224,7 +224,7 @@ fn two_apps_one_device_every_session_gets_its_app_and_no_alert_mixes_apps() {
 #[test]
 fn a_late_network_log_attributes_every_session_and_no_alert_mixes_apps() {
     use pinwatch::capture::CaptureFile;
-    use pinwatch::engine::Engine;
+    use pinwatch::engine::{Engine, WriteOut};
     use pinwatch::flow::CloseKind;
 
     let sessions = sessions();
@@ -237,7 +237,7 @@ fn a_late_network_log_attributes_every_session_and_no_alert_mixes_apps() {
     engine.reporter.enable_streaming_feed(2 * 3600 * 1_000_000_000);
     let mut out = Vec::new();
     for l in lines.iter().filter(|l| early(l)) {
-        engine.reporter.feed_line(l);
+        engine.reporter.handle_feed_line(l);
     }
     engine.reporter.apply_feed(&mut out);
     for p in file.packets().flatten() {
@@ -249,7 +249,7 @@ fn a_late_network_log_attributes_every_session_and_no_alert_mixes_apps() {
     assert!(!parse(&out).iter().any(join), "no app known yet, no AN1725 alert");
     let n = out.len();
     for l in lines.iter().filter(|l| !early(l)) {
-        engine.reporter.feed_line(l);
+        engine.reporter.handle_feed_line(l);
     }
     engine.reporter.apply_feed(&mut out);
     let updates = parse(&out[n..]);

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use pinwatch::capture::CaptureFile;
-use pinwatch::engine::Engine;
+use pinwatch::engine::{Engine, WriteOut};
 use pinwatch::flow::CloseKind;
 use pinwatch::pipeline::{replay, Input, Options};
 use pinwatch_tests::corpus;
@@ -62,7 +62,7 @@ fn a_late_batch_revises_the_an1725_alert_under_the_same_id() {
     engine.reporter.enable_streaming_feed(2 * 3600 * 1_000_000_000);
     let mut out = Vec::new();
     for l in lines.iter().filter(|l| !late(l)) {
-        engine.reporter.feed_line(l);
+        engine.reporter.handle_feed_line(l);
     }
     engine.reporter.apply_feed(&mut out);
     for p in file.packets().flatten() {
@@ -78,7 +78,7 @@ fn a_late_batch_revises_the_an1725_alert_under_the_same_id() {
     );
     let n_before = out.len();
     for l in lines.iter().filter(|l| late(l)) {
-        engine.reporter.feed_line(l);
+        engine.reporter.handle_feed_line(l);
     }
     engine.reporter.apply_feed(&mut out);
     let updates = an1725(&out[n_before..]);
@@ -115,11 +115,11 @@ fn a_lone_bad_feed_line_is_counted_at_once() {
     engine.reporter.enable_streaming_feed(3600 * 1_000_000_000);
     let mut out = Vec::new();
     let binding = r#"{"schema_version":1,"event_type":"ip_binding","event_time":"2026-01-05T09:00:00Z","observed_time":"2026-01-05T09:00:00Z","source":{"kind":"dhcp"},"device":{"id":"d1"},"action":"assign","ip":"10.0.0.7","network":{"kind":"wifi","context":"lab"},"valid_from":"2026-01-05T09:00:00Z","valid_until":"2026-01-06T09:00:00Z","confidence":"dhcp"}"#;
-    engine.reporter.feed_line(binding);
+    engine.reporter.handle_feed_line(binding);
     engine.reporter.apply_feed(&mut out);
     let feed = |e: &Engine| e.stats().enrichment.map(|s| s.feed).expect("enrichment stats");
     assert_eq!(feed(&engine).malformed, 0);
-    engine.reporter.feed_line("not json, must be counted");
+    engine.reporter.handle_feed_line("not json, must be counted");
     assert_eq!(engine.reporter.feed_pending(), 0, "nothing to apply");
     let f = feed(&engine);
     assert_eq!(f.malformed, 1, "{f:?}");

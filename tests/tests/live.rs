@@ -8,7 +8,9 @@
 //! they are missing the tests print `SKIPPED: <reason>` and pass, unless
 //! `PINWATCH_LIVE_REQUIRED=1` (set by `.ci/run`), which makes them fail.
 //!
-//! Run: `cargo test -p pinwatch-tests --features live --test live`.
+//! Run: `cargo test -p pinwatch-tests --features live --test live`. The
+//! namespaces are named `pwl-PID-N-c`/`-s`; `PINWATCH_LIVE_NS_PREFIX`
+//! replaces `pwl` (runs that share a machine keep apart by it).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -70,7 +72,7 @@ impl Lab {
         }
         remove_stale_namespaces();
         let id = format!("{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
-        let (ns_c, ns_s) = (format!("pwl-{id}-c"), format!("pwl-{id}-s"));
+        let (ns_c, ns_s) = (format!("{}-{id}-c", ns_prefix()), format!("{}-{id}-s", ns_prefix()));
         if let Err(e) = sh(&["ip", "netns", "add", &ns_c]).map_err(|e| e.to_string()).and_then(|o| if o.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&o.stderr).into_owned()) }) {
             return unavailable(&format!("cannot create a network namespace: {e}"));
         }
@@ -233,12 +235,18 @@ impl Drop for Lab {
     }
 }
 
-/// Namespaces `pwl-PID-N-*` left by test processes that no longer exist.
+/// The namespaces' name prefix: `pwl`, or `PINWATCH_LIVE_NS_PREFIX`.
+fn ns_prefix() -> String {
+    std::env::var("PINWATCH_LIVE_NS_PREFIX").ok().filter(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric())).unwrap_or_else(|| "pwl".to_string())
+}
+
+/// Namespaces `PREFIX-PID-N-*` left by test processes that no longer exist.
 fn remove_stale_namespaces() {
     let Ok(o) = sh(&["ip", "netns", "list"]) else { return };
+    let prefix = format!("{}-", ns_prefix());
     for line in String::from_utf8_lossy(&o.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix("pwl-") else { continue };
+        let Some(rest) = name.strip_prefix(prefix.as_str()) else { continue };
         let Some(pid) = rest.split('-').next() else { continue };
         if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = sh(&["ip", "netns", "del", name]);
@@ -824,4 +832,108 @@ fn followed_and_polled_feeds_revise_the_an1725_alert() {
     // The HTTP endpoint was asked with the cursor it handed out.
     let requests = std::fs::read_to_string(lab.path("feed_server.out")).unwrap_or_default();
     assert!(requests.contains("GET /feed?since=2"), "{requests}");
+}
+
+/// Microseconds since the epoch, now (the capture's clock: the kernel stamps
+/// packets with the real-time clock).
+fn now_us() -> i128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i128)
+}
+
+/// Issue 19: a pinned app rejects the inspection, then falls back to a
+/// direct session that stays open (a push channel). The direct session's
+/// record and its alerts must come while it is open, within the decision
+/// timeout (10 s) of its first packet, not at its end; its end then writes
+/// a `flow` record that points back by `flow_id`. Prints the measured delay
+/// from the client's first packet to the alert.
+#[test]
+fn an_open_fallback_session_is_alerted_at_its_verdict_not_its_end() {
+    let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
+    let Some(mut lab) = Lab::new("verdict") else { return };
+    // 10.99.0.2:3128 plays the explicit inspection proxy (its certificate is
+    // not one the client trusts); 10.99.0.2:8443 is the origin, direct.
+    lab.tls_server(3128);
+    lab.tls_server(8443);
+    let cfg = lab.p("pinwatch.toml");
+    std::fs::write(&cfg, format!("[networks]\ninternal = []\n\n[inspection]\nexplicit_proxies = [\"{SERVER_IP}:3128\"]\n")).expect("config");
+    let out = lab.p("live.json");
+    let pw = lab.pinwatch(&["-i", "c0", "-o", &out, "-c", &cfg], "pinwatch");
+    let (ca, wrong) = (lab.p("ca.pem"), lab.p("wrongca.pem"));
+
+    // 1. Rejected under inspection: the pinned client does not trust the
+    // proxy's certificate (a readable unknown_ca alert, then the close).
+    assert!(!lab.curl("push.live.test", 3128, &["--cacert", &wrong, "--tls-max", "1.2"]), "the client must reject the proxy");
+    // 2. The fallback: direct to the origin, trusted, and kept open like a
+    // push channel: client data after the handshake (a request line that
+    // never ends), and no close.
+    let started_us = now_us();
+    let connect = format!("{SERVER_IP}:8443");
+    let mut client = lab
+        .cmd(&lab.ns_c, &["openssl", "s_client", "-quiet", "-connect", &connect, "-servername", "push.live.test", "-CAfile", &ca])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    {
+        use std::io::Write as _;
+        let stdin = client.stdin.as_mut().expect("s_client's stdin");
+        // No line end: s_server -www answers (and closes) at the first
+        // line; without one it waits, and the session stays open.
+        stdin.write_all(b"GET /push-channel HTTP/1.1").expect("request");
+        stdin.flush().expect("request");
+    }
+
+    // Watch the output while the session is open.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let (direct, alert, seen_us) = loop {
+        let so_far = lines_so_far(Path::new(&out));
+        let direct = so_far.iter().find(|r| r["event_type"] == "tls" && r["dest_port"] == 8443 && sni(r) == "push.live.test").cloned();
+        if let Some(d) = direct {
+            let alert = so_far.iter().find(|r| r["event_type"] == "alert" && r["flow_id"] == d["flow_id"] && r["alert"]["signature_id"] == 1_725_004).cloned();
+            if let Some(a) = alert {
+                break (d, a, now_us());
+            }
+        }
+        assert!(Instant::now() < deadline, "no record and fallback alert for the open direct session after 25 s:\n{}", std::fs::read_to_string(&out).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let first_packet_us = eve_us(direct["timestamp"].as_str().expect("timestamp")).expect("an EVE time");
+    let delay_ms = (seen_us - first_packet_us) as f64 / 1000.0;
+    println!("verdict-time alert: {delay_ms:.0} ms from the client's first packet to the fallback alert in the output (spawn to first packet {:.0} ms)", (first_packet_us - started_us) as f64 / 1000.0);
+    assert!(delay_ms < 10_000.0, "the alert took {delay_ms} ms: not within the 10 s decision timeout");
+    assert!(delay_ms > 0.0, "the alert cannot precede the session");
+    // Still open when it was reported: the client runs, no flow record yet.
+    assert!(client.try_wait().expect("s_client").is_none(), "the client is still running");
+    assert_eq!(direct["handshake"]["close"], "open", "reported while open: {direct}");
+    assert_eq!(direct["tls_failure"]["outcome"], "established");
+    assert_eq!(direct["path"]["kind"], "direct");
+    assert!(alert["evidence"]["flow_ids"].as_array().is_some_and(|f| f.len() >= 2), "the fallback names the rejection and the direct session: {alert}");
+    let so_far = lines_so_far(Path::new(&out));
+    assert!(!so_far.iter().any(|r| r["event_type"] == "flow"), "no flow record before the flow ends");
+    let rejected = so_far.iter().find(|r| r["event_type"] == "tls" && r["dest_port"] == 3128).expect("the rejection was written");
+    assert_eq!(rejected["tls_failure"]["outcome"], "client_rejected");
+    assert!(["fin", "rst"].contains(&rejected["handshake"]["close"].as_str().unwrap_or("")), "a session that closes at once is written once, at its end: {rejected}");
+
+    // The end: the client goes away; after the linger the flow record points back.
+    client.kill().expect("ends s_client");
+    client.wait().expect("s_client");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let flow = loop {
+        if let Some(f) = lines_so_far(Path::new(&out)).into_iter().find(|r| r["event_type"] == "flow") {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "no flow record 20 s after the client went away");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    lab.signal(pw, "INT");
+    assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
+    assert_eq!(flow["flow_id"], direct["flow_id"], "the flow record points back by flow_id");
+    assert_eq!(flow["flow"]["alerted"], true);
+    assert!(["fin", "rst"].contains(&flow["flow_end"]["close"].as_str().unwrap_or("")), "{flow}");
+    assert_eq!(flow["flow"]["state"], "closed");
+    assert!(flow["flow"]["pkts_toserver"].as_u64() >= direct["flow"]["pkts_toserver"].as_u64(), "{flow}");
+    let live = lines(Path::new(&out));
+    assert_eq!(of_type(&live, "tls").iter().filter(|r| r["flow_id"] == direct["flow_id"]).count(), 1, "one tls record per session");
+    assert_eq!(live.last().map(|r| r["stats"]["flow_records_logged"].clone()), Some(Value::from(1)));
 }

@@ -55,7 +55,7 @@ fn every_testbed_record_validates() {
         }
     }
     println!("{records} records of {} captures checked (Suricata's schema: {})", captures.len(), if schemas.has_suricata() { "yes" } else { "SKIPPED" });
-    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["alert", "quic", "stats", "tls"], "every record kind is exercised");
+    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["alert", "flow", "quic", "stats", "tls"], "every record kind is exercised");
     assert!(chains >= 10, "only {chains} certificates compared");
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
 }

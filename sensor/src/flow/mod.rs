@@ -9,6 +9,7 @@
 //! per-flow buffers are capped by the reassembler and the TLS parser.
 
 pub mod certs;
+pub mod decision;
 pub mod key;
 pub mod map;
 pub mod openvpn_tcp;
@@ -55,6 +56,10 @@ pub struct Limits {
     pub reassembly: reassembly::Limits,
     /// Bytes all flows together may hold in reassembly and handshake buffers.
     pub max_buffer_bytes: usize,
+    /// A session still open this long after its first ClientHello (packet
+    /// time) is reported with what is known then (`thresholds.decision_timeout_s`,
+    /// [`decision`]); 0 reports every session at its flow's end only.
+    pub decision_timeout_ns: i64,
 }
 
 /// Partitions the flow cap, the buffer budget and the memory of closed
@@ -153,6 +158,13 @@ impl Timers {
         Some(t)
     }
 
+    /// A timer that only wakes the flow (a verdict due,
+    /// [`decision`]): in the main heap only, so that eviction, which
+    /// reads the partition heaps, still picks the flow nearest its timeout.
+    fn push_wake(&mut self, t: (i64, u64, FlowKey)) {
+        self.all.push(Reverse(t));
+    }
+
     fn clear(&mut self) {
         self.all.clear();
         for h in &mut self.parts {
@@ -172,6 +184,7 @@ impl Default for Limits {
             probe_segments: 16,
             reassembly: reassembly::Limits::default(),
             max_buffer_bytes: 1 << 30,
+            decision_timeout_ns: 10 * NS,
         }
     }
 }
@@ -186,6 +199,9 @@ pub enum CloseKind {
     Eof,
     Evicted,
     Shutdown,
+    /// Not ended: a session reported while its flow is still open (at its
+    /// verdict, [`decision`]); its `flow` record says how it ended.
+    Open,
 }
 
 /// Is the flow TLS, not TLS, or still undecided?
@@ -259,9 +275,19 @@ pub struct Flow {
     pub synack: bool,
     /// The shared buffer budget was exhausted while this flow asked for more.
     pub budget_dropped: bool,
+    /// The session was reported while open ([`decision`]): its end
+    /// writes a `flow` record.
+    pub reported: bool,
     /// What the server side's packets say about where it is ([`ServerWire`]).
     pub wire: ServerWire,
+    /// When this open session's record is due ([`decision::due`]),
+    /// in ms after `first_ts` (rounded up; 4 bytes, which the padding after
+    /// `wire` had room for); [`NO_VERDICT`] while nothing is scheduled.
+    verdict_ms: u32,
 }
+
+/// [`Flow::verdict_ms`]: nothing scheduled.
+const NO_VERDICT: u32 = u32::MAX;
 
 /// Where the server side of a flow is, as its packets show it: the
 /// evidence that tells an inline inspector near the tap from a distant
@@ -381,6 +407,8 @@ impl Flow {
             quiet: [[false; 2]; 2],
             budget_dropped: false,
             wire: ServerWire::default(),
+            reported: false,
+            verdict_ms: NO_VERDICT,
         })
     }
 
@@ -399,6 +427,26 @@ impl Flow {
             let payload = empty && self.proto == Proto::Tls && !self.session.wants_bytes(dir);
             self.quiet[dir.idx()] = [empty, payload];
         }
+    }
+
+    /// When this open session's record is due; `i64::MAX` when unscheduled.
+    pub fn verdict_due(&self) -> i64 {
+        if self.verdict_ms == NO_VERDICT { i64::MAX } else { self.first_ts.saturating_add(i64::from(self.verdict_ms) * 1_000_000) }
+    }
+
+    /// Bring the record due at `due` (packet time) if that is sooner than
+    /// scheduled; the new due time (whole ms after the flow's start) if so.
+    fn lower_verdict_due(&mut self, due: i64) -> Option<i64> {
+        if due == i64::MAX {
+            return None;
+        }
+        let ms = due.saturating_sub(self.first_ts).max(0).saturating_add(999_999) / 1_000_000;
+        let ms = u32::try_from(ms).unwrap_or(NO_VERDICT - 1).min(NO_VERDICT - 1);
+        if ms >= self.verdict_ms {
+            return None;
+        }
+        self.verdict_ms = ms;
+        Some(self.verdict_due())
     }
 
     pub fn client(&self) -> (IpAddr, u16) {
@@ -519,6 +567,12 @@ pub struct FlowTable {
     heap_bytes: usize,
     /// The capture clock of the last [`FlowTable::expire`].
     clock: i64,
+    /// Open sessions whose verdict came due at the last [`FlowTable::expire`],
+    /// with their place in the output ([`FlowTable::take_due`]).
+    due: Vec<(FlowKey, OrderKey)>,
+    /// Report open sessions at their verdict ([`decision`]); set by
+    /// whoever takes [`FlowTable::take_due`] ([`FlowTable::report_open`]).
+    report_open: bool,
     /// Tuples of flows written after FIN/RST, until when they are remembered
     /// (while both the packet time and the clock are before it; at most
     /// the partition's flow cap per partition, oldest forgotten first).
@@ -569,6 +623,8 @@ impl FlowTable {
             events: Vec::new(),
             heap_bytes: 0,
             clock: i64::MIN,
+            due: Vec::new(),
+            report_open: false,
             closed: HashMap::default(),
             closed_order: (0..parts).map(|_| VecDeque::new()).collect(),
         }
@@ -599,7 +655,16 @@ impl FlowTable {
             }
             self.timers.pop(self.parts);
             let hash = self.map.hash(&key);
-            let Some(flow) = self.map.get(hash, &key) else { continue };
+            let Some(flow) = self.map.get_mut(hash, &key) else { continue };
+            let verdict_due = flow.verdict_due();
+            if verdict_due <= now {
+                // Its verdict is due while it is open: reported by the
+                // caller ([`FlowTable::take_due`]), placed like an end.
+                flow.verdict_ms = NO_VERDICT;
+                if flow.close.is_none() && !flow.reported {
+                    self.due.push((key, OrderKey { phase: 0, ts: verdict_due.max(before), flow_id: flow.flow_id }));
+                }
+            }
             let actual = flow.deadline(&self.lim);
             if actual > now {
                 let id = flow.flow_id;
@@ -624,6 +689,46 @@ impl FlowTable {
                 let order = OrderKey { phase: 0, ts: actual.max(before), flow_id: flow.flow_id };
                 self.finish(flow, close, end, order, out);
             }
+        }
+    }
+
+    /// Report open sessions at their verdict, `decision_timeout_ns` after
+    /// their first ClientHello at the latest (0: at their flow's end only):
+    /// the caller then takes [`FlowTable::take_due`] after every expiry.
+    pub fn report_open(&mut self, decision_timeout_ns: i64) {
+        self.lim.decision_timeout_ns = decision_timeout_ns;
+        self.report_open = decision_timeout_ns > 0;
+    }
+
+    /// The open sessions whose verdict came due at the last
+    /// [`FlowTable::expire`], in order; each is reported with
+    /// [`FlowTable::lend`] before another packet touches the table.
+    pub fn take_due(&mut self) -> Vec<(FlowKey, OrderKey)> {
+        std::mem::take(&mut self.due)
+    }
+
+    /// `f` on a flow that stays open, seen as if it ended now with
+    /// [`CloseKind::Open`] at `order`; when `f` says it reported a session,
+    /// the flow is marked so ([`Flow::reported`]). `None` when the flow is
+    /// gone (it ended in the same expiry).
+    pub fn lend<R>(&mut self, key: &FlowKey, order: OrderKey, f: impl FnOnce(&Ended) -> (R, bool)) -> Option<R> {
+        let hash = self.map.hash(key);
+        let flow = self.map.remove(hash, key)?;
+        let end_ts = flow.last_ts;
+        let e = Ended { flow, close: CloseKind::Open, end_ts, order };
+        let (r, reported) = f(&e);
+        let mut flow = e.flow;
+        flow.reported = reported;
+        self.map.insert(hash, flow);
+        Some(r)
+    }
+
+    /// Schedule the record of an open session when its state makes a
+    /// verdict due sooner than scheduled ([`decision::due`]).
+    #[inline]
+    fn schedule_verdict(flow: &mut Flow, ts: i64, lim: &Limits, key: &FlowKey, timers: &mut Timers) {
+        if let Some(due) = flow.lower_verdict_due(decision::due(flow, ts, lim)) {
+            timers.push_wake((due, flow.flow_id, *key));
         }
     }
 
@@ -860,6 +965,9 @@ impl FlowTable {
         Self::stream(flow, dir, tcp, d.payload, ts, &lim, &mut self.events);
         flow.session.apply(&mut self.events);
         Self::close_state(flow, dir, tcp, ts, &lim, &key, self.parts, &mut self.timers);
+        if self.report_open {
+            Self::schedule_verdict(flow, ts, &lim, &key, &mut self.timers);
+        }
         let mut heap_after = flow.heap_bytes();
         if self.part_bytes[part] + heap_after > lim.buffer_bytes_in_partition() + heap_before && heap_after > heap_before {
             // Over the shared budget: this flow, the one asking for more,
@@ -1036,6 +1144,9 @@ impl FlowTable {
         c.payload_bytes += d.payload.len() as u64;
         if let Some(q) = flow.quic.as_mut() {
             q.datagram(from_client, d.payload, ts);
+        }
+        if self.report_open {
+            Self::schedule_verdict(flow, ts, &self.lim, &key, &mut self.timers);
         }
         let heap_after = flow.heap_bytes();
         self.heap_moved(partition(&key, self.parts), heap_before, heap_after);

@@ -35,7 +35,7 @@ use clap::Parser;
 use serde::Serialize;
 
 use crate::capture::Packet;
-use crate::engine::Engine;
+use crate::engine::{Engine, WriteOut};
 use crate::feed_source::{DrainEnd, FeedMsg, FeedPump, FeedSource, PumpConfig};
 use crate::flow::{CloseKind, Limits};
 use crate::output::{Output, OutputSpec, OutputStats, Rotation};
@@ -356,7 +356,7 @@ impl Feeds {
         match m {
             FeedMsg::Line { text, line_no } => {
                 st.lines += 1;
-                engine.reporter.feed_line_at(&text, line_no);
+                engine.reporter.handle_feed_line_at(&text, line_no);
             }
             FeedMsg::Error(e) => {
                 st.errors += 1;
@@ -577,6 +577,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
                 match crate::config::Config::load(p) {
                     Ok(cfg) => {
                         engine.reporter.set_config(cfg);
+                        engine.shard.set_preparer(engine.reporter.preparer());
                         reloads += 1;
                         eprintln!("pinwatch: SIGHUP: output reopened, {} reloaded", p.display());
                     }

@@ -34,6 +34,7 @@
 
 pub mod eve;
 pub mod fingerprints;
+pub mod flow_end;
 pub mod ocsf;
 
 use std::fs::{File, OpenOptions};

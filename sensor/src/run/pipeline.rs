@@ -1,9 +1,10 @@
 //! The replay pipeline: capture files → decode → flow table → EVE lines.
 //!
-//! Output order: a `tls` record is written when its flow ends (FIN/RST after
-//! a short linger, idle timeout, eviction, or end of capture), in the order
-//! of [`crate::flow::OrderKey`]: by the capture time at which the end became
-//! certain, then flow id; flows still open at the end of the capture follow
+//! Output order: a `tls` record is written at the session's verdict while
+//! its flow is open ([`crate::decision`]) or when its flow ends (FIN/RST
+//! after a short linger, idle timeout, eviction, or end of capture), in the
+//! order of [`crate::flow::OrderKey`]: by the capture time at which it
+//! became due, then flow id; flows still open at the end of the capture follow
 //! in order of their close (else last packet) time, ties by flow id. The
 //! `stats` record comes last. Everything is driven by packet timestamps, so
 //! the same input gives the same bytes of output, whatever `--threads`.

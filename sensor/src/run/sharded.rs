@@ -63,7 +63,7 @@ use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
 use pinwatch_parsers::decode::{decode, Decoded, Skip};
 
 use crate::capture::{CaptureFile, Merged};
-use crate::engine::{add_decoder_stats, add_table_stats, Clock, Prepared, Preparer, Reporter, Shard};
+use crate::engine::{add_decoder_stats, add_table_stats, Clock, Prepared, Preparer, Reporter, Shard, WriteOut};
 use crate::flow::{CloseKind, Ended, FlowKey, OrderKey, TableStats};
 use crate::run::options::Options;
 use crate::run::stats::{CaptureStats, DecoderStats};
@@ -84,8 +84,11 @@ struct FromShard {
 }
 
 /// Prepare a shard's ended flows for the desk (on the shard's thread).
-fn prepared(preparer: &Preparer, ended: &mut Vec<Ended>) -> Vec<Prepared> {
-    ended.drain(..).map(|e| preparer.prepare(e)).collect()
+fn prepared(preparer: &Preparer, shard: &mut Shard, ended: &mut Vec<Ended>) -> Vec<Prepared> {
+    // With the open sessions reported at their verdict (`crate::decision`).
+    let mut out = std::mem::take(&mut shard.verdicts);
+    out.extend(ended.drain(..).map(|e| preparer.prepare(e)));
+    out
 }
 
 /// Flows a drained shard prepares per message at the end of input.
@@ -155,7 +158,7 @@ struct DeskState<'r> {
 
 impl DeskState<'_> {
     fn take(&mut self, mut msg: FromShard) {
-        self.reporter.push_prepared(&mut msg.ended);
+        self.reporter.handle_prepared(&mut msg.ended);
         if let Some(m) = self.marks.get_mut(msg.shard) {
             *m = (*m).max(msg.watermark);
         }
@@ -318,6 +321,7 @@ fn shard_loop(
     to_rep: Sender<FromShard>,
 ) -> (Option<CaptureStats>, i64) {
     let total: u64 = files.iter().map(|f| f.len()).sum();
+    shard.set_preparer(preparer.clone());
     let mut clock = Clock::default();
     let mut ended = Vec::new();
     let mut walked = 0u64;
@@ -359,15 +363,15 @@ fn shard_loop(
             if let Some(b) = bar {
                 b.set_position(seen_bytes.min(total));
             }
-            let msg = FromShard { shard: index, ended: prepared(preparer, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
+            let msg = FromShard { shard: index, ended: prepared(preparer, &mut shard, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
             desk.send(&to_rep, msg);
             desk.help();
         }
     }
     // Flows that ended since the last message go first: the drained ones
     // are sent in order, each batch promising that nothing below it follows.
-    if !ended.is_empty() {
-        let msg = FromShard { shard: index, ended: prepared(preparer, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
+    if !ended.is_empty() || !shard.verdicts.is_empty() {
+        let msg = FromShard { shard: index, ended: prepared(preparer, &mut shard, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
         desk.send(&to_rep, msg);
     }
     shard.table.drain(CloseKind::Eof, &mut ended);
@@ -818,6 +822,7 @@ fn chunk_loop<'a>(
 ) -> (Option<CaptureStats>, i64) {
     let _break_on_panic = BreakOnPanic(&rounds.barrier);
     let len = file.len() as usize;
+    shard.set_preparer(preparer.clone());
     let mut clock = Clock::default();
     let mut ended = Vec::new();
     rounds.read_round(0, first, file, chunk, n, hasher);
@@ -839,7 +844,7 @@ fn chunk_loop<'a>(
                 process_chunk(o, k, &mut clock, &mut shard, &mut ended);
             }
         }
-        let msg = FromShard { shard: k, ended: prepared(preparer, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
+        let msg = FromShard { shard: k, ended: prepared(preparer, &mut shard, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
         desk.send(&to_rep, msg);
         // Then the chunks of the next round that are left: a thread that
         // processed its packets early reads more of them.

@@ -45,6 +45,8 @@ pub struct Stats {
     pub tls_records_logged: u64,
     pub quic_records_logged: u64,
     pub alerts_logged: u64,
+    /// `flow` records: the ends of sessions reported while open.
+    pub flow_records_logged: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enrichment: Option<crate::enrich::EnrichStats>,
     /// Sessions per outcome and per failure class.

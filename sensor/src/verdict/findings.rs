@@ -10,7 +10,8 @@
 //! | 1725006 | an attributed app contacted a destination outside its baseline (with `--feed`) |
 //! | 1725005 | the AN1725 join: a session with one of the findings above, attributed to a device and app by the MDM feed, scored high/medium/low |
 //!
-//! The correlator sees sessions in output order (when they end); the
+//! The correlator sees sessions in output order (at their verdict, or when
+//! they end: `crate::decision`); the
 //! fallback window is measured on session *start* times, so a long direct
 //! session that ends late still matches the rejections that preceded it.
 

@@ -4,7 +4,7 @@
 //! `etc/schema.json`, for the keys pinwatch shares with Suricata).
 //!
 //! Suricata's schema allows no key it does not know at the top level, so
-//! the pinwatch-owned top-level objects (`handshake`, `tls_failure`,
+//! the pinwatch-owned top-level objects (`handshake`, `flow_end`, `tls_failure`,
 //! `path`, `mobile`, `an1725`, `evidence`) are taken out before a record
 //! is checked against it; inside `tls`, `quic`, `alert` and `flow` nothing
 //! is taken out: those must be Suricata's objects exactly. pinwatch's
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 /// Top-level keys that are pinwatch's own.
-pub const PINWATCH_KEYS: &[&str] = &["handshake", "tls_failure", "path", "mobile", "an1725", "evidence"];
+pub const PINWATCH_KEYS: &[&str] = &["handshake", "tls_failure", "path", "mobile", "an1725", "evidence", "flow_end"];
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
