@@ -319,6 +319,8 @@ pub struct Reporter {
     streaming: Option<Streaming>,
     /// The inline inspector's profile ([`crate::inspector`]).
     profile: crate::inspector::Profile,
+    /// Alert tuning: which alerts are written ([`crate::tuning`]).
+    pub tuning: crate::tuning::Tuning,
 }
 
 impl Reporter {
@@ -346,6 +348,7 @@ impl Reporter {
             write_err: None,
             streaming: None,
             profile: crate::inspector::Profile::new(&opts.config),
+            tuning: crate::tuning::Tuning::new(opts.config.tuning.clone()),
         })
     }
 
@@ -407,7 +410,7 @@ impl Reporter {
             return;
         }
         en.add_events(std::mem::take(&mut st.batch), st.reader.report());
-        let (ocsf, err) = (self.ocsf, &mut self.write_err);
+        let (ocsf, err, tuning) = (self.ocsf, &mut self.write_err, &mut self.tuning);
         for r in st.revisit.iter_mut() {
             let Some(m) = en.re_enrich(r.header.src_ip, r.header.dest_ip, r.header.dest_port, r.brief.sni.as_deref(), r.start_ns) else { continue };
             let Some(v) = crate::enrich::an1725(&m, &r.sids, r.header.flow_id) else { continue };
@@ -416,7 +419,7 @@ impl Reporter {
             }
             let header = eve::Header { pcap_filename: r.pcap.as_deref(), in_iface: r.iface.as_deref(), host: r.host.as_deref(), ..r.header.clone() };
             let brief = r.brief.lend();
-            let mut write = |v: &dyn erased::Json| write_to(ocsf, err, v, out);
+            let mut write = |v: &dyn erased::Json| write_to(ocsf, err, tuning, v, out);
             if let Some(written) = an1725_alert(&header, brief, &r.failure, &r.path, &m, &r.sids, r.net_conf, &r.flow_ids, r.start_ns, &mut self.folder, &mut self.stats, &mut write) {
                 self.stats.late_enrichment_updates += 1;
                 r.last = Some((v.confidence, v.reasons));
@@ -466,6 +469,7 @@ impl Reporter {
         }
         self.correlator.set_config(config.clone());
         self.profile.set_config(&config);
+        self.tuning.set_rules(config.tuning.clone());
         self.config = config;
     }
 
@@ -540,8 +544,8 @@ impl Reporter {
     /// The findings of a logged session: correlate, write the alerts, keep
     /// the session for late feed batches.
     fn findings(&mut self, logged: &Logged<'_>, out: &mut dyn Write) {
-        let (ocsf, err) = (self.ocsf, &mut self.write_err);
-        let (sids, net_conf, flow_ids, verdict) = correlate(logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| write_to(ocsf, err, v, out));
+        let (ocsf, err, tuning) = (self.ocsf, &mut self.write_err, &mut self.tuning);
+        let (sids, net_conf, flow_ids, verdict) = correlate(logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| write_to(ocsf, err, tuning, v, out));
         keep_for_late_feed(&mut self.streaming, &mut self.stats, logged, (sids, net_conf, flow_ids), verdict.as_ref());
     }
 
@@ -563,7 +567,7 @@ impl Reporter {
                     let a = eve::AlertEvent::new(&header, AlertBody::new(f.sid, f.confidence), None, None, None, f.evidence);
                     self.stats.alerts_logged += 1;
                     let (ocsf, err) = (self.ocsf, &mut self.write_err);
-                    write_to(ocsf, err, &a, out);
+                    write_to(ocsf, err, &mut self.tuning, &a, out);
                 }
             }
             Body::Session(s) => {
@@ -808,7 +812,14 @@ fn write_spliced(out: &mut dyn Write, line: &[u8], mobile_at: usize, path_at: us
     out.write_all(tail)
 }
 
-fn write_to(ocsf: bool, err: &mut Option<std::io::Error>, v: &dyn erased::Json, out: &mut dyn Write) {
+/// Write an alert, unless the tuning withholds it.
+fn write_to(ocsf: bool, err: &mut Option<std::io::Error>, tuning: &mut crate::tuning::Tuning, v: &dyn erased::Json, out: &mut dyn Write) {
+    if !tuning.is_empty() {
+        let value = v.value();
+        if crate::tuning::Subject::of(&value).is_some_and(|s| tuning.admit(&s) != crate::tuning::Admit::Write) {
+            return;
+        }
+    }
     if err.is_none() {
         let r = if ocsf { v.write_ocsf(out) } else { v.write_line(out) };
         if let Err(e) = r {
@@ -825,13 +836,14 @@ pub fn stats_of(capture: &CaptureStats, decoder: &DecoderStats, table: &TableSta
         flow: *table,
         tls_records_logged: report.stats.tls_records_logged,
         quic_records_logged: report.stats.quic_records_logged,
-        alerts_logged: report.stats.alerts_logged,
+        alerts_logged: report.stats.alerts_logged.saturating_sub(report.tuning.stats.withheld()),
         enrichment: report.enricher.as_ref().map(|e| e.stats_out()),
         outcomes: report.stats.outcomes.clone(),
         late_enrichment_updates: report.stats.late_enrichment_updates,
         late_enrichment_dropped: report.stats.late_enrichment_dropped,
         correlator_dropped: report.correlator.dropped,
         an1725_folds_dropped: report.folder.dropped,
+        tuning: { let t = &report.tuning.stats; (t.rules + t.bad_lines + t.reloads + t.withheld() > 0).then(|| t.clone()) },
         memory: MemoryStats {
             flow_buffers_max: table.heap_bytes_max,
             flows_max: table.flows_active_max,
@@ -1069,6 +1081,8 @@ mod erased {
         fn write_line(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
         /// The OCSF form of an alert; other records write nothing.
         fn write_ocsf(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
+        /// The record as a JSON value (what the tuning matches on).
+        fn value(&self) -> serde_json::Value;
     }
     impl<T: serde::Serialize> Json for T {
         fn write_line(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
@@ -1088,6 +1102,9 @@ mod erased {
                 }
                 r
             })
+        }
+        fn value(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
         }
         fn write_ocsf(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
             let v = serde_json::to_value(self)?;

@@ -29,3 +29,4 @@ pub mod quic_session;
 pub mod reassembly;
 pub mod session;
 pub mod sharded;
+pub mod tuning;
