@@ -40,7 +40,8 @@ pub const MAX_DECIDED: usize = 100_000;
 /// is accepted for it; `gen_id 0, sig_id 0` means every signature.
 pub const GID: u32 = 1725;
 
-/// Where the matches of a line are counted or matched.
+/// Where the matches of a line are counted or matched (Suricata's names).
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Track {
     BySrc,
@@ -348,9 +349,11 @@ fn parse_line(line: &str) -> Result<Line, String> {
         (0, 0) => {}
         (0, _) => return Err("`gen_id 0` goes with `sig_id 0` (every signature)".into()),
         (1, _) | (1725, _) => {}
-        (g, _) => return Err(format!(
+        (g, _) => {
+            return Err(format!(
             "gen_id {g}: pinwatch's signatures have gid {GID} (Suricata's 1 is accepted for it)"
-        )),
+        ))
+        }
     }
     const SIDS: [u32; 6] = [
         1_725_001, 1_725_002, 1_725_003, 1_725_004, 1_725_005, 1_725_006,
@@ -1087,6 +1090,15 @@ mod tests {
             "{:?}",
             r.problems
         );
+    }
+
+    #[test]
+    fn the_example_file_loads() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../dist/threshold.config.example");
+        let r = Rules::parse("example", &std::fs::read_to_string(p).expect("example"));
+        assert_eq!(r.problems, Vec::<String>::new());
+        assert_eq!(r.rules, 5);
     }
 
     #[test]

@@ -96,66 +96,61 @@ impl Ocsf {
         out: &mut Vec<String>,
     ) {
         let node = self.resolve(node);
-        match v {
-            Value::Object(m) => {
-                if let Some(c) = caps.as_object() {
-                    for (attr, spec) in c {
-                        let (Some(id), Some(sibling)) = (
-                            m.get(attr).and_then(Value::as_u64),
-                            spec["sibling"].as_str(),
-                        ) else {
-                            continue;
-                        };
-                        let want = &spec["enum"][id.to_string()];
-                        match m.get(sibling) {
-                            // 99 Other: the sibling names the source's own value.
-                            Some(_) if id == 99 => {}
-                            Some(got) if want.is_string() && got != want => out.push(format!(
-                                "{at}/{sibling} is {got} where {attr} {id} is {want}"
-                            )),
-                            None if want.is_string() && id != 0 && id != 99 => {
-                                out.push(format!("{at}/{attr} {id} has no {sibling} ({want})"))
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                for (k, child) in m {
-                    let Some(sub) = node.get("properties").and_then(|p| p.get(k)) else {
+        if let Value::Object(m) = v {
+            if let Some(c) = caps.as_object() {
+                for (attr, spec) in c {
+                    let (Some(id), Some(sibling)) = (
+                        m.get(attr).and_then(Value::as_u64),
+                        spec["sibling"].as_str(),
+                    ) else {
                         continue;
                     };
-                    let sub_node = self.resolve(sub);
-                    let item = if sub_node.get("type") == Some(&json!("array")) {
-                        sub_node.get("items").map(|i| self.resolve(i))
-                    } else {
-                        None
-                    };
-                    let target = item.unwrap_or(sub_node);
-                    let def = self
-                        .def_name(sub)
-                        .or_else(|| sub_node.get("items").and_then(|i| self.def_name(i)));
-                    let sub_caps = def
-                        .map(|d| self.captions["objects"][d].clone())
-                        .unwrap_or(Value::Null);
-                    match child {
-                        Value::Array(a) => {
-                            for (i, x) in a.iter().enumerate() {
-                                self.check_captions(
-                                    x,
-                                    &sub_caps,
-                                    target,
-                                    &format!("{at}/{k}/{i}"),
-                                    out,
-                                );
-                            }
+                    let want = &spec["enum"][id.to_string()];
+                    match m.get(sibling) {
+                        // 99 Other: the sibling names the source's own value.
+                        Some(_) if id == 99 => {}
+                        Some(got) if want.is_string() && got != want => out.push(format!(
+                            "{at}/{sibling} is {got} where {attr} {id} is {want}"
+                        )),
+                        None if want.is_string() && id != 0 && id != 99 => {
+                            out.push(format!("{at}/{attr} {id} has no {sibling} ({want})"))
                         }
-                        _ => {
-                            self.check_captions(child, &sub_caps, target, &format!("{at}/{k}"), out)
-                        }
+                        _ => {}
                     }
                 }
             }
-            _ => {}
+            for (k, child) in m {
+                let Some(sub) = node.get("properties").and_then(|p| p.get(k)) else {
+                    continue;
+                };
+                let sub_node = self.resolve(sub);
+                let item = if sub_node.get("type") == Some(&json!("array")) {
+                    sub_node.get("items").map(|i| self.resolve(i))
+                } else {
+                    None
+                };
+                let target = item.unwrap_or(sub_node);
+                let def = self
+                    .def_name(sub)
+                    .or_else(|| sub_node.get("items").and_then(|i| self.def_name(i)));
+                let sub_caps = def
+                    .map(|d| self.captions["objects"][d].clone())
+                    .unwrap_or(Value::Null);
+                match child {
+                    Value::Array(a) => {
+                        for (i, x) in a.iter().enumerate() {
+                            self.check_captions(
+                                x,
+                                &sub_caps,
+                                target,
+                                &format!("{at}/{k}/{i}"),
+                                out,
+                            );
+                        }
+                    }
+                    _ => self.check_captions(child, &sub_caps, target, &format!("{at}/{k}"), out),
+                }
+            }
         }
     }
 
