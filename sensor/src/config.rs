@@ -25,6 +25,21 @@ struct Raw {
     /// Approved destinations per app package (`name` or `*.domain`).
     #[serde(default)]
     baselines: std::collections::HashMap<String, Vec<String>>,
+    /// Alert tuning (`crate::tuning`, docs/tuning.md).
+    #[serde(default)]
+    tuning: RawTuning,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTuning {
+    /// A Suricata-style `threshold.config` (relative to this file).
+    threshold_file: Option<PathBuf>,
+    /// Lines in the same syntax, inline.
+    #[serde(default)]
+    rules: Vec<String>,
+    #[serde(default)]
+    allow: crate::tuning::AllowConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +167,8 @@ pub struct Config {
     pub fallback_min_rejections: u32,
     /// Approved destinations per app package, from `[baselines]`.
     pub baselines: std::collections::HashMap<String, Vec<String>>,
+    /// Alert tuning from `[tuning]` (its bad lines are counted, never fatal).
+    pub tuning: std::sync::Arc<crate::tuning::Rules>,
 }
 
 impl Default for Config {
@@ -182,6 +199,7 @@ impl Default for Config {
             decision_timeout_ns: 10_000_000_000,
             fallback_min_rejections: 1,
             baselines: std::collections::HashMap::new(),
+            tuning: Default::default(),
         }
     }
 }
@@ -223,6 +241,24 @@ fn nets(path: &str, key: &str, v: &[String]) -> Result<Vec<IpNet>, ConfigError> 
                 .map_err(|_| ConfigError::Value { path: path.into(), key: key.into(), message: format!("`{s}` is not a CIDR or IP address") })
         })
         .collect()
+}
+
+/// The `[tuning]` section: inline rules, the threshold file (bounded
+/// read) and the allow list. A problem is counted and kept, never fatal.
+fn tuning_rules(p: &str, t: &RawTuning, base: &Path) -> crate::tuning::Rules {
+    let mut r = crate::tuning::Rules::default();
+    for (i, line) in t.rules.iter().enumerate() {
+        r.add_lines(&format!("{p}: tuning.rules[{i}]"), line);
+    }
+    if let Some(f) = &t.threshold_file {
+        let full = if f.is_absolute() { f.clone() } else { base.join(f) };
+        match crate::capped::read_file(&full, crate::tuning::MAX_THRESHOLD_FILE_BYTES, "threshold file") {
+            Ok(bytes) => r.add_lines(&full.display().to_string(), &String::from_utf8_lossy(&bytes)),
+            Err(message) => r.problem(format!("{p}: tuning.threshold_file: {message}")),
+        }
+    }
+    r.add_allow(p, &t.allow);
+    r
 }
 
 impl Config {
@@ -369,6 +405,7 @@ impl Config {
             }
             c.fallback_min_rejections = n;
         }
+        c.tuning = std::sync::Arc::new(tuning_rules(p, &raw.tuning, base));
         Ok(c)
     }
 
@@ -454,6 +491,7 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let ex = Config::load(&root.join("pinwatch.example.toml")).expect("example loads");
         assert_eq!(ex.explicit_proxies.len(), 1);
+        assert_eq!((ex.tuning.rules, ex.tuning.bad_lines), (1, 0), "{:?}", ex.tuning.problems);
         let tb = Config::load(&root.join("pcaps/testbed.toml")).expect("testbed config loads");
         assert_eq!(tb.inspection_cas.len(), 1, "the testbed CA is read from its PEM");
         assert!(tb.managed.is_some());

@@ -40,4 +40,4 @@ pub use enrich::{bindings, feed_source};
 pub use flow::{certs, decision, map as flowmap, openvpn_tcp, proxy_protocol, quic_session, reassembly, session};
 pub use output::{eve, fingerprints, flow_end, ocsf};
 pub use run::{engine, pipeline, reporter, sharded};
-pub use verdict::{classify, findings, inspector};
+pub use verdict::{classify, findings, inspector, tuning};

@@ -160,6 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None if bundled => pinwatch::config::Config::parse("bundled.toml", pinwatch::pipeline::BUNDLED_CONFIG, std::path::Path::new("."))?,
                 None => pinwatch::config::Config::default(),
             };
+            config.tuning.warn();
             let opts = Options { limits, config, progress: !quiet, stats: !no_stats, feeds, feed_urls, ocsf: format == "ocsf", threads: threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())), chunk_bytes: chunk_bytes.max(1), reporter_thread: None, sensor_name, live: false };
             let mut inputs: Vec<Input> = captures
                 .iter()

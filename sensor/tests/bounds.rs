@@ -70,7 +70,7 @@ proptest! {
             let m = MobileOut {
                 device_id: format!("dev-{}", dest % 7),
                 binding: BindingOut { confidence: "dhcp".into(), conflict: false, in_grace: false, contested: false, context: "wifi".into(), source: None, vendor: None, identity: None },
-                app: AppOut { package: Some(format!("com.example{}", dest % 3)), attribution: "candidate", attribution_evidence: "", attribution_reason: "", attribution_skew_ms: None, attribution_clock_offset_ms: None, runner_up: None, candidates: Vec::new(), version_code: None, target_sdk: None, trust_profile: None },
+                app: AppOut { package: Some(format!("com.example{}", dest % 3)), attribution: "candidate", attribution_evidence: "", attribution_reason: "", attribution_skew_ms: None, attribution_clock_offset_ms: None, runner_up: None, candidates: Vec::new(), version_code: None, signing_cert_sha256: Vec::new(), target_sdk: None, trust_profile: None },
                 app_state: None,
                 device_locked: None,
                 screen_interactive: None,

@@ -498,7 +498,7 @@ fn sighup_reopens_output_and_reloads_config_without_loss() {
     // logrotate: rename, then SIGHUP; and a new bypass list.
     let rotated = lab.p("eve.json.1");
     std::fs::rename(&out, &rotated).expect("rename");
-    std::fs::write(&cfg, "[networks]\ninternal = []\n[bypass]\ndomains = [\"*.bypass.test\", \"b.live.test\"]\n").expect("config");
+    std::fs::write(&cfg, "[networks]\ninternal = []\n[bypass]\ndomains = [\"*.bypass.test\", \"b.live.test\"]\n[tuning]\nrules = [\"suppress gen_id 1, sig_id 1725002\", \"bad line\"]\n").expect("config");
     lab.signal(pw, "HUP");
     lab.wait_for_log("pinwatch.err", "reloaded", Duration::from_secs(10));
     assert!(Path::new(&out).exists(), "a new output file after SIGHUP");
@@ -527,6 +527,10 @@ fn sighup_reopens_output_and_reloads_config_without_loss() {
     let last = after.last().expect("lines");
     assert_eq!(last["stats"]["live"]["final"], true);
     assert_eq!(last["stats"]["live"]["config_reloads"], 1);
+    // The tuning came with the reload: counted, its bad line too.
+    assert_eq!(last["stats"]["tuning"]["reloads"], 1);
+    assert_eq!(last["stats"]["tuning"]["rules"], 1);
+    assert_eq!(last["stats"]["tuning"]["bad_lines"], 1);
     assert_eq!(last["stats"]["live"]["signals"]["sighup"], 1);
     assert_eq!(last["stats"]["live"]["output"]["reopens"], 1);
     assert_eq!(last["stats"]["live"]["output"]["lines_dropped"], 0);

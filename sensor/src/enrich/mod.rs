@@ -134,6 +134,10 @@ pub struct AppOut {
     pub candidates: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version_code: Option<i64>,
+    /// The app's signing certificate digests, from the newest inventory
+    /// (what the tuning's `allow.app_certs` matches).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signing_cert_sha256: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_sdk: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -538,6 +542,7 @@ impl Enricher {
                 }),
                 candidates: a.candidates.clone(),
                 version_code: inventory.and_then(|(app, _)| app.version_code),
+                signing_cert_sha256: inventory.map(|(app, _)| app.signing_cert_sha256.clone()).unwrap_or_default(),
                 target_sdk: inventory.and_then(|(app, _)| app.target_sdk),
                 trust_profile,
             },
@@ -809,6 +814,7 @@ mod tests {
                 runner_up: None,
                 candidates: vec![app.into()],
                 version_code: None,
+                signing_cert_sha256: Vec::new(),
                 target_sdk: None,
                 trust_profile: None,
             },

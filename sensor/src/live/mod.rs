@@ -308,6 +308,7 @@ pub fn options(args: &LiveArgs) -> anyhow::Result<Options> {
         Some(p) => crate::config::Config::load(p)?,
         None => crate::config::Config::default(),
     };
+    config.tuning.warn();
     // `--feed-url` is polled for the whole run (`Feeds`), not pulled once as in replay.
     Ok(Options { limits, config, progress: false, stats: true, feeds: args.feeds.clone(), feed_urls: Vec::new(), ocsf: args.format == "ocsf", threads: 1, chunk_bytes: 0, reporter_thread: None, sensor_name: Some(args.sensor_name.clone().unwrap_or_else(hostname)), live: true })
 }
@@ -576,6 +577,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
             if let Some(p) = &args.config {
                 match crate::config::Config::load(p) {
                     Ok(cfg) => {
+                        cfg.tuning.warn();
                         engine.reporter.set_config(cfg);
                         engine.shard.set_preparer(engine.reporter.preparer());
                         reloads += 1;

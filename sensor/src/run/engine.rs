@@ -328,7 +328,7 @@ pub fn stats_of(capture: &CaptureStats, decoder: &DecoderStats, table: &TableSta
         flow: *table,
         tls_records_logged: report.stats.tls_records_logged,
         quic_records_logged: report.stats.quic_records_logged,
-        alerts_logged: report.stats.alerts_logged,
+        alerts_logged: report.stats.alerts_logged.saturating_sub(report.tuning.stats.withheld()),
         flow_records_logged: report.stats.flow_records_logged,
         enrichment: report.enricher.as_ref().map(|e| e.stats_out()),
         outcomes: report.stats.outcomes.clone(),
@@ -336,6 +336,10 @@ pub fn stats_of(capture: &CaptureStats, decoder: &DecoderStats, table: &TableSta
         late_enrichment_dropped: report.stats.late_enrichment_dropped,
         correlator_dropped: report.correlator.dropped,
         an1725_folds_dropped: report.folder.dropped,
+        tuning: {
+            let t = &report.tuning.stats;
+            (t.rules + t.bad_lines + t.reloads + t.withheld() > 0).then(|| t.clone())
+        },
         memory: MemoryStats {
             flow_buffers_max: table.heap_bytes_max,
             flows_max: table.flows_active_max,

@@ -120,6 +120,8 @@ pub struct Reporter {
     open: std::collections::HashMap<u64, (u32, bool)>,
     /// The key of the last [`Reporter::handle_drained`] flow (a check).
     last_drained: Option<OrderKey>,
+    /// Alert tuning: which alerts are written ([`crate::tuning`]).
+    pub tuning: crate::tuning::Tuning,
 }
 
 impl Reporter {
@@ -150,6 +152,7 @@ impl Reporter {
             profile: crate::inspector::Profile::new(&opts.config),
             open: Default::default(),
             last_drained: None,
+            tuning: crate::tuning::Tuning::new(opts.config.tuning.clone()),
         })
     }
 
@@ -212,7 +215,7 @@ impl Reporter {
             return;
         }
         en.add_events(std::mem::take(&mut st.batch), st.reader.report());
-        let (ocsf, outbox) = (self.ocsf, &mut self.outbox);
+        let (ocsf, outbox, tuning) = (self.ocsf, &mut self.outbox, &mut self.tuning);
         for r in st.revisit.iter_mut() {
             let Some(m) = en.re_enrich(r.header.src_ip, r.header.dest_ip, r.header.dest_port, r.brief.sni.as_deref(), r.start_ns) else { continue };
             let Some(v) = crate::enrich::an1725(&m, &r.sids, r.header.flow_id) else { continue };
@@ -221,7 +224,7 @@ impl Reporter {
             }
             let header = eve::Header { pcap_filename: r.pcap.as_deref(), in_iface: r.iface.as_deref(), host: r.host.as_deref(), ..r.header.clone() };
             let brief = r.brief.lend();
-            let mut write = |v: &dyn erased::Json| emit(ocsf, outbox, v);
+            let mut write = |v: &dyn erased::Json| emit(ocsf, outbox, tuning, v);
             if let Some(written) = an1725_alert(&header, brief, &r.failure, &r.path, &m, &r.sids, r.net_conf, &r.flow_ids, r.start_ns, &mut self.folder, &mut self.stats, &mut write) {
                 self.stats.late_enrichment_updates += 1;
                 r.last = Some((v.confidence, v.reasons));
@@ -271,6 +274,7 @@ impl Reporter {
         }
         self.correlator.set_config(config.clone());
         self.profile.set_config(&config);
+        self.tuning.set_rules(config.tuning.clone());
         self.config = config;
     }
 
@@ -361,8 +365,8 @@ impl Reporter {
     /// The findings of a logged session: correlate, write the alerts, keep
     /// the session for late feed batches.
     fn findings(&mut self, logged: &Logged<'_>) {
-        let (ocsf, outbox) = (self.ocsf, &mut self.outbox);
-        let (sids, net_conf, flow_ids, verdict) = correlate(logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| emit(ocsf, outbox, v));
+        let (ocsf, outbox, tuning) = (self.ocsf, &mut self.outbox, &mut self.tuning);
+        let (sids, net_conf, flow_ids, verdict) = correlate(logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| emit(ocsf, outbox, tuning, v));
         keep_for_late_feed(&mut self.streaming, &mut self.stats, logged, (sids, net_conf, flow_ids), verdict.as_ref());
     }
 
@@ -383,7 +387,7 @@ impl Reporter {
                 if let Some(f) = self.correlator.observe_not_tls(header.flow_id, header.src_ip, header.dest_ip, header.dest_port) {
                     let a = eve::AlertEvent::new(&header, AlertBody::new(f.sid, f.confidence), None, None, None, f.evidence);
                     self.stats.alerts_logged += 1;
-                    emit(self.ocsf, &mut self.outbox, &a);
+                    emit(self.ocsf, &mut self.outbox, &mut self.tuning, &a);
                 }
             }
             Body::Session(s) => {
@@ -420,7 +424,7 @@ impl Reporter {
                 let revised = digest != crate::output::flow_end::digest(&f.verdict.0, &f.verdict.1);
                 self.stats.flow_records_logged += 1;
                 let rec = f.record(header, alerted, revised);
-                emit(self.ocsf, &mut self.outbox, &rec);
+                emit(self.ocsf, &mut self.outbox, &mut self.tuning, &rec);
             }
         }
     }
@@ -670,8 +674,15 @@ fn spliced(line: Vec<u8>, mobile_at: usize, path_at: usize, path: Option<&classi
     out
 }
 
-/// One record out: its EVE line, or its OCSF form (alerts only).
-fn emit(ocsf: bool, outbox: &mut VecDeque<Vec<u8>>, v: &dyn erased::Json) {
+/// One record out: its EVE line, or its OCSF form (alerts only); an alert
+/// the tuning withholds is not written.
+fn emit(ocsf: bool, outbox: &mut VecDeque<Vec<u8>>, tuning: &mut crate::tuning::Tuning, v: &dyn erased::Json) {
+    if !tuning.is_empty() {
+        let value = v.value();
+        if crate::tuning::Subject::of(&value).is_some_and(|s| tuning.admit(&s) != crate::tuning::Admit::Write) {
+            return;
+        }
+    }
     let line = if ocsf { v.ocsf_line() } else { Some(v.line()) };
     if let Some(line) = line {
         outbox.push_back(line);
@@ -823,6 +834,8 @@ mod erased {
         fn line(&self) -> Vec<u8>;
         /// The OCSF form of an alert; `None` for other records.
         fn ocsf_line(&self) -> Option<Vec<u8>>;
+        /// The record as a JSON value (what the tuning matches on).
+        fn value(&self) -> serde_json::Value;
     }
     impl<T: serde::Serialize> Json for T {
         fn line(&self) -> Vec<u8> {
@@ -831,6 +844,9 @@ mod erased {
             let _ = serde_json::to_writer(&mut line, self);
             line.push(b'\n');
             line
+        }
+        fn value(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
         }
         fn ocsf_line(&self) -> Option<Vec<u8>> {
             let v = serde_json::to_value(self).ok()?;

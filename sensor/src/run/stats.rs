@@ -62,6 +62,10 @@ pub struct Stats {
     /// AN1725 alert folds closed before their window ended because 100,000
     /// were open (a repeat then starts a new `alert_id`).
     pub an1725_folds_dropped: u64,
+    /// Alert tuning (`[tuning]`): rules, bad lines, reloads and the alerts
+    /// not written, per signature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<crate::tuning::TuningStats>,
     pub memory: MemoryStats,
 }
 
