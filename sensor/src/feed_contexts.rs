@@ -79,6 +79,10 @@ pub struct ContextStats {
     pub ambiguous_feed: u64,
 }
 
+/// How specific a matching context is: (kinds of criteria set, sets
+/// `interfaces`, sets `vlans`, longest matching prefix); larger wins.
+type Specificity = (u8, bool, bool, u8);
+
 /// The configured contexts and the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContextMap {
@@ -89,8 +93,7 @@ pub struct ContextMap {
 impl ContextMap {
     /// Which namespace `place` is looked up in (see the module doc).
     pub fn resolve(&self, place: &Place<'_>) -> Resolved {
-        // (kinds set, sets an interface, sets VLANs, longest prefix): larger wins.
-        let mut best: Option<((u8, bool, bool, u8), &ContextRule)> = None;
+        let mut best: Option<(Specificity, &ContextRule)> = None;
         let mut tie = false;
         for r in &self.rules {
             let mut kinds = 0u8;

@@ -49,7 +49,7 @@ fn start_server(dir: &Path, token: &str, served: &Path) -> Server {
     let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
     let out = std::fs::File::create(dir.join("server.out")).expect("log");
     let err = std::fs::File::create(dir.join("server.err")).expect("log");
-    let child = Command::new("python3")
+    let mut child = Command::new("python3")
         .args([&p("server.py"), &p("server.pem"), &p("server.key"), &p("clientca.pem"), token, "0", &served.to_string_lossy()])
         .stdin(Stdio::null())
         .stdout(out)
@@ -62,7 +62,11 @@ fn start_server(dir: &Path, token: &str, served: &Path) -> Server {
         if let Some(port) = text.lines().find_map(|l| l.strip_prefix("ready ")).and_then(|p| p.trim().parse().ok()) {
             return Server { child, port };
         }
-        assert!(Instant::now() < deadline, "feed server did not start: {}", std::fs::read_to_string(dir.join("server.err")).unwrap_or_default());
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("feed server did not start: {}", std::fs::read_to_string(dir.join("server.err")).unwrap_or_default());
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -122,6 +126,7 @@ fn feed_url_with_token_ca_and_client_certificate() {
     ];
     for (what, keys, u, want) in cases {
         let (r, took) = load(&dir, &keys, &u);
+        eprintln!("{what}: {:?} after {took:?}", class_of(&r));
         assert_eq!(class_of(&r), Some(want), "{what}: {:?}", r.as_ref().err());
         assert!(took < Duration::from_secs(5), "{what}: reported after {took:?}, not at once");
         let msg = format!("{:#}", r.err().expect("error"));
