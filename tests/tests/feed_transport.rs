@@ -44,6 +44,8 @@ impl Drop for Server {
     }
 }
 
+// The child is returned in a `Server`, whose `Drop` kills and reaps it.
+#[allow(clippy::zombie_processes)]
 fn start_server(dir: &Path, token: &str, served: &Path) -> Server {
     std::fs::write(dir.join("server.py"), SERVER_PY).expect("script");
     let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
