@@ -7,8 +7,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 pub fn must(args: &[&str]) {
-    let o = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// A CA, a server leaf for 127.0.0.1, a client CA and client leaf, and an
@@ -16,12 +24,75 @@ pub fn must(args: &[&str]) {
 pub fn make_pki(dir: &Path) {
     let d = |n: &str| dir.join(n).to_string_lossy().into_owned();
     for ca in ["ca", "clientca", "wrongca"] {
-        must(&["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", &format!("/O=pinwatch feed test/CN={ca}"), "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign", "-keyout", &d(&format!("{ca}.key")), "-out", &d(&format!("{ca}.pem"))]);
+        must(&[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/O=pinwatch feed test/CN={ca}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+            "-keyout",
+            &d(&format!("{ca}.key")),
+            "-out",
+            &d(&format!("{ca}.pem")),
+        ]);
     }
-    for (leaf, ca, ext) in [("server", "ca", "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"), ("client", "clientca", "extendedKeyUsage=clientAuth\n")] {
-        must(&["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", &format!("/CN=pinwatch {leaf}"), "-keyout", &d(&format!("{leaf}.key")), "-out", &d(&format!("{leaf}.csr"))]);
-        std::fs::write(dir.join(format!("{leaf}.ext")), format!("basicConstraints=CA:FALSE\n{ext}")).expect("ext");
-        must(&["openssl", "x509", "-req", "-in", &d(&format!("{leaf}.csr")), "-CA", &d(&format!("{ca}.pem")), "-CAkey", &d(&format!("{ca}.key")), "-CAcreateserial", "-days", "2", "-extfile", &d(&format!("{leaf}.ext")), "-out", &d(&format!("{leaf}.pem"))]);
+    for (leaf, ca, ext) in [
+        (
+            "server",
+            "ca",
+            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        ),
+        ("client", "clientca", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        must(&[
+            "openssl",
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &format!("/CN=pinwatch {leaf}"),
+            "-keyout",
+            &d(&format!("{leaf}.key")),
+            "-out",
+            &d(&format!("{leaf}.csr")),
+        ]);
+        std::fs::write(
+            dir.join(format!("{leaf}.ext")),
+            format!("basicConstraints=CA:FALSE\n{ext}"),
+        )
+        .expect("ext");
+        must(&[
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            &d(&format!("{leaf}.csr")),
+            "-CA",
+            &d(&format!("{ca}.pem")),
+            "-CAkey",
+            &d(&format!("{ca}.key")),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &d(&format!("{leaf}.ext")),
+            "-out",
+            &d(&format!("{leaf}.pem")),
+        ]);
     }
 }
 
@@ -61,4 +132,3 @@ s.socket = ctx.wrap_socket(s.socket, server_side=True)
 print('ready', s.server_address[1], flush=True)
 s.serve_forever()
 "#;
-
