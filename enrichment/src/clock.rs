@@ -271,6 +271,24 @@ impl ClockOffsets {
         v
     }
 
+    /// Put back an estimate a state file kept (a restart): it stands until
+    /// the source's sessions after the restart give their own. Past
+    /// `max_sources` it is not kept (counted in `sources_dropped`).
+    pub fn restore_estimate(&mut self, key: SourceKey, offset_ns: i64, sessions: usize) {
+        if !self.sources.contains_key(&key) && self.sources.len() >= self.cfg.max_sources {
+            self.stats.sources_dropped += 1;
+            return;
+        }
+        let src = self.sources.entry(key.clone()).or_default();
+        if src.estimate.is_some() {
+            return;
+        }
+        src.estimate = Some((offset_ns, sessions));
+        let list = self.by_device.entry(key.device).or_default();
+        list.retain(|(k, v, _)| *k != key.kind || *v != key.vendor);
+        list.push((key.kind, key.vendor, offset_ns));
+    }
+
     /// Take in a session the device `q.device_id` made (its feed events in
     /// `events`, any order): each source with exact events for the session's
     /// destination within the search window keeps the session's candidate

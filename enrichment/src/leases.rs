@@ -496,6 +496,58 @@ impl LeaseMap {
             .unwrap_or(&[])
     }
 
+    /// Every stored lease with its (context, IP), oldest start first: what
+    /// a state file keeps across a restart ([`LeaseMap::restore`]).
+    pub fn export(&self) -> Vec<(&str, IpAddr, &Lease)> {
+        self.by_age
+            .iter()
+            .filter_map(|((_, seq), key)| {
+                let l = self.map.get(key)?.iter().find(|l| l.seq == *seq)?;
+                Some((key.0.as_str(), key.1, l))
+            })
+            .collect()
+    }
+
+    /// Put back a lease as [`LeaseMap::export`] gave it (end and conflict
+    /// flag included), without the overlap rules of [`LeaseMap::assign`]:
+    /// the exported map had already applied them. The caps hold (the
+    /// oldest go first, counted as evictions); an exact duplicate is
+    /// skipped.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore(
+        &mut self,
+        ctx: &str,
+        ip: IpAddr,
+        device: &str,
+        from_ns: i64,
+        until_ns: i64,
+        confidence: Confidence,
+        end: EndReason,
+        conflict: bool,
+    ) {
+        if until_ns < from_ns {
+            self.stats.ignored += 1;
+            return;
+        }
+        let key: Key = (ctx.to_owned(), ip);
+        let leases = self.map.entry(key.clone()).or_default();
+        if leases.iter().any(|l| l.device_id == device && l.from_ns == from_ns && l.until_ns == until_ns && l.confidence == confidence) {
+            return;
+        }
+        let new = Lease { device_id: device.to_owned(), from_ns, until_ns, confidence, end, conflict, seq: self.next_seq, origin: None };
+        self.next_seq += 1;
+        self.by_age.insert((new.from_ns, new.seq), key);
+        let at = leases.partition_point(|l| l.from_ns <= new.from_ns);
+        leases.insert(at, new);
+        self.stats.inserted += 1;
+        while leases.len() > self.cfg.max_per_key.max(1) {
+            let old = leases.remove(0);
+            self.by_age.remove(&(old.from_ns, old.seq));
+            self.stats.evicted_per_key += 1;
+        }
+        self.evict();
+    }
+
     fn evict(&mut self) {
         while self.by_age.len() > self.cfg.max_entries {
             let Some(((_, seq), key)) = self.by_age.pop_first() else {
@@ -701,6 +753,35 @@ mod tests {
         // The latest binding is still found, the dropped ones are not.
         assert_eq!(dev(&m, (n as i64 - 1) * S).as_deref(), Some(&*format!("dev-{}", n - 1)));
         assert!(m.lookup("wifi", ip(), 10 * S).is_none());
+    }
+
+    /// What export gives, restore puts back: the same lookups, flags and
+    /// ends, in a fresh map (a restart).
+    #[test]
+    fn export_and_restore_round_trip() {
+        let mut m = LeaseMap::default();
+        m.assign("wifi", ip(), "a", 0, 100 * S, Confidence::Dhcp);
+        m.assign("wifi", ip(), "b", 50 * S, 200 * S, Confidence::Dhcp);
+        m.assign("vpn", ip(), "c", 10 * S, 20 * S, Confidence::Authenticated);
+        m.close("vpn", ip(), Some("c"), 15 * S, EndReason::Released);
+        let mut n = LeaseMap::default();
+        for (ctx, a, l) in m.export() {
+            n.restore(ctx, a, &l.device_id, l.from_ns, l.until_ns, l.confidence, l.end, l.conflict);
+        }
+        assert_eq!(n.len(), 3);
+        for t in [5, 49, 50, 120, 199, 260] {
+            assert_eq!(dev(&n, t * S), dev(&m, t * S), "t={t}");
+        }
+        let fields = |m: &LeaseMap| m.leases("wifi", ip()).iter().map(|l| (l.device_id.clone(), l.from_ns, l.until_ns, l.confidence, l.end, l.conflict)).collect::<Vec<_>>();
+        assert_eq!(fields(&n), fields(&m));
+        assert!(fields(&n).iter().all(|f| f.5), "both wifi leases keep their conflict flag");
+        assert!(n.lookup("vpn", ip(), 16 * S).is_none(), "released at 15 s");
+        assert_eq!(n.lookup("vpn", ip(), 12 * S).map(|x| x.lease.device_id.as_str()), Some("c"));
+        // Restoring twice adds nothing.
+        for (ctx, a, l) in m.export() {
+            n.restore(ctx, a, &l.device_id, l.from_ns, l.until_ns, l.confidence, l.end, l.conflict);
+        }
+        assert_eq!(n.len(), 3);
     }
 
     proptest::proptest! {

@@ -14,6 +14,11 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
+    /// Live mode: where state is kept across restarts (`crate::state`).
+    state_file: Option<PathBuf>,
+    state_interval_s: Option<u64>,
+    #[serde(default)]
+    feed: crate::feed_config::RawFeed,
     #[serde(default)]
     networks: RawNetworks,
     #[serde(default)]
@@ -169,6 +174,11 @@ pub struct Config {
     pub baselines: std::collections::HashMap<String, Vec<String>>,
     /// Alert tuning from `[tuning]` (its bad lines are counted, never fatal).
     pub tuning: std::sync::Arc<crate::tuning::Rules>,
+    /// `[feed]`: binding namespaces and the feed URLs' transport.
+    pub feed: crate::feed_config::FeedConfig,
+    /// Live mode: the state file (`state_file`), and how often it is written.
+    pub state_file: Option<PathBuf>,
+    pub state_interval_s: u64,
 }
 
 impl Default for Config {
@@ -200,6 +210,9 @@ impl Default for Config {
             fallback_min_rejections: 1,
             baselines: std::collections::HashMap::new(),
             tuning: Default::default(),
+            feed: Default::default(),
+            state_file: None,
+            state_interval_s: 60,
         }
     }
 }
@@ -380,6 +393,14 @@ impl Config {
             }
         }
         c.baselines = raw.baselines.clone();
+        c.feed = crate::feed_config::parse(p, &raw.feed, base)?;
+        c.state_file = raw.state_file.as_ref().map(|f| if f.is_absolute() { f.clone() } else { base.join(f) });
+        if let Some(s) = raw.state_interval_s {
+            if s == 0 || s > 86_400 {
+                return Err(ConfigError::Value { path: p.into(), key: "state_interval_s".into(), message: "must be 1..=86400".into() });
+            }
+            c.state_interval_s = s;
+        }
         let t = &raw.thresholds;
         if let Some(ms) = t.post_handshake_abort_ms {
             if ms == 0 || ms > 600_000 {

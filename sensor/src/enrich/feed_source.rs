@@ -47,8 +47,11 @@
 //!   per catch-up), and the next poll is after [`PumpConfig::poll_interval`].
 //! - connection errors, timeouts, and `5xx`: reported as [`FeedMsg::Error`],
 //!   retried with exponential backoff ([`PumpConfig::backoff_initial`]
-//!   doubling up to [`PumpConfig::backoff_max`]; 0.5 s → 30 s by default),
-//!   reset by the next success. The cursor is not advanced.
+//!   doubling up to [`PumpConfig::backoff_max`]; 0.5 s → 30 s by default;
+//!   each delay drawn in 75–100 % of its step, `crate::feed_http::jitter`),
+//!   reset by the next success. The cursor is not advanced. Each failure is
+//!   classified (`crate::feed_http::ErrorClass`) and the source's health
+//!   ([`FeedPump::health`]) kept for the stats record.
 //! - `4xx` (and any other unexpected status): reported, retried after
 //!   [`PumpConfig::http_client_error_retry`] (30 s by default).
 //!
@@ -141,6 +144,9 @@ pub struct PumpConfig {
     pub http_initial_cursor: Option<String>,
     /// Longest line accepted, bytes; longer ones are dropped and reported.
     pub max_line_bytes: usize,
+    /// Headers, CA bundle and client certificate of HTTP sources
+    /// (`[feed]` in the configuration, [`crate::feed_http`]).
+    pub http: Option<std::sync::Arc<crate::feed_http::HttpTransport>>,
 }
 
 impl Default for PumpConfig {
@@ -156,6 +162,7 @@ impl Default for PumpConfig {
             http_max_body: 64 << 20,
             http_initial_cursor: None,
             max_line_bytes: 4 << 20,
+            http: None,
         }
     }
 }
@@ -182,6 +189,7 @@ pub struct Drained {
 /// Runs one [`FeedSource`] on a background thread.
 pub struct FeedPump {
     rx: Receiver<FeedMsg>,
+    health: crate::feed_http::Health,
     stop_tx: Option<Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -200,12 +208,25 @@ impl FeedPump {
         // wakes the thread from any sleep.
         let (stop_tx, stop_rx) = channel::bounded::<()>(0);
         let sink = Sink { tx, stop: stop_rx };
+        let health = crate::feed_http::Health::default();
+        if let Ok(mut h) = health.lock() {
+            h.source = source.to_string();
+        }
+        let h2 = health.clone();
         let handle = thread::Builder::new()
             .name("feed-pump".into())
             .spawn(move || {
-                let _ = run(source, &config, &sink);
+                let _ = run(source, &config, &sink, &h2);
+                if let Ok(mut h) = h2.lock() {
+                    h.state = crate::feed_http::FeedState::Stopped;
+                }
             })?;
-        Ok(FeedPump { rx, stop_tx: Some(stop_tx), handle: Some(handle) })
+        Ok(FeedPump { rx, health, stop_tx: Some(stop_tx), handle: Some(handle) })
+    }
+
+    /// How the source is doing (HTTP: state, last success, failures).
+    pub fn health(&self) -> crate::feed_http::SourceHealth {
+        self.health.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
     /// Next message if one is ready; never blocks.
@@ -325,11 +346,11 @@ impl Sink {
     }
 }
 
-fn run(source: FeedSource, cfg: &PumpConfig, sink: &Sink) -> Result<(), Stopped> {
+fn run(source: FeedSource, cfg: &PumpConfig, sink: &Sink, health: &crate::feed_http::Health) -> Result<(), Stopped> {
     match source {
         FeedSource::File(path) => read_file(&path, cfg, sink),
         FeedSource::Follow(path) => Follower::new(path, cfg).run(sink),
-        FeedSource::Http { url } => HttpPoller::new(url, cfg).run(sink),
+        FeedSource::Http { url } => HttpPoller::new(url, cfg).run(sink, health),
     }
 }
 
@@ -666,9 +687,9 @@ enum Poll {
     /// Nothing new; maybe a new cursor.
     Empty(Option<String>),
     /// Connection error, timeout, 5xx: back off.
-    Transient(String),
+    Transient(crate::feed_http::ErrorClass, String),
     /// 4xx, protocol error: retry slowly.
-    Client(String),
+    Client(crate::feed_http::ErrorClass, String),
 }
 
 struct HttpPoller<'a> {
@@ -682,11 +703,7 @@ struct HttpPoller<'a> {
 
 impl<'a> HttpPoller<'a> {
     fn new(url: String, cfg: &'a PumpConfig) -> Self {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(cfg.http_connect_timeout)
-            .timeout(cfg.http_timeout)
-            .user_agent(concat!("pinwatch/", env!("CARGO_PKG_VERSION")))
-            .build();
+        let agent = crate::feed_http::HttpTransport::agent(cfg.http.as_deref(), cfg.http_connect_timeout, cfg.http_timeout);
         HttpPoller {
             url,
             cfg,
@@ -698,45 +715,46 @@ impl<'a> HttpPoller<'a> {
     }
 
     fn poll(&self) -> Poll {
-        let mut req = self.agent.get(&self.url);
+        let mut req = crate::feed_http::HttpTransport::apply(self.cfg.http.as_deref(), self.agent.get(&self.url));
         if let Some(c) = &self.cursor {
             req = req.query(SINCE_PARAM, c);
         }
         let what = format!("http feed {}", self.url);
         let resp = match req.call() {
             Ok(r) => r,
-            Err(ureq::Error::Status(code, r)) => {
-                let msg = format!("{what}: HTTP {code} {}", r.status_text());
-                return if (500..600).contains(&code) {
-                    Poll::Transient(msg)
+            Err(e) => {
+                let (class, text) = crate::feed_http::classify(&e);
+                let msg = format!("{what}: {text}");
+                return if matches!(e, ureq::Error::Status(..)) && class != crate::feed_http::ErrorClass::Server {
+                    Poll::Client(class, msg)
                 } else {
-                    Poll::Client(msg)
+                    Poll::Transient(class, msg)
                 };
             }
-            Err(ureq::Error::Transport(t)) => return Poll::Transient(format!("{what}: {t}")),
         };
         let next = resp.header(NEXT_CURSOR_HEADER).map(str::to_owned);
         let mut body = Vec::new();
         let limit = self.cfg.http_max_body;
         match resp.into_reader().take(limit.saturating_add(1)).read_to_end(&mut body) {
             Ok(_) if body.len() as u64 > limit => {
-                return Poll::Client(format!("{what}: page larger than {limit} bytes"))
+                return Poll::Client(crate::feed_http::ErrorClass::Protocol, format!("{what}: page larger than {limit} bytes"))
             }
             Ok(_) => {}
-            Err(e) => return Poll::Transient(format!("{what}: reading body: {e}")),
+            Err(e) => return Poll::Transient(crate::feed_http::ErrorClass::Io, format!("{what}: reading body: {e}")),
         }
         if body.iter().all(u8::is_ascii_whitespace) {
             return Poll::Empty(next);
         }
         match next {
             Some(n) => Poll::Page(body, n),
-            None => Poll::Client(format!(
+            None => Poll::Client(crate::feed_http::ErrorClass::Protocol, format!(
                 "{what}: page without {NEXT_CURSOR_HEADER} header, not delivered"
             )),
         }
     }
 
-    fn run(mut self, sink: &Sink) -> Result<(), Stopped> {
+    fn run(mut self, sink: &Sink, health: &crate::feed_http::Health) -> Result<(), Stopped> {
+        use crate::feed_http::{jitter, note_err, note_ok};
         let mut backoff = Backoff::new(self.cfg.backoff_initial, self.cfg.backoff_max);
         loop {
             if sink.stopped() {
@@ -750,10 +768,12 @@ impl<'a> HttpPoller<'a> {
                     self.split.finish(&mut out);
                     self.cursor = Some(next);
                     self.dirty = true;
+                    note_ok(health, out.iter().filter(|m| matches!(m, FeedMsg::Line { .. })).count() as u64);
                     sink.send_all(out)?;
                 }
                 Poll::Empty(next) => {
                     backoff.reset();
+                    note_ok(health, 0);
                     if next.is_some() {
                         self.cursor = next;
                     }
@@ -763,14 +783,18 @@ impl<'a> HttpPoller<'a> {
                     }
                     sink.sleep(self.cfg.poll_interval)?;
                 }
-                Poll::Transient(e) => {
-                    let d = backoff.next_delay();
-                    sink.error(format!("{e} (retry in {d:?})"))?;
+                // Every failure backs off exponentially, with jitter, up
+                // to the cap; a 4xx waits at least the client-error delay.
+                Poll::Transient(class, e) => {
+                    let d = jitter(backoff.next_delay());
+                    note_err(health, class, &e, d);
+                    sink.error(format!("{e} [{}] (retry in {d:.1?})", class.as_str()))?;
                     sink.sleep(d)?;
                 }
-                Poll::Client(e) => {
-                    let d = self.cfg.http_client_error_retry;
-                    sink.error(format!("{e} (retry in {d:?})"))?;
+                Poll::Client(class, e) => {
+                    let d = jitter(backoff.next_delay()).max(self.cfg.http_client_error_retry.min(self.cfg.backoff_max));
+                    note_err(health, class, &e, d);
+                    sink.error(format!("{e} [{}] (retry in {d:.1?})", class.as_str()))?;
                     sink.sleep(d)?;
                 }
             }

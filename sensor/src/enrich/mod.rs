@@ -8,6 +8,9 @@
 //! arrive up to ~90 minutes late, is the live-capture issue's work.)
 
 pub mod bindings;
+pub mod feed_config;
+pub mod feed_contexts;
+pub mod feed_http;
 pub mod feed_source;
 
 use std::collections::HashMap;
@@ -186,6 +189,8 @@ pub struct EnrichStats {
     pub leases: LeasesOut,
     /// Clock offsets of the feed sources, learnt from the sessions.
     pub clock: ClockOut,
+    /// Which binding namespace sessions were looked up in (`[feed]` contexts).
+    pub contexts: crate::feed_contexts::ContextStats,
 }
 
 /// Most sources listed in [`ClockOut::sources`] (the rest are counted).
@@ -268,6 +273,8 @@ pub struct Enricher {
     /// Clock offset of each feed source, learnt from the sessions.
     clock: ClockOffsets,
     pub stats: EnrichStats,
+    /// Binding namespaces by interface, VLAN or pool (`[[feed.contexts]]`).
+    pub context_map: crate::feed_contexts::ContextMap,
 }
 
 impl Enricher {
@@ -291,13 +298,23 @@ impl Enricher {
     /// events are held in all: past it, a file's or a URL's further events
     /// are not read (counted in `events_dropped`, reported).
     pub fn load_sources(files: &[impl AsRef<Path>], urls: &[String], http_timeout: std::time::Duration) -> anyhow::Result<(Self, Vec<String>)> {
+        Self::load_sources_via(files, urls, http_timeout, None)
+    }
+
+    /// [`Enricher::load_sources`] with the URLs reached through `http`
+    /// (headers, CA bundle, client certificate). When a URL's first request
+    /// fails in a way retrying cannot fix (DNS, refused, TLS, 401/403, 404,
+    /// other 4xx), that is the error, at once
+    /// ([`crate::feed_http::first_answer`]).
+    pub fn load_sources_via(files: &[impl AsRef<Path>], urls: &[String], http_timeout: std::time::Duration, http: Option<std::sync::Arc<crate::feed_http::HttpTransport>>) -> anyhow::Result<(Self, Vec<String>)> {
         use crate::feed_source::{read_file_lines, FeedMsg, FeedPump, FeedSource, PumpConfig};
+
         let mut reader = FeedReader::default();
         let mut all = Vec::new();
         let mut line_no = 0u64;
         let mut errors = SourceErrors::default();
         let mut full = false;
-        let cfg = PumpConfig::default();
+        let cfg = PumpConfig { http, ..PumpConfig::default() };
         for p in files {
             let p = p.as_ref();
             if full {
@@ -326,7 +343,8 @@ impl Enricher {
             if full {
                 break;
             }
-            let pump = FeedPump::start(FeedSource::Http { url: url.clone() })?;
+            let pump = FeedPump::start_with(FeedSource::Http { url: url.clone() }, cfg.clone())?;
+            crate::feed_http::first_answer(&pump, url, deadline)?;
             let mut caught_up = false;
             let base = line_no;
             while !full {
@@ -369,6 +387,7 @@ impl Enricher {
             attribution: AttributionConfig::default(),
             clock: ClockOffsets::default(),
             stats: EnrichStats::default(),
+            context_map: Default::default(),
         };
         en.add_events(all, report);
         en
@@ -446,30 +465,85 @@ impl Enricher {
 
     /// [`Enricher::enrich`] again for a session already counted (a late batch landed).
     pub fn re_enrich(&mut self, client: IpAddr, dst: IpAddr, dst_port: u16, sni: Option<&str>, start_ns: i64) -> Option<MobileOut> {
-        let (with, without) = (self.stats.sessions_enriched, self.stats.sessions_without_device);
-        let m = self.enrich(client, dst, dst_port, sni, start_ns);
+        self.re_enrich_at(None, &[], client, dst, dst_port, sni, start_ns)
+    }
+
+    /// [`Enricher::enrich_at`] again for a session already counted.
+    #[allow(clippy::too_many_arguments)]
+    pub fn re_enrich_at(&mut self, iface: Option<&str>, vlans: &[u16], client: IpAddr, dst: IpAddr, dst_port: u16, sni: Option<&str>, start_ns: i64) -> Option<MobileOut> {
+        let (with, without, ctx) = (self.stats.sessions_enriched, self.stats.sessions_without_device, self.stats.contexts.clone());
+        let m = self.enrich_at(iface, vlans, client, dst, dst_port, sni, start_ns);
         self.stats.sessions_enriched = with;
         self.stats.sessions_without_device = without;
+        self.stats.contexts = ctx;
         m
     }
 
-    /// Enrich one session by its client IP at its start time.
+    /// Enrich one session by its client IP at its start time, where it was
+    /// seen unknown (replay without VLANs: only `[[feed.contexts]]` by
+    /// `cidrs` can match).
     pub fn enrich(&mut self, client: IpAddr, dst: IpAddr, dst_port: u16, sni: Option<&str>, start_ns: i64) -> Option<MobileOut> {
-        let found = self.contexts.iter().find_map(|ctx| self.leases.lookup(ctx, client, start_ns).map(|m| (ctx.clone(), m)));
-        let Some((context, m)) = found else {
+        self.enrich_at(None, &[], client, dst, dst_port, sni, start_ns)
+    }
+
+    /// The binding of `place.client` at `ts_ns` in the namespace the
+    /// session's place selects ([`crate::feed_contexts`]): context, device,
+    /// and the binding's flags.
+    fn binding_at(&mut self, place: &crate::feed_contexts::Place<'_>, ts_ns: i64) -> Option<(String, String, BindingOut)> {
+        use crate::feed_contexts::Resolved;
+        let out = |ctx: &str, m: &pinwatch_enrichment::leases::LeaseMatch<'_>| {
+            (
+                ctx.to_string(),
+                m.lease.device_id.clone(),
+                BindingOut {
+                    confidence: format!("{:?}", m.lease.confidence).to_ascii_lowercase(),
+                    conflict: m.lease.conflict,
+                    in_grace: m.in_grace,
+                    contested: m.contested,
+                    context: ctx.to_string(),
+                    source: m.lease.origin.as_ref().and_then(|o| o.kind.clone()),
+                    vendor: m.lease.origin.as_ref().and_then(|o| o.vendor.clone()),
+                    identity: m.lease.origin.as_ref().and_then(|o| o.identity.as_ref()).map(|i| IdentityOut { kind: i.kind.clone(), value: i.value.clone() }),
+                },
+            )
+        };
+        match self.context_map.resolve(place) {
+            Resolved::Context(c) => {
+                self.stats.contexts.matched += 1;
+                self.leases.lookup(&c, place.client, ts_ns).map(|m| out(&c, &m))
+            }
+            Resolved::Default(c) => {
+                self.stats.contexts.default += 1;
+                self.leases.lookup(&c, place.client, ts_ns).map(|m| out(&c, &m))
+            }
+            Resolved::Ambiguous => {
+                self.stats.contexts.ambiguous_config += 1;
+                None
+            }
+            Resolved::Any => {
+                self.stats.contexts.any += 1;
+                let hits: Vec<(String, String, BindingOut)> = self.contexts.iter().filter_map(|c| self.leases.lookup(c, place.client, ts_ns).map(|m| out(c, &m))).collect();
+                let first = hits.first()?;
+                if hits.iter().any(|h| h.1 != first.1) {
+                    // Bound to different devices in several namespaces and
+                    // nothing says which one this session is in: no guess.
+                    self.stats.contexts.ambiguous_feed += 1;
+                    return None;
+                }
+                hits.into_iter().next()
+            }
+        }
+    }
+
+    /// Enrich one session by its client IP at its start time, looked up in
+    /// the binding namespace of where it was seen: capture interface
+    /// (`in_iface`, live), VLAN ids, client address.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enrich_at(&mut self, iface: Option<&str>, vlans: &[u16], client: IpAddr, dst: IpAddr, dst_port: u16, sni: Option<&str>, start_ns: i64) -> Option<MobileOut> {
+        let place = crate::feed_contexts::Place { iface, vlans, client };
+        let Some((_context, device_id, binding)) = self.binding_at(&place, start_ns) else {
             self.stats.sessions_without_device += 1;
             return None;
-        };
-        let device_id = m.lease.device_id.clone();
-        let binding = BindingOut {
-            confidence: format!("{:?}", m.lease.confidence).to_ascii_lowercase(),
-            conflict: m.lease.conflict,
-            in_grace: m.in_grace,
-            contested: m.contested,
-            context,
-            source: m.lease.origin.as_ref().and_then(|o| o.kind.clone()),
-            vendor: m.lease.origin.as_ref().and_then(|o| o.vendor.clone()),
-            identity: m.lease.origin.as_ref().and_then(|o| o.identity.as_ref()).map(|i| IdentityOut { kind: i.kind.clone(), value: i.value.clone() }),
         };
         let empty = Vec::new();
         let events = self.events.get(&device_id).unwrap_or(&empty);
@@ -586,6 +660,51 @@ impl Enricher {
             check("learned", list);
         }
         (!sources.is_empty()).then_some(BaselineOut { approved, sources })
+    }
+
+    /// The IP → device map (a state file keeps it).
+    pub fn leases(&self) -> &LeaseMap {
+        &self.leases
+    }
+
+    /// Put back a lease a state file kept ([`LeaseMap::restore`]); its
+    /// context becomes one the session lookup tries.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore_lease(&mut self, ctx: &str, ip: IpAddr, device: &str, from_ns: i64, until_ns: i64, confidence: pinwatch_enrichment::feed::Confidence, end: pinwatch_enrichment::leases::EndReason, conflict: bool) {
+        self.leases.restore(ctx, ip, device, from_ns, until_ns, confidence, end, conflict);
+        if !self.contexts.iter().any(|c| c == ctx) {
+            self.contexts.push(ctx.to_string());
+        }
+        self.refresh_lease_stats();
+    }
+
+    fn refresh_lease_stats(&mut self) {
+        let ls = self.leases.stats();
+        self.stats.leases = LeasesOut {
+            held: self.leases.len() as u64,
+            inserted: ls.inserted,
+            renewed: ls.renewed,
+            closed: ls.closed,
+            conflicts: ls.conflicts,
+            evicted: ls.evicted,
+            evicted_per_key: ls.evicted_per_key,
+            ignored: ls.ignored,
+        };
+    }
+
+    /// Destinations learned per app (a state file keeps them).
+    pub fn learned(&self) -> &HashMap<String, Vec<String>> {
+        &self.learned
+    }
+
+    /// Clock offsets learnt so far: `(source, offset ns, sessions)`.
+    pub fn clock_estimates(&self) -> Vec<(pinwatch_enrichment::clock::SourceKey, i64, usize)> {
+        self.clock.estimates()
+    }
+
+    /// Put back a clock offset a state file kept.
+    pub fn restore_clock(&mut self, key: pinwatch_enrichment::clock::SourceKey, offset_ns: i64, sessions: usize) {
+        self.clock.restore_estimate(key, offset_ns, sessions);
     }
 
     /// Learn a destination for an app from a session that succeeded under inspection.

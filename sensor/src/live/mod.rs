@@ -22,6 +22,7 @@
 pub mod merge;
 pub mod privs;
 pub mod reader;
+pub mod state;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -259,6 +260,18 @@ pub struct LiveStats {
     pub signals: SignalStats,
     /// `--feed-follow` and `--feed-url` sources: lines taken, errors.
     pub feeds: Vec<FeedSourceStats>,
+    /// The state file (`state_file`): loads, writes, what was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<state::StateStats>,
+    /// Written as `stats.feed`: the health of each `--feed-url`.
+    #[serde(skip)]
+    pub feed: FeedHealthOut,
+}
+
+/// `stats.feed`: the health of each `--feed-url` ([`crate::feed_http`]).
+#[derive(Debug, Default, Serialize)]
+pub struct FeedHealthOut {
+    pub sources: Vec<crate::feed_http::SourceHealth>,
 }
 
 #[derive(Debug, Serialize)]
@@ -337,12 +350,19 @@ const FEED_APPLY_EVERY: Duration = Duration::from_millis(500);
 const FEED_TAKE_MAX: usize = 8192;
 
 impl Feeds {
-    fn start(args: &LiveArgs) -> anyhow::Result<Feeds> {
-        let config = PumpConfig { poll_interval: args.feed_poll.max(Duration::from_millis(10)), ..PumpConfig::default() };
+    /// Start every source. A `--feed-url` whose first request fails in a
+    /// way retrying cannot fix (DNS, refused, TLS, 401/403, 404) is an
+    /// error at once (exit status 2); later failures are retried.
+    fn start(args: &LiveArgs, http: Option<Arc<crate::feed_http::HttpTransport>>) -> anyhow::Result<Feeds> {
+        let config = PumpConfig { poll_interval: args.feed_poll.max(Duration::from_millis(10)), http, ..PumpConfig::default() };
+        let deadline = Instant::now() + args.feed_wait;
         let sources = args.feed_follow.iter().map(|p| FeedSource::Follow(p.clone())).chain(args.feed_urls.iter().map(|u| FeedSource::Http { url: u.clone() }));
         let mut pumps = Vec::new();
         for src in sources {
             let pump = FeedPump::start_with(src.clone(), config.clone()).with_context(|| format!("feed {src}"))?;
+            if let FeedSource::Http { url } = &src {
+                crate::feed_http::first_answer(&pump, url, deadline)?;
+            }
             let st = FeedSourceStats { source: src.to_string(), ..Default::default() };
             pumps.push((src, pump, st));
         }
@@ -401,6 +421,10 @@ impl Feeds {
 
     fn stats(&self) -> Vec<FeedSourceStats> {
         self.pumps.iter().map(|(_, _, st)| st.clone()).collect()
+    }
+
+    fn health(&self) -> FeedHealthOut {
+        FeedHealthOut { sources: self.pumps.iter().filter(|(src, _, _)| matches!(src, FeedSource::Http { .. })).map(|(_, p, _)| p.health()).collect() }
     }
 
     fn stop(&mut self) {
@@ -486,7 +510,22 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     let names: Vec<String> = args.interfaces.clone();
     let mut engine = Engine::new(&opts, names.clone())?;
     let ocsf = opts.ocsf;
-    let mut feeds = Feeds::start(args)?;
+    // State kept from the last run (bindings, learned profile): before the
+    // feeds, so that what they say now overrides it.
+    let mut state = opts.config.state_file.as_ref().map(|p| {
+        let mut en = engine.reporter.enricher.take().unwrap_or_else(|| {
+            let mut en = crate::enrich::Enricher::from_events(Vec::new(), &Default::default());
+            en.config_baselines = opts.config.baselines.clone();
+            en.context_map = opts.config.feed.contexts.clone();
+            en
+        });
+        let sf = state::StateFile::load(p, &mut en, engine.reporter.profile_mut());
+        engine.reporter.enricher = Some(en);
+        sf
+    });
+    let state_every = Duration::from_secs(opts.config.state_interval_s.max(1));
+    let mut last_state = Instant::now();
+    let mut feeds = Feeds::start(args, opts.config.feed.http.clone())?;
     if !feeds.is_empty() {
         let window = i64::try_from(args.late_window.as_nanos()).unwrap_or(i64::MAX / 2);
         engine.reporter.enable_streaming_feed(window);
@@ -547,6 +586,8 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
             config_reload_errors: reload_errors,
             signals: sig,
             feeds: feeds.stats(),
+            state: None,
+            feed: feeds.health(),
         }
     };
 
@@ -638,13 +679,17 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         }
         out.maintain();
 
+        if let Some(sf) = state.as_mut().filter(|_| last_state.elapsed() >= state_every) {
+            sf.save(engine.reporter.enricher.as_ref(), engine.reporter.profile());
+            last_state = Instant::now();
+        }
         if signals.usr1.swap(false, Relaxed) {
             sig.sigusr1 += 1;
-            write_stats_record(&engine, &live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig), &mut out, ocsf);
+            write_stats_record(&engine, &with_state(live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref()), &mut out, ocsf);
         }
         if let Some(t) = next_stats {
             if Instant::now() >= t {
-                write_stats_record(&engine, &live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig), &mut out, ocsf);
+                write_stats_record(&engine, &with_state(live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref()), &mut out, ocsf);
                 let every = stats_every.unwrap_or(Duration::from_secs(60));
                 let mut n = t + every;
                 while n <= Instant::now() {
@@ -680,7 +725,10 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     feeds.poll(&mut engine, &mut out, true);
     feeds.stop();
     engine.finish(CloseKind::Shutdown, &mut out);
-    let ls = live_stats(&merger, &out, &feeds, true, reloads, reload_errors, sig);
+    if let Some(sf) = state.as_mut() {
+        sf.save(engine.reporter.enricher.as_ref(), engine.reporter.profile());
+    }
+    let ls = with_state(live_stats(&merger, &out, &feeds, true, reloads, reload_errors, sig), state.as_ref());
     let stats = write_stats_record(&engine, &ls, &mut out, ocsf);
     out.finish(Duration::from_secs(5));
     let o = out.stats();
@@ -696,6 +744,12 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     Ok(LiveSummary { stats, failed_interfaces: failed })
 }
 
+/// The stats with the state file's counters.
+fn with_state(mut ls: LiveStats, state: Option<&state::StateFile>) -> LiveStats {
+    ls.state = state.map(|s| s.stats.clone());
+    ls
+}
+
 /// `{"timestamp", "event_type":"stats", "stats": {<engine stats>, "live": {...}}}`,
 /// stamped with the wall clock. EVE only (OCSF carries alerts only).
 fn write_stats_record(engine: &Engine, live: &LiveStats, out: &mut Output, ocsf: bool) -> serde_json::Value {
@@ -703,6 +757,8 @@ fn write_stats_record(engine: &Engine, live: &LiveStats, out: &mut Output, ocsf:
     struct Body<'a> {
         #[serde(flatten)]
         engine: &'a crate::pipeline::Stats,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        feed: Option<&'a FeedHealthOut>,
         live: &'a LiveStats,
     }
     #[derive(Serialize)]
@@ -712,7 +768,7 @@ fn write_stats_record(engine: &Engine, live: &LiveStats, out: &mut Output, ocsf:
         stats: Body<'a>,
     }
     let engine_stats = engine.stats();
-    let rec = Record { timestamp: crate::eve::timestamp(wall_ns()), event_type: "stats", stats: Body { engine: &engine_stats, live } };
+    let rec = Record { timestamp: crate::eve::timestamp(wall_ns()), event_type: "stats", stats: Body { engine: &engine_stats, feed: (!live.feed.sources.is_empty()).then_some(&live.feed), live } };
     if !ocsf && serde_json::to_writer(&mut *out, &rec).is_ok() {
         let _ = std::io::Write::write_all(out, b"\n");
         out.flush_lines();

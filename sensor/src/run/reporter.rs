@@ -130,12 +130,13 @@ impl Reporter {
         let mut enricher = if opts.feeds.is_empty() && opts.feed_urls.is_empty() {
             None
         } else {
-            let (mut en, errors) = crate::enrich::Enricher::load_sources(&opts.feeds, &opts.feed_urls, std::time::Duration::from_secs(60))?;
+            let (mut en, errors) = crate::enrich::Enricher::load_sources_via(&opts.feeds, &opts.feed_urls, std::time::Duration::from_secs(60), opts.config.feed.http.clone())?;
             en.stats.source_errors = errors;
             Some(en)
         };
         if let Some(en) = enricher.as_mut() {
             en.config_baselines = opts.config.baselines.clone();
+            en.context_map = opts.config.feed.contexts.clone();
         }
         Ok(Reporter {
             config: opts.config.clone(),
@@ -165,6 +166,7 @@ impl Reporter {
         if self.enricher.is_none() {
             let mut en = crate::enrich::Enricher::from_events(Vec::new(), &Default::default());
             en.config_baselines = self.config.baselines.clone();
+            en.context_map = self.config.feed.contexts.clone();
             self.enricher = Some(en);
         }
         self.streaming = Some(Streaming {
@@ -217,7 +219,8 @@ impl Reporter {
         en.add_events(std::mem::take(&mut st.batch), st.reader.report());
         let (ocsf, outbox, tuning) = (self.ocsf, &mut self.outbox, &mut self.tuning);
         for r in st.revisit.iter_mut() {
-            let Some(m) = en.re_enrich(r.header.src_ip, r.header.dest_ip, r.header.dest_port, r.brief.sni.as_deref(), r.start_ns) else { continue };
+            let vlans: Vec<u16> = r.header.vlan.ids().collect();
+            let Some(m) = en.re_enrich_at(r.iface.as_deref(), &vlans, r.header.src_ip, r.header.dest_ip, r.header.dest_port, r.brief.sni.as_deref(), r.start_ns) else { continue };
             let Some(v) = crate::enrich::an1725(&m, &r.sids, r.header.flow_id) else { continue };
             if r.last.as_ref().is_some_and(|(c, reasons)| *c == v.confidence && *reasons == v.reasons) {
                 continue;
@@ -267,10 +270,20 @@ fn keep_for_late_feed(streaming: &mut Option<Streaming>, stats: &mut ReportStats
 
 impl Reporter {
 
+    /// The inline inspector's profile (the state file keeps what it learned).
+    pub fn profile_mut(&mut self) -> &mut crate::inspector::Profile {
+        &mut self.profile
+    }
+
+    pub fn profile(&self) -> &crate::inspector::Profile {
+        &self.profile
+    }
+
     /// Replace the configuration (live reload); flows keep their state.
     pub fn set_config(&mut self, config: crate::config::Config) {
         if let Some(en) = self.enricher.as_mut() {
             en.config_baselines = config.baselines.clone();
+            en.context_map = config.feed.contexts.clone();
         }
         self.correlator.set_config(config.clone());
         self.profile.set_config(&config);
@@ -405,7 +418,8 @@ impl Reporter {
                 } else {
                     self.stats.tls_records_logged += 1;
                 }
-                let mobile = self.enricher.as_mut().and_then(|en| en.enrich(header.src_ip, header.dest_ip, header.dest_port, brief.sni.as_deref(), start_ns));
+                let vlans: Vec<u16> = header.vlan.ids().collect();
+                let mobile = self.enricher.as_mut().and_then(|en| en.enrich_at(header.in_iface, &vlans, header.src_ip, header.dest_ip, header.dest_port, brief.sni.as_deref(), start_ns));
                 if let Record::Line { line, mobile_at, path_at } = record {
                     let new_path = rejudged.then_some(&path);
                     self.outbox.push_back(spliced(line, mobile_at, path_at, new_path, mobile.as_ref()));

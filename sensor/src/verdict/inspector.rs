@@ -54,7 +54,41 @@ fn bump(list: &mut Vec<(String, u32)>, sig: &str, unlearned: &mut u64) {
     }
 }
 
+/// What was learned of the inspector and of origins: what a state file
+/// keeps across a restart (`crate::state`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Learned {
+    pub inspector_sigs: Vec<(String, u32)>,
+    pub inspector_hops: Option<(u8, u8)>,
+    pub origin_sigs: Vec<(String, u32)>,
+}
+
 impl Profile {
+    /// What was learned so far.
+    pub fn learned(&self) -> Learned {
+        Learned { inspector_sigs: self.inspector_sigs.clone(), inspector_hops: self.inspector_hops, origin_sigs: self.origin_sigs.clone() }
+    }
+
+    /// Add what a state file kept (counts add up; the caps hold, counted
+    /// in `unlearned`).
+    pub fn restore(&mut self, l: &Learned) {
+        for (sig, n) in &l.inspector_sigs {
+            bump(&mut self.inspector_sigs, sig, &mut self.unlearned);
+            if let Some(e) = self.inspector_sigs.iter_mut().find(|(s, _)| s == sig) {
+                e.1 = e.1.saturating_add(n.saturating_sub(1));
+            }
+        }
+        for (sig, n) in &l.origin_sigs {
+            bump(&mut self.origin_sigs, sig, &mut self.unlearned);
+            if let Some(e) = self.origin_sigs.iter_mut().find(|(s, _)| s == sig) {
+                e.1 = e.1.saturating_add(n.saturating_sub(1));
+            }
+        }
+        if let Some((a, b)) = l.inspector_hops.filter(|(a, b)| a <= b && *b <= 64) {
+            self.inspector_hops = Some(self.inspector_hops.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+        }
+    }
+
     pub fn new(cfg: &Config) -> Self {
         let mut p = Profile::default();
         p.set_config(cfg);
