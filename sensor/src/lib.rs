@@ -20,7 +20,7 @@ pub mod fingerprints;
 pub mod inspector;
 pub mod flow;
 pub mod flowmap;
-#[cfg(feature = "live")]
+#[cfg(target_os = "linux")]
 pub mod live;
 pub mod ocsf;
 pub mod output;
