@@ -424,7 +424,9 @@ fn live_matches_replay(tag: &str, backend_args: &[&str], backend: &str, workers:
     // writes them while running; the rest are flushed by the signal.
     std::thread::sleep(Duration::from_millis(6500));
     assert!(lab.curl("late.live.test", 443, &["--cacert", &ca]), "a session just before the signal");
-    std::thread::sleep(Duration::from_millis(500));
+    // More than tcpdump's ring block timeout (1 s): on SIGINT it writes
+    // only the blocks the kernel has handed over.
+    std::thread::sleep(Duration::from_millis(1500));
 
     lab.signal(pw, "INT");
     lab.signal(td, "INT");
@@ -951,7 +953,8 @@ fn afpacket_workers_keep_the_fallback_finding() {
     assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
     let live = lines(Path::new(&out));
     let replayed = replay_testbed(&files);
-    assert_eq!(fallbacks(&replayed), 4, "the replay: one fallback per client");
+    // Two per client (one per server name it went around the inspection for).
+    assert_eq!(fallbacks(&replayed), 8, "the replay: the fallbacks of every client");
     assert_eq!(record_counts([live.as_slice()]), record_counts([replayed.as_slice()]), "live with two workers and replay");
     let last = live.last().expect("stats");
     let rings = last["stats"]["live"]["rings"].as_array().expect("rings");
@@ -1005,7 +1008,10 @@ fn two_processes_in_one_fanout_group_log_every_session_once() {
                 assert!(has(&la) != has(&lb), "client fanout: {client}'s sessions in one process");
             }
         } else {
-            assert!(fallbacks(&la) + fallbacks(&lb) <= 4, "hash fanout: never more fallbacks than there are");
+            // Not asserted: with a client's flows split between the
+            // processes, each process sees only part of the pattern, so a
+            // fallback can be missed, or raised by both (docs/live.md).
+            eprintln!("hash fanout: {} + {} fallback alerts (a replay: {})", fallbacks(&la), fallbacks(&lb), fallbacks(&replayed));
         }
     }
 }
