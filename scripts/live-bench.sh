@@ -161,7 +161,8 @@ stop_sensor() {
     wait "$SENSOR_PID" 2>/dev/null || true
     SENSOR_PID=
 }
-# "seen drops" from the last stats record of an EVE file.
+# "seen drops bypassed%" from the last stats record of an EVE file
+# (bypassed%: pinwatch's share of packets of flows it no longer parses).
 final_counts() {
     python3 - "$1" "$2" <<'EOF'
 import json, sys
@@ -175,18 +176,19 @@ for line in open(path):
     if r.get("event_type") == "stats":
         last = r["stats"]
 if last is None:
-    print("-1 -1"); sys.exit()
+    print("-1 -1 -"); sys.exit()
 if kind == "pinwatch":
     live = last["live"]
-    print(live["received"] - live["dropped"], live["dropped"])
+    share = 100 * last["flow"]["bypassed_packets"] / max(last["capture"]["packets"], 1)
+    print(live["received"] - live["dropped"], live["dropped"], f"{share:.1f}")
 else:
     cap = last.get("capture", {})
-    print(cap.get("kernel_packets", 0) - cap.get("kernel_drops", 0), cap.get("kernel_drops", 0))
+    print(cap.get("kernel_packets", 0) - cap.get("kernel_drops", 0), cap.get("kernel_drops", 0), "-")
 EOF
 }
 
 RESULTS=$DIR/results.tsv
-printf 'sensor\trate_pps\tsent\tseen\tkernel_drops\tcpu_us_per_packet\tidle_cpu_pct\n' > "$RESULTS"
+printf 'sensor\trate_pps\tsent\tseen\tkernel_drops\tcpu_us_per_packet\tidle_cpu_pct\tbypassed_pct\n' > "$RESULTS"
 echo "live-bench: $(date -u +%FT%TZ), $(nproc) cores, quota ${QUOTA}% of one core per sensor (cgroup v$CGV), $PCAP ($PCAP_PACKETS packets) x loops, ${SECONDS_PER_RATE} s per rate"
 for sensor in $SENSORS; do
     kind=${sensor%-*} n=${sensor##*-}
@@ -205,17 +207,18 @@ for sensor in $SENSORS; do
         sleep 1
         u2=$(cg_usage_ns); t2=$(date +%s%N)
         stop_sensor
-        read -r seen drops < <(final_counts "$kind" "$out/eve.json")
-        python3 - "$sensor" "$rate" "$sent" "$seen" "$drops" "$u0" "$u1" "$u2" "$t0" "$t1" "$t2" >>"$RESULTS" <<'EOF'
+        read -r seen drops bypassed < <(final_counts "$kind" "$out/eve.json")
+        python3 - "$sensor" "$rate" "$sent" "$seen" "$drops" "$u0" "$u1" "$u2" "$t0" "$t1" "$t2" "$bypassed" >>"$RESULTS" <<'EOF'
 import sys
 s, rate, sent, seen, drops = sys.argv[1], int(sys.argv[2]), int(sys.argv[3] or 0), int(sys.argv[4]), int(sys.argv[5])
 u0, u1, u2, t0, t1, t2 = map(int, sys.argv[6:12])
+bypassed = sys.argv[12]
 idle_rate = (u1 - u0) / (t1 - t0)            # CPU ns per ns idle
 busy = (u2 - u1) - idle_rate * (t2 - t1)
 per = busy / sent / 1000 if sent else float("nan")
-print(f"{s}\t{rate}\t{sent}\t{seen}\t{drops}\t{per:.2f}\t{idle_rate * 100:.2f}")
+print(f"{s}\t{rate}\t{sent}\t{seen}\t{drops}\t{per:.2f}\t{idle_rate * 100:.2f}\t{bypassed}")
 EOF
-        tail -1 "$RESULTS" | awk -F'\t' '{ printf "  %-12s %7s pps: sent %8s seen %8s drops %6s  %6s us/packet (idle %s%%)\n", $1, $2, $3, $4, $5, $6, $7 }'
+        tail -1 "$RESULTS" | awk -F'\t' '{ printf "  %-12s %7s pps: sent %8s seen %8s drops %6s  %6s us/packet (idle %s%%, bypassed %s%%)\n", $1, $2, $3, $4, $5, $6, $7, $8 }'
         if [ "$drops" != 0 ] || [ "$seen" -lt "$sent" ]; then
             break   # higher rates only drop more
         fi
