@@ -28,7 +28,7 @@ pub mod capture;
 pub mod config;
 pub mod enrich;
 pub mod flow;
-#[cfg(feature = "live")]
+#[cfg(target_os = "linux")]
 pub mod live;
 pub mod output;
 pub mod run;

@@ -93,14 +93,20 @@ enum Cmd {
         #[arg(long)]
         sensor_name: Option<String>,
     },
-    /// Capture from network interfaces (libpcap) until SIGINT/SIGTERM and write
-    /// EVE JSON lines, with periodic stats records; SIGHUP reopens the output
-    /// and reloads the config. See docs/live.md.
-    #[cfg(feature = "live")]
+    /// Capture from network interfaces (AF_PACKET rings, or libpcap) until
+    /// SIGINT/SIGTERM and write EVE JSON lines, with periodic stats records;
+    /// SIGHUP reopens the output and reloads the config. See docs/live.md.
+    #[cfg(target_os = "linux")]
     Live(pinwatch::live::LiveArgs),
     /// IP bindings from RADIUS accounting and Kea's lease file, mapped to MDM
     /// device ids, written as device-feed lines. See docs/bindings.md.
     Bindings(pinwatch::bindings::BindingsArgs),
+    /// Live capture (not in this build: it has no capture backend).
+    #[cfg(not(target_os = "linux"))]
+    Live {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Walk the captures' packet records and touch every packet, doing nothing
     /// else: the baseline that throughput figures are measured against. Prints
     /// one JSON line: packets, bytes, seconds.
@@ -131,9 +137,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        #[cfg(feature = "live")]
+        #[cfg(target_os = "linux")]
         Cmd::Live(args) => Ok(pinwatch::live::main(args)),
         Cmd::Bindings(args) => Ok(pinwatch::bindings::main(args)),
+        #[cfg(not(target_os = "linux"))]
+        Cmd::Live { .. } => {
+            eprintln!("pinwatch: this build has no live capture backend: AF_PACKET is Linux only, and libpcap needs a build with feature `live` on Linux (see docs/live.md); `pinwatch replay` reads capture files");
+            Ok(ExitCode::from(2))
+        }
         Cmd::Walk { captures } => {
             let started = std::time::Instant::now();
             let files = captures.iter().map(|p| pinwatch::capture::CaptureFile::open(p)).collect::<Result<Vec<_>, _>>()?;

@@ -1,8 +1,16 @@
-//! `pinwatch live`: capture from network interfaces with libpcap (feature
-//! `live`), for SPAN ports, TAPs and VPN concentrators. Operations are
-//! documented in `docs/live.md`.
+//! `pinwatch live`: capture from network interfaces, for SPAN ports, TAPs
+//! and VPN concentrators. Operations are documented in `docs/live.md`.
 //!
-//! Threads: one reader per interface ([`reader`]) copies packets out of
+//! Two backends:
+//!
+//! - **AF_PACKET** (default on Linux, in every build): TPACKET_V3 rings,
+//!   `--workers N` threads in one `PACKET_FANOUT` group, each with its own
+//!   flow table, one reporting desk ([`workers`]); `--fanout-group` shares
+//!   the group with other pinwatch processes.
+//! - **libpcap** (`--backend pcap`, feature `live`): BPF capture filters,
+//!   `-i any`, several interfaces merged in time order; one flow table.
+//!
+//! libpcap threads: one reader per interface ([`reader`]) copies packets out of
 //! libpcap into batches and hands them to the engine thread through a queue
 //! bounded in packets and bytes; when it is full the reader drops and counts
 //! (it never blocks, and memory never grows without bound). The engine thread
@@ -19,10 +27,17 @@
 //!   load is reported and the old one kept.
 //! - SIGUSR1: write a stats record now.
 
+// Without libpcap, the pieces only its loop uses are unused.
+#![cfg_attr(not(feature = "live"), allow(unused_imports, dead_code))]
+
+pub mod afpacket;
+pub mod fanout_cbpf;
+#[cfg(feature = "live")]
 pub mod merge;
 pub mod privs;
 pub mod reader;
 pub mod state;
+pub mod workers;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -35,14 +50,31 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use serde::Serialize;
 
+#[cfg(feature = "live")]
 use crate::capture::Packet;
-use crate::engine::{Engine, WriteOut};
+#[cfg(feature = "live")]
+use crate::engine::Engine;
+use crate::engine::{Reporter, WriteOut};
 use crate::feed_source::{DrainEnd, FeedMsg, FeedPump, FeedSource, PumpConfig};
 use crate::flow::{CloseKind, Limits};
 use crate::output::{Output, OutputSpec, OutputStats, Rotation};
 use crate::pipeline::Options;
+#[cfg(feature = "live")]
 use merge::{Merger, Msg};
-use reader::{wall_ns, IfaceCounters, IfaceStats, Queue, Reader, POKE_AFTER_NS, READ_TIMEOUT_MS};
+use reader::{wall_ns, IfaceStats};
+#[cfg(feature = "live")]
+use reader::{IfaceCounters, Queue, Reader, POKE_AFTER_NS, READ_TIMEOUT_MS};
+
+/// `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// AF_PACKET for one named interface without `-f`; libpcap otherwise.
+    Auto,
+    /// AF_PACKET TPACKET_V3 rings (Linux).
+    Afpacket,
+    /// libpcap (a build with feature `live`).
+    Pcap,
+}
 
 /// Flags of `pinwatch live`.
 #[derive(clap::Args, Debug, Clone)]
@@ -51,6 +83,26 @@ pub struct LiveArgs {
     /// are one capture, merged in time order (e.g. the two ports of a TAP).
     #[arg(short = 'i', long = "interface", required = true)]
     pub interfaces: Vec<String>,
+    /// Capture backend: `afpacket` (one interface; --workers, --fanout-group),
+    /// `pcap` (BPF filters, `any`, several interfaces; a build with feature
+    /// `live`), or `auto`: afpacket unless a filter, `any` or several
+    /// interfaces ask for libpcap.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// AF_PACKET: worker threads, each with its own ring and flow table, in
+    /// one fanout group; the findings see every worker's flows.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// AF_PACKET: join this fanout group (0-65535), shared with the other
+    /// pinwatch processes on the interface that name the same group and
+    /// --fanout mode. Default: a group of this process's own.
+    #[arg(long)]
+    pub fanout_group: Option<u16>,
+    /// AF_PACKET: how the group shares packets out: `hash` (the kernel's flow
+    /// hash) or `client` (every flow of one client to one socket: needed for
+    /// the fallback finding across processes; see docs/live.md).
+    #[arg(long, value_enum, default_value_t = afpacket::Fanout::Hash)]
+    pub fanout: afpacket::Fanout,
     /// Written as every record's `host` (Suricata's `sensor-name`). Default:
     /// the machine's host name.
     #[arg(long)]
@@ -64,7 +116,8 @@ pub struct LiveArgs {
     /// Do not put the interfaces in promiscuous mode.
     #[arg(long)]
     pub no_promisc: bool,
-    /// Kernel capture buffer per interface, bytes (K/M/G suffixes).
+    /// Kernel capture buffer per interface (libpcap) or per worker ring
+    /// (AF_PACKET), bytes (K/M/G suffixes).
     #[arg(long, default_value = "32M", value_parser = parse_size)]
     pub buffer_size: u64,
     /// libpcap immediate mode: packets are delivered as they arrive, not in
@@ -247,6 +300,15 @@ pub struct LiveStats {
     #[serde(rename = "final")]
     pub final_record: bool,
     pub interfaces: Vec<IfaceStats>,
+    /// `afpacket` or `pcap`.
+    pub backend: &'static str,
+    /// AF_PACKET worker threads (1 with libpcap).
+    pub workers: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fanout_group: Option<u16>,
+    /// AF_PACKET: every worker's ring, with the kernel's counters.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rings: Vec<workers::RingStats>,
     /// Sums over the interfaces: libpcap's received/dropped/if_dropped.
     pub received: u64,
     pub dropped: u64,
@@ -373,11 +435,11 @@ impl Feeds {
         self.pumps.is_empty()
     }
 
-    fn take(engine: &mut Engine, st: &mut FeedSourceStats, m: FeedMsg) {
+    fn take(reporter: &mut Reporter, st: &mut FeedSourceStats, m: FeedMsg) {
         match m {
             FeedMsg::Line { text, line_no } => {
                 st.lines += 1;
-                engine.reporter.handle_feed_line_at(&text, line_no);
+                reporter.handle_feed_line_at(&text, line_no);
             }
             FeedMsg::Error(e) => {
                 st.errors += 1;
@@ -389,32 +451,32 @@ impl Feeds {
     }
 
     /// Before capture: what every source holds now, up to `wait` in all.
-    fn catch_up(&mut self, engine: &mut Engine, out: &mut Output, wait: Duration) {
+    fn catch_up(&mut self, reporter: &mut Reporter, out: &mut Output, wait: Duration) {
         let deadline = Instant::now() + wait;
         for (src, pump, st) in &mut self.pumps {
             let left = deadline.saturating_duration_since(Instant::now());
-            let end = pump.drain_with(left, |m| Self::take(engine, st, m));
+            let end = pump.drain_with(left, |m| Self::take(reporter, st, m));
             match end {
                 DrainEnd::CaughtUp => st.caught_up = true,
                 DrainEnd::Finished => {}
                 DrainEnd::TimedOut => eprintln!("pinwatch: feed {src}: not caught up after {:.1} s; going on, later lines revise the alerts", wait.as_secs_f64()),
             }
         }
-        engine.reporter.apply_feed(out);
+        reporter.apply_feed(out);
         self.last_apply = Instant::now();
     }
 
     /// In the loop: take what has arrived; apply it when a batch is due
     /// (`force`: now, e.g. before the shutdown flush).
-    fn poll(&mut self, engine: &mut Engine, out: &mut Output, force: bool) {
+    fn poll(&mut self, reporter: &mut Reporter, out: &mut Output, force: bool) {
         for (_, pump, st) in &mut self.pumps {
             for _ in 0..FEED_TAKE_MAX {
                 let Some(m) = pump.try_recv() else { break };
-                Self::take(engine, st, m);
+                Self::take(reporter, st, m);
             }
         }
-        if engine.reporter.feed_pending() > 0 && (force || self.last_apply.elapsed() >= FEED_APPLY_EVERY) {
-            engine.reporter.apply_feed(out);
+        if reporter.feed_pending() > 0 && (force || self.last_apply.elapsed() >= FEED_APPLY_EVERY) {
+            reporter.apply_feed(out);
             self.last_apply = Instant::now();
         }
     }
@@ -434,6 +496,7 @@ impl Feeds {
     }
 }
 
+#[cfg(feature = "live")]
 /// What to add to libpcap's reason for not opening an interface: the
 /// privilege hint only when it is a privilege problem (a missing interface
 /// is not one, and root has the privileges anyway).
@@ -449,6 +512,7 @@ fn open_hint(pcap_error: &str) -> &'static str {
 }
 
 /// Open one interface as the flags say.
+#[cfg(feature = "live")]
 fn open_interface(name: &str, args: &LiveArgs) -> anyhow::Result<pcap::Capture<pcap::Active>> {
     let to_i32 = |v: u64, what: &str| i32::try_from(v).with_context(|| format!("{what} {v} is too large"));
     let mut cap = pcap::Capture::from_device(name)
@@ -478,7 +542,34 @@ const ADVANCE_EVERY: Duration = Duration::from_millis(200);
 /// overtaken; timeouts fire at most this late).
 const ADVANCE_LAG_NS: i64 = 500_000_000;
 
-/// Capture until a signal, `--duration` or `--count`; see the module documentation.
+/// The backend a run uses (`--backend auto` resolved).
+pub fn backend_of(args: &LiveArgs) -> anyhow::Result<Backend> {
+    let pcap_built = cfg!(feature = "live");
+    let build = "a build with feature `live` (libpcap): cargo build --release -p pinwatch --features live";
+    let needs_pcap = if args.interfaces.len() > 1 {
+        Some("several interfaces")
+    } else if args.interfaces.iter().any(|i| i == "any") {
+        Some("`-i any`")
+    } else if args.filter.is_some() {
+        Some("a BPF filter (-f)")
+    } else {
+        None
+    };
+    let b = match (args.backend, needs_pcap) {
+        (Backend::Afpacket, Some(what)) => bail!("{what} needs --backend pcap ({build})"),
+        (Backend::Afpacket, None) | (Backend::Auto, None) => Backend::Afpacket,
+        (Backend::Pcap, _) | (Backend::Auto, Some(_)) if pcap_built => Backend::Pcap,
+        (Backend::Pcap, _) => bail!("--backend pcap needs {build}"),
+        (Backend::Auto, Some(what)) => bail!("{what} needs the libpcap backend, {build}"),
+    };
+    if b == Backend::Pcap && (args.workers > 1 || args.fanout_group.is_some()) {
+        bail!("--workers and --fanout-group are AF_PACKET options (--backend afpacket)");
+    }
+    Ok(b)
+}
+
+/// Capture until a signal, `--duration` or `--count`, with the backend
+/// [`backend_of`] picks; see the module documentation.
 pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     if args.interfaces.is_empty() {
         bail!("no interface given (-i)");
@@ -486,6 +577,21 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     if !(args.stats_interval.is_finite() && args.stats_interval >= 0.0) {
         bail!("--stats-interval must be a number of seconds");
     }
+    match backend_of(args)? {
+        Backend::Pcap => run_pcap(args),
+        _ => workers::run(args),
+    }
+}
+
+/// The libpcap loop (one flow table).
+#[cfg(not(feature = "live"))]
+fn run_pcap(_args: &LiveArgs) -> anyhow::Result<LiveSummary> {
+    bail!("this build has no libpcap backend")
+}
+
+/// The libpcap loop (one flow table).
+#[cfg(feature = "live")]
+fn run_pcap(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     let opts = options(args)?;
     let spec = OutputSpec::parse(&args.output);
     let rotation = Rotation { size: args.rotate_size, interval: args.rotate_interval, keep: args.rotate_keep };
@@ -529,7 +635,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     if !feeds.is_empty() {
         let window = i64::try_from(args.late_window.as_nanos()).unwrap_or(i64::MAX / 2);
         engine.reporter.enable_streaming_feed(window);
-        feeds.catch_up(&mut engine, &mut out, args.feed_wait);
+        feeds.catch_up(&mut engine.reporter, &mut out, args.feed_wait);
     }
 
     // 3. Readers.
@@ -574,6 +680,10 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
             if_dropped: interfaces.iter().map(|i| i.if_dropped).sum(),
             reader_queue_drops: interfaces.iter().map(|i| i.queue_dropped).sum(),
             interfaces,
+            backend: "pcap",
+            workers: 1,
+            fanout_group: None,
+            rings: Vec::new(),
             queue: QueueStats {
                 packets_limit: queue.max_packets,
                 bytes_limit: queue.max_bytes,
@@ -667,7 +777,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         queue.release(freed.packets, freed.bytes);
 
         // Feed lines that arrived meanwhile.
-        feeds.poll(&mut engine, &mut out, false);
+        feeds.poll(&mut engine.reporter, &mut out, false);
 
         // An idle link: time still passes.
         if (!got || merger.is_empty()) && last_advance.elapsed() >= ADVANCE_EVERY {
@@ -722,7 +832,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         }
     }
     // The last feed lines first, so the flushed sessions are enriched with them.
-    feeds.poll(&mut engine, &mut out, true);
+    feeds.poll(&mut engine.reporter, &mut out, true);
     feeds.stop();
     engine.finish(CloseKind::Shutdown, &mut out);
     if let Some(sf) = state.as_mut() {
@@ -752,7 +862,13 @@ fn with_state(mut ls: LiveStats, state: Option<&state::StateFile>) -> LiveStats 
 
 /// `{"timestamp", "event_type":"stats", "stats": {<engine stats>, "live": {...}}}`,
 /// stamped with the wall clock. EVE only (OCSF carries alerts only).
+#[cfg(feature = "live")]
 fn write_stats_record(engine: &Engine, live: &LiveStats, out: &mut Output, ocsf: bool) -> serde_json::Value {
+    write_stats_of(&engine.stats(), live, out, ocsf)
+}
+
+/// [`write_stats_record`] from the engine counters.
+fn write_stats_of(engine_stats: &crate::pipeline::Stats, live: &LiveStats, out: &mut Output, ocsf: bool) -> serde_json::Value {
     #[derive(Serialize)]
     struct Body<'a> {
         #[serde(flatten)]
@@ -767,8 +883,7 @@ fn write_stats_record(engine: &Engine, live: &LiveStats, out: &mut Output, ocsf:
         event_type: &'static str,
         stats: Body<'a>,
     }
-    let engine_stats = engine.stats();
-    let rec = Record { timestamp: crate::eve::timestamp(wall_ns()), event_type: "stats", stats: Body { engine: &engine_stats, feed: (!live.feed.sources.is_empty()).then_some(&live.feed), live } };
+    let rec = Record { timestamp: crate::eve::timestamp(wall_ns()), event_type: "stats", stats: Body { engine: engine_stats, feed: (!live.feed.sources.is_empty()).then_some(&live.feed), live } };
     if !ocsf && serde_json::to_writer(&mut *out, &rec).is_ok() {
         let _ = std::io::Write::write_all(out, b"\n");
         out.flush_lines();
@@ -778,6 +893,7 @@ fn write_stats_record(engine: &Engine, live: &LiveStats, out: &mut Output, ocsf:
 
 #[cfg(test)]
 mod tests {
+    #[cfg(feature = "live")]
     #[test]
     fn a_missing_interface_is_not_called_a_privilege_problem() {
         let missing = super::open_hint("nosuch0: SIOCETHTOOL(ETHTOOL_GET_TS_INFO) ioctl failed: No such device");
@@ -827,5 +943,22 @@ mod tests {
         assert_eq!(s.args.interfaces, vec!["eth0", "tun0"]);
         assert_eq!(s.args.rotate_size, Some(100 << 20));
         assert!(Standalone::try_parse_from(["x"]).is_err(), "an interface is required");
+    }
+
+    #[test]
+    fn backend_choice() {
+        let parse = |a: &[&str]| Standalone::try_parse_from(std::iter::once("x").chain(a.iter().copied())).expect("parses").args;
+        assert_eq!(backend_of(&parse(&["-i", "eth0"])).ok(), Some(Backend::Afpacket));
+        assert_eq!(backend_of(&parse(&["-i", "eth0", "--workers", "4", "--fanout-group", "7", "--fanout", "client"])).ok(), Some(Backend::Afpacket));
+        let e = backend_of(&parse(&["-i", "eth0", "-f", "tcp", "--backend", "afpacket"])).expect_err("a filter needs libpcap");
+        assert!(e.to_string().contains("--backend pcap"), "{e}");
+        let auto = backend_of(&parse(&["-i", "eth0", "-i", "eth1"]));
+        if cfg!(feature = "live") {
+            assert_eq!(auto.ok(), Some(Backend::Pcap));
+            assert!(backend_of(&parse(&["-i", "any", "--workers", "2"])).is_err(), "--workers is AF_PACKET only");
+        } else {
+            assert!(auto.expect_err("no libpcap").to_string().contains("feature `live`"));
+        }
+        assert!(Standalone::try_parse_from(["x", "-i", "eth0", "--fanout-group", "70000"]).is_err());
     }
 }

@@ -4,13 +4,17 @@
 //! batches) the batch is dropped and counted, so a slow engine shows up as
 //! `queue_dropped`, and a slow reader as libpcap's `dropped`.
 
+#![cfg_attr(not(feature = "live"), allow(unused_imports, dead_code))]
+
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "live")]
 use crossbeam::channel::{Sender, TrySendError};
 use serde::Serialize;
 
+#[cfg(feature = "live")]
 use super::merge::{Batch, Msg};
 
 /// libpcap read timeout. On Linux (TPACKET_V3) it is the kernel's block
@@ -140,6 +144,7 @@ pub fn linktype_of_dlt(dlt: i32) -> u32 {
     }
 }
 
+#[cfg(feature = "live")]
 pub struct Reader {
     pub source: usize,
     pub linktype: u32,
@@ -154,6 +159,7 @@ pub struct Reader {
     pub idle_lag_ns: i64,
 }
 
+#[cfg(feature = "live")]
 impl Reader {
     pub fn run(mut self) {
         let mut batch = Batch::new(self.source, self.linktype);
