@@ -22,6 +22,7 @@ pub mod flow;
 pub mod flowmap;
 #[cfg(feature = "live")]
 pub mod live;
+pub mod metrics;
 pub mod ocsf;
 pub mod output;
 pub mod pipeline;
@@ -29,3 +30,4 @@ pub mod quic_session;
 pub mod reassembly;
 pub mod session;
 pub mod sharded;
+pub mod sinks;

@@ -143,6 +143,10 @@ pub struct LiveArgs {
     /// Output format: `eve` (default) or `ocsf` (alerts only, no stats records).
     #[arg(long, default_value = "eve", value_parser = ["eve", "ocsf"])]
     pub format: String,
+    /// Serve the stats counters in the Prometheus text format at
+    /// `http://ADDR/metrics` (e.g. `127.0.0.1:9425`); see docs/operations.md.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// Stop after this many seconds (as on SIGTERM).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -462,7 +466,10 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         bail!("--stats-interval must be a number of seconds");
     }
     let opts = options(args)?;
-    let spec = OutputSpec::parse(&args.output);
+    let mut spec = OutputSpec::parse(&args.output);
+    if let (OutputSpec::Sink(s), Some(name)) = (&mut spec, &opts.sensor_name) {
+        s.set_sensor_name(name); // the syslog HOSTNAME
+    }
     let rotation = Rotation { size: args.rotate_size, interval: args.rotate_interval, keep: args.rotate_keep };
     if rotation != Rotation::default() && !matches!(spec, OutputSpec::File(_)) {
         bail!("--rotate-* apply to a file output only");
@@ -476,6 +483,8 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         caps.push((name.clone(), linktype, cap));
     }
     let signals = Signals::register()?;
+    // Bound before the privileges go, so any port will do.
+    let metrics = args.metrics_listen.as_deref().map(crate::metrics::MetricsServer::start).transpose()?;
     let privs = privs::drop_privileges(args.user.as_deref())?;
     let described: Vec<String> = caps.iter().map(|(n, lt, _)| format!("{n} (linktype {lt})")).collect();
     eprintln!("pinwatch: capturing on {}; {privs}", described.join(", "));
@@ -635,6 +644,9 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         }
         out.maintain();
 
+        if let Some(m) = metrics.as_ref().filter(|m| m.due()) {
+            m.publish(&crate::metrics::stats_body(&engine.stats(), &live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig)));
+        }
         if signals.usr1.swap(false, Relaxed) {
             sig.sigusr1 += 1;
             write_stats_record(&engine, &live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig), &mut out, ocsf);
@@ -680,6 +692,9 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     let ls = live_stats(&merger, &out, &feeds, true, reloads, reload_errors, sig);
     let stats = write_stats_record(&engine, &ls, &mut out, ocsf);
     out.finish(Duration::from_secs(5));
+    if let Some(m) = &metrics {
+        m.publish(&crate::metrics::stats_body(&engine.stats(), &live_stats(&merger, &out, &feeds, true, reloads, reload_errors, sig)));
+    }
     let o = out.stats();
     eprintln!(
         "pinwatch: stopped after {:.1} s: {} packets, {} dropped by the kernel, {} by the queue; {} lines written, {} lost",
