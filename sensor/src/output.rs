@@ -120,6 +120,9 @@ pub struct OutputStats {
     /// Network sinks: batches sent again after a reconnect (their lines may arrive twice).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resent_batches: Option<u64>,
+    /// Network sinks: the last error (connection, error reply), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// A line-preserving, never-failing writer; see the module documentation.

@@ -406,6 +406,7 @@ pub fn fill_stats(sink: &Sink, s: &mut crate::output::OutputStats) {
     s.queue_dropped = Some(c.queue_dropped.load(Relaxed));
     s.truncated = Some(c.truncated.load(Relaxed));
     s.resent_batches = Some(c.resent_batches.load(Relaxed));
+    s.last_error = c.last_error.lock().ok().and_then(|e| e.clone());
 }
 
 fn note_error(c: &SinkCounters, e: String) {

@@ -153,21 +153,29 @@ impl RedisTransport {
     }
 }
 
+/// An error reply that the same commands would get again.
+fn gives_up(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind as S};
+    match e.kind() {
+        ErrorKind::Server(
+            S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::ReadOnly,
+        ) => false,
+        ErrorKind::Server(_) | ErrorKind::Extension => true,
+        _ => false,
+    }
+}
+
 impl Transport for RedisTransport {
     fn send(&mut self, batch: &[Vec<u8>], c: &SinkCounters) -> Result<u64, String> {
         let p = self.pipeline(batch);
         let conn = self.connect(c)?;
         match p.query::<()>(conn) {
             Ok(()) => Ok(0),
-            // The server answered with an error (a key of another type, out
-            // of memory): resending will not help. The batch is counted as
-            // dropped and the error kept for the stats.
-            Err(e)
-                if !(e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_timeout()
-                    || e.is_connection_refusal()) =>
-            {
+            // The server refused the commands (a key of another type, out
+            // of memory, no permission): resending will not help. The batch
+            // is counted as dropped and the error kept for the stats. A
+            // server still loading its data, or a replica, is retried.
+            Err(e) if gives_up(&e) => {
                 c.write_errors.fetch_add(1, Relaxed);
                 *c.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some(format!("redis: {e}"));
