@@ -11,7 +11,8 @@
 //! is exported under a predictable name:
 //!
 //! - every number or boolean (as 0/1) at path `a.b.c` of the stats body
-//!   becomes `pinwatch_a_b_c`; a counter gets `_total` appended;
+//!   becomes `pinwatch_a_b_c`, a final `_s` spelled `_seconds`; a counter
+//!   gets `_total` appended;
 //! - a value is a gauge when its last key names a level rather than a
 //!   running count (see [`is_gauge`]: `uptime_s`, `*_max`, `*_limit`,
 //!   `*_now`, `pending_*`, `caught_up`, …), a counter otherwise;
@@ -179,6 +180,10 @@ fn walk(
             let Some(last) = path.last() else { return };
             let gauge = is_gauge(last);
             let mut name = format!("pinwatch_{}", sanitize(&path.join("_")));
+            // Base units, spelled out (Prometheus naming): `uptime_s` → `uptime_seconds`.
+            if let Some(stem) = name.strip_suffix("_s") {
+                name = format!("{stem}_seconds");
+            }
             if !gauge && !name.ends_with("_total") {
                 name.push_str("_total");
             }
@@ -403,7 +408,7 @@ mod tests {
             "# TYPE pinwatch_capture_packets_total counter\npinwatch_capture_packets_total 10\n",
             "pinwatch_outcomes_total{outcome=\"client_rejected\"} 1\n",
             "# TYPE pinwatch_memory_flows_max gauge\n",
-            "pinwatch_live_uptime_s 1.5\n",
+            "pinwatch_live_uptime_seconds 1.5\n",
             "pinwatch_live_interfaces_received_total{interface=\"eth\\\"1\"} 7\n",
             "pinwatch_live_output_lines_written_total{kind=\"redis\"} 5\n",
             "# TYPE pinwatch_live_output_pending_lines gauge\npinwatch_live_output_pending_lines{kind=\"redis\"} 0\n",
