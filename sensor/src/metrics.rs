@@ -443,6 +443,11 @@ mod tests {
         let t0 = Instant::now();
         assert!(get("GET /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 200"));
         assert!(t0.elapsed() < REQUEST_TIMEOUT * 2);
+        // Counted once the answer is written (the client may see it first).
+        let t1 = Instant::now();
+        while m.scrapes.load(Relaxed) < 2 && t1.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(m.scrapes.load(Relaxed), 2);
     }
 }
