@@ -34,6 +34,7 @@ pub mod afpacket;
 pub mod fanout_cbpf;
 #[cfg(feature = "live")]
 pub mod merge;
+pub mod metrics;
 pub mod privs;
 pub mod reader;
 pub mod state;
@@ -197,6 +198,10 @@ pub struct LiveArgs {
     /// Output format: `eve` (default) or `ocsf` (alerts only, no stats records).
     #[arg(long, default_value = "eve", value_parser = ["eve", "ocsf"])]
     pub format: String,
+    /// Serve the stats counters in the Prometheus text format at
+    /// `http://ADDR/metrics` (e.g. `127.0.0.1:9425`); see docs/operations.md.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// Stop after this many seconds (as on SIGTERM).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -593,7 +598,10 @@ fn run_pcap(_args: &LiveArgs) -> anyhow::Result<LiveSummary> {
 #[cfg(feature = "live")]
 fn run_pcap(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     let opts = options(args)?;
-    let spec = OutputSpec::parse(&args.output);
+    let mut spec = OutputSpec::parse(&args.output);
+    if let (OutputSpec::Sink(s), Some(name)) = (&mut spec, &opts.sensor_name) {
+        s.set_sensor_name(name); // the syslog HOSTNAME
+    }
     let rotation = Rotation { size: args.rotate_size, interval: args.rotate_interval, keep: args.rotate_keep };
     if rotation != Rotation::default() && !matches!(spec, OutputSpec::File(_)) {
         bail!("--rotate-* apply to a file output only");
@@ -607,6 +615,8 @@ fn run_pcap(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         caps.push((name.clone(), linktype, cap));
     }
     let signals = Signals::register()?;
+    // Bound before the privileges go, so any port will do.
+    let metrics = args.metrics_listen.as_deref().map(metrics::MetricsServer::start).transpose()?;
     let privs = privs::drop_privileges(args.user.as_deref())?;
     let described: Vec<String> = caps.iter().map(|(n, lt, _)| format!("{n} (linktype {lt})")).collect();
     eprintln!("pinwatch: capturing on {}; {privs}", described.join(", "));
@@ -793,6 +803,9 @@ fn run_pcap(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
             sf.save(engine.reporter.enricher.as_ref(), engine.reporter.profile());
             last_state = Instant::now();
         }
+        if let Some(m) = metrics.as_ref().filter(|m| m.due()) {
+            m.publish(&metrics::stats_body(&engine.stats(), &live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig)));
+        }
         if signals.usr1.swap(false, Relaxed) {
             sig.sigusr1 += 1;
             write_stats_record(&engine, &with_state(live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref()), &mut out, ocsf);
@@ -841,6 +854,9 @@ fn run_pcap(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     let ls = with_state(live_stats(&merger, &out, &feeds, true, reloads, reload_errors, sig), state.as_ref());
     let stats = write_stats_record(&engine, &ls, &mut out, ocsf);
     out.finish(Duration::from_secs(5));
+    if let Some(m) = &metrics {
+        m.publish(&metrics::stats_body(&engine.stats(), &live_stats(&merger, &out, &feeds, true, reloads, reload_errors, sig)));
+    }
     let o = out.stats();
     eprintln!(
         "pinwatch: stopped after {:.1} s: {} packets, {} dropped by the kernel, {} by the queue; {} lines written, {} lost",

@@ -252,7 +252,12 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     };
     let workers = args.workers.max(1);
     let opts = super::options(args)?;
-    let spec = OutputSpec::parse(&args.output);
+    let mut spec = OutputSpec::parse(&args.output);
+    if let (OutputSpec::Sink(s), Some(name)) = (&mut spec, &opts.sensor_name) {
+        s.set_sensor_name(name); // the syslog HOSTNAME
+    }
+    // Bound before the privileges go, so any port will do.
+    let metrics = args.metrics_listen.as_deref().map(super::metrics::MetricsServer::start).transpose()?;
     let rotation = Rotation { size: args.rotate_size, interval: args.rotate_interval, keep: args.rotate_keep };
     if rotation != Rotation::default() && !matches!(spec, OutputSpec::File(_)) {
         anyhow::bail!("--rotate-* apply to a file output only");
@@ -439,6 +444,10 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
             sf.save(reporter.enricher.as_ref(), reporter.profile());
             last_state = Instant::now();
         }
+        if let Some(m) = metrics.as_ref().filter(|m| m.due()) {
+            let (st, rings) = engine_stats(&published, &reporter, &limits);
+            m.publish(&super::metrics::stats_body(&st, &super::with_state(live_stats(rings, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref())));
+        }
 
         let usr1 = signals.usr1.swap(false, Relaxed);
         if usr1 {
@@ -488,6 +497,9 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     }
     let (st, rings) = engine_stats(&published, &reporter, &limits);
     let ls = super::with_state(live_stats(rings, &out, &feeds, true, reloads, reload_errors, sig), state.as_ref());
+    if let Some(m) = &metrics {
+        m.publish(&super::metrics::stats_body(&st, &ls));
+    }
     let stats = super::write_stats_of(&st, &ls, &mut out, ocsf);
     out.finish(Duration::from_secs(5));
     let o = out.stats();

@@ -31,11 +31,15 @@
 //!   the middle of is dropped (counted) and the rest wait for the next
 //!   connection, tried at most once a second. At the end,
 //!   [`Output::finish`] waits a bounded time for the reader.
+//! - **network sinks** (`redis://…`, `syslog+udp://…`, `syslog+tcp://…`):
+//!   each line goes to a bounded queue that a shipper thread empties
+//!   ([`crate::sinks`]); overflow and end-of-run leftovers are counted.
 
 pub mod eve;
 pub mod fingerprints;
 pub mod flow_end;
 pub mod ocsf;
+pub mod sinks;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -58,6 +62,10 @@ pub enum OutputSpec {
     File(PathBuf),
     /// Connect to a listening Unix stream socket at this path.
     Unix(PathBuf),
+    /// A network sink (Redis, syslog); see [`crate::sinks`].
+    Sink(crate::sinks::SinkSpec),
+    /// A sink URL that does not parse: [`Output::open`] reports why.
+    Invalid(String),
 }
 
 impl OutputSpec {
@@ -65,6 +73,8 @@ impl OutputSpec {
     pub fn parse(s: &str) -> OutputSpec {
         if s == "-" {
             OutputSpec::Stdout
+        } else if let Some(r) = crate::sinks::SinkSpec::parse(s).transpose() {
+            r.map_or_else(|e| OutputSpec::Invalid(format!("{s}: {e}")), OutputSpec::Sink)
         } else if let Some(p) = s.strip_prefix("unix:") {
             OutputSpec::Unix(PathBuf::from(p))
         } else {
@@ -102,8 +112,23 @@ pub struct OutputStats {
     /// Socket connections made (the first included) and lost.
     pub connects: u64,
     pub disconnects: u64,
-    /// Bytes waiting for the socket reader now.
+    /// Bytes waiting for the socket reader (or a sink's server) now.
     pub pending_bytes: u64,
+    /// Network sinks: lines waiting in the queue now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_lines: Option<u64>,
+    /// Network sinks: lines dropped because the queue was full (part of `lines_dropped`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_dropped: Option<u64>,
+    /// Syslog over UDP: lines cut to the message size limit (still written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<u64>,
+    /// Network sinks: batches sent again after a reconnect (their lines may arrive twice).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resent_batches: Option<u64>,
+    /// Network sinks: the last error (connection, error reply), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// A line-preserving, never-failing writer; see the module documentation.
@@ -118,6 +143,7 @@ enum Target {
     Stdout(io::Stdout),
     File(FileTarget),
     Unix(SocketTarget),
+    Sink(crate::sinks::Sink),
     /// Tests: every whole line lands here.
     Memory(Vec<u8>),
 }
@@ -137,6 +163,12 @@ impl Output {
                 }
                 (Target::Unix(SocketTarget::new(p.clone())), "unix")
             }
+            OutputSpec::Sink(s) => {
+                let sink = crate::sinks::Sink::start(s).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", s.text)))?;
+                let kind = sink.kind();
+                (Target::Sink(sink), kind)
+            }
+            OutputSpec::Invalid(e) => return Err(io::Error::new(io::ErrorKind::InvalidInput, e.clone())),
         };
         let mut out = Output { target, buf: Vec::with_capacity(FLUSH_AT + 64 * 1024), stats: OutputStats { kind, ..Default::default() }, closed: false };
         if let Target::Unix(s) = &mut out.target {
@@ -167,6 +199,9 @@ impl Output {
         let mut s = self.stats.clone();
         if let Target::Unix(t) = &self.target {
             s.pending_bytes = t.pending.len() as u64;
+        }
+        if let Target::Sink(k) = &self.target {
+            crate::sinks::fill_stats(k, &mut s);
         }
         s
     }
@@ -210,6 +245,7 @@ impl Output {
                 s.queue(chunk, st);
                 s.pump(st);
             }
+            Target::Sink(k) => chunk.split(|&b| b == b'\n').take(lines as usize).for_each(|l| k.push(l)),
         }
         self.buf.drain(..end);
     }
@@ -275,6 +311,7 @@ impl Output {
                     s.pending.clear();
                 }
             }
+            Target::Sink(k) => k.finish(wait),
             _ => {}
         }
     }

@@ -1,0 +1,585 @@
+//! `pinwatch live --metrics-listen`: scraped during a real capture on a veth
+//! pair in two network namespaces (`pwfleet-m-*`), with curl talking TLS to
+//! openssl s_server across it. The page is checked by a strict parser of
+//! the Prometheus text exposition format written here, and by
+//! `promtool check metrics` when it is installed (Debian: prometheus), and
+//! its values against the `stats` record the same process writes.
+//!
+//! Needs root, `ip`, `openssl`, `curl`. When they are missing the test
+//! prints `SKIPPED: <reason>` and passes, unless `PINWATCH_LIVE_REQUIRED=1`
+//! (set by `.ci/run`), which makes it fail.
+//!
+//! Run: `cargo test -p pinwatch-tests --features live --test metrics`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pinwatch-live");
+
+fn unavailable(reason: &str) {
+    if std::env::var("PINWATCH_LIVE_REQUIRED").is_ok_and(|v| v == "1") {
+        panic!("metrics test required (PINWATCH_LIVE_REQUIRED=1) but cannot run: {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+}
+
+fn sh(args: &[&str]) -> std::process::Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn must(args: &[&str]) {
+    let o = sh(args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+struct Lab {
+    ns_c: String,
+    ns_s: String,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in [&self.ns_c, &self.ns_s] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Lab {
+    fn spawn(&mut self, ns: &str, args: &[&str], log: &str) -> u32 {
+        let err = std::fs::File::create(self.dir.join(format!("{log}.err"))).expect("log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    fn in_c(&self, args: &[&str]) -> std::process::Output {
+        let mut v = vec!["ip", "netns", "exec", &self.ns_c];
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+}
+
+/// One sample of a scrape.
+#[derive(Debug)]
+struct Sample {
+    family: String,
+    value: f64,
+}
+
+/// A strict reader of the text exposition format 0.0.4: every line is a
+/// HELP, a TYPE or a sample; names and label names are valid; label values
+/// use only the three escapes; each family has at most one HELP and one
+/// TYPE, given before its samples, and its samples are contiguous; no
+/// series twice; counters are never negative. Series key: `name{l="v",…}`
+/// with the labels sorted.
+fn parse_exposition(text: &str) -> Result<BTreeMap<String, Sample>, String> {
+    fn name_ok(n: &str, colon: bool) -> bool {
+        let mut cs = n.chars();
+        matches!(cs.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'))
+            && cs.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
+    }
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut helps: BTreeSet<String> = BTreeSet::new();
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut current: Option<String> = None;
+    let mut out = BTreeMap::new();
+    if !text.ends_with('\n') {
+        return Err("the page must end with a newline".into());
+    }
+    for (i, line) in text.lines().enumerate() {
+        let at = |m: &str| format!("line {}: {m}: {line}", i + 1);
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (kw, name, tail) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+                parts.next(),
+            );
+            match kw {
+                "HELP" | "TYPE" => {
+                    if !name_ok(name, true) {
+                        return Err(at("bad metric name"));
+                    }
+                    if done.contains(name) || out.values().any(|s: &Sample| s.family == name) {
+                        return Err(at("HELP/TYPE after the family's samples"));
+                    }
+                    if kw == "TYPE" {
+                        let t = tail.ok_or_else(|| at("TYPE without a type"))?;
+                        if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&t) {
+                            return Err(at("unknown type"));
+                        }
+                        if types.insert(name.to_string(), t.to_string()).is_some() {
+                            return Err(at("second TYPE"));
+                        }
+                    } else if !helps.insert(name.to_string()) {
+                        return Err(at("second HELP"));
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // name[{labels}] value [timestamp]
+        let name_end = line.find(['{', ' ']).ok_or_else(|| at("no value"))?;
+        let name = &line[..name_end];
+        if !name_ok(name, true) {
+            return Err(at("bad metric name"));
+        }
+        let mut rest = &line[name_end..];
+        let mut labels = Vec::new();
+        if let Some(r) = rest.strip_prefix('{') {
+            let mut r = r;
+            loop {
+                if let Some(after) = r.strip_prefix('}') {
+                    r = after;
+                    break;
+                }
+                let eq = r.find('=').ok_or_else(|| at("label without ="))?;
+                let lname = &r[..eq];
+                if !name_ok(lname, false) {
+                    return Err(at("bad label name"));
+                }
+                let mut chars = r[eq + 1..].char_indices();
+                if chars.next().map(|c| c.1) != Some('"') {
+                    return Err(at("label value not quoted"));
+                }
+                let mut val = String::new();
+                let mut end = None;
+                while let Some((j, c)) = chars.next() {
+                    match c {
+                        '\\' => match chars.next().map(|c| c.1) {
+                            Some('\\') => val.push('\\'),
+                            Some('"') => val.push('"'),
+                            Some('n') => val.push('\n'),
+                            _ => return Err(at("bad escape")),
+                        },
+                        '"' => {
+                            end = Some(eq + 1 + j + 1);
+                            break;
+                        }
+                        '\n' => return Err(at("newline in label value")),
+                        c => val.push(c),
+                    }
+                }
+                let end = end.ok_or_else(|| at("unterminated label value"))?;
+                labels.push((lname.to_string(), val));
+                r = &r[end..];
+                if let Some(after) = r.strip_prefix(',') {
+                    r = after;
+                }
+            }
+            rest = r;
+        }
+        let mut fields = rest.split(' ').filter(|f| !f.is_empty());
+        let v = fields.next().ok_or_else(|| at("no value"))?;
+        let value: f64 = match v {
+            "NaN" => f64::NAN,
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            _ => v.parse().map_err(|_| at("value is not a number"))?,
+        };
+        if let Some(ts) = fields.next() {
+            ts.parse::<i64>().map_err(|_| at("bad timestamp"))?;
+        }
+        if fields.next().is_some() {
+            return Err(at("trailing fields"));
+        }
+        let family = name.to_string();
+        if current.as_deref() != Some(&family) {
+            if done.contains(&family) {
+                return Err(at("samples of one family are not together"));
+            }
+            if let Some(c) = current.take() {
+                done.insert(c);
+            }
+            current = Some(family.clone());
+        }
+        if types.get(&family).is_some_and(|t| t == "counter") && value < 0.0 {
+            return Err(at("negative counter"));
+        }
+        labels.sort();
+        let key = if labels.is_empty() {
+            family.clone()
+        } else {
+            format!(
+                "{family}{{{}}}",
+                labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{v}\""))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        };
+        if out.insert(key, Sample { family, value }).is_some() {
+            return Err(at("series given twice"));
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn the_parser_is_strict() {
+    assert!(parse_exposition("# TYPE a counter\na 1\n").is_ok());
+    assert!(parse_exposition("a{x=\"1\",y=\"q\\\"\"} 2.5\na{x=\"2\"} NaN\n").is_ok());
+    for bad in [
+        "a 1",
+        "1a 1\n",
+        "a{x=1} 1\n",
+        "a{x=\"1\"} one\n",
+        "a 1\nb 1\na 2\n",
+        "a 1\na 1\n",
+        "# TYPE a counter\na -1\n",
+        "a 1\n# TYPE a counter\n",
+        "# TYPE a foo\na 1\n",
+        "a{x=\"\\t\"} 1\n",
+    ] {
+        assert!(parse_exposition(bad).is_err(), "accepted {bad:?}");
+    }
+}
+
+#[test]
+fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
+    if sh(&["id", "-u"]).stdout != b"0\n" {
+        return unavailable("not root (network namespaces and packet capture need root)");
+    }
+    for t in ["ip", "openssl", "curl"] {
+        if !have(t) {
+            return unavailable(&format!("{t} not installed"));
+        }
+    }
+    let id = std::process::id();
+    let (ns_c, ns_s) = (format!("pwfleet-m{id}c"), format!("pwfleet-m{id}s"));
+    if !Command::new("ip")
+        .args(["netns", "add", &ns_c])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return unavailable("cannot create a network namespace");
+    }
+    let dir = std::env::temp_dir().join(format!("pinwatch-metrics-{id}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut lab = Lab {
+        ns_c: ns_c.clone(),
+        ns_s: ns_s.clone(),
+        dir: dir.clone(),
+        children: Vec::new(),
+    };
+    must(&["ip", "netns", "add", &ns_s]);
+    must(&[
+        "ip",
+        "-n",
+        &ns_c,
+        "link",
+        "add",
+        "pwfleetm0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "pwfleetm1",
+        "netns",
+        &ns_s,
+    ]);
+    for (ns, dev, ip) in [
+        (&ns_c, "pwfleetm0", "10.97.0.1/24"),
+        (&ns_s, "pwfleetm1", "10.97.0.2/24"),
+    ] {
+        must(&["ip", "-n", ns, "addr", "add", ip, "dev", dev]);
+        must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        let _ = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+        ]);
+        must(&["ip", "-n", ns, "link", "set", dev, "up"]);
+    }
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    must(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=metrics.test",
+        "-keyout",
+        &p("k.pem"),
+        "-out",
+        &p("c.pem"),
+    ]);
+    let port = "44433";
+    lab.spawn(
+        &ns_s,
+        &[
+            "openssl",
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            port,
+            "-key",
+            &p("k.pem"),
+            "-cert",
+            &p("c.pem"),
+        ],
+        "s_server",
+    );
+    let mport = "49425";
+    let eve = dir.join("eve.json");
+    let pid = lab.spawn(
+        &ns_c,
+        &[
+            BIN,
+            "-i",
+            "pwfleetm0",
+            "-o",
+            &p("eve.json"),
+            "--stats-interval",
+            "0",
+            "--sensor-name",
+            "metrics-test",
+            "--metrics-listen",
+            &format!("127.0.0.1:{mport}"),
+        ],
+        "pinwatch",
+    );
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(dir.join("pinwatch.err"))
+        .unwrap_or_default()
+        .contains("capturing on")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "pinwatch did not start: {}",
+            std::fs::read_to_string(dir.join("pinwatch.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let scrape = || {
+        let o = lab.in_c(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "-D",
+            &p("headers.txt"),
+            &format!("http://127.0.0.1:{mport}/metrics"),
+        ]);
+        assert!(
+            o.status.success(),
+            "scrape: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).expect("utf-8 page")
+    };
+    // Before any traffic the page is there (maybe still empty) and well formed.
+    std::thread::sleep(Duration::from_millis(1200));
+    let first = parse_exposition(&scrape()).unwrap_or_else(|e| panic!("{e}"));
+    let headers = std::fs::read_to_string(dir.join("headers.txt")).unwrap_or_default();
+    assert!(
+        headers.starts_with("HTTP/1.1 200") && headers.contains("text/plain; version=0.0.4"),
+        "{headers}"
+    );
+
+    let n = 4;
+    for i in 0..n {
+        let sni = format!("m{i}.metrics.test");
+        let o = lab.in_c(&[
+            "curl",
+            "-sk",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "5",
+            "--resolve",
+            &format!("{sni}:{port}:10.97.0.2"),
+            &format!("https://{sni}:{port}/"),
+        ]);
+        assert!(o.status.success(), "curl {sni}");
+    }
+    // The sessions end (FIN), their records are written, the page is republished.
+    let t0 = Instant::now();
+    let tls_in_file = || {
+        std::fs::read_to_string(&eve)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"event_type\":\"tls\""))
+            .count()
+    };
+    while tls_in_file() < n {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{} tls records after 20 s",
+            tls_in_file()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let page = scrape();
+    std::fs::write(dir.join("metrics.txt"), &page).expect("save page");
+    let m = parse_exposition(&page).unwrap_or_else(|e| panic!("{e}\n{page}"));
+    let get = |k: &str| {
+        m.get(k)
+            .map(|s| s.value)
+            .unwrap_or_else(|| panic!("no series {k} in\n{page}"))
+    };
+    assert_eq!(
+        get("pinwatch_records_total{event_type=\"tls\"}"),
+        tls_in_file() as f64
+    );
+    assert!(
+        get("pinwatch_live_interfaces_received_total{interface=\"pwfleetm0\"}") >= (n * 8) as f64,
+        "a TLS session is ≥ 8 packets"
+    );
+    assert_eq!(
+        get("pinwatch_live_interfaces_dropped_total{interface=\"pwfleetm0\"}"),
+        0.0
+    );
+    assert!(get("pinwatch_live_output_lines_written_total{kind=\"file\"}") >= n as f64);
+    assert!(get("pinwatch_live_uptime_seconds") > 0.0);
+    assert!(m.contains_key("pinwatch_live_output_lines_dropped_total{kind=\"file\"}"));
+    assert!(
+        m.keys().any(|k| k.starts_with("pinwatch_flow_")),
+        "flow table counters"
+    );
+    assert!(
+        m.len() > first.len().max(10),
+        "the page grew with the run: {} series",
+        m.len()
+    );
+    let types: BTreeSet<&str> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .collect();
+    assert!(
+        types.contains("pinwatch_records_total counter")
+            && types.contains("pinwatch_live_uptime_seconds gauge"),
+        "types"
+    );
+
+    if have("promtool") {
+        let mut c = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool");
+        use std::io::Write;
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(page.as_bytes())
+            .expect("write");
+        let o = c.wait_with_output().expect("promtool");
+        assert!(
+            o.status.success(),
+            "promtool check metrics:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    } else {
+        eprintln!("promtool not installed: the page was checked by this test's parser only");
+    }
+
+    // The same counters as the stats record (SIGUSR1 writes one now; no
+    // traffic since the scrape).
+    must(&["kill", "-USR1", &pid.to_string()]);
+    let t0 = Instant::now();
+    let stats = loop {
+        let found = std::fs::read_to_string(&eve)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["event_type"] == "stats");
+        if let Some(s) = found {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no stats record after SIGUSR1"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let s = &stats["stats"];
+    assert_eq!(
+        get("pinwatch_tls_records_logged_total"),
+        s["tls_records_logged"]
+            .as_f64()
+            .expect("tls_records_logged")
+    );
+    assert_eq!(
+        get("pinwatch_alerts_logged_total"),
+        s["alerts_logged"].as_f64().expect("alerts_logged")
+    );
+    assert_eq!(
+        get("pinwatch_live_interfaces_dropped_total{interface=\"pwfleetm0\"}"),
+        s["live"]["interfaces"][0]["dropped"]
+            .as_f64()
+            .expect("dropped")
+    );
+    for (k, v) in s["flow"].as_object().expect("flow stats") {
+        if let Some(x) = v.as_f64() {
+            let (a, b) = (
+                format!("pinwatch_flow_{k}"),
+                format!("pinwatch_flow_{k}_total"),
+            );
+            let got = m
+                .get(&a)
+                .or_else(|| m.get(&b))
+                .unwrap_or_else(|| panic!("flow.{k} not exported"));
+            assert_eq!(got.value, x, "flow.{k}");
+        }
+    }
+    must(&["kill", "-TERM", &pid.to_string()]);
+    drop(lab);
+}
