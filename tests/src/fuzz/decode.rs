@@ -25,9 +25,14 @@ fn be16(v: u16) -> [u8; 2] {
 /// An IPv4 header (no options, checksum computed) around `payload`.
 fn ipv4(proto: u8, payload: &[u8]) -> Vec<u8> {
     let total = (20 + payload.len()) as u16;
-    let mut h = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2];
+    let mut h = vec![
+        0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
+    ];
     h[2..4].copy_from_slice(&be16(total));
-    let mut sum: u32 = h.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -82,10 +87,16 @@ impl Target for Decode {
         "decode"
     }
     fn seeds(&self) -> Vec<Vec<u8>> {
-        super::seeds::material().frames.iter().map(|(lt, f)| make_case(*lt, if *lt == linktype::ETHERNET { f } else { &[] }, f)).collect()
+        super::seeds::material()
+            .frames
+            .iter()
+            .map(|(lt, f)| make_case(*lt, if *lt == linktype::ETHERNET { f } else { &[] }, f))
+            .collect()
     }
     fn mutate(&self, seed: &[u8], _all: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
-        let Some((lt, _, frame)) = parse_case(seed) else { return seed.to_vec() };
+        let Some((lt, _, frame)) = parse_case(seed) else {
+            return seed.to_vec();
+        };
         let (mut lt, mut f) = (lt, frame.to_vec());
         if lt != linktype::ETHERNET || rng.chance(4) {
             havoc(&mut f, rng);
@@ -97,7 +108,9 @@ impl Target for Decode {
         let oracle = f.clone();
         let mut tunnels = 0;
         for _ in 0..1 + rng.below(3) {
-            let Some((et, pl)) = split_ether(&f) else { break };
+            let Some((et, pl)) = split_ether(&f) else {
+                break;
+            };
             let (et, pl) = (et, pl.to_vec());
             // Three tags in one Ethernet header at most (as Suricata): past
             // that the frame is not decoded, so do not go there.
@@ -182,11 +195,23 @@ impl Target for Decode {
             }
         }
         // The oracle's own tunnels count towards MAX_TUNNEL_DEPTH too.
-        let inner = decode(linktype::ETHERNET, &oracle).map(|d| d.tunnel.is_some()).unwrap_or(true);
-        make_case(lt, if tunnels <= 3 && (!inner || tunnels <= 1) { &oracle } else { &[] }, &f)
+        let inner = decode(linktype::ETHERNET, &oracle)
+            .map(|d| d.tunnel.is_some())
+            .unwrap_or(true);
+        make_case(
+            lt,
+            if tunnels <= 3 && (!inner || tunnels <= 1) {
+                &oracle
+            } else {
+                &[]
+            },
+            &f,
+        )
     }
     fn check(&self, case: &[u8]) -> Result<(), String> {
-        let Some((lt, oracle, frame)) = parse_case(case) else { return Ok(()) };
+        let Some((lt, oracle, frame)) = parse_case(case) else {
+            return Ok(());
+        };
         let (d, peak) = measure(|| decode(lt, frame));
         if peak > 0 {
             return Err(format!("decode allocated {peak} bytes"));
@@ -201,12 +226,35 @@ impl Target for Decode {
             return Ok(());
         }
         // The oracle frame decodes on its own; the wrapped one must say the same.
-        let Ok(want) = decode(linktype::ETHERNET, oracle) else { return Ok(()) };
-        let got = d.map_err(|e| format!("oracle frame decodes, wrapped one does not: {}", e.reason()))?;
-        let a = (want.src, want.dst, want.sport, want.dport, want.proto, want.payload, want.tcp);
-        let b = (got.src, got.dst, got.sport, got.dport, got.proto, got.payload, got.tcp);
+        let Ok(want) = decode(linktype::ETHERNET, oracle) else {
+            return Ok(());
+        };
+        let got =
+            d.map_err(|e| format!("oracle frame decodes, wrapped one does not: {}", e.reason()))?;
+        let a = (
+            want.src,
+            want.dst,
+            want.sport,
+            want.dport,
+            want.proto,
+            want.payload,
+            want.tcp,
+        );
+        let b = (
+            got.src,
+            got.dst,
+            got.sport,
+            got.dport,
+            got.proto,
+            got.payload,
+            got.tcp,
+        );
         if a != b {
-            return Err(format!("wrapped frame decodes differently: {:?} vs {:?}", (b.0, b.1, b.2, b.3, b.4, b.5.len()), (a.0, a.1, a.2, a.3, a.4, a.5.len())));
+            return Err(format!(
+                "wrapped frame decodes differently: {:?} vs {:?}",
+                (b.0, b.1, b.2, b.3, b.4, b.5.len()),
+                (a.0, a.1, a.2, a.3, a.4, a.5.len())
+            ));
         }
         Ok(())
     }

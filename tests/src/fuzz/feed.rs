@@ -34,7 +34,11 @@ pub struct Feed {
 
 impl Default for Feed {
     fn default() -> Self {
-        Feed { work: super::temp_path("feed.jsonl"), replay_every: 4, n: std::cell::Cell::new(0) }
+        Feed {
+            work: super::temp_path("feed.jsonl"),
+            replay_every: 4,
+            n: std::cell::Cell::new(0),
+        }
     }
 }
 
@@ -53,9 +57,32 @@ fn wild(rng: &mut Rng) -> Value {
         4 => serde_json::json!(u64::MAX),
         5 => serde_json::from_str("1e400").unwrap_or(Value::Null),
         6 => serde_json::json!(-1),
-        7 => Value::String(["9999-12-31T23:59:59.999999999Z", "0000-01-01T00:00:00Z", "1677-09-21T00:12:43Z", "2262-04-11T23:47:17Z", "2026-02-30T25:61:61Z", "2026-01-01T00:00:00+23:59", "2026-01-01T00:00:00-99:99", "2026-01-01T00:00:00.0000000000000000001Z"][rng.below(8)].to_string()),
+        7 => Value::String(
+            [
+                "9999-12-31T23:59:59.999999999Z",
+                "0000-01-01T00:00:00Z",
+                "1677-09-21T00:12:43Z",
+                "2262-04-11T23:47:17Z",
+                "2026-02-30T25:61:61Z",
+                "2026-01-01T00:00:00+23:59",
+                "2026-01-01T00:00:00-99:99",
+                "2026-01-01T00:00:00.0000000000000000001Z",
+            ][rng.below(8)]
+            .to_string(),
+        ),
         8 => Value::String("x".repeat(1 + rng.below(70_000))),
-        9 => Value::String(["10.77.1.2", "::", "::ffff:10.77.1.2", "255.255.255.255", "300.1.1.1", "10.77.1.2/0", ""][rng.below(7)].to_string()),
+        9 => Value::String(
+            [
+                "10.77.1.2",
+                "::",
+                "::ffff:10.77.1.2",
+                "255.255.255.255",
+                "300.1.1.1",
+                "10.77.1.2/0",
+                "",
+            ][rng.below(7)]
+            .to_string(),
+        ),
         10 => Value::String("\u{0}\u{fffd}\u{202e}é".into()),
         11 => serde_json::json!([]),
         12 => serde_json::json!({}),
@@ -93,7 +120,11 @@ impl Target for Feed {
     }
     fn seeds(&self) -> Vec<Vec<u8>> {
         let root = crate::corpus::workspace_root();
-        super::files_in(&root.join("pcaps")).into_iter().filter(|p| p.to_string_lossy().ends_with(".jsonl")).filter_map(|p| std::fs::read(p).ok()).collect()
+        super::files_in(&root.join("pcaps"))
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".jsonl"))
+            .filter_map(|p| std::fs::read(p).ok())
+            .collect()
     }
     fn mutate(&self, seed: &[u8], all: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
         let text = String::from_utf8_lossy(seed);
@@ -129,7 +160,9 @@ impl Target for Feed {
                 }
             }
         }
-        let mut b = lines.join(if rng.chance(8) { "\r\n" } else { "\n" }).into_bytes();
+        let mut b = lines
+            .join(if rng.chance(8) { "\r\n" } else { "\n" })
+            .into_bytes();
         if rng.chance(2) {
             b.push(b'\n');
         }
@@ -157,10 +190,16 @@ impl Target for Feed {
         });
         let (res, lines, report) = r;
         res?;
-        let longest = case.split(|&b| b == b'\n').map(<[u8]>::len).max().unwrap_or(0) as u64;
+        let longest = case
+            .split(|&b| b == b'\n')
+            .map(<[u8]>::len)
+            .max()
+            .unwrap_or(0) as u64;
         let cap = (64 << 10) + 16 * longest + (256 << 10);
         if peak > cap {
-            return Err(format!("heap peak {peak} B > {cap} B (longest line {longest} B)"));
+            return Err(format!(
+                "heap peak {peak} B > {cap} B (longest line {longest} B)"
+            ));
         }
         if report.problems.len() > DEFAULT_MAX_PROBLEMS {
             return Err(format!("{} problems kept", report.problems.len()));
@@ -172,7 +211,11 @@ impl Target for Feed {
             let one = self.replay(1)?;
             let two = self.replay(2)?;
             if one != two {
-                return Err(format!("1 thread != 2 threads: {} vs {} records", one.len(), two.len()));
+                return Err(format!(
+                    "1 thread != 2 threads: {} vs {} records",
+                    one.len(),
+                    two.len()
+                ));
             }
         }
         Ok(())
@@ -182,15 +225,30 @@ impl Target for Feed {
 impl Feed {
     fn replay(&self, threads: usize) -> Result<Vec<String>, String> {
         let root = crate::corpus::workspace_root();
-        let opts = Options { progress: false, stats: true, threads, feeds: vec![self.work.clone()], ..Options::default() };
+        let opts = Options {
+            progress: false,
+            stats: true,
+            threads,
+            feeds: vec![self.work.clone()],
+            ..Options::default()
+        };
         let mut out = Vec::new();
-        if let Err(e) = replay(&[Input::File(root.join("pcaps/testbed-fallback.pcap"))], &opts, &mut out) {
+        if let Err(e) = replay(
+            &[Input::File(root.join("pcaps/testbed-fallback.pcap"))],
+            &opts,
+            &mut out,
+        ) {
             return Ok(vec![format!("error: {e:#}")]);
         }
         let text = std::str::from_utf8(&out).map_err(|e| format!("output not UTF-8: {e}"))?;
         let mut v = Vec::new();
         for line in text.lines() {
-            let j: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON line ({e}): {}", line.chars().take(200).collect::<String>()))?;
+            let j: Value = serde_json::from_str(line).map_err(|e| {
+                format!(
+                    "invalid JSON line ({e}): {}",
+                    line.chars().take(200).collect::<String>()
+                )
+            })?;
             if !j.is_object() {
                 return Err("a line is not an object".into());
             }

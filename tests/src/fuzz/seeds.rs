@@ -68,8 +68,13 @@ fn load() -> Material {
     let mut m = Material::default();
     let lim = Limits::default();
     for path in capture_paths() {
-        let Ok(f) = CaptureFile::open(&path) else { continue };
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let Ok(f) = CaptureFile::open(&path) else {
+            continue;
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if f.len() <= MAX_SEED_FILE {
             if let Ok(b) = std::fs::read(&path) {
                 m.files.push((name, b));
@@ -79,8 +84,16 @@ fn load() -> Material {
         let mut frames_here = 0;
         for p in f.packets().take(200_000) {
             let Ok(p) = p else { break };
-            let Ok(d) = decode(p.linktype, p.data) else { continue };
-            if frames_here < 64 && (frames_here < 8 || d.tunnel.is_some() || !d.vlans.is_empty() || p.linktype != linktype::ETHERNET || !d.payload.is_empty()) {
+            let Ok(d) = decode(p.linktype, p.data) else {
+                continue;
+            };
+            if frames_here < 64
+                && (frames_here < 8
+                    || d.tunnel.is_some()
+                    || !d.vlans.is_empty()
+                    || p.linktype != linktype::ETHERNET
+                    || !d.payload.is_empty())
+            {
                 frames_here += 1;
                 m.frames.push((p.linktype, p.data.to_vec()));
             }
@@ -120,7 +133,10 @@ fn load() -> Material {
     }
     // ClientHellos and certificates out of the streams.
     for (cb, sb) in &m.streams {
-        if let Some(len) = cb.get(6..9).map(|l| usize::from(l[0]) << 16 | usize::from(l[1]) << 8 | usize::from(l[2])) {
+        if let Some(len) = cb
+            .get(6..9)
+            .map(|l| usize::from(l[0]) << 16 | usize::from(l[1]) << 8 | usize::from(l[2]))
+        {
             let rec = usize::from(cb[3]) << 8 | usize::from(cb[4]);
             if 4 + len <= rec && 5 + rec <= cb.len() {
                 m.client_hellos.push(cb[5..9 + len].to_vec());
