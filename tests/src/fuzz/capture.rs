@@ -346,7 +346,7 @@ impl Target for Capture {
         if iter_peak > iter_cap {
             return Err(format!("iterate: heap peak {iter_peak} B > {iter_cap} B"));
         }
-        if self.replay_every > 0 && n % self.replay_every == 0 && plain <= 1 << 20 {
+        if self.replay_every > 0 && n.is_multiple_of(self.replay_every) && plain <= 1 << 20 {
             std::fs::write(&self.work, case).map_err(|e| format!("write case: {e}"))?;
             let one = replay_records(&self.work, 1)?;
             let two = replay_records(&self.work, 2)?;

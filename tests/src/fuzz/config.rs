@@ -198,7 +198,7 @@ impl Target for ConfigTarget {
         };
         let n = self.n.get() + 1;
         self.n.set(n);
-        if self.replay_every > 0 && n % self.replay_every == 0 {
+        if self.replay_every > 0 && n.is_multiple_of(self.replay_every) {
             let one = self.replay(&cfg, 1)?;
             let two = self.replay(&cfg, 2)?;
             if one != two {

@@ -117,7 +117,7 @@ impl Target for Decode {
             let room = 3usize.saturating_sub(tags(&f));
             f = match rng.below(7) {
                 0 if room >= 1 => {
-                    let mut t = be16(0x2000 | rng.below(4095) as u16 + 1).to_vec();
+                    let mut t = be16(0x2000 | (rng.below(4095) as u16 + 1)).to_vec();
                     t.extend(be16(et));
                     t.extend(&pl);
                     ether(0x8100, &t)

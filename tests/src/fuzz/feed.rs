@@ -207,7 +207,7 @@ impl Target for Feed {
         if report.lines != lines {
             return Err(format!("{lines} lines delivered, {} counted", report.lines));
         }
-        if self.replay_every > 0 && n % self.replay_every == 0 {
+        if self.replay_every > 0 && n.is_multiple_of(self.replay_every) {
             let one = self.replay(1)?;
             let two = self.replay(2)?;
             if one != two {
