@@ -323,11 +323,18 @@ struct LineError {
     detail: String,
 }
 
+/// Longest problem detail kept, in characters: a parser's message may
+/// quote a value whole (serde quotes a mistyped string), and a line may be
+/// 4 MiB, so 64 kept problems could otherwise hold 256 MiB.
+pub const MAX_DETAIL_CHARS: usize = 256;
+
 fn err(kind: ProblemKind, detail: impl Into<String>) -> LineError {
-    LineError {
-        kind,
-        detail: detail.into(),
+    let mut detail = detail.into();
+    if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL_CHARS) {
+        detail.truncate(cut);
+        detail.push('…');
     }
+    LineError { kind, detail }
 }
 
 impl FeedReader {
@@ -772,5 +779,19 @@ mod tests {
             let _ = r.push_line(&s, 1);
             let _ = parse_rfc3339_ns(&s);
         }
+    }
+
+    #[test]
+    fn a_problem_detail_does_not_quote_a_long_value_whole() {
+        // Found by the `feed` fuzz target: serde's message quoted a
+        // mistyped string whole, so each of the 64 kept problems could hold
+        // a whole line.
+        let long = "x".repeat(100_000);
+        let line = format!(r#"{{"schema_version":1,"event_type":"ip_binding","event_time":"2026-01-01T00:00:00Z","observed_time":"2026-01-01T00:00:00Z","device":{{"id":"d"}},"action":"{long}","ip":"10.0.0.1","network":{{"kind":"wifi","context":"c"}}}}"#);
+        let mut r = FeedReader::default();
+        assert!(r.push_line(&line, 1).is_none(), "an unknown action is a bad line");
+        let p = &r.report().problems[0];
+        assert!(p.detail.chars().count() <= MAX_DETAIL_CHARS + 1, "{} chars", p.detail.chars().count());
+        assert!(p.detail.ends_with('…'), "{}", p.detail);
     }
 }

@@ -308,7 +308,7 @@ fn link(linktype: u32, data: &[u8]) -> Result<(Layer, &[u8]), Skip> {
 fn sll_payload(proto: u16, rest: &[u8]) -> Result<(Layer, &[u8]), Skip> {
     match proto {
         // ARPHRD_ETHER-less frames carry an EtherType; 0x0004 is 802.2 LLC.
-        0x0800 | 0x86dd | 0x8100 | 0x88a8 | 0x9100 | 0x8864 => Ok((Layer::EtherType(proto), rest)),
+        0x0800 | 0x86dd | 0x8100 | 0x88a8 | 0x9100 | 0x8864 | CISCO_METADATA => Ok((Layer::EtherType(proto), rest)),
         _ => Err(Skip::NotIp),
     }
 }
@@ -361,6 +361,16 @@ fn pppoe_session(layer: Layer, data: &[u8]) -> Option<(Vlans, &[u8])> {
     Some((ids, &body[..len.min(body.len())]))
 }
 
+/// EtherType of Cisco MetaData (TrustSec SGT tag).
+const CISCO_METADATA: u16 = 0x8909;
+
+/// Step over a Cisco MetaData header (`data` starts after its EtherType):
+/// version, length, option type, SGT, then the real EtherType.
+fn step_cisco_metadata(data: &[u8]) -> Result<(u16, &[u8]), Skip> {
+    let inner = be16(data, 6).ok_or(Skip::LinkTruncated)?;
+    Ok((inner, data.get(8..).ok_or(Skip::LinkTruncated)?))
+}
+
 fn be16(d: &[u8], at: usize) -> Option<u16> {
     let b = d.get(at..at + 2)?;
     Some(u16::from_be_bytes([b[0], b[1]]))
@@ -408,12 +418,16 @@ fn decode_layer(
         // Cisco MetaData (TrustSec SGT tag, EtherType 0x8909): version,
         // length, option type, SGT, then the real EtherType. etherparse does
         // not know it, so step over it here.
-        Layer::Ethernet if be16(data, 12) == Some(0x8909) => {
-            let inner = be16(data, 20).ok_or(Skip::LinkTruncated)?;
-            let rest = data.get(22..).ok_or(Skip::LinkTruncated)?;
+        Layer::Ethernet if be16(data, 12) == Some(CISCO_METADATA) => {
+            let (inner, rest) = step_cisco_metadata(data.get(14..).ok_or(Skip::LinkTruncated)?)?;
             LaxSlicedPacket::from_ether_type(EtherType(inner), rest)
         }
         Layer::Ethernet => LaxSlicedPacket::from_ethernet(data).map_err(|_| Skip::LinkTruncated)?,
+        // Behind a Linux SLL header or inside a tunnel.
+        Layer::EtherType(CISCO_METADATA) => {
+            let (inner, rest) = step_cisco_metadata(data)?;
+            LaxSlicedPacket::from_ether_type(EtherType(inner), rest)
+        }
         Layer::EtherType(et) => LaxSlicedPacket::from_ether_type(EtherType(et), data),
         Layer::Ip => {
             // Raw IP: the version nibble decides.
@@ -430,6 +444,20 @@ fn decode_layer(
         ctx = mix(ctx, 1, u64::from(id.value()));
         vlans = vlans.push(id.value());
     }
+    // Cisco MetaData after 802.1Q tags (where Cisco puts it when a frame
+    // has both): etherparse stops at the unknown EtherType; go on past it.
+    let pkt = match pkt.ether_payload() {
+        Some(p) if pkt.net.is_none() && p.ether_type.0 == CISCO_METADATA => {
+            let (inner, rest) = step_cisco_metadata(p.payload)?;
+            let pkt = LaxSlicedPacket::from_ether_type(EtherType(inner), rest);
+            for id in pkt.vlan_ids() {
+                ctx = mix(ctx, 1, u64::from(id.value()));
+                vlans = vlans.push(id.value());
+            }
+            pkt
+        }
+        _ => pkt,
+    };
     let (src, dst, ttl, payload) = match &pkt.net {
         Some(LaxNetSlice::Ipv4(ip)) => {
             let h = ip.header();
@@ -754,6 +782,24 @@ mod tests {
         let frame = eth(0x8909, &body);
         let d = decode(linktype::ETHERNET, &frame).expect("decodes");
         assert_eq!(d.payload, b"sgt");
+    }
+
+    #[test]
+    fn cisco_metadata_after_vlan_tags_and_in_linux_sll() {
+        // Found by the `decode` fuzz target: the SGT tag was only stepped
+        // over right after the MAC addresses, so a tagged frame with a VLAN
+        // (or captured with `-i any`) was not IP at all.
+        let mut cmd = vec![0x01, 0x01, 0x00, 0x01, 0x00, 0x02, 0x08, 0x00];
+        cmd.extend(ipv4_tcp(b"sgt"));
+        let mut tagged = vec![0x00, 0x2a, 0x89, 0x09];
+        tagged.extend(&cmd);
+        let frame = eth(0x8100, &tagged);
+        let d = decode(linktype::ETHERNET, &frame).expect("vlan, then cisco metadata");
+        assert_eq!(d.payload, b"sgt");
+        assert_eq!(d.vlans.ids().collect::<Vec<_>>(), [42]);
+        let mut sll = vec![0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x89, 0x09];
+        sll.extend(&cmd);
+        assert_eq!(decode(linktype::LINUX_SLL, &sll).expect("sll, then cisco metadata").payload, b"sgt");
     }
 
     #[test]

@@ -226,7 +226,9 @@ pub enum ConfigError {
     Read { path: String, message: String },
     #[error("{path}: {message}")]
     Syntax { path: String, message: String },
-    #[error("{path}: key `{key}`: {message}")]
+    /// The value is quoted in `message`; a long one (a config file is up
+    /// to 1 MiB) is cut like a TOML error's line.
+    #[error("{path}: key `{}`: {}", clip_lines(.key, MAX_ERROR_LINE_CHARS), clip_lines(.message, MAX_ERROR_LINE_CHARS))]
     Value { path: String, key: String, message: String },
 }
 
@@ -545,5 +547,15 @@ mod tests {
         let e = Config::parse("big.toml", &text, Path::new(".")).expect_err("bad").to_string();
         assert!(e.len() < 2_000, "{} bytes of error", e.len());
         assert!(e.contains('…') && e.starts_with("big.toml"), "{e}");
+    }
+
+    #[test]
+    fn a_huge_bad_value_is_not_copied_whole_into_the_error() {
+        // Found by the `config` fuzz target (tests/regressions/config/):
+        // a value error quoted the whole value.
+        let text = format!("[networks]\nmanaged = [\"{}\"]", "a".repeat(20_000));
+        let e = Config::parse("big.toml", &text, Path::new(".")).expect_err("bad").to_string();
+        assert!(e.len() < 500, "{} bytes of error", e.len());
+        assert!(e.contains("networks.managed") && e.contains('…'), "{e}");
     }
 }

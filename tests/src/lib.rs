@@ -38,6 +38,7 @@
 pub mod compare;
 pub mod corpus;
 pub mod eve;
+pub mod fuzz;
 pub mod known;
 pub mod oracle;
 pub mod run;

@@ -206,6 +206,8 @@ pub struct ClockOut {
     pub sources: Vec<ClockSourceOut>,
     /// Sources with an estimate not listed.
     pub sources_not_shown: u64,
+    /// Observations not kept because the clock tracked its cap of sources.
+    pub sources_dropped: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -448,6 +450,7 @@ impl Enricher {
             observations: cs.observations,
             bursts: cs.bursts,
             sources_not_shown: est.len().saturating_sub(MAX_CLOCK_SOURCES_SHOWN) as u64,
+            sources_dropped: cs.sources_dropped,
             sources: est
                 .into_iter()
                 .take(MAX_CLOCK_SOURCES_SHOWN)
