@@ -8,7 +8,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 use pinwatch::capture::{CaptureFile, Merged};
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use pinwatch_parsers::decode::decode;
 
 fn captures() -> Vec<(String, &'static [u8])> {

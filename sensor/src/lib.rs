@@ -33,11 +33,3 @@ pub mod live;
 pub mod output;
 pub mod run;
 pub mod verdict;
-
-// Old flat module paths, kept while open branches still name them; the
-// tree's own code uses the folder paths.
-pub use enrich::{bindings, feed_config, feed_contexts, feed_http, feed_source};
-pub use flow::{certs, decision, map as flowmap, openvpn_tcp, proxy_protocol, quic_session, reassembly, session};
-pub use output::{eve, fingerprints, flow_end, ocsf, sinks};
-pub use run::{engine, pipeline, reporter, sharded};
-pub use verdict::{classify, findings, inspector, tuning};

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use pinwatch::flow::Limits;
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 
 /// mimalloc instead of glibc's malloc: every ended session builds and drops
 /// a few dozen small strings and vectors for its EVE record, and glibc's
@@ -80,7 +80,7 @@ enum Cmd {
         /// round, on average (a round is cut in 8 chunks per thread, which the
         /// threads take in turn once they have processed their flows' packets
         /// of the round before). The output does not depend on it.
-        #[arg(long, default_value_t = pinwatch::sharded::CHUNK_BYTES)]
+        #[arg(long, default_value_t = pinwatch::run::sharded::CHUNK_BYTES)]
         chunk_bytes: usize,
         /// Bytes all tracked flows may hold in reassembly and handshake buffers, whatever
         /// --threads (a 64th per partition of the flow key); beyond it the flow that asks for
@@ -100,7 +100,7 @@ enum Cmd {
     Live(pinwatch::live::LiveArgs),
     /// IP bindings from RADIUS accounting and Kea's lease file, mapped to MDM
     /// device ids, written as device-feed lines. See docs/bindings.md.
-    Bindings(pinwatch::bindings::BindingsArgs),
+    Bindings(pinwatch::enrich::bindings::BindingsArgs),
     /// Live capture (not in this build: it has no capture backend).
     #[cfg(not(target_os = "linux"))]
     Live {
@@ -139,7 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         #[cfg(target_os = "linux")]
         Cmd::Live(args) => Ok(pinwatch::live::main(args)),
-        Cmd::Bindings(args) => Ok(pinwatch::bindings::main(args)),
+        Cmd::Bindings(args) => Ok(pinwatch::enrich::bindings::main(args)),
         #[cfg(not(target_os = "linux"))]
         Cmd::Live { .. } => {
             eprintln!("pinwatch: this build has no live capture backend: AF_PACKET is Linux only, and libpcap needs a build with feature `live` on Linux (see docs/live.md); `pinwatch replay` reads capture files");
@@ -168,7 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let bundled = captures.is_empty();
             let config = match &config {
                 Some(p) => pinwatch::config::Config::load(p)?,
-                None if bundled => pinwatch::config::Config::parse("bundled.toml", pinwatch::pipeline::BUNDLED_CONFIG, std::path::Path::new("."))?,
+                None if bundled => pinwatch::config::Config::parse("bundled.toml", pinwatch::run::pipeline::BUNDLED_CONFIG, std::path::Path::new("."))?,
                 None => pinwatch::config::Config::default(),
             };
             config.tuning.warn();
@@ -178,7 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|c| if c == "-" { Input::Stdin } else { Input::File(PathBuf::from(c)) })
                 .collect();
             if inputs.is_empty() {
-                let (name, bytes) = pinwatch::pipeline::BUNDLED_CAPTURE;
+                let (name, bytes) = pinwatch::run::pipeline::BUNDLED_CAPTURE;
                 eprintln!("pinwatch: no capture given; replaying the bundled {name} with pcaps/bundled.toml (see pcaps/README.md)");
                 inputs.push(Input::Bytes { name: format!("bundled:{name}"), bytes });
             }

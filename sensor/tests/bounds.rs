@@ -8,10 +8,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use proptest::prelude::*;
 
-use pinwatch::classify::{Confidence, FailureClass, Outcome, PathKind, PathOut, TlsFailure};
+use pinwatch::verdict::classify::{Confidence, FailureClass, Outcome, PathKind, PathOut, TlsFailure};
 use pinwatch::config::Config;
 use pinwatch::enrich::{An1725, AppOut, BindingOut, Folder, MobileOut};
-use pinwatch::findings::{Correlator, SessionFacts};
+use pinwatch::verdict::findings::{Correlator, SessionFacts};
 use pinwatch::flow::CloseKind;
 
 fn path(kind: PathKind) -> PathOut {

@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use proptest::prelude::*;
 
 use pinwatch::flow::{FlowTable, Limits};
-use pinwatch::reassembly::{self, Reassembler, SEEN_BYTES};
+use pinwatch::flow::reassembly::{self, Reassembler, SEEN_BYTES};
 use pinwatch_enrichment::{ClockConfig, ClockOffsets, FeedReader, SessionQuery};
 use pinwatch_parsers::decode::{Decoded, TcpInfo, Vlans};
 

@@ -84,7 +84,7 @@ pub fn rel_path(corpus: &Path, path: &Path) -> String {
 /// The `pinwatch` binary if one was built (`target/release/pinwatch`, else
 /// `target/debug/pinwatch`), for tests that want the command line. Note that
 /// `cargo test -p pinwatch-tests` does NOT build it (a package dependency
-/// builds the library only), so prefer `pinwatch::pipeline::replay`.
+/// builds the library only), so prefer `pinwatch::run::pipeline::replay`.
 pub fn pinwatch_binary() -> Option<PathBuf> {
     let exe = if cfg!(windows) { "pinwatch.exe" } else { "pinwatch" };
     ["release", "debug"].iter().map(|p| target_dir().join(p).join(exe)).find(|p| p.is_file())

@@ -32,7 +32,7 @@
 //! (Cargo sets it only for the package that owns the binary), and depending
 //! on `pinwatch` (even as a dev-dependency) builds its *library* only, not
 //! `target/*/pinwatch`. The tests therefore call
-//! `pinwatch::pipeline::replay` directly, which is what the binary calls too,
+//! `pinwatch::run::pipeline::replay` directly, which is what the binary calls too,
 //! so `cargo test` always tests the code it just built.
 
 pub mod compare;

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use serde_json::Value;
 
 const A: &str = "com.example.pinnedbank";
@@ -224,7 +224,7 @@ fn two_apps_one_device_every_session_gets_its_app_and_no_alert_mixes_apps() {
 #[test]
 fn a_late_network_log_attributes_every_session_and_no_alert_mixes_apps() {
     use pinwatch::capture::CaptureFile;
-    use pinwatch::engine::{Engine, WriteOut};
+    use pinwatch::run::engine::{Engine, WriteOut};
     use pinwatch::flow::CloseKind;
 
     let sessions = sessions();

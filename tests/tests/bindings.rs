@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use pinwatch_enrichment::feed::{EventBody, FeedReader};
 use pinwatch_enrichment::leases::LeaseMap;
 use serde_json::Value;

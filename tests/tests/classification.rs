@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pinwatch::config::Config;
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use pinwatch_tests::corpus::{all_capture_files, root};
 use serde_json::Value;
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pinwatch::feed_http::{ErrorClass, StartError};
+use pinwatch::enrich::feed_http::{ErrorClass, StartError};
 
 fn skip(reason: &str) {
     if std::env::var("PINWATCH_FEED_TLS_REQUIRED").is_ok_and(|v| v == "1") {

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use pinwatch::flow::Limits;
-use pinwatch::pipeline::{replay, Input, Options, Summary};
+use pinwatch::run::pipeline::{replay, Input, Options, Summary};
 
 /// Captures are built with the test kit's writer (little-endian,
 /// microseconds, Ethernet) and frame builder.

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 
 use pinwatch::capture::CaptureFile;
-use pinwatch::engine::{Engine, WriteOut};
+use pinwatch::run::engine::{Engine, WriteOut};
 use pinwatch::flow::CloseKind;
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use pinwatch_tests::corpus;
 use serde_json::Value;
 

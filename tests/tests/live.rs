@@ -372,9 +372,9 @@ fn differences(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
 }
 
 fn replay(pcap: &Path) -> Vec<Value> {
-    let opts = pinwatch::pipeline::Options { progress: false, stats: true, threads: 1, ..Default::default() };
+    let opts = pinwatch::run::pipeline::Options { progress: false, stats: true, threads: 1, ..Default::default() };
     let mut out = Vec::new();
-    pinwatch::pipeline::replay(&[pinwatch::pipeline::Input::File(pcap.to_path_buf())], &opts, &mut out).expect("replay");
+    pinwatch::run::pipeline::replay(&[pinwatch::run::pipeline::Input::File(pcap.to_path_buf())], &opts, &mut out).expect("replay");
     String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect()
 }
 
@@ -1017,10 +1017,10 @@ fn replay_testbed(files: &[PathBuf]) -> Vec<Value> {
     let dir = pcaps_dir();
     let text = std::fs::read_to_string(dir.join("testbed.toml")).expect("testbed config");
     let config = pinwatch::config::Config::parse("testbed.toml", &text, &dir).expect("config");
-    let opts = pinwatch::pipeline::Options { config, progress: false, stats: true, threads: 1, ..Default::default() };
-    let inputs: Vec<_> = files.iter().map(|f| pinwatch::pipeline::Input::File(f.clone())).collect();
+    let opts = pinwatch::run::pipeline::Options { config, progress: false, stats: true, threads: 1, ..Default::default() };
+    let inputs: Vec<_> = files.iter().map(|f| pinwatch::run::pipeline::Input::File(f.clone())).collect();
     let mut out = Vec::new();
-    pinwatch::pipeline::replay(&inputs, &opts, &mut out).expect("replay");
+    pinwatch::run::pipeline::replay(&inputs, &opts, &mut out).expect("replay");
     String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect()
 }
 

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use pinwatch_testkit::pcap::Pcap;
 use serde_json::Value;
 

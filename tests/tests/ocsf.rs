@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use serde_json::{json, Value};
 
 const VERSION: &str = "1.4.0";
@@ -311,7 +311,7 @@ fn the_ocsf_checks_reject_the_old_mapping() {
         "mobile": {"device_id": "dev-1", "app": {"package": "com.example"}},
         "evidence": {"reasons": [], "flow_ids": [7]}
     });
-    let good = pinwatch::ocsf::detection_finding(&eve).expect("maps");
+    let good = pinwatch::output::ocsf::detection_finding(&eve).expect("maps");
     assert_eq!(ocsf.check(&good), Vec::<String>::new());
     let mut ja4 = good.clone();
     ja4["evidences"][0]["ja4_fingerprint_list"][0]["type_id"] = json!(0);

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pinwatch::flow::Limits;
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use pinwatch_tests::corpus::root;
 use pinwatch_tests::oracle::{parse_ja4rs, parse_tshark_tsv, TsharkRow};
 use serde_json::Value;

@@ -10,7 +10,7 @@ mod schema_check;
 
 use std::path::{Path, PathBuf};
 
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use schema_check::{check_output, Schemas};
 use serde_json::json;
 

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use pinwatch::flow::Limits;
-use pinwatch::pipeline::{replay, Input, Options, Summary};
+use pinwatch::run::pipeline::{replay, Input, Options, Summary};
 use pinwatch_tests::corpus;
 use pinwatch_testkit::pcap::{payload, read_pcap, rewrite, tcp, write_pcap, Rec};
 use serde_json::Value;

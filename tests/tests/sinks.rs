@@ -3,7 +3,7 @@
 //! its own files in a temp dir (never the system instances).
 //!
 //! The records are the sensor's own: the bundled captures (`pcaps/*.pcap`)
-//! replayed through `pinwatch::pipeline::replay` into an
+//! replayed through `pinwatch::run::pipeline::replay` into an
 //! `pinwatch::output::Output` opened on the sink URL, exactly as `-o` does.
 //! What the server holds is read back with the servers' own tools
 //! (`redis-cli`, rsyslog's `omfile`) and compared with the same replay
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pinwatch::output::{Output, OutputSpec, Rotation};
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use serde_json::Value;
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);

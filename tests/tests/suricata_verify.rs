@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use pinwatch_tests::corpus::{at_least, root};
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use pinwatch::flow::Limits;
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use serde_json::Value;
 
 fn pcaps_dir() -> PathBuf {
@@ -130,11 +130,11 @@ fn testbed_basic_sessions() {
 
 #[test]
 fn bundled_capture_and_config_are_the_testbed_files() {
-    let (name, bytes) = pinwatch::pipeline::BUNDLED_CAPTURE;
+    let (name, bytes) = pinwatch::run::pipeline::BUNDLED_CAPTURE;
     let on_disk = std::fs::read(pcaps_dir().join(name)).expect("bundled capture is in pcaps/");
     assert_eq!(bytes, on_disk.as_slice());
     let cfg = std::fs::read_to_string(pcaps_dir().join("bundled.toml")).expect("bundled config");
-    assert_eq!(pinwatch::pipeline::BUNDLED_CONFIG, cfg);
+    assert_eq!(pinwatch::run::pipeline::BUNDLED_CONFIG, cfg);
     // The default run shows what the product is for: findings.
     let c = pinwatch::config::Config::parse("bundled.toml", &cfg, Path::new(".")).expect("bundled config parses");
     let mut out = Vec::new();

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use pinwatch_tests::corpus;
 use pinwatch_testkit::pcap::{payload, rewrite, tcp};
 use serde_json::Value;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use serde_json::Value;
 
 fn pcaps_dir() -> PathBuf {

@@ -423,7 +423,7 @@ impl CaptureFile {
     /// and a time within a day of the one before, or fewer that end exactly
     /// at the end of the file. A guess, used to cut a file into chunks that
     /// threads read at once: the reader of the chunk before must land on it
-    /// exactly, or the guess is thrown away ([`crate::sharded`]). `None`
+    /// exactly, or the guess is thrown away ([`crate::run::sharded`]). `None`
     /// when nothing in the window qualifies (or at the end of the file).
     pub fn record_boundary(&self, from: usize) -> Option<usize> {
         match self.kind {

@@ -7,7 +7,7 @@
 //!
 //! One thread: the UDP socket is read with a short timeout and, between
 //! datagrams, the lease-file follower's lines are taken
-//! ([`crate::feed_source::FeedPump`] with [`FeedSource::Follow`], which
+//! ([`crate::enrich::feed_source::FeedPump`] with [`FeedSource::Follow`], which
 //! handles appends, truncation and Kea's renaming of the file at lease file
 //! cleanup). At start the cleanup's leftovers are read first, in the order
 //! Kea itself loads them: `FILE.completed` if it exists, else `FILE.2` then
@@ -30,7 +30,7 @@ use pinwatch_enrichment::bindings::inventory::{ColumnMap, Inventory};
 use pinwatch_enrichment::bindings::{parse_client_net, Bindings, BindingsConfig, RadiusClient};
 use serde_json::json;
 
-use crate::feed_source::{read_file_lines, FeedMsg, FeedPump, FeedSource, PumpConfig};
+use crate::enrich::feed_source::{read_file_lines, FeedMsg, FeedPump, FeedSource, PumpConfig};
 
 /// Largest shared-secret file read (RADIUS secrets are short).
 const MAX_SECRET_BYTES: u64 = 4096;

@@ -1,7 +1,7 @@
 //! The `[feed]` table of the configuration (docs/config.md): binding
 //! namespaces by capture interface, VLAN or address pool
-//! ([`crate::feed_contexts`]), and the transport of `--feed-url`
-//! ([`crate::feed_http`]: a header file, a CA bundle, a client
+//! ([`crate::enrich::feed_contexts`]), and the transport of `--feed-url`
+//! ([`crate::enrich::feed_http`]: a header file, a CA bundle, a client
 //! certificate). Paths are relative to the configuration file.
 
 use std::path::{Path, PathBuf};
@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::config::ConfigError;
-use crate::feed_contexts::{ContextMap, ContextRule};
-use crate::feed_http::HttpTransport;
+use crate::enrich::feed_contexts::{ContextMap, ContextRule};
+use crate::enrich::feed_http::HttpTransport;
 
 /// Most `[[feed.contexts]]` entries.
 pub const MAX_CONTEXTS: usize = 4096;

@@ -407,7 +407,7 @@ pub fn wall_time() -> String {
     let ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-    crate::eve::timestamp(ns)
+    crate::output::eve::timestamp(ns)
 }
 
 /// Record a success (`lines` delivered).
@@ -470,7 +470,7 @@ impl std::error::Error for StartError {}
 /// (timeout, 5xx, a page the cursor protocol cannot take), or the deadline
 /// are `Ok` (the pump goes on retrying, and reports).
 pub fn first_answer(
-    pump: &crate::feed_source::FeedPump,
+    pump: &crate::enrich::feed_source::FeedPump,
     url: &str,
     deadline: std::time::Instant,
 ) -> Result<(), StartError> {
@@ -542,7 +542,7 @@ mod tests {
 
     #[test]
     fn refused_dns_and_bad_files_are_classified() {
-        use crate::feed_source::{FeedPump, FeedSource, PumpConfig};
+        use crate::enrich::feed_source::{FeedPump, FeedSource, PumpConfig};
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()

@@ -48,9 +48,9 @@
 //! - connection errors, timeouts, and `5xx`: reported as [`FeedMsg::Error`],
 //!   retried with exponential backoff ([`PumpConfig::backoff_initial`]
 //!   doubling up to [`PumpConfig::backoff_max`]; 0.5 s → 30 s by default;
-//!   each delay drawn in 75–100 % of its step, `crate::feed_http::jitter`),
+//!   each delay drawn in 75–100 % of its step, `crate::enrich::feed_http::jitter`),
 //!   reset by the next success. The cursor is not advanced. Each failure is
-//!   classified (`crate::feed_http::ErrorClass`) and the source's health
+//!   classified (`crate::enrich::feed_http::ErrorClass`) and the source's health
 //!   ([`FeedPump::health`]) kept for the stats record.
 //! - `4xx` (and any other unexpected status): reported, retried after
 //!   [`PumpConfig::http_client_error_retry`] (30 s by default).
@@ -145,8 +145,8 @@ pub struct PumpConfig {
     /// Longest line accepted, bytes; longer ones are dropped and reported.
     pub max_line_bytes: usize,
     /// Headers, CA bundle and client certificate of HTTP sources
-    /// (`[feed]` in the configuration, [`crate::feed_http`]).
-    pub http: Option<std::sync::Arc<crate::feed_http::HttpTransport>>,
+    /// (`[feed]` in the configuration, [`crate::enrich::feed_http`]).
+    pub http: Option<std::sync::Arc<crate::enrich::feed_http::HttpTransport>>,
 }
 
 impl Default for PumpConfig {
@@ -189,7 +189,7 @@ pub struct Drained {
 /// Runs one [`FeedSource`] on a background thread.
 pub struct FeedPump {
     rx: Receiver<FeedMsg>,
-    health: crate::feed_http::Health,
+    health: crate::enrich::feed_http::Health,
     stop_tx: Option<Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -208,7 +208,7 @@ impl FeedPump {
         // wakes the thread from any sleep.
         let (stop_tx, stop_rx) = channel::bounded::<()>(0);
         let sink = Sink { tx, stop: stop_rx };
-        let health = crate::feed_http::Health::default();
+        let health = crate::enrich::feed_http::Health::default();
         if let Ok(mut h) = health.lock() {
             h.source = source.to_string();
         }
@@ -218,14 +218,14 @@ impl FeedPump {
             .spawn(move || {
                 let _ = run(source, &config, &sink, &h2);
                 if let Ok(mut h) = h2.lock() {
-                    h.state = crate::feed_http::FeedState::Stopped;
+                    h.state = crate::enrich::feed_http::FeedState::Stopped;
                 }
             })?;
         Ok(FeedPump { rx, health, stop_tx: Some(stop_tx), handle: Some(handle) })
     }
 
     /// How the source is doing (HTTP: state, last success, failures).
-    pub fn health(&self) -> crate::feed_http::SourceHealth {
+    pub fn health(&self) -> crate::enrich::feed_http::SourceHealth {
         self.health.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
@@ -346,7 +346,7 @@ impl Sink {
     }
 }
 
-fn run(source: FeedSource, cfg: &PumpConfig, sink: &Sink, health: &crate::feed_http::Health) -> Result<(), Stopped> {
+fn run(source: FeedSource, cfg: &PumpConfig, sink: &Sink, health: &crate::enrich::feed_http::Health) -> Result<(), Stopped> {
     match source {
         FeedSource::File(path) => read_file(&path, cfg, sink),
         FeedSource::Follow(path) => Follower::new(path, cfg).run(sink),
@@ -687,9 +687,9 @@ enum Poll {
     /// Nothing new; maybe a new cursor.
     Empty(Option<String>),
     /// Connection error, timeout, 5xx: back off.
-    Transient(crate::feed_http::ErrorClass, String),
+    Transient(crate::enrich::feed_http::ErrorClass, String),
     /// 4xx, protocol error: retry slowly.
-    Client(crate::feed_http::ErrorClass, String),
+    Client(crate::enrich::feed_http::ErrorClass, String),
 }
 
 struct HttpPoller<'a> {
@@ -703,7 +703,7 @@ struct HttpPoller<'a> {
 
 impl<'a> HttpPoller<'a> {
     fn new(url: String, cfg: &'a PumpConfig) -> Self {
-        let agent = crate::feed_http::HttpTransport::agent(cfg.http.as_deref(), cfg.http_connect_timeout, cfg.http_timeout);
+        let agent = crate::enrich::feed_http::HttpTransport::agent(cfg.http.as_deref(), cfg.http_connect_timeout, cfg.http_timeout);
         HttpPoller {
             url,
             cfg,
@@ -715,7 +715,7 @@ impl<'a> HttpPoller<'a> {
     }
 
     fn poll(&self) -> Poll {
-        let mut req = crate::feed_http::HttpTransport::apply(self.cfg.http.as_deref(), self.agent.get(&self.url));
+        let mut req = crate::enrich::feed_http::HttpTransport::apply(self.cfg.http.as_deref(), self.agent.get(&self.url));
         if let Some(c) = &self.cursor {
             req = req.query(SINCE_PARAM, c);
         }
@@ -723,9 +723,9 @@ impl<'a> HttpPoller<'a> {
         let resp = match req.call() {
             Ok(r) => r,
             Err(e) => {
-                let (class, text) = crate::feed_http::classify(&e);
+                let (class, text) = crate::enrich::feed_http::classify(&e);
                 let msg = format!("{what}: {text}");
-                return if matches!(e, ureq::Error::Status(..)) && class != crate::feed_http::ErrorClass::Server {
+                return if matches!(e, ureq::Error::Status(..)) && class != crate::enrich::feed_http::ErrorClass::Server {
                     Poll::Client(class, msg)
                 } else {
                     Poll::Transient(class, msg)
@@ -737,24 +737,24 @@ impl<'a> HttpPoller<'a> {
         let limit = self.cfg.http_max_body;
         match resp.into_reader().take(limit.saturating_add(1)).read_to_end(&mut body) {
             Ok(_) if body.len() as u64 > limit => {
-                return Poll::Client(crate::feed_http::ErrorClass::Protocol, format!("{what}: page larger than {limit} bytes"))
+                return Poll::Client(crate::enrich::feed_http::ErrorClass::Protocol, format!("{what}: page larger than {limit} bytes"))
             }
             Ok(_) => {}
-            Err(e) => return Poll::Transient(crate::feed_http::ErrorClass::Io, format!("{what}: reading body: {e}")),
+            Err(e) => return Poll::Transient(crate::enrich::feed_http::ErrorClass::Io, format!("{what}: reading body: {e}")),
         }
         if body.iter().all(u8::is_ascii_whitespace) {
             return Poll::Empty(next);
         }
         match next {
             Some(n) => Poll::Page(body, n),
-            None => Poll::Client(crate::feed_http::ErrorClass::Protocol, format!(
+            None => Poll::Client(crate::enrich::feed_http::ErrorClass::Protocol, format!(
                 "{what}: page without {NEXT_CURSOR_HEADER} header, not delivered"
             )),
         }
     }
 
-    fn run(mut self, sink: &Sink, health: &crate::feed_http::Health) -> Result<(), Stopped> {
-        use crate::feed_http::{jitter, note_err, note_ok};
+    fn run(mut self, sink: &Sink, health: &crate::enrich::feed_http::Health) -> Result<(), Stopped> {
+        use crate::enrich::feed_http::{jitter, note_err, note_ok};
         let mut backoff = Backoff::new(self.cfg.backoff_initial, self.cfg.backoff_max);
         loop {
             if sink.stopped() {

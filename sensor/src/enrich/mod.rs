@@ -190,7 +190,7 @@ pub struct EnrichStats {
     /// Clock offsets of the feed sources, learnt from the sessions.
     pub clock: ClockOut,
     /// Which binding namespace sessions were looked up in (`[feed]` contexts).
-    pub contexts: crate::feed_contexts::ContextStats,
+    pub contexts: crate::enrich::feed_contexts::ContextStats,
 }
 
 /// Most sources listed in [`ClockOut::sources`] (the rest are counted).
@@ -276,7 +276,7 @@ pub struct Enricher {
     clock: ClockOffsets,
     pub stats: EnrichStats,
     /// Binding namespaces by interface, VLAN or pool (`[[feed.contexts]]`).
-    pub context_map: crate::feed_contexts::ContextMap,
+    pub context_map: crate::enrich::feed_contexts::ContextMap,
 }
 
 impl Enricher {
@@ -294,7 +294,7 @@ impl Enricher {
     /// caller to show (the first [`MAX_SOURCE_ERRORS`], then a count). Files
     /// are streamed line by line exactly as an HTTP page is split: a bad line
     /// (invalid UTF-8 included) is counted with its line number, an
-    /// over-long one ([`crate::feed_source::PumpConfig::max_line_bytes`]) is
+    /// over-long one ([`crate::enrich::feed_source::PumpConfig::max_line_bytes`]) is
     /// reported; only a file that cannot be opened is an error. At most
     /// [`MAX_FEED_FILE_BYTES`] are read of a file and [`MAX_FEED_EVENTS`]
     /// events are held in all: past it, a file's or a URL's further events
@@ -307,9 +307,9 @@ impl Enricher {
     /// (headers, CA bundle, client certificate). When a URL's first request
     /// fails in a way retrying cannot fix (DNS, refused, TLS, 401/403, 404,
     /// other 4xx), that is the error, at once
-    /// ([`crate::feed_http::first_answer`]).
-    pub fn load_sources_via(files: &[impl AsRef<Path>], urls: &[String], http_timeout: std::time::Duration, http: Option<std::sync::Arc<crate::feed_http::HttpTransport>>) -> anyhow::Result<(Self, Vec<String>)> {
-        use crate::feed_source::{read_file_lines, FeedMsg, FeedPump, FeedSource, PumpConfig};
+    /// ([`crate::enrich::feed_http::first_answer`]).
+    pub fn load_sources_via(files: &[impl AsRef<Path>], urls: &[String], http_timeout: std::time::Duration, http: Option<std::sync::Arc<crate::enrich::feed_http::HttpTransport>>) -> anyhow::Result<(Self, Vec<String>)> {
+        use crate::enrich::feed_source::{read_file_lines, FeedMsg, FeedPump, FeedSource, PumpConfig};
 
         let mut reader = FeedReader::default();
         let mut all = Vec::new();
@@ -346,7 +346,7 @@ impl Enricher {
                 break;
             }
             let pump = FeedPump::start_with(FeedSource::Http { url: url.clone() }, cfg.clone())?;
-            crate::feed_http::first_answer(&pump, url, deadline)?;
+            crate::enrich::feed_http::first_answer(&pump, url, deadline)?;
             let mut caught_up = false;
             let base = line_no;
             while !full {
@@ -490,10 +490,10 @@ impl Enricher {
     }
 
     /// The binding of `place.client` at `ts_ns` in the namespace the
-    /// session's place selects ([`crate::feed_contexts`]): context, device,
+    /// session's place selects ([`crate::enrich::feed_contexts`]): context, device,
     /// and the binding's flags.
-    fn binding_at(&mut self, place: &crate::feed_contexts::Place<'_>, ts_ns: i64) -> Option<(String, String, BindingOut)> {
-        use crate::feed_contexts::Resolved;
+    fn binding_at(&mut self, place: &crate::enrich::feed_contexts::Place<'_>, ts_ns: i64) -> Option<(String, String, BindingOut)> {
+        use crate::enrich::feed_contexts::Resolved;
         let out = |ctx: &str, m: &pinwatch_enrichment::leases::LeaseMatch<'_>| {
             (
                 ctx.to_string(),
@@ -543,7 +543,7 @@ impl Enricher {
     /// (`in_iface`, live), VLAN ids, client address.
     #[allow(clippy::too_many_arguments)]
     pub fn enrich_at(&mut self, iface: Option<&str>, vlans: &[u16], client: IpAddr, dst: IpAddr, dst_port: u16, sni: Option<&str>, start_ns: i64) -> Option<MobileOut> {
-        let place = crate::feed_contexts::Place { iface, vlans, client };
+        let place = crate::enrich::feed_contexts::Place { iface, vlans, client };
         let Some((_context, device_id, binding)) = self.binding_at(&place, start_ns) else {
             self.stats.sessions_without_device += 1;
             return None;
@@ -865,7 +865,7 @@ impl Folder {
 
 /// Score an enriched session that raised network findings (`sids`).
 pub fn an1725(m: &MobileOut, sids: &[u32], flow_id: u64) -> Option<An1725> {
-    use crate::findings::{SID_DIRECT, SID_FALLBACK, SID_INSPECTION_FAILURE, SID_OPAQUE};
+    use crate::verdict::findings::{SID_DIRECT, SID_FALLBACK, SID_INSPECTION_FAILURE, SID_OPAQUE};
     let network: Vec<String> = sids
         .iter()
         .filter_map(|s| match *s {
@@ -877,7 +877,7 @@ pub fn an1725(m: &MobileOut, sids: &[u32], flow_id: u64) -> Option<An1725> {
         })
         .collect();
     let mut network = network;
-    if sids.contains(&crate::findings::SID_BASELINE) {
+    if sids.contains(&crate::verdict::findings::SID_BASELINE) {
         network.push(format!("network:unapproved_destination:flow:{flow_id}"));
     }
     if network.is_empty() || m.app.package.is_none() {
@@ -907,7 +907,7 @@ pub fn an1725(m: &MobileOut, sids: &[u32], flow_id: u64) -> Option<An1725> {
     if let Some(s) = m.secs_since_user_interaction {
         reasons.push(format!("secs_since_user_interaction:{s}"));
     }
-    let strong_network = sids.contains(&SID_INSPECTION_FAILURE) || sids.contains(&SID_FALLBACK) || sids.contains(&crate::findings::SID_BASELINE);
+    let strong_network = sids.contains(&SID_INSPECTION_FAILURE) || sids.contains(&SID_FALLBACK) || sids.contains(&crate::verdict::findings::SID_BASELINE);
     let confidence = if own && strong_network && unattended {
         "high"
     } else if own && strong_network {

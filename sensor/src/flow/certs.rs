@@ -13,7 +13,7 @@
 //! encoded once per distinct certificate and shared like the summary: a
 //! session pays a pointer per certificate, not a copy. A certificate's
 //! base64 lives as long as the memo or a session still holds it, so the
-//! most one flow can pin is its chain (at most [`crate::session::MAX_CHAIN`]
+//! most one flow can pin is its chain (at most [`crate::flow::session::MAX_CHAIN`]
 //! certificates of one handshake message, itself capped at 512 KiB), about
 //! 4/3 of the DER; the usual cost is nothing, as the chain is shared.
 //!

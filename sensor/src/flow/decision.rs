@@ -30,7 +30,7 @@
 
 
 use crate::flow::{Flow, Limits, Proto};
-use crate::session::TlsSession;
+use crate::flow::session::TlsSession;
 
 /// When an open session's record is due, as its state stands after a
 /// packet at `ts`; `i64::MAX` when it is not (yet) due, or is written at

@@ -4,7 +4,7 @@
 //! On an egress tap the packet bytes stream through the caches at memory
 //! speed and push the flow table out of them, so a plain lookup costs two or
 //! three cache misses per packet (bucket, key, the flow's counters), one
-//! after the other. A thread of a chunked replay ([`crate::sharded`]) knows
+//! after the other. A thread of a chunked replay ([`crate::run::sharded`]) knows
 //! the packets it will process next, already hashed: it asks for a
 //! packet's slot ([`FlowMap::prefetch_slot`]) a few packets ahead and for
 //! its flow's first cache lines ([`FlowMap::prefetch_flow`]) half as far
@@ -104,7 +104,7 @@ pub fn key_hash(hasher: &ahash::RandomState, key: &FlowKey) -> u64 {
 impl<V: Keyed> FlowMap<V> {
     /// A map whose [`FlowMap::hash`] is `hasher`'s: maps made with clones
     /// of one hasher give a key the same hash, so one thread can hash for
-    /// another ([`crate::sharded`]).
+    /// another ([`crate::run::sharded`]).
     pub fn with_hasher(hasher: ahash::RandomState) -> Self {
         FlowMap { slots: Self::empty_slots(16), len: 0, hasher }
     }

@@ -30,10 +30,10 @@ use pinwatch_parsers::tls::{looks_like_client_hello, looks_like_tls, may_start_t
 use map::{FlowMap, Keyed};
 pub use key::FlowKey;
 use key::from_lo;
-use crate::reassembly::{Chunk, Reassembler};
+use crate::flow::reassembly::{Chunk, Reassembler};
 
-use crate::quic_session::QuicSession;
-use crate::session::TlsSession;
+use crate::flow::quic_session::QuicSession;
+use crate::flow::session::TlsSession;
 
 const NS: i64 = 1_000_000_000;
 
@@ -552,7 +552,7 @@ pub struct TableStats {
 
 pub struct FlowTable {
     lim: Limits,
-    /// Open addressing with prefetch for batches ([`crate::flowmap`]).
+    /// Open addressing with prefetch for batches ([`crate::flow::map`]).
     map: FlowMap<Flow>,
     /// (deadline, key) entries; stale ones are re-checked when popped.
     timers: Timers,
@@ -1228,13 +1228,13 @@ enum Start {
 fn tls_start(b: &[u8]) -> Start {
     // A PROXY protocol v1 line (HAProxy) may share the segment with the
     // ClientHello; it is at most 107 bytes before its CRLF. A v2 header
-    // (binary) is stepped over by its length (crate::proxy_protocol).
+    // (binary) is stepped over by its length (crate::flow::proxy_protocol).
     let mut off = 0;
-    match crate::proxy_protocol::v2_len(b, HEAD_CAP) {
-        crate::proxy_protocol::V2::Header(n) => off = n,
-        crate::proxy_protocol::V2::More => return Start::More,
-        crate::proxy_protocol::V2::TooLong => return Start::NotTls(0),
-        crate::proxy_protocol::V2::No => {}
+    match crate::flow::proxy_protocol::v2_len(b, HEAD_CAP) {
+        crate::flow::proxy_protocol::V2::Header(n) => off = n,
+        crate::flow::proxy_protocol::V2::More => return Start::More,
+        crate::flow::proxy_protocol::V2::TooLong => return Start::NotTls(0),
+        crate::flow::proxy_protocol::V2::No => {}
     }
     if off > 0 {
         // v2: fall through to the TLS test on what follows the header.
@@ -1273,7 +1273,7 @@ impl Sink<'_> {
                         if !segment_start {
                             return;
                         }
-                        if crate::openvpn_tcp::starts(self.session, self.dir, bytes) {
+                        if crate::flow::openvpn_tcp::starts(self.session, self.dir, bytes) {
                             return self.start(bytes);
                         }
                         match tls_start(bytes) {
@@ -1312,7 +1312,7 @@ impl Sink<'_> {
     fn feed(&mut self, bytes: &[u8]) {
         if !bytes.is_empty() && self.session.wants_bytes(self.dir) {
             if self.session.rare.as_ref().is_some_and(|r| r.openvpn.is_some()) {
-                return crate::openvpn_tcp::feed(self.session, self.dir, bytes, self.ts, self.events);
+                return crate::flow::openvpn_tcp::feed(self.session, self.dir, bytes, self.ts, self.events);
             }
             self.session.parser.feed(self.dir, bytes, self.ts, self.events);
         }

@@ -7,7 +7,7 @@
 use pinwatch_parsers::openvpn::looks_like_client_reset;
 use pinwatch_parsers::tls::{Dir, TlsEvent};
 
-use crate::session::TlsSession;
+use crate::flow::session::TlsSession;
 
 /// Called at a direction's first segment, before the TLS test: true when
 /// this direction is OpenVPN over TCP (the client's stream starts with a

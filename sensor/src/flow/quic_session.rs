@@ -69,7 +69,7 @@ impl QuicSession {
                             // QUIC one (JA3, JA4, ALPN, handshake.client_hellos).
                             if let Some(ch) = &h.client_hello {
                                 if self.client_hellos.len() < 4 && !self.client_hellos.iter().any(|(c, _)| c == &**ch) {
-                                    crate::session::grow_exact(&mut self.client_hellos, 1, 4);
+                                    crate::flow::session::grow_exact(&mut self.client_hellos, 1, 4);
                                     self.client_hellos.push(((**ch).clone(), ts));
                                 }
                             }
@@ -88,7 +88,7 @@ impl QuicSession {
             match ev {
                 QuicEvent::ClientHello(h) => {
                     if self.client_hellos.len() < 4 {
-                        crate::session::grow_exact(&mut self.client_hellos, 1, 4);
+                        crate::flow::session::grow_exact(&mut self.client_hellos, 1, 4);
                         self.client_hellos.push((*h, ts));
                     }
                 }

@@ -33,7 +33,7 @@ pub struct AlertSeen {
 #[derive(Debug, Default)]
 pub struct ClientCerts {
     pub count: usize,
-    pub chain: Vec<std::sync::Arc<crate::certs::Cert>>,
+    pub chain: Vec<std::sync::Arc<crate::flow::certs::Cert>>,
 }
 
 /// Per-direction counters.
@@ -60,8 +60,8 @@ pub struct TlsSession {
     /// Boxed, as `rare`: rare, and inline they made a `Flow` 1,088 bytes,
     /// which the allocator rounds to 1,280; boxed it fits in 1,024.
     pub hello_retry: Option<Box<ServerHello>>,
-    /// Shared with every session that carried the same DER ([`crate::certs`]).
-    pub server_chain: Vec<std::sync::Arc<crate::certs::Cert>>,
+    /// Shared with every session that carried the same DER ([`crate::flow::certs`]).
+    pub server_chain: Vec<std::sync::Arc<crate::flow::certs::Cert>>,
     pub server_chain_errors: u16,
     /// The certificates the client sent: rare, so boxed (a `Flow` must fit
     /// in 1,024 bytes).
@@ -214,7 +214,7 @@ impl TlsSession {
                 TlsEvent::Certificates { dir: Dir::Server, chain } => {
                     if self.server_chain.is_empty() {
                         for der in chain.iter().take(MAX_CHAIN) {
-                            match crate::certs::summary(der) {
+                            match crate::flow::certs::summary(der) {
                                 Ok(c) => self.server_chain.push(c),
                                 Err(_) => self.server_chain_errors = self.server_chain_errors.saturating_add(1),
                             }
@@ -225,7 +225,7 @@ impl TlsSession {
                     let c = self.client_certs.get_or_insert_with(Box::default);
                     c.count = chain.len();
                     if c.chain.is_empty() {
-                        c.chain = chain.iter().take(MAX_CHAIN).filter_map(|der| crate::certs::summary(der).ok()).collect();
+                        c.chain = chain.iter().take(MAX_CHAIN).filter_map(|der| crate::flow::certs::summary(der).ok()).collect();
                     }
                 }
                 TlsEvent::Alert { dir, level, description, ts_ns } => {

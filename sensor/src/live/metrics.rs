@@ -46,7 +46,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// The stats body of a `stats` record: the engine's counters with `live` beside them.
-pub fn stats_body(engine: &crate::pipeline::Stats, live: &impl serde::Serialize) -> Value {
+pub fn stats_body(engine: &crate::run::pipeline::Stats, live: &impl serde::Serialize) -> Value {
     let mut v = serde_json::to_value(engine).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
         m.insert(

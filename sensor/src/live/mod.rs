@@ -54,12 +54,12 @@ use serde::Serialize;
 #[cfg(feature = "live")]
 use crate::capture::Packet;
 #[cfg(feature = "live")]
-use crate::engine::Engine;
-use crate::engine::{Reporter, WriteOut};
-use crate::feed_source::{DrainEnd, FeedMsg, FeedPump, FeedSource, PumpConfig};
+use crate::run::engine::Engine;
+use crate::run::engine::{Reporter, WriteOut};
+use crate::enrich::feed_source::{DrainEnd, FeedMsg, FeedPump, FeedSource, PumpConfig};
 use crate::flow::{CloseKind, Limits};
 use crate::output::{Output, OutputSpec, OutputStats, Rotation};
-use crate::pipeline::Options;
+use crate::run::pipeline::Options;
 #[cfg(feature = "live")]
 use merge::{Merger, Msg};
 use reader::{wall_ns, IfaceStats};
@@ -335,10 +335,10 @@ pub struct LiveStats {
     pub feed: FeedHealthOut,
 }
 
-/// `stats.feed`: the health of each `--feed-url` ([`crate::feed_http`]).
+/// `stats.feed`: the health of each `--feed-url` ([`crate::enrich::feed_http`]).
 #[derive(Debug, Default, Serialize)]
 pub struct FeedHealthOut {
-    pub sources: Vec<crate::feed_http::SourceHealth>,
+    pub sources: Vec<crate::enrich::feed_http::SourceHealth>,
 }
 
 #[derive(Debug, Serialize)]
@@ -420,7 +420,7 @@ impl Feeds {
     /// Start every source. A `--feed-url` whose first request fails in a
     /// way retrying cannot fix (DNS, refused, TLS, 401/403, 404) is an
     /// error at once (exit status 2); later failures are retried.
-    fn start(args: &LiveArgs, http: Option<Arc<crate::feed_http::HttpTransport>>) -> anyhow::Result<Feeds> {
+    fn start(args: &LiveArgs, http: Option<Arc<crate::enrich::feed_http::HttpTransport>>) -> anyhow::Result<Feeds> {
         let config = PumpConfig { poll_interval: args.feed_poll.max(Duration::from_millis(10)), http, ..PumpConfig::default() };
         let deadline = Instant::now() + args.feed_wait;
         let sources = args.feed_follow.iter().map(|p| FeedSource::Follow(p.clone())).chain(args.feed_urls.iter().map(|u| FeedSource::Http { url: u.clone() }));
@@ -428,7 +428,7 @@ impl Feeds {
         for src in sources {
             let pump = FeedPump::start_with(src.clone(), config.clone()).with_context(|| format!("feed {src}"))?;
             if let FeedSource::Http { url } = &src {
-                crate::feed_http::first_answer(&pump, url, deadline)?;
+                crate::enrich::feed_http::first_answer(&pump, url, deadline)?;
             }
             let st = FeedSourceStats { source: src.to_string(), ..Default::default() };
             pumps.push((src, pump, st));
@@ -884,11 +884,11 @@ fn write_stats_record(engine: &Engine, live: &LiveStats, out: &mut Output, ocsf:
 }
 
 /// [`write_stats_record`] from the engine counters.
-fn write_stats_of(engine_stats: &crate::pipeline::Stats, live: &LiveStats, out: &mut Output, ocsf: bool) -> serde_json::Value {
+fn write_stats_of(engine_stats: &crate::run::pipeline::Stats, live: &LiveStats, out: &mut Output, ocsf: bool) -> serde_json::Value {
     #[derive(Serialize)]
     struct Body<'a> {
         #[serde(flatten)]
-        engine: &'a crate::pipeline::Stats,
+        engine: &'a crate::run::pipeline::Stats,
         #[serde(skip_serializing_if = "Option::is_none")]
         feed: Option<&'a FeedHealthOut>,
         live: &'a LiveStats,
@@ -899,7 +899,7 @@ fn write_stats_of(engine_stats: &crate::pipeline::Stats, live: &LiveStats, out: 
         event_type: &'static str,
         stats: Body<'a>,
     }
-    let rec = Record { timestamp: crate::eve::timestamp(wall_ns()), event_type: "stats", stats: Body { engine: engine_stats, feed: (!live.feed.sources.is_empty()).then_some(&live.feed), live } };
+    let rec = Record { timestamp: crate::output::eve::timestamp(wall_ns()), event_type: "stats", stats: Body { engine: engine_stats, feed: (!live.feed.sources.is_empty()).then_some(&live.feed), live } };
     if !ocsf && serde_json::to_writer(&mut *out, &rec).is_ok() {
         let _ = std::io::Write::write_all(out, b"\n");
         out.flush_lines();

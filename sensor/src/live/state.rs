@@ -77,7 +77,7 @@ pub struct StateDoc {
     #[serde(default)]
     pub learned: BTreeMap<String, Vec<String>>,
     #[serde(default)]
-    pub inspector: crate::inspector::Learned,
+    pub inspector: crate::verdict::inspector::Learned,
     #[serde(default)]
     pub clock: Vec<ClockRec>,
 }
@@ -240,21 +240,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// What is kept of the sensor, taken now.
 pub fn snapshot(
     en: Option<&crate::enrich::Enricher>,
-    profile: &crate::inspector::Profile,
+    profile: &crate::verdict::inspector::Profile,
 ) -> (StateDoc, u64) {
     snapshot_capped(en, profile, MAX_STATE_LEASES)
 }
 
 fn snapshot_capped(
     en: Option<&crate::enrich::Enricher>,
-    profile: &crate::inspector::Profile,
+    profile: &crate::verdict::inspector::Profile,
     max_leases: usize,
 ) -> (StateDoc, u64) {
     let mut dropped = 0u64;
     let mut doc = StateDoc {
         format: FORMAT.into(),
         version: VERSION,
-        written: crate::feed_http::wall_time(),
+        written: crate::enrich::feed_http::wall_time(),
         inspector: profile.learned(),
         ..StateDoc::default()
     };
@@ -310,7 +310,7 @@ fn snapshot_capped(
 pub fn apply(
     doc: &StateDoc,
     en: &mut crate::enrich::Enricher,
-    profile: &mut crate::inspector::Profile,
+    profile: &mut crate::verdict::inspector::Profile,
 ) -> (u64, u64, u64, u64) {
     let (mut leases, mut learned, mut clocks, mut skipped) = (0, 0, 0, 0);
     for l in doc.leases.iter().take(MAX_STATE_LEASES) {
@@ -371,7 +371,7 @@ impl StateFile {
     pub fn load(
         path: &Path,
         en: &mut crate::enrich::Enricher,
-        profile: &mut crate::inspector::Profile,
+        profile: &mut crate::verdict::inspector::Profile,
     ) -> StateFile {
         let mut st = StateStats {
             file: path.display().to_string(),
@@ -414,7 +414,7 @@ impl StateFile {
     pub fn save(
         &mut self,
         en: Option<&crate::enrich::Enricher>,
-        profile: &crate::inspector::Profile,
+        profile: &crate::verdict::inspector::Profile,
     ) {
         let (mut doc, mut dropped) = snapshot(en, profile);
         let mut bytes = serde_json::to_vec(&doc).unwrap_or_default();
@@ -489,8 +489,8 @@ mod tests {
             false,
         );
         en.learn("com.example.app", "api.example.com");
-        let mut profile = crate::inspector::Profile::default();
-        profile.restore(&crate::inspector::Learned {
+        let mut profile = crate::verdict::inspector::Profile::default();
+        profile.restore(&crate::verdict::inspector::Learned {
             inspector_sigs: vec![("64:64240:1460:7:MSTNW".into(), 3)],
             inspector_hops: Some((1, 2)),
             origin_sigs: Vec::new(),
@@ -519,7 +519,7 @@ mod tests {
         );
 
         let mut en2 = enricher();
-        let mut p2 = crate::inspector::Profile::default();
+        let mut p2 = crate::verdict::inspector::Profile::default();
         let st = StateFile::load(&path, &mut en2, &mut p2).stats;
         assert!(st.loaded && st.set_aside.is_none(), "{st:?}");
         assert_eq!(
@@ -561,7 +561,7 @@ mod tests {
                 EndReason::Natural,
                 false,
             );
-            serde_json::to_string(&snapshot(Some(&en), &crate::inspector::Profile::default()).0)
+            serde_json::to_string(&snapshot(Some(&en), &crate::verdict::inspector::Profile::default()).0)
                 .expect("json")
         };
         let cases: Vec<(&str, Vec<u8>, Bad)> = vec![
@@ -594,7 +594,7 @@ mod tests {
             let path = tmp(name);
             std::fs::write(&path, &bytes).expect("write");
             let mut en = enricher();
-            let mut p = crate::inspector::Profile::default();
+            let mut p = crate::verdict::inspector::Profile::default();
             let st = StateFile::load(&path, &mut en, &mut p).stats;
             assert_eq!(st.set_aside, Some(want), "{name}: {st:?}");
             assert!(!st.loaded && st.leases_loaded == 0, "{name}");
@@ -616,7 +616,7 @@ mod tests {
         let st = StateFile::load(
             &path,
             &mut enricher(),
-            &mut crate::inspector::Profile::default(),
+            &mut crate::verdict::inspector::Profile::default(),
         )
         .stats;
         assert_eq!(st.set_aside, Some(Bad::TooLarge));
@@ -627,7 +627,7 @@ mod tests {
         let st = StateFile::load(
             &path,
             &mut enricher(),
-            &mut crate::inspector::Profile::default(),
+            &mut crate::verdict::inspector::Profile::default(),
         )
         .stats;
         assert!(!st.loaded && st.set_aside.is_none());
@@ -642,7 +642,7 @@ mod tests {
         );
         let d = parse(doc.as_bytes()).expect("parses");
         let mut en = enricher();
-        let (l, _, _, skipped) = apply(&d, &mut en, &mut crate::inspector::Profile::default());
+        let (l, _, _, skipped) = apply(&d, &mut en, &mut crate::verdict::inspector::Profile::default());
         assert_eq!((l, skipped), (1, 1));
     }
 
@@ -663,7 +663,7 @@ mod tests {
                 false,
             );
         }
-        let (doc, dropped) = snapshot_capped(Some(&en), &crate::inspector::Profile::default(), 50);
+        let (doc, dropped) = snapshot_capped(Some(&en), &crate::verdict::inspector::Profile::default(), 50);
         assert_eq!(doc.leases.len(), 50);
         assert_eq!(dropped, 10);
         assert_eq!(

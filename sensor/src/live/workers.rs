@@ -8,7 +8,7 @@
 //!
 //! The prepared records go to the *desk* on the calling thread, which holds
 //! the one [`Reporter`] of the process, as in a sharded replay
-//! (`crate::sharded`): each worker sends its clock as a watermark with its
+//! (`crate::run::sharded`): each worker sends its clock as a watermark with its
 //! records, and the desk writes every record whose
 //! [`OrderKey`] is below every worker's watermark, in key order, so the
 //! findings that join several flows of one client (the fallback, the AN1725
@@ -34,10 +34,10 @@ use anyhow::Context;
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use serde::Serialize;
 
-use crate::engine::{add_decoder_stats, add_table_stats, stats_of, Clock, Prepared, Preparer, Reporter, Shard, WriteOut};
+use crate::run::engine::{add_decoder_stats, add_table_stats, stats_of, Clock, Prepared, Preparer, Reporter, Shard, WriteOut};
 use crate::flow::{CloseKind, Ended, Limits, OrderKey, TableStats};
 use crate::output::{Output, OutputSpec, Rotation};
-use crate::pipeline::{CaptureStats, DecoderStats, Stats};
+use crate::run::pipeline::{CaptureStats, DecoderStats, Stats};
 
 use super::afpacket::{self, Fanout, RingSpec};
 use super::reader::{wall_ns, IfaceStats};

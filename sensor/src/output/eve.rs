@@ -16,11 +16,11 @@ use pinwatch_parsers::hello::{version_name, ClientHello, ServerHello, Transport}
 use pinwatch_parsers::ja3::ja3s;
 use pinwatch_parsers::tls::{Dir, RecordInfo};
 
-use crate::classify::{PathOut, TlsFailure};
+use crate::verdict::classify::{PathOut, TlsFailure};
 use pinwatch_parsers::tls::alert_name;
 use crate::enrich::{An1725, MobileOut};
-use crate::findings::{AlertBody, Evidence};
-use crate::fingerprints::HelloPrints;
+use crate::verdict::findings::{AlertBody, Evidence};
+use crate::output::fingerprints::HelloPrints;
 use crate::flow::{CloseKind, Ended, Flow};
 
 /// Suricata's timestamp format: `2016-06-01T08:02:45.123456+0000` (UTC).
@@ -230,7 +230,7 @@ pub fn server_handshake(h: &ServerHello) -> ServerHandshakeOut {
 /// Suricata's `session_resumed`: the client offered a session ticket or
 /// its session id came back in the ServerHello, the server sent no
 /// certificate, and the version is not TLS 1.3 (or a draft of it).
-fn session_resumed(s: &crate::session::TlsSession) -> Option<bool> {
+fn session_resumed(s: &crate::flow::session::TlsSession) -> Option<bool> {
     let (sh, _) = s.server_hello.as_ref()?;
     let (ch, _) = s.client_hellos.first()?;
     let ticket = ch.extensions.contains(&pinwatch_parsers::hello::ext::SESSION_TICKET);
@@ -888,7 +888,7 @@ pub fn quic_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> QuicEvent
         .map(|q| q.client_hellos.iter().map(|(c, ts)| hello_out(c, *ts, start, Transport::Quic)).collect())
         .unwrap_or_default();
     let quic = Quic {
-        version: q.and_then(|q| q.conn.version()).map(crate::quic_session::version_name).or_else(|| g.map(|g| crate::quic_session::gquic_version_name(&g.version))),
+        version: q.and_then(|q| q.conn.version()).map(crate::flow::quic_session::version_name).or_else(|| g.map(|g| crate::flow::quic_session::gquic_version_name(&g.version))),
         sni: ch.and_then(|c| c.sni.clone()).or_else(|| g.and_then(|g| g.sni.clone())),
         ua: g.and_then(|g| g.uaid.clone()),
         cyu: q
@@ -926,7 +926,7 @@ pub fn quic_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> QuicEvent
         retry: q.is_some_and(|q| q.retry),
         version_negotiation: q
             .and_then(|q| q.version_negotiation.as_ref())
-            .map(|v| v.iter().map(|x| crate::quic_session::version_name(*x)).collect()),
+            .map(|v| v.iter().map(|x| crate::flow::quic_session::version_name(*x)).collect()),
         datagrams_read: q.map(|q| q.fed).unwrap_or_default(),
         short_header_datagrams: q.map(|q| q.short).unwrap_or_default(),
         undecryptable: q.map_or(0, |q| q.undecryptable),

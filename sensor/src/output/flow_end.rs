@@ -5,8 +5,8 @@
 
 use serde::Serialize;
 
-use crate::classify::{PathOut, TlsFailure};
-use crate::eve::Header;
+use crate::verdict::classify::{PathOut, TlsFailure};
+use crate::output::eve::Header;
 use crate::flow::{CloseKind, Ended};
 
 /// A digest of what a verdict says (outcome, kind, class, path kind): the
@@ -84,8 +84,8 @@ impl FlowEnd {
                 pkts_toclient: self.pkts_toclient,
                 bytes_toserver: self.bytes_toserver,
                 bytes_toclient: self.bytes_toclient,
-                start: crate::eve::timestamp(self.start_ns),
-                end: crate::eve::timestamp(self.end_ns),
+                start: crate::output::eve::timestamp(self.start_ns),
+                end: crate::output::eve::timestamp(self.end_ns),
                 age: self.end_ns.saturating_sub(self.start_ns).max(0) / 1_000_000_000,
                 state: self.state,
                 reason,

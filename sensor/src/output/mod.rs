@@ -33,7 +33,7 @@
 //!   [`Output::finish`] waits a bounded time for the reader.
 //! - **network sinks** (`redis://…`, `syslog+udp://…`, `syslog+tcp://…`):
 //!   each line goes to a bounded queue that a shipper thread empties
-//!   ([`crate::sinks`]); overflow and end-of-run leftovers are counted.
+//!   ([`crate::output::sinks`]); overflow and end-of-run leftovers are counted.
 
 pub mod eve;
 pub mod fingerprints;
@@ -62,8 +62,8 @@ pub enum OutputSpec {
     File(PathBuf),
     /// Connect to a listening Unix stream socket at this path.
     Unix(PathBuf),
-    /// A network sink (Redis, syslog); see [`crate::sinks`].
-    Sink(crate::sinks::SinkSpec),
+    /// A network sink (Redis, syslog); see [`crate::output::sinks`].
+    Sink(crate::output::sinks::SinkSpec),
     /// A sink URL that does not parse: [`Output::open`] reports why.
     Invalid(String),
 }
@@ -73,7 +73,7 @@ impl OutputSpec {
     pub fn parse(s: &str) -> OutputSpec {
         if s == "-" {
             OutputSpec::Stdout
-        } else if let Some(r) = crate::sinks::SinkSpec::parse(s).transpose() {
+        } else if let Some(r) = crate::output::sinks::SinkSpec::parse(s).transpose() {
             r.map_or_else(|e| OutputSpec::Invalid(format!("{s}: {e}")), OutputSpec::Sink)
         } else if let Some(p) = s.strip_prefix("unix:") {
             OutputSpec::Unix(PathBuf::from(p))
@@ -143,7 +143,7 @@ enum Target {
     Stdout(io::Stdout),
     File(FileTarget),
     Unix(SocketTarget),
-    Sink(crate::sinks::Sink),
+    Sink(crate::output::sinks::Sink),
     /// Tests: every whole line lands here.
     Memory(Vec<u8>),
 }
@@ -164,7 +164,7 @@ impl Output {
                 (Target::Unix(SocketTarget::new(p.clone())), "unix")
             }
             OutputSpec::Sink(s) => {
-                let sink = crate::sinks::Sink::start(s).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", s.text)))?;
+                let sink = crate::output::sinks::Sink::start(s).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", s.text)))?;
                 let kind = sink.kind();
                 (Target::Sink(sink), kind)
             }
@@ -201,7 +201,7 @@ impl Output {
             s.pending_bytes = t.pending.len() as u64;
         }
         if let Target::Sink(k) = &self.target {
-            crate::sinks::fill_stats(k, &mut s);
+            crate::output::sinks::fill_stats(k, &mut s);
         }
         s
     }

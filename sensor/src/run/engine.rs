@@ -5,7 +5,7 @@
 //!   shards, each owning the flows of whole partitions of the flow key
 //!   ([`crate::flow::partition`]), so the packet path takes no lock and the
 //!   caps, which are per partition, act as with one shard.
-//! - [`Reporter`] ([`crate::reporter`], sans I/O): classification,
+//! - [`Reporter`] ([`crate::run::reporter`], sans I/O): classification,
 //!   enrichment, findings and records, in the order of
 //!   [`crate::flow::OrderKey`], whatever the number of shards; [`WriteOut`]
 //!   is its writer.
@@ -19,12 +19,12 @@ use pinwatch_parsers::decode::{decode, Decoded, Skip};
 use pinwatch_parsers::time::Timestamp;
 
 use crate::capture::Packet;
-use crate::eve;
+use crate::output::eve;
 use crate::flow::{CloseKind, Ended, FlowKey, FlowTable, Limits, OrderKey, TableStats};
 use crate::run::options::Options;
 use crate::run::stats::{CaptureStats, DecoderStats, MemoryStats, Stats};
 
-pub use crate::reporter::{Naming, Prepared, Preparer, ReportStats, Reporter};
+pub use crate::run::reporter::{Naming, Prepared, Preparer, ReportStats, Reporter};
 
 /// The writer side of the [`Reporter`]: each call hands the reporter its
 /// input (`handle_*`), then writes the records it polls to `out`. After a
@@ -168,7 +168,7 @@ pub struct Shard {
     /// The clock of the last [`Shard::advance`].
     advanced: i64,
     /// With a preparer, open sessions are reported at their verdict
-    /// ([`crate::decision`]) into [`Shard::verdicts`].
+    /// ([`crate::flow::decision`]) into [`Shard::verdicts`].
     preparer: Option<Preparer>,
     /// Open sessions reported at their verdict, prepared, for the reporter.
     pub verdicts: Vec<Prepared>,

@@ -24,8 +24,8 @@ pub struct Options {
     /// Flow-table threads; 0 or 1 runs everything on the calling thread.
     pub threads: usize,
     /// Bytes each thread reads per round when one pcap file is read in
-    /// chunks ([`crate::sharded::run_chunked`]); 0: the default
-    /// ([`crate::sharded::CHUNK_BYTES`]). The output does not depend on it.
+    /// chunks ([`crate::run::sharded::run_chunked`]); 0: the default
+    /// ([`crate::run::sharded::CHUNK_BYTES`]). The output does not depend on it.
     pub chunk_bytes: usize,
     /// With several threads: report on the calling thread while the shards
     /// work (`Some(true)`), or let shards waiting for the others report

@@ -1,7 +1,7 @@
 //! The replay pipeline: capture files → decode → flow table → EVE lines.
 //!
 //! Output order: a `tls` record is written at the session's verdict while
-//! its flow is open ([`crate::decision`]) or when its flow ends (FIN/RST
+//! its flow is open ([`crate::flow::decision`]) or when its flow ends (FIN/RST
 //! after a short linger, idle timeout, eviction, or end of capture), in the
 //! order of [`crate::flow::OrderKey`]: by the capture time at which it
 //! became due, then flow id; flows still open at the end of the capture follow
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 
 use crate::capture::{CaptureFile, Merged};
-use crate::engine::{stats_of, write_stats, Engine, Reporter};
+use crate::run::engine::{stats_of, write_stats, Engine, Reporter};
 pub use crate::run::options::Options;
 pub use crate::run::stats::{CaptureStats, DecoderStats, MemoryStats, Stats};
 use crate::flow::CloseKind;
@@ -52,7 +52,7 @@ pub struct Summary {
 /// With `opts.threads` above one, `threads` shard threads own the flows of
 /// whole partitions of the flow key (one pcap file is read in
 /// chunks shared out among them, anything else is walked by each; see
-/// [`crate::sharded`]), and the records are written from a reporting desk
+/// [`crate::run::sharded`]), and the records are written from a reporting desk
 /// that this thread or a waiting shard serves (`Options::reporter_thread`);
 /// the records and their order are the same as with one thread (see
 /// [`crate::flow::OrderKey`]).
@@ -106,7 +106,7 @@ pub fn replay(inputs: &[Input], opts: &Options, out: &mut (dyn Write + Send)) ->
         (engine.stats(), engine.clock.now(), engine.reporter.take_write_error())
     } else {
         let mut reporter = Reporter::new(opts, names)?;
-        let (capture, clock, shards) = crate::sharded::run(&refs, opts, capture, bar.as_ref(), &mut reporter, out);
+        let (capture, clock, shards) = crate::run::sharded::run(&refs, opts, capture, bar.as_ref(), &mut reporter, out);
         let (decoder, table) = shards;
         if first_error.is_none() {
             first_error = capture.errors.first().cloned();

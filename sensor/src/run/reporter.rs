@@ -3,7 +3,7 @@
 //! In the style of quinn-proto: what comes in is handed to `handle_*`
 //! methods — flows that ended ([`Reporter::handle_ended`], or
 //! [`Reporter::handle_prepared`] when another thread prepared them, and
-//! open sessions whose verdict is due, [`crate::decision`]), the capture
+//! open sessions whose verdict is due, [`crate::flow::decision`]), the capture
 //! clock every input has reached ([`Reporter::handle_time`],
 //! [`Reporter::handle_watermark`], [`Reporter::handle_end_of_input`]),
 //! device feed lines ([`Reporter::handle_feed_line`],
@@ -13,14 +13,14 @@
 //! desk enriches (the device feed's `mobile`), judges what the flows'
 //! threads could not (an inline inspector's profile), correlates the
 //! findings (the fallback pattern, AN1725) and renders the alerts; the
-//! writer is outside (`crate::engine::WriteOut`).
+//! writer is outside (`crate::run::engine::WriteOut`).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
 
-use crate::classify;
-use crate::eve;
-use crate::findings::{AlertBody, Correlator, SessionFacts};
+use crate::verdict::classify;
+use crate::output::eve;
+use crate::verdict::findings::{AlertBody, Correlator, SessionFacts};
 use crate::flow::{Ended, OrderKey, Proto};
 use crate::run::options::Options;
 
@@ -111,8 +111,8 @@ pub struct Reporter {
     /// reporter itself does no I/O): kept for the run's summary.
     output_error: Option<std::io::Error>,
     streaming: Option<Streaming>,
-    /// The inline inspector's profile ([`crate::inspector`]).
-    profile: crate::inspector::Profile,
+    /// The inline inspector's profile ([`crate::verdict::inspector`]).
+    profile: crate::verdict::inspector::Profile,
     /// Sessions reported while open, until their `flow` record: the
     /// digest of the verdict reported ([`crate::output::flow_end::digest`]) and
     /// whether the report raised an alert (`flow.alerted`). At most one
@@ -120,8 +120,8 @@ pub struct Reporter {
     open: std::collections::HashMap<u64, (u32, bool)>,
     /// The key of the last [`Reporter::handle_drained`] flow (a check).
     last_drained: Option<OrderKey>,
-    /// Alert tuning: which alerts are written ([`crate::tuning`]).
-    pub tuning: crate::tuning::Tuning,
+    /// Alert tuning: which alerts are written ([`crate::verdict::tuning`]).
+    pub tuning: crate::verdict::tuning::Tuning,
 }
 
 impl Reporter {
@@ -150,10 +150,10 @@ impl Reporter {
             outbox: VecDeque::new(),
             output_error: None,
             streaming: None,
-            profile: crate::inspector::Profile::new(&opts.config),
+            profile: crate::verdict::inspector::Profile::new(&opts.config),
             open: Default::default(),
             last_drained: None,
-            tuning: crate::tuning::Tuning::new(opts.config.tuning.clone()),
+            tuning: crate::verdict::tuning::Tuning::new(opts.config.tuning.clone()),
         })
     }
 
@@ -271,11 +271,11 @@ fn keep_for_late_feed(streaming: &mut Option<Streaming>, stats: &mut ReportStats
 impl Reporter {
 
     /// The inline inspector's profile (the state file keeps what it learned).
-    pub fn profile_mut(&mut self) -> &mut crate::inspector::Profile {
+    pub fn profile_mut(&mut self) -> &mut crate::verdict::inspector::Profile {
         &mut self.profile
     }
 
-    pub fn profile(&self) -> &crate::inspector::Profile {
+    pub fn profile(&self) -> &crate::verdict::inspector::Profile {
         &self.profile
     }
 
@@ -476,7 +476,7 @@ pub struct Preparer {
 }
 
 impl Preparer {
-    /// The decision timeout of the configuration ([`crate::decision`]).
+    /// The decision timeout of the configuration ([`crate::flow::decision`]).
     pub fn decision_timeout_ns(&self) -> i64 {
         self.config.decision_timeout_ns
     }
@@ -485,7 +485,7 @@ impl Preparer {
         prepare(&e, &self.config, &self.names, self.ocsf)
     }
 
-    /// An open session whose verdict is due ([`crate::decision`]), and
+    /// An open session whose verdict is due ([`crate::flow::decision`]), and
     /// whether it is a session (else its end is written as usual).
     pub fn snapshot(&self, e: &Ended) -> (Prepared, bool) {
         let mut p = prepare(e, &self.config, &self.names, self.ocsf);
@@ -690,10 +690,10 @@ fn spliced(line: Vec<u8>, mobile_at: usize, path_at: usize, path: Option<&classi
 
 /// One record out: its EVE line, or its OCSF form (alerts only); an alert
 /// the tuning withholds is not written.
-fn emit(ocsf: bool, outbox: &mut VecDeque<Vec<u8>>, tuning: &mut crate::tuning::Tuning, v: &dyn erased::Json) {
+fn emit(ocsf: bool, outbox: &mut VecDeque<Vec<u8>>, tuning: &mut crate::verdict::tuning::Tuning, v: &dyn erased::Json) {
     if !tuning.is_empty() {
         let value = v.value();
-        if crate::tuning::Subject::of(&value).is_some_and(|s| tuning.admit(&s) != crate::tuning::Admit::Write) {
+        if crate::verdict::tuning::Subject::of(&value).is_some_and(|s| tuning.admit(&s) != crate::verdict::tuning::Admit::Write) {
             return;
         }
     }
@@ -768,10 +768,10 @@ fn correlate(
         }
         if m.baseline.as_ref().is_some_and(|b| !b.approved) {
             let sources = m.baseline.as_ref().map(|b| b.sources.join("+")).unwrap_or_default();
-            findings.push(crate::findings::Finding {
-                sid: crate::findings::SID_BASELINE,
+            findings.push(crate::verdict::findings::Finding {
+                sid: crate::verdict::findings::SID_BASELINE,
                 confidence: classify::Confidence::Medium,
-                evidence: crate::findings::Evidence {
+                evidence: crate::verdict::findings::Evidence {
                     reasons: vec![format!("destination_outside_baseline:{}:baseline:{sources}", l.brief.sni.unwrap_or("?"))],
                     flow_ids: vec![l.header.flow_id],
                 },
@@ -815,7 +815,7 @@ fn an1725_alert(
     write: &mut dyn FnMut(&dyn erased::Json),
 ) -> Option<crate::enrich::An1725> {
     let mut verdict = crate::enrich::an1725(m, sids, header.flow_id)?;
-    let cap = crate::findings::confidence_name(net_conf);
+    let cap = crate::verdict::findings::confidence_name(net_conf);
     let rank = |c: &str| match c {
         "high" => 2,
         "medium" => 1,
@@ -827,13 +827,13 @@ fn an1725_alert(
     }
     let dest = brief.sni.map(str::to_string).unwrap_or_else(|| header.dest_ip.to_string());
     let (verdict, flow_ids) = folder.fold(verdict, m, &dest, start_ns, header.flow_id, flow_ids);
-    let evidence = crate::findings::Evidence { reasons: verdict.reasons.clone(), flow_ids };
+    let evidence = crate::verdict::findings::Evidence { reasons: verdict.reasons.clone(), flow_ids };
     let confidence = match verdict.confidence {
         "high" => classify::Confidence::High,
         "medium" => classify::Confidence::Medium,
         _ => classify::Confidence::Low,
     };
-    let mut a = eve::AlertEvent::new(header, AlertBody::new(crate::findings::SID_AN1725, confidence), Some(brief), Some(failure), Some(path), evidence);
+    let mut a = eve::AlertEvent::new(header, AlertBody::new(crate::verdict::findings::SID_AN1725, confidence), Some(brief), Some(failure), Some(path), evidence);
     a.mobile = Some(m);
     a.an1725 = Some(verdict.clone());
     stats.alerts_logged += 1;
@@ -864,7 +864,7 @@ mod erased {
         }
         fn ocsf_line(&self) -> Option<Vec<u8>> {
             let v = serde_json::to_value(self).ok()?;
-            let f = crate::ocsf::detection_finding(&v)?;
+            let f = crate::output::ocsf::detection_finding(&v)?;
             let mut line = serde_json::to_vec(&f).ok()?;
             line.push(b'\n');
             Some(line)
@@ -876,7 +876,7 @@ mod erased {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Shard;
+    use crate::run::engine::Shard;
     use crate::flow::{CloseKind, Limits};
     use std::path::Path;
 
@@ -986,7 +986,7 @@ mod tests {
         let mut desk = Reporter::new(&opts, vec![name.to_string()]).expect("reporter");
         let mut shard = Shard::new(opts.limits);
         shard.set_preparer(desk.preparer());
-        let mut clock = crate::engine::Clock::default();
+        let mut clock = crate::run::engine::Clock::default();
         let (mut ended, mut out) = (Vec::new(), Vec::new());
         fn poll(desk: &mut Reporter, now: i64, out: &mut Vec<(i64, Value)>) {
             while let Some(line) = desk.poll_record() {

@@ -63,7 +63,7 @@ use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
 use pinwatch_parsers::decode::{decode, Decoded, Skip};
 
 use crate::capture::{CaptureFile, Merged};
-use crate::engine::{add_decoder_stats, add_table_stats, Clock, Prepared, Preparer, Reporter, Shard, WriteOut};
+use crate::run::engine::{add_decoder_stats, add_table_stats, Clock, Prepared, Preparer, Reporter, Shard, WriteOut};
 use crate::flow::{CloseKind, Ended, FlowKey, OrderKey, TableStats};
 use crate::run::options::Options;
 use crate::run::stats::{CaptureStats, DecoderStats};
@@ -85,7 +85,7 @@ struct FromShard {
 
 /// Prepare a shard's ended flows for the desk (on the shard's thread).
 fn prepared(preparer: &Preparer, shard: &mut Shard, ended: &mut Vec<Ended>) -> Vec<Prepared> {
-    // With the open sessions reported at their verdict (`crate::decision`).
+    // With the open sessions reported at their verdict (`crate::flow::decision`).
     let mut out = std::mem::take(&mut shard.verdicts);
     out.extend(ended.drain(..).map(|e| preparer.prepare(e)));
     out
@@ -501,7 +501,7 @@ fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, k: usize, chunk
                     Ok(d) => {
                         // The hashing of every shard's table (they share the hasher).
                         let key = crate::flow::FlowKey::new(d);
-                        let hash = crate::flowmap::key_hash(hasher, &key);
+                        let hash = crate::flow::map::key_hash(hasher, &key);
                         (hash, owner(&key, parts, threads))
                     }
                     Err(_) => (0, 0),
@@ -572,7 +572,7 @@ fn count<'a, O: std::ops::Deref<Target = ChunkOut<'a>>>(capture: &mut CaptureSta
 }
 
 /// Packets ahead of the one being processed whose map slot, and (half as
-/// far) whose flow, a thread asks for (see [`crate::flowmap`]).
+/// far) whose flow, a thread asks for (see [`crate::flow::map`]).
 const PREFETCH: usize = 8;
 
 /// Thread `k`'s part of one chunk. The clock moves as with one thread: from

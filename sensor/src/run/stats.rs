@@ -22,8 +22,8 @@ pub struct CaptureStats {
     /// Chunks read by other threads and thrown away because the chunk
     /// before did not end where their start was guessed: a wrong guess (a
     /// capture with a capture file in its payload can fool it), or a chunk
-    /// of tiny records cut short at [`crate::sharded::MAX_CHUNK_PACKETS`]
-    /// (see [`crate::sharded`]). Costs time, never records.
+    /// of tiny records cut short at [`crate::run::sharded::MAX_CHUNK_PACKETS`]
+    /// (see [`crate::run::sharded`]). Costs time, never records.
     pub chunk_starts_rejected: u64,
 }
 
@@ -65,7 +65,7 @@ pub struct Stats {
     /// Alert tuning (`[tuning]`): rules, bad lines, reloads and the alerts
     /// not written, per signature.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tuning: Option<crate::tuning::TuningStats>,
+    pub tuning: Option<crate::verdict::tuning::TuningStats>,
     pub memory: MemoryStats,
 }
 

@@ -79,7 +79,7 @@ pub struct PathOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wire: Option<WireOut>,
     /// Left for the reporting desk to judge against the inspector's
-    /// profile ([`crate::inspector`]): an inline deployment covers the
+    /// profile ([`crate::verdict::inspector`]): an inline deployment covers the
     /// session and nothing in it proves its path.
     #[serde(skip)]
     pub pending: bool,
@@ -375,7 +375,7 @@ pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
 /// buffer budget (`buffer_budget_exhausted`).
 pub fn dropped_by_sensor(e: &Ended) -> bool {
     let f = &e.flow;
-    f.budget_dropped || f.session.anomalies.contains(&crate::session::SERVER_MESSAGE_TOO_LONG)
+    f.budget_dropped || f.session.anomalies.contains(&crate::flow::session::SERVER_MESSAGE_TOO_LONG)
 }
 
 /// Did a rule settle the outcome (later rules are not asked)?
@@ -402,7 +402,7 @@ const OUTCOME_RULES: [(&str, Rule); 5] = [
 struct Facts<'a> {
     e: &'a Ended,
     f: &'a crate::flow::Flow,
-    s: &'a crate::session::TlsSession,
+    s: &'a crate::flow::session::TlsSession,
     cfg: &'a Config,
     recs: &'a [RecordInfo],
     tls13: bool,
@@ -416,8 +416,8 @@ struct Facts<'a> {
     client_after: Vec<&'a RecordInfo>,
     /// Log index of the first client record after the flight.
     client_after_idx: Option<usize>,
-    client_alert: Option<&'a crate::session::AlertSeen>,
-    server_alert: Option<&'a crate::session::AlertSeen>,
+    client_alert: Option<&'a crate::flow::session::AlertSeen>,
+    server_alert: Option<&'a crate::flow::session::AlertSeen>,
 }
 
 impl<'a> Facts<'a> {
@@ -488,7 +488,7 @@ impl<'a> Facts<'a> {
 /// The server's flight in the record log: its last record's time, the
 /// client records from the first one that answers it, and that record's
 /// index.
-fn server_flight<'a>(s: &crate::session::TlsSession, recs: &'a [RecordInfo]) -> (Option<i64>, Vec<&'a RecordInfo>, Option<usize>) {
+fn server_flight<'a>(s: &crate::flow::session::TlsSession, recs: &'a [RecordInfo]) -> (Option<i64>, Vec<&'a RecordInfo>, Option<usize>) {
     let Some(i) = recs.iter().position(|r| r.dir == Dir::Server) else {
         return (None, Vec::new(), None);
     };
@@ -788,7 +788,7 @@ fn post_handshake_abort(x: &Facts<'_>, af: &AfterFinished<'_>, fin_ts: i64, abor
 /// deployment. Rules in the order docs/output.md (`path`) lists them.
 /// Sessions an inline deployment covers that carry no direct evidence
 /// come out `pending`: the reporting desk judges them against the
-/// inspector's profile ([`crate::inspector::Profile::judge`]).
+/// inspector's profile ([`crate::verdict::inspector::Profile::judge`]).
 pub fn path(e: &Ended, cfg: &Config, sni: Option<&str>, ja3s: Option<&str>) -> PathOut {
     let x = PathFacts::of(e, cfg, sni, ja3s);
     let mut ev = Vec::new();

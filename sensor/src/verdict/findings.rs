@@ -11,7 +11,7 @@
 //! | 1725005 | the AN1725 join: a session with one of the findings above, attributed to a device and app by the MDM feed, scored high/medium/low |
 //!
 //! The correlator sees sessions in output order (at their verdict, or when
-//! they end: `crate::decision`); the
+//! they end: `crate::flow::decision`); the
 //! fallback window is measured on session *start* times, so a long direct
 //! session that ends late still matches the rejections that preceded it.
 
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use pinwatch_parsers::time::Timestamp;
 use serde::Serialize;
 
-use crate::classify::{Confidence, Outcome, PathKind, PathOut, Policy, TlsFailure};
+use crate::verdict::classify::{Confidence, Outcome, PathKind, PathOut, Policy, TlsFailure};
 use crate::config::Config;
 
 pub const GID: u32 = 1725;
@@ -321,7 +321,7 @@ impl Correlator {
             if s.ech {
                 reasons.push("encrypted_client_hello".to_string());
             }
-            if crate::classify::sni_is_ip_or_missing(s.sni) {
+            if crate::verdict::classify::sni_is_ip_or_missing(s.sni) {
                 reasons.push(format!("no_server_name_to_ip:{}", s.server));
             }
             if s.quic && self.cfg.udp_443_blocked && s.failure.outcome == Outcome::Established {
@@ -413,7 +413,7 @@ mod tests {
         }
     }
 
-    use crate::classify::{FailureClass, PathKind, PathOut, TlsFailure};
+    use crate::verdict::classify::{FailureClass, PathKind, PathOut, TlsFailure};
     use crate::flow::CloseKind;
 
     const SEC: i64 = 1_000_000_000;

@@ -22,7 +22,7 @@
 //! replay gives the same verdicts with any number of threads. Memory is
 //! bounded: at most [`MAX_SIGNATURES`] signatures of each kind.
 
-use crate::classify::{Confidence, PathKind, PathOut};
+use crate::verdict::classify::{Confidence, PathKind, PathOut};
 use crate::config::Config;
 
 /// Most signatures kept per kind (inspector, origin); later new ones are
@@ -228,7 +228,7 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{Policy, WireOut};
+    use crate::verdict::classify::{Policy, WireOut};
 
     fn pending(wire: WireOut) -> PathOut {
         PathOut {
@@ -256,9 +256,9 @@ mod tests {
     fn wire(ttl: u8, synack_ms: f64, hello_ms: f64, sig: &str) -> WireOut {
         WireOut {
             synack_ttl: Some(ttl),
-            server_hops: Some(crate::classify::hops_of(ttl)),
+            server_hops: Some(crate::verdict::classify::hops_of(ttl)),
             data_ttl: Some(ttl),
-            data_hops: Some(crate::classify::hops_of(ttl)),
+            data_hops: Some(crate::verdict::classify::hops_of(ttl)),
             synack_ms: Some(synack_ms),
             server_hello_ms: Some(hello_ms),
             tcp_signature: Some(sig.to_string()),

@@ -501,7 +501,7 @@ impl<'a> Subject<'a> {
             ts_ns: v
                 .get("timestamp")
                 .and_then(Value::as_str)
-                .and_then(crate::tuning::timestamp_ns)
+                .and_then(crate::verdict::tuning::timestamp_ns)
                 .unwrap_or(0),
             sni: v.pointer("/tls/sni").and_then(Value::as_str),
             app: v.pointer("/mobile/app/package").and_then(Value::as_str),

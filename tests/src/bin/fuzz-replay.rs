@@ -21,7 +21,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 
 /// xorshift64*: deterministic from the seed, no dependency.
 struct Rng(u64);

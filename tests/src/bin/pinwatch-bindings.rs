@@ -3,5 +3,5 @@
 //! binary, built by this package so its integration tests can find it.
 
 fn main() -> std::process::ExitCode {
-    pinwatch::bindings::main_from_args(std::env::args_os())
+    pinwatch::enrich::bindings::main_from_args(std::env::args_os())
 }

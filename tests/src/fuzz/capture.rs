@@ -22,7 +22,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use pinwatch::capture::{CaptureFile, MAX_CAPLEN};
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 
 use super::alloc::measure;
 use super::{havoc, Rng, Target};

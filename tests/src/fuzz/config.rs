@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 
 use pinwatch::config::Config;
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use toml::Value;
 
 use super::alloc::measure;

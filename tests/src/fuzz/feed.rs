@@ -17,8 +17,8 @@
 
 use std::path::PathBuf;
 
-use pinwatch::feed_source::{read_file_lines, FeedMsg, PumpConfig};
-use pinwatch::pipeline::{replay, Input, Options};
+use pinwatch::enrich::feed_source::{read_file_lines, FeedMsg, PumpConfig};
+use pinwatch::run::pipeline::{replay, Input, Options};
 use pinwatch_enrichment::feed::{FeedReader, DEFAULT_MAX_PROBLEMS};
 use serde_json::Value;
 

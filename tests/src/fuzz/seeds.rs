@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use pinwatch::capture::CaptureFile;
-use pinwatch::reassembly::{Chunk, Limits, Reassembler};
+use pinwatch::flow::reassembly::{Chunk, Limits, Reassembler};
 use pinwatch_parsers::decode::{decode, linktype};
 use pinwatch_parsers::tls::{Dir, TlsEvent, TlsParser};
 

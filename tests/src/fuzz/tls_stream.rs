@@ -24,7 +24,7 @@
 //! unsegmented streams: segmentation, overlap and order cannot hide or
 //! change a handshake (issue 17's evasion).
 
-use pinwatch::reassembly::{Chunk, Limits, Reassembler, SEEN_BYTES};
+use pinwatch::flow::reassembly::{Chunk, Limits, Reassembler, SEEN_BYTES};
 use pinwatch_parsers::tls::{Dir, TlsEvent, TlsParser, MAX_HANDSHAKE_MESSAGE, MAX_RECORD_LEN};
 
 use super::alloc::measure;
