@@ -975,6 +975,8 @@ fn an_open_fallback_session_is_alerted_at_its_verdict_not_its_end() {
     let live = lines(Path::new(&out));
     assert_eq!(of_type(&live, "tls").iter().filter(|r| r["flow_id"] == direct["flow_id"]).count(), 1, "one tls record per session");
     assert_eq!(live.last().map(|r| r["stats"]["flow_records_logged"].clone()), Some(Value::from(1)));
+}
+
 fn pcaps_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcaps")
 }
