@@ -32,7 +32,8 @@ fn client_hello_body() -> Vec<u8> {
     b.extend([0x11; 32]);
     b.push(32);
     b.extend([0x22; 32]);
-    let ciphers: [u16; 16] = [0x2a2a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035];
+    let ciphers: [u16; 16] =
+        [0x2a2a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035];
     b.extend(((ciphers.len() * 2) as u16).to_be_bytes());
     for c in ciphers {
         b.extend(c.to_be_bytes());
@@ -94,7 +95,8 @@ fn flow_benches(c: &mut Criterion) {
     }
     assert_eq!(table.len(), FLOWS as usize);
     // Visit the flows in a scattered order.
-    let frames: Vec<Vec<u8>> = (0..4096u32).map(|k| flow_frame(k.wrapping_mul(2_654_435_761) % FLOWS, 0x10, 5_000, &[0x17; 1400])).collect();
+    let frames: Vec<Vec<u8>> =
+        (0..4096u32).map(|k| flow_frame(k.wrapping_mul(2_654_435_761) % FLOWS, 0x10, 5_000, &[0x17; 1400])).collect();
     let decoded: Vec<_> = frames.iter().map(|f| decode(linktype::ETHERNET, f).expect("frame decodes")).collect();
     let mut g = c.benchmark_group("flow_table");
     g.throughput(Throughput::Elements(decoded.len() as u64));
@@ -108,10 +110,13 @@ fn flow_benches(c: &mut Criterion) {
     // The same packets as a thread of a chunked replay takes them: hashed
     // already, each packet's map slot asked for 8 packets ahead and its flow
     // 4 ahead (crate::flowmap).
-    let hashed: Vec<_> = decoded.iter().map(|d| {
-        let key = pinwatch::flow::FlowKey::new(d);
-        (key, table.hash(&key))
-    }).collect();
+    let hashed: Vec<_> = decoded
+        .iter()
+        .map(|d| {
+            let key = pinwatch::flow::FlowKey::new(d);
+            (key, table.hash(&key))
+        })
+        .collect();
     g.bench_function("bulk_packet_100k_flows_prefetched", |b| {
         b.iter(|| {
             for (j, d) in decoded.iter().enumerate() {

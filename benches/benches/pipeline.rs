@@ -25,8 +25,7 @@ fn captures() -> Vec<(String, &'static [u8])> {
 fn benches(c: &mut Criterion) {
     let caps = captures();
     let total: u64 = caps.iter().map(|(_, b)| b.len() as u64).sum();
-    let files: Vec<CaptureFile> =
-        caps.iter().map(|(n, b)| CaptureFile::from_bytes(n.clone(), b.to_vec()).expect("capture")).collect();
+    let files: Vec<CaptureFile> = caps.iter().map(|(n, b)| CaptureFile::from_bytes(n.clone(), b.to_vec()).expect("capture")).collect();
     let refs: Vec<&CaptureFile> = files.iter().collect();
 
     let mut g = c.benchmark_group("pipeline");

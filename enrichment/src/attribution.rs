@@ -44,11 +44,7 @@ pub struct AttributionConfig {
 
 impl Default for AttributionConfig {
     fn default() -> Self {
-        Self {
-            skew_ns: 5 * 1_000_000_000,
-            exact_window_ns: 2 * 1_000_000_000,
-            dns_window_ns: 300 * 1_000_000_000,
-        }
+        Self { skew_ns: 5 * 1_000_000_000, exact_window_ns: 2 * 1_000_000_000, dns_window_ns: 300 * 1_000_000_000 }
     }
 }
 
@@ -321,8 +317,12 @@ impl<'a> Ctx<'a> {
         let ev = |strength, method| Scored { strength, distance: dist, index: i, method, skew_ns: Some(ct.saturating_sub(t)) };
         let pkg = e.package()?;
         let scored = match &e.body {
-            EventBody::NetConnect(_) if is_exact(e, q.dst_ip, q.dst_port) && within(exact_window) => ev(Strength::Exact, Method::NetConnect),
-            EventBody::AppTlsTrust(_) if is_exact(e, q.dst_ip, q.dst_port) && within(exact_window) => ev(Strength::Exact, Method::RuntimeTrustEvent),
+            EventBody::NetConnect(_) if is_exact(e, q.dst_ip, q.dst_port) && within(exact_window) => {
+                ev(Strength::Exact, Method::NetConnect)
+            }
+            EventBody::AppTlsTrust(_) if is_exact(e, q.dst_ip, q.dst_port) && within(exact_window) => {
+                ev(Strength::Exact, Method::RuntimeTrustEvent)
+            }
             EventBody::AppTlsTrust(x) if within(cfg.skew_ns) => {
                 let ip_only = x.dst_ip == Some(q.dst_ip) && x.dst_port.is_none();
                 let host_match = matches!((&x.host, &self.sni), (Some(h), Some(s)) if norm_host(h) == *s);
@@ -374,7 +374,13 @@ impl<'a> Ctx<'a> {
             for (p, (i, _, app)) in &inventory {
                 let score = endpoint_score(app, s);
                 if score > 0 {
-                    let scored = Scored { strength: Strength::Endpoint, distance: u64::from(2 - score), index: *i, method: Method::ExpectedEndpoint, skew_ns: None };
+                    let scored = Scored {
+                        strength: Strength::Endpoint,
+                        distance: u64::from(2 - score),
+                        index: *i,
+                        method: Method::ExpectedEndpoint,
+                        skew_ns: None,
+                    };
                     consider(per_pkg, p, scored);
                 }
             }
@@ -386,7 +392,10 @@ impl<'a> Ctx<'a> {
     fn choose(&self, ranked: &[(Scored, &str)], known: BTreeSet<String>) -> Attribution {
         match ranked.first().copied() {
             // Expected endpoints that fit equally well: no app chosen.
-            Some((best, _)) if best.strength == Strength::Endpoint && ranked.get(1).is_some_and(|(s, _)| s.strength == Strength::Endpoint && s.distance == best.distance) => {
+            Some((best, _))
+                if best.strength == Strength::Endpoint
+                    && ranked.get(1).is_some_and(|(s, _)| s.strength == Strength::Endpoint && s.distance == best.distance) =>
+            {
                 let tied = ranked.iter().take_while(|(s, _)| s.strength == best.strength && s.distance == best.distance);
                 Attribution {
                     reason: Reason::Ambiguous,
@@ -454,7 +463,9 @@ impl<'a> Ctx<'a> {
                 continue;
             }
             match &e.body {
-                EventBody::AppState(s) if out.package.as_deref() == Some(s.app.package.as_str()) && app_state.is_none_or(|(ts, j, _)| (ct, i) > (ts, j)) => {
+                EventBody::AppState(s)
+                    if out.package.as_deref() == Some(s.app.package.as_str()) && app_state.is_none_or(|(ts, j, _)| (ct, i) > (ts, j)) =>
+                {
                     app_state = Some((ct, i, s.state));
                 }
                 EventBody::DeviceState(_) if dev_state.is_none_or(|(ts, j)| (ct, i) > (ts, j)) => {
@@ -508,9 +519,7 @@ mod tests {
         let l = format!(
             r#"{{"schema_version":1,"event_type":"{ty}","event_time":"{time}","observed_time":"2026-08-21T10:40:02Z","device":{{"id":"dev1"}},{body}}}"#
         );
-        FeedReader::default()
-            .push_line(&l, 1)
-            .unwrap_or_else(|| panic!("bad test line {l}"))
+        FeedReader::default().push_line(&l, 1).unwrap_or_else(|| panic!("bad test line {l}"))
     }
 
     fn q(sni: Option<&'static str>) -> SessionQuery<'static> {
@@ -530,100 +539,63 @@ mod tests {
                 "2026-08-21T08:00:00Z",
                 r#""app":{"package":"com.bank","expected_endpoints":["*.bankcdn.net"],"trust_profile":{"pin_sets":[{"domains":["api.bank.com"],"include_subdomains":true}]}}"#,
             ),
-            ev(
-                "app_inventory",
-                "2026-08-21T08:00:00Z",
-                r#""app":{"package":"com.chat","expected_endpoints":["chat.example.org"]}"#,
-            ),
+            ev("app_inventory", "2026-08-21T08:00:00Z", r#""app":{"package":"com.chat","expected_endpoints":["chat.example.org"]}"#),
         ]
     }
 
     #[test]
     fn priority_connect_over_dns_over_trust_over_endpoint() {
         let mut evs = inventory();
-        evs.push(ev("dns_lookup", "2026-08-21T09:13:00Z", r#""app":{"package":"com.dns"},"hostname":"api.bank.com","resolved_ips":["203.0.113.5"]"#));
-        let a = attribute(
-            &evs,
-            &q(Some("API.bank.com.")),
-            &AttributionConfig::default(),
-        );
-        assert_eq!(
-            (a.package.as_deref(), a.method, a.strength),
-            (Some("com.dns"), Method::DnsLookup, Strength::Dns)
-        );
+        evs.push(ev(
+            "dns_lookup",
+            "2026-08-21T09:13:00Z",
+            r#""app":{"package":"com.dns"},"hostname":"api.bank.com","resolved_ips":["203.0.113.5"]"#,
+        ));
+        let a = attribute(&evs, &q(Some("API.bank.com.")), &AttributionConfig::default());
+        assert_eq!((a.package.as_deref(), a.method, a.strength), (Some("com.dns"), Method::DnsLookup, Strength::Dns));
         assert_eq!(a.skew_ms, Some(-60_000));
         assert_eq!(a.event_index, Some(2));
         // The pin-set domain of com.bank is weaker evidence than the answer.
         assert_eq!(a.reason, Reason::StrongerEvidence);
         let r = a.runner_up.expect("runner-up");
-        assert_eq!(
-            (r.package.as_str(), r.method, r.skew_ms),
-            ("com.bank", Method::ExpectedEndpoint, None)
-        );
+        assert_eq!((r.package.as_str(), r.method, r.skew_ms), ("com.bank", Method::ExpectedEndpoint, None));
 
         // A hostname-level trust event is weaker than the DNS answer.
-        evs.push(ev("app_tls_trust", "2026-08-21T09:13:58Z", r#""app":{"package":"com.trust"},"trust_event":"pin_check_failed","host":"api.bank.com""#));
-        let a = attribute(
-            &evs,
-            &q(Some("api.bank.com")),
-            &AttributionConfig::default(),
-        );
+        evs.push(ev(
+            "app_tls_trust",
+            "2026-08-21T09:13:58Z",
+            r#""app":{"package":"com.trust"},"trust_event":"pin_check_failed","host":"api.bank.com""#,
+        ));
+        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
         assert_eq!(a.package.as_deref(), Some("com.dns"));
         let r = a.runner_up.expect("runner-up");
         assert_eq!(
             (r.package.as_str(), r.method, r.strength, r.skew_ms),
-            (
-                "com.trust",
-                Method::RuntimeTrustEvent,
-                Strength::Host,
-                Some(-2000)
-            )
+            ("com.trust", Method::RuntimeTrustEvent, Strength::Host, Some(-2000))
         );
 
         // An exact connect beats them all; another port is no evidence.
-        evs.push(ev(
-            "net_connect",
-            "2026-08-21T09:14:01.5Z",
-            r#""app":{"package":"com.conn"},"dst_ip":"203.0.113.5","dst_port":443"#,
-        ));
-        evs.push(ev(
-            "net_connect",
-            "2026-08-21T09:14:00.2Z",
-            r#""app":{"package":"com.wrongport"},"dst_ip":"203.0.113.5","dst_port":80"#,
-        ));
-        let a = attribute(
-            &evs,
-            &q(Some("api.bank.com")),
-            &AttributionConfig::default(),
-        );
+        evs.push(ev("net_connect", "2026-08-21T09:14:01.5Z", r#""app":{"package":"com.conn"},"dst_ip":"203.0.113.5","dst_port":443"#));
+        evs.push(ev("net_connect", "2026-08-21T09:14:00.2Z", r#""app":{"package":"com.wrongport"},"dst_ip":"203.0.113.5","dst_port":80"#));
+        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
         assert_eq!(
             (a.package.as_deref(), a.method, a.strength, a.skew_ms),
-            (
-                Some("com.conn"),
-                Method::NetConnect,
-                Strength::Exact,
-                Some(1500)
-            )
+            (Some("com.conn"), Method::NetConnect, Strength::Exact, Some(1500))
         );
         assert_eq!(a.reason.as_str(), "stronger_evidence");
         assert_eq!(a.runner_up.expect("runner-up").package, "com.dns");
 
         // A trust event carrying the destination IP and port is exact too,
         // and nearer in time than the connect.
-        evs.push(ev("app_tls_trust", "2026-08-21T09:14:00.3Z", r#""app":{"package":"com.trust2"},"trust_event":"pin_check_failed","dst_ip":"203.0.113.5","dst_port":443"#));
-        let a = attribute(
-            &evs,
-            &q(Some("api.bank.com")),
-            &AttributionConfig::default(),
-        );
+        evs.push(ev(
+            "app_tls_trust",
+            "2026-08-21T09:14:00.3Z",
+            r#""app":{"package":"com.trust2"},"trust_event":"pin_check_failed","dst_ip":"203.0.113.5","dst_port":443"#,
+        ));
+        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
         assert_eq!(
             (a.package.as_deref(), a.method, a.strength, a.reason),
-            (
-                Some("com.trust2"),
-                Method::RuntimeTrustEvent,
-                Strength::Exact,
-                Reason::NearerInTime
-            )
+            (Some("com.trust2"), Method::RuntimeTrustEvent, Strength::Exact, Reason::NearerInTime)
         );
         assert_eq!(a.runner_up.expect("runner-up").package, "com.conn");
     }
@@ -645,19 +617,10 @@ mod tests {
                 r#""source":{"kind":"dpm_network_log"},"app":{"package":"com.bank"},"dst_ip":"203.0.113.5","dst_port":443"#,
             ),
         ];
-        let a = attribute(
-            &evs,
-            &q(Some("api.bank.com")),
-            &AttributionConfig::default(),
-        );
+        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
         assert_eq!(
             (a.package.as_deref(), a.method, a.skew_ms, a.reason),
-            (
-                Some("com.bank"),
-                Method::NetConnect,
-                Some(-5),
-                Reason::StrongerEvidence
-            )
+            (Some("com.bank"), Method::NetConnect, Some(-5), Reason::StrongerEvidence)
         );
         assert_eq!(
             a.runner_up,
@@ -666,19 +629,12 @@ mod tests {
                 method: Method::RuntimeTrustEvent,
                 strength: Strength::Host,
                 skew_ms: Some(1200),
-                event_index: Some(0),
+                event_index: Some(0)
             })
         );
         // Alone, the trust event still names its app.
-        let a = attribute(
-            &evs[..1],
-            &q(Some("api.bank.com")),
-            &AttributionConfig::default(),
-        );
-        assert_eq!(
-            (a.package.as_deref(), a.reason),
-            (Some("com.other"), Reason::SoleEvidence)
-        );
+        let a = attribute(&evs[..1], &q(Some("api.bank.com")), &AttributionConfig::default());
+        assert_eq!((a.package.as_deref(), a.reason), (Some("com.other"), Reason::SoleEvidence));
     }
 
     /// Two apps reach the same destination within a second: the nearer
@@ -686,46 +642,20 @@ mod tests {
     #[test]
     fn nearer_connect_wins_between_two_apps() {
         let evs = vec![
-            ev(
-                "net_connect",
-                "2026-08-21T09:14:00.300Z",
-                r#""app":{"package":"com.b"},"dst_ip":"203.0.113.5","dst_port":443"#,
-            ),
-            ev(
-                "net_connect",
-                "2026-08-21T09:13:59.995Z",
-                r#""app":{"package":"com.a"},"dst_ip":"203.0.113.5","dst_port":443"#,
-            ),
+            ev("net_connect", "2026-08-21T09:14:00.300Z", r#""app":{"package":"com.b"},"dst_ip":"203.0.113.5","dst_port":443"#),
+            ev("net_connect", "2026-08-21T09:13:59.995Z", r#""app":{"package":"com.a"},"dst_ip":"203.0.113.5","dst_port":443"#),
         ];
-        let a = attribute(
-            &evs,
-            &q(Some("api.bank.com")),
-            &AttributionConfig::default(),
-        );
-        assert_eq!(
-            (a.package.as_deref(), a.reason),
-            (Some("com.a"), Reason::NearerInTime)
-        );
+        let a = attribute(&evs, &q(Some("api.bank.com")), &AttributionConfig::default());
+        assert_eq!((a.package.as_deref(), a.reason), (Some("com.a"), Reason::NearerInTime));
         let r = a.runner_up.expect("runner-up");
         assert_eq!((r.package.as_str(), r.skew_ms), ("com.b", Some(300)));
         // Same distance: the first in feed order, and said so.
         let evs = vec![
-            ev(
-                "net_connect",
-                "2026-08-21T09:14:00.1Z",
-                r#""app":{"package":"com.b"},"dst_ip":"203.0.113.5","dst_port":443"#,
-            ),
-            ev(
-                "net_connect",
-                "2026-08-21T09:13:59.9Z",
-                r#""app":{"package":"com.a"},"dst_ip":"203.0.113.5","dst_port":443"#,
-            ),
+            ev("net_connect", "2026-08-21T09:14:00.1Z", r#""app":{"package":"com.b"},"dst_ip":"203.0.113.5","dst_port":443"#),
+            ev("net_connect", "2026-08-21T09:13:59.9Z", r#""app":{"package":"com.a"},"dst_ip":"203.0.113.5","dst_port":443"#),
         ];
         let a = attribute(&evs, &q(None), &AttributionConfig::default());
-        assert_eq!(
-            (a.package.as_deref(), a.reason),
-            (Some("com.b"), Reason::EqualEvidenceFirstInFeed)
-        );
+        assert_eq!((a.package.as_deref(), a.reason), (Some("com.b"), Reason::EqualEvidenceFirstInFeed));
     }
 
     /// A source whose clock runs 1.2 s ahead: uncorrected, app A's connect
@@ -747,59 +677,28 @@ mod tests {
         };
         // Sessions (packet clock) at :00.000 (A) and :00.075 (B); the
         // device logs them 1.2 s late, 5 ms before each SYN.
-        let evs = vec![
-            connect("2026-08-21T09:14:01.195Z", "com.a"),
-            connect("2026-08-21T09:14:01.270Z", "com.b"),
-        ];
+        let evs = vec![connect("2026-08-21T09:14:01.195Z", "com.a"), connect("2026-08-21T09:14:01.270Z", "com.b")];
         let sa = q(None);
-        let sb = SessionQuery {
-            session_start_ns: at("2026-08-21T09:14:00.075Z"),
-            ..q(None)
-        };
+        let sb = SessionQuery { session_start_ns: at("2026-08-21T09:14:00.075Z"), ..q(None) };
         let cfg = AttributionConfig::default();
         let b = attribute(&evs, &sb, &cfg);
-        assert_eq!(
-            b.package.as_deref(),
-            Some("com.a"),
-            "uncorrected, the wrong app is nearer"
-        );
+        assert_eq!(b.package.as_deref(), Some("com.a"), "uncorrected, the wrong app is nearer");
 
         let mut clock = ClockOffsets::default();
         clock.observe(&evs, &sa);
-        let key = SourceKey {
-            device: "dev1".into(),
-            kind: "dpm_network_log".into(),
-            vendor: "amapi".into(),
-        };
-        assert_eq!(
-            clock.estimate(&key),
-            None,
-            "one session with two candidates says nothing yet"
-        );
+        let key = SourceKey { device: "dev1".into(), kind: "dpm_network_log".into(), vendor: "amapi".into() };
+        assert_eq!(clock.estimate(&key), None, "one session with two candidates says nothing yet");
         clock.observe(&evs, &sb);
-        assert_eq!(
-            clock.estimate(&key),
-            Some((1_195_000_000, 2)),
-            "both sessions agree on +1.195 s"
-        );
+        assert_eq!(clock.estimate(&key), Some((1_195_000_000, 2)), "both sessions agree on +1.195 s");
         for (s, want) in [(&sa, "com.a"), (&sb, "com.b")] {
             let a = attribute_with(&evs, s, &cfg, Some(&clock));
             assert_eq!(a.package.as_deref(), Some(want));
-            assert_eq!(
-                (a.skew_ms, a.clock_offset_ms, a.reason),
-                (Some(0), Some(1195), Reason::NearerInTime)
-            );
+            assert_eq!((a.skew_ms, a.clock_offset_ms, a.reason), (Some(0), Some(1195), Reason::NearerInTime));
         }
         // Once the offset is known, the exact window is the tight one: a
         // connect 3 s off (corrected) is no longer evidence.
-        let far = SessionQuery {
-            session_start_ns: at("2026-08-21T09:14:03.2Z"),
-            ..q(None)
-        };
-        assert_eq!(
-            attribute_with(&evs, &far, &cfg, Some(&clock)).method,
-            Method::Candidate
-        );
+        let far = SessionQuery { session_start_ns: at("2026-08-21T09:14:03.2Z"), ..q(None) };
+        assert_eq!(attribute_with(&evs, &far, &cfg, Some(&clock)).method, Method::Candidate);
         assert_eq!(attribute(&evs, &far, &cfg).method, Method::NetConnect);
         // Another source of the same device is not corrected.
         let other = ev(
@@ -813,72 +712,33 @@ mod tests {
     #[test]
     fn skew_tolerance_and_dns_window() {
         let evs = vec![
-            ev(
-                "net_connect",
-                "2026-08-21T09:14:10Z",
-                r#""app":{"package":"late"},"dst_ip":"203.0.113.5","dst_port":443"#,
-            ),
-            ev(
-                "dns_lookup",
-                "2026-08-21T09:00:00Z",
-                r#""app":{"package":"old"},"hostname":"x.test","resolved_ips":["203.0.113.5"]"#,
-            ),
-            ev(
-                "dns_lookup",
-                "2026-08-21T09:12:00Z",
-                r#""app":{"package":"byip"},"hostname":"other.test","resolved_ips":["203.0.113.5"]"#,
-            ),
+            ev("net_connect", "2026-08-21T09:14:10Z", r#""app":{"package":"late"},"dst_ip":"203.0.113.5","dst_port":443"#),
+            ev("dns_lookup", "2026-08-21T09:00:00Z", r#""app":{"package":"old"},"hostname":"x.test","resolved_ips":["203.0.113.5"]"#),
+            ev("dns_lookup", "2026-08-21T09:12:00Z", r#""app":{"package":"byip"},"hostname":"other.test","resolved_ips":["203.0.113.5"]"#),
         ];
         let a = attribute(&evs, &q(None), &AttributionConfig::default());
-        assert_eq!(
-            (a.package.as_deref(), a.method),
-            (Some("byip"), Method::DnsLookup)
-        );
+        assert_eq!((a.package.as_deref(), a.method), (Some("byip"), Method::DnsLookup));
         // The connect 10 s after the session is outside the skew; the
         // lookup 14 minutes before is outside the DNS window.
         assert_eq!(a.runner_up, None);
-        let wide = AttributionConfig {
-            skew_ns: 20_000_000_000,
-            ..AttributionConfig::default()
-        };
+        let wide = AttributionConfig { skew_ns: 20_000_000_000, ..AttributionConfig::default() };
         let a = attribute(&evs, &q(None), &wide);
-        assert_eq!(
-            (a.package.as_deref(), a.method),
-            (Some("late"), Method::NetConnect)
-        );
+        assert_eq!((a.package.as_deref(), a.method), (Some("late"), Method::NetConnect));
     }
 
     #[test]
     fn expected_endpoint_and_candidates() {
         let evs = inventory();
-        let a = attribute(
-            &evs,
-            &q(Some("eu.api.bank.com")),
-            &AttributionConfig::default(),
-        );
-        assert_eq!(
-            (a.package.as_deref(), a.method),
-            (Some("com.bank"), Method::ExpectedEndpoint)
-        );
-        let a = attribute(
-            &evs,
-            &q(Some("img.bankcdn.net")),
-            &AttributionConfig::default(),
-        );
+        let a = attribute(&evs, &q(Some("eu.api.bank.com")), &AttributionConfig::default());
+        assert_eq!((a.package.as_deref(), a.method), (Some("com.bank"), Method::ExpectedEndpoint));
+        let a = attribute(&evs, &q(Some("img.bankcdn.net")), &AttributionConfig::default());
         assert_eq!(a.package.as_deref(), Some("com.bank"));
         let a = attribute(&evs, &q(Some("bankcdn.net")), &AttributionConfig::default());
         assert_eq!(a.method, Method::Candidate);
         assert_eq!(a.package, None);
-        assert_eq!(
-            a.candidates,
-            vec!["com.bank".to_owned(), "com.chat".to_owned()]
-        );
+        assert_eq!(a.candidates, vec!["com.bank".to_owned(), "com.chat".to_owned()]);
         // other devices' events are ignored
-        let mut other = ev(
-            "net_connect",
-            T,
-            r#""app":{"package":"x"},"dst_ip":"203.0.113.5","dst_port":443"#,
-        );
+        let mut other = ev("net_connect", T, r#""app":{"package":"x"},"dst_ip":"203.0.113.5","dst_port":443"#);
         other.device_id = Some("dev2".into());
         let a = attribute(&[other], &q(None), &AttributionConfig::default());
         assert_eq!((a.method, a.candidates.len()), (Method::Candidate, 0));
@@ -887,36 +747,16 @@ mod tests {
     #[test]
     fn app_and_device_state_out_of_order() {
         let evs = vec![
-            ev(
-                "app_state",
-                "2026-08-21T09:15:00Z",
-                r#""app":{"package":"com.conn"},"state":"foreground""#,
-            ),
+            ev("app_state", "2026-08-21T09:15:00Z", r#""app":{"package":"com.conn"},"state":"foreground""#),
             ev(
                 "device_state",
                 "2026-08-21T09:13:00Z",
                 r#""screen_interactive":false,"device_locked":true,"last_user_interaction_time":"2026-08-21T09:04:00Z""#,
             ),
-            ev(
-                "net_connect",
-                T,
-                r#""app":{"package":"com.conn"},"dst_ip":"203.0.113.5","dst_port":443"#,
-            ),
-            ev(
-                "app_state",
-                "2026-08-21T09:10:00Z",
-                r#""app":{"package":"com.conn"},"state":"background""#,
-            ),
-            ev(
-                "app_state",
-                "2026-08-21T09:05:00Z",
-                r#""app":{"package":"com.conn"},"state":"foreground""#,
-            ),
-            ev(
-                "device_state",
-                "2026-08-21T09:20:00Z",
-                r#""device_locked":false"#,
-            ),
+            ev("net_connect", T, r#""app":{"package":"com.conn"},"dst_ip":"203.0.113.5","dst_port":443"#),
+            ev("app_state", "2026-08-21T09:10:00Z", r#""app":{"package":"com.conn"},"state":"background""#),
+            ev("app_state", "2026-08-21T09:05:00Z", r#""app":{"package":"com.conn"},"state":"foreground""#),
+            ev("device_state", "2026-08-21T09:20:00Z", r#""device_locked":false"#),
         ];
         let a = attribute(&evs, &q(None), &AttributionConfig::default());
         assert_eq!(a.package.as_deref(), Some("com.conn"));

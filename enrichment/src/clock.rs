@@ -53,13 +53,7 @@ pub struct ClockConfig {
 
 impl Default for ClockConfig {
     fn default() -> Self {
-        Self {
-            search_ns: 30 * 1_000_000_000,
-            tolerance_ns: 20_000_000,
-            max_sessions: 16,
-            max_candidates: 8,
-            max_sources: 10_000,
-        }
+        Self { search_ns: 30 * 1_000_000_000, tolerance_ns: 20_000_000, max_sessions: 16, max_candidates: 8, max_sources: 10_000 }
     }
 }
 
@@ -76,16 +70,8 @@ impl SourceKey {
     pub fn of(e: &Event) -> SourceKey {
         SourceKey {
             device: e.device_id.clone().unwrap_or_default(),
-            kind: e
-                .source
-                .as_ref()
-                .map(|s| s.kind.clone())
-                .unwrap_or_default(),
-            vendor: e
-                .source
-                .as_ref()
-                .and_then(|s| s.vendor.clone())
-                .unwrap_or_default(),
+            kind: e.source.as_ref().map(|s| s.kind.clone()).unwrap_or_default(),
+            vendor: e.source.as_ref().and_then(|s| s.vendor.clone()).unwrap_or_default(),
         }
     }
 }
@@ -122,22 +108,14 @@ struct SourceClock {
 impl SourceClock {
     /// Re-estimate from the kept sessions (see the module doc).
     fn update(&mut self, tolerance: i64) {
-        let mut all: Vec<(i64, usize)> = self
-            .obs
-            .iter()
-            .enumerate()
-            .flat_map(|(i, o)| o.candidates.iter().map(move |c| (c.0, i)))
-            .collect();
+        let mut all: Vec<(i64, usize)> =
+            self.obs.iter().enumerate().flat_map(|(i, o)| o.candidates.iter().map(move |c| (c.0, i))).collect();
         all.sort_unstable();
         // For each candidate, the sessions with a candidate in [d, d + tol].
         let mut best: Option<(usize, usize)> = None; // (support, start index)
         let mut tie_far = false;
         for i in 0..all.len() {
-            let mut seen: Vec<usize> = all[i..]
-                .iter()
-                .take_while(|c| c.0 - all[i].0 <= tolerance)
-                .map(|c| c.1)
-                .collect();
+            let mut seen: Vec<usize> = all[i..].iter().take_while(|c| c.0 - all[i].0 <= tolerance).map(|c| c.1).collect();
             seen.sort_unstable();
             seen.dedup();
             let n = seen.len();
@@ -160,16 +138,8 @@ impl SourceClock {
             Some((n, i)) if n >= 2 => {
                 let lo = all[i].0;
                 // The candidate of each agreeing session nearest the window.
-                let mut agree: Vec<i64> = self
-                    .obs
-                    .iter()
-                    .filter_map(|o| {
-                        o.candidates
-                            .iter()
-                            .map(|c| c.0)
-                            .find(|d| *d >= lo && *d - lo <= tolerance)
-                    })
-                    .collect();
+                let mut agree: Vec<i64> =
+                    self.obs.iter().filter_map(|o| o.candidates.iter().map(|c| c.0).find(|d| *d >= lo && *d - lo <= tolerance)).collect();
                 agree.sort_unstable();
                 // Lower median: an even count never averages two samples.
                 agree.get((agree.len() - 1) / 2).map(|m| (*m, agree.len()))
@@ -183,11 +153,7 @@ impl SourceClock {
                     .filter(|o| o.candidates.len() == 1)
                     .filter(|o| {
                         let ev = o.candidates[0].1;
-                        self.obs
-                            .iter()
-                            .filter(|p| p.candidates.iter().any(|c| c.1 == ev))
-                            .count()
-                            == 1
+                        self.obs.iter().filter(|p| p.candidates.iter().any(|c| c.1 == ev)).count() == 1
                     })
                     .map(|o| o.candidates[0].0)
                     .collect();
@@ -222,10 +188,7 @@ pub fn is_exact(e: &Event, dst_ip: IpAddr, dst_port: u16) -> bool {
 
 impl ClockOffsets {
     pub fn new(cfg: ClockConfig) -> Self {
-        Self {
-            cfg,
-            ..Self::default()
-        }
+        Self { cfg, ..Self::default() }
     }
 
     pub fn config(&self) -> &ClockConfig {
@@ -243,16 +206,8 @@ impl ClockOffsets {
             return None;
         }
         let kind = e.source.as_ref().map_or("", |s| s.kind.as_str());
-        let vendor = e
-            .source
-            .as_ref()
-            .and_then(|s| s.vendor.as_deref())
-            .unwrap_or("");
-        self.by_device
-            .get(e.device_id.as_deref().unwrap_or(""))?
-            .iter()
-            .find(|(k, v, _)| k == kind && v == vendor)
-            .map(|x| x.2)
+        let vendor = e.source.as_ref().and_then(|s| s.vendor.as_deref()).unwrap_or("");
+        self.by_device.get(e.device_id.as_deref().unwrap_or(""))?.iter().find(|(k, v, _)| k == kind && v == vendor).map(|x| x.2)
     }
 
     /// The estimate of a source, and how many sessions it rests on.
@@ -262,11 +217,7 @@ impl ClockOffsets {
 
     /// Every source with an estimate, sorted: `(source, offset, sessions)`.
     pub fn estimates(&self) -> Vec<(SourceKey, i64, usize)> {
-        let mut v: Vec<_> = self
-            .sources
-            .iter()
-            .filter_map(|(k, s)| s.estimate.map(|(m, n)| (k.clone(), m, n)))
-            .collect();
+        let mut v: Vec<_> = self.sources.iter().filter_map(|(k, s)| s.estimate.map(|(m, n)| (k.clone(), m, n))).collect();
         v.sort();
         v
     }
@@ -303,21 +254,14 @@ impl ClockOffsets {
             .iter()
             .filter(|e| e.device_id.as_deref() == Some(q.device_id))
             .filter(|e| e.event_time_ns.abs_diff(t) <= w && is_exact(e, q.dst_ip, q.dst_port))
-            .map(|e| {
-                (
-                    SourceKey::of(e),
-                    e.event_time_ns.saturating_sub(t),
-                    (e.line_no, e.event_time_ns),
-                )
-            })
+            .map(|e| (SourceKey::of(e), e.event_time_ns.saturating_sub(t), (e.line_no, e.event_time_ns)))
             .collect();
         near.sort();
         let mut i = 0;
         while i < near.len() {
             let key = near[i].0.clone();
             let n = near[i..].iter().take_while(|x| x.0 == key).count();
-            let candidates: Vec<(i64, EventId)> =
-                near[i..i + n].iter().map(|x| (x.1, x.2)).collect();
+            let candidates: Vec<(i64, EventId)> = near[i..i + n].iter().map(|x| (x.1, x.2)).collect();
             i += n;
             if candidates.len() > self.cfg.max_candidates {
                 self.stats.bursts += 1;
@@ -330,10 +274,7 @@ impl ClockOffsets {
             self.stats.observations += 1;
             let src = self.sources.entry(key.clone()).or_default();
             src.obs.retain(|o| o.session != session);
-            src.obs.push_back(Obs {
-                session,
-                candidates,
-            });
+            src.obs.push_back(Obs { session, candidates });
             while src.obs.len() > self.cfg.max_sessions {
                 src.obs.pop_front();
             }
@@ -364,12 +305,7 @@ mod tests {
         let t = base + ms * MS;
         let secs = (t - base) / 1_000_000_000;
         let frac = (t - base) % 1_000_000_000;
-        format!(
-            "2026-08-21T09:{:02}:{:02}.{:09}Z",
-            14 + secs / 60,
-            secs % 60,
-            frac
-        )
+        format!("2026-08-21T09:{:02}:{:02}.{:09}Z", 14 + secs / 60, secs % 60, frac)
     }
 
     fn connect(line: u64, ms: i64, port: u16, source: &str) -> Event {
@@ -391,19 +327,12 @@ mod tests {
     }
 
     fn key(kind: &str) -> SourceKey {
-        SourceKey {
-            device: "dev1".into(),
-            kind: kind.into(),
-            vendor: String::new(),
-        }
+        SourceKey { device: "dev1".into(), kind: kind.into(), vendor: String::new() }
     }
 
     #[test]
     fn an_unambiguous_pair_is_an_estimate() {
-        let evs = vec![
-            connect(1, 2_500, 4443, "dpm"),
-            connect(2, 100, 443, "agent"),
-        ];
+        let evs = vec![connect(1, 2_500, 4443, "dpm"), connect(2, 100, 443, "agent")];
         let mut c = ClockOffsets::default();
         c.observe(&evs, &session(0, 4443));
         assert_eq!(c.estimate(&key("dpm")), Some((2_500 * MS, 1)));
@@ -435,19 +364,11 @@ mod tests {
     fn sessions_agree_on_the_offset_in_a_burst() {
         let starts = [(0, 443), (75, 443), (92, 8080), (380, 443), (395, 8080)];
         let jitter = [-5, -3, -7, -4, -6];
-        let evs: Vec<Event> = starts
-            .iter()
-            .zip(jitter)
-            .enumerate()
-            .map(|(i, ((s, p), j))| connect(i as u64 + 1, s + 1_200 + j, *p, "dpm"))
-            .collect();
+        let evs: Vec<Event> =
+            starts.iter().zip(jitter).enumerate().map(|(i, ((s, p), j))| connect(i as u64 + 1, s + 1_200 + j, *p, "dpm")).collect();
         let mut c = ClockOffsets::default();
         c.observe(&evs, &session(0, 443));
-        assert_eq!(
-            c.estimate(&key("dpm")),
-            None,
-            "three candidates, one session"
-        );
+        assert_eq!(c.estimate(&key("dpm")), None, "three candidates, one session");
         c.observe(&evs, &session(75, 443));
         let (off, n) = c.estimate(&key("dpm")).expect("two sessions agree");
         assert_eq!(n, 2);
@@ -456,11 +377,7 @@ mod tests {
             c.observe(&evs, &session(*s, *p));
         }
         let (off, n) = c.estimate(&key("dpm")).expect("estimate");
-        assert_eq!(
-            (off, n),
-            (1_195 * MS, 5),
-            "the median of the five agreeing candidates"
-        );
+        assert_eq!((off, n), (1_195 * MS, 5), "the median of the five agreeing candidates");
     }
 
     #[test]
@@ -473,9 +390,7 @@ mod tests {
         // Each is an unambiguous pair, but they disagree (+0.5 s, +1.5 s).
         assert_eq!(c.estimate(&key("dpm")), None);
 
-        let burst: Vec<Event> = (0..9)
-            .map(|i| connect(i, i as i64 * 10, 443, "dpm"))
-            .collect();
+        let burst: Vec<Event> = (0..9).map(|i| connect(i, i as i64 * 10, 443, "dpm")).collect();
         let mut c = ClockOffsets::default();
         c.observe(&burst, &session(0, 443));
         assert_eq!((c.stats().bursts, c.estimate(&key("dpm"))), (1, None));
@@ -483,15 +398,9 @@ mod tests {
 
     #[test]
     fn memory_is_bounded() {
-        let cfg = ClockConfig {
-            max_sessions: 4,
-            max_sources: 2,
-            ..ClockConfig::default()
-        };
+        let cfg = ClockConfig { max_sessions: 4, max_sources: 2, ..ClockConfig::default() };
         let mut c = ClockOffsets::new(cfg);
-        let evs: Vec<Event> = (0..10)
-            .map(|i| connect(i, i as i64 * 60_000 + 300, 443, "dpm"))
-            .collect();
+        let evs: Vec<Event> = (0..10).map(|i| connect(i, i as i64 * 60_000 + 300, 443, "dpm")).collect();
         for i in 0..10 {
             c.observe(&evs, &session(i * 60_000, 443));
         }

@@ -340,10 +340,7 @@ fn err(kind: ProblemKind, detail: impl Into<String>) -> LineError {
 impl FeedReader {
     /// A reader keeping at most `max_problems` problems with line numbers.
     pub fn new(max_problems: usize) -> Self {
-        Self {
-            report: FeedReport::default(),
-            max_problems,
-        }
+        Self { report: FeedReport::default(), max_problems }
     }
 
     /// Parse one line. Returns the event, or `None` for a blank or bad line
@@ -368,11 +365,7 @@ impl FeedReader {
                     ProblemKind::BadTimestamp => self.report.bad_timestamp += 1,
                 }
                 if self.report.problems.len() < self.max_problems {
-                    self.report.problems.push(Problem {
-                        line_no,
-                        kind: e.kind,
-                        detail: e.detail,
-                    });
+                    self.report.problems.push(Problem { line_no, kind: e.kind, detail: e.detail });
                 } else {
                     self.report.problems_dropped += 1;
                 }
@@ -399,12 +392,8 @@ fn get_str<'a>(obj: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a
 fn req_time(obj: &serde_json::Map<String, Value>, key: &str) -> Result<i64, LineError> {
     match obj.get(key) {
         None | Some(Value::Null) => Err(err(ProblemKind::Malformed, format!("missing {key}"))),
-        Some(Value::String(s)) => parse_rfc3339_ns(s)
-            .ok_or_else(|| err(ProblemKind::BadTimestamp, format!("{key}: {}", truncate(s)))),
-        Some(_) => Err(err(
-            ProblemKind::BadTimestamp,
-            format!("{key}: not a string"),
-        )),
+        Some(Value::String(s)) => parse_rfc3339_ns(s).ok_or_else(|| err(ProblemKind::BadTimestamp, format!("{key}: {}", truncate(s)))),
+        Some(_) => Err(err(ProblemKind::BadTimestamp, format!("{key}: not a string"))),
     }
 }
 
@@ -436,19 +425,13 @@ struct RawBinding {
 }
 
 fn parse_line(line: &str, line_no: u64) -> Result<Event, LineError> {
-    let v: Value = serde_json::from_str(line)
-        .map_err(|e| err(ProblemKind::Malformed, format!("json: {e}")))?;
+    let v: Value = serde_json::from_str(line).map_err(|e| err(ProblemKind::Malformed, format!("json: {e}")))?;
     let Value::Object(obj) = v else {
         return Err(err(ProblemKind::Malformed, "not a JSON object"));
     };
     match obj.get("schema_version") {
         Some(Value::Number(n)) if n.as_u64() == Some(SCHEMA_VERSION) => {}
-        Some(Value::Number(n)) => {
-            return Err(err(
-                ProblemKind::UnsupportedVersion,
-                format!("schema_version {n}"),
-            ))
-        }
+        Some(Value::Number(n)) => return Err(err(ProblemKind::UnsupportedVersion, format!("schema_version {n}"))),
         Some(_) => return Err(err(ProblemKind::Malformed, "schema_version not a number")),
         None => return Err(err(ProblemKind::Malformed, "missing schema_version")),
     }
@@ -456,26 +439,14 @@ fn parse_line(line: &str, line_no: u64) -> Result<Event, LineError> {
         Some(Value::String(s)) => s.clone(),
         _ => return Err(err(ProblemKind::Malformed, "missing event_type")),
     };
-    const KNOWN: [&str; 7] = [
-        "ip_binding",
-        "app_inventory",
-        "app_tls_trust",
-        "net_connect",
-        "dns_lookup",
-        "app_state",
-        "device_state",
-    ];
+    const KNOWN: [&str; 7] = ["ip_binding", "app_inventory", "app_tls_trust", "net_connect", "dns_lookup", "app_state", "device_state"];
     if !KNOWN.contains(&event_type.as_str()) {
         return Err(err(ProblemKind::UnknownEventType, truncate(&event_type)));
     }
     let event_time_ns = req_time(&obj, "event_time")?;
     let observed_time_ns = req_time(&obj, "observed_time")?;
     let event_id = get_str(&obj, "event_id").map(str::to_owned);
-    let device_id = obj
-        .get("device")
-        .and_then(|d| d.get("id"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let device_id = obj.get("device").and_then(|d| d.get("id")).and_then(Value::as_str).map(str::to_owned);
     let source = match obj.get("source") {
         None | Some(Value::Null) => None,
         Some(s) => Some(payload::<Source>(s.clone(), "source")?),
@@ -485,13 +456,8 @@ fn parse_line(line: &str, line_no: u64) -> Result<Event, LineError> {
             let valid_from_ns = opt_time(&obj, "valid_from")?;
             let valid_until_ns = opt_time(&obj, "valid_until")?;
             let raw: RawBinding = payload(Value::Object(obj), "ip_binding")?;
-            if device_id.is_none()
-                && matches!(raw.action, BindingAction::Assign | BindingAction::Renew)
-            {
-                return Err(err(
-                    ProblemKind::Malformed,
-                    "ip_binding assign/renew without device.id",
-                ));
+            if device_id.is_none() && matches!(raw.action, BindingAction::Assign | BindingAction::Renew) {
+                return Err(err(ProblemKind::Malformed, "ip_binding assign/renew without device.id"));
             }
             EventBody::IpBinding(IpBinding {
                 action: raw.action,
@@ -525,15 +491,7 @@ fn parse_line(line: &str, line_no: u64) -> Result<Event, LineError> {
             })
         }
     };
-    Ok(Event {
-        line_no,
-        event_id,
-        event_time_ns,
-        observed_time_ns,
-        device_id,
-        source,
-        body,
-    })
+    Ok(Event { line_no, event_id, event_time_ns, observed_time_ns, device_id, source, body })
 }
 
 fn digits(b: &[u8]) -> Option<i64> {
@@ -641,20 +599,11 @@ mod tests {
     #[test]
     fn rfc3339() {
         assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_rfc3339_ns("1970-01-01T00:00:01.5Z"),
-            Some(1_500_000_000)
-        );
+        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
         assert_eq!(parse_rfc3339_ns("1970-01-01T01:00:00+01:00"), Some(0));
         assert_eq!(parse_rfc3339_ns("1969-12-31T23:00:00-01:00"), Some(0));
-        assert_eq!(
-            parse_rfc3339_ns("2000-03-01T00:00:00Z"),
-            Some(951_868_800_000_000_000)
-        );
-        assert_eq!(
-            parse_rfc3339_ns("2026-08-21T09:13:58.123456789123Z"),
-            Some(1_787_303_638_123_456_789)
-        );
+        assert_eq!(parse_rfc3339_ns("2000-03-01T00:00:00Z"), Some(951_868_800_000_000_000));
+        assert_eq!(parse_rfc3339_ns("2026-08-21T09:13:58.123456789123Z"), Some(1_787_303_638_123_456_789));
         assert!(parse_rfc3339_ns("2024-02-29T00:00:00Z").is_some());
         for bad in [
             "2023-02-29T00:00:00Z",
@@ -684,21 +633,14 @@ mod tests {
         ];
         let mut r = FeedReader::default();
         for (i, l) in lines.iter().enumerate() {
-            let ev = r
-                .push_line(&line(l), i as u64 + 1)
-                .unwrap_or_else(|| panic!("{:?}", r.report()));
+            let ev = r.push_line(&line(l), i as u64 + 1).unwrap_or_else(|| panic!("{:?}", r.report()));
             assert_eq!(ev.line_no, i as u64 + 1);
             assert_eq!(ev.device_id.as_deref(), Some("dev1"));
         }
         assert_eq!(r.report().events, 7);
         let ev = r.push_line(&line(lines[1]), 9).expect("inv");
-        let EventBody::AppInventory(inv) = ev.body else {
-            panic!("type")
-        };
-        assert_eq!(
-            inv.app.trust_profile.pin_sets[0].domains,
-            vec!["api.example.com"]
-        );
+        let EventBody::AppInventory(inv) = ev.body else { panic!("type") };
+        assert_eq!(inv.app.trust_profile.pin_sets[0].domains, vec!["api.example.com"]);
         assert_eq!(inv.app.trust_profile.okhttp_certificate_pinner, Some(true));
     }
 
@@ -707,20 +649,11 @@ mod tests {
         let mut r = FeedReader::new(3);
         assert!(r.push_line("", 1).is_none());
         assert!(r.push_line("{not json", 2).is_none());
-        assert!(r
-            .push_line(&line(r#""event_type":"mtd_threat""#), 3)
-            .is_none());
-        assert!(r
-            .push_line(
-                &line(r#""event_type":"net_connect","app":{"package":"p"},"dst_ip":"1.2.3.4""#),
-                4
-            )
-            .is_none());
+        assert!(r.push_line(&line(r#""event_type":"mtd_threat""#), 3).is_none());
+        assert!(r.push_line(&line(r#""event_type":"net_connect","app":{"package":"p"},"dst_ip":"1.2.3.4""#), 4).is_none());
         let bad_ts = r#"{"schema_version":1,"event_type":"app_state","event_time":"yesterday","observed_time":"2026-08-21T10:40:02Z","app":{"package":"p"},"state":"foreground"}"#;
         assert!(r.push_line(bad_ts, 5).is_none());
-        assert!(r
-            .push_line(r#"{"schema_version":2,"event_type":"app_state"}"#, 6)
-            .is_none());
+        assert!(r.push_line(r#"{"schema_version":2,"event_type":"app_state"}"#, 6).is_none());
         assert!(r.push_line("[1,2]", 7).is_none());
         let rep = r.into_report();
         assert_eq!(rep.lines, 7);
@@ -730,14 +663,7 @@ mod tests {
         assert_eq!(rep.bad_timestamp, 1);
         assert_eq!(rep.unsupported_version, 1);
         let kept: Vec<_> = rep.problems.iter().map(|p| (p.line_no, p.kind)).collect();
-        assert_eq!(
-            kept,
-            vec![
-                (2, ProblemKind::Malformed),
-                (3, ProblemKind::UnknownEventType),
-                (4, ProblemKind::Malformed)
-            ]
-        );
+        assert_eq!(kept, vec![(2, ProblemKind::Malformed), (3, ProblemKind::UnknownEventType), (4, ProblemKind::Malformed)]);
         assert_eq!(rep.problems_dropped, 3);
     }
 
@@ -746,14 +672,8 @@ mod tests {
         let doc = include_str!("../FEED.md");
         let mut r = FeedReader::default();
         let mut types = Vec::new();
-        for (i, l) in doc
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| l.starts_with("{\"schema_version\""))
-        {
-            let ev = r
-                .push_line(l, i as u64 + 1)
-                .unwrap_or_else(|| panic!("{:?}", r.report().problems));
+        for (i, l) in doc.lines().enumerate().filter(|(_, l)| l.starts_with("{\"schema_version\"")) {
+            let ev = r.push_line(l, i as u64 + 1).unwrap_or_else(|| panic!("{:?}", r.report().problems));
             types.push(ev.event_type());
         }
         assert_eq!(types.len(), 7, "{types:?}");
@@ -787,7 +707,9 @@ mod tests {
         // mistyped string whole, so each of the 64 kept problems could hold
         // a whole line.
         let long = "x".repeat(100_000);
-        let line = format!(r#"{{"schema_version":1,"event_type":"ip_binding","event_time":"2026-01-01T00:00:00Z","observed_time":"2026-01-01T00:00:00Z","device":{{"id":"d"}},"action":"{long}","ip":"10.0.0.1","network":{{"kind":"wifi","context":"c"}}}}"#);
+        let line = format!(
+            r#"{{"schema_version":1,"event_type":"ip_binding","event_time":"2026-01-01T00:00:00Z","observed_time":"2026-01-01T00:00:00Z","device":{{"id":"d"}},"action":"{long}","ip":"10.0.0.1","network":{{"kind":"wifi","context":"c"}}}}"#
+        );
         let mut r = FeedReader::default();
         assert!(r.push_line(&line, 1).is_none(), "an unknown action is a bad line");
         let p = &r.report().problems[0];

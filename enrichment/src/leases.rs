@@ -166,10 +166,7 @@ pub struct LeaseMap {
 
 impl LeaseMap {
     pub fn new(cfg: LeaseConfig) -> Self {
-        Self {
-            cfg,
-            ..Self::default()
-        }
+        Self { cfg, ..Self::default() }
     }
 
     pub fn config(&self) -> &LeaseConfig {
@@ -222,26 +219,16 @@ impl LeaseMap {
         });
         match b.action {
             BindingAction::Assign | BindingAction::Renew => {
-                let (Some(dev), Some(from)) = (device_id, b.valid_from_ns.or(Some(event_time_ns)))
-                else {
+                let (Some(dev), Some(from)) = (device_id, b.valid_from_ns.or(Some(event_time_ns))) else {
                     self.stats.ignored += 1;
                     return;
                 };
-                let until = b
-                    .valid_until_ns
-                    .unwrap_or_else(|| (Timestamp::from_ns(from) + self.cfg.default_lease_ns).ns());
+                let until = b.valid_until_ns.unwrap_or_else(|| (Timestamp::from_ns(from) + self.cfg.default_lease_ns).ns());
                 self.assign_from(ctx, ip, dev, from, until, b.confidence, origin);
             }
             BindingAction::Release | BindingAction::Expire => {
-                let at = b
-                    .valid_until_ns
-                    .or(b.valid_from_ns)
-                    .unwrap_or(event_time_ns);
-                let reason = if b.action == BindingAction::Release {
-                    EndReason::Released
-                } else {
-                    EndReason::Expired
-                };
+                let at = b.valid_until_ns.or(b.valid_from_ns).unwrap_or(event_time_ns);
+                let reason = if b.action == BindingAction::Release { EndReason::Released } else { EndReason::Expired };
                 self.close(ctx, ip, device_id, at, reason);
             }
             BindingAction::Conflict => {
@@ -252,15 +239,7 @@ impl LeaseMap {
     }
 
     /// Record that `device` holds `ip` in `ctx` over `[from_ns, until_ns)`.
-    pub fn assign(
-        &mut self,
-        ctx: &str,
-        ip: IpAddr,
-        device: &str,
-        from_ns: i64,
-        until_ns: i64,
-        confidence: Confidence,
-    ) {
+    pub fn assign(&mut self, ctx: &str, ip: IpAddr, device: &str, from_ns: i64, until_ns: i64, confidence: Confidence) {
         self.assign_from(ctx, ip, device, from_ns, until_ns, confidence, None);
     }
 
@@ -323,11 +302,7 @@ impl LeaseMap {
             conflicts += 1;
             // The later-starting binding supersedes the earlier one unless the
             // earlier one has strictly higher confidence.
-            let (earlier, later) = if old.from_ns <= new.from_ns {
-                (&mut *old, &mut new)
-            } else {
-                (&mut new, &mut *old)
-            };
+            let (earlier, later) = if old.from_ns <= new.from_ns { (&mut *old, &mut new) } else { (&mut new, &mut *old) };
             if later.confidence >= earlier.confidence && earlier.from_ns < later.from_ns {
                 earlier.until_ns = later.from_ns;
                 earlier.end = EndReason::Superseded;
@@ -340,9 +315,7 @@ impl LeaseMap {
             self.stats.examined += p.len() as u64;
             let before = p.len();
             p.retain(|c| {
-                let matches = c.device_id.as_deref().is_none_or(|d| d == device)
-                    && new.from_ns <= c.at_ns
-                    && c.at_ns < new.until_ns;
+                let matches = c.device_id.as_deref().is_none_or(|d| d == device) && new.from_ns <= c.at_ns && c.at_ns < new.until_ns;
                 if matches {
                     new.until_ns = c.at_ns.max(new.from_ns);
                     new.end = c.reason;
@@ -373,14 +346,7 @@ impl LeaseMap {
     /// Close the lease of `device` (or of whoever holds it, if `None`)
     /// covering `at_ns` at `at_ns`. If no lease covers it yet, the close is
     /// kept pending for a later-arriving assign.
-    pub fn close(
-        &mut self,
-        ctx: &str,
-        ip: IpAddr,
-        device: Option<&str>,
-        at_ns: i64,
-        reason: EndReason,
-    ) {
+    pub fn close(&mut self, ctx: &str, ip: IpAddr, device: Option<&str>, at_ns: i64, reason: EndReason) {
         let key: Key = (ctx.to_owned(), ip);
         if let Some(leases) = self.map.get_mut(&key) {
             // Latest-starting lease of the device that covers at_ns (or whose
@@ -389,13 +355,7 @@ impl LeaseMap {
             if let Some(l) = leases.iter_mut().rev().find(|l| {
                 device.is_none_or(|d| d == l.device_id)
                     && l.from_ns <= at_ns
-                    && at_ns
-                        < (Timestamp::from_ns(l.until_ns) + if l.end == EndReason::Natural {
-                            grace
-                        } else {
-                            0
-                        })
-                        .ns()
+                    && at_ns < (Timestamp::from_ns(l.until_ns) + if l.end == EndReason::Natural { grace } else { 0 }).ns()
             }) {
                 if at_ns < l.until_ns || reason == EndReason::Expired {
                     l.until_ns = at_ns.min(l.until_ns).max(l.from_ns);
@@ -410,11 +370,7 @@ impl LeaseMap {
             self.stats.pending_dropped += 1;
             return;
         }
-        self.pending.entry(key).or_default().push(PendingClose {
-            device_id: device.map(str::to_owned),
-            at_ns,
-            reason,
-        });
+        self.pending.entry(key).or_default().push(PendingClose { device_id: device.map(str::to_owned), at_ns, reason });
         self.pending_len += 1;
         self.stats.pending_closes += 1;
     }
@@ -423,10 +379,7 @@ impl LeaseMap {
     pub fn flag_conflict(&mut self, ctx: &str, ip: IpAddr, at_ns: i64) {
         self.stats.conflicts += 1;
         if let Some(leases) = self.map.get_mut(&(ctx.to_owned(), ip)) {
-            for l in leases
-                .iter_mut()
-                .filter(|l| l.from_ns <= at_ns && at_ns < l.until_ns)
-            {
+            for l in leases.iter_mut().filter(|l| l.from_ns <= at_ns && at_ns < l.until_ns) {
                 l.conflict = true;
             }
         }
@@ -439,20 +392,13 @@ impl LeaseMap {
         }
         // Prefix bindings (RADIUS Framed-/Delegated-IPv6-Prefix), longest first.
         let v6 = ip.is_ipv6();
-        self.prefixes
-            .iter()
-            .rev()
-            .filter(|(p6, _)| *p6 == v6)
-            .find_map(|&(_, len)| self.lookup_exact(ctx, mask(ip, len), ts_ns))
+        self.prefixes.iter().rev().filter(|(p6, _)| *p6 == v6).find_map(|&(_, len)| self.lookup_exact(ctx, mask(ip, len), ts_ns))
     }
 
     fn lookup_exact(&self, ctx: &str, ip: IpAddr, ts_ns: i64) -> Option<LeaseMatch<'_>> {
         let leases = self.map.get(&(ctx.to_owned(), ip))?;
         let mut best: Option<&Lease> = None;
-        for l in leases
-            .iter()
-            .filter(|l| l.from_ns <= ts_ns && ts_ns < l.until_ns)
-        {
+        for l in leases.iter().filter(|l| l.from_ns <= ts_ns && ts_ns < l.until_ns) {
             let better = match best {
                 None => true,
                 Some(b) => (l.confidence, l.from_ns, l.seq) > (b.confidence, b.from_ns, b.seq),
@@ -462,14 +408,8 @@ impl LeaseMap {
             }
         }
         if let Some(lease) = best {
-            let contested = leases.iter().any(|l| {
-                l.from_ns <= ts_ns && ts_ns < l.until_ns && l.device_id != lease.device_id
-            });
-            return Some(LeaseMatch {
-                lease,
-                in_grace: false,
-                contested,
-            });
+            let contested = leases.iter().any(|l| l.from_ns <= ts_ns && ts_ns < l.until_ns && l.device_id != lease.device_id);
+            return Some(LeaseMatch { lease, in_grace: false, contested });
         }
         // Grace: latest-ending lease that ended naturally or by expire.
         leases
@@ -481,19 +421,12 @@ impl LeaseMap {
                     && l.from_ns <= ts_ns
             })
             .max_by_key(|l| (l.until_ns, l.confidence, l.seq))
-            .map(|lease| LeaseMatch {
-                lease,
-                in_grace: true,
-                contested: false,
-            })
+            .map(|lease| LeaseMatch { lease, in_grace: true, contested: false })
     }
 
     /// All leases stored for a key, sorted by start.
     pub fn leases(&self, ctx: &str, ip: IpAddr) -> &[Lease] {
-        self.map
-            .get(&(ctx.to_owned(), ip))
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.map.get(&(ctx.to_owned(), ip)).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// Every stored lease with its (context, IP), oldest start first: what
@@ -631,20 +564,13 @@ mod tests {
         m.close("wifi", ip2, Some("c"), 30 * S, EndReason::Released);
         assert_eq!(m.stats().pending_closes, 1);
         m.assign("wifi", ip2, "c", 0, 100 * S, Confidence::Dhcp);
-        assert_eq!(
-            m.lookup("wifi", ip2, 20 * S)
-                .map(|x| x.lease.device_id.as_str()),
-            Some("c")
-        );
+        assert_eq!(m.lookup("wifi", ip2, 20 * S).map(|x| x.lease.device_id.as_str()), Some("c"));
         assert!(m.lookup("wifi", ip2, 31 * S).is_none());
     }
 
     #[test]
     fn grace_window_after_expiry() {
-        let mut m = LeaseMap::new(LeaseConfig {
-            grace_ns: 10 * S,
-            ..LeaseConfig::default()
-        });
+        let mut m = LeaseMap::new(LeaseConfig { grace_ns: 10 * S, ..LeaseConfig::default() });
         m.assign("wifi", ip(), "a", 0, 100 * S, Confidence::Dhcp);
         let hit = m.lookup("wifi", ip(), 105 * S).expect("grace");
         assert!(hit.in_grace);
@@ -663,22 +589,8 @@ mod tests {
     #[test]
     fn source_priority_when_overlapping() {
         let mut m = LeaseMap::default();
-        m.assign(
-            "wifi",
-            ip(),
-            "vpn-dev",
-            0,
-            100 * S,
-            Confidence::Authenticated,
-        );
-        m.assign(
-            "wifi",
-            ip(),
-            "agent-dev",
-            10 * S,
-            50 * S,
-            Confidence::SelfReported,
-        );
+        m.assign("wifi", ip(), "vpn-dev", 0, 100 * S, Confidence::Authenticated);
+        m.assign("wifi", ip(), "agent-dev", 10 * S, 50 * S, Confidence::SelfReported);
         let hit = m.lookup("wifi", ip(), 20 * S).expect("hit");
         assert_eq!(hit.lease.device_id, "vpn-dev");
         assert!(hit.contested && hit.lease.conflict);
@@ -690,22 +602,15 @@ mod tests {
 
     #[test]
     fn bounded_with_counted_eviction() {
-        let mut m = LeaseMap::new(LeaseConfig {
-            max_entries: 3,
-            ..LeaseConfig::default()
-        });
+        let mut m = LeaseMap::new(LeaseConfig { max_entries: 3, ..LeaseConfig::default() });
         for i in 0..5u8 {
             let a = IpAddr::from([10, 0, 0, i]);
             m.assign("wifi", a, "d", i64::from(i) * S, 1000 * S, Confidence::Dhcp);
         }
         assert_eq!(m.len(), 3);
         assert_eq!(m.stats().evicted, 2);
-        assert!(m
-            .lookup("wifi", IpAddr::from([10, 0, 0, 0]), 500 * S)
-            .is_none());
-        assert!(m
-            .lookup("wifi", IpAddr::from([10, 0, 0, 4]), 500 * S)
-            .is_some());
+        assert!(m.lookup("wifi", IpAddr::from([10, 0, 0, 0]), 500 * S).is_none());
+        assert!(m.lookup("wifi", IpAddr::from([10, 0, 0, 4]), 500 * S).is_some());
     }
 
     #[test]
@@ -719,9 +624,7 @@ mod tests {
         ];
         for (i, l) in lines.iter().enumerate() {
             let ev = r.push_line(l, i as u64).expect("event");
-            let crate::feed::EventBody::IpBinding(b) = &ev.body else {
-                panic!("type")
-            };
+            let crate::feed::EventBody::IpBinding(b) = &ev.body else { panic!("type") };
             m.apply(b, ev.device_id.as_deref(), ev.event_time_ns);
         }
         let t0 = crate::feed::parse_rfc3339_ns("2026-01-01T00:30:00Z").expect("ts");
@@ -772,7 +675,12 @@ mod tests {
         for t in [5, 49, 50, 120, 199, 260] {
             assert_eq!(dev(&n, t * S), dev(&m, t * S), "t={t}");
         }
-        let fields = |m: &LeaseMap| m.leases("wifi", ip()).iter().map(|l| (l.device_id.clone(), l.from_ns, l.until_ns, l.confidence, l.end, l.conflict)).collect::<Vec<_>>();
+        let fields = |m: &LeaseMap| {
+            m.leases("wifi", ip())
+                .iter()
+                .map(|l| (l.device_id.clone(), l.from_ns, l.until_ns, l.confidence, l.end, l.conflict))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(fields(&n), fields(&m));
         assert!(fields(&n).iter().all(|f| f.5), "both wifi leases keep their conflict flag");
         assert!(n.lookup("vpn", ip(), 16 * S).is_none(), "released at 15 s");

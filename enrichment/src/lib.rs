@@ -15,10 +15,7 @@ pub mod clock;
 pub mod feed;
 pub mod leases;
 
-pub use attribution::{
-    attribute, attribute_with, Attribution, AttributionConfig, Method, Reason, RunnerUp,
-    SessionQuery, Strength,
-};
+pub use attribution::{attribute, attribute_with, Attribution, AttributionConfig, Method, Reason, RunnerUp, SessionQuery, Strength};
 pub use clock::{ClockConfig, ClockOffsets, SourceKey};
 pub use feed::{Event, EventBody, FeedReader, FeedReport, SCHEMA_VERSION};
 pub use leases::{Lease, LeaseConfig, LeaseMap, LeaseMatch};

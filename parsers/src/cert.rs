@@ -105,9 +105,7 @@ pub fn parse_certificate(der: &[u8]) -> Result<CertSummary, CertError> {
     }
     let (rest, cert) = X509Certificate::from_der(der).map_err(|e| match e {
         x509_parser::nom::Err::Incomplete(_) => CertError::Incomplete,
-        x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => {
-            CertError::Invalid(e.to_string())
-        }
+        x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => CertError::Invalid(e.to_string()),
     })?;
     let der = der.get(..der.len().saturating_sub(rest.len())).unwrap_or(der);
     let tbs = &cert.tbs_certificate;
@@ -432,12 +430,8 @@ fn describe_key(spki: &SubjectPublicKeyInfo<'_>) -> String {
             }
         }
         "1.2.840.10045.2.1" => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| x509_parser::asn1_rs::Oid::try_from(p).ok())
-                .map(|o| o.to_id_string());
+            let curve =
+                spki.algorithm.parameters.as_ref().and_then(|p| x509_parser::asn1_rs::Oid::try_from(p).ok()).map(|o| o.to_id_string());
             match curve.as_deref() {
                 Some("1.2.840.10045.3.1.7") => "EC P-256".to_owned(),
                 Some("1.3.132.0.34") => "EC P-384".to_owned(),
@@ -505,10 +499,7 @@ mod tests {
         assert_eq!(c.issuer_rfc4514, c.subject_rfc4514);
         assert!(c.self_issued);
         // Suricata form: x509-parser display, certificate order, no escaping.
-        assert_eq!(
-            c.subject,
-            r#"C=US, ST=Some-State, O=Acme, Inc., OU=R&D + CN=multi, CN=#test <www> "q"; x+y , Email=admin@example.com"#
-        );
+        assert_eq!(c.subject, r#"C=US, ST=Some-State, O=Acme, Inc., OU=R&D + CN=multi, CN=#test <www> "q"; x+y , Email=admin@example.com"#);
         assert_eq!(c.serial, "00:8A:07:E0:8D:4A:B5:0A:7B");
         assert_eq!(c.fingerprint, "52:ed:cd:e7:0f:80:ee:4d:8a:75:d4:ab:10:26:06:3a:19:94:49:1b");
         assert_eq!(c.sha256, "992e892001381a274923b0011900c57b12a2c3d9f9f82c88195985e7dd3ef948");
@@ -650,7 +641,11 @@ mod tests {
                     }
                     let rd = |o: usize| -> u32 {
                         let b: [u8; 4] = file[o..o + 4].try_into().unwrap_or([0; 4]);
-                        if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) }
+                        if le {
+                            u32::from_le_bytes(b)
+                        } else {
+                            u32::from_be_bytes(b)
+                        }
                     };
                     let (ty, len) = (rd(i), rd(i + 4) as usize);
                     if len < 12 || i + len > file.len() {
@@ -658,7 +653,11 @@ mod tests {
                     }
                     match ty {
                         1 => {
-                            let lt = if le { u16::from_le_bytes([file[i + 8], file[i + 9]]) } else { u16::from_be_bytes([file[i + 8], file[i + 9]]) };
+                            let lt = if le {
+                                u16::from_le_bytes([file[i + 8], file[i + 9]])
+                            } else {
+                                u16::from_be_bytes([file[i + 8], file[i + 9]])
+                            };
                             links.push(u32::from(lt));
                         }
                         6 if len >= 28 => {
@@ -760,7 +759,10 @@ mod tests {
             let mut certs = Vec::new();
             for s in streams(file) {
                 // Find the first handshake record (skips STARTTLS preambles).
-                let Some(start) = (0..s.len()).find(|&i| s[i] == 0x16 && s.get(i + 1) == Some(&3) && s.get(i + 2).is_some_and(|v| *v <= 4)) else { continue };
+                let Some(start) = (0..s.len()).find(|&i| s[i] == 0x16 && s.get(i + 1) == Some(&3) && s.get(i + 2).is_some_and(|v| *v <= 4))
+                else {
+                    continue;
+                };
                 let mut hs = Vec::new();
                 let mut i = start;
                 while let (Some(&ty), Some(len)) = (s.get(i), u16be(&s, i + 3)) {
@@ -911,12 +913,8 @@ mod tests {
                 }
                 check("not_before", format!("{}+00:00", c.notbefore), f[8]);
                 check("not_after", format!("{}+00:00", c.notafter), f[9]);
-                let dns: Vec<String> = c
-                    .subjectaltname
-                    .iter()
-                    .filter(|s| s.parse::<std::net::IpAddr>().is_err() && !s.contains('('))
-                    .cloned()
-                    .collect();
+                let dns: Vec<String> =
+                    c.subjectaltname.iter().filter(|s| s.parse::<std::net::IpAddr>().is_err() && !s.contains('(')).cloned().collect();
                 // python cryptography refuses these two leaf certificates'
                 // extensions (BasicConstraints encodes the DEFAULT cA=FALSE),
                 // so the oracle has no SANs for them.

@@ -40,13 +40,7 @@ fn octets(ip: IpAddr) -> ([u8; 16], usize) {
     }
 }
 
-fn hash(
-    seed: u16,
-    (a, alen): ([u8; 16], usize),
-    (b, blen): ([u8; 16], usize),
-    proto: u8,
-    ports: Option<(u16, u16)>,
-) -> String {
+fn hash(seed: u16, (a, alen): ([u8; 16], usize), (b, blen): ([u8; 16], usize), proto: u8, ports: Option<(u16, u16)>) -> String {
     let mut h = Sha1::new();
     h.update(seed.to_be_bytes());
     h.update(&a[..alen]);
@@ -59,15 +53,7 @@ fn hash(
     format!("1:{}", base64::engine::general_purpose::STANDARD.encode(h.finalize()))
 }
 
-fn compute(
-    seed: u16,
-    src: IpAddr,
-    dst: IpAddr,
-    proto: u8,
-    sport: u16,
-    dport: u16,
-    one_way: bool,
-) -> String {
+fn compute(seed: u16, src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16, one_way: bool) -> String {
     let (s, d) = (octets(src), octets(dst));
     let with_ports = PORT_PROTOS.contains(&proto);
     let (sp, dp) = if with_ports { (sport, dport) } else { (0, 0) };
@@ -124,7 +110,7 @@ pub fn icmp_port_equivalents(v6: bool, icmp_type: u8, icmp_code: u8) -> (u16, u1
             14 => Some(13),
             15 => Some(16), // information
             16 => Some(15),
-            10 => Some(9), // router solicitation -> advertisement
+            10 => Some(9),  // router solicitation -> advertisement
             17 => Some(18), // address mask
             18 => Some(17),
             _ => None,
@@ -149,21 +135,101 @@ mod tests {
     /// daddr, sport, dport (Zeek port equivalents for ICMP; none for RSVP),
     /// id with seed 0, id with seed 1.
     const BASELINE: &[(u8, &str, &str, u16, u16, &str, &str)] = &[
-        (58, "fe80::200:86ff:fe05:80da", "fe80::260:97ff:fe07:69ea", 135, 136, "1:dGHyGvjMfljg6Bppwm3bg0LO8TY=", "1:kHa1FhMYIT6Ym2Vm2AOtoOARDzY="),
-        (58, "fe80::260:97ff:fe07:69ea", "fe80::200:86ff:fe05:80da", 136, 135, "1:dGHyGvjMfljg6Bppwm3bg0LO8TY=", "1:kHa1FhMYIT6Ym2Vm2AOtoOARDzY="),
-        (58, "fe80::260:97ff:fe07:69ea", "fe80::200:86ff:fe05:80da", 135, 136, "1:zavyT/cezQr1fmImYCwYnMXbgck=", "1:2hSqmsDZ2kdcY9kbiUzOEBic0iM="),
-        (58, "fe80::200:86ff:fe05:80da", "fe80::260:97ff:fe07:69ea", 136, 135, "1:zavyT/cezQr1fmImYCwYnMXbgck=", "1:2hSqmsDZ2kdcY9kbiUzOEBic0iM="),
-        (58, "3ffe:501:1800:2345::2", "3ffe:507:0:1:200:86ff:fe05:80da", 3, 0, "1:2ObVBgIn28oZvibYZhZMBgh7WdQ=", "1:lVEtCZpYu84Xqaa++3lXFyuu2n4="),
-        (58, "3ffe:501:410:0:2c0:dfff:fe47:33e", "3ffe:507:0:1:200:86ff:fe05:80da", 1, 4, "1:hLZd0XGWojozrvxqE0dWB1iM6R0=", "1:W8MHwXpWzpoSTD+cGcaJr4u0ys8="),
-        (58, "3ffe:507:0:1:200:86ff:fe05:80da", "3ffe:501:0:1001::2", 128, 129, "1:+TW+HtLHvV1xnGhV1lv7XoJrqQg=", "1:GfZxjAkDk2MkegpBYHV6tadtFXQ="),
-        (58, "3ffe:501:0:1001::2", "3ffe:507:0:1:200:86ff:fe05:80da", 129, 128, "1:+TW+HtLHvV1xnGhV1lv7XoJrqQg=", "1:GfZxjAkDk2MkegpBYHV6tadtFXQ="),
+        (
+            58,
+            "fe80::200:86ff:fe05:80da",
+            "fe80::260:97ff:fe07:69ea",
+            135,
+            136,
+            "1:dGHyGvjMfljg6Bppwm3bg0LO8TY=",
+            "1:kHa1FhMYIT6Ym2Vm2AOtoOARDzY=",
+        ),
+        (
+            58,
+            "fe80::260:97ff:fe07:69ea",
+            "fe80::200:86ff:fe05:80da",
+            136,
+            135,
+            "1:dGHyGvjMfljg6Bppwm3bg0LO8TY=",
+            "1:kHa1FhMYIT6Ym2Vm2AOtoOARDzY=",
+        ),
+        (
+            58,
+            "fe80::260:97ff:fe07:69ea",
+            "fe80::200:86ff:fe05:80da",
+            135,
+            136,
+            "1:zavyT/cezQr1fmImYCwYnMXbgck=",
+            "1:2hSqmsDZ2kdcY9kbiUzOEBic0iM=",
+        ),
+        (
+            58,
+            "fe80::200:86ff:fe05:80da",
+            "fe80::260:97ff:fe07:69ea",
+            136,
+            135,
+            "1:zavyT/cezQr1fmImYCwYnMXbgck=",
+            "1:2hSqmsDZ2kdcY9kbiUzOEBic0iM=",
+        ),
+        (
+            58,
+            "3ffe:501:1800:2345::2",
+            "3ffe:507:0:1:200:86ff:fe05:80da",
+            3,
+            0,
+            "1:2ObVBgIn28oZvibYZhZMBgh7WdQ=",
+            "1:lVEtCZpYu84Xqaa++3lXFyuu2n4=",
+        ),
+        (
+            58,
+            "3ffe:501:410:0:2c0:dfff:fe47:33e",
+            "3ffe:507:0:1:200:86ff:fe05:80da",
+            1,
+            4,
+            "1:hLZd0XGWojozrvxqE0dWB1iM6R0=",
+            "1:W8MHwXpWzpoSTD+cGcaJr4u0ys8=",
+        ),
+        (
+            58,
+            "3ffe:507:0:1:200:86ff:fe05:80da",
+            "3ffe:501:0:1001::2",
+            128,
+            129,
+            "1:+TW+HtLHvV1xnGhV1lv7XoJrqQg=",
+            "1:GfZxjAkDk2MkegpBYHV6tadtFXQ=",
+        ),
+        (
+            58,
+            "3ffe:501:0:1001::2",
+            "3ffe:507:0:1:200:86ff:fe05:80da",
+            129,
+            128,
+            "1:+TW+HtLHvV1xnGhV1lv7XoJrqQg=",
+            "1:GfZxjAkDk2MkegpBYHV6tadtFXQ=",
+        ),
         (58, "fe80::200:86ff:fe05:80da", "ff02::2", 133, 134, "1:hO+sN4H+MG5MY/8hIrXPqc4ZQz0=", "1:L7Ka0ZMYu+J3bL4ulW2PrqyXNo8="),
         (58, "fe80::260:97ff:fe07:69ea", "ff02::1", 134, 133, "1:pkvHqCL88/tg1k4cPigmZXUtL00=", "1:K/ee5UCqAMAQXDorP5nSa2CGLjc="),
         (1, "192.168.0.89", "192.168.0.1", 8, 0, "1:X0snYXpgwiv9TZtqg64sgzUn6Dk=", "1:03g6IloqVBdcZlPyX8r0hgoE7kA="),
         (1, "192.168.0.1", "192.168.0.89", 0, 8, "1:X0snYXpgwiv9TZtqg64sgzUn6Dk=", "1:03g6IloqVBdcZlPyX8r0hgoE7kA="),
         (1, "10.0.0.1", "10.0.0.2", 11, 0, "1:YHxtAirCG//0OzkcVAukqKQN9xM=", "1:XjUibYHaafLQ3pxQeiMI8g25q20="),
-        (6, "2001:470:e5bf:dead:4957:2174:e82c:4887", "2607:f8b0:400c:c03::1a", 63943, 25, "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4=", "1:eJYTW6AOzFLlSUoESovMjnu7rMw="),
-        (6, "2607:f8b0:400c:c03::1a", "2001:470:e5bf:dead:4957:2174:e82c:4887", 25, 63943, "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4=", "1:eJYTW6AOzFLlSUoESovMjnu7rMw="),
+        (
+            6,
+            "2001:470:e5bf:dead:4957:2174:e82c:4887",
+            "2607:f8b0:400c:c03::1a",
+            63943,
+            25,
+            "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4=",
+            "1:eJYTW6AOzFLlSUoESovMjnu7rMw=",
+        ),
+        (
+            6,
+            "2607:f8b0:400c:c03::1a",
+            "2001:470:e5bf:dead:4957:2174:e82c:4887",
+            25,
+            63943,
+            "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4=",
+            "1:eJYTW6AOzFLlSUoESovMjnu7rMw=",
+        ),
         (132, "192.168.170.8", "192.168.170.56", 7, 7, "1:MP2EtRCAUIZvTw6MxJHLV7N7JDs=", "1:5w3ZRjeKBzqT3zsaEECDGjUbYeg="),
         (132, "192.168.170.56", "192.168.170.8", 7, 7, "1:MP2EtRCAUIZvTw6MxJHLV7N7JDs=", "1:5w3ZRjeKBzqT3zsaEECDGjUbYeg="),
         (6, "128.232.110.120", "66.35.250.204", 34855, 80, "1:LQU9qZlK+B5F3KDmev6m5PMibrg=", "1:3V71V58M3Ksw/yuFALMcW0LAHvc="),
@@ -223,10 +289,7 @@ mod tests {
 
     fn any_ip() -> impl proptest::strategy::Strategy<Value = IpAddr> {
         use proptest::prelude::*;
-        prop_oneof![
-            any::<[u8; 4]>().prop_map(IpAddr::from),
-            any::<[u8; 16]>().prop_map(IpAddr::from),
-        ]
+        prop_oneof![any::<[u8; 4]>().prop_map(IpAddr::from), any::<[u8; 16]>().prop_map(IpAddr::from),]
     }
 
     proptest::proptest! {

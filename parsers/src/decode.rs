@@ -197,7 +197,16 @@ fn decode_full(linktype: u32, data: &[u8]) -> Result<Decoded<'_>, Skip> {
 
 /// A TCP packet's summary from etherparse's view of the segment.
 #[allow(clippy::too_many_arguments)]
-fn tcp_decoded<'a>(src: IpAddr, dst: IpAddr, ttl: u8, t: &TcpSlice<'a>, truncated: bool, context: u64, vlans: Vlans, tunnel: Option<Tunnel>) -> Decoded<'a> {
+fn tcp_decoded<'a>(
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    t: &TcpSlice<'a>,
+    truncated: bool,
+    context: u64,
+    vlans: Vlans,
+    tunnel: Option<Tunnel>,
+) -> Decoded<'a> {
     Decoded {
         src,
         dst,
@@ -317,11 +326,7 @@ fn ppp(data: &[u8]) -> Result<(Layer, &[u8]), Skip> {
     // Optional HDLC address/control (ff 03), then a 1- or 2-byte protocol.
     let d = if data.starts_with(&[0xff, 0x03]) { &data[2..] } else { data };
     let first = *d.first().ok_or(Skip::LinkTruncated)?;
-    let (proto, rest) = if first & 1 == 1 {
-        (u16::from(first), &d[1..])
-    } else {
-        (be16(d, 0).ok_or(Skip::LinkTruncated)?, &d[2..])
-    };
+    let (proto, rest) = if first & 1 == 1 { (u16::from(first), &d[1..]) } else { (be16(d, 0).ok_or(Skip::LinkTruncated)?, &d[2..]) };
     match proto {
         0x0021 | 0x0057 => Ok((Layer::Ip, rest)),
         _ => Err(Skip::NotIp),
@@ -392,14 +397,7 @@ fn mix(ctx: u64, tag: u64, id: u64) -> u64 {
     h
 }
 
-fn decode_layer(
-    layer: Layer,
-    data: &[u8],
-    depth: usize,
-    ctx: u64,
-    vlans: Vlans,
-    tunnel: Option<Tunnel>,
-) -> Result<Decoded<'_>, Skip> {
+fn decode_layer(layer: Layer, data: &[u8], depth: usize, ctx: u64, vlans: Vlans, tunnel: Option<Tunnel>) -> Result<Decoded<'_>, Skip> {
     if depth > MAX_TUNNEL_DEPTH {
         return Err(Skip::TunnelDepth);
     }
@@ -514,14 +512,7 @@ fn decode_layer(
             let (kind, _id, layer, rest) = gre(payload.payload)?;
             decode_layer(layer, rest, depth + 1, ctx, vlans, tunnel.or(Some(kind)))
         }
-        IpNumber::IPV4 | IpNumber::IPV6 => decode_layer(
-            Layer::Ip,
-            payload.payload,
-            depth + 1,
-            ctx,
-            vlans,
-            tunnel.or(Some(Tunnel::IpInIp)),
-        ),
+        IpNumber::IPV4 | IpNumber::IPV6 => decode_layer(Layer::Ip, payload.payload, depth + 1, ctx, vlans, tunnel.or(Some(Tunnel::IpInIp))),
         _ => Err(Skip::NotTcpUdp),
     }
 }
@@ -656,13 +647,8 @@ mod tests {
     /// IPv4/TCP 10.0.0.1:1234 -> 10.0.0.2:443, SYN, 4 payload bytes.
     fn ipv4_tcp(payload: &[u8]) -> Vec<u8> {
         let total = 20 + 20 + payload.len();
-        let mut p = vec![
-            0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10,
-            0, 0, 2,
-        ];
-        p.extend_from_slice(&[
-            0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 100, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
-        ]);
+        let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        p.extend_from_slice(&[0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 100, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
         p.extend_from_slice(payload);
         p
     }
@@ -762,10 +748,7 @@ mod tests {
         let mut udp = vec![0x30, 0x39, 0x12, 0xb5, (udp_len >> 8) as u8, udp_len as u8, 0, 0];
         udp.extend(vx);
         let total = 20 + udp.len();
-        let mut outer = vec![
-            0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1,
-            192, 0, 2, 2,
-        ];
+        let mut outer = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2];
         outer.extend(udp);
         let d = decode(linktype::RAW, &outer).expect("vxlan");
         assert_eq!(d.tunnel, Some(Tunnel::Vxlan));
@@ -807,10 +790,7 @@ mod tests {
         let mut gre = vec![0x00, 0x00, 0x08, 0x00];
         gre.extend(ipv4_tcp(b"g"));
         let total = 20 + gre.len();
-        let mut outer = vec![
-            0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 47, 0, 0, 192, 0, 2, 1,
-            192, 0, 2, 2,
-        ];
+        let mut outer = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 47, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2];
         outer.extend(gre);
         let d = decode(linktype::RAW, &outer).expect("gre");
         assert_eq!(d.tunnel, Some(Tunnel::Gre));
@@ -840,7 +820,7 @@ mod tests {
         v6.extend(&v4[20..]);
         let mut opts = v4.clone();
         opts[0] = 0x46; // IHL 6: 4 bytes of options (the TCP header then reads shifted)
-        // Ethernet padding after the IP packet (short frames are padded to 60 bytes).
+                        // Ethernet padding after the IP packet (short frames are padded to 60 bytes).
         let mut padded = eth(0x0800, &v4);
         padded.extend([0u8; 18]);
         let mut padded6 = eth(0x86dd, &v6);

@@ -83,19 +83,12 @@ impl ClientHello {
     /// The highest non-GREASE version offered: supported_versions if present,
     /// else `legacy_version`.
     pub fn max_version(&self) -> u16 {
-        self.supported_versions
-            .iter()
-            .copied()
-            .filter(|v| !is_grease(*v))
-            .max()
-            .unwrap_or(self.legacy_version)
+        self.supported_versions.iter().copied().filter(|v| !is_grease(*v)).max().unwrap_or(self.legacy_version)
     }
 
     /// Encrypted Client Hello (or the draft ESNI) offered.
     pub fn offers_ech(&self) -> bool {
-        self.extensions
-            .iter()
-            .any(|e| *e == ext::ENCRYPTED_CLIENT_HELLO || *e == ext::ENCRYPTED_SERVER_NAME)
+        self.extensions.iter().any(|e| *e == ext::ENCRYPTED_CLIENT_HELLO || *e == ext::ENCRYPTED_SERVER_NAME)
     }
 }
 
@@ -178,11 +171,7 @@ mod tests {
 
     #[test]
     fn max_version_ignores_grease() {
-        let ch = ClientHello {
-            legacy_version: 0x0303,
-            supported_versions: vec![0x7a7a, 0x0304, 0x0303],
-            ..Default::default()
-        };
+        let ch = ClientHello { legacy_version: 0x0303, supported_versions: vec![0x7a7a, 0x0304, 0x0303], ..Default::default() };
         assert_eq!(ch.max_version(), 0x0304);
         let old = ClientHello { legacy_version: 0x0301, ..Default::default() };
         assert_eq!(old.max_version(), 0x0301);

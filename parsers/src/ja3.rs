@@ -140,8 +140,7 @@ mod tests {
         let ch = ClientHello {
             legacy_version: 0x0303,
             ciphers: vec![
-                0xc02b, 0xc02f, 0xcca9, 0xcca8, 0xc02c, 0xc030, 0xc00a, 0xc009, 0xc013, 0xc014,
-                0x0033, 0x0039, 0x002f, 0x0035, 0x000a,
+                0xc02b, 0xc02f, 0xcca9, 0xcca8, 0xc02c, 0xc030, 0xc00a, 0xc009, 0xc013, 0xc014, 0x0033, 0x0039, 0x002f, 0x0035, 0x000a,
             ],
             extensions: vec![0, 23, 0xff01, 10, 11, 35, 16, 5, 13, 28],
             supported_groups: vec![29, 23, 24, 25],
@@ -158,10 +157,8 @@ mod tests {
         // GREASE; Chrome puts one GREASE value first in ciphers, extensions
         // (and a second extension last) and groups. Adding them back must
         // not change the fingerprint.
-        let (s, h) = (
-            "771,4865-4866-4867-49195-49199-49196-49200-52393-52392-49171-49172-156-157-47-53-10,0-23-65281-10-11-35-16-5-13-18-51-45-43-27-21,29-23-24,0",
-            "66918128f1b9b03303d77c6f2eefd128",
-        );
+        let (s, h) =
+            ("771,4865-4866-4867-49195-49199-49196-49200-52393-52392-49171-49172-156-157-47-53-10,0-23-65281-10-11-35-16-5-13-18-51-45-43-27-21,29-23-24,0", "66918128f1b9b03303d77c6f2eefd128");
         let mut ch = ch_from_ja3(s);
         assert_eq!(ja3(&ch).hash, h);
         ch.ciphers.insert(0, 0x2a2a);
@@ -218,14 +215,7 @@ mod tests {
     fn any_client_hello() -> impl proptest::strategy::Strategy<Value = ClientHello> {
         use proptest::collection::vec;
         use proptest::prelude::*;
-        (
-            any::<u16>(),
-            vec(any::<u16>(), 0..40),
-            vec(any::<u16>(), 0..30),
-            vec(any::<u16>(), 0..10),
-            vec(any::<u8>(), 0..4),
-            any::<bool>(),
-        )
+        (any::<u16>(), vec(any::<u16>(), 0..40), vec(any::<u16>(), 0..30), vec(any::<u16>(), 0..10), vec(any::<u8>(), 0..4), any::<bool>())
             .prop_map(|(v, c, e, g, p, sslv2)| ClientHello {
                 legacy_version: v,
                 ciphers: c,

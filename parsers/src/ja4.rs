@@ -153,12 +153,8 @@ impl Parts {
         let sni = if all_exts.contains(&ext::SERVER_NAME) || ch.sni.is_some() { 'd' } else { 'i' };
         let first_alpn = ch.alpn_first_raw.as_deref().or_else(|| ch.alpn.first().map(|s| s.as_bytes()));
         let [a1, a2] = alpn_code(first_alpn);
-        let a = format!(
-            "{transport}{}{sni}{:02}{:02}{a1}{a2}",
-            version_code(ch.max_version()),
-            ciphers.len().min(99),
-            all_exts.len().min(99),
-        );
+        let a =
+            format!("{transport}{}{sni}{:02}{:02}{a1}{a2}", version_code(ch.max_version()), ciphers.len().min(99), all_exts.len().min(99),);
 
         let mut exts = all_exts;
         let no_exts = exts.iter().all(|e| *e == ext::SERVER_NAME || *e == ext::ALPN);
@@ -194,12 +190,11 @@ mod tests {
         ClientHello {
             legacy_version: 0x0303,
             ciphers: vec![
-                0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014,
-                0x009c, 0x009d, 0x002f, 0x0035,
+                0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
             ],
             extensions: vec![
-                0x001b, 0x0000, 0x0033, 0x0010, 0x4469, 0x0017, 0x002d, 0x000d, 0x0005, 0x0023, 0x0012,
-                0x002b, 0xff01, 0x000b, 0x000a, 0x0015,
+                0x001b, 0x0000, 0x0033, 0x0010, 0x4469, 0x0017, 0x002d, 0x000d, 0x0005, 0x0023, 0x0012, 0x002b, 0xff01, 0x000b, 0x000a,
+                0x0015,
             ],
             sni: Some("example.com".into()),
             alpn: vec!["h2".into(), "http/1.1".into()],
@@ -279,11 +274,7 @@ mod tests {
     #[test]
     fn counts_capped_at_99() {
         // Same case as Suricata rust/src/ja4.rs test_get_hash_limit_numbers.
-        let ch = ClientHello {
-            ciphers: (1..200).collect(),
-            extensions: (1..200).collect(),
-            ..Default::default()
-        };
+        let ch = ClientHello { ciphers: (1..200).collect(), extensions: (1..200).collect(), ..Default::default() };
         assert!(ja4(&ch, Transport::Tcp).starts_with("t00i999900_"), "{}", ja4(&ch, Transport::Tcp));
     }
 
@@ -339,10 +330,8 @@ mod tests {
         // TLS suites that the TLS-format hello of port 1661 offers; FoxIO
         // rust ja4 gives that one t10i200000_6c5778701a4a_000000000000, raw
         // t10i200000_0003,0004,...,feff_ (oracle *.ja4rs.json).
-        let suites = [
-            0x39, 0x38, 0x35, 0x33, 0x32, 0x04, 0x05, 0x2f, 0x16, 0x13, 0xfeff, 0x0a, 0x15, 0x12, 0xfefe, 0x09, 0x64, 0x62, 0x03,
-            0x06,
-        ];
+        let suites =
+            [0x39, 0x38, 0x35, 0x33, 0x32, 0x04, 0x05, 0x2f, 0x16, 0x13, 0xfeff, 0x0a, 0x15, 0x12, 0xfefe, 0x09, 0x64, 0x62, 0x03, 0x06];
         let ch = ClientHello { legacy_version: 0x0301, ciphers: suites.to_vec(), sslv2_format: true, ..Default::default() };
         assert_eq!(ja4(&ch, Transport::Tcp), "t10i200000_6c5778701a4a_000000000000");
         assert_eq!(
@@ -363,12 +352,12 @@ mod tests {
         let ch = ClientHello {
             legacy_version: 0x0303,
             ciphers: vec![
-                0x0a0a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
-                0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
+                0x0a0a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f,
+                0x0035,
             ],
             extensions: vec![
-                0x9a9a, 0xff01, 0x0033, 0x002d, 0x0005, 0x4469, 0x000d, 0x0010, 0x0023, 0x001b, 0x002b,
-                0x0000, 0x0012, 0x000a, 0x0017, 0x000b, 0x6a6a, 0x0015,
+                0x9a9a, 0xff01, 0x0033, 0x002d, 0x0005, 0x4469, 0x000d, 0x0010, 0x0023, 0x001b, 0x002b, 0x0000, 0x0012, 0x000a, 0x0017,
+                0x000b, 0x6a6a, 0x0015,
             ],
             sni: Some("clientservices.googleapis.com".into()),
             alpn: vec!["\u{fffd}\u{fffd}".into(), "http/1.1".into()],

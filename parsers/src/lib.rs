@@ -30,13 +30,13 @@
 //!   saturates (shared by every crate of the workspace).
 #![forbid(unsafe_code)]
 
+pub mod cert;
+pub mod community_id;
 pub mod decode;
 pub mod hello;
-pub mod tls;
-pub mod openvpn;
-pub mod community_id;
 pub mod ja3;
-pub mod cert;
 pub mod ja4;
+pub mod openvpn;
 pub mod quic;
 pub mod time;
+pub mod tls;

@@ -71,10 +71,7 @@ pub fn looks_like_client_reset(b: &[u8]) -> bool {
     let (opcode, key_id) = (b[2] >> 3, b[2] & 7);
     (14..=MAX_CONTROL_PACKET).contains(&len)
         && key_id == 0
-        && matches!(
-            opcode,
-            op::P_CONTROL_HARD_RESET_CLIENT_V2 | op::P_CONTROL_HARD_RESET_CLIENT_V3
-        )
+        && matches!(opcode, op::P_CONTROL_HARD_RESET_CLIENT_V2 | op::P_CONTROL_HARD_RESET_CLIENT_V3)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -175,8 +172,7 @@ impl OpenVpnTcp {
                     if pid >= s.next_pid {
                         tls.extend_from_slice(payload);
                         s.next_pid = pid.saturating_add(1);
-                        self.control_packets[dir.idx()] =
-                            self.control_packets[dir.idx()].saturating_add(1);
+                        self.control_packets[dir.idx()] = self.control_packets[dir.idx()].saturating_add(1);
                     }
                 }
                 s.packet = packet;
@@ -202,10 +198,7 @@ fn after_header(p: &[u8], h: usize) -> Option<(u32, &[u8])> {
     }
     at += 1 + 4 * acks + if acks > 0 { 8 } else { 0 };
     let pid = p.get(at..at + 4)?;
-    Some((
-        u32::from_be_bytes([pid[0], pid[1], pid[2], pid[3]]),
-        p.get(at + 4..)?,
-    ))
+    Some((u32::from_be_bytes([pid[0], pid[1], pid[2], pid[3]]), p.get(at + 4..)?))
 }
 
 /// The HMAC length and message packet id of a v2 hard reset (client or
@@ -213,17 +206,10 @@ fn after_header(p: &[u8], h: usize) -> Option<(u32, &[u8])> {
 /// candidate length.
 fn reset_hmac(p: &[u8]) -> Option<(usize, u32)> {
     let opcode = p.first()? >> 3;
-    if !matches!(
-        opcode,
-        op::P_CONTROL_HARD_RESET_CLIENT_V2 | op::P_CONTROL_HARD_RESET_SERVER_V2
-    ) {
+    if !matches!(opcode, op::P_CONTROL_HARD_RESET_CLIENT_V2 | op::P_CONTROL_HARD_RESET_SERVER_V2) {
         return None;
     }
-    let mut fits = HMAC_LENGTHS.iter().filter_map(|&h| {
-        after_header(p, h)
-            .filter(|(_, rest)| rest.is_empty())
-            .map(|(pid, _)| (h, pid))
-    });
+    let mut fits = HMAC_LENGTHS.iter().filter_map(|&h| after_header(p, h).filter(|(_, rest)| rest.is_empty()).map(|(pid, _)| (h, pid)));
     let first = fits.next()?;
     fits.next().is_none().then_some(first)
 }
@@ -241,9 +227,7 @@ fn control_payload(p: &[u8], hmac: Option<u8>) -> Option<(usize, u32, &[u8])> {
         None => HMAC_LENGTHS
             .iter()
             .filter_map(|&h| one(h))
-            .find(|(_, _, payload)| {
-                payload.len() >= 3 && payload[0] == 0x16 && payload[1] == 3 && payload[2] <= 4
-            }),
+            .find(|(_, _, payload)| payload.len() >= 3 && payload[0] == 0x16 && payload[1] == 3 && payload[2] <= 4),
     }
 }
 
@@ -308,7 +292,9 @@ mod tests {
     #[test]
     fn the_hard_reset_decides_the_hmac() {
         let reset = hex("003640593c3c23232bb90a81031ac1c7fa0bc64c2e29e4a732947a6084f5aa0000000150ff20fc010000000028e1328a7185e6ca00000000");
-        let mut first = hex("009a20593c3c23232bb90a0857ecb68bb549332bd05e2ed7471791fb1de1a60000000450ff20fc010000000328e1328a7185e6ca00000001160301003a");
+        let mut first = hex(
+            "009a20593c3c23232bb90a0857ecb68bb549332bd05e2ed7471791fb1de1a60000000450ff20fc010000000328e1328a7185e6ca00000001160301003a",
+        );
         first.resize(2 + 0x9a, 0x11);
         // The next one, with no ack: a 20-byte HMAC read as none gives junk.
         let mut second = hex("008e20593c3c23232bb90a");
@@ -340,9 +326,7 @@ mod tests {
         o.feed(Dir::Server, &[0, 0, 1, 2], &mut tls);
         assert!(o.is_dead(Dir::Server));
         for seed in 0u32..200 {
-            let junk: Vec<u8> = (0..300u32)
-                .map(|i| (i.wrapping_mul(seed).wrapping_add(seed >> 1) % 251) as u8)
-                .collect();
+            let junk: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(seed).wrapping_add(seed >> 1) % 251) as u8).collect();
             let mut o = OpenVpnTcp::new();
             o.feed(Dir::Client, &junk, &mut tls);
             assert!(o.heap_bytes() <= MAX_CONTROL_PACKET.next_power_of_two());

@@ -23,8 +23,8 @@
 
 use serde::Serialize;
 use tls_parser::{
-    parse_tls_extension, parse_tls_handshake_client_hello, parse_tls_handshake_msg_certificate,
-    parse_tls_handshake_server_hello, SNIType, TlsExtension, TlsMessageHandshake,
+    parse_tls_extension, parse_tls_handshake_client_hello, parse_tls_handshake_msg_certificate, parse_tls_handshake_server_hello, SNIType,
+    TlsExtension, TlsMessageHandshake,
 };
 
 use crate::hello::{ext, session_id_hash, ClientHello, ServerHello};
@@ -68,8 +68,8 @@ pub mod hs {
 
 /// The random value that marks a ServerHello as a HelloRetryRequest (RFC 8446 §4.1.3).
 pub const HRR_RANDOM: [u8; 32] = [
-    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
-    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb,
+    0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 ];
 
 /// The version reported for a TLS 1.3 draft before draft-16 whose
@@ -109,20 +109,52 @@ pub enum TlsEvent {
     /// A record header (every record, plaintext or not).
     Record(RecordInfo),
     /// A complete plaintext handshake message (type and body length).
-    Handshake { dir: Dir, msg_type: u8, len: u32, ts_ns: i64 },
-    ClientHello { hello: Box<ClientHello>, ts_ns: i64 },
-    ServerHello { hello: Box<ServerHello>, ts_ns: i64 },
+    Handshake {
+        dir: Dir,
+        msg_type: u8,
+        len: u32,
+        ts_ns: i64,
+    },
+    ClientHello {
+        hello: Box<ClientHello>,
+        ts_ns: i64,
+    },
+    ServerHello {
+        hello: Box<ServerHello>,
+        ts_ns: i64,
+    },
     /// DER certificates of a plaintext Certificate message, leaf first.
-    Certificates { dir: Dir, chain: Vec<Vec<u8>> },
+    Certificates {
+        dir: Dir,
+        chain: Vec<Vec<u8>>,
+    },
     /// A readable alert.
-    Alert { dir: Dir, level: u8, description: u8, ts_ns: i64 },
+    Alert {
+        dir: Dir,
+        level: u8,
+        description: u8,
+        ts_ns: i64,
+    },
     /// An alert record whose body is encrypted (TLS <= 1.2 after CCS).
-    EncryptedAlert { dir: Dir, len: u16, ts_ns: i64 },
-    ChangeCipherSpec { dir: Dir, ts_ns: i64 },
+    EncryptedAlert {
+        dir: Dir,
+        len: u16,
+        ts_ns: i64,
+    },
+    ChangeCipherSpec {
+        dir: Dir,
+        ts_ns: i64,
+    },
     /// A message that could not be parsed; `what` is a stable counter name.
-    Malformed { dir: Dir, what: &'static str },
+    Malformed {
+        dir: Dir,
+        what: &'static str,
+    },
     /// A handshake message longer than [`MAX_HANDSHAKE_MESSAGE`] was skipped.
-    Overflow { dir: Dir, declared_len: u32 },
+    Overflow {
+        dir: Dir,
+        declared_len: u32,
+    },
 }
 
 /// Direction state.
@@ -220,8 +252,7 @@ pub fn may_start_tls(b: &[u8]) -> bool {
 
 /// Does `b` start with a TLS handshake record carrying a ClientHello?
 pub fn looks_like_client_hello(b: &[u8]) -> bool {
-    (b.len() >= 6 && b[0] == content::HANDSHAKE && b[1] == 3 && b[2] <= 4 && b[5] == hs::CLIENT_HELLO)
-        || sslv2_hello_len(b).is_some()
+    (b.len() >= 6 && b[0] == content::HANDSHAKE && b[1] == 3 && b[2] <= 4 && b[5] == hs::CLIENT_HELLO) || sslv2_hello_len(b).is_some()
 }
 
 fn plausible_header(b: &[u8]) -> Option<(u8, u16, usize)> {
@@ -295,8 +326,7 @@ impl TlsParser {
         match s.state {
             State::Body if (len as usize) <= s.body_left && len <= MAX_RECORD_LEN as u64 => {
                 s.body_left -= len as usize;
-                let assembling = s.rec.content_type == content::HANDSHAKE && !s.after_ccs
-                    || s.rec.content_type == content::ALERT;
+                let assembling = s.rec.content_type == content::HANDSHAKE && !s.after_ccs || s.rec.content_type == content::ALERT;
                 if assembling {
                     s.hs_broken = true;
                     s.hs.clear();
@@ -659,10 +689,7 @@ pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
                 }
                 _ => match parse_tls_extension(tlv) {
                     Ok((_, TlsExtension::SNI(names))) => {
-                        out.sni = names
-                            .iter()
-                            .find(|(t, _)| *t == SNIType::HostName)
-                            .map(|(_, n)| String::from_utf8_lossy(n).into_owned());
+                        out.sni = names.iter().find(|(t, _)| *t == SNIType::HostName).map(|(_, n)| String::from_utf8_lossy(n).into_owned());
                     }
                     Ok((_, TlsExtension::EllipticCurves(g))) => {
                         out.supported_groups = g.iter().map(|g| g.0).collect();
@@ -752,19 +779,9 @@ fn parse_sslv2_client_hello(b: &[u8]) -> Option<ClientHello> {
     let spec_len = usize::from(be16(&b[3..]));
     let sid_len = usize::from(be16(&b[5..]));
     let specs = b.get(9..9 + spec_len)?;
-    let ciphers = specs
-        .chunks_exact(3)
-        .map(|c| u32::from_be_bytes([0, c[0], c[1], c[2]]))
-        .filter(|c| *c <= 0xffff)
-        .map(|c| c as u16)
-        .collect();
-    Some(ClientHello {
-        legacy_version: version,
-        ciphers,
-        session_id_len: sid_len.min(255) as u8,
-        sslv2_format: true,
-        ..Default::default()
-    })
+    let ciphers =
+        specs.chunks_exact(3).map(|c| u32::from_be_bytes([0, c[0], c[1], c[2]])).filter(|c| *c <= 0xffff).map(|c| c as u16).collect();
+    Some(ClientHello { legacy_version: version, ciphers, session_id_len: sid_len.min(255) as u8, sslv2_format: true, ..Default::default() })
 }
 
 #[cfg(test)]
@@ -905,11 +922,7 @@ mod tests {
         assert!(ev.contains(&TlsEvent::Alert { dir: Dir::Client, level: 2, description: 46, ts_ns: 0 }));
         // After CCS (TLS 1.2) an alert record is encrypted.
         let mut p = TlsParser::new();
-        let ev = collect(
-            &mut p,
-            Dir::Client,
-            &[&[0x14, 0x03, 0x03, 0x00, 0x01, 0x01], &[0x15, 0x03, 0x03, 0x00, 0x1a], &[0u8; 26]],
-        );
+        let ev = collect(&mut p, Dir::Client, &[&[0x14, 0x03, 0x03, 0x00, 0x01, 0x01], &[0x15, 0x03, 0x03, 0x00, 0x1a], &[0u8; 26]]);
         assert!(ev.contains(&TlsEvent::EncryptedAlert { dir: Dir::Client, len: 26, ts_ns: 0 }));
     }
 

@@ -183,10 +183,20 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let internal = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "100.64.0.0/10", "fc00::/7", "fe80::/10", "::1/128"]
-            .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect();
+        let internal = [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "127.0.0.0/8",
+            "169.254.0.0/16",
+            "100.64.0.0/10",
+            "fc00::/7",
+            "fe80::/10",
+            "::1/128",
+        ]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
         Config {
             managed: None,
             internal,
@@ -251,9 +261,11 @@ fn clip_lines(s: &str, max: usize) -> String {
 fn nets(path: &str, key: &str, v: &[String]) -> Result<Vec<IpNet>, ConfigError> {
     v.iter()
         .map(|s| {
-            s.parse::<IpNet>()
-                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| ConfigError::Value { path: path.into(), key: key.into(), message: format!("`{s}` is not a CIDR or IP address") })
+            s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from)).map_err(|_| ConfigError::Value {
+                path: path.into(),
+                key: key.into(),
+                message: format!("`{s}` is not a CIDR or IP address"),
+            })
         })
         .collect()
 }
@@ -280,14 +292,19 @@ impl Config {
     /// Load and validate a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let p = path.display().to_string();
-        let bytes = crate::capped::read_file(path, crate::capped::MAX_CONFIG_BYTES, "configuration file").map_err(|message| ConfigError::Read { path: p.clone(), message })?;
-        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Read { path: p.clone(), message: format!("{p}: not UTF-8 (byte {})", e.utf8_error().valid_up_to()) })?;
+        let bytes = crate::capped::read_file(path, crate::capped::MAX_CONFIG_BYTES, "configuration file")
+            .map_err(|message| ConfigError::Read { path: p.clone(), message })?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Read {
+            path: p.clone(),
+            message: format!("{p}: not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+        })?;
         Self::parse(&p, &text, path.parent().unwrap_or(Path::new(".")))
     }
 
     /// Parse TOML text; relative CA paths are resolved against `base`.
     pub fn parse(p: &str, text: &str, base: &Path) -> Result<Self, ConfigError> {
-        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Syntax { path: p.into(), message: clip_lines(&e.to_string(), MAX_ERROR_LINE_CHARS) })?;
+        let raw: Raw = toml::from_str(text)
+            .map_err(|e| ConfigError::Syntax { path: p.into(), message: clip_lines(&e.to_string(), MAX_ERROR_LINE_CHARS) })?;
         let mut c = Config::default();
         if let Some(m) = &raw.networks.managed {
             c.managed = Some(nets(p, "networks.managed", m)?);
@@ -315,13 +332,25 @@ impl Config {
         }
         for subj in &raw.inspection.ca_subjects {
             if subj.trim().is_empty() || !subj.contains('=') {
-                return Err(ConfigError::Value { path: p.into(), key: "inspection.ca_subjects".into(), message: format!("`{subj}` is not a distinguished name like \"O=Corp, CN=Inspection CA\"") });
+                return Err(ConfigError::Value {
+                    path: p.into(),
+                    key: "inspection.ca_subjects".into(),
+                    message: format!("`{subj}` is not a distinguished name like \"O=Corp, CN=Inspection CA\""),
+                });
             }
-            c.inspection_cas.push(InspectionCa { subject: subj.trim().to_string(), spki_sha256: String::new(), source: PathBuf::from("inspection.ca_subjects") });
+            c.inspection_cas.push(InspectionCa {
+                subject: subj.trim().to_string(),
+                spki_sha256: String::new(),
+                source: PathBuf::from("inspection.ca_subjects"),
+            });
         }
         for h in &raw.inspection.proxy_ja3s {
             if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(ConfigError::Value { path: p.into(), key: "inspection.proxy_ja3s".into(), message: format!("`{h}` is not an MD5 hex string") });
+                return Err(ConfigError::Value {
+                    path: p.into(),
+                    key: "inspection.proxy_ja3s".into(),
+                    message: format!("`{h}` is not an MD5 hex string"),
+                });
             }
             c.proxy_ja3s.push(h.to_ascii_lowercase());
         }
@@ -333,13 +362,19 @@ impl Config {
             Some("transparent") => Deployment::Transparent,
             Some("both") => Deployment::Both,
             Some(other) => {
-                return Err(ConfigError::Value { path: p.into(), key: "inspection.deployment".into(), message: format!("`{other}`: use none, explicit, transparent or both") });
+                return Err(ConfigError::Value {
+                    path: p.into(),
+                    key: "inspection.deployment".into(),
+                    message: format!("`{other}`: use none, explicit, transparent or both"),
+                });
             }
             // Not declared: what the other keys imply. An inspection CA or
             // proxy fingerprint without a proxy address means an inline
             // inspector, as does a transparent proxy address.
             None => {
-                let inline = !c.transparent_proxies.is_empty() || !c.proxy_ja3s.is_empty() || (c.explicit_proxies.is_empty() && !c.inspection_cas.is_empty());
+                let inline = !c.transparent_proxies.is_empty()
+                    || !c.proxy_ja3s.is_empty()
+                    || (c.explicit_proxies.is_empty() && !c.inspection_cas.is_empty());
                 match (c.explicit_proxies.is_empty(), inline) {
                     (true, false) => Deployment::None,
                     (false, false) => Deployment::Explicit,
@@ -350,30 +385,45 @@ impl Config {
         };
         if let Some(ports) = &ri.covered_ports {
             if ports.is_empty() || ports.contains(&0) {
-                return Err(ConfigError::Value { path: p.into(), key: "inspection.covered_ports".into(), message: "a non-empty list of ports 1..=65535".into() });
+                return Err(ConfigError::Value {
+                    path: p.into(),
+                    key: "inspection.covered_ports".into(),
+                    message: "a non-empty list of ports 1..=65535".into(),
+                });
             }
             c.covered_ports = ports.clone();
         }
         c.not_covered = nets(p, "inspection.not_covered", &ri.not_covered)?;
         if let Some(h) = ri.inspector_max_hops {
             if h > 30 {
-                return Err(ConfigError::Value { path: p.into(), key: "inspection.inspector_max_hops".into(), message: "must be 0..=30".into() });
+                return Err(ConfigError::Value {
+                    path: p.into(),
+                    key: "inspection.inspector_max_hops".into(),
+                    message: "must be 0..=30".into(),
+                });
             }
             c.inspector_max_hops = h;
         }
         for sig in &ri.inspector_tcp_signatures {
             let parts: Vec<&str> = sig.split(':').collect();
-            let ok = parts.len() == 5 && parts[..4].iter().all(|x| x.parse::<u32>().is_ok()) && parts[4].chars().all(|ch| "MNWST?".contains(ch));
+            let ok =
+                parts.len() == 5 && parts[..4].iter().all(|x| x.parse::<u32>().is_ok()) && parts[4].chars().all(|ch| "MNWST?".contains(ch));
             if !ok {
-                return Err(ConfigError::Value { path: p.into(), key: "inspection.inspector_tcp_signatures".into(), message: format!("`{sig}` is not TTL:WINDOW:MSS:WSCALE:OPTIONS as `path.wire.tcp_signature` writes it") });
+                return Err(ConfigError::Value {
+                    path: p.into(),
+                    key: "inspection.inspector_tcp_signatures".into(),
+                    message: format!("`{sig}` is not TTL:WINDOW:MSS:WSCALE:OPTIONS as `path.wire.tcp_signature` writes it"),
+                });
             }
             c.inspector_tcp_signatures.push(sig.clone());
         }
         for s in &raw.networks.tunnel_endpoints {
-            let a = s.parse::<SocketAddr>().or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 0))).map_err(|_| ConfigError::Value {
-                path: p.into(),
-                key: "networks.tunnel_endpoints".into(),
-                message: format!("`{s}` is not IP or IP:port"),
+            let a = s.parse::<SocketAddr>().or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 0))).map_err(|_| {
+                ConfigError::Value {
+                    path: p.into(),
+                    key: "networks.tunnel_endpoints".into(),
+                    message: format!("`{s}` is not IP or IP:port"),
+                }
             })?;
             c.tunnel_endpoints.push(a);
         }
@@ -384,14 +434,22 @@ impl Config {
             let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
             let body = d.strip_prefix("*.").unwrap_or(&d);
             if body.is_empty() || body.contains('*') || body.contains(' ') {
-                return Err(ConfigError::Value { path: p.into(), key: "bypass.domains".into(), message: format!("`{d}`: use `name` or `*.name`") });
+                return Err(ConfigError::Value {
+                    path: p.into(),
+                    key: "bypass.domains".into(),
+                    message: format!("`{d}`: use `name` or `*.name`"),
+                });
             }
             c.bypass_domains.push(d);
         }
         c.bypass_cidrs = nets(p, "bypass.cidrs", &raw.bypass.cidrs)?;
         for (pkg, hosts) in &raw.baselines {
             if hosts.iter().any(|h| h.trim().is_empty() || h.contains(' ')) {
-                return Err(ConfigError::Value { path: p.into(), key: format!("baselines.{pkg}"), message: "destinations are `name` or `*.domain`".into() });
+                return Err(ConfigError::Value {
+                    path: p.into(),
+                    key: format!("baselines.{pkg}"),
+                    message: "destinations are `name` or `*.domain`".into(),
+                });
             }
         }
         c.baselines = raw.baselines.clone();
@@ -406,25 +464,41 @@ impl Config {
         let t = &raw.thresholds;
         if let Some(ms) = t.post_handshake_abort_ms {
             if ms == 0 || ms > 600_000 {
-                return Err(ConfigError::Value { path: p.into(), key: "thresholds.post_handshake_abort_ms".into(), message: "must be 1..=600000".into() });
+                return Err(ConfigError::Value {
+                    path: p.into(),
+                    key: "thresholds.post_handshake_abort_ms".into(),
+                    message: "must be 1..=600000".into(),
+                });
             }
             c.post_handshake_abort_ns = ms as i64 * 1_000_000;
         }
         if let Some(s) = t.decision_timeout_s {
             if s > 3600 {
-                return Err(ConfigError::Value { path: p.into(), key: "thresholds.decision_timeout_s".into(), message: "must be 0..=3600".into() });
+                return Err(ConfigError::Value {
+                    path: p.into(),
+                    key: "thresholds.decision_timeout_s".into(),
+                    message: "must be 0..=3600".into(),
+                });
             }
             c.decision_timeout_ns = s as i64 * 1_000_000_000;
         }
         if let Some(s) = t.fallback_window_s {
             if s == 0 || s > 86_400 {
-                return Err(ConfigError::Value { path: p.into(), key: "thresholds.fallback_window_s".into(), message: "must be 1..=86400".into() });
+                return Err(ConfigError::Value {
+                    path: p.into(),
+                    key: "thresholds.fallback_window_s".into(),
+                    message: "must be 1..=86400".into(),
+                });
             }
             c.fallback_window_ns = s as i64 * 1_000_000_000;
         }
         if let Some(n) = t.fallback_min_rejections {
             if n == 0 {
-                return Err(ConfigError::Value { path: p.into(), key: "thresholds.fallback_min_rejections".into(), message: "must be at least 1".into() });
+                return Err(ConfigError::Value {
+                    path: p.into(),
+                    key: "thresholds.fallback_min_rejections".into(),
+                    message: "must be at least 1".into(),
+                });
             }
             c.fallback_min_rejections = n;
         }
@@ -472,15 +546,23 @@ impl Config {
 
 fn load_cas(p: &str, file: &Path) -> Result<Vec<InspectionCa>, ConfigError> {
     let key = "inspection.ca_certificates".to_string();
-    let data = crate::capped::read_file(file, crate::capped::MAX_CA_FILE_BYTES, "CA file").map_err(|message| ConfigError::Value { path: p.into(), key: key.clone(), message })?;
+    let data = crate::capped::read_file(file, crate::capped::MAX_CA_FILE_BYTES, "CA file").map_err(|message| ConfigError::Value {
+        path: p.into(),
+        key: key.clone(),
+        message,
+    })?;
     let mut out = Vec::new();
     for pem in x509_parser::pem::Pem::iter_from_buffer(&data) {
-        let pem = pem.map_err(|e| ConfigError::Value { path: p.into(), key: key.clone(), message: format!("{}: bad PEM: {e}", file.display()) })?;
+        let pem =
+            pem.map_err(|e| ConfigError::Value { path: p.into(), key: key.clone(), message: format!("{}: bad PEM: {e}", file.display()) })?;
         if pem.label != "CERTIFICATE" {
             continue;
         }
-        let c = pinwatch_parsers::cert::parse_certificate(&pem.contents)
-            .map_err(|e| ConfigError::Value { path: p.into(), key: key.clone(), message: format!("{}: {e}", file.display()) })?;
+        let c = pinwatch_parsers::cert::parse_certificate(&pem.contents).map_err(|e| ConfigError::Value {
+            path: p.into(),
+            key: key.clone(),
+            message: format!("{}: {e}", file.display()),
+        })?;
         out.push(InspectionCa { subject: c.subject, spki_sha256: c.spki_sha256, source: file.to_path_buf() });
     }
     if out.is_empty() {
@@ -522,7 +604,9 @@ mod tests {
 
     #[test]
     fn bypass_patterns() {
-        let c = Config::parse("t", "[bypass]\ndomains = [\"*.bank.example\", \"pinned.test\"]\ncidrs = [\"203.0.113.0/24\"]", Path::new(".")).expect("ok");
+        let c =
+            Config::parse("t", "[bypass]\ndomains = [\"*.bank.example\", \"pinned.test\"]\ncidrs = [\"203.0.113.0/24\"]", Path::new("."))
+                .expect("ok");
         let ip: IpAddr = "198.51.100.1".parse().expect("ip");
         assert_eq!(c.bypass_match(Some("api.bank.example"), ip).as_deref(), Some("domain:*.bank.example"));
         assert_eq!(c.bypass_match(Some("PINNED.test."), ip).as_deref(), Some("domain:pinned.test"));

@@ -110,9 +110,7 @@ enum Cmd {
     /// Walk the captures' packet records and touch every packet, doing nothing
     /// else: the baseline that throughput figures are measured against. Prints
     /// one JSON line: packets, bytes, seconds.
-    Walk {
-        captures: Vec<PathBuf>,
-    },
+    Walk { captures: Vec<PathBuf> },
 }
 
 /// Output buffer: EVE records are a few KB each; writing them in 1 MiB
@@ -154,13 +152,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 packets += 1;
                 bytes += u64::from(p.orig_len);
                 // Read the first and the last captured byte, as any consumer must.
-                touch = touch.wrapping_add(u64::from(p.data.first().copied().unwrap_or(0)) + u64::from(p.data.last().copied().unwrap_or(0)));
+                touch =
+                    touch.wrapping_add(u64::from(p.data.first().copied().unwrap_or(0)) + u64::from(p.data.last().copied().unwrap_or(0)));
             }
             let seconds = started.elapsed().as_secs_f64();
             println!("{}", serde_json::json!({"packets": packets, "bytes": bytes, "seconds": seconds, "touch": touch}));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Replay { captures, config, feeds, feed_urls, format, output, max_flows, tcp_timeout, new_timeout, reassembly_cap, no_stats, quiet, threads, chunk_bytes, buffer_budget, sensor_name } => {
+        Cmd::Replay {
+            captures,
+            config,
+            feeds,
+            feed_urls,
+            format,
+            output,
+            max_flows,
+            tcp_timeout,
+            new_timeout,
+            reassembly_cap,
+            no_stats,
+            quiet,
+            threads,
+            chunk_bytes,
+            buffer_budget,
+            sensor_name,
+        } => {
             let mut limits = Limits { max_flows: max_flows.max(1), max_buffer_bytes: buffer_budget, ..Limits::default() };
             limits.established_timeout_ns = (tcp_timeout as i64).saturating_mul(1_000_000_000);
             limits.new_timeout_ns = (new_timeout as i64).saturating_mul(1_000_000_000);
@@ -168,15 +184,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let bundled = captures.is_empty();
             let config = match &config {
                 Some(p) => pinwatch::config::Config::load(p)?,
-                None if bundled => pinwatch::config::Config::parse("bundled.toml", pinwatch::run::pipeline::BUNDLED_CONFIG, std::path::Path::new("."))?,
+                None if bundled => {
+                    pinwatch::config::Config::parse("bundled.toml", pinwatch::run::pipeline::BUNDLED_CONFIG, std::path::Path::new("."))?
+                }
                 None => pinwatch::config::Config::default(),
             };
             config.tuning.warn();
-            let opts = Options { limits, config, progress: !quiet, stats: !no_stats, feeds, feed_urls, ocsf: format == "ocsf", threads: threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())), chunk_bytes: chunk_bytes.max(1), reporter_thread: None, sensor_name, live: false };
-            let mut inputs: Vec<Input> = captures
-                .iter()
-                .map(|c| if c == "-" { Input::Stdin } else { Input::File(PathBuf::from(c)) })
-                .collect();
+            let opts = Options {
+                limits,
+                config,
+                progress: !quiet,
+                stats: !no_stats,
+                feeds,
+                feed_urls,
+                ocsf: format == "ocsf",
+                threads: threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                chunk_bytes: chunk_bytes.max(1),
+                reporter_thread: None,
+                sensor_name,
+                live: false,
+            };
+            let mut inputs: Vec<Input> =
+                captures.iter().map(|c| if c == "-" { Input::Stdin } else { Input::File(PathBuf::from(c)) }).collect();
             if inputs.is_empty() {
                 let (name, bytes) = pinwatch::run::pipeline::BUNDLED_CAPTURE;
                 eprintln!("pinwatch: no capture given; replaying the bundled {name} with pcaps/bundled.toml (see pcaps/README.md)");
@@ -192,7 +221,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // An output error names the output (`-o /dev/full`: "No space
             // left on device" alone does not say where).
             let out_name = output.as_ref().map_or_else(|| "standard output".to_string(), |p| p.display().to_string());
-            let name_output = |e: anyhow::Error| if e.downcast_ref::<std::io::Error>().is_some() { e.context(format!("writing {out_name}")) } else { e };
+            let name_output =
+                |e: anyhow::Error| if e.downcast_ref::<std::io::Error>().is_some() { e.context(format!("writing {out_name}")) } else { e };
             let summary = replay(&inputs, &opts, &mut out).map_err(name_output)?;
             out.flush().map_err(|e| name_output(e.into()))?;
             if let Some(err) = summary.first_error {

@@ -8,14 +8,24 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use proptest::prelude::*;
 
-use pinwatch::verdict::classify::{Confidence, FailureClass, Outcome, PathKind, PathOut, TlsFailure};
 use pinwatch::config::Config;
 use pinwatch::enrich::{An1725, AppOut, BindingOut, Folder, MobileOut};
-use pinwatch::verdict::findings::{Correlator, SessionFacts};
 use pinwatch::flow::CloseKind;
+use pinwatch::verdict::classify::{Confidence, FailureClass, Outcome, PathKind, PathOut, TlsFailure};
+use pinwatch::verdict::findings::{Correlator, SessionFacts};
 
 fn path(kind: PathKind) -> PathOut {
-    PathOut { kind, confidence: Confidence::High, evidence: Vec::new(), intercepted: None, connect: None, bypass_rule: None, policy: None, wire: None, pending: false }
+    PathOut {
+        kind,
+        confidence: Confidence::High,
+        evidence: Vec::new(),
+        intercepted: None,
+        connect: None,
+        bypass_rule: None,
+        policy: None,
+        wire: None,
+        pending: false,
+    }
 }
 
 fn failure(outcome: Outcome) -> TlsFailure {

@@ -10,19 +10,13 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use proptest::prelude::*;
 
-use pinwatch::flow::{FlowTable, Limits};
 use pinwatch::flow::reassembly::{self, Reassembler, SEEN_BYTES};
+use pinwatch::flow::{FlowTable, Limits};
 use pinwatch_enrichment::{ClockConfig, ClockOffsets, FeedReader, SessionQuery};
 use pinwatch_parsers::decode::{Decoded, TcpInfo, Vlans};
 
 fn any_time() -> impl Strategy<Value = i64> {
-    prop_oneof![
-        any::<i64>(),
-        0i64..10_000_000_000_000,
-        Just(i64::MAX),
-        Just(i64::MIN),
-        Just(0)
-    ]
+    prop_oneof![any::<i64>(), 0i64..10_000_000_000_000, Just(i64::MAX), Just(i64::MIN), Just(0)]
 }
 
 /// One TCP packet: (client, client port, flags, seq, payload length, time step or absolute time).
@@ -30,13 +24,7 @@ fn packet() -> impl Strategy<Value = (u8, u16, u8, u32, usize, i64)> {
     (
         any::<u8>(),
         1000u16..1016,
-        prop_oneof![
-            Just(TcpInfo::SYN),
-            Just(TcpInfo::ACK),
-            Just(TcpInfo::ACK | TcpInfo::FIN),
-            Just(TcpInfo::RST),
-            any::<u8>()
-        ],
+        prop_oneof![Just(TcpInfo::SYN), Just(TcpInfo::ACK), Just(TcpInfo::ACK | TcpInfo::FIN), Just(TcpInfo::RST), any::<u8>()],
         any::<u32>(),
         prop_oneof![Just(0usize), 1usize..1500],
         prop_oneof![0i64..2_000_000_000, any_time()],
@@ -154,10 +142,5 @@ fn time_string(secs: i64, nanos: u32) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }

@@ -62,7 +62,11 @@ fn nothing_readable_exits_2_partly_read_exits_1() {
 
 #[test]
 fn errors_do_not_repeat_themselves() {
-    for args in [vec!["replay", "--quiet", "/nonexistent/x.pcap"], vec!["replay", "--quiet", "-c", "/nonexistent/x.toml", "/nonexistent/x.pcap"], vec!["walk", "/nonexistent/x.pcap"]] {
+    for args in [
+        vec!["replay", "--quiet", "/nonexistent/x.pcap"],
+        vec!["replay", "--quiet", "-c", "/nonexistent/x.toml", "/nonexistent/x.pcap"],
+        vec!["walk", "/nonexistent/x.pcap"],
+    ] {
         let o = pinwatch(&args);
         let e = stderr(&o);
         assert_eq!(e.matches("No such file or directory").count(), 1, "{args:?}: {e}");

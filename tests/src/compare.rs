@@ -78,10 +78,7 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("quic_sni", "client_hellos[k].sni (and quic.sni for k=0) vs tshark sni"),
     ("quic_ja3", "client_hellos[k].ja3.hash (and quic.ja3.hash for k=0) vs tshark ja3"),
     ("quic_alpn", "client_hellos[k].alpn (and handshake.client_alpns for k=0) vs tshark alpn"),
-    (
-        "quic_version",
-        "quic.version vs tshark quic_version of the first ClientHello packet (Suricata form: 0x00000001 -> \"1\", 0xff00001d -> \"ff00001d\", 0x6b3343cf -> \"v2\")",
-    ),
+    ("quic_version", "quic.version vs tshark quic_version of the first ClientHello packet (Suricata form: 0x00000001 -> \"1\", 0xff00001d -> \"ff00001d\", 0x6b3343cf -> \"v2\")"),
     ("quic_ja4", "quic.ja4 vs FoxIO rust ja4 (ja4rs.json, udp entry of the stream)"),
     ("quic_server_hello", "handshake.cipher_suite + negotiated_version vs the ServerHello row's sh_cipher + selected version"),
 ];

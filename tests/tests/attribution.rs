@@ -90,8 +90,22 @@ fn scenario_feed(sessions: &[Session]) -> (String, BTreeMap<u64, &'static str>) 
         format!(
             r#"{{"schema_version":1,"event_type":"ip_binding","event_time":"2026-01-01T00:00:00Z","observed_time":"2026-01-01T00:00:01Z","source":{{"kind":"dhcp"}},"device":{{"id":"{DEVICE}"}},"action":"assign","ip":"10.77.1.2","network":{{"context":"testbed-lan"}},"valid_from":"2026-01-01T00:00:00Z","valid_until":"2099-01-01T00:00:00Z","confidence":"dhcp"}}"#
         ),
-        env("app_inventory", "2026-01-01T00:00:00Z", vetting, &format!(r#""app":{{"package":"{A}","version_code":40213,"target_sdk":34,"trust_profile":{{"trusts_user_cas":false,"okhttp_certificate_pinner":true}},"expected_endpoints":{hosts}}}"#)),
-        env("app_inventory", "2026-01-01T00:00:00Z", vetting, &format!(r#""app":{{"package":"{B}","version_code":12,"target_sdk":34,"trust_profile":{{"trusts_user_cas":false,"custom_trust_manager":true}},"expected_endpoints":{hosts}}}"#)),
+        env(
+            "app_inventory",
+            "2026-01-01T00:00:00Z",
+            vetting,
+            &format!(
+                r#""app":{{"package":"{A}","version_code":40213,"target_sdk":34,"trust_profile":{{"trusts_user_cas":false,"okhttp_certificate_pinner":true}},"expected_endpoints":{hosts}}}"#
+            ),
+        ),
+        env(
+            "app_inventory",
+            "2026-01-01T00:00:00Z",
+            vetting,
+            &format!(
+                r#""app":{{"package":"{B}","version_code":12,"target_sdk":34,"trust_profile":{{"trusts_user_cas":false,"custom_trust_manager":true}},"expected_endpoints":{hosts}}}"#
+            ),
+        ),
         env("app_state", &shifted(first, -60_000), dpm, &format!(r#""app":{{"package":"{A}"}},"state":"background""#)),
         env("app_state", &shifted(first, -60_000), dpm, &format!(r#""app":{{"package":"{B}"}},"state":"foreground""#)),
     ];
@@ -100,18 +114,38 @@ fn scenario_feed(sessions: &[Session]) -> (String, BTreeMap<u64, &'static str>) 
         let (app, other) = if i % 2 == 0 { (A, B) } else { (B, A) };
         apps.insert(s.flow_id, app);
         let dev = |ms: i64| shifted(&s.ts, ms + SKEW_MS);
-        lines.push(env("net_connect", &dev(-5), dpm, &format!(r#""app":{{"package":"{app}"}},"dst_ip":"{}","dst_port":{}"#, s.dst_ip, s.dst_port)));
+        lines.push(env(
+            "net_connect",
+            &dev(-5),
+            dpm,
+            &format!(r#""app":{{"package":"{app}"}},"dst_ip":"{}","dst_port":{}"#, s.dst_ip, s.dst_port),
+        ));
         if let (Some(sni), true) = (&s.sni, s.direct) {
-            lines.push(env("dns_lookup", &dev(-40), dpm, &format!(r#""app":{{"package":"{app}"}},"hostname":"{sni}","resolved_ips":["{}"]"#, s.dst_ip)));
+            lines.push(env(
+                "dns_lookup",
+                &dev(-40),
+                dpm,
+                &format!(r#""app":{{"package":"{app}"}},"hostname":"{sni}","resolved_ips":["{}"]"#, s.dst_ip),
+            ));
         }
         if let Some(sni) = &s.sni {
             // The MTD's hostname-level trust events: the right app's 30 ms
             // after the SYN for rejected sessions, and the other app's
             // 1.2 s after every SYN.
             if !s.direct {
-                lines.push(env("app_tls_trust", &shifted(&s.ts, 30), mtd, &format!(r#""app":{{"package":"{app}"}},"trust_event":"pin_check_failed","host":"{sni}""#)));
+                lines.push(env(
+                    "app_tls_trust",
+                    &shifted(&s.ts, 30),
+                    mtd,
+                    &format!(r#""app":{{"package":"{app}"}},"trust_event":"pin_check_failed","host":"{sni}""#),
+                ));
             }
-            lines.push(env("app_tls_trust", &shifted(&s.ts, 1_200), mtd, &format!(r#""app":{{"package":"{other}"}},"trust_event":"pin_check_passed","host":"{sni}""#)));
+            lines.push(env(
+                "app_tls_trust",
+                &shifted(&s.ts, 1_200),
+                mtd,
+                &format!(r#""app":{{"package":"{other}"}},"trust_event":"pin_check_passed","host":"{sni}""#),
+            ));
         }
     }
     // Feed order is not time order.
@@ -224,8 +258,8 @@ fn two_apps_one_device_every_session_gets_its_app_and_no_alert_mixes_apps() {
 #[test]
 fn a_late_network_log_attributes_every_session_and_no_alert_mixes_apps() {
     use pinwatch::capture::CaptureFile;
-    use pinwatch::run::engine::{Engine, WriteOut};
     use pinwatch::flow::CloseKind;
+    use pinwatch::run::engine::{Engine, WriteOut};
 
     let sessions = sessions();
     let (feed, apps) = scenario_feed(&sessions);

@@ -42,21 +42,12 @@ fn skip(reason: &str) {
 }
 
 fn have(prog: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {prog}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    Command::new("sh").arg("-c").arg(format!("command -v {prog}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 /// Why this machine cannot run the test, if it cannot.
 fn cannot_run(tag: &str, progs: &[&str]) -> Option<String> {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let uid = Command::new("id").arg("-u").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     if uid.as_deref() != Some("0") {
         return Some("needs root (network namespaces)".into());
     }
@@ -68,15 +59,8 @@ fn cannot_run(tag: &str, progs: &[&str]) -> Option<String> {
     // One probe name per test: the tests run in parallel.
     let probe = format!("pwbindings-p{tag}");
     let probe = probe.as_str();
-    let _ = Command::new("ip")
-        .args(["netns", "del", probe])
-        .stderr(Stdio::null())
-        .status();
-    if !Command::new("ip")
-        .args(["netns", "add", probe])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
+    let _ = Command::new("ip").args(["netns", "del", probe]).stderr(Stdio::null()).status();
+    if !Command::new("ip").args(["netns", "add", probe]).status().is_ok_and(|s| s.success()) {
         return Some("cannot create a network namespace".into());
     }
     let _ = Command::new("ip").args(["netns", "del", probe]).status();
@@ -99,35 +83,22 @@ impl Pair {
     fn new(tag: &str, net: &str, mac_b: Option<&str>) -> Pair {
         let (a, b) = (format!("pwbindings-{tag}a"), format!("pwbindings-{tag}b"));
         for n in [&a, &b] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", n])
-                .stderr(Stdio::null())
-                .status();
+            let _ = Command::new("ip").args(["netns", "del", n]).stderr(Stdio::null()).status();
         }
-        let p = Pair {
-            a: a.clone(),
-            b: b.clone(),
-        };
+        let p = Pair { a: a.clone(), b: b.clone() };
         sh(&format!("ip netns add {a} && ip netns add {b}"));
         sh(&format!("ip link add {a} type veth peer name {b}"));
         if let Some(m) = mac_b {
             sh(&format!("ip link set dev {b} address {m}"));
         }
-        sh(&format!(
-            "ip link set {a} netns {a} && ip link set {b} netns {b}"
-        ));
+        sh(&format!("ip link set {a} netns {a} && ip link set {b} netns {b}"));
         sh(&format!("ip -n {a} addr add {net}.1/24 dev {a} && ip -n {a} link set {a} up && ip -n {a} link set lo up"));
-        sh(&format!(
-            "ip -n {b} link set {b} up && ip -n {b} link set lo up"
-        ));
+        sh(&format!("ip -n {b} link set {b} up && ip -n {b} link set lo up"));
         p
     }
 
     fn address_b(&self, net: &str) {
-        sh(&format!(
-            "ip -n {b} addr add {net}.2/24 dev {b}",
-            b = self.b
-        ));
+        sh(&format!("ip -n {b} addr add {net}.2/24 dev {b}", b = self.b));
     }
 }
 
@@ -209,29 +180,13 @@ fn wait_stat(p: &Path, key: &str, n: u64, secs: u64) -> Value {
 /// Run radclient in `ns` with `attrs` (one `Attr = value` per line).
 fn radclient(ns: &str, server: &str, secret: &str, attrs: &str) -> bool {
     let mut c = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "radclient",
-            "-r",
-            "2",
-            "-t",
-            "2",
-            server,
-            "acct",
-            secret,
-        ])
+        .args(["netns", "exec", ns, "radclient", "-r", "2", "-t", "2", server, "acct", secret])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("radclient");
-    c.stdin
-        .take()
-        .expect("stdin")
-        .write_all(attrs.as_bytes())
-        .expect("write");
+    c.stdin.take().expect("stdin").write_all(attrs.as_bytes()).expect("write");
     c.wait().expect("radclient").success()
 }
 
@@ -250,10 +205,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 fn record_secs(ts: &str) -> i64 {
     let n = |r: std::ops::Range<usize>| ts[r].parse::<i64>().expect("digits");
     assert!(ts.ends_with("+0000"), "UTC timestamps: {ts}");
-    days_from_civil(n(0..4), n(5..7), n(8..10)) * 86_400
-        + n(11..13) * 3600
-        + n(14..16) * 60
-        + n(17..19)
+    days_from_civil(n(0..4), n(5..7), n(8..10)) * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
 }
 
 fn pcaps_dir() -> PathBuf {
@@ -262,28 +214,11 @@ fn pcaps_dir() -> PathBuf {
 
 fn replay_fallback(feeds: Vec<PathBuf>) -> Vec<Value> {
     let text = fs::read_to_string(pcaps_dir().join("testbed.toml")).expect("testbed config");
-    let config =
-        pinwatch::config::Config::parse("testbed.toml", &text, &pcaps_dir()).expect("config");
-    let opts = Options {
-        config,
-        progress: false,
-        stats: true,
-        feeds,
-        threads: 1,
-        ..Default::default()
-    };
+    let config = pinwatch::config::Config::parse("testbed.toml", &text, &pcaps_dir()).expect("config");
+    let opts = Options { config, progress: false, stats: true, feeds, threads: 1, ..Default::default() };
     let mut out = Vec::new();
-    replay(
-        &[Input::File(pcaps_dir().join("testbed-fallback.pcap"))],
-        &opts,
-        &mut out,
-    )
-    .expect("replay");
-    String::from_utf8(out)
-        .expect("utf8")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .collect()
+    replay(&[Input::File(pcaps_dir().join("testbed-fallback.pcap"))], &opts, &mut out).expect("replay");
+    String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json")).collect()
 }
 
 /// The feed lines as a lease map (what the enricher builds from them).
@@ -291,16 +226,9 @@ fn lease_map(lines: &[Value]) -> LeaseMap {
     let mut rd = FeedReader::new(8);
     let mut m = LeaseMap::default();
     for (i, l) in lines.iter().enumerate() {
-        let ev = rd
-            .push_line(&l.to_string(), i as u64 + 1)
-            .expect("a valid feed line");
+        let ev = rd.push_line(&l.to_string(), i as u64 + 1).expect("a valid feed line");
         if let EventBody::IpBinding(b) = &ev.body {
-            m.apply_from(
-                b,
-                ev.device_id.as_deref(),
-                ev.event_time_ns,
-                ev.source.as_ref(),
-            );
+            m.apply_from(b, ev.device_id.as_deref(), ev.event_time_ns, ev.source.as_ref());
         }
     }
     m
@@ -339,13 +267,7 @@ fn accounting(client_ip: &str, first: i64, last: i64) -> Vec<String> {
         req("Start", MAC_A, "carol@corp.example", "sess-a", first - 600),
         req("Stop", MAC_A, "carol@corp.example", "sess-a", first - 120),
         req("Start", MAC_B, "alice@corp.example", "sess-b", first - 30),
-        req(
-            "Interim-Update",
-            MAC_B,
-            "alice@corp.example",
-            "sess-b",
-            first - 10,
-        ),
+        req("Interim-Update", MAC_B, "alice@corp.example", "sess-b", first - 10),
         req("Stop", MAC_B, "alice@corp.example", "sess-b", last + 30),
     ]
 }
@@ -355,15 +277,9 @@ fn capture_sessions() -> (String, i64, i64, usize) {
     let plain = replay_fallback(Vec::new());
     let tls: Vec<&Value> = plain.iter().filter(|e| e["event_type"] == "tls").collect();
     assert!(tls.len() >= 4, "the fallback capture has TLS sessions");
-    let ips: BTreeSet<&str> = tls
-        .iter()
-        .map(|e| e["src_ip"].as_str().expect("src_ip"))
-        .collect();
+    let ips: BTreeSet<&str> = tls.iter().map(|e| e["src_ip"].as_str().expect("src_ip")).collect();
     assert_eq!(ips.len(), 1, "one client in the capture");
-    let secs: Vec<i64> = tls
-        .iter()
-        .map(|e| record_secs(e["timestamp"].as_str().expect("ts")))
-        .collect();
+    let secs: Vec<i64> = tls.iter().map(|e| record_secs(e["timestamp"].as_str().expect("ts"))).collect();
     let first = *secs.iter().min().expect("sessions");
     let last = *secs.iter().max().expect("sessions");
     let ip = ips.into_iter().next().expect("ip").to_string();
@@ -378,19 +294,12 @@ fn assert_attributed(feed: &Path, n_sessions: usize) {
     assert_eq!(tls.len(), n_sessions);
     for e in tls {
         let m = &e["mobile"];
-        assert_eq!(
-            m["device_id"], DEV_B,
-            "session {} attributed via RADIUS: {m}",
-            e["flow_id"]
-        );
+        assert_eq!(m["device_id"], DEV_B, "session {} attributed via RADIUS: {m}", e["flow_id"]);
         assert_eq!(m["binding"]["source"], "radius_accounting", "{m}");
         assert_eq!(m["binding"]["vendor"], "wlc-hq-1", "{m}");
         assert_eq!(m["binding"]["confidence"], "authenticated", "{m}");
         assert_eq!(m["binding"]["identity"]["kind"], "mac", "{m}");
-        assert_eq!(
-            m["binding"]["identity"]["value"], "02:00:00:0b:00:02",
-            "{m}"
-        );
+        assert_eq!(m["binding"]["identity"]["value"], "02:00:00:0b:00:02", "{m}");
     }
 }
 
@@ -436,12 +345,7 @@ fn radius_radclient_accounting_binds_and_attributes_capture() {
         );
     }
     // The wrong secret: no answer (radclient fails), counted.
-    assert!(!radclient(
-        &pair.b,
-        "10.231.61.1:41813",
-        "not-the-secret",
-        &accounting(&client_ip, first, last)[0]
-    ));
+    assert!(!radclient(&pair.b, "10.231.61.1:41813", "not-the-secret", &accounting(&client_ip, first, last)[0]));
     let s = wait_stat(&st, "radius_bad_authenticator", 1, 10);
     let lines = wait_lines(&feed, 5, 5);
     let b = &s["bindings"];
@@ -454,48 +358,18 @@ fn radius_radclient_accounting_binds_and_attributes_capture() {
     assert_eq!(b["radius_packets"].as_u64(), Some(5 + bad), "{s}");
     assert_eq!(b["inventory_hits"], 5, "{s}");
     assert_eq!(b["inventory_misses"], 0, "{s}");
-    let actions: Vec<(&str, &str)> = lines
-        .iter()
-        .map(|l| {
-            (
-                l["action"].as_str().unwrap_or(""),
-                l["device"]["id"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
-    assert_eq!(
-        actions,
-        vec![
-            ("assign", DEV_A),
-            ("release", DEV_A),
-            ("assign", DEV_B),
-            ("renew", DEV_B),
-            ("release", DEV_B)
-        ]
-    );
+    let actions: Vec<(&str, &str)> =
+        lines.iter().map(|l| (l["action"].as_str().unwrap_or(""), l["device"]["id"].as_str().unwrap_or(""))).collect();
+    assert_eq!(actions, vec![("assign", DEV_A), ("release", DEV_A), ("assign", DEV_B), ("renew", DEV_B), ("release", DEV_B)]);
     // Between A's Stop and B's Start nobody holds the address; A's session
     // is over, B's holds through the capture and ends at its Stop.
     let m = lease_map(&lines);
     let ip = client_ip.parse().expect("ip");
     let ns = |s: i64| s * 1_000_000_000;
-    assert_eq!(
-        m.lookup("hq-wifi", ip, ns(first - 300))
-            .map(|l| l.lease.device_id.clone()),
-        Some(DEV_A.to_string())
-    );
-    assert!(
-        m.lookup("hq-wifi", ip, ns(first - 60)).is_none(),
-        "A's Stop ended its binding"
-    );
-    assert_eq!(
-        m.lookup("hq-wifi", ip, ns(first))
-            .map(|l| l.lease.device_id.clone()),
-        Some(DEV_B.to_string())
-    );
-    assert!(
-        m.lookup("hq-wifi", ip, ns(last + 31)).is_none(),
-        "B's Stop ended its binding"
-    );
+    assert_eq!(m.lookup("hq-wifi", ip, ns(first - 300)).map(|l| l.lease.device_id.clone()), Some(DEV_A.to_string()));
+    assert!(m.lookup("hq-wifi", ip, ns(first - 60)).is_none(), "A's Stop ended its binding");
+    assert_eq!(m.lookup("hq-wifi", ip, ns(first)).map(|l| l.lease.device_id.clone()), Some(DEV_B.to_string()));
+    assert!(m.lookup("hq-wifi", ip, ns(last + 31)).is_none(), "B's Stop ended its binding");
     assert_attributed(&feed, n);
 }
 
@@ -584,11 +458,7 @@ fn radius_freeradius_proxy_to_pinwatch_binds_and_attributes_capture() {
     let (client_ip, first, last, n) = capture_sessions();
     let pair = Pair::new("r2", "10.231.62", None);
     pair.address_b("10.231.62");
-    fs::write(
-        dir.join("radiusd.conf"),
-        FREERADIUS_CONF.replace("@DIR@", dir.to_str().expect("path")),
-    )
-    .expect("conf");
+    fs::write(dir.join("radiusd.conf"), FREERADIUS_CONF.replace("@DIR@", dir.to_str().expect("path"))).expect("conf");
     let secret = dir.join("secret");
     fs::write(&secret, "proxy-to-pinwatch-secret\n").expect("secret");
     let (feed, st) = (dir.join("feed.jsonl"), dir.join("stats.json"));
@@ -612,46 +482,25 @@ fn radius_freeradius_proxy_to_pinwatch_binds_and_attributes_capture() {
         ],
         &dir.join("pinwatch.log"),
     );
-    let _fr = in_ns(
-        &pair.a,
-        "freeradius",
-        &["-f", "-X", "-d", dir.to_str().expect("path")],
-        &dir.join("freeradius.log"),
-    );
+    let _fr = in_ns(&pair.a, "freeradius", &["-f", "-X", "-d", dir.to_str().expect("path")], &dir.join("freeradius.log"));
     wait_stat(&st, "radius_packets", 0, 10);
     // FreeRADIUS is up once its log says so.
     let end = Instant::now() + Duration::from_secs(15);
-    while !fs::read_to_string(dir.join("freeradius.log"))
-        .unwrap_or_default()
-        .contains("Ready to process requests")
-    {
-        assert!(
-            Instant::now() < end,
-            "freeradius did not start: {}",
-            fs::read_to_string(dir.join("freeradius.log")).unwrap_or_default()
-        );
+    while !fs::read_to_string(dir.join("freeradius.log")).unwrap_or_default().contains("Ready to process requests") {
+        assert!(Instant::now() < end, "freeradius did not start: {}", fs::read_to_string(dir.join("freeradius.log")).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(100));
     }
     for (i, a) in accounting(&client_ip, first, last).iter().enumerate() {
         // FreeRADIUS answers radclient only after pinwatch's answer, whose
         // authenticator it checks, came back.
-        assert!(
-            radclient(&pair.b, "10.231.62.1:41816", "nas-to-freeradius-secret", a),
-            "request {i} proxied and answered"
-        );
+        assert!(radclient(&pair.b, "10.231.62.1:41816", "nas-to-freeradius-secret", a), "request {i} proxied and answered");
     }
     let s = wait_stat(&st, "radius_accepted", 5, 10);
     let lines = wait_lines(&feed, 5, 5);
     assert_eq!(s["bindings"]["radius_responses"], 5, "{s}");
     assert_eq!(s["bindings"]["radius_bad_authenticator"], 0, "{s}");
-    let actions: Vec<&str> = lines
-        .iter()
-        .map(|l| l["action"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(
-        actions,
-        vec!["assign", "release", "assign", "renew", "release"]
-    );
+    let actions: Vec<&str> = lines.iter().map(|l| l["action"].as_str().unwrap_or("")).collect();
+    assert_eq!(actions, vec!["assign", "release", "assign", "renew", "release"]);
     assert_attributed(&feed, n);
 }
 
@@ -677,65 +526,32 @@ fn kea_dhclient_lease_renew_release_expire_become_bindings() {
     let device = "enterprises/corp/devices/kea-client";
     let pair = Pair::new("k1", "10.231.63", Some(mac));
     let d = dir.to_str().expect("path");
-    fs::write(
-        dir.join("kea.json"),
-        KEA_CONF.replace("@DIR@", d).replace("@IFACE@", &pair.a),
-    )
-    .expect("conf");
+    fs::write(dir.join("kea.json"), KEA_CONF.replace("@DIR@", d).replace("@IFACE@", &pair.a)).expect("conf");
     let script = dir.join("dhscript");
     fs::write(&script, DHCLIENT_SCRIPT).expect("script");
     sh(&format!("chmod +x {}", script.display()));
     // The inventory as JSON lines, MAC in another spelling.
     let inv = dir.join("inventory.jsonl");
-    fs::write(
-        &inv,
-        format!("{{\"device_id\":\"{device}\",\"macs\":[\"0200.0063.0007\"]}}\n"),
-    )
-    .expect("inventory");
+    fs::write(&inv, format!("{{\"device_id\":\"{device}\",\"macs\":[\"0200.0063.0007\"]}}\n")).expect("inventory");
     let (feed, st) = (dir.join("feed.jsonl"), dir.join("stats.json"));
     let leases = dir.join("leases4.csv");
     let kea_env = format!("KEA_PIDFILE_DIR={d} KEA_LOCKFILE_DIR={d}");
-    let _kea = in_ns(
-        &pair.a,
-        "sh",
-        &["-c", &format!("{kea_env} exec kea-dhcp4 -c {d}/kea.json")],
-        &dir.join("kea.out"),
-    );
+    let _kea = in_ns(&pair.a, "sh", &["-c", &format!("{kea_env} exec kea-dhcp4 -c {d}/kea.json")], &dir.join("kea.out"));
     let end = Instant::now() + Duration::from_secs(10);
     while !leases.exists() {
-        assert!(
-            Instant::now() < end,
-            "kea did not start: {}",
-            fs::read_to_string(dir.join("kea.out")).unwrap_or_default()
-        );
+        assert!(Instant::now() < end, "kea did not start: {}", fs::read_to_string(dir.join("kea.out")).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(100));
     }
     let _pw = Proc(
         Command::new(BIN)
-            .args([
-                "--kea-lease-file",
-                leases.to_str().expect("p"),
-                "--kea-context",
-                "lab-lan",
-                "--inventory",
-                inv.to_str().expect("p"),
-            ])
-            .args([
-                "-o",
-                feed.to_str().expect("p"),
-                "--stats-file",
-                st.to_str().expect("p"),
-            ])
+            .args(["--kea-lease-file", leases.to_str().expect("p"), "--kea-context", "lab-lan", "--inventory", inv.to_str().expect("p")])
+            .args(["-o", feed.to_str().expect("p"), "--stats-file", st.to_str().expect("p")])
             .stderr(fs::File::create(dir.join("pinwatch.log")).expect("log"))
             .spawn()
             .expect("pinwatch-bindings"),
     );
     let dh = |extra: &str| {
-        let cmd = format!(
-            "dhclient {extra} -sf {} -lf {d}/dh.leases -pf {d}/dh.pid {}",
-            script.display(),
-            pair.b
-        );
+        let cmd = format!("dhclient {extra} -sf {} -lf {d}/dh.leases -pf {d}/dh.pid {}", script.display(), pair.b);
         let st = Command::new("ip")
             .args(["netns", "exec", &pair.b, "sh", "-c", &cmd])
             .stdout(Stdio::null())
@@ -765,58 +581,36 @@ fn kea_dhclient_lease_renew_release_expire_become_bindings() {
     assert_eq!(l1.len(), 1, "lease → one binding: {l1:?}");
     let ip = l1[0]["ip"].as_str().expect("ip").to_string();
     assert!(ip.starts_with("10.231.63."), "{ip}");
-    assert_eq!(
-        (l1[0]["action"].as_str(), l1[0]["device"]["id"].as_str()),
-        (Some("assign"), Some(device))
-    );
+    assert_eq!((l1[0]["action"].as_str(), l1[0]["device"]["id"].as_str()), (Some("assign"), Some(device)));
     // Renewal after Kea's lease file cleanup (every 2 s) renamed the file.
     std::thread::sleep(Duration::from_millis(3_500));
     dh("-1");
     let l2 = wait_lines(&feed, 2, 10);
     assert_eq!(l2.len(), 2, "renewal → a second binding: {l2:?}");
     assert_eq!(l2[1]["ip"], ip.as_str());
-    assert!(
-        l2[1]["valid_until"].as_str() > l1[0]["valid_until"].as_str(),
-        "the renewal extends the lease"
-    );
+    assert!(l2[1]["valid_until"].as_str() > l1[0]["valid_until"].as_str(), "the renewal extends the lease");
     let s = stats(&st);
-    assert!(
-        s["bindings"]["kea_files_opened"].as_u64().unwrap_or(0) >= 2,
-        "the renamed lease file was followed into the new one: {s}"
-    );
+    assert!(s["bindings"]["kea_files_opened"].as_u64().unwrap_or(0) >= 2, "the renamed lease file was followed into the new one: {s}");
     // Release.
     std::thread::sleep(Duration::from_millis(1_100));
     dh("-r");
     let l3 = wait_lines(&feed, 3, 10);
     assert_eq!(l3.len(), 3, "release → a third line: {l3:?}");
-    assert_eq!(
-        (l3[2]["action"].as_str(), l3[2]["device"]["id"].as_str()),
-        (Some("release"), Some(device))
-    );
+    assert_eq!((l3[2]["action"].as_str(), l3[2]["device"]["id"].as_str()), (Some("release"), Some(device)));
     let release_s = record_like(l3[2]["valid_until"].as_str().expect("until"));
     // Lease again (after a gap, so the release shows), then let it
     // expire: Kea reclaims it (state 2).
     std::thread::sleep(Duration::from_millis(2_500));
     dh("-1");
     let l4 = wait_lines(&feed, 5, 25);
-    let actions: Vec<&str> = l4
-        .iter()
-        .map(|l| l["action"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(
-        &actions[..5],
-        &["assign", "assign", "release", "assign", "expire"],
-        "{l4:?}"
-    );
+    let actions: Vec<&str> = l4.iter().map(|l| l["action"].as_str().unwrap_or("")).collect();
+    assert_eq!(&actions[..5], &["assign", "assign", "release", "assign", "expire"], "{l4:?}");
     // As a lease map: held after the lease, free after the release, held
     // again, and free after the expiry (past the grace window).
     let m = lease_map(&l4);
     let ipa = ip.parse().expect("ip");
     let from1 = record_like(l1[0]["valid_from"].as_str().expect("from"));
-    let held = |s: i64| {
-        m.lookup("lab-lan", ipa, s * 1_000_000_000)
-            .map(|l| l.lease.device_id.clone())
-    };
+    let held = |s: i64| m.lookup("lab-lan", ipa, s * 1_000_000_000).map(|l| l.lease.device_id.clone());
     assert_eq!(held(from1), Some(device.to_string()));
     assert_eq!(held(release_s + 1), None, "released");
     let expire_s = record_like(l4[4]["valid_until"].as_str().expect("until"));
@@ -824,18 +618,12 @@ fn kea_dhclient_lease_renew_release_expire_become_bindings() {
     assert_eq!(held(expire_s + 61), None, "expired, past the grace window");
     let s = stats(&st);
     assert_eq!(s["bindings"]["inventory_misses"], 0, "{s}");
-    assert!(
-        s["bindings"]["kea_leases"].as_u64().unwrap_or(0) >= 5,
-        "{s}"
-    );
+    assert!(s["bindings"]["kea_leases"].as_u64().unwrap_or(0) >= 5, "{s}");
 }
 
 /// Unix seconds of an RFC 3339 `…Z` time as `pinwatch bindings` writes it.
 fn record_like(t: &str) -> i64 {
     let n = |r: std::ops::Range<usize>| t[r].parse::<i64>().expect("digits");
     assert!(t.ends_with('Z'), "{t}");
-    days_from_civil(n(0..4), n(5..7), n(8..10)) * 86_400
-        + n(11..13) * 3600
-        + n(14..16) * 60
-        + n(17..19)
+    days_from_civil(n(0..4), n(5..7), n(8..10)) * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
 }

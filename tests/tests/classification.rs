@@ -58,10 +58,7 @@ fn cisco_umbrella_interception_rejected_by_client() {
         assert_eq!(outcome(e), ("client_rejected".into(), "A".into(), "certificate_unknown".into()));
         assert_eq!(e["path"]["kind"], "intercepted", "{}", e["path"]);
     }
-    let alerts: Vec<&Value> = lines
-        .iter()
-        .filter(|l| l["event_type"] == "alert" && l["alert"]["signature_id"] == 1_725_001)
-        .collect();
+    let alerts: Vec<&Value> = lines.iter().filter(|l| l["event_type"] == "alert" && l["alert"]["signature_id"] == 1_725_001).collect();
     assert_eq!(alerts.len(), 2, "one inspection-failure finding per rejected session");
     // The Google sessions in the same capture are not rejections of anything:
     // those that closed before the server's flight arrived are `abandoned`.
@@ -85,10 +82,7 @@ fn firefox_draft16_unknown_ca_then_retry() {
     let Some(c) = corpus() else { return };
     let lines = run(&c.join("zeek/testing/btest/Traces/tls/tls13draft16-ff52.a01.pcap"), Config::default());
     let got: Vec<(String, String, String)> = tls(&lines).into_iter().map(outcome).collect();
-    assert_eq!(
-        got,
-        vec![("client_rejected".into(), "A".into(), "unknown_ca".into()), ("established".into(), "-".into(), "-".into())]
-    );
+    assert_eq!(got, vec![("client_rejected".into(), "A".into(), "unknown_ca".into()), ("established".into(), "-".into(), "-".into())]);
 }
 
 #[test]

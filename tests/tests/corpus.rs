@@ -224,14 +224,8 @@ fn corpus_conformance() {
         summary,
         "out of scope: Google QUIC with its own crypto (gQUIC CHLO tags, Q0xx; not decoded) — {g} oracle rows (transport gquic, or quic with a CHLO SNI and no TLS hello) in {gc} captures, not compared"
     );
-    let _ = writeln!(
-        summary,
-        "quic records of ours without a ClientHello that no oracle stream claimed (nothing decrypted either side): {qn} in {qnc} captures, not compared"
-    );
-    let _ = writeln!(
-        summary,
-        "FoxIO rust ja4 `t`-lettered QUIC JA4s (ClientHello without extension 57, draft code point 0xffa5 only) compared as `q`: {ql} in {qlc} captures"
-    );
+    let _ = writeln!(summary, "quic records of ours without a ClientHello that no oracle stream claimed (nothing decrypted either side): {qn} in {qnc} captures, not compared");
+    let _ = writeln!(summary, "FoxIO rust ja4 `t`-lettered QUIC JA4s (ClientHello without extension 57, draft code point 0xffa5 only) compared as `q`: {ql} in {qlc} captures");
     let _ = writeln!(summary, "out of scope: TLS over plain UDP (OpenVPN-UDP, RDP-UDP) — {u} oracle rows in {uc} captures, not compared");
     let _ = writeln!(
         summary,

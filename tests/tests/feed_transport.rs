@@ -26,11 +26,7 @@ fn skip(reason: &str) {
 }
 
 fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 mod feedtls;
@@ -56,15 +52,7 @@ fn start_server(dir: &Path, token: &str, served: &Path) -> Server {
     let out = std::fs::File::create(dir.join("server.out")).expect("log");
     let err = std::fs::File::create(dir.join("server.err")).expect("log");
     let mut child = Command::new("python3")
-        .args([
-            &p("server.py"),
-            &p("server.pem"),
-            &p("server.key"),
-            &p("clientca.pem"),
-            token,
-            "0",
-            &served.to_string_lossy(),
-        ])
+        .args([&p("server.py"), &p("server.pem"), &p("server.key"), &p("clientca.pem"), token, "0", &served.to_string_lossy()])
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -73,20 +61,13 @@ fn start_server(dir: &Path, token: &str, served: &Path) -> Server {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(dir.join("server.out")).unwrap_or_default();
-        if let Some(port) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("ready "))
-            .and_then(|p| p.trim().parse().ok())
-        {
+        if let Some(port) = text.lines().find_map(|l| l.strip_prefix("ready ")).and_then(|p| p.trim().parse().ok()) {
             return Server { child, port };
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "feed server did not start: {}",
-                std::fs::read_to_string(dir.join("server.err")).unwrap_or_default()
-            );
+            panic!("feed server did not start: {}", std::fs::read_to_string(dir.join("server.err")).unwrap_or_default());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -99,32 +80,16 @@ fn binding(ip: &str, dev: &str, ctx: &str) -> String {
 }
 
 /// Load `url` with a configuration made of `feed_keys` (the `[feed]` table).
-fn load(
-    dir: &Path,
-    feed_keys: &str,
-    url: &str,
-) -> (
-    anyhow::Result<(pinwatch::enrich::Enricher, Vec<String>)>,
-    Duration,
-) {
-    let cfg =
-        pinwatch::config::Config::parse("feed-test.toml", &format!("[feed]\n{feed_keys}"), dir)
-            .expect("config loads");
+fn load(dir: &Path, feed_keys: &str, url: &str) -> (anyhow::Result<(pinwatch::enrich::Enricher, Vec<String>)>, Duration) {
+    let cfg = pinwatch::config::Config::parse("feed-test.toml", &format!("[feed]\n{feed_keys}"), dir).expect("config loads");
     let t = Instant::now();
-    let r = pinwatch::enrich::Enricher::load_sources_via(
-        &[] as &[PathBuf],
-        &[url.to_string()],
-        Duration::from_secs(20),
-        cfg.feed.http.clone(),
-    );
+    let r =
+        pinwatch::enrich::Enricher::load_sources_via(&[] as &[PathBuf], &[url.to_string()], Duration::from_secs(20), cfg.feed.http.clone());
     (r, t.elapsed())
 }
 
 fn class_of(r: &anyhow::Result<(pinwatch::enrich::Enricher, Vec<String>)>) -> Option<ErrorClass> {
-    r.as_ref()
-        .err()
-        .and_then(|e| e.downcast_ref::<StartError>())
-        .map(|e| e.class)
+    r.as_ref().err().and_then(|e| e.downcast_ref::<StartError>()).map(|e| e.class)
 }
 
 #[test]
@@ -142,19 +107,13 @@ fn feed_url_with_token_ca_and_client_certificate() {
     std::fs::write(dir.join("token"), format!("{token}\n")).expect("token");
     std::fs::write(dir.join("wrong-token"), "nope\n").expect("token");
     let served = dir.join("served.jsonl");
-    let events: Vec<String> = (1..=150)
-        .map(|i| {
-            binding(
-                &format!("10.44.{}.{}", i / 200, i % 200 + 1),
-                &format!("dev-{i}"),
-                "vpn1",
-            )
-        })
-        .collect();
+    let events: Vec<String> =
+        (1..=150).map(|i| binding(&format!("10.44.{}.{}", i / 200, i % 200 + 1), &format!("dev-{i}"), "vpn1")).collect();
     std::fs::write(&served, events.join("\n") + "\n").expect("feed");
     let server = start_server(&dir, token, &served);
     let url = format!("https://127.0.0.1:{}/feed", server.port);
-    let good = "http_header_file = \"token\"\nhttp_ca_file = \"ca.pem\"\nhttp_client_cert = \"client.pem\"\nhttp_client_key = \"client.key\"\n";
+    let good =
+        "http_header_file = \"token\"\nhttp_ca_file = \"ca.pem\"\nhttp_client_cert = \"client.pem\"\nhttp_client_key = \"client.key\"\n";
 
     // Everything right: both pages (100 + 50 lines) arrive.
     let (r, _) = load(&dir, good, &url);
@@ -165,75 +124,37 @@ fn feed_url_with_token_ca_and_client_certificate() {
 
     // Each wrong part: an error at once, with its class.
     let cases = [
-        (
-            "wrong token",
-            good.replace("\"token\"", "\"wrong-token\""),
-            url.clone(),
-            ErrorClass::Auth,
-        ),
-        (
-            "no token",
-            good.replace("http_header_file = \"token\"\n", ""),
-            url.clone(),
-            ErrorClass::Auth,
-        ),
-        (
-            "wrong CA",
-            good.replace("\"ca.pem\"", "\"wrongca.pem\""),
-            url.clone(),
-            ErrorClass::Tls,
-        ),
+        ("wrong token", good.replace("\"token\"", "\"wrong-token\""), url.clone(), ErrorClass::Auth),
+        ("no token", good.replace("http_header_file = \"token\"\n", ""), url.clone(), ErrorClass::Auth),
+        ("wrong CA", good.replace("\"ca.pem\"", "\"wrongca.pem\""), url.clone(), ErrorClass::Tls),
         (
             "no client certificate",
-            good.replace(
-                "http_client_cert = \"client.pem\"\nhttp_client_key = \"client.key\"\n",
-                "",
-            ),
+            good.replace("http_client_cert = \"client.pem\"\nhttp_client_key = \"client.key\"\n", ""),
             url.clone(),
             ErrorClass::Tls,
         ),
         (
             "client certificate of another CA",
-            good.replace("\"client.pem\"", "\"server.pem\"")
-                .replace("\"client.key\"", "\"server.key\""),
+            good.replace("\"client.pem\"", "\"server.pem\"").replace("\"client.key\"", "\"server.key\""),
             url.clone(),
             ErrorClass::Tls,
         ),
-        (
-            "wrong path",
-            good.to_string(),
-            url.replace("/feed", "/nofeed"),
-            ErrorClass::NotFound,
-        ),
+        ("wrong path", good.to_string(), url.replace("/feed", "/nofeed"), ErrorClass::NotFound),
     ];
     for (what, keys, u, want) in cases {
         let (r, took) = load(&dir, &keys, &u);
         eprintln!("{what}: {:?} after {took:?}", class_of(&r));
         assert_eq!(class_of(&r), Some(want), "{what}: {:?}", r.as_ref().err());
-        assert!(
-            took < Duration::from_secs(5),
-            "{what}: reported after {took:?}, not at once"
-        );
+        assert!(took < Duration::from_secs(5), "{what}: reported after {took:?}, not at once");
         let msg = format!("{:#}", r.err().expect("error"));
-        assert!(
-            msg.contains(&u) && msg.contains(want.as_str()),
-            "{what}: the message names the URL and the class: {msg}"
-        );
-        assert!(
-            !msg.contains(token),
-            "{what}: the token is never in a message: {msg}"
-        );
+        assert!(msg.contains(&u) && msg.contains(want.as_str()), "{what}: the message names the URL and the class: {msg}");
+        assert!(!msg.contains(token), "{what}: the token is never in a message: {msg}");
     }
     // Nothing listening any more: refused, at once.
     let port = server.port;
     drop(server);
     let (r, took) = load(&dir, good, &format!("https://127.0.0.1:{port}/feed"));
-    assert_eq!(
-        class_of(&r),
-        Some(ErrorClass::Refused),
-        "{:?}",
-        r.as_ref().err()
-    );
+    assert_eq!(class_of(&r), Some(ErrorClass::Refused), "{:?}", r.as_ref().err());
     assert!(took < Duration::from_secs(5));
     let _ = std::fs::remove_dir_all(&dir);
 }

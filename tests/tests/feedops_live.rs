@@ -48,19 +48,12 @@ fn unavailable(reason: &str) -> Option<Lab> {
 }
 
 fn sh(args: &[&str]) -> std::io::Result<std::process::Output> {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
+    Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output()
 }
 
 fn must(args: &[&str]) {
     let o = sh(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// Namespaces `cap`, `a`, `b`, `sa`, `sb`; removed on drop with every
@@ -75,64 +68,37 @@ const SIDES: [&str; 2] = ["A", "B"];
 
 impl Lab {
     fn new(tag: &str) -> Option<Lab> {
-        let uid = sh(&["id", "-u"])
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let uid = sh(&["id", "-u"]).ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
         if uid.as_deref() != Some("0") {
             return unavailable("not root (network namespaces and packet capture need root)");
         }
         for tool in ["ip", "openssl", "curl", "python3", "kill"] {
-            let found = Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
+            let found =
+                Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
             if !found {
                 return unavailable(&format!("{tool} not installed"));
             }
         }
         remove_stale_namespaces();
-        let pre = format!(
-            "pwfeedops-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        if let Err(e) = sh(&["ip", "netns", "add", &format!("{pre}-cap")])
-            .map_err(|e| e.to_string())
-            .and_then(|o| {
-                if o.status.success() {
-                    Ok(())
-                } else {
-                    Err(String::from_utf8_lossy(&o.stderr).into_owned())
-                }
-            })
-        {
+        let pre = format!("pwfeedops-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
+        if let Err(e) = sh(&["ip", "netns", "add", &format!("{pre}-cap")]).map_err(|e| e.to_string()).and_then(|o| {
+            if o.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&o.stderr).into_owned())
+            }
+        }) {
             return unavailable(&format!("cannot create a network namespace: {e}"));
         }
         let dir = std::env::temp_dir().join(format!("pinwatch-feedops-{tag}-{}", &pre[10..]));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let lab = Lab {
-            pre,
-            dir,
-            children: Vec::new(),
-        };
+        let lab = Lab { pre, dir, children: Vec::new() };
         let cap = lab.ns("cap");
-        let _ = sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &cap,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-        ]);
+        let _ = sh(&["ip", "netns", "exec", &cap, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
         must(&["ip", "-n", &cap, "link", "set", "lo", "up"]);
         for side in SIDES {
-            let (client, server) = (
-                lab.ns(&side.to_lowercase()),
-                lab.ns(&format!("s{}", side.to_lowercase())),
-            );
+            let (client, server) = (lab.ns(&side.to_lowercase()), lab.ns(&format!("s{}", side.to_lowercase())));
             must(&["ip", "netns", "add", &client]);
             must(&["ip", "netns", "add", &server]);
             let br = format!("pwfeedopsbr{side}");
@@ -172,29 +138,9 @@ impl Lab {
                 must(&["ip", "-n", &cap, "link", "set", &port, "up"]);
             }
             must(&["ip", "-n", &cap, "link", "set", &br, "up"]);
-            for (ns, dev, ip) in [
-                (&client, "pwfeedopsc", "10.66.0.2"),
-                (&server, "pwfeedopss", "10.66.0.1"),
-            ] {
-                let _ = sh(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv6.conf.all.disable_ipv6=1",
-                ]);
-                must(&[
-                    "ip",
-                    "-n",
-                    ns,
-                    "addr",
-                    "add",
-                    &format!("{ip}/24"),
-                    "dev",
-                    dev,
-                ]);
+            for (ns, dev, ip) in [(&client, "pwfeedopsc", "10.66.0.2"), (&server, "pwfeedopss", "10.66.0.1")] {
+                let _ = sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+                must(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
                 must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
                 must(&["ip", "-n", ns, "link", "set", dev, "up"]);
             }
@@ -255,7 +201,8 @@ impl Lab {
             "-out",
             &d("leaf.csr"),
         ]);
-        std::fs::write(self.path("leaf.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:*.live.test\n").expect("ext");
+        std::fs::write(self.path("leaf.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:*.live.test\n")
+            .expect("ext");
         must(&[
             "openssl",
             "x509",
@@ -278,21 +225,14 @@ impl Lab {
 
     fn cmd(&self, ns: &str, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns])
-            .args(args)
-            .stdin(Stdio::null());
+        c.args(["netns", "exec", ns]).args(args).stdin(Stdio::null());
         c
     }
 
     fn spawn(&mut self, ns: &str, args: &[&str], log: &str) -> u32 {
         let out = std::fs::File::create(self.path(&format!("{log}.out"))).expect("log");
         let err = std::fs::File::create(self.path(&format!("{log}.err"))).expect("log");
-        let child = self
-            .cmd(ns, args)
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let child = self.cmd(ns, args).stdout(out).stderr(err).spawn().unwrap_or_else(|e| panic!("{args:?}: {e}"));
         let pid = child.id();
         self.children.push(child);
         pid
@@ -305,10 +245,7 @@ impl Lab {
             let (cert, key) = (self.p("leaf.pem"), self.p("leaf.key"));
             self.spawn(
                 &ns,
-                &[
-                    "openssl", "s_server", "-quiet", "-accept", "443", "-cert", &cert, "-key",
-                    &key, "-www",
-                ],
+                &["openssl", "s_server", "-quiet", "-accept", "443", "-cert", &cert, "-key", &key, "-www"],
                 &format!("s_server-{side}"),
             );
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -317,10 +254,7 @@ impl Lab {
                 if o.is_ok_and(|o| !o.stdout.is_empty()) {
                     break;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "s_server in {side} did not start"
-                );
+                assert!(Instant::now() < deadline, "s_server in {side} did not start");
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -332,11 +266,7 @@ impl Lab {
         all.extend_from_slice(args);
         let ns = self.ns("cap");
         let pid = self.spawn(&ns, &all, log);
-        self.wait_for_log(
-            &format!("{log}.err"),
-            "pinwatch: capturing on",
-            Duration::from_secs(30),
-        );
+        self.wait_for_log(&format!("{log}.err"), "pinwatch: capturing on", Duration::from_secs(30));
         pid
     }
 
@@ -347,10 +277,7 @@ impl Lab {
             if text.contains(needle) {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{file}: `{needle}` never appeared:\n{text}"
-            );
+            assert!(Instant::now() < deadline, "{file}: `{needle}` never appeared:\n{text}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -360,26 +287,11 @@ impl Lab {
         let resolve = format!("{sni}:443:10.66.0.1");
         let url = format!("https://{sni}/");
         let ca = self.p("origin-ca.pem");
-        self.cmd(
-            &self.ns(side),
-            &[
-                "curl",
-                "-sS",
-                "-o",
-                "/dev/null",
-                "--max-time",
-                "10",
-                "--cacert",
-                &ca,
-                "--resolve",
-                &resolve,
-                &url,
-            ],
-        )
-        .output()
-        .expect("curl")
-        .status
-        .success()
+        self.cmd(&self.ns(side), &["curl", "-sS", "-o", "/dev/null", "--max-time", "10", "--cacert", &ca, "--resolve", &resolve, &url])
+            .output()
+            .expect("curl")
+            .status
+            .success()
     }
 
     fn signal(&self, pid: u32, sig: &str) {
@@ -388,11 +300,7 @@ impl Lab {
 
     fn wait(&mut self, pid: u32, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
-        let c = self
-            .children
-            .iter_mut()
-            .find(|c| c.id() == pid)
-            .expect("our child");
+        let c = self.children.iter_mut().find(|c| c.id() == pid).expect("our child");
         loop {
             if let Ok(Some(st)) = c.try_wait() {
                 return st.code();
@@ -447,27 +355,17 @@ fn remove_stale_namespaces() {
 
 fn lines(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .map(|l| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {l}", path.display()))
-        })
-        .collect()
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {l}", path.display()))).collect()
 }
 
 fn lines_so_far(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let whole = text.rfind('\n').map_or("", |i| &text[..=i]);
-    whole
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    whole.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 fn tls_by_sni<'a>(v: &'a [Value], sni: &str) -> Vec<&'a Value> {
-    v.iter()
-        .filter(|r| r["event_type"] == "tls" && r["tls"]["sni"] == sni)
-        .collect()
+    v.iter().filter(|r| r["event_type"] == "tls" && r["tls"]["sni"] == sni).collect()
 }
 
 fn binding(dev: &str, ctx: &str) -> String {
@@ -482,11 +380,7 @@ const CONTEXTS: &str = "[[feed.contexts]]\nname = \"vpnA\"\ninterfaces = [\"pwfe
 fn wait_tls(out: &Path, sni: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while tls_by_sni(&lines_so_far(out), sni).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "no tls record for {sni}:\n{}",
-            std::fs::read_to_string(out).unwrap_or_default()
-        );
+        assert!(Instant::now() < deadline, "no tls record for {sni}:\n{}", std::fs::read_to_string(out).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -497,50 +391,15 @@ fn contexts_follow_the_capture_interface() {
         return;
     };
     lab.tls_servers();
-    std::fs::write(
-        lab.path("feed.jsonl"),
-        [binding("device-A", "vpnA"), binding("device-B", "vpnB")].join("\n") + "\n",
-    )
-    .expect("feed");
+    std::fs::write(lab.path("feed.jsonl"), [binding("device-A", "vpnA"), binding("device-B", "vpnB")].join("\n") + "\n").expect("feed");
     std::fs::write(lab.path("ctx.toml"), CONTEXTS).expect("config");
-    let (feed, cfg, out_ctx, out_any) = (
-        lab.p("feed.jsonl"),
-        lab.p("ctx.toml"),
-        lab.p("eve-ctx.json"),
-        lab.p("eve-any.json"),
-    );
+    let (feed, cfg, out_ctx, out_any) = (lab.p("feed.jsonl"), lab.p("ctx.toml"), lab.p("eve-ctx.json"), lab.p("eve-any.json"));
     let with = lab.pinwatch(
-        &[
-            "-i",
-            "pwfeedopsA",
-            "-i",
-            "pwfeedopsB",
-            "-o",
-            &out_ctx,
-            "-c",
-            &cfg,
-            "--feed",
-            &feed,
-            "--stats-interval",
-            "0",
-        ],
+        &["-i", "pwfeedopsA", "-i", "pwfeedopsB", "-o", &out_ctx, "-c", &cfg, "--feed", &feed, "--stats-interval", "0"],
         "pw-ctx",
     );
-    let without = lab.pinwatch(
-        &[
-            "-i",
-            "pwfeedopsA",
-            "-i",
-            "pwfeedopsB",
-            "-o",
-            &out_any,
-            "--feed",
-            &feed,
-            "--stats-interval",
-            "0",
-        ],
-        "pw-any",
-    );
+    let without =
+        lab.pinwatch(&["-i", "pwfeedopsA", "-i", "pwfeedopsB", "-o", &out_any, "--feed", &feed, "--stats-interval", "0"], "pw-any");
     assert!(lab.curl("a", "a.live.test"), "client A reaches its server");
     assert!(lab.curl("b", "b.live.test"), "client B reaches its server");
     for out in [&out_ctx, &out_any] {
@@ -553,19 +412,13 @@ fn contexts_follow_the_capture_interface() {
         assert_eq!(lab.wait(pid, Duration::from_secs(20)), Some(0));
     }
     let all = lines(Path::new(&out_ctx));
-    for (sni, iface, dev, ctx) in [
-        ("a.live.test", "pwfeedopsA", "device-A", "vpnA"),
-        ("b.live.test", "pwfeedopsB", "device-B", "vpnB"),
-    ] {
+    for (sni, iface, dev, ctx) in [("a.live.test", "pwfeedopsA", "device-A", "vpnA"), ("b.live.test", "pwfeedopsB", "device-B", "vpnB")] {
         let recs = tls_by_sni(&all, sni);
         assert_eq!(recs.len(), 1, "{sni}: {recs:?}");
         let r = recs[0];
         assert_eq!(r["src_ip"], "10.66.0.2", "{r}");
         assert_eq!(r["in_iface"], iface, "{r}");
-        assert_eq!(
-            r["mobile"]["device_id"], dev,
-            "{sni} seen on {iface} gets {ctx}'s device: {r}"
-        );
+        assert_eq!(r["mobile"]["device_id"], dev, "{sni} seen on {iface} gets {ctx}'s device: {r}");
         assert_eq!(r["mobile"]["binding"]["context"], ctx, "{r}");
     }
     let st = &all.last().expect("stats")["stats"]["enrichment"]["contexts"];
@@ -588,36 +441,15 @@ fn state_survives_a_restart() {
     };
     lab.tls_servers();
     let state = lab.path("pinwatch.state");
-    std::fs::write(
-        lab.path("state.toml"),
-        format!("state_file = \"pinwatch.state\"\nstate_interval_s = 1\n\n{CONTEXTS}"),
-    )
-    .expect("config");
+    std::fs::write(lab.path("state.toml"), format!("state_file = \"pinwatch.state\"\nstate_interval_s = 1\n\n{CONTEXTS}")).expect("config");
     let follow = lab.path("follow.jsonl");
-    std::fs::write(
-        &follow,
-        [binding("device-A", "vpnA"), binding("device-B", "vpnB")].join("\n") + "\n",
-    )
-    .expect("feed");
+    std::fs::write(&follow, [binding("device-A", "vpnA"), binding("device-B", "vpnB")].join("\n") + "\n").expect("feed");
     let (cfg, fol) = (lab.p("state.toml"), follow.to_string_lossy().into_owned());
     let args = |out: &str| -> Vec<String> {
-        [
-            "-i",
-            "pwfeedopsA",
-            "-i",
-            "pwfeedopsB",
-            "-o",
-            out,
-            "-c",
-            &cfg,
-            "--feed-follow",
-            &fol,
-            "--stats-interval",
-            "0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ["-i", "pwfeedopsA", "-i", "pwfeedopsB", "-o", out, "-c", &cfg, "--feed-follow", &fol, "--stats-interval", "0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
 
     // Run 1: learns both bindings from the followed feed.
@@ -625,11 +457,7 @@ fn state_survives_a_restart() {
     let a1: Vec<String> = args(&out1);
     let pw = lab.pinwatch(&a1.iter().map(String::as_str).collect::<Vec<_>>(), "pw1");
     assert!(lab.curl("a", "before.live.test"));
-    wait_tls(
-        Path::new(&out1),
-        "before.live.test",
-        Duration::from_secs(30),
-    );
+    wait_tls(Path::new(&out1), "before.live.test", Duration::from_secs(30));
     // The periodic write, before any signal.
     let deadline = Instant::now() + Duration::from_secs(10);
     let periodic = loop {
@@ -640,11 +468,7 @@ fn state_survives_a_restart() {
                 }
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "no periodic state write: {:?}",
-            std::fs::read_to_string(&state)
-        );
+        assert!(Instant::now() < deadline, "no periodic state write: {:?}", std::fs::read_to_string(&state));
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(periodic["format"], "pinwatch-state");
@@ -653,22 +477,12 @@ fn state_survives_a_restart() {
     assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
     let r1 = tls_by_sni(&lines(Path::new(&out1)), "before.live.test")[0].clone();
     assert_eq!(r1["mobile"]["device_id"], "device-A", "{r1}");
-    let saved: Value =
-        serde_json::from_str(&std::fs::read_to_string(&state).expect("state at shutdown"))
-            .expect("JSON");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).expect("state at shutdown")).expect("JSON");
     let leases = saved["leases"].as_array().expect("leases");
-    let has = |ls: &[Value], ctx: &str, dev: &str| {
-        ls.iter()
-            .any(|l| l["context"] == ctx && l["device_id"] == dev && l["ip"] == "10.66.0.2")
-    };
-    assert!(
-        has(leases, "vpnA", "device-A") && has(leases, "vpnB", "device-B"),
-        "{saved}"
-    );
-    assert!(
-        !lab.path("pinwatch.state.tmp").exists(),
-        "no temporary file left"
-    );
+    let has =
+        |ls: &[Value], ctx: &str, dev: &str| ls.iter().any(|l| l["context"] == ctx && l["device_id"] == dev && l["ip"] == "10.66.0.2");
+    assert!(has(leases, "vpnA", "device-A") && has(leases, "vpnB", "device-B"), "{saved}");
+    assert!(!lab.path("pinwatch.state.tmp").exists(), "no temporary file left");
 
     // The feed no longer holds the bindings (rotated away); restart.
     std::fs::write(&follow, "").expect("empty feed");
@@ -678,28 +492,14 @@ fn state_survives_a_restart() {
     lab.wait_for_log("pw2.err", "2 bindings", Duration::from_secs(5));
     assert!(lab.curl("a", "after-a.live.test"));
     assert!(lab.curl("b", "after-b.live.test"));
-    wait_tls(
-        Path::new(&out2),
-        "after-a.live.test",
-        Duration::from_secs(30),
-    );
-    wait_tls(
-        Path::new(&out2),
-        "after-b.live.test",
-        Duration::from_secs(30),
-    );
+    wait_tls(Path::new(&out2), "after-a.live.test", Duration::from_secs(30));
+    wait_tls(Path::new(&out2), "after-b.live.test", Duration::from_secs(30));
     lab.signal(pw, "TERM");
     assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
     let all = lines(Path::new(&out2));
-    for (sni, dev, ctx) in [
-        ("after-a.live.test", "device-A", "vpnA"),
-        ("after-b.live.test", "device-B", "vpnB"),
-    ] {
+    for (sni, dev, ctx) in [("after-a.live.test", "device-A", "vpnA"), ("after-b.live.test", "device-B", "vpnB")] {
         let r = tls_by_sni(&all, sni)[0];
-        assert_eq!(
-            r["mobile"]["device_id"], dev,
-            "a session after the restart is attributed from the binding learnt before it: {r}"
-        );
+        assert_eq!(r["mobile"]["device_id"], dev, "a session after the restart is attributed from the binding learnt before it: {r}");
         assert_eq!(r["mobile"]["binding"]["context"], ctx, "{r}");
     }
     let st = &all.last().expect("stats")["stats"]["live"]["state"];
@@ -707,30 +507,19 @@ fn state_survives_a_restart() {
     assert_eq!(st["leases_loaded"], 2, "{st}");
     assert!(st["writes"].as_u64() >= Some(1), "{st}");
     // No binding lost across the restart.
-    let again: Value =
-        serde_json::from_str(&std::fs::read_to_string(&state).expect("state")).expect("JSON");
+    let again: Value = serde_json::from_str(&std::fs::read_to_string(&state).expect("state")).expect("JSON");
     let leases = again["leases"].as_array().expect("leases");
-    assert!(
-        has(leases, "vpnA", "device-A") && has(leases, "vpnB", "device-B"),
-        "{again}"
-    );
+    assert!(has(leases, "vpnA", "device-A") && has(leases, "vpnB", "device-B"), "{again}");
 
     // Run 3: a corrupt state file is set aside; the sensor starts anyway.
-    std::fs::write(
-        &state,
-        "{\"format\":\"pinwatch-state\",\"version\":1,\"leases\":[{\"con",
-    )
-    .expect("corrupt");
+    std::fs::write(&state, "{\"format\":\"pinwatch-state\",\"version\":1,\"leases\":[{\"con").expect("corrupt");
     let out3 = lab.p("eve3.json");
     let a3 = args(&out3);
     let pw = lab.pinwatch(&a3.iter().map(String::as_str).collect::<Vec<_>>(), "pw3");
     lab.signal(pw, "TERM");
     assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
     let err = std::fs::read_to_string(lab.path("pw3.err")).unwrap_or_default();
-    assert!(
-        err.contains("cut short") && err.contains("set aside as"),
-        "{err}"
-    );
+    assert!(err.contains("cut short") && err.contains("set aside as"), "{err}");
     let all3 = lines(Path::new(&out3));
     let st = &all3.last().expect("stats")["stats"]["live"]["state"];
     assert_eq!(st["set_aside"], "corrupt", "{st}");
@@ -771,52 +560,18 @@ fn feed_url_health_and_server_restart() {
     };
     let server = start_server(&mut lab, "feed1");
     let tls = "http_ca_file = \"ca.pem\"\nhttp_client_cert = \"client.pem\"\nhttp_client_key = \"client.key\"\n";
-    std::fs::write(
-        lab.path("url.toml"),
-        format!("[feed]\nhttp_header_file = \"token\"\n{tls}\n{CONTEXTS}"),
-    )
-    .expect("config");
-    std::fs::write(
-        lab.path("bad.toml"),
-        format!("[feed]\nhttp_header_file = \"bad-token\"\n{tls}"),
-    )
-    .expect("config");
+    std::fs::write(lab.path("url.toml"), format!("[feed]\nhttp_header_file = \"token\"\n{tls}\n{CONTEXTS}")).expect("config");
+    std::fs::write(lab.path("bad.toml"), format!("[feed]\nhttp_header_file = \"bad-token\"\n{tls}")).expect("config");
     let url = format!("https://127.0.0.1:{port}/feed");
 
     // A wrong token: exit status 2 at once, the class named.
     let t = Instant::now();
     let (bad_cfg, bad_out) = (lab.p("bad.toml"), lab.p("eve-bad.json"));
-    let pid = lab.spawn(
-        &cap,
-        &[
-            BIN,
-            "-i",
-            "pwfeedopsA",
-            "-o",
-            &bad_out,
-            "-c",
-            &bad_cfg,
-            "--feed-url",
-            &url,
-        ],
-        "pw-bad",
-    );
-    assert_eq!(
-        lab.wait(pid, Duration::from_secs(15)),
-        Some(2),
-        "{}",
-        std::fs::read_to_string(lab.path("pw-bad.err")).unwrap_or_default()
-    );
-    assert!(
-        t.elapsed() < Duration::from_secs(10),
-        "reported after {:?}",
-        t.elapsed()
-    );
+    let pid = lab.spawn(&cap, &[BIN, "-i", "pwfeedopsA", "-o", &bad_out, "-c", &bad_cfg, "--feed-url", &url], "pw-bad");
+    assert_eq!(lab.wait(pid, Duration::from_secs(15)), Some(2), "{}", std::fs::read_to_string(lab.path("pw-bad.err")).unwrap_or_default());
+    assert!(t.elapsed() < Duration::from_secs(10), "reported after {:?}", t.elapsed());
     let err = std::fs::read_to_string(lab.path("pw-bad.err")).unwrap_or_default();
-    assert!(
-        err.contains("(auth)") && err.contains("HTTP 401") && !err.contains("nope"),
-        "{err}"
-    );
+    assert!(err.contains("(auth)") && err.contains("HTTP 401") && !err.contains("nope"), "{err}");
 
     let (cfg, out) = (lab.p("url.toml"), lab.p("eve.json"));
     let pw = lab.pinwatch(
@@ -855,44 +610,25 @@ fn feed_url_health_and_server_restart() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    let h = wait_health("ok with the first line", &|h| {
-        h["state"] == "ok" && h["events_received"] == 1
-    });
+    let h = wait_health("ok with the first line", &|h| h["state"] == "ok" && h["events_received"] == 1);
     assert_eq!(h["consecutive_failures"], 0, "{h}");
-    assert!(
-        h["last_success"].as_str().is_some_and(|t| t.len() > 20),
-        "{h}"
-    );
+    assert!(h["last_success"].as_str().is_some_and(|t| t.len() > 20), "{h}");
 
     // The server goes away: retried with backoff, shown as failing.
     lab.kill_child(server);
-    let h = wait_health("retrying after the server stopped", &|h| {
-        h["state"] == "retrying" && h["consecutive_failures"].as_u64() >= Some(2)
-    });
+    let h =
+        wait_health("retrying after the server stopped", &|h| h["state"] == "retrying" && h["consecutive_failures"].as_u64() >= Some(2));
     assert_eq!(h["last_error_class"], "refused", "{h}");
-    assert!(
-        h["retry_in_ms"].as_u64().is_some_and(|ms| ms <= 30_000),
-        "{h}"
-    );
+    assert!(h["retry_in_ms"].as_u64().is_some_and(|ms| ms <= 30_000), "{h}");
     // A new binding while it is down; then it comes back on the same port.
-    std::fs::write(
-        &served,
-        [binding("device-A", "vpnA"), binding("device-B", "vpnB")].join("\n") + "\n",
-    )
-    .expect("feed");
+    std::fs::write(&served, [binding("device-A", "vpnA"), binding("device-B", "vpnB")].join("\n") + "\n").expect("feed");
     let _server = start_server(&mut lab, "feed2");
-    let h = wait_health("ok again after the restart", &|h| {
-        h["state"] == "ok" && h["events_received"] == 2
-    });
+    let h = wait_health("ok again after the restart", &|h| h["state"] == "ok" && h["events_received"] == 2);
     assert_eq!(h["consecutive_failures"], 0, "{h}");
     assert!(h["failures"].as_u64() >= Some(2), "{h}");
     // The binding served after the restart enriches the next session.
     assert!(lab.curl("b", "b-after.live.test"));
-    wait_tls(
-        Path::new(&out),
-        "b-after.live.test",
-        Duration::from_secs(30),
-    );
+    wait_tls(Path::new(&out), "b-after.live.test", Duration::from_secs(30));
     lab.signal(pw, "TERM");
     assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
     let r = tls_by_sni(&lines(Path::new(&out)), "b-after.live.test")[0].clone();

@@ -19,37 +19,18 @@ static ALLOC: Counting = Counting;
 fn smoke(name: &str, cases: u64) {
     match pinwatch_tests::corpus::locate() {
         Ok(_) => {}
-        Err(p) if std::env::var("PINWATCH_CORPUS_REQUIRED").as_deref() == Ok("1") => panic!(
-            "corpus not found at {} (PINWATCH_CORPUS_REQUIRED=1)",
-            p.display()
-        ),
-        Err(p) => eprintln!(
-            "note: corpus not found at {}: seeds from pcaps/ only",
-            p.display()
-        ),
+        Err(p) if std::env::var("PINWATCH_CORPUS_REQUIRED").as_deref() == Ok("1") => {
+            panic!("corpus not found at {} (PINWATCH_CORPUS_REQUIRED=1)", p.display())
+        }
+        Err(p) => eprintln!("note: corpus not found at {}: seeds from pcaps/ only", p.display()),
     }
     let t = fuzz::target(name).expect("target");
-    assert!(
-        fuzz::alloc::installed(),
-        "the counting allocator is not installed"
-    );
-    let o = RunOptions {
-        seed: 1,
-        cases,
-        duration: Duration::from_secs(120),
-        out: None,
-    };
+    assert!(fuzz::alloc::installed(), "the counting allocator is not installed");
+    let o = RunOptions { seed: 1, cases, duration: Duration::from_secs(120), out: None };
     let r = fuzz::run(t.as_ref(), &o);
-    eprintln!(
-        "{name}: {} seeds, {} cases in {:.1} s CPU",
-        r.seeds, r.cases, r.cpu_seconds
-    );
+    eprintln!("{name}: {} seeds, {} cases in {:.1} s CPU", r.seeds, r.cases, r.cpu_seconds);
     assert!(r.seeds > 0, "{name}: no seeds");
-    assert!(
-        r.cases >= cases.min(50),
-        "{name}: only {} cases ran",
-        r.cases
-    );
+    assert!(r.cases >= cases.min(50), "{name}: only {} cases ran", r.cases);
     assert_eq!(r.findings, 0, "{name}: {:#?}", r.found);
 }
 
@@ -93,27 +74,13 @@ target_tests! {
 #[test]
 fn every_target_is_tested_here() {
     let names: Vec<&str> = fuzz::targets().iter().map(|t| t.name()).collect();
-    assert_eq!(
-        names,
-        [
-            "capture",
-            "decode",
-            "tls_stream",
-            "quic",
-            "certificate",
-            "feed",
-            "config"
-        ]
-    );
+    assert_eq!(names, ["capture", "decode", "tls_stream", "quic", "certificate", "feed", "config"]);
 }
 
 #[test]
 fn rng_is_deterministic() {
     let (mut a, mut b) = (fuzz::Rng::new(5), fuzz::Rng::new(5));
-    let (x, y): (Vec<u64>, Vec<u64>) = (
-        (0..8).map(|_| a.next()).collect(),
-        (0..8).map(|_| b.next()).collect(),
-    );
+    let (x, y): (Vec<u64>, Vec<u64>) = ((0..8).map(|_| a.next()).collect(), (0..8).map(|_| b.next()).collect());
     assert_eq!(x, y);
     let mut c = fuzz::Rng::new(6);
     assert_ne!(x, (0..8).map(|_| c.next()).collect::<Vec<_>>());

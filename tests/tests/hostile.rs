@@ -23,11 +23,8 @@ fn run_bytes(name: &str, bytes: &[u8], limits: Limits) -> (Summary, Vec<serde_js
     let opts = Options { limits, progress: false, stats: true, ..Default::default() };
     let summary = replay(&[Input::File(path.clone())], &opts, &mut out).expect("replay runs");
     let _ = std::fs::remove_file(&path);
-    let lines = String::from_utf8(out)
-        .expect("utf-8 output")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect();
+    let lines =
+        String::from_utf8(out).expect("utf-8 output").lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
     (summary, lines)
 }
 

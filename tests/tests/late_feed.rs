@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use pinwatch::capture::CaptureFile;
-use pinwatch::run::engine::{Engine, WriteOut};
 use pinwatch::flow::CloseKind;
+use pinwatch::run::engine::{Engine, WriteOut};
 use pinwatch::run::pipeline::{replay, Input, Options};
 use pinwatch_tests::corpus;
 use serde_json::Value;
@@ -72,10 +72,7 @@ fn a_late_batch_revises_the_an1725_alert_under_the_same_id() {
     let before = an1725(&out);
     let at_once = finals(&before);
     assert!(!before.is_empty(), "AN1725 alerts are written at once, before the late batch");
-    assert!(
-        !at_once.values().any(|(_, c)| c == "high"),
-        "without app and device state nothing is high yet: {at_once:?}"
-    );
+    assert!(!at_once.values().any(|(_, c)| c == "high"), "without app and device state nothing is high yet: {at_once:?}");
     let n_before = out.len();
     for l in lines.iter().filter(|l| late(l)) {
         engine.reporter.handle_feed_line(l);

@@ -69,7 +69,8 @@ impl Lab {
             return unavailable("not root (network namespaces and packet capture need root)");
         }
         for tool in ["ip", "openssl", "curl", "tcpdump", "python3", "kill", "setpriv", "ss"] {
-            let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+            let found =
+                Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
             if !found {
                 return unavailable(&format!("{tool} not installed"));
             }
@@ -78,7 +79,13 @@ impl Lab {
         let id = format!("{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
         let prefix = ns_prefix();
         let (ns_c, ns_s) = (format!("{prefix}-{id}-c"), format!("{prefix}-{id}-s"));
-        if let Err(e) = sh(&["ip", "netns", "add", &ns_c]).map_err(|e| e.to_string()).and_then(|o| if o.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&o.stderr).into_owned()) }) {
+        if let Err(e) = sh(&["ip", "netns", "add", &ns_c]).map_err(|e| e.to_string()).and_then(|o| {
+            if o.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&o.stderr).into_owned())
+            }
+        }) {
             return unavailable(&format!("cannot create a network namespace: {e}"));
         }
         let dir = std::env::temp_dir().join(format!("pinwatch-live-{tag}-{id}"));
@@ -110,11 +117,67 @@ impl Lab {
     fn make_pki(&self) {
         let d = |n: &str| self.p(n);
         for ca in ["ca", "wrongca"] {
-            must(&["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", &format!("/O=pinwatch live test/CN={ca}"), "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign", "-keyout", &d(&format!("{ca}.key")), "-out", &d(&format!("{ca}.pem"))]);
+            must(&[
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/O=pinwatch live test/CN={ca}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+                "-keyout",
+                &d(&format!("{ca}.key")),
+                "-out",
+                &d(&format!("{ca}.pem")),
+            ]);
         }
-        must(&["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=live.test", "-keyout", &d("leaf.key"), "-out", &d("leaf.csr")]);
-        std::fs::write(self.path("leaf.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:live.test,DNS:*.live.test\n").expect("ext");
-        must(&["openssl", "x509", "-req", "-in", &d("leaf.csr"), "-CA", &d("ca.pem"), "-CAkey", &d("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", &d("leaf.ext"), "-out", &d("leaf.pem")]);
+        must(&[
+            "openssl",
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=live.test",
+            "-keyout",
+            &d("leaf.key"),
+            "-out",
+            &d("leaf.csr"),
+        ]);
+        std::fs::write(
+            self.path("leaf.ext"),
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:live.test,DNS:*.live.test\n",
+        )
+        .expect("ext");
+        must(&[
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            &d("leaf.csr"),
+            "-CA",
+            &d("ca.pem"),
+            "-CAkey",
+            &d("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &d("leaf.ext"),
+            "-out",
+            &d("leaf.pem"),
+        ]);
     }
 
     fn cmd(&self, ns: &str, args: &[&str]) -> Command {
@@ -138,7 +201,11 @@ impl Lab {
         let (cert, key) = (self.p("leaf.pem"), self.p("leaf.key"));
         let accept = port.to_string();
         let ns = self.ns_s.clone();
-        self.spawn(&ns, &["openssl", "s_server", "-quiet", "-accept", &accept, "-cert", &cert, "-key", &key, "-www"], &format!("s_server{port}"));
+        self.spawn(
+            &ns,
+            &["openssl", "s_server", "-quiet", "-accept", &accept, "-cert", &cert, "-key", &key, "-www"],
+            &format!("s_server{port}"),
+        );
         // Wait until it listens.
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -242,7 +309,10 @@ impl Drop for Lab {
 
 /// The namespaces' name prefix: `pwl`, or `PINWATCH_LIVE_NS_PREFIX`.
 fn ns_prefix() -> String {
-    std::env::var("PINWATCH_LIVE_NS_PREFIX").ok().filter(|p| !p.is_empty() && p.len() <= 12 && p.chars().all(|c| c.is_ascii_alphanumeric())).unwrap_or_else(|| "pwl".to_string())
+    std::env::var("PINWATCH_LIVE_NS_PREFIX")
+        .ok()
+        .filter(|p| !p.is_empty() && p.len() <= 12 && p.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or_else(|| "pwl".to_string())
 }
 
 /// Namespaces `PREFIX-PID-N-*` left by test processes that no longer exist.
@@ -315,7 +385,9 @@ fn normalized(r: &Value) -> Value {
 fn sessions(v: &[Value]) -> BTreeMap<(u64, String, String), Value> {
     v.iter()
         .filter(|r| r["event_type"] != "stats")
-        .map(|r| ((r["flow_id"].as_u64().unwrap_or(0), r["event_type"].as_str().unwrap_or("").to_string(), sni(r).to_string()), normalized(r)))
+        .map(|r| {
+            ((r["flow_id"].as_u64().unwrap_or(0), r["event_type"].as_str().unwrap_or("").to_string(), sni(r).to_string()), normalized(r))
+        })
         .collect()
 }
 
@@ -419,7 +491,11 @@ fn live_matches_replay(tag: &str, backend_args: &[&str], backend: &str, workers:
     // A session left open at the signal: s_client with its stdin held open.
     let connect = format!("{SERVER_IP}:8443");
     let ns_c = lab.ns_c.clone();
-    lab.spawn(&ns_c, &["sh", "-c", &format!("sleep 120 | openssl s_client -connect {connect} -servername open.live.test -CAfile {ca}")], "s_client");
+    lab.spawn(
+        &ns_c,
+        &["sh", "-c", &format!("sleep 120 | openssl s_client -connect {connect} -servername open.live.test -CAfile {ca}")],
+        "s_client",
+    );
     lab.wait_for_log("s_client.out", "Verify return code: 0", Duration::from_secs(10));
     // Let the first sessions' linger (5 s after their FINs) pass so live
     // writes them while running; the rest are flushed by the signal.
@@ -454,7 +530,10 @@ fn live_matches_replay(tag: &str, backend_args: &[&str], backend: &str, workers:
     assert!(by_sni["ok13.live.test"]["host"].as_str().is_some_and(|h| !h.is_empty()), "host: the host name by default");
     // The sessions that ended well before the signal were written while running.
     let first_stats_after = live.iter().position(|r| sni(r) == "ok13.live.test").expect("ok13");
-    assert!(live[first_stats_after + 1..].iter().any(|r| r["event_type"] == "stats" && r["stats"]["live"]["final"] == false), "ok13 was written before the end");
+    assert!(
+        live[first_stats_after + 1..].iter().any(|r| r["event_type"] == "stats" && r["stats"]["live"]["final"] == false),
+        "ok13 was written before the end"
+    );
 
     // Stats: periodic, with interface counters; the final one last.
     let stats = of_type(&live, "stats");
@@ -522,7 +601,11 @@ fn sighup_reopens_output_and_reloads_config_without_loss() {
     let ca = lab.p("ca.pem");
     // A session that spans the SIGHUP: opened before, ended after.
     let ns_c = lab.ns_c.clone();
-    let spanning = lab.spawn(&ns_c, &["sh", "-c", &format!("sleep 4 | openssl s_client -connect {SERVER_IP}:8443 -servername span.live.test -CAfile {ca}")], "s_client");
+    let spanning = lab.spawn(
+        &ns_c,
+        &["sh", "-c", &format!("sleep 4 | openssl s_client -connect {SERVER_IP}:8443 -servername span.live.test -CAfile {ca}")],
+        "s_client",
+    );
     assert!(lab.curl("a.live.test", 443, &["--cacert", &ca]));
     // Wait until a's record is in the file (its linger is 5 s).
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -533,7 +616,8 @@ fn sighup_reopens_output_and_reloads_config_without_loss() {
     // logrotate: rename, then SIGHUP; and a new bypass list.
     let rotated = lab.p("eve.json.1");
     std::fs::rename(&out, &rotated).expect("rename");
-    std::fs::write(&cfg, "[networks]\ninternal = []\n[bypass]\ndomains = [\"*.bypass.test\", \"b.live.test\"]\n[tuning]\nrules = [\"suppress gen_id 1, sig_id 1725002\", \"bad line\"]\n").expect("config");
+    std::fs::write(&cfg, "[networks]\ninternal = []\n[bypass]\ndomains = [\"*.bypass.test\", \"b.live.test\"]\n[tuning]\nrules = [\"suppress gen_id 1, sig_id 1725002\", \"bad line\"]\n")
+        .expect("config");
     lab.signal(pw, "HUP");
     lab.wait_for_log("pinwatch.err", "reloaded", Duration::from_secs(10));
     assert!(Path::new(&out).exists(), "a new output file after SIGHUP");
@@ -586,7 +670,14 @@ fn burst_beyond_capacity_is_counted_as_drops() {
     // capture capabilities (ambient), which pinwatch clears once c0 is open.
     // A small ring and a small queue: a UDP flood overruns one or the other.
     let pw = lab.pinwatch_as(
-        &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+net_raw,+net_admin", "--ambient-caps=+net_raw,+net_admin"],
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=+net_raw,+net_admin",
+            "--ambient-caps=+net_raw,+net_admin",
+        ],
         &["-i", "c0", "-o", &out, "--stats-interval", "1", "--buffer-size", "256K", "--queue-packets", "512", "--snaplen", "2048"],
         "pinwatch",
     );
@@ -623,7 +714,9 @@ fn burst_beyond_capacity_is_counted_as_drops() {
     lab.signal(pw, "INT");
     assert_eq!(lab.wait(pw, Duration::from_secs(30)), Some(0), "no crash: a clean exit");
 
-    let sent: u64 = (0..3).map(|i| std::fs::read_to_string(lab.path(&format!("flood{i}.out"))).unwrap_or_default().trim().parse::<u64>().unwrap_or(0)).sum();
+    let sent: u64 = (0..3)
+        .map(|i| std::fs::read_to_string(lab.path(&format!("flood{i}.out"))).unwrap_or_default().trim().parse::<u64>().unwrap_or(0))
+        .sum();
     let v = lines(Path::new(&out));
     let last = v.last().expect("lines");
     assert_eq!(last["stats"]["live"]["final"], true);
@@ -631,7 +724,10 @@ fn burst_beyond_capacity_is_counted_as_drops() {
     let (kernel, queue) = (l["dropped"].as_u64().unwrap_or(0), l["reader_queue_drops"].as_u64().unwrap_or(0));
     let captured = l["interfaces"][0]["captured"].as_u64().unwrap_or(0);
     let processed = last["stats"]["capture"]["packets"].as_u64().unwrap_or(0);
-    eprintln!("sent {sent}, libpcap received {}, kernel dropped {kernel}, captured {captured}, queue dropped {queue}, processed {processed}", l["received"]);
+    eprintln!(
+        "sent {sent}, libpcap received {}, kernel dropped {kernel}, captured {captured}, queue dropped {queue}, processed {processed}",
+        l["received"]
+    );
     assert!(sent > 100_000, "the burst was sent: {sent}");
     assert!(kernel + queue > 0, "a burst beyond capacity shows up as counted drops: {l}");
     assert_eq!(processed + queue, captured, "every captured packet is processed or counted as a queue drop");
@@ -668,7 +764,9 @@ fn tun_interface_raw_ip_several_interfaces_unix_socket_output() {
         \x20       os.write(fd, s.recv(65535))\n";
     std::fs::write(lab.path("relay.py"), relay).expect("relay.py");
     let script = lab.p("relay.py");
-    for (ns, me, peer, lport, pport) in [(lab.ns_c.clone(), "10.98.0.1", "10.98.0.2", "5555", "5556"), (lab.ns_s.clone(), "10.98.0.2", "10.98.0.1", "5556", "5555")] {
+    for (ns, me, peer, lport, pport) in
+        [(lab.ns_c.clone(), "10.98.0.1", "10.98.0.2", "5555", "5556"), (lab.ns_s.clone(), "10.98.0.2", "10.98.0.1", "5556", "5555")]
+    {
         let o = sh(&["ip", "-n", &ns, "tuntap", "add", "dev", "tun0", "mode", "tun"]).expect("ip tuntap");
         if !o.status.success() {
             unavailable(&format!("no tun devices: {}", String::from_utf8_lossy(&o.stderr)));
@@ -702,7 +800,15 @@ fn tun_interface_raw_ip_several_interfaces_unix_socket_output() {
     let pw = lab.pinwatch(&["-i", "tun0", "-i", "c0", "-o", &target, "--stats-interval", "1"], "pinwatch");
     let ca = lab.p("ca.pem");
     let resolve = "vpn.live.test:443:10.98.0.2";
-    let ok = lab.cmd(&lab.ns_c, &["curl", "-sS", "-o", "/dev/null", "--max-time", "10", "--resolve", resolve, "--cacert", &ca, "https://vpn.live.test/"]).output().expect("curl").status.success();
+    let ok = lab
+        .cmd(
+            &lab.ns_c,
+            &["curl", "-sS", "-o", "/dev/null", "--max-time", "10", "--resolve", resolve, "--cacert", &ca, "https://vpn.live.test/"],
+        )
+        .output()
+        .expect("curl")
+        .status
+        .success();
     assert!(ok, "TLS through the tunnel");
     std::thread::sleep(Duration::from_millis(500));
     lab.signal(pw, "INT");
@@ -757,7 +863,11 @@ fn followed_and_polled_feeds_revise_the_an1725_alert() {
     // The server's CA is the inspection CA here: a client that refuses it
     // is an app with its own trust logic failing under inspection.
     let cfg = lab.p("pinwatch.toml");
-    std::fs::write(&cfg, format!("[networks]\nmanaged = [\"10.99.0.0/24\"]\ninternal = []\n[inspection]\nca_certificates = [\"{}\"]\n", lab.p("ca.pem"))).expect("config");
+    std::fs::write(
+        &cfg,
+        format!("[networks]\nmanaged = [\"10.99.0.0/24\"]\ninternal = []\n[inspection]\nca_certificates = [\"{}\"]\n", lab.p("ca.pem")),
+    )
+    .expect("config");
     let binding = format!(
         r#"{{"schema_version":1,"event_type":"ip_binding","event_time":"{t0}","observed_time":"{t0}","source":{{"kind":"dhcp"}},"device":{{"id":"{device}"}},"action":"assign","ip":"{CLIENT_IP}","network":{{"kind":"wifi","context":"lab"}},"valid_from":"{t0}","valid_until":"{t1}","confidence":"dhcp"}}"#,
         t0 = rfc3339(now - 3600),
@@ -772,8 +882,15 @@ fn followed_and_polled_feeds_revise_the_an1725_alert() {
     // The late batch: state at the session's start, observed later.
     let late = format!(
         "{}\n{}\n",
-        format_args!(r#"{{"schema_version":1,"event_type":"app_state","event_time":"{t}","observed_time":"{t}","source":{{"kind":"amapi"}},"device":{{"id":"{device}"}},"app":{{"package":"{app}"}},"state":"background"}}"#, t = rfc3339(now - 60)),
-        format_args!(r#"{{"schema_version":1,"event_type":"device_state","event_time":"{t}","observed_time":"{t}","source":{{"kind":"amapi"}},"device":{{"id":"{device}"}},"screen_interactive":false,"device_locked":true,"last_user_interaction_time":"{u}"}}"#, t = rfc3339(now - 60), u = rfc3339(now - 900)),
+        format_args!(
+            r#"{{"schema_version":1,"event_type":"app_state","event_time":"{t}","observed_time":"{t}","source":{{"kind":"amapi"}},"device":{{"id":"{device}"}},"app":{{"package":"{app}"}},"state":"background"}}"#,
+            t = rfc3339(now - 60)
+        ),
+        format_args!(
+            r#"{{"schema_version":1,"event_type":"device_state","event_time":"{t}","observed_time":"{t}","source":{{"kind":"amapi"}},"device":{{"id":"{device}"}},"screen_interactive":false,"device_locked":true,"last_user_interaction_time":"{u}"}}"#,
+            t = rfc3339(now - 60),
+            u = rfc3339(now - 900)
+        ),
     );
     // A cursor-paged JSON-lines endpoint over a file the test appends to.
     let server = "import http.server, sys, urllib.parse\n\
@@ -808,7 +925,22 @@ fn followed_and_polled_feeds_revise_the_an1725_alert() {
     let out = lab.p("eve.json");
     let follow = followed.to_string_lossy().into_owned();
     let pw = lab.pinwatch(
-        &["-i", "c0", "-o", &out, "-c", &cfg, "--feed-follow", &follow, "--feed-url", "http://127.0.0.1:8089/feed", "--feed-poll", "0.2", "--stats-interval", "1"],
+        &[
+            "-i",
+            "c0",
+            "-o",
+            &out,
+            "-c",
+            &cfg,
+            "--feed-follow",
+            &follow,
+            "--feed-url",
+            "http://127.0.0.1:8089/feed",
+            "--feed-poll",
+            "0.2",
+            "--stats-interval",
+            "1",
+        ],
         "pinwatch",
     );
     let wrong = lab.p("wrongca.pem");
@@ -837,7 +969,9 @@ fn followed_and_polled_feeds_revise_the_an1725_alert() {
     let id = first["an1725"]["alert_id"].as_str().expect("alert id").to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     let revised = loop {
-        let found = alerts(&lines_so_far(Path::new(&out))).into_iter().find(|a| a["an1725"]["alert_id"] == id.as_str() && a["an1725"]["confidence"] == "high");
+        let found = alerts(&lines_so_far(Path::new(&out)))
+            .into_iter()
+            .find(|a| a["an1725"]["alert_id"] == id.as_str() && a["an1725"]["confidence"] == "high");
         if let Some(a) = found {
             break a;
         }
@@ -894,7 +1028,8 @@ fn an_open_fallback_session_is_alerted_at_its_verdict_not_its_end() {
     lab.tls_server(3128);
     lab.tls_server(8443);
     let cfg = lab.p("pinwatch.toml");
-    std::fs::write(&cfg, format!("[networks]\ninternal = []\n\n[inspection]\nexplicit_proxies = [\"{SERVER_IP}:3128\"]\n")).expect("config");
+    std::fs::write(&cfg, format!("[networks]\ninternal = []\n\n[inspection]\nexplicit_proxies = [\"{SERVER_IP}:3128\"]\n"))
+        .expect("config");
     let out = lab.p("live.json");
     let pw = lab.pinwatch(&["-i", "c0", "-o", &out, "-c", &cfg], "pinwatch");
     let (ca, wrong) = (lab.p("ca.pem"), lab.p("wrongca.pem"));
@@ -929,17 +1064,27 @@ fn an_open_fallback_session_is_alerted_at_its_verdict_not_its_end() {
         let so_far = lines_so_far(Path::new(&out));
         let direct = so_far.iter().find(|r| r["event_type"] == "tls" && r["dest_port"] == 8443 && sni(r) == "push.live.test").cloned();
         if let Some(d) = direct {
-            let alert = so_far.iter().find(|r| r["event_type"] == "alert" && r["flow_id"] == d["flow_id"] && r["alert"]["signature_id"] == 1_725_004).cloned();
+            let alert = so_far
+                .iter()
+                .find(|r| r["event_type"] == "alert" && r["flow_id"] == d["flow_id"] && r["alert"]["signature_id"] == 1_725_004)
+                .cloned();
             if let Some(a) = alert {
                 break (d, a, now_us());
             }
         }
-        assert!(Instant::now() < deadline, "no record and fallback alert for the open direct session after 25 s:\n{}", std::fs::read_to_string(&out).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "no record and fallback alert for the open direct session after 25 s:\n{}",
+            std::fs::read_to_string(&out).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let first_packet_us = eve_us(direct["timestamp"].as_str().expect("timestamp")).expect("an EVE time");
     let delay_ms = (seen_us - first_packet_us) as f64 / 1000.0;
-    println!("verdict-time alert: {delay_ms:.0} ms from the client's first packet to the fallback alert in the output (spawn to first packet {:.0} ms)", (first_packet_us - started_us) as f64 / 1000.0);
+    println!(
+        "verdict-time alert: {delay_ms:.0} ms from the client's first packet to the fallback alert in the output (spawn to first packet {:.0} ms)",
+        (first_packet_us - started_us) as f64 / 1000.0
+    );
     assert!(delay_ms < 10_000.0, "the alert took {delay_ms} ms: not within the 10 s decision timeout");
     assert!(delay_ms > 0.0, "the alert cannot precede the session");
     // Still open when it was reported: the client runs, no flow record yet.
@@ -947,12 +1092,18 @@ fn an_open_fallback_session_is_alerted_at_its_verdict_not_its_end() {
     assert_eq!(direct["handshake"]["close"], "open", "reported while open: {direct}");
     assert_eq!(direct["tls_failure"]["outcome"], "established");
     assert_eq!(direct["path"]["kind"], "direct");
-    assert!(alert["evidence"]["flow_ids"].as_array().is_some_and(|f| f.len() >= 2), "the fallback names the rejection and the direct session: {alert}");
+    assert!(
+        alert["evidence"]["flow_ids"].as_array().is_some_and(|f| f.len() >= 2),
+        "the fallback names the rejection and the direct session: {alert}"
+    );
     let so_far = lines_so_far(Path::new(&out));
     assert!(!so_far.iter().any(|r| r["event_type"] == "flow"), "no flow record before the flow ends");
     let rejected = so_far.iter().find(|r| r["event_type"] == "tls" && r["dest_port"] == 3128).expect("the rejection was written");
     assert_eq!(rejected["tls_failure"]["outcome"], "client_rejected");
-    assert!(["fin", "rst"].contains(&rejected["handshake"]["close"].as_str().unwrap_or("")), "a session that closes at once is written once, at its end: {rejected}");
+    assert!(
+        ["fin", "rst"].contains(&rejected["handshake"]["close"].as_str().unwrap_or("")),
+        "a session that closes at once is written once, at its end: {rejected}"
+    );
 
     // The end: the client goes away; after the linger the flow record points back.
     client.kill().expect("ends s_client");
@@ -987,7 +1138,8 @@ fn pcaps_dir() -> PathBuf {
 /// or failed when required) without tcpreplay's tools.
 fn fallback_captures(lab: &Lab) -> Option<Vec<PathBuf>> {
     for tool in ["tcpreplay", "tcprewrite"] {
-        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+        let found =
+            Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
         if !found {
             unavailable(&format!("{tool} not installed (Debian package tcpreplay)"));
             return None;
@@ -1033,7 +1185,16 @@ fn record_counts<'a>(runs: impl IntoIterator<Item = &'a [Value]>) -> BTreeMap<St
     let mut m = BTreeMap::new();
     for run in runs {
         for r in run.iter().filter(|r| r["event_type"] != "stats") {
-            let k = format!("{} {} {} {} {} {} {}", r["event_type"], r["src_ip"], r["dest_ip"], r["dest_port"], r["tls"]["sni"], r["tls_failure"]["outcome"], r["alert"]["signature_id"]);
+            let k = format!(
+                "{} {} {} {} {} {} {}",
+                r["event_type"],
+                r["src_ip"],
+                r["dest_ip"],
+                r["dest_port"],
+                r["tls"]["sni"],
+                r["tls_failure"]["outcome"],
+                r["alert"]["signature_id"]
+            );
             *m.entry(k).or_insert(0) += 1;
         }
     }
@@ -1055,7 +1216,8 @@ fn afpacket_workers_keep_the_fallback_finding() {
     let Some(files) = fallback_captures(&lab) else { return };
     let cfg = pcaps_dir().join("testbed.toml").to_string_lossy().into_owned();
     let out = lab.p("live.json");
-    let pw = lab.pinwatch(&["-i", "c0", "--backend", "afpacket", "--workers", "2", "-c", &cfg, "-o", &out, "--stats-interval", "0"], "pinwatch");
+    let pw =
+        lab.pinwatch(&["-i", "c0", "--backend", "afpacket", "--workers", "2", "-c", &cfg, "-o", &out, "--stats-interval", "0"], "pinwatch");
     tcpreplay(&lab, &files);
     std::thread::sleep(Duration::from_millis(800));
     lab.signal(pw, "INT");
@@ -1107,8 +1269,13 @@ fn two_processes_in_one_fanout_group_log_every_session_once() {
         }
         let tls = |l: &[Value]| l.iter().filter(|r| r["event_type"] == "tls").count();
         assert!(tls(&la) > 0 && tls(&lb) > 0, "{mode}: both processes logged sessions ({} and {})", tls(&la), tls(&lb));
-        let sessions_only = |m: BTreeMap<String, usize>| m.into_iter().filter(|(k, _)| !k.starts_with("\"alert\"")).collect::<BTreeMap<_, _>>();
-        assert_eq!(sessions_only(record_counts([la.as_slice(), lb.as_slice()])), sessions_only(expected.clone()), "{mode}: every session once over the two processes");
+        let sessions_only =
+            |m: BTreeMap<String, usize>| m.into_iter().filter(|(k, _)| !k.starts_with("\"alert\"")).collect::<BTreeMap<_, _>>();
+        assert_eq!(
+            sessions_only(record_counts([la.as_slice(), lb.as_slice()])),
+            sessions_only(expected.clone()),
+            "{mode}: every session once over the two processes"
+        );
         if mode == "client" {
             assert_eq!(record_counts([la.as_slice(), lb.as_slice()]), expected, "client fanout: the alerts too, the fallbacks included");
             // A client's sessions are all in one process.

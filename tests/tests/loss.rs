@@ -23,9 +23,7 @@ fn pcaps_dir() -> PathBuf {
 
 /// The captures to check: every testbed capture of a directory.
 fn captures(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     v.retain(|p| {
         let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         n.starts_with("testbed-") && n.ends_with(".pcap")
@@ -136,7 +134,11 @@ fn dropped_segments_never_make_a_rejection() {
                         let Some((bo, bk)) = base.get(id) else { continue };
                         checked_sessions += 1;
                         if is_rejection(o) && !is_rejection(bo) {
-                            problems.push(format!("{}: flow {id}: {bo}/{bk} as captured, {o}/{k} with {:.1}% loss (seed {seed}, {n} dropped)", cap.display(), rate * 100.0));
+                            problems.push(format!(
+                                "{}: flow {id}: {bo}/{bk} as captured, {o}/{k} with {:.1}% loss (seed {seed}, {n} dropped)",
+                                cap.display(),
+                                rate * 100.0
+                            ));
                         }
                     }
                 }

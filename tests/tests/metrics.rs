@@ -28,28 +28,16 @@ fn unavailable(reason: &str) {
 }
 
 fn sh(args: &[&str]) -> std::process::Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 fn must(args: &[&str]) {
     let o = sh(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 struct Lab {
@@ -126,11 +114,7 @@ fn parse_exposition(text: &str) -> Result<BTreeMap<String, Sample>, String> {
         let at = |m: &str| format!("line {}: {m}: {line}", i + 1);
         if let Some(rest) = line.strip_prefix("# ") {
             let mut parts = rest.splitn(3, ' ');
-            let (kw, name, tail) = (
-                parts.next().unwrap_or(""),
-                parts.next().unwrap_or(""),
-                parts.next(),
-            );
+            let (kw, name, tail) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next());
             match kw {
                 "HELP" | "TYPE" => {
                     if !name_ok(name, true) {
@@ -240,14 +224,7 @@ fn parse_exposition(text: &str) -> Result<BTreeMap<String, Sample>, String> {
         let key = if labels.is_empty() {
             family.clone()
         } else {
-            format!(
-                "{family}{{{}}}",
-                labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}=\"{v}\""))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
+            format!("{family}{{{}}}", labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect::<Vec<_>>().join(","))
         };
         if out.insert(key, Sample { family, value }).is_some() {
             return Err(at("series given twice"));
@@ -288,53 +265,19 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
     }
     let id = std::process::id();
     let (ns_c, ns_s) = (format!("pwfleet-m{id}c"), format!("pwfleet-m{id}s"));
-    if !Command::new("ip")
-        .args(["netns", "add", &ns_c])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
+    if !Command::new("ip").args(["netns", "add", &ns_c]).status().is_ok_and(|s| s.success()) {
         return unavailable("cannot create a network namespace");
     }
     let dir = std::env::temp_dir().join(format!("pinwatch-metrics-{id}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    let mut lab = Lab {
-        ns_c: ns_c.clone(),
-        ns_s: ns_s.clone(),
-        dir: dir.clone(),
-        children: Vec::new(),
-    };
+    let mut lab = Lab { ns_c: ns_c.clone(), ns_s: ns_s.clone(), dir: dir.clone(), children: Vec::new() };
     must(&["ip", "netns", "add", &ns_s]);
-    must(&[
-        "ip",
-        "-n",
-        &ns_c,
-        "link",
-        "add",
-        "pwfleetm0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "pwfleetm1",
-        "netns",
-        &ns_s,
-    ]);
-    for (ns, dev, ip) in [
-        (&ns_c, "pwfleetm0", "10.97.0.1/24"),
-        (&ns_s, "pwfleetm1", "10.97.0.2/24"),
-    ] {
+    must(&["ip", "-n", &ns_c, "link", "add", "pwfleetm0", "type", "veth", "peer", "name", "pwfleetm1", "netns", &ns_s]);
+    for (ns, dev, ip) in [(&ns_c, "pwfleetm0", "10.97.0.1/24"), (&ns_s, "pwfleetm1", "10.97.0.2/24")] {
         must(&["ip", "-n", ns, "addr", "add", ip, "dev", dev]);
         must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        let _ = sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
-        ]);
+        let _ = sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")]);
         must(&["ip", "-n", ns, "link", "set", dev, "up"]);
     }
     let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
@@ -357,22 +300,7 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
         &p("c.pem"),
     ]);
     let port = "44433";
-    lab.spawn(
-        &ns_s,
-        &[
-            "openssl",
-            "s_server",
-            "-quiet",
-            "-www",
-            "-accept",
-            port,
-            "-key",
-            &p("k.pem"),
-            "-cert",
-            &p("c.pem"),
-        ],
-        "s_server",
-    );
+    lab.spawn(&ns_s, &["openssl", "s_server", "-quiet", "-www", "-accept", port, "-key", &p("k.pem"), "-cert", &p("c.pem")], "s_server");
     let mport = "49425";
     let eve = dir.join("eve.json");
     let pid = lab.spawn(
@@ -393,10 +321,7 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
         "pinwatch",
     );
     let t0 = Instant::now();
-    while !std::fs::read_to_string(dir.join("pinwatch.err"))
-        .unwrap_or_default()
-        .contains("capturing on")
-    {
+    while !std::fs::read_to_string(dir.join("pinwatch.err")).unwrap_or_default().contains("capturing on") {
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "pinwatch did not start: {}",
@@ -405,30 +330,15 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let scrape = || {
-        let o = lab.in_c(&[
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            "-D",
-            &p("headers.txt"),
-            &format!("http://127.0.0.1:{mport}/metrics"),
-        ]);
-        assert!(
-            o.status.success(),
-            "scrape: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let o = lab.in_c(&["curl", "-sS", "--max-time", "5", "-D", &p("headers.txt"), &format!("http://127.0.0.1:{mport}/metrics")]);
+        assert!(o.status.success(), "scrape: {}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).expect("utf-8 page")
     };
     // Before any traffic the page is there (maybe still empty) and well formed.
     std::thread::sleep(Duration::from_millis(1200));
     let first = parse_exposition(&scrape()).unwrap_or_else(|e| panic!("{e}"));
     let headers = std::fs::read_to_string(dir.join("headers.txt")).unwrap_or_default();
-    assert!(
-        headers.starts_with("HTTP/1.1 200") && headers.contains("text/plain; version=0.0.4"),
-        "{headers}"
-    );
+    assert!(headers.starts_with("HTTP/1.1 200") && headers.contains("text/plain; version=0.0.4"), "{headers}");
 
     let n = 4;
     for i in 0..n {
@@ -448,63 +358,26 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
     }
     // The sessions end (FIN), their records are written, the page is republished.
     let t0 = Instant::now();
-    let tls_in_file = || {
-        std::fs::read_to_string(&eve)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("\"event_type\":\"tls\""))
-            .count()
-    };
+    let tls_in_file = || std::fs::read_to_string(&eve).unwrap_or_default().lines().filter(|l| l.contains("\"event_type\":\"tls\"")).count();
     while tls_in_file() < n {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "{} tls records after 20 s",
-            tls_in_file()
-        );
+        assert!(t0.elapsed() < Duration::from_secs(20), "{} tls records after 20 s", tls_in_file());
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(2500));
     let page = scrape();
     std::fs::write(dir.join("metrics.txt"), &page).expect("save page");
     let m = parse_exposition(&page).unwrap_or_else(|e| panic!("{e}\n{page}"));
-    let get = |k: &str| {
-        m.get(k)
-            .map(|s| s.value)
-            .unwrap_or_else(|| panic!("no series {k} in\n{page}"))
-    };
-    assert_eq!(
-        get("pinwatch_records_total{event_type=\"tls\"}"),
-        tls_in_file() as f64
-    );
-    assert!(
-        get("pinwatch_live_interfaces_received_total{interface=\"pwfleetm0\"}") >= (n * 8) as f64,
-        "a TLS session is ≥ 8 packets"
-    );
-    assert_eq!(
-        get("pinwatch_live_interfaces_dropped_total{interface=\"pwfleetm0\"}"),
-        0.0
-    );
+    let get = |k: &str| m.get(k).map(|s| s.value).unwrap_or_else(|| panic!("no series {k} in\n{page}"));
+    assert_eq!(get("pinwatch_records_total{event_type=\"tls\"}"), tls_in_file() as f64);
+    assert!(get("pinwatch_live_interfaces_received_total{interface=\"pwfleetm0\"}") >= (n * 8) as f64, "a TLS session is ≥ 8 packets");
+    assert_eq!(get("pinwatch_live_interfaces_dropped_total{interface=\"pwfleetm0\"}"), 0.0);
     assert!(get("pinwatch_live_output_lines_written_total{kind=\"file\"}") >= n as f64);
     assert!(get("pinwatch_live_uptime_seconds") > 0.0);
     assert!(m.contains_key("pinwatch_live_output_lines_dropped_total{kind=\"file\"}"));
-    assert!(
-        m.keys().any(|k| k.starts_with("pinwatch_flow_")),
-        "flow table counters"
-    );
-    assert!(
-        m.len() > first.len().max(10),
-        "the page grew with the run: {} series",
-        m.len()
-    );
-    let types: BTreeSet<&str> = page
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .collect();
-    assert!(
-        types.contains("pinwatch_records_total counter")
-            && types.contains("pinwatch_live_uptime_seconds gauge"),
-        "types"
-    );
+    assert!(m.keys().any(|k| k.starts_with("pinwatch_flow_")), "flow table counters");
+    assert!(m.len() > first.len().max(10), "the page grew with the run: {} series", m.len());
+    let types: BTreeSet<&str> = page.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+    assert!(types.contains("pinwatch_records_total counter") && types.contains("pinwatch_live_uptime_seconds gauge"), "types");
 
     if have("promtool") {
         let mut c = Command::new("promtool")
@@ -515,11 +388,7 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
             .spawn()
             .expect("promtool");
         use std::io::Write;
-        c.stdin
-            .take()
-            .expect("stdin")
-            .write_all(page.as_bytes())
-            .expect("write");
+        c.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("write");
         let o = c.wait_with_output().expect("promtool");
         assert!(
             o.status.success(),
@@ -544,39 +413,20 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
         if let Some(s) = found {
             break s;
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "no stats record after SIGUSR1"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(10), "no stats record after SIGUSR1");
         std::thread::sleep(Duration::from_millis(50));
     };
     let s = &stats["stats"];
-    assert_eq!(
-        get("pinwatch_tls_records_logged_total"),
-        s["tls_records_logged"]
-            .as_f64()
-            .expect("tls_records_logged")
-    );
-    assert_eq!(
-        get("pinwatch_alerts_logged_total"),
-        s["alerts_logged"].as_f64().expect("alerts_logged")
-    );
+    assert_eq!(get("pinwatch_tls_records_logged_total"), s["tls_records_logged"].as_f64().expect("tls_records_logged"));
+    assert_eq!(get("pinwatch_alerts_logged_total"), s["alerts_logged"].as_f64().expect("alerts_logged"));
     assert_eq!(
         get("pinwatch_live_interfaces_dropped_total{interface=\"pwfleetm0\"}"),
-        s["live"]["interfaces"][0]["dropped"]
-            .as_f64()
-            .expect("dropped")
+        s["live"]["interfaces"][0]["dropped"].as_f64().expect("dropped")
     );
     for (k, v) in s["flow"].as_object().expect("flow stats") {
         if let Some(x) = v.as_f64() {
-            let (a, b) = (
-                format!("pinwatch_flow_{k}"),
-                format!("pinwatch_flow_{k}_total"),
-            );
-            let got = m
-                .get(&a)
-                .or_else(|| m.get(&b))
-                .unwrap_or_else(|| panic!("flow.{k} not exported"));
+            let (a, b) = (format!("pinwatch_flow_{k}"), format!("pinwatch_flow_{k}_total"));
+            let got = m.get(&a).or_else(|| m.get(&b)).unwrap_or_else(|| panic!("flow.{k} not exported"));
             assert_eq!(got.value, x, "flow.{k}");
         }
     }

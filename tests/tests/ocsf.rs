@@ -42,79 +42,44 @@ impl Ocsf {
         let schema = load(&dir.join(format!("detection_finding-{VERSION}.schema.json")));
         let captions = load(&dir.join(format!("detection_finding-{VERSION}.captions.json")));
         let validator = jsonschema::validator_for(&schema).expect("the OCSF schema compiles");
-        Ocsf {
-            validator,
-            schema,
-            captions,
-        }
+        Ocsf { validator, schema, captions }
     }
 
     /// Every problem of one finding (empty: valid).
     fn check(&self, f: &Value) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .validator
-            .iter_errors(f)
-            .map(|e| format!("schema: {e} at {}", e.instance_path))
-            .collect();
+        let mut out: Vec<String> = self.validator.iter_errors(f).map(|e| format!("schema: {e} at {}", e.instance_path)).collect();
         if f["metadata"]["version"] != VERSION {
-            out.push(format!(
-                "metadata.version is {}, not {VERSION}",
-                f["metadata"]["version"]
-            ));
+            out.push(format!("metadata.version is {}, not {VERSION}", f["metadata"]["version"]));
         }
-        let (class, activity, type_uid) = (
-            f["class_uid"].as_u64(),
-            f["activity_id"].as_u64(),
-            f["type_uid"].as_u64(),
-        );
+        let (class, activity, type_uid) = (f["class_uid"].as_u64(), f["activity_id"].as_u64(), f["type_uid"].as_u64());
         if let (Some(c), Some(a)) = (class, activity) {
             if type_uid != Some(c * 100 + a) {
-                out.push(format!(
-                    "type_uid {type_uid:?} is not class_uid {c} * 100 + activity_id {a}"
-                ));
+                out.push(format!("type_uid {type_uid:?} is not class_uid {c} * 100 + activity_id {a}"));
             }
         }
-        self.check_captions(
-            f,
-            &self.captions["class"]["captions"],
-            &self.schema,
-            "",
-            &mut out,
-        );
+        self.check_captions(f, &self.captions["class"]["captions"], &self.schema, "", &mut out);
         out
     }
 
     /// Walk `v` along `node` (a schema node): each `X_id` with an enum in
     /// `caps` must have its sibling (`X`, `activity_name`...) equal to the
     /// dictionary's caption for that id.
-    fn check_captions(
-        &self,
-        v: &Value,
-        caps: &Value,
-        node: &Value,
-        at: &str,
-        out: &mut Vec<String>,
-    ) {
+    fn check_captions(&self, v: &Value, caps: &Value, node: &Value, at: &str, out: &mut Vec<String>) {
         let node = self.resolve(node);
         if let Value::Object(m) = v {
             if let Some(c) = caps.as_object() {
                 for (attr, spec) in c {
-                    let (Some(id), Some(sibling)) = (
-                        m.get(attr).and_then(Value::as_u64),
-                        spec["sibling"].as_str(),
-                    ) else {
+                    let (Some(id), Some(sibling)) = (m.get(attr).and_then(Value::as_u64), spec["sibling"].as_str()) else {
                         continue;
                     };
                     let want = &spec["enum"][id.to_string()];
                     match m.get(sibling) {
                         // 99 Other: the sibling names the source's own value.
                         Some(_) if id == 99 => {}
-                        Some(got) if want.is_string() && got != want => out.push(format!(
-                            "{at}/{sibling} is {got} where {attr} {id} is {want}"
-                        )),
-                        None if want.is_string() && id != 0 && id != 99 => {
-                            out.push(format!("{at}/{attr} {id} has no {sibling} ({want})"))
+                        Some(got) if want.is_string() && got != want => {
+                            out.push(format!("{at}/{sibling} is {got} where {attr} {id} is {want}"))
                         }
+                        None if want.is_string() && id != 0 && id != 99 => out.push(format!("{at}/{attr} {id} has no {sibling} ({want})")),
                         _ => {}
                     }
                 }
@@ -124,28 +89,15 @@ impl Ocsf {
                     continue;
                 };
                 let sub_node = self.resolve(sub);
-                let item = if sub_node.get("type") == Some(&json!("array")) {
-                    sub_node.get("items").map(|i| self.resolve(i))
-                } else {
-                    None
-                };
+                let item =
+                    if sub_node.get("type") == Some(&json!("array")) { sub_node.get("items").map(|i| self.resolve(i)) } else { None };
                 let target = item.unwrap_or(sub_node);
-                let def = self
-                    .def_name(sub)
-                    .or_else(|| sub_node.get("items").and_then(|i| self.def_name(i)));
-                let sub_caps = def
-                    .map(|d| self.captions["objects"][d].clone())
-                    .unwrap_or(Value::Null);
+                let def = self.def_name(sub).or_else(|| sub_node.get("items").and_then(|i| self.def_name(i)));
+                let sub_caps = def.map(|d| self.captions["objects"][d].clone()).unwrap_or(Value::Null);
                 match child {
                     Value::Array(a) => {
                         for (i, x) in a.iter().enumerate() {
-                            self.check_captions(
-                                x,
-                                &sub_caps,
-                                target,
-                                &format!("{at}/{k}/{i}"),
-                                out,
-                            );
+                            self.check_captions(x, &sub_caps, target, &format!("{at}/{k}/{i}"), out);
                         }
                     }
                     _ => self.check_captions(child, &sub_caps, target, &format!("{at}/{k}"), out),
@@ -155,17 +107,11 @@ impl Ocsf {
     }
 
     fn def_name<'a>(&self, node: &'a Value) -> Option<&'a str> {
-        node.get("$ref")
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix("#/$defs/"))
+        node.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/$defs/"))
     }
 
     fn resolve<'a>(&'a self, node: &'a Value) -> &'a Value {
-        match node
-            .get("$ref")
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix("#/$defs/"))
-        {
+        match node.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/$defs/")) {
             Some(d) => &self.schema["$defs"][d],
             None => node,
         }
@@ -173,12 +119,7 @@ impl Ocsf {
 }
 
 /// Check a run's OCSF lines; returns the findings, keyed by uid in order.
-fn check_run(
-    ocsf: &Ocsf,
-    label: &str,
-    out: &[u8],
-    problems: &mut Vec<String>,
-) -> BTreeMap<String, Vec<u64>> {
+fn check_run(ocsf: &Ocsf, label: &str, out: &[u8], problems: &mut Vec<String>) -> BTreeMap<String, Vec<u64>> {
     let mut by_uid: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for (n, line) in String::from_utf8_lossy(out).lines().enumerate() {
         let f: Value = match serde_json::from_str(line) {
@@ -194,17 +135,12 @@ fn check_run(
             }
         }
         let uid = f["finding_info"]["uid"].as_str().unwrap_or("").to_string();
-        by_uid
-            .entry(uid)
-            .or_default()
-            .push(f["activity_id"].as_u64().unwrap_or(0));
+        by_uid.entry(uid).or_default().push(f["activity_id"].as_u64().unwrap_or(0));
     }
     // One Create, then Updates of the same finding.
     for (uid, acts) in &by_uid {
         if acts.first() != Some(&1) || acts.iter().skip(1).any(|a| *a != 2) {
-            problems.push(format!(
-                "{label}: finding {uid} has activities {acts:?}, not one Create then Updates"
-            ));
+            problems.push(format!("{label}: finding {uid} has activities {acts:?}, not one Create then Updates"));
         }
     }
     by_uid
@@ -216,24 +152,13 @@ fn pcaps_dir() -> PathBuf {
 
 fn config_for(name: &str) -> pinwatch::config::Config {
     let own = format!("{name}.toml");
-    let file = if pcaps_dir().join(&own).exists() {
-        own
-    } else {
-        "testbed.toml".to_string()
-    };
+    let file = if pcaps_dir().join(&own).exists() { own } else { "testbed.toml".to_string() };
     let text = std::fs::read_to_string(pcaps_dir().join(&file)).expect("testbed config");
     pinwatch::config::Config::parse(&file, &text, &pcaps_dir()).expect("testbed config loads")
 }
 
 fn run(pcap: &Path, config: pinwatch::config::Config, feeds: Vec<PathBuf>, ocsf: bool) -> Vec<u8> {
-    let opts = Options {
-        config,
-        progress: false,
-        stats: !ocsf,
-        feeds,
-        ocsf,
-        ..Default::default()
-    };
+    let opts = Options { config, progress: false, stats: !ocsf, feeds, ocsf, ..Default::default() };
     let mut out = Vec::new();
     replay(&[Input::File(pcap.to_path_buf())], &opts, &mut out).expect("replay");
     out
@@ -249,24 +174,11 @@ fn every_testbed_finding_validates_against_ocsf_1_4_0() {
         .collect();
     captures.sort();
     assert!(captures.len() >= 6, "{captures:?}");
-    let (mut findings, mut updates, mut problems, mut sids) = (
-        0usize,
-        0usize,
-        Vec::new(),
-        std::collections::BTreeSet::new(),
-    );
+    let (mut findings, mut updates, mut problems, mut sids) = (0usize, 0usize, Vec::new(), std::collections::BTreeSet::new());
     for pcap in &captures {
-        let name = pcap
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .expect("name")
-            .to_string();
+        let name = pcap.file_stem().and_then(|s| s.to_str()).expect("name").to_string();
         let feed = pcaps_dir().join(format!("{name}.feed.jsonl"));
-        let feeds = if feed.exists() {
-            vec![feed]
-        } else {
-            Vec::new()
-        };
+        let feeds = if feed.exists() { vec![feed] } else { Vec::new() };
         let out = run(pcap, config_for(&name), feeds.clone(), true);
         let by_uid = check_run(&ocsf, &name, &out, &mut problems);
         let lines = by_uid.values().map(Vec::len).sum::<usize>();
@@ -284,18 +196,13 @@ fn every_testbed_finding_validates_against_ocsf_1_4_0() {
             sids.insert(a["alert"]["signature_id"].as_u64().unwrap_or(0));
         }
     }
-    println!("{findings} OCSF findings ({updates} updates) of {} captures checked against OCSF {VERSION}; signatures {sids:?}", captures.len());
+    println!(
+        "{findings} OCSF findings ({updates} updates) of {} captures checked against OCSF {VERSION}; signatures {sids:?}",
+        captures.len()
+    );
     assert!(findings >= 10, "only {findings} findings");
-    assert!(
-        sids.contains(&1725005),
-        "an AN1725 finding is exercised: {sids:?}"
-    );
-    assert!(
-        problems.is_empty(),
-        "{} problems:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert!(sids.contains(&1725005), "an AN1725 finding is exercised: {sids:?}");
+    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
 }
 
 /// The checks catch the mistakes they are there for.
@@ -321,28 +228,16 @@ fn the_ocsf_checks_reject_the_old_mapping() {
     assert!(!ocsf.check(&md5).is_empty(), "JA3 MD5 with algorithm_id 0");
     let mut create = good.clone();
     create["type_uid"] = json!(200401);
-    assert!(
-        !ocsf.check(&create).is_empty(),
-        "an Update with Create's type_uid"
-    );
+    assert!(!ocsf.check(&create).is_empty(), "an Update with Create's type_uid");
     let mut old = good.clone();
     old["metadata"]["version"] = json!("1.3.0");
     assert!(!ocsf.check(&old).is_empty(), "another version claimed");
     let mut unknown = good.clone();
     unknown["finding_info"]["pinwatch_key"] = json!(1);
-    assert!(
-        !ocsf.check(&unknown).is_empty(),
-        "an attribute OCSF does not have"
-    );
+    assert!(!ocsf.check(&unknown).is_empty(), "an attribute OCSF does not have");
     let mut no_direction = good.clone();
-    no_direction["evidences"][0]["connection_info"]
-        .as_object_mut()
-        .expect("object")
-        .remove("direction_id");
-    assert!(
-        !ocsf.check(&no_direction).is_empty(),
-        "connection_info without its required direction_id"
-    );
+    no_direction["evidences"][0]["connection_info"].as_object_mut().expect("object").remove("direction_id");
+    assert!(!ocsf.check(&no_direction).is_empty(), "connection_info without its required direction_id");
 }
 
 #[test]
@@ -350,34 +245,18 @@ fn corpus_findings_validate_against_ocsf_1_4_0() {
     let Some(corpus) = pinwatch_tests::corpus::root() else { return };
     let ocsf = Ocsf::load();
     let files = pinwatch_tests::corpus::all_capture_files(&corpus);
-    assert!(
-        files.len() >= 100,
-        "expected the ~416 corpus captures, found {}",
-        files.len()
-    );
+    assert!(files.len() >= 100, "expected the ~416 corpus captures, found {}", files.len());
     // Every client managed, behind an explicit proxy that none of them
     // uses, so that the corpus sessions raise findings.
     let text = "[networks]\nmanaged = [\"0.0.0.0/0\", \"::/0\"]\ninternal = []\n[inspection]\ndeployment = \"explicit\"\nexplicit_proxies = [\"192.0.2.1:8080\"]\n";
-    let config =
-        pinwatch::config::Config::parse("corpus.toml", text, &root()).expect("corpus config");
+    let config = pinwatch::config::Config::parse("corpus.toml", text, &root()).expect("corpus config");
     let threads = pinwatch_tests::run::default_threads();
-    let done = pinwatch_tests::run::par_map(
-        files.clone(),
-        threads,
-        std::time::Duration::from_secs(300),
-        move |p: &PathBuf| {
-            let opts = Options {
-                config: config.clone(),
-                progress: false,
-                stats: false,
-                ocsf: true,
-                ..Default::default()
-            };
-            let mut out = Vec::new();
-            let _ = replay(&[Input::File(p.clone())], &opts, &mut out);
-            out
-        },
-    )
+    let done = pinwatch_tests::run::par_map(files.clone(), threads, std::time::Duration::from_secs(300), move |p: &PathBuf| {
+        let opts = Options { config: config.clone(), progress: false, stats: false, ocsf: true, ..Default::default() };
+        let mut out = Vec::new();
+        let _ = replay(&[Input::File(p.clone())], &opts, &mut out);
+        out
+    })
     .unwrap_or_else(|stuck| panic!("pinwatch did not finish on: {stuck:?}"));
     let (mut findings, mut problems) = (0usize, Vec::new());
     for (p, out) in files.iter().zip(done) {
@@ -386,20 +265,9 @@ fn corpus_findings_validate_against_ocsf_1_4_0() {
             problems.push(format!("{rel}: worker died"));
             continue;
         };
-        findings += check_run(&ocsf, &rel, &out, &mut problems)
-            .values()
-            .map(Vec::len)
-            .sum::<usize>();
+        findings += check_run(&ocsf, &rel, &out, &mut problems).values().map(Vec::len).sum::<usize>();
     }
-    println!(
-        "corpus: {findings} OCSF findings of {} captures checked against OCSF {VERSION}",
-        files.len()
-    );
+    println!("corpus: {findings} OCSF findings of {} captures checked against OCSF {VERSION}", files.len());
     assert!(findings > 0, "the corpus raised no finding to check");
-    assert!(
-        problems.is_empty(),
-        "{} problems:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
 }

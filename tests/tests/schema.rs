@@ -42,7 +42,14 @@ fn every_testbed_record_validates() {
         let feeds = if feed.exists() { vec![feed] } else { Vec::new() };
         // With and without a sensor name: `host` is a shared key too.
         for sensor_name in [None, Some("sensor-1".to_string())] {
-            let opts = Options { config: config_for(&name), progress: false, stats: true, feeds: feeds.clone(), sensor_name, ..Default::default() };
+            let opts = Options {
+                config: config_for(&name),
+                progress: false,
+                stats: true,
+                feeds: feeds.clone(),
+                sensor_name,
+                ..Default::default()
+            };
             let mut out = Vec::new();
             replay(&[Input::File(pcap.clone())], &opts, &mut out).expect("replay");
             for l in String::from_utf8_lossy(&out).lines() {
@@ -54,7 +61,11 @@ fn every_testbed_record_validates() {
             records += check_output(&schemas, &name, &out, 50, &mut problems);
         }
     }
-    println!("{records} records of {} captures checked (Suricata's schema: {})", captures.len(), if schemas.has_suricata() { "yes" } else { "SKIPPED" });
+    println!(
+        "{records} records of {} captures checked (Suricata's schema: {})",
+        captures.len(),
+        if schemas.has_suricata() { "yes" } else { "SKIPPED" }
+    );
     assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["alert", "flow", "quic", "stats", "tls"], "every record kind is exercised");
     assert!(chains >= 10, "only {chains} certificates compared");
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use pinwatch::flow::Limits;
 use pinwatch::run::pipeline::{replay, Input, Options, Summary};
-use pinwatch_tests::corpus;
 use pinwatch_testkit::pcap::{payload, read_pcap, rewrite, tcp, write_pcap, Rec};
+use pinwatch_tests::corpus;
 use serde_json::Value;
 
 /// One segment of the client's first flight: offset into the hello, and
@@ -192,8 +192,17 @@ fn a_client_hello_cut_any_way_gives_the_same_record() {
             Some(_) => {}
         }
     }
-    let false_alarms: Vec<&Value> = lines.iter().filter(|l| l["event_type"] == "alert" && l["alert"]["signature_id"] == 1_725_003).collect();
-    assert!(wrong.is_empty() && false_alarms.is_empty(), "{} of {} variants differ from the hello in one piece ({} bytes), {} false 1725003:\n{}", wrong.len(), built.names.len(), hello.len(), false_alarms.len(), wrong.join("\n"));
+    let false_alarms: Vec<&Value> =
+        lines.iter().filter(|l| l["event_type"] == "alert" && l["alert"]["signature_id"] == 1_725_003).collect();
+    assert!(
+        wrong.is_empty() && false_alarms.is_empty(),
+        "{} of {} variants differ from the hello in one piece ({} bytes), {} false 1725003:\n{}",
+        wrong.len(),
+        built.names.len(),
+        hello.len(),
+        false_alarms.len(),
+        wrong.join("\n")
+    );
     let flow = &lines.last().expect("stats")["stats"]["flow"];
     assert_eq!(flow["not_tls_flows"], 0, "{flow}");
     assert!(flow["reassembly_overlap_diff_data"].as_u64().expect("a port") > 0, "lying copies are counted: {flow}");
@@ -264,7 +273,8 @@ fn preambles_in_tiny_segments_are_still_skipped() {
         out.extend(one_sided(&frame, 30_000 + i as u16, 1_700_000_000_000_000 + i as u64 * 1_000_000, segs));
     }
     let (_, lines) = run("preambles.pcap", &write_pcap(&out), 1);
-    let tls: BTreeMap<u64, &Value> = lines.iter().filter(|l| l["event_type"] == "tls").map(|l| (l["src_port"].as_u64().expect("a port"), l)).collect();
+    let tls: BTreeMap<u64, &Value> =
+        lines.iter().filter(|l| l["event_type"] == "tls").map(|l| (l["src_port"].as_u64().expect("a port"), l)).collect();
     let whole = &tls.get(&30_000).expect("the whole hello's record")["tls"];
     assert!(whole["sni"].is_string(), "{whole}");
     for (i, (name, _)) in cases.iter().enumerate() {

@@ -38,19 +38,11 @@ fn unavailable(reason: &str) -> bool {
 }
 
 fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "pinwatch-sinks-{tag}-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::SeqCst)
-    ));
+    let d = std::env::temp_dir().join(format!("pinwatch-sinks-{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst)));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
@@ -58,19 +50,11 @@ fn tmpdir(tag: &str) -> PathBuf {
 
 /// A port the kernel says is free now, for a server to bind.
 fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 fn pcaps() -> Vec<PathBuf> {
@@ -87,19 +71,13 @@ fn pcaps() -> Vec<PathBuf> {
 }
 
 fn opts() -> Options {
-    Options {
-        progress: false,
-        stats: false,
-        sensor_name: Some("fleet-sensor-1".into()),
-        ..Options::default()
-    }
+    Options { progress: false, stats: false, sensor_name: Some("fleet-sensor-1".into()), ..Options::default() }
 }
 
 /// Every bundled capture replayed (each on its own) into `out`.
 fn replay_all(out: &mut (dyn Write + Send)) {
     for p in pcaps() {
-        replay(&[Input::File(p.clone())], &opts(), out)
-            .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+        replay(&[Input::File(p.clone())], &opts(), out).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
     }
 }
 
@@ -107,11 +85,7 @@ fn replay_all(out: &mut (dyn Write + Send)) {
 fn expected_lines() -> Vec<String> {
     let mut v = Vec::new();
     replay_all(&mut v);
-    let lines: Vec<String> = String::from_utf8(v)
-        .expect("utf-8")
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let lines: Vec<String> = String::from_utf8(v).expect("utf-8").lines().map(str::to_string).collect();
     assert!(lines.len() >= 20, "records to ship: {}", lines.len());
     lines
 }
@@ -119,10 +93,7 @@ fn expected_lines() -> Vec<String> {
 /// Replay into an output opened on `url`, wait for the sink to drain.
 fn ship(url: &str) -> pinwatch::output::OutputStats {
     let spec = OutputSpec::parse(url);
-    assert!(
-        matches!(spec, OutputSpec::Sink(_)),
-        "{url} is a sink: {spec:?}"
-    );
+    assert!(matches!(spec, OutputSpec::Sink(_)), "{url} is a sink: {spec:?}");
     let mut out = Output::open(&spec, Rotation::default()).expect("open sink");
     replay_all(&mut out);
     out.finish(Duration::from_secs(20));
@@ -156,11 +127,7 @@ impl Redis {
                 return None;
             }
         }
-        let mut r = Redis {
-            port: free_tcp_port(),
-            dir: tmpdir(tag),
-            d: None,
-        };
+        let mut r = Redis { port: free_tcp_port(), dir: tmpdir(tag), d: None };
         r.launch();
         Some(r)
     }
@@ -197,11 +164,7 @@ impl Redis {
         self.d = Some(Daemon { child });
         let t0 = Instant::now();
         while self.cli(&["PING"]).trim() != "PONG" {
-            assert!(
-                t0.elapsed() < Duration::from_secs(15),
-                "redis-server did not come up on port {}",
-                self.port
-            );
+            assert!(t0.elapsed() < Duration::from_secs(15), "redis-server did not come up on port {}", self.port);
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -209,9 +172,7 @@ impl Redis {
     /// SIGTERM: redis-server writes its append-only file and exits.
     fn stop(&mut self) {
         if let Some(mut d) = self.d.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &d.child.id().to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-TERM", &d.child.id().to_string()]).status();
             let _ = d.child.wait();
         }
     }
@@ -250,30 +211,17 @@ fn redis_list_rpush_and_lpush_deliver_every_record_in_order() {
         return;
     };
     let want = expected_lines();
-    let st = ship(&format!(
-        "redis://127.0.0.1:{}/?mode=rpush&key=eve-r&batch=7",
-        r.port
-    ));
+    let st = ship(&format!("redis://127.0.0.1:{}/?mode=rpush&key=eve-r&batch=7", r.port));
     check_no_loss(&st, want.len());
     assert_eq!(st.kind, "redis");
-    assert_eq!(
-        r.lines(&["LRANGE", "eve-r", "0", "-1"]),
-        want,
-        "RPUSH: the list is the records in order"
-    );
+    assert_eq!(r.lines(&["LRANGE", "eve-r", "0", "-1"]), want, "RPUSH: the list is the records in order");
 
     // `list` is Suricata's default, LPUSH: the newest record at the head.
-    let st = ship(&format!(
-        "redis://127.0.0.1:{}/?mode=list&key=eve-l",
-        r.port
-    ));
+    let st = ship(&format!("redis://127.0.0.1:{}/?mode=list&key=eve-l", r.port));
     check_no_loss(&st, want.len());
     let mut got = r.lines(&["LRANGE", "eve-l", "0", "-1"]);
     got.reverse();
-    assert_eq!(
-        got, want,
-        "LPUSH: the list read tail to head is the records in order"
-    );
+    assert_eq!(got, want, "LPUSH: the list read tail to head is the records in order");
     // Real records: each is an EVE object with the sensor name.
     for l in &got {
         let v: Value = serde_json::from_str(l).expect("json");
@@ -287,10 +235,7 @@ fn redis_stream_delivers_every_record_in_order_and_trims() {
         return;
     };
     let want = expected_lines();
-    let st = ship(&format!(
-        "redis://127.0.0.1:{}/?mode=stream&key=eve-s&field=eve&batch=16",
-        r.port
-    ));
+    let st = ship(&format!("redis://127.0.0.1:{}/?mode=stream&key=eve-s&field=eve&batch=16", r.port));
     check_no_loss(&st, want.len());
     // XRANGE --raw: id, field, value per entry.
     let raw = r.lines(&["XRANGE", "eve-s", "-", "+"]);
@@ -301,10 +246,7 @@ fn redis_stream_delivers_every_record_in_order_and_trims() {
     assert_eq!(values, want);
 
     // MAXLEN = 5, exact: only the last five are kept.
-    let st = ship(&format!(
-        "redis://127.0.0.1:{}/?mode=xadd&key=eve-t&maxlen=5&trim_exact=true",
-        r.port
-    ));
+    let st = ship(&format!("redis://127.0.0.1:{}/?mode=xadd&key=eve-t&maxlen=5&trim_exact=true", r.port));
     check_no_loss(&st, want.len());
     assert_eq!(r.cli(&["XLEN", "eve-t"]).trim(), "5");
     let raw = r.lines(&["XRANGE", "eve-t", "-", "+"]);
@@ -331,9 +273,7 @@ fn redis_channel_publishes_every_record_in_order() {
         let mut lines = BufReader::new(stdout).lines();
         let mut got = Vec::new();
         // subscribe / eve-c / 1, then message / eve-c / payload per record.
-        let head: Vec<String> = (0..3)
-            .filter_map(|_| lines.next().and_then(Result::ok))
-            .collect();
+        let head: Vec<String> = (0..3).filter_map(|_| lines.next().and_then(Result::ok)).collect();
         while got.len() < n {
             let kind = lines.next().and_then(Result::ok);
             let _chan = lines.next();
@@ -347,23 +287,14 @@ fn redis_channel_publishes_every_record_in_order() {
     });
     let t0 = Instant::now();
     while r.cli(&["PUBSUB", "NUMSUB", "eve-c"]).lines().nth(1) != Some("1") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "subscriber did not subscribe"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(10), "subscriber did not subscribe");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let st = ship(&format!(
-        "redis://127.0.0.1:{}/?mode=channel&key=eve-c&batch=1",
-        r.port
-    ));
+    let st = ship(&format!("redis://127.0.0.1:{}/?mode=channel&key=eve-c&batch=1", r.port));
     check_no_loss(&st, n);
     let t0 = Instant::now();
     while !reader.is_finished() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "subscriber got fewer than {n} messages"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(20), "subscriber got fewer than {n} messages");
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = sub.kill();
@@ -395,25 +326,15 @@ fn redis_restart_mid_run_loses_nothing_uncounted() {
             r.launch();
         }
         let t = Instant::now();
-        writeln!(
-            out,
-            r#"{{"timestamp":"2026-01-01T00:00:00.000000+0000","event_type":"test","seq":{i}}}"#
-        )
-        .expect("write");
+        writeln!(out, r#"{{"timestamp":"2026-01-01T00:00:00.000000+0000","event_type":"test","seq":{i}}}"#).expect("write");
         out.flush_lines();
         slowest = slowest.max(t.elapsed());
         std::thread::sleep(Duration::from_millis(2));
     }
     out.finish(Duration::from_secs(20));
     let st = out.stats();
-    assert!(
-        slowest < Duration::from_millis(200),
-        "a write blocked for {slowest:?} while the server was away"
-    );
-    assert!(
-        st.connects >= 2 && st.disconnects >= 1 && st.write_errors >= 1,
-        "the restart was seen: {st:?}"
-    );
+    assert!(slowest < Duration::from_millis(200), "a write blocked for {slowest:?} while the server was away");
+    assert!(st.connects >= 2 && st.disconnects >= 1 && st.write_errors >= 1, "the restart was seen: {st:?}");
 
     let got = r.lines(&["LRANGE", "eve", "0", "-1"]);
     let mut seen = std::collections::BTreeSet::new();
@@ -427,24 +348,11 @@ fn redis_restart_mid_run_loses_nothing_uncounted() {
     }
     assert!(firsts.windows(2).all(|w| w[0] < w[1]), "records in order");
     let duplicates = got.len() - seen.len();
-    assert!(
-        duplicates <= 2 * 10,
-        "at most the batches in flight twice: {duplicates}"
-    );
-    assert_eq!(
-        seen.len() as u64 + st.lines_dropped,
-        N as u64,
-        "delivered + counted drops = all; {st:?}"
-    );
+    assert!(duplicates <= 2 * 10, "at most the batches in flight twice: {duplicates}");
+    assert_eq!(seen.len() as u64 + st.lines_dropped, N as u64, "delivered + counted drops = all; {st:?}");
     // The queue (100,000 lines) holds a second of outage: nothing dropped.
     assert_eq!(st.lines_dropped, 0, "{st:?}");
-    eprintln!(
-        "restart: {} delivered, {} duplicates, {} dropped, {:?}",
-        seen.len(),
-        duplicates,
-        st.lines_dropped,
-        st
-    );
+    eprintln!("restart: {} delivered, {} duplicates, {} dropped, {:?}", seen.len(), duplicates, st.lines_dropped, st);
 }
 
 /// A full queue while the server is down: drops are counted, the rest arrives.
@@ -467,10 +375,7 @@ fn redis_down_overflow_is_counted() {
     assert!(st.queue_dropped.unwrap_or(0) >= 1000 - 100 - 10, "{st:?}");
     assert_eq!(got.len() as u64 + st.lines_dropped, 1000, "{st:?}");
     let first: Value = serde_json::from_str(&got[0]).expect("json");
-    assert_eq!(
-        first["seq"], 0,
-        "the oldest records are kept, the newest dropped"
-    );
+    assert_eq!(first["seq"], 0, "the oldest records are kept, the newest dropped");
 }
 
 // ---------------------------------------------------------------- syslog
@@ -507,17 +412,8 @@ if $inputname == "tcp" then {{ action(type="omfile" file="{d}/tcp.log" template=
             d = dir.display()
         );
         std::fs::write(dir.join("rsyslog.conf"), conf).expect("conf");
-        let conf_ok = Command::new("rsyslogd")
-            .arg("-N1")
-            .arg("-f")
-            .arg(dir.join("rsyslog.conf"))
-            .output()
-            .expect("rsyslogd -N1");
-        assert!(
-            conf_ok.status.success(),
-            "rsyslog config: {}",
-            String::from_utf8_lossy(&conf_ok.stderr)
-        );
+        let conf_ok = Command::new("rsyslogd").arg("-N1").arg("-f").arg(dir.join("rsyslog.conf")).output().expect("rsyslogd -N1");
+        assert!(conf_ok.status.success(), "rsyslog config: {}", String::from_utf8_lossy(&conf_ok.stderr));
         let child = Command::new("rsyslogd")
             .arg("-n")
             .arg("-f")
@@ -539,12 +435,7 @@ if $inputname == "tcp" then {{ action(type="omfile" file="{d}/tcp.log" template=
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(Rsyslog {
-            udp,
-            tcp,
-            dir,
-            _d: d,
-        })
+        Some(Rsyslog { udp, tcp, dir, _d: d })
     }
 
     /// The lines of `file` once it holds `n` (or after 30 s).
@@ -557,11 +448,7 @@ if $inputname == "tcp" then {{ action(type="omfile" file="{d}/tcp.log" template=
             if lines.len() >= n || t0.elapsed() > Duration::from_secs(30) {
                 // A little longer: nothing more may come.
                 std::thread::sleep(Duration::from_millis(300));
-                return std::fs::read_to_string(&p)
-                    .unwrap_or_default()
-                    .lines()
-                    .map(str::to_string)
-                    .collect();
+                return std::fs::read_to_string(&p).unwrap_or_default().lines().map(str::to_string).collect();
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -621,10 +508,7 @@ fn syslog_tcp_octet_counted_delivers_every_record_in_order() {
         return;
     };
     let want = expected_lines();
-    let st = ship(&format!(
-        "syslog+tcp://127.0.0.1:{}?facility=local3&severity=notice&hostname=fleet-sensor-1",
-        s.tcp
-    ));
+    let st = ship(&format!("syslog+tcp://127.0.0.1:{}?facility=local3&severity=notice&hostname=fleet-sensor-1", s.tcp));
     check_no_loss(&st, want.len());
     assert_eq!(st.kind, "syslog-tcp");
     let got = s.wait_lines("tcp.log", want.len());
@@ -635,10 +519,7 @@ fn syslog_tcp_octet_counted_delivers_every_record_in_order() {
         assert_eq!(&r.msg, w, "MSG is the EVE line");
     }
     // Records longer than the UDP test's datagram limit went through whole.
-    assert!(
-        want.iter().any(|w| w.len() > 2048),
-        "some records are longer than a 2048-byte datagram"
-    );
+    assert!(want.iter().any(|w| w.len() > 2048), "some records are longer than a 2048-byte datagram");
 }
 
 #[test]
@@ -659,10 +540,7 @@ fn syslog_udp_delivers_every_record_and_truncates_as_documented() {
         let r = parse_received(l);
         check_header(&r, w);
         if r.msg != *w {
-            assert!(
-                w.starts_with(&r.msg) && r.msg.len() < w.len() && r.msg.len() < 2048,
-                "a cut record is a prefix of it"
-            );
+            assert!(w.starts_with(&r.msg) && r.msg.len() < w.len() && r.msg.len() < 2048, "a cut record is a prefix of it");
             cut += 1;
         } else {
             assert!(w.len() < 2048);
@@ -672,19 +550,12 @@ fn syslog_udp_delivers_every_record_and_truncates_as_documented() {
     assert_eq!(st.truncated, Some(cut), "every cut is counted");
 
     // oversize=drop: the long ones are not sent, and counted as dropped.
-    let st = ship(&format!("syslog+udp://127.0.0.1:{}?facility=local3&severity=notice&hostname=fleet-sensor-1&max=2048&oversize=drop", s.udp));
+    let st =
+        ship(&format!("syslog+udp://127.0.0.1:{}?facility=local3&severity=notice&hostname=fleet-sensor-1&max=2048&oversize=drop", s.udp));
     assert_eq!(st.lines_dropped, cut, "{st:?}");
     assert_eq!(st.lines_written as usize + cut as usize, want.len());
     let got2 = s.wait_lines("udp.log", 2 * want.len() - cut as usize);
-    let second: Vec<String> = got2[want.len()..]
-        .iter()
-        .map(|l| parse_received(l).msg)
-        .collect();
-    let whole: Vec<String> = got
-        .iter()
-        .zip(&want)
-        .filter(|(l, w)| parse_received(l).msg == **w)
-        .map(|(_, w)| w.clone())
-        .collect();
+    let second: Vec<String> = got2[want.len()..].iter().map(|l| parse_received(l).msg).collect();
+    let whole: Vec<String> = got.iter().zip(&want).filter(|(l, w)| parse_received(l).msg == **w).map(|(_, w)| w.clone()).collect();
     assert_eq!(second, whole, "exactly the records that fit, in order");
 }

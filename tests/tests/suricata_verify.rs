@@ -53,8 +53,7 @@ fn checks(dir: &Path) -> Vec<Check> {
         let f = &c["filter"];
         let count = f["count"].as_i64().unwrap_or(1);
         let Some(m) = f["match"].as_hash() else { continue };
-        let want: BTreeMap<String, String> =
-            m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), scalar(v)?))).collect();
+        let want: BTreeMap<String, String> = m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), scalar(v)?))).collect();
         if count < 1 || want.get("event_type").map(String::as_str) != Some("tls") {
             continue;
         }
@@ -128,7 +127,11 @@ fn pinwatch_agrees_with_suricata_verify_on_every_shared_tls_key() {
         let same_endpoints = |r: &&Value| ENDPOINT_KEYS.iter().all(|k| c.want.get(*k).is_none_or(|w| value_at(r, k).as_deref() == Some(w)));
         let candidates: Vec<&Value> = recs.iter().filter(same_endpoints).collect();
         if candidates.is_empty() {
-            unmatched.push(format!("{}: no tls record for {:?}", c.test, ENDPOINT_KEYS.map(|k| c.want.get(k).cloned().unwrap_or_default())));
+            unmatched.push(format!(
+                "{}: no tls record for {:?}",
+                c.test,
+                ENDPOINT_KEYS.map(|k| c.want.get(k).cloned().unwrap_or_default())
+            ));
             continue;
         }
         matched += 1;

@@ -21,11 +21,7 @@ fn run(path: &Path) -> Vec<Value> {
     let opts = Options { limits: Limits::default(), progress: false, stats: true, ..Default::default() };
     let summary = replay(&[Input::File(path.to_path_buf())], &opts, &mut out).expect("replay runs");
     assert!(summary.first_error.is_none(), "{}: {:?}", path.display(), summary.first_error);
-    String::from_utf8(out)
-        .expect("utf-8")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect()
+    String::from_utf8(out).expect("utf-8").lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
 }
 
 /// The testbed's sensor configuration (`pcaps/testbed.toml`), its CA file
@@ -66,9 +62,7 @@ fn expectations(path: &Path) -> Vec<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).expect("expectations readable");
     let mut lines = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty());
     let header: Vec<String> = lines.next().expect("header").split('\t').map(str::to_string).collect();
-    lines
-        .map(|l| header.iter().cloned().zip(l.split('\t').map(str::to_string)).collect())
-        .collect()
+    lines.map(|l| header.iter().cloned().zip(l.split('\t').map(str::to_string)).collect()).collect()
 }
 
 fn check_capture(name: &str) {
@@ -82,12 +76,8 @@ fn check_capture(name: &str) {
         let sni = row["sni"].as_str();
         let server_ip = row["server_ip"].as_str();
         let server_port: u64 = row["server_port"].parse().expect("port");
-        let found: Vec<&&Value> = tls
-            .iter()
-            .filter(|e| {
-                e["tls"]["sni"] == sni && e["dest_ip"] == server_ip && e["dest_port"] == server_port
-            })
-            .collect();
+        let found: Vec<&&Value> =
+            tls.iter().filter(|e| e["tls"]["sni"] == sni && e["dest_ip"] == server_ip && e["dest_port"] == server_port).collect();
         let label = &row["client_port_or_label"];
         if found.len() != 1 {
             problems.push(format!("{label}: {} tls records for sni={sni} server={server_ip}:{server_port}", found.len()));
@@ -103,9 +93,9 @@ fn check_capture(name: &str) {
         if let Some(open) = alert.find('(') {
             let desc = &alert[..open];
             let from = row["expected_alert_sender"].as_str();
-            let ok = h["alerts"].as_array().is_some_and(|a| {
-                a.iter().any(|x| x["from"] == from && x["description"] == desc && x["encrypted"] == false)
-            });
+            let ok = h["alerts"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x["from"] == from && x["description"] == desc && x["encrypted"] == false));
             if !ok {
                 problems.push(format!("{label}: expected plaintext {desc} from {from}, got {}", h["alerts"]));
             }
@@ -308,7 +298,11 @@ fn testbed_fallback_pattern_and_opaque_sessions() {
             assert_eq!(fb[0]["alert"]["severity"], 1);
         }
         let opaque: Vec<&&Value> = alerts.iter().filter(|a| sid(a) == 1_725_003).collect();
-        let has = |r: &str| opaque.iter().any(|a| a["evidence"]["reasons"].as_array().is_some_and(|v| v.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with(r)))));
+        let has = |r: &str| {
+            opaque.iter().any(|a| {
+                a["evidence"]["reasons"].as_array().is_some_and(|v| v.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with(r))))
+            })
+        };
         assert!(has("no_server_name_to_ip:10.77.2.4"), "{}: no-SNI session to a raw IP", dir.display());
         assert!(has("tls_on_unusual_port:4443"), "{}: TLS on 4443", dir.display());
         assert!(has("non_tls_on_443:10.77.2.5"), "{}: plain HTTP on 443", dir.display());
@@ -332,7 +326,9 @@ fn testbed_quic_sessions() {
         for row in &exp {
             let label = row["client_port_or_label"].as_str();
             let port: u64 = row["server_port"].parse().expect("port");
-            let Some(e) = lines.iter().find(|e| e["event_type"] == "quic" && e["quic"]["sni"] == row["sni"].as_str() && e["dest_port"] == port) else {
+            let Some(e) =
+                lines.iter().find(|e| e["event_type"] == "quic" && e["quic"]["sni"] == row["sni"].as_str() && e["dest_port"] == port)
+            else {
                 problems.push(format!("{label}: no quic record"));
                 continue;
             };
@@ -447,9 +443,13 @@ fn destination_outside_the_app_baseline() {
         .iter()
         .find(|a| a["event_type"] == "alert" && a["alert"]["signature_id"] == 1_725_005 && &a["flow_id"] == flow)
         .expect("AN1725 join for the session");
-    assert!(join["an1725"]["reasons"].as_array().is_some_and(|r| r.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with("network:unapproved_destination")))));
+    assert!(join["an1725"]["reasons"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with("network:unapproved_destination")))));
     // The in-baseline sessions of the same app raise no 1725006.
-    assert!(!lines.iter().any(|a| a["event_type"] == "alert" && a["alert"]["signature_id"] == 1_725_006 && a["tls"]["sni"] == "fallback.origin.test"));
+    assert!(!lines
+        .iter()
+        .any(|a| a["event_type"] == "alert" && a["alert"]["signature_id"] == 1_725_006 && a["tls"]["sni"] == "fallback.origin.test"));
 }
 
 /// The same feed served over HTTP by a real server on loopback, in two
@@ -485,7 +485,8 @@ fn feed_over_http_matches_feed_from_file() {
                 served += 1;
                 (pages[0].clone(), "p2")
             };
-            let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Feed-Next: {next}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let resp =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Feed-Next: {next}\r\nConnection: close\r\n\r\n{body}", body.len());
             let _ = s.write_all(resp.as_bytes());
             if req.contains("since=p3") {
                 break;
@@ -519,7 +520,11 @@ fn device_binding_changes_mid_capture() {
     let capture = pcaps_dir().join("testbed-fallback.pcap");
     let run = |feeds: Vec<PathBuf>| replay_lines(&capture, &testbed_options(&pcaps_dir(), feeds));
     let plain = run(Vec::new());
-    let mut starts: Vec<String> = plain.iter().filter(|e| e["event_type"] == "tls").filter_map(|e| e["timestamp"].as_str().map(|t| format!("{}Z", &t[..26]))).collect();
+    let mut starts: Vec<String> = plain
+        .iter()
+        .filter(|e| e["event_type"] == "tls")
+        .filter_map(|e| e["timestamp"].as_str().map(|t| format!("{}Z", &t[..26])))
+        .collect();
     starts.sort();
     let switch = starts[starts.len() / 2].clone();
     let line = |action: &str, dev: &str, from: &str, until: &str| {
@@ -546,7 +551,11 @@ fn device_binding_changes_mid_capture() {
         let start = format!("{}Z", &e["timestamp"].as_str().expect("ts")[..26]);
         let want = if start < switch { "device-a" } else { "device-b" };
         assert_eq!(e["mobile"]["device_id"], want, "session starting {start} (switch {switch})");
-        if want == "device-a" { seen.0 += 1 } else { seen.1 += 1 }
+        if want == "device-a" {
+            seen.0 += 1
+        } else {
+            seen.1 += 1
+        }
         assert_eq!(e["mobile"]["binding"]["conflict"], false, "a released lease is not a conflict");
     }
     assert!(seen.0 > 0 && seen.1 > 0, "sessions on both sides of the switch: {seen:?}");

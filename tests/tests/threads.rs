@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use pinwatch::run::pipeline::{replay, Input, Options};
-use pinwatch_tests::corpus;
 use pinwatch_testkit::pcap::{payload, rewrite, tcp};
+use pinwatch_tests::corpus;
 use serde_json::Value;
 
 /// Replay with `threads`; the lines other than stats, and the stats record.
@@ -78,7 +78,12 @@ fn compare_with(name: &str, inputs: &[Input], opts: &Options, runs: &[(usize, us
         }
         for p in SAME {
             if at(&s1, p) != at(&sn, p) {
-                diffs.push(format!("{name}: stats {} is {} with 1 thread, {} with {n} ({chunk}-byte chunks)", p.join("."), at(&s1, p), at(&sn, p)));
+                diffs.push(format!(
+                    "{name}: stats {} is {} with 1 thread, {} with {n} ({chunk}-byte chunks)",
+                    p.join("."),
+                    at(&s1, p),
+                    at(&sn, p)
+                ));
             }
         }
         assert_eq!(at(&sn, &["memory", "shards"]), &Value::from(n as u64), "{name}: shards reported");
@@ -266,7 +271,10 @@ fn chunked_reading_stops_at_the_same_bad_record() {
         let (lines, stats) = compare_with(name, &[Input::File(path.clone())], &Options::default(), &runs);
         let errors = at(&stats, &["capture", "error_messages"]).as_array().cloned().unwrap_or_default();
         assert_eq!(errors.len(), 1, "{name}: one error: {errors:?}");
-        assert!(errors[0].as_str().is_some_and(|e| e.contains(&format!("byte {mid}"))), "{name}: the error names the record's offset: {errors:?}");
+        assert!(
+            errors[0].as_str().is_some_and(|e| e.contains(&format!("byte {mid}"))),
+            "{name}: the error names the record's offset: {errors:?}"
+        );
         assert!(!lines.is_empty(), "{name}: the sessions before the bad record are reported");
         let _ = std::fs::remove_file(&path);
     }
@@ -387,7 +395,12 @@ fn timestamps_going_backwards_do_not_depend_on_threads() {
         let half = records.len() / 2;
         let a = temp_capture(&format!("{}-a.pcap", name.replace(' ', "-")), &capture_of(&basic_bytes, &records[..half]));
         let b = temp_capture(&format!("{}-b.pcap", name.replace(' ', "-")), &capture_of(&basic_bytes, &records[half..]));
-        compare_with(&format!("{name}, as two files"), &[Input::File(a.clone()), Input::File(b.clone())], &Options::default(), &[(2, 0, false), (3, 0, true)]);
+        compare_with(
+            &format!("{name}, as two files"),
+            &[Input::File(a.clone()), Input::File(b.clone())],
+            &Options::default(),
+            &[(2, 0, false), (3, 0, true)],
+        );
         for p in [path, a, b] {
             let _ = std::fs::remove_file(&p);
         }
@@ -433,7 +446,8 @@ fn a_flood_past_the_flow_cap_does_not_depend_on_threads() {
     let input = [Input::File(path.clone())];
     for max_flows in [50usize, 700] {
         let opts = Options { limits: pinwatch::flow::Limits { max_flows, ..Default::default() }, ..Options::default() };
-        let (lines, s1) = compare_with(&format!("flood, --max-flows {max_flows}"), &input, &opts, &[(2, 0, false), (3, 1500, true), (2, 4096, true)]);
+        let (lines, s1) =
+            compare_with(&format!("flood, --max-flows {max_flows}"), &input, &opts, &[(2, 0, false), (3, 1500, true), (2, 4096, true)]);
         let evicted = lines.iter().filter(|l| l.contains("\"close\":\"evicted\"")).count();
         assert!(evicted > 1000, "--max-flows {max_flows}: {evicted} evicted records");
         assert!(at(&s1, &["memory", "flows_max"]).as_u64() <= Some(max_flows as u64), "the cap holds: {s1}");

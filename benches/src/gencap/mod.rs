@@ -181,8 +181,16 @@ pub fn client_ip(i: u32) -> [u8; 4] {
 fn is_reserved(a: [u8; 4]) -> bool {
     matches!(
         a,
-        [0, ..] | [10, ..] | [127, ..] | [169, 254, ..] | [192, 168, ..] | [192, 0, 0 | 2, _] | [192, 88, 99, _]
-            | [198, 18 | 19, ..] | [198, 51, 100, _] | [203, 0, 113, _]
+        [0, ..]
+            | [10, ..]
+            | [127, ..]
+            | [169, 254, ..]
+            | [192, 168, ..]
+            | [192, 0, 0 | 2, _]
+            | [192, 88, 99, _]
+            | [198, 18 | 19, ..]
+            | [198, 51, 100, _]
+            | [203, 0, 113, _]
     ) || (a[0] == 100 && (64..128).contains(&a[1]))
         || (a[0] == 172 && (16..32).contains(&a[1]))
         || a[0] >= 224
@@ -376,11 +384,8 @@ pub fn generate<W: Write>(cfg: &Config, tmpls: &[Template], out: W) -> Result<(S
             created += 1;
             let mut r = Rng::derive(cfg.seed, STREAM_SESSION, uid);
             let fail = concurrent.is_none() && !failed.is_empty() && r.chance(cfg.fail_share);
-            let tmpl = if fail {
-                failed[r.below(failed.len() as u64) as usize]
-            } else {
-                established[r.below(established.len() as u64) as usize]
-            };
+            let tmpl =
+                if fail { failed[r.below(failed.len() as u64) as usize] } else { established[r.below(established.len() as u64) as usize] };
             let tm = &tmpls[tmpl];
             let c = r.below(cfg.clients as u64) as usize;
             let u = r.f64() * acc;
@@ -416,11 +421,7 @@ pub fn generate<W: Write>(cfg: &Config, tmpls: &[Template], out: W) -> Result<(S
                 let bulk = sample_bulk_bytes(&mut r);
                 let upload = r.chance(cfg.upload_share);
                 let close = if r.chance(cfg.rst_share) { Close::Rst } else { Close::Template };
-                let linger = if r.chance(cfg.keepalive_share) {
-                    r.log_uniform(1e9, 60e9)
-                } else {
-                    r.log_uniform(2e5, 2e7)
-                } as i64;
+                let linger = if r.chance(cfg.keepalive_share) { r.log_uniform(1e9, 60e9) } else { r.log_uniform(2e5, 2e7) } as i64;
                 Plan { msgs: plan_messages(&mut r, bulk, upload, rtt), close, linger }
             };
             let ep = Endpoints { client, server, cport: port, sport: tm.server_port, ttl: [64, servers[s].1], server_idx: s };

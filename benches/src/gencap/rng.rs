@@ -115,7 +115,7 @@ pub fn det_exp(x: f64) -> f64 {
     }
     let k = (x / LN2).round();
     let r = (x - k * LN2_HI) - k * LN2_LO; // |r| <= ln2/2
-    // Taylor series to degree 14: the remainder is below 1e-17 for |r| <= 0.35.
+                                           // Taylor series to degree 14: the remainder is below 1e-17 for |r| <= 0.35.
     let mut term = 1.0;
     let mut sum = 1.0;
     for i in 1..=14 {

@@ -275,12 +275,7 @@ pub fn load_file(path: &Path) -> Result<Vec<Template>> {
     let tsv = match tsv {
         Some(rows) if rows.len() == raw.len() => Some(rows),
         Some(rows) => {
-            eprintln!(
-                "gencap: {}: {} TCP sessions but {} .tsv rows; classifying from the records instead",
-                file,
-                raw.len(),
-                rows.len()
-            );
+            eprintln!("gencap: {}: {} TCP sessions but {} .tsv rows; classifying from the records instead", file, raw.len(), rows.len());
             None
         }
         None => None,
@@ -330,7 +325,13 @@ pub fn load_file(path: &Path) -> Result<Vec<Template>> {
                 let tls = c.first().map(|r| r.0 == 0x16).unwrap_or(false);
                 let appdata = |v: &[(u8, usize)]| v.iter().filter(|r| r.0 == 0x17 && r.1 > 48).count();
                 let est = tls && !alert && appdata(&c) >= 2 && appdata(&sv) >= 1;
-                let o = if !tls { "heuristic:not_tls" } else if est { "established" } else { "heuristic:failed" };
+                let o = if !tls {
+                    "heuristic:not_tls"
+                } else if est {
+                    "established"
+                } else {
+                    "heuristic:failed"
+                };
                 (format!("{stem}:session{}", i + 1), "-".to_string(), o.to_string())
             }
         };
@@ -368,10 +369,7 @@ pub fn load_file(path: &Path) -> Result<Vec<Template>> {
             window[p.dir] = rd16(&p.frame, p.tcp_off + 14);
         }
         let has_ts = syn_ts[C2S] && syn_ts[S2C];
-        let server_port = pkts
-            .first()
-            .map(|p| rd16(&p.frame, p.tcp_off + 2))
-            .unwrap_or(443);
+        let server_port = pkts.first().map(|p| rd16(&p.frame, p.tcp_off + 2)).unwrap_or(443);
         let head_bytes = pkts[..split].iter().map(|p| p.frame.len() as u64).sum();
         let seg_payload = (mss[C2S].min(mss[S2C]) as usize).saturating_sub(if has_ts { 12 } else { 0 }).clamp(536, 8948);
         out.push(Template {

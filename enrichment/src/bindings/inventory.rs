@@ -35,23 +35,15 @@ pub fn normalize_mac(s: &str) -> Option<String> {
     if s.len() > 17 {
         return None;
     }
-    let hex: String = s
-        .chars()
-        .filter(|c| !matches!(c, ':' | '-' | '.'))
-        .collect();
+    let hex: String = s.chars().filter(|c| !matches!(c, ':' | '-' | '.')).collect();
     if hex.len() != 12 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
     // Separators, if any, must be one kind at the usual places.
-    let seps: Vec<(usize, char)> = s
-        .char_indices()
-        .filter(|(_, c)| !c.is_ascii_hexdigit())
-        .collect();
+    let seps: Vec<(usize, char)> = s.char_indices().filter(|(_, c)| !c.is_ascii_hexdigit()).collect();
     let ok = match seps.len() {
         0 => true,
-        5 => seps
-            .iter()
-            .all(|&(i, c)| (c == ':' || c == '-') && c == seps[0].1 && i % 3 == 2),
+        5 => seps.iter().all(|&(i, c)| (c == ':' || c == '-') && c == seps[0].1 && i % 3 == 2),
         2 => seps.iter().all(|&(i, c)| c == '.' && i % 5 == 4),
         _ => false,
     };
@@ -60,9 +52,7 @@ pub fn normalize_mac(s: &str) -> Option<String> {
     }
     let h = hex.to_ascii_lowercase();
     let b = h.as_bytes();
-    let parts: Vec<&str> = (0..6)
-        .map(|i| std::str::from_utf8(&b[2 * i..2 * i + 2]).unwrap_or("00"))
-        .collect();
+    let parts: Vec<&str> = (0..6).map(|i| std::str::from_utf8(&b[2 * i..2 * i + 2]).unwrap_or("00")).collect();
     Some(parts.join(":"))
 }
 
@@ -96,10 +86,7 @@ pub struct ColumnMap {
 
 /// Lower-case, letters and digits only.
 pub fn norm_col(s: &str) -> String {
-    s.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+    s.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
 }
 
 impl Default for ColumnMap {
@@ -109,15 +96,7 @@ impl Default for ColumnMap {
             // pinwatch's own name first, then common export headers (Intune
             // "Device ID"/Graph `id`, Jamf "Mobile Device ID"/"Jamf Pro ID",
             // Workspace ONE "Device ID").
-            device_id: v(&[
-                "device_id",
-                "mdm_device_id",
-                "Device ID",
-                "Mobile Device ID",
-                "Jamf Pro ID",
-                "Management ID",
-                "id",
-            ]),
+            device_id: v(&["device_id", "mdm_device_id", "Device ID", "Mobile Device ID", "Jamf Pro ID", "Management ID", "id"]),
             mac: v(&[
                 "mac",
                 "macs",
@@ -143,13 +122,7 @@ impl Default for ColumnMap {
                 "Email Address",
                 "emailAddress",
             ]),
-            cert_cn: v(&[
-                "cert_cn",
-                "certificate_cn",
-                "Certificate Common Name",
-                "common_name",
-                "cn",
-            ]),
+            cert_cn: v(&["cert_cn", "certificate_cn", "Certificate Common Name", "common_name", "cn"]),
         }
     }
 }
@@ -181,9 +154,7 @@ fn strs(v: &[String]) -> Vec<&str> {
 }
 
 fn split_multi(s: &str) -> impl Iterator<Item = &str> {
-    s.split([';', '|', ' ', ','])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    s.split([';', '|', ' ', ',']).map(str::trim).filter(|s| !s.is_empty())
 }
 
 impl Inventory {
@@ -229,10 +200,7 @@ impl Inventory {
     pub fn from_csv(data: &[u8], cols: &ColumnMap) -> Inventory {
         let mut inv = Inventory::default();
         let data = &data[..data.len().min(MAX_BYTES)];
-        let mut rdr = csv::ReaderBuilder::new()
-            .flexible(true)
-            .trim(csv::Trim::All)
-            .from_reader(data);
+        let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(data);
         let header: Vec<String> = match rdr.headers() {
             Ok(h) => h.iter().map(norm_col).collect(),
             Err(e) => {
@@ -244,22 +212,14 @@ impl Inventory {
             // In the order of `names` (the first accepted name present wins
             // for the device id; every present one counts for identities).
             let mut v: Vec<usize> = Vec::new();
-            for i in names
-                .iter()
-                .filter_map(|n| header.iter().position(|h| h == n))
-            {
+            for i in names.iter().filter_map(|n| header.iter().position(|h| h == n)) {
                 if !v.contains(&i) {
                     v.push(i);
                 }
             }
             v
         };
-        let (id_cols, mac_cols, user_cols, cn_cols) = (
-            find(&cols.device_id),
-            find(&cols.mac),
-            find(&cols.user),
-            find(&cols.cert_cn),
-        );
+        let (id_cols, mac_cols, user_cols, cn_cols) = (find(&cols.device_id), find(&cols.mac), find(&cols.user), find(&cols.cert_cn));
         let Some(&id_col) = id_cols.first() else {
             inv.report.error = Some("no device id column".into());
             return inv;
@@ -281,12 +241,7 @@ impl Inventory {
                 inv.report.rows_skipped += 1;
                 continue;
             };
-            let cells = |cs: &[usize]| -> Vec<&str> {
-                cs.iter()
-                    .filter_map(|&i| rec.get(i))
-                    .flat_map(split_multi)
-                    .collect()
-            };
+            let cells = |cs: &[usize]| -> Vec<&str> { cs.iter().filter_map(|&i| rec.get(i)).flat_map(split_multi).collect() };
             let (m, u, c) = (cells(&mac_cols), cells(&user_cols), cells(&cn_cols));
             let dev = dev.to_owned();
             inv.add_row(&dev, &m, &u, &c);
@@ -346,9 +301,7 @@ impl Inventory {
                     seen.push(n);
                     match by.get(n) {
                         Some(Value::String(s)) => out.extend(split_multi(s).map(str::to_owned)),
-                        Some(Value::Array(a)) => {
-                            out.extend(a.iter().filter_map(Value::as_str).map(str::to_owned))
-                        }
+                        Some(Value::Array(a)) => out.extend(a.iter().filter_map(Value::as_str).map(str::to_owned)),
                         Some(Value::Number(x)) => out.push(x.to_string()),
                         _ => {}
                     }
@@ -359,11 +312,7 @@ impl Inventory {
                 inv.report.rows_skipped += 1;
                 continue;
             };
-            let (m, u, c) = (
-                strings(&cols.mac),
-                strings(&cols.user),
-                strings(&cols.cert_cn),
-            );
+            let (m, u, c) = (strings(&cols.mac), strings(&cols.user), strings(&cols.cert_cn));
             inv.add_row(&dev, &strs(&m), &strs(&u), &strs(&c));
         }
         inv
@@ -383,11 +332,7 @@ impl Inventory {
     /// user name (also without a `host/` prefix, as Windows machine
     /// authentication sends it). Returns the device and the identity that
     /// matched.
-    pub fn resolve(
-        &self,
-        mac: Option<&str>,
-        user: Option<&str>,
-    ) -> Option<(&str, IdentityKind, String)> {
+    pub fn resolve(&self, mac: Option<&str>, user: Option<&str>) -> Option<(&str, IdentityKind, String)> {
         if let Some(m) = mac.and_then(normalize_mac) {
             if let Some(d) = self.lookup(IdentityKind::Mac, &m) {
                 return Some((d, IdentityKind::Mac, m));
@@ -412,27 +357,10 @@ mod tests {
 
     #[test]
     fn inventory_mac_spellings() {
-        for s in [
-            "AA-BB-CC-00-11-2F",
-            "aa:bb:cc:00:11:2f",
-            "aabb.cc00.112f",
-            "AABBCC00112F",
-        ] {
-            assert_eq!(
-                normalize_mac(s).as_deref(),
-                Some("aa:bb:cc:00:11:2f"),
-                "{s}"
-            );
+        for s in ["AA-BB-CC-00-11-2F", "aa:bb:cc:00:11:2f", "aabb.cc00.112f", "AABBCC00112F"] {
+            assert_eq!(normalize_mac(s).as_deref(), Some("aa:bb:cc:00:11:2f"), "{s}");
         }
-        for s in [
-            "",
-            "aa:bb:cc:00:11",
-            "aa:bb:cc:00:11:2g",
-            "aa:bb-cc:00:11:2f",
-            "a:abb:cc:00:11:2f",
-            "10.0.0.1",
-            "aabbcc00112f00",
-        ] {
+        for s in ["", "aa:bb:cc:00:11", "aa:bb:cc:00:11:2g", "aa:bb-cc:00:11:2f", "a:abb:cc:00:11:2f", "10.0.0.1", "aabbcc00112f00"] {
             assert_eq!(normalize_mac(s), None, "{s}");
         }
     }
@@ -446,35 +374,14 @@ mod tests {
                    ,,aa:bb:cc:00:11:55,,,\n";
         let inv = Inventory::from_csv(csv.as_bytes(), &ColumnMap::default());
         let r = inv.report();
-        assert_eq!(
-            (r.devices, r.rows_skipped, r.bad_macs, r.ambiguous),
-            (3, 1, 1, 1),
-            "{r:?}"
-        );
-        assert_eq!(
-            inv.lookup(IdentityKind::Mac, "aa:bb:cc:00:11:22"),
-            Some("dev-1")
-        );
-        assert_eq!(
-            inv.lookup(IdentityKind::Mac, "AA-BB-CC-00-11-44"),
-            Some("dev-2")
-        );
-        assert_eq!(
-            inv.lookup(IdentityKind::User, "ALICE@corp.example"),
-            Some("dev-1")
-        );
+        assert_eq!((r.devices, r.rows_skipped, r.bad_macs, r.ambiguous), (3, 1, 1, 1), "{r:?}");
+        assert_eq!(inv.lookup(IdentityKind::Mac, "aa:bb:cc:00:11:22"), Some("dev-1"));
+        assert_eq!(inv.lookup(IdentityKind::Mac, "AA-BB-CC-00-11-44"), Some("dev-2"));
+        assert_eq!(inv.lookup(IdentityKind::User, "ALICE@corp.example"), Some("dev-1"));
         // bob has two devices: ambiguous, maps to none.
         assert_eq!(inv.lookup(IdentityKind::User, "bob@corp.example"), None);
-        assert_eq!(
-            inv.resolve(Some("AA-BB-CC-00-11-33"), Some("bob@corp.example"))
-                .map(|x| x.0),
-            Some("dev-2")
-        );
-        assert_eq!(
-            inv.resolve(None, Some("alice@corp.example"))
-                .map(|x| (x.0, x.1)),
-            Some(("dev-1", IdentityKind::User))
-        );
+        assert_eq!(inv.resolve(Some("AA-BB-CC-00-11-33"), Some("bob@corp.example")).map(|x| x.0), Some("dev-2"));
+        assert_eq!(inv.resolve(None, Some("alice@corp.example")).map(|x| (x.0, x.1)), Some(("dev-1", IdentityKind::User)));
     }
 
     #[test]
@@ -485,15 +392,8 @@ mod tests {
         let inv = Inventory::from_json(arr.as_bytes(), &ColumnMap::default());
         assert_eq!(inv.report().devices, 2);
         assert_eq!(inv.report().rows_skipped, 1);
-        assert_eq!(
-            inv.lookup(IdentityKind::Mac, "02:00:00:aa:00:03"),
-            Some("enterprises/x/devices/2")
-        );
-        assert_eq!(
-            inv.resolve(None, Some("host/DEV2.corp"))
-                .map(|x| (x.0, x.1)),
-            Some(("enterprises/x/devices/2", IdentityKind::CertCn))
-        );
+        assert_eq!(inv.lookup(IdentityKind::Mac, "02:00:00:aa:00:03"), Some("enterprises/x/devices/2"));
+        assert_eq!(inv.resolve(None, Some("host/DEV2.corp")).map(|x| (x.0, x.1)), Some(("enterprises/x/devices/2", IdentityKind::CertCn)));
         let lines = "{\"device_id\":\"d9\",\"mac\":\"02:00:00:aa:00:09\"}\nnot json\n";
         let inv = Inventory::from_json(lines.as_bytes(), &ColumnMap::default());
         assert_eq!((inv.report().devices, inv.report().rows_skipped), (1, 1));

@@ -127,25 +127,15 @@ impl KeaReader {
                 }),
                 _ => None,
             };
-            return if self.cols.is_some() {
-                Err(Skip::Header)
-            } else {
-                Err(Skip::NoHeader)
-            };
+            return if self.cols.is_some() { Err(Skip::Header) } else { Err(Skip::NoHeader) };
         }
         let Some(c) = self.cols else {
             return Err(Skip::NoHeader);
         };
         let get = |i: usize| f.get(i).map(|s| s.trim()).ok_or(Skip::Malformed);
-        let opt = |i: Option<usize>| {
-            i.and_then(|i| f.get(i))
-                .map(|s| s.trim())
-                .filter(|s| !s.is_empty())
-        };
+        let opt = |i: Option<usize>| i.and_then(|i| f.get(i)).map(|s| s.trim()).filter(|s| !s.is_empty());
         let address: Ipv4Addr = get(c.address)?.parse().map_err(|_| Skip::Malformed)?;
-        let valid: i64 = get(c.valid_lifetime)?
-            .parse()
-            .map_err(|_| Skip::Malformed)?;
+        let valid: i64 = get(c.valid_lifetime)?.parse().map_err(|_| Skip::Malformed)?;
         let expire: i64 = get(c.expire)?.parse().map_err(|_| Skip::Malformed)?;
         if !(0..=u32::MAX as i64).contains(&valid) || !(0..=(1i64 << 40)).contains(&expire) {
             return Err(Skip::Malformed);
@@ -195,53 +185,26 @@ mod tests {
     #[test]
     fn kea_lines_by_header() {
         let mut r = KeaReader::new();
-        assert_eq!(
-            r.push_line("192.0.2.5,aa:bb:cc:dd:ee:ff,,4000,1787004000,1,0,0,,0,"),
-            Err(Skip::NoHeader)
-        );
+        assert_eq!(r.push_line("192.0.2.5,aa:bb:cc:dd:ee:ff,,4000,1787004000,1,0,0,,0,"), Err(Skip::NoHeader));
         assert_eq!(r.push_line(HEADER), Err(Skip::Header));
-        let l = r
-            .push_line(
-                "192.0.2.5,AA:BB:CC:DD:EE:0F,01:aa:bb,4000,1787004000,1,0,0,host&#x2cname,0,",
-            )
-            .unwrap();
+        let l = r.push_line("192.0.2.5,AA:BB:CC:DD:EE:0F,01:aa:bb,4000,1787004000,1,0,0,host&#x2cname,0,").unwrap();
         assert_eq!(l.address, Ipv4Addr::new(192, 0, 2, 5));
         assert_eq!(l.hwaddr.as_deref(), Some("aa:bb:cc:dd:ee:0f"));
         assert_eq!(l.hostname.as_deref(), Some("host,name"));
-        assert_eq!(
-            (l.kind, l.from_s, l.until_s),
-            (LeaseKind::Active, 1_787_000_000, 1_787_004_000)
-        );
-        let l = r
-            .push_line("192.0.2.5,aa:bb:cc:dd:ee:0f,,0,1787001000,1,0,0,,0,")
-            .unwrap();
+        assert_eq!((l.kind, l.from_s, l.until_s), (LeaseKind::Active, 1_787_000_000, 1_787_004_000));
+        let l = r.push_line("192.0.2.5,aa:bb:cc:dd:ee:0f,,0,1787001000,1,0,0,,0,").unwrap();
         assert_eq!((l.kind, l.until_s), (LeaseKind::Released, 1_787_001_000));
-        let l = r
-            .push_line("192.0.2.5,aa:bb:cc:dd:ee:0f,,4000,1787004000,1,0,0,,2,")
-            .unwrap();
+        let l = r.push_line("192.0.2.5,aa:bb:cc:dd:ee:0f,,4000,1787004000,1,0,0,,2,").unwrap();
         assert_eq!((l.kind, l.until_s), (LeaseKind::Expired, 1_787_004_000));
-        let l = r
-            .push_line("192.0.2.5,,,4000,1787004000,1,0,0,,1,")
-            .unwrap();
+        let l = r.push_line("192.0.2.5,,,4000,1787004000,1,0,0,,1,").unwrap();
         assert_eq!((l.kind, l.hwaddr), (LeaseKind::Declined, None));
-        assert_eq!(
-            r.push_line("not-an-ip,,,4000,1,1,0,0,,0,"),
-            Err(Skip::Malformed)
-        );
-        assert_eq!(
-            r.push_line("192.0.2.5,,,-1,1,1,0,0,,0,"),
-            Err(Skip::Malformed)
-        );
+        assert_eq!(r.push_line("not-an-ip,,,4000,1,1,0,0,,0,"), Err(Skip::Malformed));
+        assert_eq!(r.push_line("192.0.2.5,,,-1,1,1,0,0,,0,"), Err(Skip::Malformed));
         assert_eq!(r.push_line("192.0.2.5"), Err(Skip::Malformed));
         // A later version's extra column (pool_id) changes nothing.
         let mut r = KeaReader::new();
         r.push_line(&format!("{HEADER},pool_id")).unwrap_err();
-        assert_eq!(
-            r.push_line("192.0.2.9,aa:bb:cc:dd:ee:01,,60,1000,3,0,0,,0,,0")
-                .unwrap()
-                .from_s,
-            940
-        );
+        assert_eq!(r.push_line("192.0.2.9,aa:bb:cc:dd:ee:01,,60,1000,3,0,0,,0,,0").unwrap().from_s, 940);
     }
 
     proptest::proptest! {

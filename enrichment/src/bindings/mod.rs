@@ -77,12 +77,7 @@ pub struct BindingsConfig {
 
 impl Default for BindingsConfig {
     fn default() -> Self {
-        Self {
-            radius_clients: Vec::new(),
-            radius_session_ttl_ns: 8 * 3600 * NS,
-            kea_context: "dhcp".into(),
-            unknown_as_identity: true,
-        }
+        Self { radius_clients: Vec::new(), radius_session_ttl_ns: 8 * 3600 * NS, kea_context: "dhcp".into(), unknown_as_identity: true }
     }
 }
 
@@ -169,12 +164,7 @@ pub fn rfc3339(ns: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z", sod / 3600, sod % 3600 / 60, sod % 60)
 }
 
 struct Binding<'a> {
@@ -218,10 +208,7 @@ fn line(b: Binding<'_>) -> String {
     if let Some(p) = b.prefix_len {
         o.insert("prefix_len".into(), json!(p));
     }
-    o.insert(
-        "network".into(),
-        json!({ "context": b.context, "kind": b.network_kind }),
-    );
+    o.insert("network".into(), json!({ "context": b.context, "kind": b.network_kind }));
     if let Some(f) = b.from_ns {
         o.insert("valid_from".into(), json!(rfc3339(f)));
     }
@@ -257,11 +244,7 @@ impl Bindings {
     }
 
     /// Device id and identity for a MAC / user name; `None` to drop.
-    fn device_for(
-        &mut self,
-        mac: Option<&str>,
-        user: Option<&str>,
-    ) -> Option<(String, (String, String))> {
+    fn device_for(&mut self, mac: Option<&str>, user: Option<&str>) -> Option<(String, (String, String))> {
         if let Some((d, kind, v)) = self.inventory.resolve(mac, user) {
             self.stats.inventory_hits += 1;
             return Some((d.to_owned(), (kind.as_str().to_owned(), v)));
@@ -281,22 +264,13 @@ impl Bindings {
                 return None;
             }
         };
-        Some((
-            format!("{}:{v}", kind.as_str()),
-            (kind.as_str().to_owned(), v),
-        ))
+        Some((format!("{}:{v}", kind.as_str()), (kind.as_str().to_owned(), v)))
     }
 
     /// One datagram from `peer`, received at `received_ns`.
     pub fn radius_datagram(&mut self, pkt: &[u8], peer: IpAddr, received_ns: i64) -> RadiusOutcome {
         self.stats.radius_packets += 1;
-        let Some(client) = self
-            .cfg
-            .radius_clients
-            .iter()
-            .find(|c| c.contains(peer))
-            .cloned()
-        else {
+        let Some(client) = self.cfg.radius_clients.iter().find(|c| c.contains(peer)).cloned() else {
             self.stats.radius_unknown_client += 1;
             return RadiusOutcome::default();
         };
@@ -322,23 +296,11 @@ impl Bindings {
             self.stats.radius_no_binding += 1;
         }
         self.stats.bindings_written += lines.len() as u64;
-        RadiusOutcome {
-            response: Some(acc.response),
-            lines,
-        }
+        RadiusOutcome { response: Some(acc.response), lines }
     }
 
-    fn radius_lines(
-        &mut self,
-        r: &AcctRecord,
-        context: &str,
-        peer: IpAddr,
-        received_ns: i64,
-    ) -> Vec<String> {
-        let vendor = r
-            .nas_identifier
-            .clone()
-            .or_else(|| r.nas_ip.map(|a| a.to_string()));
+    fn radius_lines(&mut self, r: &AcctRecord, context: &str, peer: IpAddr, received_ns: i64) -> Vec<String> {
+        let vendor = r.nas_identifier.clone().or_else(|| r.nas_ip.map(|a| a.to_string()));
         let nas_key = vendor.clone().unwrap_or_else(|| peer.to_string());
         let action = match r.status {
             Some(StatusType::Start) => "assign",
@@ -354,18 +316,11 @@ impl Bindings {
             addrs.push((IpAddr::V4(a), None));
         }
         addrs.extend(r.framed_ipv6.iter().map(|a| (IpAddr::V6(*a), None)));
-        addrs.extend(
-            r.framed_ipv6_prefix
-                .iter()
-                .chain(&r.delegated_ipv6_prefix)
-                .map(|p| (IpAddr::V6(p.addr), Some(p.len))),
-        );
+        addrs.extend(r.framed_ipv6_prefix.iter().chain(&r.delegated_ipv6_prefix).map(|p| (IpAddr::V6(p.addr), Some(p.len))));
         if addrs.is_empty() {
             return Vec::new();
         }
-        let Some((device, identity)) =
-            self.device_for(r.calling_station_id.as_deref(), r.user_name.as_deref())
-        else {
+        let Some((device, identity)) = self.device_for(r.calling_station_id.as_deref(), r.user_name.as_deref()) else {
             return Vec::new();
         };
         let event_ns = r.event_time_ns(received_ns);
@@ -379,10 +334,7 @@ impl Bindings {
         let (from, until) = if action == "release" {
             (None, Some(event_ns))
         } else {
-            (
-                Some(event_ns),
-                Some(event_ns.saturating_add(self.cfg.radius_session_ttl_ns)),
-            )
+            (Some(event_ns), Some(event_ns.saturating_add(self.cfg.radius_session_ttl_ns)))
         };
         addrs
             .into_iter()
@@ -408,13 +360,7 @@ impl Bindings {
             .collect()
     }
 
-    fn track(
-        &mut self,
-        nas: &str,
-        addr: (IpAddr, Option<u8>),
-        release: bool,
-        held: impl FnOnce() -> Held,
-    ) {
+    fn track(&mut self, nas: &str, addr: (IpAddr, Option<u8>), release: bool, held: impl FnOnce() -> Held) {
         if release {
             if let Some(m) = self.radius_held.get_mut(nas) {
                 if m.remove(&addr).is_some() {
@@ -437,13 +383,7 @@ impl Bindings {
     }
 
     /// Accounting-On/Off: the NAS restarted, every session it had is over.
-    fn radius_nas_restart(
-        &mut self,
-        nas: &str,
-        vendor: Option<String>,
-        r: &AcctRecord,
-        received_ns: i64,
-    ) -> Vec<String> {
+    fn radius_nas_restart(&mut self, nas: &str, vendor: Option<String>, r: &AcctRecord, received_ns: i64) -> Vec<String> {
         self.stats.radius_nas_restarts += 1;
         let Some(held) = self.radius_held.remove(nas) else {
             return Vec::new();
@@ -522,11 +462,7 @@ impl Bindings {
             },
             LeaseKind::Released => {
                 let read_s = read_ns.div_euclid(NS);
-                let at = if live && read_s > l.until_s {
-                    known_until.map_or(read_s, |u| read_s.min(u)).max(l.until_s)
-                } else {
-                    l.until_s
-                };
+                let at = if live && read_s > l.until_s { known_until.map_or(read_s, |u| read_s.min(u)).max(l.until_s) } else { l.until_s };
                 ("release", at, None, Some(at))
             }
             LeaseKind::Expired => ("expire", l.until_s, None, Some(l.until_s)),
@@ -534,11 +470,7 @@ impl Bindings {
         };
         // A release, expiry or decline of an unknown client still closes
         // whoever held the address (device.id is optional there).
-        let who = if l.hwaddr.is_some() || l.hostname.is_some() {
-            self.device_for(l.hwaddr.as_deref(), None)
-        } else {
-            None
-        };
+        let who = if l.hwaddr.is_some() || l.hostname.is_some() { self.device_for(l.hwaddr.as_deref(), None) } else { None };
         if who.is_none() && action == "assign" {
             return Vec::new();
         }
@@ -596,10 +528,7 @@ mod tests {
     fn bindings_rfc3339_known_dates() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
         // 2026-08-21T08:02:11Z = 1787299331 s (date -u -d @1787299331).
-        assert_eq!(
-            rfc3339(1_787_299_331 * NS + 5),
-            "2026-08-21T08:02:11.000000005Z"
-        );
+        assert_eq!(rfc3339(1_787_299_331 * NS + 5), "2026-08-21T08:02:11.000000005Z");
         assert_eq!(rfc3339(951_782_400 * NS), "2000-02-29T00:00:00.000000000Z");
     }
 
@@ -622,10 +551,7 @@ mod tests {
     /// inventory's device id, the NAS as vendor and the MAC as identity.
     #[test]
     fn bindings_radius_to_feed_lines() {
-        let inv = Inventory::from_csv(
-            b"device_id,mac\nenterprises/x/devices/7,02:00:00:00:00:07\n",
-            &Default::default(),
-        );
+        let inv = Inventory::from_csv(b"device_id,mac\nenterprises/x/devices/7,02:00:00:00:00:07\n", &Default::default());
         let cfg = BindingsConfig {
             radius_clients: vec![RadiusClient {
                 net: "192.0.2.0".parse().unwrap(),
@@ -641,41 +567,20 @@ mod tests {
         attrs.extend(attr(31, b"02-00-00-00-00-07"));
         attrs.extend(attr(32, b"wlc-a"));
         attrs.extend(attr(55, &1_787_299_331u32.to_be_bytes()));
-        let o = b.radius_datagram(
-            &request(9, &attrs, b"k"),
-            "192.0.2.10".parse().unwrap(),
-            1_787_299_335 * NS,
-        );
+        let o = b.radius_datagram(&request(9, &attrs, b"k"), "192.0.2.10".parse().unwrap(), 1_787_299_335 * NS);
         assert!(o.response.is_some());
         assert_eq!(o.lines.len(), 1);
         let mut rd = FeedReader::new(8);
         let ev = rd.push_line(&o.lines[0], 1).expect("a valid feed line");
         assert_eq!(ev.device_id.as_deref(), Some("enterprises/x/devices/7"));
         assert_eq!(ev.event_time_ns, 1_787_299_331 * NS);
-        assert_eq!(
-            ev.source.as_ref().and_then(|s| s.vendor.as_deref()),
-            Some("wlc-a")
-        );
-        let EventBody::IpBinding(ib) = &ev.body else {
-            panic!("not a binding")
-        };
-        assert_eq!(
-            (ib.action, ib.ip),
-            (BindingAction::Assign, "10.1.2.3".parse().unwrap())
-        );
+        assert_eq!(ev.source.as_ref().and_then(|s| s.vendor.as_deref()), Some("wlc-a"));
+        let EventBody::IpBinding(ib) = &ev.body else { panic!("not a binding") };
+        assert_eq!((ib.action, ib.ip), (BindingAction::Assign, "10.1.2.3".parse().unwrap()));
         assert_eq!(ib.network.context, "wifi");
-        assert_eq!(
-            ib.identity
-                .as_ref()
-                .map(|i| (i.kind.as_str(), i.value.as_str())),
-            Some(("mac", "02:00:00:00:00:07"))
-        );
+        assert_eq!(ib.identity.as_ref().map(|i| (i.kind.as_str(), i.value.as_str())), Some(("mac", "02:00:00:00:00:07")));
         // From an address outside the allowed range: dropped, no answer.
-        let o = b.radius_datagram(
-            &request(9, &attrs, b"k"),
-            "198.51.100.1".parse().unwrap(),
-            0,
-        );
+        let o = b.radius_datagram(&request(9, &attrs, b"k"), "198.51.100.1".parse().unwrap(), 0);
         assert_eq!(o, RadiusOutcome::default());
         // Wrong secret: dropped, counted.
         let o = b.radius_datagram(&request(9, &attrs, b"x"), "192.0.2.10".parse().unwrap(), 0);
@@ -689,17 +594,8 @@ mod tests {
         assert!(o.response.is_some());
         assert_eq!(o.lines.len(), 1);
         let ev = rd.push_line(&o.lines[0], 2).expect("a valid feed line");
-        let EventBody::IpBinding(ib) = &ev.body else {
-            panic!("not a binding")
-        };
-        assert_eq!(
-            (ib.action, ib.ip, ib.valid_until_ns),
-            (
-                BindingAction::Release,
-                "10.1.2.3".parse().unwrap(),
-                Some(1_787_300_000 * NS)
-            )
-        );
+        let EventBody::IpBinding(ib) = &ev.body else { panic!("not a binding") };
+        assert_eq!((ib.action, ib.ip, ib.valid_until_ns), (BindingAction::Release, "10.1.2.3".parse().unwrap(), Some(1_787_300_000 * NS)));
         assert_eq!(ev.device_id.as_deref(), Some("enterprises/x/devices/7"));
         // A second restart has nothing left to release.
         let o = b.radius_datagram(&request(11, &on, b"k"), "192.0.2.10".parse().unwrap(), 0);
@@ -707,13 +603,7 @@ mod tests {
         assert_eq!(b.stats().radius_nas_restarts, 2);
         let s = b.stats();
         assert_eq!(
-            (
-                s.radius_packets,
-                s.radius_accepted,
-                s.radius_unknown_client,
-                s.radius_bad_authenticator,
-                s.inventory_hits
-            ),
+            (s.radius_packets, s.radius_accepted, s.radius_unknown_client, s.radius_bad_authenticator, s.inventory_hits),
             (5, 3, 1, 1, 1)
         );
     }
@@ -722,71 +612,32 @@ mod tests {
     fn bindings_kea_lines() {
         let mut b = Bindings::new(BindingsConfig::default(), Inventory::default());
         b.kea_new_file();
-        assert!(b.kea_line("address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context", 0, false).is_empty());
-        let l = b.kea_line(
-            "192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,",
-            0,
-            false,
-        );
+        assert!(b
+            .kea_line("address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context", 0, false)
+            .is_empty());
+        let l = b.kea_line("192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,", 0, false);
         let mut rd = FeedReader::new(8);
         let ev = rd.push_line(&l[0], 1).expect("valid");
         assert_eq!(ev.device_id.as_deref(), Some("mac:02:00:00:00:00:09"));
-        let EventBody::IpBinding(ib) = &ev.body else {
-            panic!()
-        };
-        assert_eq!(
-            (ib.valid_from_ns, ib.valid_until_ns),
-            (Some(1_787_000_000 * NS), Some(1_787_004_000 * NS))
-        );
+        let EventBody::IpBinding(ib) = &ev.body else { panic!() };
+        assert_eq!((ib.valid_from_ns, ib.valid_until_ns), (Some(1_787_000_000 * NS), Some(1_787_004_000 * NS)));
         // A release read live 30 s after the last renewal is placed when read;
         // read back from history, at the last renewal (all Kea wrote).
-        let l = b.kea_line(
-            "192.0.2.50,02:00:00:00:00:09,,0,1787001000,1,0,0,,0,",
-            1_787_001_030 * NS,
-            true,
-        );
+        let l = b.kea_line("192.0.2.50,02:00:00:00:00:09,,0,1787001000,1,0,0,,0,", 1_787_001_030 * NS, true);
         let ev = rd.push_line(&l[0], 2).expect("valid");
-        let EventBody::IpBinding(ib) = &ev.body else {
-            panic!()
-        };
-        assert_eq!(
-            (ib.action, ib.valid_until_ns),
-            (BindingAction::Release, Some(1_787_001_030 * NS))
-        );
-        b.kea_line(
-            "192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,",
-            0,
-            false,
-        );
-        let l = b.kea_line(
-            "192.0.2.50,02:00:00:00:00:09,,0,1787001000,1,0,0,,0,",
-            1_787_001_030 * NS,
-            false,
-        );
+        let EventBody::IpBinding(ib) = &ev.body else { panic!() };
+        assert_eq!((ib.action, ib.valid_until_ns), (BindingAction::Release, Some(1_787_001_030 * NS)));
+        b.kea_line("192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,", 0, false);
+        let l = b.kea_line("192.0.2.50,02:00:00:00:00:09,,0,1787001000,1,0,0,,0,", 1_787_001_030 * NS, false);
         let ev = rd.push_line(&l[0], 3).expect("valid");
-        let EventBody::IpBinding(ib) = &ev.body else {
-            panic!()
-        };
+        let EventBody::IpBinding(ib) = &ev.body else { panic!() };
         assert_eq!(ib.valid_until_ns, Some(1_787_001_000 * NS));
         // The flush of a reclaimed lease is its expiry at the lease's end.
-        b.kea_line(
-            "192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,",
-            0,
-            false,
-        );
-        let l = b.kea_line(
-            "192.0.2.50,02:00:00:00:00:09,,0,1787000000,1,0,0,,2,",
-            0,
-            false,
-        );
+        b.kea_line("192.0.2.50,02:00:00:00:00:09,,4000,1787004000,1,0,0,,0,", 0, false);
+        let l = b.kea_line("192.0.2.50,02:00:00:00:00:09,,0,1787000000,1,0,0,,2,", 0, false);
         let ev = rd.push_line(&l[0], 4).expect("valid");
-        let EventBody::IpBinding(ib) = &ev.body else {
-            panic!()
-        };
-        assert_eq!(
-            (ib.action, ib.valid_until_ns),
-            (BindingAction::Expire, Some(1_787_004_000 * NS))
-        );
+        let EventBody::IpBinding(ib) = &ev.body else { panic!() };
+        assert_eq!((ib.action, ib.valid_until_ns), (BindingAction::Expire, Some(1_787_004_000 * NS)));
         assert_eq!(b.stats().inventory_misses, 6);
     }
 
@@ -794,12 +645,7 @@ mod tests {
     fn bindings_client_ranges() {
         let c = |s: &str| {
             let (net, prefix_len) = parse_client_net(s).unwrap();
-            RadiusClient {
-                net,
-                prefix_len,
-                secret: vec![],
-                context: String::new(),
-            }
+            RadiusClient { net, prefix_len, secret: vec![], context: String::new() }
         };
         assert!(c("10.0.0.0/8").contains("10.200.1.1".parse().unwrap()));
         assert!(!c("10.0.0.0/8").contains("11.0.0.1".parse().unwrap()));

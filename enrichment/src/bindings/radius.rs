@@ -92,9 +92,7 @@ impl AcctRecord {
     pub fn event_time_ns(&self, received_ns: i64) -> i64 {
         match self.event_timestamp {
             Some(s) => i64::from(s) * 1_000_000_000,
-            None => {
-                received_ns.saturating_sub(i64::from(self.delay_time.unwrap_or(0)) * 1_000_000_000)
-            }
+            None => received_ns.saturating_sub(i64::from(self.delay_time.unwrap_or(0)) * 1_000_000_000),
         }
     }
 }
@@ -140,13 +138,7 @@ fn header(pkt: &[u8]) -> Result<Header<'_>, Drop> {
     if !(MIN_LEN..=MAX_LEN).contains(&len) || pkt.len() < len {
         return Err(Drop::Malformed);
     }
-    Ok(Header {
-        code: pkt[0],
-        id: pkt[1],
-        len,
-        authenticator: &pkt[4..20],
-        attrs: &pkt[20..len],
-    })
+    Ok(Header { code: pkt[0], id: pkt[1], len, authenticator: &pkt[4..20], attrs: &pkt[20..len] })
 }
 
 /// Iterate the attributes of `attrs`, or fail on the first framing error.
@@ -179,11 +171,7 @@ fn request_authenticator_ok(pkt: &[u8], h: &Header<'_>, secret: &[u8]) -> bool {
     let expect = md5_parts(&[&pkt[0..4], &[0u8; 16], h.attrs, secret]);
     // Not secret-dependent timing worth guarding: the expected value is a
     // hash the attacker cannot choose; compare in constant time anyway.
-    expect
-        .iter()
-        .zip(h.authenticator)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
+    expect.iter().zip(h.authenticator).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 /// The Accounting-Response (code 5, no attributes) answering a request with
@@ -200,12 +188,7 @@ pub fn response(id: u8, request_auth: &[u8], secret: &[u8]) -> Vec<u8> {
 pub fn request_authenticator(id: u8, attrs: &[u8], secret: &[u8]) -> Option<[u8; 16]> {
     let len = u16::try_from(20 + attrs.len()).ok()?;
     let l = len.to_be_bytes();
-    Some(md5_parts(&[
-        &[CODE_ACCOUNTING_REQUEST, id, l[0], l[1]],
-        &[0u8; 16],
-        attrs,
-        secret,
-    ]))
+    Some(md5_parts(&[&[CODE_ACCOUNTING_REQUEST, id, l[0], l[1]], &[0u8; 16], attrs, secret]))
 }
 
 fn text(v: &[u8]) -> String {
@@ -214,9 +197,7 @@ fn text(v: &[u8]) -> String {
 }
 
 fn u32_of(v: &[u8]) -> Result<u32, Drop> {
-    <[u8; 4]>::try_from(v)
-        .map(u32::from_be_bytes)
-        .map_err(|_| Drop::Malformed)
+    <[u8; 4]>::try_from(v).map(u32::from_be_bytes).map_err(|_| Drop::Malformed)
 }
 
 fn v6_prefix(v: &[u8]) -> Result<V6Prefix, Drop> {
@@ -236,10 +217,7 @@ fn v6_prefix(v: &[u8]) -> Result<V6Prefix, Drop> {
     if len < 128 {
         addr &= !(u128::MAX >> len);
     }
-    Ok(V6Prefix {
-        addr: Ipv6Addr::from(addr),
-        len,
-    })
+    Ok(V6Prefix { addr: Ipv6Addr::from(addr), len })
 }
 
 /// Check and read one datagram with the client's shared secret.
@@ -278,10 +256,7 @@ pub fn handle(pkt: &[u8], secret: &[u8]) -> Result<Accepted, Drop> {
         }
     }
     let _ = h.len;
-    Ok(Accepted {
-        record: r,
-        response: response(h.id, h.authenticator, secret),
-    })
+    Ok(Accepted { record: r, response: response(h.id, h.authenticator, secret) })
 }
 
 #[cfg(test)]
@@ -318,30 +293,15 @@ mod tests {
         attrs.extend(attr(32, b"wlc-1"));
         attrs.extend(attr(55, &1_787_000_000u32.to_be_bytes()));
         attrs.extend(attr(97, &[0, 64, 0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2]));
-        attrs.extend(attr(
-            168,
-            &[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5],
-        ));
+        attrs.extend(attr(168, &[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5]));
         let p = request(42, &attrs, b"s3cret");
         let a = handle(&p, b"s3cret").unwrap();
         assert_eq!(a.record.status, Some(StatusType::Start));
         assert_eq!(a.record.user_name.as_deref(), Some("alice"));
         assert_eq!(a.record.framed_ip, Some(Ipv4Addr::new(10, 9, 0, 7)));
-        assert_eq!(
-            a.record.calling_station_id.as_deref(),
-            Some("AA-BB-CC-00-11-22")
-        );
-        assert_eq!(
-            a.record.framed_ipv6_prefix,
-            vec![V6Prefix {
-                addr: "2001:db8:1:2::".parse().unwrap(),
-                len: 64
-            }]
-        );
-        assert_eq!(
-            a.record.framed_ipv6,
-            vec!["2001:db8::5".parse::<Ipv6Addr>().unwrap()]
-        );
+        assert_eq!(a.record.calling_station_id.as_deref(), Some("AA-BB-CC-00-11-22"));
+        assert_eq!(a.record.framed_ipv6_prefix, vec![V6Prefix { addr: "2001:db8:1:2::".parse().unwrap(), len: 64 }]);
+        assert_eq!(a.record.framed_ipv6, vec!["2001:db8::5".parse::<Ipv6Addr>().unwrap()]);
         assert_eq!(a.record.event_time_ns(5), 1_787_000_000_000_000_000);
         // Response: code 5, same id, length 20, MD5(5,42,0,20 | req auth | secret).
         assert_eq!(&a.response[..4], &[5, 42, 0, 20]);

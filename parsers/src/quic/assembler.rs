@@ -60,10 +60,7 @@ impl CryptoStream {
     }
 
     fn kill(&mut self) -> Insert {
-        *self = CryptoStream {
-            dead: true,
-            ..Default::default()
-        };
+        *self = CryptoStream { dead: true, ..Default::default() };
         Insert::Overflow
     }
 
@@ -86,11 +83,7 @@ impl CryptoStream {
             self.buf.extend_from_slice(&data[skip..]);
             self.drain_pending();
         } else {
-            if self
-                .pending
-                .iter()
-                .any(|(o, d)| *o <= offset && o + d.len() as u64 >= end)
-            {
+            if self.pending.iter().any(|(o, d)| *o <= offset && o + d.len() as u64 >= end) {
                 return Insert::Ok; // a retransmission of a piece we hold
             }
             if self.pending.len() >= MAX_FRAGMENTS || self.buf.len() + self.held + data.len() > MAX_CRYPTO_BYTES {

@@ -22,11 +22,7 @@ pub(super) fn corpus_dir() -> Option<PathBuf> {
 
 fn u32_at(b: &[u8], at: usize, le: bool) -> Option<u32> {
     let s: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-    Some(if le {
-        u32::from_le_bytes(s)
-    } else {
-        u32::from_be_bytes(s)
-    })
+    Some(if le { u32::from_le_bytes(s) } else { u32::from_be_bytes(s) })
 }
 
 /// Frames of a classic pcap or a pcapng file: (link type, captured bytes).
@@ -69,11 +65,7 @@ pub(super) fn capture_frames(f: &[u8]) -> Vec<(u32, &[u8])> {
                 match ty {
                     1 => {
                         if let Some(&[a, b]) = body.get(..2) {
-                            links.push(u32::from(if le {
-                                u16::from_le_bytes([a, b])
-                            } else {
-                                u16::from_be_bytes([a, b])
-                            }));
+                            links.push(u32::from(if le { u16::from_le_bytes([a, b]) } else { u16::from_be_bytes([a, b]) }));
                         }
                     }
                     6 => {
@@ -128,14 +120,7 @@ fn quic_flows(file: &[u8]) -> Vec<Flow> {
         let i = match index.get(&key) {
             Some(&i) => i,
             None if looks_like_quic_initial(d.payload) => {
-                flows.push(Flow {
-                    client: a,
-                    server: b,
-                    conn: QuicConn::new(),
-                    hellos: Vec::new(),
-                    server_hellos: 0,
-                    events: Vec::new(),
-                });
+                flows.push(Flow { client: a, server: b, conn: QuicConn::new(), hellos: Vec::new(), server_hellos: 0, events: Vec::new() });
                 index.insert(key, flows.len() - 1);
                 flows.len() - 1
             }
@@ -228,10 +213,7 @@ impl Tally {
 /// `ip:port` or `[ipv6]:port` as tshark prints them.
 fn endpoint(s: &str) -> Option<Endpoint> {
     let (ip, port) = s.rsplit_once(':')?;
-    Some((
-        ip.trim_matches(|c| c == '[' || c == ']').parse().ok()?,
-        port.parse().ok()?,
-    ))
+    Some((ip.trim_matches(|c| c == '[' || c == ']').parse().ok()?, port.parse().ok()?))
 }
 
 /// Compare the capture's QUIC flows with `oracle/<name>.tshark.tsv` (which
@@ -290,20 +272,14 @@ fn compare_with_oracle(corpus: &Path, name: &str, path: &str, t: &mut Tally) {
         }
         let Some(flow) = flow else {
             t.no_flow += 1;
-            t.mismatches
-                .push(format!("{path}: {client:?} -> {server:?}: no QUIC flow found"));
+            t.mismatches.push(format!("{path}: {client:?} -> {server:?}: no QUIC flow found"));
             continue;
         };
         if !ciphers.is_empty() {
             if flow.conn.server_hello().is_some_and(|sh| ciphers.contains(&sh.cipher)) {
                 t.sh_ok += 1;
             } else {
-                let ev: Vec<_> = flow
-                    .events
-                    .iter()
-                    .filter(|e| !matches!(e, QuicEvent::ClientHello(_)))
-                    .take(4)
-                    .collect();
+                let ev: Vec<_> = flow.events.iter().filter(|e| !matches!(e, QuicEvent::ClientHello(_))).take(4).collect();
                 t.mismatches.push(format!(
                     "{path}: {client:?}: ServerHello {:?} oracle ciphers {ciphers:x?}; events {ev:?}",
                     flow.conn.server_hello().map(|s| s.cipher)
@@ -316,26 +292,18 @@ fn compare_with_oracle(corpus: &Path, name: &str, path: &str, t: &mut Tally) {
         if flow.hellos.is_empty() {
             t.no_hello += 1;
             let ev: Vec<_> = flow.events.iter().take(4).collect();
-            t.mismatches.push(format!(
-                "{path}: {client:?}: no ClientHello (version {:08x?}, events {ev:?})",
-                flow.conn.version()
-            ));
+            t.mismatches.push(format!("{path}: {client:?}: no ClientHello (version {:08x?}, events {ev:?})", flow.conn.version()));
             continue;
         }
         if flow.hellos.len() > snis.len() {
-            t.mismatches.push(format!(
-                "{path}: {client:?}: {} ClientHellos reported, tshark saw {}",
-                flow.hellos.len(),
-                snis.len()
-            ));
+            t.mismatches.push(format!("{path}: {client:?}: {} ClientHellos reported, tshark saw {}", flow.hellos.len(), snis.len()));
             t.duplicates += 1;
         }
         if snis.iter().all(|s| flow.hellos.iter().any(|ch| &ch.sni == s)) {
             t.sni_ok += 1;
         } else {
             let got: Vec<_> = flow.hellos.iter().map(|c| c.sni.clone()).collect();
-            t.mismatches
-                .push(format!("{path}: {client:?}: sni {got:?} oracle {snis:?}"));
+            t.mismatches.push(format!("{path}: {client:?}: sni {got:?} oracle {snis:?}"));
         }
         let row = ja4rs.lines().find(|l| {
             l.contains("\"transport\":\"udp\"")
@@ -354,14 +322,11 @@ fn compare_with_oracle(corpus: &Path, name: &str, path: &str, t: &mut Tally) {
         } else if fps.iter().any(|fp| fp.get(1..) == want_ja4.get(1..)) {
             t.ja4_ok_but_transport += 1;
         } else {
-            t.mismatches
-                .push(format!("{path}: {client:?}: ja4 {fps:?} oracle {want_ja4}"));
+            t.mismatches.push(format!("{path}: {client:?}: ja4 {fps:?} oracle {want_ja4}"));
         }
     }
-    t.extra += flows
-        .iter()
-        .filter(|f| !f.hellos.is_empty() && !want.iter().any(|w| w.0 == (f.client, f.server) && !w.1.is_empty()))
-        .count();
+    t.extra +=
+        flows.iter().filter(|f| !f.hellos.is_empty() && !want.iter().any(|w| w.0 == (f.client, f.server) && !w.1.is_empty())).count();
 }
 
 fn load(path: &str) -> Option<Vec<Flow>> {
@@ -401,11 +366,7 @@ fn corpus_illustrated_quic() {
         "illustrated-quic/captures/capture.pcap",
         &mut t,
     );
-    assert_eq!(
-        (t.flows, t.sni_ok, t.ja4_ok, t.sh_rows, t.sh_ok),
-        (1, 1, 1, 1, 1),
-        "{t:#?}"
-    );
+    assert_eq!((t.flows, t.sni_ok, t.ja4_ok, t.sh_rows, t.sh_ok), (1, 1, 1, 1, 1), "{t:#?}");
 }
 
 /// The captures named in the issue, against their oracles.
@@ -414,11 +375,7 @@ fn corpus_named_quic_captures() {
     let Some(corpus) = corpus_dir() else { return };
     for (name, path, min_rows) in [
         // 11 v1 Initials with Suricata's own JA4/SNI expectations.
-        (
-            "suricata-verify__ja4-quic__input.pcap",
-            "suricata-verify/tests/ja4-quic/input.pcap",
-            11,
-        ),
+        ("suricata-verify__ja4-quic__input.pcap", "suricata-verify/tests/ja4-quic/input.pcap", 11),
         // IPv6, ClientHello split over several Initials.
         (
             "zeek__quic__chromium-115.0.5790.110-google-de-fragmented.pcap",
@@ -428,17 +385,9 @@ fn corpus_named_quic_captures() {
         // Retry: two ClientHellos per connection.
         ("retina__quic_retry.pcapng", "retina/traces/quic_retry.pcapng", 2),
         // The server sends two Retries; the client follows the first.
-        (
-            "suricata-verify__quic-retry__input.pcap",
-            "suricata-verify/tests/quic-retry/input.pcap",
-            1,
-        ),
+        ("suricata-verify__quic-retry__input.pcap", "suricata-verify/tests/quic-retry/input.pcap", 1),
         // QUIC v2.
-        (
-            "zeek__quic__quicv2-http3-443.pcap",
-            "zeek/testing/btest/Traces/quic/quicv2-http3-443.pcap",
-            1,
-        ),
+        ("zeek__quic__quicv2-http3-443.pcap", "zeek/testing/btest/Traces/quic/quicv2-http3-443.pcap", 1),
         // Chrome draft-29 with CRYPTO frames shuffled inside each packet.
         (
             "ndpi__quic_frags_ch_out_of_order_same_packet_craziness.pcapng",
@@ -465,19 +414,10 @@ fn corpus_quic_kyber_two_datagram_client_hello() {
         return;
     };
     let hellos: Vec<_> = flows.iter().flat_map(|f| &f.hellos).collect();
-    assert_eq!(
-        hellos.len(),
-        1,
-        "{:?}",
-        flows.iter().map(|f| &f.events).collect::<Vec<_>>()
-    );
+    assert_eq!(hellos.len(), 1, "{:?}", flows.iter().map(|f| &f.events).collect::<Vec<_>>());
     let ch = hellos[0];
     assert!(ch.offers_ech(), "ECH GREASE expected");
-    assert!(
-        ch.supported_groups.contains(&0x6399),
-        "X25519Kyber768 expected: {:x?}",
-        ch.supported_groups
-    );
+    assert!(ch.supported_groups.contains(&0x6399), "X25519Kyber768 expected: {:x?}", ch.supported_groups);
     println!("quic_kyber: sni {:?} ja4 {}", ch.sni, ja4(ch, Transport::Quic));
 }
 
@@ -533,10 +473,7 @@ fn corpus_all_quic_oracles() {
         total.sh_rows,
         total.extra
     );
-    println!(
-        "unsupported (T050/T051): {} flows, {} with a ClientHello from us",
-        unsupported.flows, unsupported.sni_ok
-    );
+    println!("unsupported (T050/T051): {} flows, {} with a ClientHello from us", unsupported.flows, unsupported.sni_ok);
     assert!(files > 0);
     assert!(total.flows > 0 && total.all_agree(), "{:#?}", total.mismatches);
     assert_eq!(total.extra, 0);
@@ -566,11 +503,7 @@ fn corpus_probe_starts_readable_flows() {
             }
         }
     }
-    println!(
-        "probe: {flows} flows in {} captures, {} without any decryptable Initial",
-        paths.len(),
-        unread.len()
-    );
+    println!("probe: {flows} flows in {} captures, {} without any decryptable Initial", paths.len(), unread.len());
     for u in &unread {
         println!("UNREAD {u}");
     }

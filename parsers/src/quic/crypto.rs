@@ -67,11 +67,7 @@ pub(crate) fn initial_secrets(salt: &[u8], cid: &[u8]) -> Option<([u8; 32], [u8;
 
 /// key, iv and hp of one direction (labels "quic key"... or "quicv2 key"...).
 pub(crate) fn key_iv_hp(secret: &[u8], v2: bool) -> Option<([u8; 16], [u8; 12], [u8; 16])> {
-    let (k, i, h) = if v2 {
-        ("quicv2 key", "quicv2 iv", "quicv2 hp")
-    } else {
-        ("quic key", "quic iv", "quic hp")
-    };
+    let (k, i, h) = if v2 { ("quicv2 key", "quicv2 iv", "quicv2 hp") } else { ("quic key", "quic iv", "quic hp") };
     let mut key = [0u8; 16];
     let mut iv = [0u8; 12];
     let mut hp = [0u8; 16];
@@ -84,11 +80,7 @@ pub(crate) fn key_iv_hp(secret: &[u8], v2: bool) -> Option<([u8; 16], [u8; 12], 
 impl DirKeys {
     fn from_secret(secret: &[u8], v2: bool) -> Option<Self> {
         let (key, iv, hp) = key_iv_hp(secret, v2)?;
-        Some(DirKeys {
-            aead: Aes128Gcm::new_from_slice(&key).ok()?,
-            iv,
-            hp: Aes128::new_from_slice(&hp).ok()?,
-        })
+        Some(DirKeys { aead: Aes128Gcm::new_from_slice(&key).ok()?, iv, hp: Aes128::new_from_slice(&hp).ok()? })
     }
 
     /// The 5-byte header-protection mask for a 16-byte sample.
@@ -112,10 +104,7 @@ impl InitialKeys {
     /// Derive both directions' keys for `version` from `cid`.
     pub(crate) fn derive(p: VersionParams, cid: &[u8]) -> Option<Self> {
         let (c, s) = initial_secrets(p.salt, cid)?;
-        Some(InitialKeys {
-            client: DirKeys::from_secret(&c, p.v2)?,
-            server: DirKeys::from_secret(&s, p.v2)?,
-        })
+        Some(InitialKeys { client: DirKeys::from_secret(&c, p.v2)?, server: DirKeys::from_secret(&s, p.v2)? })
     }
 }
 
@@ -149,16 +138,9 @@ pub(crate) struct Plaintext {
 /// `packet` runs from the first byte to the end given by the Length field;
 /// `pn_offset` is where the packet number starts. The input is not changed
 /// (a copy is decrypted). Errors are stable counter names.
-pub(crate) fn unprotect_long(
-    keys: &DirKeys,
-    packet: &[u8],
-    pn_offset: usize,
-    largest: Option<u64>,
-) -> Result<Plaintext, &'static str> {
+pub(crate) fn unprotect_long(keys: &DirKeys, packet: &[u8], pn_offset: usize, largest: Option<u64>) -> Result<Plaintext, &'static str> {
     let sample_at = pn_offset.saturating_add(4);
-    let sample = packet
-        .get(sample_at..sample_at.saturating_add(SAMPLE_LEN))
-        .ok_or("quic_packet_too_short")?;
+    let sample = packet.get(sample_at..sample_at.saturating_add(SAMPLE_LEN)).ok_or("quic_packet_too_short")?;
     let mask = keys.mask(sample).ok_or("quic_packet_too_short")?;
     let mut buf = packet.to_vec();
     buf[0] ^= mask[0] & 0x0f;
@@ -176,9 +158,7 @@ pub(crate) fn unprotect_long(
     let (aad, rest) = buf.split_at_mut(pn_offset + pn_len);
     let (ct, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
     let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| "quic_packet_too_short")?;
-    keys.aead
-        .decrypt_in_place_detached(&nonce, aad, ct, &GenericArray::from(tag))
-        .map_err(|_| "quic_initial_auth_failed")?;
+    keys.aead.decrypt_in_place_detached(&nonce, aad, ct, &GenericArray::from(tag)).map_err(|_| "quic_initial_auth_failed")?;
     let start = pn_offset + pn_len;
     let end = buf.len() - TAG_LEN;
     buf.truncate(end);
@@ -224,19 +204,10 @@ mod tests {
     fn rfc9001_a1_keys() {
         let salt = params(version::V1).unwrap().salt;
         let (prk, _) = Hkdf::<Sha256>::extract(Some(salt), &h(CID));
-        assert_eq!(
-            prk.to_vec(),
-            h("7db5df06e7a69e432496adedb0085192 3595221596ae2ae9fb8115c1e9ed0a44")
-        );
+        assert_eq!(prk.to_vec(), h("7db5df06e7a69e432496adedb0085192 3595221596ae2ae9fb8115c1e9ed0a44"));
         let (c, s) = initial_secrets(salt, &h(CID)).unwrap();
-        assert_eq!(
-            c.to_vec(),
-            h("c00cf151ca5be075ed0ebfb5c80323c4 2d6b7db67881289af4008f1f6c357aea")
-        );
-        assert_eq!(
-            s.to_vec(),
-            h("3c199828fd139efd216c155ad844cc81 fb82fa8d7446fa7d78be803acdda951b")
-        );
+        assert_eq!(c.to_vec(), h("c00cf151ca5be075ed0ebfb5c80323c4 2d6b7db67881289af4008f1f6c357aea"));
+        assert_eq!(s.to_vec(), h("3c199828fd139efd216c155ad844cc81 fb82fa8d7446fa7d78be803acdda951b"));
         let (k, i, hp) = key_iv_hp(&c, false).unwrap();
         assert_eq!(k.to_vec(), h("1f369613dd76d5467730efcbe3b1a22d"));
         assert_eq!(i.to_vec(), h("fa044b2f42a3fd3b46fb255c"));
@@ -247,39 +218,18 @@ mod tests {
         assert_eq!(hp.to_vec(), h("c206b8d9b9f0f37644430b490eeaa314"));
         // A.2 header protection: sample -> mask.
         let keys = InitialKeys::derive(params(version::V1).unwrap(), &h(CID)).unwrap();
-        assert_eq!(
-            keys.client
-                .mask(&h("d1b1c98dd7689fb8ec11d242b123dc9b"))
-                .unwrap()
-                .to_vec(),
-            h("437b9aec36")
-        );
-        assert_eq!(
-            keys.server
-                .mask(&h("2cd0991cd25b0aac406a5816b6394100"))
-                .unwrap()
-                .to_vec(),
-            h("2ec0d8356a")
-        );
+        assert_eq!(keys.client.mask(&h("d1b1c98dd7689fb8ec11d242b123dc9b")).unwrap().to_vec(), h("437b9aec36"));
+        assert_eq!(keys.server.mask(&h("2cd0991cd25b0aac406a5816b6394100")).unwrap().to_vec(), h("2ec0d8356a"));
     }
 
     #[test]
     fn rfc9369_a1_keys() {
         let p = params(version::V2).unwrap();
         let (prk, _) = Hkdf::<Sha256>::extract(Some(p.salt), &h(CID));
-        assert_eq!(
-            prk.to_vec(),
-            h("2062e8b3cd8d52092614b8071d0aa1fb 7c2e3ac193f78b280e72d8f5751f6aba")
-        );
+        assert_eq!(prk.to_vec(), h("2062e8b3cd8d52092614b8071d0aa1fb 7c2e3ac193f78b280e72d8f5751f6aba"));
         let (c, s) = initial_secrets(p.salt, &h(CID)).unwrap();
-        assert_eq!(
-            c.to_vec(),
-            h("14ec9d6eb9fd7af83bf5a668bc17a7e2 83766aade7ecd0891f70f9ff7f4bf47b")
-        );
-        assert_eq!(
-            s.to_vec(),
-            h("0263db1782731bf4588e7e4d93b74639 07cb8cd8200b5da55a8bd488eafc37c1")
-        );
+        assert_eq!(c.to_vec(), h("14ec9d6eb9fd7af83bf5a668bc17a7e2 83766aade7ecd0891f70f9ff7f4bf47b"));
+        assert_eq!(s.to_vec(), h("0263db1782731bf4588e7e4d93b74639 07cb8cd8200b5da55a8bd488eafc37c1"));
         let (k, i, hp) = key_iv_hp(&c, true).unwrap();
         assert_eq!(k.to_vec(), h("8b1a0bc121284290a29e0971b5cd045d"));
         assert_eq!(i.to_vec(), h("91f73e2351d8fa91660e909f"));
@@ -289,20 +239,8 @@ mod tests {
         assert_eq!(i.to_vec(), h("dd13c276499c0249d3310652"));
         assert_eq!(hp.to_vec(), h("edf6d05c83121201b436e16877593c3a"));
         let keys = InitialKeys::derive(p, &h(CID)).unwrap();
-        assert_eq!(
-            keys.client
-                .mask(&h("ffe67b6abcdb4298b485dd04de806071"))
-                .unwrap()
-                .to_vec(),
-            h("94a0c95e80")
-        );
-        assert_eq!(
-            keys.server
-                .mask(&h("6f05d8a4398c47089698baeea26b91eb"))
-                .unwrap()
-                .to_vec(),
-            h("4dd92e91ea")
-        );
+        assert_eq!(keys.client.mask(&h("ffe67b6abcdb4298b485dd04de806071")).unwrap().to_vec(), h("94a0c95e80"));
+        assert_eq!(keys.server.mask(&h("6f05d8a4398c47089698baeea26b91eb")).unwrap().to_vec(), h("4dd92e91ea"));
     }
 
     #[test]
@@ -344,18 +282,9 @@ mod tests {
         let pkt = protect_long(&keys.client, &hdr, 0x0102, &payload);
         let pn_offset = hdr.len() - 2;
         let p = unprotect_long(&keys.client, &pkt, pn_offset, None).unwrap();
-        assert_eq!(
-            p,
-            Plaintext {
-                pn: 0x0102,
-                payload: payload.clone()
-            }
-        );
+        assert_eq!(p, Plaintext { pn: 0x0102, payload: payload.clone() });
         // Wrong direction, flipped bits, truncation: errors, never panics.
-        assert_eq!(
-            unprotect_long(&keys.server, &pkt, pn_offset, None),
-            Err("quic_initial_auth_failed")
-        );
+        assert_eq!(unprotect_long(&keys.server, &pkt, pn_offset, None), Err("quic_initial_auth_failed"));
         for i in 0..pkt.len() {
             let mut bad = pkt.clone();
             bad[i] ^= 0x10;

@@ -64,18 +64,10 @@ pub(crate) fn parse_frames<'a>(payload: &'a [u8], mut f: impl FnMut(Frame<'a>)) 
             }
             frame_type::CONNECTION_CLOSE | frame_type::CONNECTION_CLOSE_APP => {
                 let error_code = r.varint().ok_or(TRUNCATED)?;
-                let frame_type = if ty == frame_type::CONNECTION_CLOSE {
-                    Some(r.varint().ok_or(TRUNCATED)?)
-                } else {
-                    None
-                };
+                let frame_type = if ty == frame_type::CONNECTION_CLOSE { Some(r.varint().ok_or(TRUNCATED)?) } else { None };
                 let len = r.varint().ok_or(TRUNCATED)?;
                 let reason = r.bytes_u64(len).ok_or(TRUNCATED)?;
-                f(Frame::Close {
-                    error_code,
-                    frame_type,
-                    reason,
-                });
+                f(Frame::Close { error_code, frame_type, reason });
             }
             _ => return Err("quic_unknown_frame"),
         }
@@ -138,54 +130,28 @@ mod tests {
         // ACK_ECN: largest 0x4010 (2-byte varint), delay 5, 2 ranges,
         // first 1, (gap 0, len 1), (gap 2, len 3), ECN 1 2 3; then PING,
         // PADDING x3, CONNECTION_CLOSE 0x1c code 0x12e frame type 6 reason "bad".
-        let p = hex::decode("03 4010 05 02 01 00 01 02 03 01 02 03 01 000000 1c 412e 06 03 626164".replace(' ', ""))
-            .unwrap();
+        let p = hex::decode("03 4010 05 02 01 00 01 02 03 01 02 03 01 000000 1c 412e 06 03 626164".replace(' ', "")).unwrap();
         let (v, r) = frames(&p);
         assert_eq!(r, Ok(()));
         assert_eq!(
             v,
-            vec![
-                Frame::Ack,
-                Frame::Ping,
-                Frame::Padding,
-                Frame::Close {
-                    error_code: 0x12e,
-                    frame_type: Some(6),
-                    reason: b"bad"
-                }
-            ]
+            vec![Frame::Ack, Frame::Ping, Frame::Padding, Frame::Close { error_code: 0x12e, frame_type: Some(6), reason: b"bad" }]
         );
         // Application close has no frame type.
         let (v, _) = frames(&[0x1d, 0x05, 0x00]);
-        assert_eq!(
-            v,
-            vec![Frame::Close {
-                error_code: 5,
-                frame_type: None,
-                reason: b""
-            }]
-        );
+        assert_eq!(v, vec![Frame::Close { error_code: 5, frame_type: None, reason: b"" }]);
     }
 
     #[test]
     fn unknown_and_truncated_frames_stop() {
         // CRYPTO then STREAM (0x08, not allowed in Initial).
         let (v, r) = frames(&[0x06, 0x00, 0x01, 0xaa, 0x08, 0x00]);
-        assert_eq!(
-            v,
-            vec![Frame::Crypto {
-                offset: 0,
-                data: &[0xaa]
-            }]
-        );
+        assert_eq!(v, vec![Frame::Crypto { offset: 0, data: &[0xaa] }]);
         assert_eq!(r, Err("quic_unknown_frame"));
         // CRYPTO claims 5 bytes, has 1.
         assert_eq!(frames(&[0x06, 0x00, 0x05, 0xaa]).1, Err("quic_frame_truncated"));
         // ACK with an absurd range count ends at the payload end.
-        assert_eq!(
-            frames(&[0x02, 0x00, 0x00, 0xbf, 0xff, 0xff, 0xff, 0x00, 0x01, 0x01]).1,
-            Err("quic_frame_truncated")
-        );
+        assert_eq!(frames(&[0x02, 0x00, 0x00, 0xbf, 0xff, 0xff, 0xff, 0x00, 0x01, 0x01]).1, Err("quic_frame_truncated"));
         // Empty payload is fine.
         assert_eq!(frames(&[]).1, Ok(()));
     }

@@ -100,20 +100,14 @@ pub struct GquicHello {
 }
 
 /// Initial salt of Q050 (Wireshark `handshake_salt_q050`, nDPI).
-const SALT_Q050: [u8; 20] = [
-    0x50, 0x45, 0x74, 0xef, 0xd0, 0x66, 0xfe, 0x2f, 0x9d, 0x94, 0x5c, 0xfc, 0xdb, 0xd3, 0xa7, 0xf0, 0xd3, 0xb5, 0x6b,
-    0x45,
-];
+const SALT_Q050: [u8; 20] =
+    [0x50, 0x45, 0x74, 0xef, 0xd0, 0x66, 0xfe, 0x2f, 0x9d, 0x94, 0x5c, 0xfc, 0xdb, 0xd3, 0xa7, 0xf0, 0xd3, 0xb5, 0x6b, 0x45];
 /// Initial salt of T050.
-const SALT_T050: [u8; 20] = [
-    0x7f, 0xf5, 0x79, 0xe5, 0xac, 0xd0, 0x72, 0x91, 0x55, 0x80, 0x30, 0x4c, 0x43, 0xa2, 0x36, 0x7c, 0x60, 0x48, 0x83,
-    0x10,
-];
+const SALT_T050: [u8; 20] =
+    [0x7f, 0xf5, 0x79, 0xe5, 0xac, 0xd0, 0x72, 0x91, 0x55, 0x80, 0x30, 0x4c, 0x43, 0xa2, 0x36, 0x7c, 0x60, 0x48, 0x83, 0x10];
 /// Initial salt of T051.
-const SALT_T051: [u8; 20] = [
-    0x7a, 0x4e, 0xde, 0xf4, 0xe7, 0xcc, 0xee, 0x5f, 0xa4, 0x50, 0x6c, 0x19, 0x12, 0x4f, 0xc8, 0xcc, 0xda, 0x6e, 0x03,
-    0x3d,
-];
+const SALT_T051: [u8; 20] =
+    [0x7a, 0x4e, 0xde, 0xf4, 0xe7, 0xcc, 0xee, 0x5f, 0xa4, 0x50, 0x6c, 0x19, 0x12, 0x4f, 0xc8, 0xcc, 0xda, 0x6e, 0x03, 0x3d];
 
 /// Longest connection ID accepted in a Q05x/T05x long header.
 const MAX_IETF_CID: usize = 20;
@@ -178,9 +172,7 @@ pub fn looks_like_gquic(udp_payload: &[u8]) -> bool {
         if first & 0xc3 != 0x01 || first & 0x08 == 0 {
             return false;
         }
-        return udp_payload
-            .get(9..13)
-            .is_some_and(|v| layout(v) == Layout::Public && udp_payload.len() >= 13 + 1 + 12);
+        return udp_payload.get(9..13).is_some_and(|v| layout(v) == Layout::Public && udp_payload.len() >= 13 + 1 + 12);
     }
     let Some(v) = udp_payload.get(1..5) else {
         return false;
@@ -250,8 +242,7 @@ pub fn inspect_client_datagram(udp_payload: &[u8]) -> Result<GquicHello, &'stati
                 return Err("gquic_server_initial");
             }
             let nib = |n: u8| if n == 0 { 0 } else { usize::from(n) + 3 };
-            r.bytes(nib(lens >> 4) + nib(lens & 0x0f) + pn_len + 12)
-                .ok_or("gquic_header_truncated")?;
+            r.bytes(nib(lens >> 4) + nib(lens & 0x0f) + pn_len + 12).ok_or("gquic_header_truncated")?;
             let data = stream1_data(r.rest(), FrameCtx { le: false, pn_len })?;
             chlo_hello(data, Some(v))
         }
@@ -295,11 +286,7 @@ fn public_header(buf: &[u8]) -> Result<GquicHello, &'static str> {
     match version.and_then(version_number) {
         Some(n) => {
             // A private-flags byte precedes the frames up to Q033.
-            let body = if n <= 33 {
-                body.get(1..).ok_or("gquic_header_truncated")?
-            } else {
-                body
-            };
+            let body = if n <= 33 { body.get(1..).ok_or("gquic_header_truncated")? } else { body };
             let data = stream1_data(body, FrameCtx { le: n < 39, pn_len })?;
             chlo_hello(data, version)
         }
@@ -442,16 +429,9 @@ fn decrypt_initial(buf: &[u8], salt: &'static [u8; 20]) -> Result<Vec<u8>, &'sta
     r.bytes_u64(token_len).ok_or(TRUNC)?;
     let len = r.varint().ok_or(TRUNC)?;
     let pn_offset = r.pos();
-    let end = usize::try_from(len)
-        .ok()
-        .and_then(|l| pn_offset.checked_add(l))
-        .filter(|e| *e <= buf.len())
-        .ok_or("gquic_packet_too_short")?;
-    let params = VersionParams {
-        salt,
-        alt_salt: None,
-        v2: false,
-    };
+    let end =
+        usize::try_from(len).ok().and_then(|l| pn_offset.checked_add(l)).filter(|e| *e <= buf.len()).ok_or("gquic_packet_too_short")?;
+    let params = VersionParams { salt, alt_salt: None, v2: false };
     let keys = InitialKeys::derive(params, dcid).ok_or("gquic_initial_auth_failed")?;
     match unprotect_long(&keys.client, &buf[..end], pn_offset, None) {
         Ok(p) => Ok(p.payload),
@@ -530,28 +510,16 @@ fn parse_chlo(data: &[u8]) -> Result<Chlo<'_>, &'static str> {
     if data.len() < values {
         return Err("gquic_chlo_truncated");
     }
-    let mut chlo = Chlo {
-        tags: Vec::with_capacity(n),
-        sni: None,
-        uaid: None,
-        ver: None,
-    };
+    let mut chlo = Chlo { tags: Vec::with_capacity(n), sni: None, uaid: None, ver: None };
     let mut prev = 0usize;
     for i in 0..n {
         let at = 8 + 8 * i;
-        let tag: [u8; 4] = data
-            .get(at..at + 4)
-            .and_then(|t| t.try_into().ok())
-            .ok_or("gquic_chlo_truncated")?;
-        let end =
-            usize::try_from(le32(data, at + 4).ok_or("gquic_chlo_truncated")?).map_err(|_| "gquic_chlo_malformed")?;
+        let tag: [u8; 4] = data.get(at..at + 4).and_then(|t| t.try_into().ok()).ok_or("gquic_chlo_truncated")?;
+        let end = usize::try_from(le32(data, at + 4).ok_or("gquic_chlo_truncated")?).map_err(|_| "gquic_chlo_malformed")?;
         if end < prev {
             return Err("gquic_chlo_malformed");
         }
-        let value = values
-            .checked_add(prev)
-            .zip(values.checked_add(end))
-            .and_then(|(s, e)| data.get(s..e));
+        let value = values.checked_add(prev).zip(values.checked_add(end)).and_then(|(s, e)| data.get(s..e));
         match &tag {
             b"SNI\0" => chlo.sni = value,
             b"UAID" => chlo.uaid = value,
@@ -586,16 +554,12 @@ pub fn cyu(version_number: u32, tags: &[String]) -> (String, String) {
 }
 
 fn text(v: Option<&[u8]>) -> Option<String> {
-    v.filter(|v| !v.is_empty())
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+    v.filter(|v| !v.is_empty()).map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 fn chlo_hello(data: &[u8], header_version: Option<&[u8]>) -> Result<GquicHello, &'static str> {
     let chlo = parse_chlo(data)?;
-    let version = header_version
-        .or(chlo.ver)
-        .filter(|v| is_gquic_version(v))
-        .ok_or("gquic_no_version")?;
+    let version = header_version.or(chlo.ver).filter(|v| is_gquic_version(v)).ok_or("gquic_no_version")?;
     let number = version_number(version).ok_or("gquic_no_version")?;
     let tags: Vec<String> = chlo.tags.iter().map(tag_name).collect();
     let (cyu_string, cyu_hash) = cyu(number, &tags);
@@ -617,10 +581,7 @@ fn tls_hello(data: &[u8], version: &[u8]) -> Result<GquicHello, &'static str> {
         return Err(BAD);
     }
     let len = data.get(1..4).map(|l| uint(l, false)).ok_or(BAD)?;
-    let body = usize::try_from(len)
-        .ok()
-        .and_then(|l| data.get(4..4usize.checked_add(l)?))
-        .ok_or(BAD)?;
+    let body = usize::try_from(len).ok().and_then(|l| data.get(4..4usize.checked_add(l)?)).ok_or(BAD)?;
     let ch = tls::parse_client_hello(body).ok_or(BAD)?;
     Ok(GquicHello {
         version: String::from_utf8_lossy(version).into_owned(),
@@ -683,9 +644,8 @@ mod tests {
 
     /// The 25 tags of Suricata's `test cyu 1` (Q046).
     const CYU1_TAGS: [&[u8; 4]; 25] = [
-        b"PAD\0", b"SNI\0", b"STK\0", b"VER\0", b"CCS\0", b"NONC", b"AEAD", b"UAID", b"SCID", b"TCID", b"PDMD",
-        b"SMHL", b"ICSL", b"NONP", b"PUBS", b"MIDS", b"SCLS", b"KEXS", b"XLCT", b"CSCT", b"COPT", b"CCRT", b"IRTT",
-        b"CFCW", b"SFCW",
+        b"PAD\0", b"SNI\0", b"STK\0", b"VER\0", b"CCS\0", b"NONC", b"AEAD", b"UAID", b"SCID", b"TCID", b"PDMD", b"SMHL", b"ICSL", b"NONP",
+        b"PUBS", b"MIDS", b"SCLS", b"KEXS", b"XLCT", b"CSCT", b"COPT", b"CCRT", b"IRTT", b"CFCW", b"SFCW",
     ];
 
     fn chlo_q046() -> Vec<u8> {
@@ -756,15 +716,7 @@ mod tests {
         let len = (4 + payload.len() + 16) as u16;
         hdr.extend_from_slice(&(0x4000 | len).to_be_bytes());
         hdr.extend_from_slice(&[0, 0, 0, 1]);
-        let keys = InitialKeys::derive(
-            VersionParams {
-                salt,
-                alt_salt: None,
-                v2: false,
-            },
-            &dcid,
-        )
-        .unwrap();
+        let keys = InitialKeys::derive(VersionParams { salt, alt_salt: None, v2: false }, &dcid).unwrap();
         protect_long(&keys.client, &hdr, 1, &payload)
     }
 
@@ -789,11 +741,7 @@ mod tests {
             ),
             (43, "PAD-SNI-VER-CCS-PDMD-ICSL-MIDS-CFCW-SFCW", "e030dea1f2eea44ac7db5fe4de792acd"),
             (43, "PAD-SNI-STK-VER-CCS-SCID-PDMD-ICSL-MIDS-CFCW-SFCW", "0811fab28e41e8c8a33e220a15b964d9"),
-            (
-                43,
-                "PAD-SNI-STK-VER-CCS-NONC-AEAD-SCID-PDMD-ICSL-PUBS-MIDS-KEXS-XLCT-CFCW-SFCW",
-                "d8b208b236d176c89407500dbefb04c2",
-            ),
+            (43, "PAD-SNI-STK-VER-CCS-NONC-AEAD-SCID-PDMD-ICSL-PUBS-MIDS-KEXS-XLCT-CFCW-SFCW", "d8b208b236d176c89407500dbefb04c2"),
         ];
         for (v, tags, hash) in cases {
             let tags: Vec<String> = tags.split('-').map(String::from).collect();
@@ -807,14 +755,8 @@ mod tests {
     #[test]
     fn cyu_suricata_verify_vectors() {
         for (s, hash) in [
-            (
-                "46,PAD-SNI-VER-CCS-UAID-TCID-PDMD-SMHL-ICSL-NONP-MIDS-SCLS-CSCT-COPT-IRTT-CFCW-SFCW",
-                "910a5e3a4d51593bd59a44611544f209",
-            ),
-            (
-                "46,PAD-SNI-STK-SNO-VER-CCS-NONC-AEAD-UAID-SCID-TCID-PDMD-SMHL-ICSL-NONP-PUBS-MIDS-SCLS-KEXS-XLCT-CSCT-COPT-CCRT-IRTT-CFCW-SFCW",
-                "7b3ceb1adc974ad360cfa634e8d0a730",
-            ),
+            ("46,PAD-SNI-VER-CCS-UAID-TCID-PDMD-SMHL-ICSL-NONP-MIDS-SCLS-CSCT-COPT-IRTT-CFCW-SFCW", "910a5e3a4d51593bd59a44611544f209"),
+            ("46,PAD-SNI-STK-SNO-VER-CCS-NONC-AEAD-UAID-SCID-TCID-PDMD-SMHL-ICSL-NONP-PUBS-MIDS-SCLS-KEXS-XLCT-CSCT-COPT-CCRT-IRTT-CFCW-SFCW", "7b3ceb1adc974ad360cfa634e8d0a730"),
         ] {
             let (v, tags) = s.split_once(',').unwrap();
             let tags: Vec<String> = tags.split('-').map(String::from).collect();
@@ -830,10 +772,7 @@ mod tests {
         assert_eq!(g.version, "Q043");
         assert_eq!(g.sni.as_deref(), Some("www.example.com"));
         assert_eq!(g.uaid, None);
-        assert_eq!(
-            g.tags,
-            strings(&["PAD", "SNI", "VER", "CCS", "PDMD", "ICSL", "MIDS", "CFCW", "SFCW"])
-        );
+        assert_eq!(g.tags, strings(&["PAD", "SNI", "VER", "CCS", "PDMD", "ICSL", "MIDS", "CFCW", "SFCW"]));
         assert_eq!(g.cyu_string, "43,PAD-SNI-VER-CCS-PDMD-ICSL-MIDS-CFCW-SFCW");
         assert_eq!(g.cyu_hash, "e030dea1f2eea44ac7db5fe4de792acd");
         // Chrome's flags 0x0d (legacy 8-byte CID code 0x0c) read the same.
@@ -858,10 +797,7 @@ mod tests {
         // Q035: little-endian data length.
         let p = q043_packet(0x0d, b"Q035", &stream1(&chlo_q043(), true));
         let g = parse_client_datagram(&p).unwrap();
-        assert_eq!(
-            (g.version.as_str(), g.sni.as_deref()),
-            ("Q035", Some("www.example.com"))
-        );
+        assert_eq!((g.version.as_str(), g.sni.as_deref()), ("Q035", Some("www.example.com")));
         assert!(g.cyu_string.starts_with("35,PAD-SNI-"));
         // Q025: a private-flags byte before the frames.
         let mut frames = vec![0x00];
@@ -880,10 +816,7 @@ mod tests {
         assert_eq!(g.cyu_hash, "e030dea1f2eea44ac7db5fe4de792acd");
         // Q035-style (little-endian) is found too.
         let p = q043_packet(0x0c, b"????", &stream1(&chlo_q043(), true));
-        assert_eq!(
-            parse_client_datagram(&p).unwrap().sni.as_deref(),
-            Some("www.example.com")
-        );
+        assert_eq!(parse_client_datagram(&p).unwrap().sni.as_deref(), Some("www.example.com"));
         // Without a VER tag there is no version to report.
         let no_ver = chlo(b"CHLO", &[(b"SNI\0", b"a.example")]);
         let p = q043_packet(0x0c, b"????", &stream1(&no_ver, false));
@@ -915,16 +848,12 @@ mod tests {
     // Initial whose CHLO has SNI "127.0.0.1" (911 bytes of PAD rebuilt).
     #[test]
     fn q044_suricata_packet() {
-        let mut p = h(
-            "ff513034345005cad2cc06c4d0e400000001afac230bc5b56fb89800171b800143484c4f09000000\
+        let mut p = h("ff513034345005cad2cc06c4d0e400000001afac230bc5b56fb89800171b800143484c4f09000000\
                        504144008f030000534e490098030000564552009c03000043435300ac03000050444d44b0030000\
-                       4943534cb40300004d494453b803000043464357bc03000053464357c0030000",
-        );
+                       4943534cb40300004d494453b803000043464357bc03000053464357c0030000");
         p.extend_from_slice(&[0; 911]);
-        p.extend_from_slice(&h(
-            "3132372e302e302e310000000001e8816092921ae87eed8086a215829158353039803a0900\
-                                6400000000c0000000800000",
-        ));
+        p.extend_from_slice(&h("3132372e302e302e310000000001e8816092921ae87eed8086a215829158353039803a0900\
+                                6400000000c0000000800000"));
         assert!(looks_like_gquic(&p));
         let g = parse_client_datagram(&p).unwrap();
         assert_eq!(g.version, "Q044");
@@ -1053,10 +982,7 @@ mod tests {
         // Stream 3 is not the handshake stream.
         let mut f = stream1(&chlo_q043(), false);
         f[1] = 3;
-        assert_eq!(
-            inspect_client_datagram(&q043_packet(0x09, b"Q043", &f)),
-            Err("gquic_no_hello")
-        );
+        assert_eq!(inspect_client_datagram(&q043_packet(0x09, b"Q043", &f)), Err("gquic_no_hello"));
         // Stream 1 further in: a repeated CHLO counts, the rest of a
         // message does not.
         let mut f = vec![0xa4, 0x01, 0x04, 0x00];
@@ -1065,10 +991,7 @@ mod tests {
         assert_eq!(g.sni.as_deref(), Some("www.example.com"));
         let mut f = vec![0xa4, 0x01, 0x04, 0x00];
         f.extend_from_slice(&stream1(&chlo_q043()[4..], false)[2..]);
-        assert_eq!(
-            inspect_client_datagram(&q043_packet(0x09, b"Q043", &f)),
-            Err("gquic_no_hello")
-        );
+        assert_eq!(inspect_client_datagram(&q043_packet(0x09, b"Q043", &f)), Err("gquic_no_hello"));
         // Truncated headers.
         for n in 0..30 {
             let p = q046_packet(&stream1(&chlo_q046(), false));
@@ -1168,13 +1091,9 @@ mod tests {
             let mut lines = tsv.lines();
             let head: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
             let col = |n: &str| head.iter().position(|c| *c == n);
-            let (Some(fr), Some(gs), Some(sn), Some(qv), Some(msgs)) = (
-                col("frame"),
-                col("gquic_sni"),
-                col("sni"),
-                col("quic_version"),
-                col("msgs"),
-            ) else {
+            let (Some(fr), Some(gs), Some(sn), Some(qv), Some(msgs)) =
+                (col("frame"), col("gquic_sni"), col("sni"), col("quic_version"), col("msgs"))
+            else {
                 return Vec::new();
             };
             let mut out = Vec::new();
@@ -1212,44 +1131,20 @@ mod tests {
 
         /// User agents nDPI reported for a capture (its `.pcap.out`).
         fn ndpi_user_agents(out: &str) -> Vec<String> {
-            out.split("[User-Agent: ")
-                .skip(1)
-                .filter_map(|s| s.split_once(']').map(|x| x.0.to_string()))
-                .collect()
+            out.split("[User-Agent: ").skip(1).filter_map(|s| s.split_once(']').map(|x| x.0.to_string())).collect()
         }
 
         const CAPTURES: [(&str, Option<&str>); 10] = [
             ("suricata-verify/tests/quic-cyu/input.pcap", None),
-            (
-                "suricata-verify/tests/quic-alerts/input.pcap",
-                Some("suricata-verify__quic-alerts__input.pcap"),
-            ),
+            ("suricata-verify/tests/quic-alerts/input.pcap", Some("suricata-verify__quic-alerts__input.pcap")),
             ("ndpi/tests/cfgs/default/pcap/gquic.pcap", Some("ndpi__gquic.pcap")),
-            (
-                "ndpi/tests/cfgs/default/pcap/quic_q50.pcap",
-                Some("ndpi__quic_q50.pcap"),
-            ),
-            (
-                "ndpi/tests/cfgs/default/pcap/quic_t50.pcap",
-                Some("ndpi__quic_t50.pcap"),
-            ),
-            (
-                "ndpi/tests/cfgs/default/pcap/quic_t51.pcap",
-                Some("ndpi__quic_t51.pcap"),
-            ),
+            ("ndpi/tests/cfgs/default/pcap/quic_q50.pcap", Some("ndpi__quic_q50.pcap")),
+            ("ndpi/tests/cfgs/default/pcap/quic_t50.pcap", Some("ndpi__quic_t50.pcap")),
+            ("ndpi/tests/cfgs/default/pcap/quic_t51.pcap", Some("ndpi__quic_t51.pcap")),
             ("ndpi/tests/cfgs/default/pcap/wechat.pcap", Some("ndpi__wechat.pcap")),
-            (
-                "ndpi/tests/cfgs/default/pcap/youtubeupload.pcap",
-                Some("ndpi__youtubeupload.pcap"),
-            ),
-            (
-                "ndpi/tests/cfgs/default/pcap/http_ipv6.pcap",
-                Some("ndpi__http_ipv6.pcap"),
-            ),
-            (
-                "arkime/tests/pcap/arkime_synthetic.pcap",
-                Some("arkime__arkime_synthetic.pcap"),
-            ),
+            ("ndpi/tests/cfgs/default/pcap/youtubeupload.pcap", Some("ndpi__youtubeupload.pcap")),
+            ("ndpi/tests/cfgs/default/pcap/http_ipv6.pcap", Some("ndpi__http_ipv6.pcap")),
+            ("arkime/tests/pcap/arkime_synthetic.pcap", Some("arkime__arkime_synthetic.pcap")),
         ];
 
         #[test]
@@ -1266,10 +1161,7 @@ mod tests {
                 let found: Vec<_> = res.iter().filter_map(|(f, r)| Some((*f, r.as_ref().ok()?))).collect();
                 println!("{path}: {} UDP datagrams, {} gQUIC hellos", res.len(), found.len());
                 for (f, g) in &found {
-                    println!(
-                        "  frame {f}: {} sni={:?} cyu={} {}",
-                        g.version, g.sni, g.cyu_hash, g.cyu_string
-                    );
+                    println!("  frame {f}: {} sni={:?} cyu={} {}", g.version, g.sni, g.cyu_hash, g.cyu_string);
                 }
                 let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
                 for r in res.values() {
@@ -1279,8 +1171,7 @@ mod tests {
                 }
                 println!("  not a hello: {reasons:?}");
                 if let Some(name) = oracle {
-                    let tsv = std::fs::read_to_string(dir.join("oracle").join(format!("{name}.tshark.tsv")))
-                        .unwrap_or_default();
+                    let tsv = std::fs::read_to_string(dir.join("oracle").join(format!("{name}.tshark.tsv"))).unwrap_or_default();
                     let want = oracle_snis(&tsv);
                     for (frame, sni) in &want {
                         sni_n += 1;
@@ -1305,8 +1196,7 @@ mod tests {
                     }
                 }
                 if let Some(stem) = path.strip_prefix("ndpi/tests/cfgs/default/pcap/") {
-                    let out = std::fs::read_to_string(dir.join(format!("ndpi/tests/cfgs/default/result/{stem}.out")))
-                        .unwrap_or_default();
+                    let out = std::fs::read_to_string(dir.join(format!("ndpi/tests/cfgs/default/result/{stem}.out"))).unwrap_or_default();
                     let uas = ndpi_user_agents(&out);
                     for (f, g) in &found {
                         if let Some(ua) = &g.uaid {

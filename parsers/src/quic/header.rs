@@ -94,26 +94,16 @@ pub mod version {
 
 // Initial salts: RFC 9001 §5.2 (v1), RFC 9369 §3.3.1 (v2), and the
 // draft-ietf-quic-tls-{22,23,29} values, also used by Wireshark and nDPI.
-const SALT_V1: [u8; 20] = [
-    0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad, 0xcc, 0xbb, 0x7f,
-    0x0a,
-];
-const SALT_V2: [u8; 20] = [
-    0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93, 0x81, 0xbe, 0x6e, 0x26, 0x9d, 0xcb, 0xf9, 0xbd, 0x2e,
-    0xd9,
-];
-const SALT_DRAFT_29: [u8; 20] = [
-    0xaf, 0xbf, 0xec, 0x28, 0x99, 0x93, 0xd2, 0x4c, 0x9e, 0x97, 0x86, 0xf1, 0x9c, 0x61, 0x11, 0xe0, 0x43, 0x90, 0xa8,
-    0x99,
-];
-const SALT_DRAFT_23: [u8; 20] = [
-    0xc3, 0xee, 0xf7, 0x12, 0xc7, 0x2e, 0xbb, 0x5a, 0x11, 0xa7, 0xd2, 0x43, 0x2b, 0xb4, 0x63, 0x65, 0xbe, 0xf9, 0xf5,
-    0x02,
-];
-const SALT_DRAFT_22: [u8; 20] = [
-    0x7f, 0xbc, 0xdb, 0x0e, 0x7c, 0x66, 0xbb, 0xe9, 0x19, 0x3a, 0x96, 0xcd, 0x21, 0x51, 0x9e, 0xbd, 0x7a, 0x02, 0x64,
-    0x4a,
-];
+const SALT_V1: [u8; 20] =
+    [0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad, 0xcc, 0xbb, 0x7f, 0x0a];
+const SALT_V2: [u8; 20] =
+    [0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93, 0x81, 0xbe, 0x6e, 0x26, 0x9d, 0xcb, 0xf9, 0xbd, 0x2e, 0xd9];
+const SALT_DRAFT_29: [u8; 20] =
+    [0xaf, 0xbf, 0xec, 0x28, 0x99, 0x93, 0xd2, 0x4c, 0x9e, 0x97, 0x86, 0xf1, 0x9c, 0x61, 0x11, 0xe0, 0x43, 0x90, 0xa8, 0x99];
+const SALT_DRAFT_23: [u8; 20] =
+    [0xc3, 0xee, 0xf7, 0x12, 0xc7, 0x2e, 0xbb, 0x5a, 0x11, 0xa7, 0xd2, 0x43, 0x2b, 0xb4, 0x63, 0x65, 0xbe, 0xf9, 0xf5, 0x02];
+const SALT_DRAFT_22: [u8; 20] =
+    [0x7f, 0xbc, 0xdb, 0x0e, 0x7c, 0x66, 0xbb, 0xe9, 0x19, 0x3a, 0x96, 0xcd, 0x21, 0x51, 0x9e, 0xbd, 0x7a, 0x02, 0x64, 0x4a];
 /// What a version changes for Initial packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct VersionParams {
@@ -139,21 +129,11 @@ pub fn is_reserved(version: u32) -> bool {
 /// we try the draft-29 salt (what Wireshark and nDPI assume) and then v1's.
 pub(crate) fn params(version: u32) -> Option<VersionParams> {
     if is_reserved(version) {
-        return Some(VersionParams {
-            salt: &SALT_DRAFT_29,
-            alt_salt: Some(&SALT_V1),
-            v2: false,
-        });
+        return Some(VersionParams { salt: &SALT_DRAFT_29, alt_salt: Some(&SALT_V1), v2: false });
     }
     let salt = match version {
         version::V1 => &SALT_V1,
-        version::V2 => {
-            return Some(VersionParams {
-                salt: &SALT_V2,
-                alt_salt: None,
-                v2: true,
-            })
-        }
+        version::V2 => return Some(VersionParams { salt: &SALT_V2, alt_salt: None, v2: true }),
         // draft-33 and draft-34 already use the v1 salt.
         0xff00_0021..=0xff00_0022 => &SALT_V1,
         0xff00_001d..=0xff00_0020 => &SALT_DRAFT_29,
@@ -162,11 +142,7 @@ pub(crate) fn params(version: u32) -> Option<VersionParams> {
         0xff00_0016 | version::MVFST_D22 => &SALT_DRAFT_22,
         _ => return None,
     };
-    Some(VersionParams {
-        salt,
-        alt_salt: None,
-        v2: false,
-    })
+    Some(VersionParams { salt, alt_salt: None, v2: false })
 }
 
 /// Largest connection ID of QUIC v1/v2 (RFC 9000 §17.2). The invariants
@@ -241,15 +217,7 @@ pub(crate) fn parse_long(buf: &[u8]) -> Result<LongPacket<'_>, &'static str> {
     let dcid = r.bytes(dcid_len).ok_or(TRUNCATED)?;
     let scid_len = usize::from(r.u8().ok_or(TRUNCATED)?);
     let scid = r.bytes(scid_len).ok_or(TRUNCATED)?;
-    let whole = |body| {
-        Ok(LongPacket {
-            bytes: buf,
-            version,
-            dcid,
-            scid,
-            body,
-        })
-    };
+    let whole = |body| Ok(LongPacket { bytes: buf, version, dcid, scid, body });
     if version == version::NEGOTIATION {
         return whole(Body::VersionNegotiation { versions: r.rest() });
     }
@@ -288,13 +256,7 @@ pub(crate) fn parse_long(buf: &[u8]) -> Result<LongPacket<'_>, &'static str> {
         (PacketType::ZeroRtt, _) => Body::ZeroRtt,
         _ => Body::Handshake,
     };
-    Ok(LongPacket {
-        bytes,
-        version,
-        dcid,
-        scid,
-        body,
-    })
+    Ok(LongPacket { bytes, version, dcid, scid, body })
 }
 
 /// Cheap probe: does `udp_payload` start with a client's first Initial
@@ -309,12 +271,7 @@ pub fn looks_like_quic_initial(udp_payload: &[u8]) -> bool {
         return false;
     }
     match parse_long(udp_payload) {
-        Ok(LongPacket {
-            dcid,
-            bytes,
-            body: Body::Initial { pn_offset, .. },
-            ..
-        }) => dcid.len() >= 8 && bytes.len() >= pn_offset + 4 + 16,
+        Ok(LongPacket { dcid, bytes, body: Body::Initial { pn_offset, .. }, .. }) => dcid.len() >= 8 && bytes.len() >= pn_offset + 4 + 16,
         _ => false,
     }
 }
@@ -326,13 +283,9 @@ mod tests {
     #[test]
     fn varints_rfc9000_a1() {
         // RFC 9000 §A.1 examples.
-        for (hex, v) in [
-            ("c2197c5eff14e88c", 151_288_809_941_952_652u64),
-            ("9d7f3e7d", 494_878_333),
-            ("7bbd", 15_293),
-            ("25", 37),
-            ("4025", 37),
-        ] {
+        for (hex, v) in
+            [("c2197c5eff14e88c", 151_288_809_941_952_652u64), ("9d7f3e7d", 494_878_333), ("7bbd", 15_293), ("25", 37), ("4025", 37)]
+        {
             let b = hex::decode(hex).unwrap();
             let mut r = Reader::new(&b);
             assert_eq!(r.varint(), Some(v), "{hex}");

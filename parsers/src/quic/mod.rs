@@ -66,8 +66,8 @@
 mod assembler;
 mod crypto;
 mod frames;
-mod header;
 pub mod gquic;
+mod header;
 
 #[cfg(test)]
 mod corpus_tests;
@@ -144,10 +144,7 @@ impl Cid {
     fn new(b: &[u8]) -> Option<Self> {
         let mut bytes = [0u8; MAX_CID_LEN];
         bytes.get_mut(..b.len())?.copy_from_slice(b);
-        Some(Cid {
-            len: b.len() as u8,
-            bytes,
-        })
+        Some(Cid { len: b.len() as u8, bytes })
     }
 
     fn as_slice(&self) -> &[u8] {
@@ -261,10 +258,7 @@ impl QuicConn {
                 Body::Retry { .. } => self.retry(from_client, &pkt, out),
                 Body::VersionNegotiation { versions } => {
                     if from_client {
-                        out.push(QuicEvent::Malformed {
-                            from_client,
-                            what: "quic_unexpected_direction",
-                        });
+                        out.push(QuicEvent::Malformed { from_client, what: "quic_unexpected_direction" });
                         continue;
                     }
                     let versions = versions
@@ -278,10 +272,7 @@ impl QuicConn {
                     out.push(QuicEvent::VersionNegotiation { versions });
                 }
                 Body::UnknownVersion => {
-                    out.push(QuicEvent::Undecryptable {
-                        from_client,
-                        why: "quic_unsupported_version",
-                    });
+                    out.push(QuicEvent::Undecryptable { from_client, why: "quic_unsupported_version" });
                 }
             }
         }
@@ -289,18 +280,12 @@ impl QuicConn {
 
     fn retry(&mut self, from_client: bool, pkt: &LongPacket<'_>, out: &mut Vec<QuicEvent>) {
         if from_client {
-            out.push(QuicEvent::Malformed {
-                from_client,
-                what: "quic_unexpected_direction",
-            });
+            out.push(QuicEvent::Malformed { from_client, what: "quic_unexpected_direction" });
             return;
         }
         if let Some(odcid) = self.key_cid {
             if retry_integrity_ok(pkt.version, odcid.as_slice(), pkt.bytes) == Some(false) {
-                out.push(QuicEvent::Malformed {
-                    from_client,
-                    what: "quic_retry_integrity",
-                });
+                out.push(QuicEvent::Malformed { from_client, what: "quic_retry_integrity" });
                 return;
             }
         }
@@ -314,31 +299,17 @@ impl QuicConn {
 
     /// Keys for (version, salt, cid), from the cache or freshly derived.
     fn keys_for(&mut self, version: u32, p: VersionParams, cid: Cid) -> Option<&InitialKeys> {
-        let hit = self
-            .keys
-            .as_ref()
-            .is_some_and(|k| k.version == version && k.salt == p.salt && k.cid == cid);
+        let hit = self.keys.as_ref().is_some_and(|k| k.version == version && k.salt == p.salt && k.cid == cid);
         if !hit {
             let keys = InitialKeys::derive(p, cid.as_slice())?;
-            self.keys = Some(Box::new(KeyCache {
-                version,
-                salt: p.salt,
-                cid,
-                keys,
-            }));
+            self.keys = Some(Box::new(KeyCache { version, salt: p.salt, cid, keys }));
         }
         self.keys.as_deref().map(|k| &k.keys)
     }
 
     /// Decrypt an Initial with keys from `cid`; for reserved versions try
     /// the alternative salt too (the one that worked last time first).
-    fn decrypt(
-        &mut self,
-        from_client: bool,
-        cid: Cid,
-        pkt: &LongPacket<'_>,
-        pn_offset: usize,
-    ) -> Result<crypto::Plaintext, &'static str> {
+    fn decrypt(&mut self, from_client: bool, cid: Cid, pkt: &LongPacket<'_>, pn_offset: usize) -> Result<crypto::Plaintext, &'static str> {
         let p = header::params(pkt.version).ok_or("quic_unsupported_version")?;
         let mut salts = [Some(p.salt), p.alt_salt];
         if let (Some(k), Some(alt)) = (&self.keys, p.alt_salt) {
@@ -403,10 +374,7 @@ impl QuicConn {
             }
         } else {
             let Some(key_cid) = self.key_cid else {
-                out.push(QuicEvent::Undecryptable {
-                    from_client,
-                    why: "quic_no_client_initial",
-                });
+                out.push(QuicEvent::Undecryptable { from_client, why: "quic_no_client_initial" });
                 return;
             };
             match self.decrypt(false, key_cid, pkt, pn_offset) {
@@ -425,11 +393,7 @@ impl QuicConn {
         let mut overflow = false;
         let res = frames::parse_frames(&plain.payload, |f| match f {
             Frame::Crypto { offset, data } => overflow |= stream.insert(offset, data) == Insert::Overflow,
-            Frame::Close {
-                error_code,
-                frame_type,
-                reason,
-            } => {
+            Frame::Close { error_code, frame_type, reason } => {
                 let reason = reason.get(..MAX_REASON_LEN).unwrap_or(reason);
                 out.push(QuicEvent::ConnectionClose {
                     from_client,
@@ -455,10 +419,7 @@ impl QuicConn {
                     *ch_slot = Some(Box::new(ch));
                 }
                 Some(_) => {}
-                None => out.push(QuicEvent::Malformed {
-                    from_client,
-                    what: "quic_client_hello",
-                }),
+                None => out.push(QuicEvent::Malformed { from_client, what: "quic_client_hello" }),
             },
             hs::SERVER_HELLO => match tls::parse_server_hello(body) {
                 Some(sh) if sh_slot.as_deref() != Some(&sh) => {
@@ -466,10 +427,7 @@ impl QuicConn {
                     *sh_slot = Some(Box::new(sh));
                 }
                 Some(_) => {}
-                None => out.push(QuicEvent::Malformed {
-                    from_client,
-                    what: "quic_server_hello",
-                }),
+                None => out.push(QuicEvent::Malformed { from_client, what: "quic_server_hello" }),
             },
             _ => {}
         }) == Insert::Overflow;
@@ -488,15 +446,11 @@ impl QuicConn {
 /// §3.3.3); `None` for versions whose Retry key we do not carry.
 fn retry_aead(version: u32) -> Option<(Aes128Gcm, [u8; 12])> {
     const V1: ([u8; 16], [u8; 12]) = (
-        [
-            0xbe, 0x0c, 0x69, 0x0b, 0x9f, 0x66, 0x57, 0x5a, 0x1d, 0x76, 0x6b, 0x54, 0xe3, 0x68, 0xc8, 0x4e,
-        ],
+        [0xbe, 0x0c, 0x69, 0x0b, 0x9f, 0x66, 0x57, 0x5a, 0x1d, 0x76, 0x6b, 0x54, 0xe3, 0x68, 0xc8, 0x4e],
         [0x46, 0x15, 0x99, 0xd3, 0x5d, 0x63, 0x2b, 0xf2, 0x23, 0x98, 0x25, 0xbb],
     );
     const V2: ([u8; 16], [u8; 12]) = (
-        [
-            0x8f, 0xb4, 0xb0, 0x1b, 0x56, 0xac, 0x48, 0xe2, 0x60, 0xfb, 0xcb, 0xce, 0xad, 0x7c, 0xcc, 0x92,
-        ],
+        [0x8f, 0xb4, 0xb0, 0x1b, 0x56, 0xac, 0x48, 0xe2, 0x60, 0xfb, 0xcb, 0xce, 0xad, 0x7c, 0xcc, 0x92],
         [0xd8, 0x69, 0x69, 0xbc, 0x2d, 0x7c, 0x6d, 0x99, 0x90, 0xef, 0xb0, 0x4a],
     );
     let (key, nonce) = match version {
@@ -524,10 +478,7 @@ fn retry_integrity_ok(version: u32, odcid: &[u8], retry: &[u8]) -> Option<bool> 
     let (body, tag) = retry.split_at(split);
     let tag: [u8; crypto::TAG_LEN] = tag.try_into().ok()?;
     let aad = retry_pseudo_packet(odcid, body)?;
-    Some(
-        aead.decrypt_in_place_detached(&nonce.into(), &aad, &mut [], &tag.into())
-            .is_ok(),
-    )
+    Some(aead.decrypt_in_place_detached(&nonce.into(), &aad, &mut [], &tag.into()).is_ok())
 }
 
 fn client_hello_heap(ch: &ClientHello) -> usize {

@@ -157,26 +157,8 @@ fn feed(c: &mut QuicConn, from_client: bool, d: &[u8]) -> Vec<QuicEvent> {
 }
 
 fn hellos(ev: &[QuicEvent]) -> (Vec<&ClientHello>, Vec<&ServerHello>) {
-    let ch = ev
-        .iter()
-        .filter_map(|e| {
-            if let QuicEvent::ClientHello(c) = e {
-                Some(&**c)
-            } else {
-                None
-            }
-        })
-        .collect();
-    let sh = ev
-        .iter()
-        .filter_map(|e| {
-            if let QuicEvent::ServerHello(s) = e {
-                Some(&**s)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let ch = ev.iter().filter_map(|e| if let QuicEvent::ClientHello(c) = e { Some(&**c) } else { None }).collect();
+    let sh = ev.iter().filter_map(|e| if let QuicEvent::ServerHello(s) = e { Some(&**s) } else { None }).collect();
     (ch, sh)
 }
 
@@ -240,12 +222,7 @@ fn rfc9001_a2_plaintext_and_pn() {
     assert_eq!(&p.payload[..frame.len()], &frame[..]);
     assert!(p.payload[frame.len()..].iter().all(|b| *b == 0));
     // And protecting that plaintext with the A.2 header gives the RFC bytes.
-    let again = protect_long(
-        &keys.client,
-        &h("c300000001088394c8f03e5157080000449e00000002"),
-        2,
-        &p.payload,
-    );
+    let again = protect_long(&keys.client, &h("c300000001088394c8f03e5157080000449e00000002"), 2, &p.payload);
     assert_eq!(again, pkt);
     // A.3 the same way (pn 1, 2-byte encoding).
     let p = crypto::unprotect_long(&keys.server, &h(RFC9001_A3_PACKET), 18, None).unwrap();
@@ -256,13 +233,7 @@ fn rfc9001_a2_plaintext_and_pn() {
 fn rfc9001_server_initial_needs_client_initial() {
     let mut c = QuicConn::new();
     let ev = feed(&mut c, false, &h(RFC9001_A3_PACKET));
-    assert_eq!(
-        ev,
-        vec![QuicEvent::Undecryptable {
-            from_client: false,
-            why: "quic_no_client_initial"
-        }]
-    );
+    assert_eq!(ev, vec![QuicEvent::Undecryptable { from_client: false, why: "quic_no_client_initial" }]);
 }
 
 #[test]
@@ -286,10 +257,7 @@ fn rfc9369_a2_a3_v2_initials() {
 
 #[test]
 fn rfc_retry_integrity_v1_v2() {
-    for (client, retry) in [
-        (RFC9001_A2_PACKET, RFC9001_A4_RETRY),
-        (RFC9369_A2_PACKET, RFC9369_A4_RETRY),
-    ] {
+    for (client, retry) in [(RFC9001_A2_PACKET, RFC9001_A4_RETRY), (RFC9369_A2_PACKET, RFC9369_A4_RETRY)] {
         let mut c = QuicConn::new();
         feed(&mut c, true, &h(client));
         assert_eq!(feed(&mut c, false, &h(retry)), vec![QuicEvent::Retry]);
@@ -298,21 +266,9 @@ fn rfc_retry_integrity_v1_v2() {
         bad[n - 1] ^= 1;
         let mut c = QuicConn::new();
         feed(&mut c, true, &h(client));
-        assert_eq!(
-            feed(&mut c, false, &bad),
-            vec![QuicEvent::Malformed {
-                from_client: false,
-                what: "quic_retry_integrity"
-            }]
-        );
+        assert_eq!(feed(&mut c, false, &bad), vec![QuicEvent::Malformed { from_client: false, what: "quic_retry_integrity" }]);
         // From the client side a Retry makes no sense.
-        assert_eq!(
-            feed(&mut c, true, &h(retry)),
-            vec![QuicEvent::Malformed {
-                from_client: true,
-                what: "quic_unexpected_direction"
-            }]
-        );
+        assert_eq!(feed(&mut c, true, &h(retry)), vec![QuicEvent::Malformed { from_client: true, what: "quic_unexpected_direction" }]);
     }
 }
 
@@ -324,16 +280,7 @@ fn varint4(v: usize) -> [u8; 4] {
 
 /// A protected long-header packet (2-byte packet number) with `payload`.
 #[allow(clippy::too_many_arguments)]
-fn long_packet(
-    version: u32,
-    ty: PacketType,
-    dcid: &[u8],
-    scid: &[u8],
-    token: &[u8],
-    pn: u64,
-    payload: &[u8],
-    keys: &DirKeys,
-) -> Vec<u8> {
+fn long_packet(version: u32, ty: PacketType, dcid: &[u8], scid: &[u8], token: &[u8], pn: u64, payload: &[u8], keys: &DirKeys) -> Vec<u8> {
     let v2 = version == version::V2;
     let bits: u8 = match ty {
         PacketType::Initial => 0,
@@ -387,36 +334,9 @@ fn client_hello_split_over_packets_and_shuffled() {
     p1.extend([0, 0, 0]);
     p1.extend(crypto_frame(30, &a[30..]));
     p1.extend(crypto_frame(0, &a[..40])); // overlaps the previous piece
-    let pkt1 = long_packet(
-        version::V1,
-        PacketType::Initial,
-        DCID,
-        CLIENT_SCID,
-        &[],
-        0,
-        &p1,
-        &k.client,
-    );
-    let pkt2 = long_packet(
-        version::V1,
-        PacketType::Initial,
-        DCID,
-        CLIENT_SCID,
-        &[],
-        1,
-        &crypto_frame(61, &c[..100]),
-        &k.client,
-    );
-    let pkt3 = long_packet(
-        version::V1,
-        PacketType::Initial,
-        DCID,
-        CLIENT_SCID,
-        &[],
-        2,
-        &crypto_frame(161, &c[100..]),
-        &k.client,
-    );
+    let pkt1 = long_packet(version::V1, PacketType::Initial, DCID, CLIENT_SCID, &[], 0, &p1, &k.client);
+    let pkt2 = long_packet(version::V1, PacketType::Initial, DCID, CLIENT_SCID, &[], 1, &crypto_frame(61, &c[..100]), &k.client);
+    let pkt3 = long_packet(version::V1, PacketType::Initial, DCID, CLIENT_SCID, &[], 2, &crypto_frame(161, &c[100..]), &k.client);
     let mut conn = QuicConn::new();
     assert!(feed(&mut conn, true, &pkt3).is_empty());
     assert!(feed(&mut conn, true, &pkt1).is_empty());
@@ -428,42 +348,15 @@ fn client_hello_split_over_packets_and_shuffled() {
     // trailing datagram padding; then a 1-RTT short-header datagram.
     let mut sp = vec![0x02, 0x00, 0x00, 0x00, 0x00];
     sp.extend(crypto_frame(0, &rfc_server_hello_msg()));
-    let mut dgram = long_packet(
-        version::V1,
-        PacketType::Initial,
-        CLIENT_SCID,
-        SERVER_SCID,
-        &[],
-        0,
-        &sp,
-        &k.server,
-    );
-    dgram.extend(long_packet(
-        version::V1,
-        PacketType::Handshake,
-        CLIENT_SCID,
-        SERVER_SCID,
-        &[],
-        0,
-        &[9; 50],
-        &k.client,
-    ));
+    let mut dgram = long_packet(version::V1, PacketType::Initial, CLIENT_SCID, SERVER_SCID, &[], 0, &sp, &k.server);
+    dgram.extend(long_packet(version::V1, PacketType::Handshake, CLIENT_SCID, SERVER_SCID, &[], 0, &[9; 50], &k.client));
     dgram.extend([0u8; 40]);
     let ev = feed(&mut conn, false, &dgram);
     assert_eq!(ev.len(), 1, "{ev:?}");
     check_rfc_server_hello(hellos(&ev).1[0]);
     assert!(feed(&mut conn, false, &[0x41, 1, 2, 3, 4, 5]).is_empty());
     // Later client Initials go to the server's CID but keep the original keys.
-    let ack = long_packet(
-        version::V1,
-        PacketType::Initial,
-        SERVER_SCID,
-        CLIENT_SCID,
-        &[],
-        3,
-        &[0x02, 0, 0, 0, 0],
-        &k.client,
-    );
+    let ack = long_packet(version::V1, PacketType::Initial, SERVER_SCID, CLIENT_SCID, &[], 3, &[0x02, 0, 0, 0, 0], &k.client);
     assert!(feed(&mut conn, true, &ack).is_empty());
     assert_eq!(conn.decrypted_initials(true), 4);
 }
@@ -472,30 +365,12 @@ fn client_hello_split_over_packets_and_shuffled() {
 fn connection_close_with_tls_alert() {
     let k = keys(version::V1, DCID);
     let mut conn = QuicConn::new();
-    let p = long_packet(
-        version::V1,
-        PacketType::Initial,
-        DCID,
-        CLIENT_SCID,
-        &[],
-        0,
-        &crypto_frame(0, &rfc_client_hello_msg()),
-        &k.client,
-    );
+    let p = long_packet(version::V1, PacketType::Initial, DCID, CLIENT_SCID, &[], 0, &crypto_frame(0, &rfc_client_hello_msg()), &k.client);
     assert_eq!(feed(&mut conn, true, &p).len(), 1);
     // Server closes: CRYPTO_ERROR 0x12e (certificate_unknown), frame type CRYPTO.
     let mut close = vec![0x1c, 0x41, 0x2e, 0x06, 0x0b];
     close.extend(b"bad cert \xff!");
-    let p = long_packet(
-        version::V1,
-        PacketType::Initial,
-        CLIENT_SCID,
-        SERVER_SCID,
-        &[],
-        0,
-        &close,
-        &k.server,
-    );
+    let p = long_packet(version::V1, PacketType::Initial, CLIENT_SCID, SERVER_SCID, &[], 0, &close, &k.server);
     assert_eq!(
         feed(&mut conn, false, &p),
         vec![QuicEvent::ConnectionClose {
@@ -503,50 +378,21 @@ fn connection_close_with_tls_alert() {
             error_code: 0x12e,
             frame_type: Some(6),
             reason: "bad cert \u{fffd}!".into(),
-            tls_alert: Some(46),
+            tls_alert: Some(46)
         }]
     );
     // Application close from the client: no TLS alert.
-    let p = long_packet(
-        version::V1,
-        PacketType::Initial,
-        SERVER_SCID,
-        CLIENT_SCID,
-        &[],
-        1,
-        &[0x1d, 0x41, 0x2e, 0x00],
-        &k.client,
-    );
+    let p = long_packet(version::V1, PacketType::Initial, SERVER_SCID, CLIENT_SCID, &[], 1, &[0x1d, 0x41, 0x2e, 0x00], &k.client);
     assert_eq!(
         feed(&mut conn, true, &p),
-        vec![QuicEvent::ConnectionClose {
-            from_client: true,
-            error_code: 0x12e,
-            frame_type: None,
-            reason: String::new(),
-            tls_alert: None
-        }]
+        vec![QuicEvent::ConnectionClose { from_client: true, error_code: 0x12e, frame_type: None, reason: String::new(), tls_alert: None }]
     );
     // An unknown frame after the close is reported; the close still is.
-    let p = long_packet(
-        version::V1,
-        PacketType::Initial,
-        SERVER_SCID,
-        CLIENT_SCID,
-        &[],
-        2,
-        &[0x1c, 0x0a, 0x00, 0x00, 0x08, 0x00],
-        &k.client,
-    );
+    let p =
+        long_packet(version::V1, PacketType::Initial, SERVER_SCID, CLIENT_SCID, &[], 2, &[0x1c, 0x0a, 0x00, 0x00, 0x08, 0x00], &k.client);
     let ev = feed(&mut conn, true, &p);
     assert_eq!(ev.len(), 2);
-    assert_eq!(
-        ev[1],
-        QuicEvent::Malformed {
-            from_client: true,
-            what: "quic_unknown_frame"
-        }
-    );
+    assert_eq!(ev[1], QuicEvent::Malformed { from_client: true, what: "quic_unknown_frame" });
 }
 
 /// A Retry built like a server would (the tag computed with the RFC 9001
@@ -584,16 +430,7 @@ fn retry_switches_keys_to_the_new_dcid() {
         // The client retries towards SERVER_SCID, with keys from it; the
         // identical ClientHello is not reported twice.
         let k2 = keys(v, SERVER_SCID);
-        let p = long_packet(
-            v,
-            PacketType::Initial,
-            SERVER_SCID,
-            CLIENT_SCID,
-            b"tok",
-            1,
-            &ch,
-            &k2.client,
-        );
+        let p = long_packet(v, PacketType::Initial, SERVER_SCID, CLIENT_SCID, b"tok", 1, &ch, &k2.client);
         assert!(feed(&mut conn, true, &p).is_empty());
         assert_eq!(conn.original_dcid(), Some(SERVER_SCID));
         let sp = crypto_frame(0, &rfc_server_hello_msg());
@@ -612,37 +449,18 @@ fn version_negotiation_then_new_attempt() {
     grease.extend(DCID[..8].iter());
     grease.extend([0u8; 1200]);
     assert!(!looks_like_quic_initial(&grease));
-    assert_eq!(
-        feed(&mut conn, true, &grease),
-        vec![QuicEvent::Undecryptable {
-            from_client: true,
-            why: "quic_unsupported_version"
-        }]
-    );
+    assert_eq!(feed(&mut conn, true, &grease), vec![QuicEvent::Undecryptable { from_client: true, why: "quic_unsupported_version" }]);
     let mut vn = vec![0x80, 0, 0, 0, 0, 4];
     vn.extend(CLIENT_SCID);
     vn.push(8);
     vn.extend(&DCID[..8]);
     vn.extend([0, 0, 0, 1, 0x6b, 0x33, 0x43, 0xcf, 0xff]);
-    assert_eq!(
-        feed(&mut conn, false, &vn),
-        vec![QuicEvent::VersionNegotiation {
-            versions: vec![1, version::V2]
-        }]
-    );
+    assert_eq!(feed(&mut conn, false, &vn), vec![QuicEvent::VersionNegotiation { versions: vec![1, version::V2] }]);
     // The new attempt uses another DCID.
     let new_dcid = [0xee; 12];
     let k = keys(version::V1, &new_dcid);
-    let p = long_packet(
-        version::V1,
-        PacketType::Initial,
-        &new_dcid,
-        CLIENT_SCID,
-        &[],
-        0,
-        &crypto_frame(0, &rfc_client_hello_msg()),
-        &k.client,
-    );
+    let p =
+        long_packet(version::V1, PacketType::Initial, &new_dcid, CLIENT_SCID, &[], 0, &crypto_frame(0, &rfc_client_hello_msg()), &k.client);
     let ev = feed(&mut conn, true, &p);
     assert_eq!(hellos(&ev).0.len(), 1, "{ev:?}");
     assert_eq!(conn.original_dcid(), Some(&new_dcid[..]));
@@ -702,16 +520,7 @@ fn compatible_version_negotiation_v1_to_v2() {
 fn drafts_and_vendor_versions_decrypt() {
     for v in [0xff00_001d, 0xff00_0020, 0xff00_0022, 0xff00_001b, version::MVFST_D27] {
         let k = keys(v, DCID);
-        let p = long_packet(
-            v,
-            PacketType::Initial,
-            DCID,
-            &[],
-            &[],
-            0,
-            &crypto_frame(0, &rfc_client_hello_msg()),
-            &k.client,
-        );
+        let p = long_packet(v, PacketType::Initial, DCID, &[], &[], 0, &crypto_frame(0, &rfc_client_hello_msg()), &k.client);
         assert!(looks_like_quic_initial(&p), "{v:08x}");
         let mut conn = QuicConn::new();
         assert_eq!(hellos(&feed(&mut conn, true, &p)).0.len(), 1, "{v:08x}");
@@ -744,41 +553,14 @@ fn hello_retry_request_then_second_client_hello() {
     ch2[10] ^= 0xff; // another random: not part of the summary
     ch2[44] = 0x03; // ciphers 1301,1303: a different summary, reported
     let mut conn = QuicConn::new();
-    let p = long_packet(
-        version::V1,
-        PacketType::Initial,
-        DCID,
-        &[],
-        &[],
-        0,
-        &crypto_frame(0, &ch),
-        &k.client,
-    );
+    let p = long_packet(version::V1, PacketType::Initial, DCID, &[], &[], 0, &crypto_frame(0, &ch), &k.client);
     assert_eq!(feed(&mut conn, true, &p).len(), 1);
     let mut hrr = rfc_server_hello_msg();
     hrr[6..38].copy_from_slice(&tls::HRR_RANDOM);
-    let p = long_packet(
-        version::V1,
-        PacketType::Initial,
-        &[],
-        SERVER_SCID,
-        &[],
-        0,
-        &crypto_frame(0, &hrr),
-        &k.server,
-    );
+    let p = long_packet(version::V1, PacketType::Initial, &[], SERVER_SCID, &[], 0, &crypto_frame(0, &hrr), &k.server);
     let ev = feed(&mut conn, false, &p);
     assert!(hellos(&ev).1[0].hello_retry_request);
-    let p = long_packet(
-        version::V1,
-        PacketType::Initial,
-        SERVER_SCID,
-        &[],
-        &[],
-        1,
-        &crypto_frame(ch.len(), &ch2),
-        &k.client,
-    );
+    let p = long_packet(version::V1, PacketType::Initial, SERVER_SCID, &[], &[], 1, &crypto_frame(ch.len(), &ch2), &k.client);
     let ev = feed(&mut conn, true, &p);
     assert_eq!(hellos(&ev).0.len(), 1, "{ev:?}");
     assert_eq!(conn.client_hello().unwrap().ciphers, vec![0x1301, 0x1303]);
@@ -803,16 +585,8 @@ fn overflow_is_reported_once_and_bounded() {
     let mut overflows = 0;
     for i in 0..300u64 {
         // Pieces with holes between them: they all wait in `pending`.
-        let p = long_packet(
-            version::V1,
-            PacketType::Initial,
-            DCID,
-            &[],
-            &[],
-            i,
-            &crypto_frame(100 + 200 * i as usize, &[1; 100]),
-            &k.client,
-        );
+        let p =
+            long_packet(version::V1, PacketType::Initial, DCID, &[], &[], i, &crypto_frame(100 + 200 * i as usize, &[1; 100]), &k.client);
         for e in feed(&mut conn, true, &p) {
             assert_eq!(e, QuicEvent::Overflow { from_client: true });
             overflows += 1;
@@ -825,32 +599,14 @@ fn overflow_is_reported_once_and_bounded() {
 #[test]
 fn malformed_datagrams() {
     let mut c = QuicConn::new();
-    assert_eq!(
-        feed(&mut c, true, &[0xc0, 0, 0, 0, 1]),
-        vec![QuicEvent::Malformed {
-            from_client: true,
-            what: "quic_header_truncated"
-        }]
-    );
+    assert_eq!(feed(&mut c, true, &[0xc0, 0, 0, 0, 1]), vec![QuicEvent::Malformed { from_client: true, what: "quic_header_truncated" }]);
     let mut long_cid = vec![0xc0, 0, 0, 0, 1, 21];
     long_cid.extend([0; 40]);
-    assert_eq!(
-        feed(&mut c, true, &long_cid),
-        vec![QuicEvent::Malformed {
-            from_client: true,
-            what: "quic_cid_too_long"
-        }]
-    );
+    assert_eq!(feed(&mut c, true, &long_cid), vec![QuicEvent::Malformed { from_client: true, what: "quic_cid_too_long" }]);
     // A client Initial whose AEAD tag is wrong.
     let mut p = h(RFC9001_A2_PACKET);
     p[500] ^= 1;
-    assert_eq!(
-        feed(&mut c, true, &p),
-        vec![QuicEvent::Undecryptable {
-            from_client: true,
-            why: "quic_initial_auth_failed"
-        }]
-    );
+    assert_eq!(feed(&mut c, true, &p), vec![QuicEvent::Undecryptable { from_client: true, why: "quic_initial_auth_failed" }]);
     assert!(feed(&mut c, true, &[]).is_empty());
     assert!(feed(&mut c, true, &[0x40; 30]).is_empty()); // short header
 }

@@ -111,46 +111,19 @@ pub enum CaptureError {
     Empty { file: String },
     /// `magic` is the first four bytes in file order.
     #[error("{file}: unrecognised capture format (magic {magic:#010x} at byte 0){hint}")]
-    UnknownFormat {
-        file: String,
-        magic: u32,
-        hint: &'static str,
-    },
+    UnknownFormat { file: String, magic: u32, hint: &'static str },
     /// A fixed-size header is cut short by the end of the file.
     #[error("{file}: truncated {what} at byte {offset} ({need} bytes needed, {have} remain)")]
-    TruncatedHeader {
-        file: String,
-        offset: u64,
-        what: &'static str,
-        need: u64,
-        have: u64,
-    },
+    TruncatedHeader { file: String, offset: u64, what: &'static str, need: u64, have: u64 },
     /// A record's length field claims more bytes than the file holds.
-    #[error(
-        "{file}: truncated {what} at byte {offset} (header says {claimed} bytes, {have} remain)"
-    )]
-    TruncatedRecord {
-        file: String,
-        offset: u64,
-        what: &'static str,
-        claimed: u64,
-        have: u64,
-    },
+    #[error("{file}: truncated {what} at byte {offset} (header says {claimed} bytes, {have} remain)")]
+    TruncatedRecord { file: String, offset: u64, what: &'static str, claimed: u64, have: u64 },
     #[error("{file}: corrupt {what} at byte {offset}: {reason}")]
-    Corrupt {
-        file: String,
-        offset: u64,
-        what: &'static str,
-        reason: String,
-    },
+    Corrupt { file: String, offset: u64, what: &'static str, reason: String },
     #[error("{file}: gzip decompression failed: {error}")]
     Gzip { file: String, error: io::Error },
     #[error("{file}: more than {limit} bytes {what}")]
-    TooLarge {
-        file: String,
-        limit: u64,
-        what: &'static str,
-    },
+    TooLarge { file: String, limit: u64, what: &'static str },
 }
 
 impl CaptureError {
@@ -197,12 +170,7 @@ impl Bytes {
 /// How to read the records after the file header.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    Pcap {
-        big_endian: bool,
-        nanos: bool,
-        modified: bool,
-        linktype: u32,
-    },
+    Pcap { big_endian: bool, nanos: bool, modified: bool, linktype: u32 },
     PcapNg,
 }
 
@@ -216,11 +184,7 @@ pub struct CaptureFile {
 
 impl fmt::Debug for CaptureFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CaptureFile")
-            .field("name", &self.name)
-            .field("len", &self.len())
-            .field("format", &self.format())
-            .finish()
+        f.debug_struct("CaptureFile").field("name", &self.name).field("len", &self.len()).field("format", &self.format()).finish()
     }
 }
 
@@ -263,9 +227,7 @@ pub(crate) fn prefetch_to(data: &[u8], ahead: &mut usize, until: usize) {
         // of a live slice; `prefetcht2` never dereferences architecturally
         // and cannot fault.
         unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T2 }>(
-                data.as_ptr().add(*ahead).cast(),
-            );
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T2 }>(data.as_ptr().add(*ahead).cast());
         }
         *ahead += PREFETCH_STRIDE;
     }
@@ -311,10 +273,7 @@ impl CaptureFile {
     /// `CaptureFile` is alive.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
         let name = path.display().to_string();
-        let io_err = |error| CaptureError::Io {
-            file: name.clone(),
-            error,
-        };
+        let io_err = |error| CaptureError::Io { file: name.clone(), error };
         let file = File::open(path).map_err(io_err)?;
         let meta = file.metadata().map_err(io_err)?;
         if !meta.is_file() {
@@ -455,7 +414,13 @@ fn load(name: &str, mut r: impl Read, cap: u64) -> Result<Vec<u8>, CaptureError>
     load_plain(name, io::Cursor::new(head).chain(r), cap, "read from the stream", io_err)
 }
 
-fn load_plain(name: &str, mut r: impl Read, cap: u64, what: &'static str, err: impl Fn(io::Error) -> CaptureError) -> Result<Vec<u8>, CaptureError> {
+fn load_plain(
+    name: &str,
+    mut r: impl Read,
+    cap: u64,
+    what: &'static str,
+    err: impl Fn(io::Error) -> CaptureError,
+) -> Result<Vec<u8>, CaptureError> {
     let head = crate::capped::read_head(&mut r, 4).map_err(&err)?;
     if let Some(magic) = u32_at(&head, 0, true) {
         if !known_magic(magic) {
@@ -484,9 +449,7 @@ fn detect(name: &str, d: &[u8]) -> Result<Kind, CaptureError> {
         have: d.len() as u64,
     };
     if d.is_empty() {
-        return Err(CaptureError::Empty {
-            file: name.to_string(),
-        });
+        return Err(CaptureError::Empty { file: name.to_string() });
     }
     let Some(magic) = u32_at(d, 0, true) else {
         return Err(truncated("capture file header", 4));
@@ -512,11 +475,7 @@ fn detect(name: &str, d: &[u8]) -> Result<Kind, CaptureError> {
                 Err(_) => Err(truncated("pcap file header", 24)),
             }
         }
-        _ => Err(CaptureError::UnknownFormat {
-            file: name.to_string(),
-            magic,
-            hint: format_hint(magic),
-        }),
+        _ => Err(CaptureError::UnknownFormat { file: name.to_string(), magic, hint: format_hint(magic) }),
     }
 }
 
@@ -535,20 +494,12 @@ fn format_hint(magic: u32) -> &'static str {
 
 fn u32_at(b: &[u8], off: usize, big_endian: bool) -> Option<u32> {
     let a: [u8; 4] = b.get(off..off.checked_add(4)?)?.try_into().ok()?;
-    Some(if big_endian {
-        u32::from_be_bytes(a)
-    } else {
-        u32::from_le_bytes(a)
-    })
+    Some(if big_endian { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) })
 }
 
 fn u16_at(b: &[u8], off: usize, big_endian: bool) -> Option<u16> {
     let a: [u8; 2] = b.get(off..off.checked_add(2)?)?.try_into().ok()?;
-    Some(if big_endian {
-        u16::from_be_bytes(a)
-    } else {
-        u16::from_le_bytes(a)
-    })
+    Some(if big_endian { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) })
 }
 
 fn saturate(ns: i128) -> i64 {
@@ -558,9 +509,7 @@ fn saturate(ns: i128) -> i64 {
 /// Why `pcap-parser` refused a block that our framing checks accepted.
 fn nom_reason(e: &pcap_parser::nom::Err<PcapError<&[u8]>>) -> String {
     match e {
-        pcap_parser::nom::Err::Incomplete(_) => {
-            "a field runs past the end of the block".to_string()
-        }
+        pcap_parser::nom::Err::Incomplete(_) => "a field runs past the end of the block".to_string(),
         pcap_parser::nom::Err::Error(e) | pcap_parser::nom::Err::Failure(e) => match e {
             PcapError::NomError(_, kind) => format!("malformed ({kind:?})"),
             other => format!("malformed ({other})"),
@@ -615,38 +564,10 @@ type Item<'a> = Result<Packet<'a>, CaptureError>;
 impl<'a> PacketIter<'a> {
     fn new(name: &'a str, data: &'a [u8], kind: Kind) -> Self {
         let (pos, state) = match kind {
-            Kind::Pcap {
-                big_endian,
-                nanos,
-                modified,
-                linktype,
-            } => (
-                24,
-                State::Pcap {
-                    big_endian,
-                    nanos,
-                    modified,
-                    linktype,
-                },
-            ),
-            Kind::PcapNg => (
-                0,
-                State::PcapNg {
-                    big_endian: false,
-                    ifaces: Vec::new(),
-                    last_ts: 0,
-                },
-            ),
+            Kind::Pcap { big_endian, nanos, modified, linktype } => (24, State::Pcap { big_endian, nanos, modified, linktype }),
+            Kind::PcapNg => (0, State::PcapNg { big_endian: false, ifaces: Vec::new(), last_ts: 0 }),
         };
-        PacketIter {
-            name,
-            data,
-            pos,
-            ahead: pos,
-            source: 0,
-            done: false,
-            state,
-        }
+        PacketIter { name, data, pos, ahead: pos, source: 0, done: false, state }
     }
 
     /// Ask for the next record's first lines, and stream the bytes after it
@@ -659,7 +580,11 @@ impl<'a> PacketIter<'a> {
 
     /// Byte offset of the next record (the file's length when done).
     pub fn position(&self) -> usize {
-        if self.done { self.data.len() } else { self.pos }
+        if self.done {
+            self.data.len()
+        } else {
+            self.pos
+        }
     }
 
     /// Set the [`Packet::source`] index given to every packet.
@@ -673,68 +598,20 @@ impl<'a> PacketIter<'a> {
         self.name
     }
 
-    fn corrupt(
-        &self,
-        offset: usize,
-        what: &'static str,
-        reason: impl Into<String>,
-    ) -> CaptureError {
-        CaptureError::Corrupt {
-            file: self.name.to_string(),
-            offset: offset as u64,
-            what,
-            reason: reason.into(),
-        }
+    fn corrupt(&self, offset: usize, what: &'static str, reason: impl Into<String>) -> CaptureError {
+        CaptureError::Corrupt { file: self.name.to_string(), offset: offset as u64, what, reason: reason.into() }
     }
 
-    fn truncated_header(
-        &self,
-        offset: usize,
-        what: &'static str,
-        need: usize,
-        have: usize,
-    ) -> CaptureError {
-        CaptureError::TruncatedHeader {
-            file: self.name.to_string(),
-            offset: offset as u64,
-            what,
-            need: need as u64,
-            have: have as u64,
-        }
+    fn truncated_header(&self, offset: usize, what: &'static str, need: usize, have: usize) -> CaptureError {
+        CaptureError::TruncatedHeader { file: self.name.to_string(), offset: offset as u64, what, need: need as u64, have: have as u64 }
     }
 
-    fn truncated_record(
-        &self,
-        offset: usize,
-        what: &'static str,
-        claimed: u64,
-        have: usize,
-    ) -> CaptureError {
-        CaptureError::TruncatedRecord {
-            file: self.name.to_string(),
-            offset: offset as u64,
-            what,
-            claimed,
-            have: have as u64,
-        }
+    fn truncated_record(&self, offset: usize, what: &'static str, claimed: u64, have: usize) -> CaptureError {
+        CaptureError::TruncatedRecord { file: self.name.to_string(), offset: offset as u64, what, claimed, have: have as u64 }
     }
 
-    fn packet(
-        &self,
-        ts_ns: i64,
-        linktype: u32,
-        data: &'a [u8],
-        orig_len: u32,
-        offset: usize,
-    ) -> Packet<'a> {
-        Packet {
-            ts_ns,
-            linktype,
-            data,
-            orig_len,
-            source: self.source,
-            offset: offset as u64,
-        }
+    fn packet(&self, ts_ns: i64, linktype: u32, data: &'a [u8], orig_len: u32, offset: usize) -> Packet<'a> {
+        Packet { ts_ns, linktype, data, orig_len, source: self.source, offset: offset as u64 }
     }
 }
 
@@ -746,12 +623,7 @@ impl<'a> Iterator for PacketIter<'a> {
             return None;
         }
         let item = match self.state {
-            State::Pcap {
-                big_endian,
-                nanos,
-                modified,
-                linktype,
-            } => self.next_pcap(big_endian, nanos, modified, linktype),
+            State::Pcap { big_endian, nanos, modified, linktype } => self.next_pcap(big_endian, nanos, modified, linktype),
             State::PcapNg { .. } => self.next_pcapng(),
         };
         if !matches!(item, Some(Ok(_))) {
@@ -857,13 +729,7 @@ mod testutil {
         block(be, SHB_MAGIC, &v)
     }
 
-    pub(crate) fn idb(
-        be: bool,
-        linktype: u16,
-        snaplen: u32,
-        tsresol: Option<u8>,
-        tsoffset: Option<i64>,
-    ) -> Vec<u8> {
+    pub(crate) fn idb(be: bool, linktype: u16, snaplen: u32, tsresol: Option<u8>, tsoffset: Option<i64>) -> Vec<u8> {
         let o = Endian(be);
         let mut v = Vec::new();
         v.extend(o.u16(linktype));
@@ -922,12 +788,7 @@ mod testutil {
     pub(crate) type Got = Vec<Result<(i64, u32, Vec<u8>), String>>;
 
     pub(crate) fn all(f: &CaptureFile) -> Got {
-        f.packets()
-            .map(|r| {
-                r.map(|p| (p.ts_ns, p.linktype, p.data.to_vec()))
-                    .map_err(|e| e.to_string())
-            })
-            .collect()
+        f.packets().map(|r| r.map(|p| (p.ts_ns, p.linktype, p.data.to_vec())).map_err(|e| e.to_string())).collect()
     }
 
     pub(crate) fn open(name: &str, bytes: Vec<u8>) -> CaptureFile {
@@ -935,17 +796,12 @@ mod testutil {
     }
 
     pub(crate) fn open_err(name: &str, bytes: Vec<u8>) -> String {
-        CaptureFile::from_bytes(name.into(), bytes)
-            .expect_err("capture is refused")
-            .to_string()
+        CaptureFile::from_bytes(name.into(), bytes).expect_err("capture is refused").to_string()
     }
 
     pub(crate) fn last_err(f: &CaptureFile) -> String {
         let got = all(f);
-        got.last()
-            .expect("at least one item")
-            .clone()
-            .expect_err("last item is an error")
+        got.last().expect("at least one item").clone().expect_err("last item is an error")
     }
 
     pub(crate) const S: i64 = 1_000_000_000;
@@ -983,25 +839,14 @@ mod tests {
             open_err("x.pcap", vec![0x12, 0x34, 0x56, 0x78, 0, 0, 0, 0]),
             "x.pcap: unrecognised capture format (magic 0x12345678 at byte 0)"
         );
-        assert_eq!(
-            open_err("e.pcap", Vec::new()),
-            "e.pcap: empty file (0 bytes)"
-        );
-        assert_eq!(
-            open_err("s.pcap", vec![0xd4, 0xc3]),
-            "s.pcap: truncated capture file header at byte 0 (4 bytes needed, 2 remain)"
-        );
+        assert_eq!(open_err("e.pcap", Vec::new()), "e.pcap: empty file (0 bytes)");
+        assert_eq!(open_err("s.pcap", vec![0xd4, 0xc3]), "s.pcap: truncated capture file header at byte 0 (4 bytes needed, 2 remain)");
         let mut short = pcap(false, false, 1, &[]);
         short.truncate(10);
-        assert_eq!(
-            open_err("g.pcap", short),
-            "g.pcap: truncated pcap file header at byte 0 (24 bytes needed, 10 remain)"
-        );
-        assert!(open_err("z.zst", vec![0x28, 0xb5, 0x2f, 0xfd, 1])
-            .ends_with("(zstd-compressed: decompress it first)"));
+        assert_eq!(open_err("g.pcap", short), "g.pcap: truncated pcap file header at byte 0 (24 bytes needed, 10 remain)");
+        assert!(open_err("z.zst", vec![0x28, 0xb5, 0x2f, 0xfd, 1]).ends_with("(zstd-compressed: decompress it first)"));
         let ng = shb(false);
-        assert!(open_err("n.pcapng", ng[..20].to_vec())
-            .contains("truncated pcapng section header block"));
+        assert!(open_err("n.pcapng", ng[..20].to_vec()).contains("truncated pcapng section header block"));
         // A header with no records is a valid, empty capture.
         assert_eq!(all(&open("h.pcap", pcap(false, true, 1, &[]))), vec![]);
     }
@@ -1013,12 +858,8 @@ mod tests {
         assert_eq!(f.len(), raw.len() as u64);
         assert_eq!(all(&f), vec![Ok((S, 1, b"zz".to_vec()))]);
 
-        let err = CaptureFile::from_bytes_capped("big.gz".into(), gzip(&raw), 20)
-            .expect_err("over the cap");
-        assert_eq!(
-            err.to_string(),
-            "big.gz: more than 20 bytes once decompressed"
-        );
+        let err = CaptureFile::from_bytes_capped("big.gz".into(), gzip(&raw), 20).expect_err("over the cap");
+        assert_eq!(err.to_string(), "big.gz: more than 20 bytes once decompressed");
 
         let mut bad = gzip(&raw);
         bad.truncate(bad.len() - 10);
@@ -1055,12 +896,8 @@ mod tests {
         assert_eq!(all(&f).len(), 2);
         let gz = CaptureFile::from_reader("-".into(), &gzip(&raw)[..]).expect("gz");
         assert_eq!(all(&gz).len(), 2);
-        let err =
-            CaptureFile::from_reader_capped("-".into(), &raw[..], 30).expect_err("over the cap");
-        assert_eq!(
-            err.to_string(),
-            "-: more than 30 bytes read from the stream"
-        );
+        let err = CaptureFile::from_reader_capped("-".into(), &raw[..], 30).expect_err("over the cap");
+        assert_eq!(err.to_string(), "-: more than 30 bytes read from the stream");
     }
 
     #[test]
@@ -1101,9 +938,7 @@ mod tests {
             assert!(n <= f.bytes().len() / 12 + 1, "too many items");
             match item {
                 Ok(p) => {
-                    assert!(
-                        f.bytes().as_ptr_range().contains(&p.data.as_ptr()) || p.data.is_empty()
-                    );
+                    assert!(f.bytes().as_ptr_range().contains(&p.data.as_ptr()) || p.data.is_empty());
                     assert!(p.data.len() <= MAX_CAPLEN as usize);
                     if let Some(o) = last_offset {
                         assert!(p.offset > o);
@@ -1127,11 +962,7 @@ mod tests {
         ng.extend(shb(true));
         ng.extend(idb(true, 1, 0, Some(0x88), Some(3)));
         ng.extend(epb(true, 0, 1000, b"be"));
-        vec![
-            pcap(false, false, 1, &[(1, 0, b"abcdef"), (2, 0, b"ghij")]),
-            pcap(true, true, 1, &[(1, 0, b"abcdef"), (2, 0, b"ghij")]),
-            ng,
-        ]
+        vec![pcap(false, false, 1, &[(1, 0, b"abcdef"), (2, 0, b"ghij")]), pcap(true, true, 1, &[(1, 0, b"abcdef"), (2, 0, b"ghij")]), ng]
     }
 
     proptest::proptest! {
@@ -1230,10 +1061,7 @@ mod tests {
                 if name != "oracle" {
                     capture_files(&p, out);
                 }
-            } else if [".pcap", ".pcapng", ".pcap.gz", ".pcapng.gz", ".cap"]
-                .iter()
-                .any(|s| name.ends_with(s))
-            {
+            } else if [".pcap", ".pcapng", ".pcap.gz", ".pcapng.gz", ".cap"].iter().any(|s| name.ends_with(s)) {
                 out.push(p);
             }
         }
@@ -1251,11 +1079,7 @@ mod tests {
         let (mut packets, mut errors, mut checked_ts) = (0usize, Vec::new(), 0usize);
         let mut problems = Vec::new();
         for path in &files {
-            let rel = path
-                .strip_prefix(corpus)
-                .unwrap_or(path)
-                .display()
-                .to_string();
+            let rel = path.strip_prefix(corpus).unwrap_or(path).display().to_string();
             let f = match CaptureFile::open(path) {
                 Ok(f) => f,
                 Err(e) => {
@@ -1284,39 +1108,25 @@ mod tests {
                 Some(min) => {
                     let min: usize = min.parse().unwrap_or(usize::MAX);
                     if got.len() < min || err.is_none() {
-                        problems.push(format!(
-                            "{rel}: {} packets, error {err:?}; MANIFEST {}",
-                            got.len(),
-                            row.packets
-                        ));
+                        problems.push(format!("{rel}: {} packets, error {err:?}; MANIFEST {}", got.len(), row.packets));
                     }
                 }
                 None => {
                     if row.packets.parse::<usize>().ok() != Some(got.len()) || err.is_some() {
-                        problems.push(format!(
-                            "{rel}: {} packets, error {err:?}; capinfos {}",
-                            got.len(),
-                            row.packets
-                        ));
+                        problems.push(format!("{rel}: {} packets, error {err:?}; capinfos {}", got.len(), row.packets));
                     }
                 }
             }
             // Format and link type.
             let fl = row.format_link.split_whitespace().next().unwrap_or("");
             let (fmt, link) = fl.split_once('/').unwrap_or((fl, ""));
-            let want_fmt = if fmt == "pcapng" {
-                Format::PcapNg
-            } else {
-                Format::Pcap
-            };
+            let want_fmt = if fmt == "pcapng" { Format::PcapNg } else { Format::Pcap };
             let lts = linktypes(link);
             if f.format() != want_fmt || got.iter().any(|p| !lts.contains(&p.linktype)) {
                 problems.push(format!(
                     "{rel}: format {:?} link types {:?}; MANIFEST {}",
                     f.format(),
-                    got.iter()
-                        .map(|p| p.linktype)
-                        .collect::<std::collections::BTreeSet<_>>(),
+                    got.iter().map(|p| p.linktype).collect::<std::collections::BTreeSet<_>>(),
                     row.format_link
                 ));
             }
@@ -1327,14 +1137,8 @@ mod tests {
             let tsv = corpus.join("oracle").join(format!("{}.tshark.tsv", row.oracle));
             for (frame, ns) in oracle_frames(&tsv) {
                 match got.get(frame.wrapping_sub(1)) {
-                    None => problems.push(format!(
-                        "{rel}: tshark frame {frame}, we have {} packets",
-                        got.len()
-                    )),
-                    Some(p) if p.ts_ns != ns => problems.push(format!(
-                        "{rel}: frame {frame} at {} ns, tshark says {ns}",
-                        p.ts_ns
-                    )),
+                    None => problems.push(format!("{rel}: tshark frame {frame}, we have {} packets", got.len())),
+                    Some(p) if p.ts_ns != ns => problems.push(format!("{rel}: frame {frame} at {} ns, tshark says {ns}", p.ts_ns)),
                     Some(_) => checked_ts += 1,
                 }
             }
@@ -1350,24 +1154,12 @@ mod tests {
         for p in &problems {
             eprintln!("PROBLEM {p}");
         }
-        assert!(
-            files.len() >= 400,
-            "only {} capture files found",
-            files.len()
-        );
-        assert!(
-            problems.is_empty(),
-            "{} problems (see stderr)",
-            problems.len()
-        );
+        assert!(files.len() >= 400, "only {} capture files found", files.len());
+        assert!(problems.is_empty(), "{} problems (see stderr)", problems.len());
         // The two damaged suricata-verify files stop after 6 packets.
-        for name in [
-            "bug-1450-04/tls_DER-incomplete-header.pcap",
-            "bug-1450-05/tls_DER-incomplete-content.pcap",
-        ] {
+        for name in ["bug-1450-04/tls_DER-incomplete-header.pcap", "bug-1450-05/tls_DER-incomplete-content.pcap"] {
             assert!(
-                errors.iter().any(|e| e.contains(name)
-                    && e.contains("exceeds the 262144-byte limit (after 6 packets)")),
+                errors.iter().any(|e| e.contains(name) && e.contains("exceeds the 262144-byte limit (after 6 packets)")),
                 "{name}: {errors:?}"
             );
         }

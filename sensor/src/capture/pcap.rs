@@ -2,9 +2,7 @@
 //! (24 bytes in the "modified" variant) in the file's byte order, then the
 //! captured bytes.
 
-use pcap_parser::pcap::{
-    parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified, LegacyPcapBlock,
-};
+use pcap_parser::pcap::{parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified, LegacyPcapBlock};
 
 use super::{nom_reason, u32_at, Item, PacketIter, MAX_CAPLEN};
 
@@ -30,8 +28,7 @@ pub(super) fn record_boundary(data: &[u8], from: usize, big_endian: bool, nanos:
         let origlen = u32_at(data, o + 12, big_endian)?;
         let next = o.checked_add(hdr)?.checked_add(caplen as usize)?;
         let close_in_time = prev_sec.is_none_or(|p| sec.abs_diff(p) <= 86_400);
-        (frac < frac_limit && caplen <= MAX_CAPLEN && caplen <= origlen && next <= end && close_in_time)
-            .then_some((next, sec))
+        (frac < frac_limit && caplen <= MAX_CAPLEN && caplen <= origlen && next <= end && close_in_time).then_some((next, sec))
     };
     let chain_at = |o: usize| {
         let mut at = o;
@@ -64,13 +61,7 @@ pub(super) fn record_boundary(data: &[u8], from: usize, big_endian: bool, nanos:
 }
 
 impl<'a> PacketIter<'a> {
-    pub(super) fn next_pcap(
-        &mut self,
-        big_endian: bool,
-        nanos: bool,
-        modified: bool,
-        linktype: u32,
-    ) -> Option<Item<'a>> {
+    pub(super) fn next_pcap(&mut self, big_endian: bool, nanos: bool, modified: bool, linktype: u32) -> Option<Item<'a>> {
         const WHAT: &str = "packet record";
         let data = self.data;
         let start = self.pos;
@@ -80,31 +71,17 @@ impl<'a> PacketIter<'a> {
         }
         let hdr_len = if modified { 24 } else { 16 };
         if rest.len() < hdr_len {
-            return Some(Err(self.truncated_header(
-                start,
-                "packet record header",
-                hdr_len,
-                rest.len(),
-            )));
+            return Some(Err(self.truncated_header(start, "packet record header", hdr_len, rest.len())));
         }
         // Check the claimed length before parsing: a record claiming 16 MB
         // is corruption, and one running past the end is a truncated file.
         let caplen = u32_at(rest, 8, big_endian).unwrap_or(u32::MAX);
         if caplen > MAX_CAPLEN {
-            return Some(Err(self.corrupt(
-                start,
-                WHAT,
-                format!("captured length {caplen} exceeds the {MAX_CAPLEN}-byte limit"),
-            )));
+            return Some(Err(self.corrupt(start, WHAT, format!("captured length {caplen} exceeds the {MAX_CAPLEN}-byte limit"))));
         }
         let have = rest.len() - hdr_len;
         if caplen as usize > have {
-            return Some(Err(self.truncated_record(
-                start,
-                WHAT,
-                u64::from(caplen),
-                have,
-            )));
+            return Some(Err(self.truncated_record(start, WHAT, u64::from(caplen), have)));
         }
         let parsed = if modified {
             parse_pcap_frame_modified(rest)
@@ -121,13 +98,7 @@ impl<'a> PacketIter<'a> {
         self.prefetch_ahead();
         let frac = i64::from(rec.ts_usec);
         let ts_ns = i64::from(rec.ts_sec) * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
-        Some(Ok(self.packet(
-            ts_ns,
-            linktype,
-            rec.data,
-            rec.origlen,
-            start,
-        )))
+        Some(Ok(self.packet(ts_ns, linktype, rec.data, rec.origlen, start)))
     }
 }
 
@@ -169,18 +140,14 @@ mod tests {
     fn pcap_both_byte_orders_and_resolutions() {
         for be in [false, true] {
             for nanos in [false, true] {
-                let recs: &[(u32, u32, &[u8])] =
-                    &[(10, 5, b"ab"), (1_700_000_000, 999_999, b"cde")];
+                let recs: &[(u32, u32, &[u8])] = &[(10, 5, b"ab"), (1_700_000_000, 999_999, b"cde")];
                 let bytes = pcap(be, nanos, 101, recs);
                 let f = open("t.pcap", bytes.clone());
                 assert_eq!(f.format(), Format::Pcap);
                 let mul = if nanos { 1 } else { 1000 };
                 assert_eq!(
                     all(&f),
-                    vec![
-                        Ok((10 * S + 5 * mul, 101, b"ab".to_vec())),
-                        Ok((1_700_000_000 * S + 999_999 * mul, 101, b"cde".to_vec())),
-                    ],
+                    vec![Ok((10 * S + 5 * mul, 101, b"ab".to_vec())), Ok((1_700_000_000 * S + 999_999 * mul, 101, b"cde".to_vec())),],
                     "be={be} nanos={nanos}"
                 );
                 let p: Vec<Packet<'_>> = f.packets().map(|p| p.expect("packet")).collect();
@@ -213,10 +180,7 @@ mod tests {
         // Kuznetzov extra fields: ifindex, protocol, pkt_type, padding.
         let at = b.len() - 3;
         b.splice(at..at, [0u8; 8]);
-        assert_eq!(
-            all(&open("m.pcap", b)),
-            vec![Ok((3 * S + 7000, 1, b"mod".to_vec()))]
-        );
+        assert_eq!(all(&open("m.pcap", b)), vec![Ok((3 * S + 7000, 1, b"mod".to_vec()))]);
     }
 
     #[test]
@@ -226,13 +190,7 @@ mod tests {
         let got = all(&open("capture.pcap", bytes));
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], Ok((S, 1, b"good".to_vec())));
-        assert_eq!(
-            got[1],
-            Err(
-                "capture.pcap: truncated packet record at byte 44 (header says 9 bytes, 6 remain)"
-                    .into()
-            )
-        );
+        assert_eq!(got[1], Err("capture.pcap: truncated packet record at byte 44 (header says 9 bytes, 6 remain)".into()));
     }
 
     #[test]
@@ -241,13 +199,7 @@ mod tests {
         bytes.extend([1, 2, 3, 4, 5]);
         let got = all(&open("t.pcap", bytes));
         assert_eq!(got.len(), 2);
-        assert_eq!(
-            got[1],
-            Err(
-                "t.pcap: truncated packet record header at byte 44 (16 bytes needed, 5 remain)"
-                    .into()
-            )
-        );
+        assert_eq!(got[1], Err("t.pcap: truncated packet record header at byte 44 (16 bytes needed, 5 remain)".into()));
     }
 
     #[test]
@@ -259,9 +211,6 @@ mod tests {
         bytes.extend(vec![0u8; 64]);
         let f = open("h.pcap", bytes);
         assert_eq!(all(&f).len(), 2);
-        assert_eq!(
-            last_err(&f),
-            "h.pcap: corrupt packet record at byte 42: captured length 16777216 exceeds the 262144-byte limit"
-        );
+        assert_eq!(last_err(&f), "h.pcap: corrupt packet record at byte 42: captured length 16777216 exceeds the 262144-byte limit");
     }
 }

@@ -4,8 +4,7 @@
 //! parsed by `pcap-parser`.
 
 use pcap_parser::pcapng::{
-    parse_block_be, parse_block_le, Block, InterfaceDescriptionBlock, OptionCode, EPB_MAGIC,
-    IDB_MAGIC, SHB_MAGIC, SPB_MAGIC,
+    parse_block_be, parse_block_le, Block, InterfaceDescriptionBlock, OptionCode, EPB_MAGIC, IDB_MAGIC, SHB_MAGIC, SPB_MAGIC,
 };
 
 use super::{nom_reason, saturate, u16_at, u32_at, Item, PacketIter, State, MAX_CAPLEN};
@@ -63,12 +62,7 @@ impl<'a> PacketIter<'a> {
                 return None;
             }
             if rest.len() < 12 {
-                return Some(Err(self.truncated_header(
-                    start,
-                    "pcapng block header",
-                    12,
-                    rest.len(),
-                )));
+                return Some(Err(self.truncated_header(start, "pcapng block header", 12, rest.len())));
             }
             if u32_at(rest, 0, false) == Some(SHB_MAGIC) {
                 // A new section, possibly in the other byte order.
@@ -77,11 +71,7 @@ impl<'a> PacketIter<'a> {
                     Some(0x4d3c_2b1a) => false,
                     other => {
                         let bom = other.unwrap_or_default();
-                        return Some(Err(self.corrupt(
-                            start,
-                            "pcapng section header block",
-                            format!("bad byte-order magic {bom:#010x}"),
-                        )));
+                        return Some(Err(self.corrupt(start, "pcapng section header block", format!("bad byte-order magic {bom:#010x}"))));
                     }
                 };
                 if let State::PcapNg { big_endian, .. } = &mut self.state {
@@ -103,20 +93,11 @@ impl<'a> PacketIter<'a> {
             }
             let len = len as usize;
             if len > rest.len() {
-                return Some(Err(self.truncated_record(
-                    start,
-                    "pcapng block",
-                    len as u64,
-                    rest.len(),
-                )));
+                return Some(Err(self.truncated_record(start, "pcapng block", len as u64, rest.len())));
             }
             let trailer = u32_at(rest, len - 4, be).unwrap_or_default();
             if trailer as usize != len {
-                return Some(Err(self.corrupt(
-                    start,
-                    "pcapng block",
-                    format!("block length {len} at the start but {trailer} at the end"),
-                )));
+                return Some(Err(self.corrupt(start, "pcapng block", format!("block length {len} at the start but {trailer} at the end"))));
             }
             let block = &rest[..len];
             self.pos = start + len;
@@ -135,11 +116,7 @@ impl<'a> PacketIter<'a> {
 
     /// Parse one framed SHB/IDB/EPB/SPB with `pcap-parser`.
     fn ng_block(&mut self, block: &'a [u8], start: usize, be: bool) -> Option<Item<'a>> {
-        let parsed = if be {
-            parse_block_be(block)
-        } else {
-            parse_block_le(block)
-        };
+        let parsed = if be { parse_block_be(block) } else { parse_block_le(block) };
         let block = match parsed {
             Ok((_, b)) => b,
             Err(e) => {
@@ -152,10 +129,7 @@ impl<'a> PacketIter<'a> {
                 return Some(Err(self.corrupt(start, what, nom_reason(&e))));
             }
         };
-        let State::PcapNg {
-            ifaces, last_ts, ..
-        } = &mut self.state
-        else {
+        let State::PcapNg { ifaces, last_ts, .. } = &mut self.state else {
             return None;
         };
         match block {
@@ -164,10 +138,7 @@ impl<'a> PacketIter<'a> {
                     return Some(Err(self.corrupt(
                         start,
                         "pcapng section header block",
-                        format!(
-                            "unsupported version {}.{}",
-                            shb.major_version, shb.minor_version
-                        ),
+                        format!("unsupported version {}.{}", shb.major_version, shb.minor_version),
                     )));
                 }
                 ifaces.clear();
@@ -178,11 +149,7 @@ impl<'a> PacketIter<'a> {
                     ifaces.push(i);
                     None
                 }
-                Err(reason) => Some(Err(self.corrupt(
-                    start,
-                    "pcapng interface description block",
-                    reason,
-                ))),
+                Err(reason) => Some(Err(self.corrupt(start, "pcapng interface description block", reason))),
             },
             Block::EnhancedPacket(epb) => {
                 const WHAT: &str = "pcapng enhanced packet block";
@@ -191,20 +158,14 @@ impl<'a> PacketIter<'a> {
                     return Some(Err(self.corrupt(
                         start,
                         WHAT,
-                        format!(
-                            "packet on interface {}, but the section declares {n}",
-                            epb.if_id
-                        ),
+                        format!("packet on interface {}, but the section declares {n}", epb.if_id),
                     )));
                 };
                 if epb.caplen > MAX_CAPLEN {
                     return Some(Err(self.corrupt(
                         start,
                         WHAT,
-                        format!(
-                            "captured length {} exceeds the {MAX_CAPLEN}-byte limit",
-                            epb.caplen
-                        ),
+                        format!("captured length {} exceeds the {MAX_CAPLEN}-byte limit", epb.caplen),
                     )));
                 }
                 let ts = ifc.ts_ns(epb.ts_high, epb.ts_low);
@@ -219,19 +180,11 @@ impl<'a> PacketIter<'a> {
             Block::SimplePacket(spb) => {
                 const WHAT: &str = "pcapng simple packet block";
                 let Some(ifc) = ifaces.first().copied() else {
-                    return Some(Err(self.corrupt(
-                        start,
-                        WHAT,
-                        "no interface declared in this section",
-                    )));
+                    return Some(Err(self.corrupt(start, WHAT, "no interface declared in this section")));
                 };
                 let n = ifc.caplen(spb.origlen, spb.data.len());
                 if n > MAX_CAPLEN as usize {
-                    return Some(Err(self.corrupt(
-                        start,
-                        WHAT,
-                        format!("captured length {n} exceeds the {MAX_CAPLEN}-byte limit"),
-                    )));
+                    return Some(Err(self.corrupt(start, WHAT, format!("captured length {n} exceeds the {MAX_CAPLEN}-byte limit"))));
                 }
                 let data = spb.data.get(..n).unwrap_or(spb.data);
                 let ts = *last_ts;
@@ -245,19 +198,12 @@ impl<'a> PacketIter<'a> {
     /// parse: 16-bit interface id and drops count, then the EPB fields.
     fn ng_obsolete_packet(&mut self, block: &'a [u8], start: usize, be: bool) -> Option<Item<'a>> {
         const WHAT: &str = "pcapng packet block";
-        let State::PcapNg {
-            ifaces, last_ts, ..
-        } = &mut self.state
-        else {
+        let State::PcapNg { ifaces, last_ts, .. } = &mut self.state else {
             return None;
         };
         if block.len() < 32 {
             let n = block.len();
-            return Some(Err(self.corrupt(
-                start,
-                WHAT,
-                format!("block length {n} is shorter than the 32-byte minimum"),
-            )));
+            return Some(Err(self.corrupt(start, WHAT, format!("block length {n} is shorter than the 32-byte minimum"))));
         }
         let if_id = u16_at(block, 8, be).unwrap_or_default();
         let hi = u32_at(block, 12, be).unwrap_or_default();
@@ -266,30 +212,15 @@ impl<'a> PacketIter<'a> {
         let orig_len = u32_at(block, 24, be).unwrap_or_default();
         let Some(ifc) = ifaces.get(usize::from(if_id)).copied() else {
             let n = ifaces.len();
-            return Some(Err(self.corrupt(
-                start,
-                WHAT,
-                format!("packet on interface {if_id}, but the section declares {n}"),
-            )));
+            return Some(Err(self.corrupt(start, WHAT, format!("packet on interface {if_id}, but the section declares {n}"))));
         };
         if caplen > MAX_CAPLEN {
-            return Some(Err(self.corrupt(
-                start,
-                WHAT,
-                format!("captured length {caplen} exceeds the {MAX_CAPLEN}-byte limit"),
-            )));
+            return Some(Err(self.corrupt(start, WHAT, format!("captured length {caplen} exceeds the {MAX_CAPLEN}-byte limit"))));
         }
         // 28 header bytes, the data, and the 4-byte trailing length.
-        let Some(data) = block
-            .get(28..28 + caplen as usize)
-            .filter(|_| 28 + caplen as usize + 4 <= block.len())
-        else {
+        let Some(data) = block.get(28..28 + caplen as usize).filter(|_| 28 + caplen as usize + 4 <= block.len()) else {
             let n = block.len();
-            return Some(Err(self.corrupt(
-                start,
-                WHAT,
-                format!("captured length {caplen} does not fit in the {n}-byte block"),
-            )));
+            return Some(Err(self.corrupt(start, WHAT, format!("captured length {caplen} does not fit in the {n}-byte block"))));
         };
         let ts = ifc.ts_ns(hi, lo);
         *last_ts = ts;
@@ -311,24 +242,14 @@ fn iface(idb: &InterfaceDescriptionBlock<'_>, big_endian: bool) -> Result<Iface,
             }
             OptionCode::IfTsoffset if offset_s.is_none() && v.len() == 8 => {
                 let a: [u8; 8] = v.try_into().unwrap_or_default();
-                offset_s = Some(if big_endian {
-                    i64::from_be_bytes(a)
-                } else {
-                    i64::from_le_bytes(a)
-                });
+                offset_s = Some(if big_endian { i64::from_be_bytes(a) } else { i64::from_le_bytes(a) });
             }
             _ => {}
         }
     }
     let tsresol = tsresol.unwrap_or(6);
-    let units_per_s = units_per_second(tsresol)
-        .ok_or_else(|| format!("if_tsresol {tsresol:#04x} is out of range"))?;
-    Ok(Iface {
-        linktype: (idb.linktype.0 as u32) & 0xffff,
-        snaplen: idb.snaplen,
-        units_per_s,
-        offset_s: offset_s.unwrap_or(0),
-    })
+    let units_per_s = units_per_second(tsresol).ok_or_else(|| format!("if_tsresol {tsresol:#04x} is out of range"))?;
+    Ok(Iface { linktype: (idb.linktype.0 as u32) & 0xffff, snaplen: idb.snaplen, units_per_s, offset_s: offset_s.unwrap_or(0) })
 }
 
 #[cfg(test)]
@@ -373,10 +294,7 @@ mod tests {
             b.extend(epb(be, 1, 10_250, b"b"));
             assert_eq!(
                 all(&open("r.pcapng", b)),
-                vec![
-                    Ok((1_600_000_003 * S + 500_000_000, 113, b"a".to_vec())),
-                    Ok((5 * S + 250_000_000, 0, b"b".to_vec())),
-                ],
+                vec![Ok((1_600_000_003 * S + 500_000_000, 113, b"a".to_vec())), Ok((5 * S + 250_000_000, 0, b"b".to_vec())),],
                 "be={be}"
             );
         }
@@ -394,19 +312,9 @@ mod tests {
         b.extend(obsolete_pb(true, 0, 8, b"old"));
         b.extend(epb(true, 1, 9, b"gone"));
         let got = all(&open("m.pcapng", b));
-        assert_eq!(
-            got[..3],
-            [
-                Ok((1000, 101, b"s1".to_vec())),
-                Ok((7, 228, b"s2".to_vec())),
-                Ok((8, 228, b"old".to_vec())),
-            ]
-        );
+        assert_eq!(got[..3], [Ok((1000, 101, b"s1".to_vec())), Ok((7, 228, b"s2".to_vec())), Ok((8, 228, b"old".to_vec())),]);
         let err = got[3].clone().expect_err("interface 1 is from section 1");
-        assert!(
-            err.contains("packet on interface 1, but the section declares 1"),
-            "{err}"
-        );
+        assert!(err.contains("packet on interface 1, but the section declares 1"), "{err}");
         assert_eq!(got.len(), 4);
     }
 
@@ -417,10 +325,7 @@ mod tests {
         b.extend(spb(false, 5, b"abcde")); // snaplen 3
         b.extend(spb(false, 2, b"xy")); // padded to 4 in the block
         let got = all(&open("s.pcapng", b));
-        assert_eq!(
-            got,
-            vec![Ok((0, 1, b"abc".to_vec())), Ok((0, 1, b"xy".to_vec()))]
-        );
+        assert_eq!(got, vec![Ok((0, 1, b"abc".to_vec())), Ok((0, 1, b"xy".to_vec()))]);
     }
 
     #[test]
@@ -453,19 +358,10 @@ mod tests {
                 "corrupt pcapng block at byte {at}: block length 36 at the start but 64 at the end",
             ),
             // Cut short.
-            (
-                epb(false, 0, 2, b"xxxx")[..30].to_vec(),
-                "truncated pcapng block at byte {at} (header says 36 bytes, 30 remain)",
-            ),
-            (
-                vec![6, 0, 0],
-                "truncated pcapng block header at byte {at} (12 bytes needed, 3 remain)",
-            ),
+            (epb(false, 0, 2, b"xxxx")[..30].to_vec(), "truncated pcapng block at byte {at} (header says 36 bytes, 30 remain)"),
+            (vec![6, 0, 0], "truncated pcapng block header at byte {at} (12 bytes needed, 3 remain)"),
             // Packet for an undeclared interface.
-            (
-                epb(false, 7, 2, b"x"),
-                "packet on interface 7, but the section declares 1",
-            ),
+            (epb(false, 7, 2, b"x"), "packet on interface 7, but the section declares 1"),
             // caplen larger than the block.
             (
                 {
@@ -485,10 +381,7 @@ mod tests {
                 "corrupt pcapng enhanced packet block at byte {at}",
             ),
             // caplen above the limit, in a block that holds it.
-            (
-                epb(false, 0, 2, &vec![0u8; MAX_CAPLEN as usize + 1]),
-                "captured length 262145 exceeds the 262144-byte limit",
-            ),
+            (epb(false, 0, 2, &vec![0u8; MAX_CAPLEN as usize + 1]), "captured length 262145 exceeds the 262144-byte limit"),
             // Bad byte-order magic in a second SHB.
             (
                 {
@@ -499,10 +392,7 @@ mod tests {
                 "bad byte-order magic 0x01020304",
             ),
             // if_tsresol out of range.
-            (
-                idb(false, 1, 0, Some(40), None),
-                "if_tsresol 0x28 is out of range",
-            ),
+            (idb(false, 1, 0, Some(40), None), "if_tsresol 0x28 is out of range"),
         ];
         for (tail, want) in cases {
             let want = want.replace("{at}", &at.to_string());

@@ -115,19 +115,13 @@ pub fn main(args: BindingsArgs) -> ExitCode {
 }
 
 fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 fn read_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let meta =
-        fs::metadata(path).with_context(|| format!("radius secret file {}", path.display()))?;
+    let meta = fs::metadata(path).with_context(|| format!("radius secret file {}", path.display()))?;
     if meta.len() > MAX_SECRET_BYTES {
-        bail!(
-            "radius secret file {}: larger than {MAX_SECRET_BYTES} bytes",
-            path.display()
-        );
+        bail!("radius secret file {}: larger than {MAX_SECRET_BYTES} bytes", path.display());
     }
     let mut s = fs::read(path).with_context(|| format!("radius secret file {}", path.display()))?;
     while s.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -145,11 +139,8 @@ fn column_map(specs: &[String]) -> anyhow::Result<ColumnMap> {
         let Some((role, names)) = s.split_once('=') else {
             bail!("--inventory-column {s}: expected ROLE=NAME[|NAME…]");
         };
-        let names: Vec<String> = names
-            .split('|')
-            .map(pinwatch_enrichment::bindings::inventory::norm_col)
-            .filter(|n| !n.is_empty())
-            .collect();
+        let names: Vec<String> =
+            names.split('|').map(pinwatch_enrichment::bindings::inventory::norm_col).filter(|n| !n.is_empty()).collect();
         match role.trim() {
             "device_id" => m.device_id = names,
             "mac" => m.mac = names,
@@ -164,11 +155,7 @@ fn column_map(specs: &[String]) -> anyhow::Result<ColumnMap> {
 fn load_inventory(path: &Path, cols: &ColumnMap) -> anyhow::Result<Inventory> {
     let meta = fs::metadata(path).with_context(|| format!("inventory {}", path.display()))?;
     if meta.len() > pinwatch_enrichment::bindings::inventory::MAX_BYTES as u64 {
-        bail!(
-            "inventory {}: larger than {} bytes",
-            path.display(),
-            pinwatch_enrichment::bindings::inventory::MAX_BYTES
-        );
+        bail!("inventory {}: larger than {} bytes", path.display(), pinwatch_enrichment::bindings::inventory::MAX_BYTES);
     }
     let data = fs::read(path).with_context(|| format!("inventory {}", path.display()))?;
     let name = path.to_string_lossy().to_ascii_lowercase();
@@ -179,11 +166,7 @@ fn load_inventory(path: &Path, cols: &ColumnMap) -> anyhow::Result<Inventory> {
     };
     let r = inv.report();
     if r.devices == 0 {
-        bail!(
-            "inventory {}: no device read ({})",
-            path.display(),
-            r.error.as_deref().unwrap_or("no rows with a device id")
-        );
+        bail!("inventory {}: no device read ({})", path.display(), r.error.as_deref().unwrap_or("no rows with a device id"));
     }
     if let Some(e) = &r.error {
         eprintln!("pinwatch bindings: inventory {}: {e}", path.display());
@@ -202,10 +185,7 @@ fn kea_leftovers(path: &Path) -> Vec<PathBuf> {
     if completed.exists() {
         return vec![completed];
     }
-    [with(".2"), with(".1")]
-        .into_iter()
-        .filter(|p| p.exists())
-        .collect()
+    [with(".2"), with(".1")].into_iter().filter(|p| p.exists()).collect()
 }
 
 struct Out {
@@ -248,8 +228,7 @@ fn run(a: &BindingsArgs) -> anyhow::Result<()> {
         bail!("nothing to do: give --radius-listen and/or --kea-lease-file");
     }
     let mut cfg = BindingsConfig {
-        radius_session_ttl_ns: i64::try_from(a.radius_session_ttl.saturating_mul(1_000_000_000))
-            .unwrap_or(i64::MAX),
+        radius_session_ttl_ns: i64::try_from(a.radius_session_ttl.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX),
         kea_context: a.kea_context.clone(),
         unknown_as_identity: !a.drop_unknown,
         ..BindingsConfig::default()
@@ -268,12 +247,7 @@ fn run(a: &BindingsArgs) -> anyhow::Result<()> {
                 let Some((net, prefix_len)) = parse_client_net(net) else {
                     bail!("--radius-client {c}: expected ADDR[/LEN][=CONTEXT]");
                 };
-                cfg.radius_clients.push(RadiusClient {
-                    net,
-                    prefix_len,
-                    secret: secret.clone(),
-                    context: ctx.to_owned(),
-                });
+                cfg.radius_clients.push(RadiusClient { net, prefix_len, secret: secret.clone(), context: ctx.to_owned() });
             }
             let s = UdpSocket::bind(addr).with_context(|| format!("radius listen {addr}"))?;
             s.set_read_timeout(Some(Duration::from_millis(50)))?;
@@ -289,11 +263,7 @@ fn run(a: &BindingsArgs) -> anyhow::Result<()> {
     let mut out = Out {
         w: match &a.output {
             Some(p) => Box::new(io::BufWriter::new(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .with_context(|| format!("output {}", p.display()))?,
+                OpenOptions::new().create(true).append(true).open(p).with_context(|| format!("output {}", p.display()))?,
             )),
             None => Box::new(io::BufWriter::new(io::stdout())),
         },
@@ -319,9 +289,7 @@ fn run(a: &BindingsArgs) -> anyhow::Result<()> {
                 let mut lines = Vec::new();
                 let r = read_file_lines(&f, &pump_cfg, MAX_KEA_FILE_BYTES, |m| {
                     match m {
-                        FeedMsg::Line { text, .. } => {
-                            lines.extend(b.kea_line(&text, now_ns(), false))
-                        }
+                        FeedMsg::Line { text, .. } => lines.extend(b.kea_line(&text, now_ns(), false)),
                         FeedMsg::Error(e) => note_err(&mut kea_errors, e),
                         FeedMsg::CaughtUp => {}
                     }
@@ -332,10 +300,7 @@ fn run(a: &BindingsArgs) -> anyhow::Result<()> {
                 }
                 out.lines(&lines)?;
             }
-            Some(FeedPump::start_with(
-                FeedSource::Follow(path.clone()),
-                pump_cfg.clone(),
-            )?)
+            Some(FeedPump::start_with(FeedSource::Follow(path.clone()), pump_cfg.clone())?)
         }
         None => None,
     };
@@ -346,9 +311,7 @@ fn run(a: &BindingsArgs) -> anyhow::Result<()> {
     let mut kea_live = false;
     let mut buf = vec![0u8; 65_536];
     loop {
-        if a.run_for
-            .is_some_and(|s| started.elapsed() >= Duration::from_secs(s))
-        {
+        if a.run_for.is_some_and(|s| started.elapsed() >= Duration::from_secs(s)) {
             break;
         }
         if let Some(s) = &socket {
@@ -362,13 +325,7 @@ fn run(a: &BindingsArgs) -> anyhow::Result<()> {
                     out.lines(&o.lines)?;
                     dirty = true;
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
                 Err(e) => return Err(e).context("radius socket"),
             }
         } else {
@@ -398,8 +355,7 @@ fn run(a: &BindingsArgs) -> anyhow::Result<()> {
         }
         if dirty && last_stats.elapsed() >= Duration::from_millis(200) {
             if let Some(p) = &a.stats_file {
-                write_stats(p, &b, &kea_errors)
-                    .with_context(|| format!("stats file {}", p.display()))?;
+                write_stats(p, &b, &kea_errors).with_context(|| format!("stats file {}", p.display()))?;
             }
             dirty = false;
             last_stats = Instant::now();
@@ -418,8 +374,7 @@ mod tests {
     /// The leftovers of Kea's lease file cleanup, in Kea's own load order.
     #[test]
     fn bindings_kea_leftovers_order() {
-        let dir =
-            std::env::temp_dir().join(format!("pinwatch-kea-leftovers-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("pinwatch-kea-leftovers-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("dir");
         let f = dir.join("kea-leases4.csv");
@@ -427,18 +382,9 @@ mod tests {
         fs::write(dir.join("kea-leases4.csv.1"), "").expect("write");
         fs::write(dir.join("kea-leases4.csv.2"), "").expect("write");
         let names = |v: Vec<PathBuf>| {
-            v.iter()
-                .map(|p| {
-                    p.file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                })
-                .collect::<Vec<_>>()
+            v.iter().map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect::<Vec<_>>()
         };
-        assert_eq!(
-            names(kea_leftovers(&f)),
-            vec!["kea-leases4.csv.2", "kea-leases4.csv.1"]
-        );
+        assert_eq!(names(kea_leftovers(&f)), vec!["kea-leases4.csv.2", "kea-leases4.csv.1"]);
         // A finished cleanup not yet renamed wins over both.
         fs::write(dir.join("kea-leases4.csv.completed"), "").expect("write");
         assert_eq!(names(kea_leftovers(&f)), vec!["kea-leases4.csv.completed"]);

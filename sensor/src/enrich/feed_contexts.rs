@@ -98,10 +98,7 @@ impl ContextMap {
         for r in &self.rules {
             let mut kinds = 0u8;
             if !r.interfaces.is_empty() {
-                if !place
-                    .iface
-                    .is_some_and(|i| r.interfaces.iter().any(|x| x == i))
-                {
+                if !place.iface.is_some_and(|i| r.interfaces.iter().any(|x| x == i)) {
                     continue;
                 }
                 kinds += 1;
@@ -114,13 +111,7 @@ impl ContextMap {
             }
             let mut prefix = 0u8;
             if !r.cidrs.is_empty() {
-                let Some(p) = r
-                    .cidrs
-                    .iter()
-                    .filter(|n| n.contains(&place.client))
-                    .map(IpNet::prefix_len)
-                    .max()
-                else {
+                let Some(p) = r.cidrs.iter().filter(|n| n.contains(&place.client)).map(IpNet::prefix_len).max() else {
                     continue;
                 };
                 prefix = p;
@@ -168,11 +159,7 @@ mod tests {
     }
 
     fn at<'a>(iface: Option<&'a str>, vlans: &'a [u16], ip: &str) -> Place<'a> {
-        Place {
-            iface,
-            vlans,
-            client: ip.parse().expect("ip"),
-        }
+        Place { iface, vlans, client: ip.parse().expect("ip") }
     }
 
     #[test]
@@ -186,34 +173,13 @@ mod tests {
             ],
             default: None,
         };
-        assert_eq!(
-            m.resolve(&at(Some("tun0"), &[], "10.0.0.5")),
-            Resolved::Context("vpn1".into())
-        );
-        assert_eq!(
-            m.resolve(&at(Some("tun1"), &[], "10.0.0.5")),
-            Resolved::Context("vpn2".into())
-        );
-        assert_eq!(
-            m.resolve(&at(Some("eth0"), &[20], "10.0.0.5")),
-            Resolved::Context("wifi".into())
-        );
-        assert_eq!(
-            m.resolve(&at(None, &[], "10.9.3.4")),
-            Resolved::Context("guest".into())
-        );
-        assert_eq!(
-            m.resolve(&at(Some("eth0"), &[30], "10.0.0.5")),
-            Resolved::Any
-        );
-        let with_default = ContextMap {
-            default: Some("lan".into()),
-            ..m
-        };
-        assert_eq!(
-            with_default.resolve(&at(None, &[], "192.0.2.1")),
-            Resolved::Default("lan".into())
-        );
+        assert_eq!(m.resolve(&at(Some("tun0"), &[], "10.0.0.5")), Resolved::Context("vpn1".into()));
+        assert_eq!(m.resolve(&at(Some("tun1"), &[], "10.0.0.5")), Resolved::Context("vpn2".into()));
+        assert_eq!(m.resolve(&at(Some("eth0"), &[20], "10.0.0.5")), Resolved::Context("wifi".into()));
+        assert_eq!(m.resolve(&at(None, &[], "10.9.3.4")), Resolved::Context("guest".into()));
+        assert_eq!(m.resolve(&at(Some("eth0"), &[30], "10.0.0.5")), Resolved::Any);
+        let with_default = ContextMap { default: Some("lan".into()), ..m };
+        assert_eq!(with_default.resolve(&at(None, &[], "192.0.2.1")), Resolved::Default("lan".into()));
     }
 
     #[test]
@@ -230,32 +196,14 @@ mod tests {
             default: Some("lan".into()),
         };
         // Interface and VLAN beat the interface alone.
-        assert_eq!(
-            m.resolve(&at(Some("eth1"), &[10], "192.0.2.1")),
-            Resolved::Context("eth1-vlan10".into())
-        );
-        assert_eq!(
-            m.resolve(&at(Some("eth1"), &[11], "192.0.2.1")),
-            Resolved::Context("any-eth1".into())
-        );
+        assert_eq!(m.resolve(&at(Some("eth1"), &[10], "192.0.2.1")), Resolved::Context("eth1-vlan10".into()));
+        assert_eq!(m.resolve(&at(Some("eth1"), &[11], "192.0.2.1")), Resolved::Context("any-eth1".into()));
         // The longer prefix wins between pools.
-        assert_eq!(
-            m.resolve(&at(None, &[], "10.8.1.9")),
-            Resolved::Context("pool24".into())
-        );
-        assert_eq!(
-            m.resolve(&at(None, &[], "10.8.2.9")),
-            Resolved::Context("pool16".into())
-        );
+        assert_eq!(m.resolve(&at(None, &[], "10.8.1.9")), Resolved::Context("pool24".into()));
+        assert_eq!(m.resolve(&at(None, &[], "10.8.2.9")), Resolved::Context("pool16".into()));
         // Two contexts on one VLAN: not guessed.
-        assert_eq!(
-            m.resolve(&at(None, &[77], "192.0.2.1")),
-            Resolved::Ambiguous
-        );
+        assert_eq!(m.resolve(&at(None, &[77], "192.0.2.1")), Resolved::Ambiguous);
         // One kind each: the interface comes before the pool.
-        assert_eq!(
-            m.resolve(&at(Some("eth1"), &[], "10.8.1.9")),
-            Resolved::Context("any-eth1".into())
-        );
+        assert_eq!(m.resolve(&at(Some("eth1"), &[], "10.8.1.9")), Resolved::Context("any-eth1".into()));
     }
 }

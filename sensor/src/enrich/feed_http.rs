@@ -41,24 +41,16 @@ impl fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Header values are secrets: only their names are shown.
         let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
-        f.debug_struct("HttpTransport")
-            .field("headers", &names)
-            .field("described", &self.described)
-            .finish()
+        f.debug_struct("HttpTransport").field("headers", &names).field("described", &self.described).finish()
     }
 }
 
 fn read_small(path: &Path) -> Result<Vec<u8>, String> {
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut buf = Vec::new();
-    f.take(MAX_SECRET_FILE_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.take(MAX_SECRET_FILE_BYTES + 1).read_to_end(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
     if buf.len() as u64 > MAX_SECRET_FILE_BYTES {
-        return Err(format!(
-            "{}: larger than {MAX_SECRET_FILE_BYTES} bytes",
-            path.display()
-        ));
+        return Err(format!("{}: larger than {MAX_SECRET_FILE_BYTES} bytes", path.display()));
     }
     Ok(buf)
 }
@@ -67,17 +59,10 @@ fn read_small(path: &Path) -> Result<Vec<u8>, String> {
 /// comments skipped), or a single line without a colon, which is a bearer
 /// token (`Authorization: Bearer <line>`).
 pub fn parse_header_file(text: &str) -> Result<Vec<(String, String)>, String> {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
     if let [token] = lines[..] {
         if !token.contains(':') {
-            if token
-                .bytes()
-                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-            {
+            if token.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
                 return Err("a bearer token must be one word".into());
             }
             return Ok(vec![("Authorization".into(), format!("Bearer {token}"))]);
@@ -93,9 +78,7 @@ pub fn parse_header_file(text: &str) -> Result<Vec<(String, String)>, String> {
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let (n, v) = l
-                .split_once(':')
-                .ok_or_else(|| format!("line {}: not `Name: value`", i + 1))?;
+            let (n, v) = l.split_once(':').ok_or_else(|| format!("line {}: not `Name: value`", i + 1))?;
             let (n, v) = (n.trim(), v.trim());
             let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
             if n.is_empty() || !n.bytes().all(token_char) {
@@ -124,31 +107,16 @@ impl HttpTransport {
         let headers = match header_file {
             Some(p) => {
                 let bytes = read_small(p).map_err(|e| ("http_header_file", e))?;
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| ("http_header_file", format!("{}: not UTF-8", p.display())))?;
-                let h = parse_header_file(&text)
-                    .map_err(|e| ("http_header_file", format!("{}: {e}", p.display())))?;
-                described.push(format!(
-                    "headers {}",
-                    h.iter()
-                        .map(|(n, _)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
+                let text = String::from_utf8(bytes).map_err(|_| ("http_header_file", format!("{}: not UTF-8", p.display())))?;
+                let h = parse_header_file(&text).map_err(|e| ("http_header_file", format!("{}: {e}", p.display())))?;
+                described.push(format!("headers {}", h.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")));
                 h
             }
             None => Vec::new(),
         };
         if client_cert.is_some() != client_key.is_some() {
-            let k = if client_cert.is_some() {
-                "http_client_key"
-            } else {
-                "http_client_cert"
-            };
-            return Err((
-                k,
-                "a client certificate needs both `http_client_cert` and `http_client_key`".into(),
-            ));
+            let k = if client_cert.is_some() { "http_client_key" } else { "http_client_cert" };
+            return Err((k, "a client certificate needs both `http_client_cert` and `http_client_key`".into()));
         }
         let tls = if ca_file.is_some() || client_cert.is_some() {
             let mut roots = rustls::RootCertStore::empty();
@@ -160,10 +128,7 @@ impl HttpTransport {
                         .map_err(|e| ("http_ca_file", format!("{}: {e:?}", p.display())))?;
                     let (added, _) = roots.add_parsable_certificates(certs);
                     if added == 0 {
-                        return Err((
-                            "http_ca_file",
-                            format!("{}: no usable CA certificate (PEM)", p.display()),
-                        ));
+                        return Err(("http_ca_file", format!("{}: no usable CA certificate (PEM)", p.display())));
                     }
                     described.push(format!("CA bundle {} ({added} certificates)", p.display()));
                 }
@@ -181,22 +146,13 @@ impl HttpTransport {
                         .collect::<Result<_, _>>()
                         .map_err(|e| ("http_client_cert", format!("{}: {e:?}", c.display())))?;
                     if chain.is_empty() {
-                        return Err((
-                            "http_client_cert",
-                            format!("{}: no certificate (PEM)", c.display()),
-                        ));
+                        return Err(("http_client_cert", format!("{}: no certificate (PEM)", c.display())));
                     }
                     let kpem = read_small(k).map_err(|e| ("http_client_key", e))?;
-                    let key = PrivateKeyDer::from_pem_slice(&kpem).map_err(|e| {
-                        (
-                            "http_client_key",
-                            format!("{}: no private key (PEM): {e:?}", k.display()),
-                        )
-                    })?;
+                    let key = PrivateKeyDer::from_pem_slice(&kpem)
+                        .map_err(|e| ("http_client_key", format!("{}: no private key (PEM): {e:?}", k.display())))?;
                     described.push(format!("client certificate {}", c.display()));
-                    builder
-                        .with_client_auth_cert(chain, key)
-                        .map_err(|e| ("http_client_key", format!("{}: {e}", k.display())))?
+                    builder.with_client_auth_cert(chain, key).map_err(|e| ("http_client_key", format!("{}: {e}", k.display())))?
                 }
                 _ => builder.with_no_client_auth(),
             };
@@ -204,19 +160,13 @@ impl HttpTransport {
         } else {
             None
         };
-        Ok(HttpTransport {
-            headers,
-            tls,
-            described: described.join("; "),
-        })
+        Ok(HttpTransport { headers, tls, described: described.join("; ") })
     }
 
     /// An agent with these TLS settings.
     pub fn agent(t: Option<&HttpTransport>, connect: Duration, timeout: Duration) -> ureq::Agent {
-        let mut b = ureq::AgentBuilder::new()
-            .timeout_connect(connect)
-            .timeout(timeout)
-            .user_agent(concat!("pinwatch/", env!("CARGO_PKG_VERSION")));
+        let mut b =
+            ureq::AgentBuilder::new().timeout_connect(connect).timeout(timeout).user_agent(concat!("pinwatch/", env!("CARGO_PKG_VERSION")));
         if let Some(tls) = t.and_then(|t| t.tls.clone()) {
             b = b.tls_config(tls);
         }
@@ -279,12 +229,7 @@ impl ErrorClass {
     pub fn fatal_at_start(self) -> bool {
         matches!(
             self,
-            ErrorClass::Dns
-                | ErrorClass::Refused
-                | ErrorClass::Tls
-                | ErrorClass::Auth
-                | ErrorClass::NotFound
-                | ErrorClass::Client
+            ErrorClass::Dns | ErrorClass::Refused | ErrorClass::Tls | ErrorClass::Auth | ErrorClass::NotFound | ErrorClass::Client
         )
     }
 
@@ -294,7 +239,9 @@ impl ErrorClass {
             ErrorClass::Dns => "the host name does not resolve",
             ErrorClass::Refused => "nothing accepts connections there",
             ErrorClass::Timeout => "no answer in time",
-            ErrorClass::Tls => "TLS failed: check `feed.http_ca_file` (the server's CA) and `feed.http_client_cert`/`http_client_key` (mTLS)",
+            ErrorClass::Tls => {
+                "TLS failed: check `feed.http_ca_file` (the server's CA) and `feed.http_client_cert`/`http_client_key` (mTLS)"
+            }
             ErrorClass::Auth => "not authorised: check the token or header in `feed.http_header_file`, or the client certificate",
             ErrorClass::NotFound => "no feed at this URL (HTTP 404)",
             ErrorClass::Client => "the request was refused",
@@ -332,32 +279,19 @@ pub fn classify(e: &ureq::Error) -> (ErrorClass, String) {
         ureq::Error::Transport(t) => {
             let text = chain(t);
             let low = text.to_ascii_lowercase();
-            let io_kind = std::error::Error::source(t)
-                .and_then(|s| s.downcast_ref::<std::io::Error>())
-                .map(std::io::Error::kind);
-            let class = if low.contains("tls")
-                || low.contains("certificate")
-                || low.contains("alert")
-                || low.contains("handshake")
-            {
+            let io_kind = std::error::Error::source(t).and_then(|s| s.downcast_ref::<std::io::Error>()).map(std::io::Error::kind);
+            let class = if low.contains("tls") || low.contains("certificate") || low.contains("alert") || low.contains("handshake") {
                 ErrorClass::Tls
             } else if t.kind() == ureq::ErrorKind::Dns {
                 ErrorClass::Dns
-            } else if matches!(
-                io_kind,
-                Some(std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)
-            ) || low.contains("timed out")
-            {
+            } else if matches!(io_kind, Some(std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)) || low.contains("timed out") {
                 ErrorClass::Timeout
             } else if matches!(io_kind, Some(std::io::ErrorKind::ConnectionRefused))
                 || low.contains("refused")
                 || low.contains("unreachable")
             {
                 ErrorClass::Refused
-            } else if matches!(
-                t.kind(),
-                ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme
-            ) {
+            } else if matches!(t.kind(), ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme) {
                 ErrorClass::Client
             } else {
                 ErrorClass::Io
@@ -404,9 +338,8 @@ pub struct SourceHealth {
 pub type Health = Arc<Mutex<SourceHealth>>;
 
 pub fn wall_time() -> String {
-    let ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    let ns =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
     crate::output::eve::timestamp(ns)
 }
 
@@ -451,14 +384,7 @@ pub struct StartError {
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "feed URL {}: {} ({}): {}",
-            self.url,
-            self.class.hint(),
-            self.class.as_str(),
-            self.detail
-        )
+        write!(f, "feed URL {}: {} ({}): {}", self.url, self.class.hint(), self.class.as_str(), self.detail)
     }
 }
 
@@ -469,31 +395,18 @@ impl std::error::Error for StartError {}
 /// caller stops: exit status 2); a success, a failure retrying may fix
 /// (timeout, 5xx, a page the cursor protocol cannot take), or the deadline
 /// are `Ok` (the pump goes on retrying, and reports).
-pub fn first_answer(
-    pump: &crate::enrich::feed_source::FeedPump,
-    url: &str,
-    deadline: std::time::Instant,
-) -> Result<(), StartError> {
+pub fn first_answer(pump: &crate::enrich::feed_source::FeedPump, url: &str, deadline: std::time::Instant) -> Result<(), StartError> {
     loop {
         let h = pump.health();
         match h.state {
-            FeedState::Starting if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
+            FeedState::Starting if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             FeedState::Retrying if h.last_success.is_none() => {
                 let class = h.last_error_class.unwrap_or(ErrorClass::Io);
                 if class.fatal_at_start() {
                     let detail = h.last_error.unwrap_or_default();
                     // The poller's text starts with "http feed URL: ".
-                    let detail = detail
-                        .strip_prefix(&format!("http feed {url}: "))
-                        .map(str::to_string)
-                        .unwrap_or(detail);
-                    return Err(StartError {
-                        url: url.to_string(),
-                        class,
-                        detail,
-                    });
+                    let detail = detail.strip_prefix(&format!("http feed {url}: ")).map(str::to_string).unwrap_or(detail);
+                    return Err(StartError { url: url.to_string(), class, detail });
                 }
                 return Ok(());
             }
@@ -510,21 +423,11 @@ mod tests {
     fn header_files() {
         assert_eq!(
             parse_header_file("s3cr3t-token\n").expect("token"),
-            vec![(
-                "Authorization".to_string(),
-                "Bearer s3cr3t-token".to_string()
-            )]
+            vec![("Authorization".to_string(), "Bearer s3cr3t-token".to_string())]
         );
         assert_eq!(
-            parse_header_file("# feed\nX-Api-Key: abc\n\nAuthorization: Basic Zm9vOmJhcg==\n")
-                .expect("headers"),
-            vec![
-                ("X-Api-Key".to_string(), "abc".to_string()),
-                (
-                    "Authorization".to_string(),
-                    "Basic Zm9vOmJhcg==".to_string()
-                )
-            ]
+            parse_header_file("# feed\nX-Api-Key: abc\n\nAuthorization: Basic Zm9vOmJhcg==\n").expect("headers"),
+            vec![("X-Api-Key".to_string(), "abc".to_string()), ("Authorization".to_string(), "Basic Zm9vOmJhcg==".to_string())]
         );
         assert!(parse_header_file("").is_err());
         assert!(parse_header_file("two words").is_err());
@@ -543,49 +446,28 @@ mod tests {
     #[test]
     fn refused_dns_and_bad_files_are_classified() {
         use crate::enrich::feed_source::{FeedPump, FeedSource, PumpConfig};
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let cfg = PumpConfig {
-            http_connect_timeout: Duration::from_secs(2),
-            http_timeout: Duration::from_secs(2),
-            ..PumpConfig::default()
-        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let cfg =
+            PumpConfig { http_connect_timeout: Duration::from_secs(2), http_timeout: Duration::from_secs(2), ..PumpConfig::default() };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         for (url, class) in [
             (format!("http://127.0.0.1:{port}/feed"), ErrorClass::Refused),
-            (
-                "http://no-such-host.invalid/feed".to_string(),
-                ErrorClass::Dns,
-            ),
+            ("http://no-such-host.invalid/feed".to_string(), ErrorClass::Dns),
         ] {
             let t = std::time::Instant::now();
-            let pump = FeedPump::start_with(FeedSource::Http { url: url.clone() }, cfg.clone())
-                .expect("pump");
+            let pump = FeedPump::start_with(FeedSource::Http { url: url.clone() }, cfg.clone()).expect("pump");
             let e = first_answer(&pump, &url, deadline).expect_err("fatal at start");
             assert_eq!(e.class, class, "{e}");
-            assert!(
-                t.elapsed() < Duration::from_secs(5),
-                "reported at once, not after a wait: {:?}",
-                t.elapsed()
-            );
+            assert!(t.elapsed() < Duration::from_secs(5), "reported at once, not after a wait: {:?}", t.elapsed());
             let h = pump.health();
-            assert_eq!(
-                (h.state, h.consecutive_failures, h.last_success.clone()),
-                (FeedState::Retrying, 1, None),
-                "{h:?}"
-            );
+            assert_eq!((h.state, h.consecutive_failures, h.last_success.clone()), (FeedState::Retrying, 1, None), "{h:?}");
         }
         let dir = std::env::temp_dir().join(format!("pinwatch-feedhttp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(dir.join("notpem"), "hello").expect("write");
-        let (k, _) =
-            HttpTransport::load(None, Some(&dir.join("notpem")), None, None).expect_err("not a CA");
+        let (k, _) = HttpTransport::load(None, Some(&dir.join("notpem")), None, None).expect_err("not a CA");
         assert_eq!(k, "http_ca_file");
-        let (k, _) = HttpTransport::load(None, None, Some(&dir.join("notpem")), None)
-            .expect_err("cert without key");
+        let (k, _) = HttpTransport::load(None, None, Some(&dir.join("notpem")), None).expect_err("cert without key");
         assert_eq!(k, "http_client_key");
         let _ = std::fs::remove_dir_all(&dir);
     }

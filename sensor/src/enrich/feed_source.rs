@@ -76,9 +76,7 @@ use std::path::PathBuf;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{
-    self, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError,
-};
+use crossbeam::channel::{self, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError};
 
 /// Name of the response header carrying the next cursor.
 pub const NEXT_CURSOR_HEADER: &str = "X-Feed-Next";
@@ -213,14 +211,12 @@ impl FeedPump {
             h.source = source.to_string();
         }
         let h2 = health.clone();
-        let handle = thread::Builder::new()
-            .name("feed-pump".into())
-            .spawn(move || {
-                let _ = run(source, &config, &sink, &h2);
-                if let Ok(mut h) = h2.lock() {
-                    h.state = crate::enrich::feed_http::FeedState::Stopped;
-                }
-            })?;
+        let handle = thread::Builder::new().name("feed-pump".into()).spawn(move || {
+            let _ = run(source, &config, &sink, &h2);
+            if let Ok(mut h) = h2.lock() {
+                h.state = crate::enrich::feed_http::FeedState::Stopped;
+            }
+        })?;
         Ok(FeedPump { rx, health, stop_tx: Some(stop_tx), handle: Some(handle) })
     }
 
@@ -398,11 +394,7 @@ impl LineSplitter {
                 if self.partial.len() + chunk.len() > self.max {
                     self.partial.clear();
                     self.skipping = true;
-                    out.push(FeedMsg::Error(format!(
-                        "line {}: longer than {} bytes, dropped",
-                        self.line_no + 1,
-                        self.max
-                    )));
+                    out.push(FeedMsg::Error(format!("line {}: longer than {} bytes, dropped", self.line_no + 1, self.max)));
                 } else {
                     self.partial.extend_from_slice(chunk);
                 }
@@ -480,7 +472,10 @@ pub fn read_file_lines(path: &std::path::Path, cfg: &PumpConfig, max_bytes: u64,
         if read >= max_bytes {
             let mut probe = [0u8; 1];
             if matches!(file.read(&mut probe), Ok(n) if n > 0) {
-                f(FeedMsg::Error(format!("feed file {}: larger than {max_bytes} bytes, the cap of a feed file; the rest is not read", path.display())));
+                f(FeedMsg::Error(format!(
+                    "feed file {}: larger than {max_bytes} bytes, the cap of a feed file; the rest is not read",
+                    path.display()
+                )));
             }
             break;
         }
@@ -548,15 +543,7 @@ struct Follower<'a> {
 
 impl<'a> Follower<'a> {
     fn new(path: PathBuf, cfg: &'a PumpConfig) -> Self {
-        Follower {
-            path,
-            cfg,
-            file: None,
-            pos: 0,
-            split: LineSplitter::new(cfg.max_line_bytes),
-            dirty: true,
-            last_error: None,
-        }
+        Follower { path, cfg, file: None, pos: 0, split: LineSplitter::new(cfg.max_line_bytes), dirty: true, last_error: None }
     }
 
     /// Report an error unless it is the one reported last (a missing file is
@@ -704,14 +691,7 @@ struct HttpPoller<'a> {
 impl<'a> HttpPoller<'a> {
     fn new(url: String, cfg: &'a PumpConfig) -> Self {
         let agent = crate::enrich::feed_http::HttpTransport::agent(cfg.http.as_deref(), cfg.http_connect_timeout, cfg.http_timeout);
-        HttpPoller {
-            url,
-            cfg,
-            agent,
-            cursor: cfg.http_initial_cursor.clone(),
-            split: LineSplitter::new(cfg.max_line_bytes),
-            dirty: true,
-        }
+        HttpPoller { url, cfg, agent, cursor: cfg.http_initial_cursor.clone(), split: LineSplitter::new(cfg.max_line_bytes), dirty: true }
     }
 
     fn poll(&self) -> Poll {
@@ -747,9 +727,10 @@ impl<'a> HttpPoller<'a> {
         }
         match next {
             Some(n) => Poll::Page(body, n),
-            None => Poll::Client(crate::enrich::feed_http::ErrorClass::Protocol, format!(
-                "{what}: page without {NEXT_CURSOR_HEADER} header, not delivered"
-            )),
+            None => Poll::Client(
+                crate::enrich::feed_http::ErrorClass::Protocol,
+                format!("{what}: page without {NEXT_CURSOR_HEADER} header, not delivered"),
+            ),
         }
     }
 
@@ -857,10 +838,7 @@ mod tests {
         let p = FeedPump::start_with(FeedSource::File(path.clone()), fast()).unwrap();
         let d = p.drain_until_caught_up(Duration::from_secs(3));
         assert_eq!(d.end, DrainEnd::CaughtUp);
-        assert_eq!(
-            d.msgs,
-            vec![line("{\"a\":1}", 1), line("", 2), line("{\"b\":2}", 3), line("last-no-newline", 4)]
-        );
+        assert_eq!(d.msgs, vec![line("{\"a\":1}", 1), line("", 2), line("{\"b\":2}", 3), line("last-no-newline", 4)]);
         // Then the thread ends.
         assert_eq!(p.drain_until_caught_up(Duration::from_secs(3)).end, DrainEnd::Finished);
         assert!(p.is_finished());
@@ -995,9 +973,7 @@ mod tests {
             }
         }
         let target = req.split(' ').nth(1).unwrap_or("").to_owned();
-        let since = target.split_once('?').and_then(|(_, q)| {
-            q.split('&').find_map(|kv| kv.strip_prefix("since=").map(decode))
-        });
+        let since = target.split_once('?').and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("since=").map(decode)));
         let n = {
             let mut h = hits.lock().unwrap();
             h.push(since.clone());
@@ -1044,8 +1020,7 @@ mod tests {
         let mut p = FeedPump::start_with(FeedSource::Http { url }, fast()).unwrap();
         let d = p.drain_until_caught_up(Duration::from_secs(5));
         assert_eq!(d.end, DrainEnd::CaughtUp, "{:?}", d.msgs);
-        let (errs, got): (Vec<_>, Vec<_>) =
-            d.msgs.into_iter().partition(|m| matches!(m, FeedMsg::Error(_)));
+        let (errs, got): (Vec<_>, Vec<_>) = d.msgs.into_iter().partition(|m| matches!(m, FeedMsg::Error(_)));
         assert_eq!(got, vec![line("{\"l\":1}", 1), line("{\"l\":2}", 2), line("{\"l\":3}", 3)]);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(matches!(&errs[0], FeedMsg::Error(e) if e.contains("503")), "{errs:?}");

@@ -299,7 +299,11 @@ impl Enricher {
     /// [`MAX_FEED_FILE_BYTES`] are read of a file and [`MAX_FEED_EVENTS`]
     /// events are held in all: past it, a file's or a URL's further events
     /// are not read (counted in `events_dropped`, reported).
-    pub fn load_sources(files: &[impl AsRef<Path>], urls: &[String], http_timeout: std::time::Duration) -> anyhow::Result<(Self, Vec<String>)> {
+    pub fn load_sources(
+        files: &[impl AsRef<Path>],
+        urls: &[String],
+        http_timeout: std::time::Duration,
+    ) -> anyhow::Result<(Self, Vec<String>)> {
         Self::load_sources_via(files, urls, http_timeout, None)
     }
 
@@ -308,7 +312,12 @@ impl Enricher {
     /// fails in a way retrying cannot fix (DNS, refused, TLS, 401/403, 404,
     /// other 4xx), that is the error, at once
     /// ([`crate::enrich::feed_http::first_answer`]).
-    pub fn load_sources_via(files: &[impl AsRef<Path>], urls: &[String], http_timeout: std::time::Duration, http: Option<std::sync::Arc<crate::enrich::feed_http::HttpTransport>>) -> anyhow::Result<(Self, Vec<String>)> {
+    pub fn load_sources_via(
+        files: &[impl AsRef<Path>],
+        urls: &[String],
+        http_timeout: std::time::Duration,
+        http: Option<std::sync::Arc<crate::enrich::feed_http::HttpTransport>>,
+    ) -> anyhow::Result<(Self, Vec<String>)> {
         use crate::enrich::feed_source::{read_file_lines, FeedMsg, FeedPump, FeedSource, PumpConfig};
 
         let mut reader = FeedReader::default();
@@ -454,7 +463,13 @@ impl Enricher {
             sources: est
                 .into_iter()
                 .take(MAX_CLOCK_SOURCES_SHOWN)
-                .map(|(k, off, n)| ClockSourceOut { device_id: k.device, kind: k.kind, vendor: k.vendor, offset_ms: off / 1_000_000, sessions: n })
+                .map(|(k, off, n)| ClockSourceOut {
+                    device_id: k.device,
+                    kind: k.kind,
+                    vendor: k.vendor,
+                    offset_ms: off / 1_000_000,
+                    sessions: n,
+                })
                 .collect(),
         };
         st
@@ -473,7 +488,16 @@ impl Enricher {
 
     /// [`Enricher::enrich_at`] again for a session already counted.
     #[allow(clippy::too_many_arguments)]
-    pub fn re_enrich_at(&mut self, iface: Option<&str>, vlans: &[u16], client: IpAddr, dst: IpAddr, dst_port: u16, sni: Option<&str>, start_ns: i64) -> Option<MobileOut> {
+    pub fn re_enrich_at(
+        &mut self,
+        iface: Option<&str>,
+        vlans: &[u16],
+        client: IpAddr,
+        dst: IpAddr,
+        dst_port: u16,
+        sni: Option<&str>,
+        start_ns: i64,
+    ) -> Option<MobileOut> {
         let (with, without, ctx) = (self.stats.sessions_enriched, self.stats.sessions_without_device, self.stats.contexts.clone());
         let m = self.enrich_at(iface, vlans, client, dst, dst_port, sni, start_ns);
         self.stats.sessions_enriched = with;
@@ -506,7 +530,12 @@ impl Enricher {
                     context: ctx.to_string(),
                     source: m.lease.origin.as_ref().and_then(|o| o.kind.clone()),
                     vendor: m.lease.origin.as_ref().and_then(|o| o.vendor.clone()),
-                    identity: m.lease.origin.as_ref().and_then(|o| o.identity.as_ref()).map(|i| IdentityOut { kind: i.kind.clone(), value: i.value.clone() }),
+                    identity: m
+                        .lease
+                        .origin
+                        .as_ref()
+                        .and_then(|o| o.identity.as_ref())
+                        .map(|i| IdentityOut { kind: i.kind.clone(), value: i.value.clone() }),
                 },
             )
         };
@@ -525,7 +554,8 @@ impl Enricher {
             }
             Resolved::Any => {
                 self.stats.contexts.any += 1;
-                let hits: Vec<(String, String, BindingOut)> = self.contexts.iter().filter_map(|c| self.leases.lookup(c, place.client, ts_ns).map(|m| out(c, &m))).collect();
+                let hits: Vec<(String, String, BindingOut)> =
+                    self.contexts.iter().filter_map(|c| self.leases.lookup(c, place.client, ts_ns).map(|m| out(c, &m))).collect();
                 let first = hits.first()?;
                 if hits.iter().any(|h| h.1 != first.1) {
                     // Bound to different devices in several namespaces and
@@ -542,7 +572,16 @@ impl Enricher {
     /// the binding namespace of where it was seen: capture interface
     /// (`in_iface`, live), VLAN ids, client address.
     #[allow(clippy::too_many_arguments)]
-    pub fn enrich_at(&mut self, iface: Option<&str>, vlans: &[u16], client: IpAddr, dst: IpAddr, dst_port: u16, sni: Option<&str>, start_ns: i64) -> Option<MobileOut> {
+    pub fn enrich_at(
+        &mut self,
+        iface: Option<&str>,
+        vlans: &[u16],
+        client: IpAddr,
+        dst: IpAddr,
+        dst_port: u16,
+        sni: Option<&str>,
+        start_ns: i64,
+    ) -> Option<MobileOut> {
         let place = crate::enrich::feed_contexts::Place { iface, vlans, client };
         let Some((_context, device_id, binding)) = self.binding_at(&place, start_ns) else {
             self.stats.sessions_without_device += 1;
@@ -673,7 +712,17 @@ impl Enricher {
     /// Put back a lease a state file kept ([`LeaseMap::restore`]); its
     /// context becomes one the session lookup tries.
     #[allow(clippy::too_many_arguments)]
-    pub fn restore_lease(&mut self, ctx: &str, ip: IpAddr, device: &str, from_ns: i64, until_ns: i64, confidence: pinwatch_enrichment::feed::Confidence, end: pinwatch_enrichment::leases::EndReason, conflict: bool) {
+    pub fn restore_lease(
+        &mut self,
+        ctx: &str,
+        ip: IpAddr,
+        device: &str,
+        from_ns: i64,
+        until_ns: i64,
+        confidence: pinwatch_enrichment::feed::Confidence,
+        end: pinwatch_enrichment::leases::EndReason,
+        conflict: bool,
+    ) {
         self.leases.restore(ctx, ip, device, from_ns, until_ns, confidence, end, conflict);
         if !self.contexts.iter().any(|c| c == ctx) {
             self.contexts.push(ctx.to_string());
@@ -787,7 +836,15 @@ impl Folder {
     /// Fold the verdict of session `flow_id` in (`flow_ids`: its evidence):
     /// returns it with its alert id, revision, count and the flow ids of
     /// every folded session (the strongest confidence wins).
-    pub fn fold(&mut self, mut v: An1725, m: &MobileOut, destination: &str, start_ns: i64, flow_id: u64, flow_ids: &[u64]) -> (An1725, Vec<u64>) {
+    pub fn fold(
+        &mut self,
+        mut v: An1725,
+        m: &MobileOut,
+        destination: &str,
+        start_ns: i64,
+        flow_id: u64,
+        flow_ids: &[u64],
+    ) -> (An1725, Vec<u64>) {
         let key: FoldKey = (m.device_id.clone(), m.app.package.clone().unwrap_or_default(), destination.to_ascii_lowercase());
         let max = self.max_keys.max(1);
         if (self.open.len() >= max && !self.open.contains_key(&key)) || (self.placed.len() >= max && !self.placed.contains_key(&flow_id)) {
@@ -824,11 +881,8 @@ impl Folder {
         self.placed.insert(flow_id, (key.clone(), start_ns));
         // Evidence the folder knows as another app's sessions stays out.
         let placed = &self.placed;
-        let flow_ids: Vec<u64> = flow_ids
-            .iter()
-            .copied()
-            .filter(|id| *id == flow_id || placed.get(id).is_none_or(|(k, _)| k.1 == key.1))
-            .collect();
+        let flow_ids: Vec<u64> =
+            flow_ids.iter().copied().filter(|id| *id == flow_id || placed.get(id).is_none_or(|(k, _)| k.1 == key.1)).collect();
         let flow_ids = flow_ids.as_slice();
         let fresh = |v: &An1725| Folded {
             alert_id: format!("an1725-{}-{}", start_ns, flow_ids.first().copied().unwrap_or(0)),
@@ -907,7 +961,8 @@ pub fn an1725(m: &MobileOut, sids: &[u32], flow_id: u64) -> Option<An1725> {
     if let Some(s) = m.secs_since_user_interaction {
         reasons.push(format!("secs_since_user_interaction:{s}"));
     }
-    let strong_network = sids.contains(&SID_INSPECTION_FAILURE) || sids.contains(&SID_FALLBACK) || sids.contains(&crate::verdict::findings::SID_BASELINE);
+    let strong_network =
+        sids.contains(&SID_INSPECTION_FAILURE) || sids.contains(&SID_FALLBACK) || sids.contains(&crate::verdict::findings::SID_BASELINE);
     let confidence = if own && strong_network && unattended {
         "high"
     } else if own && strong_network {
@@ -925,7 +980,16 @@ mod tests {
     fn mobile(app: &str) -> MobileOut {
         MobileOut {
             device_id: "dev".into(),
-            binding: BindingOut { confidence: "dhcp".into(), conflict: false, in_grace: false, contested: false, context: "lan".into(), source: None, vendor: None, identity: None },
+            binding: BindingOut {
+                confidence: "dhcp".into(),
+                conflict: false,
+                in_grace: false,
+                contested: false,
+                context: "lan".into(),
+                source: None,
+                vendor: None,
+                identity: None,
+            },
             app: AppOut {
                 package: Some(app.into()),
                 attribution: "net_connect",

@@ -168,7 +168,10 @@ mod tests {
         }
         assert_eq!((memo.hits, memo.misses), (8, 4));
         assert_eq!(memo.len(), 4);
-        assert_eq!(memo.der_bytes(), ders.iter().map(|d| d.len() + base64::engine::general_purpose::STANDARD.encode(d).len()).sum::<usize>());
+        assert_eq!(
+            memo.der_bytes(),
+            ders.iter().map(|d| d.len() + base64::engine::general_purpose::STANDARD.encode(d).len()).sum::<usize>()
+        );
     }
 
     #[test]

@@ -28,9 +28,8 @@
 //! count (the flow table wakes the flow at [`due`], see
 //! `FlowTable::take_due`).
 
-
-use crate::flow::{Flow, Limits, Proto};
 use crate::flow::session::TlsSession;
+use crate::flow::{Flow, Limits, Proto};
 
 /// When an open session's record is due, as its state stands after a
 /// packet at `ts`; `i64::MAX` when it is not (yet) due, or is written at
@@ -55,7 +54,11 @@ pub fn due(f: &Flow, ts: i64, lim: &Limits) -> i64 {
         Proto::Unknown | Proto::NotTls => return i64::MAX,
     };
     let timeout = start.saturating_add(lim.decision_timeout_ns);
-    if known { timeout.min(ts.saturating_add(hold)) } else { timeout }
+    if known {
+        timeout.min(ts.saturating_add(hold))
+    } else {
+        timeout
+    }
 }
 
 /// An alert was seen, or the client sent application data after the

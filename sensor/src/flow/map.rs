@@ -282,12 +282,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn key(n: u16, ctx: u64) -> FlowKey {
-        FlowKey {
-            context: ctx,
-            proto: 6,
-            lo: (IpAddr::from([10, 0, 0, (n % 7) as u8]), n),
-            hi: (IpAddr::from([192, 0, 2, 1]), 443),
-        }
+        FlowKey { context: ctx, proto: 6, lo: (IpAddr::from([10, 0, 0, (n % 7) as u8]), n), hi: (IpAddr::from([192, 0, 2, 1]), 443) }
     }
 
     #[test]

@@ -27,10 +27,10 @@ use pinwatch_parsers::quic::gquic::looks_like_gquic;
 use pinwatch_parsers::quic::looks_like_quic_initial;
 use pinwatch_parsers::tls::{looks_like_client_hello, looks_like_tls, may_start_tls, Dir, TlsEvent};
 
-use map::{FlowMap, Keyed};
-pub use key::FlowKey;
-use key::from_lo;
 use crate::flow::reassembly::{Chunk, Reassembler};
+use key::from_lo;
+pub use key::FlowKey;
+use map::{FlowMap, Keyed};
 
 use crate::flow::quic_session::QuicSession;
 use crate::flow::session::TlsSession;
@@ -431,7 +431,11 @@ impl Flow {
 
     /// When this open session's record is due; `i64::MAX` when unscheduled.
     pub fn verdict_due(&self) -> i64 {
-        if self.verdict_ms == NO_VERDICT { i64::MAX } else { self.first_ts.saturating_add(i64::from(self.verdict_ms) * 1_000_000) }
+        if self.verdict_ms == NO_VERDICT {
+            i64::MAX
+        } else {
+            self.first_ts.saturating_add(i64::from(self.verdict_ms) * 1_000_000)
+        }
     }
 
     /// Bring the record due at `due` (packet time) if that is sooner than
@@ -450,10 +454,18 @@ impl Flow {
     }
 
     pub fn client(&self) -> (IpAddr, u16) {
-        if self.client_is_lo { self.key.lo } else { self.key.hi }
+        if self.client_is_lo {
+            self.key.lo
+        } else {
+            self.key.hi
+        }
     }
     pub fn server(&self) -> (IpAddr, u16) {
-        if self.client_is_lo { self.key.hi } else { self.key.lo }
+        if self.client_is_lo {
+            self.key.hi
+        } else {
+            self.key.lo
+        }
     }
     fn deadline(&self, lim: &Limits) -> i64 {
         if let Some(t) = self.close_ts {
@@ -865,7 +877,16 @@ impl FlowTable {
     /// [`FlowTable::packet`] with the flow key and its [`FlowTable::hash`]
     /// already computed.
     #[allow(clippy::too_many_arguments)]
-    pub fn packet_hashed(&mut self, d: &Decoded<'_>, key: &FlowKey, hash: u64, ts: i64, wire_len: u32, source: usize, out: &mut Vec<Ended>) {
+    pub fn packet_hashed(
+        &mut self,
+        d: &Decoded<'_>,
+        key: &FlowKey,
+        hash: u64,
+        ts: i64,
+        wire_len: u32,
+        source: usize,
+        out: &mut Vec<Ended>,
+    ) {
         let key = *key;
         let Some(tcp) = d.tcp else {
             self.udp(d, key, hash, ts, wire_len, source, out);
@@ -1063,11 +1084,7 @@ impl FlowTable {
         if payload.is_empty() {
             return;
         }
-        if flow.proto == Proto::Unknown
-            && !flow.roles_known
-            && dir == Dir::Server
-            && looks_like_client_hello(payload)
-        {
+        if flow.proto == Proto::Unknown && !flow.roles_known && dir == Dir::Server && looks_like_client_hello(payload) {
             // We guessed the roles of a mid-stream flow wrong: the
             // ClientHello sender is the client.
             flow.client_is_lo = !flow.client_is_lo;

@@ -17,10 +17,7 @@ pub fn starts(session: &mut TlsSession, dir: Dir, first: &[u8]) -> bool {
     if session.openvpn().is_some() {
         return true;
     }
-    if dir == Dir::Client
-        && session.parser.offset(Dir::Client) == 0
-        && looks_like_client_reset(first)
-    {
+    if dir == Dir::Client && session.parser.offset(Dir::Client) == 0 && looks_like_client_reset(first) {
         session.rare.get_or_insert_with(Box::default).openvpn = Some(Box::default());
         return true;
     }

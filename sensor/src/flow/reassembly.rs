@@ -148,7 +148,9 @@ impl Reassembler {
 
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.pending_bytes as usize + self.pending.capacity() * std::mem::size_of::<(u32, Vec<u8>)>() + self.seen.as_ref().map_or(0, |_| std::mem::size_of::<Seen>())
+        self.pending_bytes as usize
+            + self.pending.capacity() * std::mem::size_of::<(u32, Vec<u8>)>()
+            + self.seen.as_ref().map_or(0, |_| std::mem::size_of::<Seen>())
     }
 
     /// Drop all buffered data (the consumer needs no more bytes).
@@ -402,11 +404,23 @@ mod tests {
         r.sync(100);
         r.segment(100, b"abcd", &lim, &mut |_| {});
         // The ACK of what was seen, and of a FIN right after it: no hole.
-        r.acked_tail(104, false, &mut |c| if let Chunk::Gap(n) = c { gaps.push(n) });
-        r.acked_tail(105, true, &mut |c| if let Chunk::Gap(n) = c { gaps.push(n) });
+        r.acked_tail(104, false, &mut |c| {
+            if let Chunk::Gap(n) = c {
+                gaps.push(n)
+            }
+        });
+        r.acked_tail(105, true, &mut |c| {
+            if let Chunk::Gap(n) = c {
+                gaps.push(n)
+            }
+        });
         assert!(gaps.is_empty(), "{gaps:?}");
         // Six more bytes acknowledged that the capture never had.
-        r.acked_tail(110, false, &mut |c| if let Chunk::Gap(n) = c { gaps.push(n) });
+        r.acked_tail(110, false, &mut |c| {
+            if let Chunk::Gap(n) = c {
+                gaps.push(n)
+            }
+        });
         assert_eq!(gaps, [6]);
         assert_eq!((r.counters.gaps, r.counters.gap_bytes, r.next_seq()), (1, 6, Some(110)));
         // An old ACK, or one from another universe, is nothing.

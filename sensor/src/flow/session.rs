@@ -245,14 +245,7 @@ impl TlsSession {
                 TlsEvent::EncryptedAlert { dir, len, ts_ns } => {
                     self.push_history(letter(dir, 'L'));
                     if self.alerts.len() < MAX_ALERTS {
-                        self.alerts.push(AlertSeen {
-                            from: dir,
-                            level: None,
-                            description: None,
-                            encrypted: true,
-                            record_len: len,
-                            ts_ns,
-                        });
+                        self.alerts.push(AlertSeen { from: dir, level: None, description: None, encrypted: true, record_len: len, ts_ns });
                     }
                 }
                 TlsEvent::ChangeCipherSpec { dir, .. } => {
@@ -298,7 +291,8 @@ impl TlsSession {
                 }
             }
             Dir::Server => {
-                if let (Some((_, status)), Some(rest)) = (self.rare.as_mut().and_then(|r| r.connect.as_mut()), line.strip_prefix("HTTP/1.")) {
+                if let (Some((_, status)), Some(rest)) = (self.rare.as_mut().and_then(|r| r.connect.as_mut()), line.strip_prefix("HTTP/1."))
+                {
                     if status.is_none() {
                         *status = rest.get(2..5).and_then(|c| c.parse().ok());
                     }

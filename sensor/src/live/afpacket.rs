@@ -57,7 +57,8 @@ pub fn interface_linktype(name: &str) -> anyhow::Result<u32> {
         }
     })?;
     let t: u32 = text.trim().parse().with_context(|| format!("{path}: `{}`", text.trim()))?;
-    linktype_of_arphrd(t).with_context(|| format!("{name}: link type {t} (ARPHRD) is not one the AF_PACKET backend decodes; use --backend pcap"))
+    linktype_of_arphrd(t)
+        .with_context(|| format!("{name}: link type {t} (ARPHRD) is not one the AF_PACKET backend decodes; use --backend pcap"))
 }
 
 /// What a worker's socket is opened with.
@@ -97,7 +98,8 @@ pub fn open(spec: &RingSpec) -> anyhow::Result<Capture> {
         anyhow::anyhow!("cannot capture on {}: {msg}{hint}", spec.interface)
     })?;
     if let Some((group, Fanout::Client)) = spec.group {
-        fanout_cbpf::join(cap.as_fd(), group, &fanout_cbpf::client_program()).with_context(|| format!("{}: joining fanout group {group} (client)", spec.interface))?;
+        fanout_cbpf::join(cap.as_fd(), group, &fanout_cbpf::client_program())
+            .with_context(|| format!("{}: joining fanout group {group} (client)", spec.interface))?;
     }
     Ok(cap)
 }

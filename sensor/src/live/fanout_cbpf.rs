@@ -195,7 +195,12 @@ fn assemble(items: &[Item]) -> Vec<Insn> {
         match *it {
             Item::Label(_) => {}
             Item::Op(code, k) => out.push(Insn { code, jt: 0, jf: 0, k }),
-            Item::J(code, k, t, f) => out.push(Insn { code, jt: u8::try_from(target(t, here)).expect("short jump"), jf: u8::try_from(target(f, here)).expect("short jump"), k }),
+            Item::J(code, k, t, f) => out.push(Insn {
+                code,
+                jt: u8::try_from(target(t, here)).expect("short jump"),
+                jf: u8::try_from(target(f, here)).expect("short jump"),
+                k,
+            }),
             Item::Ja(t) => out.push(Insn { code: JMP | JA, jt: 0, jf: 0, k: target(t, here) as u32 }),
         }
     }
@@ -215,17 +220,32 @@ pub fn join(fd: BorrowedFd<'_>, group: u16, prog: &[Insn]) -> std::io::Result<()
     // SAFETY: `fd` is an open socket borrowed for the call; the option value
     // is a c_int on our stack and its exact size is passed.
     let rc = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT, (&arg as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            (&arg as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
     };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
     let mut filter: Vec<libc::sock_filter> = prog.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect();
-    let fprog = libc::sock_fprog { len: u16::try_from(filter.len()).map_err(|_| std::io::Error::other("program too long"))?, filter: filter.as_mut_ptr() };
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(filter.len()).map_err(|_| std::io::Error::other("program too long"))?,
+        filter: filter.as_mut_ptr(),
+    };
     // SAFETY: `fprog` points to `filter`, which lives until after the call
     // (the kernel copies the program); the size passed is `sock_fprog`'s.
     let rc = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT_DATA, (&fprog as *const libc::sock_fprog).cast(), std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t)
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT_DATA,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
     };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());

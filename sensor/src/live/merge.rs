@@ -82,7 +82,11 @@ pub struct Freed {
 
 impl Merger {
     pub fn new(n: usize) -> Self {
-        Merger { sources: (0..n).map(|_| Source { queue: VecDeque::new(), frontier: i64::MIN, done: false }).collect(), held_packets: 0, held_bytes: 0 }
+        Merger {
+            sources: (0..n).map(|_| Source { queue: VecDeque::new(), frontier: i64::MIN, done: false }).collect(),
+            held_packets: 0,
+            held_bytes: 0,
+        }
     }
 
     pub fn push(&mut self, m: Msg) {

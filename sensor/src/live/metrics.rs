@@ -49,10 +49,7 @@ pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 pub fn stats_body(engine: &crate::run::pipeline::Stats, live: &impl serde::Serialize) -> Value {
     let mut v = serde_json::to_value(engine).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
-        m.insert(
-            "live".into(),
-            serde_json::to_value(live).unwrap_or(Value::Null),
-        );
+        m.insert("live".into(), serde_json::to_value(live).unwrap_or(Value::Null));
     }
     v
 }
@@ -88,15 +85,7 @@ struct Family {
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
 }
 
 fn number(v: &Value) -> Option<String> {
@@ -130,19 +119,11 @@ fn label_for_array(key: &str) -> &str {
     }
 }
 
-fn walk(
-    v: &Value,
-    path: &mut Vec<String>,
-    labels: &mut Vec<(String, String)>,
-    out: &mut BTreeMap<String, Family>,
-) {
+fn walk(v: &Value, path: &mut Vec<String>, labels: &mut Vec<(String, String)>, out: &mut BTreeMap<String, Family>) {
     match v {
         Value::Object(m) => {
             let pushed_kind = if path.last().is_some_and(|k| k == "output") {
-                m.get("kind")
-                    .and_then(Value::as_str)
-                    .map(|k| labels.push(("kind".into(), k.to_string())))
-                    .is_some()
+                m.get("kind").and_then(Value::as_str).map(|k| labels.push(("kind".into(), k.to_string()))).is_some()
             } else {
                 false
             };
@@ -187,19 +168,14 @@ fn walk(
             if !gauge && !name.ends_with("_total") {
                 name.push_str("_total");
             }
-            let f = out.entry(name).or_insert_with(|| Family {
-                gauge,
-                ..Default::default()
-            });
+            let f = out.entry(name).or_insert_with(|| Family { gauge, ..Default::default() });
             f.samples.push((labels.clone(), val));
         }
     }
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// The stats body in the Prometheus text exposition format.
@@ -207,15 +183,9 @@ pub fn render(stats: &Value) -> String {
     let mut fams: BTreeMap<String, Family> = BTreeMap::new();
     walk(stats, &mut Vec::new(), &mut Vec::new(), &mut fams);
     let records = fams.entry("pinwatch_records_total".into()).or_default();
-    for (et, key) in [
-        ("tls", "tls_records_logged"),
-        ("quic", "quic_records_logged"),
-        ("alert", "alerts_logged"),
-    ] {
+    for (et, key) in [("tls", "tls_records_logged"), ("quic", "quic_records_logged"), ("alert", "alerts_logged")] {
         if let Some(v) = stats.get(key).and_then(number) {
-            records
-                .samples
-                .push((vec![("event_type".into(), et.into())], v));
+            records.samples.push((vec![("event_type".into(), et.into())], v));
         }
     }
     let mut s = String::new();
@@ -226,25 +196,15 @@ pub fn render(stats: &Value) -> String {
         let help = if name == "pinwatch_records_total" {
             "records written per event type".to_string()
         } else {
-            format!(
-                "stats record field {}",
-                name.trim_start_matches("pinwatch_")
-            )
+            format!("stats record field {}", name.trim_start_matches("pinwatch_"))
         };
         let _ = writeln!(s, "# HELP {name} {help}");
-        let _ = writeln!(
-            s,
-            "# TYPE {name} {}",
-            if f.gauge { "gauge" } else { "counter" }
-        );
+        let _ = writeln!(s, "# TYPE {name} {}", if f.gauge { "gauge" } else { "counter" });
         for (labels, v) in &f.samples {
             if labels.is_empty() {
                 let _ = writeln!(s, "{name} {v}");
             } else {
-                let l: Vec<String> = labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-                    .collect();
+                let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
                 let _ = writeln!(s, "{name}{{{}}} {v}", l.join(","));
             }
         }
@@ -266,25 +226,15 @@ pub struct MetricsServer {
 impl MetricsServer {
     /// Listen on `addr` (`127.0.0.1:9425`, `[::]:9425`).
     pub fn start(addr: &str) -> std::io::Result<MetricsServer> {
-        let l = TcpListener::bind(addr)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("--metrics-listen {addr}: {e}")))?;
+        let l = TcpListener::bind(addr).map_err(|e| std::io::Error::new(e.kind(), format!("--metrics-listen {addr}: {e}")))?;
         l.set_nonblocking(true)?;
         let addr = l.local_addr()?;
         let page = Arc::new(Mutex::new(Arc::new(String::new())));
         let stop = Arc::new(AtomicBool::new(false));
         let scrapes = Arc::new(AtomicU64::new(0));
         let (p2, s2, n2) = (Arc::clone(&page), Arc::clone(&stop), Arc::clone(&scrapes));
-        let handle = std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || serve(l, p2, s2, n2))?;
-        Ok(MetricsServer {
-            page,
-            stop,
-            addr,
-            last: Mutex::new(None),
-            scrapes,
-            handle: Some(handle),
-        })
+        let handle = std::thread::Builder::new().name("metrics".into()).spawn(move || serve(l, p2, s2, n2))?;
+        Ok(MetricsServer { page, stop, addr, last: Mutex::new(None), scrapes, handle: Some(handle) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -293,10 +243,7 @@ impl MetricsServer {
 
     /// True when the last publication is [`PUBLISH_EVERY`] old.
     pub fn due(&self) -> bool {
-        self.last
-            .lock()
-            .map(|l| l.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY))
-            .unwrap_or(true)
+        self.last.lock().map(|l| l.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY)).unwrap_or(true)
     }
 
     /// Render `stats` (a stats body) for the next scrapes.
@@ -320,12 +267,7 @@ impl Drop for MetricsServer {
     }
 }
 
-fn serve(
-    l: TcpListener,
-    page: Arc<Mutex<Arc<String>>>,
-    stop: Arc<AtomicBool>,
-    scrapes: Arc<AtomicU64>,
-) {
+fn serve(l: TcpListener, page: Arc<Mutex<Arc<String>>>, stop: Arc<AtomicBool>, scrapes: Arc<AtomicU64>) {
     while !stop.load(Relaxed) {
         match l.accept() {
             Ok((c, _)) => {
@@ -334,9 +276,7 @@ fn serve(
                     scrapes.fetch_add(1, Relaxed);
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
@@ -361,26 +301,12 @@ fn answer(mut c: TcpStream, body: &str) -> bool {
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let (status, ctype, text, ok) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            body,
-            true,
-        ),
-        ("GET" | "HEAD", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "metrics are at /metrics\n",
-            false,
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "GET /metrics\n",
-            false,
-        ),
+        ("GET" | "HEAD", "/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body, true),
+        ("GET" | "HEAD", _) => ("404 Not Found", "text/plain; charset=utf-8", "metrics are at /metrics\n", false),
+        _ => ("405 Method Not Allowed", "text/plain; charset=utf-8", "GET /metrics\n", false),
     };
-    let mut resp = format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", text.len()).into_bytes();
+    let mut resp =
+        format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", text.len()).into_bytes();
     if method != "HEAD" {
         resp.extend_from_slice(text.as_bytes());
     }

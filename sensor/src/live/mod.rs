@@ -53,12 +53,12 @@ use serde::Serialize;
 
 #[cfg(feature = "live")]
 use crate::capture::Packet;
-#[cfg(feature = "live")]
-use crate::run::engine::Engine;
-use crate::run::engine::{Reporter, WriteOut};
 use crate::enrich::feed_source::{DrainEnd, FeedMsg, FeedPump, FeedSource, PumpConfig};
 use crate::flow::{CloseKind, Limits};
 use crate::output::{Output, OutputSpec, OutputStats, Rotation};
+#[cfg(feature = "live")]
+use crate::run::engine::Engine;
+use crate::run::engine::{Reporter, WriteOut};
 use crate::run::pipeline::Options;
 #[cfg(feature = "live")]
 use merge::{Merger, Msg};
@@ -366,7 +366,11 @@ struct Signals {
 impl Signals {
     fn register() -> anyhow::Result<Self> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-        let s = Signals { term: Arc::new(AtomicBool::new(false)), hup: Arc::new(AtomicBool::new(false)), usr1: Arc::new(AtomicBool::new(false)) };
+        let s = Signals {
+            term: Arc::new(AtomicBool::new(false)),
+            hup: Arc::new(AtomicBool::new(false)),
+            usr1: Arc::new(AtomicBool::new(false)),
+        };
         for sig in [SIGINT, SIGTERM] {
             // The second one ends the process at once.
             signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&s.term))?;
@@ -390,7 +394,20 @@ pub fn options(args: &LiveArgs) -> anyhow::Result<Options> {
     };
     config.tuning.warn();
     // `--feed-url` is polled for the whole run (`Feeds`), not pulled once as in replay.
-    Ok(Options { limits, config, progress: false, stats: true, feeds: args.feeds.clone(), feed_urls: Vec::new(), ocsf: args.format == "ocsf", threads: 1, chunk_bytes: 0, reporter_thread: None, sensor_name: Some(args.sensor_name.clone().unwrap_or_else(hostname)), live: true })
+    Ok(Options {
+        limits,
+        config,
+        progress: false,
+        stats: true,
+        feeds: args.feeds.clone(),
+        feed_urls: Vec::new(),
+        ocsf: args.format == "ocsf",
+        threads: 1,
+        chunk_bytes: 0,
+        reporter_thread: None,
+        sensor_name: Some(args.sensor_name.clone().unwrap_or_else(hostname)),
+        live: true,
+    })
 }
 
 /// The feed sources followed for the whole run, each on its own pump thread
@@ -423,7 +440,11 @@ impl Feeds {
     fn start(args: &LiveArgs, http: Option<Arc<crate::enrich::feed_http::HttpTransport>>) -> anyhow::Result<Feeds> {
         let config = PumpConfig { poll_interval: args.feed_poll.max(Duration::from_millis(10)), http, ..PumpConfig::default() };
         let deadline = Instant::now() + args.feed_wait;
-        let sources = args.feed_follow.iter().map(|p| FeedSource::Follow(p.clone())).chain(args.feed_urls.iter().map(|u| FeedSource::Http { url: u.clone() }));
+        let sources = args
+            .feed_follow
+            .iter()
+            .map(|p| FeedSource::Follow(p.clone()))
+            .chain(args.feed_urls.iter().map(|u| FeedSource::Http { url: u.clone() }));
         let mut pumps = Vec::new();
         for src in sources {
             let pump = FeedPump::start_with(src.clone(), config.clone()).with_context(|| format!("feed {src}"))?;
@@ -464,7 +485,10 @@ impl Feeds {
             match end {
                 DrainEnd::CaughtUp => st.caught_up = true,
                 DrainEnd::Finished => {}
-                DrainEnd::TimedOut => eprintln!("pinwatch: feed {src}: not caught up after {:.1} s; going on, later lines revise the alerts", wait.as_secs_f64()),
+                DrainEnd::TimedOut => eprintln!(
+                    "pinwatch: feed {src}: not caught up after {:.1} s; going on, later lines revise the alerts",
+                    wait.as_secs_f64()
+                ),
             }
         }
         reporter.apply_feed(out);
@@ -491,7 +515,9 @@ impl Feeds {
     }
 
     fn health(&self) -> FeedHealthOut {
-        FeedHealthOut { sources: self.pumps.iter().filter(|(src, _, _)| matches!(src, FeedSource::Http { .. })).map(|(_, p, _)| p.health()).collect() }
+        FeedHealthOut {
+            sources: self.pumps.iter().filter(|(src, _, _)| matches!(src, FeedSource::Http { .. })).map(|(_, p, _)| p.health()).collect(),
+        }
     }
 
     fn stop(&mut self) {
@@ -664,7 +690,17 @@ fn run_pcap(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         linktypes.push(linktype);
         let activity = Arc::new(AtomicI64::new(wall_ns()));
         pokes.push((cap.breakloop_handle(), Arc::clone(&activity), i64::MIN));
-        let r = Reader { source, linktype, cap, tx: tx.clone(), queue: Arc::clone(&queue), counters: c, stop: Arc::clone(&stop), activity, idle_lag_ns };
+        let r = Reader {
+            source,
+            linktype,
+            cap,
+            tx: tx.clone(),
+            queue: Arc::clone(&queue),
+            counters: c,
+            stop: Arc::clone(&stop),
+            activity,
+            idle_lag_ns,
+        };
         handles.push(std::thread::Builder::new().name(format!("pcap-{name}")).spawn(move || r.run())?);
     }
     drop(tx);
@@ -680,40 +716,45 @@ fn run_pcap(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     let mut processed = 0u64;
     let mut stopping = false;
 
-    let live_stats = |merger: &Merger, out: &Output, feeds: &Feeds, final_record: bool, reloads: u64, reload_errors: u64, sig: SignalStats| {
-        let interfaces: Vec<IfaceStats> = counters.iter().zip(&names).zip(&linktypes).map(|((c, n), lt)| c.snapshot(n, *lt)).collect();
-        LiveStats {
-            uptime_s: started.elapsed().as_secs_f64(),
-            final_record,
-            received: interfaces.iter().map(|i| i.received).sum(),
-            dropped: interfaces.iter().map(|i| i.dropped).sum(),
-            if_dropped: interfaces.iter().map(|i| i.if_dropped).sum(),
-            reader_queue_drops: interfaces.iter().map(|i| i.queue_dropped).sum(),
-            interfaces,
-            backend: "pcap",
-            workers: 1,
-            fanout_group: None,
-            rings: Vec::new(),
-            queue: QueueStats {
-                packets_limit: queue.max_packets,
-                bytes_limit: queue.max_bytes,
-                packets_max: queue.packets_hwm.load(Relaxed),
-                bytes_max: queue.bytes_hwm.load(Relaxed),
-                packets_now: queue.packets.load(Relaxed).max(merger.held_packets),
-            },
-            output: out.stats(),
-            config_reloads: reloads,
-            config_reload_errors: reload_errors,
-            signals: sig,
-            feeds: feeds.stats(),
-            state: None,
-            feed: feeds.health(),
-        }
-    };
+    let live_stats =
+        |merger: &Merger, out: &Output, feeds: &Feeds, final_record: bool, reloads: u64, reload_errors: u64, sig: SignalStats| {
+            let interfaces: Vec<IfaceStats> = counters.iter().zip(&names).zip(&linktypes).map(|((c, n), lt)| c.snapshot(n, *lt)).collect();
+            LiveStats {
+                uptime_s: started.elapsed().as_secs_f64(),
+                final_record,
+                received: interfaces.iter().map(|i| i.received).sum(),
+                dropped: interfaces.iter().map(|i| i.dropped).sum(),
+                if_dropped: interfaces.iter().map(|i| i.if_dropped).sum(),
+                reader_queue_drops: interfaces.iter().map(|i| i.queue_dropped).sum(),
+                interfaces,
+                backend: "pcap",
+                workers: 1,
+                fanout_group: None,
+                rings: Vec::new(),
+                queue: QueueStats {
+                    packets_limit: queue.max_packets,
+                    bytes_limit: queue.max_bytes,
+                    packets_max: queue.packets_hwm.load(Relaxed),
+                    bytes_max: queue.bytes_hwm.load(Relaxed),
+                    packets_now: queue.packets.load(Relaxed).max(merger.held_packets),
+                },
+                output: out.stats(),
+                config_reloads: reloads,
+                config_reload_errors: reload_errors,
+                signals: sig,
+                feeds: feeds.stats(),
+                state: None,
+                feed: feeds.health(),
+            }
+        };
 
     loop {
         // Signals and limits.
-        if signals.term.load(Relaxed) || args.duration.is_some_and(|d| started.elapsed() >= d) || args.count.is_some_and(|c| processed >= c) || out.closed() {
+        if signals.term.load(Relaxed)
+            || args.duration.is_some_and(|d| started.elapsed() >= d)
+            || args.count.is_some_and(|c| processed >= c)
+            || out.closed()
+        {
             stopping = true;
         }
         if stopping && !stop.load(Relaxed) {
@@ -808,11 +849,21 @@ fn run_pcap(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         }
         if signals.usr1.swap(false, Relaxed) {
             sig.sigusr1 += 1;
-            write_stats_record(&engine, &with_state(live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref()), &mut out, ocsf);
+            write_stats_record(
+                &engine,
+                &with_state(live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref()),
+                &mut out,
+                ocsf,
+            );
         }
         if let Some(t) = next_stats {
             if Instant::now() >= t {
-                write_stats_record(&engine, &with_state(live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref()), &mut out, ocsf);
+                write_stats_record(
+                    &engine,
+                    &with_state(live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref()),
+                    &mut out,
+                    ocsf,
+                );
                 let every = stats_every.unwrap_or(Duration::from_secs(60));
                 let mut n = t + every;
                 while n <= Instant::now() {
@@ -899,7 +950,11 @@ fn write_stats_of(engine_stats: &crate::run::pipeline::Stats, live: &LiveStats, 
         event_type: &'static str,
         stats: Body<'a>,
     }
-    let rec = Record { timestamp: crate::output::eve::timestamp(wall_ns()), event_type: "stats", stats: Body { engine: engine_stats, feed: (!live.feed.sources.is_empty()).then_some(&live.feed), live } };
+    let rec = Record {
+        timestamp: crate::output::eve::timestamp(wall_ns()),
+        event_type: "stats",
+        stats: Body { engine: engine_stats, feed: (!live.feed.sources.is_empty()).then_some(&live.feed), live },
+    };
     if !ocsf && serde_json::to_writer(&mut *out, &rec).is_ok() {
         let _ = std::io::Write::write_all(out, b"\n");
         out.flush_lines();
@@ -955,7 +1010,9 @@ mod tests {
 
     #[test]
     fn flags_parse() {
-        let s = Standalone::try_parse_from(["x", "-i", "eth0", "-i", "tun0", "-f", "tcp", "--rotate-size", "100M", "--stats-interval", "1"]).expect("parses");
+        let s =
+            Standalone::try_parse_from(["x", "-i", "eth0", "-i", "tun0", "-f", "tcp", "--rotate-size", "100M", "--stats-interval", "1"])
+                .expect("parses");
         assert_eq!(s.args.interfaces, vec!["eth0", "tun0"]);
         assert_eq!(s.args.rotate_size, Some(100 << 20));
         assert!(Standalone::try_parse_from(["x"]).is_err(), "an interface is required");
@@ -965,7 +1022,10 @@ mod tests {
     fn backend_choice() {
         let parse = |a: &[&str]| Standalone::try_parse_from(std::iter::once("x").chain(a.iter().copied())).expect("parses").args;
         assert_eq!(backend_of(&parse(&["-i", "eth0"])).ok(), Some(Backend::Afpacket));
-        assert_eq!(backend_of(&parse(&["-i", "eth0", "--workers", "4", "--fanout-group", "7", "--fanout", "client"])).ok(), Some(Backend::Afpacket));
+        assert_eq!(
+            backend_of(&parse(&["-i", "eth0", "--workers", "4", "--fanout-group", "7", "--fanout", "client"])).ok(),
+            Some(Backend::Afpacket)
+        );
         let e = backend_of(&parse(&["-i", "eth0", "-f", "tcp", "--backend", "afpacket"])).expect_err("a filter needs libpcap");
         assert!(e.to_string().contains("--backend pcap"), "{e}");
         let auto = backend_of(&parse(&["-i", "eth0", "-i", "eth1"]));

@@ -25,9 +25,16 @@ pub fn drop_privileges(user: Option<&str>) -> anyhow::Result<String> {
         if !Uid::effective().is_root() {
             bail!("--user {spec}: pinwatch must be started as root to change user");
         }
-        let u = User::from_name(name).with_context(|| format!("--user: looking up {name}"))?.with_context(|| format!("--user: no user {name}"))?;
+        let u = User::from_name(name)
+            .with_context(|| format!("--user: looking up {name}"))?
+            .with_context(|| format!("--user: no user {name}"))?;
         let gid = match group {
-            Some(g) => Group::from_name(g).with_context(|| format!("--user: looking up group {g}"))?.with_context(|| format!("--user: no group {g}"))?.gid,
+            Some(g) => {
+                Group::from_name(g)
+                    .with_context(|| format!("--user: looking up group {g}"))?
+                    .with_context(|| format!("--user: no group {g}"))?
+                    .gid
+            }
             None => u.gid,
         };
         let cname = std::ffi::CString::new(name).context("--user: bad name")?;

@@ -94,7 +94,14 @@ pub struct Queue {
 
 impl Queue {
     pub fn new(max_packets: usize, max_bytes: usize) -> Self {
-        Queue { packets: AtomicUsize::new(0), bytes: AtomicUsize::new(0), max_packets, max_bytes, packets_hwm: AtomicUsize::new(0), bytes_hwm: AtomicUsize::new(0) }
+        Queue {
+            packets: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            max_packets,
+            max_bytes,
+            packets_hwm: AtomicUsize::new(0),
+            bytes_hwm: AtomicUsize::new(0),
+        }
     }
 
     /// Reserve room for a batch; false when it does not fit.

@@ -149,21 +149,11 @@ pub fn read(path: &Path) -> Result<Option<StateDoc>, (Bad, String)> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err((Bad::Corrupt, format!("{}: {e}", path.display()))),
         Ok(m) if m.len() > MAX_STATE_BYTES => {
-            return Err((
-                Bad::TooLarge,
-                format!(
-                    "{}: {} bytes, more than {MAX_STATE_BYTES}",
-                    path.display(),
-                    m.len()
-                ),
-            ))
+            return Err((Bad::TooLarge, format!("{}: {} bytes, more than {MAX_STATE_BYTES}", path.display(), m.len())))
         }
-        Ok(_) => crate::capped::read_file(path, MAX_STATE_BYTES, "state file")
-            .map_err(|e| (Bad::Corrupt, e))?,
+        Ok(_) => crate::capped::read_file(path, MAX_STATE_BYTES, "state file").map_err(|e| (Bad::Corrupt, e))?,
     };
-    parse(&bytes)
-        .map(Some)
-        .map_err(|(b, e)| (b, format!("{}: {e}", path.display())))
+    parse(&bytes).map(Some).map_err(|(b, e)| (b, format!("{}: {e}", path.display())))
 }
 
 /// Check and decode a state document.
@@ -173,19 +163,11 @@ pub fn parse(bytes: &[u8]) -> Result<StateDoc, (Bad, String)> {
         (Bad::Corrupt, format!("{what}: {e}"))
     })?;
     if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-        return Err((
-            Bad::Foreign,
-            format!("not a pinwatch state file (no \"format\":\"{FORMAT}\")"),
-        ));
+        return Err((Bad::Foreign, format!("not a pinwatch state file (no \"format\":\"{FORMAT}\")")));
     }
     match v.get("version").and_then(serde_json::Value::as_u64) {
         Some(VERSION) => {}
-        Some(n) if n > VERSION => {
-            return Err((
-                Bad::NewerVersion,
-                format!("version {n}; this pinwatch reads version {VERSION}"),
-            ))
-        }
+        Some(n) if n > VERSION => return Err((Bad::NewerVersion, format!("version {n}; this pinwatch reads version {VERSION}"))),
         _ => return Err((Bad::Corrupt, "no usable \"version\"".into())),
     }
     serde_json::from_value(v).map_err(|e| (Bad::Corrupt, format!("version {VERSION} but {e}")))
@@ -193,9 +175,7 @@ pub fn parse(bytes: &[u8]) -> Result<StateDoc, (Bad, String)> {
 
 /// Move an unusable file out of the way: `<file>.bad-<unix seconds>`.
 pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".bad-{secs}"));
     let mut to = PathBuf::from(name);
@@ -222,10 +202,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)?;
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
@@ -238,10 +215,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// What is kept of the sensor, taken now.
-pub fn snapshot(
-    en: Option<&crate::enrich::Enricher>,
-    profile: &crate::verdict::inspector::Profile,
-) -> (StateDoc, u64) {
+pub fn snapshot(en: Option<&crate::enrich::Enricher>, profile: &crate::verdict::inspector::Profile) -> (StateDoc, u64) {
     snapshot_capped(en, profile, MAX_STATE_LEASES)
 }
 
@@ -293,13 +267,7 @@ fn snapshot_capped(
         doc.clock = clocks
             .into_iter()
             .take(MAX_STATE_CLOCKS)
-            .map(|(k, off, n)| ClockRec {
-                device_id: k.device,
-                kind: k.kind,
-                vendor: k.vendor,
-                offset_ns: off,
-                sessions: n,
-            })
+            .map(|(k, off, n)| ClockRec { device_id: k.device, kind: k.kind, vendor: k.vendor, offset_ns: off, sessions: n })
             .collect();
     }
     (doc, dropped)
@@ -307,25 +275,12 @@ fn snapshot_capped(
 
 /// Put a document's contents into the enricher and the profile. Returns
 /// (leases, learned, clocks, skipped).
-pub fn apply(
-    doc: &StateDoc,
-    en: &mut crate::enrich::Enricher,
-    profile: &mut crate::verdict::inspector::Profile,
-) -> (u64, u64, u64, u64) {
+pub fn apply(doc: &StateDoc, en: &mut crate::enrich::Enricher, profile: &mut crate::verdict::inspector::Profile) -> (u64, u64, u64, u64) {
     let (mut leases, mut learned, mut clocks, mut skipped) = (0, 0, 0, 0);
     for l in doc.leases.iter().take(MAX_STATE_LEASES) {
         match end_of(&l.end) {
             Some(end) if !l.context.is_empty() && !l.device_id.is_empty() => {
-                en.restore_lease(
-                    &l.context,
-                    l.ip,
-                    &l.device_id,
-                    l.from_ns,
-                    l.until_ns,
-                    l.confidence,
-                    end,
-                    l.conflict,
-                );
+                en.restore_lease(&l.context, l.ip, &l.device_id, l.from_ns, l.until_ns, l.confidence, end, l.conflict);
                 leases += 1;
             }
             _ => skipped += 1,
@@ -344,11 +299,7 @@ pub fn apply(
     }
     for c in doc.clock.iter().take(MAX_STATE_CLOCKS) {
         en.restore_clock(
-            SourceKey {
-                device: c.device_id.clone(),
-                kind: c.kind.clone(),
-                vendor: c.vendor.clone(),
-            },
+            SourceKey { device: c.device_id.clone(), kind: c.kind.clone(), vendor: c.vendor.clone() },
             c.offset_ns,
             c.sessions,
         );
@@ -368,30 +319,19 @@ impl StateFile {
     /// Read `path` into the enricher and profile. Whatever is wrong with
     /// the file is reported on stderr and in the stats, and the file set
     /// aside: never an error.
-    pub fn load(
-        path: &Path,
-        en: &mut crate::enrich::Enricher,
-        profile: &mut crate::verdict::inspector::Profile,
-    ) -> StateFile {
-        let mut st = StateStats {
-            file: path.display().to_string(),
-            ..StateStats::default()
-        };
+    pub fn load(path: &Path, en: &mut crate::enrich::Enricher, profile: &mut crate::verdict::inspector::Profile) -> StateFile {
+        let mut st = StateStats { file: path.display().to_string(), ..StateStats::default() };
         match read(path) {
-            Ok(None) => eprintln!(
-                "pinwatch: state file {}: none yet; it will be written",
-                path.display()
-            ),
+            Ok(None) => eprintln!("pinwatch: state file {}: none yet; it will be written", path.display()),
             Ok(Some(doc)) => {
                 let (l, h, c, s) = apply(&doc, en, profile);
                 st.loaded = true;
-                (
-                    st.leases_loaded,
-                    st.learned_loaded,
-                    st.clocks_loaded,
-                    st.entries_skipped,
-                ) = (l, h, c, s);
-                eprintln!("pinwatch: state file {}: {l} bindings, {h} learned destinations, {c} clock offsets restored (written {})", path.display(), doc.written);
+                (st.leases_loaded, st.learned_loaded, st.clocks_loaded, st.entries_skipped) = (l, h, c, s);
+                eprintln!(
+                    "pinwatch: state file {}: {l} bindings, {h} learned destinations, {c} clock offsets restored (written {})",
+                    path.display(),
+                    doc.written
+                );
             }
             Err((bad, msg)) => {
                 st.set_aside = Some(bad);
@@ -404,18 +344,11 @@ impl StateFile {
                 }
             }
         }
-        StateFile {
-            path: path.to_path_buf(),
-            stats: st,
-        }
+        StateFile { path: path.to_path_buf(), stats: st }
     }
 
     /// Write the state now (atomically). A failure is counted and reported.
-    pub fn save(
-        &mut self,
-        en: Option<&crate::enrich::Enricher>,
-        profile: &crate::verdict::inspector::Profile,
-    ) {
+    pub fn save(&mut self, en: Option<&crate::enrich::Enricher>, profile: &crate::verdict::inspector::Profile) {
         let (mut doc, mut dropped) = snapshot(en, profile);
         let mut bytes = serde_json::to_vec(&doc).unwrap_or_default();
         // Over the byte cap (very long names): the older half of the
@@ -495,52 +428,24 @@ mod tests {
             inspector_hops: Some((1, 2)),
             origin_sigs: Vec::new(),
         });
-        let mut sf = StateFile {
-            path: path.clone(),
-            stats: StateStats::default(),
-        };
+        let mut sf = StateFile { path: path.clone(), stats: StateStats::default() };
         sf.save(Some(&en), &profile);
-        assert_eq!(
-            (
-                sf.stats.writes,
-                sf.stats.write_errors,
-                sf.stats.leases_saved
-            ),
-            (1, 0, 1)
-        );
-        assert!(
-            !path.with_extension("json.tmp").exists(),
-            "no temporary file left"
-        );
+        assert_eq!((sf.stats.writes, sf.stats.write_errors, sf.stats.leases_saved), (1, 0, 1));
+        assert!(!path.with_extension("json.tmp").exists(), "no temporary file left");
         let text = std::fs::read_to_string(&path).expect("written");
-        assert!(
-            text.starts_with("{\"format\":\"pinwatch-state\",\"version\":1,"),
-            "{text}"
-        );
+        assert!(text.starts_with("{\"format\":\"pinwatch-state\",\"version\":1,"), "{text}");
 
         let mut en2 = enricher();
         let mut p2 = crate::verdict::inspector::Profile::default();
         let st = StateFile::load(&path, &mut en2, &mut p2).stats;
         assert!(st.loaded && st.set_aside.is_none(), "{st:?}");
-        assert_eq!(
-            (st.leases_loaded, st.learned_loaded, st.entries_skipped),
-            (1, 1, 0)
-        );
+        assert_eq!((st.leases_loaded, st.learned_loaded, st.entries_skipped), (1, 1, 0));
         let m = en2
-            .enrich(
-                "10.8.0.2".parse().expect("ip"),
-                "192.0.2.1".parse().expect("ip"),
-                443,
-                None,
-                5_000_000_000,
-            )
+            .enrich("10.8.0.2".parse().expect("ip"), "192.0.2.1".parse().expect("ip"), 443, None, 5_000_000_000)
             .expect("the binding came back");
         assert_eq!(m.device_id, "dev-a");
         assert_eq!(m.binding.context, "vpn1");
-        assert_eq!(
-            en2.learned().get("com.example.app"),
-            Some(&vec!["api.example.com".to_string()])
-        );
+        assert_eq!(en2.learned().get("com.example.app"), Some(&vec!["api.example.com".to_string()]));
         assert_eq!(p2.learned(), profile.learned());
         let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
@@ -551,44 +456,17 @@ mod tests {
     fn unusable_files_are_set_aside_never_fatal() {
         let good = {
             let mut en = enricher();
-            en.restore_lease(
-                "lan",
-                "10.0.0.9".parse().expect("ip"),
-                "d",
-                0,
-                10,
-                Confidence::Dhcp,
-                EndReason::Natural,
-                false,
-            );
-            serde_json::to_string(&snapshot(Some(&en), &crate::verdict::inspector::Profile::default()).0)
-                .expect("json")
+            en.restore_lease("lan", "10.0.0.9".parse().expect("ip"), "d", 0, 10, Confidence::Dhcp, EndReason::Natural, false);
+            serde_json::to_string(&snapshot(Some(&en), &crate::verdict::inspector::Profile::default()).0).expect("json")
         };
         let cases: Vec<(&str, Vec<u8>, Bad)> = vec![
             ("garbage", b"\x00\x01not json at all".to_vec(), Bad::Corrupt),
-            (
-                "truncated",
-                good.as_bytes()[..good.len() / 2].to_vec(),
-                Bad::Corrupt,
-            ),
+            ("truncated", good.as_bytes()[..good.len() / 2].to_vec(), Bad::Corrupt),
             ("empty", Vec::new(), Bad::Corrupt),
-            (
-                "foreign",
-                br#"{"leases":[],"version":1}"#.to_vec(),
-                Bad::Foreign,
-            ),
+            ("foreign", br#"{"leases":[],"version":1}"#.to_vec(), Bad::Foreign),
             ("array", b"[1,2,3]".to_vec(), Bad::Foreign),
-            (
-                "newer",
-                good.replacen("\"version\":1", "\"version\":7", 1)
-                    .into_bytes(),
-                Bad::NewerVersion,
-            ),
-            (
-                "badtypes",
-                br#"{"format":"pinwatch-state","version":1,"written":"x","leases":"no"}"#.to_vec(),
-                Bad::Corrupt,
-            ),
+            ("newer", good.replacen("\"version\":1", "\"version\":7", 1).into_bytes(), Bad::NewerVersion),
+            ("badtypes", br#"{"format":"pinwatch-state","version":1,"written":"x","leases":"no"}"#.to_vec(), Bad::Corrupt),
         ];
         for (name, bytes, want) in cases {
             let path = tmp(name);
@@ -601,11 +479,7 @@ mod tests {
             assert!(!path.exists(), "{name}: the bad file was moved away");
             let moved = aside(&path);
             assert_eq!(moved.len(), 1, "{name}: {moved:?}");
-            assert_eq!(
-                std::fs::read(path.with_file_name(&moved[0])).expect("kept"),
-                bytes,
-                "{name}: set aside unchanged"
-            );
+            assert_eq!(std::fs::read(path.with_file_name(&moved[0])).expect("kept"), bytes, "{name}: set aside unchanged");
             assert_eq!(en.leases().len(), 0, "{name}");
             let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
         }
@@ -613,23 +487,13 @@ mod tests {
         let path = tmp("huge");
         let f = std::fs::File::create(&path).expect("create");
         f.set_len(MAX_STATE_BYTES + 1).expect("sparse");
-        let st = StateFile::load(
-            &path,
-            &mut enricher(),
-            &mut crate::verdict::inspector::Profile::default(),
-        )
-        .stats;
+        let st = StateFile::load(&path, &mut enricher(), &mut crate::verdict::inspector::Profile::default()).stats;
         assert_eq!(st.set_aside, Some(Bad::TooLarge));
         assert!(!path.exists());
         let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
         // No file: nothing set aside, nothing loaded.
         let path = tmp("none");
-        let st = StateFile::load(
-            &path,
-            &mut enricher(),
-            &mut crate::verdict::inspector::Profile::default(),
-        )
-        .stats;
+        let st = StateFile::load(&path, &mut enricher(), &mut crate::verdict::inspector::Profile::default()).stats;
         assert!(!st.loaded && st.set_aside.is_none());
         let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     }
@@ -652,24 +516,11 @@ mod tests {
         let mut en = enricher();
         for i in 0..60u32 {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000u32 + i));
-            en.restore_lease(
-                "lan",
-                ip,
-                "d",
-                i64::from(i),
-                i64::from(i) + 1_000,
-                Confidence::Dhcp,
-                EndReason::Natural,
-                false,
-            );
+            en.restore_lease("lan", ip, "d", i64::from(i), i64::from(i) + 1_000, Confidence::Dhcp, EndReason::Natural, false);
         }
         let (doc, dropped) = snapshot_capped(Some(&en), &crate::verdict::inspector::Profile::default(), 50);
         assert_eq!(doc.leases.len(), 50);
         assert_eq!(dropped, 10);
-        assert_eq!(
-            doc.leases.first().map(|l| l.from_ns),
-            Some(10),
-            "the oldest are left out"
-        );
+        assert_eq!(doc.leases.first().map(|l| l.from_ns), Some(10), "the oldest are left out");
     }
 }

@@ -34,9 +34,9 @@ use anyhow::Context;
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use serde::Serialize;
 
-use crate::run::engine::{add_decoder_stats, add_table_stats, stats_of, Clock, Prepared, Preparer, Reporter, Shard, WriteOut};
 use crate::flow::{CloseKind, Ended, Limits, OrderKey, TableStats};
 use crate::output::{Output, OutputSpec, Rotation};
+use crate::run::engine::{add_decoder_stats, add_table_stats, stats_of, Clock, Prepared, Preparer, Reporter, Shard, WriteOut};
 use crate::run::pipeline::{CaptureStats, DecoderStats, Stats};
 
 use super::afpacket::{self, Fanout, RingSpec};
@@ -147,21 +147,22 @@ impl Worker {
             };
         }
 
-        let publish = |cap: &netring::Capture, shard: &Shard, packets: u64, bytes: u64, captured: u64, jumps: u64, error: &Option<String>| {
-            let mut p = published.lock().unwrap_or_else(|e| e.into_inner());
-            if let Ok(s) = cap.cumulative_stats() {
-                p.ring.received = u64::from(s.packets);
-                p.ring.drops = u64::from(s.drops);
-                p.ring.freezes = u64::from(s.freeze_count);
-            }
-            p.ring.captured = captured;
-            p.decoder = shard.decoder.clone();
-            p.table = shard.table.stats;
-            p.packets = packets;
-            p.bytes = bytes;
-            p.jumps = jumps;
-            p.error.clone_from(error);
-        };
+        let publish =
+            |cap: &netring::Capture, shard: &Shard, packets: u64, bytes: u64, captured: u64, jumps: u64, error: &Option<String>| {
+                let mut p = published.lock().unwrap_or_else(|e| e.into_inner());
+                if let Ok(s) = cap.cumulative_stats() {
+                    p.ring.received = u64::from(s.packets);
+                    p.ring.drops = u64::from(s.drops);
+                    p.ring.freezes = u64::from(s.freeze_count);
+                }
+                p.ring.captured = captured;
+                p.decoder = shard.decoder.clone();
+                p.table = shard.table.stats;
+                p.packets = packets;
+                p.bytes = bytes;
+                p.jumps = jumps;
+                p.error.clone_from(error);
+            };
 
         while !stop.load(Relaxed) && !counted_out {
             match cap.next_batch_blocking(afpacket::POLL) {
@@ -208,7 +209,9 @@ impl Worker {
         loop {
             ready.extend(rest.by_ref().take(SEND_BATCH).map(|e| preparer.prepare(e)));
             let watermark = rest.peek().map_or(OrderKey::MAX, |n| n.order);
-            if to_desk.send(ToDesk::Flows { worker: index, ended: std::mem::take(&mut ready), watermark }).is_err() || watermark == OrderKey::MAX {
+            if to_desk.send(ToDesk::Flows { worker: index, ended: std::mem::take(&mut ready), watermark }).is_err()
+                || watermark == OrderKey::MAX
+            {
                 break;
             }
         }
@@ -248,7 +251,9 @@ fn group_of(args: &LiveArgs, workers: usize) -> Option<(u16, Fanout)> {
 /// module documentation.
 pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     let [iface] = args.interfaces.as_slice() else {
-        anyhow::bail!("the AF_PACKET backend captures on one interface; for several, or `any`, use --backend pcap (a build with feature `live`)");
+        anyhow::bail!(
+            "the AF_PACKET backend captures on one interface; for several, or `any`, use --backend pcap (a build with feature `live`)"
+        );
     };
     let workers = args.workers.max(1);
     let opts = super::options(args)?;
@@ -314,7 +319,10 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     let mut published = Vec::new();
     let mut handles = Vec::new();
     for (index, cap) in caps.into_iter().enumerate() {
-        let p = Arc::new(Mutex::new(Published { ring: RingStats { interface: iface.clone(), worker: index, ..RingStats::default() }, ..Published::default() }));
+        let p = Arc::new(Mutex::new(Published {
+            ring: RingStats { interface: iface.clone(), worker: index, ..RingStats::default() },
+            ..Published::default()
+        }));
         published.push(Arc::clone(&p));
         let w = Worker {
             index,
@@ -343,43 +351,48 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     let mut stopping = false;
     let limits = opts.limits;
 
-    let live_stats = |rings: Vec<RingStats>, out: &Output, feeds: &Feeds, final_record: bool, reloads: u64, reload_errors: u64, sig: SignalStats| {
-        let iface_stats = IfaceStats {
-            name: iface.clone(),
-            linktype,
-            received: rings.iter().map(|r| r.received).sum(),
-            dropped: rings.iter().map(|r| r.drops).sum(),
-            if_dropped: 0,
-            captured: rings.iter().map(|r| r.captured).sum(),
-            queue_dropped: 0,
-            queue_dropped_bytes: 0,
-            error: published.iter().find_map(|p| p.lock().ok().and_then(|p| p.error.clone())),
+    let live_stats =
+        |rings: Vec<RingStats>, out: &Output, feeds: &Feeds, final_record: bool, reloads: u64, reload_errors: u64, sig: SignalStats| {
+            let iface_stats = IfaceStats {
+                name: iface.clone(),
+                linktype,
+                received: rings.iter().map(|r| r.received).sum(),
+                dropped: rings.iter().map(|r| r.drops).sum(),
+                if_dropped: 0,
+                captured: rings.iter().map(|r| r.captured).sum(),
+                queue_dropped: 0,
+                queue_dropped_bytes: 0,
+                error: published.iter().find_map(|p| p.lock().ok().and_then(|p| p.error.clone())),
+            };
+            LiveStats {
+                uptime_s: started.elapsed().as_secs_f64(),
+                final_record,
+                received: iface_stats.received,
+                dropped: iface_stats.dropped,
+                if_dropped: 0,
+                reader_queue_drops: 0,
+                interfaces: vec![iface_stats],
+                backend: "afpacket",
+                workers,
+                fanout_group: group.map(|(g, _)| g),
+                rings,
+                queue: QueueStats { packets_limit: 0, bytes_limit: 0, packets_max: 0, bytes_max: 0, packets_now: 0 },
+                output: out.stats(),
+                config_reloads: reloads,
+                config_reload_errors: reload_errors,
+                signals: sig,
+                feeds: feeds.stats(),
+                feed: feeds.health(),
+                state: None,
+            }
         };
-        LiveStats {
-            uptime_s: started.elapsed().as_secs_f64(),
-            final_record,
-            received: iface_stats.received,
-            dropped: iface_stats.dropped,
-            if_dropped: 0,
-            reader_queue_drops: 0,
-            interfaces: vec![iface_stats],
-            backend: "afpacket",
-            workers,
-            fanout_group: group.map(|(g, _)| g),
-            rings,
-            queue: QueueStats { packets_limit: 0, bytes_limit: 0, packets_max: 0, bytes_max: 0, packets_now: 0 },
-            output: out.stats(),
-            config_reloads: reloads,
-            config_reload_errors: reload_errors,
-            signals: sig,
-            feeds: feeds.stats(),
-            feed: feeds.health(),
-            state: None,
-        }
-    };
 
     loop {
-        if signals.term.load(Relaxed) || args.duration.is_some_and(|d| started.elapsed() >= d) || args.count.is_some_and(|c| processed.load(Relaxed) >= c) || out.closed() {
+        if signals.term.load(Relaxed)
+            || args.duration.is_some_and(|d| started.elapsed() >= d)
+            || args.count.is_some_and(|c| processed.load(Relaxed) >= c)
+            || out.closed()
+        {
             if !stopping {
                 // The last feed lines first, so the flushed sessions are enriched with them.
                 feeds.poll(&mut reporter, &mut out, true);
@@ -446,7 +459,10 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         }
         if let Some(m) = metrics.as_ref().filter(|m| m.due()) {
             let (st, rings) = engine_stats(&published, &reporter, &limits);
-            m.publish(&super::metrics::stats_body(&st, &super::with_state(live_stats(rings, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref())));
+            m.publish(&super::metrics::stats_body(
+                &st,
+                &super::with_state(live_stats(rings, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref()),
+            ));
         }
 
         let usr1 = signals.usr1.swap(false, Relaxed);
@@ -456,7 +472,12 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         let due = next_stats.is_some_and(|t| Instant::now() >= t);
         if usr1 || due {
             let (st, rings) = engine_stats(&published, &reporter, &limits);
-            super::write_stats_of(&st, &super::with_state(live_stats(rings, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref()), &mut out, ocsf);
+            super::write_stats_of(
+                &st,
+                &super::with_state(live_stats(rings, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref()),
+                &mut out,
+                ocsf,
+            );
         }
         if let (true, Some(t)) = (due, next_stats) {
             let every = stats_every.unwrap_or(Duration::from_secs(60));

@@ -16,12 +16,12 @@ use pinwatch_parsers::hello::{version_name, ClientHello, ServerHello, Transport}
 use pinwatch_parsers::ja3::ja3s;
 use pinwatch_parsers::tls::{Dir, RecordInfo};
 
-use crate::verdict::classify::{PathOut, TlsFailure};
-use pinwatch_parsers::tls::alert_name;
 use crate::enrich::{An1725, MobileOut};
-use crate::verdict::findings::{AlertBody, Evidence};
-use crate::output::fingerprints::HelloPrints;
 use crate::flow::{CloseKind, Ended, Flow};
+use crate::output::fingerprints::HelloPrints;
+use crate::verdict::classify::{PathOut, TlsFailure};
+use crate::verdict::findings::{AlertBody, Evidence};
+use pinwatch_parsers::tls::alert_name;
 
 /// Suricata's timestamp format: `2016-06-01T08:02:45.123456+0000` (UTC).
 pub fn timestamp(ts_ns: i64) -> String {
@@ -73,10 +73,7 @@ pub fn ip_text(ip: &IpAddr) -> String {
         IpAddr::V4(a) => a.to_string(),
         IpAddr::V6(a) => {
             let s = a.segments();
-            format!(
-                "{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}",
-                s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
-            )
+            format!("{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}", s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7])
         }
     }
 }
@@ -517,7 +514,14 @@ pub struct TlsBrief<'a> {
 
 impl<'a> AlertEvent<'a> {
     /// An alert with the header of the session it is about.
-    pub fn new(header: &Header<'a>, alert: AlertBody, tls: Option<TlsBrief<'a>>, failure: Option<&'a TlsFailure>, path: Option<&'a PathOut>, evidence: Evidence) -> Self {
+    pub fn new(
+        header: &Header<'a>,
+        alert: AlertBody,
+        tls: Option<TlsBrief<'a>>,
+        failure: Option<&'a TlsFailure>,
+        path: Option<&'a PathOut>,
+        evidence: Evidence,
+    ) -> Self {
         let mut header = header.clone();
         header.event_type = "alert";
         AlertEvent { header, alert, tls, tls_failure: failure, path, mobile: None, an1725: None, evidence }
@@ -527,7 +531,6 @@ impl<'a> AlertEvent<'a> {
 fn ms(from: i64, to: i64) -> f64 {
     ((to - from) as f64 / 1000.0).round() / 1000.0
 }
-
 
 /// Build the `tls` event for an ended TLS flow.
 pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'a> {
@@ -633,16 +636,23 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
         close: e.close,
         missing: missing(f),
         midstream: f.midstream,
-        records: s.record_log.iter().map(|r: &RecordInfo| RecordOut {
-            dir: r.dir,
-            content_type: r.content_type,
-            len: r.len,
-            ts_offset_ms: ms(start, r.ts_ns),
-        }).collect(),
+        records: s
+            .record_log
+            .iter()
+            .map(|r: &RecordInfo| RecordOut { dir: r.dir, content_type: r.content_type, len: r.len, ts_offset_ms: ms(start, r.ts_ns) })
+            .collect(),
         anomalies: &s.anomalies,
         chain: s.server_chain.iter().map(|c| CertOut::from(&c.summary)).collect(),
     };
-    TlsEvent { header: Header::of(f, pcap_filename, "tls", "tls"), tls, handshake, tls_failure: None, path: None, mobile: None, flow: flow_out(f, e.end_ts) }
+    TlsEvent {
+        header: Header::of(f, pcap_filename, "tls", "tls"),
+        tls,
+        handshake,
+        tls_failure: None,
+        path: None,
+        mobile: None,
+        flow: flow_out(f, e.end_ts),
+    }
 }
 
 #[cfg(test)]
@@ -687,7 +697,6 @@ mod tests {
         ser_ip(&v6, &mut ser).expect("serialises");
         assert_eq!(line, br#""2001:0db8:0000:0000:0000:0000:0000:0001""#);
     }
-
 }
 
 /// Suricata's `quic` object names, plus nothing of ours (ours go in
@@ -809,7 +818,9 @@ pub fn quic_extensions(c: &ClientHello) -> Vec<QuicExtOut> {
                 0 => c.sni.iter().cloned().collect(),
                 ext::SIGNATURE_ALGORITHMS => c.signature_algorithms.iter().map(u16::to_string).collect(),
                 ext::ALPN => c.alpn.clone(),
-                ext::SUPPORTED_VERSIONS => c.supported_versions.iter().map(|&v| pinwatch_parsers::tls::tls_parser_version_name(v)).collect(),
+                ext::SUPPORTED_VERSIONS => {
+                    c.supported_versions.iter().map(|&v| pinwatch_parsers::tls::tls_parser_version_name(v)).collect()
+                }
                 _ => Vec::new(),
             };
             QuicExtOut { name: quic_extension_name(t), ext_type: t, values }
@@ -884,15 +895,23 @@ pub fn quic_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> QuicEvent
     let ch = q.and_then(|q| q.client_hellos.first()).map(|(h, _)| h);
     let sh = q.and_then(|q| q.server_hello.as_ref()).map(|(h, _)| h);
     let g = q.and_then(|q| q.gquic.first());
-    let hellos: Vec<HelloOut> = q
-        .map(|q| q.client_hellos.iter().map(|(c, ts)| hello_out(c, *ts, start, Transport::Quic)).collect())
-        .unwrap_or_default();
+    let hellos: Vec<HelloOut> =
+        q.map(|q| q.client_hellos.iter().map(|(c, ts)| hello_out(c, *ts, start, Transport::Quic)).collect()).unwrap_or_default();
     let quic = Quic {
-        version: q.and_then(|q| q.conn.version()).map(crate::flow::quic_session::version_name).or_else(|| g.map(|g| crate::flow::quic_session::gquic_version_name(&g.version))),
+        version: q
+            .and_then(|q| q.conn.version())
+            .map(crate::flow::quic_session::version_name)
+            .or_else(|| g.map(|g| crate::flow::quic_session::gquic_version_name(&g.version))),
         sni: ch.and_then(|c| c.sni.clone()).or_else(|| g.and_then(|g| g.sni.clone())),
         ua: g.and_then(|g| g.uaid.clone()),
         cyu: q
-            .map(|q| q.gquic.iter().filter(|g| !g.tags.is_empty()).map(|g| Fp { hash: g.cyu_hash.clone(), string: g.cyu_string.clone() }).collect())
+            .map(|q| {
+                q.gquic
+                    .iter()
+                    .filter(|g| !g.tags.is_empty())
+                    .map(|g| Fp { hash: g.cyu_hash.clone(), string: g.cyu_string.clone() })
+                    .collect()
+            })
             .unwrap_or_default(),
         ja3: hellos.first().and_then(|h| h.ja3.clone()),
         ja3s: sh.map(|h| {
@@ -934,6 +953,13 @@ pub fn quic_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> QuicEvent
         missing: missing(f),
         anomalies: q.map(|q| q.anomalies.clone()).unwrap_or_default(),
     };
-    QuicEvent { header: Header::of(f, pcap_filename, "quic", "quic"), quic, handshake, tls_failure: None, path: None, mobile: None, flow: flow_out(f, e.end_ts) }
+    QuicEvent {
+        header: Header::of(f, pcap_filename, "quic", "quic"),
+        quic,
+        handshake,
+        tls_failure: None,
+        path: None,
+        mobile: None,
+        flow: flow_out(f, e.end_ts),
+    }
 }
-

@@ -237,7 +237,13 @@ mod tests {
 
     #[test]
     fn server_name_text_and_session_id_do_not_matter_but_its_presence_does() {
-        let a = ClientHello { ciphers: vec![0x1301], extensions: vec![0x0000, 0x002b], sni: Some("a.example".into()), session_id_len: 32, ..Default::default() };
+        let a = ClientHello {
+            ciphers: vec![0x1301],
+            extensions: vec![0x0000, 0x002b],
+            sni: Some("a.example".into()),
+            session_id_len: 32,
+            ..Default::default()
+        };
         let b = ClientHello { sni: Some("b.example".into()), session_id_len: 0, ..a.clone() };
         let c = ClientHello { sni: None, ..a.clone() };
         let mut memo = HelloPrints::new();

@@ -5,9 +5,9 @@
 
 use serde::Serialize;
 
-use crate::verdict::classify::{PathOut, TlsFailure};
-use crate::output::eve::Header;
 use crate::flow::{CloseKind, Ended};
+use crate::output::eve::Header;
+use crate::verdict::classify::{PathOut, TlsFailure};
 
 /// A digest of what a verdict says (outcome, kind, class, path kind): the
 /// flow-end record compares it to tell a revision.
@@ -45,7 +45,12 @@ pub struct FlowEnd {
 
 impl FlowEnd {
     /// `verdict`: the session classified again at its end.
-    pub fn new(e: &Ended, app_proto: &'static str, verdict: (TlsFailure, PathOut), handshake: Option<(&str, serde_json::Value)>) -> FlowEnd {
+    pub fn new(
+        e: &Ended,
+        app_proto: &'static str,
+        verdict: (TlsFailure, PathOut),
+        handshake: Option<(&str, serde_json::Value)>,
+    ) -> FlowEnd {
         let f = &e.flow;
         let state = match e.close {
             CloseKind::Fin | CloseKind::Rst => "closed",

@@ -170,7 +170,12 @@ impl Output {
             }
             OutputSpec::Invalid(e) => return Err(io::Error::new(io::ErrorKind::InvalidInput, e.clone())),
         };
-        let mut out = Output { target, buf: Vec::with_capacity(FLUSH_AT + 64 * 1024), stats: OutputStats { kind, ..Default::default() }, closed: false };
+        let mut out = Output {
+            target,
+            buf: Vec::with_capacity(FLUSH_AT + 64 * 1024),
+            stats: OutputStats { kind, ..Default::default() },
+            closed: false,
+        };
         if let Target::Unix(s) = &mut out.target {
             s.connect(&mut out.stats);
         }
@@ -179,7 +184,12 @@ impl Output {
 
     /// An in-memory output (tests).
     pub fn memory() -> Output {
-        Output { target: Target::Memory(Vec::new()), buf: Vec::new(), stats: OutputStats { kind: "memory", ..Default::default() }, closed: false }
+        Output {
+            target: Target::Memory(Vec::new()),
+            buf: Vec::new(),
+            stats: OutputStats { kind: "memory", ..Default::default() },
+            closed: false,
+        }
     }
 
     /// The lines written so far to an in-memory output.
@@ -657,7 +667,8 @@ mod tests {
         o.finish(Duration::ZERO);
         let st = o.stats();
         assert!(st.rotations >= 3, "{st:?}");
-        let mut names: Vec<String> = std::fs::read_dir(&d).expect("dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> =
+            std::fs::read_dir(&d).expect("dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         // the live file and at most `keep` rotated ones
         assert_eq!(names.len(), 3, "{names:?}");

@@ -37,7 +37,11 @@ fn confidence(c: &str) -> Option<(u64, &'static str)> {
 
 /// Parse Suricata's timestamp back to epoch milliseconds.
 fn epoch_ms(ts: &str) -> Option<i64> {
-    let t = time::PrimitiveDateTime::parse(ts.get(..26)?, time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]")).ok()?;
+    let t = time::PrimitiveDateTime::parse(
+        ts.get(..26)?,
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]"),
+    )
+    .ok()?;
     Some((t.assume_utc().unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
@@ -90,10 +94,11 @@ pub fn detection_finding(eve: &Value) -> Option<Value> {
     // A folded AN1725 alert is one finding over its revisions; any other
     // alert is written once, for one session and signature.
     let an = eve.get("an1725");
-    let (uid, revision) = match (an.and_then(|a| a.get("alert_id")).and_then(Value::as_str), an.and_then(|a| a.get("revision")).and_then(Value::as_u64)) {
-        (Some(id), Some(rev)) if !id.is_empty() => (id.to_string(), rev),
-        _ => (format!("{}-{}", eve["flow_id"], sid), 1),
-    };
+    let (uid, revision) =
+        match (an.and_then(|a| a.get("alert_id")).and_then(Value::as_str), an.and_then(|a| a.get("revision")).and_then(Value::as_u64)) {
+            (Some(id), Some(rev)) if !id.is_empty() => (id.to_string(), rev),
+            _ => (format!("{}-{}", eve["flow_id"], sid), 1),
+        };
     let (activity_id, activity) = if revision > 1 { (2, "Update") } else { (1, "Create") };
     let (sev_id, sev) = severity(alert.get("severity").and_then(Value::as_u64).unwrap_or(3));
     let mut f = json!({
@@ -141,7 +146,12 @@ pub fn detection_finding(eve: &Value) -> Option<Value> {
     });
     // The finding's confidence, from which its severity was derived, so
     // the two agree (docs/output.md, Signatures).
-    if let Some((id, name)) = eve.pointer("/alert/metadata/confidence/0").or_else(|| eve.pointer("/an1725/confidence")).and_then(Value::as_str).and_then(confidence) {
+    if let Some((id, name)) = eve
+        .pointer("/alert/metadata/confidence/0")
+        .or_else(|| eve.pointer("/an1725/confidence"))
+        .and_then(Value::as_str)
+        .and_then(confidence)
+    {
         f["confidence_id"] = json!(id);
         f["confidence"] = json!(name);
     }
@@ -203,10 +213,16 @@ mod tests {
     #[test]
     fn revisions_are_updates_of_one_finding() {
         let first = detection_finding(&an1725_alert(1, 1)).expect("maps");
-        assert_eq!((first["activity_id"].as_u64(), first["activity_name"].as_str(), first["type_uid"].as_u64()), (Some(1), Some("Create"), Some(200401)));
+        assert_eq!(
+            (first["activity_id"].as_u64(), first["activity_name"].as_str(), first["type_uid"].as_u64()),
+            (Some(1), Some("Create"), Some(200401))
+        );
         assert_eq!(first["finding_info"]["uid"], "an1725-100-7");
         let later = detection_finding(&an1725_alert(3, 2)).expect("maps");
-        assert_eq!((later["activity_id"].as_u64(), later["activity_name"].as_str(), later["type_uid"].as_u64()), (Some(2), Some("Update"), Some(200402)));
+        assert_eq!(
+            (later["activity_id"].as_u64(), later["activity_name"].as_str(), later["type_uid"].as_u64()),
+            (Some(2), Some("Update"), Some(200402))
+        );
         assert_eq!(later["type_name"], "Detection Finding: Update");
         assert_eq!(later["finding_info"]["uid"], "an1725-100-7");
         assert_eq!(later["count"], 2);

@@ -19,8 +19,8 @@ use pinwatch_parsers::decode::{decode, Decoded, Skip};
 use pinwatch_parsers::time::Timestamp;
 
 use crate::capture::Packet;
-use crate::output::eve;
 use crate::flow::{CloseKind, Ended, FlowKey, FlowTable, Limits, OrderKey, TableStats};
+use crate::output::eve;
 use crate::run::options::Options;
 use crate::run::stats::{CaptureStats, DecoderStats, MemoryStats, Stats};
 
@@ -182,7 +182,13 @@ impl Shard {
     /// A shard whose flow table hashes keys with `hasher` (shared by the
     /// shards of one run, so that a reader thread can hash for them).
     pub fn with_hasher(limits: Limits, hasher: ahash::RandomState) -> Self {
-        Shard { table: FlowTable::with_hasher(limits, hasher), decoder: DecoderStats::default(), advanced: i64::MIN, preparer: None, verdicts: Vec::new() }
+        Shard {
+            table: FlowTable::with_hasher(limits, hasher),
+            decoder: DecoderStats::default(),
+            advanced: i64::MIN,
+            preparer: None,
+            verdicts: Vec::new(),
+        }
     }
 
     /// Report open sessions at their verdict, prepared with `p` (the
@@ -321,7 +327,14 @@ pub fn add_decoder_stats(a: &mut DecoderStats, b: &DecoderStats) {
 }
 
 /// Assemble the stats record from the parts.
-pub fn stats_of(capture: &CaptureStats, decoder: &DecoderStats, table: &TableStats, report: &Reporter, limits: &Limits, shards: usize) -> Stats {
+pub fn stats_of(
+    capture: &CaptureStats,
+    decoder: &DecoderStats,
+    table: &TableStats,
+    report: &Reporter,
+    limits: &Limits,
+    shards: usize,
+) -> Stats {
     Stats {
         capture: capture.clone(),
         decoder: decoder.clone(),
@@ -459,5 +472,4 @@ mod tests {
         assert_eq!(c.observe(i64::MAX), Some(i64::MAX), "confirmed at the end of time");
         assert_eq!(c.jumps, 3);
     }
-
 }

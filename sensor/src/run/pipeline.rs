@@ -12,13 +12,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-
-
 use crate::capture::{CaptureFile, Merged};
+use crate::flow::CloseKind;
 use crate::run::engine::{stats_of, write_stats, Engine, Reporter};
 pub use crate::run::options::Options;
 pub use crate::run::stats::{CaptureStats, DecoderStats, MemoryStats, Stats};
-use crate::flow::CloseKind;
 
 /// Where packets come from.
 #[derive(Debug, Clone)]
@@ -26,15 +24,17 @@ pub enum Input {
     File(PathBuf),
     Stdin,
     /// A capture held in memory (the bundled default, tests).
-    Bytes { name: String, bytes: &'static [u8] },
+    Bytes {
+        name: String,
+        bytes: &'static [u8],
+    },
 }
 
 /// The capture bundled into the binary: made by `scripts/testbed.sh` with
 /// real TLS stacks (see `pcaps/README.md`): pinned OkHttp and curl clients
 /// rejecting an inspecting proxy, then going direct; opaque sessions.
 /// `pinwatch replay` with no file replays it with [`BUNDLED_CONFIG`].
-pub const BUNDLED_CAPTURE: (&str, &[u8]) =
-    ("testbed-fallback.pcap", include_bytes!("../../../pcaps/testbed-fallback.pcap"));
+pub const BUNDLED_CAPTURE: (&str, &[u8]) = ("testbed-fallback.pcap", include_bytes!("../../../pcaps/testbed-fallback.pcap"));
 
 /// The configuration that goes with [`BUNDLED_CAPTURE`] (`pcaps/bundled.toml`).
 pub const BUNDLED_CONFIG: &str = include_str!("../../../pcaps/bundled.toml");
@@ -133,9 +133,7 @@ fn progress_bar(wanted: bool, total: u64) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} {bytes}/{total_bytes} [{bar:40}] {bytes_per_sec} eta {eta}",
-    ) {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} [{bar:40}] {bytes_per_sec} eta {eta}") {
         bar.set_style(style);
     }
     Some(bar)

@@ -18,11 +18,11 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
 
-use crate::verdict::classify;
-use crate::output::eve;
-use crate::verdict::findings::{AlertBody, Correlator, SessionFacts};
 use crate::flow::{Ended, OrderKey, Proto};
+use crate::output::eve;
 use crate::run::options::Options;
+use crate::verdict::classify;
+use crate::verdict::findings::{AlertBody, Correlator, SessionFacts};
 
 /// An ended flow waiting for its turn in the output.
 struct Pending(Prepared);
@@ -130,7 +130,12 @@ impl Reporter {
         let mut enricher = if opts.feeds.is_empty() && opts.feed_urls.is_empty() {
             None
         } else {
-            let (mut en, errors) = crate::enrich::Enricher::load_sources_via(&opts.feeds, &opts.feed_urls, std::time::Duration::from_secs(60), opts.config.feed.http.clone())?;
+            let (mut en, errors) = crate::enrich::Enricher::load_sources_via(
+                &opts.feeds,
+                &opts.feed_urls,
+                std::time::Duration::from_secs(60),
+                opts.config.feed.http.clone(),
+            )?;
             en.stats.source_errors = errors;
             Some(en)
         };
@@ -169,13 +174,8 @@ impl Reporter {
             en.context_map = self.config.feed.contexts.clone();
             self.enricher = Some(en);
         }
-        self.streaming = Some(Streaming {
-            reader: Default::default(),
-            line_no: 0,
-            batch: Vec::new(),
-            revisit: Default::default(),
-            window_ns,
-        });
+        self.streaming =
+            Some(Streaming { reader: Default::default(), line_no: 0, batch: Vec::new(), revisit: Default::default(), window_ns });
     }
 
     /// One feed line (JSON, `enrichment/FEED.md`), numbered in arrival
@@ -220,56 +220,84 @@ impl Reporter {
         let (ocsf, outbox, tuning) = (self.ocsf, &mut self.outbox, &mut self.tuning);
         for r in st.revisit.iter_mut() {
             let vlans: Vec<u16> = r.header.vlan.ids().collect();
-            let Some(m) = en.re_enrich_at(r.iface.as_deref(), &vlans, r.header.src_ip, r.header.dest_ip, r.header.dest_port, r.brief.sni.as_deref(), r.start_ns) else { continue };
+            let Some(m) = en.re_enrich_at(
+                r.iface.as_deref(),
+                &vlans,
+                r.header.src_ip,
+                r.header.dest_ip,
+                r.header.dest_port,
+                r.brief.sni.as_deref(),
+                r.start_ns,
+            ) else {
+                continue;
+            };
             let Some(v) = crate::enrich::an1725(&m, &r.sids, r.header.flow_id) else { continue };
             if r.last.as_ref().is_some_and(|(c, reasons)| *c == v.confidence && *reasons == v.reasons) {
                 continue;
             }
-            let header = eve::Header { pcap_filename: r.pcap.as_deref(), in_iface: r.iface.as_deref(), host: r.host.as_deref(), ..r.header.clone() };
+            let header =
+                eve::Header { pcap_filename: r.pcap.as_deref(), in_iface: r.iface.as_deref(), host: r.host.as_deref(), ..r.header.clone() };
             let brief = r.brief.lend();
             let mut write = |v: &dyn erased::Json| emit(ocsf, outbox, tuning, v);
-            if let Some(written) = an1725_alert(&header, brief, &r.failure, &r.path, &m, &r.sids, r.net_conf, &r.flow_ids, r.start_ns, &mut self.folder, &mut self.stats, &mut write) {
+            if let Some(written) = an1725_alert(
+                &header,
+                brief,
+                &r.failure,
+                &r.path,
+                &m,
+                &r.sids,
+                r.net_conf,
+                &r.flow_ids,
+                r.start_ns,
+                &mut self.folder,
+                &mut self.stats,
+                &mut write,
+            ) {
                 self.stats.late_enrichment_updates += 1;
                 r.last = Some((v.confidence, v.reasons));
                 let _ = written;
             }
         }
     }
-
 }
 
 /// Keep a session with findings for late enrichment (live mode).
-fn keep_for_late_feed(streaming: &mut Option<Streaming>, stats: &mut ReportStats, l: &Logged<'_>, (sids, net_conf, flow_ids): (Vec<u32>, classify::Confidence, Vec<u64>), verdict: Option<&crate::enrich::An1725>) {
-        let Some(st) = streaming.as_mut() else { return };
-        let (Some(failure), Some(path)) = (l.failure, l.path) else { return };
-        if sids.is_empty() {
-            return;
-        }
-        while st.revisit.front().is_some_and(|r| r.start_ns < l.start_ns.saturating_sub(st.window_ns)) {
-            st.revisit.pop_front();
-        }
-        if st.revisit.len() >= MAX_REVISIT {
-            st.revisit.pop_front();
-            stats.late_enrichment_dropped += 1;
-        }
-        st.revisit.push_back(Revisit {
-            header: eve::Header { pcap_filename: None, in_iface: None, host: None, event_type: "alert", ..l.header.clone() },
-            pcap: l.header.pcap_filename.map(str::to_string),
-            iface: l.header.in_iface.map(str::to_string),
-            host: l.header.host.map(str::to_string),
-            brief: Brief::keep(&l.brief),
-            failure: failure.clone(),
-            path: path.clone(),
-            start_ns: l.start_ns,
-            sids,
-            net_conf,
-            flow_ids,
-            last: verdict.map(|v| (v.confidence, v.reasons.clone())),
-        });
+fn keep_for_late_feed(
+    streaming: &mut Option<Streaming>,
+    stats: &mut ReportStats,
+    l: &Logged<'_>,
+    (sids, net_conf, flow_ids): (Vec<u32>, classify::Confidence, Vec<u64>),
+    verdict: Option<&crate::enrich::An1725>,
+) {
+    let Some(st) = streaming.as_mut() else { return };
+    let (Some(failure), Some(path)) = (l.failure, l.path) else { return };
+    if sids.is_empty() {
+        return;
+    }
+    while st.revisit.front().is_some_and(|r| r.start_ns < l.start_ns.saturating_sub(st.window_ns)) {
+        st.revisit.pop_front();
+    }
+    if st.revisit.len() >= MAX_REVISIT {
+        st.revisit.pop_front();
+        stats.late_enrichment_dropped += 1;
+    }
+    st.revisit.push_back(Revisit {
+        header: eve::Header { pcap_filename: None, in_iface: None, host: None, event_type: "alert", ..l.header.clone() },
+        pcap: l.header.pcap_filename.map(str::to_string),
+        iface: l.header.in_iface.map(str::to_string),
+        host: l.header.host.map(str::to_string),
+        brief: Brief::keep(&l.brief),
+        failure: failure.clone(),
+        path: path.clone(),
+        start_ns: l.start_ns,
+        sids,
+        net_conf,
+        flow_ids,
+        last: verdict.map(|v| (v.confidence, v.reasons.clone())),
+    });
 }
 
 impl Reporter {
-
     /// The inline inspector's profile (the state file keeps what it learned).
     pub fn profile_mut(&mut self) -> &mut crate::verdict::inspector::Profile {
         &mut self.profile
@@ -379,7 +407,14 @@ impl Reporter {
     /// the session for late feed batches.
     fn findings(&mut self, logged: &Logged<'_>) {
         let (ocsf, outbox, tuning) = (self.ocsf, &mut self.outbox, &mut self.tuning);
-        let (sids, net_conf, flow_ids, verdict) = correlate(logged, &mut self.correlator, &mut self.folder, self.enricher.as_mut(), &mut self.stats, &mut |v: &dyn erased::Json| emit(ocsf, outbox, tuning, v));
+        let (sids, net_conf, flow_ids, verdict) = correlate(
+            logged,
+            &mut self.correlator,
+            &mut self.folder,
+            self.enricher.as_mut(),
+            &mut self.stats,
+            &mut |v: &dyn erased::Json| emit(ocsf, outbox, tuning, v),
+        );
         keep_for_late_feed(&mut self.streaming, &mut self.stats, logged, (sids, net_conf, flow_ids), verdict.as_ref());
     }
 
@@ -419,13 +454,24 @@ impl Reporter {
                     self.stats.tls_records_logged += 1;
                 }
                 let vlans: Vec<u16> = header.vlan.ids().collect();
-                let mobile = self.enricher.as_mut().and_then(|en| en.enrich_at(header.in_iface, &vlans, header.src_ip, header.dest_ip, header.dest_port, brief.sni.as_deref(), start_ns));
+                let mobile = self.enricher.as_mut().and_then(|en| {
+                    en.enrich_at(header.in_iface, &vlans, header.src_ip, header.dest_ip, header.dest_port, brief.sni.as_deref(), start_ns)
+                });
                 if let Record::Line { line, mobile_at, path_at } = record {
                     let new_path = rejudged.then_some(&path);
                     self.outbox.push_back(spliced(line, mobile_at, path_at, new_path, mobile.as_ref()));
                 }
                 let brief = brief.lend();
-                let logged = Logged { header: &header, start_ns, brief, failure: Some(&failure), path: Some(&path), mobile: mobile.as_ref(), ech, quic };
+                let logged = Logged {
+                    header: &header,
+                    start_ns,
+                    brief,
+                    failure: Some(&failure),
+                    path: Some(&path),
+                    mobile: mobile.as_ref(),
+                    ech,
+                    quic,
+                };
                 let alerts_before = self.stats.alerts_logged;
                 self.findings(&logged);
                 if let Some(d) = open_digest {
@@ -554,7 +600,13 @@ impl Brief {
     }
 
     fn lend(&self) -> eve::TlsBrief<'_> {
-        eve::TlsBrief { sni: self.sni.as_deref(), version: &self.version, ja4: self.ja4.as_deref(), ja3: self.ja3.as_ref(), issuerdn: self.issuerdn.as_deref() }
+        eve::TlsBrief {
+            sni: self.sni.as_deref(),
+            version: &self.version,
+            ja4: self.ja4.as_deref(),
+            ja3: self.ja3.as_ref(),
+            issuerdn: self.issuerdn.as_deref(),
+        }
     }
 }
 
@@ -583,10 +635,19 @@ fn prepare(e: &Ended, cfg: &crate::config::Config, names: &Naming, ocsf: bool) -
         } else {
             let ev = eve::tls_event(e, None);
             let alerts = serde_json::to_value(&ev.handshake.alerts).unwrap_or_default();
-            ("tls", (classify::outcome(e, cfg), classify::path(e, cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()))), Some((ev.handshake.history, alerts)))
+            (
+                "tls",
+                (classify::outcome(e, cfg), classify::path(e, cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str()))),
+                Some((ev.handshake.history, alerts)),
+            )
         };
         // (OCSF carries alerts only: the record renders to nothing there.)
-        return Prepared { order, end: true, source, body: Body::FlowEnd(Box::new(crate::output::flow_end::FlowEnd::new(e, app_proto, verdict, handshake))) };
+        return Prepared {
+            order,
+            end: true,
+            source,
+            body: Body::FlowEnd(Box::new(crate::output::flow_end::FlowEnd::new(e, app_proto, verdict, handshake))),
+        };
     }
     let session = match e.flow.proto {
         Proto::NotTls => {
@@ -611,7 +672,16 @@ fn prepare(e: &Ended, cfg: &crate::config::Config, names: &Naming, ocsf: bool) -
             ev.path = Some(&path);
             let record = render(ocsf, &ev);
             drop(ev);
-            Session { header, quic: true, start_ns: e.flow.first_ts, ech: hello.is_some_and(|h| h.offers_ech()), brief, failure, path, record }
+            Session {
+                header,
+                quic: true,
+                start_ns: e.flow.first_ts,
+                ech: hello.is_some_and(|h| h.offers_ech()),
+                brief,
+                failure,
+                path,
+                record,
+            }
         }
         Proto::Tls if e.flow.session.is_tls() => {
             let mut ev = eve::tls_event(e, None);
@@ -631,7 +701,16 @@ fn prepare(e: &Ended, cfg: &crate::config::Config, names: &Naming, ocsf: bool) -
             ev.path = Some(&path);
             let record = render(ocsf, &ev);
             drop(ev);
-            Session { header, quic: false, start_ns: e.flow.first_ts, ech: hello.is_some_and(|h| h.offers_ech()), brief, failure, path, record }
+            Session {
+                header,
+                quic: false,
+                start_ns: e.flow.first_ts,
+                ech: hello.is_some_and(|h| h.offers_ech()),
+                brief,
+                failure,
+                path,
+                record,
+            }
         }
         _ => return Prepared { order, end: true, source, body: Body::Nothing },
     };
@@ -663,7 +742,13 @@ const FLOW_KEY: &[u8] = b",\"flow\":{";
 /// the bytes serde_json writes for the record with `mobile` set (`tests`:
 /// `a_spliced_record_is_what_serde_writes`). A `path` decided at the desk
 /// replaces the one rendered, between `path_at` and `mobile_at`.
-fn spliced(line: Vec<u8>, mobile_at: usize, path_at: usize, path: Option<&classify::PathOut>, mobile: Option<&crate::enrich::MobileOut>) -> Vec<u8> {
+fn spliced(
+    line: Vec<u8>,
+    mobile_at: usize,
+    path_at: usize,
+    path: Option<&classify::PathOut>,
+    mobile: Option<&crate::enrich::MobileOut>,
+) -> Vec<u8> {
     if mobile.is_none() && path.is_none() {
         return line;
     }
@@ -703,7 +788,6 @@ fn emit(ocsf: bool, outbox: &mut VecDeque<Vec<u8>>, tuning: &mut crate::verdict:
     }
 }
 
-
 /// A logged TLS or QUIC session, as the findings see it.
 struct Logged<'a> {
     header: &'a eve::Header<'a>,
@@ -731,7 +815,9 @@ fn correlate(
         (Some(c), _) => format!("{}{:?}_{c:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
         // Incomplete sessions by why: capture loss (`capture_gap`) is the
         // figure a SPAN port's health shows in.
-        (None, Some(k)) if failure.outcome == classify::Outcome::Incomplete => format!("{}incomplete_{k:?}", if l.quic { "quic_" } else { "" }),
+        (None, Some(k)) if failure.outcome == classify::Outcome::Incomplete => {
+            format!("{}incomplete_{k:?}", if l.quic { "quic_" } else { "" })
+        }
         (None, _) => format!("{}{:?}", if l.quic { "quic_" } else { "" }, failure.outcome),
     };
     key.make_ascii_lowercase();
@@ -754,7 +840,8 @@ fn correlate(
         failure,
         app: l.mobile.and_then(|m| m.app.package.as_deref()),
     };
-    let brief = || eve::TlsBrief { sni: l.brief.sni, version: l.brief.version, ja4: l.brief.ja4, ja3: l.brief.ja3, issuerdn: l.brief.issuerdn };
+    let brief =
+        || eve::TlsBrief { sni: l.brief.sni, version: l.brief.version, ja4: l.brief.ja4, ja3: l.brief.ja3, issuerdn: l.brief.issuerdn };
     let mut findings = correlator.observe(&facts);
     // Baselines: an attributed session outside its app's approved
     // destinations is a finding; one that succeeded under inspection
@@ -784,7 +871,8 @@ fn correlate(
     let mut flow_ids: Vec<u64> = Vec::new();
     for f in findings {
         flow_ids.extend(f.evidence.flow_ids.iter().copied());
-        let mut a = eve::AlertEvent::new(l.header, AlertBody::new(f.sid, f.confidence), Some(brief()), Some(failure), Some(path), f.evidence);
+        let mut a =
+            eve::AlertEvent::new(l.header, AlertBody::new(f.sid, f.confidence), Some(brief()), Some(failure), Some(path), f.evidence);
         a.mobile = l.mobile;
         stats.alerts_logged += 1;
         write(&a);
@@ -793,7 +881,9 @@ fn correlate(
     // the device and app evidence that makes them an app's behaviour.
     flow_ids.sort_unstable();
     flow_ids.dedup();
-    let verdict = l.mobile.and_then(|m| an1725_alert(l.header, brief(), failure, path, m, &sids, net_conf, &flow_ids, l.start_ns, folder, stats, write));
+    let verdict = l
+        .mobile
+        .and_then(|m| an1725_alert(l.header, brief(), failure, path, m, &sids, net_conf, &flow_ids, l.start_ns, folder, stats, write));
     (sids, net_conf, flow_ids, verdict)
 }
 
@@ -833,7 +923,14 @@ fn an1725_alert(
         "medium" => classify::Confidence::Medium,
         _ => classify::Confidence::Low,
     };
-    let mut a = eve::AlertEvent::new(header, AlertBody::new(crate::verdict::findings::SID_AN1725, confidence), Some(brief), Some(failure), Some(path), evidence);
+    let mut a = eve::AlertEvent::new(
+        header,
+        AlertBody::new(crate::verdict::findings::SID_AN1725, confidence),
+        Some(brief),
+        Some(failure),
+        Some(path),
+        evidence,
+    );
     a.mobile = Some(m);
     a.an1725 = Some(verdict.clone());
     stats.alerts_logged += 1;
@@ -872,12 +969,11 @@ mod erased {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::engine::Shard;
     use crate::flow::{CloseKind, Limits};
+    use crate::run::engine::Shard;
     use std::path::Path;
 
     /// The ended flows of one of the project's testbed captures.
@@ -903,7 +999,9 @@ mod tests {
     fn a_spliced_record_is_what_serde_writes() {
         let pcaps = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcaps");
         let cfg = crate::config::Config::load(&pcaps.join("testbed.toml")).expect("testbed config loads");
-        let (mut en, errors) = crate::enrich::Enricher::load_sources(&[pcaps.join("testbed-fallback.feed.jsonl")], &[], std::time::Duration::from_secs(1)).expect("testbed feed loads");
+        let (mut en, errors) =
+            crate::enrich::Enricher::load_sources(&[pcaps.join("testbed-fallback.feed.jsonl")], &[], std::time::Duration::from_secs(1))
+                .expect("testbed feed loads");
         assert!(errors.is_empty(), "{errors:?}");
         let names = vec!["testbed.pcap".to_string()];
         let (mut sessions, mut enriched) = (0, 0);
@@ -925,7 +1023,8 @@ mod tests {
                     (plain, serde_json::to_vec(&ev).expect("serialises"), m.clone())
                 } else {
                     let mut ev = eve::tls_event(&e, pcap);
-                    let (f, p) = (classify::outcome(&e, &cfg), classify::path(&e, &cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str())));
+                    let (f, p) =
+                        (classify::outcome(&e, &cfg), classify::path(&e, &cfg, ev.tls.sni, ev.tls.ja3s.as_ref().map(|f| f.hash.as_str())));
                     let m = en.enrich(ev.header.src_ip, ev.header.dest_ip, ev.header.dest_port, ev.tls.sni, e.flow.first_ts);
                     ev.tls_failure = Some(&f);
                     ev.path = Some(&p);
@@ -969,7 +1068,11 @@ mod tests {
 
     /// Nanoseconds since the epoch of an EVE time (`2026-08-21T09:14:03.512311+0000`).
     fn eve_ns(s: &str) -> i64 {
-        let t = time::PrimitiveDateTime::parse(s.trim_end_matches("+0000"), &time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]")).expect("an EVE time");
+        let t = time::PrimitiveDateTime::parse(
+            s.trim_end_matches("+0000"),
+            &time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]"),
+        )
+        .expect("an EVE time");
         (t.assume_utc().unix_timestamp_nanos()) as i64
     }
 
@@ -1039,14 +1142,21 @@ mod tests {
     #[test]
     fn an_open_session_is_reported_before_its_flow_ends_and_its_end_points_back() {
         let records = run("testbed-inline.pcap", |_, _| true, &[]);
-        let open: Vec<&(i64, Value)> = records.iter().filter(|(_, r)| r["event_type"] == "tls" && r["handshake"]["close"] == "open").collect();
+        let open: Vec<&(i64, Value)> =
+            records.iter().filter(|(_, r)| r["event_type"] == "tls" && r["handshake"]["close"] == "open").collect();
         assert!(open.len() >= 3, "{} sessions reported while open", open.len());
         for (at, r) in open {
             assert!(*at < i64::MAX, "reported while packets were read, not at the end: {r}");
             assert_eq!(r["tls_failure"]["close"], "open");
             // TLS 1.3: the client's second protected record is its first data.
             let start = eve_ns(r["timestamp"].as_str().expect("timestamp"));
-            let data = r["handshake"]["records"].as_array().expect("records").iter().filter(|x| x["dir"] == "client" && x["type"] == 23).nth(1).expect("client data");
+            let data = r["handshake"]["records"]
+                .as_array()
+                .expect("records")
+                .iter()
+                .filter(|x| x["dir"] == "client" && x["type"] == 23)
+                .nth(1)
+                .expect("client data");
             let due = start + (data["ts_offset_ms"].as_f64().expect("offset") * MS as f64) as i64 + 5 * S;
             assert!(*at >= due - MS, "reported at {at}, before its data + 5 s ({due})");
             let id = &r["flow_id"];
@@ -1060,7 +1170,11 @@ mod tests {
             assert_eq!(f["flow"]["start"], r["flow"]["start"]);
             assert!(f["flow"]["pkts_toserver"].as_u64() >= r["flow"]["pkts_toserver"].as_u64());
             assert_eq!(f["flow"]["alerted"], records.iter().any(|(_, a)| a["event_type"] == "alert" && &a["flow_id"] == id));
-            assert_eq!(records.iter().filter(|(_, t)| t["event_type"] == "tls" && &t["flow_id"] == id).count(), 1, "one tls record per session");
+            assert_eq!(
+                records.iter().filter(|(_, t)| t["event_type"] == "tls" && &t["flow_id"] == id).count(),
+                1,
+                "one tls record per session"
+            );
         }
     }
 
@@ -1072,10 +1186,13 @@ mod tests {
         let full = run(name, |_, _| true, &[]);
         let (_, rejected) = full
             .iter()
-            .find(|(_, r)| r["event_type"] == "tls" && r["tls_failure"]["kind"] == "alert_plain" && r["handshake"]["alerts"][0]["from"] == "client")
+            .find(|(_, r)| {
+                r["event_type"] == "tls" && r["tls_failure"]["kind"] == "alert_plain" && r["handshake"]["alerts"][0]["from"] == "client"
+            })
             .expect("a client rejection with an alert");
         let port = rejected["src_port"].as_u64().expect("port") as u16;
-        let alert_at = eve_ns(rejected["timestamp"].as_str().expect("timestamp")) + (rejected["handshake"]["alerts"][0]["ts_offset_ms"].as_f64().expect("offset") * MS as f64) as i64;
+        let alert_at = eve_ns(rejected["timestamp"].as_str().expect("timestamp"))
+            + (rejected["handshake"]["alerts"][0]["ts_offset_ms"].as_f64().expect("offset") * MS as f64) as i64;
         // Only that session, and neither side ever closes it.
         let keep = |d: &Decoded<'_>, _| port_of(d).contains(&port) && !d.tcp.is_some_and(|t| t.has(TcpInfo::FIN) || t.has(TcpInfo::RST));
         let records = run(name, keep, &[alert_at + 5 * S - 10 * MS, alert_at + 5 * S + 10 * MS]);
@@ -1084,7 +1201,10 @@ mod tests {
         assert_eq!(r["tls_failure"]["outcome"], "client_rejected");
         assert_eq!(r["tls_failure"]["alert"], rejected["tls_failure"]["alert"]);
         assert_eq!(r["handshake"]["close"], "open");
-        assert!(records.iter().any(|(at, f)| f["event_type"] == "flow" && f["flow_id"] == r["flow_id"] && *at == i64::MAX), "its end at the end of input");
+        assert!(
+            records.iter().any(|(at, f)| f["event_type"] == "flow" && f["flow_id"] == r["flow_id"] && *at == i64::MAX),
+            "its end at the end of input"
+        );
     }
 
     /// A session with no verdict (the server's flight, then nothing from the
@@ -1179,7 +1299,11 @@ mod tests {
             let (mut c, all) = prepared_of(name);
             let (mut odd, mut even): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
             for (i, p) in all.into_iter().enumerate() {
-                if i % 2 == 1 { odd.push(p) } else { even.push(p) }
+                if i % 2 == 1 {
+                    odd.push(p)
+                } else {
+                    even.push(p)
+                }
             }
             c.handle_prepared(&mut odd);
             c.handle_watermark(OrderKey::MIN);

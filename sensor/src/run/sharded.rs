@@ -63,8 +63,8 @@ use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
 use pinwatch_parsers::decode::{decode, Decoded, Skip};
 
 use crate::capture::{CaptureFile, Merged};
-use crate::run::engine::{add_decoder_stats, add_table_stats, Clock, Prepared, Preparer, Reporter, Shard, WriteOut};
 use crate::flow::{CloseKind, Ended, FlowKey, OrderKey, TableStats};
+use crate::run::engine::{add_decoder_stats, add_table_stats, Clock, Prepared, Preparer, Reporter, Shard, WriteOut};
 use crate::run::options::Options;
 use crate::run::stats::{CaptureStats, DecoderStats};
 
@@ -99,7 +99,14 @@ const DRAIN_BATCH: usize = 64;
 /// shard's counters with the last. The desk can write them while the
 /// others still drain, so neither the preparing nor the rendered records
 /// pile up: one batch in flight per shard, not every flow that was open.
-fn send_drained(desk: &Desk<'_>, to_rep: &Sender<FromShard>, preparer: &Preparer, shard: usize, mut ended: Vec<Ended>, done: Option<(DecoderStats, TableStats)>) {
+fn send_drained(
+    desk: &Desk<'_>,
+    to_rep: &Sender<FromShard>,
+    preparer: &Preparer,
+    shard: usize,
+    mut ended: Vec<Ended>,
+    done: Option<(DecoderStats, TableStats)>,
+) {
     debug_assert!(ended.windows(2).all(|w| w[0].order <= w[1].order), "a drain is in output order");
     let mut rest = ended.drain(..).peekable();
     loop {
@@ -174,7 +181,8 @@ impl DeskState<'_> {
 
 impl<'r> Desk<'r> {
     fn new(n: usize, from_shards: Receiver<FromShard>, reporter: &'r mut Reporter, out: &'r mut (dyn Write + Send)) -> Self {
-        let state = DeskState { reporter, out, marks: vec![OrderKey::MIN; n], decoder: DecoderStats::default(), table: TableStats::default() };
+        let state =
+            DeskState { reporter, out, marks: vec![OrderKey::MIN; n], decoder: DecoderStats::default(), table: TableStats::default() };
         Desk { from_shards, state: Mutex::new(state) }
     }
 
@@ -363,7 +371,12 @@ fn shard_loop(
             if let Some(b) = bar {
                 b.set_position(seen_bytes.min(total));
             }
-            let msg = FromShard { shard: index, ended: prepared(preparer, &mut shard, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
+            let msg = FromShard {
+                shard: index,
+                ended: prepared(preparer, &mut shard, &mut ended),
+                watermark: OrderKey::at(clock.now()),
+                done: None,
+            };
             desk.send(&to_rep, msg);
             desk.help();
         }
@@ -371,7 +384,8 @@ fn shard_loop(
     // Flows that ended since the last message go first: the drained ones
     // are sent in order, each batch promising that nothing below it follows.
     if !ended.is_empty() || !shard.verdicts.is_empty() {
-        let msg = FromShard { shard: index, ended: prepared(preparer, &mut shard, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
+        let msg =
+            FromShard { shard: index, ended: prepared(preparer, &mut shard, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
         desk.send(&to_rep, msg);
     }
     shard.table.drain(CloseKind::Eof, &mut ended);
@@ -479,7 +493,16 @@ fn chunk_start(file: &CaptureFile, start: usize, k: usize, chunk: usize) -> Opti
 /// reused): decode, hash and sort its packets by owner, one list per thread.
 /// `start_of(j)` is [`chunk_start`] of chunk `j` of the round.
 #[allow(clippy::too_many_arguments)]
-fn read_chunk<'a>(out: &mut ChunkOut<'a>, file: &'a CaptureFile, k: usize, chunks: usize, threads: usize, parts: usize, hasher: &ahash::RandomState, start_of: impl Fn(usize) -> Option<usize>) {
+fn read_chunk<'a>(
+    out: &mut ChunkOut<'a>,
+    file: &'a CaptureFile,
+    k: usize,
+    chunks: usize,
+    threads: usize,
+    parts: usize,
+    hasher: &ahash::RandomState,
+    start_of: impl Fn(usize) -> Option<usize>,
+) {
     out.clear(threads);
     let len = file.len() as usize;
     let Some(from) = start_of(k) else { return };
@@ -792,7 +815,14 @@ pub fn run_chunked(
     let chunk = chunk.div_ceil(CHUNKS_PER_THREAD).max(1);
     let slots = || (0..chunks).map(|_| RwLock::new(ChunkOut::default())).collect();
     let memo = || Mutex::new(vec![None; chunks + 1]);
-    let rounds = Rounds { outs: [slots(), slots()], taken: [AtomicU64::new(0), AtomicU64::new(0)], chunks, parts: opts.limits.partitions(), starts: [memo(), memo()], barrier: RoundBarrier::new(n) };
+    let rounds = Rounds {
+        outs: [slots(), slots()],
+        taken: [AtomicU64::new(0), AtomicU64::new(0)],
+        chunks,
+        parts: opts.limits.partitions(),
+        starts: [memo(), memo()],
+        barrier: RoundBarrier::new(n),
+    };
     let rounds = &rounds;
     let preparer = &reporter.preparer();
     with_shards(n, opts.reporter_thread, capture, bar, reporter, out, |k, cap, bar, desk, to_rep| {
@@ -844,7 +874,8 @@ fn chunk_loop<'a>(
                 process_chunk(o, k, &mut clock, &mut shard, &mut ended);
             }
         }
-        let msg = FromShard { shard: k, ended: prepared(preparer, &mut shard, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
+        let msg =
+            FromShard { shard: k, ended: prepared(preparer, &mut shard, &mut ended), watermark: OrderKey::at(clock.now()), done: None };
         desk.send(&to_rep, msg);
         // Then the chunks of the next round that are left: a thread that
         // processed its packets early reads more of them.

@@ -87,7 +87,17 @@ pub struct PathOut {
 
 impl PathOut {
     fn new(kind: PathKind, confidence: Confidence, evidence: Vec<String>) -> Self {
-        PathOut { kind, confidence, evidence, intercepted: None, connect: None, bypass_rule: None, policy: None, wire: None, pending: false }
+        PathOut {
+            kind,
+            confidence,
+            evidence,
+            intercepted: None,
+            connect: None,
+            bypass_rule: None,
+            policy: None,
+            wire: None,
+            pending: false,
+        }
     }
 
     /// A path with no evidence, for other modules' unit tests.
@@ -326,7 +336,12 @@ impl TlsFailure {
 fn rtt_ns(f: &crate::flow::Flow) -> Option<i64> {
     let syn = (f.wire.synack_us > 0).then(|| i64::from(f.wire.synack_us) * 1000);
     let recs = &f.session.record_log;
-    let hello = recs.iter().find(|r| r.dir == Dir::Client).zip(recs.iter().find(|r| r.dir == Dir::Server)).map(|(c, s)| s.ts_ns.saturating_sub(c.ts_ns)).filter(|&d| d > 0);
+    let hello = recs
+        .iter()
+        .find(|r| r.dir == Dir::Client)
+        .zip(recs.iter().find(|r| r.dir == Dir::Server))
+        .map(|(c, s)| s.ts_ns.saturating_sub(c.ts_ns))
+        .filter(|&d| d > 0);
     match (syn, hello) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -579,7 +594,11 @@ fn finish<'a>(x: &Facts<'a>) -> Finish<'a> {
         let fl = x.fin_len.unwrap_or(53);
         let prot: Vec<&RecordInfo> = x.client_after.iter().copied().filter(|r| r.content_type == content::APPLICATION_DATA).collect();
         match prot.iter().position(|r| r.len >= fl) {
-            Some(k) => Finish { ts: Some(prot[k].ts_ns), small_before: None, app_after: prot[k + 1..].iter().copied().filter(|r| r.len > x.alert_max()).collect() },
+            Some(k) => Finish {
+                ts: Some(prot[k].ts_ns),
+                small_before: None,
+                app_after: prot[k + 1..].iter().copied().filter(|r| r.len > x.alert_max()).collect(),
+            },
             None => Finish { ts: None, small_before: prot.first().copied(), app_after: Vec::new() },
         }
     } else {
@@ -686,11 +705,15 @@ fn after_finished<'a>(x: &Facts<'a>, fin_ts: i64) -> AfterFinished<'a> {
     // 16): 35 with 16-byte tags. A 52-byte record is a request, not an alert.
     let tag = if x.suite == Some(0x1305) { 8 } else { 16 };
     let tls13 = x.tls13;
-    let small = move |r: &RecordInfo| r.content_type == content::ALERT || (tls13 && r.content_type == content::APPLICATION_DATA && r.len <= 2 + 1 + tag + 16);
+    let small = move |r: &RecordInfo| {
+        r.content_type == content::ALERT || (tls13 && r.content_type == content::APPLICATION_DATA && r.len <= 2 + 1 + tag + 16)
+    };
     // Records after the client's Finished, by position in the log (several
     // records often share one packet and one timestamp).
     let is_fin = |r: &RecordInfo| {
-        r.dir == Dir::Client && r.ts_ns == fin_ts && if tls13 { r.content_type == content::APPLICATION_DATA && !small(r) } else { r.content_type == content::HANDSHAKE }
+        r.dir == Dir::Client
+            && r.ts_ns == fin_ts
+            && if tls13 { r.content_type == content::APPLICATION_DATA && !small(r) } else { r.content_type == content::HANDSHAKE }
     };
     let fin_idx = x.recs.iter().position(is_fin);
     let later = &x.recs[fin_idx.map_or(x.recs.len(), |i| i + 1)..];
@@ -891,7 +914,10 @@ fn explicit_proxy(x: &PathFacts<'_>, ev: &mut Vec<String>) -> Option<PathOut> {
     if let Some(c) = &x.connect {
         ev.push(format!("http_connect:{}", c.target));
     }
-    let target = x.connect.as_ref().map(|c| c.target.rsplit_once(':').map_or(c.target.as_str(), |(h, _)| h).trim_start_matches('[').trim_end_matches(']').to_string());
+    let target = x
+        .connect
+        .as_ref()
+        .map(|c| c.target.rsplit_once(':').map_or(c.target.as_str(), |(h, _)| h).trim_start_matches('[').trim_end_matches(']').to_string());
     let rule = target.as_deref().and_then(|t| x.cfg.bypass_match(Some(t), x.sip)).or_else(|| x.cfg.bypass_match(x.sni, x.sip));
     let (terminated, conf) = match (&x.chain_ca, &x.proxy_fp) {
         (Some(c), _) => {
@@ -1054,7 +1080,15 @@ pub fn wire_out(f: &crate::flow::Flow) -> Option<WireOut> {
         data_hops: data.map(hops_of),
         synack_ms: (w.synack_us > 0).then(|| f64::from(w.synack_us) / 1000.0),
         server_hello_ms: hello,
-        tcp_signature: ttl.map(|t| format!("{t}:{}:{}:{}:{}", w.synack_win, w.synack_mss, if w.synack_ws == 0xff { -1 } else { i32::from(w.synack_ws) }, w.options())),
+        tcp_signature: ttl.map(|t| {
+            format!(
+                "{t}:{}:{}:{}:{}",
+                w.synack_win,
+                w.synack_mss,
+                if w.synack_ws == 0xff { -1 } else { i32::from(w.synack_ws) },
+                w.options()
+            )
+        }),
     })
 }
 

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use pinwatch_parsers::time::Timestamp;
 use serde::Serialize;
 
-use crate::verdict::classify::{Confidence, Outcome, PathKind, PathOut, Policy, TlsFailure};
 use crate::config::Config;
+use crate::verdict::classify::{Confidence, Outcome, PathKind, PathOut, Policy, TlsFailure};
 
 pub const GID: u32 = 1725;
 pub const SID_INSPECTION_FAILURE: u32 = 1_725_001;
@@ -35,10 +35,20 @@ pub const SID_BASELINE: u32 = 1_725_006;
 
 /// (sid, severity, signature, category)
 pub const SIGNATURES: [(u32, u8, &str, &str); 6] = [
-    (SID_INSPECTION_FAILURE, 2, "AN1725 client rejected a TLS session under enterprise inspection", "Potential Corporate Privacy Violation"),
+    (
+        SID_INSPECTION_FAILURE,
+        2,
+        "AN1725 client rejected a TLS session under enterprise inspection",
+        "Potential Corporate Privacy Violation",
+    ),
     (SID_DIRECT, 3, "AN1725 direct TLS from a managed network around the inspection", "Potential Corporate Privacy Violation"),
     (SID_OPAQUE, 3, "AN1725 opaque direct encrypted session", "Potential Corporate Privacy Violation"),
-    (SID_FALLBACK, 1, "AN1725 rejected enterprise TLS inspection, then went around it to the same server name", "Potential Corporate Privacy Violation"),
+    (
+        SID_FALLBACK,
+        1,
+        "AN1725 rejected enterprise TLS inspection, then went around it to the same server name",
+        "Potential Corporate Privacy Violation",
+    ),
     (SID_AN1725, 1, "AN1725 attributed app failed under or went around enterprise TLS inspection", "Potential Corporate Privacy Violation"),
     (SID_BASELINE, 2, "AN1725 attributed app contacted a destination outside its baseline", "Potential Corporate Privacy Violation"),
 ];
@@ -96,10 +106,18 @@ pub fn confidence_name(c: Confidence) -> &'static str {
 
 impl AlertBody {
     pub fn new(sid: u32, confidence: Confidence) -> Self {
-        let (sid, base, signature, category) =
-            SIGNATURES.iter().copied().find(|s| s.0 == sid).unwrap_or((sid, 3, "AN1725", "Unknown"));
+        let (sid, base, signature, category) = SIGNATURES.iter().copied().find(|s| s.0 == sid).unwrap_or((sid, 3, "AN1725", "Unknown"));
         let metadata = Metadata { confidence: [confidence_name(confidence)], ..META };
-        AlertBody { action: "allowed", gid: GID, signature_id: sid, rev: 1, signature, category, severity: severity_for(base, confidence), metadata }
+        AlertBody {
+            action: "allowed",
+            gid: GID,
+            signature_id: sid,
+            rev: 1,
+            signature,
+            category,
+            severity: severity_for(base, confidence),
+            metadata,
+        }
     }
 }
 
@@ -209,7 +227,15 @@ const MAX_PER_KEY: usize = 16;
 
 impl Correlator {
     pub fn new(cfg: Config) -> Self {
-        Correlator { cfg, rejections: KeyMap::default(), arounds: KeyMap::default(), order: VecDeque::new(), max_keys: 100_000, max_sessions: 200_000, dropped: 0 }
+        Correlator {
+            cfg,
+            rejections: KeyMap::default(),
+            arounds: KeyMap::default(),
+            order: VecDeque::new(),
+            max_keys: 100_000,
+            max_sessions: 200_000,
+            dropped: 0,
+        }
     }
 
     /// Keys, remembered sessions and expiry-queue entries held now: at most
@@ -279,10 +305,8 @@ impl Correlator {
             // a connection left unused) raises no inspection-failure alert;
             // it still counts towards a fallback, which corroborates it.
             if rejection_conf > Confidence::Low {
-                let mut reasons = vec![format!(
-                    "client_rejected:class_{}",
-                    s.failure.class.map(|c| format!("{c:?}")).unwrap_or_else(|| "?".into())
-                )];
+                let mut reasons =
+                    vec![format!("client_rejected:class_{}", s.failure.class.map(|c| format!("{c:?}")).unwrap_or_else(|| "?".into()))];
                 if let Some(a) = &s.failure.alert {
                     reasons.push(format!("client_alert:{a}"));
                 }
@@ -303,8 +327,8 @@ impl Correlator {
             }
         }
 
-        let around = matches!(kind, PathKind::Direct | PathKind::SanctionedBypass)
-            && (!s.quic || s.failure.outcome == Outcome::Established);
+        let around =
+            matches!(kind, PathKind::Direct | PathKind::SanctionedBypass) && (!s.quic || s.failure.outcome == Outcome::Established);
         // `direct` is only ever claimed on positive evidence that the
         // session did not traverse the inspector (classify::path).
         if kind == PathKind::Direct && self.inspection_deployed() && !s.quic {
@@ -341,7 +365,14 @@ impl Correlator {
             let n = &*key.1;
             if around {
                 let q = self.arounds.entry(key.clone()).or_default();
-                q.push_back(Around { flow_id: s.flow_id, start_ns: s.start_ns, confidence: s.path.confidence, direct: kind == PathKind::Direct, quic: s.quic, alerted: false });
+                q.push_back(Around {
+                    flow_id: s.flow_id,
+                    start_ns: s.start_ns,
+                    confidence: s.path.confidence,
+                    direct: kind == PathKind::Direct,
+                    quic: s.quic,
+                    alerted: false,
+                });
                 if q.len() > MAX_PER_KEY {
                     q.pop_front();
                     self.dropped += 1;
@@ -355,15 +386,22 @@ impl Correlator {
             let min = self.cfg.fallback_min_rejections as usize;
             if let (Some(rej), Some(arounds)) = (self.rejections.get(&key), self.arounds.get_mut(&key)) {
                 for a in arounds.iter_mut().filter(|a| !a.alerted) {
-                    let prior: Vec<&Rejection> =
-                        rej.iter().filter(|r| r.start_ns <= a.start_ns && Timestamp::from_ns(a.start_ns) - Timestamp::from_ns(r.start_ns) <= window).collect();
+                    let prior: Vec<&Rejection> = rej
+                        .iter()
+                        .filter(|r| r.start_ns <= a.start_ns && Timestamp::from_ns(a.start_ns) - Timestamp::from_ns(r.start_ns) <= window)
+                        .collect();
                     if prior.len() >= min {
                         a.alerted = true;
                         let mut flow_ids: Vec<u64> = prior.iter().map(|r| r.flow_id).collect();
                         flow_ids.push(a.flow_id);
                         let mut reasons = vec![
                             format!("rejections_under_inspection:{}", prior.len()),
-                            format!("then_{}{}:{}", if a.quic { "quic_" } else { "" }, if a.direct { "direct" } else { "sanctioned_bypass" }, n),
+                            format!(
+                                "then_{}{}:{}",
+                                if a.quic { "quic_" } else { "" },
+                                if a.direct { "direct" } else { "sanctioned_bypass" },
+                                n
+                            ),
                             format!("window_s:{}", window / 1_000_000_000),
                         ];
                         if let Some(app) = &key.2 {
@@ -413,8 +451,8 @@ mod tests {
         }
     }
 
-    use crate::verdict::classify::{FailureClass, PathKind, PathOut, TlsFailure};
     use crate::flow::CloseKind;
+    use crate::verdict::classify::{FailureClass, PathKind, PathOut, TlsFailure};
 
     const SEC: i64 = 1_000_000_000;
 
@@ -424,7 +462,9 @@ mod tests {
 
     /// An explicit-proxy deployment: direct sessions went around it.
     fn explicit() -> Config {
-        config("[inspection]\ndeployment = \"explicit\"\nexplicit_proxies = [\"10.0.0.3:3128\"]\n[thresholds]\nfallback_min_rejections = 2\n")
+        config(
+            "[inspection]\ndeployment = \"explicit\"\nexplicit_proxies = [\"10.0.0.3:3128\"]\n[thresholds]\nfallback_min_rejections = 2\n",
+        )
     }
 
     fn rejected(conf: Confidence) -> TlsFailure {

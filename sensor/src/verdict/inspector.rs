@@ -22,8 +22,8 @@
 //! replay gives the same verdicts with any number of threads. Memory is
 //! bounded: at most [`MAX_SIGNATURES`] signatures of each kind.
 
-use crate::verdict::classify::{Confidence, PathKind, PathOut};
 use crate::config::Config;
+use crate::verdict::classify::{Confidence, PathKind, PathOut};
 
 /// Most signatures kept per kind (inspector, origin); later new ones are
 /// not learned (counted in [`Profile::unlearned`]).

@@ -138,25 +138,17 @@ pub struct AllowConfig {
     pub destinations: Vec<String>,
 }
 
-const GLOB: glob::MatchOptions = glob::MatchOptions {
-    case_sensitive: false,
-    require_literal_separator: false,
-    require_literal_leading_dot: false,
-};
+const GLOB: glob::MatchOptions =
+    glob::MatchOptions { case_sensitive: false, require_literal_separator: false, require_literal_leading_dot: false };
 
 fn parse_nets(s: &str) -> Result<Vec<IpNet>, String> {
     let inner = s.trim().trim_start_matches('[').trim_end_matches(']');
     let mut out = Vec::new();
-    for part in inner
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|p| !p.is_empty())
-    {
+    for part in inner.split(|c: char| c == ',' || c.is_whitespace()).filter(|p| !p.is_empty()) {
         let n = part
             .parse::<IpNet>()
             .or_else(|_| part.parse::<IpAddr>().map(IpNet::from))
-            .map_err(|_| {
-                format!("`{part}` is not an IP address or CIDR (variables are not supported)")
-            })?;
+            .map_err(|_| format!("`{part}` is not an IP address or CIDR (variables are not supported)"))?;
         out.push(n);
     }
     if out.is_empty() {
@@ -242,10 +234,7 @@ impl Rules {
 
     /// Add the allow list; bad entries are problems.
     pub fn add_allow(&mut self, source: &str, a: &AllowConfig) {
-        let globs = |what: &str,
-                     list: &[String],
-                     into: fn(&mut Allow) -> &mut Vec<glob::Pattern>,
-                     r: &mut Rules| {
+        let globs = |what: &str, list: &[String], into: fn(&mut Allow) -> &mut Vec<glob::Pattern>, r: &mut Rules| {
             for p in list {
                 match glob::Pattern::new(p.trim()) {
                     Ok(g) if !p.trim().is_empty() => {
@@ -262,9 +251,7 @@ impl Rules {
         for c in &a.app_certs {
             let c = c.trim().to_ascii_lowercase().replace(':', "");
             if c.is_empty() || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
-                self.problem(format!(
-                    "{source}: tuning.allow.app_certs: `{c}` is not a hex digest"
-                ));
+                self.problem(format!("{source}: tuning.allow.app_certs: `{c}` is not a hex digest"));
             } else {
                 self.allow.app_certs.push(c);
                 self.rules += 1;
@@ -272,10 +259,7 @@ impl Rules {
         }
         for d in &a.destinations {
             let d = d.trim();
-            if let Ok(n) = d
-                .parse::<IpNet>()
-                .or_else(|_| d.parse::<IpAddr>().map(IpNet::from))
-            {
+            if let Ok(n) = d.parse::<IpNet>().or_else(|_| d.parse::<IpAddr>().map(IpNet::from)) {
                 self.allow.nets.push(n);
                 self.rules += 1;
                 continue;
@@ -285,9 +269,7 @@ impl Rules {
                     self.allow.hosts.push(g);
                     self.rules += 1;
                 }
-                Ok(_) => self.problem(format!(
-                    "{source}: tuning.allow.destinations: an empty entry"
-                )),
+                Ok(_) => self.problem(format!("{source}: tuning.allow.destinations: an empty entry")),
                 Err(e) => self.problem(format!("{source}: tuning.allow.destinations: `{d}`: {e}")),
             }
         }
@@ -299,10 +281,7 @@ impl Rules {
             eprintln!("pinwatch: tuning: skipped {p}");
         }
         if self.bad_lines > self.problems.len() as u64 {
-            eprintln!(
-                "pinwatch: tuning: {} more skipped (stats.tuning.bad_lines)",
-                self.bad_lines - self.problems.len() as u64
-            );
+            eprintln!("pinwatch: tuning: {} more skipped (stats.tuning.bad_lines)", self.bad_lines - self.problems.len() as u64);
         }
     }
 
@@ -326,42 +305,31 @@ enum Line {
 }
 
 fn parse_line(line: &str) -> Result<Line, String> {
-    let (verb, rest) = line.split_once(char::is_whitespace).ok_or_else(|| format!("`{line}`: expected `suppress`, `threshold`, `event_filter` or `rate_filter` and its fields"))?;
+    let (verb, rest) = line
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| format!("`{line}`: expected `suppress`, `threshold`, `event_filter` or `rate_filter` and its fields"))?;
     let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
     for f in split_fields(rest) {
-        let (k, v) = f
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| format!("`{f}`: expected `key value`"))?;
+        let (k, v) = f.split_once(char::is_whitespace).ok_or_else(|| format!("`{f}`: expected `key value`"))?;
         if fields.insert(k.trim(), v.trim()).is_some() {
             return Err(format!("`{k}` given twice"));
         }
     }
     let mut take = |k: &str| fields.remove(k);
     let num = |k: &str, v: Option<&str>| -> Result<u64, String> {
-        v.ok_or_else(|| format!("`{k}` is missing"))?
-            .parse::<u64>()
-            .map_err(|_| format!("`{k}` is not a number"))
+        v.ok_or_else(|| format!("`{k}` is missing"))?.parse::<u64>().map_err(|_| format!("`{k}` is not a number"))
     };
     let gid = num("gen_id", take("gen_id"))?;
-    let sid = u32::try_from(num("sig_id", take("sig_id"))?)
-        .map_err(|_| "`sig_id` is too large".to_string())?;
+    let sid = u32::try_from(num("sig_id", take("sig_id"))?).map_err(|_| "`sig_id` is too large".to_string())?;
     match (gid, sid) {
         (0, 0) => {}
         (0, _) => return Err("`gen_id 0` goes with `sig_id 0` (every signature)".into()),
         (1, _) | (1725, _) => {}
-        (g, _) => {
-            return Err(format!(
-            "gen_id {g}: pinwatch's signatures have gid {GID} (Suricata's 1 is accepted for it)"
-        ))
-        }
+        (g, _) => return Err(format!("gen_id {g}: pinwatch's signatures have gid {GID} (Suricata's 1 is accepted for it)")),
     }
-    const SIDS: [u32; 6] = [
-        1_725_001, 1_725_002, 1_725_003, 1_725_004, 1_725_005, 1_725_006,
-    ];
+    const SIDS: [u32; 6] = [1_725_001, 1_725_002, 1_725_003, 1_725_004, 1_725_005, 1_725_006];
     if sid != 0 && !SIDS.contains(&sid) {
-        return Err(format!(
-            "sig_id {sid} is not a pinwatch signature (1725001..=1725006, or 0 for every one)"
-        ));
+        return Err(format!("sig_id {sid} is not a pinwatch signature (1725001..=1725006, or 0 for every one)"));
     }
     let track = |v: Option<&str>, allowed: &[(&str, Track)]| -> Result<Track, String> {
         let v = v.ok_or("`track` is missing")?;
@@ -369,23 +337,10 @@ fn parse_line(line: &str) -> Result<Line, String> {
             .iter()
             .find(|(n, _)| *n == v)
             .map(|(_, t)| *t)
-            .ok_or_else(|| {
-                format!(
-                    "track `{v}`: use {}",
-                    allowed
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })
+            .ok_or_else(|| format!("track `{v}`: use {}", allowed.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")))
     };
-    const COUNTED: [(&str, Track); 4] = [
-        ("by_src", Track::BySrc),
-        ("by_dst", Track::ByDst),
-        ("by_rule", Track::ByRule),
-        ("by_both", Track::ByBoth),
-    ];
+    const COUNTED: [(&str, Track); 4] =
+        [("by_src", Track::BySrc), ("by_dst", Track::ByDst), ("by_rule", Track::ByRule), ("by_both", Track::ByBoth)];
     let positive = |k: &str, v: Option<&str>| -> Result<u64, String> {
         match num(k, v)? {
             0 => Err(format!("`{k}` must be at least 1")),
@@ -397,14 +352,7 @@ fn parse_line(line: &str) -> Result<Line, String> {
             let t = match (take("track"), take("ip")) {
                 (None, None) => None,
                 (Some(t), Some(ip)) => Some((
-                    track(
-                        Some(t),
-                        &[
-                            ("by_src", Track::BySrc),
-                            ("by_dst", Track::ByDst),
-                            ("by_either", Track::ByEither),
-                        ],
-                    )?,
+                    track(Some(t), &[("by_src", Track::BySrc), ("by_dst", Track::ByDst), ("by_either", Track::ByEither)])?,
                     parse_nets(ip)?,
                 )),
                 (Some(_), None) => return Err("`track` needs `ip`".into()),
@@ -436,9 +384,7 @@ fn parse_line(line: &str) -> Result<Line, String> {
                 Some("pass") => Action::Pass,
                 Some("drop") => Action::Drop,
                 Some("reject") => Action::Reject,
-                Some(o) => {
-                    return Err(format!("new_action `{o}`: use alert, pass, drop or reject"))
-                }
+                Some(o) => return Err(format!("new_action `{o}`: use alert, pass, drop or reject")),
                 None => return Err("`new_action` is missing".into()),
             };
             Line::Rate(RateFilter {
@@ -450,11 +396,7 @@ fn parse_line(line: &str) -> Result<Line, String> {
                 timeout: positive("timeout", take("timeout"))?,
             })
         }
-        other => {
-            return Err(format!(
-                "`{other}`: expected suppress, threshold, event_filter or rate_filter"
-            ))
-        }
+        other => return Err(format!("`{other}`: expected suppress, threshold, event_filter or rate_filter")),
     };
     if let Some((k, _)) = fields.into_iter().next() {
         return Err(format!("`{k}` is not a field of `{verb}`"));
@@ -485,24 +427,13 @@ impl<'a> Subject<'a> {
         if v.get("event_type")?.as_str()? != "alert" {
             return None;
         }
-        let ip = |k: &str| {
-            v.get(k)
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse::<IpAddr>().ok())
-        };
+        let ip = |k: &str| v.get(k).and_then(Value::as_str).and_then(|s| s.parse::<IpAddr>().ok());
         Some(Subject {
             gid: v.pointer("/alert/gid").and_then(Value::as_u64).unwrap_or(0) as u32,
-            sid: v
-                .pointer("/alert/signature_id")
-                .and_then(Value::as_u64)
-                .unwrap_or(0) as u32,
+            sid: v.pointer("/alert/signature_id").and_then(Value::as_u64).unwrap_or(0) as u32,
             src: ip("src_ip"),
             dst: ip("dest_ip"),
-            ts_ns: v
-                .get("timestamp")
-                .and_then(Value::as_str)
-                .and_then(crate::verdict::tuning::timestamp_ns)
-                .unwrap_or(0),
+            ts_ns: v.get("timestamp").and_then(Value::as_str).and_then(crate::verdict::tuning::timestamp_ns).unwrap_or(0),
             sni: v.pointer("/tls/sni").and_then(Value::as_str),
             app: v.pointer("/mobile/app/package").and_then(Value::as_str),
             app_certs: v
@@ -511,10 +442,7 @@ impl<'a> Subject<'a> {
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default(),
             device: v.pointer("/mobile/device_id").and_then(Value::as_str),
-            alert_id: v
-                .pointer("/an1725/alert_id")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty()),
+            alert_id: v.pointer("/an1725/alert_id").and_then(Value::as_str).filter(|s| !s.is_empty()),
         })
     }
 }
@@ -523,9 +451,7 @@ impl<'a> Subject<'a> {
 pub fn timestamp_ns(ts: &str) -> Option<i64> {
     let t = time::PrimitiveDateTime::parse(
         ts.get(..26)?,
-        time::macros::format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]"
-        ),
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]"),
     )
     .ok()?;
     i64::try_from(t.assume_utc().unix_timestamp_nanos()).ok()
@@ -569,15 +495,7 @@ pub struct TuningStats {
 impl TuningStats {
     /// Alerts not written, all reasons.
     pub fn withheld(&self) -> u64 {
-        [
-            &self.allowed,
-            &self.suppressed,
-            &self.thresholded,
-            &self.rate_filtered,
-        ]
-        .iter()
-        .flat_map(|m| m.values())
-        .sum()
+        [&self.allowed, &self.suppressed, &self.thresholded, &self.rate_filtered].iter().flat_map(|m| m.values()).sum()
     }
 }
 
@@ -681,9 +599,7 @@ impl Tuning {
             let hit = match &s.track {
                 None => true,
                 Some((t, nets)) => {
-                    let any = |ip: Option<IpAddr>| {
-                        ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)))
-                    };
+                    let any = |ip: Option<IpAddr>| ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)));
                     match t {
                         Track::BySrc => any(a.src),
                         Track::ByDst => any(a.dst),
@@ -735,26 +651,18 @@ impl Tuning {
             let rules = Arc::clone(&self.rules);
             self.windows.retain(|(rate, i, _), w| {
                 let (seconds, timeout) = if *rate {
-                    rules
-                        .rates
-                        .get(*i)
-                        .map_or((0, 0), |r| (r.seconds, r.timeout))
+                    rules.rates.get(*i).map_or((0, 0), |r| (r.seconds, r.timeout))
                 } else {
                     rules.thresholds.get(*i).map_or((0, 0), |t| (t.seconds, 0))
                 };
-                within(w.start_ns, now, seconds)
-                    || w.timeout_since.is_some_and(|t| within(t, now, timeout))
+                within(w.start_ns, now, seconds) || w.timeout_since.is_some_and(|t| within(t, now, timeout))
             });
             if self.windows.len() >= MAX_TRACKED {
                 self.stats.tracker_overflows += 1;
                 return None;
             }
         }
-        Some(self.windows.entry(key).or_insert(Window {
-            start_ns: now,
-            count: 0,
-            timeout_since: None,
-        }))
+        Some(self.windows.entry(key).or_insert(Window { start_ns: now, count: 0, timeout_since: None }))
     }
 
     /// Suricata's `threshold` types; true: the alert is written.
@@ -764,11 +672,7 @@ impl Tuning {
             return true;
         };
         if w.count == 0 || !within(w.start_ns, now, t.seconds) {
-            *w = Window {
-                start_ns: now,
-                count: 0,
-                timeout_since: None,
-            };
+            *w = Window { start_ns: now, count: 0, timeout_since: None };
         }
         w.count += 1;
         match t.kind {
@@ -799,18 +703,10 @@ impl Tuning {
             if within(since, now, r.timeout) {
                 return true;
             }
-            *w = Window {
-                start_ns: now,
-                count: 0,
-                timeout_since: None,
-            };
+            *w = Window { start_ns: now, count: 0, timeout_since: None };
         }
         if w.count == 0 || !within(w.start_ns, now, r.seconds) {
-            *w = Window {
-                start_ns: now,
-                count: 0,
-                timeout_since: None,
-            };
+            *w = Window { start_ns: now, count: 0, timeout_since: None };
         }
         w.count += 1;
         if w.count > r.count {
@@ -822,34 +718,19 @@ impl Tuning {
 }
 
 fn allowed(allow: &Allow, a: &Subject<'_>) -> bool {
-    if a.app
-        .is_some_and(|p| allow.apps.iter().any(|g| g.matches_with(p, GLOB)))
-    {
+    if a.app.is_some_and(|p| allow.apps.iter().any(|g| g.matches_with(p, GLOB))) {
         return true;
     }
-    if a.app_certs.iter().any(|c| {
-        allow
-            .app_certs
-            .iter()
-            .any(|x| x.eq_ignore_ascii_case(&c.replace(':', "")))
-    }) {
+    if a.app_certs.iter().any(|c| allow.app_certs.iter().any(|x| x.eq_ignore_ascii_case(&c.replace(':', "")))) {
         return true;
     }
-    if a.device
-        .is_some_and(|d| allow.devices.iter().any(|g| g.matches_with(d, GLOB)))
-    {
+    if a.device.is_some_and(|d| allow.devices.iter().any(|g| g.matches_with(d, GLOB))) {
         return true;
     }
-    if a.sni.is_some_and(|h| {
-        allow
-            .hosts
-            .iter()
-            .any(|g| g.matches_with(h.trim_end_matches('.'), GLOB))
-    }) {
+    if a.sni.is_some_and(|h| allow.hosts.iter().any(|g| g.matches_with(h.trim_end_matches('.'), GLOB))) {
         return true;
     }
-    a.dst
-        .is_some_and(|ip| allow.nets.iter().any(|n| n.contains(&ip)))
+    a.dst.is_some_and(|ip| allow.nets.iter().any(|n| n.contains(&ip)))
 }
 
 #[cfg(test)]
@@ -857,14 +738,7 @@ mod tests {
     use super::*;
 
     fn alert(sid: u32, src: &str, dst: &str, secs: i64) -> Subject<'static> {
-        Subject {
-            gid: GID,
-            sid,
-            src: src.parse().ok(),
-            dst: dst.parse().ok(),
-            ts_ns: secs * NS,
-            ..Default::default()
-        }
+        Subject { gid: GID, sid, src: src.parse().ok(), dst: dst.parse().ok(), ts_ns: secs * NS, ..Default::default() }
     }
 
     fn tuning(text: &str) -> Tuning {
@@ -875,41 +749,19 @@ mod tests {
 
     /// Decisions for alerts of sid 1725002 from `src` at the given seconds.
     fn run(t: &mut Tuning, src: &str, at: &[i64]) -> Vec<bool> {
-        at.iter()
-            .map(|s| t.admit(&alert(1_725_002, src, "198.51.100.1", *s)) == Admit::Write)
-            .collect()
+        at.iter().map(|s| t.admit(&alert(1_725_002, src, "198.51.100.1", *s)) == Admit::Write).collect()
     }
 
     #[test]
     fn suppress_all_or_by_address() {
-        let mut t = tuning("suppress gen_id 1, sig_id 1725002\nsuppress gen_id 1725, sig_id 1725003, track by_src, ip [10.0.0.0/24, 10.9.9.9]\n");
-        assert_eq!(
-            t.admit(&alert(1_725_002, "10.1.1.1", "198.51.100.1", 0)),
-            Admit::Suppressed
-        );
-        assert_eq!(
-            t.admit(&alert(1_725_003, "10.0.0.7", "198.51.100.1", 0)),
-            Admit::Suppressed
-        );
-        assert_eq!(
-            t.admit(&alert(1_725_003, "10.9.9.9", "198.51.100.1", 0)),
-            Admit::Suppressed
-        );
-        assert_eq!(
-            t.admit(&alert(1_725_003, "10.0.1.7", "198.51.100.1", 0)),
-            Admit::Write,
-            "source outside the list"
-        );
-        assert_eq!(
-            t.admit(&alert(1_725_003, "198.51.100.1", "10.0.0.7", 0)),
-            Admit::Write,
-            "by_src does not look at the destination"
-        );
-        assert_eq!(
-            t.admit(&alert(1_725_001, "10.0.0.7", "198.51.100.1", 0)),
-            Admit::Write,
-            "another signature"
-        );
+        let mut t =
+            tuning("suppress gen_id 1, sig_id 1725002\nsuppress gen_id 1725, sig_id 1725003, track by_src, ip [10.0.0.0/24, 10.9.9.9]\n");
+        assert_eq!(t.admit(&alert(1_725_002, "10.1.1.1", "198.51.100.1", 0)), Admit::Suppressed);
+        assert_eq!(t.admit(&alert(1_725_003, "10.0.0.7", "198.51.100.1", 0)), Admit::Suppressed);
+        assert_eq!(t.admit(&alert(1_725_003, "10.9.9.9", "198.51.100.1", 0)), Admit::Suppressed);
+        assert_eq!(t.admit(&alert(1_725_003, "10.0.1.7", "198.51.100.1", 0)), Admit::Write, "source outside the list");
+        assert_eq!(t.admit(&alert(1_725_003, "198.51.100.1", "10.0.0.7", 0)), Admit::Write, "by_src does not look at the destination");
+        assert_eq!(t.admit(&alert(1_725_001, "10.0.0.7", "198.51.100.1", 0)), Admit::Write, "another signature");
         assert_eq!(t.stats.suppressed.get("1725002"), Some(&1));
         assert_eq!(t.stats.suppressed.get("1725003"), Some(&2));
         assert_eq!(t.stats.withheld(), 3);
@@ -918,35 +770,17 @@ mod tests {
     #[test]
     fn suppress_by_either_and_every_signature() {
         let mut t = tuning("suppress gen_id 0, sig_id 0, track by_either, ip 203.0.113.0/24\n");
-        assert_eq!(
-            t.admit(&alert(1_725_001, "203.0.113.5", "198.51.100.1", 0)),
-            Admit::Suppressed
-        );
-        assert_eq!(
-            t.admit(&alert(1_725_004, "10.0.0.1", "203.0.113.9", 0)),
-            Admit::Suppressed
-        );
-        assert_eq!(
-            t.admit(&alert(1_725_004, "10.0.0.1", "198.51.100.1", 0)),
-            Admit::Write
-        );
+        assert_eq!(t.admit(&alert(1_725_001, "203.0.113.5", "198.51.100.1", 0)), Admit::Suppressed);
+        assert_eq!(t.admit(&alert(1_725_004, "10.0.0.1", "203.0.113.9", 0)), Admit::Suppressed);
+        assert_eq!(t.admit(&alert(1_725_004, "10.0.0.1", "198.51.100.1", 0)), Admit::Write);
     }
 
     /// limit: the first `count` per window of `seconds`, per tracker.
     #[test]
     fn threshold_limit() {
-        let mut t = tuning(
-            "threshold gen_id 1, sig_id 1725002, type limit, track by_src, count 2, seconds 60\n",
-        );
-        assert_eq!(
-            run(&mut t, "10.0.0.1", &[0, 1, 2, 59, 60, 61, 62]),
-            [true, true, false, false, true, true, false]
-        );
-        assert_eq!(
-            run(&mut t, "10.0.0.2", &[62]),
-            [true],
-            "another source has its own window"
-        );
+        let mut t = tuning("threshold gen_id 1, sig_id 1725002, type limit, track by_src, count 2, seconds 60\n");
+        assert_eq!(run(&mut t, "10.0.0.1", &[0, 1, 2, 59, 60, 61, 62]), [true, true, false, false, true, true, false]);
+        assert_eq!(run(&mut t, "10.0.0.2", &[62]), [true], "another source has its own window");
         assert_eq!(t.stats.thresholded.get("1725002"), Some(&3));
     }
 
@@ -954,41 +788,24 @@ mod tests {
     #[test]
     fn threshold_every_nth() {
         let mut t = tuning("threshold gen_id 1, sig_id 1725002, type threshold, track by_rule, count 3, seconds 100\n");
-        assert_eq!(
-            run(&mut t, "10.0.0.1", &[0, 1, 2, 3, 4, 5]),
-            [false, false, true, false, false, true]
-        );
+        assert_eq!(run(&mut t, "10.0.0.1", &[0, 1, 2, 3, 4, 5]), [false, false, true, false, false, true]);
         // Two matches, then the window runs out: counting starts again.
-        assert_eq!(
-            run(&mut t, "10.0.0.1", &[10, 11, 200, 201, 202]),
-            [false, false, false, false, true]
-        );
+        assert_eq!(run(&mut t, "10.0.0.1", &[10, 11, 200, 201, 202]), [false, false, false, false, true]);
     }
 
     /// both: once per window, at the `count`-th match.
     #[test]
     fn threshold_both() {
-        let mut t = tuning(
-            "threshold gen_id 1, sig_id 1725002, type both, track by_dst, count 2, seconds 10\n",
-        );
-        assert_eq!(
-            run(&mut t, "10.0.0.1", &[0, 1, 2, 3, 10, 11, 12]),
-            [false, true, false, false, false, true, false]
-        );
+        let mut t = tuning("threshold gen_id 1, sig_id 1725002, type both, track by_dst, count 2, seconds 10\n");
+        assert_eq!(run(&mut t, "10.0.0.1", &[0, 1, 2, 3, 10, 11, 12]), [false, true, false, false, false, true, false]);
     }
 
     /// A sid's own threshold line wins over the global one.
     #[test]
     fn own_threshold_before_global() {
         let mut t = tuning("threshold gen_id 0, sig_id 0, type limit, track by_rule, count 1, seconds 100\nthreshold gen_id 1, sig_id 1725002, type limit, track by_rule, count 3, seconds 100\n");
-        assert_eq!(
-            run(&mut t, "10.0.0.1", &[0, 1, 2, 3]),
-            [true, true, true, false]
-        );
-        let other: Vec<bool> = [0, 1]
-            .iter()
-            .map(|s| t.admit(&alert(1_725_001, "10.0.0.1", "198.51.100.1", *s)) == Admit::Write)
-            .collect();
+        assert_eq!(run(&mut t, "10.0.0.1", &[0, 1, 2, 3]), [true, true, true, false]);
+        let other: Vec<bool> = [0, 1].iter().map(|s| t.admit(&alert(1_725_001, "10.0.0.1", "198.51.100.1", *s)) == Admit::Write).collect();
         assert_eq!(other, [true, false]);
     }
 
@@ -997,17 +814,10 @@ mod tests {
     fn rate_filter_pass_for_timeout() {
         let mut t = tuning("rate_filter gen_id 1, sig_id 1725002, track by_src, count 2, seconds 10, new_action pass, timeout 30\n");
         // In force from the third (at 2 s) for 30 s: up to 31 s inclusive.
-        assert_eq!(
-            run(&mut t, "10.0.0.1", &[0, 1, 2, 3, 31, 33]),
-            [true, true, false, false, false, true]
-        );
+        assert_eq!(run(&mut t, "10.0.0.1", &[0, 1, 2, 3, 31, 33]), [true, true, false, false, false, true]);
         assert_eq!(t.stats.rate_filtered.get("1725002"), Some(&3));
         let mut keep = tuning("rate_filter gen_id 1, sig_id 1725002, track by_src, count 1, seconds 10, new_action alert, timeout 30\n");
-        assert_eq!(
-            run(&mut keep, "10.0.0.1", &[0, 1, 2]),
-            [true, true, true],
-            "new_action alert changes nothing"
-        );
+        assert_eq!(run(&mut keep, "10.0.0.1", &[0, 1, 2]), [true, true, true], "new_action alert changes nothing");
     }
 
     #[test]
@@ -1056,11 +866,7 @@ mod tests {
         let mut b = a.clone();
         b.alert_id = Some("an1725-2-2");
         assert_eq!(t.admit(&b), Admit::Thresholded);
-        assert_eq!(
-            t.admit(&b),
-            Admit::Thresholded,
-            "revision 2 of a withheld alert"
-        );
+        assert_eq!(t.admit(&b), Admit::Thresholded, "revision 2 of a withheld alert");
     }
 
     #[test]
@@ -1069,33 +875,16 @@ mod tests {
         let r = Rules::parse("t.config", text);
         assert_eq!(r.rules, 1);
         assert_eq!(r.bad_lines, 8);
-        let lines: Vec<&str> = r
-            .problems
-            .iter()
-            .map(|p| p.split(':').nth(1).unwrap_or(""))
-            .collect();
+        let lines: Vec<&str> = r.problems.iter().map(|p| p.split(':').nth(1).unwrap_or("")).collect();
         assert_eq!(lines, ["4", "5", "6", "7", "8", "9", "11", "12"]);
-        assert!(
-            r.problems[0].contains("type `sometimes`"),
-            "{:?}",
-            r.problems
-        );
-        assert!(
-            r.problems[4].contains("`timeout` is missing"),
-            "{:?}",
-            r.problems
-        );
-        assert!(
-            r.problems[5].contains("`seconds` must be at least 1"),
-            "{:?}",
-            r.problems
-        );
+        assert!(r.problems[0].contains("type `sometimes`"), "{:?}", r.problems);
+        assert!(r.problems[4].contains("`timeout` is missing"), "{:?}", r.problems);
+        assert!(r.problems[5].contains("`seconds` must be at least 1"), "{:?}", r.problems);
     }
 
     #[test]
     fn the_example_file_loads() {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../dist/threshold.config.example");
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/threshold.config.example");
         let r = Rules::parse("example", &std::fs::read_to_string(p).expect("example"));
         assert_eq!(r.problems, Vec::<String>::new());
         assert_eq!(r.rules, 5);
@@ -1103,28 +892,19 @@ mod tests {
 
     #[test]
     fn timestamps_are_packet_time() {
-        assert_eq!(
-            timestamp_ns("1970-01-01T00:00:01.500000+0000"),
-            Some(1_500_000_000)
-        );
+        assert_eq!(timestamp_ns("1970-01-01T00:00:01.500000+0000"), Some(1_500_000_000));
         assert_eq!(timestamp_ns("garbage"), None);
     }
 
     #[test]
     fn the_tracker_table_is_capped() {
-        let mut t = tuning(
-            "threshold gen_id 1, sig_id 1725002, type limit, track by_src, count 1, seconds 1000\n",
-        );
+        let mut t = tuning("threshold gen_id 1, sig_id 1725002, type limit, track by_src, count 1, seconds 1000\n");
         for i in 0..MAX_TRACKED as u32 {
             let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
             assert!(run(&mut t, &ip, &[0])[0]);
         }
         assert_eq!(t.windows.len(), MAX_TRACKED);
-        assert_eq!(
-            run(&mut t, "192.0.2.1", &[1]),
-            [true],
-            "no room: written, not tracked"
-        );
+        assert_eq!(run(&mut t, "192.0.2.1", &[1]), [true], "no room: written, not tracked");
         assert_eq!(t.stats.tracker_overflows, 1);
         assert_eq!(t.windows.len(), MAX_TRACKED);
     }

@@ -47,7 +47,10 @@ pub fn root() -> Option<PathBuf> {
     match locate() {
         Ok(p) => Some(p),
         Err(p) if required() => {
-            panic!("the corpus is not at {} and PINWATCH_CORPUS_REQUIRED=1: this test cannot check anything (set PINWATCH_CORPUS)", p.display())
+            panic!(
+                "the corpus is not at {} and PINWATCH_CORPUS_REQUIRED=1: this test cannot check anything (set PINWATCH_CORPUS)",
+                p.display()
+            )
         }
         Err(p) => {
             println!("SKIPPED: corpus not found at {} (set PINWATCH_CORPUS; CI sets PINWATCH_CORPUS_REQUIRED=1)", p.display());
@@ -120,15 +123,7 @@ fn parse_manifest(text: &str, corpus: &Path) -> Vec<Row> {
             Some((name.to_string(), kinds.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect()))
         });
         let (oracle, kinds) = named.unwrap_or_else(|| (rel.replace('/', "__"), Vec::new()));
-        out.push(Row {
-            path: corpus.join(&rel),
-            format_link: cells[4].clone(),
-            packets: cells[5].clone(),
-            rel,
-            oracle,
-            kinds,
-            cells,
-        });
+        out.push(Row { path: corpus.join(&rel), format_link: cells[4].clone(), packets: cells[5].clone(), rel, oracle, kinds, cells });
     }
     out
 }

@@ -37,7 +37,11 @@ impl Pcap {
         };
         let u32_at = |b: &[u8], at: usize| {
             let a: [u8; 4] = b[at..at + 4].try_into().expect("4 bytes");
-            if little_endian { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+            if little_endian {
+                u32::from_le_bytes(a)
+            } else {
+                u32::from_be_bytes(a)
+            }
         };
         let linktype = u32_at(&header, 20);
         let mut records = Vec::new();
@@ -115,7 +119,6 @@ impl Writer {
         self.0
     }
 }
-
 
 /// One record of a classic pcap (microseconds, as the testbed writes them).
 #[derive(Clone)]
@@ -231,7 +234,6 @@ pub fn rewrite(f: &[u8], client_port: (u16, u16), seq: Option<u32>, data: Option
     g[t.tcp + 16..t.tcp + 18].copy_from_slice(&c.to_be_bytes());
     g
 }
-
 
 #[cfg(test)]
 mod tests {

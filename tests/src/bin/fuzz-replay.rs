@@ -77,7 +77,12 @@ impl Capture {
         while pos + 16 <= b.len() {
             let caplen = u32_at(b, pos + 8, big_endian)? as usize;
             let data = b.get(pos + 16..pos + 16 + caplen)?.to_vec();
-            records.push(Record { sec: u32_at(b, pos, big_endian)?, frac: u32_at(b, pos + 4, big_endian)?, orig_len: u32_at(b, pos + 12, big_endian)?, data });
+            records.push(Record {
+                sec: u32_at(b, pos, big_endian)?,
+                frac: u32_at(b, pos + 4, big_endian)?,
+                orig_len: u32_at(b, pos + 12, big_endian)?,
+                data,
+            });
             pos += 16 + caplen;
         }
         Some(Capture { header: b.get(..24)?.to_vec(), big_endian, records })
@@ -126,7 +131,20 @@ fn tcp_piece(f: &[u8], offs: (usize, usize, usize), seq_delta: u32, payload: &[u
     g
 }
 
-const KINDS: [&str; 12] = ["split_segment", "tiny_segments", "overlap_different", "swap_records", "drop_record", "duplicate_record", "time_back", "time_extreme", "flip_bytes", "cut_caplen", "truncate_file", "reverse_window"];
+const KINDS: [&str; 12] = [
+    "split_segment",
+    "tiny_segments",
+    "overlap_different",
+    "swap_records",
+    "drop_record",
+    "duplicate_record",
+    "time_back",
+    "time_extreme",
+    "flip_bytes",
+    "cut_caplen",
+    "truncate_file",
+    "reverse_window",
+];
 
 fn mutate(c: &mut Capture, rng: &mut Rng, kind: usize) {
     let n = c.records.len();
@@ -134,7 +152,8 @@ fn mutate(c: &mut Capture, rng: &mut Rng, kind: usize) {
         return;
     }
     // Records with TCP payload: the interesting ones.
-    let with_payload: Vec<usize> = (0..n).filter(|&i| tcp_offsets(&c.records[i].data).is_some_and(|o| o.2 < c.records[i].data.len())).collect();
+    let with_payload: Vec<usize> =
+        (0..n).filter(|&i| tcp_offsets(&c.records[i].data).is_some_and(|o| o.2 < c.records[i].data.len())).collect();
     let pick_payload = |rng: &mut Rng| if with_payload.is_empty() { rng.below(n) } else { with_payload[rng.below(with_payload.len())] };
     match KINDS[kind] {
         "split_segment" | "tiny_segments" | "overlap_different" => {
@@ -174,10 +193,14 @@ fn mutate(c: &mut Capture, rng: &mut Rng, kind: usize) {
                     pieces.push((from, other));
                 }
             }
-            let new: Vec<Record> = pieces.into_iter().filter(|(_, p)| !p.is_empty()).map(|(at, p)| {
-                let data = tcp_piece(&r.data, offs, at as u32, &p);
-                Record { orig_len: data.len() as u32, data, ..r }
-            }).collect();
+            let new: Vec<Record> = pieces
+                .into_iter()
+                .filter(|(_, p)| !p.is_empty())
+                .map(|(at, p)| {
+                    let data = tcp_piece(&r.data, offs, at as u32, &p);
+                    Record { orig_len: data.len() as u32, data, ..r }
+                })
+                .collect();
             c.records.splice(i..=i, new);
         }
         "swap_records" if n > 1 => {
@@ -327,7 +350,11 @@ fn main() {
         }
     }
     let _ = std::fs::remove_file(&work);
-    let kinds: serde_json::Map<String, serde_json::Value> = KINDS.iter().enumerate().map(|(i, k)| (k.to_string(), serde_json::json!({"applied": per_kind[i], "in_thread_differences": differ_kind[i]}))).collect();
+    let kinds: serde_json::Map<String, serde_json::Value> = KINDS
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.to_string(), serde_json::json!({"applied": per_kind[i], "in_thread_differences": differ_kind[i]})))
+        .collect();
     let summary = serde_json::json!({"seed": seed, "seconds": started.elapsed().as_secs_f64(), "seeds": seeds.len(), "cases": cases, "panics": panics, "invalid_json": invalid, "thread_differences": differ, "kinds": kinds});
     let _ = writeln!(std::io::stdout(), "{summary}");
     if panics > 0 || invalid > 0 || (strict_threads && differ > 0) {

@@ -22,12 +22,7 @@ static ALLOC: Counting = Counting;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let Some(name) = args.get(1).filter(|a| !a.starts_with("--")) else {
         eprintln!("usage: fuzz TARGET|list [--seconds N] [--cases N] [--seed S] [--out DIR] [--report-every SECONDS]");
         std::process::exit(2);
@@ -44,53 +39,27 @@ fn main() {
     };
     let seed: u64 = flag("--seed").and_then(|s| s.parse().ok()).unwrap_or(1);
     let seconds: u64 = flag("--seconds").and_then(|s| s.parse().ok()).unwrap_or(60);
-    let cases: u64 = flag("--cases")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(u64::MAX);
-    let every: u64 = flag("--report-every")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300)
-        .max(1);
-    let out = flag("--out")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| pinwatch_tests::corpus::target_dir().join("fuzz").join(name));
+    let cases: u64 = flag("--cases").and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+    let every: u64 = flag("--report-every").and_then(|s| s.parse().ok()).unwrap_or(300).max(1);
+    let out = flag("--out").map(PathBuf::from).unwrap_or_else(|| pinwatch_tests::corpus::target_dir().join("fuzz").join(name));
     // A panic is a finding here: keep the default hook's message quiet.
     std::panic::set_hook(Box::new(|_| {}));
     let started = std::time::Instant::now();
-    let mut total = fuzz::Report {
-        target: name.clone(),
-        seed,
-        ..fuzz::Report::default()
-    };
+    let mut total = fuzz::Report { target: name.clone(), seed, ..fuzz::Report::default() };
     // Slices of `every` seconds, each with its own seed (seed, seed+1, ...),
     // so a long run reports as it goes and any slice can be rerun alone.
     let mut slice = 0u64;
     while started.elapsed() < Duration::from_secs(seconds) && total.cases < cases {
-        let left = Duration::from_secs(seconds)
-            .saturating_sub(started.elapsed())
-            .min(Duration::from_secs(every));
-        let o = RunOptions {
-            seed: seed + slice,
-            cases: cases - total.cases,
-            duration: left,
-            out: Some(out.clone()),
-        };
+        let left = Duration::from_secs(seconds).saturating_sub(started.elapsed()).min(Duration::from_secs(every));
+        let o = RunOptions { seed: seed + slice, cases: cases - total.cases, duration: left, out: Some(out.clone()) };
         let r = fuzz::run(t.as_ref(), &o);
         total.seeds = r.seeds;
         total.cases += r.cases;
         total.cpu_seconds += r.cpu_seconds;
         total.findings += r.findings;
-        total.found.extend(
-            r.found
-                .into_iter()
-                .take(20usize.saturating_sub(total.found.len())),
-        );
+        total.found.extend(r.found.into_iter().take(20usize.saturating_sub(total.found.len())));
         total.wall_seconds = started.elapsed().as_secs_f64();
-        total.execs_per_cpu_second = if total.cpu_seconds > 0.0 {
-            total.cases as f64 / total.cpu_seconds
-        } else {
-            0.0
-        };
+        total.execs_per_cpu_second = if total.cpu_seconds > 0.0 { total.cases as f64 / total.cpu_seconds } else { 0.0 };
         println!("{}", serde_json::to_string(&total).unwrap_or_default());
         slice += 1;
         if r.seeds == 0 {

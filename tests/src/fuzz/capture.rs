@@ -39,11 +39,7 @@ pub struct Capture {
 impl Default for Capture {
     fn default() -> Self {
         let work = super::temp_path("capture.pcap");
-        Capture {
-            work,
-            replay_every: 4,
-            n: std::cell::Cell::new(0),
-        }
+        Capture { work, replay_every: 4, n: std::cell::Cell::new(0) }
     }
 }
 
@@ -61,13 +57,8 @@ fn is_gzip(b: &[u8]) -> bool {
 fn boundaries(b: &[u8]) -> (bool, bool, Vec<usize>) {
     let mut v = Vec::new();
     let rd = |o: usize, be: bool| {
-        b.get(o..o + 4).map(|x| {
-            if be {
-                u32::from_be_bytes([x[0], x[1], x[2], x[3]])
-            } else {
-                u32::from_le_bytes([x[0], x[1], x[2], x[3]])
-            }
-        })
+        b.get(o..o + 4)
+            .map(|x| if be { u32::from_be_bytes([x[0], x[1], x[2], x[3]]) } else { u32::from_le_bytes([x[0], x[1], x[2], x[3]]) })
     };
     if b.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
         let be = b.get(8..12) == Some(&[0x1a, 0x2b, 0x3c, 0x4d]);
@@ -107,10 +98,7 @@ fn gzip(b: &[u8], level: u32) -> Vec<u8> {
 
 fn gunzip(b: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
-    let _ = std::io::Read::read_to_end(
-        &mut flate2::read::MultiGzDecoder::new(b).take(8 << 20),
-        &mut v,
-    );
+    let _ = std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(b).take(8 << 20), &mut v);
     v
 }
 
@@ -125,18 +113,9 @@ impl Target for Capture {
     }
     fn seeds(&self) -> Vec<Vec<u8>> {
         let m = super::seeds::material();
-        let mut v: Vec<Vec<u8>> = m
-            .files
-            .iter()
-            .filter(|(_, b)| b.len() <= 512 << 10)
-            .map(|(_, b)| b.clone())
-            .collect();
+        let mut v: Vec<Vec<u8>> = m.files.iter().filter(|(_, b)| b.len() <= 512 << 10).map(|(_, b)| b.clone()).collect();
         // Shorter seeds fuzz faster: the first records of the bigger ones.
-        for (_, b) in m
-            .files
-            .iter()
-            .filter(|(_, b)| b.len() > 512 << 10 && !is_gzip(b))
-        {
+        for (_, b) in m.files.iter().filter(|(_, b)| b.len() > 512 << 10 && !is_gzip(b)) {
             let (_, _, bounds) = boundaries(b);
             if let Some(&end) = bounds.get(200) {
                 v.push(b[..end].to_vec());
@@ -145,26 +124,14 @@ impl Target for Capture {
         v
     }
     fn mutate(&self, seed: &[u8], all: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
-        let mut b = if is_gzip(seed) {
-            gunzip(seed)
-        } else {
-            seed.to_vec()
-        };
+        let mut b = if is_gzip(seed) { gunzip(seed) } else { seed.to_vec() };
         for _ in 0..1 + rng.below(3) {
             let (ng, be, bounds) = boundaries(&b);
-            let at = if bounds.is_empty() {
-                0
-            } else {
-                bounds[rng.below(bounds.len())]
-            };
+            let at = if bounds.is_empty() { 0 } else { bounds[rng.below(bounds.len())] };
             match rng.below(9) {
                 // A record/block header field.
                 0 | 1 => {
-                    let field = if ng {
-                        [0, 4, 8, 12, 16, 20, 24][rng.below(7)]
-                    } else {
-                        [0, 4, 8, 12][rng.below(4)]
-                    };
+                    let field = if ng { [0, 4, 8, 12, 16, 20, 24][rng.below(7)] } else { [0, 4, 8, 12][rng.below(4)] };
                     let v = rng.interesting_u64() as u32;
                     put32(&mut b, at + field, v, be);
                 }
@@ -178,63 +145,23 @@ impl Target for Capture {
                     let mut idb = Vec::new();
                     let mut opts = Vec::new();
                     let resol = [0u8, 3, 6, 9, 19, 20, 0x80, 0x8a, 0xbf, 0xff][rng.below(10)];
-                    opts.extend(if be {
-                        9u16.to_be_bytes()
-                    } else {
-                        9u16.to_le_bytes()
-                    });
-                    opts.extend(if be {
-                        1u16.to_be_bytes()
-                    } else {
-                        1u16.to_le_bytes()
-                    });
+                    opts.extend(if be { 9u16.to_be_bytes() } else { 9u16.to_le_bytes() });
+                    opts.extend(if be { 1u16.to_be_bytes() } else { 1u16.to_le_bytes() });
                     opts.extend([resol, 0, 0, 0]);
                     let off = [i64::MAX, i64::MIN, -1, 1 << 40, 0][rng.below(5)];
-                    opts.extend(if be {
-                        14u16.to_be_bytes()
-                    } else {
-                        14u16.to_le_bytes()
-                    });
-                    opts.extend(if be {
-                        8u16.to_be_bytes()
-                    } else {
-                        8u16.to_le_bytes()
-                    });
-                    opts.extend(if be {
-                        off.to_be_bytes()
-                    } else {
-                        off.to_le_bytes()
-                    });
+                    opts.extend(if be { 14u16.to_be_bytes() } else { 14u16.to_le_bytes() });
+                    opts.extend(if be { 8u16.to_be_bytes() } else { 8u16.to_le_bytes() });
+                    opts.extend(if be { off.to_be_bytes() } else { off.to_le_bytes() });
                     opts.extend([0, 0, 0, 0]);
                     let total = 20 + opts.len() as u32;
-                    idb.extend(if be {
-                        1u32.to_be_bytes()
-                    } else {
-                        1u32.to_le_bytes()
-                    });
-                    idb.extend(if be {
-                        total.to_be_bytes()
-                    } else {
-                        total.to_le_bytes()
-                    });
+                    idb.extend(if be { 1u32.to_be_bytes() } else { 1u32.to_le_bytes() });
+                    idb.extend(if be { total.to_be_bytes() } else { total.to_le_bytes() });
                     let lt = [1u16, 0, 101, 113, 276, 228, 229, 12345][rng.below(8)];
-                    idb.extend(if be {
-                        lt.to_be_bytes()
-                    } else {
-                        lt.to_le_bytes()
-                    });
+                    idb.extend(if be { lt.to_be_bytes() } else { lt.to_le_bytes() });
                     idb.extend([0, 0]);
-                    idb.extend(if be {
-                        0u32.to_be_bytes()
-                    } else {
-                        0u32.to_le_bytes()
-                    });
+                    idb.extend(if be { 0u32.to_be_bytes() } else { 0u32.to_le_bytes() });
                     idb.extend(opts);
-                    idb.extend(if be {
-                        total.to_be_bytes()
-                    } else {
-                        total.to_le_bytes()
-                    });
+                    idb.extend(if be { total.to_be_bytes() } else { total.to_le_bytes() });
                     let at = bounds.get(1).copied().unwrap_or(b.len()).min(b.len());
                     b.splice(at..at, idb);
                 }
@@ -247,34 +174,18 @@ impl Target for Capture {
                 // Splice: the records of another seed after this one's.
                 5 => {
                     let other = &all[rng.below(all.len())];
-                    let other = if is_gzip(other) {
-                        gunzip(other)
-                    } else {
-                        other.clone()
-                    };
+                    let other = if is_gzip(other) { gunzip(other) } else { other.clone() };
                     let (ong, _, ob) = boundaries(&other);
                     if let (Some(&from), true) = (ob.get(rng.below(ob.len().max(1))), ong == ng) {
-                        let to = ob
-                            .get(rng.below(ob.len()) + 1)
-                            .copied()
-                            .unwrap_or(other.len())
-                            .max(from)
-                            .min(other.len());
-                        let cut = bounds
-                            .get(rng.below(bounds.len().max(1)))
-                            .copied()
-                            .unwrap_or(b.len())
-                            .min(b.len());
+                        let to = ob.get(rng.below(ob.len()) + 1).copied().unwrap_or(other.len()).max(from).min(other.len());
+                        let cut = bounds.get(rng.below(bounds.len().max(1))).copied().unwrap_or(b.len()).min(b.len());
                         b.splice(cut..cut, other[from..to].iter().copied());
                     }
                 }
                 // Drop or duplicate a record.
                 6 if bounds.len() > 2 => {
                     let i = 1 + rng.below(bounds.len() - 1);
-                    let (s, e) = (
-                        bounds[i].min(b.len()),
-                        bounds.get(i + 1).copied().unwrap_or(b.len()).min(b.len()),
-                    );
+                    let (s, e) = (bounds[i].min(b.len()), bounds.get(i + 1).copied().unwrap_or(b.len()).min(b.len()));
                     if s < e {
                         if rng.chance(2) {
                             b.drain(s..e);
@@ -335,9 +246,7 @@ impl Target for Capture {
                 }
             }
             if errors > 1 || after_error > 0 {
-                return Err(format!(
-                    "{errors} errors, {after_error} packets after an error"
-                ));
+                return Err(format!("{errors} errors, {after_error} packets after an error"));
             }
             Ok(())
         });
@@ -351,16 +260,8 @@ impl Target for Capture {
             let one = replay_records(&self.work, 1)?;
             let two = replay_records(&self.work, 2)?;
             if one != two {
-                let i = one
-                    .iter()
-                    .zip(&two)
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(one.len().min(two.len()));
-                return Err(format!(
-                    "1 thread != 2 threads: {} vs {} records, first difference at {i}",
-                    one.len(),
-                    two.len()
-                ));
+                let i = one.iter().zip(&two).position(|(a, b)| a != b).unwrap_or(one.len().min(two.len()));
+                return Err(format!("1 thread != 2 threads: {} vs {} records, first difference at {i}", one.len(), two.len()));
             }
         }
         Ok(())
@@ -369,12 +270,7 @@ impl Target for Capture {
 
 /// Replay `path`; the records other than `stats`, each checked to be a JSON object.
 pub fn replay_records(path: &std::path::Path, threads: usize) -> Result<Vec<String>, String> {
-    let opts = Options {
-        progress: false,
-        stats: true,
-        threads,
-        ..Options::default()
-    };
+    let opts = Options { progress: false, stats: true, threads, ..Options::default() };
     let mut out = Vec::new();
     if let Err(e) = replay(&[Input::File(path.to_path_buf())], &opts, &mut out) {
         return Ok(vec![format!("error: {e:#}")]);
@@ -382,17 +278,10 @@ pub fn replay_records(path: &std::path::Path, threads: usize) -> Result<Vec<Stri
     let text = std::str::from_utf8(&out).map_err(|e| format!("output not UTF-8: {e}"))?;
     let mut v = Vec::new();
     for line in text.lines() {
-        let j: serde_json::Value = serde_json::from_str(line).map_err(|e| {
-            format!(
-                "invalid JSON line ({e}): {}",
-                line.chars().take(200).collect::<String>()
-            )
-        })?;
+        let j: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("invalid JSON line ({e}): {}", line.chars().take(200).collect::<String>()))?;
         if !j.is_object() || !j["event_type"].is_string() {
-            return Err(format!(
-                "not an EVE record: {}",
-                line.chars().take(200).collect::<String>()
-            ));
+            return Err(format!("not an EVE record: {}", line.chars().take(200).collect::<String>()));
         }
         if j["event_type"] != "stats" {
             v.push(line.to_string());

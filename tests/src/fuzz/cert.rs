@@ -103,24 +103,11 @@ fn write(nodes: &[Node], v: &mut Vec<u8>) {
 
 /// Count nodes, so one can be picked uniformly.
 fn count(nodes: &[Node]) -> usize {
-    nodes
-        .iter()
-        .map(|n| {
-            1 + if let Node::Cons(_, ch) = n {
-                count(ch)
-            } else {
-                0
-            }
-        })
-        .sum()
+    nodes.iter().map(|n| 1 + if let Node::Cons(_, ch) = n { count(ch) } else { 0 }).sum()
 }
 
 /// Apply `f` to the `k`-th node (pre-order) and its siblings' list.
-fn with_nth(
-    nodes: &mut Vec<Node>,
-    k: &mut usize,
-    f: &mut dyn FnMut(&mut Vec<Node>, usize),
-) -> bool {
+fn with_nth(nodes: &mut Vec<Node>, k: &mut usize, f: &mut dyn FnMut(&mut Vec<Node>, usize)) -> bool {
     for i in 0..nodes.len() {
         if *k == 0 {
             f(nodes, i);
@@ -150,10 +137,9 @@ fn mutate_node(list: &mut Vec<Node>, i: usize, rng: &mut Rng) {
             list.swap(i, j);
         }
         3 => {
-            let t = [
-                0x01u8, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0c, 0x13, 0x16, 0x17, 0x18, 0x1e, 0x30,
-                0x31, 0xa0, 0xa3, 0x80, 0x87, 0x82, 0x1f,
-            ][rng.below(20)];
+            let t =
+                [0x01u8, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0c, 0x13, 0x16, 0x17, 0x18, 0x1e, 0x30, 0x31, 0xa0, 0xa3, 0x80, 0x87, 0x82, 0x1f]
+                    [rng.below(20)];
             match &mut list[i] {
                 Node::Prim(tag, _) | Node::Cons(tag, _) => *tag = vec![t],
             }
@@ -221,9 +207,7 @@ impl Target for Certificate {
                         b64.clear();
                     } else if line.starts_with("-----END CERTIFICATE") {
                         inside = false;
-                        if let Ok(d) =
-                            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &b64)
-                        {
+                        if let Ok(d) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &b64) {
                             v.push(d);
                         }
                     } else if inside {
@@ -256,10 +240,7 @@ impl Target for Certificate {
         let (r, peak) = measure(|| parse_certificate(case));
         let cap = 64 * case.len() as u64 + (256 << 10);
         if peak > cap {
-            return Err(format!(
-                "heap peak {peak} B > {cap} B for {} B of DER",
-                case.len()
-            ));
+            return Err(format!("heap peak {peak} B > {cap} B for {} B of DER", case.len()));
         }
         let Ok(c) = r else { return Ok(()) };
         if c.sha256.len() != 64 || !c.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -279,8 +260,7 @@ impl Target for Certificate {
             }
         }
         let j = serde_json::to_string(&c).map_err(|e| format!("serialise: {e}"))?;
-        let v: serde_json::Value = serde_json::from_str(&j)
-            .map_err(|e| format!("summary JSON does not parse back: {e}"))?;
+        let v: serde_json::Value = serde_json::from_str(&j).map_err(|e| format!("summary JSON does not parse back: {e}"))?;
         if !v.is_object() {
             return Err("summary is not a JSON object".into());
         }

@@ -42,11 +42,7 @@ impl Default for ConfigTarget {
                 }
             }
         }
-        ConfigTarget {
-            dir,
-            replay_every: 4,
-            n: std::cell::Cell::new(0),
-        }
+        ConfigTarget { dir, replay_every: 4, n: std::cell::Cell::new(0) }
     }
 }
 
@@ -80,15 +76,7 @@ fn wild(rng: &mut Rng) -> Value {
         6 => Value::Float(f64::NAN),
         7 => Value::Float(1e300),
         8 => s(&"a".repeat(1 + rng.below(100_000))),
-        9 => s([
-            "/dev/null",
-            "/dev/zero",
-            "/",
-            ".",
-            "missing.pem",
-            "testbed-inspection-ca.pem",
-            "../../../../etc/hostname",
-        ][rng.below(7)]),
+        9 => s(["/dev/null", "/dev/zero", "/", ".", "missing.pem", "testbed-inspection-ca.pem", "../../../../etc/hostname"][rng.below(7)]),
         10 => Value::Array(vec![s("*.example.com"), s("*"), s(""), s("..")]),
         11 => Value::Boolean(rng.chance(2)),
         12 => s(["inline", "span", "tap", "explicit_proxy", "INLINE", "\u{0}"][rng.below(6)]),
@@ -143,15 +131,11 @@ impl Target for ConfigTarget {
     }
     fn seeds(&self) -> Vec<Vec<u8>> {
         let root = crate::corpus::workspace_root();
-        let mut v: Vec<PathBuf> = super::files_in(&root.join("pcaps"))
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
+        let mut v: Vec<PathBuf> =
+            super::files_in(&root.join("pcaps")).into_iter().filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
         v.push(root.join("pinwatch.example.toml"));
         v.push(root.join("dist/pinwatch-live.example.toml"));
-        v.into_iter()
-            .filter_map(|p| std::fs::read(p).ok())
-            .collect()
+        v.into_iter().filter_map(|p| std::fs::read(p).ok()).collect()
     }
     fn mutate(&self, seed: &[u8], _all: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
         let text = String::from_utf8_lossy(seed);
@@ -160,9 +144,7 @@ impl Target for ConfigTarget {
                 for _ in 0..1 + rng.below(3) {
                     poke(&mut v, rng, 0);
                 }
-                toml::to_string(&v)
-                    .unwrap_or_else(|_| text.into_owned())
-                    .into_bytes()
+                toml::to_string(&v).unwrap_or_else(|_| text.into_owned()).into_bytes()
             }
             Err(_) => seed.to_vec(),
         };
@@ -177,20 +159,13 @@ impl Target for ConfigTarget {
         let (r, peak) = measure(|| Config::load(&path));
         let cap = 64 * case.len() as u64 + (3 << 20);
         if peak > cap {
-            return Err(format!(
-                "heap peak {peak} B > {cap} B for a {} B file",
-                case.len()
-            ));
+            return Err(format!("heap peak {peak} B > {cap} B for a {} B file", case.len()));
         }
         let cfg = match r {
             Err(e) => {
                 let msg = format!("{e:#}");
                 if msg.len() > 4096 {
-                    return Err(format!(
-                        "error message of {} bytes: {:.200}",
-                        msg.len(),
-                        msg
-                    ));
+                    return Err(format!("error message of {} bytes: {:.200}", msg.len(), msg));
                 }
                 return Ok(());
             }
@@ -202,11 +177,7 @@ impl Target for ConfigTarget {
             let one = self.replay(&cfg, 1)?;
             let two = self.replay(&cfg, 2)?;
             if one != two {
-                return Err(format!(
-                    "1 thread != 2 threads: {} vs {} records",
-                    one.len(),
-                    two.len()
-                ));
+                return Err(format!("1 thread != 2 threads: {} vs {} records", one.len(), two.len()));
             }
         }
         Ok(())
@@ -216,30 +187,16 @@ impl Target for ConfigTarget {
 impl ConfigTarget {
     fn replay(&self, cfg: &Config, threads: usize) -> Result<Vec<String>, String> {
         let root = crate::corpus::workspace_root();
-        let opts = Options {
-            progress: false,
-            stats: true,
-            threads,
-            config: cfg.clone(),
-            ..Options::default()
-        };
+        let opts = Options { progress: false, stats: true, threads, config: cfg.clone(), ..Options::default() };
         let mut out = Vec::new();
-        if let Err(e) = replay(
-            &[Input::File(root.join("pcaps/testbed-inspection.pcap"))],
-            &opts,
-            &mut out,
-        ) {
+        if let Err(e) = replay(&[Input::File(root.join("pcaps/testbed-inspection.pcap"))], &opts, &mut out) {
             return Ok(vec![format!("error: {e:#}")]);
         }
         let text = std::str::from_utf8(&out).map_err(|e| format!("output not UTF-8: {e}"))?;
         let mut v = Vec::new();
         for line in text.lines() {
-            let j: serde_json::Value = serde_json::from_str(line).map_err(|e| {
-                format!(
-                    "invalid JSON line ({e}): {}",
-                    line.chars().take(200).collect::<String>()
-                )
-            })?;
+            let j: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| format!("invalid JSON line ({e}): {}", line.chars().take(200).collect::<String>()))?;
             if !j.is_object() {
                 return Err("a line is not an object".into());
             }

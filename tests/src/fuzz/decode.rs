@@ -25,14 +25,9 @@ fn be16(v: u16) -> [u8; 2] {
 /// An IPv4 header (no options, checksum computed) around `payload`.
 fn ipv4(proto: u8, payload: &[u8]) -> Vec<u8> {
     let total = (20 + payload.len()) as u16;
-    let mut h = vec![
-        0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
-    ];
+    let mut h = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2];
     h[2..4].copy_from_slice(&be16(total));
-    let mut sum: u32 = h
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
+    let mut sum: u32 = h.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -87,11 +82,7 @@ impl Target for Decode {
         "decode"
     }
     fn seeds(&self) -> Vec<Vec<u8>> {
-        super::seeds::material()
-            .frames
-            .iter()
-            .map(|(lt, f)| make_case(*lt, if *lt == linktype::ETHERNET { f } else { &[] }, f))
-            .collect()
+        super::seeds::material().frames.iter().map(|(lt, f)| make_case(*lt, if *lt == linktype::ETHERNET { f } else { &[] }, f)).collect()
     }
     fn mutate(&self, seed: &[u8], _all: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
         let Some((lt, _, frame)) = parse_case(seed) else {
@@ -195,18 +186,8 @@ impl Target for Decode {
             }
         }
         // The oracle's own tunnels count towards MAX_TUNNEL_DEPTH too.
-        let inner = decode(linktype::ETHERNET, &oracle)
-            .map(|d| d.tunnel.is_some())
-            .unwrap_or(true);
-        make_case(
-            lt,
-            if tunnels <= 3 && (!inner || tunnels <= 1) {
-                &oracle
-            } else {
-                &[]
-            },
-            &f,
-        )
+        let inner = decode(linktype::ETHERNET, &oracle).map(|d| d.tunnel.is_some()).unwrap_or(true);
+        make_case(lt, if tunnels <= 3 && (!inner || tunnels <= 1) { &oracle } else { &[] }, &f)
     }
     fn check(&self, case: &[u8]) -> Result<(), String> {
         let Some((lt, oracle, frame)) = parse_case(case) else {
@@ -229,26 +210,9 @@ impl Target for Decode {
         let Ok(want) = decode(linktype::ETHERNET, oracle) else {
             return Ok(());
         };
-        let got =
-            d.map_err(|e| format!("oracle frame decodes, wrapped one does not: {}", e.reason()))?;
-        let a = (
-            want.src,
-            want.dst,
-            want.sport,
-            want.dport,
-            want.proto,
-            want.payload,
-            want.tcp,
-        );
-        let b = (
-            got.src,
-            got.dst,
-            got.sport,
-            got.dport,
-            got.proto,
-            got.payload,
-            got.tcp,
-        );
+        let got = d.map_err(|e| format!("oracle frame decodes, wrapped one does not: {}", e.reason()))?;
+        let a = (want.src, want.dst, want.sport, want.dport, want.proto, want.payload, want.tcp);
+        let b = (got.src, got.dst, got.sport, got.dport, got.proto, got.payload, got.tcp);
         if a != b {
             return Err(format!(
                 "wrapped frame decodes differently: {:?} vs {:?}",

@@ -34,11 +34,7 @@ pub struct Feed {
 
 impl Default for Feed {
     fn default() -> Self {
-        Feed {
-            work: super::temp_path("feed.jsonl"),
-            replay_every: 4,
-            n: std::cell::Cell::new(0),
-        }
+        Feed { work: super::temp_path("feed.jsonl"), replay_every: 4, n: std::cell::Cell::new(0) }
     }
 }
 
@@ -72,16 +68,7 @@ fn wild(rng: &mut Rng) -> Value {
         ),
         8 => Value::String("x".repeat(1 + rng.below(70_000))),
         9 => Value::String(
-            [
-                "10.77.1.2",
-                "::",
-                "::ffff:10.77.1.2",
-                "255.255.255.255",
-                "300.1.1.1",
-                "10.77.1.2/0",
-                "",
-            ][rng.below(7)]
-            .to_string(),
+            ["10.77.1.2", "::", "::ffff:10.77.1.2", "255.255.255.255", "300.1.1.1", "10.77.1.2/0", ""][rng.below(7)].to_string(),
         ),
         10 => Value::String("\u{0}\u{fffd}\u{202e}é".into()),
         11 => serde_json::json!([]),
@@ -160,9 +147,7 @@ impl Target for Feed {
                 }
             }
         }
-        let mut b = lines
-            .join(if rng.chance(8) { "\r\n" } else { "\n" })
-            .into_bytes();
+        let mut b = lines.join(if rng.chance(8) { "\r\n" } else { "\n" }).into_bytes();
         if rng.chance(2) {
             b.push(b'\n');
         }
@@ -190,16 +175,10 @@ impl Target for Feed {
         });
         let (res, lines, report) = r;
         res?;
-        let longest = case
-            .split(|&b| b == b'\n')
-            .map(<[u8]>::len)
-            .max()
-            .unwrap_or(0) as u64;
+        let longest = case.split(|&b| b == b'\n').map(<[u8]>::len).max().unwrap_or(0) as u64;
         let cap = (64 << 10) + 16 * longest + (256 << 10);
         if peak > cap {
-            return Err(format!(
-                "heap peak {peak} B > {cap} B (longest line {longest} B)"
-            ));
+            return Err(format!("heap peak {peak} B > {cap} B (longest line {longest} B)"));
         }
         if report.problems.len() > DEFAULT_MAX_PROBLEMS {
             return Err(format!("{} problems kept", report.problems.len()));
@@ -211,11 +190,7 @@ impl Target for Feed {
             let one = self.replay(1)?;
             let two = self.replay(2)?;
             if one != two {
-                return Err(format!(
-                    "1 thread != 2 threads: {} vs {} records",
-                    one.len(),
-                    two.len()
-                ));
+                return Err(format!("1 thread != 2 threads: {} vs {} records", one.len(), two.len()));
             }
         }
         Ok(())
@@ -225,30 +200,16 @@ impl Target for Feed {
 impl Feed {
     fn replay(&self, threads: usize) -> Result<Vec<String>, String> {
         let root = crate::corpus::workspace_root();
-        let opts = Options {
-            progress: false,
-            stats: true,
-            threads,
-            feeds: vec![self.work.clone()],
-            ..Options::default()
-        };
+        let opts = Options { progress: false, stats: true, threads, feeds: vec![self.work.clone()], ..Options::default() };
         let mut out = Vec::new();
-        if let Err(e) = replay(
-            &[Input::File(root.join("pcaps/testbed-fallback.pcap"))],
-            &opts,
-            &mut out,
-        ) {
+        if let Err(e) = replay(&[Input::File(root.join("pcaps/testbed-fallback.pcap"))], &opts, &mut out) {
             return Ok(vec![format!("error: {e:#}")]);
         }
         let text = std::str::from_utf8(&out).map_err(|e| format!("output not UTF-8: {e}"))?;
         let mut v = Vec::new();
         for line in text.lines() {
-            let j: Value = serde_json::from_str(line).map_err(|e| {
-                format!(
-                    "invalid JSON line ({e}): {}",
-                    line.chars().take(200).collect::<String>()
-                )
-            })?;
+            let j: Value = serde_json::from_str(line)
+                .map_err(|e| format!("invalid JSON line ({e}): {}", line.chars().take(200).collect::<String>()))?;
             if !j.is_object() {
                 return Err("a line is not an object".into());
             }

@@ -113,11 +113,7 @@ pub fn havoc(b: &mut Vec<u8>, rng: &mut Rng) {
             3 if len >= 4 => {
                 let i = rng.below(len - 3);
                 let v = rng.interesting_u64() as u32;
-                let v = if rng.chance(2) {
-                    v.to_le_bytes()
-                } else {
-                    v.to_be_bytes()
-                };
+                let v = if rng.chance(2) { v.to_le_bytes() } else { v.to_be_bytes() };
                 b[i..i + 4].copy_from_slice(&v);
             }
             4 if len > 0 => {
@@ -184,10 +180,7 @@ pub fn check_caught(t: &dyn Target, case: &[u8]) -> Result<(), String> {
         Ok(r) => r,
         Err(p) => Err(format!(
             "panic: {}",
-            p.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
+            p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
         )),
     }
 }
@@ -221,12 +214,7 @@ pub struct RunOptions {
 /// Mutate and check until the case count or the duration runs out.
 pub fn run(t: &dyn Target, o: &RunOptions) -> Report {
     let seeds = t.seeds();
-    let mut r = Report {
-        target: t.name().to_string(),
-        seed: o.seed,
-        seeds: seeds.len(),
-        ..Report::default()
-    };
+    let mut r = Report { target: t.name().to_string(), seed: o.seed, seeds: seeds.len(), ..Report::default() };
     let started = Instant::now();
     let cpu0 = cpu_seconds();
     if seeds.is_empty() {
@@ -238,11 +226,7 @@ pub fn run(t: &dyn Target, o: &RunOptions) -> Report {
     while r.cases < o.cases && started.elapsed() < o.duration {
         let seed = &seeds[rng.below(seeds.len())];
         // The first cases are seeds as they are (the reference behaviour).
-        let case = if r.cases < seeds.len() as u64 && r.cases < 4 {
-            seed.clone()
-        } else {
-            t.mutate(seed, &seeds, &mut rng)
-        };
+        let case = if r.cases < seeds.len() as u64 && r.cases < 4 { seed.clone() } else { t.mutate(seed, &seeds, &mut rng) };
         r.cases += 1;
         if let Err(msg) = check_caught(t, &case) {
             r.findings += 1;
@@ -261,11 +245,7 @@ pub fn run(t: &dyn Target, o: &RunOptions) -> Report {
     }
     r.wall_seconds = started.elapsed().as_secs_f64();
     r.cpu_seconds = cpu_seconds() - cpu0;
-    r.execs_per_cpu_second = if r.cpu_seconds > 0.0 {
-        r.cases as f64 / r.cpu_seconds
-    } else {
-        0.0
-    };
+    r.execs_per_cpu_second = if r.cpu_seconds > 0.0 { r.cases as f64 / r.cpu_seconds } else { 0.0 };
     r
 }
 
@@ -287,22 +267,13 @@ pub fn cpu_seconds() -> f64 {
 
 /// The kept cases of a target: `tests/regressions/<target>/`.
 pub fn regression_dir(target: &str) -> PathBuf {
-    crate::corpus::workspace_root()
-        .join("tests")
-        .join("regressions")
-        .join(target)
+    crate::corpus::workspace_root().join("tests").join("regressions").join(target)
 }
 
 /// Every file under `dir` (sorted; none when it does not exist).
 pub fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_file())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect()).unwrap_or_default();
     v.sort();
     v
 }

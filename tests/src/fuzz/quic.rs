@@ -33,10 +33,8 @@ use super::{havoc, put_blob, Reader, Rng, Target};
 pub struct Quic;
 
 /// RFC 9001 §5.2: the QUIC v1 initial salt.
-const SALT_V1: [u8; 20] = [
-    0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad,
-    0xcc, 0xbb, 0x7f, 0x0a,
-];
+const SALT_V1: [u8; 20] =
+    [0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad, 0xcc, 0xbb, 0x7f, 0x0a];
 
 /// HKDF-Expand-Label (RFC 8446 §7.1) with an empty context.
 fn expand_label(secret: &[u8], label: &str, out: &mut [u8]) {
@@ -81,18 +79,12 @@ pub fn seal_initial(dcid: &[u8], scid: &[u8], pn: u32, payload: &[u8]) -> Vec<u8
         *n ^= p;
     }
     let aead = Aes128Gcm::new_from_slice(&key).expect("16-byte key");
-    let tag = aead
-        .encrypt_in_place_detached(&nonce.into(), &hdr, &mut payload)
-        .expect("seal");
+    let tag = aead.encrypt_in_place_detached(&nonce.into(), &hdr, &mut payload).expect("seal");
     let mut out = hdr;
     out.extend(payload);
     out.extend(tag);
-    let mut sample: [u8; 16] = out[pn_offset + 4..pn_offset + 20]
-        .try_into()
-        .expect("16 bytes");
-    aes::Aes128::new_from_slice(&hp)
-        .expect("16-byte key")
-        .encrypt_block((&mut sample).into());
+    let mut sample: [u8; 16] = out[pn_offset + 4..pn_offset + 20].try_into().expect("16 bytes");
+    aes::Aes128::new_from_slice(&hp).expect("16-byte key").encrypt_block((&mut sample).into());
     out[0] ^= sample[0] & 0x0f;
     out[pn_offset] ^= sample[1];
     out[pn_offset + 1] ^= sample[2];
@@ -104,9 +96,7 @@ fn varint(v: u64) -> Vec<u8> {
         0..=0x3f => vec![v as u8],
         0x40..=0x3fff => (0x4000 | v as u16).to_be_bytes().to_vec(),
         0x4000..=0x3fff_ffff => (0x8000_0000 | v as u32).to_be_bytes().to_vec(),
-        _ => (0xc000_0000_0000_0000 | v.min((1 << 62) - 1))
-            .to_be_bytes()
-            .to_vec(),
+        _ => (0xc000_0000_0000_0000 | v.min((1 << 62) - 1)).to_be_bytes().to_vec(),
     }
 }
 
@@ -134,11 +124,7 @@ pub fn parse_case(b: &[u8]) -> Option<Case<'_>> {
         let n = usize::from(n).min(r.0.len());
         datagrams.push((from_client & 1 == 1, r.take(n)?));
     }
-    Some(Case {
-        oracle,
-        ch,
-        datagrams,
-    })
+    Some(Case { oracle, ch, datagrams })
 }
 
 fn write_case(oracle: bool, ch: &[u8], datagrams: &[(bool, Vec<u8>)]) -> Vec<u8> {
@@ -158,11 +144,7 @@ impl Target for Quic {
     }
     fn seeds(&self) -> Vec<Vec<u8>> {
         let mut rng = Rng::new(11);
-        super::seeds::material()
-            .client_hellos
-            .iter()
-            .map(|ch| self.build(ch, &mut rng, false))
-            .collect()
+        super::seeds::material().client_hellos.iter().map(|ch| self.build(ch, &mut rng, false)).collect()
     }
     fn mutate(&self, seed: &[u8], _all: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
         let Some(c) = parse_case(seed) else {
@@ -184,8 +166,7 @@ impl Target for Quic {
         if rng.chance(4) {
             // Break the datagrams themselves: no oracle.
             let Some(c) = parse_case(&v) else { return v };
-            let mut ds: Vec<(bool, Vec<u8>)> =
-                c.datagrams.iter().map(|(f, d)| (*f, d.to_vec())).collect();
+            let mut ds: Vec<(bool, Vec<u8>)> = c.datagrams.iter().map(|(f, d)| (*f, d.to_vec())).collect();
             let ch = c.ch.to_vec();
             if !ds.is_empty() {
                 let i = rng.below(ds.len());
@@ -213,10 +194,7 @@ impl Target for Quic {
             let mut hellos = Vec::new();
             for (from_client, d) in &c.datagrams {
                 q.datagram(*from_client, d, &mut out);
-                hellos.extend(
-                    out.drain(..)
-                        .filter(|e| matches!(e, QuicEvent::ClientHello(_))),
-                );
+                hellos.extend(out.drain(..).filter(|e| matches!(e, QuicEvent::ClientHello(_))));
                 if q.heap_bytes() > cap {
                     return Err(format!("QuicConn holds {} B > {cap} B", q.heap_bytes()));
                 }
@@ -231,8 +209,7 @@ impl Target for Quic {
         if !c.oracle || c.ch.len() < 4 {
             return Ok(());
         }
-        let declared =
-            (usize::from(c.ch[1]) << 16) | (usize::from(c.ch[2]) << 8) | usize::from(c.ch[3]);
+        let declared = (usize::from(c.ch[1]) << 16) | (usize::from(c.ch[2]) << 8) | usize::from(c.ch[3]);
         if c.ch[0] != 1 || declared != c.ch.len() - 4 {
             return Ok(());
         }
@@ -240,11 +217,9 @@ impl Target for Quic {
         match (want, hellos.as_slice()) {
             (None, _) => Ok(()),
             (Some(w), [QuicEvent::ClientHello(g)]) if **g == w => Ok(()),
-            (Some(_), got) => Err(format!(
-                "{} ClientHello events from a whole, faithfully framed ClientHello of {} B",
-                got.len(),
-                c.ch.len()
-            )),
+            (Some(_), got) => {
+                Err(format!("{} ClientHello events from a whole, faithfully framed ClientHello of {} B", got.len(), c.ch.len()))
+            }
         }
     }
 }
@@ -252,22 +227,14 @@ impl Target for Quic {
 impl Quic {
     /// Frame `ch` into sealed Initials and datagrams.
     fn build(&self, ch: &[u8], rng: &mut Rng, shake: bool) -> Vec<u8> {
-        let dlen = if shake {
-            [0, 1, 8, 20][rng.below(4)]
-        } else {
-            8
-        };
+        let dlen = if shake { [0, 1, 8, 20][rng.below(4)] } else { 8 };
         let dcid = rng.bytes(dlen);
         let slen = rng.below(21);
         let scid = rng.bytes(slen);
         // Fragments covering the hello, maybe overlapping and duplicated.
         let mut frags: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut at = 0;
-        let size = if shake {
-            [1, 7, 100, 400, 1100][rng.below(5)]
-        } else {
-            1100
-        };
+        let size = if shake { [1, 7, 100, 400, 1100][rng.below(5)] } else { 1100 };
         while at < ch.len() && frags.len() < 48 {
             let n = if shake { 1 + rng.below(size) } else { size };
             let end = (at + n).min(ch.len());
@@ -310,12 +277,7 @@ impl Quic {
                 payload.extend(crypto_frame(*off, d));
             }
             i += k;
-            payload.resize(
-                payload
-                    .len()
-                    .max(if shake { rng.below(1200) } else { 1162 }),
-                0,
-            );
+            payload.resize(payload.len().max(if shake { rng.below(1200) } else { 1162 }), 0);
             packets.push(seal_initial(&dcid, &scid, pn, &payload));
             pn += 1;
         }

@@ -71,10 +71,7 @@ fn load() -> Material {
         let Ok(f) = CaptureFile::open(&path) else {
             continue;
         };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if f.len() <= MAX_SEED_FILE {
             if let Ok(b) = std::fs::read(&path) {
                 m.files.push((name, b));
@@ -133,10 +130,7 @@ fn load() -> Material {
     }
     // ClientHellos and certificates out of the streams.
     for (cb, sb) in &m.streams {
-        if let Some(len) = cb
-            .get(6..9)
-            .map(|l| usize::from(l[0]) << 16 | usize::from(l[1]) << 8 | usize::from(l[2]))
-        {
+        if let Some(len) = cb.get(6..9).map(|l| usize::from(l[0]) << 16 | usize::from(l[1]) << 8 | usize::from(l[2])) {
             let rec = usize::from(cb[3]) << 8 | usize::from(cb[4]);
             if 4 + len <= rec && 5 + rec <= cb.len() {
                 m.client_hellos.push(cb[5..9 + len].to_vec());

@@ -58,12 +58,7 @@ impl Case {
             let Some(off) = r.u32() else { break };
             let Some(len) = r.u16() else { break };
             let bytes = r.take(usize::from(len).min(r.0.len()))?.to_vec();
-            segs.push(Seg {
-                dir: usize::from(op & 1),
-                ack: op & 2 != 0,
-                off,
-                bytes,
-            });
+            segs.push(Seg { dir: usize::from(op & 1), ack: op & 2 != 0, off, bytes });
         }
         Some(Case { streams, isn, segs })
     }
@@ -98,12 +93,7 @@ fn segment(stream: &[u8], dir: usize, rng: &mut Rng) -> Vec<Seg> {
             _ => 1460,
         };
         let end = (at + n).min(stream.len());
-        v.push(Seg {
-            dir,
-            ack: false,
-            off: at as u32,
-            bytes: stream[at..end].to_vec(),
-        });
+        v.push(Seg { dir, ack: false, off: at as u32, bytes: stream[at..end].to_vec() });
         at = end;
     }
     v
@@ -141,11 +131,7 @@ impl Target for TlsStream {
             .streams
             .iter()
             .map(|(c, s)| {
-                let mut case = Case {
-                    streams: [c.clone(), s.clone()],
-                    isn: [1000, 5000],
-                    segs: Vec::new(),
-                };
+                let mut case = Case { streams: [c.clone(), s.clone()], isn: [1000, 5000], segs: Vec::new() };
                 let mut segs = segment(c, 0, &mut rng);
                 segs.extend(segment(s, 1, &mut rng));
                 case.segs = segs;
@@ -165,10 +151,7 @@ impl Target for TlsStream {
         if rng.chance(4) {
             c.isn = [u32::MAX - rng.below(3000) as u32, rng.next() as u32];
         }
-        let mut segs = [
-            segment(&c.streams[0], 0, rng),
-            segment(&c.streams[1], 1, rng),
-        ];
+        let mut segs = [segment(&c.streams[0], 0, rng), segment(&c.streams[1], 1, rng)];
         for s in segs.iter_mut() {
             for _ in 0..rng.below(4) {
                 let n = s.len();
@@ -203,15 +186,7 @@ impl Target for TlsStream {
                             }
                         }
                         let at = rng.below(n + 1);
-                        s.insert(
-                            at,
-                            Seg {
-                                dir,
-                                ack: false,
-                                off: from as u32,
-                                bytes,
-                            },
-                        );
+                        s.insert(at, Seg { dir, ack: false, off: from as u32, bytes });
                     }
                     // Drop one.
                     _ => {
@@ -238,17 +213,8 @@ impl Target for TlsStream {
                     out.push(s);
                     if rng.chance(8) {
                         // The peer acknowledges what it has, or more (a lost segment).
-                        let extra = if rng.chance(4) {
-                            rng.below(3000) as u32
-                        } else {
-                            0
-                        };
-                        out.push(Seg {
-                            dir: d,
-                            ack: true,
-                            off: acked[d] + extra,
-                            bytes: Vec::new(),
-                        });
+                        let extra = if rng.chance(4) { rng.below(3000) as u32 } else { 0 };
+                        out.push(Seg { dir: d, ack: true, off: acked[d] + extra, bytes: Vec::new() });
                     }
                 }
             }
@@ -261,10 +227,7 @@ impl Target for TlsStream {
             return Ok(());
         };
         let lim = Limits::default();
-        let re_cap = lim.max_bytes
-            + lim.max_segments * std::mem::size_of::<(u32, Vec<u8>)>()
-            + SEEN_BYTES
-            + 64;
+        let re_cap = lim.max_bytes + lim.max_segments * std::mem::size_of::<(u32, Vec<u8>)>() + SEEN_BYTES + 64;
         let parser_cap = 2 * (MAX_HANDSHAKE_MESSAGE + MAX_RECORD_LEN) + 1024;
         let (r, peak) = measure(|| -> Result<(bool, [Vec<String>; 2]), String> {
             let mut re = [Reassembler::default(), Reassembler::default()];
@@ -274,11 +237,7 @@ impl Target for TlsStream {
             let mut got: [Vec<String>; 2] = [Vec::new(), Vec::new()];
             let mut ev = Vec::new();
             let dirs = [Dir::Client, Dir::Server];
-            let deliver = |p: &mut TlsParser,
-                           dir: usize,
-                           ch: Chunk<'_>,
-                           ev: &mut Vec<TlsEvent>,
-                           got: &mut [Vec<String>; 2]| {
+            let deliver = |p: &mut TlsParser, dir: usize, ch: Chunk<'_>, ev: &mut Vec<TlsEvent>, got: &mut [Vec<String>; 2]| {
                 match ch {
                     Chunk::Data { bytes, .. } => p.feed(dirs[dir], bytes, 0, ev),
                     Chunk::Gap(n) => {
@@ -293,54 +252,37 @@ impl Target for TlsStream {
                 if s.ack {
                     re[s.dir].acked(seq, &mut |ch| deliver(&mut p, s.dir, ch, &mut ev, &mut got));
                 } else {
-                    re[s.dir].segment(seq, &s.bytes, &lim, &mut |ch| {
-                        deliver(&mut p, s.dir, ch, &mut ev, &mut got)
-                    });
+                    re[s.dir].segment(seq, &s.bytes, &lim, &mut |ch| deliver(&mut p, s.dir, ch, &mut ev, &mut got));
                 }
                 for (d, r) in re.iter().enumerate() {
                     if r.heap_bytes() > re_cap {
-                        return Err(format!(
-                            "reassembler {d} holds {} B > {re_cap} B",
-                            r.heap_bytes()
-                        ));
+                        return Err(format!("reassembler {d} holds {} B > {re_cap} B", r.heap_bytes()));
                     }
                 }
                 if p.heap_bytes() > parser_cap {
-                    return Err(format!(
-                        "TLS parser holds {} B > {parser_cap} B",
-                        p.heap_bytes()
-                    ));
+                    return Err(format!("TLS parser holds {} B > {parser_cap} B", p.heap_bytes()));
                 }
             }
             for (dir, r) in re.iter_mut().enumerate() {
                 r.flush(&mut |ch| deliver(&mut p, dir, ch, &mut ev, &mut got));
             }
-            let clean = re
-                .iter()
-                .all(|r| r.counters.gaps == 0 && r.counters.overflows == 0);
+            let clean = re.iter().all(|r| r.counters.gaps == 0 && r.counters.overflows == 0);
             Ok((clean, got))
         });
         let (clean, mut got) = r?;
-        let heap_cap = 2 * (c.streams[0].len() + c.streams[1].len()) as u64
-            + 2 * case.len() as u64
-            + (1 << 20);
+        let heap_cap = 2 * (c.streams[0].len() + c.streams[1].len()) as u64 + 2 * case.len() as u64 + (1 << 20);
         if peak > heap_cap {
             return Err(format!("heap peak {peak} B > {heap_cap} B"));
         }
         // The oracle holds when every segment is faithful and nothing is missing.
-        let mut covered = [
-            vec![false; c.streams[0].len()],
-            vec![false; c.streams[1].len()],
-        ];
+        let mut covered = [vec![false; c.streams[0].len()], vec![false; c.streams[1].len()]];
         for s in c.segs.iter().filter(|s| !s.ack) {
             let st = &c.streams[s.dir];
             let off = s.off as usize;
             if st.get(off..off + s.bytes.len()) != Some(&s.bytes[..]) {
                 return Ok(());
             }
-            covered[s.dir][off..off + s.bytes.len()]
-                .iter_mut()
-                .for_each(|x| *x = true);
+            covered[s.dir][off..off + s.bytes.len()].iter_mut().for_each(|x| *x = true);
         }
         if !clean || !covered.iter().all(|c| c.iter().all(|&x| x)) {
             return Ok(());
@@ -361,11 +303,7 @@ impl Target for TlsStream {
                     "direction {d}: {} hello/cert events segmented, {} whole; first: {:.200}",
                     got[d].len(),
                     want[d].len(),
-                    got[d]
-                        .first()
-                        .or(want[d].first())
-                        .cloned()
-                        .unwrap_or_default()
+                    got[d].first().or(want[d].first()).cloned().unwrap_or_default()
                 ));
             }
         }

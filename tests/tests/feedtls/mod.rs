@@ -7,16 +7,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 pub fn must(args: &[&str]) {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// A CA, a server leaf for 127.0.0.1, a client CA and client leaf, and an
@@ -48,11 +40,7 @@ pub fn make_pki(dir: &Path) {
         ]);
     }
     for (leaf, ca, ext) in [
-        (
-            "server",
-            "ca",
-            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        ),
+        ("server", "ca", "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"),
         ("client", "clientca", "extendedKeyUsage=clientAuth\n"),
     ] {
         must(&[
@@ -70,11 +58,7 @@ pub fn make_pki(dir: &Path) {
             "-out",
             &d(&format!("{leaf}.csr")),
         ]);
-        std::fs::write(
-            dir.join(format!("{leaf}.ext")),
-            format!("basicConstraints=CA:FALSE\n{ext}"),
-        )
-        .expect("ext");
+        std::fs::write(dir.join(format!("{leaf}.ext")), format!("basicConstraints=CA:FALSE\n{ext}")).expect("ext");
         must(&[
             "openssl",
             "x509",

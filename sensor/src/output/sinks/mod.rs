@@ -65,11 +65,7 @@ pub struct SinkOptions {
 
 impl Default for SinkOptions {
     fn default() -> Self {
-        SinkOptions {
-            queue_lines: 100_000,
-            queue_bytes: 64 << 20,
-            batch: 64,
-        }
+        SinkOptions { queue_lines: 100_000, queue_bytes: 64 << 20, batch: 64 }
     }
 }
 
@@ -103,29 +99,18 @@ impl SinkSpec {
                 let (host, port) = host_port(authority, 6379)?;
                 let cfg = redis::RedisConfig::from_params(host, port, &mut params)?;
                 // Suricata's pipelining batch-size; without pipelining, one command a round trip.
-                options.batch = params
-                    .take_num("batch", 1, BATCH_MAX)?
-                    .unwrap_or(cfg.default_batch());
+                options.batch = params.take_num("batch", 1, BATCH_MAX)?.unwrap_or(cfg.default_batch());
                 SinkKind::Redis(cfg)
             }
             _ => {
                 let (host, port) = host_port(authority, 514)?;
-                let cfg = syslog::SyslogConfig::from_params(
-                    scheme == "syslog+tcp",
-                    host,
-                    port,
-                    &mut params,
-                )?;
+                let cfg = syslog::SyslogConfig::from_params(scheme == "syslog+tcp", host, port, &mut params)?;
                 options.batch = params.take_num("batch", 1, BATCH_MAX)?.unwrap_or(64);
                 SinkKind::Syslog(cfg)
             }
         };
         params.finish()?;
-        Ok(Some(SinkSpec {
-            kind,
-            options,
-            text: s.to_string(),
-        }))
+        Ok(Some(SinkSpec { kind, options, text: s.to_string() }))
     }
 
     /// `host` for the syslog header: the sensor name (live sets it).
@@ -161,10 +146,7 @@ fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String
         return Ok((h.to_string(), port));
     }
     match authority.rsplit_once(':') {
-        Some((h, p)) => Ok((
-            h.to_string(),
-            p.parse().map_err(|_| format!("`{p}` is not a port"))?,
-        )),
+        Some((h, p)) => Ok((h.to_string(), p.parse().map_err(|_| format!("`{p}` is not a port"))?)),
         None => Ok((authority.to_string(), default_port)),
     }
 }
@@ -176,9 +158,7 @@ impl Params {
     fn parse(q: &str) -> Result<Params, String> {
         let mut v = Vec::new();
         for part in q.split('&').filter(|p| !p.is_empty()) {
-            let (k, val) = part
-                .split_once('=')
-                .ok_or_else(|| format!("`{part}`: expected key=value"))?;
+            let (k, val) = part.split_once('=').ok_or_else(|| format!("`{part}`: expected key=value"))?;
             v.push((k.to_string(), val.to_string()));
         }
         Ok(Params(v))
@@ -189,12 +169,7 @@ impl Params {
         Some(self.0.remove(i).1)
     }
 
-    pub(crate) fn take_num(
-        &mut self,
-        key: &str,
-        min: usize,
-        max: usize,
-    ) -> Result<Option<usize>, String> {
+    pub(crate) fn take_num(&mut self, key: &str, min: usize, max: usize) -> Result<Option<usize>, String> {
         match self.take(key) {
             None => Ok(None),
             Some(v) => match v.parse::<usize>() {
@@ -216,9 +191,7 @@ impl Params {
                 };
                 match num.parse::<usize>().ok().and_then(|n| n.checked_mul(mul)) {
                     Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-                    _ => Err(format!(
-                        "{key}={v}: expected a size from {min} to {max} bytes"
-                    )),
+                    _ => Err(format!("{key}={v}: expected a size from {min} to {max} bytes")),
                 }
             }
         }
@@ -301,17 +274,9 @@ impl Sink {
     }
 
     /// A sink over any transport (tests).
-    pub fn with_transport(
-        transport: Box<dyn Transport>,
-        options: SinkOptions,
-        kind: &'static str,
-    ) -> std::io::Result<Sink> {
+    pub fn with_transport(transport: Box<dyn Transport>, options: SinkOptions, kind: &'static str) -> std::io::Result<Sink> {
         let shared = Arc::new(Shared {
-            q: Mutex::new(Queue {
-                lines: VecDeque::new(),
-                bytes: 0,
-                closing: None,
-            }),
+            q: Mutex::new(Queue { lines: VecDeque::new(), bytes: 0, closing: None }),
             cv: Condvar::new(),
             stop: AtomicBool::new(false),
             counters: SinkCounters::default(),
@@ -320,15 +285,8 @@ impl Sink {
         });
         let s2 = Arc::clone(&shared);
         let batch = options.batch.max(1);
-        let handle = std::thread::Builder::new()
-            .name(format!("sink-{kind}"))
-            .spawn(move || ship(s2, transport, batch))?;
-        Ok(Sink {
-            shared,
-            options,
-            kind,
-            handle: Some(handle),
-        })
+        let handle = std::thread::Builder::new().name(format!("sink-{kind}")).spawn(move || ship(s2, transport, batch))?;
+        Ok(Sink { shared, options, kind, handle: Some(handle) })
     }
 
     pub fn kind(&self) -> &'static str {
@@ -340,10 +298,7 @@ impl Sink {
     pub fn push(&self, line: &[u8]) {
         let c = &self.shared.counters;
         let mut q = self.shared.q.lock().unwrap_or_else(|e| e.into_inner());
-        if q.closing.is_some()
-            || q.lines.len() >= self.options.queue_lines
-            || q.bytes + line.len() > self.options.queue_bytes
-        {
+        if q.closing.is_some() || q.lines.len() >= self.options.queue_lines || q.bytes + line.len() > self.options.queue_bytes {
             c.queue_dropped.fetch_add(1, Relaxed);
             c.bytes_dropped.fetch_add(line.len() as u64 + 1, Relaxed);
             return;
@@ -361,10 +316,7 @@ impl Sink {
     /// Lines and bytes waiting (queue and the batch being sent).
     pub fn pending(&self) -> (u64, u64) {
         let q = self.shared.q.lock().unwrap_or_else(|e| e.into_inner());
-        (
-            q.lines.len() as u64 + self.shared.in_flight.load(Relaxed),
-            q.bytes as u64 + self.shared.in_flight_bytes.load(Relaxed),
-        )
+        (q.lines.len() as u64 + self.shared.in_flight.load(Relaxed), q.bytes as u64 + self.shared.in_flight_bytes.load(Relaxed))
     }
 
     /// Stop taking lines, wait at most `wait` for the queue to drain, count
@@ -427,11 +379,7 @@ fn ship(shared: Arc<Shared>, mut transport: Box<dyn Transport>, batch_max: usize
         {
             let mut q = shared.q.lock().unwrap_or_else(|e| e.into_inner());
             while batch.is_empty() && q.lines.is_empty() && q.closing.is_none() {
-                q = shared
-                    .cv
-                    .wait_timeout(q, Duration::from_millis(200))
-                    .map(|r| r.0)
-                    .unwrap_or_else(|e| e.into_inner().0);
+                q = shared.cv.wait_timeout(q, Duration::from_millis(200)).map(|r| r.0).unwrap_or_else(|e| e.into_inner().0);
             }
             while batch.len() < batch_max {
                 match q.lines.pop_front() {
@@ -449,9 +397,7 @@ fn ship(shared: Arc<Shared>, mut transport: Box<dyn Transport>, batch_max: usize
                 return;
             }
         }
-        let out_of_time = |d: Option<Instant>| {
-            shared.stop.load(Relaxed) || d.is_some_and(|d| Instant::now() >= d)
-        };
+        let out_of_time = |d: Option<Instant>| shared.stop.load(Relaxed) || d.is_some_and(|d| Instant::now() >= d);
         // Send it, retrying until it goes through or the run is over.
         loop {
             match transport.send(&batch, c) {
@@ -460,10 +406,7 @@ fn ship(shared: Arc<Shared>, mut transport: Box<dyn Transport>, batch_max: usize
                         connected = true;
                     }
                     let bytes: u64 = batch.iter().map(|l| l.len() as u64 + 1).sum();
-                    c.lines_written.fetch_add(
-                        batch.len() as u64 - dropped.min(batch.len() as u64),
-                        Relaxed,
-                    );
+                    c.lines_written.fetch_add(batch.len() as u64 - dropped.min(batch.len() as u64), Relaxed);
                     c.bytes_written.fetch_add(bytes, Relaxed);
                     if dropped > 0 {
                         c.other_dropped.fetch_add(dropped, Relaxed);
@@ -478,9 +421,7 @@ fn ship(shared: Arc<Shared>, mut transport: Box<dyn Transport>, batch_max: usize
                         c.disconnects.fetch_add(1, Relaxed);
                     }
                     transport.reset();
-                    if out_of_time(deadline)
-                        || out_of_time(shared.q.lock().unwrap_or_else(|e| e.into_inner()).closing)
-                    {
+                    if out_of_time(deadline) || out_of_time(shared.q.lock().unwrap_or_else(|e| e.into_inner()).closing) {
                         let bytes: u64 = batch.iter().map(|l| l.len() as u64 + 1).sum();
                         c.other_dropped.fetch_add(batch.len() as u64, Relaxed);
                         c.bytes_dropped.fetch_add(bytes, Relaxed);
@@ -556,32 +497,17 @@ mod tests {
     fn spec_parse() {
         assert_eq!(SinkSpec::parse("eve.json"), Ok(None));
         assert_eq!(SinkSpec::parse("unix:/x"), Ok(None));
-        let s =
-            SinkSpec::parse("redis://127.0.0.1:7000/?mode=stream&key=k&maxlen=10&batch=5&queue=7")
-                .unwrap()
-                .unwrap();
+        let s = SinkSpec::parse("redis://127.0.0.1:7000/?mode=stream&key=k&maxlen=10&batch=5&queue=7").unwrap().unwrap();
         assert_eq!(s.options.batch, 5);
         assert_eq!(s.options.queue_lines, 7);
-        let SinkKind::Redis(r) = &s.kind else {
-            panic!()
-        };
-        assert_eq!(
-            (r.host.as_str(), r.port, r.key.as_str()),
-            ("127.0.0.1", 7000, "k")
-        );
+        let SinkKind::Redis(r) = &s.kind else { panic!() };
+        assert_eq!((r.host.as_str(), r.port, r.key.as_str()), ("127.0.0.1", 7000, "k"));
         assert_eq!(r.mode, redis::Mode::Stream);
         assert_eq!(r.maxlen, 10);
-        let s = SinkSpec::parse("syslog+tcp://[::1]:6514?facility=local3&severity=notice")
-            .unwrap()
-            .unwrap();
-        let SinkKind::Syslog(c) = &s.kind else {
-            panic!()
-        };
+        let s = SinkSpec::parse("syslog+tcp://[::1]:6514?facility=local3&severity=notice").unwrap().unwrap();
+        let SinkKind::Syslog(c) = &s.kind else { panic!() };
         assert!(c.tcp);
-        assert_eq!(
-            (c.host.as_str(), c.port, c.facility, c.severity),
-            ("::1", 6514, 19, 5)
-        );
+        assert_eq!((c.host.as_str(), c.port, c.facility, c.severity), ("::1", 6514, 19, 5));
         assert!(SinkSpec::parse("redis://h?mode=nope").is_err());
         assert!(SinkSpec::parse("redis://h?bogus=1").is_err());
         assert!(SinkSpec::parse("redis://h:99999").is_err());
@@ -594,20 +520,8 @@ mod tests {
     fn overflow_is_counted_and_outage_loses_nothing_else() {
         let down = Arc::new(AtomicBool::new(true));
         let got = Arc::new(Mutex::new(Vec::new()));
-        let t = Flaky {
-            down: Arc::clone(&down),
-            got: Arc::clone(&got),
-        };
-        let mut s = Sink::with_transport(
-            Box::new(t),
-            SinkOptions {
-                queue_lines: 50,
-                queue_bytes: 1 << 20,
-                batch: 8,
-            },
-            "test",
-        )
-        .unwrap();
+        let t = Flaky { down: Arc::clone(&down), got: Arc::clone(&got) };
+        let mut s = Sink::with_transport(Box::new(t), SinkOptions { queue_lines: 50, queue_bytes: 1 << 20, batch: 8 }, "test").unwrap();
         for i in 0..200 {
             s.push(format!("{i}").as_bytes());
         }
@@ -623,10 +537,7 @@ mod tests {
         assert_eq!(written + dropped, 200, "every line delivered or counted");
         assert!(dropped >= 200 - 58, "the queue is bounded: {dropped}");
         // Delivered in order, no gaps before the overflow started.
-        let nums: Vec<u32> = got
-            .iter()
-            .map(|l| std::str::from_utf8(l).unwrap().parse().unwrap())
-            .collect();
+        let nums: Vec<u32> = got.iter().map(|l| std::str::from_utf8(l).unwrap().parse().unwrap()).collect();
         assert!(nums.windows(2).all(|w| w[0] < w[1]), "{nums:?}");
         assert_eq!(nums[0], 0);
         assert!(c.write_errors.load(Relaxed) >= 1);
@@ -635,20 +546,8 @@ mod tests {
     #[test]
     fn leftovers_at_the_deadline_are_counted() {
         let down = Arc::new(AtomicBool::new(true));
-        let t = Flaky {
-            down,
-            got: Arc::new(Mutex::new(Vec::new())),
-        };
-        let mut s = Sink::with_transport(
-            Box::new(t),
-            SinkOptions {
-                queue_lines: 1000,
-                queue_bytes: 1 << 20,
-                batch: 4,
-            },
-            "test",
-        )
-        .unwrap();
+        let t = Flaky { down, got: Arc::new(Mutex::new(Vec::new())) };
+        let mut s = Sink::with_transport(Box::new(t), SinkOptions { queue_lines: 1000, queue_bytes: 1 << 20, batch: 4 }, "test").unwrap();
         for i in 0..100 {
             s.push(format!("{i}").as_bytes());
         }
@@ -657,10 +556,7 @@ mod tests {
         assert!(t0.elapsed() < Duration::from_secs(3));
         let c = s.counters();
         assert_eq!(c.lines_written.load(Relaxed), 0);
-        assert_eq!(
-            c.queue_dropped.load(Relaxed) + c.other_dropped.load(Relaxed),
-            100
-        );
+        assert_eq!(c.queue_dropped.load(Relaxed) + c.other_dropped.load(Relaxed), 100);
         assert_eq!(s.pending(), (0, 0));
     }
 
@@ -668,10 +564,7 @@ mod tests {
     fn json_fields_for_headers() {
         let l = br#"{"timestamp":"2024-01-02T03:04:05.123456+0000","event_type":"tls","x":{"event_type":"no"}}"#;
         assert_eq!(json_str_field(l, "event_type"), Some("tls"));
-        assert_eq!(
-            json_str_field(l, "timestamp"),
-            Some("2024-01-02T03:04:05.123456+0000")
-        );
+        assert_eq!(json_str_field(l, "timestamp"), Some("2024-01-02T03:04:05.123456+0000"));
         assert_eq!(json_str_field(br#"{"a":"b\"c"}"#, "a"), None);
         assert_eq!(json_str_field(b"{}", "a"), None);
     }

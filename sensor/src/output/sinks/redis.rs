@@ -41,21 +41,13 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
-    pub(crate) fn from_params(
-        host: String,
-        port: u16,
-        p: &mut Params,
-    ) -> Result<RedisConfig, String> {
+    pub(crate) fn from_params(host: String, port: u16, p: &mut Params) -> Result<RedisConfig, String> {
         let mode = match p.take("mode").as_deref() {
             None | Some("list") | Some("lpush") => Mode::Lpush,
             Some("rpush") => Mode::Rpush,
             Some("channel") | Some("publish") => Mode::Publish,
             Some("stream") | Some("xadd") => Mode::Stream,
-            Some(m) => {
-                return Err(format!(
-                    "mode={m}: expected list, lpush, rpush, channel, publish, stream or xadd"
-                ))
-            }
+            Some(m) => return Err(format!("mode={m}: expected list, lpush, rpush, channel, publish, stream or xadd")),
         };
         let key = p.take("key").unwrap_or_else(|| "pinwatch".to_string());
         let field = p.take("field").unwrap_or_else(|| "eve".to_string());
@@ -64,24 +56,14 @@ impl RedisConfig {
         }
         let maxlen = match p.take("maxlen") {
             None => 100_000,
-            Some(v) => v
-                .parse()
-                .map_err(|_| format!("maxlen={v}: expected a number"))?,
+            Some(v) => v.parse().map_err(|_| format!("maxlen={v}: expected a number"))?,
         };
         let trim_exact = match p.take("trim_exact").as_deref() {
             None | Some("false") | Some("no") => false,
             Some("true") | Some("yes") => true,
             Some(v) => return Err(format!("trim_exact={v}: expected true or false")),
         };
-        Ok(RedisConfig {
-            host,
-            port,
-            mode,
-            key,
-            field,
-            maxlen,
-            trim_exact,
-        })
+        Ok(RedisConfig { host, port, mode, key, field, maxlen, trim_exact })
     }
 
     /// Suricata's pipelining batch-size default.
@@ -110,21 +92,15 @@ impl RedisTransport {
 
     fn connect(&mut self, c: &SinkCounters) -> Result<&mut redis::Connection, String> {
         if self.conn.is_none() {
-            let client = redis::Client::open(self.cfg.url())
-                .map_err(|e| format!("redis {}: {e}", self.cfg.url()))?;
-            let conn = client
-                .get_connection_with_timeout(IO_TIMEOUT)
-                .map_err(|e| format!("redis {}:{}: {e}", self.cfg.host, self.cfg.port))?;
-            conn.set_read_timeout(Some(IO_TIMEOUT))
-                .map_err(|e| e.to_string())?;
-            conn.set_write_timeout(Some(IO_TIMEOUT))
-                .map_err(|e| e.to_string())?;
+            let client = redis::Client::open(self.cfg.url()).map_err(|e| format!("redis {}: {e}", self.cfg.url()))?;
+            let conn =
+                client.get_connection_with_timeout(IO_TIMEOUT).map_err(|e| format!("redis {}:{}: {e}", self.cfg.host, self.cfg.port))?;
+            conn.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+            conn.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
             c.connects.fetch_add(1, Relaxed);
             self.conn = Some(conn);
         }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| "no connection".to_string())
+        self.conn.as_mut().ok_or_else(|| "no connection".to_string())
     }
 
     fn pipeline(&self, batch: &[Vec<u8>]) -> redis::Pipeline {
@@ -137,13 +113,7 @@ impl RedisTransport {
                 Mode::Publish => p.cmd("PUBLISH").arg(&cfg.key).arg(line.as_slice()),
                 Mode::Stream => {
                     let c = p.cmd("XADD").arg(&cfg.key);
-                    let c = if cfg.maxlen > 0 {
-                        c.arg("MAXLEN")
-                            .arg(if cfg.trim_exact { "=" } else { "~" })
-                            .arg(cfg.maxlen)
-                    } else {
-                        c
-                    };
+                    let c = if cfg.maxlen > 0 { c.arg("MAXLEN").arg(if cfg.trim_exact { "=" } else { "~" }).arg(cfg.maxlen) } else { c };
                     c.arg("*").arg(&cfg.field).arg(line.as_slice())
                 }
             };
@@ -157,9 +127,7 @@ impl RedisTransport {
 fn gives_up(e: &redis::RedisError) -> bool {
     use redis::{ErrorKind, ServerErrorKind as S};
     match e.kind() {
-        ErrorKind::Server(
-            S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::ReadOnly,
-        ) => false,
+        ErrorKind::Server(S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::ReadOnly) => false,
         ErrorKind::Server(_) | ErrorKind::Extension => true,
         _ => false,
     }
@@ -177,10 +145,8 @@ impl Transport for RedisTransport {
             // server still loading its data, or a replica, is retried.
             Err(e) if gives_up(&e) => {
                 c.write_errors.fetch_add(1, Relaxed);
-                *c.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(format!("redis: {e}"));
-                c.bytes_dropped
-                    .fetch_add(batch.iter().map(|l| l.len() as u64 + 1).sum(), Relaxed);
+                *c.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("redis: {e}"));
+                c.bytes_dropped.fetch_add(batch.iter().map(|l| l.len() as u64 + 1).sum(), Relaxed);
                 Ok(batch.len() as u64)
             }
             Err(e) => Err(format!("redis {}:{}: {e}", self.cfg.host, self.cfg.port)),

@@ -57,33 +57,21 @@ pub struct SyslogConfig {
 }
 
 const FACILITIES: [&str; 24] = [
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
-    "ftp", "ntp", "audit", "alert", "clock", "local0", "local1", "local2", "local3", "local4",
-    "local5", "local6", "local7",
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp", "audit", "alert", "clock",
+    "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
 ];
-const SEVERITIES: [&str; 8] = [
-    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
-];
+const SEVERITIES: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
 
 fn by_name(v: &str, names: &[&str], aliases: &[(&str, usize)]) -> Option<u8> {
     if let Ok(n) = v.parse::<usize>() {
         return (n < names.len()).then_some(n as u8);
     }
     let v = v.to_ascii_lowercase();
-    names
-        .iter()
-        .position(|n| *n == v)
-        .or_else(|| aliases.iter().find(|(a, _)| *a == v).map(|(_, i)| *i))
-        .map(|i| i as u8)
+    names.iter().position(|n| *n == v).or_else(|| aliases.iter().find(|(a, _)| *a == v).map(|(_, i)| *i)).map(|i| i as u8)
 }
 
 impl SyslogConfig {
-    pub(crate) fn from_params(
-        tcp: bool,
-        host: String,
-        port: u16,
-        p: &mut Params,
-    ) -> Result<SyslogConfig, String> {
+    pub(crate) fn from_params(tcp: bool, host: String, port: u16, p: &mut Params) -> Result<SyslogConfig, String> {
         let facility = match p.take("facility") {
             None => 21,
             Some(v) => by_name(&v, &FACILITIES, &[("security", 4)])
@@ -91,18 +79,8 @@ impl SyslogConfig {
         };
         let severity = match p.take("severity") {
             None => 6,
-            Some(v) => by_name(
-                &v,
-                &SEVERITIES,
-                &[
-                    ("emergency", 0),
-                    ("critical", 2),
-                    ("error", 3),
-                    ("warn", 4),
-                    ("informational", 6),
-                ],
-            )
-            .ok_or_else(|| format!("severity={v}: expected a syslog severity name or 0-7"))?,
+            Some(v) => by_name(&v, &SEVERITIES, &[("emergency", 0), ("critical", 2), ("error", 3), ("warn", 4), ("informational", 6)])
+                .ok_or_else(|| format!("severity={v}: expected a syslog severity name or 0-7"))?,
         };
         let hostname = p.take("hostname");
         let max = p.take_num("max", 480, UDP_MAX)?.unwrap_or(UDP_DEFAULT_MAX);
@@ -111,26 +89,13 @@ impl SyslogConfig {
             Some("drop") => true,
             Some(v) => return Err(format!("oversize={v}: expected truncate or drop")),
         };
-        Ok(SyslogConfig {
-            tcp,
-            host,
-            port,
-            facility,
-            severity,
-            hostname,
-            max,
-            drop_oversize,
-        })
+        Ok(SyslogConfig { tcp, host, port, facility, severity, hostname, max, drop_oversize })
     }
 }
 
 /// RFC 5424 HOSTNAME: 1–255 printable US-ASCII, no space; `-` if empty.
 fn header_name(s: &str, max: usize) -> String {
-    let v: String = s
-        .chars()
-        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
-        .take(max)
-        .collect();
+    let v: String = s.chars().map(|c| if c.is_ascii_graphic() { c } else { '_' }).take(max).collect();
     if v.is_empty() {
         "-".to_string()
     } else {
@@ -147,10 +112,7 @@ fn header_time(line: &[u8]) -> String {
     let ok = b.len() == 31
         && b[19] == b'.'
         && (b[26] == b'+' || b[26] == b'-')
-        && b[..19]
-            .iter()
-            .enumerate()
-            .all(|(i, c)| matches!(i, 4 | 7 | 10 | 13 | 16) || c.is_ascii_digit())
+        && b[..19].iter().enumerate().all(|(i, c)| matches!(i, 4 | 7 | 10 | 13 | 16) || c.is_ascii_digit())
         && b[27..].iter().all(u8::is_ascii_digit);
     if !ok {
         return "-".into();
@@ -161,14 +123,8 @@ fn header_time(line: &[u8]) -> String {
 /// One RFC 5424 message (without framing) for `line`.
 pub fn format_message(cfg: &SyslogConfig, hostname: &str, procid: u32, line: &[u8]) -> Vec<u8> {
     let pri = u32::from(cfg.facility) * 8 + u32::from(cfg.severity);
-    let msgid =
-        json_str_field(line, "event_type").map_or_else(|| "-".to_string(), |e| header_name(e, 32));
-    let mut m = format!(
-        "<{pri}>1 {} {} pinwatch {procid} {msgid} - ",
-        header_time(line),
-        header_name(hostname, 255)
-    )
-    .into_bytes();
+    let msgid = json_str_field(line, "event_type").map_or_else(|| "-".to_string(), |e| header_name(e, 32));
+    let mut m = format!("<{pri}>1 {} {} pinwatch {procid} {msgid} - ", header_time(line), header_name(hostname, 255)).into_bytes();
     m.extend_from_slice(line);
     m
 }
@@ -194,40 +150,22 @@ impl SyslogTransport {
         let addr = (cfg.host.as_str(), cfg.port)
             .to_socket_addrs()?
             .next()
-            .ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("syslog receiver {}: no address", cfg.host),
-                )
-            })?;
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("syslog receiver {}: no address", cfg.host)))?;
         let conn = if cfg.tcp {
             Conn::Tcp(None)
         } else {
-            let s = UdpSocket::bind(if addr.is_ipv4() {
-                "0.0.0.0:0"
-            } else {
-                "[::]:0"
-            })?;
+            let s = UdpSocket::bind(if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
             s.connect(addr)?;
             Conn::Udp(s)
         };
         let hostname = cfg.hostname.clone().unwrap_or_else(machine_hostname);
-        Ok(SyslogTransport {
-            cfg,
-            hostname,
-            procid: std::process::id(),
-            conn,
-            addr,
-            buf: Vec::new(),
-        })
+        Ok(SyslogTransport { cfg, hostname, procid: std::process::id(), conn, addr, buf: Vec::new() })
     }
 }
 
 /// The machine's host name (Linux), `-` when unknown.
 fn machine_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
 }
 
 impl Transport for SyslogTransport {
@@ -250,18 +188,15 @@ impl Transport for SyslogTransport {
                         dropped += 1;
                         c.write_errors.fetch_add(1, Relaxed);
                         c.bytes_dropped.fetch_add(line.len() as u64 + 1, Relaxed);
-                        *c.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(format!("syslog udp {}: {e}", self.addr));
+                        *c.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("syslog udp {}: {e}", self.addr));
                     }
                 }
                 Ok(dropped)
             }
             Conn::Tcp(stream) => {
                 if stream.is_none() {
-                    let s = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT)
-                        .map_err(|e| format!("syslog tcp {}: {e}", self.addr))?;
-                    s.set_write_timeout(Some(IO_TIMEOUT))
-                        .map_err(|e| e.to_string())?;
+                    let s = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT).map_err(|e| format!("syslog tcp {}: {e}", self.addr))?;
+                    s.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
                     let _ = s.set_nodelay(true);
                     c.connects.fetch_add(1, Relaxed);
                     *stream = Some(s);
@@ -275,9 +210,7 @@ impl Transport for SyslogTransport {
                     self.buf.extend_from_slice(&m);
                 }
                 let s = stream.as_mut().ok_or("no connection")?;
-                s.write_all(&self.buf)
-                    .and_then(|()| s.flush())
-                    .map_err(|e| format!("syslog tcp {}: {e}", self.addr))?;
+                s.write_all(&self.buf).and_then(|()| s.flush()).map_err(|e| format!("syslog tcp {}: {e}", self.addr))?;
                 Ok(0)
             }
         }
@@ -311,34 +244,13 @@ mod tests {
     fn rfc5424_header() {
         let line = br#"{"timestamp":"2024-01-02T03:04:05.123456+0000","flow_id":1,"event_type":"tls","host":"s1"}"#;
         let m = format_message(&cfg(), "sensor-a", 42, line);
-        let want = format!(
-            "<174>1 2024-01-02T03:04:05.123456+00:00 sensor-a pinwatch 42 tls - {}",
-            std::str::from_utf8(line).unwrap()
-        );
+        let want = format!("<174>1 2024-01-02T03:04:05.123456+00:00 sensor-a pinwatch 42 tls - {}", std::str::from_utf8(line).unwrap());
         assert_eq!(String::from_utf8(m).unwrap(), want);
         // No timestamp, odd host name, negative offset.
-        let m = format_message(
-            &SyslogConfig {
-                facility: 0,
-                severity: 0,
-                ..cfg()
-            },
-            "a b",
-            1,
-            b"{}",
-        );
+        let m = format_message(&SyslogConfig { facility: 0, severity: 0, ..cfg() }, "a b", 1, b"{}");
         assert_eq!(m, b"<0>1 - a_b pinwatch 1 - - {}");
-        let m = format_message(
-            &cfg(),
-            "",
-            1,
-            br#"{"timestamp":"2024-01-02T03:04:05.000001-0530"}"#,
-        );
-        assert!(
-            m.starts_with(b"<174>1 2024-01-02T03:04:05.000001-05:30 - pinwatch"),
-            "{}",
-            String::from_utf8_lossy(&m)
-        );
+        let m = format_message(&cfg(), "", 1, br#"{"timestamp":"2024-01-02T03:04:05.000001-0530"}"#);
+        assert!(m.starts_with(b"<174>1 2024-01-02T03:04:05.000001-05:30 - pinwatch"), "{}", String::from_utf8_lossy(&m));
         let m = format_message(&cfg(), "h", 1, br#"{"timestamp":"garbage"}"#);
         assert!(m.starts_with(b"<174>1 - h "));
     }
