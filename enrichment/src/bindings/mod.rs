@@ -391,7 +391,7 @@ impl Bindings {
         self.radius_held_len -= held.len();
         let event_ns = r.event_time_ns(received_ns);
         let mut held: Vec<_> = held.into_iter().collect();
-        held.sort_by(|a, b| a.0.cmp(&b.0));
+        held.sort_by_key(|a| a.0);
         held.into_iter()
             .map(|((ip, prefix_len), h)| {
                 line(Binding {
