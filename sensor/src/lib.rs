@@ -30,6 +30,7 @@ pub mod flow;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod output;
+pub mod report;
 pub mod run;
 pub mod verdict;
 
