@@ -15,6 +15,8 @@
 //!    lines are written to.
 //! 6. [`run`]: the engine and reporting desk, the replay pipeline and its
 //!    multi-threaded form; [`live`] drives the same engine from interfaces.
+//! 7. [`report`]: reads EVE lines back (not packets) for `pinwatch report`,
+//!    the visibility-gap page and the network team's lists.
 //!
 //! [`config`] is read by every stage and depends on none. Every decision
 //! about traffic takes its time from packet timestamps, so a replay gives the

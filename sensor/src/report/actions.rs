@@ -79,16 +79,27 @@ pub fn propose(m: &Model, approvals: &Approvals) -> Proposals {
     let mut per: BTreeMap<(Action, String), Acc> = BTreeMap::new();
     let mut addr: BTreeMap<(String, Action), BTreeSet<String>> = BTreeMap::new();
     for s in &m.sessions {
-        let inspected = matches!(s.path.as_str(), "intercepted" | "explicit_proxy") && s.intercepted != Some(false);
+        let inspected = matches!(s.path.as_str(), "intercepted" | "explicit_proxy")
+            && s.intercepted != Some(false);
         let rejected = inspected && s.rejected();
         let around = matches!(s.path.as_str(), "direct" | "tunnel");
         if !rejected && !around {
             continue;
         }
         let app = s.app_name().to_string();
-        let action = if s.app.is_some() && approvals.pinning_approved(&app) { Action::Bypass } else { Action::Block };
-        let Some(host) = s.sni.as_deref().filter(|h| !h.is_empty() && h.parse::<std::net::IpAddr>().is_err()) else {
-            addr.entry((s.dest_ip.clone(), action)).or_default().insert(app);
+        let action = if s.app.is_some() && approvals.pinning_approved(&app) {
+            Action::Bypass
+        } else {
+            Action::Block
+        };
+        let Some(host) = s
+            .sni
+            .as_deref()
+            .filter(|h| !h.is_empty() && h.parse::<std::net::IpAddr>().is_err())
+        else {
+            addr.entry((s.dest_ip.clone(), action))
+                .or_default()
+                .insert(app);
             continue;
         };
         // An approved app that went around the inspection to a host it never
@@ -103,7 +114,11 @@ pub fn propose(m: &Model, approvals: &Approvals) -> Proposals {
         a.around += u64::from(around);
     }
     let mut out = Proposals::default();
-    let bypass_hosts: BTreeSet<String> = per.keys().filter(|(a, _)| *a == Action::Bypass).map(|(_, h)| h.clone()).collect();
+    let bypass_hosts: BTreeSet<String> = per
+        .keys()
+        .filter(|(a, _)| *a == Action::Bypass)
+        .map(|(_, h)| h.clone())
+        .collect();
     // Group into entries: a reviewer's wildcard for every app of the host, else the host.
     let mut entries: BTreeMap<(Action, String), Entry> = BTreeMap::new();
     for ((action, host), acc) in per {
@@ -126,17 +141,19 @@ pub fn propose(m: &Model, approvals: &Approvals) -> Proposals {
                 }
             }
         }
-        let e = entries.entry((action, entry.clone())).or_insert_with(|| Entry {
-            action,
-            registrable_domain: registrable(entry.trim_start_matches("*.")),
-            entry: entry.clone(),
-            apps: BTreeSet::new(),
-            hosts: BTreeSet::new(),
-            sessions: 0,
-            rejected_under_inspection: 0,
-            around_inspection: 0,
-            why: String::new(),
-        });
+        let e = entries
+            .entry((action, entry.clone()))
+            .or_insert_with(|| Entry {
+                action,
+                registrable_domain: registrable(entry.trim_start_matches("*.")),
+                entry: entry.clone(),
+                apps: BTreeSet::new(),
+                hosts: BTreeSet::new(),
+                sessions: 0,
+                rejected_under_inspection: 0,
+                around_inspection: 0,
+                why: String::new(),
+            });
         e.apps.extend(acc.apps.iter().cloned());
         e.hosts.insert(host);
         e.sessions += acc.sessions;
@@ -145,7 +162,11 @@ pub fn propose(m: &Model, approvals: &Approvals) -> Proposals {
     }
     for e in entries.values_mut() {
         e.why = match e.action {
-            Action::Bypass => format!("pinning approved ({}); {} session(s) rejected the inspection", join(&e.apps), e.rejected_under_inspection),
+            Action::Bypass => format!(
+                "pinning approved ({}); {} session(s) rejected the inspection",
+                join(&e.apps),
+                e.rejected_under_inspection
+            ),
             Action::Block => format!(
                 "pinning not approved ({}); {} rejected under inspection, {} around it",
                 join(&e.apps),
@@ -155,13 +176,31 @@ pub fn propose(m: &Model, approvals: &Approvals) -> Proposals {
         };
     }
     out.entries = entries.into_values().collect();
-    out.entries.sort_by(|a, b| (a.action, &a.registrable_domain, &a.entry).cmp(&(b.action, &b.registrable_domain, &b.entry)));
-    out.addresses = addr.into_iter().map(|((ip, a), apps)| (ip, a, apps)).collect();
+    out.entries.sort_by(|a, b| {
+        (a.action, &a.registrable_domain, &a.entry).cmp(&(
+            b.action,
+            &b.registrable_domain,
+            &b.entry,
+        ))
+    });
+    out.addresses = addr
+        .into_iter()
+        .map(|((ip, a), apps)| (ip, a, apps))
+        .collect();
     out
 }
 
 fn join(s: &BTreeSet<String>) -> String {
-    s.iter().map(|a| if a == NO_APP { "no app attributed" } else { a.as_str() }).collect::<Vec<_>>().join(", ")
+    s.iter()
+        .map(|a| {
+            if a == NO_APP {
+                "no app attributed"
+            } else {
+                a.as_str()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Every export file: (file name, contents).
@@ -182,13 +221,20 @@ pub fn render(p: &Proposals) -> Vec<(String, String)> {
         let mut squid = head("#");
         for e in &list {
             match e.entry.strip_prefix("*.") {
-                Some(d) => squid.push_str(&format!("acl pinwatch_{w}_sub dstdom_regex -i \\.{}$\n", regex_escape(d))),
+                Some(d) => squid.push_str(&format!(
+                    "acl pinwatch_{w}_sub dstdom_regex -i \\.{}$\n",
+                    regex_escape(d)
+                )),
                 None => squid.push_str(&format!("acl pinwatch_{w} dstdomain {}\n", e.entry)),
             }
         }
         squid.push_str(match action {
-            Action::Bypass => "# ssl_bump splice pinwatch_bypass\n# ssl_bump splice pinwatch_bypass_sub\n",
-            Action::Block => "# http_access deny pinwatch_block\n# http_access deny pinwatch_block_sub\n",
+            Action::Bypass => {
+                "# ssl_bump splice pinwatch_bypass\n# ssl_bump splice pinwatch_bypass_sub\n"
+            }
+            Action::Block => {
+                "# http_access deny pinwatch_block\n# http_access deny pinwatch_block_sub\n"
+            }
         });
         files.push((format!("squid-{w}.conf"), squid));
         // HAProxy: exact names for map_str, strict-subdomain suffixes (".domain") for map_end.
@@ -204,7 +250,9 @@ pub fn render(p: &Proposals) -> Vec<(String, String)> {
         files.push((format!("haproxy-{w}-suffix.map"), ha_sfx));
         // nginx: a map block with `hostnames` (its `*.domain` is strict subdomains).
         let mut ng = head("#");
-        ng.push_str(&format!("map $ssl_preread_server_name $pinwatch_{w} {{\n    hostnames;\n    default 0;\n"));
+        ng.push_str(&format!(
+            "map $ssl_preread_server_name $pinwatch_{w} {{\n    hostnames;\n    default 0;\n"
+        ));
         for e in &list {
             ng.push_str(&format!("    {} 1;\n", e.entry));
         }
@@ -224,7 +272,11 @@ pub fn render(p: &Proposals) -> Vec<(String, String)> {
         let mut z = String::from("url,description\n");
         for e in &list {
             let u = e.entry.strip_prefix('*').unwrap_or(&e.entry);
-            z.push_str(&format!("{},{}\n", csv_field(u), csv_field(&format!("pinwatch {w}: {}", e.why))));
+            z.push_str(&format!(
+                "{},{}\n",
+                csv_field(u),
+                csv_field(&format!("pinwatch {w}: {}", e.why))
+            ));
         }
         files.push((format!("zscaler-{w}.csv"), z));
         // Fortinet FortiGate external threat feed, Domain Name type: one
@@ -237,14 +289,27 @@ pub fn render(p: &Proposals) -> Vec<(String, String)> {
     }
     let mut a = String::from("address,action,apps\n");
     for (ip, act, apps) in &p.addresses {
-        a.push_str(&format!("{},{},{}\n", csv_field(ip), act.word(), csv_field(&join(apps))));
+        a.push_str(&format!(
+            "{},{},{}\n",
+            csv_field(ip),
+            act.word(),
+            csv_field(&join(apps))
+        ));
     }
     files.push(("addresses.csv".into(), a));
     files
 }
 
 fn regex_escape(s: &str) -> String {
-    s.chars().flat_map(|c| if c.is_ascii_alphanumeric() || c == '-' { vec![c] } else { vec!['\\', c] }).collect()
+    s.chars()
+        .flat_map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                vec![c]
+            } else {
+                vec!['\\', c]
+            }
+        })
+        .collect()
 }
 
 fn csv_field(s: &str) -> String {

@@ -69,12 +69,18 @@ pub struct Approvals {
 
 impl Approvals {
     pub fn load(path: &Path) -> anyhow::Result<Approvals> {
-        let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("--approved-baselines {}: {e}", path.display()))?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| anyhow::anyhow!("--approved-baselines {}: {e}", path.display()))?;
         if meta.len() > MAX_FILE {
-            anyhow::bail!("--approved-baselines {}: larger than {MAX_FILE} bytes", path.display());
+            anyhow::bail!(
+                "--approved-baselines {}: larger than {MAX_FILE} bytes",
+                path.display()
+            );
         }
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--approved-baselines {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("--approved-baselines {}: {e}", path.display()))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--approved-baselines {}: {e}", path.display()))?;
+        Self::parse(&text)
+            .map_err(|e| anyhow::anyhow!("--approved-baselines {}: {e}", path.display()))
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Approvals> {
@@ -84,7 +90,12 @@ impl Approvals {
         }
         let mut apps = BTreeMap::new();
         for a in f.apps {
-            let hosts = a.destinations.into_iter().filter(|d| d.approved).map(|d| d.host.to_ascii_lowercase()).collect();
+            let hosts = a
+                .destinations
+                .into_iter()
+                .filter(|d| d.approved)
+                .map(|d| d.host.to_ascii_lowercase())
+                .collect();
             apps.insert(a.package, (a.pinning_approved, hosts));
         }
         Ok(Approvals { apps })
@@ -93,7 +104,9 @@ impl Approvals {
     /// The app may reach `dest` (exact host, or a `*.domain` entry covering it).
     pub fn approves(&self, app: &str, dest: &str) -> bool {
         let dest = dest.to_ascii_lowercase();
-        self.apps.get(app).is_some_and(|(_, hosts)| hosts.iter().any(|h| host_matches(h, &dest)))
+        self.apps
+            .get(app)
+            .is_some_and(|(_, hosts)| hosts.iter().any(|h| host_matches(h, &dest)))
     }
 
     pub fn pinning_approved(&self, app: &str) -> bool {
@@ -102,7 +115,11 @@ impl Approvals {
 
     /// The app's approved `*.domain` entries.
     pub fn wildcards<'a>(&'a self, app: &str) -> impl Iterator<Item = &'a String> + 'a {
-        self.apps.get(app).into_iter().flat_map(|(_, h)| h.iter()).filter(|h| h.starts_with("*."))
+        self.apps
+            .get(app)
+            .into_iter()
+            .flat_map(|(_, h)| h.iter())
+            .filter(|h| h.starts_with("*."))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -113,7 +130,11 @@ impl Approvals {
 /// `pattern` is a host (exact) or `*.domain` (strict subdomains only).
 pub fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
-        Some(domain) => host.len() > domain.len() + 1 && host.ends_with(domain) && host.as_bytes()[host.len() - domain.len() - 1] == b'.',
+        Some(domain) => {
+            host.len() > domain.len() + 1
+                && host.ends_with(domain)
+                && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+        }
         None => pattern == host,
     }
 }
@@ -121,7 +142,10 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
 fn ts_text(ns: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -131,10 +155,17 @@ pub fn export(m: &Model, approvals: &Approvals) -> File {
     let mut per: BTreeMap<&str, BTreeMap<String, Seen>> = BTreeMap::new();
     let mut feed: BTreeMap<(&str, String), BTreeSet<&'static str>> = BTreeMap::new();
     for s in &m.sessions {
-        let Some(app) = s.app.as_deref() else { continue };
-        let d = per.entry(app).or_default().entry(s.dest().to_ascii_lowercase()).or_default();
+        let Some(app) = s.app.as_deref() else {
+            continue;
+        };
+        let d = per
+            .entry(app)
+            .or_default()
+            .entry(s.dest().to_ascii_lowercase())
+            .or_default();
         d.sessions += 1;
-        let inspected = matches!(s.path.as_str(), "intercepted" | "explicit_proxy") && s.intercepted != Some(false);
+        let inspected = matches!(s.path.as_str(), "intercepted" | "explicit_proxy")
+            && s.intercepted != Some(false);
         if inspected && s.outcome == "established" {
             d.established_inspected += 1;
         }
@@ -151,18 +182,24 @@ pub fn export(m: &Model, approvals: &Approvals) -> File {
         if t > d.last_seen {
             d.last_seen = t;
         }
-        feed.entry((app, s.dest().to_ascii_lowercase())).or_default().insert(match s.baseline_approved {
-            Some(true) => "approved",
-            Some(false) => "outside",
-            None => "none",
-        });
+        feed.entry((app, s.dest().to_ascii_lowercase()))
+            .or_default()
+            .insert(match s.baseline_approved {
+                Some(true) => "approved",
+                Some(false) => "outside",
+                None => "none",
+            });
     }
     let apps = per
         .into_iter()
         .filter(|(app, _)| *app != NO_APP)
         .map(|(app, dests)| AppBaseline {
             package: app.to_string(),
-            signing_cert_sha256: m.certs.get(app).map(|c| c.iter().cloned().collect()).unwrap_or_default(),
+            signing_cert_sha256: m
+                .certs
+                .get(app)
+                .map(|c| c.iter().cloned().collect())
+                .unwrap_or_default(),
             pinning_approved: approvals.pinning_approved(app),
             destinations: dests
                 .into_iter()
@@ -176,13 +213,21 @@ pub fn export(m: &Model, approvals: &Approvals) -> File {
                         "none"
                     }
                     .into();
-                    let approved = approvals.approves(app, &host) || seen.feed_baseline == "approved";
-                    Destination { host, approved, seen: Some(seen) }
+                    let approved =
+                        approvals.approves(app, &host) || seen.feed_baseline == "approved";
+                    Destination {
+                        host,
+                        approved,
+                        seen: Some(seen),
+                    }
                 })
                 .collect(),
         })
         .collect();
-    File { format: FORMAT.into(), apps }
+    File {
+        format: FORMAT.into(),
+        apps,
+    }
 }
 
 /// First and last session time of the model, for the page header.

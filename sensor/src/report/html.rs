@@ -23,7 +23,8 @@ table{border-collapse:collapse;width:100%;font-size:13px}th,td{border-bottom:1px
 th{background:#f0f2f6;position:sticky;top:0}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .big{font-size:40px;font-weight:700;color:#b3261e}.figure{display:flex;gap:28px;align-items:center;flex-wrap:wrap}
 .kpi{border-left:4px solid #1d2a44;padding:2px 10px}.kpi b{font-size:20px;display:block}
-.muted{color:#667085}.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
+.muted{color:#667085}.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
+td.ev{max-width:420px}
 .sev1{color:#b3261e;font-weight:600}.sev2{color:#b26a00;font-weight:600}.sev3{color:#475467}
 .legend span{display:inline-block;margin-right:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
 code{background:#f0f2f6;padding:0 3px;border-radius:3px}
@@ -71,14 +72,24 @@ fn sig_short(sid: u64) -> &'static str {
 fn ts_text(ns: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
         .ok()
-        .and_then(|t| t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).ok())
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second]"
+            ))
+            .ok()
+        })
         .unwrap_or_default()
 }
 
 /// Stacked bars, one per bucket; `series` gives each layer's colour and label.
 fn stacked(m: &Model, bars: &[Vec<u64>], series: &[(&str, &str)], title: &str) -> Markup {
     let (w, h, pad) = (900.0_f64, 180.0_f64, 28.0_f64);
-    let max = bars.iter().map(|b| b.iter().sum::<u64>()).max().unwrap_or(0).max(1);
+    let max = bars
+        .iter()
+        .map(|b| b.iter().sum::<u64>())
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let n = bars.len().max(1);
     let bw = (w - pad * 2.0) / n as f64;
     let mut rects = String::new();
@@ -116,7 +127,10 @@ fn stacked(m: &Model, bars: &[Vec<u64>], series: &[(&str, &str)], title: &str) -
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A small sparkline of sessions (grey) and rejections (red) per bucket.
@@ -129,10 +143,22 @@ fn spark(trend: &[(u64, u64)]) -> Markup {
         let hn = *n as f64 * h / max as f64;
         let hr = *r as f64 * h / max as f64;
         if *n > 0 {
-            s.push_str(&format!(r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#b0bec5"/>"##, i as f64 * bw, h - hn, bw.max(1.0), hn));
+            s.push_str(&format!(
+                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#b0bec5"/>"##,
+                i as f64 * bw,
+                h - hn,
+                bw.max(1.0),
+                hn
+            ));
         }
         if *r > 0 {
-            s.push_str(&format!(r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#c62828"/>"##, i as f64 * bw, h - hr, bw.max(1.0), hr));
+            s.push_str(&format!(
+                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#c62828"/>"##,
+                i as f64 * bw,
+                h - hr,
+                bw.max(1.0),
+                hr
+            ));
         }
     }
     html! { svg xmlns="http://www.w3.org/2000/svg" width=(w) height=(h) viewBox=(format!("0 0 {w} {h}")) { (PreEscaped(s)) } }
@@ -152,7 +178,13 @@ fn classes(prefix: &str, r: &Row) -> Markup {
 
 fn sorted_rows(map: &std::collections::BTreeMap<String, Row>) -> Vec<(&String, &Row)> {
     let mut v: Vec<(&String, &Row)> = map.iter().collect();
-    v.sort_by(|a, b| (b.1.findings + b.1.rejected, b.1.sessions, a.0).cmp(&(a.1.findings + a.1.rejected, a.1.sessions, b.0)));
+    v.sort_by(|a, b| {
+        (b.1.findings + b.1.rejected, b.1.sessions, a.0).cmp(&(
+            a.1.findings + a.1.rejected,
+            a.1.sessions,
+            b.0,
+        ))
+    });
     v
 }
 
@@ -172,10 +204,35 @@ pub fn page(m: &Model, p: &Proposals, approvals_used: bool) -> String {
         s.dedup();
         s
     };
-    let cov_series: Vec<(&str, &str)> = Cover::ALL.iter().filter(|c| **c != Cover::Excluded).map(|c| (cover_color(*c), c.label())).collect();
-    let cov_bars: Vec<Vec<u64>> = cov.per_bucket.iter().map(|b| Cover::ALL.iter().filter(|c| **c != Cover::Excluded).map(|c| b.get(c).copied().unwrap_or(0)).collect()).collect();
-    let tl_series: Vec<(&str, &str)> = sids.iter().map(|s| (sig_color(*s), sig_short(*s))).collect();
-    let tl_bars: Vec<Vec<u64>> = m.timeline.iter().map(|b| sids.iter().map(|s| b.get(s).copied().unwrap_or(0)).collect()).collect();
+    let cov_series: Vec<(&str, &str)> = Cover::ALL
+        .iter()
+        .filter(|c| **c != Cover::Excluded)
+        .map(|c| (cover_color(*c), c.label()))
+        .collect();
+    let cov_bars: Vec<Vec<u64>> = cov
+        .per_bucket
+        .iter()
+        .map(|b| {
+            Cover::ALL
+                .iter()
+                .filter(|c| **c != Cover::Excluded)
+                .map(|c| b.get(c).copied().unwrap_or(0))
+                .collect()
+        })
+        .collect();
+    let tl_series: Vec<(&str, &str)> = sids
+        .iter()
+        .map(|s| (sig_color(*s), sig_short(*s)))
+        .collect();
+    let tl_bars: Vec<Vec<u64>> = m
+        .timeline
+        .iter()
+        .map(|b| {
+            sids.iter()
+                .map(|s| b.get(s).copied().unwrap_or(0))
+                .collect()
+        })
+        .collect();
     let apps = sorted_rows(&m.apps);
     let dests = sorted_rows(&m.dests);
     let devices = sorted_rows(&m.devices);
@@ -215,7 +272,7 @@ pub fn page(m: &Model, p: &Proposals, approvals_used: bool) -> String {
                             div.kpi { b data-k="cov-unknown" { (cov.get(Cover::Unknown)) } "path unknown (" (pct(cov.get(Cover::Unknown), population)) " of " span data-k="cov-population" { (population) } "): counted in neither figure" }
                             div.kpi { b data-k="cov-seen-pct" { (pct(cov.seen(), cov.known())) } "seen by the inspector (" (cov.seen()) " of " (cov.known()) ")" }
                         }
-                        p.muted { @if m.have_feed { "Managed mobile = the device feed placed a managed device on the client address." } @else { "No device feed in the input: managed = a client on a configured managed network (path evidence)." }
+                        p.muted { "Managed mobile TLS = sessions to which the device feed gave a managed device (sessions from runs without a feed: a client on a configured managed network)."
                             " Internal destinations and unmanaged clients are outside the figure (" (cov.get(Cover::Excluded)) " sessions). "
                             (cov.capture_gap_sessions) " session(s) whose verdict the capture could not support (capture gaps); stats records report "
                             span data-k="stats-capturegap" { (cov.stats_outcomes.get("incomplete_capturegap").copied().unwrap_or(0)) } "." }
@@ -227,7 +284,7 @@ pub fn page(m: &Model, p: &Proposals, approvals_used: bool) -> String {
                                      td.n { (pct(cov.get(c), cov.known())) } } } } } }
                         h3 { "Per network" }
                         table { thead { tr { th { "network" } th.n { "sessions" } th.n { "seen" } th.n { "escaped" } th.n { "escaped share" } th.n { "unknown" } } }
-                            tbody { @for (net, counts) in &cov.per_network {
+                            tbody { @for (net, counts) in cov.per_network.iter().filter(|(_, c)| c.iter().any(|(k, v)| *k != Cover::Excluded && *v > 0)) {
                                 @let g = |c: Cover| counts.get(&c).copied().unwrap_or(0);
                                 @let seen: u64 = Cover::ALL.iter().filter(|c| c.seen()).map(|c| g(*c)).sum();
                                 @let esc_n: u64 = Cover::ALL.iter().filter(|c| c.escaped()).map(|c| g(*c)).sum();
@@ -243,7 +300,7 @@ pub fn page(m: &Model, p: &Proposals, approvals_used: bool) -> String {
                                 tr { td class=(format!("sev{}", f.severity)) { (f.severity) } td title=(f.signature) { (f.signature_id) br; (sig_short(f.signature_id)) }
                                      td { (f.confidence) } td { (f.app.as_deref().unwrap_or("—")) br; span.muted { (f.device.as_deref().unwrap_or(&f.client)) } }
                                      td { (f.dest) } td.mono { (ts_text(f.ts_ns)) }
-                                     td.mono { @for r in f.reasons.iter().take(12) { (r) br; } @if f.reasons.len() > 12 { "… " (f.reasons.len() - 12) " more" } }
+                                     td.mono.ev { @for r in f.reasons.iter().take(12) { (r) br; } @if f.reasons.len() > 12 { "… " (f.reasons.len() - 12) " more" } }
                                      td.mono { @for id in f.flow_ids.iter().take(20) { (id) br; } @if f.flow_ids.is_empty() { (f.flow_id) } } } } } }
                         @if findings.len() > TOP_FINDINGS { p.muted { (findings.len()) " findings in all: " code { "findings.csv" } } }
                         p { @for s in &sids { span.kpi { b data-k=(format!("findings-{s}")) { (m.findings.iter().filter(|f| f.signature_id == *s).count()) } (s) " " (sig_short(*s)) } " " } }

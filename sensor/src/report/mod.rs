@@ -71,28 +71,44 @@ fn finish(b: Builder, opts: &ReportOptions) -> anyhow::Result<Written> {
     let m = b.finish(&approvals, certs);
     let proposals = actions::propose(&m, &approvals);
     let dir = &opts.out_dir;
-    std::fs::create_dir_all(dir.join("actions")).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("actions"))
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     let mut files = Vec::new();
     let mut put = |name: &str, body: &[u8]| -> anyhow::Result<()> {
         let p = dir.join(name);
-        std::fs::write(&p, body).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+        std::fs::write(&p, body)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
         files.push(p);
         Ok(())
     };
     let page = html::page(&m, &proposals, !approvals.is_empty());
     put("report.html", page.as_bytes())?;
     put("apps.csv", &rows_csv(&m.apps, "app", true)?)?;
-    put("destinations.csv", &rows_csv(&m.dests, "destination", false)?)?;
+    put(
+        "destinations.csv",
+        &rows_csv(&m.dests, "destination", false)?,
+    )?;
     put("devices.csv", &rows_csv(&m.devices, "device", false)?)?;
     put("findings.csv", &findings_csv(&m)?)?;
     put("coverage.csv", &coverage_csv(&m)?)?;
     put("actions.csv", &actions_csv(&proposals)?)?;
-    put("baselines.json", &serde_json::to_vec_pretty(&baseline::export(&m, &approvals))?)?;
-    put("report.json", &serde_json::to_vec_pretty(&summary_json(&m, &proposals))?)?;
+    put(
+        "baselines.json",
+        &serde_json::to_vec_pretty(&baseline::export(&m, &approvals))?,
+    )?;
+    put(
+        "report.json",
+        &serde_json::to_vec_pretty(&summary_json(&m, &proposals))?,
+    )?;
     for (name, body) in actions::render(&proposals) {
         put(&format!("actions/{name}"), body.as_bytes())?;
     }
-    Ok(Written { html: dir.join("report.html"), sessions: m.sessions.len(), findings: m.findings.len(), files })
+    Ok(Written {
+        html: dir.join("report.html"),
+        sessions: m.sessions.len(),
+        findings: m.findings.len(),
+        files,
+    })
 }
 
 /// package → signing certificate digests, from the feed's `app_inventory` lines
@@ -100,17 +116,28 @@ fn finish(b: Builder, opts: &ReportOptions) -> anyhow::Result<Written> {
 fn feed_certs(feeds: &[PathBuf]) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in feeds {
-        let Ok(file) = std::fs::File::open(f) else { continue };
+        let Ok(file) = std::fs::File::open(f) else {
+            continue;
+        };
         let r = std::io::BufReader::new(std::io::Read::take(file, 1 << 30));
         for line in r.split(b'\n').map_while(Result::ok) {
             if line.len() > read::MAX_LINE {
                 continue;
             }
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else { continue };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                continue;
+            };
             let pkg = v.pointer("/app/package").and_then(|p| p.as_str());
-            let certs = v.pointer("/app/signing_cert_sha256").and_then(|c| c.as_array());
+            let certs = v
+                .pointer("/app/signing_cert_sha256")
+                .and_then(|c| c.as_array());
             if let (Some(pkg), Some(certs)) = (pkg, certs) {
-                out.entry(pkg.to_string()).or_default().extend(certs.iter().filter_map(|c| c.as_str()).map(|c| c.to_ascii_lowercase()));
+                out.entry(pkg.to_string()).or_default().extend(
+                    certs
+                        .iter()
+                        .filter_map(|c| c.as_str())
+                        .map(|c| c.to_ascii_lowercase()),
+                );
             }
         }
     }
@@ -118,12 +145,36 @@ fn feed_certs(feeds: &[PathBuf]) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 fn join<I: IntoIterator<Item = S>, S: AsRef<str>>(i: I) -> String {
-    i.into_iter().map(|s| s.as_ref().to_string()).collect::<Vec<_>>().join(" ")
+    i.into_iter()
+        .map(|s| s.as_ref().to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn rows_csv(map: &BTreeMap<String, Row>, key: &str, app: bool) -> anyhow::Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let mut head = vec![key, "sessions", "class_a", "class_b", "class_c", "class_d", "class_e", "rejected", "fallbacks", "direct", "bypassed", "opaque", "unknown_path", "outside_baseline", "unattended", "state_known", "findings", "devices", "apps", "destinations"];
+    let mut head = vec![
+        key,
+        "sessions",
+        "class_a",
+        "class_b",
+        "class_c",
+        "class_d",
+        "class_e",
+        "rejected",
+        "fallbacks",
+        "direct",
+        "bypassed",
+        "opaque",
+        "unknown_path",
+        "outside_baseline",
+        "unattended",
+        "state_known",
+        "findings",
+        "devices",
+        "apps",
+        "destinations",
+    ];
     if app {
         head.push("signing_cert_sha256");
         head.push("unapproved_destinations");
@@ -164,7 +215,22 @@ fn rows_csv(map: &BTreeMap<String, Row>, key: &str, app: bool) -> anyhow::Result
 
 fn findings_csv(m: &Model) -> anyhow::Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["signature_id", "signature", "severity", "confidence", "timestamp_ns", "flow_id", "flow_ids", "app", "device", "client", "destination", "alert_id", "revision", "reasons"])?;
+    w.write_record([
+        "signature_id",
+        "signature",
+        "severity",
+        "confidence",
+        "timestamp_ns",
+        "flow_id",
+        "flow_ids",
+        "app",
+        "device",
+        "client",
+        "destination",
+        "alert_id",
+        "revision",
+        "reasons",
+    ])?;
     for f in model::top_findings(m) {
         w.write_record([
             f.signature_id.to_string(),
@@ -187,7 +253,10 @@ fn findings_csv(m: &Model) -> anyhow::Result<Vec<u8>> {
 }
 
 fn cover_name(c: Cover) -> String {
-    serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(c)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn coverage_csv(m: &Model) -> anyhow::Result<Vec<u8>> {
@@ -197,7 +266,11 @@ fn coverage_csv(m: &Model) -> anyhow::Result<Vec<u8>> {
     w.write_record(&head)?;
     let row = |scope: &str, key: String, counts: &BTreeMap<Cover, u64>| {
         let mut r = vec![scope.to_string(), key];
-        r.extend(Cover::ALL.iter().map(|c| counts.get(c).copied().unwrap_or(0).to_string()));
+        r.extend(
+            Cover::ALL
+                .iter()
+                .map(|c| counts.get(c).copied().unwrap_or(0).to_string()),
+        );
         r
     };
     w.write_record(row("all", String::new(), &m.coverage.counts))?;
@@ -205,14 +278,28 @@ fn coverage_csv(m: &Model) -> anyhow::Result<Vec<u8>> {
         w.write_record(row("network", net.clone(), c))?;
     }
     for (i, c) in m.coverage.per_bucket.iter().enumerate() {
-        w.write_record(row("bucket_start_ns", (m.first_ns + m.bucket_ns * i as i64).to_string(), c))?;
+        w.write_record(row(
+            "bucket_start_ns",
+            (m.first_ns + m.bucket_ns * i as i64).to_string(),
+            c,
+        ))?;
     }
     Ok(w.into_inner()?)
 }
 
 fn actions_csv(p: &actions::Proposals) -> anyhow::Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["action", "entry", "registrable_domain", "hosts", "apps", "sessions", "rejected_under_inspection", "around_inspection", "why"])?;
+    w.write_record([
+        "action",
+        "entry",
+        "registrable_domain",
+        "hosts",
+        "apps",
+        "sessions",
+        "rejected_under_inspection",
+        "around_inspection",
+        "why",
+    ])?;
     for e in &p.entries {
         w.write_record([
             e.action.word().to_string(),

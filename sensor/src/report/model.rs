@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use super::baseline::Approvals;
-use super::read::{parse_ts, Rec, ReadStats};
+use super::read::{parse_ts, ReadStats, Rec};
 
 /// Most sessions and alerts kept (beyond it they are counted, not kept).
 pub const MAX_SESSIONS: usize = 5_000_000;
@@ -50,7 +50,10 @@ pub struct Session {
 impl Session {
     /// The destination's name: the SNI, else the address.
     pub fn dest(&self) -> &str {
-        self.sni.as_deref().filter(|s| !s.is_empty()).unwrap_or(&self.dest_ip)
+        self.sni
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.dest_ip)
     }
     pub fn app_name(&self) -> &str {
         self.app.as_deref().unwrap_or(NO_APP)
@@ -88,13 +91,23 @@ pub enum Cover {
 }
 
 impl Cover {
-    pub fn of(s: &Session, have_feed: bool) -> Cover {
-        let managed = if have_feed { s.device.is_some() } else { !s.client_not_managed };
+    /// A session is in the figure's population when it is managed mobile
+    /// TLS: with a `mobile` object (the run had a device feed), when the feed
+    /// placed a device on the client address; without one, when the client is
+    /// on a managed network (no `client_not_managed` path evidence).
+    pub fn of(s: &Session) -> Cover {
+        let managed = if s.has_mobile {
+            s.device.is_some()
+        } else {
+            !s.client_not_managed
+        };
         if !managed || s.path == "internal" {
             return Cover::Excluded;
         }
         match s.path.as_str() {
-            "intercepted" | "explicit_proxy" if s.intercepted == Some(false) => Cover::EscapedPassthrough,
+            "intercepted" | "explicit_proxy" if s.intercepted == Some(false) => {
+                Cover::EscapedPassthrough
+            }
             "intercepted" | "explicit_proxy" => match s.outcome.as_str() {
                 "established" => Cover::Inspected,
                 "client_rejected" => Cover::RefusedByClient,
@@ -107,10 +120,19 @@ impl Cover {
         }
     }
     pub fn escaped(self) -> bool {
-        matches!(self, Cover::EscapedDirect | Cover::EscapedBypass | Cover::EscapedTunnel | Cover::EscapedPassthrough)
+        matches!(
+            self,
+            Cover::EscapedDirect
+                | Cover::EscapedBypass
+                | Cover::EscapedTunnel
+                | Cover::EscapedPassthrough
+        )
     }
     pub fn seen(self) -> bool {
-        matches!(self, Cover::Inspected | Cover::RefusedByClient | Cover::InspectedOther)
+        matches!(
+            self,
+            Cover::Inspected | Cover::RefusedByClient | Cover::InspectedOther
+        )
     }
     pub fn label(self) -> &'static str {
         match self {
@@ -200,16 +222,28 @@ impl Coverage {
     }
     /// Sessions in the figure's population: managed, not internal.
     pub fn population(&self) -> u64 {
-        Cover::ALL.iter().filter(|c| **c != Cover::Excluded).map(|c| self.get(*c)).sum()
+        Cover::ALL
+            .iter()
+            .filter(|c| **c != Cover::Excluded)
+            .map(|c| self.get(*c))
+            .sum()
     }
     pub fn known(&self) -> u64 {
         self.population() - self.get(Cover::Unknown)
     }
     pub fn escaped(&self) -> u64 {
-        Cover::ALL.iter().filter(|c| c.escaped()).map(|c| self.get(*c)).sum()
+        Cover::ALL
+            .iter()
+            .filter(|c| c.escaped())
+            .map(|c| self.get(*c))
+            .sum()
     }
     pub fn seen(&self) -> u64 {
-        Cover::ALL.iter().filter(|c| c.seen()).map(|c| self.get(*c)).sum()
+        Cover::ALL
+            .iter()
+            .filter(|c| c.seen())
+            .map(|c| self.get(*c))
+            .sum()
     }
 }
 
@@ -288,20 +322,34 @@ impl Builder {
             return;
         }
         let quic = rec.event_type == "quic";
-        let sni = if quic { rec.quic.and_then(|q| q.sni) } else { rec.tls.and_then(|t| t.sni) };
+        let sni = if quic {
+            rec.quic.and_then(|q| q.sni)
+        } else {
+            rec.tls.and_then(|t| t.sni)
+        };
         let f = rec.tls_failure.unwrap_or_default();
         let p = rec.path.unwrap_or_default();
         let client = rec.src_ip.unwrap_or_default();
         let has_mobile = rec.mobile.is_some();
         let m = rec.mobile.unwrap_or_default();
-        let network = m.binding.as_ref().and_then(|b| b.context.clone()).unwrap_or_else(|| subnet_of(&client));
+        let network = m
+            .binding
+            .as_ref()
+            .and_then(|b| b.context.clone())
+            .unwrap_or_else(|| subnet_of(&client));
         let state_bits = [
-            m.app_state.as_deref().map(|s| s == "background" || s == "stopped"),
+            m.app_state
+                .as_deref()
+                .map(|s| s == "background" || s == "stopped"),
             m.device_locked,
             m.screen_interactive.map(|x| !x),
             m.secs_since_user_interaction.map(|s| s > 60.0),
         ];
-        let unattended = if state_bits.iter().all(Option::is_none) { None } else { Some(state_bits.iter().any(|b| *b == Some(true))) };
+        let unattended = if state_bits.iter().all(Option::is_none) {
+            None
+        } else {
+            Some(state_bits.contains(&Some(true)))
+        };
         self.model.sessions.push(Session {
             flow_id,
             ts_ns: parse_ts(&rec.timestamp).unwrap_or(0),
@@ -316,7 +364,10 @@ impl Builder {
             path_confidence: p.confidence.unwrap_or_default(),
             policy: p.policy,
             intercepted: p.intercepted,
-            client_not_managed: p.evidence.iter().any(|e| e.starts_with("client_not_managed:")),
+            client_not_managed: p
+                .evidence
+                .iter()
+                .any(|e| e.starts_with("client_not_managed:")),
             device: m.device_id,
             network,
             app: m.app.and_then(|a| a.package),
@@ -328,7 +379,11 @@ impl Builder {
     }
 
     /// Compute every table. `approvals` makes approved destinations count as approved.
-    pub fn finish(mut self, approvals: &Approvals, certs: BTreeMap<String, BTreeSet<String>>) -> Model {
+    pub fn finish(
+        mut self,
+        approvals: &Approvals,
+        certs: BTreeMap<String, BTreeSet<String>>,
+    ) -> Model {
         let mut m = std::mem::take(&mut self.model);
         m.certs = certs;
         m.sessions.sort_by_key(|s| (s.ts_ns, s.flow_id));
@@ -338,20 +393,40 @@ impl Builder {
                 s.baseline_approved = Some(true);
             }
         }
-        let by_flow: HashMap<u64, usize> = m.sessions.iter().enumerate().map(|(i, s)| (s.flow_id, i)).collect();
+        let by_flow: HashMap<u64, usize> = m
+            .sessions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.flow_id, i))
+            .collect();
         m.findings = fold_alerts(std::mem::take(&mut self.alerts), &m.sessions, &by_flow);
         // Baseline alerts whose destination the approvals file approves no longer count.
-        m.findings.retain(|f| !(f.signature_id == 1725006 && approvals.approves(f.app.as_deref().unwrap_or(NO_APP), &f.dest)));
+        m.findings.retain(|f| {
+            !(f.signature_id == 1725006
+                && approvals.approves(f.app.as_deref().unwrap_or(NO_APP), &f.dest))
+        });
         m.coverage.stats_outcomes = self.stats_outcomes;
 
         // Time buckets: about 24 over the span, a round width.
-        let ts: Vec<i64> = m.sessions.iter().map(|s| s.ts_ns).chain(m.findings.iter().map(|f| f.ts_ns)).filter(|t| *t > 0).collect();
+        let ts: Vec<i64> = m
+            .sessions
+            .iter()
+            .map(|s| s.ts_ns)
+            .chain(m.findings.iter().map(|f| f.ts_ns))
+            .filter(|t| *t > 0)
+            .collect();
         m.first_ns = ts.iter().copied().min().unwrap_or(0);
         m.last_ns = ts.iter().copied().max().unwrap_or(0);
         m.bucket_ns = bucket_width(m.last_ns - m.first_ns);
         m.first_ns -= m.first_ns.rem_euclid(m.bucket_ns);
-        m.buckets = usize::try_from((m.last_ns - m.first_ns) / m.bucket_ns + 1).unwrap_or(1).clamp(1, 512);
-        let bucket = |t: i64, m: &Model| usize::try_from((t.max(m.first_ns) - m.first_ns) / m.bucket_ns).unwrap_or(0).min(m.buckets - 1);
+        m.buckets = usize::try_from((m.last_ns - m.first_ns) / m.bucket_ns + 1)
+            .unwrap_or(1)
+            .clamp(1, 512);
+        let bucket = |t: i64, m: &Model| {
+            usize::try_from((t.max(m.first_ns) - m.first_ns) / m.bucket_ns)
+                .unwrap_or(0)
+                .min(m.buckets - 1)
+        };
 
         // Which sessions are named by fallback / opaque findings.
         let mut opaque: BTreeSet<u64> = BTreeSet::new();
@@ -367,14 +442,23 @@ impl Builder {
         m.coverage.per_bucket = vec![BTreeMap::new(); nb];
         for s in &m.sessions {
             let b = bucket(s.ts_ns, &m);
-            let cover = Cover::of(s, m.have_feed);
+            let cover = Cover::of(s);
             *m.coverage.counts.entry(cover).or_default() += 1;
-            *m.coverage.per_network.entry(s.network.clone()).or_default().entry(cover).or_default() += 1;
+            *m.coverage
+                .per_network
+                .entry(s.network.clone())
+                .or_default()
+                .entry(cover)
+                .or_default() += 1;
             *m.coverage.per_bucket[b].entry(cover).or_default() += 1;
             if s.kind == "capture_gap" {
                 m.coverage.capture_gap_sessions += 1;
             }
-            for (map, key) in [(&mut apps, s.app_name()), (&mut dests, s.dest()), (&mut devices, s.device_name())] {
+            for (map, key) in [
+                (&mut apps, s.app_name()),
+                (&mut dests, s.dest()),
+                (&mut devices, s.device_name()),
+            ] {
                 let r = map.entry(key.to_string()).or_default();
                 if r.trend.is_empty() {
                     r.trend = vec![(0, 0); nb];
@@ -384,7 +468,9 @@ impl Builder {
                 if s.rejected() {
                     r.rejected += 1;
                     r.trend[b].1 += 1;
-                    *r.class.entry(s.class.clone().unwrap_or_else(|| "?".into())).or_default() += 1;
+                    *r.class
+                        .entry(s.class.clone().unwrap_or_else(|| "?".into()))
+                        .or_default() += 1;
                 }
                 match s.path.as_str() {
                     "direct" => r.direct += 1,
@@ -414,7 +500,11 @@ impl Builder {
             *m.timeline[b].entry(f.signature_id).or_default() += 1;
             let app = f.app.clone().unwrap_or_else(|| NO_APP.into());
             let dev = f.device.clone().unwrap_or_else(|| NO_DEVICE.into());
-            for (map, key) in [(&mut apps, app), (&mut dests, f.dest.clone()), (&mut devices, dev)] {
+            for (map, key) in [
+                (&mut apps, app),
+                (&mut dests, f.dest.clone()),
+                (&mut devices, dev),
+            ] {
                 if let Some(r) = map.get_mut(&key) {
                     r.findings += 1;
                     if f.signature_id == 1725004 {
@@ -453,7 +543,20 @@ fn subnet_of(ip: &str) -> String {
 /// A round bucket width giving at most ~24 buckets over `span_ns`.
 fn bucket_width(span_ns: i64) -> i64 {
     const S: i64 = 1_000_000_000;
-    let steps = [S, 5 * S, 10 * S, 30 * S, 60 * S, 300 * S, 900 * S, 3600 * S, 4 * 3600 * S, 86_400 * S, 7 * 86_400 * S, 30 * 86_400 * S];
+    let steps = [
+        S,
+        5 * S,
+        10 * S,
+        30 * S,
+        60 * S,
+        300 * S,
+        900 * S,
+        3600 * S,
+        4 * 3600 * S,
+        86_400 * S,
+        7 * 86_400 * S,
+        30 * 86_400 * S,
+    ];
     for w in steps {
         if span_ns / w < 24 {
             return w;
@@ -464,7 +567,11 @@ fn bucket_width(span_ns: i64) -> i64 {
 
 /// Alerts to findings: an AN1725 alert (1725005) is kept at its highest
 /// revision per `alert_id`; any other alert once per (signature, flow).
-fn fold_alerts(alerts: Vec<(Rec, i64)>, sessions: &[Session], by_flow: &HashMap<u64, usize>) -> Vec<Finding> {
+fn fold_alerts(
+    alerts: Vec<(Rec, i64)>,
+    sessions: &[Session],
+    by_flow: &HashMap<u64, usize>,
+) -> Vec<Finding> {
     let mut out: Vec<Finding> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for (rec, ts) in alerts {
@@ -475,9 +582,18 @@ fn fold_alerts(alerts: Vec<(Rec, i64)>, sessions: &[Session], by_flow: &HashMap<
         let an = rec.an1725;
         let sess = by_flow.get(&flow_id).map(|i| &sessions[*i]);
         let mobile = rec.mobile.unwrap_or_default();
-        let app = mobile.app.and_then(|a| a.package).or_else(|| sess.and_then(|s| s.app.clone()));
-        let device = mobile.device_id.or_else(|| sess.and_then(|s| s.device.clone()));
-        let sni = rec.tls.and_then(|t| t.sni).or_else(|| rec.quic.and_then(|q| q.sni)).filter(|s| !s.is_empty());
+        let app = mobile
+            .app
+            .and_then(|a| a.package)
+            .or_else(|| sess.and_then(|s| s.app.clone()));
+        let device = mobile
+            .device_id
+            .or_else(|| sess.and_then(|s| s.device.clone()));
+        let sni = rec
+            .tls
+            .and_then(|t| t.sni)
+            .or_else(|| rec.quic.and_then(|q| q.sni))
+            .filter(|s| !s.is_empty());
         let dest = sni.or(rec.dest_ip).unwrap_or_default();
         let mut reasons = ev.reasons;
         let (alert_id, revision, count, confidence) = match &an {
@@ -487,7 +603,12 @@ fn fold_alerts(alerts: Vec<(Rec, i64)>, sessions: &[Session], by_flow: &HashMap<
                         reasons.push(r.clone());
                     }
                 }
-                (x.alert_id.clone(), x.revision.unwrap_or(0), x.count.unwrap_or(1), x.confidence.clone())
+                (
+                    x.alert_id.clone(),
+                    x.revision.unwrap_or(0),
+                    x.count.unwrap_or(1),
+                    x.confidence.clone(),
+                )
             }
             None => (None, 0, 1, None),
         };
@@ -495,7 +616,9 @@ fn fold_alerts(alerts: Vec<(Rec, i64)>, sessions: &[Session], by_flow: &HashMap<
             signature_id: sid,
             signature: a.signature.unwrap_or_default(),
             severity: a.severity.unwrap_or(3),
-            confidence: confidence.or_else(|| a.metadata.and_then(|m| m.confidence.into_iter().next())).unwrap_or_default(),
+            confidence: confidence
+                .or_else(|| a.metadata.and_then(|m| m.confidence.into_iter().next()))
+                .unwrap_or_default(),
             flow_id,
             ts_ns: ts,
             dest,
@@ -541,8 +664,20 @@ pub fn conf_rank(c: &str) -> u8 {
 pub fn top_findings(m: &Model) -> Vec<&Finding> {
     let mut v: Vec<&Finding> = m.findings.iter().collect();
     v.sort_by(|a, b| {
-        (a.severity, conf_rank(&a.confidence), std::cmp::Reverse(a.flow_ids.len().max(a.count as usize)), a.ts_ns, a.flow_id)
-            .cmp(&(b.severity, conf_rank(&b.confidence), std::cmp::Reverse(b.flow_ids.len().max(b.count as usize)), b.ts_ns, b.flow_id))
+        (
+            a.severity,
+            conf_rank(&a.confidence),
+            std::cmp::Reverse(a.flow_ids.len().max(a.count as usize)),
+            a.ts_ns,
+            a.flow_id,
+        )
+            .cmp(&(
+                b.severity,
+                conf_rank(&b.confidence),
+                std::cmp::Reverse(b.flow_ids.len().max(b.count as usize)),
+                b.ts_ns,
+                b.flow_id,
+            ))
     });
     v
 }
@@ -561,7 +696,9 @@ mod tests {
         b.add(rec(r#"{"event_type":"tls","flow_id":1,"timestamp":"2026-01-01T00:00:00+0000","src_ip":"10.0.0.2","tls":{"sni":"a.test"},"tls_failure":{"outcome":"client_rejected","class":"A"},"path":{"kind":"explicit_proxy","intercepted":true}}"#));
         b.add(rec(r#"{"event_type":"tls","flow_id":2,"timestamp":"2026-01-01T00:00:01+0000","src_ip":"10.0.0.2","tls":{"sni":"a.test"},"tls_failure":{"outcome":"established"},"path":{"kind":"direct"}}"#));
         b.add(rec(r#"{"event_type":"tls","flow_id":3,"timestamp":"2026-01-01T00:00:02+0000","src_ip":"10.0.0.2","tls":{"sni":"b.test"},"tls_failure":{"outcome":"established"},"path":{"kind":"unknown"}}"#));
-        b.add(rec(r#"{"event_type":"tls","flow_id":3,"timestamp":"2026-01-01T00:00:02+0000"}"#));
+        b.add(rec(
+            r#"{"event_type":"tls","flow_id":3,"timestamp":"2026-01-01T00:00:02+0000"}"#,
+        ));
         b.add(rec(r#"{"event_type":"tls","flow_id":4,"timestamp":"2026-01-01T00:00:02+0000","src_ip":"10.0.0.2","path":{"kind":"internal"}}"#));
         let m = b.finish(&Approvals::default(), BTreeMap::new());
         assert_eq!(m.duplicates, 1);
@@ -580,9 +717,17 @@ mod tests {
         for rev in [1, 3, 2] {
             b.add(rec(&format!(r#"{{"event_type":"alert","flow_id":9,"alert":{{"signature_id":1725005,"severity":1}},"an1725":{{"alert_id":"x","revision":{rev},"confidence":"high"}}}}"#)));
         }
-        b.add(rec(r#"{"event_type":"alert","flow_id":9,"alert":{"signature_id":1725001,"severity":2}}"#));
+        b.add(rec(
+            r#"{"event_type":"alert","flow_id":9,"alert":{"signature_id":1725001,"severity":2}}"#,
+        ));
         let m = b.finish(&Approvals::default(), BTreeMap::new());
         assert_eq!(m.findings.len(), 2);
-        assert_eq!(m.findings.iter().find(|f| f.signature_id == 1725005).map(|f| f.revision), Some(3));
+        assert_eq!(
+            m.findings
+                .iter()
+                .find(|f| f.signature_id == 1725005)
+                .map(|f| f.revision),
+            Some(3)
+        );
     }
 }

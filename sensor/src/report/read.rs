@@ -149,7 +149,10 @@ pub fn expand(inputs: &[PathBuf]) -> Vec<PathBuf> {
                 .flatten()
                 .map(|e| e.path())
                 .filter(|f| {
-                    let n = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let n = f
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     f.is_file() && (n.contains(".json") || n.contains(".log"))
                 })
                 .collect();
@@ -172,21 +175,32 @@ pub fn read_file(path: &Path, stats: &mut ReadStats, each: &mut dyn FnMut(Rec)) 
             return;
         }
     };
-    read_stream(Box::new(f), stats, each).unwrap_or_else(|e| stats.errors.push(format!("{}: {e}", path.display())));
+    read_stream(Box::new(f), stats, each)
+        .unwrap_or_else(|e| stats.errors.push(format!("{}: {e}", path.display())));
     stats.files += 1;
 }
 
 /// Read EVE lines from any reader; gzip is recognised by its magic bytes.
-pub fn read_stream(r: Box<dyn Read + '_>, stats: &mut ReadStats, each: &mut dyn FnMut(Rec)) -> std::io::Result<()> {
+pub fn read_stream(
+    r: Box<dyn Read + '_>,
+    stats: &mut ReadStats,
+    each: &mut dyn FnMut(Rec),
+) -> std::io::Result<()> {
     let mut br = BufReader::with_capacity(1 << 20, r);
     let gz = br.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    let inner: Box<dyn Read> = if gz { Box::new(flate2::bufread::MultiGzDecoder::new(br)) } else { Box::new(br) };
+    let inner: Box<dyn Read> = if gz {
+        Box::new(flate2::bufread::MultiGzDecoder::new(br))
+    } else {
+        Box::new(br)
+    };
     let mut lines = BufReader::with_capacity(1 << 20, inner.take(MAX_FILE));
     let mut buf = Vec::new();
     loop {
         buf.clear();
         // Read at most MAX_LINE + 1 bytes of a line; a longer line is skipped to its end.
-        let n = (&mut lines).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf)?;
+        let n = (&mut lines)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)?;
         if n == 0 {
             break;
         }
@@ -232,12 +246,29 @@ pub fn parse_ts(s: &str) -> Option<i64> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let t = s.get(r)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) { t.parse().ok() } else { None }
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse().ok()
+        } else {
+            None
+        }
     };
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     let month = time::Month::try_from(u8::try_from(mo).ok()?).ok()?;
-    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?).ok()?;
-    let t = time::Time::from_hms(u8::try_from(h).ok()?, u8::try_from(mi).ok()?, u8::try_from(se).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?)
+        .ok()?;
+    let t = time::Time::from_hms(
+        u8::try_from(h).ok()?,
+        u8::try_from(mi).ok()?,
+        u8::try_from(se).ok()?,
+    )
+    .ok()?;
     let mut i = 19;
     let mut frac_ns = 0i64;
     if b.get(i) == Some(&b'.') {
@@ -259,11 +290,18 @@ pub fn parse_ts(s: &str) -> Option<i64> {
             let hh: i64 = rest[0..2].parse().ok()?;
             let mm: i64 = rest[2..4].parse().ok()?;
             let o = hh * 3600 + mm * 60;
-            if sign == b'-' { -o } else { o }
+            if sign == b'-' {
+                -o
+            } else {
+                o
+            }
         }
         _ => return None,
     };
-    let secs = time::PrimitiveDateTime::new(date, t).assume_utc().unix_timestamp() - offset_s;
+    let secs = time::PrimitiveDateTime::new(date, t)
+        .assume_utc()
+        .unix_timestamp()
+        - offset_s;
     secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
 }
 
@@ -276,7 +314,10 @@ mod tests {
         assert_eq!(parse_ts("1970-01-01T00:00:01.5+0000"), Some(1_500_000_000));
         assert_eq!(parse_ts("1970-01-01T01:00:00+0100"), Some(0));
         assert_eq!(parse_ts("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_ts("1970-01-01T00:00:00-00:30"), Some(1_800_000_000_000));
+        assert_eq!(
+            parse_ts("1970-01-01T00:00:00-00:30"),
+            Some(1_800_000_000_000)
+        );
         assert_eq!(parse_ts("garbage"), None);
         assert_eq!(parse_ts("1970-13-01T00:00:00Z"), None);
     }
