@@ -84,8 +84,9 @@ fn feed_with_unapproved(dir: &Path, out: &Path) -> PathBuf {
     feed
 }
 
-/// Replay the fallback group (with the feed) and the inspection group into a
-/// rotated EVE set in `out/eve/`: `eve.json` plain, `eve.json.1.gz` gzip'd.
+/// Replay the fallback group (with the feed), the inspection group and the
+/// QUIC group into a rotated EVE set in `out/eve/`: `eve.json` and
+/// `eve.json.2` plain, `eve.json.1.gz` gzip'd.
 fn eve_set(dir: &Path, out: &Path, feed: &Path) -> (PathBuf, Vec<Value>) {
     let eve = out.join("eve");
     std::fs::create_dir_all(&eve).expect("eve dir");
@@ -97,10 +98,15 @@ fn eve_set(dir: &Path, out: &Path, feed: &Path) -> (PathBuf, Vec<Value>) {
         &dir.join("testbed-inspection.pcap"),
         &options(dir, "testbed.toml", Vec::new()),
     );
+    let quic = replay_bytes(
+        &dir.join("testbed-quic.pcap"),
+        &options(dir, "testbed.toml", Vec::new()),
+    );
     let mut gz = gzip(&fallback);
     std::fs::write(eve.join("eve.json.1.gz"), &mut gz).expect("write gz");
     std::fs::write(eve.join("eve.json"), &inspection).expect("write eve");
-    let lines = [fallback, inspection]
+    std::fs::write(eve.join("eve.json.2"), &quic).expect("write eve");
+    let lines = [fallback, inspection, quic]
         .iter()
         .flat_map(|b| {
             String::from_utf8(b.clone())
@@ -404,7 +410,15 @@ fn report_page_in_chromium_matches_the_eve_records() {
         }
         // The testbed's apps: both pinned apps rejected the proxy (class C, twice) and fell back.
         for app in ["com.example.pinnedbank", "com.example.news"] {
-            assert_eq!(get(&format!("app:{app}:C")), "2", "{app}");
+            let rejected: u64 = ["A", "B", "C", "D", "E"]
+                .iter()
+                .map(|c| {
+                    get(&format!("app:{app}:{c}"))
+                        .parse::<u64>()
+                        .expect("a count")
+                })
+                .sum();
+            assert_eq!(rejected, 2, "{app}");
             assert_eq!(get(&format!("app:{app}:fallbacks")), "1", "{app}");
         }
         assert_eq!(get("app:com.example.pinnedbank:outside"), "1");
@@ -435,7 +449,18 @@ fn report_page_in_chromium_matches_the_eve_records() {
             "a real screenshot ({} bytes)",
             png.len()
         );
-        println!("checked {checked} figures; screenshot {}", shot.display());
+        // Keep the screenshot, drop the rest (the Chromium profile is tens of MB).
+        let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "report-screenshot-{}.png",
+            if dir == pcaps_dir() {
+                "stored"
+            } else {
+                "fresh"
+            }
+        ));
+        std::fs::copy(&shot, &kept).expect("keep the screenshot");
+        let _ = std::fs::remove_dir_all(&out);
+        println!("checked {checked} figures; screenshot {}", kept.display());
     }
 }
 
@@ -584,4 +609,5 @@ fn approved_baselines_change_counts_and_lists() {
         after["sessions"].as_u64(),
         Some(expected(&lines).sessions as u64)
     );
+    let _ = std::fs::remove_dir_all(&out);
 }

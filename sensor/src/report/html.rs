@@ -24,7 +24,7 @@ th{background:#f0f2f6;position:sticky;top:0}td.n,th.n{text-align:right;font-vari
 .big{font-size:40px;font-weight:700;color:#b3261e}.figure{display:flex;gap:28px;align-items:center;flex-wrap:wrap}
 .kpi{border-left:4px solid #1d2a44;padding:2px 10px}.kpi b{font-size:20px;display:block}
 .muted{color:#667085}.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
-td.ev{max-width:420px}
+td.ev{max-width:420px}.nowrap{white-space:nowrap;font-size:12px}
 .sev1{color:#b3261e;font-weight:600}.sev2{color:#b26a00;font-weight:600}.sev3{color:#475467}
 .legend span{display:inline-block;margin-right:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
 code{background:#f0f2f6;padding:0 3px;border-radius:3px}
@@ -299,9 +299,9 @@ pub fn page(m: &Model, p: &Proposals, approvals_used: bool) -> String {
                             tbody { @for f in findings.iter().take(TOP_FINDINGS) {
                                 tr { td class=(format!("sev{}", f.severity)) { (f.severity) } td title=(f.signature) { (f.signature_id) br; (sig_short(f.signature_id)) }
                                      td { (f.confidence) } td { (f.app.as_deref().unwrap_or("—")) br; span.muted { (f.device.as_deref().unwrap_or(&f.client)) } }
-                                     td { (f.dest) } td.mono { (ts_text(f.ts_ns)) }
+                                     td { (f.dest) } td.nowrap { (ts_text(f.ts_ns)) }
                                      td.mono.ev { @for r in f.reasons.iter().take(12) { (r) br; } @if f.reasons.len() > 12 { "… " (f.reasons.len() - 12) " more" } }
-                                     td.mono { @for id in f.flow_ids.iter().take(20) { (id) br; } @if f.flow_ids.is_empty() { (f.flow_id) } } } } } }
+                                     td.mono.nowrap { @for id in f.flow_ids.iter().take(20) { (id) br; } @if f.flow_ids.is_empty() { (f.flow_id) } } } } } }
                         @if findings.len() > TOP_FINDINGS { p.muted { (findings.len()) " findings in all: " code { "findings.csv" } } }
                         p { @for s in &sids { span.kpi { b data-k=(format!("findings-{s}")) { (m.findings.iter().filter(|f| f.signature_id == *s).count()) } (s) " " (sig_short(*s)) } " " } }
                     }
