@@ -83,7 +83,10 @@ pub fn propose(m: &Model, approvals: &Approvals) -> Proposals {
             && s.intercepted != Some(false);
         let rejected = inspected && s.rejected();
         let around = matches!(s.path.as_str(), "direct" | "tunnel");
-        if !rejected && !around {
+        // A session of no known app counts only when it rejected the
+        // inspection (evidence of own trust logic); a direct session alone is
+        // a routing matter, not a list entry.
+        if (!rejected && !around) || (s.app.is_none() && !rejected) {
             continue;
         }
         let app = s.app_name().to_string();

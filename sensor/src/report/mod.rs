@@ -366,3 +366,25 @@ impl<W: Write> Write for Tee<W> {
 /// The most EVE bytes `replay --report` keeps in memory (beyond it: write
 /// `-o FILE` and run `pinwatch report FILE`).
 pub const MAX_TEE: usize = 2 << 30;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tee_passes_everything_on_and_keeps_a_capped_copy() {
+        let mut t = Tee {
+            inner: Vec::new(),
+            copy: Vec::new(),
+            cap: 8,
+            overflow: false,
+        };
+        t.write_all(b"abcd").unwrap();
+        t.write_all(b"efgh").unwrap();
+        assert!(!t.overflow);
+        t.write_all(b"i").unwrap();
+        assert_eq!(t.inner, b"abcdefghi");
+        assert_eq!(t.copy, b"abcdefgh");
+        assert!(t.overflow);
+    }
+}
