@@ -336,6 +336,69 @@ mod tests {
     }
 
     #[test]
+    fn approved_apps_get_bypass_entries_others_block_candidates() {
+        use crate::report::model::Builder;
+        let mut b = Builder::default();
+        let rec = |id: u64, app: &str, sni: &str, path: &str, outcome: &str| {
+            let mobile = if app.is_empty() {
+                String::new()
+            } else {
+                format!(r#","mobile":{{"device_id":"d","app":{{"package":"{app}"}}}}"#)
+            };
+            serde_json::from_str(&format!(
+                r#"{{"event_type":"tls","flow_id":{id},"src_ip":"10.0.0.2","dest_ip":"192.0.2.1","tls":{{"sni":"{sni}"}},"tls_failure":{{"outcome":"{outcome}","class":"A"}},"path":{{"kind":"{path}"}}{mobile}}}"#
+            ))
+            .unwrap()
+        };
+        b.add(rec(
+            1,
+            "p",
+            "a.example.com",
+            "explicit_proxy",
+            "client_rejected",
+        ));
+        b.add(rec(
+            2,
+            "p",
+            "only-direct.example.com",
+            "direct",
+            "established",
+        ));
+        b.add(rec(
+            3,
+            "q",
+            "a.example.com",
+            "explicit_proxy",
+            "client_rejected",
+        ));
+        b.add(rec(4, "q", "b.example.com", "direct", "established"));
+        b.add(rec(5, "", "c.example.com", "direct", "established"));
+        b.add(rec(
+            6,
+            "",
+            "d.example.com",
+            "intercepted",
+            "client_rejected",
+        ));
+        let approvals = Approvals::parse(
+            r#"{"format":"pinwatch-baselines/1","apps":[{"package":"p","pinning_approved":true}]}"#,
+        )
+        .unwrap();
+        let m = b.finish(&approvals, Default::default());
+        let p = propose(&m, &approvals);
+        let list = |a: Action| {
+            p.entries
+                .iter()
+                .filter(|e| e.action == a)
+                .map(|e| e.entry.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(list(Action::Bypass), ["a.example.com"]);
+        assert_eq!(list(Action::Block), ["b.example.com", "d.example.com"]);
+        assert_eq!(p.conflicts, ["a.example.com"]);
+    }
+
+    #[test]
     fn squid_regex_is_escaped() {
         assert_eq!(regex_escape("a.b-c.test"), "a\\.b-c\\.test");
     }
