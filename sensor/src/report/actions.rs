@@ -86,7 +86,7 @@ pub fn propose(m: &Model, approvals: &Approvals) -> Proposals {
         // A session of no known app counts only when it rejected the
         // inspection (evidence of own trust logic); a direct session alone is
         // a routing matter, not a list entry.
-        if (!rejected && !around) || (s.app.is_none() && !rejected) {
+        if !rejected && (!around || s.app.is_none()) {
             continue;
         }
         let app = s.app_name().to_string();
