@@ -16,6 +16,8 @@
 //!    lines are written to.
 //! 6. [`run`]: the engine and reporting desk, the replay pipeline and its
 //!    multi-threaded form; [`live`] drives the same engine from interfaces.
+//! 7. [`report`]: reads EVE lines back (not packets) for `pinwatch report`,
+//!    the visibility-gap page and the network team's lists.
 //!
 //! [`config`] is read by every stage and depends on none. Every decision
 //! about traffic takes its time from packet timestamps, so a replay gives the
@@ -31,5 +33,6 @@ pub mod flow;
 #[cfg(target_os = "linux")]
 pub mod live;
 pub mod output;
+pub mod report;
 pub mod run;
 pub mod verdict;

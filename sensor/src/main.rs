@@ -92,6 +92,32 @@ enum Cmd {
         /// on the capture only.
         #[arg(long)]
         sensor_name: Option<String>,
+        /// After the replay, write the visibility-gap report (report.html, tables,
+        /// actions) into this directory, as `pinwatch report` would. See docs/report.md.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+        /// With --report: the reviewed baselines file (docs/report.md).
+        #[arg(long, value_name = "FILE", requires = "report")]
+        approved_baselines: Option<PathBuf>,
+    },
+    /// Write the visibility-gap report from EVE files (plain or gzip; a directory
+    /// reads its rotated set): report.html, CSV/JSON tables, proposed bypass and
+    /// block lists, learned baselines. See docs/report.md.
+    Report {
+        /// EVE files or directories.
+        #[arg(required = true)]
+        eve: Vec<PathBuf>,
+        /// Output directory (created).
+        #[arg(short = 'o', long, default_value = "pinwatch-report")]
+        output: PathBuf,
+        /// Reviewed baselines (the baselines.json format with decisions): approved
+        /// destinations stop counting as outside the baseline; apps with
+        /// `pinning_approved` get bypass entries instead of block candidates.
+        #[arg(long, value_name = "FILE")]
+        approved_baselines: Option<PathBuf>,
+        /// MDM feed files, for each app's signing certificates (app_inventory).
+        #[arg(long = "feed")]
+        feeds: Vec<PathBuf>,
     },
     /// Capture from network interfaces (AF_PACKET rings, or libpcap) until
     /// SIGINT/SIGTERM and write EVE JSON lines, with periodic stats records;
@@ -159,6 +185,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::json!({"packets": packets, "bytes": bytes, "seconds": seconds, "touch": touch}));
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Report { eve, output, approved_baselines, feeds } => {
+            let opts = pinwatch::report::ReportOptions { out_dir: output, approved_baselines, feeds };
+            let w = pinwatch::report::from_files(&eve, &opts)?;
+            eprintln!("pinwatch: report of {} sessions and {} findings in {}", w.sessions, w.findings, w.html.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Replay {
             captures,
             config,
@@ -176,7 +208,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             chunk_bytes,
             buffer_budget,
             sensor_name,
+            report,
+            approved_baselines,
         } => {
+            let report_feeds = feeds.clone();
             let mut limits = Limits { max_flows: max_flows.max(1), max_buffer_bytes: buffer_budget, ..Limits::default() };
             limits.established_timeout_ns = (tcp_timeout as i64).saturating_mul(1_000_000_000);
             limits.new_timeout_ns = (new_timeout as i64).saturating_mul(1_000_000_000);
@@ -223,8 +258,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let out_name = output.as_ref().map_or_else(|| "standard output".to_string(), |p| p.display().to_string());
             let name_output =
                 |e: anyhow::Error| if e.downcast_ref::<std::io::Error>().is_some() { e.context(format!("writing {out_name}")) } else { e };
-            let summary = replay(&inputs, &opts, &mut out).map_err(name_output)?;
-            out.flush().map_err(|e| name_output(e.into()))?;
+            let summary = if let Some(dir) = &report {
+                // Keep a copy of the lines for the report (capped).
+                let mut tee = pinwatch::report::Tee { inner: out, copy: Vec::new(), cap: pinwatch::report::MAX_TEE, overflow: false };
+                let summary = replay(&inputs, &opts, &mut tee).map_err(name_output)?;
+                tee.flush().map_err(|e| name_output(e.into()))?;
+                if tee.overflow {
+                    anyhow::bail!(
+                        "--report: more than {} bytes of EVE; write them with -o and run `pinwatch report`",
+                        pinwatch::report::MAX_TEE
+                    );
+                }
+                let ropts = pinwatch::report::ReportOptions { out_dir: dir.clone(), approved_baselines, feeds: report_feeds };
+                let w = pinwatch::report::from_bytes(&tee.copy, &ropts)?;
+                eprintln!("pinwatch: report of {} sessions and {} findings in {}", w.sessions, w.findings, w.html.display());
+                summary
+            } else {
+                let summary = replay(&inputs, &opts, &mut out).map_err(name_output)?;
+                out.flush().map_err(|e| name_output(e.into()))?;
+                summary
+            };
             if let Some(err) = summary.first_error {
                 // README: 2 when nothing could be run (no capture could be
                 // read at all: missing, empty, a directory, not a capture),
