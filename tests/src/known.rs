@@ -32,7 +32,15 @@ const GQUIC_TLS: &str = "Google QUIC T05x: a TLS 1.3 ClientHello inside gQUIC fr
 const SSLV2_JA4: &str = "oracle implementation vs spec: an SSLv2-format ClientHello; FoxIO rust ja4 0.18.6 (driven by tshark, which files SSLv2 cipher specs under tls.handshake.cipherspec) counts no ciphers; the spec counts the hello's cipher suites, and we count its TLS suites (cipher specs with first byte 0; tshark -e tls.handshake.cipherspec lists them), as ja4 gives for a TLS-format hello with the same suites (ssl_version_negated: port 1661)";
 const DRAFT14: &str = "oracle: a TLS 1.3 draft-14 ServerHello (version 0x0304, random, cipher c0 2b, extensions: the pre-RFC layout without session id and compression); tshark 4.0 reads it in the final layout (session id of 192 bytes taken from the cipher and extensions, cipher 0xacad from further on); Suricata's own test (tls13-draft14/test.yaml) expects tls.version \"TLS 1.3 draft-<16\", which we write; the cipher is 0xc02b in the bytes (frame 6, right after the 32-byte random)";
 
+/// Write at verdict time (docs/output.md, "When a session is written"):
+/// the server answered 14.8 s after the ClientHello, past the 10 s decision
+/// timeout, so the `tls` record was written before the ServerHello existed.
+const LATE_SERVER_HELLO: &str = "verdict time: the ServerHello (frame 1094) came 14.8 s after the ClientHello (frame 238), past the 10 s decision timeout; the tls record was written at the timeout without it, and the flow record at its end carries the final history; Suricata writes at handshake end";
+
 pub const KNOWN: &[Known] = &[
+    k("suricata-verify__base64-decode-5885__input.pcap", "version", &[1094], LATE_SERVER_HELLO),
+    k("suricata-verify__base64-decode-5885__input.pcap", "ja3s", &[1094], LATE_SERVER_HELLO),
+    k("suricata-verify__base64-decode-5885__input.pcap", "cipher", &[1094], LATE_SERVER_HELLO),
     k("ndpi__pop3_stls.pcap", "cert_san", &[18], PYTHON_EXT),
     k("zeek__tls__tls-early-alert.pcap", "cert_san", &[10], PYTHON_EXT),
     k("arkime__arkime_synthetic.pcap", "version", &[904], "oracle: synthetic ServerHello with an empty supported_versions extension; tshark reads 2 bytes past it (the next extension's type, 0x002c) and flags 'Dissector processed too much data'; we ignore the empty extension and use legacy_version 0x0303"),
