@@ -19,9 +19,16 @@
 //! 7. [`report`]: reads EVE lines back (not packets) for `pinwatch report`,
 //!    the visibility-gap page and the network team's lists.
 //!
-//! [`config`] is read by every stage and depends on none. Every decision
-//! about traffic takes its time from packet timestamps, so a replay gives the
-//! same records every run. Wall time is used only for operations: the live
+//! [`config`] is read by every stage and depends on none: it holds what the
+//! configuration file declares, parsed and checked at start (the networks,
+//! the inspection deployment, the feed's binding namespaces and transport,
+//! the alert tuning rules). [`timefmt`] (Suricata's timestamp format) and
+//! [`capped`] (bounded reads) are leaves every stage may use.
+//! `scripts/module-deps.py` checks, in CI, that the folders and the files
+//! within them depend on each other one way only.
+//!
+//! Every decision about traffic takes its time from packet timestamps, so a
+//! replay gives the same records every run. Wall time is used only for operations: the live
 //! stats interval, the wait for a feed URL, and output rotation and
 //! reconnection.
 
@@ -35,4 +42,5 @@ pub mod live;
 pub mod output;
 pub mod report;
 pub mod run;
+pub mod timefmt;
 pub mod verdict;

@@ -1,13 +1,9 @@
-//! How `--feed-url` is reached, and how it is doing.
+//! How a `--feed-url` is doing. (How it is reached, headers, CA and client
+//! certificate, is [`crate::config::http::HttpTransport`].)
 //!
-//! - [`HttpTransport`]: extra request headers read from a file (a bearer
-//!   token or any header: secrets never go on the command line, where `ps`
-//!   shows them), a CA bundle that replaces the built-in web PKI roots, and
-//!   a client certificate and key (mTLS). Configured in `[feed]`
-//!   (docs/config.md) and read when the configuration loads.
 //! - [`ErrorClass`]: every failed request is put in one class (`dns`,
 //!   `refused`, `timeout`, `tls`, `auth`, `not_found`, `client`, `server`,
-//!   `protocol`, `io`). At start ([`first_answer`]) the classes that retrying
+//!   `protocol`, `io`). At start ([`crate::enrich::feed_source::first_answer`]) the classes that retrying
 //!   cannot fix (`dns`, `refused`, `tls`, `auth`, `not_found`, `client`)
 //!   stop the sensor at once (exit status 2); during a live run every class
 //!   is retried with capped exponential backoff and jitter.
@@ -16,171 +12,10 @@
 //!   failures, last error class and text, lines received.
 
 use std::fmt;
-use std::io::Read;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-
-/// Largest header file, CA bundle, certificate or key read.
-pub const MAX_SECRET_FILE_BYTES: u64 = 1 << 20;
-/// Most headers taken from a header file.
-pub const MAX_HEADERS: usize = 32;
-
-/// Headers, CA bundle and client certificate for the feed URLs.
-#[derive(Clone)]
-pub struct HttpTransport {
-    headers: Vec<(String, String)>,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    /// What is configured, for messages (never a secret).
-    pub described: String,
-}
-
-impl fmt::Debug for HttpTransport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Header values are secrets: only their names are shown.
-        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
-        f.debug_struct("HttpTransport").field("headers", &names).field("described", &self.described).finish()
-    }
-}
-
-fn read_small(path: &Path) -> Result<Vec<u8>, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut buf = Vec::new();
-    f.take(MAX_SECRET_FILE_BYTES + 1).read_to_end(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
-    if buf.len() as u64 > MAX_SECRET_FILE_BYTES {
-        return Err(format!("{}: larger than {MAX_SECRET_FILE_BYTES} bytes", path.display()));
-    }
-    Ok(buf)
-}
-
-/// The headers of a header file: `Name: value` lines (blank lines and `#`
-/// comments skipped), or a single line without a colon, which is a bearer
-/// token (`Authorization: Bearer <line>`).
-pub fn parse_header_file(text: &str) -> Result<Vec<(String, String)>, String> {
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
-    if let [token] = lines[..] {
-        if !token.contains(':') {
-            if token.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
-                return Err("a bearer token must be one word".into());
-            }
-            return Ok(vec![("Authorization".into(), format!("Bearer {token}"))]);
-        }
-    }
-    if lines.is_empty() {
-        return Err("empty: write a bearer token, or `Name: value` lines".into());
-    }
-    if lines.len() > MAX_HEADERS {
-        return Err(format!("more than {MAX_HEADERS} headers"));
-    }
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let (n, v) = l.split_once(':').ok_or_else(|| format!("line {}: not `Name: value`", i + 1))?;
-            let (n, v) = (n.trim(), v.trim());
-            let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-            if n.is_empty() || !n.bytes().all(token_char) {
-                return Err(format!("line {}: `{n}` is not a header name", i + 1));
-            }
-            if v.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-                return Err(format!("line {}: control character in the value", i + 1));
-            }
-            Ok((n.to_string(), v.to_string()))
-        })
-        .collect()
-}
-
-impl HttpTransport {
-    /// Read the configured files. The error names the key
-    /// (`http_ca_file`, ...) and says what is wrong.
-    pub fn load(
-        header_file: Option<&Path>,
-        ca_file: Option<&Path>,
-        client_cert: Option<&Path>,
-        client_key: Option<&Path>,
-    ) -> Result<HttpTransport, (&'static str, String)> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let mut described = Vec::new();
-        let headers = match header_file {
-            Some(p) => {
-                let bytes = read_small(p).map_err(|e| ("http_header_file", e))?;
-                let text = String::from_utf8(bytes).map_err(|_| ("http_header_file", format!("{}: not UTF-8", p.display())))?;
-                let h = parse_header_file(&text).map_err(|e| ("http_header_file", format!("{}: {e}", p.display())))?;
-                described.push(format!("headers {}", h.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")));
-                h
-            }
-            None => Vec::new(),
-        };
-        if client_cert.is_some() != client_key.is_some() {
-            let k = if client_cert.is_some() { "http_client_key" } else { "http_client_cert" };
-            return Err((k, "a client certificate needs both `http_client_cert` and `http_client_key`".into()));
-        }
-        let tls = if ca_file.is_some() || client_cert.is_some() {
-            let mut roots = rustls::RootCertStore::empty();
-            match ca_file {
-                Some(p) => {
-                    let pem = read_small(p).map_err(|e| ("http_ca_file", e))?;
-                    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-                        .collect::<Result<_, _>>()
-                        .map_err(|e| ("http_ca_file", format!("{}: {e:?}", p.display())))?;
-                    let (added, _) = roots.add_parsable_certificates(certs);
-                    if added == 0 {
-                        return Err(("http_ca_file", format!("{}: no usable CA certificate (PEM)", p.display())));
-                    }
-                    described.push(format!("CA bundle {} ({added} certificates)", p.display()));
-                }
-                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let builder = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| ("http_ca_file", format!("TLS set-up: {e}")))?
-                .with_root_certificates(roots);
-            let cfg = match (client_cert, client_key) {
-                (Some(c), Some(k)) => {
-                    let pem = read_small(c).map_err(|e| ("http_client_cert", e))?;
-                    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-                        .collect::<Result<_, _>>()
-                        .map_err(|e| ("http_client_cert", format!("{}: {e:?}", c.display())))?;
-                    if chain.is_empty() {
-                        return Err(("http_client_cert", format!("{}: no certificate (PEM)", c.display())));
-                    }
-                    let kpem = read_small(k).map_err(|e| ("http_client_key", e))?;
-                    let key = PrivateKeyDer::from_pem_slice(&kpem)
-                        .map_err(|e| ("http_client_key", format!("{}: no private key (PEM): {e:?}", k.display())))?;
-                    described.push(format!("client certificate {}", c.display()));
-                    builder.with_client_auth_cert(chain, key).map_err(|e| ("http_client_key", format!("{}: {e}", k.display())))?
-                }
-                _ => builder.with_no_client_auth(),
-            };
-            Some(Arc::new(cfg))
-        } else {
-            None
-        };
-        Ok(HttpTransport { headers, tls, described: described.join("; ") })
-    }
-
-    /// An agent with these TLS settings.
-    pub fn agent(t: Option<&HttpTransport>, connect: Duration, timeout: Duration) -> ureq::Agent {
-        let mut b =
-            ureq::AgentBuilder::new().timeout_connect(connect).timeout(timeout).user_agent(concat!("pinwatch/", env!("CARGO_PKG_VERSION")));
-        if let Some(tls) = t.and_then(|t| t.tls.clone()) {
-            b = b.tls_config(tls);
-        }
-        b.build()
-    }
-
-    /// `req` with the configured headers.
-    pub fn apply(t: Option<&HttpTransport>, mut req: ureq::Request) -> ureq::Request {
-        for (n, v) in t.map(|t| t.headers.as_slice()).unwrap_or(&[]) {
-            req = req.set(n, v);
-        }
-        req
-    }
-}
 
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -340,7 +175,7 @@ pub type Health = Arc<Mutex<SourceHealth>>;
 pub fn wall_time() -> String {
     let ns =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-    crate::output::eve::timestamp(ns)
+    crate::timefmt::timestamp(ns)
 }
 
 /// Record a success (`lines` delivered).
@@ -390,49 +225,9 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Wait (until `deadline`) for the first answer of an HTTP pump. `Err`
-/// when its first request failed in a way retrying will not fix (the
-/// caller stops: exit status 2); a success, a failure retrying may fix
-/// (timeout, 5xx, a page the cursor protocol cannot take), or the deadline
-/// are `Ok` (the pump goes on retrying, and reports).
-pub fn first_answer(pump: &crate::enrich::feed_source::FeedPump, url: &str, deadline: std::time::Instant) -> Result<(), StartError> {
-    loop {
-        let h = pump.health();
-        match h.state {
-            FeedState::Starting if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            FeedState::Retrying if h.last_success.is_none() => {
-                let class = h.last_error_class.unwrap_or(ErrorClass::Io);
-                if class.fatal_at_start() {
-                    let detail = h.last_error.unwrap_or_default();
-                    // The poller's text starts with "http feed URL: ".
-                    let detail = detail.strip_prefix(&format!("http feed {url}: ")).map(str::to_string).unwrap_or(detail);
-                    return Err(StartError { url: url.to_string(), class, detail });
-                }
-                return Ok(());
-            }
-            _ => return Ok(()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn header_files() {
-        assert_eq!(
-            parse_header_file("s3cr3t-token\n").expect("token"),
-            vec![("Authorization".to_string(), "Bearer s3cr3t-token".to_string())]
-        );
-        assert_eq!(
-            parse_header_file("# feed\nX-Api-Key: abc\n\nAuthorization: Basic Zm9vOmJhcg==\n").expect("headers"),
-            vec![("X-Api-Key".to_string(), "abc".to_string()), ("Authorization".to_string(), "Basic Zm9vOmJhcg==".to_string())]
-        );
-        assert!(parse_header_file("").is_err());
-        assert!(parse_header_file("two words").is_err());
-        assert!(parse_header_file("Bad Name: x\nOther: y").is_err());
-    }
 
     #[test]
     fn jitter_stays_within_the_step() {
@@ -445,7 +240,8 @@ mod tests {
 
     #[test]
     fn refused_dns_and_bad_files_are_classified() {
-        use crate::enrich::feed_source::{FeedPump, FeedSource, PumpConfig};
+        use crate::config::http::HttpTransport;
+        use crate::enrich::feed_source::{first_answer, FeedPump, FeedSource, PumpConfig};
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let cfg =
             PumpConfig { http_connect_timeout: Duration::from_secs(2), http_timeout: Duration::from_secs(2), ..PumpConfig::default() };

@@ -144,7 +144,7 @@ pub struct PumpConfig {
     pub max_line_bytes: usize,
     /// Headers, CA bundle and client certificate of HTTP sources
     /// (`[feed]` in the configuration, [`crate::enrich::feed_http`]).
-    pub http: Option<std::sync::Arc<crate::enrich::feed_http::HttpTransport>>,
+    pub http: Option<std::sync::Arc<crate::config::http::HttpTransport>>,
 }
 
 impl Default for PumpConfig {
@@ -690,12 +690,12 @@ struct HttpPoller<'a> {
 
 impl<'a> HttpPoller<'a> {
     fn new(url: String, cfg: &'a PumpConfig) -> Self {
-        let agent = crate::enrich::feed_http::HttpTransport::agent(cfg.http.as_deref(), cfg.http_connect_timeout, cfg.http_timeout);
+        let agent = crate::config::http::HttpTransport::agent(cfg.http.as_deref(), cfg.http_connect_timeout, cfg.http_timeout);
         HttpPoller { url, cfg, agent, cursor: cfg.http_initial_cursor.clone(), split: LineSplitter::new(cfg.max_line_bytes), dirty: true }
     }
 
     fn poll(&self) -> Poll {
-        let mut req = crate::enrich::feed_http::HttpTransport::apply(self.cfg.http.as_deref(), self.agent.get(&self.url));
+        let mut req = crate::config::http::HttpTransport::apply(self.cfg.http.as_deref(), self.agent.get(&self.url));
         if let Some(c) = &self.cursor {
             req = req.query(SINCE_PARAM, c);
         }
@@ -779,6 +779,32 @@ impl<'a> HttpPoller<'a> {
                     sink.sleep(d)?;
                 }
             }
+        }
+    }
+}
+
+/// Wait (until `deadline`) for the first answer of an HTTP pump. `Err`
+/// when its first request failed in a way retrying will not fix (the
+/// caller stops: exit status 2); a success, a failure retrying may fix
+/// (timeout, 5xx, a page the cursor protocol cannot take), or the deadline
+/// are `Ok` (the pump goes on retrying, and reports).
+pub fn first_answer(pump: &FeedPump, url: &str, deadline: std::time::Instant) -> Result<(), crate::enrich::feed_http::StartError> {
+    use crate::enrich::feed_http::{ErrorClass, FeedState, StartError};
+    loop {
+        let h = pump.health();
+        match h.state {
+            FeedState::Starting if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            FeedState::Retrying if h.last_success.is_none() => {
+                let class = h.last_error_class.unwrap_or(ErrorClass::Io);
+                if class.fatal_at_start() {
+                    let detail = h.last_error.unwrap_or_default();
+                    // The poller's text starts with "http feed URL: ".
+                    let detail = detail.strip_prefix(&format!("http feed {url}: ")).map(str::to_string).unwrap_or(detail);
+                    return Err(StartError { url: url.to_string(), class, detail });
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
         }
     }
 }

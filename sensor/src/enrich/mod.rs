@@ -8,8 +8,6 @@
 //! arrive up to ~90 minutes late, is the live-capture issue's work.)
 
 pub mod bindings;
-pub mod feed_config;
-pub mod feed_contexts;
 pub mod feed_http;
 pub mod feed_source;
 
@@ -190,7 +188,7 @@ pub struct EnrichStats {
     /// Clock offsets of the feed sources, learnt from the sessions.
     pub clock: ClockOut,
     /// Which binding namespace sessions were looked up in (`[feed]` contexts).
-    pub contexts: crate::enrich::feed_contexts::ContextStats,
+    pub contexts: crate::config::contexts::ContextStats,
 }
 
 /// Most sources listed in [`ClockOut::sources`] (the rest are counted).
@@ -276,7 +274,7 @@ pub struct Enricher {
     clock: ClockOffsets,
     pub stats: EnrichStats,
     /// Binding namespaces by interface, VLAN or pool (`[[feed.contexts]]`).
-    pub context_map: crate::enrich::feed_contexts::ContextMap,
+    pub context_map: crate::config::contexts::ContextMap,
 }
 
 impl Enricher {
@@ -311,12 +309,12 @@ impl Enricher {
     /// (headers, CA bundle, client certificate). When a URL's first request
     /// fails in a way retrying cannot fix (DNS, refused, TLS, 401/403, 404,
     /// other 4xx), that is the error, at once
-    /// ([`crate::enrich::feed_http::first_answer`]).
+    /// ([`crate::enrich::feed_source::first_answer`]).
     pub fn load_sources_via(
         files: &[impl AsRef<Path>],
         urls: &[String],
         http_timeout: std::time::Duration,
-        http: Option<std::sync::Arc<crate::enrich::feed_http::HttpTransport>>,
+        http: Option<std::sync::Arc<crate::config::http::HttpTransport>>,
     ) -> anyhow::Result<(Self, Vec<String>)> {
         use crate::enrich::feed_source::{read_file_lines, FeedMsg, FeedPump, FeedSource, PumpConfig};
 
@@ -355,7 +353,7 @@ impl Enricher {
                 break;
             }
             let pump = FeedPump::start_with(FeedSource::Http { url: url.clone() }, cfg.clone())?;
-            crate::enrich::feed_http::first_answer(&pump, url, deadline)?;
+            crate::enrich::feed_source::first_answer(&pump, url, deadline)?;
             let mut caught_up = false;
             let base = line_no;
             while !full {
@@ -514,10 +512,10 @@ impl Enricher {
     }
 
     /// The binding of `place.client` at `ts_ns` in the namespace the
-    /// session's place selects ([`crate::enrich::feed_contexts`]): context, device,
+    /// session's place selects ([`crate::config::contexts`]): context, device,
     /// and the binding's flags.
-    fn binding_at(&mut self, place: &crate::enrich::feed_contexts::Place<'_>, ts_ns: i64) -> Option<(String, String, BindingOut)> {
-        use crate::enrich::feed_contexts::Resolved;
+    fn binding_at(&mut self, place: &crate::config::contexts::Place<'_>, ts_ns: i64) -> Option<(String, String, BindingOut)> {
+        use crate::config::contexts::Resolved;
         let out = |ctx: &str, m: &pinwatch_enrichment::leases::LeaseMatch<'_>| {
             (
                 ctx.to_string(),
@@ -582,7 +580,7 @@ impl Enricher {
         sni: Option<&str>,
         start_ns: i64,
     ) -> Option<MobileOut> {
-        let place = crate::enrich::feed_contexts::Place { iface, vlans, client };
+        let place = crate::config::contexts::Place { iface, vlans, client };
         let Some((_context, device_id, binding)) = self.binding_at(&place, start_ns) else {
             self.stats.sessions_without_device += 1;
             return None;

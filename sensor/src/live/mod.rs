@@ -437,7 +437,7 @@ impl Feeds {
     /// Start every source. A `--feed-url` whose first request fails in a
     /// way retrying cannot fix (DNS, refused, TLS, 401/403, 404) is an
     /// error at once (exit status 2); later failures are retried.
-    fn start(args: &LiveArgs, http: Option<Arc<crate::enrich::feed_http::HttpTransport>>) -> anyhow::Result<Feeds> {
+    fn start(args: &LiveArgs, http: Option<Arc<crate::config::http::HttpTransport>>) -> anyhow::Result<Feeds> {
         let config = PumpConfig { poll_interval: args.feed_poll.max(Duration::from_millis(10)), http, ..PumpConfig::default() };
         let deadline = Instant::now() + args.feed_wait;
         let sources = args
@@ -449,7 +449,7 @@ impl Feeds {
         for src in sources {
             let pump = FeedPump::start_with(src.clone(), config.clone()).with_context(|| format!("feed {src}"))?;
             if let FeedSource::Http { url } = &src {
-                crate::enrich::feed_http::first_answer(&pump, url, deadline)?;
+                crate::enrich::feed_source::first_answer(&pump, url, deadline)?;
             }
             let st = FeedSourceStats { source: src.to_string(), ..Default::default() };
             pumps.push((src, pump, st));

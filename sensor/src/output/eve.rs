@@ -23,45 +23,7 @@ use crate::verdict::classify::{PathOut, TlsFailure};
 use crate::verdict::findings::{AlertBody, Evidence};
 use pinwatch_parsers::tls::alert_name;
 
-/// Suricata's timestamp format: `2016-06-01T08:02:45.123456+0000` (UTC).
-pub fn timestamp(ts_ns: i64) -> String {
-    let secs = ts_ns.div_euclid(1_000_000_000);
-    let micros = ts_ns.rem_euclid(1_000_000_000) / 1000;
-    match time::OffsetDateTime::from_unix_timestamp(secs) {
-        // Digits written in place: three of these per record went through
-        // `format!` at a quarter of a microsecond each.
-        Ok(t) if (0..=9999).contains(&t.year()) => {
-            let mut b = *b"0000-00-00T00:00:00.000000+0000";
-            let fields: [(usize, usize, i64); 7] = [
-                (0, 4, i64::from(t.year())),
-                (5, 2, i64::from(u8::from(t.month()))),
-                (8, 2, i64::from(t.day())),
-                (11, 2, i64::from(t.hour())),
-                (14, 2, i64::from(t.minute())),
-                (17, 2, i64::from(t.second())),
-                (20, 6, micros),
-            ];
-            for (at, width, mut v) in fields {
-                for d in b[at..at + width].iter_mut().rev() {
-                    *d = b'0' + (v % 10) as u8;
-                    v /= 10;
-                }
-            }
-            b.iter().map(|&c| char::from(c)).collect()
-        }
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+0000",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            micros
-        ),
-        Err(_) => "1970-01-01T00:00:00.000000+0000".to_string(),
-    }
-}
+pub use crate::timefmt::timestamp;
 
 /// An address as Suricata writes it (`PrintInet` in Suricata's
 /// `src/util-print.c`): IPv4 dotted, IPv6 in full, eight groups of four

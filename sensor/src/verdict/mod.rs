@@ -3,7 +3,8 @@
 //! declared profile that some of those judgements lean on ([`inspector`]),
 //! and the findings (signatures 1725001…) raised on one session or on a
 //! pattern across a client's sessions ([`findings`]), and the SOC's tuning
-//! of which findings are written ([`tuning`]: suppress, threshold, allow). Pure functions of the
+//! of which findings are written ([`tuning`]: suppress, threshold, allow,
+//! with the rules from [`crate::config::tuning`]). Pure functions of the
 //! flow summaries and the configuration: no I/O, no clock.
 
 pub mod classify;

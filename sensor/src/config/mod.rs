@@ -4,6 +4,11 @@
 //! RFC 1918 / ULA / loopback destinations are internal, every client is
 //! treated as managed, nothing is a proxy and nothing is bypassed.
 
+pub mod contexts;
+pub mod feed;
+pub mod http;
+pub mod tuning;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -18,7 +23,7 @@ struct Raw {
     state_file: Option<PathBuf>,
     state_interval_s: Option<u64>,
     #[serde(default)]
-    feed: crate::enrich::feed_config::RawFeed,
+    feed: crate::config::feed::RawFeed,
     #[serde(default)]
     networks: RawNetworks,
     #[serde(default)]
@@ -30,7 +35,7 @@ struct Raw {
     /// Approved destinations per app package (`name` or `*.domain`).
     #[serde(default)]
     baselines: std::collections::HashMap<String, Vec<String>>,
-    /// Alert tuning (`crate::verdict::tuning`, docs/tuning.md).
+    /// Alert tuning (`crate::config::tuning`, docs/tuning.md).
     #[serde(default)]
     tuning: RawTuning,
 }
@@ -44,7 +49,7 @@ struct RawTuning {
     #[serde(default)]
     rules: Vec<String>,
     #[serde(default)]
-    allow: crate::verdict::tuning::AllowConfig,
+    allow: crate::config::tuning::AllowConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,9 +178,9 @@ pub struct Config {
     /// Approved destinations per app package, from `[baselines]`.
     pub baselines: std::collections::HashMap<String, Vec<String>>,
     /// Alert tuning from `[tuning]` (its bad lines are counted, never fatal).
-    pub tuning: std::sync::Arc<crate::verdict::tuning::Rules>,
+    pub tuning: std::sync::Arc<crate::config::tuning::Rules>,
     /// `[feed]`: binding namespaces and the feed URLs' transport.
-    pub feed: crate::enrich::feed_config::FeedConfig,
+    pub feed: crate::config::feed::FeedConfig,
     /// Live mode: the state file (`state_file`), and how often it is written.
     pub state_file: Option<PathBuf>,
     pub state_interval_s: u64,
@@ -272,14 +277,14 @@ fn nets(path: &str, key: &str, v: &[String]) -> Result<Vec<IpNet>, ConfigError> 
 
 /// The `[tuning]` section: inline rules, the threshold file (bounded
 /// read) and the allow list. A problem is counted and kept, never fatal.
-fn tuning_rules(p: &str, t: &RawTuning, base: &Path) -> crate::verdict::tuning::Rules {
-    let mut r = crate::verdict::tuning::Rules::default();
+fn tuning_rules(p: &str, t: &RawTuning, base: &Path) -> crate::config::tuning::Rules {
+    let mut r = crate::config::tuning::Rules::default();
     for (i, line) in t.rules.iter().enumerate() {
         r.add_lines(&format!("{p}: tuning.rules[{i}]"), line);
     }
     if let Some(f) = &t.threshold_file {
         let full = if f.is_absolute() { f.clone() } else { base.join(f) };
-        match crate::capped::read_file(&full, crate::verdict::tuning::MAX_THRESHOLD_FILE_BYTES, "threshold file") {
+        match crate::capped::read_file(&full, crate::config::tuning::MAX_THRESHOLD_FILE_BYTES, "threshold file") {
             Ok(bytes) => r.add_lines(&full.display().to_string(), &String::from_utf8_lossy(&bytes)),
             Err(message) => r.problem(format!("{p}: tuning.threshold_file: {message}")),
         }
@@ -453,7 +458,7 @@ impl Config {
             }
         }
         c.baselines = raw.baselines.clone();
-        c.feed = crate::enrich::feed_config::parse(p, &raw.feed, base)?;
+        c.feed = crate::config::feed::parse(p, &raw.feed, base)?;
         c.state_file = raw.state_file.as_ref().map(|f| if f.is_absolute() { f.clone() } else { base.join(f) });
         if let Some(s) = raw.state_interval_s {
             if s == 0 || s > 86_400 {

@@ -1,6 +1,6 @@
 //! The `[feed]` table of the configuration (docs/config.md): binding
 //! namespaces by capture interface, VLAN or address pool
-//! ([`crate::enrich::feed_contexts`]), and the transport of `--feed-url`
+//! ([`crate::config::contexts`]), and the transport of `--feed-url`
 //! ([`crate::enrich::feed_http`]: a header file, a CA bundle, a client
 //! certificate). Paths are relative to the configuration file.
 
@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::config::contexts::{ContextMap, ContextRule};
+use crate::config::http::HttpTransport;
 use crate::config::ConfigError;
-use crate::enrich::feed_contexts::{ContextMap, ContextRule};
-use crate::enrich::feed_http::HttpTransport;
 
 /// Most `[[feed.contexts]]` entries.
 pub const MAX_CONTEXTS: usize = 4096;
