@@ -53,23 +53,33 @@ impl Default for AttributionConfig {
 pub struct SessionQuery<'a> {
     /// Device the session was mapped to (e.g. by [`crate::LeaseMap`]).
     pub device_id: &'a str,
+    /// Server IP of the session.
     pub dst_ip: IpAddr,
+    /// Server port of the session.
     pub dst_port: u16,
+    /// Server name from the ClientHello, if any.
     pub sni: Option<&'a str>,
+    /// Session start on the packet clock, ns since the Unix epoch.
     pub session_start_ns: i64,
 }
 
 /// Which kind of feed record the package came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Method {
+    /// A `net_connect` event (level `exact`).
     NetConnect,
+    /// A `dns_lookup` event (level `dns`).
     DnsLookup,
+    /// An `app_tls_trust` event (level `exact` with destination IP and port, else `host`).
     RuntimeTrustEvent,
+    /// An `app_inventory` snapshot whose expected endpoints or pin-set domains match the SNI.
     ExpectedEndpoint,
+    /// No evidence: the apps known on the device.
     Candidate,
 }
 
 impl Method {
+    /// Name written in the record (`mobile.app.attribution`).
     pub fn as_str(self) -> &'static str {
         match self {
             Method::RuntimeTrustEvent => "runtime_trust_event",
@@ -97,6 +107,7 @@ pub enum Strength {
 }
 
 impl Strength {
+    /// Name written in the record (`mobile.app.attribution_evidence`).
     pub fn as_str(self) -> &'static str {
         match self {
             Strength::Exact => "exact",
@@ -130,6 +141,7 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Name written in the record (`mobile.app.attribution_reason`).
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::SoleEvidence => "sole_evidence",
@@ -147,31 +159,42 @@ impl Reason {
 /// The best evidence of an app other than the chosen one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerUp {
+    /// The other app's package.
     pub package: String,
+    /// Kind of record its best evidence came from.
     pub method: Method,
+    /// Level of its best evidence.
     pub strength: Strength,
     /// Corrected event time − session start, in ms (events only).
     pub skew_ms: Option<i64>,
+    /// Index of its supporting event (into the slice passed to [`attribute`]), for time-based evidence only.
     pub event_index: Option<usize>,
 }
 
 /// Device context at the session time (latest `device_state` at or before it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeviceContext {
+    /// `device_locked` of that `device_state`, as sent.
     pub device_locked: Option<bool>,
+    /// `screen_interactive` of that `device_state`, as sent.
     pub screen_interactive: Option<bool>,
     /// Whole seconds from the last user interaction to the session start.
     pub secs_since_interaction: Option<i64>,
+    /// Index of that `device_state` event (into the slice passed to [`attribute`]); `None` when there is none.
     pub event_index: Option<usize>,
 }
 
 /// Attribution result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribution {
-    /// The chosen app; `None` when only an ambiguous candidate set is known.
+    /// The chosen app; `None` when several fit equally (`ambiguous`) or
+    /// no app is known on the device.
     pub package: Option<String>,
+    /// Kind of record the evidence came from.
     pub method: Method,
+    /// Level of the evidence.
     pub strength: Strength,
+    /// Why this app (or none) was chosen.
     pub reason: Reason,
     /// Corrected event_time − session start of the supporting event, in ms.
     pub skew_ms: Option<i64>,
@@ -187,6 +210,7 @@ pub struct Attribution {
     pub runner_up: Option<RunnerUp>,
     /// State of the chosen app at the session time.
     pub app_state: Option<AppStateKind>,
+    /// Device state at the session time.
     pub device: DeviceContext,
 }
 

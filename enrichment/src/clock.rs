@@ -61,12 +61,16 @@ impl Default for ClockConfig {
 /// strings when absent.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceKey {
+    /// `device.id` of the event ("" when absent).
     pub device: String,
+    /// `source.kind` of the event ("" when absent).
     pub kind: String,
+    /// `source.vendor` of the event ("" when absent).
     pub vendor: String,
 }
 
 impl SourceKey {
+    /// The source that stamped `e`.
     pub fn of(e: &Event) -> SourceKey {
         SourceKey {
             device: e.device_id.clone().unwrap_or_default(),
@@ -187,14 +191,17 @@ pub fn is_exact(e: &Event, dst_ip: IpAddr, dst_port: u16) -> bool {
 }
 
 impl ClockOffsets {
+    /// No source known yet, with these tunables.
     pub fn new(cfg: ClockConfig) -> Self {
         Self { cfg, ..Self::default() }
     }
 
+    /// The tunables this was made with.
     pub fn config(&self) -> &ClockConfig {
         &self.cfg
     }
 
+    /// Counters so far.
     pub fn stats(&self) -> &ClockStats {
         &self.stats
     }

@@ -21,13 +21,19 @@ pub const DEFAULT_MAX_PROBLEMS: usize = 64;
 pub struct Event {
     /// Line number the event came from (as passed to [`FeedReader::push_line`]).
     pub line_no: u64,
+    /// The producer's `event_id`, if it sent one.
     pub event_id: Option<String>,
     /// Device clock time of the event, ns since the Unix epoch.
     pub event_time_ns: i64,
     /// Ingest time, ns since the Unix epoch.
     pub observed_time_ns: i64,
+    /// `device.id`: the stable device id (e.g. an AMAPI device name). Only an
+    /// `ip_binding` assign/renew is rejected without it; an event without it
+    /// belongs to no device.
     pub device_id: Option<String>,
+    /// The `source` object (provenance), if present.
     pub source: Option<Source>,
+    /// The payload of the event's `event_type`.
     pub body: EventBody,
 }
 
@@ -53,9 +59,12 @@ impl Event {
 /// `source` object of the envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
+    /// `source.kind`: `amapi`, `dpm_network_log`, `dhcp`, `radius_accounting`, `agent`, ... (free string).
     pub kind: String,
+    /// `source.vendor`: the product that produced the event.
     #[serde(default)]
     pub vendor: Option<String>,
+    /// `source.source_event_id`: the event's id in the producing system.
     #[serde(default)]
     pub source_event_id: Option<String>,
 }
@@ -63,16 +72,24 @@ pub struct Source {
 /// Typed payload, one variant per supported `event_type`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventBody {
+    /// `ip_binding`: which device held an IP, over an interval.
     IpBinding(IpBinding),
+    /// `app_inventory`: an app snapshot, upserted per package.
     AppInventory(AppInventory),
+    /// `app_tls_trust`: a runtime trust decision inside an app.
     AppTlsTrust(AppTlsTrust),
+    /// `net_connect`: an app's TCP connect (DPM ConnectEvent).
     NetConnect(NetConnect),
+    /// `dns_lookup`: an app's DNS resolution (DPM DnsEvent).
     DnsLookup(DnsLookup),
+    /// `app_state`: an app lifecycle change.
     AppState(AppState),
+    /// `device_state`: a device snapshot (screen, keyguard, last interaction).
     DeviceState(DeviceState),
 }
 
 impl EventBody {
+    /// The `event_type` string this body is parsed from (`ip_binding`, `app_inventory`, ...).
     pub fn event_type(&self) -> &'static str {
         match self {
             EventBody::IpBinding(_) => "ip_binding",
@@ -90,10 +107,16 @@ impl EventBody {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BindingAction {
+    /// `assign`: a new binding from `valid_from` to `valid_until`.
     Assign,
+    /// `renew`: the binding goes on with new times (handled like `assign`).
     Renew,
+    /// `release`: the device gave the IP up; the binding ends.
     Release,
+    /// `expire`: the binding ran out; it ends.
     Expire,
+    /// `conflict`: the producer saw the IP in dispute; leases covering that
+    /// time are flagged, not ended.
     Conflict,
 }
 
@@ -101,15 +124,20 @@ pub enum BindingAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Confidence {
+    /// `self_reported`: an agent on the device says so (weakest).
     SelfReported,
+    /// `dhcp`: from a DHCP server's lease.
     Dhcp,
+    /// `authenticated`: from VPN or RADIUS after authentication (strongest).
     Authenticated,
 }
 
 /// `network` object of an `ip_binding`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
+    /// `network.context`: the lookup namespace (e.g. `hq-wifi`, `vpn1`) the IP belongs to.
     pub context: String,
+    /// `network.kind` (e.g. `wifi`), informational.
     #[serde(default)]
     pub kind: Option<String>,
 }
@@ -117,11 +145,20 @@ pub struct Network {
 /// `ip_binding` event (an interval per binding, see FEED.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IpBinding {
+    /// What happened to the binding.
     pub action: BindingAction,
+    /// The bound address (with [`prefix_len`](Self::prefix_len): the prefix's first address).
     pub ip: IpAddr,
+    /// Where the address is bound.
     pub network: Network,
+    /// `valid_from`, ns since the Unix epoch; `None` when absent (the lease map
+    /// then takes the event time).
     pub valid_from_ns: Option<i64>,
+    /// `valid_until`, ns since the Unix epoch; `None` when absent (the lease map
+    /// then gives an assign/renew its default lease length, and closes a
+    /// release/expire at `valid_from`, else the event time).
     pub valid_until_ns: Option<i64>,
+    /// How far the producer vouches for the binding.
     pub confidence: Confidence,
     /// Who the producer bound (`identity.kind`: `mac`, `user`, `cert_cn`…),
     /// as `docs/bindings.md` writes it; optional.
@@ -134,14 +171,18 @@ pub struct IpBinding {
 /// `ip_binding.identity`: the RADIUS/DHCP identity behind the binding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindingIdentity {
+    /// `identity.kind`: `mac`, `user`, `cert_cn`, ... (free string).
     pub kind: String,
+    /// `identity.value`: the MAC address, user name, certificate CN, ... as sent.
     pub value: String,
 }
 
 /// `app` object: identity is (package, signing cert).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppRef {
+    /// Package name (e.g. `com.example.bank`).
     pub package: String,
+    /// SHA-256 digests of the signing certificates, hex, as sent; empty when not sent.
     #[serde(default)]
     pub signing_cert_sha256: Vec<String>,
 }
@@ -149,12 +190,16 @@ pub struct AppRef {
 /// One NSC `<pin-set>` (with its `<domain>` entries).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PinSet {
+    /// `<domain>` names the pins apply to.
     #[serde(default)]
     pub domains: Vec<String>,
+    /// `includeSubdomains` of the domain config: subdomains are pinned too.
     #[serde(default)]
     pub include_subdomains: bool,
+    /// `<pin-set expiration>` date as sent (`YYYY-MM-DD`), if any.
     #[serde(default)]
     pub expiration: Option<String>,
+    /// Pins as sent (e.g. `sha256/<base64 SPKI digest>`).
     #[serde(default)]
     pub pins: Vec<String>,
 }
@@ -162,16 +207,22 @@ pub struct PinSet {
 /// Static trust profile of an app (from app vetting).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustProfile {
+    /// NSC pin sets (alias `nsc_pin_sets`).
     #[serde(default, alias = "nsc_pin_sets")]
     pub pin_sets: Vec<PinSet>,
+    /// The app trusts user-installed CAs; `None`: unknown.
     #[serde(default)]
     pub trusts_user_cas: Option<bool>,
+    /// The app ships its own `X509TrustManager`; `None`: unknown.
     #[serde(default)]
     pub custom_trust_manager: Option<bool>,
+    /// The app has a trust manager that accepts any certificate; `None`: unknown.
     #[serde(default)]
     pub trust_all: Option<bool>,
+    /// The app replaces the `HostnameVerifier`; `None`: unknown.
     #[serde(default)]
     pub hostname_verifier_override: Option<bool>,
+    /// The app uses OkHttp's `CertificatePinner` (alias `okhttp_pinner`); `None`: unknown.
     #[serde(default, alias = "okhttp_pinner")]
     pub okhttp_certificate_pinner: Option<bool>,
 }
@@ -179,17 +230,24 @@ pub struct TrustProfile {
 /// App inventory payload (`app` object of `app_inventory`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InventoryApp {
+    /// Package name (e.g. `com.example.bank`).
     pub package: String,
+    /// Android `versionCode`, if sent.
     #[serde(default)]
     pub version_code: Option<i64>,
+    /// Android `versionName`, if sent.
     #[serde(default)]
     pub version_name: Option<String>,
+    /// SHA-256 digests of the signing certificates, hex, as sent.
     #[serde(default)]
     pub signing_cert_sha256: Vec<String>,
+    /// `targetSdkVersion`, if sent (24 and later distrust user CAs by default).
     #[serde(default)]
     pub target_sdk: Option<u32>,
+    /// What app vetting found about the app's TLS trust.
     #[serde(default)]
     pub trust_profile: TrustProfile,
+    /// Hosts the app is expected to reach: names, or `*.domain` for strict subdomains.
     #[serde(default)]
     pub expected_endpoints: Vec<String>,
 }
@@ -197,6 +255,7 @@ pub struct InventoryApp {
 /// `app_inventory` event (snapshot semantics per package).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppInventory {
+    /// The app snapshot.
     pub app: InventoryApp,
 }
 
@@ -204,23 +263,33 @@ pub struct AppInventory {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrustEventKind {
+    /// `custom_trust_manager_invoked`: the app's own trust manager decided.
     CustomTrustManagerInvoked,
+    /// `pin_check_failed`: a pin check rejected the server's chain.
     PinCheckFailed,
+    /// `pin_check_passed`: a pin check accepted the server's chain.
     PinCheckPassed,
+    /// `validation_override` (alias `cert_validation_override`): certificate validation was bypassed.
     #[serde(alias = "cert_validation_override")]
     ValidationOverride,
+    /// `hostname_verifier_override`: hostname verification was bypassed.
     HostnameVerifierOverride,
 }
 
 /// `app_tls_trust` event (runtime, from an in-app SDK / RASP / MTD).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppTlsTrust {
+    /// The app that decided.
     pub app: AppRef,
+    /// What was decided.
     pub trust_event: TrustEventKind,
+    /// Host name the connection was for, if known.
     #[serde(default)]
     pub host: Option<String>,
+    /// Destination IP, if known.
     #[serde(default)]
     pub dst_ip: Option<IpAddr>,
+    /// Destination port, if known.
     #[serde(default)]
     pub dst_port: Option<u16>,
 }
@@ -228,16 +297,22 @@ pub struct AppTlsTrust {
 /// `net_connect` event (DPM ConnectEvent): no source address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetConnect {
+    /// The app that connected.
     pub app: AppRef,
+    /// Destination IP.
     pub dst_ip: IpAddr,
+    /// Destination port.
     pub dst_port: u16,
 }
 
 /// `dns_lookup` event (DPM DnsEvent).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsLookup {
+    /// The app that resolved the name.
     pub app: AppRef,
+    /// The name looked up.
     pub hostname: String,
+    /// Addresses the lookup returned (empty when not sent).
     #[serde(default)]
     pub resolved_ips: Vec<IpAddr>,
 }
@@ -246,36 +321,49 @@ pub struct DnsLookup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AppStateKind {
+    /// `foreground`: the app is in front of the user.
     Foreground,
+    /// `background`: the app went to the background.
     Background,
+    /// `foreground_service`: a foreground service of the app runs.
     ForegroundService,
+    /// `stopped`: the app stopped.
     Stopped,
 }
 
 /// `app_state` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppState {
+    /// The app whose state changed.
     pub app: AppRef,
+    /// Its new state.
     pub state: AppStateKind,
 }
 
 /// `device_state` event (snapshot).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceState {
+    /// `screen_interactive`: the screen is on and interactive; `None`: not sent.
     pub screen_interactive: Option<bool>,
+    /// `device_locked`: the keyguard is up; `None`: not sent.
     pub device_locked: Option<bool>,
+    /// `last_user_interaction_time`, ns since the Unix epoch; `None`: not sent.
     pub last_user_interaction_ns: Option<i64>,
 }
 
 /// What went wrong with a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ProblemKind {
+    /// Not JSON, not an object, a required field missing or ill-typed, an unknown enum value.
     #[error("malformed line")]
     Malformed,
+    /// `schema_version` is a number other than [`SCHEMA_VERSION`].
     #[error("unsupported schema_version")]
     UnsupportedVersion,
+    /// `event_type` is none of the v1 types.
     #[error("unknown event_type")]
     UnknownEventType,
+    /// A time field is not an RFC 3339 string in range.
     #[error("bad timestamp")]
     BadTimestamp,
 }
@@ -283,8 +371,11 @@ pub enum ProblemKind {
 /// One recorded problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// Line number as passed to [`FeedReader::push_line`].
     pub line_no: u64,
+    /// Which counter the line went to.
     pub kind: ProblemKind,
+    /// Short reason, cut at [`MAX_DETAIL_CHARS`] characters.
     pub detail: String,
 }
 
@@ -292,12 +383,19 @@ pub struct Problem {
 /// unsupported_version + unknown_event_type + bad_timestamp`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FeedReport {
+    /// Every line pushed.
     pub lines: u64,
+    /// Blank (whitespace-only) lines.
     pub blank: u64,
+    /// Lines that gave an event.
     pub events: u64,
+    /// Lines counted as [`ProblemKind::Malformed`].
     pub malformed: u64,
+    /// Lines counted as [`ProblemKind::UnsupportedVersion`].
     pub unsupported_version: u64,
+    /// Lines counted as [`ProblemKind::UnknownEventType`].
     pub unknown_event_type: u64,
+    /// Lines counted as [`ProblemKind::BadTimestamp`].
     pub bad_timestamp: u64,
     /// First problems, in push order, capped.
     pub problems: Vec<Problem>,

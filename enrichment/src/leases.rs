@@ -34,8 +34,11 @@ use crate::feed::{BindingAction, BindingIdentity, Confidence, IpBinding, Source}
 /// the record can say it (`mobile.binding.source`, docs/bindings.md).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaseOrigin {
+    /// `source.kind` of the binding event (e.g. `radius_accounting`, `dhcp`), if it had a source.
     pub kind: Option<String>,
+    /// `source.vendor` of the binding event, if any.
     pub vendor: Option<String>,
+    /// Who was bound (`identity` of the binding event), if sent.
     pub identity: Option<BindingIdentity>,
 }
 
@@ -86,7 +89,9 @@ impl Default for LeaseConfig {
 pub enum EndReason {
     /// `valid_until` (or the default lease length) as announced.
     Natural,
+    /// Closed early by a `release`.
     Released,
+    /// Closed by an `expire`.
     Expired,
     /// Truncated by a binding of the same IP to another device.
     Superseded,
@@ -95,10 +100,15 @@ pub enum EndReason {
 /// One stored binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
+    /// The device holding the IP (`device.id` of the binding event).
     pub device_id: String,
+    /// Start of the binding, ns since the Unix epoch (inclusive).
     pub from_ns: i64,
+    /// End of the binding, ns since the Unix epoch (exclusive).
     pub until_ns: i64,
+    /// Confidence of the binding event.
     pub confidence: Confidence,
+    /// How [`until_ns`](Self::until_ns) was set.
     pub end: EndReason,
     /// Another device held the same IP over an overlapping interval, or the
     /// feed reported a `conflict`.
@@ -112,6 +122,7 @@ pub struct Lease {
 /// Result of a lookup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseMatch<'a> {
+    /// The lease that matched.
     pub lease: &'a Lease,
     /// The time was past the lease end but within the grace window.
     pub in_grace: bool,
@@ -122,10 +133,15 @@ pub struct LeaseMatch<'a> {
 /// Counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaseStats {
+    /// Leases stored (new bindings and restored leases).
     pub inserted: u64,
+    /// Assigns that extended (or fell inside) a lease of the same device and confidence.
     pub renewed: u64,
+    /// Releases and expires applied to a lease, on arrival or when their assign landed.
     pub closed: u64,
+    /// Overlaps between two devices' bindings found on assign, plus `conflict` events.
     pub conflicts: u64,
+    /// Leases dropped because the map held [`LeaseConfig::max_entries`] (oldest start first).
     pub evicted: u64,
     /// Leases dropped because their (context, IP) held
     /// [`LeaseConfig::max_per_key`] (oldest start first).
@@ -133,7 +149,9 @@ pub struct LeaseStats {
     /// Leases examined by `assign` (renew search, overlap check, pending
     /// closes, the per-key cap): at most a few times `max_per_key` each.
     pub examined: u64,
+    /// Releases and expires kept pending because no lease covered their time yet.
     pub pending_closes: u64,
+    /// Releases and expires dropped because the pending caps were reached.
     pub pending_dropped: u64,
     /// Bindings without a usable time (no valid_from for assign, etc.).
     pub ignored: u64,
@@ -165,14 +183,17 @@ pub struct LeaseMap {
 }
 
 impl LeaseMap {
+    /// An empty map with these tunables.
     pub fn new(cfg: LeaseConfig) -> Self {
         Self { cfg, ..Self::default() }
     }
 
+    /// The tunables the map was made with.
     pub fn config(&self) -> &LeaseConfig {
         &self.cfg
     }
 
+    /// Counters so far.
     pub fn stats(&self) -> &LeaseStats {
         &self.stats
     }
@@ -182,6 +203,7 @@ impl LeaseMap {
         self.by_age.len()
     }
 
+    /// True when no lease is stored.
     pub fn is_empty(&self) -> bool {
         self.by_age.is_empty()
     }

@@ -8,6 +8,7 @@
 //! Unix epoch), never read from a clock, so replays are deterministic. No
 //! files, no network.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod attribution;
 pub mod bindings;

@@ -7,7 +7,7 @@
 //! RFC 4514 §2.4 for the escaping of [`rfc4514`].
 //!
 //! Field formats (Suricata EVE `tls.*` in brackets):
-//! - `subject` [`subject`], `issuerdn` [`issuerdn`]: x509-parser's `X509Name`
+//! - `subject` \[`subject`\], `issuerdn` \[`issuerdn`\]: x509-parser's `X509Name`
 //!   display, RDNs in certificate order joined by `", "`, multi-valued RDNs
 //!   by `" + "`, no escaping: `C=US, O=Let's Encrypt, CN=R3`.
 //! - `subject_rfc4514` / `issuer_rfc4514`: RFC 4514 as python
@@ -15,14 +15,14 @@
 //!   last RDN first, `,`-joined, `+` inside an RDN, only CN L ST O OU C
 //!   STREET DC UID get short names (others print as dotted OIDs), special
 //!   characters backslash-escaped.
-//! - `serial` [`serial`]: the raw DER serial bytes (leading `00` kept) as
+//! - `serial` \[`serial`\]: the raw DER serial bytes (leading `00` kept) as
 //!   upper-case hex joined by `:` (`00:8A:07:E0:8D:4A:B5:0A:7B`).
-//! - `notbefore`/`notafter` [`notbefore`/`notafter`]: UTC
+//! - `notbefore`/`notafter` \[`notbefore`/`notafter`\]: UTC
 //!   `%Y-%m-%dT%H:%M:%S`, pre-1970 dates included (`1969-12-31T00:00:00`).
-//! - `fingerprint` [`fingerprint`]: SHA-1 of the DER, lower-case hex joined
+//! - `fingerprint` \[`fingerprint`\]: SHA-1 of the DER, lower-case hex joined
 //!   by `:`; `sha256`, `spki_sha256`: plain lower-case hex of SHA-256 over the
 //!   DER and over the SubjectPublicKeyInfo.
-//! - `subjectaltname` [`subjectaltname`]: subjectAltName entries in order:
+//! - `subjectaltname` \[`subjectaltname`\]: subjectAltName entries in order:
 //!   DNS names as is, IP addresses as text (`192.0.2.1`, `2001:db8::1`),
 //!   anything else in x509-parser's `GeneralName` display
 //!   (`RFC822Name(a@b)`, `URI(https://x/)`).

@@ -18,18 +18,31 @@ use etherparse::{EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, TcpSlice, Tr
 
 /// LINKTYPE_* values we decode.
 pub mod linktype {
+    /// BSD loopback: a 4-byte address family in host byte order, then IP.
     pub const NULL: u32 = 0;
+    /// Ethernet II (with 802.1Q/QinQ tags, PPPoE and Cisco MetaData handled).
     pub const ETHERNET: u32 = 1;
+    /// PPP, optionally with HDLC address/control bytes (`ff 03`) in front.
     pub const PPP: u32 = 9;
+    /// Raw IP (`DLT_RAW` as numbered on some older BSDs); the version nibble tells IPv4 from IPv6.
     pub const RAW_OLD_BSD: u32 = 12;
+    /// Raw IP (`DLT_RAW` as numbered on OpenBSD); the version nibble tells IPv4 from IPv6.
     pub const RAW_OLD_OPENBSD: u32 = 14;
+    /// PPP in HDLC-like framing; read as [`PPP`].
     pub const PPP_HDLC: u32 = 50;
+    /// PPPoE (`LINKTYPE_PPP_ETHER`); read as a bare PPP frame, like [`PPP`].
     pub const PPP_ETHER: u32 = 51;
+    /// Raw IP; the version nibble tells IPv4 from IPv6.
     pub const RAW: u32 = 101;
+    /// OpenBSD loopback: a 4-byte address family in network byte order, then IP.
     pub const LOOP: u32 = 108;
+    /// Linux "cooked" capture v1: a 16-byte header ending in the EtherType.
     pub const LINUX_SLL: u32 = 113;
+    /// Raw IPv4 (decoded like [`RAW`]: the version nibble decides).
     pub const IPV4: u32 = 228;
+    /// Raw IPv6 (decoded like [`RAW`]: the version nibble decides).
     pub const IPV6: u32 = 229;
+    /// Linux "cooked" capture v2: a 20-byte header starting with the EtherType.
     pub const LINUX_SLL2: u32 = 276;
 }
 
@@ -39,7 +52,9 @@ pub const MAX_TUNNEL_DEPTH: usize = 4;
 /// TCP header fields the flow table needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpInfo {
+    /// Sequence number as on the wire (absolute, not relative to the ISN).
     pub seq: u32,
+    /// Acknowledgment number as on the wire (meaningful only with [`TcpInfo::ACK`] set).
     pub ack: u32,
     /// Flag bits as on the wire (FIN=0x01, SYN=0x02, RST=0x04, PSH=0x08, ACK=0x10).
     pub flags: u8,
@@ -48,11 +63,16 @@ pub struct TcpInfo {
 }
 
 impl TcpInfo {
+    /// FIN flag bit of [`TcpInfo::flags`].
     pub const FIN: u8 = 0x01;
+    /// SYN flag bit of [`TcpInfo::flags`].
     pub const SYN: u8 = 0x02;
+    /// RST flag bit of [`TcpInfo::flags`].
     pub const RST: u8 = 0x04;
+    /// ACK flag bit of [`TcpInfo::flags`].
     pub const ACK: u8 = 0x10;
 
+    /// True when any bit of `f` (one of the flag constants, or several or-ed) is set.
     pub fn has(&self, f: u8) -> bool {
         self.flags & f != 0
     }
@@ -62,25 +82,38 @@ impl TcpInfo {
 /// if several were nested).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tunnel {
+    /// GRE (RFC 2784/2890) carrying IP or Ethernet, or PPTP's enhanced GRE carrying PPP.
     Gre,
+    /// ERSPAN type I: GRE protocol 0x88be without a sequence number, Ethernet right after.
     ErspanI,
+    /// ERSPAN type II: GRE protocol 0x88be with a sequence number and an 8-byte header.
     ErspanII,
+    /// ERSPAN type III: GRE protocol 0x22eb, a 12-byte header (20 with the platform sub-header).
     ErspanIII,
+    /// VXLAN (RFC 7348) on UDP port 4789 or 8472, carrying Ethernet.
     Vxlan,
+    /// GENEVE (RFC 8926) on UDP port 6081, carrying Ethernet or IP.
     Geneve,
+    /// GTP-U (3GPP TS 29.281) T-PDUs on UDP port 2152, carrying IP.
     GtpU,
+    /// IP directly in IP (IP protocol 4 or 41).
     IpInIp,
 }
 
 /// The innermost transport packet of a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded<'a> {
+    /// Source address of the innermost IP header.
     pub src: IpAddr,
+    /// Destination address of the innermost IP header.
     pub dst: IpAddr,
     /// IANA protocol number: 6 (TCP) or 17 (UDP).
     pub proto: u8,
+    /// Source TCP/UDP port.
     pub sport: u16,
+    /// Destination TCP/UDP port.
     pub dport: u16,
+    /// TCP header fields; `None` for UDP.
     pub tcp: Option<TcpInfo>,
     /// Transport payload as captured (may be shorter than on the wire).
     pub payload: &'a [u8],
@@ -109,14 +142,23 @@ pub struct Decoded<'a> {
 /// counted outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
+    /// The capture's link type is none of [`linktype`]; carries the value.
     UnsupportedLinktype(u32),
+    /// The frame ends inside a link-layer header (Ethernet, SLL, loopback, PPP).
     LinkTruncated,
+    /// The frame carries something other than IPv4/IPv6 (ARP, PPP control, a non-IP tunnel payload, ...).
     NotIp,
+    /// The IP header could not be parsed.
     IpMalformed,
+    /// An IP fragment (first or later); fragments are not reassembled.
     IpFragment,
+    /// IP carrying a protocol other than TCP, UDP, GRE or IP-in-IP.
     NotTcpUdp,
+    /// The TCP or UDP header could not be parsed.
     TransportMalformed,
+    /// A GRE, GENEVE or GTP-U header is inconsistent or cut short.
     TunnelMalformed,
+    /// More than [`MAX_TUNNEL_DEPTH`] nested encapsulations.
     TunnelDepth,
 }
 
@@ -165,10 +207,12 @@ impl Vlans {
         v
     }
 
+    /// Number of ids held (0 to [`Vlans::MAX`]).
     pub fn len(&self) -> usize {
         self.0.iter().filter(|s| **s & 0x8000 != 0).count()
     }
 
+    /// True when no id is held.
     pub fn is_empty(&self) -> bool {
         self.0[0] & 0x8000 == 0
     }

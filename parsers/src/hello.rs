@@ -25,16 +25,27 @@ pub enum Transport {
 
 /// Extension code points we look at by number.
 pub mod ext {
+    /// server_name (SNI, RFC 6066 §3).
     pub const SERVER_NAME: u16 = 0x0000;
+    /// supported_groups, formerly elliptic_curves (RFC 8422, RFC 7919).
     pub const SUPPORTED_GROUPS: u16 = 0x000a;
+    /// ec_point_formats (RFC 8422 §5.1.2).
     pub const EC_POINT_FORMATS: u16 = 0x000b;
+    /// signature_algorithms (RFC 8446 §4.2.3).
     pub const SIGNATURE_ALGORITHMS: u16 = 0x000d;
+    /// application_layer_protocol_negotiation (RFC 7301).
     pub const ALPN: u16 = 0x0010;
+    /// session_ticket (RFC 5077).
     pub const SESSION_TICKET: u16 = 0x0023;
+    /// pre_shared_key (RFC 8446 §4.2.11): TLS 1.3 resumption or external PSK.
     pub const PRE_SHARED_KEY: u16 = 0x0029;
+    /// early_data (RFC 8446 §4.2.10): 0-RTT data follows.
     pub const EARLY_DATA: u16 = 0x002a;
+    /// supported_versions (RFC 8446 §4.2.1): the TLS 1.3 version negotiation.
     pub const SUPPORTED_VERSIONS: u16 = 0x002b;
+    /// key_share (RFC 8446 §4.2.8).
     pub const KEY_SHARE: u16 = 0x0033;
+    /// encrypted_client_hello (ECH, draft-ietf-tls-esni; the outer hello carries it).
     pub const ENCRYPTED_CLIENT_HELLO: u16 = 0xfe0d;
     /// Draft ESNI extension (Firefox/Cloudflare 2018-2020).
     pub const ENCRYPTED_SERVER_NAME: u16 = 0xffce;

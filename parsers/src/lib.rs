@@ -29,6 +29,7 @@
 //! - [`time`]: [`time::Timestamp`], packet and feed time whose arithmetic
 //!   saturates (shared by every crate of the workspace).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod cert;
 pub mod community_id;

@@ -46,11 +46,17 @@ pub const MAX_CONTROL_PACKET: usize = 2048;
 
 /// Opcodes (OpenVPN `ssl_pkt.h`).
 pub mod op {
+    /// Client hard reset, key method 1 (obsolete).
     pub const P_CONTROL_HARD_RESET_CLIENT_V1: u8 = 1;
+    /// Control channel packet carrying TLS bytes.
     pub const P_CONTROL_V1: u8 = 4;
+    /// Acknowledgement only, no payload.
     pub const P_ACK_V1: u8 = 5;
+    /// Client hard reset, key method 2: the first packet of a client's stream.
     pub const P_CONTROL_HARD_RESET_CLIENT_V2: u8 = 7;
+    /// Server hard reset, key method 2: the server's answer.
     pub const P_CONTROL_HARD_RESET_SERVER_V2: u8 = 8;
+    /// Client hard reset with a tls-crypt-v2 client key (OpenVPN 2.5+).
     pub const P_CONTROL_HARD_RESET_CLIENT_V3: u8 = 10;
 }
 
@@ -100,6 +106,7 @@ pub struct OpenVpnTcp {
 }
 
 impl OpenVpnTcp {
+    /// An unwrapper with both directions waiting for their first packet.
     pub fn new() -> Self {
         Self::default()
     }

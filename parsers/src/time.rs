@@ -19,8 +19,10 @@ pub struct Timestamp(i64);
 impl Timestamp {
     /// Before every packet (a clock that has seen none reads this).
     pub const MIN: Timestamp = Timestamp(i64::MIN);
+    /// After every packet: the far end where offsets saturate.
     pub const MAX: Timestamp = Timestamp(i64::MAX);
 
+    /// The time `ns` nanoseconds after the Unix epoch (negative: before it).
     pub const fn from_ns(ns: i64) -> Self {
         Timestamp(ns)
     }

@@ -45,24 +45,42 @@ pub const MAX_RECORD_LEN: usize = 16384 + 2048;
 
 /// Record content types (RFC 8446 §5.1).
 pub mod content {
+    /// change_cipher_spec (20): in TLS <= 1.2 the sender encrypts from the next
+    /// record on; in TLS 1.3 only sent for middlebox compatibility.
     pub const CHANGE_CIPHER_SPEC: u8 = 20;
+    /// alert (21): level and description pairs, or an encrypted body.
     pub const ALERT: u8 = 21;
+    /// handshake (22): handshake messages, possibly split across records.
     pub const HANDSHAKE: u8 = 22;
+    /// application_data (23): protected payload, and the outer type of every
+    /// protected TLS 1.3 record.
     pub const APPLICATION_DATA: u8 = 23;
+    /// heartbeat (24, RFC 6520).
     pub const HEARTBEAT: u8 = 24;
 }
 
 /// Handshake message types (RFC 8446 §4).
 pub mod hs {
+    /// ClientHello (1): the client's offer.
     pub const CLIENT_HELLO: u8 = 1;
+    /// ServerHello (2): the server's choice; also a HelloRetryRequest, told by
+    /// [`HRR_RANDOM`](super::HRR_RANDOM).
     pub const SERVER_HELLO: u8 = 2;
+    /// NewSessionTicket (4): a resumption ticket from the server.
     pub const NEW_SESSION_TICKET: u8 = 4;
+    /// Certificate (11): a certificate chain, leaf first (encrypted in TLS 1.3).
     pub const CERTIFICATE: u8 = 11;
+    /// ServerKeyExchange (12, TLS <= 1.2): the server's key exchange parameters.
     pub const SERVER_KEY_EXCHANGE: u8 = 12;
+    /// CertificateRequest (13): the server asks for a client certificate.
     pub const CERTIFICATE_REQUEST: u8 = 13;
+    /// ServerHelloDone (14, TLS <= 1.2): the end of the server's first flight.
     pub const SERVER_HELLO_DONE: u8 = 14;
+    /// CertificateVerify (15): a signature by the key of the certificate just sent.
     pub const CERTIFICATE_VERIFY: u8 = 15;
+    /// ClientKeyExchange (16, TLS <= 1.2): the client's key exchange share.
     pub const CLIENT_KEY_EXCHANGE: u8 = 16;
+    /// Finished (20): a MAC over the handshake so far; each side's last handshake message.
     pub const FINISHED: u8 = 20;
 }
 
@@ -80,11 +98,14 @@ pub const TLS13_PRE_DRAFT16: u16 = 0x7f01;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dir {
+    /// The client: the side that sends the ClientHello.
     Client,
+    /// The server.
     Server,
 }
 
 impl Dir {
+    /// Array index for per-direction state: 0 for the client, 1 for the server.
     pub fn idx(self) -> usize {
         match self {
             Dir::Client => 0,
@@ -96,10 +117,17 @@ impl Dir {
 /// One record header as seen on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RecordInfo {
+    /// Side that sent the record.
     pub dir: Dir,
+    /// Content type (see [`content`]); 0x80 for an SSLv2-format ClientHello.
     pub content_type: u8,
+    /// Record-layer version as sent (0x0301 on many ClientHellos, 0x0303 for
+    /// TLS 1.2 and 1.3); 2 for the SSLv2 format.
     pub version: u16,
+    /// Body length from the header (at most [`MAX_RECORD_LEN`] for a TLS record).
     pub len: u16,
+    /// Packet time (ns since the Unix epoch) passed with the bytes that
+    /// completed the header.
     pub ts_ns: i64,
 }
 
@@ -110,49 +138,75 @@ pub enum TlsEvent {
     Record(RecordInfo),
     /// A complete plaintext handshake message (type and body length).
     Handshake {
+        /// Side that sent the message.
         dir: Dir,
+        /// Handshake type (see [`hs`]).
         msg_type: u8,
+        /// Body length from the 4-byte message header (the SSLv2 record length for an SSLv2-format hello).
         len: u32,
+        /// Packet time (ns since the Unix epoch) passed with the bytes that completed it.
         ts_ns: i64,
     },
+    /// A parsed ClientHello (also from the SSLv2 format), sent by the client.
     ClientHello {
+        /// What the ClientHello offered.
         hello: Box<ClientHello>,
+        /// Packet time (ns since the Unix epoch) passed with the bytes that completed it.
         ts_ns: i64,
     },
+    /// A parsed ServerHello or HelloRetryRequest, sent by the server.
     ServerHello {
+        /// What the server chose.
         hello: Box<ServerHello>,
+        /// Packet time (ns since the Unix epoch) passed with the bytes that completed it.
         ts_ns: i64,
     },
     /// DER certificates of a plaintext Certificate message, leaf first.
     Certificates {
+        /// Side that sent the chain (a client's own certificate when `Client`).
         dir: Dir,
+        /// The DER certificates in message order.
         chain: Vec<Vec<u8>>,
     },
     /// A readable alert.
     Alert {
+        /// Side that sent the alert.
         dir: Dir,
+        /// 1 (warning) or 2 (fatal).
         level: u8,
+        /// Alert description code (see [`alert_name`]).
         description: u8,
+        /// Packet time (ns since the Unix epoch) passed with the bytes that completed it.
         ts_ns: i64,
     },
     /// An alert record whose body is encrypted (TLS <= 1.2 after CCS).
     EncryptedAlert {
+        /// Side that sent the alert.
         dir: Dir,
+        /// Record body length.
         len: u16,
+        /// Packet time (ns since the Unix epoch) passed with the bytes that completed it.
         ts_ns: i64,
     },
+    /// A ChangeCipherSpec record.
     ChangeCipherSpec {
+        /// Side that sent it.
         dir: Dir,
+        /// Packet time (ns since the Unix epoch) passed with the bytes that completed it.
         ts_ns: i64,
     },
     /// A message that could not be parsed; `what` is a stable counter name.
     Malformed {
+        /// Direction the bytes came from.
         dir: Dir,
+        /// `record_header`, `client_hello`, `server_hello`, `certificate` or `sslv2_client_hello`.
         what: &'static str,
     },
     /// A handshake message longer than [`MAX_HANDSHAKE_MESSAGE`] was skipped.
     Overflow {
+        /// Direction the message came from.
         dir: Dir,
+        /// Body length the message header announced.
         declared_len: u32,
     },
 }
@@ -280,6 +334,7 @@ fn sslv2_hello_len(b: &[u8]) -> Option<usize> {
 }
 
 impl TlsParser {
+    /// A parser with both directions expecting a record header.
     pub fn new() -> Self {
         TlsParser { sides: [Side::new(Dir::Client), Side::new(Dir::Server)], tls13: false }
     }
@@ -348,9 +403,11 @@ impl TlsParser {
         }
     }
 
-    /// Feed the next in-order bytes of one direction. `segment_start` says the
-    /// chunk begins at a TCP segment boundary (where a lost direction may
-    /// resynchronise).
+    /// Feed the next in-order bytes of one direction, with the timestamp of
+    /// the packet they came in. A direction lost after a [`gap`](Self::gap)
+    /// resynchronises only at the start of a call whose bytes begin with a
+    /// plausible handshake or application_data record header, so a call
+    /// should start at a TCP segment boundary.
     pub fn feed(&mut self, dir: Dir, data: &[u8], ts_ns: i64, out: &mut Vec<TlsEvent>) {
         let mut i = 0;
         if self.sides[dir.idx()].state == State::Lost {

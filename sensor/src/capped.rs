@@ -21,7 +21,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// input went on past `cap` (then `bytes` holds the first `cap` bytes).
 #[derive(Debug)]
 pub struct Capped {
+    /// The bytes read, at most `cap`.
     pub bytes: Vec<u8>,
+    /// True when the input had more than `cap` bytes.
     pub over: bool,
 }
 

@@ -11,8 +11,8 @@
 //! everything but letters and digits, so `Wi-Fi MAC`, `wifi_mac_address` and
 //! `wiFiMacAddress` all read as `wifimac…`. Each role has a list of accepted
 //! names ([`ColumnMap::default`]); a deployment can replace them. A JSON
-//! value may be a string or an array of strings; a CSV cell may hold several
-//! values separated by `;` or `|` or spaces.
+//! value may be a string or an array of strings; a string or a CSV cell may
+//! hold several values separated by `;`, `|`, `,` or spaces.
 //!
 //! MACs are normalised to lower-case `aa:bb:cc:dd:ee:ff` from any of
 //! `AA-BB-CC-DD-EE-FF`, `aa:bb:…`, `aabb.ccdd.eeff`, `AABBCCDDEEFF`; user
@@ -59,12 +59,16 @@ pub fn normalize_mac(s: &str) -> Option<String> {
 /// Which identity matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IdentityKind {
+    /// A MAC address (normalised, see [`normalize_mac`]).
     Mac,
+    /// A certificate's common name.
     CertCn,
+    /// A user name (UPN, e-mail, ...).
     User,
 }
 
 impl IdentityKind {
+    /// `identity.kind` as written in the feed (`mac`, `cert_cn`, `user`).
     pub fn as_str(self) -> &'static str {
         match self {
             IdentityKind::Mac => "mac",
@@ -78,9 +82,13 @@ impl IdentityKind {
 /// letters and digits only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnMap {
+    /// Names of the MDM device id column.
     pub device_id: Vec<String>,
+    /// Names of MAC address columns.
     pub mac: Vec<String>,
+    /// Names of user name columns.
     pub user: Vec<String>,
+    /// Names of certificate CN columns.
     pub cert_cn: Vec<String>,
 }
 
@@ -130,6 +138,7 @@ impl Default for ColumnMap {
 /// Counters of a load.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InventoryReport {
+    /// Rows read with a device id.
     pub devices: u64,
     /// Rows without a device id (or not an object), skipped.
     pub rows_skipped: u64,
@@ -139,6 +148,7 @@ pub struct InventoryReport {
     pub ambiguous: u64,
     /// The export stopped at [`MAX_DEVICES`] or a parse error; see `error`.
     pub truncated: bool,
+    /// The first parse error (or a missing device id column), if any.
     pub error: Option<String>,
 }
 
@@ -158,10 +168,12 @@ fn split_multi(s: &str) -> impl Iterator<Item = &str> {
 }
 
 impl Inventory {
+    /// Counters of the load.
     pub fn report(&self) -> &InventoryReport {
         &self.report
     }
 
+    /// True when no identity is known (nothing loaded, or no row had one).
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

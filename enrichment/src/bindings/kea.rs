@@ -43,18 +43,26 @@ pub enum LeaseKind {
 /// One lease line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeaLease {
+    /// The leased IPv4 address.
     pub address: Ipv4Addr,
-    /// Lower-case `aa:bb:cc:dd:ee:ff` (empty when Kea recorded none).
+    /// Lower-case `aa:bb:cc:dd:ee:ff`; `None` when Kea recorded none or it
+    /// is not a MAC address.
     pub hwaddr: Option<String>,
+    /// `client_id` column as written, if not empty.
     pub client_id: Option<String>,
+    /// `hostname` column with Kea's `&#x2c` turned back into commas, if not empty.
     pub hostname: Option<String>,
+    /// Kea's `subnet_id`, if the column is there and not empty.
     pub subnet_id: Option<u32>,
+    /// What the line says happened.
     pub kind: LeaseKind,
     /// State 2 (expired-reclaimed) on the line: with `Released`, the flush
     /// of a lease that had already expired.
     pub reclaimed: bool,
-    /// Seconds since the Unix epoch.
+    /// Start: the client's last transmission time, `expire - valid_lifetime`,
+    /// seconds since the Unix epoch.
     pub from_s: i64,
+    /// End: `expire` (for a declined lease, equal to `from_s`), seconds since the Unix epoch.
     pub until_s: i64,
 }
 
@@ -63,6 +71,7 @@ pub struct KeaLease {
 pub enum Skip {
     /// The header line (read, columns learnt).
     Header,
+    /// An empty or whitespace-only line.
     Blank,
     /// No header seen yet, or a required column is missing from it.
     NoHeader,
@@ -93,6 +102,7 @@ fn unescape(s: &str) -> String {
 }
 
 impl KeaReader {
+    /// A reader that has seen no header yet.
     pub fn new() -> Self {
         Self::default()
     }

@@ -30,9 +30,13 @@ const NS: i64 = 1_000_000_000;
 /// network context its bindings belong to.
 #[derive(Debug, Clone)]
 pub struct RadiusClient {
+    /// Network address of the clients' range.
     pub net: IpAddr,
+    /// Prefix length of the range (32 or 128 for a single host).
     pub prefix_len: u8,
+    /// Shared secret the Request Authenticator is checked with.
     pub secret: Vec<u8>,
+    /// Network context (`network.context`) of the bindings its requests give.
     pub context: String,
 }
 
@@ -64,6 +68,7 @@ impl RadiusClient {
 /// Tunables.
 #[derive(Debug, Clone)]
 pub struct BindingsConfig {
+    /// RADIUS clients accepted; datagrams from anyone else are dropped.
     pub radius_clients: Vec<RadiusClient>,
     /// How long a Start / Interim-Update binding lasts unless a Stop or a
     /// later update comes (8 h).
@@ -84,21 +89,35 @@ impl Default for BindingsConfig {
 /// Counters (the `bindings` stats object, docs/bindings.md).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BindingsStats {
+    /// Datagrams received.
     pub radius_packets: u64,
+    /// Accounting-Requests that verified with their client's secret.
     pub radius_accepted: u64,
+    /// Accounting-Responses returned to send.
     pub radius_responses: u64,
+    /// Datagrams whose Request Authenticator did not verify.
     pub radius_bad_authenticator: u64,
+    /// Datagrams whose framing is broken.
     pub radius_malformed: u64,
+    /// Datagrams from an address no RADIUS client covers.
     pub radius_unknown_client: u64,
+    /// Datagrams that are not an Accounting-Request.
     pub radius_not_accounting: u64,
     /// Verified requests that bind nothing (no address, or Accounting-On/Off).
     pub radius_no_binding: u64,
+    /// Lease file lines read.
     pub kea_lines: u64,
+    /// Lines that gave a lease.
     pub kea_leases: u64,
+    /// Lines that did not parse, or came before a usable header.
     pub kea_malformed: u64,
+    /// Lease files started ([`Bindings::kea_new_file`]).
     pub kea_files_opened: u64,
+    /// Feed lines returned.
     pub bindings_written: u64,
+    /// Lookups (a MAC and/or user name) the inventory answered with a device.
     pub inventory_hits: u64,
+    /// Lookups it could not answer (identities unknown or ambiguous).
     pub inventory_misses: u64,
     /// Bindings dropped because the identity was unknown and
     /// `unknown_as_identity` is off.
@@ -223,6 +242,7 @@ fn line(b: Binding<'_>) -> String {
 }
 
 impl Bindings {
+    /// A converter with these tunables and this inventory.
     pub fn new(cfg: BindingsConfig, inventory: Inventory) -> Self {
         Self {
             cfg,
@@ -235,10 +255,12 @@ impl Bindings {
         }
     }
 
+    /// Counters so far.
     pub fn stats(&self) -> &BindingsStats {
         &self.stats
     }
 
+    /// The inventory identities are mapped with.
     pub fn inventory(&self) -> &Inventory {
         &self.inventory
     }

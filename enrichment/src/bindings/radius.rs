@@ -27,11 +27,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use md5::{Digest, Md5};
 
-/// RADIUS packet codes used here.
+/// Accounting-Request (RFC 2866 §4.1), the only code handled.
 pub const CODE_ACCOUNTING_REQUEST: u8 = 4;
+/// Accounting-Response (RFC 2866 §4.2), what [`response`] builds.
 pub const CODE_ACCOUNTING_RESPONSE: u8 = 5;
-/// Smallest and largest packet (RFC 2865 §3).
+/// Smallest packet: the header alone (RFC 2865 §3).
 pub const MIN_LEN: usize = 20;
+/// Largest packet (RFC 2865 §3).
 pub const MAX_LEN: usize = 4096;
 /// Longest attribute value kept as a string (longer ones are cut).
 const MAX_TEXT: usize = 253;
@@ -39,11 +41,17 @@ const MAX_TEXT: usize = 253;
 /// Acct-Status-Type values (RFC 2866 §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusType {
+    /// 1: a session started.
     Start,
+    /// 2: a session ended.
     Stop,
+    /// 3: a session goes on (periodic update).
     InterimUpdate,
+    /// 7: the NAS came up; none of its earlier sessions survive.
     AccountingOn,
+    /// 8: the NAS goes down; all its sessions end.
     AccountingOff,
+    /// Any other value, as sent (Failed, tunnel events, ...).
     Other(u32),
 }
 
@@ -63,22 +71,34 @@ impl StatusType {
 /// An IPv6 prefix from Framed-IPv6-Prefix / Delegated-IPv6-Prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct V6Prefix {
+    /// The prefix, bits past `len` cleared.
     pub addr: Ipv6Addr,
+    /// Prefix length, 0 to 128.
     pub len: u8,
 }
 
 /// What one verified Accounting-Request said.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AcctRecord {
+    /// Acct-Status-Type (40), if sent.
     pub status: Option<StatusType>,
+    /// User-Name (1). Text attributes are read as lossy UTF-8, cut at 253 bytes.
     pub user_name: Option<String>,
+    /// Calling-Station-Id (31): usually the client's MAC, as the NAS wrote it.
     pub calling_station_id: Option<String>,
+    /// Acct-Session-Id (44): the NAS's id of the session.
     pub acct_session_id: Option<String>,
+    /// NAS-Identifier (32).
     pub nas_identifier: Option<String>,
+    /// NAS-IP-Address (4) or NAS-IPv6-Address (95), whichever came last.
     pub nas_ip: Option<IpAddr>,
+    /// Framed-IP-Address (8): the client's IPv4 address.
     pub framed_ip: Option<Ipv4Addr>,
+    /// Framed-IPv6-Address (168) values, in packet order.
     pub framed_ipv6: Vec<Ipv6Addr>,
+    /// Framed-IPv6-Prefix (97) values, in packet order.
     pub framed_ipv6_prefix: Vec<V6Prefix>,
+    /// Delegated-IPv6-Prefix (123) values, in packet order.
     pub delegated_ipv6_prefix: Vec<V6Prefix>,
     /// Event-Timestamp, seconds since the Unix epoch.
     pub event_timestamp: Option<u32>,
@@ -118,7 +138,9 @@ pub enum Drop {
 /// A verified request: the record and the Accounting-Response to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
+    /// What the request said.
     pub record: AcctRecord,
+    /// The Accounting-Response to send back.
     pub response: Vec<u8>,
 }
 

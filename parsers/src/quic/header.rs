@@ -86,9 +86,11 @@ pub mod version {
     pub const V2: u32 = 0x6b33_43cf;
     /// draft-ietf-quic-transport-29 (the most widely deployed draft).
     pub const DRAFT_29: u32 = 0xff00_001d;
-    /// Facebook mvfst (draft-22 and draft-27 based).
+    /// Facebook mvfst, draft-22 based.
     pub const MVFST_D22: u32 = 0xface_b001;
+    /// Facebook mvfst, draft-27 based.
     pub const MVFST_D27: u32 = 0xface_b002;
+    /// Facebook mvfst's experimental version.
     pub const MVFST_EXPERIMENTAL: u32 = 0xface_b00e;
 }
 

@@ -100,7 +100,10 @@ pub enum QuicEvent {
     ServerHello(Box<ServerHello>),
     /// A CONNECTION_CLOSE frame in a decrypted Initial packet.
     ConnectionClose {
+        /// True when the client sent the frame.
         from_client: bool,
+        /// Error code as sent: a transport error code (frame type 0x1c) or
+        /// an application's own code (0x1d).
         error_code: u64,
         /// Frame type that triggered the error (transport variant 0x1c only).
         frame_type: Option<u64>,
@@ -121,16 +124,29 @@ pub enum QuicEvent {
     /// `quic_unsupported_version`, `quic_no_client_initial` (a server Initial
     /// before any client Initial), `quic_initial_auth_failed`,
     /// `quic_packet_too_short`, `quic_key_derivation`.
-    Undecryptable { from_client: bool, why: &'static str },
+    Undecryptable {
+        /// True when the packet came from the client.
+        from_client: bool,
+        /// Stable counter name, one of the list above.
+        why: &'static str,
+    },
     /// Bytes that are not valid QUIC; `what` is a stable counter name
     /// (`quic_header_truncated`, `quic_length_exceeds_datagram`,
     /// `quic_cid_too_long`, `quic_retry_truncated`, `quic_retry_integrity`,
     /// `quic_unexpected_direction`, `quic_unknown_frame`,
     /// `quic_frame_truncated`, `quic_client_hello`, `quic_server_hello`).
-    Malformed { from_client: bool, what: &'static str },
+    Malformed {
+        /// True when the bytes came from the client.
+        from_client: bool,
+        /// Stable counter name, one of the list above.
+        what: &'static str,
+    },
     /// A CRYPTO reassembly limit was broken; that direction's handshake
     /// messages are no longer extracted.
-    Overflow { from_client: bool },
+    Overflow {
+        /// True for the client's CRYPTO stream.
+        from_client: bool,
+    },
 }
 
 /// A connection ID of at most [`MAX_CID_LEN`] bytes, stored inline.
@@ -192,6 +208,7 @@ pub struct QuicConn {
 }
 
 impl QuicConn {
+    /// A connection that has seen no datagram yet.
     pub fn new() -> Self {
         Self::default()
     }

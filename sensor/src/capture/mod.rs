@@ -94,7 +94,9 @@ pub struct Packet<'a> {
 /// The container format of a capture file (after any gzip layer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// The classic libpcap format (microsecond or nanosecond timestamps).
     Pcap,
+    /// pcapng: blocks, several interfaces and link types in one file.
     PcapNg,
 }
 
@@ -106,24 +108,86 @@ pub enum CaptureError {
     /// The I/O error is part of the message, not a `source()`: shown with
     /// its chain (`{:#}`) it would otherwise be said twice.
     #[error("{file}: {error}")]
-    Io { file: String, error: io::Error },
+    Io {
+        /// The file's name as given.
+        file: String,
+        /// The failed read or open.
+        error: io::Error,
+    },
+    /// The file has no bytes at all.
     #[error("{file}: empty file (0 bytes)")]
-    Empty { file: String },
+    Empty {
+        /// The file's name as given.
+        file: String,
+    },
     /// `magic` is the first four bytes in file order.
     #[error("{file}: unrecognised capture format (magic {magic:#010x} at byte 0){hint}")]
-    UnknownFormat { file: String, magic: u32, hint: &'static str },
+    UnknownFormat {
+        /// The file's name as given.
+        file: String,
+        /// The first four bytes, read big-endian.
+        magic: u32,
+        /// What the magic looks like, when known (` (zstd-compressed: ...)`), or "".
+        hint: &'static str,
+    },
     /// A fixed-size header is cut short by the end of the file.
     #[error("{file}: truncated {what} at byte {offset} ({need} bytes needed, {have} remain)")]
-    TruncatedHeader { file: String, offset: u64, what: &'static str, need: u64, have: u64 },
+    TruncatedHeader {
+        /// The file's name as given.
+        file: String,
+        /// Byte offset of the header.
+        offset: u64,
+        /// Which header (for the message).
+        what: &'static str,
+        /// Bytes the header needs.
+        need: u64,
+        /// Bytes left in the file from `offset`.
+        have: u64,
+    },
     /// A record's length field claims more bytes than the file holds.
     #[error("{file}: truncated {what} at byte {offset} (header says {claimed} bytes, {have} remain)")]
-    TruncatedRecord { file: String, offset: u64, what: &'static str, claimed: u64, have: u64 },
+    TruncatedRecord {
+        /// The file's name as given.
+        file: String,
+        /// Byte offset of the record.
+        offset: u64,
+        /// Which record (for the message).
+        what: &'static str,
+        /// Length the record's header gives.
+        claimed: u64,
+        /// Bytes left in the file from `offset`.
+        have: u64,
+    },
+    /// A header or block whose fields are inconsistent.
     #[error("{file}: corrupt {what} at byte {offset}: {reason}")]
-    Corrupt { file: String, offset: u64, what: &'static str, reason: String },
+    Corrupt {
+        /// The file's name as given.
+        file: String,
+        /// Byte offset of the header or block.
+        offset: u64,
+        /// Which header or block (for the message).
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The gzip layer did not decompress.
     #[error("{file}: gzip decompression failed: {error}")]
-    Gzip { file: String, error: io::Error },
+    Gzip {
+        /// The file's name as given.
+        file: String,
+        /// The decompressor's error.
+        error: io::Error,
+    },
+    /// A stream (stdin, a FIFO, a gzip file) holds more capture than the cap.
     #[error("{file}: more than {limit} bytes {what}")]
-    TooLarge { file: String, limit: u64, what: &'static str },
+    TooLarge {
+        /// The file's name as given.
+        file: String,
+        /// The cap, in bytes.
+        limit: u64,
+        /// Where the cap applied (`read from the stream`, `once decompressed`).
+        what: &'static str,
+    },
 }
 
 impl CaptureError {
@@ -335,6 +399,7 @@ impl CaptureFile {
         self.len() == 0
     }
 
+    /// The container format (after any gzip layer).
     pub fn format(&self) -> Format {
         match self.kind {
             Kind::Pcap { .. } => Format::Pcap,

@@ -38,7 +38,9 @@ pub const MAX_DER_BYTES: usize = 16 << 20;
 /// standard base64 with padding (Suricata's `tls.chain` entries).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cert {
+    /// The parsed summary.
     pub summary: CertSummary,
+    /// The DER in standard base64 with padding.
     pub der_base64: Box<str>,
 }
 
@@ -69,8 +71,9 @@ pub struct CertMemo {
     entries: HashMap<u64, Vec<Kept>>,
     len: usize,
     der_bytes: usize,
-    /// Certificates answered from the memo, and certificates parsed.
+    /// Certificates answered from the memo.
     pub hits: u64,
+    /// Certificates parsed (not in the memo).
     pub misses: u64,
 }
 
@@ -81,6 +84,7 @@ impl Default for CertMemo {
 }
 
 impl CertMemo {
+    /// An empty memo.
     pub fn new() -> Self {
         CertMemo { hasher: ahash::RandomState::new(), entries: HashMap::new(), len: 0, der_bytes: 0, hits: 0, misses: 0 }
     }
@@ -114,6 +118,7 @@ impl CertMemo {
         self.len
     }
 
+    /// True when no certificate is held.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -1,5 +1,5 @@
 //! The flow key: a flow's two endpoints in a fixed order (the lower one
-//! first), its protocol and its network context (VLAN, tunnel), so that
+//! first), its protocol and its network context (the VLAN ids), so that
 //! both directions of a flow find the same entry.
 
 use std::net::IpAddr;
@@ -9,13 +9,18 @@ use pinwatch_parsers::decode::Decoded;
 /// Normalised flow key: the lower endpoint first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
+    /// Network context from the decoder ([`Decoded::context`]: the VLAN ids folded), 0 without VLANs.
     pub context: u64,
+    /// IANA protocol number: 6 (TCP) or 17 (UDP).
     pub proto: u8,
+    /// The lower endpoint (address, port), as the derived `Ord` of the pair orders them.
     pub lo: (IpAddr, u16),
+    /// The other endpoint.
     pub hi: (IpAddr, u16),
 }
 
 impl FlowKey {
+    /// The key of a decoded packet's flow; both directions give the same key.
     pub fn new(d: &Decoded<'_>) -> Self {
         let a = (d.src, d.sport);
         let b = (d.dst, d.dport);

@@ -32,8 +32,9 @@ use std::net::IpAddr;
 use crate::flow::key::FlowKey;
 
 /// What the map holds: a value that knows its own key, and whose first
-/// [`FLOW_LINES`] cache lines are the ones a packet touches first.
+/// `FLOW_LINES` cache lines are the ones a packet touches first.
 pub trait Keyed {
+    /// The key the value is stored under.
     fn key(&self) -> &FlowKey;
 }
 
@@ -51,6 +52,8 @@ impl<V> Slot<V> {
     const EMPTY: Slot<V> = Slot { hash: 0, flow: None };
 }
 
+/// Open-addressing hash map from [`FlowKey`] to boxed flows, probed linearly;
+/// callers pass each key's hash in so it is computed once a packet.
 pub struct FlowMap<V> {
     slots: Vec<Slot<V>>,
     len: usize,
@@ -174,24 +177,29 @@ impl<V: Keyed> FlowMap<V> {
         }
     }
 
+    /// Number of flows held.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// True when no flow is held.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The flow with this key (`hash` is the key's hash).
     pub fn get(&self, hash: u64, key: &FlowKey) -> Option<&V> {
         let i = self.find(hash, key)?;
         self.slots.get(i)?.flow.as_deref()
     }
 
+    /// The flow with this key, mutable (`hash` is the key's hash).
     pub fn get_mut(&mut self, hash: u64, key: &FlowKey) -> Option<&mut V> {
         let i = self.find(hash, key)?;
         self.slots.get_mut(i)?.flow.as_deref_mut()
     }
 
+    /// True when a flow with this key is held (`hash` is the key's hash).
     pub fn contains(&self, hash: u64, key: &FlowKey) -> bool {
         self.find(hash, key).is_some()
     }

@@ -10,26 +10,41 @@ pub const DATAGRAMS_PER_DIRECTION: u64 = 64;
 /// CONNECTION_CLOSE frames kept.
 pub const MAX_CLOSES: usize = 8;
 
+/// A CONNECTION_CLOSE frame as kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseSeen {
+    /// True when the client sent it.
     pub from_client: bool,
+    /// Error code as sent (transport or application).
     pub error_code: u64,
+    /// Frame type that triggered the error (transport closes only).
     pub frame_type: Option<u64>,
+    /// Reason phrase, lossy UTF-8, cut by the parser.
     pub reason: String,
+    /// The TLS alert a CRYPTO_ERROR code carries.
     pub tls_alert: Option<u8>,
+    /// Packet time of the datagram, ns since the Unix epoch.
     pub ts_ns: i64,
 }
 
+/// One QUIC connection: the parser and what its events said, each log capped.
 #[derive(Debug, Default)]
 pub struct QuicSession {
+    /// The parser's connection state.
     pub conn: QuicConn,
+    /// ClientHellos (IETF QUIC, or Google QUIC T05x) with their packet times, at most 4.
     pub client_hellos: Vec<(ClientHello, i64)>,
+    /// The first ServerHello that is not a HelloRetryRequest, with its packet time.
     pub server_hello: Option<(ServerHello, i64)>,
+    /// CONNECTION_CLOSE frames (at most [`MAX_CLOSES`]).
     pub closes: Vec<CloseSeen>,
+    /// The server sent a Retry.
     pub retry: bool,
+    /// Versions of the last Version Negotiation packet, if any.
     pub version_negotiation: Option<Vec<u32>>,
     /// Problems as stable counter names, deduplicated.
     pub anomalies: Vec<&'static str>,
+    /// Packets the parser could not decrypt.
     pub undecryptable: u64,
     /// Datagrams fed to the parser, [client, server].
     pub fed: [u64; 2],
@@ -121,6 +136,7 @@ impl QuicSession {
         }
     }
 
+    /// Heap bytes held by the QUIC parser (the logs here are not counted).
     pub fn heap_bytes(&self) -> usize {
         self.conn.heap_bytes()
     }

@@ -51,9 +51,13 @@ impl Default for Limits {
 /// What the reassembler hands to its consumer, in stream order.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Chunk<'a> {
-    /// The next bytes of the stream; `segment_start` when the chunk begins at
-    /// the start of a captured segment.
-    Data { bytes: &'a [u8], segment_start: bool },
+    /// The next bytes of the stream.
+    Data {
+        /// The bytes, in stream order.
+        bytes: &'a [u8],
+        /// The chunk begins at the start of a captured segment.
+        segment_start: bool,
+    },
     /// This many bytes were never seen and will not be.
     Gap(u32),
 }
@@ -62,10 +66,15 @@ pub enum Chunk<'a> {
 /// 32-bit (saturating), so that a flow stays within its allocation size.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
+    /// Payload bytes received again after they were delivered (dropped).
     pub retransmitted_bytes: u64,
+    /// Bytes of the holes given up on.
     pub gap_bytes: u64,
+    /// Holes given up on (each one a [`Chunk::Gap`]).
     pub gaps: u32,
+    /// Times the out-of-order buffer was full and a hole was given up on to make room.
     pub overflows: u32,
+    /// Segments that arrived ahead of the stream.
     pub out_of_order: u32,
     /// Segments whose copy of bytes already received differed from the
     /// copy that won (within the first [`SEEN_BYTES`] of the direction).
@@ -86,6 +95,7 @@ pub struct Reassembler {
     /// The first bytes delivered, kept to compare later copies with
     /// (allocated at the first delivery, so a flow without payload has none).
     seen: Option<Box<Seen>>,
+    /// This direction's counters.
     pub counters: Counters,
 }
 
@@ -138,10 +148,12 @@ impl Reassembler {
         freed
     }
 
+    /// True once the stream's start is known ([`Reassembler::sync`] or the first data).
     pub fn is_synced(&self) -> bool {
         self.next.is_some()
     }
 
+    /// The next sequence number expected, once known.
     pub fn next_seq(&self) -> Option<u32> {
         self.next
     }

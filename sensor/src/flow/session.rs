@@ -20,11 +20,17 @@ pub const MAX_HISTORY: usize = 96;
 /// An alert as logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertSeen {
+    /// Side that sent the alert.
     pub from: Dir,
+    /// 1 (warning) or 2 (fatal); `None` when encrypted.
     pub level: Option<u8>,
+    /// Alert description code; `None` when encrypted.
     pub description: Option<u8>,
+    /// The body was encrypted, so level and description are unknown.
     pub encrypted: bool,
+    /// Length of the alert's record.
     pub record_len: u16,
+    /// Packet time of the alert, ns since the Unix epoch.
     pub ts_ns: i64,
 }
 
@@ -32,19 +38,26 @@ pub struct AlertSeen {
 /// [`MAX_CHAIN`]; Suricata's `tls.client`, its fields from the first).
 #[derive(Debug, Default)]
 pub struct ClientCerts {
+    /// Certificates in the client's Certificate message.
     pub count: usize,
+    /// Those that parse, in message order (at most [`MAX_CHAIN`]).
     pub chain: Vec<std::sync::Arc<crate::flow::certs::Cert>>,
 }
 
 /// Per-direction counters.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SideStats {
+    /// Records seen in this direction.
     pub records: u64,
+    /// application_data records seen.
     pub app_records: u64,
+    /// Body bytes of those records.
     pub app_bytes: u64,
+    /// A ChangeCipherSpec was seen.
     pub ccs: bool,
     /// A Finished was seen (TLS <= 1.2: the first handshake record after CCS).
     pub finished: bool,
+    /// Packet time of the first application_data record, ns since the Unix epoch.
     pub first_app_ts: Option<i64>,
 }
 
@@ -52,23 +65,34 @@ pub struct SideStats {
 /// parser's cap (it also has `handshake_message_too_long`).
 pub const SERVER_MESSAGE_TOO_LONG: &str = "server_handshake_message_too_long";
 
+/// One TLS session: the parser and what its events said, each log capped.
 #[derive(Debug, Default)]
 pub struct TlsSession {
+    /// The record parser of both directions.
     pub parser: TlsParser,
+    /// ClientHellos with their packet times (at most [`MAX_HELLOS`]).
     pub client_hellos: Vec<(ClientHello, i64)>,
+    /// The first ServerHello that is not a HelloRetryRequest, with its packet time.
     pub server_hello: Option<(ServerHello, i64)>,
     /// Boxed, as `rare`: rare, and inline they made a `Flow` 1,088 bytes,
     /// which the allocator rounds to 1,280; boxed it fits in 1,024.
     pub hello_retry: Option<Box<ServerHello>>,
     /// Shared with every session that carried the same DER ([`crate::flow::certs`]).
     pub server_chain: Vec<std::sync::Arc<crate::flow::certs::Cert>>,
+    /// Server certificates that did not parse.
     pub server_chain_errors: u16,
     /// The certificates the client sent: rare, so boxed (a `Flow` must fit
     /// in 1,024 bytes).
     pub client_certs: Option<Box<ClientCerts>>,
+    /// Alerts, readable or not (at most [`MAX_ALERTS`]).
     pub alerts: Vec<AlertSeen>,
+    /// Zeek-style history: a letter per handshake message, alert, CCS and
+    /// application data run, upper case from the client, lower case from the
+    /// server (at most [`MAX_HISTORY`] letters).
     pub history: String,
+    /// Record headers in arrival order (at most [`MAX_RECORD_LOG`]).
     pub record_log: Vec<RecordInfo>,
+    /// Per-direction counters, indexed by [`Dir::idx`].
     pub side: [SideStats; 2],
     /// Parser problems: stable names, deduplicated.
     pub anomalies: Vec<&'static str>,

@@ -320,7 +320,7 @@ impl Reporter {
     }
 
     /// What the threads that end flows need to prepare them for this
-    /// reporter ([`Reporter::push_prepared`]).
+    /// reporter ([`Reporter::handle_prepared`]).
     pub fn preparer(&self) -> Preparer {
         Preparer { config: self.config.clone(), names: self.names.clone(), ocsf: self.ocsf }
     }
