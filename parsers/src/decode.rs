@@ -30,7 +30,8 @@ pub mod linktype {
     pub const RAW_OLD_OPENBSD: u32 = 14;
     /// PPP in HDLC-like framing; read as [`PPP`].
     pub const PPP_HDLC: u32 = 50;
-    /// PPPoE (`LINKTYPE_PPP_ETHER`); read as a bare PPP frame, like [`PPP`].
+    /// PPPoE (`LINKTYPE_PPP_ETHER`): each frame starts with the 6-byte PPPoE
+    /// session header (RFC 2516 §4), then the PPP protocol field.
     pub const PPP_ETHER: u32 = 51;
     /// Raw IP; the version nibble tells IPv4 from IPv6.
     pub const RAW: u32 = 101;
@@ -353,7 +354,8 @@ fn link(linktype: u32, data: &[u8]) -> Result<(Layer, &[u8]), Skip> {
             let rest = data.get(20..).ok_or(Skip::LinkTruncated)?;
             sll_payload(proto, rest)
         }
-        PPP | PPP_HDLC | PPP_ETHER => ppp(data),
+        PPP | PPP_HDLC => ppp(data),
+        PPP_ETHER => ppp(pppoe_header(data)?),
         other => Err(Skip::UnsupportedLinktype(other)),
     }
 }
@@ -375,6 +377,19 @@ fn ppp(data: &[u8]) -> Result<(Layer, &[u8]), Skip> {
         0x0021 | 0x0057 => Ok((Layer::Ip, rest)),
         _ => Err(Skip::NotIp),
     }
+}
+
+/// The PPP frame behind a PPPoE session header (version 1, type 1, code 0:
+/// session data; session id; payload length), cut to that length. A
+/// discovery packet (another code) carries no IP.
+fn pppoe_header(data: &[u8]) -> Result<&[u8], Skip> {
+    let h = data.get(..6).ok_or(Skip::LinkTruncated)?;
+    if h[0] != 0x11 || h[1] != 0 {
+        return Err(Skip::NotIp);
+    }
+    let len = usize::from(be16(h, 4).ok_or(Skip::LinkTruncated)?);
+    let body = &data[6..];
+    Ok(&body[..len.min(body.len())])
 }
 
 /// A PPPoE session frame (EtherType 0x8864, RFC 2516 §4), bare or behind
@@ -400,14 +415,7 @@ fn pppoe_session(layer: Layer, data: &[u8]) -> Option<(Vlans, &[u8])> {
     if et != 0x8864 {
         return None;
     }
-    // version 1, type 1; code 0 (session data); session id; payload length.
-    let h = data.get(at..at + 6)?;
-    if h[0] != 0x11 || h[1] != 0 {
-        return None;
-    }
-    let len = usize::from(be16(h, 4)?);
-    let body = data.get(at + 6..)?;
-    Some((ids, &body[..len.min(body.len())]))
+    Some((ids, pppoe_header(data.get(at..)?).ok()?))
 }
 
 /// EtherType of Cisco MetaData (TrustSec SGT tag).
@@ -752,6 +760,22 @@ mod tests {
         let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
         ppp.extend(&ip);
         assert_eq!(decode(linktype::PPP, &ppp).expect("ppp").payload, b"x");
+    }
+
+    #[test]
+    fn pppoe_linktype_starts_with_the_pppoe_header() {
+        // LINKTYPE_PPP_ETHER (51): no Ethernet header, the PPPoE session
+        // header first, then PPP protocol 0x0021 (IPv4).
+        let ip = ipv4_tcp(b"x");
+        let mut f = vec![0x11, 0x00, 0x12, 0x34];
+        f.extend(((ip.len() + 2) as u16).to_be_bytes());
+        f.extend([0x00, 0x21]);
+        f.extend(&ip);
+        assert_eq!(decode(linktype::PPP_ETHER, &f).expect("pppoe linktype").payload, b"x");
+        // A discovery packet (code 0x09, PADI) is not IP.
+        f[1] = 0x09;
+        assert_eq!(decode(linktype::PPP_ETHER, &f).map(|d| d.payload), Err(Skip::NotIp));
+        assert_eq!(decode(linktype::PPP_ETHER, &[0x11, 0x00]).map(|d| d.payload), Err(Skip::LinkTruncated));
     }
 
     #[test]
