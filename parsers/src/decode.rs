@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 
-use etherparse::{EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice};
+use etherparse::{EtherType, IpNumber, LaxIpPayloadSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice};
 
 /// LINKTYPE_* values we decode.
 pub mod linktype {
@@ -449,25 +449,12 @@ fn mix(ctx: u64, tag: u64, id: u64) -> u64 {
     h
 }
 
-fn decode_layer(layer: Layer, data: &[u8], depth: usize, ctx: u64, vlans: Vlans, tunnel: Option<Tunnel>) -> Result<Decoded<'_>, Skip> {
-    if depth > MAX_TUNNEL_DEPTH {
-        return Err(Skip::TunnelDepth);
-    }
-    // etherparse 0.21 does not know PPPoE: step over it (and any VLAN tags
-    // in front of it) here and go on with the PPP payload.
-    if let Some((ids, ppp_frame)) = pppoe_session(layer, data) {
-        let (mut ctx, mut vlans) = (ctx, vlans);
-        for id in ids.ids() {
-            ctx = mix(ctx, 1, u64::from(id));
-            vlans = vlans.push(id);
-        }
-        let (inner, rest) = ppp(ppp_frame)?;
-        return decode_layer(inner, rest, depth + 1, ctx, vlans, tunnel);
-    }
-    let pkt = match layer {
-        // Cisco MetaData (TrustSec SGT tag, EtherType 0x8909): version,
-        // length, option type, SGT, then the real EtherType. etherparse does
-        // not know it, so step over it here.
+/// Slice one layer with etherparse, stepping over a Cisco MetaData header
+/// (TrustSec SGT tag, EtherType 0x8909: version, length, option type, SGT,
+/// then the real EtherType), which etherparse does not know.
+#[inline]
+fn slice_layer(layer: Layer, data: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
+    Ok(match layer {
         Layer::Ethernet if be16(data, 12) == Some(CISCO_METADATA) => {
             let (inner, rest) = step_cisco_metadata(data.get(14..).ok_or(Skip::LinkTruncated)?)?;
             LaxSlicedPacket::from_ether_type(EtherType(inner), rest)
@@ -488,7 +475,46 @@ fn decode_layer(layer: Layer, data: &[u8], depth: usize, ctx: u64, vlans: Vlans,
             }
             LaxSlicedPacket::from_ip(data).map_err(|_| Skip::IpMalformed)?
         }
-    };
+    })
+}
+
+/// The IP layer of a sliced packet: source, destination, TTL (hop limit)
+/// and payload; ARP and anything else not IP is skipped.
+#[inline]
+fn ip_of<'p, 'a>(pkt: &'p LaxSlicedPacket<'a>) -> Result<(IpAddr, IpAddr, u8, &'p LaxIpPayloadSlice<'a>), Skip> {
+    match &pkt.net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            Ok((IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), h.ttl(), ip.payload()))
+        }
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            Ok((IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), h.hop_limit(), ip.payload()))
+        }
+        Some(LaxNetSlice::Arp(_)) => Err(Skip::NotIp),
+        None => Err(match pkt.stop_err {
+            Some(_) => Skip::IpMalformed,
+            None => Skip::NotIp,
+        }),
+    }
+}
+
+fn decode_layer(layer: Layer, data: &[u8], depth: usize, ctx: u64, vlans: Vlans, tunnel: Option<Tunnel>) -> Result<Decoded<'_>, Skip> {
+    if depth > MAX_TUNNEL_DEPTH {
+        return Err(Skip::TunnelDepth);
+    }
+    // etherparse 0.21 does not know PPPoE: step over it (and any VLAN tags
+    // in front of it) here and go on with the PPP payload.
+    if let Some((ids, ppp_frame)) = pppoe_session(layer, data) {
+        let (mut ctx, mut vlans) = (ctx, vlans);
+        for id in ids.ids() {
+            ctx = mix(ctx, 1, u64::from(id));
+            vlans = vlans.push(id);
+        }
+        let (inner, rest) = ppp(ppp_frame)?;
+        return decode_layer(inner, rest, depth + 1, ctx, vlans, tunnel);
+    }
+    let pkt = slice_layer(layer, data)?;
     let (mut ctx, mut vlans) = (ctx, vlans);
     for id in pkt.vlan_ids() {
         ctx = mix(ctx, 1, u64::from(id.value()));
@@ -508,23 +534,7 @@ fn decode_layer(layer: Layer, data: &[u8], depth: usize, ctx: u64, vlans: Vlans,
         }
         _ => pkt,
     };
-    let (src, dst, ttl, payload) = match &pkt.net {
-        Some(LaxNetSlice::Ipv4(ip)) => {
-            let h = ip.header();
-            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), h.ttl(), ip.payload())
-        }
-        Some(LaxNetSlice::Ipv6(ip)) => {
-            let h = ip.header();
-            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), h.hop_limit(), ip.payload())
-        }
-        Some(LaxNetSlice::Arp(_)) => return Err(Skip::NotIp),
-        None => {
-            return Err(match pkt.stop_err {
-                Some(_) => Skip::IpMalformed,
-                None => Skip::NotIp,
-            })
-        }
-    };
+    let (src, dst, ttl, payload) = ip_of(&pkt)?;
     if payload.fragmented {
         return Err(Skip::IpFragment);
     }

@@ -169,22 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("pinwatch: this build has no live capture backend: AF_PACKET is Linux only, and libpcap needs a build with feature `live` on Linux (see docs/live.md); `pinwatch replay` reads capture files");
             Ok(ExitCode::from(2))
         }
-        Cmd::Walk { captures } => {
-            let started = std::time::Instant::now();
-            let files = captures.iter().map(|p| pinwatch::capture::CaptureFile::open(p)).collect::<Result<Vec<_>, _>>()?;
-            let refs: Vec<&pinwatch::capture::CaptureFile> = files.iter().collect();
-            let (mut packets, mut bytes, mut touch) = (0u64, 0u64, 0u64);
-            for p in pinwatch::capture::Merged::new(&refs).flatten() {
-                packets += 1;
-                bytes += u64::from(p.orig_len);
-                // Read the first and the last captured byte, as any consumer must.
-                touch =
-                    touch.wrapping_add(u64::from(p.data.first().copied().unwrap_or(0)) + u64::from(p.data.last().copied().unwrap_or(0)));
-            }
-            let seconds = started.elapsed().as_secs_f64();
-            println!("{}", serde_json::json!({"packets": packets, "bytes": bytes, "seconds": seconds, "touch": touch}));
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Walk { captures } => walk(&captures),
         Cmd::Report { eve, output, approved_baselines, feeds } => {
             let opts = pinwatch::report::ReportOptions { out_dir: output, approved_baselines, feeds };
             let w = pinwatch::report::from_files(&eve, &opts)?;
@@ -216,15 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limits.established_timeout_ns = (tcp_timeout as i64).saturating_mul(1_000_000_000);
             limits.new_timeout_ns = (new_timeout as i64).saturating_mul(1_000_000_000);
             limits.reassembly.max_bytes = reassembly_cap;
-            let bundled = captures.is_empty();
-            let config = match &config {
-                Some(p) => pinwatch::config::Config::load(p)?,
-                None if bundled => {
-                    pinwatch::config::Config::parse("bundled.toml", pinwatch::run::pipeline::BUNDLED_CONFIG, std::path::Path::new("."))?
-                }
-                None => pinwatch::config::Config::default(),
-            };
-            config.tuning.warn();
+            let config = replay_config(config.as_ref(), captures.is_empty())?;
             let opts = Options {
                 limits,
                 config,
@@ -239,57 +216,106 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 sensor_name,
                 live: false,
             };
-            let mut inputs: Vec<Input> =
-                captures.iter().map(|c| if c == "-" { Input::Stdin } else { Input::File(PathBuf::from(c)) }).collect();
-            if inputs.is_empty() {
-                let (name, bytes) = pinwatch::run::pipeline::BUNDLED_CAPTURE;
-                eprintln!("pinwatch: no capture given; replaying the bundled {name} with pcaps/bundled.toml (see pcaps/README.md)");
-                inputs.push(Input::Bytes { name: format!("bundled:{name}"), bytes });
-            }
-            let mut out: Box<dyn Write + Send> = match &output {
-                Some(p) => Box::new(BufWriter::with_capacity(
-                    OUT_BUFFER,
-                    std::fs::File::create(p).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", p.display()))?,
-                )),
-                None => Box::new(BufWriter::with_capacity(OUT_BUFFER, std::io::stdout())),
-            };
-            // An output error names the output (`-o /dev/full`: "No space
-            // left on device" alone does not say where).
-            let out_name = output.as_ref().map_or_else(|| "standard output".to_string(), |p| p.display().to_string());
-            let name_output =
-                |e: anyhow::Error| if e.downcast_ref::<std::io::Error>().is_some() { e.context(format!("writing {out_name}")) } else { e };
-            let summary = if let Some(dir) = &report {
-                // Keep a copy of the lines for the report (capped).
-                let mut tee = pinwatch::report::Tee { inner: out, copy: Vec::new(), cap: pinwatch::report::MAX_TEE, overflow: false };
-                let summary = replay(&inputs, &opts, &mut tee).map_err(name_output)?;
-                tee.flush().map_err(|e| name_output(e.into()))?;
-                if tee.overflow {
-                    anyhow::bail!(
-                        "--report: more than {} bytes of EVE; write them with -o and run `pinwatch report`",
-                        pinwatch::report::MAX_TEE
-                    );
-                }
-                let ropts = pinwatch::report::ReportOptions { out_dir: dir.clone(), approved_baselines, feeds: report_feeds };
-                let w = pinwatch::report::from_bytes(&tee.copy, &ropts)?;
-                eprintln!("pinwatch: report of {} sessions and {} findings in {}", w.sessions, w.findings, w.html.display());
-                summary
-            } else {
-                let summary = replay(&inputs, &opts, &mut out).map_err(name_output)?;
-                out.flush().map_err(|e| name_output(e.into()))?;
-                summary
-            };
-            if let Some(err) = summary.first_error {
-                // README: 2 when nothing could be run (no capture could be
-                // read at all: missing, empty, a directory, not a capture),
-                // 1 when some of it was read and reported.
-                if summary.stats.capture.packets == 0 {
-                    eprintln!("pinwatch: {err} (no packet could be read)");
-                    return Ok(ExitCode::from(2));
-                }
-                eprintln!("pinwatch: {err} (everything read before it was reported)");
-                return Ok(ExitCode::from(1));
-            }
-            Ok(ExitCode::SUCCESS)
+            let inputs = replay_inputs(&captures);
+            let report = report.map(|dir| pinwatch::report::ReportOptions { out_dir: dir, approved_baselines, feeds: report_feeds });
+            let summary = replay_to(&inputs, &opts, output.as_ref(), report)?;
+            Ok(exit_code_of(summary))
         }
     }
+}
+
+/// `pinwatch walk`: touch every packet of the captures (their first and last
+/// captured byte) and print one JSON line: packets, bytes, seconds.
+fn walk(captures: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let files = captures.iter().map(|p| pinwatch::capture::CaptureFile::open(p)).collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<&pinwatch::capture::CaptureFile> = files.iter().collect();
+    let (mut packets, mut bytes, mut touch) = (0u64, 0u64, 0u64);
+    for p in pinwatch::capture::Merged::new(&refs).flatten() {
+        packets += 1;
+        bytes += u64::from(p.orig_len);
+        // Read the first and the last captured byte, as any consumer must.
+        touch = touch.wrapping_add(u64::from(p.data.first().copied().unwrap_or(0)) + u64::from(p.data.last().copied().unwrap_or(0)));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!("{}", serde_json::json!({"packets": packets, "bytes": bytes, "seconds": seconds, "touch": touch}));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The replay's configuration: `--config`, else the bundled one when the
+/// bundled capture is replayed, else the defaults.
+fn replay_config(config: Option<&PathBuf>, bundled: bool) -> anyhow::Result<pinwatch::config::Config> {
+    let config = match config {
+        Some(p) => pinwatch::config::Config::load(p)?,
+        None if bundled => {
+            pinwatch::config::Config::parse("bundled.toml", pinwatch::run::pipeline::BUNDLED_CONFIG, std::path::Path::new("."))?
+        }
+        None => pinwatch::config::Config::default(),
+    };
+    config.tuning.warn();
+    Ok(config)
+}
+
+/// The replay's inputs: files, `-` for stdin, or (none given) the capture
+/// bundled in the binary.
+fn replay_inputs(captures: &[String]) -> Vec<Input> {
+    let mut inputs: Vec<Input> = captures.iter().map(|c| if c == "-" { Input::Stdin } else { Input::File(PathBuf::from(c)) }).collect();
+    if inputs.is_empty() {
+        let (name, bytes) = pinwatch::run::pipeline::BUNDLED_CAPTURE;
+        eprintln!("pinwatch: no capture given; replaying the bundled {name} with pcaps/bundled.toml (see pcaps/README.md)");
+        inputs.push(Input::Bytes { name: format!("bundled:{name}"), bytes });
+    }
+    inputs
+}
+
+/// Replay into `-o` (or stdout) and, with `--report`, write the report from
+/// a copy of the lines (capped at [`pinwatch::report::MAX_TEE`]).
+fn replay_to(
+    inputs: &[Input],
+    opts: &Options,
+    output: Option<&PathBuf>,
+    report: Option<pinwatch::report::ReportOptions>,
+) -> anyhow::Result<pinwatch::run::pipeline::Summary> {
+    let mut out: Box<dyn Write + Send> = match output {
+        Some(p) => Box::new(BufWriter::with_capacity(
+            OUT_BUFFER,
+            std::fs::File::create(p).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::with_capacity(OUT_BUFFER, std::io::stdout())),
+    };
+    // An output error names the output (`-o /dev/full`: "No space
+    // left on device" alone does not say where).
+    let out_name = output.map_or_else(|| "standard output".to_string(), |p| p.display().to_string());
+    let name_output =
+        |e: anyhow::Error| if e.downcast_ref::<std::io::Error>().is_some() { e.context(format!("writing {out_name}")) } else { e };
+    let Some(ropts) = report else {
+        let summary = replay(inputs, opts, &mut out).map_err(name_output)?;
+        out.flush().map_err(|e| name_output(e.into()))?;
+        return Ok(summary);
+    };
+    // Keep a copy of the lines for the report (capped).
+    let mut tee = pinwatch::report::Tee { inner: out, copy: Vec::new(), cap: pinwatch::report::MAX_TEE, overflow: false };
+    let summary = replay(inputs, opts, &mut tee).map_err(name_output)?;
+    tee.flush().map_err(|e| name_output(e.into()))?;
+    if tee.overflow {
+        anyhow::bail!("--report: more than {} bytes of EVE; write them with -o and run `pinwatch report`", pinwatch::report::MAX_TEE);
+    }
+    let w = pinwatch::report::from_bytes(&tee.copy, &ropts)?;
+    eprintln!("pinwatch: report of {} sessions and {} findings in {}", w.sessions, w.findings, w.html.display());
+    Ok(summary)
+}
+
+/// The exit status of a replay: 2 when nothing could be run (no capture
+/// could be read at all: missing, empty, a directory, not a capture), 1 when
+/// some of it was read and reported (README), else 0.
+fn exit_code_of(summary: pinwatch::run::pipeline::Summary) -> ExitCode {
+    if let Some(err) = summary.first_error {
+        if summary.stats.capture.packets == 0 {
+            eprintln!("pinwatch: {err} (no packet could be read)");
+            return ExitCode::from(2);
+        }
+        eprintln!("pinwatch: {err} (everything read before it was reported)");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }

@@ -550,31 +550,7 @@ fn kea_dhclient_lease_renew_release_expire_become_bindings() {
             .spawn()
             .expect("pinwatch-bindings"),
     );
-    let dh = |extra: &str| {
-        let cmd = format!("dhclient {extra} -sf {} -lf {d}/dh.leases -pf {d}/dh.pid {}", script.display(), pair.b);
-        let st = Command::new("ip")
-            .args(["netns", "exec", &pair.b, "sh", "-c", &cmd])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("dhclient");
-        assert!(st.success(), "{cmd}");
-        // dhclient stays to renew on its own: stop it, the test renews. Its
-        // pid file is written by the background process, maybe a moment later.
-        if extra != "-r" {
-            let end = Instant::now() + Duration::from_secs(5);
-            let pid = loop {
-                match fs::read_to_string(dir.join("dh.pid")) {
-                    Ok(p) if !p.trim().is_empty() => break p,
-                    _ if Instant::now() > end => panic!("dhclient wrote no pid file"),
-                    _ => std::thread::sleep(Duration::from_millis(50)),
-                }
-            };
-            let _ = Command::new("kill").arg(pid.trim()).status();
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let _ = fs::remove_file(dir.join("dh.pid"));
-    };
+    let dh = |extra: &str| dhclient(&dir, &script, &pair.b, extra);
     // Lease.
     dh("-1");
     let l1 = wait_lines(&feed, 1, 10);
@@ -619,6 +595,36 @@ fn kea_dhclient_lease_renew_release_expire_become_bindings() {
     let s = stats(&st);
     assert_eq!(s["bindings"]["inventory_misses"], 0, "{s}");
     assert!(s["bindings"]["kea_leases"].as_u64().unwrap_or(0) >= 5, "{s}");
+}
+
+/// Run dhclient once in namespace `ns` (on its interface of the same name)
+/// with `extra` (`-1`: get or renew a lease, `-r`: release it), with its
+/// files in `dir` and `script` as its script.
+fn dhclient(dir: &Path, script: &Path, ns: &str, extra: &str) {
+    let d = dir.to_str().expect("path");
+    let cmd = format!("dhclient {extra} -sf {} -lf {d}/dh.leases -pf {d}/dh.pid {}", script.display(), ns);
+    let st = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", &cmd])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("dhclient");
+    assert!(st.success(), "{cmd}");
+    // dhclient stays to renew on its own: stop it, the test renews. Its
+    // pid file is written by the background process, maybe a moment later.
+    if extra != "-r" {
+        let end = Instant::now() + Duration::from_secs(5);
+        let pid = loop {
+            match fs::read_to_string(dir.join("dh.pid")) {
+                Ok(p) if !p.trim().is_empty() => break p,
+                _ if Instant::now() > end => panic!("dhclient wrote no pid file"),
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        let _ = Command::new("kill").arg(pid.trim()).status();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = fs::remove_file(dir.join("dh.pid"));
 }
 
 /// Unix seconds of an RFC 3339 `…Z` time as `pinwatch bindings` writes it.

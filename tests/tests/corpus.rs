@@ -176,28 +176,7 @@ fn corpus_conformance() {
             problems.push(format!("{}: {p}", d.capture.rel));
         }
         if let Some(r) = d.report {
-            let mut t = pinwatch_tests::compare::Tally::default();
-            r.tallies.values().for_each(|x| t.add(x));
-            let _ = writeln!(
-                per_capture,
-                "{}\t{}\t{packets}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{ms}",
-                r.capture,
-                r.rel,
-                r.our_sessions,
-                r.oracle_streams,
-                r.our_quic_sessions,
-                r.oracle_quic_streams,
-                r.quic_rows,
-                r.gquic_rows,
-                r.udp_rows,
-                r.tunnel_rows,
-                r.our_data_only,
-                t.compared,
-                t.agreed,
-                t.known,
-                t.unexplained(),
-                first_error.unwrap_or_default().replace('\t', " ")
-            );
+            per_capture_row(&mut per_capture, &r, packets, first_error, ms);
             reports.push(r);
         }
     }
@@ -206,6 +185,68 @@ fn corpus_conformance() {
     let mut summary = String::new();
     let _ = writeln!(summary, "pinwatch vs corpus oracles: {} captures ({} compared)\n", captures.len(), reports.len());
     summary.push_str(&render_table(&tot));
+    scope_notes(&mut summary, &reports);
+
+    disagreement_groups(&mut summary, &reports);
+    for (what, list) in [
+        ("panicked", &panicked),
+        ("replay errors", &errors),
+        ("unexpected capture read errors", &unexpected_read_errors),
+        ("problems", &problems),
+    ] {
+        let _ = writeln!(summary, "{what}: {}", list.len());
+        for x in list.iter() {
+            let _ = writeln!(summary, "  {x}");
+        }
+    }
+    let dis = write_report("disagreements.tsv", &render_disagreements(&reports));
+    let pc = write_report("per_capture.tsv", &per_capture);
+    let sp = write_report("summary.txt", &summary);
+    println!("{summary}");
+    println!("reports: {}\n         {}\n         {}", sp.display(), dis.display(), pc.display());
+
+    assert!(panicked.is_empty(), "pinwatch panicked on {} captures:\n{}", panicked.len(), panicked.join("\n"));
+    assert!(errors.is_empty(), "replay returned an error on {} captures:\n{}", errors.len(), errors.join("\n"));
+    assert!(
+        unexpected_read_errors.is_empty(),
+        "capture read errors on captures not listed in known::EXPECTED_CAPTURE_ERRORS:\n{}",
+        unexpected_read_errors.join("\n")
+    );
+    assert!(problems.is_empty(), "oracle/output problems:\n{}", problems.join("\n"));
+    let below = below_thresholds(&tot);
+    assert!(FIELDS.iter().all(|(f, _)| THRESHOLDS.iter().any(|(t, _)| t == f)), "every field has a threshold");
+    assert!(below.is_empty(), "agreement below threshold (see {}):\n{}", dis.display(), below.join("\n"));
+}
+
+/// One line of `per_capture.tsv`.
+fn per_capture_row(per_capture: &mut String, r: &CaptureReport, packets: u64, first_error: Option<String>, ms: u128) {
+    let mut t = pinwatch_tests::compare::Tally::default();
+    r.tallies.values().for_each(|x| t.add(x));
+    let _ = writeln!(
+        per_capture,
+        "{}\t{}\t{packets}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{ms}",
+        r.capture,
+        r.rel,
+        r.our_sessions,
+        r.oracle_streams,
+        r.our_quic_sessions,
+        r.oracle_quic_streams,
+        r.quic_rows,
+        r.gquic_rows,
+        r.udp_rows,
+        r.tunnel_rows,
+        r.our_data_only,
+        t.compared,
+        t.agreed,
+        t.known,
+        t.unexplained(),
+        first_error.unwrap_or_default().replace('\t', " ")
+    );
+}
+
+/// The summary's notes on what was compared and what is out of scope, with
+/// the row and capture counts.
+fn scope_notes(summary: &mut String, reports: &[CaptureReport]) {
     let sum =
         |f: fn(&CaptureReport) -> usize| -> (usize, usize) { (reports.iter().map(f).sum(), reports.iter().filter(|r| f(r) > 0).count()) };
     let (q, qc) = sum(|r| r.quic_rows);
@@ -237,11 +278,14 @@ fn corpus_conformance() {
     );
     let _ =
         writeln!(summary, "certificates python `cryptography` could not parse (PARSE_ERROR; only sha256 compared): {p} in {pc} captures");
+}
 
-    // Largest groups of unexplained disagreements: by field and capture.
+/// The summary's largest groups of unexplained disagreements (by field and
+/// capture), and the number of known differences.
+fn disagreement_groups(summary: &mut String, reports: &[CaptureReport]) {
     let mut groups: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let mut known_n = 0;
-    for r in &reports {
+    for r in reports {
         for d in &r.disagreements {
             if d.known.is_some() {
                 known_n += 1;
@@ -257,31 +301,11 @@ fn corpus_conformance() {
         let _ = writeln!(summary, "  {n:>5}  {f:<18} {c}");
     }
     let _ = writeln!(summary, "\nknown differences (explained in tests/src/known.rs, not counted): {known_n}");
-    for (what, list) in [
-        ("panicked", &panicked),
-        ("replay errors", &errors),
-        ("unexpected capture read errors", &unexpected_read_errors),
-        ("problems", &problems),
-    ] {
-        let _ = writeln!(summary, "{what}: {}", list.len());
-        for x in list.iter() {
-            let _ = writeln!(summary, "  {x}");
-        }
-    }
-    let dis = write_report("disagreements.tsv", &render_disagreements(&reports));
-    let pc = write_report("per_capture.tsv", &per_capture);
-    let sp = write_report("summary.txt", &summary);
-    println!("{summary}");
-    println!("reports: {}\n         {}\n         {}", sp.display(), dis.display(), pc.display());
+}
 
-    assert!(panicked.is_empty(), "pinwatch panicked on {} captures:\n{}", panicked.len(), panicked.join("\n"));
-    assert!(errors.is_empty(), "replay returned an error on {} captures:\n{}", errors.len(), errors.join("\n"));
-    assert!(
-        unexpected_read_errors.is_empty(),
-        "capture read errors on captures not listed in known::EXPECTED_CAPTURE_ERRORS:\n{}",
-        unexpected_read_errors.join("\n")
-    );
-    assert!(problems.is_empty(), "oracle/output problems:\n{}", problems.join("\n"));
+/// The fields whose agreement is under their [`THRESHOLDS`] entry (or with
+/// nothing compared outside the known differences), described.
+fn below_thresholds(tot: &BTreeMap<&'static str, pinwatch_tests::compare::Tally>) -> Vec<String> {
     let mut below = Vec::new();
     for (f, min) in THRESHOLDS {
         let t = tot.get(f).copied().unwrap_or_default();
@@ -291,8 +315,7 @@ fn corpus_conformance() {
             Some(_) => {}
         }
     }
-    assert!(FIELDS.iter().all(|(f, _)| THRESHOLDS.iter().any(|(t, _)| t == f)), "every field has a threshold");
-    assert!(below.is_empty(), "agreement below threshold (see {}):\n{}", dis.display(), below.join("\n"));
+    below
 }
 
 #[test]

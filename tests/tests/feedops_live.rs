@@ -564,14 +564,7 @@ fn feed_url_health_and_server_restart() {
     std::fs::write(lab.path("bad.toml"), format!("[feed]\nhttp_header_file = \"bad-token\"\n{tls}")).expect("config");
     let url = format!("https://127.0.0.1:{port}/feed");
 
-    // A wrong token: exit status 2 at once, the class named.
-    let t = Instant::now();
-    let (bad_cfg, bad_out) = (lab.p("bad.toml"), lab.p("eve-bad.json"));
-    let pid = lab.spawn(&cap, &[BIN, "-i", "pwfeedopsA", "-o", &bad_out, "-c", &bad_cfg, "--feed-url", &url], "pw-bad");
-    assert_eq!(lab.wait(pid, Duration::from_secs(15)), Some(2), "{}", std::fs::read_to_string(lab.path("pw-bad.err")).unwrap_or_default());
-    assert!(t.elapsed() < Duration::from_secs(10), "reported after {:?}", t.elapsed());
-    let err = std::fs::read_to_string(lab.path("pw-bad.err")).unwrap_or_default();
-    assert!(err.contains("(auth)") && err.contains("HTTP 401") && !err.contains("nope"), "{err}");
+    wrong_token_exits_at_once(&mut lab, &cap, &url);
 
     let (cfg, out) = (lab.p("url.toml"), lab.p("eve.json"));
     let pw = lab.pinwatch(
@@ -593,23 +586,7 @@ fn feed_url_health_and_server_restart() {
         ],
         "pw",
     );
-    let health = |out: &str| -> Vec<Value> {
-        lines_so_far(Path::new(out))
-            .into_iter()
-            .filter(|r| r["event_type"] == "stats")
-            .map(|r| r["stats"]["feed"]["sources"][0].clone())
-            .collect()
-    };
-    let wait_health = |what: &str, f: &dyn Fn(&Value) -> bool| -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(h) = health(&out).into_iter().rev().find(|h| f(h)) {
-                return h;
-            }
-            assert!(Instant::now() < deadline, "{what}: {:?}", health(&out));
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let wait_health = |what: &str, f: &dyn Fn(&Value) -> bool| -> Value { wait_feed_health(&out, what, f) };
     let h = wait_health("ok with the first line", &|h| h["state"] == "ok" && h["events_received"] == 1);
     assert_eq!(h["consecutive_failures"], 0, "{h}");
     assert!(h["last_success"].as_str().is_some_and(|t| t.len() > 20), "{h}");
@@ -633,4 +610,36 @@ fn feed_url_health_and_server_restart() {
     assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
     let r = tls_by_sni(&lines(Path::new(&out)), "b-after.live.test")[0].clone();
     assert_eq!(r["mobile"]["device_id"], "device-B", "{r}");
+}
+
+/// A wrong token (`bad.toml`): exit status 2 at once, the class named, the
+/// token not.
+fn wrong_token_exits_at_once(lab: &mut Lab, cap: &str, url: &str) {
+    let t = Instant::now();
+    let (bad_cfg, bad_out) = (lab.p("bad.toml"), lab.p("eve-bad.json"));
+    let pid = lab.spawn(cap, &[BIN, "-i", "pwfeedopsA", "-o", &bad_out, "-c", &bad_cfg, "--feed-url", url], "pw-bad");
+    assert_eq!(lab.wait(pid, Duration::from_secs(15)), Some(2), "{}", std::fs::read_to_string(lab.path("pw-bad.err")).unwrap_or_default());
+    assert!(t.elapsed() < Duration::from_secs(10), "reported after {:?}", t.elapsed());
+    let err = std::fs::read_to_string(lab.path("pw-bad.err")).unwrap_or_default();
+    assert!(err.contains("(auth)") && err.contains("HTTP 401") && !err.contains("nope"), "{err}");
+}
+
+/// The feed URL's health in the latest stats record of `out` for which `f`
+/// holds, waiting 30 s at most (then failing with `what` and every health seen).
+fn wait_feed_health(out: &str, what: &str, f: &dyn Fn(&Value) -> bool) -> Value {
+    let health = |out: &str| -> Vec<Value> {
+        lines_so_far(Path::new(out))
+            .into_iter()
+            .filter(|r| r["event_type"] == "stats")
+            .map(|r| r["stats"]["feed"]["sources"][0].clone())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(h) = health(out).into_iter().rev().find(|h| f(h)) {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "{what}: {:?}", health(out));
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -481,7 +481,23 @@ fn live_matches_replay(tag: &str, backend_args: &[&str], backend: &str, workers:
     args.extend_from_slice(backend_args);
     let pw = lab.pinwatch(&args, "pinwatch");
     let td = lab.tcpdump("c0", "cap.pcap");
+    six_sessions_one_left_open(&mut lab);
 
+    lab.signal(pw, "INT");
+    lab.signal(td, "INT");
+    assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0), "pinwatch exits 0 on SIGINT");
+    lab.wait(td, Duration::from_secs(20));
+
+    let live = lines(Path::new(&out));
+    assert_six_tls_records(&live);
+    assert_live_stats(&live, backend, workers);
+    assert_same_as_replay(&lab, &live);
+}
+
+/// The traffic of [`live_matches_replay`]: TLS 1.3 and 1.2 sessions that
+/// succeed and that the client rejects (wrong CA), one left open (s_client
+/// with its stdin held), and one just before the signal.
+fn six_sessions_one_left_open(lab: &mut Lab) {
     let ca = lab.p("ca.pem");
     let wrong = lab.p("wrongca.pem");
     assert!(lab.curl("ok13.live.test", 443, &["--cacert", &ca]), "TLS 1.3 session");
@@ -504,14 +520,13 @@ fn live_matches_replay(tag: &str, backend_args: &[&str], backend: &str, workers:
     // More than tcpdump's ring block timeout (1 s): on SIGINT it writes
     // only the blocks the kernel has handed over.
     std::thread::sleep(Duration::from_millis(1500));
+}
 
-    lab.signal(pw, "INT");
-    lab.signal(td, "INT");
-    assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0), "pinwatch exits 0 on SIGINT");
-    lab.wait(td, Duration::from_secs(20));
-
-    let live = lines(Path::new(&out));
-    let tls = of_type(&live, "tls");
+/// [`live_matches_replay`]'s six tls records, with their versions,
+/// outcomes and live fields (`in_iface`, `host`, no `pcap_filename`), those
+/// that ended early written while running.
+fn assert_six_tls_records(live: &[Value]) {
+    let tls = of_type(live, "tls");
     let by_sni: BTreeMap<&str, &Value> = tls.iter().map(|r| (sni(r), *r)).collect();
     for s in ["ok13.live.test", "ok12.live.test", "untrusted.live.test", "untrusted12.live.test", "open.live.test", "late.live.test"] {
         assert!(by_sni.contains_key(s), "no live tls record for {s}: {:?}", by_sni.keys());
@@ -534,9 +549,12 @@ fn live_matches_replay(tag: &str, backend_args: &[&str], backend: &str, workers:
         live[first_stats_after + 1..].iter().any(|r| r["event_type"] == "stats" && r["stats"]["live"]["final"] == false),
         "ok13 was written before the end"
     );
+}
 
-    // Stats: periodic, with interface counters; the final one last.
-    let stats = of_type(&live, "stats");
+/// Stats: periodic, with interface counters (and per ring, AF_PACKET); the
+/// final one last; counters only grow.
+fn assert_live_stats(live: &[Value], backend: &str, workers: u64) {
+    let stats = of_type(live, "stats");
     assert!(stats.len() >= 5, "a stats record a second: {}", stats.len());
     let last = live.last().expect("lines");
     assert_eq!(last["event_type"], "stats");
@@ -563,10 +581,12 @@ fn live_matches_replay(tag: &str, backend_args: &[&str], backend: &str, workers:
     // Counters only grow.
     let received: Vec<u64> = stats.iter().map(|s| s["stats"]["live"]["received"].as_u64().unwrap_or(0)).collect();
     assert!(received.windows(2).all(|w| w[0] <= w[1]), "{received:?}");
+}
 
-    // The same records as a replay of tcpdump's capture of the same traffic.
+/// The same records as a replay of tcpdump's capture of the same traffic.
+fn assert_same_as_replay(lab: &Lab, live: &[Value]) {
     let replayed = replay(&lab.path("cap.pcap"));
-    let (a, b) = (sessions(&live), sessions(&replayed));
+    let (a, b) = (sessions(live), sessions(&replayed));
     let keys = |m: &BTreeMap<(u64, String, String), Value>| m.keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&a), keys(&b), "the same sessions, live and replayed");
     let mut diffs = Vec::new();
@@ -868,19 +888,89 @@ fn followed_and_polled_feeds_revise_the_an1725_alert() {
         format!("[networks]\nmanaged = [\"10.99.0.0/24\"]\ninternal = []\n[inspection]\nca_certificates = [\"{}\"]\n", lab.p("ca.pem")),
     )
     .expect("config");
-    let binding = format!(
-        r#"{{"schema_version":1,"event_type":"ip_binding","event_time":"{t0}","observed_time":"{t0}","source":{{"kind":"dhcp"}},"device":{{"id":"{device}"}},"action":"assign","ip":"{CLIENT_IP}","network":{{"kind":"wifi","context":"lab"}},"valid_from":"{t0}","valid_until":"{t1}","confidence":"dhcp"}}"#,
-        t0 = rfc3339(now - 3600),
-        t1 = rfc3339(now + 86400)
-    );
-    let inventory = format!(
-        r#"{{"schema_version":1,"event_type":"app_inventory","event_time":"{t0}","observed_time":"{t0}","source":{{"kind":"app_vetting"}},"device":{{"id":"{device}"}},"app":{{"package":"{app}","version_code":40213,"target_sdk":34,"trust_profile":{{"trusts_user_cas":false,"okhttp_certificate_pinner":true}},"expected_endpoints":["pinned.live.test"]}}}}"#,
-        t0 = rfc3339(now - 3600)
-    );
+    let (binding, inventory) = (binding_line(now, device), inventory_line(now, device, app));
     let followed = lab.path("feed.jsonl");
     std::fs::write(&followed, format!("{binding}\n{inventory}\n")).expect("feed");
     // The late batch: state at the session's start, observed later.
-    let late = format!(
+    let late = late_batch(now, device, app);
+    let served = start_feed_server(&mut lab);
+    let out = lab.p("eve.json");
+    let follow = followed.to_string_lossy().into_owned();
+    let pw = lab.pinwatch(
+        &[
+            "-i",
+            "c0",
+            "-o",
+            &out,
+            "-c",
+            &cfg,
+            "--feed-follow",
+            &follow,
+            "--feed-url",
+            "http://127.0.0.1:8089/feed",
+            "--feed-poll",
+            "0.2",
+            "--stats-interval",
+            "1",
+        ],
+        "pinwatch",
+    );
+    let wrong = lab.p("wrongca.pem");
+    // TLS 1.2, so that the certificate (and its inspection-CA issuer) is on the wire.
+    assert!(!lab.curl("pinned.live.test", 443, &["--cacert", &wrong, "--tls-max", "1.2"]), "the pinned client refuses the inspection CA");
+    // Written at once (after the session's 5 s linger), before the late batch.
+    let first = wait_for_alert(&out, "no AN1725 alert written", |_| true);
+    assert_eq!(first["mobile"]["device_id"], device, "{first}");
+    assert_eq!(first["mobile"]["app"]["package"], app, "{first}");
+    assert_eq!(first["mobile"]["app"]["attribution"], "expected_endpoint", "{first}");
+    assert_eq!(first["path"]["kind"], "intercepted", "{first}");
+    assert_eq!(first["an1725"]["confidence"], "medium", "not yet known to be unattended: {first}");
+    // The late batch lands on the HTTP endpoint; garbage on the followed file.
+    std::fs::write(&served, &late).expect("late batch");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&followed).expect("append");
+    std::io::Write::write_all(&mut f, b"not json, must be counted\n").expect("append");
+    drop(f);
+    let id = first["an1725"]["alert_id"].as_str().expect("alert id").to_string();
+    let revised = wait_for_alert(&out, &format!("the late batch never revised {id}"), |a| {
+        a["an1725"]["alert_id"] == id.as_str() && a["an1725"]["confidence"] == "high"
+    });
+    assert!(revised["an1725"]["revision"].as_u64() > first["an1725"]["revision"].as_u64(), "higher revision: {revised}");
+    let reasons = revised["an1725"]["reasons"].to_string();
+    assert!(reasons.contains("device_locked") && reasons.contains("network:inspection_failure:flow:"), "{reasons}");
+    // Capture goes on after the feed changed.
+    let ca = lab.p("ca.pem");
+    assert!(lab.curl("after.live.test", 443, &["--cacert", &ca]));
+    std::thread::sleep(Duration::from_millis(300));
+    lab.signal(pw, "TERM");
+    assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
+
+    assert_feed_stats(&lab, &out);
+}
+
+/// The followed feed's device binding: `device` has the client address on
+/// the lab's Wi-Fi, from an hour ago for a day.
+fn binding_line(now: u64, device: &str) -> String {
+    format!(
+        r#"{{"schema_version":1,"event_type":"ip_binding","event_time":"{t0}","observed_time":"{t0}","source":{{"kind":"dhcp"}},"device":{{"id":"{device}"}},"action":"assign","ip":"{CLIENT_IP}","network":{{"kind":"wifi","context":"lab"}},"valid_from":"{t0}","valid_until":"{t1}","confidence":"dhcp"}}"#,
+        t0 = rfc3339(now - 3600),
+        t1 = rfc3339(now + 86400)
+    )
+}
+
+/// The followed feed's app inventory: `app` on `device`, pinning, with
+/// `pinned.live.test` among its expected endpoints.
+fn inventory_line(now: u64, device: &str, app: &str) -> String {
+    format!(
+        r#"{{"schema_version":1,"event_type":"app_inventory","event_time":"{t0}","observed_time":"{t0}","source":{{"kind":"app_vetting"}},"device":{{"id":"{device}"}},"app":{{"package":"{app}","version_code":40213,"target_sdk":34,"trust_profile":{{"trusts_user_cas":false,"okhttp_certificate_pinner":true}},"expected_endpoints":["pinned.live.test"]}}}}"#,
+        t0 = rfc3339(now - 3600)
+    )
+}
+
+/// The late batch, served by the polled endpoint: `app` in the background
+/// and `device` locked, screen off, untouched for 15 minutes, as of a
+/// minute ago.
+fn late_batch(now: u64, device: &str, app: &str) -> String {
+    format!(
         "{}\n{}\n",
         format_args!(
             r#"{{"schema_version":1,"event_type":"app_state","event_time":"{t}","observed_time":"{t}","source":{{"kind":"amapi"}},"device":{{"id":"{device}"}},"app":{{"package":"{app}"}},"state":"background"}}"#,
@@ -891,8 +981,13 @@ fn followed_and_polled_feeds_revise_the_an1725_alert() {
             t = rfc3339(now - 60),
             u = rfc3339(now - 900)
         ),
-    );
-    // A cursor-paged JSON-lines endpoint over a file the test appends to.
+    )
+}
+
+/// Start a cursor-paged JSON-lines endpoint (`/feed?since=N`, next cursor in
+/// `X-Feed-Next`) on the client namespace's 127.0.0.1:8089, over a file the
+/// test appends to; returns that file.
+fn start_feed_server(lab: &mut Lab) -> PathBuf {
     let server = "import http.server, sys, urllib.parse\n\
         path, port = sys.argv[1], int(sys.argv[2])\n\
         class H(http.server.BaseHTTPRequestHandler):\n\
@@ -921,74 +1016,28 @@ fn followed_and_polled_feeds_revise_the_an1725_alert() {
     let (script, served_s) = (lab.p("feed_server.py"), served.to_string_lossy().into_owned());
     lab.spawn(&ns_c, &["python3", &script, &served_s, "8089"], "feed_server");
     lab.wait_for_log("feed_server.out", "ready", Duration::from_secs(10));
+    served
+}
 
-    let out = lab.p("eve.json");
-    let follow = followed.to_string_lossy().into_owned();
-    let pw = lab.pinwatch(
-        &[
-            "-i",
-            "c0",
-            "-o",
-            &out,
-            "-c",
-            &cfg,
-            "--feed-follow",
-            &follow,
-            "--feed-url",
-            "http://127.0.0.1:8089/feed",
-            "--feed-poll",
-            "0.2",
-            "--stats-interval",
-            "1",
-        ],
-        "pinwatch",
-    );
-    let wrong = lab.p("wrongca.pem");
-    // TLS 1.2, so that the certificate (and its inspection-CA issuer) is on the wire.
-    assert!(!lab.curl("pinned.live.test", 443, &["--cacert", &wrong, "--tls-max", "1.2"]), "the pinned client refuses the inspection CA");
+/// The first AN1725 alert (sid 1725005) in the output for which `pred`
+/// holds, waiting 30 s at most (then failing with `what` and the output).
+fn wait_for_alert(out: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let alerts = |v: &[Value]| -> Vec<Value> { v.iter().filter(|r| r["alert"]["signature_id"] == 1_725_005).cloned().collect() };
-    // Written at once (after the session's 5 s linger), before the late batch.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let first = loop {
-        if let Some(a) = alerts(&lines_so_far(Path::new(&out))).into_iter().next() {
-            break a;
+    loop {
+        if let Some(a) = alerts(&lines_so_far(Path::new(out))).into_iter().find(|a| pred(a)) {
+            return a;
         }
-        assert!(Instant::now() < deadline, "no AN1725 alert written:\n{}", std::fs::read_to_string(&out).unwrap_or_default());
+        assert!(Instant::now() < deadline, "{what}:\n{}", std::fs::read_to_string(out).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(first["mobile"]["device_id"], device, "{first}");
-    assert_eq!(first["mobile"]["app"]["package"], app, "{first}");
-    assert_eq!(first["mobile"]["app"]["attribution"], "expected_endpoint", "{first}");
-    assert_eq!(first["path"]["kind"], "intercepted", "{first}");
-    assert_eq!(first["an1725"]["confidence"], "medium", "not yet known to be unattended: {first}");
-    // The late batch lands on the HTTP endpoint; garbage on the followed file.
-    std::fs::write(&served, &late).expect("late batch");
-    let mut f = std::fs::OpenOptions::new().append(true).open(&followed).expect("append");
-    std::io::Write::write_all(&mut f, b"not json, must be counted\n").expect("append");
-    drop(f);
-    let id = first["an1725"]["alert_id"].as_str().expect("alert id").to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let revised = loop {
-        let found = alerts(&lines_so_far(Path::new(&out)))
-            .into_iter()
-            .find(|a| a["an1725"]["alert_id"] == id.as_str() && a["an1725"]["confidence"] == "high");
-        if let Some(a) = found {
-            break a;
-        }
-        assert!(Instant::now() < deadline, "the late batch never revised {id}:\n{}", std::fs::read_to_string(&out).unwrap_or_default());
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(revised["an1725"]["revision"].as_u64() > first["an1725"]["revision"].as_u64(), "higher revision: {revised}");
-    let reasons = revised["an1725"]["reasons"].to_string();
-    assert!(reasons.contains("device_locked") && reasons.contains("network:inspection_failure:flow:"), "{reasons}");
-    // Capture goes on after the feed changed.
-    let ca = lab.p("ca.pem");
-    assert!(lab.curl("after.live.test", 443, &["--cacert", &ca]));
-    std::thread::sleep(Duration::from_millis(300));
-    lab.signal(pw, "TERM");
-    assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
+    }
+}
 
-    let all = lines(Path::new(&out));
+/// The end of [`followed_and_polled_feeds_revise_the_an1725_alert`]: two tls
+/// records; the final stats count the lines of both feeds (the bad one with
+/// its line number); the endpoint was asked with the cursor it handed out.
+fn assert_feed_stats(lab: &Lab, out: &str) {
+    let all = lines(Path::new(out));
     let tls = of_type(&all, "tls");
     assert_eq!(tls.len(), 2, "{tls:?}");
     let last = all.last().expect("lines");
@@ -1041,44 +1090,10 @@ fn an_open_fallback_session_is_alerted_at_its_verdict_not_its_end() {
     // push channel: client data after the handshake (a request line that
     // never ends), and no close.
     let started_us = now_us();
-    let connect = format!("{SERVER_IP}:8443");
-    let mut client = lab
-        .cmd(&lab.ns_c, &["openssl", "s_client", "-quiet", "-connect", &connect, "-servername", "push.live.test", "-CAfile", &ca])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl s_client");
-    {
-        use std::io::Write as _;
-        let stdin = client.stdin.as_mut().expect("s_client's stdin");
-        // No line end: s_server -www answers (and closes) at the first
-        // line; without one it waits, and the session stays open.
-        stdin.write_all(b"GET /push-channel HTTP/1.1").expect("request");
-        stdin.flush().expect("request");
-    }
+    let mut client = open_push_channel(&lab, &ca);
 
     // Watch the output while the session is open.
-    let deadline = Instant::now() + Duration::from_secs(25);
-    let (direct, alert, seen_us) = loop {
-        let so_far = lines_so_far(Path::new(&out));
-        let direct = so_far.iter().find(|r| r["event_type"] == "tls" && r["dest_port"] == 8443 && sni(r) == "push.live.test").cloned();
-        if let Some(d) = direct {
-            let alert = so_far
-                .iter()
-                .find(|r| r["event_type"] == "alert" && r["flow_id"] == d["flow_id"] && r["alert"]["signature_id"] == 1_725_004)
-                .cloned();
-            if let Some(a) = alert {
-                break (d, a, now_us());
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no record and fallback alert for the open direct session after 25 s:\n{}",
-            std::fs::read_to_string(&out).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (direct, alert, seen_us) = wait_direct_and_fallback_alert(&out);
     let first_packet_us = eve_us(direct["timestamp"].as_str().expect("timestamp")).expect("an EVE time");
     let delay_ms = (seen_us - first_packet_us) as f64 / 1000.0;
     println!(
@@ -1108,14 +1123,7 @@ fn an_open_fallback_session_is_alerted_at_its_verdict_not_its_end() {
     // The end: the client goes away; after the linger the flow record points back.
     client.kill().expect("ends s_client");
     client.wait().expect("s_client");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let flow = loop {
-        if let Some(f) = lines_so_far(Path::new(&out)).into_iter().find(|r| r["event_type"] == "flow") {
-            break f;
-        }
-        assert!(Instant::now() < deadline, "no flow record 20 s after the client went away");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let flow = wait_flow_record(&out);
     lab.signal(pw, "INT");
     assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
     assert_eq!(flow["flow_id"], direct["flow_id"], "the flow record points back by flow_id");
@@ -1126,6 +1134,66 @@ fn an_open_fallback_session_is_alerted_at_its_verdict_not_its_end() {
     let live = lines(Path::new(&out));
     assert_eq!(of_type(&live, "tls").iter().filter(|r| r["flow_id"] == direct["flow_id"]).count(), 1, "one tls record per session");
     assert_eq!(live.last().map(|r| r["stats"]["flow_records_logged"].clone()), Some(Value::from(1)));
+}
+
+/// The fallback of [`an_open_fallback_session_is_alerted_at_its_verdict_not_its_end`]:
+/// direct to the origin, trusted, and kept open like a push channel: client
+/// data after the handshake (a request line that never ends), and no close.
+fn open_push_channel(lab: &Lab, ca: &str) -> std::process::Child {
+    let connect = format!("{SERVER_IP}:8443");
+    let mut client = lab
+        .cmd(&lab.ns_c, &["openssl", "s_client", "-quiet", "-connect", &connect, "-servername", "push.live.test", "-CAfile", ca])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    {
+        use std::io::Write as _;
+        let stdin = client.stdin.as_mut().expect("s_client's stdin");
+        // No line end: s_server -www answers (and closes) at the first
+        // line; without one it waits, and the session stays open.
+        stdin.write_all(b"GET /push-channel HTTP/1.1").expect("request");
+        stdin.flush().expect("request");
+    }
+    client
+}
+
+/// The tls record of the open direct session and its fallback alert (sid
+/// 1725004), when both are in the output (25 s at most), and when that was.
+fn wait_direct_and_fallback_alert(out: &str) -> (Value, Value, i128) {
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        let so_far = lines_so_far(Path::new(out));
+        let direct = so_far.iter().find(|r| r["event_type"] == "tls" && r["dest_port"] == 8443 && sni(r) == "push.live.test").cloned();
+        if let Some(d) = direct {
+            let alert = so_far
+                .iter()
+                .find(|r| r["event_type"] == "alert" && r["flow_id"] == d["flow_id"] && r["alert"]["signature_id"] == 1_725_004)
+                .cloned();
+            if let Some(a) = alert {
+                return (d, a, now_us());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no record and fallback alert for the open direct session after 25 s:\n{}",
+            std::fs::read_to_string(out).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The flow record, once the flow has ended (20 s at most).
+fn wait_flow_record(out: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(f) = lines_so_far(Path::new(out)).into_iter().find(|r| r["event_type"] == "flow") {
+            return f;
+        }
+        assert!(Instant::now() < deadline, "no flow record 20 s after the client went away");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn pcaps_dir() -> PathBuf {

@@ -97,11 +97,6 @@ struct Sample {
 /// series twice; counters are never negative. Series key: `name{l="v",…}`
 /// with the labels sorted.
 fn parse_exposition(text: &str) -> Result<BTreeMap<String, Sample>, String> {
-    fn name_ok(n: &str, colon: bool) -> bool {
-        let mut cs = n.chars();
-        matches!(cs.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'))
-            && cs.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
-    }
     let mut types: BTreeMap<String, String> = BTreeMap::new();
     let mut helps: BTreeSet<String> = BTreeSet::new();
     let mut done: BTreeSet<String> = BTreeSet::new();
@@ -151,62 +146,9 @@ fn parse_exposition(text: &str) -> Result<BTreeMap<String, Sample>, String> {
         let mut rest = &line[name_end..];
         let mut labels = Vec::new();
         if let Some(r) = rest.strip_prefix('{') {
-            let mut r = r;
-            loop {
-                if let Some(after) = r.strip_prefix('}') {
-                    r = after;
-                    break;
-                }
-                let eq = r.find('=').ok_or_else(|| at("label without ="))?;
-                let lname = &r[..eq];
-                if !name_ok(lname, false) {
-                    return Err(at("bad label name"));
-                }
-                let mut chars = r[eq + 1..].char_indices();
-                if chars.next().map(|c| c.1) != Some('"') {
-                    return Err(at("label value not quoted"));
-                }
-                let mut val = String::new();
-                let mut end = None;
-                while let Some((j, c)) = chars.next() {
-                    match c {
-                        '\\' => match chars.next().map(|c| c.1) {
-                            Some('\\') => val.push('\\'),
-                            Some('"') => val.push('"'),
-                            Some('n') => val.push('\n'),
-                            _ => return Err(at("bad escape")),
-                        },
-                        '"' => {
-                            end = Some(eq + 1 + j + 1);
-                            break;
-                        }
-                        '\n' => return Err(at("newline in label value")),
-                        c => val.push(c),
-                    }
-                }
-                let end = end.ok_or_else(|| at("unterminated label value"))?;
-                labels.push((lname.to_string(), val));
-                r = &r[end..];
-                if let Some(after) = r.strip_prefix(',') {
-                    r = after;
-                }
-            }
-            rest = r;
+            (labels, rest) = parse_labels(r, &at)?;
         }
-        let mut fields = rest.split(' ').filter(|f| !f.is_empty());
-        let v = fields.next().ok_or_else(|| at("no value"))?;
-        let value: f64 = match v {
-            "NaN" => f64::NAN,
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            _ => v.parse().map_err(|_| at("value is not a number"))?,
-        };
-        if let Some(ts) = fields.next() {
-            ts.parse::<i64>().map_err(|_| at("bad timestamp"))?;
-        }
-        if fields.next().is_some() {
-            return Err(at("trailing fields"));
-        }
+        let value = parse_value(rest, &at)?;
         let family = name.to_string();
         if current.as_deref() != Some(&family) {
             if done.contains(&family) {
@@ -231,6 +173,83 @@ fn parse_exposition(text: &str) -> Result<BTreeMap<String, Sample>, String> {
         }
     }
     Ok(out)
+}
+
+/// A valid metric name (`colon`: colons allowed) or label name.
+fn name_ok(n: &str, colon: bool) -> bool {
+    let mut cs = n.chars();
+    matches!(cs.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'))
+        && cs.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
+}
+
+/// A sample's labels: (name, value) pairs.
+type Labels = Vec<(String, String)>;
+
+/// The labels of a sample, `r` starting after its `{`, and what follows the
+/// `}`. `at` makes an error message of the line.
+fn parse_labels<'l>(r: &'l str, at: &dyn Fn(&str) -> String) -> Result<(Labels, &'l str), String> {
+    let mut r = r;
+    let mut labels = Vec::new();
+    loop {
+        if let Some(after) = r.strip_prefix('}') {
+            r = after;
+            break;
+        }
+        let eq = r.find('=').ok_or_else(|| at("label without ="))?;
+        let lname = &r[..eq];
+        if !name_ok(lname, false) {
+            return Err(at("bad label name"));
+        }
+        let mut chars = r[eq + 1..].char_indices();
+        if chars.next().map(|c| c.1) != Some('"') {
+            return Err(at("label value not quoted"));
+        }
+        let mut val = String::new();
+        let mut end = None;
+        while let Some((j, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next().map(|c| c.1) {
+                    Some('\\') => val.push('\\'),
+                    Some('"') => val.push('"'),
+                    Some('n') => val.push('\n'),
+                    _ => return Err(at("bad escape")),
+                },
+                '"' => {
+                    end = Some(eq + 1 + j + 1);
+                    break;
+                }
+                '\n' => return Err(at("newline in label value")),
+                c => val.push(c),
+            }
+        }
+        let end = end.ok_or_else(|| at("unterminated label value"))?;
+        labels.push((lname.to_string(), val));
+        r = &r[end..];
+        if let Some(after) = r.strip_prefix(',') {
+            r = after;
+        }
+    }
+    Ok((labels, r))
+}
+
+/// The value of a sample (`rest`: what follows its name and labels), with
+/// an optional integer timestamp after it and nothing else.
+fn parse_value(rest: &str, at: &dyn Fn(&str) -> String) -> Result<f64, String> {
+    let mut fields = rest.split(' ').filter(|f| !f.is_empty());
+    let v = fields.next().ok_or_else(|| at("no value"))?;
+    let value: f64 = match v {
+        "NaN" => f64::NAN,
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        _ => v.parse().map_err(|_| at("value is not a number"))?,
+    };
+    if let Some(ts) = fields.next() {
+        ts.parse::<i64>().map_err(|_| at("bad timestamp"))?;
+    }
+    if fields.next().is_some() {
+        return Err(at("trailing fields"));
+    }
+    Ok(value)
 }
 
 #[test]
@@ -272,33 +291,9 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     let mut lab = Lab { ns_c: ns_c.clone(), ns_s: ns_s.clone(), dir: dir.clone(), children: Vec::new() };
-    must(&["ip", "netns", "add", &ns_s]);
-    must(&["ip", "-n", &ns_c, "link", "add", "pwfleetm0", "type", "veth", "peer", "name", "pwfleetm1", "netns", &ns_s]);
-    for (ns, dev, ip) in [(&ns_c, "pwfleetm0", "10.97.0.1/24"), (&ns_s, "pwfleetm1", "10.97.0.2/24")] {
-        must(&["ip", "-n", ns, "addr", "add", ip, "dev", dev]);
-        must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        let _ = sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")]);
-        must(&["ip", "-n", ns, "link", "set", dev, "up"]);
-    }
+    lab.link();
     let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    must(&[
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=metrics.test",
-        "-keyout",
-        &p("k.pem"),
-        "-out",
-        &p("c.pem"),
-    ]);
+    self_signed_cert(&p("k.pem"), &p("c.pem"));
     let port = "44433";
     lab.spawn(&ns_s, &["openssl", "s_server", "-quiet", "-www", "-accept", port, "-key", &p("k.pem"), "-cert", &p("c.pem")], "s_server");
     let mport = "49425";
@@ -320,15 +315,7 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
         ],
         "pinwatch",
     );
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(dir.join("pinwatch.err")).unwrap_or_default().contains("capturing on") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "pinwatch did not start: {}",
-            std::fs::read_to_string(dir.join("pinwatch.err")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_capture(&dir);
     let scrape = || {
         let o = lab.in_c(&["curl", "-sS", "--max-time", "5", "-D", &p("headers.txt"), &format!("http://127.0.0.1:{mport}/metrics")]);
         assert!(o.status.success(), "scrape: {}", String::from_utf8_lossy(&o.stderr));
@@ -341,21 +328,7 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
     assert!(headers.starts_with("HTTP/1.1 200") && headers.contains("text/plain; version=0.0.4"), "{headers}");
 
     let n = 4;
-    for i in 0..n {
-        let sni = format!("m{i}.metrics.test");
-        let o = lab.in_c(&[
-            "curl",
-            "-sk",
-            "-o",
-            "/dev/null",
-            "--max-time",
-            "5",
-            "--resolve",
-            &format!("{sni}:{port}:10.97.0.2"),
-            &format!("https://{sni}:{port}/"),
-        ]);
-        assert!(o.status.success(), "curl {sni}");
-    }
+    tls_sessions(&lab, n, port);
     // The sessions end (FIN), their records are written, the page is republished.
     let t0 = Instant::now();
     let tls_in_file = || std::fs::read_to_string(&eve).unwrap_or_default().lines().filter(|l| l.contains("\"event_type\":\"tls\"")).count();
@@ -379,6 +352,99 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
     let types: BTreeSet<&str> = page.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
     assert!(types.contains("pinwatch_records_total counter") && types.contains("pinwatch_live_uptime_seconds gauge"), "types");
 
+    promtool_check(&page);
+
+    // The same counters as the stats record (SIGUSR1 writes one now; no
+    // traffic since the scrape).
+    must(&["kill", "-USR1", &pid.to_string()]);
+    let stats = wait_stats_record(&eve);
+    let s = &stats["stats"];
+    assert_eq!(get("pinwatch_tls_records_logged_total"), s["tls_records_logged"].as_f64().expect("tls_records_logged"));
+    assert_eq!(get("pinwatch_alerts_logged_total"), s["alerts_logged"].as_f64().expect("alerts_logged"));
+    assert_eq!(
+        get("pinwatch_live_interfaces_dropped_total{interface=\"pwfleetm0\"}"),
+        s["live"]["interfaces"][0]["dropped"].as_f64().expect("dropped")
+    );
+    assert_flow_stats_exported(&m, s);
+    must(&["kill", "-TERM", &pid.to_string()]);
+    drop(lab);
+}
+
+impl Lab {
+    /// The veth pair `pwfleetm0` (10.97.0.1, client namespace) –
+    /// `pwfleetm1` (10.97.0.2, server namespace), IPv6 off, links up; the
+    /// server namespace is made here (the client one already is).
+    fn link(&self) {
+        let (ns_c, ns_s) = (&self.ns_c, &self.ns_s);
+        must(&["ip", "netns", "add", ns_s]);
+        must(&["ip", "-n", ns_c, "link", "add", "pwfleetm0", "type", "veth", "peer", "name", "pwfleetm1", "netns", ns_s]);
+        for (ns, dev, ip) in [(ns_c, "pwfleetm0", "10.97.0.1/24"), (ns_s, "pwfleetm1", "10.97.0.2/24")] {
+            must(&["ip", "-n", ns, "addr", "add", ip, "dev", dev]);
+            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            let _ = sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")]);
+            must(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+    }
+}
+
+/// A self-signed P-256 certificate for `metrics.test`, for one day.
+fn self_signed_cert(key: &str, cert: &str) {
+    must(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=metrics.test",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+    ]);
+}
+
+/// Wait (20 s at most) until pinwatch, logging to `dir/pinwatch.err`, says
+/// it is capturing.
+fn wait_for_capture(dir: &std::path::Path) {
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(dir.join("pinwatch.err")).unwrap_or_default().contains("capturing on") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "pinwatch did not start: {}",
+            std::fs::read_to_string(dir.join("pinwatch.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `n` TLS sessions from the client namespace to s_server on `port`
+/// (SNI `m<i>.metrics.test`), each of which must succeed.
+fn tls_sessions(lab: &Lab, n: usize, port: &str) {
+    for i in 0..n {
+        let sni = format!("m{i}.metrics.test");
+        let o = lab.in_c(&[
+            "curl",
+            "-sk",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "5",
+            "--resolve",
+            &format!("{sni}:{port}:10.97.0.2"),
+            &format!("https://{sni}:{port}/"),
+        ]);
+        assert!(o.status.success(), "curl {sni}");
+    }
+}
+
+/// `promtool check metrics` must accept the page, when promtool is installed.
+fn promtool_check(page: &str) {
     if have("promtool") {
         let mut c = Command::new("promtool")
             .args(["check", "metrics"])
@@ -399,30 +465,28 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
     } else {
         eprintln!("promtool not installed: the page was checked by this test's parser only");
     }
+}
 
-    // The same counters as the stats record (SIGUSR1 writes one now; no
-    // traffic since the scrape).
-    must(&["kill", "-USR1", &pid.to_string()]);
+/// The first stats record in the EVE file (waiting 10 s at most).
+fn wait_stats_record(eve: &std::path::Path) -> Value {
     let t0 = Instant::now();
-    let stats = loop {
-        let found = std::fs::read_to_string(&eve)
+    loop {
+        let found = std::fs::read_to_string(eve)
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .find(|v| v["event_type"] == "stats");
         if let Some(s) = found {
-            break s;
+            return s;
         }
         assert!(t0.elapsed() < Duration::from_secs(10), "no stats record after SIGUSR1");
         std::thread::sleep(Duration::from_millis(50));
-    };
-    let s = &stats["stats"];
-    assert_eq!(get("pinwatch_tls_records_logged_total"), s["tls_records_logged"].as_f64().expect("tls_records_logged"));
-    assert_eq!(get("pinwatch_alerts_logged_total"), s["alerts_logged"].as_f64().expect("alerts_logged"));
-    assert_eq!(
-        get("pinwatch_live_interfaces_dropped_total{interface=\"pwfleetm0\"}"),
-        s["live"]["interfaces"][0]["dropped"].as_f64().expect("dropped")
-    );
+    }
+}
+
+/// Every number of the stats record's `flow` part is exported, as
+/// `pinwatch_flow_<k>` or `pinwatch_flow_<k>_total`, with the same value.
+fn assert_flow_stats_exported(m: &BTreeMap<String, Sample>, s: &Value) {
     for (k, v) in s["flow"].as_object().expect("flow stats") {
         if let Some(x) = v.as_f64() {
             let (a, b) = (format!("pinwatch_flow_{k}"), format!("pinwatch_flow_{k}_total"));
@@ -430,6 +494,4 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
             assert_eq!(got.value, x, "flow.{k}");
         }
     }
-    must(&["kill", "-TERM", &pid.to_string()]);
-    drop(lab);
 }

@@ -310,32 +310,99 @@ pub fn generate<W: Write>(cfg: &Config, tmpls: &[Template], out: W) -> Result<(S
         bail!("no established template");
     }
     let concurrent = cfg.concurrent_flows;
-
-    // Server pool: public unicast addresses, Zipf(1) popularity, a TTL each.
-    let mut srng = Rng::derive(cfg.seed, STREAM_SERVERS, 0);
-    let mut servers: Vec<([u8; 4], u8)> = Vec::with_capacity(cfg.servers as usize);
-    let mut seen_addr = HashSet::new();
-    while servers.len() < cfg.servers as usize {
-        let a = srng.next_u32().to_be_bytes();
-        if is_reserved(a) || !seen_addr.insert(a) {
-            continue;
-        }
-        let init = [64u8, 64, 64, 128, 255][srng.below(5) as usize];
-        servers.push((a, init - srng.range(6, 22) as u8));
-    }
-    let mut cdf = Vec::with_capacity(servers.len());
-    let mut acc = 0.0;
-    for i in 0..servers.len() {
-        acc += 1.0 / (i as f64 + 1.0);
-        cdf.push(acc);
-    }
+    let servers = ServerPool::new(cfg);
 
     // Random payload pool (ciphertext looks random).
     let mut prng = Rng::derive(cfg.seed, STREAM_POOL, 0);
     let pool: Vec<u8> = (0..(256 * 1024 / 8)).flat_map(|_| prng.next_u64().to_le_bytes()).collect();
+    let arrival_mean_ns = arrival_mean_ns(cfg, tmpls, &established);
 
-    // Session arrival rate for the target bit rate: the mean wire size of a
-    // session, estimated from the same distributions.
+    let w = PcapOut::new(out, cfg.size_limit, cfg.nanos)?;
+    let sum = Summary {
+        mode: if concurrent.is_some() { "concurrent-flows" } else { "bulk" },
+        seed: cfg.seed,
+        templates: tmpls.len(),
+        templates_established: established.len(),
+        template_digest: template::digest(tmpls),
+        ..Summary::default()
+    };
+    let mut g = Gen {
+        cfg,
+        tmpls,
+        established,
+        failed,
+        used_server: vec![false; servers.addrs.len()],
+        servers,
+        pool,
+        arrival_mean_ns,
+        w,
+        sum,
+        arng: Rng::derive(cfg.seed, STREAM_ARRIVAL, 0),
+        used_client: vec![false; cfg.clients as usize],
+        next_port: vec![0u16; cfg.clients as usize],
+        tuples: HashSet::new(),
+        slab: Vec::new(),
+        free: Vec::new(),
+        heap: BinaryHeap::new(),
+        next_arrival: match concurrent {
+            Some(_) => 0,
+            None => -(cfg.warmup_s.max(0.0) * 1e9) as i64,
+        },
+        created: 0,
+        buf: Vec::with_capacity(16384),
+        first_ts: None,
+        last_ts: 0,
+    };
+    loop {
+        let arrivals_left = concurrent.is_none_or(|n| g.created < n);
+        let next_pkt = g.heap.peek().map(|Reverse((t, _, _))| *t);
+        if arrivals_left && next_pkt.is_none_or(|t| g.next_arrival <= t) {
+            g.arrive()?;
+            continue;
+        }
+        if !g.next_packet()? {
+            break;
+        }
+    }
+    g.finish()
+}
+
+/// The server pool: public unicast addresses, Zipf(1) popularity, a TTL each.
+struct ServerPool {
+    /// Address and TTL of each server.
+    addrs: Vec<([u8; 4], u8)>,
+    /// The cumulative popularity of the servers, in order; `acc` in all.
+    cdf: Vec<f64>,
+    acc: f64,
+}
+
+impl ServerPool {
+    fn new(cfg: &Config) -> ServerPool {
+        let mut srng = Rng::derive(cfg.seed, STREAM_SERVERS, 0);
+        let mut addrs: Vec<([u8; 4], u8)> = Vec::with_capacity(cfg.servers as usize);
+        let mut seen_addr = HashSet::new();
+        while addrs.len() < cfg.servers as usize {
+            let a = srng.next_u32().to_be_bytes();
+            if is_reserved(a) || !seen_addr.insert(a) {
+                continue;
+            }
+            let init = [64u8, 64, 64, 128, 255][srng.below(5) as usize];
+            addrs.push((a, init - srng.range(6, 22) as u8));
+        }
+        let mut cdf = Vec::with_capacity(addrs.len());
+        let mut acc = 0.0;
+        for i in 0..addrs.len() {
+            acc += 1.0 / (i as f64 + 1.0);
+            cdf.push(acc);
+        }
+        ServerPool { addrs, cdf, acc }
+    }
+}
+
+/// Mean time between session arrivals: `--open-rate` with
+/// `--concurrent-flows`, else for the target bit rate, from the mean wire
+/// size of a session, estimated from the same distributions.
+fn arrival_mean_ns(cfg: &Config, tmpls: &[Template], established: &[usize]) -> f64 {
     let mut erng = Rng::derive(cfg.seed, STREAM_ESTIMATE, 0);
     let head_mean = established.iter().map(|&i| tmpls[i].head_bytes as f64).sum::<f64>() / established.len() as f64;
     let n_est = 200_000;
@@ -344,116 +411,136 @@ pub fn generate<W: Write>(cfg: &Config, tmpls: &[Template], out: W) -> Result<(S
         sum += sample_bulk_bytes(&mut erng) as f64 * 1.075 + head_mean + 2000.0;
     }
     let mean_session = sum / n_est as f64;
-    let arrival_mean_ns = match concurrent {
+    match cfg.concurrent_flows {
         Some(_) => 1e9 / cfg.open_rate,
         None => 1e9 * mean_session * 8.0 / cfg.rate_bps,
-    };
+    }
+}
 
-    let mut w = PcapOut::new(out, cfg.size_limit, cfg.nanos)?;
-    let mut sum = Summary {
-        mode: if concurrent.is_some() { "concurrent-flows" } else { "bulk" },
-        seed: cfg.seed,
-        templates: tmpls.len(),
-        templates_established: established.len(),
-        template_digest: template::digest(tmpls),
-        ..Summary::default()
-    };
-    let mut arng = Rng::derive(cfg.seed, STREAM_ARRIVAL, 0);
-    let mut used_client = vec![false; cfg.clients as usize];
-    let mut used_server = vec![false; servers.len()];
-    let mut next_port = vec![0u16; cfg.clients as usize];
-    let mut tuples: HashSet<u128> = HashSet::new();
-    let mut slab: Vec<Option<Session>> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
-    let mut heap: BinaryHeap<Reverse<(i64, u64, usize)>> = BinaryHeap::new();
-    let mut next_arrival: i64 = match concurrent {
-        Some(_) => 0,
-        None => -(cfg.warmup_s.max(0.0) * 1e9) as i64,
-    };
-    let mut created: u64 = 0;
-    let mut buf = Vec::with_capacity(16384);
-    let mut first_ts = None;
-    let mut last_ts = 0i64;
+/// The 5-tuple of a session as one number, for the set of open tuples.
+fn tuple_key(client: [u8; 4], cport: u16, server: [u8; 4], sport: u16) -> u128 {
+    (u32::from_be_bytes(client) as u128) << 96 | (cport as u128) << 80 | (u32::from_be_bytes(server) as u128) << 16 | sport as u128
+}
 
-    loop {
-        let arrivals_left = concurrent.is_none_or(|n| created < n);
-        let next_pkt = heap.peek().map(|Reverse((t, _, _))| *t);
-        if arrivals_left && next_pkt.is_none_or(|t| next_arrival <= t) {
-            // a new session
-            let uid = created;
-            created += 1;
-            let mut r = Rng::derive(cfg.seed, STREAM_SESSION, uid);
-            let fail = concurrent.is_none() && !failed.is_empty() && r.chance(cfg.fail_share);
-            let tmpl =
-                if fail { failed[r.below(failed.len() as u64) as usize] } else { established[r.below(established.len() as u64) as usize] };
-            let tm = &tmpls[tmpl];
-            let c = r.below(cfg.clients as u64) as usize;
-            let u = r.f64() * acc;
-            let s = cdf.partition_point(|&x| x < u).min(servers.len() - 1);
-            let (client, server) = (client_ip(c as u32), servers[s].0);
-            // ephemeral port: per client, moving up by small random steps, unique among open tuples
-            let mut port = next_port[c];
-            if port == 0 {
-                port = 32768 + (rng::splitmix64(cfg.seed ^ (STREAM_PORTS << 56) ^ c as u64) % 28232) as u16;
-            }
-            let mut tries = 0u32;
-            let key = loop {
-                port = if port >= 60999 { 32768 } else { port + 1 + r.below(4) as u16 };
-                let k = (u32::from_be_bytes(client) as u128) << 96
-                    | (port as u128) << 80
-                    | (u32::from_be_bytes(server) as u128) << 16
-                    | tm.server_port as u128;
-                if tuples.insert(k) {
-                    break k;
+/// A generation run: the sessions open (a slab, and a heap of their next
+/// packets' times), what is left to arrive, and the counters.
+struct Gen<'a, W: Write> {
+    cfg: &'a Config,
+    tmpls: &'a [Template],
+    established: Vec<usize>,
+    failed: Vec<usize>,
+    servers: ServerPool,
+    /// Random bytes the sessions' payloads are cut from.
+    pool: Vec<u8>,
+    arrival_mean_ns: f64,
+    w: PcapOut<W>,
+    sum: Summary,
+    arng: Rng,
+    used_client: Vec<bool>,
+    used_server: Vec<bool>,
+    /// Per client, its last ephemeral port (0: none yet).
+    next_port: Vec<u16>,
+    tuples: HashSet<u128>,
+    slab: Vec<Option<Session>>,
+    free: Vec<usize>,
+    heap: BinaryHeap<Reverse<(i64, u64, usize)>>,
+    next_arrival: i64,
+    created: u64,
+    buf: Vec<u8>,
+    first_ts: Option<i64>,
+    last_ts: i64,
+}
+
+impl<W: Write> Gen<'_, W> {
+    /// A new session: its template, client, server (by popularity), port,
+    /// RTT, bit rate and plan, drawn from its own random stream; then the
+    /// time of the next arrival.
+    fn arrive(&mut self) -> Result<()> {
+        let (cfg, concurrent) = (self.cfg, self.cfg.concurrent_flows);
+        let uid = self.created;
+        self.created += 1;
+        let mut r = Rng::derive(cfg.seed, STREAM_SESSION, uid);
+        let fail = concurrent.is_none() && !self.failed.is_empty() && r.chance(cfg.fail_share);
+        let tmpl = if fail {
+            self.failed[r.below(self.failed.len() as u64) as usize]
+        } else {
+            self.established[r.below(self.established.len() as u64) as usize]
+        };
+        let tmpls = self.tmpls;
+        let tm = &tmpls[tmpl];
+        let c = r.below(cfg.clients as u64) as usize;
+        let u = r.f64() * self.servers.acc;
+        let s = self.servers.cdf.partition_point(|&x| x < u).min(self.servers.addrs.len() - 1);
+        let (client, server) = (client_ip(c as u32), self.servers.addrs[s].0);
+        let port = self.ephemeral_port(&mut r, c, client, server, tm.server_port)?;
+        let rtt = r.log_uniform(4e6, 160e6) as i64;
+        let bps = r.log_uniform(2e6, 200e6);
+        let plan = if concurrent.is_some() || fail {
+            Plan { msgs: Vec::new(), close: Close::None, linger: 0 }
+        } else {
+            let bulk = sample_bulk_bytes(&mut r);
+            let upload = r.chance(cfg.upload_share);
+            let close = if r.chance(cfg.rst_share) { Close::Rst } else { Close::Template };
+            let linger = if r.chance(cfg.keepalive_share) { r.log_uniform(1e9, 60e9) } else { r.log_uniform(2e5, 2e7) } as i64;
+            Plan { msgs: plan_messages(&mut r, bulk, upload, rtt), close, linger }
+        };
+        let ep = Endpoints { client, server, cport: port, sport: tm.server_port, ttl: [64, self.servers.addrs[s].1], server_idx: s };
+        let mut sess = Session::new(uid, tmpl, ep, self.next_arrival, rtt, bps, plan, r);
+        if let Some(t) = sess.peek(tm) {
+            let slot = match self.free.pop() {
+                Some(i) => {
+                    self.slab[i] = Some(sess);
+                    i
                 }
-                tries += 1;
-                if tries > 65536 {
-                    bail!("no free 5-tuple for client {}: raise --clients or --servers", c);
+                None => {
+                    self.slab.push(Some(sess));
+                    self.slab.len() - 1
                 }
             };
-            let _ = key;
-            next_port[c] = port;
-            let rtt = r.log_uniform(4e6, 160e6) as i64;
-            let bps = r.log_uniform(2e6, 200e6);
-            let plan = if concurrent.is_some() || fail {
-                Plan { msgs: Vec::new(), close: Close::None, linger: 0 }
-            } else {
-                let bulk = sample_bulk_bytes(&mut r);
-                let upload = r.chance(cfg.upload_share);
-                let close = if r.chance(cfg.rst_share) { Close::Rst } else { Close::Template };
-                let linger = if r.chance(cfg.keepalive_share) { r.log_uniform(1e9, 60e9) } else { r.log_uniform(2e5, 2e7) } as i64;
-                Plan { msgs: plan_messages(&mut r, bulk, upload, rtt), close, linger }
-            };
-            let ep = Endpoints { client, server, cport: port, sport: tm.server_port, ttl: [64, servers[s].1], server_idx: s };
-            let mut sess = Session::new(uid, tmpl, ep, next_arrival, rtt, bps, plan, r);
-            if let Some(t) = sess.peek(tm) {
-                let slot = match free.pop() {
-                    Some(i) => {
-                        slab[i] = Some(sess);
-                        i
-                    }
-                    None => {
-                        slab.push(Some(sess));
-                        slab.len() - 1
-                    }
-                };
-                heap.push(Reverse((t, uid, slot)));
-            }
-            next_arrival += arng.exponential(arrival_mean_ns).max(1.0) as i64;
-            continue;
+            self.heap.push(Reverse((t, uid, slot)));
         }
-        let Some(Reverse((_, _, slot))) = heap.pop() else { break };
-        let Some(sess) = slab[slot].as_mut() else { bail!("internal: empty session slot") };
-        let tm = &tmpls[sess.tmpl];
-        let Some((t, is_tmpl)) = sess.pop(tm, &pool, &mut buf) else { bail!("internal: session with no packet") };
-        sess.popped += 1;
-        if t >= 0 {
-            if !w.write(t, &buf)? {
-                sum.size_limit_reached = true;
+        self.next_arrival += self.arng.exponential(self.arrival_mean_ns).max(1.0) as i64;
+        Ok(())
+    }
+
+    /// The ephemeral port of client `c`'s new session: per client, moving up
+    /// by small random steps, unique among open tuples.
+    fn ephemeral_port(&mut self, r: &mut Rng, c: usize, client: [u8; 4], server: [u8; 4], sport: u16) -> Result<u16> {
+        let mut port = self.next_port[c];
+        if port == 0 {
+            port = 32768 + (rng::splitmix64(self.cfg.seed ^ (STREAM_PORTS << 56) ^ c as u64) % 28232) as u16;
+        }
+        let mut tries = 0u32;
+        loop {
+            port = if port >= 60999 { 32768 } else { port + 1 + r.below(4) as u16 };
+            if self.tuples.insert(tuple_key(client, port, server, sport)) {
                 break;
             }
-            first_ts.get_or_insert(t);
-            last_ts = t;
+            tries += 1;
+            if tries > 65536 {
+                bail!("no free 5-tuple for client {}: raise --clients or --servers", c);
+            }
+        }
+        self.next_port[c] = port;
+        Ok(port)
+    }
+
+    /// Write the earliest next packet of the open sessions. Returns false
+    /// when there is none left, or the size limit is reached.
+    fn next_packet(&mut self) -> Result<bool> {
+        let Some(Reverse((_, _, slot))) = self.heap.pop() else { return Ok(false) };
+        let Some(sess) = self.slab[slot].as_mut() else { bail!("internal: empty session slot") };
+        let tm = &self.tmpls[sess.tmpl];
+        let Some((t, is_tmpl)) = sess.pop(tm, &self.pool, &mut self.buf) else { bail!("internal: session with no packet") };
+        sess.popped += 1;
+        let sum = &mut self.sum;
+        if t >= 0 {
+            if !self.w.write(t, &self.buf)? {
+                sum.size_limit_reached = true;
+                return Ok(false);
+            }
+            self.first_ts.get_or_insert(t);
+            self.last_ts = t;
             sum.packets += 1;
             if is_tmpl {
                 sum.template_packets += 1;
@@ -470,45 +557,47 @@ pub fn generate<W: Write>(cfg: &Config, tmpls: &[Template], out: W) -> Result<(S
                 }
             }
             let ci = client_index(sess.ep.client);
-            if let Some(u) = used_client.get_mut(ci) {
+            if let Some(u) = self.used_client.get_mut(ci) {
                 *u = true;
             }
-            used_server[sess.ep.server_idx] = true;
+            self.used_server[sess.ep.server_idx] = true;
         }
         match sess.peek(tm) {
-            Some(t2) => heap.push(Reverse((t2, sess.uid, slot))),
+            Some(t2) => self.heap.push(Reverse((t2, sess.uid, slot))),
             None => {
+                let concurrent = self.cfg.concurrent_flows;
                 if concurrent.is_none() && sess.started {
                     sum.sessions_closed += 1;
                 }
                 if concurrent.is_none() {
                     let ep = &sess.ep;
-                    tuples.remove(
-                        &((u32::from_be_bytes(ep.client) as u128) << 96
-                            | (ep.cport as u128) << 80
-                            | (u32::from_be_bytes(ep.server) as u128) << 16
-                            | ep.sport as u128),
-                    );
+                    self.tuples.remove(&tuple_key(ep.client, ep.cport, ep.server, ep.sport));
                 }
-                slab[slot] = None;
-                free.push(slot);
+                self.slab[slot] = None;
+                self.free.push(slot);
             }
         }
+        Ok(true)
     }
-    sum.sessions_open_at_end = match concurrent {
-        Some(_) => sum.sessions,
-        None => (sum.sessions + sum.sessions_midstream).saturating_sub(sum.sessions_closed),
-    };
-    if concurrent.is_some() {
-        sum.sessions_closed = 0;
+
+    /// The summary, and the output flushed.
+    fn finish(self) -> Result<(Summary, W)> {
+        let Gen { cfg, mut sum, mut w, used_client, used_server, first_ts, last_ts, .. } = self;
+        sum.sessions_open_at_end = match cfg.concurrent_flows {
+            Some(_) => sum.sessions,
+            None => (sum.sessions + sum.sessions_midstream).saturating_sub(sum.sessions_closed),
+        };
+        if cfg.concurrent_flows.is_some() {
+            sum.sessions_closed = 0;
+        }
+        sum.clients = used_client.iter().filter(|&&u| u).count() as u64;
+        sum.servers = used_server.iter().filter(|&&u| u).count() as u64;
+        sum.bytes = w.written;
+        sum.first_ts = first_ts.unwrap_or(0) as f64 / 1e9;
+        sum.last_ts = last_ts as f64 / 1e9;
+        w.w.flush()?;
+        Ok((sum, w.w))
     }
-    sum.clients = used_client.iter().filter(|&&u| u).count() as u64;
-    sum.servers = used_server.iter().filter(|&&u| u).count() as u64;
-    sum.bytes = w.written;
-    sum.first_ts = first_ts.unwrap_or(0) as f64 / 1e9;
-    sum.last_ts = last_ts as f64 / 1e9;
-    w.w.flush()?;
-    Ok((sum, w.w))
 }
 
 fn client_index(a: [u8; 4]) -> usize {

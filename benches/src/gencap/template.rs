@@ -263,6 +263,62 @@ fn read_tsv(path: &Path) -> Option<Vec<TsvRow>> {
     Some(rows)
 }
 
+/// A session's outcome from its records when no `.expected.tsv` names it:
+/// not TLS, established (no alert, application data both ways), or failed.
+fn outcome_from_records(pkts: &[TPkt]) -> &'static str {
+    let c = records(pkts, C2S);
+    let sv = records(pkts, S2C);
+    let alert = c.iter().chain(sv.iter()).any(|r| r.0 == 0x15);
+    let tls = c.first().map(|r| r.0 == 0x16).unwrap_or(false);
+    let appdata = |v: &[(u8, usize)]| v.iter().filter(|r| r.0 == 0x17 && r.1 > 48).count();
+    let est = tls && !alert && appdata(&c) >= 2 && appdata(&sv) >= 1;
+    if !tls {
+        "heuristic:not_tls"
+    } else if est {
+        "established"
+    } else {
+        "heuristic:failed"
+    }
+}
+
+/// Head/tail split of an established session: the tail starts at the first
+/// FIN/RST, taking with it the pure ACKs and close_notify-sized records just
+/// before it. Returns where the tail starts (the length without a FIN/RST).
+fn head_end(pkts: &[TPkt]) -> usize {
+    let Some(f) = pkts.iter().position(|p| p.flags & (FIN | RST) != 0) else { return pkts.len() };
+    let mut j = f;
+    while j > 0 {
+        let p = &pkts[j - 1];
+        if p.flags & SYN == 0 && (p.payload().is_empty() || is_close_payload(p.payload())) {
+            j -= 1;
+        } else {
+            break;
+        }
+    }
+    j
+}
+
+/// Each direction's state at the end of the head: the next sequence number,
+/// the last window, and whether it sent anything.
+fn head_state(head: &[TPkt]) -> ([u32; 2], [u16; 2], [bool; 2]) {
+    let mut next_seq = [0u32; 2];
+    let mut window = [0u16; 2];
+    let mut seen = [false; 2];
+    for p in head {
+        let mut end = p.seq.wrapping_add(p.payload().len() as u32);
+        if p.flags & (SYN | FIN) != 0 {
+            end = end.wrapping_add(1);
+        }
+        // later in sequence space (wrapping compare)
+        if !seen[p.dir] || (end.wrapping_sub(next_seq[p.dir]) as i32) > 0 {
+            next_seq[p.dir] = end;
+            seen[p.dir] = true;
+        }
+        window[p.dir] = rd16(&p.frame, p.tcp_off + 14);
+    }
+    (next_seq, window, seen)
+}
+
 /// Templates of one capture file. The outcome of each session comes from the
 /// `.expected.tsv` beside it (rows are in capture order), or from the records
 /// on the wire when that file is missing or does not match.
@@ -318,56 +374,11 @@ pub fn load_file(path: &Path) -> Result<Vec<Template>> {
                 let r = &rows[i];
                 (format!("{stem}:{} ({})", r.label, r.stack), r.sni.clone(), r.outcome.clone())
             }
-            None => {
-                let c = records(&pkts, C2S);
-                let sv = records(&pkts, S2C);
-                let alert = c.iter().chain(sv.iter()).any(|r| r.0 == 0x15);
-                let tls = c.first().map(|r| r.0 == 0x16).unwrap_or(false);
-                let appdata = |v: &[(u8, usize)]| v.iter().filter(|r| r.0 == 0x17 && r.1 > 48).count();
-                let est = tls && !alert && appdata(&c) >= 2 && appdata(&sv) >= 1;
-                let o = if !tls {
-                    "heuristic:not_tls"
-                } else if est {
-                    "established"
-                } else {
-                    "heuristic:failed"
-                };
-                (format!("{stem}:session{}", i + 1), "-".to_string(), o.to_string())
-            }
+            None => (format!("{stem}:session{}", i + 1), "-".to_string(), outcome_from_records(&pkts).to_string()),
         };
         let established = outcome == "established";
-        // Head/tail split: the tail starts at the first FIN/RST, taking with it
-        // the pure ACKs and close_notify-sized records just before it.
-        let mut split = pkts.len();
-        if established {
-            if let Some(f) = pkts.iter().position(|p| p.flags & (FIN | RST) != 0) {
-                let mut j = f;
-                while j > 0 {
-                    let p = &pkts[j - 1];
-                    if p.flags & SYN == 0 && (p.payload().is_empty() || is_close_payload(p.payload())) {
-                        j -= 1;
-                    } else {
-                        break;
-                    }
-                }
-                split = j;
-            }
-        }
-        let mut next_seq = [0u32; 2];
-        let mut window = [0u16; 2];
-        let mut seen = [false; 2];
-        for p in &pkts[..split] {
-            let mut end = p.seq.wrapping_add(p.payload().len() as u32);
-            if p.flags & (SYN | FIN) != 0 {
-                end = end.wrapping_add(1);
-            }
-            // later in sequence space (wrapping compare)
-            if !seen[p.dir] || (end.wrapping_sub(next_seq[p.dir]) as i32) > 0 {
-                next_seq[p.dir] = end;
-                seen[p.dir] = true;
-            }
-            window[p.dir] = rd16(&p.frame, p.tcp_off + 14);
-        }
+        let split = if established { head_end(&pkts) } else { pkts.len() };
+        let (next_seq, window, seen) = head_state(&pkts[..split]);
         let has_ts = syn_ts[C2S] && syn_ts[S2C];
         let server_port = pkts.first().map(|p| rd16(&p.frame, p.tcp_off + 2)).unwrap_or(443);
         let head_bytes = pkts[..split].iter().map(|p| p.frame.len() as u64).sum();

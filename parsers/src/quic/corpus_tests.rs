@@ -216,22 +216,13 @@ fn endpoint(s: &str) -> Option<Endpoint> {
     Some((ip.trim_matches(|c| c == '[' || c == ']').parse().ok()?, port.parse().ok()?))
 }
 
-/// Compare the capture's QUIC flows with `oracle/<name>.tshark.tsv` (which
-/// flows carry a decryptable ClientHello, its SNI, the ServerHello cipher)
-/// and `oracle/<name>.ja4rs.json` (JA4 per flow).
-fn compare_with_oracle(corpus: &Path, name: &str, path: &str, t: &mut Tally) {
-    let oracle = corpus.join("oracle");
-    let Ok(tshark) = std::fs::read_to_string(oracle.join(format!("{name}.tshark.tsv"))) else {
-        return;
-    };
-    let ja4rs = std::fs::read_to_string(oracle.join(format!("{name}.ja4rs.json"))).unwrap_or_default();
-    let Ok(file) = std::fs::read(corpus.join(path)) else {
-        println!("SKIPPED: {path} not present");
-        return;
-    };
-    let flows = quic_flows(&file);
-    // (client, server) -> (SNIs, ServerHello ciphers), in first-seen order.
-    type Want = ((Endpoint, Endpoint), Vec<Option<String>>, Vec<u16>);
+/// A QUIC connection of the oracle: (client, server), the SNIs of its
+/// decrypted ClientHellos, the cipher suites of its ServerHellos.
+type Want = ((Endpoint, Endpoint), Vec<Option<String>>, Vec<u16>);
+
+/// The QUIC connections of `oracle/<name>.tshark.tsv` with a TLS hello (not
+/// gQUIC CHLOs), in first-seen order.
+fn oracle_hellos(tshark: &str) -> Vec<Want> {
     let mut want: Vec<Want> = Vec::new();
     for row in tshark.lines().skip(1) {
         let c: Vec<&str> = row.split('\t').collect();
@@ -262,6 +253,37 @@ fn compare_with_oracle(corpus: &Path, name: &str, path: &str, t: &mut Tally) {
             }
         }
     }
+    want
+}
+
+/// JA4 of the flow from `client` to `server` in `oracle/<name>.ja4rs.json`
+/// (a `udp` row).
+fn ja4rs_of(ja4rs: &str, client: Endpoint, server: Endpoint) -> Option<String> {
+    let row = ja4rs.lines().find(|l| {
+        l.contains("\"transport\":\"udp\"")
+            && json_field(l, "src").and_then(|s| s.parse().ok()) == Some(client.0)
+            && json_field(l, "src_port").and_then(|s| s.parse().ok()) == Some(client.1)
+            && json_field(l, "dst").and_then(|s| s.parse().ok()) == Some(server.0)
+            && json_field(l, "dst_port").and_then(|s| s.parse().ok()) == Some(server.1)
+    });
+    row.and_then(|l| json_field(l, "ja4"))
+}
+
+/// Compare the capture's QUIC flows with `oracle/<name>.tshark.tsv` (which
+/// flows carry a decryptable ClientHello, its SNI, the ServerHello cipher)
+/// and `oracle/<name>.ja4rs.json` (JA4 per flow).
+fn compare_with_oracle(corpus: &Path, name: &str, path: &str, t: &mut Tally) {
+    let oracle = corpus.join("oracle");
+    let Ok(tshark) = std::fs::read_to_string(oracle.join(format!("{name}.tshark.tsv"))) else {
+        return;
+    };
+    let ja4rs = std::fs::read_to_string(oracle.join(format!("{name}.ja4rs.json"))).unwrap_or_default();
+    let Ok(file) = std::fs::read(corpus.join(path)) else {
+        println!("SKIPPED: {path} not present");
+        return;
+    };
+    let flows = quic_flows(&file);
+    let want = oracle_hellos(&tshark);
     for ((client, server), snis, ciphers) in &want {
         let flow = flows.iter().find(|f| f.client == *client && f.server == *server);
         if !snis.is_empty() {
@@ -305,14 +327,7 @@ fn compare_with_oracle(corpus: &Path, name: &str, path: &str, t: &mut Tally) {
             let got: Vec<_> = flow.hellos.iter().map(|c| c.sni.clone()).collect();
             t.mismatches.push(format!("{path}: {client:?}: sni {got:?} oracle {snis:?}"));
         }
-        let row = ja4rs.lines().find(|l| {
-            l.contains("\"transport\":\"udp\"")
-                && json_field(l, "src").and_then(|s| s.parse().ok()) == Some(client.0)
-                && json_field(l, "src_port").and_then(|s| s.parse().ok()) == Some(client.1)
-                && json_field(l, "dst").and_then(|s| s.parse().ok()) == Some(server.0)
-                && json_field(l, "dst_port").and_then(|s| s.parse().ok()) == Some(server.1)
-        });
-        let Some(want_ja4) = row.and_then(|l| json_field(l, "ja4")) else {
+        let Some(want_ja4) = ja4rs_of(&ja4rs, *client, *server) else {
             continue;
         };
         t.ja4_rows += 1;

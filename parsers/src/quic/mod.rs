@@ -355,40 +355,52 @@ impl QuicConn {
         self.crypto = Default::default();
     }
 
+    /// Decrypt a client Initial: with the keys of the connection's key
+    /// connection ID (after a Retry, its source connection ID), else of the
+    /// packet's own DCID, which then starts a new connection. `None` (and an
+    /// `Undecryptable` event if it had a DCID) when neither works.
+    #[inline]
+    fn client_initial(&mut self, pkt: &LongPacket<'_>, pn_offset: usize, out: &mut Vec<QuicEvent>) -> Option<crypto::Plaintext> {
+        let dcid = Cid::new(pkt.dcid)?;
+        if self.retry_scid == Some(dcid) {
+            self.retry_scid = None;
+            self.retried = true;
+            self.rekey(dcid);
+        }
+        let key_cid = *self.key_cid.get_or_insert(dcid);
+        match self.decrypt(true, key_cid, pkt, pn_offset) {
+            Ok(p) => Some(p),
+            // A new attempt with a fresh DCID (after Version Negotiation,
+            // or a reused 5-tuple): its own DCID gives the keys.
+            Err(why) => match (key_cid != dcid).then(|| self.decrypt(true, dcid, pkt, pn_offset)) {
+                Some(Ok(p)) => {
+                    // A new connection (unless we missed the Retry the
+                    // client followed): its hellos are reported afresh.
+                    if self.retry_scid.is_none() && !self.retried {
+                        self.client_hello = None;
+                        self.server_hello = None;
+                    }
+                    self.retry_scid = None;
+                    self.retried = false;
+                    self.rekey(dcid);
+                    self.largest_pn = [None; 2];
+                    Some(p)
+                }
+                _ => {
+                    out.push(QuicEvent::Undecryptable { from_client: true, why });
+                    None
+                }
+            },
+        }
+    }
+
+    /// One Initial packet: decrypt it, take its CRYPTO frames (the hellos)
+    /// and CONNECTION_CLOSE frames.
     fn initial(&mut self, from_client: bool, pkt: &LongPacket<'_>, pn_offset: usize, out: &mut Vec<QuicEvent>) {
         let d = dir(from_client);
         let plain = if from_client {
-            let Some(dcid) = Cid::new(pkt.dcid) else { return };
-            if self.retry_scid == Some(dcid) {
-                self.retry_scid = None;
-                self.retried = true;
-                self.rekey(dcid);
-            }
-            let key_cid = *self.key_cid.get_or_insert(dcid);
-            match self.decrypt(true, key_cid, pkt, pn_offset) {
-                Ok(p) => p,
-                // A new attempt with a fresh DCID (after Version Negotiation,
-                // or a reused 5-tuple): its own DCID gives the keys.
-                Err(why) => match (key_cid != dcid).then(|| self.decrypt(true, dcid, pkt, pn_offset)) {
-                    Some(Ok(p)) => {
-                        // A new connection (unless we missed the Retry the
-                        // client followed): its hellos are reported afresh.
-                        if self.retry_scid.is_none() && !self.retried {
-                            self.client_hello = None;
-                            self.server_hello = None;
-                        }
-                        self.retry_scid = None;
-                        self.retried = false;
-                        self.rekey(dcid);
-                        self.largest_pn = [None; 2];
-                        p
-                    }
-                    _ => {
-                        out.push(QuicEvent::Undecryptable { from_client, why });
-                        return;
-                    }
-                },
-            }
+            let Some(p) = self.client_initial(pkt, pn_offset, out) else { return };
+            p
         } else {
             let Some(key_cid) = self.key_cid else {
                 out.push(QuicEvent::Undecryptable { from_client, why: "quic_no_client_initial" });

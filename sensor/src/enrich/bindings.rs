@@ -234,25 +234,7 @@ fn run(a: &BindingsArgs) -> anyhow::Result<()> {
         ..BindingsConfig::default()
     };
     let socket = match a.radius_listen {
-        Some(addr) => {
-            let Some(secret_path) = &a.radius_secret_file else {
-                bail!("--radius-listen needs --radius-secret-file");
-            };
-            if a.radius_clients.is_empty() {
-                bail!("--radius-listen needs at least one --radius-client");
-            }
-            let secret = read_secret(secret_path)?;
-            for c in &a.radius_clients {
-                let (net, ctx) = c.split_once('=').unwrap_or((c.as_str(), "radius"));
-                let Some((net, prefix_len)) = parse_client_net(net) else {
-                    bail!("--radius-client {c}: expected ADDR[/LEN][=CONTEXT]");
-                };
-                cfg.radius_clients.push(RadiusClient { net, prefix_len, secret: secret.clone(), context: ctx.to_owned() });
-            }
-            let s = UdpSocket::bind(addr).with_context(|| format!("radius listen {addr}"))?;
-            s.set_read_timeout(Some(Duration::from_millis(50)))?;
-            Some(s)
-        }
+        Some(addr) => Some(radius_socket(a, addr, &mut cfg)?),
         None => None,
     };
     let cols = column_map(&a.inventory_columns)?;
@@ -270,11 +252,6 @@ fn run(a: &BindingsArgs) -> anyhow::Result<()> {
     };
     let mut b = Bindings::new(cfg, inventory);
     let mut kea_errors: Vec<String> = Vec::new();
-    let note_err = |errs: &mut Vec<String>, e: String| {
-        if errs.len() < 64 {
-            errs.push(e);
-        }
-    };
 
     // Kea: the cleanup's leftovers once, then the lease file followed.
     let pump_cfg = PumpConfig {
@@ -285,20 +262,7 @@ fn run(a: &BindingsArgs) -> anyhow::Result<()> {
     let kea_pump = match &a.kea_lease_file {
         Some(path) => {
             for f in kea_leftovers(path) {
-                b.kea_new_file();
-                let mut lines = Vec::new();
-                let r = read_file_lines(&f, &pump_cfg, MAX_KEA_FILE_BYTES, |m| {
-                    match m {
-                        FeedMsg::Line { text, .. } => lines.extend(b.kea_line(&text, now_ns(), false)),
-                        FeedMsg::Error(e) => note_err(&mut kea_errors, e),
-                        FeedMsg::CaughtUp => {}
-                    }
-                    true
-                });
-                if let Err(e) = r {
-                    note_err(&mut kea_errors, e);
-                }
-                out.lines(&lines)?;
+                read_kea_leftover(&f, &pump_cfg, &mut b, &mut kea_errors, &mut out)?;
             }
             Some(FeedPump::start_with(FeedSource::Follow(path.clone()), pump_cfg.clone())?)
         }
@@ -315,43 +279,12 @@ fn run(a: &BindingsArgs) -> anyhow::Result<()> {
             break;
         }
         if let Some(s) = &socket {
-            match s.recv_from(&mut buf) {
-                Ok((n, peer)) => {
-                    let o = b.radius_datagram(&buf[..n], peer.ip(), now_ns());
-                    if let Some(resp) = o.response {
-                        // A lost answer makes the NAS retransmit; nothing to do here.
-                        let _ = s.send_to(&resp, peer);
-                    }
-                    out.lines(&o.lines)?;
-                    dirty = true;
-                }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
-                Err(e) => return Err(e).context("radius socket"),
-            }
+            dirty |= take_radius_datagram(s, &mut buf, &mut b, &mut out)?;
         } else {
             std::thread::sleep(Duration::from_millis(50));
         }
         if let Some(p) = &kea_pump {
-            let mut lines = Vec::new();
-            while let Some(m) = p.try_recv() {
-                match m {
-                    FeedMsg::Line { text, line_no } => {
-                        if line_no == 1 {
-                            b.kea_new_file();
-                        }
-                        lines.extend(b.kea_line(&text, now_ns(), kea_live));
-                        dirty = true;
-                    }
-                    FeedMsg::Error(e) => {
-                        note_err(&mut kea_errors, e);
-                        dirty = true;
-                    }
-                    // Everything in the file when it was opened has been
-                    // read: later lines are appended as they happen.
-                    FeedMsg::CaughtUp => kea_live = true,
-                }
-            }
-            out.lines(&lines)?;
+            dirty |= take_kea_lines(p, &mut b, &mut kea_errors, &mut kea_live, &mut out)?;
         }
         if dirty && last_stats.elapsed() >= Duration::from_millis(200) {
             if let Some(p) = &a.stats_file {
@@ -365,6 +298,106 @@ fn run(a: &BindingsArgs) -> anyhow::Result<()> {
         write_stats(p, &b, &kea_errors).with_context(|| format!("stats file {}", p.display()))?;
     }
     Ok(())
+}
+
+/// The RADIUS accounting socket on `addr` (`--radius-listen`), with every
+/// `--radius-client` added to `cfg` with the secret of `--radius-secret-file`.
+fn radius_socket(a: &BindingsArgs, addr: SocketAddr, cfg: &mut BindingsConfig) -> anyhow::Result<UdpSocket> {
+    let Some(secret_path) = &a.radius_secret_file else {
+        bail!("--radius-listen needs --radius-secret-file");
+    };
+    if a.radius_clients.is_empty() {
+        bail!("--radius-listen needs at least one --radius-client");
+    }
+    let secret = read_secret(secret_path)?;
+    for c in &a.radius_clients {
+        let (net, ctx) = c.split_once('=').unwrap_or((c.as_str(), "radius"));
+        let Some((net, prefix_len)) = parse_client_net(net) else {
+            bail!("--radius-client {c}: expected ADDR[/LEN][=CONTEXT]");
+        };
+        cfg.radius_clients.push(RadiusClient { net, prefix_len, secret: secret.clone(), context: ctx.to_owned() });
+    }
+    let s = UdpSocket::bind(addr).with_context(|| format!("radius listen {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_millis(50)))?;
+    Ok(s)
+}
+
+/// Keep a Kea error for the stats file (the first 64).
+fn note_err(errs: &mut Vec<String>, e: String) {
+    if errs.len() < 64 {
+        errs.push(e);
+    }
+}
+
+/// One file of Kea's cleanup leftovers, read whole (as the leases of a new
+/// file, not live ones); writes the binding lines it yields.
+fn read_kea_leftover(f: &Path, pump_cfg: &PumpConfig, b: &mut Bindings, kea_errors: &mut Vec<String>, out: &mut Out) -> anyhow::Result<()> {
+    b.kea_new_file();
+    let mut lines = Vec::new();
+    let r = read_file_lines(f, pump_cfg, MAX_KEA_FILE_BYTES, |m| {
+        match m {
+            FeedMsg::Line { text, .. } => lines.extend(b.kea_line(&text, now_ns(), false)),
+            FeedMsg::Error(e) => note_err(kea_errors, e),
+            FeedMsg::CaughtUp => {}
+        }
+        true
+    });
+    if let Err(e) = r {
+        note_err(kea_errors, e);
+    }
+    out.lines(&lines)?;
+    Ok(())
+}
+
+/// Wait (up to the socket's read timeout) for one RADIUS datagram, answer
+/// it and write the binding lines it yields. Returns whether one came.
+fn take_radius_datagram(s: &UdpSocket, buf: &mut [u8], b: &mut Bindings, out: &mut Out) -> anyhow::Result<bool> {
+    match s.recv_from(buf) {
+        Ok((n, peer)) => {
+            let o = b.radius_datagram(&buf[..n], peer.ip(), now_ns());
+            if let Some(resp) = o.response {
+                // A lost answer makes the NAS retransmit; nothing to do here.
+                let _ = s.send_to(&resp, peer);
+            }
+            out.lines(&o.lines)?;
+            Ok(true)
+        }
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => Ok(false),
+        Err(e) => Err(e).context("radius socket"),
+    }
+}
+
+/// Take what the followed lease file's pump has read and write the binding
+/// lines it yields. Returns whether a line or an error came.
+fn take_kea_lines(
+    p: &FeedPump,
+    b: &mut Bindings,
+    kea_errors: &mut Vec<String>,
+    kea_live: &mut bool,
+    out: &mut Out,
+) -> anyhow::Result<bool> {
+    let mut dirty = false;
+    let mut lines = Vec::new();
+    while let Some(m) = p.try_recv() {
+        match m {
+            FeedMsg::Line { text, line_no } => {
+                if line_no == 1 {
+                    b.kea_new_file();
+                }
+                lines.extend(b.kea_line(&text, now_ns(), *kea_live));
+                dirty = true;
+            }
+            FeedMsg::Error(e) => {
+                note_err(kea_errors, e);
+                dirty = true;
+            }
+            // Everything in the file when it was opened has been
+            // read: later lines are appended as they happen.
+            FeedMsg::CaughtUp => *kea_live = true,
+        }
+    }
+    out.lines(&lines)?;
+    Ok(dirty)
 }
 
 #[cfg(test)]

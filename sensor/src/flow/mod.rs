@@ -485,6 +485,37 @@ impl Flow {
     }
 }
 
+/// What the lookup of a TCP packet's flow found ([`FlowTable::packet_hashed`]).
+enum TcpLookup {
+    /// A tracked flow, and the packet has been handled (early bypass).
+    Done,
+    /// A tracked flow that the packet may change.
+    Known,
+    /// No flow for the packet (or a closed one and a new SYN).
+    Unknown,
+}
+
+/// Who is the client of a new TCP flow: the SYN sender, the SYN-ACK
+/// receiver, the ClientHello sender, else the lower port is the server, else
+/// the first sender. Returns (the client is the lower address of the key,
+/// the roles are known rather than guessed).
+#[inline]
+fn tcp_roles(d: &Decoded<'_>, key: &FlowKey, tcp: TcpInfo, syn_only: bool) -> (bool, bool) {
+    let lo_sent = from_lo(key, d);
+    let synack = tcp.has(TcpInfo::SYN) && tcp.has(TcpInfo::ACK);
+    if syn_only {
+        (lo_sent, true)
+    } else if synack {
+        (!lo_sent, true)
+    } else if looks_like_client_hello(d.payload) {
+        (lo_sent, true)
+    } else if d.sport != d.dport && (d.sport < 1024) != (d.dport < 1024) {
+        (if lo_sent { d.dport < 1024 } else { d.sport < 1024 }, false)
+    } else {
+        (lo_sent, false)
+    }
+}
+
 /// A flow that has ended, handed to the output stage.
 #[derive(Debug)]
 pub struct Ended {
@@ -893,79 +924,106 @@ impl FlowTable {
             return;
         };
         let syn_only = tcp.has(TcpInfo::SYN) && !tcp.has(TcpInfo::ACK);
-        // One lookup for a packet of a tracked flow (the common case), and
-        // for most of them nothing more: early bypass is a lookup, counters
-        // and the close state only, for a flow that is done, and for a
-        // packet that cannot change anything: no SYN, nothing held out of
-        // order in the other direction (which this packet's ACK could
-        // release), and no payload, or payload that its direction's parser
-        // no longer reads.
-        let known = match self.map.get_mut(hash, &key) {
+        match self.tcp_lookup(d, &key, hash, tcp, ts, wire_len, syn_only) {
+            TcpLookup::Done => return,
+            TcpLookup::Known => {}
+            TcpLookup::Unknown => {
+                if !self.tcp_new_flow(d, key, hash, tcp, ts, wire_len, source, syn_only, out) {
+                    return;
+                }
+            }
+        }
+        self.tcp_on_flow(d, &key, hash, tcp, ts);
+    }
+
+    /// One lookup for a packet of a tracked flow (the common case), and
+    /// for most of them nothing more: early bypass is a lookup, counters
+    /// and the close state only, for a flow that is done, and for a
+    /// packet that cannot change anything: no SYN, nothing held out of
+    /// order in the other direction (which this packet's ACK could
+    /// release), and no payload, or payload that its direction's parser
+    /// no longer reads. A SYN on a closed flow's tuple is not its packet.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn tcp_lookup(&mut self, d: &Decoded<'_>, key: &FlowKey, hash: u64, tcp: TcpInfo, ts: i64, wire_len: u32, syn_only: bool) -> TcpLookup {
+        match self.map.get_mut(hash, key) {
             Some(flow) if !(flow.close.is_some() && syn_only) => {
-                let dir = Self::count(flow, &key, d, ts, wire_len);
+                let dir = Self::count(flow, key, d, ts, wire_len);
                 if flow.bypass || (!tcp.has(TcpInfo::SYN) && flow.quiet[dir.idx()][usize::from(!d.payload.is_empty())]) {
                     self.stats.bypassed_packets += 1;
                     // An ACK can still free the other direction's copy of
                     // delivered bytes (see `Reassembler::ack_seen`).
                     let other = usize::from(dir == Dir::Client);
                     let freed = if !flow.bypass && tcp.has(TcpInfo::ACK) { flow.reasm[other].ack_seen(tcp.ack) } else { 0 };
-                    Self::close_state(flow, dir, tcp, ts, &self.lim, &key, self.parts, &mut self.timers);
+                    Self::close_state(flow, dir, tcp, ts, &self.lim, key, self.parts, &mut self.timers);
                     if freed > 0 {
-                        self.heap_moved(partition(&key, self.parts), freed, 0);
+                        self.heap_moved(partition(key, self.parts), freed, 0);
                     }
-                    return;
+                    return TcpLookup::Done;
                 }
-                true
+                TcpLookup::Known
             }
-            _ => false,
-        };
-        if !known {
-            // A new SYN on a closed flow's tuple is a new connection (port reuse).
-            if let Some(old) = self.map.remove(hash, &key) {
-                self.forget(&key);
-                let end = old.close_ts.unwrap_or(old.last_ts);
-                let close = old.close.unwrap_or(CloseKind::Fin);
-                let order = OrderKey { phase: 0, ts: self.clock, flow_id: old.flow_id };
-                self.finish(old, close, end, order, out);
-            }
-            if !syn_only && self.closed.get(&key).is_some_and(|&until| ts < until && self.clock < until) {
-                self.stats.late_packets_after_close += 1;
-                return;
-            }
-            let part = partition(&key, self.parts);
-            if self.part_flows[part] >= self.lim.flows_in_partition(part) {
-                self.evict_one(part, out);
-            }
-            let lo_sent = from_lo(&key, d);
-            let synack = tcp.has(TcpInfo::SYN) && tcp.has(TcpInfo::ACK);
-            // Who is the client: SYN sender, SYN-ACK receiver, ClientHello
-            // sender, else the lower port is the server, else the first sender.
-            let (client_is_lo, roles_known) = if syn_only {
-                (lo_sent, true)
-            } else if synack {
-                (!lo_sent, true)
-            } else if looks_like_client_hello(d.payload) {
-                (lo_sent, true)
-            } else if d.sport != d.dport && (d.sport < 1024) != (d.dport < 1024) {
-                (if lo_sent { d.dport < 1024 } else { d.sport < 1024 }, false)
-            } else {
-                (lo_sent, false)
-            };
-            let mut flow = Flow::new(key, ts, source, client_is_lo, Proto::Unknown);
-            flow.vlans = d.vlans;
-            flow.roles_known = roles_known;
-            flow.midstream = !syn_only;
-            Self::count(&mut flow, &key, d, ts, wire_len);
-            self.stats.flows_created += 1;
-            self.timers.push(part, (ts.saturating_add(self.lim.new_timeout_ns), flow.flow_id, key));
-            self.map.insert(hash, flow);
-            self.part_flows[part] += 1;
-            self.stats.flows_active_max = self.stats.flows_active_max.max(self.map.len() as u64);
+            _ => TcpLookup::Unknown,
         }
-        let lim = self.lim;
+    }
+
+    /// A TCP packet of no tracked flow: end the closed flow on its tuple (a
+    /// new SYN is a new connection: port reuse), and start a flow (evicting
+    /// one if its partition is full). Returns false for a late packet of a
+    /// recently closed flow, which is counted and dropped.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn tcp_new_flow(
+        &mut self,
+        d: &Decoded<'_>,
+        key: FlowKey,
+        hash: u64,
+        tcp: TcpInfo,
+        ts: i64,
+        wire_len: u32,
+        source: usize,
+        syn_only: bool,
+        out: &mut Vec<Ended>,
+    ) -> bool {
+        // A new SYN on a closed flow's tuple is a new connection (port reuse).
+        if let Some(old) = self.map.remove(hash, &key) {
+            self.forget(&key);
+            let end = old.close_ts.unwrap_or(old.last_ts);
+            let close = old.close.unwrap_or(CloseKind::Fin);
+            let order = OrderKey { phase: 0, ts: self.clock, flow_id: old.flow_id };
+            self.finish(old, close, end, order, out);
+        }
+        if !syn_only && self.closed.get(&key).is_some_and(|&until| ts < until && self.clock < until) {
+            self.stats.late_packets_after_close += 1;
+            return false;
+        }
         let part = partition(&key, self.parts);
-        let Some(flow) = self.map.get_mut(hash, &key) else { return };
-        let dir = if from_lo(&key, d) == flow.client_is_lo { Dir::Client } else { Dir::Server };
+        if self.part_flows[part] >= self.lim.flows_in_partition(part) {
+            self.evict_one(part, out);
+        }
+        let (client_is_lo, roles_known) = tcp_roles(d, &key, tcp, syn_only);
+        let mut flow = Flow::new(key, ts, source, client_is_lo, Proto::Unknown);
+        flow.vlans = d.vlans;
+        flow.roles_known = roles_known;
+        flow.midstream = !syn_only;
+        Self::count(&mut flow, &key, d, ts, wire_len);
+        self.stats.flows_created += 1;
+        self.timers.push(part, (ts.saturating_add(self.lim.new_timeout_ns), flow.flow_id, key));
+        self.map.insert(hash, flow);
+        self.part_flows[part] += 1;
+        self.stats.flows_active_max = self.stats.flows_active_max.max(self.map.len() as u64);
+        true
+    }
+
+    /// A TCP packet that may change its (tracked) flow: handshake flags,
+    /// reassembly and the TLS parse, the close state, the verdict timer, the
+    /// shared buffer budget, and early bypass once nothing is left to read.
+    #[inline]
+    fn tcp_on_flow(&mut self, d: &Decoded<'_>, key: &FlowKey, hash: u64, tcp: TcpInfo, ts: i64) {
+        let lim = self.lim;
+        let part = partition(key, self.parts);
+        let Some(flow) = self.map.get_mut(hash, key) else { return };
+        let dir = if from_lo(key, d) == flow.client_is_lo { Dir::Client } else { Dir::Server };
         let heap_before = flow.heap_bytes();
         if tcp.has(TcpInfo::SYN) {
             flow.dirs[dir.idx()].syn = true;
@@ -985,9 +1043,9 @@ impl FlowTable {
         // can still arrive after the first RST, and it is the evidence.
         Self::stream(flow, dir, tcp, d.payload, ts, &lim, &mut self.events);
         flow.session.apply(&mut self.events);
-        Self::close_state(flow, dir, tcp, ts, &lim, &key, self.parts, &mut self.timers);
+        Self::close_state(flow, dir, tcp, ts, &lim, key, self.parts, &mut self.timers);
         if self.report_open {
-            Self::schedule_verdict(flow, ts, &lim, &key, &mut self.timers);
+            Self::schedule_verdict(flow, ts, &lim, key, &mut self.timers);
         }
         let mut heap_after = flow.heap_bytes();
         if self.part_bytes[part] + heap_after > lim.buffer_bytes_in_partition() + heap_before && heap_after > heap_before {

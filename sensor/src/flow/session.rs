@@ -140,6 +140,35 @@ fn letter(dir: Dir, upper: char) -> char {
     }
 }
 
+/// The history letter of a handshake message type (Zeek's letters; upper
+/// case, [`letter`] makes it lower case for the server).
+#[inline]
+fn handshake_letter(msg_type: u8) -> char {
+    match msg_type {
+        0 => 'H',
+        hs::CLIENT_HELLO => 'C',
+        hs::SERVER_HELLO => 'S',
+        3 => 'V',
+        hs::NEW_SESSION_TICKET => 'T',
+        5 => 'E',
+        6 => 'J',
+        8 => 'O',
+        hs::CERTIFICATE => 'X',
+        hs::SERVER_KEY_EXCHANGE => 'K',
+        hs::CERTIFICATE_REQUEST => 'R',
+        hs::SERVER_HELLO_DONE => 'N',
+        hs::CERTIFICATE_VERIFY => 'Y',
+        hs::CLIENT_KEY_EXCHANGE => 'G',
+        hs::FINISHED => 'F',
+        21 => 'W',
+        22 => 'U',
+        23 => 'A',
+        24 => 'P',
+        254 => 'M',
+        _ => 'Z',
+    }
+}
+
 impl TlsSession {
     /// True while the session still wants stream bytes.
     pub fn wants_bytes(&self, dir: Dir) -> bool {
@@ -171,54 +200,8 @@ impl TlsSession {
     pub fn apply(&mut self, events: &mut Vec<TlsEvent>) {
         for ev in events.drain(..) {
             match ev {
-                TlsEvent::Record(r) => {
-                    let side = &mut self.side[r.dir.idx()];
-                    side.records += 1;
-                    if r.content_type == content::APPLICATION_DATA {
-                        side.app_records += 1;
-                        side.app_bytes += u64::from(r.len);
-                        side.first_app_ts.get_or_insert(r.ts_ns);
-                        self.push_history(letter(r.dir, 'D'));
-                    } else if r.content_type == content::HANDSHAKE && side.ccs && !self.parser.is_tls13() {
-                        side.finished = true;
-                        self.push_history(letter(r.dir, 'F'));
-                    } else if r.content_type == content::HEARTBEAT {
-                        self.push_history(letter(r.dir, 'B'));
-                    }
-                    if r.dir == Dir::Server && r.content_type == content::HANDSHAKE {
-                        self.last_server_handshake_ts = Some(r.ts_ns);
-                    }
-                    if self.record_log.len() < MAX_RECORD_LOG {
-                        grow_exact(&mut self.record_log, 8, MAX_RECORD_LOG);
-                        self.record_log.push(r);
-                    }
-                }
-                TlsEvent::Handshake { dir, msg_type, .. } => {
-                    let c = match msg_type {
-                        0 => 'H',
-                        hs::CLIENT_HELLO => 'C',
-                        hs::SERVER_HELLO => 'S',
-                        3 => 'V',
-                        hs::NEW_SESSION_TICKET => 'T',
-                        5 => 'E',
-                        6 => 'J',
-                        8 => 'O',
-                        hs::CERTIFICATE => 'X',
-                        hs::SERVER_KEY_EXCHANGE => 'K',
-                        hs::CERTIFICATE_REQUEST => 'R',
-                        hs::SERVER_HELLO_DONE => 'N',
-                        hs::CERTIFICATE_VERIFY => 'Y',
-                        hs::CLIENT_KEY_EXCHANGE => 'G',
-                        hs::FINISHED => 'F',
-                        21 => 'W',
-                        22 => 'U',
-                        23 => 'A',
-                        24 => 'P',
-                        254 => 'M',
-                        _ => 'Z',
-                    };
-                    self.push_history(letter(dir, c));
-                }
+                TlsEvent::Record(r) => self.record(r),
+                TlsEvent::Handshake { dir, msg_type, .. } => self.push_history(letter(dir, handshake_letter(msg_type))),
                 TlsEvent::ClientHello { hello, ts_ns } => {
                     if self.client_hellos.len() < MAX_HELLOS {
                         grow_exact(&mut self.client_hellos, 1, MAX_HELLOS);
@@ -235,16 +218,7 @@ impl TlsSession {
                         self.server_hello = Some((*hello, ts_ns));
                     }
                 }
-                TlsEvent::Certificates { dir: Dir::Server, chain } => {
-                    if self.server_chain.is_empty() {
-                        for der in chain.iter().take(MAX_CHAIN) {
-                            match crate::flow::certs::summary(der) {
-                                Ok(c) => self.server_chain.push(c),
-                                Err(_) => self.server_chain_errors = self.server_chain_errors.saturating_add(1),
-                            }
-                        }
-                    }
-                }
+                TlsEvent::Certificates { dir: Dir::Server, chain } => self.server_certificates(&chain),
                 TlsEvent::Certificates { dir: Dir::Client, chain } => {
                     let c = self.client_certs.get_or_insert_with(Box::default);
                     c.count = chain.len();
@@ -284,6 +258,46 @@ impl TlsSession {
                         // No verdict may rest on it (classify::dropped_by_sensor).
                         self.anomaly(SERVER_MESSAGE_TOO_LONG);
                     }
+                }
+            }
+        }
+    }
+
+    /// One TLS record: its direction's counters, the history letters of
+    /// application data ('D'), a TLS 1.2 Finished after the CCS ('F') and a
+    /// heartbeat ('B'), and the record log (first [`MAX_RECORD_LOG`]).
+    #[inline]
+    fn record(&mut self, r: RecordInfo) {
+        let side = &mut self.side[r.dir.idx()];
+        side.records += 1;
+        if r.content_type == content::APPLICATION_DATA {
+            side.app_records += 1;
+            side.app_bytes += u64::from(r.len);
+            side.first_app_ts.get_or_insert(r.ts_ns);
+            self.push_history(letter(r.dir, 'D'));
+        } else if r.content_type == content::HANDSHAKE && side.ccs && !self.parser.is_tls13() {
+            side.finished = true;
+            self.push_history(letter(r.dir, 'F'));
+        } else if r.content_type == content::HEARTBEAT {
+            self.push_history(letter(r.dir, 'B'));
+        }
+        if r.dir == Dir::Server && r.content_type == content::HANDSHAKE {
+            self.last_server_handshake_ts = Some(r.ts_ns);
+        }
+        if self.record_log.len() < MAX_RECORD_LOG {
+            grow_exact(&mut self.record_log, 8, MAX_RECORD_LOG);
+            self.record_log.push(r);
+        }
+    }
+
+    /// The server's chain, the first time it is seen: a summary of each
+    /// certificate (the first [`MAX_CHAIN`]), counting those that do not parse.
+    fn server_certificates(&mut self, chain: &[Vec<u8>]) {
+        if self.server_chain.is_empty() {
+            for der in chain.iter().take(MAX_CHAIN) {
+                match crate::flow::certs::summary(der) {
+                    Ok(c) => self.server_chain.push(c),
+                    Err(_) => self.server_chain_errors = self.server_chain_errors.saturating_add(1),
                 }
             }
         }

@@ -620,18 +620,14 @@ fn run_pcap(_args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     bail!("this build has no libpcap backend")
 }
 
-/// The libpcap loop (one flow table).
+/// The libpcap loop (one flow table): open the interfaces and drop the
+/// privileges, then output, engine, state and feeds as the unprivileged
+/// user, then one reader thread per interface and the engine loop
+/// ([`PcapRun`]) on this thread until a signal, `--duration` or `--count`.
 #[cfg(feature = "live")]
 fn run_pcap(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     let opts = options(args)?;
-    let mut spec = OutputSpec::parse(&args.output);
-    if let (OutputSpec::Sink(s), Some(name)) = (&mut spec, &opts.sensor_name) {
-        s.set_sensor_name(name); // the syslog HOSTNAME
-    }
-    let rotation = Rotation { size: args.rotate_size, interval: args.rotate_interval, keep: args.rotate_keep };
-    if rotation != Rotation::default() && !matches!(spec, OutputSpec::File(_)) {
-        bail!("--rotate-* apply to a file output only");
-    }
+    let (spec, rotation) = output_of(args, &opts)?;
 
     // 1. Interfaces (needs the privileges), then drop them.
     let mut caps = Vec::new();
@@ -651,159 +647,253 @@ fn run_pcap(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     let mut out = Output::open(&spec, rotation).with_context(|| format!("output {}", args.output))?;
     let names: Vec<String> = args.interfaces.clone();
     let mut engine = Engine::new(&opts, names.clone())?;
-    let ocsf = opts.ocsf;
-    // State kept from the last run (bindings, learned profile): before the
-    // feeds, so that what they say now overrides it.
-    let mut state = opts.config.state_file.as_ref().map(|p| {
-        let mut en = engine.reporter.enricher.take().unwrap_or_else(|| {
+    let state = load_state(&opts, &mut engine.reporter);
+    let state_every = Duration::from_secs(opts.config.state_interval_s.max(1));
+    let last_state = Instant::now();
+    let feeds = start_feeds(args, &opts, &mut engine.reporter, &mut out)?;
+
+    // 3. Readers, then 4. the engine loop.
+    let readers = PcapReaders::spawn(caps, args)?;
+    let started = Instant::now();
+    let stats_every = (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
+    let mut run = PcapRun {
+        args,
+        ocsf: opts.ocsf,
+        merger: Merger::new(names.len()),
+        names,
+        engine,
+        out,
+        feeds,
+        state,
+        state_every,
+        last_state,
+        readers,
+        started,
+        stats_every,
+        next_stats: stats_every.map(|d| started + d),
+        last_advance: Instant::now(),
+        max_hold_ns: i64::try_from(args.reorder_ms).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000),
+        reloads: 0,
+        reload_errors: 0,
+        sig: SignalStats::default(),
+        processed: 0,
+        stopping: false,
+    };
+    loop {
+        run.check_stop(&signals);
+        run.poke_readers();
+        if signals.hup.swap(false, Relaxed) {
+            run.on_sighup();
+        }
+        let got = run.take_packets();
+        // Feed lines that arrived meanwhile.
+        run.feeds.poll(&mut run.engine.reporter, &mut run.out, false);
+        run.advance_idle(got);
+        run.out.maintain();
+        run.periodic(&signals, metrics.as_ref());
+        if run.stopping && run.merger.all_done() && run.readers.rx.is_empty() && run.merger.is_empty() {
+            break;
+        }
+        if let Some(e) = run.engine.reporter.take_write_error() {
+            // Output never fails towards the engine; kept for completeness.
+            eprintln!("pinwatch: output: {e}");
+        }
+    }
+    Ok(run.finish(metrics.as_ref()))
+}
+
+/// `--output` as an output spec (a sink is named after the sensor: the
+/// syslog HOSTNAME) and `--rotate-*`, which apply to a file output only.
+#[cfg(feature = "live")]
+fn output_of(args: &LiveArgs, opts: &Options) -> anyhow::Result<(OutputSpec, Rotation)> {
+    let mut spec = OutputSpec::parse(&args.output);
+    if let (OutputSpec::Sink(s), Some(name)) = (&mut spec, &opts.sensor_name) {
+        s.set_sensor_name(name); // the syslog HOSTNAME
+    }
+    let rotation = Rotation { size: args.rotate_size, interval: args.rotate_interval, keep: args.rotate_keep };
+    if rotation != Rotation::default() && !matches!(spec, OutputSpec::File(_)) {
+        bail!("--rotate-* apply to a file output only");
+    }
+    Ok((spec, rotation))
+}
+
+/// State kept from the last run (bindings, learned profile), loaded into the
+/// reporter's enricher (one made for it if the run has none). Called before
+/// the feeds start, so that what they say now overrides it.
+#[cfg(feature = "live")]
+fn load_state(opts: &Options, reporter: &mut Reporter) -> Option<state::StateFile> {
+    opts.config.state_file.as_ref().map(|p| {
+        let mut en = reporter.enricher.take().unwrap_or_else(|| {
             let mut en = crate::enrich::Enricher::from_events(Vec::new(), &Default::default());
             en.config_baselines = opts.config.baselines.clone();
             en.context_map = opts.config.feed.contexts.clone();
             en
         });
-        let sf = state::StateFile::load(p, &mut en, engine.reporter.profile_mut());
-        engine.reporter.enricher = Some(en);
+        let sf = state::StateFile::load(p, &mut en, reporter.profile_mut());
+        reporter.enricher = Some(en);
         sf
-    });
-    let state_every = Duration::from_secs(opts.config.state_interval_s.max(1));
-    let mut last_state = Instant::now();
+    })
+}
+
+/// Start the feeds; if there are any, switch the reporter to a streaming
+/// feed (`--late-window`) and take what they hold now (up to `--feed-wait`).
+#[cfg(feature = "live")]
+fn start_feeds(args: &LiveArgs, opts: &Options, reporter: &mut Reporter, out: &mut Output) -> anyhow::Result<Feeds> {
     let mut feeds = Feeds::start(args, opts.config.feed.http.clone())?;
     if !feeds.is_empty() {
         let window = i64::try_from(args.late_window.as_nanos()).unwrap_or(i64::MAX / 2);
-        engine.reporter.enable_streaming_feed(window);
-        feeds.catch_up(&mut engine.reporter, &mut out, args.feed_wait);
+        reporter.enable_streaming_feed(window);
+        feeds.catch_up(reporter, out, args.feed_wait);
     }
+    Ok(feeds)
+}
 
-    // 3. Readers.
-    let queue = Arc::new(Queue::new(args.queue_packets.max(1), usize::try_from(args.queue_bytes).unwrap_or(usize::MAX).max(1)));
-    let (tx, rx) = crossbeam::channel::bounded::<Msg>(4096);
-    let stop = Arc::new(AtomicBool::new(false));
-    let idle_lag_ns = i64::from(READ_TIMEOUT_MS) * 1_000_000 + 50_000_000;
-    let mut counters = Vec::new();
-    let mut linktypes = Vec::new();
-    let mut handles = Vec::new();
-    // Per reader: its wake-up handle, its last message, our last wake-up.
-    let mut pokes: Vec<(pcap::BreakLoop, Arc<AtomicI64>, i64)> = Vec::new();
-    for (source, (name, linktype, mut cap)) in caps.into_iter().enumerate() {
-        let c = Arc::new(IfaceCounters::default());
-        counters.push(Arc::clone(&c));
-        linktypes.push(linktype);
-        let activity = Arc::new(AtomicI64::new(wall_ns()));
-        pokes.push((cap.breakloop_handle(), Arc::clone(&activity), i64::MIN));
-        let r = Reader {
-            source,
-            linktype,
-            cap,
-            tx: tx.clone(),
-            queue: Arc::clone(&queue),
-            counters: c,
-            stop: Arc::clone(&stop),
-            activity,
-            idle_lag_ns,
-        };
-        handles.push(std::thread::Builder::new().name(format!("pcap-{name}")).spawn(move || r.run())?);
-    }
-    drop(tx);
+/// The reader threads of a libpcap run (one per interface) and what the
+/// engine loop shares with them.
+#[cfg(feature = "live")]
+struct PcapReaders {
+    queue: Arc<Queue>,
+    rx: crossbeam::channel::Receiver<Msg>,
+    stop: Arc<AtomicBool>,
+    counters: Vec<Arc<IfaceCounters>>,
+    linktypes: Vec<u32>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+    /// Per reader: its wake-up handle, its last message, our last wake-up.
+    pokes: Vec<(pcap::BreakLoop, Arc<AtomicI64>, i64)>,
+}
 
-    let started = Instant::now();
-    let stats_every = (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
-    let mut next_stats = stats_every.map(|d| started + d);
-    let mut last_advance = Instant::now();
-    let mut merger = Merger::new(names.len());
-    let max_hold_ns = i64::try_from(args.reorder_ms).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000);
-    let (mut reloads, mut reload_errors) = (0u64, 0u64);
-    let mut sig = SignalStats::default();
-    let mut processed = 0u64;
-    let mut stopping = false;
-
-    let live_stats =
-        |merger: &Merger, out: &Output, feeds: &Feeds, final_record: bool, reloads: u64, reload_errors: u64, sig: SignalStats| {
-            let interfaces: Vec<IfaceStats> = counters.iter().zip(&names).zip(&linktypes).map(|((c, n), lt)| c.snapshot(n, *lt)).collect();
-            LiveStats {
-                uptime_s: started.elapsed().as_secs_f64(),
-                final_record,
-                received: interfaces.iter().map(|i| i.received).sum(),
-                dropped: interfaces.iter().map(|i| i.dropped).sum(),
-                if_dropped: interfaces.iter().map(|i| i.if_dropped).sum(),
-                reader_queue_drops: interfaces.iter().map(|i| i.queue_dropped).sum(),
-                interfaces,
-                backend: "pcap",
-                workers: 1,
-                fanout_group: None,
-                rings: Vec::new(),
-                queue: QueueStats {
-                    packets_limit: queue.max_packets,
-                    bytes_limit: queue.max_bytes,
-                    packets_max: queue.packets_hwm.load(Relaxed),
-                    bytes_max: queue.bytes_hwm.load(Relaxed),
-                    packets_now: queue.packets.load(Relaxed).max(merger.held_packets),
-                },
-                output: out.stats(),
-                config_reloads: reloads,
-                config_reload_errors: reload_errors,
-                signals: sig,
-                feeds: feeds.stats(),
-                state: None,
-                feed: feeds.health(),
-            }
-        };
-
-    loop {
-        // Signals and limits.
-        if signals.term.load(Relaxed)
-            || args.duration.is_some_and(|d| started.elapsed() >= d)
-            || args.count.is_some_and(|c| processed >= c)
-            || out.closed()
-        {
-            stopping = true;
+#[cfg(feature = "live")]
+impl PcapReaders {
+    /// One [`Reader`] thread per opened interface, all sending to one
+    /// channel through one queue bounded by `--queue-packets`/`--queue-bytes`.
+    fn spawn(caps: Vec<(String, u32, pcap::Capture<pcap::Active>)>, args: &LiveArgs) -> anyhow::Result<PcapReaders> {
+        let queue = Arc::new(Queue::new(args.queue_packets.max(1), usize::try_from(args.queue_bytes).unwrap_or(usize::MAX).max(1)));
+        let (tx, rx) = crossbeam::channel::bounded::<Msg>(4096);
+        let stop = Arc::new(AtomicBool::new(false));
+        let idle_lag_ns = i64::from(READ_TIMEOUT_MS) * 1_000_000 + 50_000_000;
+        let mut readers =
+            PcapReaders { queue, rx, stop, counters: Vec::new(), linktypes: Vec::new(), handles: Vec::new(), pokes: Vec::new() };
+        for (source, (name, linktype, mut cap)) in caps.into_iter().enumerate() {
+            let c = Arc::new(IfaceCounters::default());
+            readers.counters.push(Arc::clone(&c));
+            readers.linktypes.push(linktype);
+            let activity = Arc::new(AtomicI64::new(wall_ns()));
+            readers.pokes.push((cap.breakloop_handle(), Arc::clone(&activity), i64::MIN));
+            let r = Reader {
+                source,
+                linktype,
+                cap,
+                tx: tx.clone(),
+                queue: Arc::clone(&readers.queue),
+                counters: c,
+                stop: Arc::clone(&readers.stop),
+                activity,
+                idle_lag_ns,
+            };
+            readers.handles.push(std::thread::Builder::new().name(format!("pcap-{name}")).spawn(move || r.run())?);
         }
-        if stopping && !stop.load(Relaxed) {
-            stop.store(true, Relaxed);
-            for (b, _, _) in &pokes {
+        drop(tx);
+        Ok(readers)
+    }
+}
+
+/// The engine loop of a libpcap run: everything it keeps from one turn to
+/// the next.
+#[cfg(feature = "live")]
+struct PcapRun<'a> {
+    args: &'a LiveArgs,
+    names: Vec<String>,
+    ocsf: bool,
+    engine: Engine,
+    out: Output,
+    feeds: Feeds,
+    state: Option<state::StateFile>,
+    state_every: Duration,
+    last_state: Instant,
+    readers: PcapReaders,
+    merger: Merger,
+    started: Instant,
+    stats_every: Option<Duration>,
+    next_stats: Option<Instant>,
+    last_advance: Instant,
+    /// `--reorder-ms` in nanoseconds: the longest a packet waits for a quiet
+    /// interface before it is processed out of the time order.
+    max_hold_ns: i64,
+    reloads: u64,
+    reload_errors: u64,
+    sig: SignalStats,
+    processed: u64,
+    stopping: bool,
+}
+
+#[cfg(feature = "live")]
+impl PcapRun<'_> {
+    /// Signals and limits: once stopping, tell the readers (and wake them).
+    fn check_stop(&mut self, signals: &Signals) {
+        if signals.term.load(Relaxed)
+            || self.args.duration.is_some_and(|d| self.started.elapsed() >= d)
+            || self.args.count.is_some_and(|c| self.processed >= c)
+            || self.out.closed()
+        {
+            self.stopping = true;
+        }
+        if self.stopping && !self.readers.stop.load(Relaxed) {
+            self.readers.stop.store(true, Relaxed);
+            for (b, _, _) in &self.readers.pokes {
                 b.breakloop();
             }
         }
-        // Wake readers blocked on an idle link, so their frontier moves on
-        // (and a stopping reader sees the stop).
+    }
+
+    /// Wake readers blocked on an idle link, so their frontier moves on
+    /// (and a stopping reader sees the stop).
+    fn poke_readers(&mut self) {
         let now = wall_ns();
-        for (b, activity, last) in &mut pokes {
+        for (b, activity, last) in &mut self.readers.pokes {
             let quiet = now.saturating_sub(activity.load(Relaxed).max(*last));
             if quiet >= POKE_AFTER_NS {
                 *last = now;
                 b.breakloop();
             }
         }
-        if signals.hup.swap(false, Relaxed) {
-            sig.sighup += 1;
-            out.reopen();
-            if let Some(p) = &args.config {
-                match crate::config::Config::load(p) {
-                    Ok(cfg) => {
-                        cfg.tuning.warn();
-                        engine.reporter.set_config(cfg);
-                        engine.shard.set_preparer(engine.reporter.preparer());
-                        reloads += 1;
-                        eprintln!("pinwatch: SIGHUP: output reopened, {} reloaded", p.display());
-                    }
-                    Err(e) => {
-                        reload_errors += 1;
-                        eprintln!("pinwatch: SIGHUP: output reopened; keeping the old configuration: {e:#}");
-                    }
-                }
-            } else {
-                eprintln!("pinwatch: SIGHUP: output reopened");
+    }
+
+    /// SIGHUP: reopen the output and reload `--config`, keeping the old
+    /// configuration if the new one does not load.
+    fn on_sighup(&mut self) {
+        self.sig.sighup += 1;
+        self.out.reopen();
+        let Some(p) = &self.args.config else {
+            eprintln!("pinwatch: SIGHUP: output reopened");
+            return;
+        };
+        match crate::config::Config::load(p) {
+            Ok(cfg) => {
+                cfg.tuning.warn();
+                self.engine.reporter.set_config(cfg);
+                self.engine.shard.set_preparer(self.engine.reporter.preparer());
+                self.reloads += 1;
+                eprintln!("pinwatch: SIGHUP: output reopened, {} reloaded", p.display());
+            }
+            Err(e) => {
+                self.reload_errors += 1;
+                eprintln!("pinwatch: SIGHUP: output reopened; keeping the old configuration: {e:#}");
             }
         }
+    }
 
-        // Packets.
+    /// Take what the readers sent (waiting up to [`RECV_WAIT`] for the
+    /// first message) and run every packet the merger releases in time order
+    /// through the engine. Returns whether a message came.
+    fn take_packets(&mut self) -> bool {
         let mut got = false;
-        match rx.recv_timeout(RECV_WAIT) {
+        match self.readers.rx.recv_timeout(RECV_WAIT) {
             Ok(m) => {
                 got = true;
-                merger.push(m);
+                self.merger.push(m);
                 for _ in 0..256 {
-                    match rx.try_recv() {
-                        Ok(m) => merger.push(m),
+                    match self.readers.rx.try_recv() {
+                        Ok(m) => self.merger.push(m),
                         Err(_) => break,
                     }
                 }
@@ -811,114 +901,148 @@ fn run_pcap(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
             Err(crossbeam::channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam::channel::RecvTimeoutError::Disconnected) => {
                 // Every reader has ended (stop, or all interfaces failed).
-                stopping = true;
+                self.stopping = true;
             }
         }
-        let force_before = if stopping && merger.all_done() { i64::MAX } else { wall_ns().saturating_sub(max_hold_ns) };
-        let count = args.count;
-        let freed = merger.release(force_before, |b, i| {
-            if count.is_some_and(|c| processed >= c) {
+        let force_before = if self.stopping && self.merger.all_done() { i64::MAX } else { wall_ns().saturating_sub(self.max_hold_ns) };
+        let count = self.args.count;
+        let (engine, out, processed) = (&mut self.engine, &mut self.out, &mut self.processed);
+        let freed = self.merger.release(force_before, |b, i| {
+            if count.is_some_and(|c| *processed >= c) {
                 return;
             }
             let (m, data) = b.packet(i);
             let p = Packet { ts_ns: m.ts_ns, linktype: b.linktype, data, orig_len: m.orig_len, source: b.source, offset: 0 };
-            engine.packet(&p, &mut out);
-            processed += 1;
+            engine.packet(&p, out);
+            *processed += 1;
         });
-        queue.release(freed.packets, freed.bytes);
+        self.readers.queue.release(freed.packets, freed.bytes);
+        got
+    }
 
-        // Feed lines that arrived meanwhile.
-        feeds.poll(&mut engine.reporter, &mut out, false);
-
-        // An idle link: time still passes.
-        if (!got || merger.is_empty()) && last_advance.elapsed() >= ADVANCE_EVERY {
-            last_advance = Instant::now();
-            let target = (wall_ns() - ADVANCE_LAG_NS).min(merger.watermark());
+    /// An idle link: time still passes (the wall clock less a lag, never
+    /// past what the merger still holds).
+    fn advance_idle(&mut self, got: bool) {
+        if (!got || self.merger.is_empty()) && self.last_advance.elapsed() >= ADVANCE_EVERY {
+            self.last_advance = Instant::now();
+            let target = (wall_ns() - ADVANCE_LAG_NS).min(self.merger.watermark());
             if target != i64::MAX {
-                engine.advance(target, &mut out);
+                self.engine.advance(target, &mut self.out);
             }
         }
-        out.maintain();
+    }
 
-        if let Some(sf) = state.as_mut().filter(|_| last_state.elapsed() >= state_every) {
-            sf.save(engine.reporter.enricher.as_ref(), engine.reporter.profile());
-            last_state = Instant::now();
+    /// What is due this turn: the state file, the metrics page, a stats
+    /// record on SIGUSR1 and every `--stats-interval`.
+    fn periodic(&mut self, signals: &Signals, metrics: Option<&metrics::MetricsServer>) {
+        if let Some(sf) = self.state.as_mut().filter(|_| self.last_state.elapsed() >= self.state_every) {
+            sf.save(self.engine.reporter.enricher.as_ref(), self.engine.reporter.profile());
+            self.last_state = Instant::now();
         }
-        if let Some(m) = metrics.as_ref().filter(|m| m.due()) {
-            m.publish(&metrics::stats_body(&engine.stats(), &live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig)));
+        if let Some(m) = metrics.filter(|m| m.due()) {
+            m.publish(&metrics::stats_body(&self.engine.stats(), &self.live_stats(false)));
         }
         if signals.usr1.swap(false, Relaxed) {
-            sig.sigusr1 += 1;
-            write_stats_record(
-                &engine,
-                &with_state(live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref()),
-                &mut out,
-                ocsf,
-            );
+            self.sig.sigusr1 += 1;
+            self.write_stats();
         }
-        if let Some(t) = next_stats {
+        if let Some(t) = self.next_stats {
             if Instant::now() >= t {
-                write_stats_record(
-                    &engine,
-                    &with_state(live_stats(&merger, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref()),
-                    &mut out,
-                    ocsf,
-                );
-                let every = stats_every.unwrap_or(Duration::from_secs(60));
+                self.write_stats();
+                let every = self.stats_every.unwrap_or(Duration::from_secs(60));
                 let mut n = t + every;
                 while n <= Instant::now() {
                     n += every;
                 }
-                next_stats = Some(n);
+                self.next_stats = Some(n);
             }
-        }
-        if stopping && merger.all_done() && rx.is_empty() && merger.is_empty() {
-            break;
-        }
-        if let Some(e) = engine.reporter.take_write_error() {
-            // Output never fails towards the engine; kept for completeness.
-            eprintln!("pinwatch: output: {e}");
         }
     }
 
-    let mut failed = Vec::new();
-    for (h, name) in handles.into_iter().zip(&names) {
-        if h.join().is_err() {
-            failed.push(name.clone());
+    /// A (not final) stats record, with the state file's counters.
+    fn write_stats(&mut self) {
+        let ls = with_state(self.live_stats(false), self.state.as_ref());
+        write_stats_record(&self.engine, &ls, &mut self.out, self.ocsf);
+    }
+
+    /// The `live` part of a stats record (without the state file's counters).
+    fn live_stats(&self, final_record: bool) -> LiveStats {
+        let r = &self.readers;
+        let interfaces: Vec<IfaceStats> =
+            r.counters.iter().zip(&self.names).zip(&r.linktypes).map(|((c, n), lt)| c.snapshot(n, *lt)).collect();
+        LiveStats {
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            final_record,
+            received: interfaces.iter().map(|i| i.received).sum(),
+            dropped: interfaces.iter().map(|i| i.dropped).sum(),
+            if_dropped: interfaces.iter().map(|i| i.if_dropped).sum(),
+            reader_queue_drops: interfaces.iter().map(|i| i.queue_dropped).sum(),
+            interfaces,
+            backend: "pcap",
+            workers: 1,
+            fanout_group: None,
+            rings: Vec::new(),
+            queue: QueueStats {
+                packets_limit: r.queue.max_packets,
+                bytes_limit: r.queue.max_bytes,
+                packets_max: r.queue.packets_hwm.load(Relaxed),
+                bytes_max: r.queue.bytes_hwm.load(Relaxed),
+                packets_now: r.queue.packets.load(Relaxed).max(self.merger.held_packets),
+            },
+            output: self.out.stats(),
+            config_reloads: self.reloads,
+            config_reload_errors: self.reload_errors,
+            signals: self.sig,
+            feeds: self.feeds.stats(),
+            state: None,
+            feed: self.feeds.health(),
         }
     }
-    for (c, name) in counters.iter().zip(&names) {
-        if let Some(e) = c.error.lock().ok().and_then(|e| e.clone()) {
-            eprintln!("pinwatch: {name}: {e}");
-            if !failed.contains(name) {
+
+    /// After the loop: join the readers (a reader that panicked or reported
+    /// an error is a failed interface), take the last feed lines, end every
+    /// open flow, save the state, write the final stats record and close the
+    /// output.
+    fn finish(mut self, metrics: Option<&metrics::MetricsServer>) -> LiveSummary {
+        let mut failed = Vec::new();
+        for (h, name) in std::mem::take(&mut self.readers.handles).into_iter().zip(&self.names) {
+            if h.join().is_err() {
                 failed.push(name.clone());
             }
         }
+        for (c, name) in self.readers.counters.iter().zip(&self.names) {
+            if let Some(e) = c.error.lock().ok().and_then(|e| e.clone()) {
+                eprintln!("pinwatch: {name}: {e}");
+                if !failed.contains(name) {
+                    failed.push(name.clone());
+                }
+            }
+        }
+        // The last feed lines first, so the flushed sessions are enriched with them.
+        self.feeds.poll(&mut self.engine.reporter, &mut self.out, true);
+        self.feeds.stop();
+        self.engine.finish(CloseKind::Shutdown, &mut self.out);
+        if let Some(sf) = self.state.as_mut() {
+            sf.save(self.engine.reporter.enricher.as_ref(), self.engine.reporter.profile());
+        }
+        let ls = with_state(self.live_stats(true), self.state.as_ref());
+        let stats = write_stats_record(&self.engine, &ls, &mut self.out, self.ocsf);
+        self.out.finish(Duration::from_secs(5));
+        if let Some(m) = metrics {
+            m.publish(&metrics::stats_body(&self.engine.stats(), &self.live_stats(true)));
+        }
+        let o = self.out.stats();
+        eprintln!(
+            "pinwatch: stopped after {:.1} s: {} packets, {} dropped by the kernel, {} by the queue; {} lines written, {} lost",
+            self.started.elapsed().as_secs_f64(),
+            self.processed,
+            ls.dropped,
+            ls.reader_queue_drops,
+            o.lines_written,
+            o.lines_dropped
+        );
+        LiveSummary { stats, failed_interfaces: failed }
     }
-    // The last feed lines first, so the flushed sessions are enriched with them.
-    feeds.poll(&mut engine.reporter, &mut out, true);
-    feeds.stop();
-    engine.finish(CloseKind::Shutdown, &mut out);
-    if let Some(sf) = state.as_mut() {
-        sf.save(engine.reporter.enricher.as_ref(), engine.reporter.profile());
-    }
-    let ls = with_state(live_stats(&merger, &out, &feeds, true, reloads, reload_errors, sig), state.as_ref());
-    let stats = write_stats_record(&engine, &ls, &mut out, ocsf);
-    out.finish(Duration::from_secs(5));
-    if let Some(m) = &metrics {
-        m.publish(&metrics::stats_body(&engine.stats(), &live_stats(&merger, &out, &feeds, true, reloads, reload_errors, sig)));
-    }
-    let o = out.stats();
-    eprintln!(
-        "pinwatch: stopped after {:.1} s: {} packets, {} dropped by the kernel, {} by the queue; {} lines written, {} lost",
-        started.elapsed().as_secs_f64(),
-        processed,
-        ls.dropped,
-        ls.reader_queue_drops,
-        o.lines_written,
-        o.lines_dropped
-    );
-    Ok(LiveSummary { stats, failed_interfaces: failed })
 }
 
 /// The stats with the state file's counters.

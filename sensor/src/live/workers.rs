@@ -37,7 +37,7 @@ use serde::Serialize;
 use crate::flow::{CloseKind, Ended, Limits, OrderKey, TableStats};
 use crate::output::{Output, OutputSpec, Rotation};
 use crate::run::engine::{add_decoder_stats, add_table_stats, stats_of, Clock, Prepared, Preparer, Reporter, Shard, WriteOut};
-use crate::run::pipeline::{CaptureStats, DecoderStats, Stats};
+use crate::run::pipeline::{CaptureStats, DecoderStats, Options, Stats};
 
 use super::afpacket::{self, Fanout, RingSpec};
 use super::reader::{wall_ns, IfaceStats};
@@ -107,115 +107,167 @@ struct Worker {
 impl Worker {
     fn run(self) {
         let Worker { index, mut cap, linktype, snaplen, limits, preparer: shared, to_desk, stop, processed, count, published } = self;
-        let mut shard = Shard::new(limits);
-        let mut clock = Clock::default();
-        let mut ended: Vec<Ended> = Vec::new();
-        let mut ready: Vec<Prepared> = Vec::new();
-        let mut generation = shared.generation.load(Relaxed);
-        let mut preparer = shared.preparer.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let (mut packets, mut bytes, mut captured) = (0u64, 0u64, 0u64);
+        let mut w = WorkerLoop {
+            linktype,
+            snaplen,
+            count,
+            processed,
+            shard: Shard::new(limits),
+            clock: Clock::default(),
+            ended: Vec::new(),
+            ready: Vec::new(),
+            generation: shared.generation.load(Relaxed),
+            preparer: shared.preparer.read().unwrap_or_else(|e| e.into_inner()).clone(),
+            packets: 0,
+            bytes: 0,
+            captured: 0,
+            error: None,
+            counted_out: false,
+        };
         let (mut last_send, mut last_publish, mut last_advance) = (Instant::now(), Instant::now(), Instant::now());
-        let mut error = None;
-        let mut counted_out = false;
 
-        // One batch (a retired ring block): every packet straight from the ring.
-        macro_rules! take_batch {
-            ($batch:expr) => {
-                for p in $batch.iter() {
-                    captured += 1;
-                    if let Some(c) = count {
-                        if processed.fetch_add(1, Relaxed) >= c {
-                            counted_out = true;
-                            continue;
-                        }
-                    }
-                    let t = p.timestamp();
-                    let ts = i64::from(t.sec) * 1_000_000_000 + i64::from(t.nsec);
-                    let data = p.data();
-                    let data = &data[..data.len().min(snaplen)];
-                    let orig_len = u32::try_from(p.original_len()).unwrap_or(u32::MAX);
-                    packets += 1;
-                    bytes += data.len() as u64;
-                    if let Some(now) = clock.observe(ts) {
-                        shard.advance(now, &mut ended);
-                    }
-                    shard.packet(linktype, data, ts, orig_len, 0, &mut ended);
-                    if !ended.is_empty() {
-                        ready.extend(ended.drain(..).map(|e| preparer.prepare(e)));
-                    }
-                }
-            };
-        }
-
-        let publish =
-            |cap: &netring::Capture, shard: &Shard, packets: u64, bytes: u64, captured: u64, jumps: u64, error: &Option<String>| {
-                let mut p = published.lock().unwrap_or_else(|e| e.into_inner());
-                if let Ok(s) = cap.cumulative_stats() {
-                    p.ring.received = u64::from(s.packets);
-                    p.ring.drops = u64::from(s.drops);
-                    p.ring.freezes = u64::from(s.freeze_count);
-                }
-                p.ring.captured = captured;
-                p.decoder = shard.decoder.clone();
-                p.table = shard.table.stats;
-                p.packets = packets;
-                p.bytes = bytes;
-                p.jumps = jumps;
-                p.error.clone_from(error);
-            };
-
-        while !stop.load(Relaxed) && !counted_out {
+        while !stop.load(Relaxed) && !w.counted_out {
             match cap.next_batch_blocking(afpacket::POLL) {
-                Ok(Some(batch)) => take_batch!(batch),
+                Ok(Some(batch)) => w.take_batch(&batch),
                 Ok(None) => {}
                 Err(e) => {
-                    error = Some(e.to_string());
+                    w.error = Some(e.to_string());
                     break;
                 }
             }
-            if shared.generation.load(Relaxed) != generation {
-                generation = shared.generation.load(Relaxed);
-                preparer = shared.preparer.read().unwrap_or_else(|e| e.into_inner()).clone();
-            }
+            w.follow_config(&shared);
             // Time passes on an idle ring too (timeouts, the watermark).
             if last_advance.elapsed() >= ADVANCE_EVERY {
                 last_advance = Instant::now();
-                let target = wall_ns() - ADVANCE_LAG_NS;
-                if clock.force(target) {
-                    shard.advance(target, &mut ended);
-                    ready.extend(ended.drain(..).map(|e| preparer.prepare(e)));
-                }
+                w.advance_with_wall_clock();
             }
-            if ready.len() >= SEND_BATCH || last_send.elapsed() >= SEND_EVERY {
+            if w.ready.len() >= SEND_BATCH || last_send.elapsed() >= SEND_EVERY {
                 last_send = Instant::now();
-                let watermark = OrderKey::at(clock.now());
-                if to_desk.send(ToDesk::Flows { worker: index, ended: std::mem::take(&mut ready), watermark }).is_err() {
+                let watermark = OrderKey::at(w.clock.now());
+                if to_desk.send(ToDesk::Flows { worker: index, ended: std::mem::take(&mut w.ready), watermark }).is_err() {
                     break;
                 }
             }
             if last_publish.elapsed() >= PUBLISH_EVERY {
                 last_publish = Instant::now();
-                publish(&cap, &shard, packets, bytes, captured, clock.jumps, &error);
+                w.publish(&cap, &published);
             }
         }
         // What the ring still holds, then every open flow.
-        while error.is_none() && !counted_out {
+        while w.error.is_none() && !w.counted_out {
             let Some(batch) = cap.next_batch() else { break };
-            take_batch!(batch);
+            w.take_batch(&batch);
         }
-        shard.table.drain(CloseKind::Shutdown, &mut ended);
-        publish(&cap, &shard, packets, bytes, captured, clock.jumps, &error);
-        let mut rest = ended.drain(..).peekable();
+        w.shard.table.drain(CloseKind::Shutdown, &mut w.ended);
+        w.publish(&cap, &published);
+        w.send_ended(index, &to_desk);
+        let _ = to_desk.send(ToDesk::Done);
+    }
+}
+
+/// A worker's flow table, clock, preparer and counters, from one batch to
+/// the next.
+struct WorkerLoop {
+    linktype: u32,
+    snaplen: usize,
+    /// `--count`, shared by the workers through `processed`.
+    count: Option<u64>,
+    processed: Arc<AtomicU64>,
+    shard: Shard,
+    clock: Clock,
+    ended: Vec<Ended>,
+    ready: Vec<Prepared>,
+    /// The generation of the [`SharedPreparer`] that `preparer` is a copy of.
+    generation: u64,
+    preparer: Preparer,
+    packets: u64,
+    bytes: u64,
+    captured: u64,
+    error: Option<String>,
+    /// `--count` was reached: the worker stops reading.
+    counted_out: bool,
+}
+
+impl WorkerLoop {
+    /// One batch (a retired ring block): every packet straight from the ring.
+    #[inline]
+    fn take_batch(&mut self, batch: &netring::PacketBatch<'_>) {
+        for p in batch.iter() {
+            self.captured += 1;
+            if let Some(c) = self.count {
+                if self.processed.fetch_add(1, Relaxed) >= c {
+                    self.counted_out = true;
+                    continue;
+                }
+            }
+            let t = p.timestamp();
+            let ts = i64::from(t.sec) * 1_000_000_000 + i64::from(t.nsec);
+            let data = p.data();
+            let data = &data[..data.len().min(self.snaplen)];
+            let orig_len = u32::try_from(p.original_len()).unwrap_or(u32::MAX);
+            self.packets += 1;
+            self.bytes += data.len() as u64;
+            if let Some(now) = self.clock.observe(ts) {
+                self.shard.advance(now, &mut self.ended);
+            }
+            self.shard.packet(self.linktype, data, ts, orig_len, 0, &mut self.ended);
+            if !self.ended.is_empty() {
+                let preparer = &self.preparer;
+                self.ready.extend(self.ended.drain(..).map(|e| preparer.prepare(e)));
+            }
+        }
+    }
+
+    /// Take the desk's new preparer after a SIGHUP reload.
+    fn follow_config(&mut self, shared: &SharedPreparer) {
+        if shared.generation.load(Relaxed) != self.generation {
+            self.generation = shared.generation.load(Relaxed);
+            self.preparer = shared.preparer.read().unwrap_or_else(|e| e.into_inner()).clone();
+        }
+    }
+
+    /// Move the clock with the wall clock (less a lag) when the ring has
+    /// been idle, ending the flows that timed out.
+    fn advance_with_wall_clock(&mut self) {
+        let target = wall_ns() - ADVANCE_LAG_NS;
+        if self.clock.force(target) {
+            self.shard.advance(target, &mut self.ended);
+            let preparer = &self.preparer;
+            self.ready.extend(self.ended.drain(..).map(|e| preparer.prepare(e)));
+        }
+    }
+
+    /// Publish the ring's and the worker's counters for the stats records.
+    fn publish(&self, cap: &netring::Capture, published: &Mutex<Published>) {
+        let mut p = published.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(s) = cap.cumulative_stats() {
+            p.ring.received = u64::from(s.packets);
+            p.ring.drops = u64::from(s.drops);
+            p.ring.freezes = u64::from(s.freeze_count);
+        }
+        p.ring.captured = self.captured;
+        p.decoder = self.shard.decoder.clone();
+        p.table = self.shard.table.stats;
+        p.packets = self.packets;
+        p.bytes = self.bytes;
+        p.jumps = self.clock.jumps;
+        p.error.clone_from(&self.error);
+    }
+
+    /// At the end: send the ended flows in batches, each with the order of
+    /// the next as its watermark, the last with [`OrderKey::MAX`].
+    fn send_ended(&mut self, index: usize, to_desk: &Sender<ToDesk>) {
+        let preparer = &self.preparer;
+        let mut rest = self.ended.drain(..).peekable();
         loop {
-            ready.extend(rest.by_ref().take(SEND_BATCH).map(|e| preparer.prepare(e)));
+            self.ready.extend(rest.by_ref().take(SEND_BATCH).map(|e| preparer.prepare(e)));
             let watermark = rest.peek().map_or(OrderKey::MAX, |n| n.order);
-            if to_desk.send(ToDesk::Flows { worker: index, ended: std::mem::take(&mut ready), watermark }).is_err()
+            if to_desk.send(ToDesk::Flows { worker: index, ended: std::mem::take(&mut self.ready), watermark }).is_err()
                 || watermark == OrderKey::MAX
             {
                 break;
             }
         }
-        let _ = to_desk.send(ToDesk::Done);
     }
 }
 
@@ -286,12 +338,67 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
 
     // 2. Output and reporter, as the unprivileged user.
     let mut out = Output::open(&spec, rotation).with_context(|| format!("output {}", args.output))?;
-    let names = args.interfaces.clone();
-    let mut reporter = Reporter::new(&opts, names.clone())?;
-    let ocsf = opts.ocsf;
-    // State kept from the last run (bindings, learned profile): before the
-    // feeds, so that what they say now overrides it.
-    let mut state = opts.config.state_file.as_ref().map(|p| {
+    let mut reporter = Reporter::new(&opts, args.interfaces.clone())?;
+    let state = load_state(&opts, &mut reporter);
+    let state_every = Duration::from_secs(opts.config.state_interval_s.max(1));
+    let last_state = Instant::now();
+    let feeds = start_feeds(args, &opts, &mut reporter, &mut out)?;
+
+    // 3. Workers.
+    let crew = Crew::spawn(caps, iface, linktype, args, &opts, &reporter)?;
+
+    // 4. The desk.
+    let started = Instant::now();
+    let stats_every = (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
+    let mut desk = Desk {
+        args,
+        iface,
+        linktype,
+        workers,
+        group,
+        ocsf: opts.ocsf,
+        limits: opts.limits,
+        reporter,
+        out,
+        feeds,
+        state,
+        state_every,
+        last_state,
+        crew,
+        started,
+        stats_every,
+        next_stats: stats_every.map(|d| started + d),
+        marks: vec![OrderKey::MIN; workers],
+        reloads: 0,
+        reload_errors: 0,
+        sig: SignalStats::default(),
+        stopping: false,
+    };
+    loop {
+        desk.check_stop(&signals);
+        if signals.hup.swap(false, Relaxed) {
+            desk.on_sighup();
+        }
+        let all_gone = desk.take_flows();
+        desk.feeds.poll(&mut desk.reporter, &mut desk.out, false);
+        desk.out.maintain();
+        desk.periodic(&signals, metrics.as_ref());
+        if all_gone {
+            // Every worker has ended (stop, or every ring failed).
+            break;
+        }
+        if !desk.stopping && desk.crew.handles.iter().all(|h| h.is_finished()) {
+            desk.stopping = true;
+        }
+    }
+    Ok(desk.finish(metrics.as_ref()))
+}
+
+/// State kept from the last run (bindings, learned profile), loaded into the
+/// reporter's enricher (one made for it if the run has none). Called before
+/// the feeds start, so that what they say now overrides it.
+fn load_state(opts: &Options, reporter: &mut Reporter) -> Option<super::state::StateFile> {
+    opts.config.state_file.as_ref().map(|p| {
         let mut en = reporter.enricher.take().unwrap_or_else(|| {
             let mut en = crate::enrich::Enricher::from_events(Vec::new(), &Default::default());
             en.config_baselines = opts.config.baselines.clone();
@@ -301,236 +408,299 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         let sf = super::state::StateFile::load(p, &mut en, reporter.profile_mut());
         reporter.enricher = Some(en);
         sf
-    });
-    let state_every = Duration::from_secs(opts.config.state_interval_s.max(1));
-    let mut last_state = Instant::now();
+    })
+}
+
+/// Start the feeds; if there are any, switch the reporter to a streaming
+/// feed (`--late-window`) and take what they hold now (up to `--feed-wait`).
+fn start_feeds(args: &LiveArgs, opts: &Options, reporter: &mut Reporter, out: &mut Output) -> anyhow::Result<Feeds> {
     let mut feeds = Feeds::start(args, opts.config.feed.http.clone())?;
     if !feeds.is_empty() {
         let window = i64::try_from(args.late_window.as_nanos()).unwrap_or(i64::MAX / 2);
         reporter.enable_streaming_feed(window);
-        feeds.catch_up(&mut reporter, &mut out, args.feed_wait);
+        feeds.catch_up(reporter, out, args.feed_wait);
     }
+    Ok(feeds)
+}
 
-    // 3. Workers.
-    let shared = Arc::new(SharedPreparer { generation: AtomicU64::new(0), preparer: RwLock::new(reporter.preparer()) });
-    let (to_desk, from_workers): (Sender<ToDesk>, Receiver<ToDesk>) = bounded(DESK_QUEUE);
-    let stop = Arc::new(AtomicBool::new(false));
-    let processed = Arc::new(AtomicU64::new(0));
-    let mut published = Vec::new();
-    let mut handles = Vec::new();
-    for (index, cap) in caps.into_iter().enumerate() {
-        let p = Arc::new(Mutex::new(Published {
-            ring: RingStats { interface: iface.clone(), worker: index, ..RingStats::default() },
-            ..Published::default()
-        }));
-        published.push(Arc::clone(&p));
-        let w = Worker {
-            index,
-            cap,
-            linktype,
-            snaplen: usize::try_from(args.snaplen).unwrap_or(usize::MAX).max(1),
-            limits: opts.limits,
-            preparer: Arc::clone(&shared),
-            to_desk: to_desk.clone(),
-            stop: Arc::clone(&stop),
-            processed: Arc::clone(&processed),
-            count: args.count,
-            published: p,
-        };
-        handles.push(std::thread::Builder::new().name(format!("afp-{index}")).spawn(move || w.run())?);
-    }
-    drop(to_desk);
+/// The worker threads and what the desk shares with them.
+struct Crew {
+    shared: Arc<SharedPreparer>,
+    from_workers: Receiver<ToDesk>,
+    stop: Arc<AtomicBool>,
+    /// Packets taken by all workers (for `--count`).
+    processed: Arc<AtomicU64>,
+    published: Vec<Arc<Mutex<Published>>>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
 
-    // 4. The desk.
-    let started = Instant::now();
-    let stats_every = (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
-    let mut next_stats = stats_every.map(|d| started + d);
-    let mut marks = vec![OrderKey::MIN; workers];
-    let (mut reloads, mut reload_errors) = (0u64, 0u64);
-    let mut sig = SignalStats::default();
-    let mut stopping = false;
-    let limits = opts.limits;
-
-    let live_stats =
-        |rings: Vec<RingStats>, out: &Output, feeds: &Feeds, final_record: bool, reloads: u64, reload_errors: u64, sig: SignalStats| {
-            let iface_stats = IfaceStats {
-                name: iface.clone(),
+impl Crew {
+    /// One [`Worker`] thread per opened ring, with the reporter's preparer.
+    fn spawn(
+        caps: Vec<netring::Capture>,
+        iface: &str,
+        linktype: u32,
+        args: &LiveArgs,
+        opts: &Options,
+        reporter: &Reporter,
+    ) -> anyhow::Result<Crew> {
+        let shared = Arc::new(SharedPreparer { generation: AtomicU64::new(0), preparer: RwLock::new(reporter.preparer()) });
+        let (to_desk, from_workers): (Sender<ToDesk>, Receiver<ToDesk>) = bounded(DESK_QUEUE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let processed = Arc::new(AtomicU64::new(0));
+        let mut published = Vec::new();
+        let mut handles = Vec::new();
+        for (index, cap) in caps.into_iter().enumerate() {
+            let p = Arc::new(Mutex::new(Published {
+                ring: RingStats { interface: iface.to_string(), worker: index, ..RingStats::default() },
+                ..Published::default()
+            }));
+            published.push(Arc::clone(&p));
+            let w = Worker {
+                index,
+                cap,
                 linktype,
-                received: rings.iter().map(|r| r.received).sum(),
-                dropped: rings.iter().map(|r| r.drops).sum(),
-                if_dropped: 0,
-                captured: rings.iter().map(|r| r.captured).sum(),
-                queue_dropped: 0,
-                queue_dropped_bytes: 0,
-                error: published.iter().find_map(|p| p.lock().ok().and_then(|p| p.error.clone())),
+                snaplen: usize::try_from(args.snaplen).unwrap_or(usize::MAX).max(1),
+                limits: opts.limits,
+                preparer: Arc::clone(&shared),
+                to_desk: to_desk.clone(),
+                stop: Arc::clone(&stop),
+                processed: Arc::clone(&processed),
+                count: args.count,
+                published: p,
             };
-            LiveStats {
-                uptime_s: started.elapsed().as_secs_f64(),
-                final_record,
-                received: iface_stats.received,
-                dropped: iface_stats.dropped,
-                if_dropped: 0,
-                reader_queue_drops: 0,
-                interfaces: vec![iface_stats],
-                backend: "afpacket",
-                workers,
-                fanout_group: group.map(|(g, _)| g),
-                rings,
-                queue: QueueStats { packets_limit: 0, bytes_limit: 0, packets_max: 0, bytes_max: 0, packets_now: 0 },
-                output: out.stats(),
-                config_reloads: reloads,
-                config_reload_errors: reload_errors,
-                signals: sig,
-                feeds: feeds.stats(),
-                feed: feeds.health(),
-                state: None,
-            }
-        };
+            handles.push(std::thread::Builder::new().name(format!("afp-{index}")).spawn(move || w.run())?);
+        }
+        drop(to_desk);
+        Ok(Crew { shared, from_workers, stop, processed, published, handles })
+    }
+}
 
-    loop {
+/// The desk: the one [`Reporter`] of the process and everything its loop
+/// keeps from one turn to the next.
+struct Desk<'a> {
+    args: &'a LiveArgs,
+    iface: &'a String,
+    linktype: u32,
+    workers: usize,
+    group: Option<(u16, Fanout)>,
+    ocsf: bool,
+    limits: Limits,
+    reporter: Reporter,
+    out: Output,
+    feeds: Feeds,
+    state: Option<super::state::StateFile>,
+    state_every: Duration,
+    last_state: Instant,
+    crew: Crew,
+    started: Instant,
+    stats_every: Option<Duration>,
+    next_stats: Option<Instant>,
+    /// Each worker's watermark: what it sends from now on is at or above it.
+    marks: Vec<OrderKey>,
+    reloads: u64,
+    reload_errors: u64,
+    sig: SignalStats,
+    stopping: bool,
+}
+
+impl Desk<'_> {
+    /// Signals and limits: once stopping, the last feed lines first (so the
+    /// flushed sessions are enriched with them), then tell the workers.
+    fn check_stop(&mut self, signals: &Signals) {
         if signals.term.load(Relaxed)
-            || args.duration.is_some_and(|d| started.elapsed() >= d)
-            || args.count.is_some_and(|c| processed.load(Relaxed) >= c)
-            || out.closed()
+            || self.args.duration.is_some_and(|d| self.started.elapsed() >= d)
+            || self.args.count.is_some_and(|c| self.crew.processed.load(Relaxed) >= c)
+            || self.out.closed()
         {
-            if !stopping {
-                // The last feed lines first, so the flushed sessions are enriched with them.
-                feeds.poll(&mut reporter, &mut out, true);
+            if !self.stopping {
+                self.feeds.poll(&mut self.reporter, &mut self.out, true);
             }
-            stopping = true;
+            self.stopping = true;
         }
-        if stopping {
-            stop.store(true, Relaxed);
+        if self.stopping {
+            self.crew.stop.store(true, Relaxed);
         }
-        if signals.hup.swap(false, Relaxed) {
-            sig.sighup += 1;
-            out.reopen();
-            if let Some(p) = &args.config {
-                match crate::config::Config::load(p) {
-                    Ok(cfg) => {
-                        reporter.set_config(cfg);
-                        *shared.preparer.write().unwrap_or_else(|e| e.into_inner()) = reporter.preparer();
-                        shared.generation.fetch_add(1, Relaxed);
-                        reloads += 1;
-                        eprintln!("pinwatch: SIGHUP: output reopened, {} reloaded", p.display());
-                    }
-                    Err(e) => {
-                        reload_errors += 1;
-                        eprintln!("pinwatch: SIGHUP: output reopened; keeping the old configuration: {e:#}");
+    }
+
+    /// SIGHUP: reopen the output and reload `--config` (the workers take the
+    /// new preparer), keeping the old configuration if the new one does not
+    /// load.
+    fn on_sighup(&mut self) {
+        self.sig.sighup += 1;
+        self.out.reopen();
+        let Some(p) = &self.args.config else {
+            eprintln!("pinwatch: SIGHUP: output reopened");
+            return;
+        };
+        match crate::config::Config::load(p) {
+            Ok(cfg) => {
+                self.reporter.set_config(cfg);
+                *self.crew.shared.preparer.write().unwrap_or_else(|e| e.into_inner()) = self.reporter.preparer();
+                self.crew.shared.generation.fetch_add(1, Relaxed);
+                self.reloads += 1;
+                eprintln!("pinwatch: SIGHUP: output reopened, {} reloaded", p.display());
+            }
+            Err(e) => {
+                self.reload_errors += 1;
+                eprintln!("pinwatch: SIGHUP: output reopened; keeping the old configuration: {e:#}");
+            }
+        }
+    }
+
+    /// Take what the workers sent (waiting up to `RECV_WAIT` for the first
+    /// message). Returns whether every worker has gone (the channel closed).
+    fn take_flows(&mut self) -> bool {
+        match self.crew.from_workers.recv_timeout(super::RECV_WAIT) {
+            Ok(m) => {
+                self.take(m);
+                for _ in 0..256 {
+                    match self.crew.from_workers.try_recv() {
+                        Ok(m) => self.take(m),
+                        Err(_) => break,
                     }
                 }
-            } else {
-                eprintln!("pinwatch: SIGHUP: output reopened");
+                false
             }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
         }
+    }
 
-        let mut take = |m: ToDesk, reporter: &mut Reporter, out: &mut Output| match m {
+    /// One message of a worker: its records to the reporter, its watermark
+    /// noted, and every record below all the watermarks written.
+    fn take(&mut self, m: ToDesk) {
+        match m {
             ToDesk::Flows { worker, mut ended, watermark } => {
-                reporter.handle_prepared(&mut ended);
-                if let Some(mk) = marks.get_mut(worker) {
+                self.reporter.handle_prepared(&mut ended);
+                if let Some(mk) = self.marks.get_mut(worker) {
                     *mk = (*mk).max(watermark);
                 }
-                if let Some(low) = marks.iter().copied().min() {
-                    reporter.release_below(low, out);
+                if let Some(low) = self.marks.iter().copied().min() {
+                    self.reporter.release_below(low, &mut self.out);
                 }
             }
             // The channel closing is what ends the desk.
             ToDesk::Done => {}
-        };
-        let mut all_gone = false;
-        match from_workers.recv_timeout(super::RECV_WAIT) {
-            Ok(m) => {
-                take(m, &mut reporter, &mut out);
-                for _ in 0..256 {
-                    match from_workers.try_recv() {
-                        Ok(m) => take(m, &mut reporter, &mut out),
-                        Err(_) => break,
-                    }
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => all_gone = true,
         }
-        feeds.poll(&mut reporter, &mut out, false);
-        out.maintain();
-        if let Some(sf) = state.as_mut().filter(|_| last_state.elapsed() >= state_every) {
-            sf.save(reporter.enricher.as_ref(), reporter.profile());
-            last_state = Instant::now();
+    }
+
+    /// What is due this turn: the state file, the metrics page, a stats
+    /// record on SIGUSR1 and every `--stats-interval`.
+    fn periodic(&mut self, signals: &Signals, metrics: Option<&super::metrics::MetricsServer>) {
+        if let Some(sf) = self.state.as_mut().filter(|_| self.last_state.elapsed() >= self.state_every) {
+            sf.save(self.reporter.enricher.as_ref(), self.reporter.profile());
+            self.last_state = Instant::now();
         }
-        if let Some(m) = metrics.as_ref().filter(|m| m.due()) {
-            let (st, rings) = engine_stats(&published, &reporter, &limits);
-            m.publish(&super::metrics::stats_body(
-                &st,
-                &super::with_state(live_stats(rings, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref()),
-            ));
+        if let Some(m) = metrics.filter(|m| m.due()) {
+            let (st, ls) = self.stats(false);
+            m.publish(&super::metrics::stats_body(&st, &ls));
         }
 
         let usr1 = signals.usr1.swap(false, Relaxed);
         if usr1 {
-            sig.sigusr1 += 1;
+            self.sig.sigusr1 += 1;
         }
-        let due = next_stats.is_some_and(|t| Instant::now() >= t);
+        let due = self.next_stats.is_some_and(|t| Instant::now() >= t);
         if usr1 || due {
-            let (st, rings) = engine_stats(&published, &reporter, &limits);
-            super::write_stats_of(
-                &st,
-                &super::with_state(live_stats(rings, &out, &feeds, false, reloads, reload_errors, sig), state.as_ref()),
-                &mut out,
-                ocsf,
-            );
+            let (st, ls) = self.stats(false);
+            super::write_stats_of(&st, &ls, &mut self.out, self.ocsf);
         }
-        if let (true, Some(t)) = (due, next_stats) {
-            let every = stats_every.unwrap_or(Duration::from_secs(60));
+        if let (true, Some(t)) = (due, self.next_stats) {
+            let every = self.stats_every.unwrap_or(Duration::from_secs(60));
             let mut n = t + every;
             while n <= Instant::now() {
                 n += every;
             }
-            next_stats = Some(n);
-        }
-        if all_gone {
-            // Every worker has ended (stop, or every ring failed).
-            break;
-        }
-        if !stopping && handles.iter().all(|h| h.is_finished()) {
-            stopping = true;
+            self.next_stats = Some(n);
         }
     }
 
-    let mut failed = Vec::new();
-    for h in handles {
-        if h.join().is_err() {
-            failed.push(iface.clone());
+    /// The engine part of a stats record (the workers' counters summed) and
+    /// the `live` part, with the state file's counters.
+    fn stats(&self, final_record: bool) -> (Stats, LiveStats) {
+        let (st, rings) = engine_stats(&self.crew.published, &self.reporter, &self.limits);
+        (st, super::with_state(self.live_stats(rings, final_record), self.state.as_ref()))
+    }
+
+    /// The `live` part of a stats record (without the state file's counters).
+    fn live_stats(&self, rings: Vec<RingStats>, final_record: bool) -> LiveStats {
+        let iface_stats = IfaceStats {
+            name: self.iface.clone(),
+            linktype: self.linktype,
+            received: rings.iter().map(|r| r.received).sum(),
+            dropped: rings.iter().map(|r| r.drops).sum(),
+            if_dropped: 0,
+            captured: rings.iter().map(|r| r.captured).sum(),
+            queue_dropped: 0,
+            queue_dropped_bytes: 0,
+            error: self.crew.published.iter().find_map(|p| p.lock().ok().and_then(|p| p.error.clone())),
+        };
+        LiveStats {
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            final_record,
+            received: iface_stats.received,
+            dropped: iface_stats.dropped,
+            if_dropped: 0,
+            reader_queue_drops: 0,
+            interfaces: vec![iface_stats],
+            backend: "afpacket",
+            workers: self.workers,
+            fanout_group: self.group.map(|(g, _)| g),
+            rings,
+            queue: QueueStats { packets_limit: 0, bytes_limit: 0, packets_max: 0, bytes_max: 0, packets_now: 0 },
+            output: self.out.stats(),
+            config_reloads: self.reloads,
+            config_reload_errors: self.reload_errors,
+            signals: self.sig,
+            feeds: self.feeds.stats(),
+            feed: self.feeds.health(),
+            state: None,
         }
     }
-    for (i, p) in published.iter().enumerate() {
-        if let Some(e) = p.lock().ok().and_then(|p| p.error.clone()) {
-            eprintln!("pinwatch: {iface} (worker {i}): {e}");
-            if !failed.contains(iface) {
+
+    /// After the loop: join the workers (one that panicked or reported an
+    /// error fails the interface), take the last feed lines, write every
+    /// record left, save the state, write the final stats record and close
+    /// the output.
+    fn finish(mut self, metrics: Option<&super::metrics::MetricsServer>) -> LiveSummary {
+        let iface = self.iface;
+        let mut failed = Vec::new();
+        for h in std::mem::take(&mut self.crew.handles) {
+            if h.join().is_err() {
                 failed.push(iface.clone());
             }
         }
+        for (i, p) in self.crew.published.iter().enumerate() {
+            if let Some(e) = p.lock().ok().and_then(|p| p.error.clone()) {
+                eprintln!("pinwatch: {iface} (worker {i}): {e}");
+                if !failed.contains(iface) {
+                    failed.push(iface.clone());
+                }
+            }
+        }
+        self.feeds.poll(&mut self.reporter, &mut self.out, true);
+        self.feeds.stop();
+        self.reporter.release_all(&mut self.out);
+        if let Some(sf) = self.state.as_mut() {
+            sf.save(self.reporter.enricher.as_ref(), self.reporter.profile());
+        }
+        let (st, ls) = self.stats(true);
+        if let Some(m) = metrics {
+            m.publish(&super::metrics::stats_body(&st, &ls));
+        }
+        let stats = super::write_stats_of(&st, &ls, &mut self.out, self.ocsf);
+        self.out.finish(Duration::from_secs(5));
+        let o = self.out.stats();
+        eprintln!(
+            "pinwatch: stopped after {:.1} s: {} packets over {} worker(s), {} dropped by the kernel; {} lines written, {} lost",
+            self.started.elapsed().as_secs_f64(),
+            st.capture.packets,
+            self.workers,
+            ls.dropped,
+            o.lines_written,
+            o.lines_dropped
+        );
+        LiveSummary { stats, failed_interfaces: failed }
     }
-    feeds.poll(&mut reporter, &mut out, true);
-    feeds.stop();
-    reporter.release_all(&mut out);
-    if let Some(sf) = state.as_mut() {
-        sf.save(reporter.enricher.as_ref(), reporter.profile());
-    }
-    let (st, rings) = engine_stats(&published, &reporter, &limits);
-    let ls = super::with_state(live_stats(rings, &out, &feeds, true, reloads, reload_errors, sig), state.as_ref());
-    if let Some(m) = &metrics {
-        m.publish(&super::metrics::stats_body(&st, &ls));
-    }
-    let stats = super::write_stats_of(&st, &ls, &mut out, ocsf);
-    out.finish(Duration::from_secs(5));
-    let o = out.stats();
-    eprintln!(
-        "pinwatch: stopped after {:.1} s: {} packets over {workers} worker(s), {} dropped by the kernel; {} lines written, {} lost",
-        started.elapsed().as_secs_f64(),
-        st.capture.packets,
-        ls.dropped,
-        o.lines_written,
-        o.lines_dropped
-    );
-    Ok(LiveSummary { stats, failed_interfaces: failed })
 }

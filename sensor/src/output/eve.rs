@@ -17,6 +17,7 @@ use pinwatch_parsers::ja3::ja3s;
 use pinwatch_parsers::tls::{Dir, RecordInfo};
 
 use crate::enrich::{An1725, MobileOut};
+use crate::flow::session::TlsSession;
 use crate::flow::{CloseKind, Ended, Flow};
 use crate::output::fingerprints::HelloPrints;
 use crate::verdict::classify::{PathOut, TlsFailure};
@@ -504,10 +505,26 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
     // after it) still names the version and cipher the server chose, as
     // tshark and Suricata report them.
     let sh = s.server_hello.as_ref().map(|(h, _)| h).or(s.hello_retry.as_deref());
-    let leaf = s.server_chain.first();
     // Fingerprints are made once per hello; `tls.ja3`/`tls.ja4` are the
     // first hello's.
     let hellos: Vec<HelloOut> = s.client_hellos.iter().map(|(c, ts)| hello_out(c, *ts, start, Transport::Tcp)).collect();
+    let tls = tls_out(s, first_ch, sh, &hellos);
+    let handshake = handshake_out(e, sh, hellos);
+    TlsEvent {
+        header: Header::of(f, pcap_filename, "tls", "tls"),
+        tls,
+        handshake,
+        tls_failure: None,
+        path: None,
+        mobile: None,
+        flow: flow_out(f, e.end_ts),
+    }
+}
+
+/// The Suricata-compatible `tls` object of a session: the server's leaf
+/// certificate, the version, SNI, fingerprints, ALPNs and handshakes.
+fn tls_out<'a>(s: &'a TlsSession, first_ch: Option<&'a ClientHello>, sh: Option<&'a ServerHello>, hellos: &[HelloOut<'a>]) -> Tls<'a> {
+    let leaf = s.server_chain.first();
     // Suricata's `tls.version`: the ServerHello's version; without one, the
     // version the client's hello carries (its legacy_version field, as
     // Suricata's `client_handshake.version`); UNDETERMINED with neither.
@@ -517,7 +534,7 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
         (None, Some(ch)) => version_name(ch.legacy_version),
         _ => "UNDETERMINED".to_string(),
     };
-    let tls = Tls {
+    Tls {
         subject: leaf.map(|c| c.subject.as_str()),
         issuerdn: leaf.map(|c| c.issuerdn.as_str()),
         serial: leaf.map(|c| c.serial.as_str()),
@@ -542,39 +559,33 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
         session_resumed: session_resumed(s),
         client_handshake: first_ch.and_then(client_handshake),
         server_handshake: sh.map(server_handshake),
-        client: s.client_certs.as_ref().and_then(|cc| {
-            let c = cc.chain.first()?;
-            Some(TlsClientOut {
-                subject: &c.subject,
-                issuerdn: &c.issuerdn,
-                fingerprint: &c.fingerprint,
-                serial: &c.serial,
-                notbefore: &c.notbefore,
-                notafter: &c.notafter,
-                chain: cc.chain.iter().map(|c| &*c.der_base64).collect(),
-            })
-        }),
-    };
-    let finished = |d: Dir| -> Option<bool> {
-        if s.parser.is_tls13() {
-            None
-        } else {
-            Some(s.side[d.idx()].finished)
-        }
-    };
-    let side = |d: Dir| {
-        let x = &s.side[d.idx()];
-        SideOut {
-            records: x.records,
-            app_data_records: x.app_records,
-            app_data_bytes: x.app_bytes,
-            change_cipher_spec: x.ccs,
-            finished: finished(d),
-            gaps: u64::from(f.reasm[d.idx()].counters.gaps),
-            gap_bytes: s.gap_bytes[d.idx()],
-        }
-    };
-    let handshake = Handshake {
+        client: tls_client_out(s),
+    }
+}
+
+/// `tls.client`: the client's certificate (the first of its chain), if it
+/// sent one that parsed.
+fn tls_client_out(s: &TlsSession) -> Option<TlsClientOut<'_>> {
+    let cc = s.client_certs.as_ref()?;
+    let c = cc.chain.first()?;
+    Some(TlsClientOut {
+        subject: &c.subject,
+        issuerdn: &c.issuerdn,
+        fingerprint: &c.fingerprint,
+        serial: &c.serial,
+        notbefore: &c.notbefore,
+        notafter: &c.notafter,
+        chain: cc.chain.iter().map(|c| &*c.der_base64).collect(),
+    })
+}
+
+/// pinwatch's `handshake` object of a session: history, alerts, each side's
+/// records, the hellos, how it closed, the record log and the parsed chain.
+fn handshake_out<'a>(e: &'a Ended, sh: Option<&ServerHello>, hellos: Vec<HelloOut<'a>>) -> Handshake<'a> {
+    let f = &e.flow;
+    let s = &f.session;
+    let start = f.first_ts;
+    Handshake {
         history: &s.history,
         alerts: s
             .alerts
@@ -589,8 +600,8 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
                 ts_offset_ms: ms(start, a.ts_ns),
             })
             .collect(),
-        client: side(Dir::Client),
-        server: side(Dir::Server),
+        client: side_out(f, Dir::Client),
+        server: side_out(f, Dir::Server),
         cipher_suite: sh.map(|h| format!("0x{:04x}", h.cipher)),
         hello_retry_request: s.hello_retry.is_some(),
         client_hellos: hellos,
@@ -605,15 +616,22 @@ pub fn tls_event<'a>(e: &'a Ended, pcap_filename: Option<&'a str>) -> TlsEvent<'
             .collect(),
         anomalies: &s.anomalies,
         chain: s.server_chain.iter().map(|c| CertOut::from(&c.summary)).collect(),
-    };
-    TlsEvent {
-        header: Header::of(f, pcap_filename, "tls", "tls"),
-        tls,
-        handshake,
-        tls_failure: None,
-        path: None,
-        mobile: None,
-        flow: flow_out(f, e.end_ts),
+    }
+}
+
+/// One direction's part of `handshake`: its records, application data,
+/// CCS, Finished (TLS 1.2 and older only: encrypted in 1.3) and gaps.
+fn side_out(f: &Flow, d: Dir) -> SideOut {
+    let s = &f.session;
+    let x = &s.side[d.idx()];
+    SideOut {
+        records: x.records,
+        app_data_records: x.app_records,
+        app_data_bytes: x.app_bytes,
+        change_cipher_spec: x.ccs,
+        finished: if s.parser.is_tls13() { None } else { Some(x.finished) },
+        gaps: u64::from(f.reasm[d.idx()].counters.gaps),
+        gap_bytes: s.gap_bytes[d.idx()],
     }
 }
 

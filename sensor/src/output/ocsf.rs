@@ -52,53 +52,8 @@ pub fn detection_finding(eve: &Value) -> Option<Value> {
     }
     let alert = eve.get("alert")?;
     let sid = alert.get("signature_id")?.as_u64()?;
-    let tls = eve.get("tls").cloned().unwrap_or(Value::Null);
-    let mut evidence = Map::new();
-    evidence.insert("src_endpoint".into(), json!({"ip": eve["src_ip"], "port": eve["src_port"]}));
-    let mut dst = json!({"ip": eve["dest_ip"], "port": eve["dest_port"]});
-    if let Some(sni) = tls.get("sni").and_then(Value::as_str) {
-        dst["hostname"] = json!(sni);
-    }
-    evidence.insert("dst_endpoint".into(), dst);
-    // The client is the source: a managed device talking out.
-    let proto = eve["proto"].as_str().unwrap_or("").to_ascii_lowercase();
-    let mut conn = json!({"protocol_name": proto, "direction_id": 2, "direction": "Outbound", "uid": eve["community_id"]});
-    match proto.as_str() {
-        "tcp" => conn["protocol_num"] = json!(6),
-        "udp" => conn["protocol_num"] = json!(17),
-        _ => {}
-    }
-    match eve["src_ip"].as_str().map(|ip| ip.contains(':')) {
-        Some(true) => (conn["protocol_ver_id"], conn["protocol_ver"]) = (json!(6), json!("Internet Protocol version 6 (IPv6)")),
-        Some(false) => (conn["protocol_ver_id"], conn["protocol_ver"]) = (json!(4), json!("Internet Protocol version 4 (IPv4)")),
-        None => {}
-    }
-    evidence.insert("connection_info".into(), conn);
-    if !tls.is_null() {
-        let mut t = json!({"version": tls["version"]});
-        if let Some(sni) = tls.get("sni") {
-            t["sni"] = sni.clone();
-        }
-        if let Some(code) = eve.pointer("/tls_failure/alert_code") {
-            t["alert"] = code.clone();
-        }
-        if let Some(h) = tls.pointer("/ja3/hash") {
-            // A JA3 is an MD5: fingerprint algorithm_id 1.
-            t["ja3_hash"] = json!({"algorithm_id": 1, "algorithm": "MD5", "value": h});
-        }
-        evidence.insert("tls".into(), t);
-        if let Some(j4) = tls.get("ja4").and_then(Value::as_str) {
-            evidence.insert("ja4_fingerprint_list".into(), json!([{"type_id": 1, "type": "JA4", "value": j4}]));
-        }
-    }
-    // A folded AN1725 alert is one finding over its revisions; any other
-    // alert is written once, for one session and signature.
-    let an = eve.get("an1725");
-    let (uid, revision) =
-        match (an.and_then(|a| a.get("alert_id")).and_then(Value::as_str), an.and_then(|a| a.get("revision")).and_then(Value::as_u64)) {
-            (Some(id), Some(rev)) if !id.is_empty() => (id.to_string(), rev),
-            _ => (format!("{}-{}", eve["flow_id"], sid), 1),
-        };
+    let evidence = evidence_of(eve);
+    let (uid, revision) = finding_uid(eve, sid);
     let (activity_id, activity) = if revision > 1 { (2, "Update") } else { (1, "Create") };
     let (sev_id, sev) = severity(alert.get("severity").and_then(Value::as_u64).unwrap_or(3));
     let mut f = json!({
@@ -144,6 +99,78 @@ pub fn detection_finding(eve: &Value) -> Option<Value> {
             }
         },
     });
+    add_confidence_count_device(&mut f, eve);
+    Some(f)
+}
+
+/// The finding's one evidence: the endpoints (the server's name as the
+/// destination's hostname), the connection and, for TLS, the version, SNI,
+/// alert code and JA3/JA4 fingerprints.
+fn evidence_of(eve: &Value) -> Map<String, Value> {
+    let tls = eve.get("tls").cloned().unwrap_or(Value::Null);
+    let mut evidence = Map::new();
+    evidence.insert("src_endpoint".into(), json!({"ip": eve["src_ip"], "port": eve["src_port"]}));
+    let mut dst = json!({"ip": eve["dest_ip"], "port": eve["dest_port"]});
+    if let Some(sni) = tls.get("sni").and_then(Value::as_str) {
+        dst["hostname"] = json!(sni);
+    }
+    evidence.insert("dst_endpoint".into(), dst);
+    // The client is the source: a managed device talking out.
+    evidence.insert("connection_info".into(), connection_info(eve));
+    if !tls.is_null() {
+        let mut t = json!({"version": tls["version"]});
+        if let Some(sni) = tls.get("sni") {
+            t["sni"] = sni.clone();
+        }
+        if let Some(code) = eve.pointer("/tls_failure/alert_code") {
+            t["alert"] = code.clone();
+        }
+        if let Some(h) = tls.pointer("/ja3/hash") {
+            // A JA3 is an MD5: fingerprint algorithm_id 1.
+            t["ja3_hash"] = json!({"algorithm_id": 1, "algorithm": "MD5", "value": h});
+        }
+        evidence.insert("tls".into(), t);
+        if let Some(j4) = tls.get("ja4").and_then(Value::as_str) {
+            evidence.insert("ja4_fingerprint_list".into(), json!([{"type_id": 1, "type": "JA4", "value": j4}]));
+        }
+    }
+    evidence
+}
+
+/// `connection_info`: the protocol (number and name), the IP version, the
+/// community id, and the direction: outbound, the client (a managed device
+/// talking out) being the source.
+fn connection_info(eve: &Value) -> Value {
+    let proto = eve["proto"].as_str().unwrap_or("").to_ascii_lowercase();
+    let mut conn = json!({"protocol_name": proto, "direction_id": 2, "direction": "Outbound", "uid": eve["community_id"]});
+    match proto.as_str() {
+        "tcp" => conn["protocol_num"] = json!(6),
+        "udp" => conn["protocol_num"] = json!(17),
+        _ => {}
+    }
+    match eve["src_ip"].as_str().map(|ip| ip.contains(':')) {
+        Some(true) => (conn["protocol_ver_id"], conn["protocol_ver"]) = (json!(6), json!("Internet Protocol version 6 (IPv6)")),
+        Some(false) => (conn["protocol_ver_id"], conn["protocol_ver"]) = (json!(4), json!("Internet Protocol version 4 (IPv4)")),
+        None => {}
+    }
+    conn
+}
+
+/// The finding's uid and revision: a folded AN1725 alert is one finding over
+/// its revisions (its `alert_id`); any other alert is written once, for one
+/// session and signature (`<flow_id>-<sid>`, revision 1).
+fn finding_uid(eve: &Value, sid: u64) -> (String, u64) {
+    let an = eve.get("an1725");
+    match (an.and_then(|a| a.get("alert_id")).and_then(Value::as_str), an.and_then(|a| a.get("revision")).and_then(Value::as_u64)) {
+        (Some(id), Some(rev)) if !id.is_empty() => (id.to_string(), rev),
+        _ => (format!("{}-{}", eve["flow_id"], sid), 1),
+    }
+}
+
+/// What only some alerts have: the confidence, the sessions folded in so
+/// far (`count`) and the mobile device (and app).
+fn add_confidence_count_device(f: &mut Value, eve: &Value) {
+    let an = eve.get("an1725");
     // The finding's confidence, from which its severity was derived, so
     // the two agree (docs/output.md, Signatures).
     if let Some((id, name)) = eve
@@ -166,7 +193,6 @@ pub fn detection_finding(eve: &Value) -> Option<Value> {
             f["finding_info"]["desc"] = json!(format!("app {}", pkg.as_str().unwrap_or("?")));
         }
     }
-    Some(f)
 }
 
 #[cfg(test)]

@@ -348,14 +348,7 @@ impl Builder {
         m.findings.retain(|f| !(f.signature_id == 1725006 && approvals.approves(f.app.as_deref().unwrap_or(NO_APP), &f.dest)));
         m.coverage.stats_outcomes = self.stats_outcomes;
 
-        // Time buckets: about 24 over the span, a round width.
-        let ts: Vec<i64> = m.sessions.iter().map(|s| s.ts_ns).chain(m.findings.iter().map(|f| f.ts_ns)).filter(|t| *t > 0).collect();
-        m.first_ns = ts.iter().copied().min().unwrap_or(0);
-        m.last_ns = ts.iter().copied().max().unwrap_or(0);
-        m.bucket_ns = bucket_width(m.last_ns - m.first_ns);
-        m.first_ns -= m.first_ns.rem_euclid(m.bucket_ns);
-        m.buckets = usize::try_from((m.last_ns - m.first_ns) / m.bucket_ns + 1).unwrap_or(1).clamp(1, 512);
-        let bucket = |t: i64, m: &Model| usize::try_from((t.max(m.first_ns) - m.first_ns) / m.bucket_ns).unwrap_or(0).min(m.buckets - 1);
+        set_time_buckets(&mut m);
 
         // Which sessions are named by fallback / opaque findings.
         let mut opaque: BTreeSet<u64> = BTreeSet::new();
@@ -370,7 +363,7 @@ impl Builder {
         let mut devices: BTreeMap<String, Row> = BTreeMap::new();
         m.coverage.per_bucket = vec![BTreeMap::new(); nb];
         for s in &m.sessions {
-            let b = bucket(s.ts_ns, &m);
+            let b = bucket_of(s.ts_ns, &m);
             let cover = Cover::of(s);
             *m.coverage.counts.entry(cover).or_default() += 1;
             *m.coverage.per_network.entry(s.network.clone()).or_default().entry(cover).or_default() += 1;
@@ -379,42 +372,12 @@ impl Builder {
                 m.coverage.capture_gap_sessions += 1;
             }
             for (map, key) in [(&mut apps, s.app_name()), (&mut dests, s.dest()), (&mut devices, s.device_name())] {
-                let r = map.entry(key.to_string()).or_default();
-                if r.trend.is_empty() {
-                    r.trend = vec![(0, 0); nb];
-                }
-                r.sessions += 1;
-                r.trend[b].0 += 1;
-                if s.rejected() {
-                    r.rejected += 1;
-                    r.trend[b].1 += 1;
-                    *r.class.entry(s.class.clone().unwrap_or_else(|| "?".into())).or_default() += 1;
-                }
-                match s.path.as_str() {
-                    "direct" => r.direct += 1,
-                    "sanctioned_bypass" => r.bypassed += 1,
-                    "unknown" => r.unknown_path += 1,
-                    _ => {}
-                }
-                if opaque.contains(&s.flow_id) {
-                    r.opaque += 1;
-                }
-                if s.baseline_approved == Some(false) {
-                    r.outside_baseline += 1;
-                    r.unapproved_dests.insert(s.dest().to_string());
-                }
-                if let Some(u) = s.unattended {
-                    r.state_known += 1;
-                    r.unattended += u64::from(u);
-                }
-                r.apps.insert(s.app_name().to_string());
-                r.devices.insert(s.device_name().to_string());
-                r.dests.insert(s.dest().to_string());
+                add_session(map.entry(key.to_string()).or_default(), s, b, nb, opaque.contains(&s.flow_id));
             }
         }
         m.timeline = vec![BTreeMap::new(); nb];
         for f in &m.findings {
-            let b = bucket(f.ts_ns, &m);
+            let b = bucket_of(f.ts_ns, &m);
             *m.timeline[b].entry(f.signature_id).or_default() += 1;
             let app = f.app.clone().unwrap_or_else(|| NO_APP.into());
             let dev = f.device.clone().unwrap_or_else(|| NO_DEVICE.into());
@@ -437,6 +400,58 @@ impl Builder {
         m.devices = devices;
         m
     }
+}
+
+/// Time buckets: about 24 over the span of the sessions and findings, a
+/// round width ([`bucket_width`]), at most 512.
+fn set_time_buckets(m: &mut Model) {
+    let ts: Vec<i64> = m.sessions.iter().map(|s| s.ts_ns).chain(m.findings.iter().map(|f| f.ts_ns)).filter(|t| *t > 0).collect();
+    m.first_ns = ts.iter().copied().min().unwrap_or(0);
+    m.last_ns = ts.iter().copied().max().unwrap_or(0);
+    m.bucket_ns = bucket_width(m.last_ns - m.first_ns);
+    m.first_ns -= m.first_ns.rem_euclid(m.bucket_ns);
+    m.buckets = usize::try_from((m.last_ns - m.first_ns) / m.bucket_ns + 1).unwrap_or(1).clamp(1, 512);
+}
+
+/// The time bucket of `t` (those before the first go to the first, those
+/// after the last to the last).
+fn bucket_of(t: i64, m: &Model) -> usize {
+    usize::try_from((t.max(m.first_ns) - m.first_ns) / m.bucket_ns).unwrap_or(0).min(m.buckets - 1)
+}
+
+/// Count one session in a row of a table (per app, destination or device):
+/// `b` is its time bucket of `nb`, `opaque` whether an opaque finding names it.
+fn add_session(r: &mut Row, s: &Session, b: usize, nb: usize, opaque: bool) {
+    if r.trend.is_empty() {
+        r.trend = vec![(0, 0); nb];
+    }
+    r.sessions += 1;
+    r.trend[b].0 += 1;
+    if s.rejected() {
+        r.rejected += 1;
+        r.trend[b].1 += 1;
+        *r.class.entry(s.class.clone().unwrap_or_else(|| "?".into())).or_default() += 1;
+    }
+    match s.path.as_str() {
+        "direct" => r.direct += 1,
+        "sanctioned_bypass" => r.bypassed += 1,
+        "unknown" => r.unknown_path += 1,
+        _ => {}
+    }
+    if opaque {
+        r.opaque += 1;
+    }
+    if s.baseline_approved == Some(false) {
+        r.outside_baseline += 1;
+        r.unapproved_dests.insert(s.dest().to_string());
+    }
+    if let Some(u) = s.unattended {
+        r.state_known += 1;
+        r.unattended += u64::from(u);
+    }
+    r.apps.insert(s.app_name().to_string());
+    r.devices.insert(s.device_name().to_string());
+    r.dests.insert(s.dest().to_string());
 }
 
 /// A client address's network when the feed names none: its /24 (IPv4) or /64 (IPv6).

@@ -301,29 +301,9 @@ impl Correlator {
         let rejection_conf = s.failure.confidence.unwrap_or(Confidence::Low);
 
         if rejected && under_inspection {
-            // A low-confidence rejection alone (the wire cannot tell it from
-            // a connection left unused) raises no inspection-failure alert;
-            // it still counts towards a fallback, which corroborates it.
-            if rejection_conf > Confidence::Low {
-                let mut reasons =
-                    vec![format!("client_rejected:class_{}", s.failure.class.map(|c| format!("{c:?}")).unwrap_or_else(|| "?".into()))];
-                if let Some(a) = &s.failure.alert {
-                    reasons.push(format!("client_alert:{a}"));
-                }
-                reasons.push(format!("rejection_confidence:{}", confidence_name(rejection_conf)));
-                reasons.push(format!("path:{}:{}", path_name(kind), confidence_name(s.path.confidence)));
-                reasons.extend(s.path.evidence.iter().cloned());
-                let confidence = rejection_conf.min(s.path.confidence);
-                out.push(Finding { sid: SID_INSPECTION_FAILURE, confidence, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
-            }
+            out.extend(inspection_failure(s, rejection_conf));
             if let Some(key) = &key {
-                let q = self.rejections.entry(key.clone()).or_default();
-                q.push_back(Rejection { flow_id: s.flow_id, start_ns: s.start_ns, confidence: rejection_conf.min(s.path.confidence) });
-                if q.len() > MAX_PER_KEY {
-                    q.pop_front();
-                    self.dropped += 1;
-                }
-                self.order.push_back((s.start_ns, key.clone()));
+                self.remember_rejection(key, s, rejection_conf);
             }
         }
 
@@ -338,86 +318,111 @@ impl Correlator {
                 evidence: Evidence { reasons: s.path.evidence.clone(), flow_ids: vec![s.flow_id] },
             });
         }
-        // Opaque: a session that went straight out, or whose path nothing
-        // explains; not one the inline inspector was meant to see.
-        if kind == PathKind::Direct || (kind == PathKind::Unknown && s.path.policy != Some(Policy::Inspect)) {
-            let mut reasons = Vec::new();
-            if s.ech {
-                reasons.push("encrypted_client_hello".to_string());
-            }
-            if crate::verdict::classify::sni_is_ip_or_missing(s.sni) {
-                reasons.push(format!("no_server_name_to_ip:{}", s.server));
-            }
-            if s.quic && self.cfg.udp_443_blocked && s.failure.outcome == Outcome::Established {
-                reasons.push("quic_where_udp443_blocked".to_string());
-            }
-            if !s.quic && !self.cfg.usual_tls_ports.contains(&s.server_port) {
-                reasons.push(format!("tls_on_unusual_port:{}", s.server_port));
-            }
-            if !reasons.is_empty() {
-                // What makes it opaque is in the hello itself; whether it
-                // went around the inspection is the path's confidence.
-                let confidence = if kind == PathKind::Direct { s.path.confidence } else { Confidence::Low };
-                out.push(Finding { sid: SID_OPAQUE, confidence, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } });
-            }
-        }
+        out.extend(self.opaque(s));
         if let Some(key) = key {
-            let n = &*key.1;
             if around {
-                let q = self.arounds.entry(key.clone()).or_default();
-                q.push_back(Around {
-                    flow_id: s.flow_id,
-                    start_ns: s.start_ns,
-                    confidence: s.path.confidence,
-                    direct: kind == PathKind::Direct,
-                    quic: s.quic,
-                    alerted: false,
-                });
-                if q.len() > MAX_PER_KEY {
-                    q.pop_front();
-                    self.dropped += 1;
-                }
-                self.order.push_back((s.start_ns, key.clone()));
+                self.remember_around(&key, s);
             }
-            // Whichever is reported last, rejections or the session around
-            // the inspection, the finding is the same: rejections that started
-            // before a direct/bypassed session, within the window.
-            let window = self.cfg.fallback_window_ns;
-            let min = self.cfg.fallback_min_rejections as usize;
-            if let (Some(rej), Some(arounds)) = (self.rejections.get(&key), self.arounds.get_mut(&key)) {
-                for a in arounds.iter_mut().filter(|a| !a.alerted) {
-                    let prior: Vec<&Rejection> = rej
-                        .iter()
-                        .filter(|r| r.start_ns <= a.start_ns && Timestamp::from_ns(a.start_ns) - Timestamp::from_ns(r.start_ns) <= window)
-                        .collect();
-                    if prior.len() >= min {
-                        a.alerted = true;
-                        let mut flow_ids: Vec<u64> = prior.iter().map(|r| r.flow_id).collect();
-                        flow_ids.push(a.flow_id);
-                        let mut reasons = vec![
-                            format!("rejections_under_inspection:{}", prior.len()),
-                            format!(
-                                "then_{}{}:{}",
-                                if a.quic { "quic_" } else { "" },
-                                if a.direct { "direct" } else { "sanctioned_bypass" },
-                                n
-                            ),
-                            format!("window_s:{}", window / 1_000_000_000),
-                        ];
-                        if let Some(app) = &key.2 {
-                            reasons.push(format!("app:{app}"));
-                        }
-                        // The pattern corroborates its rejections: one level
-                        // surer than the surest of them, capped by the path around.
-                        let best = prior.iter().map(|r| r.confidence).max().unwrap_or(Confidence::Low);
-                        let corroborated = if best == Confidence::Low { Confidence::Medium } else { Confidence::High };
-                        let confidence = corroborated.min(a.confidence);
-                        out.push(Finding { sid: SID_FALLBACK, confidence, evidence: Evidence { reasons, flow_ids } });
-                    }
-                }
-            }
+            self.fallbacks(&key, &mut out);
         }
         out
+    }
+
+    /// A rejection under inspection, remembered for the fallback finding
+    /// (the last [`MAX_PER_KEY`] per key).
+    fn remember_rejection(&mut self, key: &Key, s: &SessionFacts<'_>, rejection_conf: Confidence) {
+        let q = self.rejections.entry(key.clone()).or_default();
+        q.push_back(Rejection { flow_id: s.flow_id, start_ns: s.start_ns, confidence: rejection_conf.min(s.path.confidence) });
+        if q.len() > MAX_PER_KEY {
+            q.pop_front();
+            self.dropped += 1;
+        }
+        self.order.push_back((s.start_ns, key.clone()));
+    }
+
+    /// A direct or bypassed session, remembered for the fallback finding
+    /// (the last [`MAX_PER_KEY`] per key).
+    fn remember_around(&mut self, key: &Key, s: &SessionFacts<'_>) {
+        let q = self.arounds.entry(key.clone()).or_default();
+        q.push_back(Around {
+            flow_id: s.flow_id,
+            start_ns: s.start_ns,
+            confidence: s.path.confidence,
+            direct: s.path.kind == PathKind::Direct,
+            quic: s.quic,
+            alerted: false,
+        });
+        if q.len() > MAX_PER_KEY {
+            q.pop_front();
+            self.dropped += 1;
+        }
+        self.order.push_back((s.start_ns, key.clone()));
+    }
+
+    /// Opaque: a session that went straight out, or whose path nothing
+    /// explains; not one the inline inspector was meant to see.
+    fn opaque(&self, s: &SessionFacts<'_>) -> Option<Finding> {
+        let kind = s.path.kind;
+        if !(kind == PathKind::Direct || (kind == PathKind::Unknown && s.path.policy != Some(Policy::Inspect))) {
+            return None;
+        }
+        let mut reasons = Vec::new();
+        if s.ech {
+            reasons.push("encrypted_client_hello".to_string());
+        }
+        if crate::verdict::classify::sni_is_ip_or_missing(s.sni) {
+            reasons.push(format!("no_server_name_to_ip:{}", s.server));
+        }
+        if s.quic && self.cfg.udp_443_blocked && s.failure.outcome == Outcome::Established {
+            reasons.push("quic_where_udp443_blocked".to_string());
+        }
+        if !s.quic && !self.cfg.usual_tls_ports.contains(&s.server_port) {
+            reasons.push(format!("tls_on_unusual_port:{}", s.server_port));
+        }
+        if reasons.is_empty() {
+            return None;
+        }
+        // What makes it opaque is in the hello itself; whether it
+        // went around the inspection is the path's confidence.
+        let confidence = if kind == PathKind::Direct { s.path.confidence } else { Confidence::Low };
+        Some(Finding { sid: SID_OPAQUE, confidence, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } })
+    }
+
+    /// Whichever is reported last, rejections or the session around the
+    /// inspection, the finding is the same: rejections that started before a
+    /// direct/bypassed session, within the window; each session around is
+    /// alerted once.
+    fn fallbacks(&mut self, key: &Key, out: &mut Vec<Finding>) {
+        let n = &*key.1;
+        let window = self.cfg.fallback_window_ns;
+        let min = self.cfg.fallback_min_rejections as usize;
+        let (Some(rej), Some(arounds)) = (self.rejections.get(key), self.arounds.get_mut(key)) else { return };
+        for a in arounds.iter_mut().filter(|a| !a.alerted) {
+            let prior: Vec<&Rejection> = rej
+                .iter()
+                .filter(|r| r.start_ns <= a.start_ns && Timestamp::from_ns(a.start_ns) - Timestamp::from_ns(r.start_ns) <= window)
+                .collect();
+            if prior.len() < min {
+                continue;
+            }
+            a.alerted = true;
+            let mut flow_ids: Vec<u64> = prior.iter().map(|r| r.flow_id).collect();
+            flow_ids.push(a.flow_id);
+            let mut reasons = vec![
+                format!("rejections_under_inspection:{}", prior.len()),
+                format!("then_{}{}:{}", if a.quic { "quic_" } else { "" }, if a.direct { "direct" } else { "sanctioned_bypass" }, n),
+                format!("window_s:{}", window / 1_000_000_000),
+            ];
+            if let Some(app) = &key.2 {
+                reasons.push(format!("app:{app}"));
+            }
+            // The pattern corroborates its rejections: one level
+            // surer than the surest of them, capped by the path around.
+            let best = prior.iter().map(|r| r.confidence).max().unwrap_or(Confidence::Low);
+            let corroborated = if best == Confidence::Low { Confidence::Medium } else { Confidence::High };
+            let confidence = corroborated.min(a.confidence);
+            out.push(Finding { sid: SID_FALLBACK, confidence, evidence: Evidence { reasons, flow_ids } });
+        }
     }
 
     /// A flow on a TLS port whose bytes were not TLS (counted as opaque when
@@ -434,6 +439,25 @@ impl Correlator {
             evidence: Evidence { reasons: vec![format!("non_tls_on_443:{server}")], flow_ids: vec![flow_id] },
         })
     }
+}
+
+/// The inspection-failure finding of a rejection under inspection. A
+/// low-confidence rejection alone (the wire cannot tell it from a
+/// connection left unused) raises none; it still counts towards a fallback,
+/// which corroborates it.
+fn inspection_failure(s: &SessionFacts<'_>, rejection_conf: Confidence) -> Option<Finding> {
+    if rejection_conf <= Confidence::Low {
+        return None;
+    }
+    let mut reasons = vec![format!("client_rejected:class_{}", s.failure.class.map(|c| format!("{c:?}")).unwrap_or_else(|| "?".into()))];
+    if let Some(a) = &s.failure.alert {
+        reasons.push(format!("client_alert:{a}"));
+    }
+    reasons.push(format!("rejection_confidence:{}", confidence_name(rejection_conf)));
+    reasons.push(format!("path:{}:{}", path_name(s.path.kind), confidence_name(s.path.confidence)));
+    reasons.extend(s.path.evidence.iter().cloned());
+    let confidence = rejection_conf.min(s.path.confidence);
+    Some(Finding { sid: SID_INSPECTION_FAILURE, confidence, evidence: Evidence { reasons, flow_ids: vec![s.flow_id] } })
 }
 
 #[cfg(test)]

@@ -158,50 +158,7 @@ fn mutate(c: &mut Capture, rng: &mut Rng, kind: usize) {
     match KINDS[kind] {
         "split_segment" | "tiny_segments" | "overlap_different" => {
             let i = pick_payload(rng);
-            let r = c.records[i].clone();
-            let Some(offs) = tcp_offsets(&r.data) else { return };
-            let payload = r.data[offs.2..].to_vec();
-            if payload.is_empty() {
-                return;
-            }
-            let mut pieces = Vec::new();
-            match KINDS[kind] {
-                "split_segment" => {
-                    let at = 1 + rng.below(payload.len().max(2) - 1);
-                    let at = at.min(payload.len());
-                    pieces.push((0, payload[..at].to_vec()));
-                    pieces.push((at, payload[at..].to_vec()));
-                }
-                "tiny_segments" => {
-                    let size = 1 + rng.below(4);
-                    let mut at = 0;
-                    while at < payload.len() && pieces.len() < 4096 {
-                        let end = (at + size).min(payload.len());
-                        pieces.push((at, payload[at..end].to_vec()));
-                        at = end;
-                    }
-                    if at < payload.len() {
-                        pieces.push((at, payload[at..].to_vec()));
-                    }
-                }
-                _ => {
-                    // The segment, then an overlapping copy of part of it with other bytes.
-                    let from = rng.below(payload.len());
-                    let len = 1 + rng.below(payload.len() - from);
-                    let other: Vec<u8> = payload[from..from + len].iter().map(|b| b ^ 0x5a).collect();
-                    pieces.push((0, payload.clone()));
-                    pieces.push((from, other));
-                }
-            }
-            let new: Vec<Record> = pieces
-                .into_iter()
-                .filter(|(_, p)| !p.is_empty())
-                .map(|(at, p)| {
-                    let data = tcp_piece(&r.data, offs, at as u32, &p);
-                    Record { orig_len: data.len() as u32, data, ..r }
-                })
-                .collect();
-            c.records.splice(i..=i, new);
+            resegment(c, i, KINDS[kind], rng);
         }
         "swap_records" if n > 1 => {
             let i = rng.below(n - 1);
@@ -248,6 +205,57 @@ fn mutate(c: &mut Capture, rng: &mut Rng, kind: usize) {
         }
         _ => {}
     }
+}
+
+/// Replace record `i` (a TCP segment) by pieces of its payload, per `kind`:
+/// two halves (`split_segment`), segments of 1-4 bytes (`tiny_segments`),
+/// or the segment then an overlapping copy of part of it with other bytes
+/// (`overlap_different`). A record without TCP payload stays.
+fn resegment(c: &mut Capture, i: usize, kind: &str, rng: &mut Rng) {
+    let r = c.records[i].clone();
+    let Some(offs) = tcp_offsets(&r.data) else { return };
+    let payload = r.data[offs.2..].to_vec();
+    if payload.is_empty() {
+        return;
+    }
+    let mut pieces = Vec::new();
+    match kind {
+        "split_segment" => {
+            let at = 1 + rng.below(payload.len().max(2) - 1);
+            let at = at.min(payload.len());
+            pieces.push((0, payload[..at].to_vec()));
+            pieces.push((at, payload[at..].to_vec()));
+        }
+        "tiny_segments" => {
+            let size = 1 + rng.below(4);
+            let mut at = 0;
+            while at < payload.len() && pieces.len() < 4096 {
+                let end = (at + size).min(payload.len());
+                pieces.push((at, payload[at..end].to_vec()));
+                at = end;
+            }
+            if at < payload.len() {
+                pieces.push((at, payload[at..].to_vec()));
+            }
+        }
+        _ => {
+            // The segment, then an overlapping copy of part of it with other bytes.
+            let from = rng.below(payload.len());
+            let len = 1 + rng.below(payload.len() - from);
+            let other: Vec<u8> = payload[from..from + len].iter().map(|b| b ^ 0x5a).collect();
+            pieces.push((0, payload.clone()));
+            pieces.push((from, other));
+        }
+    }
+    let new: Vec<Record> = pieces
+        .into_iter()
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(at, p)| {
+            let data = tcp_piece(&r.data, offs, at as u32, &p);
+            Record { orig_len: data.len() as u32, data, ..r }
+        })
+        .collect();
+    c.records.splice(i..=i, new);
 }
 
 struct Run {

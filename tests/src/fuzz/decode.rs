@@ -102,88 +102,11 @@ impl Target for Decode {
             let Some((et, pl)) = split_ether(&f) else {
                 break;
             };
-            let (et, pl) = (et, pl.to_vec());
-            // Three tags in one Ethernet header at most (as Suricata): past
-            // that the frame is not decoded, so do not go there.
-            let room = 3usize.saturating_sub(tags(&f));
-            f = match rng.below(7) {
-                0 if room >= 1 => {
-                    let mut t = be16(0x2000 | (rng.below(4095) as u16 + 1)).to_vec();
-                    t.extend(be16(et));
-                    t.extend(&pl);
-                    ether(0x8100, &t)
-                }
-                1 if room >= 2 => {
-                    let mut t = be16(rng.below(4095) as u16 + 1).to_vec();
-                    t.extend(be16(0x8100));
-                    t.extend(be16(rng.below(4095) as u16 + 1));
-                    t.extend(be16(et));
-                    t.extend(&pl);
-                    ether(0x88a8, &t)
-                }
-                2 => {
-                    tunnels += 1;
-                    let mut udp = be16(40000 + rng.below(1000) as u16).to_vec();
-                    udp.extend(be16(4789));
-                    udp.extend(be16((8 + 8 + f.len()) as u16));
-                    udp.extend([0, 0]);
-                    udp.extend([0x08, 0, 0, 0, 0, 0, rng.below(256) as u8, 0]);
-                    udp.extend(&f);
-                    ether(0x0800, &ipv4(17, &udp))
-                }
-                3 => {
-                    tunnels += 1;
-                    let mut gre = vec![0, 0];
-                    gre.extend(be16(0x6558));
-                    gre.extend(&f);
-                    ether(0x0800, &ipv4(47, &gre))
-                }
-                4 if et == 0x0800 => {
-                    tunnels += 1;
-                    let mut gre = vec![0x20, 0];
-                    gre.extend(be16(0x0800));
-                    gre.extend((rng.next() as u32).to_be_bytes());
-                    gre.extend(&pl);
-                    ether(0x0800, &ipv4(47, &gre))
-                }
-                5 if et == 0x0800 => {
-                    tunnels += 1;
-                    ether(0x0800, &ipv4(4, &pl))
-                }
-                _ => f,
-            };
+            let pl = pl.to_vec();
+            f = wrap(f, et, pl, &mut tunnels, rng);
         }
         if tunnels == 0 && rng.chance(2) {
-            if let Some((et, pl)) = split_ether(&f) {
-                let ip = et == 0x0800 || et == 0x86dd;
-                match rng.below(4) {
-                    0 if ip => {
-                        lt = linktype::RAW;
-                        f = pl.to_vec();
-                    }
-                    1 => {
-                        lt = linktype::LINUX_SLL;
-                        let mut h = vec![0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0];
-                        h.extend(be16(et));
-                        h.extend(pl);
-                        f = h;
-                    }
-                    2 => {
-                        lt = linktype::LINUX_SLL2;
-                        let mut h = be16(et).to_vec();
-                        h.extend([0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0]);
-                        h.extend(pl);
-                        f = h;
-                    }
-                    _ if et == 0x0800 => {
-                        lt = linktype::NULL;
-                        let mut h = 2u32.to_le_bytes().to_vec();
-                        h.extend(pl);
-                        f = h;
-                    }
-                    _ => {}
-                }
-            }
+            relink(&mut lt, &mut f, rng);
         }
         // The oracle's own tunnels count towards MAX_TUNNEL_DEPTH too.
         let inner = decode(linktype::ETHERNET, &oracle).map(|d| d.tunnel.is_some()).unwrap_or(true);
@@ -221,5 +144,95 @@ impl Target for Decode {
             ));
         }
         Ok(())
+    }
+}
+
+/// Wrap an Ethernet frame `f` (EtherType `et`, payload `pl`) once, at
+/// random: in a VLAN tag, a QinQ pair, VXLAN, GRE (Ethernet or IPv4), or
+/// IP-in-IP; or leave it. Counts the tunnels added in `tunnels`.
+fn wrap(f: Vec<u8>, et: u16, pl: Vec<u8>, tunnels: &mut i32, rng: &mut Rng) -> Vec<u8> {
+    // Three tags in one Ethernet header at most (as Suricata): past
+    // that the frame is not decoded, so do not go there.
+    let room = 3usize.saturating_sub(tags(&f));
+    match rng.below(7) {
+        0 if room >= 1 => {
+            let mut t = be16(0x2000 | (rng.below(4095) as u16 + 1)).to_vec();
+            t.extend(be16(et));
+            t.extend(&pl);
+            ether(0x8100, &t)
+        }
+        1 if room >= 2 => {
+            let mut t = be16(rng.below(4095) as u16 + 1).to_vec();
+            t.extend(be16(0x8100));
+            t.extend(be16(rng.below(4095) as u16 + 1));
+            t.extend(be16(et));
+            t.extend(&pl);
+            ether(0x88a8, &t)
+        }
+        2 => {
+            *tunnels += 1;
+            let mut udp = be16(40000 + rng.below(1000) as u16).to_vec();
+            udp.extend(be16(4789));
+            udp.extend(be16((8 + 8 + f.len()) as u16));
+            udp.extend([0, 0]);
+            udp.extend([0x08, 0, 0, 0, 0, 0, rng.below(256) as u8, 0]);
+            udp.extend(&f);
+            ether(0x0800, &ipv4(17, &udp))
+        }
+        3 => {
+            *tunnels += 1;
+            let mut gre = vec![0, 0];
+            gre.extend(be16(0x6558));
+            gre.extend(&f);
+            ether(0x0800, &ipv4(47, &gre))
+        }
+        4 if et == 0x0800 => {
+            *tunnels += 1;
+            let mut gre = vec![0x20, 0];
+            gre.extend(be16(0x0800));
+            gre.extend((rng.next() as u32).to_be_bytes());
+            gre.extend(&pl);
+            ether(0x0800, &ipv4(47, &gre))
+        }
+        5 if et == 0x0800 => {
+            *tunnels += 1;
+            ether(0x0800, &ipv4(4, &pl))
+        }
+        _ => f,
+    }
+}
+
+/// Move a frame off Ethernet, at random: raw IP, Linux SLL or SLL2, or BSD
+/// loopback (NULL); or leave it.
+fn relink(lt: &mut u32, f: &mut Vec<u8>, rng: &mut Rng) {
+    if let Some((et, pl)) = split_ether(f) {
+        let ip = et == 0x0800 || et == 0x86dd;
+        match rng.below(4) {
+            0 if ip => {
+                *lt = linktype::RAW;
+                *f = pl.to_vec();
+            }
+            1 => {
+                *lt = linktype::LINUX_SLL;
+                let mut h = vec![0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0];
+                h.extend(be16(et));
+                h.extend(pl);
+                *f = h;
+            }
+            2 => {
+                *lt = linktype::LINUX_SLL2;
+                let mut h = be16(et).to_vec();
+                h.extend([0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0]);
+                h.extend(pl);
+                *f = h;
+            }
+            _ if et == 0x0800 => {
+                *lt = linktype::NULL;
+                let mut h = 2u32.to_le_bytes().to_vec();
+                h.extend(pl);
+                *f = h;
+            }
+            _ => {}
+        }
     }
 }
