@@ -124,6 +124,8 @@ impl Worker {
             error: None,
             counted_out: false,
         };
+        // Open sessions are written at their verdict (`crate::flow::decision`).
+        w.shard.set_preparer(w.preparer.clone());
         let (mut last_send, mut last_publish, mut last_advance) = (Instant::now(), Instant::now(), Instant::now());
 
         while !stop.load(Relaxed) && !w.counted_out {
@@ -157,6 +159,10 @@ impl Worker {
         while w.error.is_none() && !w.counted_out {
             let Some(batch) = cap.next_batch() else { break };
             w.take_batch(&batch);
+        }
+        if !w.ready.is_empty() {
+            let watermark = OrderKey::at(w.clock.now());
+            let _ = to_desk.send(ToDesk::Flows { worker: index, ended: std::mem::take(&mut w.ready), watermark });
         }
         w.shard.table.drain(CloseKind::Shutdown, &mut w.ended);
         w.publish(&cap, &published);
@@ -211,10 +217,20 @@ impl WorkerLoop {
                 self.shard.advance(now, &mut self.ended);
             }
             self.shard.packet(self.linktype, data, ts, orig_len, 0, &mut self.ended);
-            if !self.ended.is_empty() {
-                let preparer = &self.preparer;
-                self.ready.extend(self.ended.drain(..).map(|e| preparer.prepare(e)));
-            }
+            self.collect();
+        }
+    }
+
+    /// Move what is ready for the desk into `ready`: the open sessions whose
+    /// verdict came due, then the flows that ended (prepared here).
+    #[inline]
+    fn collect(&mut self) {
+        if !self.shard.verdicts.is_empty() {
+            self.ready.append(&mut self.shard.verdicts);
+        }
+        if !self.ended.is_empty() {
+            let preparer = &self.preparer;
+            self.ready.extend(self.ended.drain(..).map(|e| preparer.prepare(e)));
         }
     }
 
@@ -223,6 +239,7 @@ impl WorkerLoop {
         if shared.generation.load(Relaxed) != self.generation {
             self.generation = shared.generation.load(Relaxed);
             self.preparer = shared.preparer.read().unwrap_or_else(|e| e.into_inner()).clone();
+            self.shard.set_preparer(self.preparer.clone());
         }
     }
 
@@ -232,8 +249,7 @@ impl WorkerLoop {
         let target = wall_ns() - ADVANCE_LAG_NS;
         if self.clock.force(target) {
             self.shard.advance(target, &mut self.ended);
-            let preparer = &self.preparer;
-            self.ready.extend(self.ended.drain(..).map(|e| preparer.prepare(e)));
+            self.collect();
         }
     }
 
