@@ -52,9 +52,14 @@ fn ser_ip<S: serde::Serializer>(ip: &IpAddr, s: S) -> Result<S::Ok, S::Error> {
     }
 }
 
+/// A fingerprint as Suricata writes it (`tls.ja3`, `tls.ja3s`, `quic.cyu[]`, ...): the MD5 and the
+/// string it is the MD5 of.
 #[derive(Serialize, Clone)]
 pub struct Fp {
+    /// `hash`: the MD5 of `string`, lower-case hex.
     pub hash: String,
+    /// `string`: the fingerprint's input string (JA3:
+    /// `version,ciphers,extensions,groups,point_formats`, GREASE left out).
     pub string: String,
 }
 
@@ -63,31 +68,49 @@ pub struct Fp {
 /// building it.
 #[derive(Serialize)]
 pub struct Tls<'a> {
+    /// `tls.subject`: the leaf certificate's subject (`C=US, O=Org, CN=name`); absent without a
+    /// readable server certificate (TLS 1.3, resumption).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<&'a str>,
+    /// `tls.issuerdn`: the leaf certificate's issuer, in the form of `subject`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuerdn: Option<&'a str>,
+    /// `tls.serial`: the leaf certificate's serial number, `0A:1B:...`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serial: Option<&'a str>,
+    /// `tls.fingerprint`: SHA-1 of the leaf certificate's DER, `aa:bb:...`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<&'a str>,
+    /// `tls.sni`: server_name of the first ClientHello; absent when it sent none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<&'a str>,
+    /// `tls.version`: the negotiated version in Suricata's words (`TLS 1.3`, ...); without a
+    /// ServerHello, the client hello's legacy version, `SSLv2` or `UNDETERMINED` (docs/output.md).
     pub version: String,
+    /// `tls.notbefore`: start of the leaf certificate's validity, `2016-03-11T00:00:00`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notbefore: Option<&'a str>,
+    /// `tls.notafter`: end of the leaf certificate's validity, in the form of `notbefore`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notafter: Option<&'a str>,
+    /// `tls.ja3`: JA3 of the first ClientHello; absent for an SSLv2-format hello.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja3: Option<Fp>,
+    /// `tls.ja3s`: JA3S of the ServerHello (or of a HelloRetryRequest no ServerHello followed);
+    /// absent without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja3s: Option<Fp>,
+    /// `tls.ja4`: JA4 of the first ClientHello; absent without a ClientHello.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja4: Option<String>,
+    /// `tls.subjectaltname`: the leaf certificate's SAN entries as Suricata writes them (IP
+    /// addresses as their bytes, `[10, 77, 2, 3]`); left out when empty.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub subjectaltname: &'a [String],
+    /// `tls.client_alpns`: ALPN protocols the first ClientHello offered; left out when none.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub client_alpns: &'a [String],
+    /// `tls.server_alpns`: the ALPN protocol the server selected (at most one); left out when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub server_alpns: Vec<&'a str>,
     /// `"http"` for TLS inside an HTTP CONNECT tunnel, as Suricata writes
@@ -102,8 +125,11 @@ pub struct Tls<'a> {
     /// resumed the session (no server certificate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_resumed: Option<bool>,
+    /// `tls.client_handshake`: the first ClientHello in Suricata's form; absent without one, or for
+    /// an SSLv2-format hello.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_handshake: Option<ClientHandshakeOut>,
+    /// `tls.server_handshake`: the ServerHello in Suricata's form; absent without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_handshake: Option<ServerHandshakeOut>,
     /// The client's certificate, Suricata's fields.
@@ -117,12 +143,16 @@ pub struct Tls<'a> {
 /// integers, GREASE left out.
 #[derive(Serialize)]
 pub struct ClientHandshakeOut {
+    /// `version`: the version name; left out when Suricata has no name for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// `ciphers`: the offered cipher suites.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ciphers: Vec<u16>,
+    /// `exts`: the extension types, in wire order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exts: Vec<u16>,
+    /// `sig_algs`: the signature_algorithms entries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sig_algs: Vec<u16>,
 }
@@ -132,9 +162,12 @@ pub struct ClientHandshakeOut {
 /// integer and its extension types, GREASE left out.
 #[derive(Serialize)]
 pub struct ServerHandshakeOut {
+    /// `version`: the legacy version's name; left out when Suricata has no name for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// `cipher`: the chosen cipher suite.
     pub cipher: u16,
+    /// `exts`: the extension types, in wire order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exts: Vec<u16>,
 }
@@ -145,12 +178,19 @@ pub struct ServerHandshakeOut {
 /// config).
 #[derive(Serialize)]
 pub struct TlsClientOut<'a> {
+    /// `subject` of the client's first certificate.
     pub subject: &'a str,
+    /// `issuerdn` of the client's first certificate.
     pub issuerdn: &'a str,
+    /// `fingerprint` (SHA-1, `aa:bb:...`) of the client's first certificate.
     pub fingerprint: &'a str,
+    /// `serial` of the client's first certificate.
     pub serial: &'a str,
+    /// `notbefore` of the client's first certificate.
     pub notbefore: &'a str,
+    /// `notafter` of the client's first certificate.
     pub notafter: &'a str,
+    /// `chain`: every client certificate that parses (at most 10), base64 DER.
     pub chain: Vec<&'a str>,
 }
 
@@ -203,16 +243,28 @@ fn session_resumed(s: &crate::flow::session::TlsSession) -> Option<bool> {
 /// `tls.chain` holds the same certificates as base64 DER).
 #[derive(Serialize)]
 pub struct CertOut<'a> {
+    /// `subject`, as `tls.subject`.
     pub subject: &'a str,
+    /// `issuerdn`, as `tls.issuerdn`.
     pub issuerdn: &'a str,
+    /// `serial`, as `tls.serial`.
     pub serial: &'a str,
+    /// `fingerprint`: SHA-1 of the DER, as `tls.fingerprint`.
     pub fingerprint: &'a str,
+    /// `sha256`: SHA-256 of the DER, hex.
     pub sha256: &'a str,
+    /// `spki_sha256`: SHA-256 of the SubjectPublicKeyInfo, hex (what pin sets and the inspection CA
+    /// list match).
     pub spki_sha256: &'a str,
+    /// `notbefore`, as `tls.notbefore`.
     pub notbefore: &'a str,
+    /// `notafter`, as `tls.notafter`.
     pub notafter: &'a str,
+    /// `subjectaltname`: SAN entries in readable form (IP addresses as `10.77.2.3`); left out when
+    /// empty.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub subjectaltname: &'a [String],
+    /// `self_issued`: subject and issuer are the same name.
     pub self_issued: bool,
 }
 
@@ -233,79 +285,125 @@ impl<'a> From<&'a CertSummary> for CertOut<'a> {
     }
 }
 
+/// One entry of `handshake.alerts`: a TLS alert record of either side (TLS 1.3 alerts are protected
+/// application-data records and are not listed).
 #[derive(Serialize)]
 pub struct AlertOut {
+    /// `from`: `client` or `server`.
     pub from: Dir,
+    /// `level`: `fatal` or `warning`; absent when the body was not readable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub level: Option<&'static str>,
+    /// `description`: the IANA name of the alert; absent when the body was not readable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// `code`: the alert's description code; absent when the body was not readable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<u8>,
+    /// `encrypted`: the alert body was protected (not readable).
     pub encrypted: bool,
+    /// `record_len`: length of the alert record, bytes.
     pub record_len: u16,
+    /// `ts_offset_ms`: milliseconds from the flow's first packet (microsecond precision).
     pub ts_offset_ms: f64,
 }
 
+/// `handshake.client` / `handshake.server`: what one direction sent, among the records parsed.
 #[derive(Serialize)]
 pub struct SideOut {
+    /// `records`: TLS records parsed in this direction.
     pub records: u64,
+    /// `app_data_records`: records of type 23 (application data) among them.
     pub app_data_records: u64,
+    /// `app_data_bytes`: the lengths of those records, summed.
     pub app_data_bytes: u64,
+    /// `change_cipher_spec`: a ChangeCipherSpec record was seen.
     pub change_cipher_spec: bool,
     /// `null` when not visible (TLS 1.3 hides Finished inside encrypted records).
     pub finished: Option<bool>,
     /// TCP holes given up in this direction (segments the capture lost).
     pub gaps: u64,
+    /// `gap_bytes`: bytes lost in those holes.
     pub gap_bytes: u64,
 }
 
+/// One entry of `handshake.records`: a record header, in stream order.
 #[derive(Serialize)]
 pub struct RecordOut {
+    /// `dir`: `client` or `server`.
     pub dir: Dir,
+    /// `type`: the record's content type (20 CCS, 21 alert, 22 handshake, 23 application data).
     #[serde(rename = "type")]
     pub content_type: u8,
+    /// `len`: the record's length field, bytes.
     pub len: u16,
+    /// `ts_offset_ms`: milliseconds from the flow's first packet (microsecond precision).
     pub ts_offset_ms: f64,
 }
 
+/// One entry of `handshake.client_hellos`: a ClientHello of the connection (a HelloRetryRequest
+/// gives two).
 #[derive(Serialize)]
 pub struct HelloOut<'a> {
+    /// `sni`: its server_name; absent when it sent none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<&'a str>,
     /// Absent for SSLv2-format hellos, as in `tls.ja3` (JA3 is not defined for them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja3: Option<Fp>,
+    /// `ja4`: its JA4 (`q` prefix over QUIC).
     pub ja4: String,
+    /// `version`: the highest version it offers (supported_versions, else legacy_version), by name.
     pub version: String,
+    /// `supported_versions`: its supported_versions entries as numbers; left out when it has none.
     #[serde(skip_serializing_if = "<[u16]>::is_empty")]
     pub supported_versions: &'a [u16],
+    /// `alpn`: the ALPN protocols it offers; left out when none.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub alpn: &'a [String],
+    /// `ech`: it offers Encrypted Client Hello (or ESNI).
     pub ech: bool,
+    /// `sslv2_format`: it came in SSLv2 record format.
     pub sslv2_format: bool,
+    /// `ts_offset_ms`: milliseconds from the flow's first packet (microsecond precision).
     pub ts_offset_ms: f64,
 }
 
+/// The `handshake` object of a `tls` record: pinwatch's view of the TLS handshake (Suricata's names
+/// stay in `tls`).
 #[derive(Serialize)]
 pub struct Handshake<'a> {
     /// Zeek `ssl_history` letters: client upper case, server lower case.
     pub history: &'a str,
+    /// `alerts`: every alert record, up to 16; left out when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertOut>,
+    /// `client`: what the client sent.
     pub client: SideOut,
+    /// `server`: what the server sent.
     pub server: SideOut,
+    /// `cipher_suite`: the server's cipher suite as `0x1301`; absent without a ServerHello (or
+    /// HelloRetryRequest).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cipher_suite: Option<String>,
+    /// `hello_retry_request`: a HelloRetryRequest was seen.
     pub hello_retry_request: bool,
+    /// `client_hellos`: every ClientHello of the connection.
     pub client_hellos: Vec<HelloOut<'a>>,
+    /// `client_certificates`: certificates the client sent (TLS <= 1.2).
     pub client_certificates: usize,
+    /// `close`: how the flow ended (`fin`, `rst`, `timeout`, `eof`, `evicted`, `shutdown`), or
+    /// `open` for a session written at its verdict.
     pub close: CloseKind,
-    /// `none`, `client` or `server`: a side whose packets never appeared.
+    /// `missing`: `none`; `client` or `server`, a side with no packets in the
+    /// capture; `client_bytes`, `server_bytes` or `both_bytes`, TCP holes in
+    /// that side's handshake bytes.
     pub missing: &'static str,
     /// No SYN from the client was seen: the capture started mid-connection.
     pub midstream: bool,
+    /// `records`: the first 48 record headers, in stream order.
     pub records: Vec<RecordOut>,
+    /// `anomalies`: parser problems (`record_header`, `client_hello`, ...); left out when none.
     #[serde(skip_serializing_if = "<[&str]>::is_empty")]
     pub anomalies: &'a [&'static str],
     /// Every certificate of the server's chain, parsed.
@@ -313,13 +411,23 @@ pub struct Handshake<'a> {
     pub chain: Vec<CertOut<'a>>,
 }
 
+/// Suricata's `flow` counters of a `tls` or `quic` record (client to server is `toserver`).
 #[derive(Serialize)]
 pub struct FlowOut {
+    /// `pkts_toserver`: packets from the client.
     pub pkts_toserver: u64,
+    /// `pkts_toclient`: packets from the server.
     pub pkts_toclient: u64,
+    /// `bytes_toserver`: bytes from the client, the packets' lengths on the wire (link layer
+    /// included).
     pub bytes_toserver: u64,
+    /// `bytes_toclient`: bytes from the server, the packets' lengths on the wire (link layer
+    /// included).
     pub bytes_toclient: u64,
+    /// `start`: time of the flow's first packet.
     pub start: String,
+    /// `end`: time of the flow's last packet (so far, for a record written while the flow was
+    /// open).
     pub end: String,
 }
 
@@ -327,7 +435,11 @@ pub struct FlowOut {
 /// each record type, so it is written once per line, first.
 #[derive(Serialize, Clone)]
 pub struct Header<'a> {
+    /// `timestamp`: time of the flow's first packet, Suricata's format
+    /// (`2026-08-21T09:14:03.512311+0000`, UTC).
     pub timestamp: String,
+    /// `flow_id`: deterministic id (51 bits) from the flow key and start time; the same for every
+    /// record of a flow.
     pub flow_id: u64,
     /// The sensor name (`--sensor-name`), as Suricata's `sensor-name`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -339,18 +451,26 @@ pub struct Header<'a> {
     /// Replay: the capture file the flow's first packet came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pcap_filename: Option<&'a str>,
+    /// `event_type`: `tls`, `quic`, `flow` or `alert`.
     pub event_type: &'static str,
     /// VLAN ids of the flow's first packet, outermost first (at most 3).
     #[serde(skip_serializing_if = "Vlans::is_empty", serialize_with = "ser_vlans")]
     pub vlan: Vlans,
+    /// `src_ip`: the client (SYN or ClientHello sender).
     #[serde(serialize_with = "ser_ip")]
     pub src_ip: IpAddr,
+    /// `src_port`: the client's port.
     pub src_port: u16,
+    /// `dest_ip`: the server.
     #[serde(serialize_with = "ser_ip")]
     pub dest_ip: IpAddr,
+    /// `dest_port`: the server's port.
     pub dest_port: u16,
+    /// `proto`: `TCP` or `UDP`.
     pub proto: &'static str,
+    /// `app_proto`: `tls` or `quic`; `failed` for an alert on a flow whose bytes were not TLS.
     pub app_proto: &'static str,
+    /// `community_id`: Community ID v1 (seed 0) of the flow.
     pub community_id: String,
 }
 
@@ -425,18 +545,27 @@ fn hello_out(c: &ClientHello, ts: i64, start: i64, transport: Transport) -> Hell
     }
 }
 
+/// An EVE `tls` record: one per TLS session (docs/output.md). `tls_failure`, `path` and `mobile`
+/// are filled in by the reporter.
 #[derive(Serialize)]
 pub struct TlsEvent<'a> {
+    /// The header (flattened: its keys are top-level).
     #[serde(flatten)]
     pub header: Header<'a>,
+    /// `tls`: Suricata's fields.
     pub tls: Tls<'a>,
+    /// `handshake`: pinwatch's view of the handshake.
     pub handshake: Handshake<'a>,
+    /// `tls_failure`: the session's outcome; absent until it is classified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_failure: Option<&'a TlsFailure>,
+    /// `path`: the path relative to the inspection; absent until it is classified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<&'a PathOut>,
+    /// `mobile`: the device and app behind the session, with a device feed; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mobile: Option<&'a MobileOut>,
+    /// `flow`: Suricata's flow counters.
     pub flow: FlowOut,
 }
 
@@ -445,32 +574,47 @@ pub struct TlsEvent<'a> {
 /// evidence (reasons and the flow ids of every session involved).
 #[derive(Serialize)]
 pub struct AlertEvent<'a> {
+    /// The header of the session (flattened), with `event_type` `alert`.
     #[serde(flatten)]
     pub header: Header<'a>,
+    /// `alert`: Suricata's alert object (signature, severity, metadata).
     pub alert: AlertBody,
+    /// `tls`: the session's `sni`, `version`, `ja4`, `ja3` and `issuerdn`; absent for an alert on a
+    /// flow that was not TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsBrief<'a>>,
+    /// `tls_failure`: the session's outcome; absent for a flow that was not TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_failure: Option<&'a TlsFailure>,
+    /// `path`: the session's path; absent for a flow that was not TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<&'a PathOut>,
+    /// `mobile`: the device and app (AN1725 alerts, with a device feed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mobile: Option<&'a MobileOut>,
+    /// `an1725`: confidence, reasons and fold (`alert_id`, `revision`, `count`) of an AN1725 alert
+    /// (1725005).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub an1725: Option<An1725>,
+    /// `evidence`: the reasons and the `flow_ids` of every session that makes the finding.
     pub evidence: Evidence,
 }
 
 /// The `tls` fields an alert repeats from its session.
 #[derive(Serialize)]
 pub struct TlsBrief<'a> {
+    /// `sni`, as the session's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<&'a str>,
+    /// `version`: the session's `tls.version` (QUIC: `quic.version`).
     pub version: &'a str,
+    /// `ja4`, as the session's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja4: Option<&'a str>,
+    /// `ja3`, as the session's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja3: Option<&'a Fp>,
+    /// `issuerdn` of the leaf certificate (TLS only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuerdn: Option<&'a str>,
 }
@@ -683,16 +827,21 @@ mod tests {
 /// `handshake`, `tls_failure`, `path`).
 #[derive(Serialize)]
 pub struct Quic {
+    /// `quic.version`: the QUIC version as Suricata writes it (`1`, `v2`, `ff00001d`, `Q046`, ...);
+    /// absent when none was read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// `quic.sni`: server_name of the first ClientHello (Google QUIC: of its CHLO).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
+    /// `quic.ja3`: JA3 of the first ClientHello.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja3: Option<Fp>,
     /// JA3S of the ServerHello in the server's Initials (Suricata writes it
     /// in the server packet's record; pinwatch's one record has both).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja3s: Option<Fp>,
+    /// `quic.ja4`: JA4 of the first ClientHello (`q` prefix).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja4: Option<String>,
     /// The first ClientHello's extensions, as Suricata lists them.
@@ -709,10 +858,14 @@ pub struct Quic {
 /// One entry of Suricata's `quic.extensions`.
 #[derive(Serialize)]
 pub struct QuicExtOut {
+    /// `name`: Suricata's name of the extension; left out for GREASE and unknown types.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'static str>,
+    /// `type`: the extension type.
     #[serde(rename = "type")]
     pub ext_type: u16,
+    /// `values`: for server_name, signature_algorithms, alpn and supported_versions; left out
+    /// otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
 }
@@ -808,20 +961,28 @@ pub fn quic_extensions(c: &ClientHello) -> Vec<QuicExtOut> {
         .collect()
 }
 
+/// One entry of `handshake.connection_close` (QUIC): a CONNECTION_CLOSE seen in an Initial packet.
 #[derive(Serialize)]
 pub struct QuicCloseOut {
+    /// `from`: `client` or `server`.
     pub from: Dir,
+    /// `error_code`: the frame's error code (0x100 + alert for a CRYPTO_ERROR).
     pub error_code: u64,
+    /// `frame_type`: the frame type that caused the error; absent in an application
+    /// CONNECTION_CLOSE.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frame_type: Option<u64>,
+    /// `reason`: the reason phrase; left out when empty.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
     /// The TLS alert a CRYPTO_ERROR code carries (0x100 + alert).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_alert: Option<String>,
+    /// `ts_offset_ms`: milliseconds from the flow's first packet (microsecond precision).
     pub ts_offset_ms: f64,
 }
 
+/// The `handshake` object of a `quic` record: what pinwatch read from the Initial packets.
 #[derive(Serialize)]
 pub struct QuicHandshake<'a> {
     /// ALPN offered in the first ClientHello and selected by the server.
@@ -829,41 +990,61 @@ pub struct QuicHandshake<'a> {
     /// the offered ones), so they are ours.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub client_alpns: Vec<String>,
+    /// `server_alpn`: the ALPN protocol the ServerHello selected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_alpn: Option<String>,
+    /// `cipher_suite`: the ServerHello's cipher suite as `0x1301`; absent without a ServerHello.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cipher_suite: Option<String>,
+    /// `negotiated_version`: the TLS version the ServerHello chose, by name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub negotiated_version: Option<String>,
+    /// `client_hellos`: every ClientHello of the connection, as for `tls`.
     pub client_hellos: Vec<HelloOut<'a>>,
+    /// `connection_close`: every CONNECTION_CLOSE seen in an Initial; left out when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub connection_close: Vec<QuicCloseOut>,
+    /// `retry`: a Retry packet was seen.
     pub retry: bool,
+    /// `version_negotiation`: the versions a Version Negotiation packet listed; absent without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version_negotiation: Option<Vec<String>>,
     /// Long-header datagrams read, [client, server].
     pub datagrams_read: [u64; 2],
     /// Short-header (1-RTT) datagrams seen, [client, server].
     pub short_header_datagrams: [u64; 2],
+    /// `undecryptable`: Initial packets that did not decrypt.
     pub undecryptable: u64,
+    /// `close`: how the flow ended, as `handshake.close` of a `tls` record.
     pub close: CloseKind,
+    /// `missing`: as `handshake.missing` of a `tls` record.
     pub missing: &'static str,
+    /// `anomalies`: why Initials did not decrypt or parse (`quic_initial_auth_failed`, ...); left
+    /// out when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<&'static str>,
 }
 
+/// An EVE `quic` record: one per QUIC connection (docs/output.md).
 #[derive(Serialize)]
 pub struct QuicEvent<'a> {
+    /// The header (flattened: its keys are top-level).
     #[serde(flatten)]
     pub header: Header<'a>,
+    /// `quic`: Suricata's fields.
     pub quic: Quic,
+    /// `handshake`: pinwatch's view of the Initials.
     pub handshake: QuicHandshake<'a>,
+    /// `tls_failure`: the connection's outcome; absent until it is classified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_failure: Option<&'a TlsFailure>,
+    /// `path`: the path relative to the inspection; absent until it is classified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<&'a PathOut>,
+    /// `mobile`: the device and app behind the connection, with a device feed; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mobile: Option<&'a MobileOut>,
+    /// `flow`: Suricata's flow counters.
     pub flow: FlowOut,
 }
 

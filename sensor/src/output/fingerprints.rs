@@ -25,7 +25,9 @@ pub const MAX_ENTRIES: usize = 4096;
 /// JA3 (`None` for an SSLv2-format hello, where it is not defined) and JA4.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prints {
+    /// JA3; `None` for an SSLv2-format hello.
     pub ja3: Option<Fingerprint>,
+    /// JA4 (`t`, `q` or `d` prefix by transport).
     pub ja4: String,
 }
 
@@ -130,8 +132,9 @@ pub struct HelloPrints {
     hasher: ahash::RandomState,
     entries: HashMap<u64, Vec<(OwnedInputs, Prints)>>,
     len: usize,
-    /// Lookups answered from the memo, and lookups computed.
+    /// Lookups answered from the memo.
     pub hits: u64,
+    /// Lookups computed (and then remembered).
     pub misses: u64,
 }
 
@@ -142,6 +145,7 @@ impl Default for HelloPrints {
 }
 
 impl HelloPrints {
+    /// An empty memo, its hash keys fixed (the same buckets in every run).
     pub fn new() -> Self {
         // Fixed keys: which hellos share a bucket must not depend on the run.
         HelloPrints { hasher: ahash::RandomState::with_seeds(1, 2, 3, 4), entries: HashMap::new(), len: 0, hits: 0, misses: 0 }
@@ -171,6 +175,7 @@ impl HelloPrints {
         self.len
     }
 
+    /// No entry held.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -25,14 +25,25 @@ pub fn digest(failure: &TlsFailure, path: &PathOut) -> u32 {
 /// The end of a flow whose session was reported while open, made ready for
 /// the `flow` record (the reporter adds `alerted` and the source names).
 pub struct FlowEnd {
+    /// The flow's header, `event_type` `flow`, without the source and sensor names (the reporter
+    /// adds them).
     pub header: Header<'static>,
+    /// Packets from the client, the whole flow.
     pub pkts_toserver: u64,
+    /// Packets from the server, the whole flow.
     pub pkts_toclient: u64,
+    /// Bytes from the client (lengths on the wire), the whole flow.
     pub bytes_toserver: u64,
+    /// Bytes from the server (lengths on the wire), the whole flow.
     pub bytes_toclient: u64,
+    /// Time of the flow's first packet, ns since the Unix epoch.
     pub start_ns: i64,
+    /// Time the flow ended (its last packet, or its close), ns since the Unix epoch.
     pub end_ns: i64,
+    /// How the flow ended.
     pub close: CloseKind,
+    /// Suricata's `flow.state`: `closed` after FIN/RST, `established` when both sides sent packets,
+    /// else `new`.
     pub state: &'static str,
     /// The session classified again at its end: written when it differs
     /// from the verdict reported ([`digest`], compared by the reporter).
@@ -40,6 +51,7 @@ pub struct FlowEnd {
     /// TLS: the session's `handshake.history` and `handshake.alerts` at
     /// the end (alerts such as a close_notify often come after the record).
     pub history: Option<String>,
+    /// The session's `handshake.alerts` at the end, as JSON (TLS only).
     pub alerts: Option<serde_json::Value>,
 }
 
@@ -106,12 +118,17 @@ impl FlowEnd {
 /// `event_type: "flow"`: Suricata's flow record, plus `flow_end`.
 #[derive(Serialize)]
 pub struct FlowEvent<'a> {
+    /// The flow's header (flattened), `event_type` `flow`.
     #[serde(flatten)]
     pub header: Header<'a>,
+    /// `flow`: Suricata's flow object.
     pub flow: SuricataFlow,
+    /// `flow_end`: how the flow ended and whether the verdict changed.
     pub flow_end: FlowEndOut<'a>,
+    /// `tls_failure`: the outcome at the flow's end; only when `flow_end.revised`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_failure: Option<&'a TlsFailure>,
+    /// `path`: the path at the flow's end; only when `flow_end.revised`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<&'a PathOut>,
 }
@@ -119,15 +136,26 @@ pub struct FlowEvent<'a> {
 /// Suricata's `flow` object, its names and types.
 #[derive(Serialize)]
 pub struct SuricataFlow {
+    /// `pkts_toserver`: packets from the client, the whole flow.
     pub pkts_toserver: u64,
+    /// `pkts_toclient`: packets from the server, the whole flow.
     pub pkts_toclient: u64,
+    /// `bytes_toserver`: bytes from the client (lengths on the wire), the whole flow.
     pub bytes_toserver: u64,
+    /// `bytes_toclient`: bytes from the server (lengths on the wire), the whole flow.
     pub bytes_toclient: u64,
+    /// `start`: time of the flow's first packet.
     pub start: String,
+    /// `end`: time the flow ended (its last packet, or its close).
     pub end: String,
+    /// `age`: whole seconds from `start` to `end`.
     pub age: i64,
+    /// `state`: `closed` after FIN/RST, `established` when both sides sent packets, else `new`.
     pub state: &'static str,
+    /// `reason`: `timeout` for FIN/RST and idle ends, `forced` for an eviction, `shutdown` at the
+    /// end of the capture or of a live run.
     pub reason: &'static str,
+    /// `alerted`: the session's record raised an alert on this `flow_id`.
     pub alerted: bool,
 }
 
@@ -142,6 +170,7 @@ pub struct FlowEndOut<'a> {
     /// TLS: `handshake.history` and `handshake.alerts` as they stand at the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<&'a str>,
+    /// `alerts`: TLS: `handshake.alerts` as it stands at the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alerts: Option<&'a serde_json::Value>,
 }

@@ -58,7 +58,9 @@ const RETRY: Duration = Duration::from_secs(1);
 /// Where to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSpec {
+    /// Standard output, blocking.
     Stdout,
+    /// A file, opened for append, rotated per [`Rotation`].
     File(PathBuf),
     /// Connect to a listening Unix stream socket at this path.
     Unix(PathBuf),
@@ -97,13 +99,18 @@ pub struct Rotation {
 /// Counters of the output, for the stats record.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct OutputStats {
-    /// `stdout`, `file` or `unix`.
+    /// `stdout`, `file` or `unix`; for a network sink `redis`, `syslog-tcp`
+    /// or `syslog-udp`; `memory` in tests.
     pub kind: &'static str,
+    /// Lines handed to the target (for a socket or sink: sent).
     pub lines_written: u64,
+    /// Bytes of those lines, newlines included.
     pub bytes_written: u64,
     /// Whole lines lost (write errors, socket reader away or too slow).
     pub lines_dropped: u64,
+    /// Bytes of the dropped lines.
     pub bytes_dropped: u64,
+    /// Failed writes, opens, renames and syncs; lost connections and failed sends.
     pub write_errors: u64,
     /// Files rotated by size or time.
     pub rotations: u64,
@@ -111,6 +118,7 @@ pub struct OutputStats {
     pub reopens: u64,
     /// Socket connections made (the first included) and lost.
     pub connects: u64,
+    /// Socket or sink connections lost.
     pub disconnects: u64,
     /// Bytes waiting for the socket reader (or a sink's server) now.
     pub pending_bytes: u64,
@@ -205,6 +213,7 @@ impl Output {
         self.closed
     }
 
+    /// The counters so far, with what is waiting now (socket buffer, sink queue).
     pub fn stats(&self) -> OutputStats {
         let mut s = self.stats.clone();
         if let Target::Unix(t) = &self.target {

@@ -16,14 +16,18 @@ use serde::Serialize;
 use super::baseline::{host_matches, Approvals};
 use super::model::{Model, NO_APP};
 
+/// What the network team is asked to do with a destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
+    /// Put it on the inspection bypass list: the app's pinning is approved.
     Bypass,
+    /// Block it: an app whose pinning is not approved went around or refused the inspection there.
     Block,
 }
 
 impl Action {
+    /// `bypass` or `block`, as the lists and CSV write it.
     pub fn word(self) -> &'static str {
         match self {
             Action::Bypass => "bypass",
@@ -35,20 +39,30 @@ impl Action {
 /// One proposed entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
+    /// Bypass or block.
     pub action: Action,
     /// `api.example.com`, or `*.example.com` (strict subdomains).
     pub entry: String,
+    /// The registrable domain of the entry (public suffix plus one label).
     pub registrable_domain: String,
+    /// The apps whose sessions made the entry.
     pub apps: BTreeSet<String>,
+    /// The hosts seen that the entry covers.
     pub hosts: BTreeSet<String>,
+    /// Sessions that made the entry.
     pub sessions: u64,
+    /// Of those, sessions that rejected the inspection (inspected path, `client_rejected`).
     pub rejected_under_inspection: u64,
+    /// Of those, sessions that went around the inspection (path `direct` or `tunnel`).
     pub around_inspection: u64,
+    /// Why the entry is proposed, in words.
     pub why: String,
 }
 
+/// Everything the report proposes to the network team.
 #[derive(Debug, Default, Serialize)]
 pub struct Proposals {
+    /// The proposed bypass and block entries, by host (or approved wildcard).
     pub entries: Vec<Entry>,
     /// Destinations with no name (no SNI): address only, for an address object.
     pub addresses: Vec<(String, Action, BTreeSet<String>)>,
@@ -68,6 +82,9 @@ fn is_public_suffix(domain: &str) -> bool {
     psl::suffix_str(domain) == Some(domain)
 }
 
+/// The proposals from the sessions: a host where an app rejected the inspection or went around it
+/// becomes a bypass entry (pinning approved) or a block candidate (otherwise); see the module
+/// documentation.
 pub fn propose(m: &Model, approvals: &Approvals) -> Proposals {
     #[derive(Default)]
     struct Acc {

@@ -14,34 +14,45 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{Model, NO_APP};
 
+/// The `format` value of a baselines file, written and required when read back.
 pub const FORMAT: &str = "pinwatch-baselines/1";
 /// Largest approvals file read.
 pub const MAX_FILE: u64 = 16 << 20;
 
+/// `baselines.json`: per app, the destinations it reached.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct File {
+    /// `format`: must be [`FORMAT`].
     pub format: String,
+    /// `apps`: one entry per app seen (sessions without an app are left out).
     #[serde(default)]
     pub apps: Vec<AppBaseline>,
 }
 
+/// One app's baseline.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct AppBaseline {
+    /// `package`: the app's package name.
     pub package: String,
+    /// `signing_cert_sha256`: the app's signing certificate digests from the feed inventories
+    /// (informational).
     #[serde(default)]
     pub signing_cert_sha256: Vec<String>,
     /// The organisation accepts this app's own trust logic: its destinations
     /// are proposed for the inspection bypass list instead of for blocking.
     #[serde(default)]
     pub pinning_approved: bool,
+    /// `destinations`: every destination the app reached.
     #[serde(default)]
     pub destinations: Vec<Destination>,
 }
 
+/// One destination of an app.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Destination {
     /// A host name (exact), `*.domain` (strict subdomains of domain), or an address.
     pub host: String,
+    /// `approved`: the app may reach it (set by the reviewer).
     #[serde(default)]
     pub approved: bool,
     /// What the sensor saw (informational; ignored when read back).
@@ -49,15 +60,22 @@ pub struct Destination {
     pub seen: Option<Seen>,
 }
 
+/// What the sensor saw of an app at one destination.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Seen {
+    /// Sessions of the app to the destination.
     pub sessions: u64,
+    /// Sessions terminated by the inspector in which the client went on.
     pub established_inspected: u64,
+    /// Sessions terminated by the inspector that the client rejected.
     pub rejected_under_inspection: u64,
+    /// Sessions on a `direct` or `sanctioned_bypass` path.
     pub direct_or_bypassed: u64,
     /// `approved` / `outside` / `none`: the feed's baseline verdict in the EVE records.
     pub feed_baseline: String,
+    /// Time of the first session, UTC.
     pub first_seen: String,
+    /// Time of the last session, UTC.
     pub last_seen: String,
 }
 
@@ -68,6 +86,7 @@ pub struct Approvals {
 }
 
 impl Approvals {
+    /// Read an approvals file (at most [`MAX_FILE`] bytes); errors name the file.
     pub fn load(path: &Path) -> anyhow::Result<Approvals> {
         let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("--approved-baselines {}: {e}", path.display()))?;
         if meta.len() > MAX_FILE {
@@ -77,6 +96,8 @@ impl Approvals {
         Self::parse(&text).map_err(|e| anyhow::anyhow!("--approved-baselines {}: {e}", path.display()))
     }
 
+    /// Parse an approvals file's text: a [`File`] of format [`FORMAT`]; only destinations with
+    /// `approved` count.
     pub fn parse(text: &str) -> anyhow::Result<Approvals> {
         let f: File = serde_json::from_str(text)?;
         if f.format != FORMAT {
@@ -96,6 +117,7 @@ impl Approvals {
         self.apps.get(app).is_some_and(|(_, hosts)| hosts.iter().any(|h| host_matches(h, &dest)))
     }
 
+    /// The reviewer accepts the app's own trust logic (`pinning_approved`).
     pub fn pinning_approved(&self, app: &str) -> bool {
         self.apps.get(app).is_some_and(|(p, _)| *p)
     }
@@ -105,6 +127,7 @@ impl Approvals {
         self.apps.get(app).into_iter().flat_map(|(_, h)| h.iter()).filter(|h| h.starts_with("*."))
     }
 
+    /// No app in the file.
     pub fn is_empty(&self) -> bool {
         self.apps.is_empty()
     }

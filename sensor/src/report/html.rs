@@ -177,7 +177,8 @@ fn more(total: usize, file: &str) -> Markup {
 
 /// The report page (report.html): a header, then one section per part of
 /// the report (coverage, top findings, apps, destinations, devices, the
-/// timeline, the proposed actions) and how to read it.
+/// timeline, the proposed actions) and how to read it. `approvals_used`:
+/// an approvals file was given (the apps section says so).
 pub fn page(m: &Model, p: &Proposals, approvals_used: bool) -> String {
     let sids: Vec<u64> = {
         let mut s: Vec<u64> = m.findings.iter().map(|f| f.signature_id).collect();

@@ -23,7 +23,9 @@ use self::model::{Builder, Cover, Model, Row};
 /// Options of a report run.
 #[derive(Debug, Default, Clone)]
 pub struct ReportOptions {
+    /// The directory the report is written to (created if missing).
     pub out_dir: PathBuf,
+    /// `--approved-baselines`: a reviewed `baselines.json` ([`baseline::Approvals`]).
     pub approved_baselines: Option<PathBuf>,
     /// MDM feed files: their `app_inventory` lines give each app's signing certificates.
     pub feeds: Vec<PathBuf>,
@@ -32,9 +34,13 @@ pub struct ReportOptions {
 /// What a report run wrote.
 #[derive(Debug)]
 pub struct Written {
+    /// The path of `report.html`.
     pub html: PathBuf,
+    /// Sessions read (duplicates and those over the cap left out).
     pub sessions: usize,
+    /// Findings (AN1725 alerts folded to their highest revision).
     pub findings: usize,
+    /// Every file written.
     pub files: Vec<PathBuf>,
 }
 
@@ -305,9 +311,13 @@ fn summary_json(m: &Model, p: &actions::Proposals) -> serde_json::Value {
 /// A writer that passes everything on and keeps a copy (up to a cap) for
 /// `pinwatch replay --report`.
 pub struct Tee<W: Write> {
+    /// The writer everything is passed on to.
     pub inner: W,
+    /// The copy kept, at most `cap` bytes.
     pub copy: Vec<u8>,
+    /// Most bytes kept in `copy`.
     pub cap: usize,
+    /// More than `cap` bytes came: `copy` is incomplete.
     pub overflow: bool,
 }
 

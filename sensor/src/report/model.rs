@@ -9,8 +9,9 @@ use serde::Serialize;
 use super::baseline::Approvals;
 use super::read::{parse_ts, ReadStats, Rec};
 
-/// Most sessions and alerts kept (beyond it they are counted, not kept).
+/// Most sessions kept (beyond it they are counted, not kept).
 pub const MAX_SESSIONS: usize = 5_000_000;
+/// Most alerts kept (beyond it they are counted, not kept).
 pub const MAX_ALERTS: usize = 2_000_000;
 
 /// Sessions whose app is unknown are grouped under this name.
@@ -21,29 +22,48 @@ pub const NO_DEVICE: &str = "(no device)";
 /// One TLS or QUIC session, as the report needs it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Session {
+    /// `flow_id` of the record.
     pub flow_id: u64,
+    /// Session start (`timestamp`), ns since the Unix epoch; 0 when unreadable.
     pub ts_ns: i64,
+    /// A `quic` record (else `tls`).
     pub quic: bool,
+    /// The client address (`src_ip`).
     pub client: String,
+    /// `dest_ip`.
     pub dest_ip: String,
+    /// `dest_port`.
     pub dest_port: u16,
+    /// The server name (`tls.sni` or `quic.sni`).
     pub sni: Option<String>,
+    /// `tls_failure.outcome`; `unknown` when absent.
     pub outcome: String,
+    /// `tls_failure.kind`; empty when absent.
     pub kind: String,
+    /// `tls_failure.class` (client rejections).
     pub class: Option<String>,
+    /// `path.kind`; `unknown` when absent.
     pub path: String,
+    /// `path.confidence`; empty when absent.
     pub path_confidence: String,
+    /// `path.policy`.
     pub policy: Option<String>,
+    /// `path.intercepted`.
     pub intercepted: Option<bool>,
+    /// The path evidence names the client as not managed (`client_not_managed:IP`).
     pub client_not_managed: bool,
+    /// `mobile.device_id`.
     pub device: Option<String>,
+    /// The network: the binding's context, else the client's /24 (IPv4) or /64 (IPv6).
     pub network: String,
+    /// `mobile.app.package`.
     pub app: Option<String>,
     /// Background, device locked, screen off or more than 60 s since the last
     /// interaction; `None` when the feed says nothing of the state.
     pub unattended: Option<bool>,
     /// `mobile.baseline.approved`, after the approvals file.
     pub baseline_approved: Option<bool>,
+    /// The record has a `mobile` object (the run had a device feed).
     pub has_mobile: bool,
 }
 
@@ -52,12 +72,15 @@ impl Session {
     pub fn dest(&self) -> &str {
         self.sni.as_deref().filter(|s| !s.is_empty()).unwrap_or(&self.dest_ip)
     }
+    /// The app's package, or [`NO_APP`].
     pub fn app_name(&self) -> &str {
         self.app.as_deref().unwrap_or(NO_APP)
     }
+    /// The device id, or [`NO_DEVICE`].
     pub fn device_name(&self) -> &str {
         self.device.as_deref().unwrap_or(NO_DEVICE)
     }
+    /// The client rejected the session (`client_rejected`).
     pub fn rejected(&self) -> bool {
         self.outcome == "client_rejected"
     }
@@ -110,12 +133,15 @@ impl Cover {
             _ => Cover::Unknown,
         }
     }
+    /// Around the inspector: direct, bypass, tunnel or passed through.
     pub fn escaped(self) -> bool {
         matches!(self, Cover::EscapedDirect | Cover::EscapedBypass | Cover::EscapedTunnel | Cover::EscapedPassthrough)
     }
+    /// Terminated by the inspector, whatever the client did.
     pub fn seen(self) -> bool {
         matches!(self, Cover::Inspected | Cover::RefusedByClient | Cover::InspectedOther)
     }
+    /// The label the page shows.
     pub fn label(self) -> &'static str {
         match self {
             Cover::Inspected => "inspected (client went on)",
@@ -129,6 +155,7 @@ impl Cover {
             Cover::Excluded => "outside (internal or unmanaged)",
         }
     }
+    /// Every place, in the order the tables list them.
     pub const ALL: [Cover; 9] = [
         Cover::Inspected,
         Cover::RefusedByClient,
@@ -145,49 +172,85 @@ impl Cover {
 /// One finding (an `alert` record; AN1725 alerts folded to their highest revision).
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
+    /// `alert.signature_id`.
     pub signature_id: u64,
+    /// `alert.signature`.
     pub signature: String,
+    /// `alert.severity` (1 most severe; 3 when absent).
     pub severity: u8,
+    /// The confidence: `an1725.confidence`, else `alert.metadata.confidence`.
     pub confidence: String,
+    /// `flow_id` of the session that raised it.
     pub flow_id: u64,
+    /// Time of the alert, ns since the Unix epoch.
     pub ts_ns: i64,
+    /// The destination: the SNI, else `dest_ip`.
     pub dest: String,
+    /// The client address (`src_ip`).
     pub client: String,
+    /// `evidence.reasons`, with the AN1725 reasons added.
     pub reasons: Vec<String>,
+    /// `evidence.flow_ids`: every session that makes the finding.
     pub flow_ids: Vec<u64>,
+    /// `an1725.alert_id` (AN1725 alerts).
     pub alert_id: Option<String>,
+    /// `an1725.revision`; 0 for other alerts.
     pub revision: u64,
+    /// `an1725.count`: sessions folded into it; 1 for other alerts.
     pub count: u64,
+    /// The app: the alert's `mobile.app.package`, else its session's.
     pub app: Option<String>,
+    /// The device: the alert's `mobile.device_id`, else its session's.
     pub device: Option<String>,
 }
 
 /// Counts for one row of the per-app, per-destination or per-device table.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Row {
+    /// Sessions.
     pub sessions: u64,
+    /// Client rejections per class (`A`-`E`; `?` when unclassified).
     pub class: BTreeMap<String, u64>,
+    /// Sessions the client rejected (`client_rejected`).
     pub rejected: u64,
+    /// Fallback findings (1725004).
     pub fallbacks: u64,
+    /// Sessions on a `direct` path.
     pub direct: u64,
+    /// Sessions on a `sanctioned_bypass` path.
     pub bypassed: u64,
+    /// Sessions an opaque-session finding (1725003) names.
     pub opaque: u64,
+    /// Sessions whose path is `unknown`.
     pub unknown_path: u64,
+    /// Sessions outside the app's baseline (`mobile.baseline.approved` false, not approved in the
+    /// approvals file).
     pub outside_baseline: u64,
+    /// The destinations of those sessions.
     pub unapproved_dests: BTreeSet<String>,
+    /// Sessions whose device or app was unattended.
     pub unattended: u64,
+    /// Sessions whose attendance the feed told (the denominator of `unattended`).
     pub state_known: u64,
+    /// Findings on this row.
     pub findings: u64,
+    /// Apps seen ([`NO_APP`] for sessions without one).
     pub apps: BTreeSet<String>,
+    /// Devices seen ([`NO_DEVICE`] for sessions without one).
     pub devices: BTreeSet<String>,
+    /// Destinations seen.
     pub dests: BTreeSet<String>,
+    /// Per-app table: the app's signing certificate digests from the feed inventories.
     pub certs: BTreeSet<String>,
     /// Sessions and rejections per time bucket (the trend).
     pub trend: Vec<(u64, u64)>,
 }
 
+/// Where the sessions stand relative to the inspection ([`Cover`]), overall, per network and per
+/// time bucket.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Coverage {
+    /// Sessions per place.
     pub counts: BTreeMap<Cover, u64>,
     /// Per network (feed context, else the client's /24 or /64).
     pub per_network: BTreeMap<String, BTreeMap<Cover, u64>>,
@@ -195,10 +258,13 @@ pub struct Coverage {
     pub per_bucket: Vec<BTreeMap<Cover, u64>>,
     /// `stats.outcomes` summed over the stats records read.
     pub stats_outcomes: BTreeMap<String, u64>,
+    /// Sessions whose verdict was withheld because the capture lost the deciding bytes
+    /// (`capture_gap`).
     pub capture_gap_sessions: u64,
 }
 
 impl Coverage {
+    /// Sessions in place `c`.
     pub fn get(&self, c: Cover) -> u64 {
         self.counts.get(&c).copied().unwrap_or(0)
     }
@@ -206,12 +272,15 @@ impl Coverage {
     pub fn population(&self) -> u64 {
         Cover::ALL.iter().filter(|c| **c != Cover::Excluded).map(|c| self.get(*c)).sum()
     }
+    /// Sessions of the population whose path is known.
     pub fn known(&self) -> u64 {
         self.population() - self.get(Cover::Unknown)
     }
+    /// Sessions that went around the inspector.
     pub fn escaped(&self) -> u64 {
         Cover::ALL.iter().filter(|c| c.escaped()).map(|c| self.get(*c)).sum()
     }
+    /// Sessions the inspector terminated.
     pub fn seen(&self) -> u64 {
         Cover::ALL.iter().filter(|c| c.seen()).map(|c| self.get(*c)).sum()
     }
@@ -226,22 +295,38 @@ pub fn pct(n: u64, of: u64) -> String {
     }
 }
 
+/// Everything the report shows, computed from the records read.
 #[derive(Debug, Default, Serialize)]
 pub struct Model {
+    /// What reading found (files, lines, bad lines, errors).
     pub read: ReadStats,
+    /// The sessions, in time order (at most [`MAX_SESSIONS`]).
     pub sessions: Vec<Session>,
+    /// The findings (AN1725 alerts folded to their highest revision).
     pub findings: Vec<Finding>,
+    /// Session records of a `flow_id` already read, skipped.
     pub duplicates: u64,
+    /// Sessions over [`MAX_SESSIONS`], counted and not kept.
     pub sessions_dropped: u64,
+    /// Alerts over [`MAX_ALERTS`], counted and not kept.
     pub alerts_dropped: u64,
+    /// Some session has a `mobile` object (the run had a device feed).
     pub have_feed: bool,
+    /// Start of the first time bucket, ns since the Unix epoch.
     pub first_ns: i64,
+    /// Time of the last session or finding, ns since the Unix epoch.
     pub last_ns: i64,
+    /// Width of a time bucket, ns (a round width, about 24 buckets over the span).
     pub bucket_ns: i64,
+    /// Number of time buckets (1 to 512).
     pub buckets: usize,
+    /// Per-app table, by package ([`NO_APP`] for sessions without one).
     pub apps: BTreeMap<String, Row>,
+    /// Per-destination table, by SNI (else address).
     pub dests: BTreeMap<String, Row>,
+    /// Per-device table, by device id ([`NO_DEVICE`] for sessions without one).
     pub devices: BTreeMap<String, Row>,
+    /// Coverage: where the sessions stand relative to the inspection.
     pub coverage: Coverage,
     /// Findings per bucket per signature id.
     pub timeline: Vec<BTreeMap<u64, u64>>,
@@ -252,6 +337,7 @@ pub struct Model {
 /// Collects records as they are read.
 #[derive(Default)]
 pub struct Builder {
+    /// The model so far; [`Builder::finish`] completes it.
     pub model: Model,
     seen: HashMap<u64, ()>,
     alerts: Vec<(Rec, i64)>,
@@ -259,6 +345,8 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// Take one record: `tls` and `quic` records become sessions (the first per `flow_id`), alerts
+    /// are kept for folding, `stats` records give their outcomes; others are ignored.
     pub fn add(&mut self, rec: Rec) {
         match rec.event_type.as_str() {
             "tls" | "quic" => self.add_session(rec),

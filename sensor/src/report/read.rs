@@ -17,123 +17,192 @@ pub const MAX_FILE: u64 = 64 << 30;
 /// optional so that records of other sensors (or later versions) parse.
 #[derive(Debug, Default, Deserialize)]
 pub struct Rec {
+    /// `event_type`; empty when absent.
     #[serde(default)]
     pub event_type: String,
+    /// `timestamp`; empty when absent.
     #[serde(default)]
     pub timestamp: String,
+    /// `flow_id`; `None` when absent.
     pub flow_id: Option<u64>,
+    /// `src_ip`; `None` when absent.
     pub src_ip: Option<String>,
+    /// `dest_ip`; `None` when absent.
     pub dest_ip: Option<String>,
+    /// `dest_port`; `None` when absent.
     pub dest_port: Option<u16>,
+    /// `tls`; `None` when absent.
     pub tls: Option<Hello>,
+    /// `quic`; `None` when absent.
     pub quic: Option<Hello>,
+    /// `tls_failure`; `None` when absent.
     pub tls_failure: Option<Failure>,
+    /// `path`; `None` when absent.
     pub path: Option<PathRec>,
+    /// `mobile`; `None` when absent.
     pub mobile: Option<Mobile>,
+    /// `alert`; `None` when absent.
     pub alert: Option<AlertRec>,
+    /// `evidence`; `None` when absent.
     pub evidence: Option<Evidence>,
+    /// `an1725`; `None` when absent.
     pub an1725: Option<An1725>,
+    /// `stats`; `None` when absent.
     pub stats: Option<StatsRec>,
 }
 
+/// The `tls` or `quic` object: its server name.
 #[derive(Debug, Default, Deserialize)]
 pub struct Hello {
+    /// `tls.sni` / `quic.sni`; `None` when absent.
     pub sni: Option<String>,
 }
 
+/// The `tls_failure` object, the fields the report reads.
 #[derive(Debug, Default, Deserialize)]
 pub struct Failure {
+    /// `tls_failure.outcome`; `None` when absent.
     pub outcome: Option<String>,
+    /// `tls_failure.kind`; `None` when absent.
     pub kind: Option<String>,
+    /// `tls_failure.class`; `None` when absent.
     pub class: Option<String>,
+    /// `tls_failure.confidence`; `None` when absent.
     pub confidence: Option<String>,
 }
 
+/// The `path` object, the fields the report reads.
 #[derive(Debug, Default, Deserialize)]
 pub struct PathRec {
+    /// `path.kind`; `None` when absent.
     pub kind: Option<String>,
+    /// `path.confidence`; `None` when absent.
     pub confidence: Option<String>,
+    /// `path.policy`; `None` when absent.
     pub policy: Option<String>,
+    /// `path.intercepted`; `None` when absent.
     pub intercepted: Option<bool>,
+    /// `path.evidence`; empty when absent.
     #[serde(default)]
     pub evidence: Vec<String>,
+    /// `path.bypass_rule`; `None` when absent.
     pub bypass_rule: Option<String>,
 }
 
+/// The `mobile` object, the fields the report reads.
 #[derive(Debug, Default, Deserialize)]
 pub struct Mobile {
+    /// `mobile.device_id`; `None` when absent.
     pub device_id: Option<String>,
+    /// `mobile.binding`; `None` when absent.
     pub binding: Option<Binding>,
+    /// `mobile.app`; `None` when absent.
     pub app: Option<App>,
+    /// `mobile.app_state`; `None` when absent.
     pub app_state: Option<String>,
+    /// `mobile.device_locked`; `None` when absent.
     pub device_locked: Option<bool>,
+    /// `mobile.screen_interactive`; `None` when absent.
     pub screen_interactive: Option<bool>,
+    /// `mobile.secs_since_user_interaction`; `None` when absent.
     pub secs_since_user_interaction: Option<f64>,
+    /// `mobile.baseline`; `None` when absent.
     pub baseline: Option<Baseline>,
 }
 
+/// `mobile.binding`: the network context.
 #[derive(Debug, Default, Deserialize)]
 pub struct Binding {
+    /// `mobile.binding.context`; `None` when absent.
     pub context: Option<String>,
 }
 
+/// `mobile.app`: the package and its trust profile.
 #[derive(Debug, Default, Deserialize)]
 pub struct App {
+    /// `mobile.app.package`; `None` when absent.
     pub package: Option<String>,
+    /// `mobile.app.trust_profile`; `None` when absent.
     pub trust_profile: Option<serde_json::Value>,
 }
 
+/// `mobile.baseline`.
 #[derive(Debug, Default, Deserialize)]
 pub struct Baseline {
+    /// `mobile.baseline.approved`; `None` when absent.
     pub approved: Option<bool>,
+    /// `mobile.baseline.sources`; empty when absent.
     #[serde(default)]
     pub sources: Vec<String>,
 }
 
+/// The `alert` object, the fields the report reads.
 #[derive(Debug, Default, Deserialize)]
 pub struct AlertRec {
+    /// `alert.signature_id`; `None` when absent.
     pub signature_id: Option<u64>,
+    /// `alert.signature`; `None` when absent.
     pub signature: Option<String>,
+    /// `alert.severity`; `None` when absent.
     pub severity: Option<u8>,
+    /// `alert.metadata`; `None` when absent.
     pub metadata: Option<AlertMeta>,
 }
 
+/// `alert.metadata`: the confidence.
 #[derive(Debug, Default, Deserialize)]
 pub struct AlertMeta {
+    /// `alert.metadata.confidence`; empty when absent.
     #[serde(default)]
     pub confidence: Vec<String>,
 }
 
+/// The `evidence` object of an alert.
 #[derive(Debug, Default, Deserialize)]
 pub struct Evidence {
+    /// `evidence.reasons`; empty when absent.
     #[serde(default)]
     pub reasons: Vec<String>,
+    /// `evidence.flow_ids`; empty when absent.
     #[serde(default)]
     pub flow_ids: Vec<u64>,
 }
 
+/// The `an1725` object of an AN1725 alert (1725005).
 #[derive(Debug, Default, Deserialize)]
 pub struct An1725 {
+    /// `an1725.alert_id`; `None` when absent.
     pub alert_id: Option<String>,
+    /// `an1725.revision`; `None` when absent.
     pub revision: Option<u64>,
+    /// `an1725.count`; `None` when absent.
     pub count: Option<u64>,
+    /// `an1725.confidence`; `None` when absent.
     pub confidence: Option<String>,
+    /// `an1725.reasons`; empty when absent.
     #[serde(default)]
     pub reasons: Vec<String>,
 }
 
+/// The `stats` object: the session outcomes.
 #[derive(Debug, Default, Deserialize)]
 pub struct StatsRec {
+    /// `stats.outcomes`; `None` when absent.
     pub outcomes: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 /// What reading found besides records.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct ReadStats {
+    /// Files read (an input that could not be opened is not counted).
     pub files: u64,
+    /// Lines read (too long ones not included).
     pub lines: u64,
+    /// Lines that are not a JSON record.
     pub malformed: u64,
+    /// Lines over [`MAX_LINE`], skipped.
     pub too_long: u64,
+    /// Files that could not be opened or read, with why.
     pub errors: Vec<String>,
 }
 

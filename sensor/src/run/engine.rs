@@ -163,7 +163,9 @@ impl Clock {
 
 /// Decode and one flow table.
 pub struct Shard {
+    /// The flow table of the flows this shard owns.
     pub table: FlowTable,
+    /// Counters of the frames this shard decoded.
     pub decoder: DecoderStats,
     /// The clock of the last [`Shard::advance`].
     advanced: i64,
@@ -175,6 +177,7 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// A shard with a flow table of `limits`, its hash keys random.
     pub fn new(limits: Limits) -> Self {
         Self::with_hasher(limits, ahash::RandomState::new())
     }
@@ -316,6 +319,7 @@ pub fn add_table_stats(a: &mut TableStats, b: &TableStats) {
     a.late_packets_after_close += late_packets_after_close;
 }
 
+/// Add another shard's decoder counters to `a`.
 pub fn add_decoder_stats(a: &mut DecoderStats, b: &DecoderStats) {
     a.tcp += b.tcp;
     a.udp += b.udp;
@@ -382,9 +386,13 @@ pub fn write_stats(out: &mut dyn Write, clock: i64, stats: &Stats, ocsf: bool) -
 
 /// One clock, one shard and one reporter on the caller's thread.
 pub struct Engine {
+    /// The capture clock.
     pub clock: Clock,
+    /// Decode and the flow table.
     pub shard: Shard,
+    /// Classification, enrichment, findings and records.
     pub reporter: Reporter,
+    /// Capture counters: packets and bytes seen, file count and errors.
     pub capture: CaptureStats,
     limits: Limits,
     ocsf: bool,

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use crate::config::Config;
 use crate::flow::Limits;
 
+/// What one run is asked to do (replay or live); `Default` is one thread, no feeds, EVE output and
+/// the default limits and configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
+    /// Flow-table limits: flow cap, buffer budget, timeouts.
     pub limits: Limits,
     /// Networks, inspection deployment, bypass list, thresholds.
     pub config: Config,

@@ -21,11 +21,15 @@ pub use crate::run::stats::{CaptureStats, DecoderStats, MemoryStats, Stats};
 /// Where packets come from.
 #[derive(Debug, Clone)]
 pub enum Input {
+    /// A capture file (pcap, pcapng, gzip'd or not).
     File(PathBuf),
+    /// A capture read from standard input (`-`).
     Stdin,
     /// A capture held in memory (the bundled default, tests).
     Bytes {
+        /// Its name, written as `pcap_filename`.
         name: String,
+        /// The capture's bytes.
         bytes: &'static [u8],
     },
 }
@@ -42,6 +46,7 @@ pub const BUNDLED_CONFIG: &str = include_str!("../../../pcaps/bundled.toml");
 /// Result of a run.
 #[derive(Debug)]
 pub struct Summary {
+    /// The counters of the stats record (also when it was not written).
     pub stats: Stats,
     /// The first capture error, if any (the run still reported everything before it).
     pub first_error: Option<String>,

@@ -49,11 +49,17 @@ impl Ord for Pending {
 /// Counters of the output stage.
 #[derive(Debug, Default, Clone)]
 pub struct ReportStats {
+    /// `tls` records made.
     pub tls_records_logged: u64,
+    /// `quic` records made.
     pub quic_records_logged: u64,
+    /// Alerts raised, those the tuning withheld included (the stats record counts the ones
+    /// written).
     pub alerts_logged: u64,
     /// `flow` records: ends of sessions reported while open.
     pub flow_records_logged: u64,
+    /// Sessions per outcome, lower case: `established`, `clientrejected_c` (outcome and class),
+    /// `incomplete_capturegap` (incomplete by kind); QUIC ones prefixed `quic_`.
     pub outcomes: std::collections::BTreeMap<String, u64>,
     /// Most ended flows held at once, waiting for slower shards.
     pub pending_max: u64,
@@ -101,9 +107,11 @@ pub struct Reporter {
     ocsf: bool,
     names: Naming,
     pub(crate) correlator: Correlator,
+    /// The device feed's enricher; `None` without a feed.
     pub enricher: Option<crate::enrich::Enricher>,
     pub(crate) folder: crate::enrich::Folder,
     pending: BinaryHeap<Reverse<Pending>>,
+    /// The counters of the output stage.
     pub stats: ReportStats,
     /// Records out, in order, for [`Reporter::poll_record`].
     outbox: VecDeque<Vec<u8>>,
@@ -303,6 +311,7 @@ impl Reporter {
         &mut self.profile
     }
 
+    /// The inline inspector's profile learned so far.
     pub fn profile(&self) -> &crate::verdict::inspector::Profile {
         &self.profile
     }
@@ -496,8 +505,11 @@ impl Reporter {
 /// given.
 #[derive(Clone, Default)]
 pub struct Naming {
+    /// The capture sources' names (files or interfaces), indexed by a flow's `source`.
     pub names: Vec<String>,
+    /// Live capture: names are written as `in_iface`, else as `pcap_filename`.
     pub live: bool,
+    /// The sensor name, written as `host`; none: no `host`.
     pub host: Option<String>,
 }
 
@@ -527,6 +539,7 @@ impl Preparer {
         self.config.decision_timeout_ns
     }
 
+    /// Classify an ended flow and render its record (see [`Prepared`]).
     pub fn prepare(&self, e: Ended) -> Prepared {
         prepare(&e, &self.config, &self.names, self.ocsf)
     }
@@ -547,6 +560,7 @@ impl Preparer {
 /// over them, and the reporter, which must take the records one at a time
 /// in output order, only enriches, correlates and writes.
 pub struct Prepared {
+    /// Where it goes in the output order.
     pub order: OrderKey,
     /// A flow's end (else an open session reported at its verdict).
     end: bool,

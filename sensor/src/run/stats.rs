@@ -7,13 +7,17 @@ use serde::Serialize;
 
 use crate::flow::TableStats;
 
+/// `stats.capture`: what was read.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct CaptureStats {
+    /// `files`: capture files opened (replay).
     pub files: usize,
     /// Packets more than an hour ahead of the capture clock that the next
     /// packet did not confirm (not used to expire flows).
     pub timestamp_jumps: u64,
+    /// `packets`: packets read.
     pub packets: u64,
+    /// `bytes`: bytes of the packets as captured (snap length, link layer included).
     pub bytes: u64,
     /// Written as `error_messages`: Suricata's `stats.capture.errors` is a
     /// count, and one key must not hold two types.
@@ -27,26 +31,39 @@ pub struct CaptureStats {
     pub chunk_starts_rejected: u64,
 }
 
+/// `stats.decoder`: what the frames decoded to.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct DecoderStats {
+    /// `tcp`: TCP packets decoded.
     pub tcp: u64,
+    /// `udp`: UDP packets decoded.
     pub udp: u64,
+    /// `truncated`: packets cut short by the snap length.
     pub truncated: u64,
+    /// `tunnelled`: packets decoded from inside a tunnel.
     pub tunnelled: u64,
     /// Frames that produced no TCP/UDP packet, per reason.
     pub skipped: BTreeMap<&'static str, u64>,
 }
 
+/// The `stats` record, the last line of a run (docs/output.md).
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Stats {
+    /// `capture`: what was read.
     pub capture: CaptureStats,
+    /// `decoder`: what the frames decoded to.
     pub decoder: DecoderStats,
+    /// `flow`: the flow table's counters.
     pub flow: TableStats,
+    /// `tls_records_logged`: `tls` lines written.
     pub tls_records_logged: u64,
+    /// `quic_records_logged`: `quic` lines written.
     pub quic_records_logged: u64,
+    /// `alerts_logged`: `alert` lines written, after tuning.
     pub alerts_logged: u64,
     /// `flow` records: the ends of sessions reported while open.
     pub flow_records_logged: u64,
+    /// `enrichment`: the device feed's counters; absent without a feed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enrichment: Option<crate::enrich::EnrichStats>,
     /// Sessions per outcome and per failure class.
@@ -66,13 +83,16 @@ pub struct Stats {
     /// not written, per signature.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tuning: Option<crate::verdict::tuning::TuningStats>,
+    /// `memory`: caps and high-water marks.
     pub memory: MemoryStats,
 }
 
+/// `stats.memory`: the caps and how close the run came to them.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct MemoryStats {
     /// High-water mark of bytes held in per-flow reassembly and handshake buffers.
     pub flow_buffers_max: u64,
+    /// High-water mark of flows tracked at once (with several shards, the sum of their peaks).
     pub flows_max: u64,
     /// Most flows tracked at once, whatever the thread count (shared out
     /// over the flow partitions, [`crate::flow::PARTITIONS`]).

@@ -40,15 +40,20 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// `syslog+udp://…`, `syslog+tcp://…`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkSpec {
+    /// Which server, and how its lines are sent.
     pub kind: SinkKind,
+    /// Queue and batching.
     pub options: SinkOptions,
     /// The text given, for messages.
     pub text: String,
 }
 
+/// The kind of server a sink ships to, with its settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkKind {
+    /// Redis (`redis://HOST[:PORT]`, port 6379 by default).
     Redis(redis::RedisConfig),
+    /// Syslog (`syslog+udp://` or `syslog+tcp://HOST[:PORT]`, port 514 by default).
     Syslog(syslog::SyslogConfig),
 }
 
@@ -122,6 +127,7 @@ impl SinkSpec {
         }
     }
 
+    /// `redis`, `syslog-tcp` or `syslog-udp`: the output's `kind` in the stats record.
     pub fn kind_name(&self) -> &'static str {
         match &self.kind {
             SinkKind::Redis(_) => "redis",
@@ -220,20 +226,27 @@ pub trait Transport: Send {
 /// Counters shared between the writer and the shipper thread.
 #[derive(Debug, Default)]
 pub struct SinkCounters {
+    /// Lines delivered (not counting those the transport dropped).
     pub lines_written: AtomicU64,
+    /// Bytes of the batches handed over, newlines included.
     pub bytes_written: AtomicU64,
     /// Lines dropped because the queue was full.
     pub queue_dropped: AtomicU64,
     /// Lines dropped otherwise (end-of-run leftovers, refused or oversize datagrams).
     pub other_dropped: AtomicU64,
+    /// Bytes of every dropped line, newlines included.
     pub bytes_dropped: AtomicU64,
     /// Lines cut to the transport's size limit (syslog over UDP).
     pub truncated: AtomicU64,
+    /// Failed sends, connections and error replies.
     pub write_errors: AtomicU64,
+    /// Connections made (the first included; TCP and Redis only).
     pub connects: AtomicU64,
+    /// Connections lost after they had delivered.
     pub disconnects: AtomicU64,
     /// Batches sent again after a reconnect (their lines may arrive twice).
     pub resent_batches: AtomicU64,
+    /// The last error (connection, error reply), for the stats record.
     pub last_error: Mutex<Option<String>>,
 }
 
@@ -289,6 +302,7 @@ impl Sink {
         Ok(Sink { shared, options, kind, handle: Some(handle) })
     }
 
+    /// `redis`, `syslog-tcp` or `syslog-udp` (see [`SinkSpec::kind_name`]).
     pub fn kind(&self) -> &'static str {
         self.kind
     }
@@ -309,6 +323,7 @@ impl Sink {
         self.shared.cv.notify_one();
     }
 
+    /// The sink's counters, shared with its shipper thread.
     pub fn counters(&self) -> &SinkCounters {
         &self.shared.counters
     }

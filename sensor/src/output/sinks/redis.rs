@@ -19,16 +19,24 @@ use super::{Params, SinkCounters, Transport, IO_TIMEOUT};
 /// The Redis command used per line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// `LPUSH key line` (`mode=list` or `lpush`, the default).
     Lpush,
+    /// `RPUSH key line` (`mode=rpush`).
     Rpush,
+    /// `PUBLISH key line` (`mode=channel` or `publish`).
     Publish,
+    /// `XADD key [MAXLEN ~|= maxlen] * field line` (`mode=stream` or `xadd`).
     Stream,
 }
 
+/// A Redis sink's settings, from the URL and its query keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
+    /// Server host name or address.
     pub host: String,
+    /// Server port (6379 by default).
     pub port: u16,
+    /// The command used per line (`mode`).
     pub mode: Mode,
     /// List, channel or stream name (`key`, default `pinwatch`).
     pub key: String,
@@ -80,12 +88,17 @@ impl RedisConfig {
     }
 }
 
+/// The Redis [`Transport`]: one pipelined round trip per batch over the `redis` crate's synchronous
+/// connection, opened on first use and again after [`Transport::reset`]. An error reply that would
+/// come again (wrong key type, out of memory, no permission) drops the batch (counted) instead of
+/// retrying it.
 pub struct RedisTransport {
     cfg: RedisConfig,
     conn: Option<redis::Connection>,
 }
 
 impl RedisTransport {
+    /// A transport for `cfg`; it connects on the first send.
     pub fn new(cfg: RedisConfig) -> Self {
         RedisTransport { cfg, conn: None }
     }

@@ -39,10 +39,14 @@ pub const UDP_MAX: usize = 65_000;
 /// Default UDP message limit (rsyslog's default `maxMessageSize`).
 pub const UDP_DEFAULT_MAX: usize = 8192;
 
+/// A syslog sink's settings, from the URL and its query keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyslogConfig {
+    /// `syslog+tcp://` (octet-counted framing); else UDP, one message a datagram.
     pub tcp: bool,
+    /// Receiver host name or address.
     pub host: String,
+    /// Receiver port (514 by default).
     pub port: u16,
     /// 0–23.
     pub facility: u8,
@@ -134,6 +138,8 @@ enum Conn {
     Tcp(Option<TcpStream>),
 }
 
+/// The syslog [`Transport`]: one RFC 5424 message per line, over UDP (one datagram each) or TCP
+/// (octet-counted, connected on first use and again after [`Transport::reset`]).
 pub struct SyslogTransport {
     cfg: SyslogConfig,
     hostname: String,
