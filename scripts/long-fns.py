@@ -4,8 +4,8 @@ Rust sources, tests and unit-test modules included, and exit 1 if any is.
 
 Relies on rustfmt's layout (CI checks it): a function starts at a line
 `… fn name…` and ends at the first later line that is `}` at the same
-indentation. Usage: scripts/long-fns.py [LIMIT] [--report] (--report
-lists without failing)."""
+indentation. CI runs it. Usage: scripts/long-fns.py [LIMIT] [--report]
+(--report lists without failing)."""
 import os, re, sys
 
 limit = 100

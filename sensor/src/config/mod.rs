@@ -293,6 +293,38 @@ fn tuning_rules(p: &str, t: &RawTuning, base: &Path) -> crate::config::tuning::R
     r
 }
 
+/// `inspection.deployment`, declared or, when absent, what the other keys
+/// imply.
+fn deployment(p: &str, ri: &RawInspection, c: &Config) -> Result<Deployment, ConfigError> {
+    Ok(match ri.deployment.as_deref() {
+        Some("none") => Deployment::None,
+        Some("explicit") => Deployment::Explicit,
+        Some("transparent") => Deployment::Transparent,
+        Some("both") => Deployment::Both,
+        Some(other) => {
+            return Err(ConfigError::Value {
+                path: p.into(),
+                key: "inspection.deployment".into(),
+                message: format!("`{other}`: use none, explicit, transparent or both"),
+            });
+        }
+        // Not declared: what the other keys imply. An inspection CA or
+        // proxy fingerprint without a proxy address means an inline
+        // inspector, as does a transparent proxy address.
+        None => {
+            let inline = !c.transparent_proxies.is_empty()
+                || !c.proxy_ja3s.is_empty()
+                || (c.explicit_proxies.is_empty() && !c.inspection_cas.is_empty());
+            match (c.explicit_proxies.is_empty(), inline) {
+                (true, false) => Deployment::None,
+                (false, false) => Deployment::Explicit,
+                (true, true) => Deployment::Transparent,
+                (false, true) => Deployment::Both,
+            }
+        }
+    })
+}
+
 impl Config {
     /// Load and validate a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -306,36 +338,60 @@ impl Config {
         Self::parse(&p, &text, path.parent().unwrap_or(Path::new(".")))
     }
 
-    /// Parse TOML text; relative CA paths are resolved against `base`.
+    /// Parse TOML text; relative CA paths are resolved against `base`. The
+    /// tables are checked in the order below, and the first bad value is
+    /// the error.
     pub fn parse(p: &str, text: &str, base: &Path) -> Result<Self, ConfigError> {
         let raw: Raw = toml::from_str(text)
             .map_err(|e| ConfigError::Syntax { path: p.into(), message: clip_lines(&e.to_string(), MAX_ERROR_LINE_CHARS) })?;
         let mut c = Config::default();
-        if let Some(m) = &raw.networks.managed {
+        c.networks(p, &raw.networks)?;
+        c.inspection(p, &raw.inspection, base)?;
+        c.deployment = deployment(p, &raw.inspection, &c)?;
+        c.inline_inspector(p, &raw.inspection)?;
+        c.tunnels_and_ports(p, &raw)?;
+        c.bypass_and_baselines(p, &raw)?;
+        c.feed = crate::config::feed::parse(p, &raw.feed, base)?;
+        c.state(p, &raw, base)?;
+        c.thresholds(p, &raw.thresholds)?;
+        c.tuning = std::sync::Arc::new(tuning_rules(p, &raw.tuning, base));
+        Ok(c)
+    }
+
+    /// `[networks]`: managed and internal ranges.
+    fn networks(&mut self, p: &str, n: &RawNetworks) -> Result<(), ConfigError> {
+        let c = self;
+        if let Some(m) = &n.managed {
             c.managed = Some(nets(p, "networks.managed", m)?);
         }
-        if let Some(i) = &raw.networks.internal {
+        if let Some(i) = &n.internal {
             c.internal = nets(p, "networks.internal", i)?;
         }
-        for s in &raw.inspection.explicit_proxies {
+        Ok(())
+    }
+
+    /// `[inspection]`: the proxies, the inspection CAs and fingerprints.
+    fn inspection(&mut self, p: &str, ri: &RawInspection, base: &Path) -> Result<(), ConfigError> {
+        let c = self;
+        for s in &ri.explicit_proxies {
             c.explicit_proxies.push(s.parse().map_err(|_| ConfigError::Value {
                 path: p.into(),
                 key: "inspection.explicit_proxies".into(),
                 message: format!("`{s}` is not IP:port"),
             })?);
         }
-        for s in &raw.inspection.transparent_proxies {
+        for s in &ri.transparent_proxies {
             c.transparent_proxies.push(s.parse().map_err(|_| ConfigError::Value {
                 path: p.into(),
                 key: "inspection.transparent_proxies".into(),
                 message: format!("`{s}` is not an IP address"),
             })?);
         }
-        for f in &raw.inspection.ca_certificates {
+        for f in &ri.ca_certificates {
             let full = if f.is_absolute() { f.clone() } else { base.join(f) };
             c.inspection_cas.extend(load_cas(p, &full)?);
         }
-        for subj in &raw.inspection.ca_subjects {
+        for subj in &ri.ca_subjects {
             if subj.trim().is_empty() || !subj.contains('=') {
                 return Err(ConfigError::Value {
                     path: p.into(),
@@ -349,7 +405,7 @@ impl Config {
                 source: PathBuf::from("inspection.ca_subjects"),
             });
         }
-        for h in &raw.inspection.proxy_ja3s {
+        for h in &ri.proxy_ja3s {
             if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(ConfigError::Value {
                     path: p.into(),
@@ -359,35 +415,14 @@ impl Config {
             }
             c.proxy_ja3s.push(h.to_ascii_lowercase());
         }
-        c.udp_443_blocked = raw.inspection.udp_443_blocked;
-        let ri = &raw.inspection;
-        c.deployment = match ri.deployment.as_deref() {
-            Some("none") => Deployment::None,
-            Some("explicit") => Deployment::Explicit,
-            Some("transparent") => Deployment::Transparent,
-            Some("both") => Deployment::Both,
-            Some(other) => {
-                return Err(ConfigError::Value {
-                    path: p.into(),
-                    key: "inspection.deployment".into(),
-                    message: format!("`{other}`: use none, explicit, transparent or both"),
-                });
-            }
-            // Not declared: what the other keys imply. An inspection CA or
-            // proxy fingerprint without a proxy address means an inline
-            // inspector, as does a transparent proxy address.
-            None => {
-                let inline = !c.transparent_proxies.is_empty()
-                    || !c.proxy_ja3s.is_empty()
-                    || (c.explicit_proxies.is_empty() && !c.inspection_cas.is_empty());
-                match (c.explicit_proxies.is_empty(), inline) {
-                    (true, false) => Deployment::None,
-                    (false, false) => Deployment::Explicit,
-                    (true, true) => Deployment::Transparent,
-                    (false, true) => Deployment::Both,
-                }
-            }
-        };
+        c.udp_443_blocked = ri.udp_443_blocked;
+        Ok(())
+    }
+
+    /// `[inspection]` of an inline inspector: the ports it covers, what it
+    /// does not see, how far it is and its TCP signatures.
+    fn inline_inspector(&mut self, p: &str, ri: &RawInspection) -> Result<(), ConfigError> {
+        let c = self;
         if let Some(ports) = &ri.covered_ports {
             if ports.is_empty() || ports.contains(&0) {
                 return Err(ConfigError::Value {
@@ -422,6 +457,12 @@ impl Config {
             }
             c.inspector_tcp_signatures.push(sig.clone());
         }
+        Ok(())
+    }
+
+    /// `networks.tunnel_endpoints` and `inspection.usual_tls_ports`.
+    fn tunnels_and_ports(&mut self, p: &str, raw: &Raw) -> Result<(), ConfigError> {
+        let c = self;
         for s in &raw.networks.tunnel_endpoints {
             let a = s.parse::<SocketAddr>().or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 0))).map_err(|_| {
                 ConfigError::Value {
@@ -432,9 +473,15 @@ impl Config {
             })?;
             c.tunnel_endpoints.push(a);
         }
-        if let Some(ports) = raw.inspection.usual_tls_ports {
-            c.usual_tls_ports = ports;
+        if let Some(ports) = &raw.inspection.usual_tls_ports {
+            c.usual_tls_ports = ports.clone();
         }
+        Ok(())
+    }
+
+    /// `[bypass]` and `[baselines]`.
+    fn bypass_and_baselines(&mut self, p: &str, raw: &Raw) -> Result<(), ConfigError> {
+        let c = self;
         for d in &raw.bypass.domains {
             let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
             let body = d.strip_prefix("*.").unwrap_or(&d);
@@ -458,7 +505,12 @@ impl Config {
             }
         }
         c.baselines = raw.baselines.clone();
-        c.feed = crate::config::feed::parse(p, &raw.feed, base)?;
+        Ok(())
+    }
+
+    /// `state_file` and `state_interval_s` (live mode).
+    fn state(&mut self, p: &str, raw: &Raw, base: &Path) -> Result<(), ConfigError> {
+        let c = self;
         c.state_file = raw.state_file.as_ref().map(|f| if f.is_absolute() { f.clone() } else { base.join(f) });
         if let Some(s) = raw.state_interval_s {
             if s == 0 || s > 86_400 {
@@ -466,7 +518,12 @@ impl Config {
             }
             c.state_interval_s = s;
         }
-        let t = &raw.thresholds;
+        Ok(())
+    }
+
+    /// `[thresholds]`.
+    fn thresholds(&mut self, p: &str, t: &RawThresholds) -> Result<(), ConfigError> {
+        let c = self;
         if let Some(ms) = t.post_handshake_abort_ms {
             if ms == 0 || ms > 600_000 {
                 return Err(ConfigError::Value {
@@ -507,8 +564,7 @@ impl Config {
             }
             c.fallback_min_rejections = n;
         }
-        c.tuning = std::sync::Arc::new(tuning_rules(p, &raw.tuning, base));
-        Ok(c)
+        Ok(())
     }
 
     pub fn is_internal(&self, ip: IpAddr) -> bool {
