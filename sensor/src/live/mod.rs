@@ -14,10 +14,11 @@
 //! libpcap into batches and hands them to the engine thread through a queue
 //! bounded in packets and bytes; when it is full the reader drops and counts
 //! (it never blocks, and memory never grows without bound). The engine thread
-//! merges the interfaces in time order (`merge`), runs the same
-//! [`Engine`](crate::run::engine::Engine) as replay (one flow table), writes the records, moves the
-//! clock on an idle link with the wall clock (so flows time out), writes a
-//! `stats` record every `--stats-interval`, and reacts to signals:
+//! merges the interfaces in time order (`merge`), runs the same engine as
+//! replay ([`crate::run::engine::Engine`], one flow table), writes the
+//! records, moves the clock on an idle link with the wall clock (so flows
+//! time out), writes a `stats` record every `--stats-interval`, and reacts
+//! to signals:
 //!
 //! - SIGINT, SIGTERM: stop the readers, process what they captured, end every
 //!   open flow with close kind `shutdown`, write the final stats record,

@@ -432,7 +432,7 @@ fn immediate_ns(f: &crate::flow::Flow) -> i64 {
 }
 
 /// Classify the outcome of one ended TLS session: the first rule of
-/// [`OUTCOME_RULES`] that decides wins. The rules are numbered as
+/// `OUTCOME_RULES` that decides wins. The rules are numbered as
 /// docs/output.md (`tls_failure`) lists them, so doc and code read side by
 /// side; a session no rule decides stays `established`.
 pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {
