@@ -72,8 +72,9 @@ impl SourceErrors {
 /// the device.
 #[derive(Debug, Clone, Serialize)]
 pub struct BindingOut {
-    /// `confidence`: `authenticated`, `dhcp` or `self_reported`, from the
-    /// binding's feed event.
+    /// `confidence`: the binding event's confidence, its variant name in
+    /// lower case: `authenticated`, `dhcp` or `selfreported` (not the feed's
+    /// `self_reported`).
     pub confidence: String,
     /// `conflict`: another device held the IP over an overlapping interval.
     pub conflict: bool,
@@ -217,8 +218,9 @@ pub struct MobileOut {
     pub binding: BindingOut,
     /// `app`: the app behind the session.
     pub app: AppOut,
-    /// `app_state` of the app at the session's start (`foreground`,
-    /// `background`, ...), if the feed told it.
+    /// `app_state` of the app at the session's start, if the feed told it:
+    /// its variant name in lower case (`foreground`, `background`,
+    /// `foregroundservice`, `stopped`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_state: Option<String>,
     /// `device_locked` at the session's start, from the latest `device_state`.
@@ -877,7 +879,8 @@ pub struct An1725 {
     /// Stable id of the folded alert: repeats for the same device, app and
     /// destination within the fold window update it (higher `revision`).
     pub alert_id: String,
-    /// Revision of the folded alert, from 1; consumers keep the highest.
+    /// Revision of the folded alert: 1 for the first, higher for each update
+    /// (0 until [`Folder::fold`] sets it); consumers keep the highest.
     pub revision: u32,
     /// Sessions folded into this alert so far.
     pub count: u32,

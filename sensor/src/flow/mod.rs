@@ -603,7 +603,7 @@ impl OrderKey {
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct TableStats {
     /// `flows_created`: flows started (TCP, or UDP that began with a QUIC
-    /// Initial).
+    /// or Google QUIC client Initial).
     pub flows_created: u64,
     /// `flows_ended`: flows ended, however.
     pub flows_ended: u64,
@@ -623,7 +623,7 @@ pub struct TableStats {
     /// `midstream_flows`: ended flows whose first packet was not a bare SYN.
     pub midstream_flows: u64,
     /// `udp_packets_ignored`: UDP datagrams neither of a tracked flow nor a
-    /// QUIC Initial.
+    /// QUIC or Google QUIC client Initial.
     pub udp_packets_ignored: u64,
     /// `reassembly_retransmitted_bytes`: payload bytes received again after
     /// they were delivered (dropped).

@@ -32,7 +32,8 @@ pub const SID_INSPECTION_FAILURE: u32 = 1_725_001;
 /// Signature 1725002: direct TLS from a managed network around the inspection.
 pub const SID_DIRECT: u32 = 1_725_002;
 /// Signature 1725003: an opaque direct encrypted session (ECH, no SNI, an
-/// unusual port, non-TLS bytes on TCP/443).
+/// unusual port, QUIC where UDP/443 should be blocked, non-TLS bytes on
+/// TCP/443).
 pub const SID_OPAQUE: u32 = 1_725_003;
 /// Signature 1725004: rejections under inspection, then a direct or bypassed
 /// session to the same server name.
@@ -101,7 +102,8 @@ pub struct AlertBody {
     pub rev: u32,
     /// `alert.signature`: the signature's text from [`SIGNATURES`].
     pub signature: &'static str,
-    /// `alert.category`: "Potential Corporate Privacy Violation".
+    /// `alert.category`: the signature's category from [`SIGNATURES`]
+    /// ("Potential Corporate Privacy Violation").
     pub category: &'static str,
     /// `alert.severity`: 1 (most severe) to 3, the signature's base severity
     /// capped by the confidence ([`severity_for`]).
