@@ -86,7 +86,9 @@ type Specificity = (u8, bool, bool, u8);
 /// The configured contexts and the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContextMap {
+    /// The `[[feed.contexts]]` entries, in file order.
     pub rules: Vec<ContextRule>,
+    /// `feed.default_context`: the namespace of a session no entry matches.
     pub default: Option<String>,
 }
 

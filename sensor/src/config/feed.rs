@@ -16,6 +16,8 @@ use crate::config::ConfigError;
 /// Most `[[feed.contexts]]` entries.
 pub const MAX_CONTEXTS: usize = 4096;
 
+/// The `[feed]` table as written in the file, before [`parse`] checks and
+/// resolves it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFeed {
@@ -43,6 +45,7 @@ struct RawContext {
 /// The resolved `[feed]` table.
 #[derive(Debug, Clone, Default)]
 pub struct FeedConfig {
+    /// `[[feed.contexts]]` and `feed.default_context`: the binding namespaces.
     pub contexts: ContextMap,
     /// How `--feed-url` is reached: `None` when no transport key is set
     /// (plain request, the built-in web PKI roots).

@@ -133,8 +133,13 @@ impl Deployment {
 /// An inspection CA, matched by SPKI and by subject name.
 #[derive(Debug, Clone)]
 pub struct InspectionCa {
+    /// The CA's subject, as `tls.issuerdn` writes a name; a leaf issued under it
+    /// is intercepted.
     pub subject: String,
+    /// SHA-256 of the CA's SubjectPublicKeyInfo, hex; empty for an
+    /// `inspection.ca_subjects` entry.
     pub spki_sha256: String,
+    /// The PEM file it was read from, or `inspection.ca_subjects`.
     pub source: PathBuf,
 }
 
@@ -145,14 +150,26 @@ pub struct Config {
     pub managed: Option<Vec<IpNet>>,
     /// Destinations that are not "direct to the internet".
     pub internal: Vec<IpNet>,
+    /// `inspection.explicit_proxies`: explicit (CONNECT) proxy endpoints.
     pub explicit_proxies: Vec<SocketAddr>,
+    /// `inspection.transparent_proxies`: transparent inspection proxies'
+    /// addresses as the tap sees them.
     pub transparent_proxies: Vec<IpAddr>,
+    /// The inspection CAs, from `inspection.ca_certificates` and
+    /// `inspection.ca_subjects`.
     pub inspection_cas: Vec<InspectionCa>,
     /// JA3S hashes of the inspection proxy's TLS server.
     pub proxy_ja3s: Vec<String>,
+    /// `inspection.udp_443_blocked`: QUIC should be blocked, so a QUIC session
+    /// that works is opaque.
     pub udp_443_blocked: bool,
+    /// `inspection.usual_tls_ports`: TLS to another port is an opaque-session
+    /// reason.
     pub usual_tls_ports: Vec<u16>,
+    /// `bypass.domains`, lower case without a trailing dot: `name` or `*.name`
+    /// (which matches `name` too).
     pub bypass_domains: Vec<String>,
+    /// `bypass.cidrs`: destinations the inspection passes through.
     pub bypass_cidrs: Vec<IpNet>,
     /// How the inspection is deployed (declared, or inferred from the
     /// other `inspection` keys: see [`Config::parse`]).
@@ -169,11 +186,17 @@ pub struct Config {
     /// Known tunnel endpoints (VPN concentrators): sessions to them are
     /// tunnels by policy, never opaque sessions. A port of 0 matches any.
     pub tunnel_endpoints: Vec<SocketAddr>,
+    /// `thresholds.post_handshake_abort_ms`, in ns: how soon after the end of
+    /// the handshake an abort may be class C.
     pub post_handshake_abort_ns: i64,
+    /// `thresholds.fallback_window_s`, in ns: how long after a rejection under
+    /// inspection a session around it is a fallback.
     pub fallback_window_ns: i64,
     /// An open session is reported this long after its first ClientHello
     /// if no verdict came sooner; 0: at its flow's end only (`crate::flow::decision`).
     pub decision_timeout_ns: i64,
+    /// `thresholds.fallback_min_rejections`: rejections needed before a
+    /// fallback fires.
     pub fallback_min_rejections: u32,
     /// Approved destinations per app package, from `[baselines]`.
     pub baselines: std::collections::HashMap<String, Vec<String>>,
@@ -183,6 +206,7 @@ pub struct Config {
     pub feed: crate::config::feed::FeedConfig,
     /// Live mode: the state file (`state_file`), and how often it is written.
     pub state_file: Option<PathBuf>,
+    /// `state_interval_s`: seconds between writes of the state file.
     pub state_interval_s: u64,
 }
 
@@ -238,13 +262,31 @@ pub enum ConfigError {
     /// The reason is part of the message (an I/O error, or the size cap),
     /// not a `source()`, so that a `{:#}` chain does not say it twice.
     #[error("{message}")]
-    Read { path: String, message: String },
+    Read {
+        /// The configuration file.
+        path: String,
+        /// What went wrong, the file named in it.
+        message: String,
+    },
+    /// The TOML did not parse, or has an unknown key.
     #[error("{path}: {message}")]
-    Syntax { path: String, message: String },
+    Syntax {
+        /// The configuration file.
+        path: String,
+        /// The TOML parser's message (long lines cut).
+        message: String,
+    },
     /// The value is quoted in `message`; a long one (a config file is up
     /// to 1 MiB) is cut like a TOML error's line.
     #[error("{path}: key `{}`: {}", clip_lines(.key, MAX_ERROR_LINE_CHARS), clip_lines(.message, MAX_ERROR_LINE_CHARS))]
-    Value { path: String, key: String, message: String },
+    Value {
+        /// The configuration file.
+        path: String,
+        /// The key, e.g. `inspection.explicit_proxies`.
+        key: String,
+        /// What is wrong with its value.
+        message: String,
+    },
 }
 
 /// Longest line of a TOML error message shown: the parser quotes the
@@ -567,6 +609,7 @@ impl Config {
         Ok(())
     }
 
+    /// The address is in `networks.internal` (not "direct to the internet").
     pub fn is_internal(&self, ip: IpAddr) -> bool {
         self.internal.iter().any(|n| n.contains(&ip))
     }
@@ -583,6 +626,8 @@ impl Config {
         self.deployment.inline() && self.covered_ports.contains(&port) && !self.not_covered.iter().any(|n| n.contains(&dst))
     }
 
+    /// The address is in `networks.managed`; every address is when that key is
+    /// not set.
     pub fn is_managed(&self, ip: IpAddr) -> bool {
         self.managed.as_ref().is_none_or(|m| m.iter().any(|n| n.contains(&ip)))
     }

@@ -45,6 +45,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// The class's name as the stats record writes it (`dns`, `not_found`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Dns => "dns",
@@ -154,13 +155,20 @@ pub enum FeedState {
 /// One feed URL's health (`stats.feed.sources[]`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SourceHealth {
+    /// `source`: the feed URL.
     pub source: String,
+    /// `state`: how its last request went.
     pub state: FeedState,
-    /// Wall-clock time of the last successful request (RFC 3339).
+    /// Wall-clock time of the last successful request, in Suricata's
+    /// timestamp format.
     pub last_success: Option<String>,
+    /// `consecutive_failures`: failed requests since the last success.
     pub consecutive_failures: u64,
+    /// `failures`: failed requests in all.
     pub failures: u64,
+    /// `last_error_class`: the class of the last failure, if any.
     pub last_error_class: Option<ErrorClass>,
+    /// `last_error`: the text of the last failure (at most 300 characters).
     pub last_error: Option<String>,
     /// Lines received: one event each (bad ones are counted in
     /// `stats.enrichment.feed`).
@@ -172,6 +180,7 @@ pub struct SourceHealth {
 /// Shared between a pump's thread and the stats.
 pub type Health = Arc<Mutex<SourceHealth>>;
 
+/// The wall clock now, in Suricata's timestamp format (UTC).
 pub fn wall_time() -> String {
     let ns =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
@@ -212,8 +221,11 @@ pub fn jitter(d: Duration) -> Duration {
 /// A start-up failure of a feed URL.
 #[derive(Debug, Clone)]
 pub struct StartError {
+    /// The feed URL.
     pub url: String,
+    /// Why its first request failed.
     pub class: ErrorClass,
+    /// The error's text.
     pub detail: String,
 }
 

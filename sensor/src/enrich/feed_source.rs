@@ -91,7 +91,10 @@ pub enum FeedSource {
     /// A file followed as it grows (tail -F semantics).
     Follow(PathBuf),
     /// An HTTP(S) endpoint polled with a cursor.
-    Http { url: String },
+    Http {
+        /// The endpoint; a cursor, once known, goes in its `since` parameter.
+        url: String,
+    },
 }
 
 impl fmt::Display for FeedSource {
@@ -109,7 +112,13 @@ impl fmt::Display for FeedSource {
 pub enum FeedMsg {
     /// One line, without its `\n` / `\r\n`. Invalid UTF-8 is replaced
     /// (U+FFFD), so the feed reader reports it as malformed.
-    Line { text: String, line_no: u64 },
+    Line {
+        /// The line's text.
+        text: String,
+        /// Its number: in the file being read, from 1; for HTTP, a running
+        /// count of the lines received (see the module doc).
+        line_no: u64,
+    },
     /// A non-fatal problem (the source keeps going, except `File` when it
     /// cannot be read at all).
     Error(String),
@@ -181,6 +190,7 @@ pub enum DrainEnd {
 pub struct Drained {
     /// The `Line` and `Error` messages received, in order.
     pub msgs: Vec<FeedMsg>,
+    /// Why the drain stopped.
     pub end: DrainEnd,
 }
 

@@ -1,11 +1,19 @@
-//! Device and app enrichment for replay: the MDM/device feed (schema v1,
-//! `enrichment/FEED.md`) read in full before the capture, then a lookup per
+//! Device and app enrichment: the MDM/device feed (schema v1,
+//! `enrichment/FEED.md`) held by an [`Enricher`], then a lookup per
 //! session at its start time: IP → device (leases), session → app
 //! (attribution), the app's trust profile and state, the device's state.
+//! [`an1725`] scores an enriched session that raised findings, and a
+//! [`Folder`] folds its repeats into one alert id.
 //!
-//! Replay knows the whole feed up front, so late batches need no special
-//! handling here: correlation is on event time. (Live mode, with feeds that
-//! arrive up to ~90 minutes late, is the live-capture issue's work.)
+//! Replay reads the whole feed before the capture ([`Enricher::load_sources`]).
+//! Live mode takes feed lines while packets flow: a late batch goes in with
+//! [`Enricher::add_events`] and the sessions kept for it are looked up again
+//! ([`Enricher::re_enrich_at`]). Either way correlation is on event time,
+//! whatever order the events came in.
+//!
+//! Where the lines come from is [`feed_source`] (files, followed files,
+//! HTTP with a cursor) and [`feed_http`] (the health of a feed URL);
+//! [`bindings`] is `pinwatch bindings`, a producer of `ip_binding` lines.
 
 pub mod bindings;
 pub mod feed_http;
@@ -60,19 +68,31 @@ impl SourceErrors {
     }
 }
 
+/// `mobile.binding`: the IP lease that tied the session's client address to
+/// the device.
 #[derive(Debug, Clone, Serialize)]
 pub struct BindingOut {
+    /// `confidence`: the binding event's confidence, its variant name in
+    /// lower case: `authenticated`, `dhcp` or `selfreported` (not the feed's
+    /// `self_reported`).
     pub confidence: String,
+    /// `conflict`: another device held the IP over an overlapping interval.
     pub conflict: bool,
+    /// `in_grace`: the session started just after the lease ended, within the
+    /// grace window.
     pub in_grace: bool,
+    /// `contested`: other devices' leases also cover the session's start.
     pub contested: bool,
+    /// `context`: the binding namespace the lease was found in.
     pub context: String,
     /// Where the binding came from (docs/bindings.md): the feed event's
     /// `source.kind` / `source.vendor` and the bound `identity`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// `vendor`: the binding event's `source.vendor`, e.g. the NAS or `kea`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
+    /// `identity`: who the producer bound, when its event said.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityOut>,
 }
@@ -80,21 +100,35 @@ pub struct BindingOut {
 /// `mobile.binding.identity`.
 #[derive(Debug, Clone, Serialize)]
 pub struct IdentityOut {
+    /// `kind`: `mac`, `user`, `cert_cn`, ... as the feed sent it.
     pub kind: String,
+    /// `value`: the MAC address, user name, certificate CN, ... as sent.
     pub value: String,
 }
 
+/// `mobile.app.trust_profile`: the app's TLS trust setup, from its newest
+/// inventory.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrustOut {
+    /// `pin_sets`: how many pin sets the app declares.
     pub pin_sets: usize,
+    /// `trusts_user_cas`: the app opts in to user-installed CAs, if the
+    /// inventory says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trusts_user_cas: Option<bool>,
+    /// `custom_trust_manager`: the app has its own TrustManager, if the
+    /// inventory says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_trust_manager: Option<bool>,
+    /// `trust_all`: the app trusts any certificate, if the inventory says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust_all: Option<bool>,
+    /// `hostname_verifier_override`: the app overrides hostname verification,
+    /// if the inventory says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname_verifier_override: Option<bool>,
+    /// `okhttp_certificate_pinner`: the app uses OkHttp's `CertificatePinner`,
+    /// if the inventory says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub okhttp_certificate_pinner: Option<bool>,
     /// The app has trust logic of its own (pins, custom TrustManager,
@@ -108,39 +142,59 @@ pub struct TrustOut {
 /// The best evidence of another app than the chosen one.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunnerUpOut {
+    /// `package`: the other app's package.
     pub package: String,
+    /// `attribution`: the kind of record its best evidence came from.
     pub attribution: &'static str,
+    /// `attribution_evidence`: the level of that evidence.
     pub attribution_evidence: &'static str,
+    /// `skew_ms`: event time − session start of that evidence, ms (after its
+    /// source's clock offset); absent for evidence that is not an event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skew_ms: Option<i64>,
 }
 
+/// `mobile.app`: the app the session was attributed to, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct AppOut {
+    /// `package`: the chosen app; absent when several fit equally
+    /// (`ambiguous`) or no app is known on the device.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
+    /// `attribution`: the kind of record the evidence came from:
+    /// `net_connect`, `dns_lookup`, `runtime_trust_event`, `expected_endpoint`,
+    /// `candidate`.
     pub attribution: &'static str,
     /// How strong the evidence is: `exact`, `dns`, `host`, `endpoint`, `candidate`.
     pub attribution_evidence: &'static str,
     /// Why this app and not the runner-up.
     pub attribution_reason: &'static str,
+    /// Event time − session start of the evidence, ms, after taking off its
+    /// source's clock offset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attribution_skew_ms: Option<i64>,
     /// The estimated clock offset of the evidence's source, taken off its time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attribution_clock_offset_ms: Option<i64>,
+    /// The best evidence of another app; absent when no other app has evidence
+    /// above `candidate`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runner_up: Option<RunnerUpOut>,
+    /// Packages that fit equally well at the chosen level (sorted); for
+    /// `candidate`, every app known on the device.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<String>,
+    /// `version_code` from the newest inventory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version_code: Option<i64>,
     /// The app's signing certificate digests, from the newest inventory
     /// (what the tuning's `allow.app_certs` matches).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub signing_cert_sha256: Vec<String>,
+    /// `target_sdk` from the newest inventory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_sdk: Option<u32>,
+    /// The trust profile from the newest inventory; absent without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust_profile: Option<TrustOut>,
 }
@@ -148,6 +202,7 @@ pub struct AppOut {
 /// Whether the destination is in the app's baseline of approved destinations.
 #[derive(Debug, Clone, Serialize)]
 pub struct BaselineOut {
+    /// The session's server name matches one of the baseline's destinations.
     pub approved: bool,
     /// Where the baseline came from: `expected_endpoints` (inventory),
     /// `config`, `learned` (sessions of the app that succeeded under inspection).
@@ -157,17 +212,30 @@ pub struct BaselineOut {
 /// The `mobile` object.
 #[derive(Debug, Clone, Serialize)]
 pub struct MobileOut {
+    /// `device_id`: the device whose lease covered the client IP.
     pub device_id: String,
+    /// `binding`: that lease.
     pub binding: BindingOut,
+    /// `app`: the app behind the session.
     pub app: AppOut,
+    /// `app_state` of the app at the session's start, if the feed told it:
+    /// its variant name in lower case (`foreground`, `background`,
+    /// `foregroundservice`, `stopped`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_state: Option<String>,
+    /// `device_locked` at the session's start, from the latest `device_state`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_locked: Option<bool>,
+    /// `screen_interactive` at the session's start, from the latest
+    /// `device_state`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub screen_interactive: Option<bool>,
+    /// `secs_since_user_interaction`: whole seconds from the last user
+    /// interaction to the session's start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secs_since_user_interaction: Option<i64>,
+    /// `baseline`: whether the destination is approved; absent when the app
+    /// has no baseline.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineOut>,
     /// Feed line numbers of the events behind this enrichment.
@@ -177,13 +245,20 @@ pub struct MobileOut {
 /// Counters for the stats record.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct EnrichStats {
+    /// `feed`: what the feed reader made of the lines.
     pub feed: FeedReportOut,
     /// Problems reaching a feed source (HTTP errors, retries, timeouts).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub source_errors: Vec<String>,
+    /// `sessions_enriched`: sessions tied to a device.
     pub sessions_enriched: u64,
+    /// `sessions_without_device`: sessions whose client IP no lease covered
+    /// (or whose namespace was ambiguous).
     pub sessions_without_device: u64,
+    /// `events_dropped`: feed events not kept because their device held
+    /// [`MAX_EVENTS_PER_DEVICE`].
     pub events_dropped: u64,
+    /// `leases`: the IP lease map's counters.
     pub leases: LeasesOut,
     /// Clock offsets of the feed sources, learnt from the sessions.
     pub clock: ClockOut,
@@ -194,6 +269,7 @@ pub struct EnrichStats {
 /// Most sources listed in [`ClockOut::sources`] (the rest are counted).
 pub const MAX_CLOCK_SOURCES_SHOWN: usize = 64;
 
+/// `stats.enrichment.clock`: the clock offsets of the feed sources.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ClockOut {
     /// Session observations that gave a source candidate offsets.
@@ -208,10 +284,14 @@ pub struct ClockOut {
     pub sources_dropped: u64,
 }
 
+/// One feed source with an estimated clock offset.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClockSourceOut {
+    /// `device_id`: the device whose events the source logged.
     pub device_id: String,
+    /// `kind`: the source's `source.kind`.
     pub kind: String,
+    /// `vendor`: the source's `source.vendor` (absent when empty).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub vendor: String,
     /// event_time − packet time.
@@ -220,27 +300,45 @@ pub struct ClockSourceOut {
     pub sessions: usize,
 }
 
+/// `stats.enrichment.leases`: the IP lease map's counters.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LeasesOut {
+    /// `held`: leases held now.
     pub held: u64,
+    /// `inserted`: leases stored (new bindings and restored leases).
     pub inserted: u64,
+    /// `renewed`: assigns that extended (or fell inside) a lease of the same
+    /// device and confidence.
     pub renewed: u64,
+    /// `closed`: releases and expires applied to a lease.
     pub closed: u64,
+    /// `conflicts`: overlaps between two devices' bindings, plus `conflict`
+    /// events.
     pub conflicts: u64,
     /// Leases dropped because the map was full (oldest first).
     pub evicted: u64,
     /// Leases dropped because their (context, IP) held 256 (oldest first).
     pub evicted_per_key: u64,
+    /// `ignored`: bindings without a usable time.
     pub ignored: u64,
 }
 
+/// `stats.enrichment.feed`: the feed reader's counts.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FeedReportOut {
+    /// `lines`: lines read.
     pub lines: u64,
+    /// `events`: lines that gave an event.
     pub events: u64,
+    /// `malformed`: lines that are not JSON objects, miss a required field
+    /// or carry an ill-typed or unknown value.
     pub malformed: u64,
+    /// `unknown_event_type`: lines whose `event_type` is none of the v1 types.
     pub unknown_event_type: u64,
+    /// `bad_timestamp`: lines with a time field that is not an RFC 3339
+    /// string in range.
     pub bad_timestamp: u64,
+    /// `unsupported_version`: lines of another `schema_version`.
     pub unsupported_version: u64,
     /// The first problems, with line numbers.
     pub problems: Vec<String>,
@@ -272,6 +370,7 @@ pub struct Enricher {
     attribution: AttributionConfig,
     /// Clock offset of each feed source, learnt from the sessions.
     clock: ClockOffsets,
+    /// Counters for `stats.enrichment`; see [`Enricher::stats_out`].
     pub stats: EnrichStats,
     /// Binding namespaces by interface, VLAN or pool (`[[feed.contexts]]`).
     pub context_map: crate::config::contexts::ContextMap,
@@ -386,6 +485,7 @@ impl Enricher {
         Ok((en, errors.into_vec()))
     }
 
+    /// An enricher holding these events, with `report`'s counts in its stats.
     pub fn from_events(all: Vec<Event>, report: &FeedReport) -> Self {
         let mut en = Enricher {
             leases: LeaseMap::new(LeaseConfig::default()),
@@ -770,11 +870,17 @@ impl Enricher {
 /// The AN1725 verdict joining device evidence to a session's network findings.
 #[derive(Debug, Clone, Serialize)]
 pub struct An1725 {
+    /// `an1725.confidence`: `high`, `medium` or `low` (for a folded alert, the
+    /// strongest so far).
     pub confidence: &'static str,
+    /// `an1725.reasons`: each names its source (`network:fallback:flow:ID`,
+    /// `trust:own_trust_logic`, `app_state:background`, ...).
     pub reasons: Vec<String>,
     /// Stable id of the folded alert: repeats for the same device, app and
     /// destination within the fold window update it (higher `revision`).
     pub alert_id: String,
+    /// Revision of the folded alert: 1 for the first, higher for each update
+    /// (0 until [`Folder::fold`] sets it); consumers keep the highest.
     pub revision: u32,
     /// Sessions folded into this alert so far.
     pub count: u32,
@@ -807,6 +913,7 @@ pub struct Folder {
     open: HashMap<FoldKey, Folded>,
     /// The key each session was last folded under, and its start.
     placed: HashMap<u64, (FoldKey, i64)>,
+    /// Most open folds and placed sessions (100,000 by default).
     pub max_keys: usize,
     /// Open folds (and placed sessions) closed early because the window
     /// held `max_keys`.
@@ -822,6 +929,7 @@ fn rank(c: &str) -> u8 {
 }
 
 impl Folder {
+    /// A folder with no open folds, folding repeats within `window_ns`.
     pub fn new(window_ns: i64) -> Self {
         Folder { window_ns, open: HashMap::new(), placed: HashMap::new(), max_keys: 100_000, dropped: 0 }
     }

@@ -40,6 +40,8 @@ const NS: i64 = 1_000_000_000;
 /// Table limits and timeouts.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Most flows tracked at once (`--max-flows`), shared out over the
+    /// partitions.
     pub max_flows: usize,
     /// Idle timeout of a flow that has exchanged data.
     pub established_timeout_ns: i64,
@@ -53,6 +55,7 @@ pub struct Limits {
     pub closed_memory_ns: i64,
     /// Payload segments inspected for a TLS start before a flow is written off as not TLS.
     pub probe_segments: u8,
+    /// Per-direction reassembly caps.
     pub reassembly: reassembly::Limits,
     /// Bytes all flows together may hold in reassembly and handshake buffers.
     pub max_buffer_bytes: usize,
@@ -193,11 +196,17 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CloseKind {
+    /// `fin`: both sides sent a FIN.
     Fin,
+    /// `rst`: either side sent a RST.
     Rst,
+    /// `timeout`: idle past its timeout.
     Timeout,
+    /// `eof`: the capture ended with the flow open.
     Eof,
+    /// `evicted`: ended to make room in a full flow table.
     Evicted,
+    /// `shutdown`: a live capture stopped with the flow open.
     Shutdown,
     /// Not ended: a session reported while its flow is still open (at its
     /// verdict, [`decision`]); its `flow` record says how it ended.
@@ -207,22 +216,32 @@ pub enum CloseKind {
 /// Is the flow TLS, not TLS, or still undecided?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
+    /// Not decided yet: no payload has shown whether it is TLS.
     Unknown,
+    /// TLS was found in its bytes (on any port).
     Tls,
+    /// Payload that never started a TLS record: written off as not TLS.
     NotTls,
     /// A UDP flow that began with a QUIC client Initial.
     Quic,
 }
 
+/// Counters of one direction of a flow.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DirCounters {
     /// Time of this side's first FIN or RST.
     pub close_ts: Option<i64>,
+    /// Packets sent by this side.
     pub pkts: u64,
+    /// Their bytes on the wire (the captured packets' original lengths).
     pub bytes: u64,
+    /// Their transport payload bytes.
     pub payload_bytes: u64,
+    /// This side sent a FIN.
     pub fin: bool,
+    /// This side sent a RST.
     pub rst: bool,
+    /// This side sent a SYN (or a SYN-ACK).
     pub syn: bool,
 }
 
@@ -235,8 +254,13 @@ pub struct Flow {
     // six scattered ones (`repr(C)` keeps this order).
     /// [client, server]
     pub dirs: [DirCounters; 2],
+    /// Time of the latest packet, ns since the Unix epoch.
     pub last_ts: i64,
+    /// When the flow closed: the first RST, or the FIN that completed both
+    /// sides' FINs.
     pub close_ts: Option<i64>,
+    /// Deterministic id (51 bits) from the key and the first packet's time:
+    /// EVE `flow_id`.
     pub flow_id: u64,
     /// True when the client is the `lo` endpoint of the key.
     pub client_is_lo: bool,
@@ -244,18 +268,24 @@ pub struct Flow {
     /// over in both directions, or it is not TLS): later packets only move
     /// counters, close state and time.
     pub bypass: bool,
+    /// How it closed ([`CloseKind::Rst`] or [`CloseKind::Fin`]), once it did.
     pub close: Option<CloseKind>,
     /// `quiet[dir][has_payload]`: a packet from `dir` (without SYN) cannot
     /// change anything but counters and close state. Worked out after every
     /// packet that went through the parsers (see [`Flow::refresh_quiet`]).
     quiet: [[bool; 2]; 2],
+    /// Whether it is TLS, QUIC, not TLS, or not known yet.
     pub proto: Proto,
+    /// The flow's key.
     pub key: FlowKey,
+    /// Time of the first packet, ns since the Unix epoch.
     pub first_ts: i64,
     /// Index of the capture source (u32: a `Flow` must fit in 1,024 bytes).
     pub source: u32,
     /// The VLAN ids of the flow's first packet (Suricata's `vlan`).
     pub vlans: pinwatch_parsers::decode::Vlans,
+    /// Segment starts found not to be TLS so far; at
+    /// [`Limits::probe_segments`] the flow is not TLS.
     pub probes: u8,
     /// Role of the endpoints is known from SYN/SYN-ACK or a ClientHello
     /// (beside the other small fields: `repr(C)` pads each run of them).
@@ -265,7 +295,9 @@ pub struct Flow {
     /// The first bytes of a direction too short yet to decide whether TLS
     /// starts there (see [`Head`]); `None` unless a stream came in tiny pieces.
     pub head: Option<Box<[Head; 2]>>,
+    /// Reassembly of each direction, [client, server].
     pub reasm: [Reassembler; 2],
+    /// The TLS session parsed from the flow's bytes.
     pub session: TlsSession,
     /// QUIC state, for UDP flows that began with a client Initial.
     pub quic: Option<Box<QuicSession>>,
@@ -453,6 +485,7 @@ impl Flow {
         Some(self.verdict_due())
     }
 
+    /// The client's address and port.
     pub fn client(&self) -> (IpAddr, u16) {
         if self.client_is_lo {
             self.key.lo
@@ -460,6 +493,7 @@ impl Flow {
             self.key.hi
         }
     }
+    /// The server's address and port.
     pub fn server(&self) -> (IpAddr, u16) {
         if self.client_is_lo {
             self.key.hi
@@ -519,8 +553,12 @@ fn tcp_roles(d: &Decoded<'_>, key: &FlowKey, tcp: TcpInfo, syn_only: bool) -> (b
 /// A flow that has ended, handed to the output stage.
 #[derive(Debug)]
 pub struct Ended {
+    /// The flow, with everything parsed from it.
     pub flow: Box<Flow>,
+    /// How it ended ([`CloseKind::Open`] for a session reported while open).
     pub close: CloseKind,
+    /// When it ended, ns: its close (the RST, or the FIN that completed both
+    /// sides'), else its idle deadline on a timeout, else its last packet.
     pub end_ts: i64,
     /// Where this record goes in the output (see [`OrderKey`]).
     pub order: OrderKey,
@@ -540,8 +578,11 @@ pub struct Ended {
 /// slowest shard's clock can be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct OrderKey {
+    /// 0 while packets are read, 1 for flows ended at the end of input.
     pub phase: u8,
+    /// Packet time the record is placed at, ns.
     pub ts: i64,
+    /// The flow's id, to break ties.
     pub flow_id: u64,
 }
 
@@ -561,30 +602,55 @@ impl OrderKey {
 /// Table counters for the stats record.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct TableStats {
+    /// `flows_created`: flows started (TCP, or UDP that began with a QUIC
+    /// or Google QUIC client Initial).
     pub flows_created: u64,
+    /// `flows_ended`: flows ended, however.
     pub flows_ended: u64,
+    /// `flows_evicted`: flows ended to make room in a full partition.
     pub flows_evicted: u64,
+    /// `flows_timed_out`: flows that ended at their idle timeout without a
+    /// FIN/RST close.
     pub flows_timed_out: u64,
+    /// `flows_active_max`: most flows tracked at once.
     pub flows_active_max: u64,
+    /// `tls_flows`: ended flows found to be TLS.
     pub tls_flows: u64,
+    /// `quic_flows`: ended QUIC flows.
     pub quic_flows: u64,
+    /// `not_tls_flows`: ended flows that carried payload but no TLS.
     pub not_tls_flows: u64,
+    /// `midstream_flows`: ended flows whose first packet was not a bare SYN.
     pub midstream_flows: u64,
+    /// `udp_packets_ignored`: UDP datagrams neither of a tracked flow nor a
+    /// QUIC or Google QUIC client Initial.
     pub udp_packets_ignored: u64,
+    /// `reassembly_retransmitted_bytes`: payload bytes received again after
+    /// they were delivered (dropped).
     pub reassembly_retransmitted_bytes: u64,
+    /// `reassembly_gaps`: TCP holes given up on.
     pub reassembly_gaps: u64,
+    /// `reassembly_gap_bytes`: bytes lost in those holes.
     pub reassembly_gap_bytes: u64,
+    /// `reassembly_overflows`: times an out-of-order buffer was full and its
+    /// oldest hole was given up on.
     pub reassembly_overflows: u64,
+    /// `reassembly_out_of_order`: segments that arrived ahead of the stream.
     pub reassembly_out_of_order: u64,
     /// Segments carrying other bytes than the copy already received of the
     /// same sequence numbers (an evasion attempt; the first copy is kept).
     pub reassembly_overlap_diff_data: u64,
+    /// `tls_handshake_overflows`: handshake messages skipped for being over the
+    /// parser's cap.
     pub tls_handshake_overflows: u64,
     /// QUIC Initial packets that did not decrypt (sum over connections).
     pub quic_undecryptable: u64,
+    /// `heap_bytes_max`: high-water mark of bytes in all flows' buffers.
     pub heap_bytes_max: u64,
     /// Flows whose handshake needed nothing more: later packets only counted.
     pub bypassed_flows: u64,
+    /// `bypassed_packets`: packets that only moved counters, close state and
+    /// time (of bypassed flows, or that could change nothing else).
     pub bypassed_packets: u64,
     /// Flows whose buffers were dropped because all flows together held
     /// `max_buffer_bytes` (their handshake parse stops there).
@@ -593,6 +659,8 @@ pub struct TableStats {
     pub late_packets_after_close: u64,
 }
 
+/// The flow table: tracks flows, feeds their bytes to the TLS and QUIC
+/// parsers, and hands out the flows that end ([`Ended`]).
 pub struct FlowTable {
     lim: Limits,
     /// Open addressing with prefetch for batches ([`crate::flow::map`]).
@@ -604,6 +672,7 @@ pub struct FlowTable {
     /// Flows and buffer bytes per partition (see [`PARTITIONS`]).
     part_flows: Vec<usize>,
     part_bytes: Vec<usize>,
+    /// Counters for the stats record.
     pub stats: TableStats,
     events: Vec<TlsEvent>,
     /// Bytes currently held in per-flow buffers.
@@ -648,6 +717,7 @@ fn flow_id(key: &FlowKey, ts: i64) -> u64 {
 }
 
 impl FlowTable {
+    /// An empty table with these limits and a random hasher.
     pub fn new(lim: Limits) -> Self {
         Self::with_hasher(lim, ahash::RandomState::new())
     }
@@ -673,6 +743,7 @@ impl FlowTable {
         }
     }
 
+    /// Flows tracked now.
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -682,6 +753,7 @@ impl FlowTable {
         self.parts
     }
 
+    /// No flow is tracked.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

@@ -27,6 +27,8 @@ pub enum Fanout {
 /// Ring geometry: blocks of this size; a block is handed over when full or
 /// after [`BLOCK_TIMEOUT_MS`].
 const BLOCK_SIZE: usize = 1 << 20;
+/// The kernel's block timeout, ms: a partly filled block is handed to the
+/// worker after this long.
 pub const BLOCK_TIMEOUT_MS: u32 = 100;
 /// How long a worker waits for a block before it looks at the clock.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -64,9 +66,11 @@ pub fn interface_linktype(name: &str) -> anyhow::Result<u32> {
 /// What a worker's socket is opened with.
 #[derive(Debug, Clone)]
 pub struct RingSpec {
+    /// The interface to capture on.
     pub interface: String,
     /// Bytes of the ring (rounded down to whole blocks, at least two).
     pub ring_bytes: u64,
+    /// Put the interface in promiscuous mode.
     pub promisc: bool,
     /// Join this fanout group (none for a single socket of its own).
     pub group: Option<(u16, Fanout)>,

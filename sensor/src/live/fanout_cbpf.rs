@@ -32,9 +32,13 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// One classic BPF instruction (`struct sock_filter`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Insn {
+    /// Opcode: instruction class, size, mode or operation, source.
     pub code: u16,
+    /// Jump offset if the test is true.
     pub jt: u8,
+    /// Jump offset if the test is false.
     pub jf: u8,
+    /// The constant operand.
     pub k: u32,
 }
 

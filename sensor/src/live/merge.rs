@@ -15,28 +15,38 @@ use std::collections::VecDeque;
 /// One captured packet within a [`Batch`].
 #[derive(Debug, Clone, Copy)]
 pub struct PktMeta {
+    /// Capture time, ns since the Unix epoch.
     pub ts_ns: i64,
+    /// Offset of its bytes in [`Batch::data`].
     pub start: u32,
+    /// Bytes captured.
     pub caplen: u32,
+    /// Length of the packet on the wire.
     pub orig_len: u32,
 }
 
 /// Packets of one interface, copied out of libpcap's ring.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// Index of the interface (reader) the packets came from.
     pub source: usize,
+    /// The interface's link type (DLT).
     pub linktype: u32,
+    /// The packets, in capture order.
     pub pkts: Vec<PktMeta>,
+    /// Their bytes, one after the other.
     pub data: Vec<u8>,
     /// The reader delivers nothing older than this from now on.
     pub frontier: i64,
 }
 
 impl Batch {
+    /// An empty batch of interface `source` (frontier: none yet).
     pub fn new(source: usize, linktype: u32) -> Self {
         Batch { source, linktype, pkts: Vec::new(), data: Vec::new(), frontier: i64::MIN }
     }
 
+    /// Append a packet (its bytes copied); the frontier moves up to its time.
     pub fn push(&mut self, ts_ns: i64, data: &[u8], orig_len: u32) {
         let start = self.data.len() as u32;
         self.data.extend_from_slice(data);
@@ -44,6 +54,7 @@ impl Batch {
         self.frontier = self.frontier.max(ts_ns);
     }
 
+    /// Packet `i` and its bytes.
     pub fn packet(&self, i: usize) -> (&PktMeta, &[u8]) {
         let m = &self.pkts[i];
         (m, &self.data[m.start as usize..(m.start + m.caplen) as usize])
@@ -68,19 +79,23 @@ struct Source {
 /// The k-way merge of the readers' batches.
 pub struct Merger {
     sources: Vec<Source>,
-    /// Packets and bytes held here.
+    /// Packets held here.
     pub held_packets: usize,
+    /// Bytes of packet data held here.
     pub held_bytes: usize,
 }
 
 /// A batch fully handed to the engine: its size, for the queue accounting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Freed {
+    /// Packets in the batches consumed.
     pub packets: usize,
+    /// Their bytes of packet data.
     pub bytes: usize,
 }
 
 impl Merger {
+    /// A merge of `n` readers, nothing held.
     pub fn new(n: usize) -> Self {
         Merger {
             sources: (0..n).map(|_| Source { queue: VecDeque::new(), frontier: i64::MIN, done: false }).collect(),
@@ -89,6 +104,8 @@ impl Merger {
         }
     }
 
+    /// Take a reader's message: queue its packets (a heartbeat only moves the
+    /// frontier), or mark the reader done.
     pub fn push(&mut self, m: Msg) {
         match m {
             Msg::Batch(b) => {
@@ -113,6 +130,7 @@ impl Merger {
         self.sources.iter().all(|s| s.done)
     }
 
+    /// No packet is held.
     pub fn is_empty(&self) -> bool {
         self.held_packets == 0
     }

@@ -237,6 +237,7 @@ impl MetricsServer {
         Ok(MetricsServer { page, stop, addr, last: Mutex::new(None), scrapes, handle: Some(handle) })
     }
 
+    /// The address the server listens on (the port chosen when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

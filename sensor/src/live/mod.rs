@@ -14,10 +14,11 @@
 //! libpcap into batches and hands them to the engine thread through a queue
 //! bounded in packets and bytes; when it is full the reader drops and counts
 //! (it never blocks, and memory never grows without bound). The engine thread
-//! merges the interfaces in time order (`merge`), runs the same
-//! [`Engine`](crate::run::engine::Engine) as replay (one flow table), writes the records, moves the
-//! clock on an idle link with the wall clock (so flows time out), writes a
-//! `stats` record every `--stats-interval`, and reacts to signals:
+//! merges the interfaces in time order (`merge`), runs the same engine as
+//! replay ([`crate::run::engine::Engine`], one flow table), writes the
+//! records, moves the clock on an idle link with the wall clock (so flows
+//! time out), writes a `stats` record every `--stats-interval`, and reacts
+//! to signals:
 //!
 //! - SIGINT, SIGTERM: stop the readers, process what they captured, end every
 //!   open flow with close kind `shutdown`, write the final stats record,
@@ -291,6 +292,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// What a run ended with.
 #[derive(Debug)]
 pub struct LiveSummary {
+    /// The final stats record, as written.
     pub stats: serde_json::Value,
     /// Interfaces whose capture failed during the run.
     pub failed_interfaces: Vec<String>,
@@ -304,11 +306,14 @@ pub struct LiveStats {
     /// The last record of the run.
     #[serde(rename = "final")]
     pub final_record: bool,
+    /// `interfaces[]`: each interface and its counters.
     pub interfaces: Vec<IfaceStats>,
     /// `afpacket` or `pcap`.
     pub backend: &'static str,
     /// AF_PACKET worker threads (1 with libpcap).
     pub workers: usize,
+    /// AF_PACKET: the fanout group ID, when there is one (several workers, or
+    /// `--fanout-group`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fanout_group: Option<u16>,
     /// AF_PACKET: every worker's ring, with the kernel's counters.
@@ -316,14 +321,21 @@ pub struct LiveStats {
     pub rings: Vec<workers::RingStats>,
     /// Sums over the interfaces: libpcap's received/dropped/if_dropped.
     pub received: u64,
+    /// Sum of the interfaces' `dropped`.
     pub dropped: u64,
+    /// Sum of the interfaces' `if_dropped`.
     pub if_dropped: u64,
     /// Packets dropped because the engine's queue was full, over all interfaces.
     pub reader_queue_drops: u64,
+    /// `queue`: the readers' queue to the engine.
     pub queue: QueueStats,
+    /// `output`: the sink's counters.
     pub output: OutputStats,
+    /// SIGHUP configuration reloads that worked.
     pub config_reloads: u64,
+    /// SIGHUP configuration reloads that were refused (the old one kept).
     pub config_reload_errors: u64,
+    /// `signals`: signals received.
     pub signals: SignalStats,
     /// `--feed-follow` and `--feed-url` sources: lines taken, errors.
     pub feeds: Vec<FeedSourceStats>,
@@ -338,22 +350,31 @@ pub struct LiveStats {
 /// `stats.feed`: the health of each `--feed-url` ([`crate::enrich::feed_http`]).
 #[derive(Debug, Default, Serialize)]
 pub struct FeedHealthOut {
+    /// `sources[]`: one entry per `--feed-url`.
     pub sources: Vec<crate::enrich::feed_http::SourceHealth>,
 }
 
+/// `stats.live.queue`: the queue between the readers and the engine.
 #[derive(Debug, Serialize)]
 pub struct QueueStats {
+    /// `--queue-packets`: most packets queued.
     pub packets_limit: usize,
+    /// `--queue-bytes`: most bytes queued.
     pub bytes_limit: usize,
+    /// High-water mark of packets queued.
     pub packets_max: usize,
+    /// High-water mark of bytes queued.
     pub bytes_max: usize,
     /// Packets waiting now (queue and merge).
     pub packets_now: usize,
 }
 
+/// `stats.live.signals`: signals received during the run.
 #[derive(Debug, Default, Serialize, Clone, Copy)]
 pub struct SignalStats {
+    /// SIGHUPs received.
     pub sighup: u64,
+    /// SIGUSR1s received.
     pub sigusr1: u64,
 }
 
@@ -420,9 +441,13 @@ struct Feeds {
 /// One streaming feed source in the `live.feeds` part of a stats record.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FeedSourceStats {
+    /// `source`: the followed file or the URL.
     pub source: String,
+    /// `lines`: lines taken from it.
     pub lines: u64,
+    /// `errors`: errors it reported.
     pub errors: u64,
+    /// `last_error`: the text of its last error, if any.
     pub last_error: Option<String>,
     /// The source delivered everything it held at least once.
     pub caught_up: bool,

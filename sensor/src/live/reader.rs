@@ -36,35 +36,50 @@ const STATS_EVERY: Duration = Duration::from_millis(250);
 /// Counters of one interface, shared with the engine thread.
 #[derive(Debug, Default)]
 pub struct IfaceCounters {
-    /// libpcap `ps_recv`, `ps_drop`, `ps_ifdrop` (64-bit: libpcap's 32-bit
-    /// counters are followed across wrap-around).
+    /// libpcap `ps_recv` (on Linux: packets that passed the filter). This
+    /// and the two below are 64-bit: libpcap's 32-bit counters are followed
+    /// across wrap-around.
     pub received: AtomicU64,
+    /// `ps_drop`: dropped by the kernel because the ring was full.
     pub dropped: AtomicU64,
+    /// `ps_ifdrop`: dropped by the interface.
     pub if_dropped: AtomicU64,
     /// Packets the reader took from libpcap.
     pub captured: AtomicU64,
-    /// Packets (and their bytes) dropped because the engine's queue was full.
+    /// Packets dropped because the engine's queue was full.
     pub queue_dropped: AtomicU64,
+    /// Bytes of those packets.
     pub queue_dropped_bytes: AtomicU64,
+    /// Why the capture on this interface stopped, if it did.
     pub error: Mutex<Option<String>>,
 }
 
 /// One interface in the stats record.
 #[derive(Debug, Clone, Serialize)]
 pub struct IfaceStats {
+    /// `name`: the interface.
     pub name: String,
+    /// `linktype`: its LINKTYPE value (1 Ethernet, 101 raw IP, ...).
     pub linktype: u32,
+    /// `received`: libpcap's `ps_recv` (64-bit).
     pub received: u64,
+    /// `dropped`: libpcap's `ps_drop`, dropped by the kernel (ring full).
     pub dropped: u64,
+    /// `if_dropped`: libpcap's `ps_ifdrop`, the interface's own drops.
     pub if_dropped: u64,
+    /// `captured`: packets the reader took from libpcap.
     pub captured: u64,
+    /// `queue_dropped`: packets dropped because the engine's queue was full.
     pub queue_dropped: u64,
+    /// `queue_dropped_bytes`: their bytes.
     pub queue_dropped_bytes: u64,
+    /// `error`: why the capture on this interface stopped, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 impl IfaceCounters {
+    /// The counters as they stand, for interface `name`.
     pub fn snapshot(&self, name: &str, linktype: u32) -> IfaceStats {
         IfaceStats {
             name: name.to_string(),
@@ -83,16 +98,22 @@ impl IfaceCounters {
 /// The queue between readers and the engine, bounded in packets and bytes.
 #[derive(Debug)]
 pub struct Queue {
+    /// Packets queued now.
     pub packets: AtomicUsize,
+    /// Bytes queued now.
     pub bytes: AtomicUsize,
+    /// Most packets queued (`--queue-packets`).
     pub max_packets: usize,
+    /// Most bytes queued (`--queue-bytes`).
     pub max_bytes: usize,
     /// High-water marks.
     pub packets_hwm: AtomicUsize,
+    /// High-water mark of bytes queued.
     pub bytes_hwm: AtomicUsize,
 }
 
 impl Queue {
+    /// An empty queue with these bounds.
     pub fn new(max_packets: usize, max_bytes: usize) -> Self {
         Queue {
             packets: AtomicUsize::new(0),
@@ -117,6 +138,7 @@ impl Queue {
         true
     }
 
+    /// Give back the room of `packets` and `bytes` taken off the queue.
     pub fn release(&self, packets: usize, bytes: usize) {
         self.packets.fetch_sub(packets, Relaxed);
         self.bytes.fetch_sub(bytes, Relaxed);
@@ -138,6 +160,7 @@ impl Wide {
     }
 }
 
+/// The wall clock now, ns since the Unix epoch (0 before 1970).
 pub fn wall_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
@@ -151,14 +174,22 @@ pub fn linktype_of_dlt(dlt: i32) -> u32 {
     }
 }
 
+/// One interface's reader thread (libpcap).
 #[cfg(feature = "live")]
 pub struct Reader {
+    /// Index of the interface.
     pub source: usize,
+    /// The interface's LINKTYPE value.
     pub linktype: u32,
+    /// The libpcap handle.
     pub cap: pcap::Capture<pcap::Active>,
+    /// To the engine thread.
     pub tx: Sender<Msg>,
+    /// The queue's bounds and occupancy, shared with the engine.
     pub queue: Arc<Queue>,
+    /// This interface's counters, shared with the engine.
     pub counters: Arc<IfaceCounters>,
+    /// Set by the engine: stop reading.
     pub stop: Arc<AtomicBool>,
     /// Wall-clock time of the reader's last message to the engine.
     pub activity: Arc<AtomicI64>,
@@ -168,6 +199,9 @@ pub struct Reader {
 
 #[cfg(feature = "live")]
 impl Reader {
+    /// Read until stopped or an error: packets go out in batches, a silent link
+    /// sends its frontier, libpcap's counters are read every 250 ms. Ends with
+    /// [`Msg::Done`].
     pub fn run(mut self) {
         let mut batch = Batch::new(self.source, self.linktype);
         let mut first_at = Instant::now();

@@ -43,41 +43,62 @@ pub const MAX_STATE_LEARNED: usize = 100_000;
 /// Most clock offsets written.
 pub const MAX_STATE_CLOCKS: usize = 10_000;
 
+/// One IP lease (IP → device binding) as the state file keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRec {
+    /// The binding namespace (`network.context`).
     pub context: String,
+    /// The bound address.
     pub ip: IpAddr,
+    /// The device holding it.
     pub device_id: String,
+    /// Start of the binding, ns since the Unix epoch (inclusive).
     pub from_ns: i64,
+    /// End of the binding, ns since the Unix epoch (exclusive).
     pub until_ns: i64,
+    /// Confidence of the binding event.
     pub confidence: Confidence,
     /// `natural`, `released`, `expired`, `superseded`.
     pub end: String,
+    /// Another device's binding overlapped it, or the feed reported a
+    /// `conflict`.
     pub conflict: bool,
 }
 
+/// One feed source's clock offset as the state file keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClockRec {
+    /// The device whose events the source logged.
     pub device_id: String,
+    /// The source's `source.kind`.
     pub kind: String,
+    /// The source's `source.vendor` (empty when none).
     pub vendor: String,
+    /// The estimated offset, event time − packet time, ns.
     pub offset_ns: i64,
+    /// Sessions the estimate rests on.
     pub sessions: usize,
 }
 
 /// The document.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateDoc {
+    /// Always [`FORMAT`].
     pub format: String,
+    /// [`VERSION`] when written; a newer one is not read.
     pub version: u64,
-    /// Wall-clock time it was written (RFC 3339).
+    /// Wall-clock time it was written, in Suricata's timestamp format.
     pub written: String,
+    /// The IP leases, oldest first.
     #[serde(default)]
     pub leases: Vec<LeaseRec>,
+    /// Destinations learned per app package.
     #[serde(default)]
     pub learned: BTreeMap<String, Vec<String>>,
+    /// What was learned of the inline inspector and of origins.
     #[serde(default)]
     pub inspector: crate::verdict::inspector::Learned,
+    /// The feed sources' clock offsets.
     #[serde(default)]
     pub clock: Vec<ClockRec>,
 }
@@ -118,26 +139,34 @@ pub enum Bad {
 /// Counters of the state file (`stats.live.state`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StateStats {
+    /// The state file's path.
     pub file: String,
     /// A state file was read at start.
     pub loaded: bool,
-    /// What it held: leases, learned destinations, clock offsets.
+    /// Leases read from it.
     pub leases_loaded: u64,
+    /// Learned destinations read.
     pub learned_loaded: u64,
+    /// Clock offsets read.
     pub clocks_loaded: u64,
     /// Entries of the file that could not be used (an unknown lease end, ...).
     pub entries_skipped: u64,
-    /// Why the file at start was set aside, and where it went.
+    /// Why the file at start was set aside, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub set_aside: Option<Bad>,
+    /// Where the unusable file was moved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub set_aside_as: Option<String>,
+    /// Writes that worked.
     pub writes: u64,
+    /// Writes that failed.
     pub write_errors: u64,
+    /// The last write's error, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_write_error: Option<String>,
-    /// Bytes and leases of the last write.
+    /// Bytes of the last write.
     pub bytes: u64,
+    /// Leases in the last write.
     pub leases_saved: u64,
     /// Leases and learned destinations left out of the last write (caps).
     pub dropped: u64,
@@ -311,7 +340,9 @@ pub fn apply(doc: &StateDoc, en: &mut crate::enrich::Enricher, profile: &mut cra
 
 /// The state file of a live run.
 pub struct StateFile {
+    /// Where it is read and written.
     pub path: PathBuf,
+    /// Its counters, for `stats.live.state`.
     pub stats: StateStats,
 }
 

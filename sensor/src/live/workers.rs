@@ -55,11 +55,15 @@ const DESK_QUEUE: usize = 256;
 /// One ring in the `live.rings` part of a stats record.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RingStats {
+    /// `interface`: the interface the ring captures on.
     pub interface: String,
+    /// `worker`: the worker's index, from 0.
     pub worker: usize,
-    /// The kernel's `PACKET_STATISTICS` for the ring: packets received
-    /// (dropped ones included) and dropped because the ring was full.
+    /// `received`: the kernel's `PACKET_STATISTICS` count of packets the
+    /// ring received (dropped ones included).
     pub received: u64,
+    /// `drops`: the kernel's count of packets dropped because the ring was
+    /// full.
     pub drops: u64,
     /// Times the ring was frozen (all blocks held by the worker).
     pub freezes: u64,

@@ -25,13 +25,21 @@ use crate::flow::{CloseKind, Ended};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PathKind {
+    /// `intercepted`: the inline inspector terminated the TLS.
     Intercepted,
+    /// `explicit_proxy`: the session went through a configured explicit proxy.
     ExplicitProxy,
+    /// `sanctioned_bypass`: a bypass-list entry matches and the TLS was not
+    /// terminated.
     SanctionedBypass,
+    /// `direct`: positive evidence that the session left the managed network
+    /// without traversing the inspector.
     Direct,
+    /// `internal`: the server is on an internal network.
     Internal,
     /// A known tunnel endpoint (VPN concentrator): a tunnel by policy.
     Tunnel,
+    /// `unknown`: nothing in the session or the configuration places it.
     Unknown,
 }
 
@@ -43,8 +51,11 @@ pub enum PathKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Confidence {
+    /// `low`: the policy or a timing alone.
     Low,
+    /// `medium`: one indirect signal agreeing with the policy.
     Medium,
+    /// `high`: what the session itself shows.
     High,
 }
 
@@ -58,21 +69,29 @@ pub enum Policy {
     Bypass,
 }
 
+/// The `path` object: the session's path relative to the inspection.
 #[derive(Debug, Clone, Serialize)]
 pub struct PathOut {
+    /// `path.kind`.
     pub kind: PathKind,
+    /// `path.confidence`: how sure the path verdict is.
     pub confidence: Confidence,
     /// Why: one entry per piece of evidence, e.g. `leaf_issuer:inspection_ca`.
     pub evidence: Vec<String>,
-    /// For explicit-proxy sessions: whether the proxy terminated the TLS
-    /// (`null` when the capture cannot tell, e.g. TLS 1.3 without a proxy
-    /// fingerprint configured).
+    /// `path.intercepted`: whether the inspector or proxy terminated the TLS
+    /// (absent when the capture cannot tell, e.g. TLS 1.3 through an
+    /// explicit proxy without a proxy fingerprint configured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub intercepted: Option<bool>,
+    /// `path.connect`: the HTTP CONNECT that opened the tunnel, if the TLS ran
+    /// inside one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect: Option<ConnectOut>,
+    /// `path.bypass_rule`: the bypass-list entry that matched, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bypass_rule: Option<String>,
+    /// `path.policy`: what the policy expected of the session, when it says
+    /// (absent when no deployment covers it and no bypass entry matches).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<Policy>,
     /// The server side's wire signals (TCP sessions with a server packet).
@@ -132,6 +151,8 @@ pub struct WireOut {
     /// TTL of the server's first packet with payload.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_ttl: Option<u8>,
+    /// Hops from the server to the tap, computed as `server_hops` from
+    /// `data_ttl`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_hops: Option<u8>,
     /// Client SYN to server SYN-ACK at the tap.
@@ -178,50 +199,88 @@ pub fn hops_of(ttl: u8) -> u8 {
     init - ttl
 }
 
+/// `path.connect`: the HTTP CONNECT request that opened an explicit-proxy
+/// tunnel.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectOut {
+    /// `target`: the CONNECT request's `host:port`.
     pub target: String,
+    /// `status`: the proxy's HTTP status code, absent when its answer was not
+    /// seen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
 }
 
+/// `tls_failure.outcome`: how the session ended for the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// `established`: the client went on (or nothing showed a refusal).
     Established,
+    /// `client_rejected`: the client refused what it was shown (classes A–E).
     ClientRejected,
+    /// `server_rejected`: the server alerted or closed instead of going on.
     ServerRejected,
     /// The client closed before the server's flight reached it: it cannot
     /// have judged the certificate (browsers racing QUIC against TCP do this).
     Abandoned,
+    /// `incomplete`: the capture does not show enough to decide; the kind says
+    /// why.
     Incomplete,
 }
 
 /// Failure classes of docs/domain.md (client rejections only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum FailureClass {
+    /// A readable fatal client alert (not close_notify).
     A,
+    /// One short protected client record where its Finished should be (an
+    /// encrypted alert).
     B,
+    /// The client's Finished, then no application data: an alert-sized
+    /// record or a close soon after the handshake, with a second signal.
     C,
+    /// Nothing after the server's flight (TLS ≤ 1.2: or a key exchange
+    /// without Finished), then a client close.
     D,
+    /// Nothing after the server's flight until the server or the idle
+    /// timeout closed the flow.
     E,
 }
 
+/// `tls_failure.kind`: which rule decided the outcome (snake-case names in
+/// the output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
+    /// `alert_plain`: class A.
     AlertPlain,
+    /// `alert_encrypted_pre_finished`: class B.
     AlertEncryptedPreFinished,
+    /// `abort_post_handshake`: class C.
     AbortPostHandshake,
+    /// `close_no_alert`: class D.
     CloseNoAlert,
+    /// `stall`: class E.
     Stall,
+    /// `server_alert`: a readable fatal server alert, or an alert-sized
+    /// server record answering the client's Finished (QUIC: a server
+    /// CONNECTION_CLOSE).
     ServerAlert,
+    /// `server_close`: no ServerHello came, and the capture neither lost
+    /// server bytes nor ended first.
     ServerClose,
+    /// `client_closed_before_server_flight`: the outcome `abandoned`.
     ClientClosedBeforeServerFlight,
+    /// `one_sided`: one side has no packets in the capture.
     OneSided,
     /// A QUIC client Initial that was never answered.
     NoResponse,
+    /// `midstream`: no ClientHello was seen (the capture started inside the
+    /// connection).
     Midstream,
+    /// `capture_ended`: the capture (or the live run) ended before the session
+    /// was decided.
     CaptureEnded,
     /// Bytes the verdict would rest on were lost in the capture (a TCP
     /// hole the peer acknowledged): no rejection is claimed.
@@ -245,9 +304,13 @@ pub enum FailureKind {
 /// The `tls_failure` object.
 #[derive(Debug, Clone, Serialize)]
 pub struct TlsFailure {
+    /// `tls_failure.outcome`.
     pub outcome: Outcome,
+    /// `tls_failure.kind`: which rule decided it; absent for a plain
+    /// `established`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<FailureKind>,
+    /// `tls_failure.class`: client rejections only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class: Option<FailureClass>,
     /// How sure a client rejection is (absent for other outcomes).
@@ -257,21 +320,34 @@ pub struct TlsFailure {
     /// `abort_within_3_rtt`, `closed_before_server_reply`, `client_rst`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub signals: Vec<&'static str>,
+    /// `tls_failure.alert`: IANA name of the readable alert that decided it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert: Option<String>,
+    /// `tls_failure.alert_code`: that alert's code.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert_code: Option<u8>,
+    /// `tls_failure.encrypted`: the deciding alert was a protected record.
     pub encrypted: bool,
+    /// `tls_failure.record_len`: length of the deciding record.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record_len: Option<u16>,
+    /// `tls_failure.expected_finished_len`: TLS 1.3, the client Finished length
+    /// the ServerHello's suite implies ([`tls13_finished_len`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_finished_len: Option<u16>,
+    /// `tls_failure.finished_seen`: the client's Finished was seen (QUIC: the
+    /// server's Initials carried a ServerHello).
     pub finished_seen: bool,
+    /// `tls_failure.client_app_bytes`: application-data record bytes the client
+    /// sent among the records parsed.
     pub client_app_bytes: u64,
+    /// `tls_failure.close`: how the flow ended (as `handshake.close`).
     pub close: CloseKind,
     /// Which side closed first (`client`/`server`), if either did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closed_by: Option<Dir>,
+    /// `tls_failure.ms_after_server_flight`: ms from the server's last flight
+    /// record to the client's rejection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ms_after_server_flight: Option<f64>,
     /// Class C: from the end of the handshake (TLS 1.3: the client's
@@ -356,7 +432,7 @@ fn immediate_ns(f: &crate::flow::Flow) -> i64 {
 }
 
 /// Classify the outcome of one ended TLS session: the first rule of
-/// [`OUTCOME_RULES`] that decides wins. The rules are numbered as
+/// `OUTCOME_RULES` that decides wins. The rules are numbered as
 /// docs/output.md (`tls_failure`) lists them, so doc and code read side by
 /// side; a session no rule decides stays `established`.
 pub fn outcome(e: &Ended, cfg: &Config) -> TlsFailure {

@@ -25,12 +25,24 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::verdict::classify::{Confidence, Outcome, PathKind, PathOut, Policy, TlsFailure};
 
+/// Generator id of every pinwatch alert (`alert.gid`).
 pub const GID: u32 = 1725;
+/// Signature 1725001: the client rejected a session under inspection.
 pub const SID_INSPECTION_FAILURE: u32 = 1_725_001;
+/// Signature 1725002: direct TLS from a managed network around the inspection.
 pub const SID_DIRECT: u32 = 1_725_002;
+/// Signature 1725003: an opaque direct encrypted session (ECH, no SNI, an
+/// unusual port, QUIC where UDP/443 should be blocked, non-TLS bytes on
+/// TCP/443).
 pub const SID_OPAQUE: u32 = 1_725_003;
+/// Signature 1725004: rejections under inspection, then a direct or bypassed
+/// session to the same server name.
 pub const SID_FALLBACK: u32 = 1_725_004;
+/// Signature 1725005: a session with a finding, attributed to a device and app
+/// by the feed (carries `mobile` and `an1725`).
 pub const SID_AN1725: u32 = 1_725_005;
+/// Signature 1725006: an attributed app contacted a destination outside its
+/// baseline.
 pub const SID_BASELINE: u32 = 1_725_006;
 
 /// (sid, severity, signature, category)
@@ -53,13 +65,19 @@ pub const SIGNATURES: [(u32, u8, &str, &str); 6] = [
     (SID_BASELINE, 2, "AN1725 attributed app contacted a destination outside its baseline", "Potential Corporate Privacy Violation"),
 ];
 
+/// EVE `alert.metadata`: the confidence and the MITRE references, each a
+/// one-element list as Suricata writes metadata.
 #[derive(Debug, Clone, Serialize)]
 pub struct Metadata {
     /// How sure the finding is: `low`, `medium`, `high` (it caps the severity).
     pub confidence: [&'static str; 1],
+    /// `mitre_technique_id`: always `T1521.003`.
     pub mitre_technique_id: [&'static str; 1],
+    /// `mitre_technique_name`: always `SSL Pinning`.
     pub mitre_technique_name: [&'static str; 1],
+    /// `mitre_detection_strategy`: always `DET0646`.
     pub mitre_detection_strategy: [&'static str; 1],
+    /// `mitre_analytic`: always `AN1725`.
     pub mitre_analytic: [&'static str; 1],
 }
 
@@ -71,15 +89,26 @@ const META: Metadata = Metadata {
     mitre_analytic: ["AN1725"],
 };
 
+/// EVE `alert` object, in Suricata's layout.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertBody {
+    /// `alert.action`: always `allowed` (pinwatch is passive).
     pub action: &'static str,
+    /// `alert.gid`: [`GID`].
     pub gid: u32,
+    /// `alert.signature_id`: one of the `SID_*` constants.
     pub signature_id: u32,
+    /// `alert.rev`: the signature's revision, always 1.
     pub rev: u32,
+    /// `alert.signature`: the signature's text from [`SIGNATURES`].
     pub signature: &'static str,
+    /// `alert.category`: the signature's category from [`SIGNATURES`]
+    /// ("Potential Corporate Privacy Violation").
     pub category: &'static str,
+    /// `alert.severity`: 1 (most severe) to 3, the signature's base severity
+    /// capped by the confidence ([`severity_for`]).
     pub severity: u8,
+    /// `alert.metadata`.
     pub metadata: Metadata,
 }
 
@@ -105,6 +134,9 @@ pub fn confidence_name(c: Confidence) -> &'static str {
 }
 
 impl AlertBody {
+    /// The alert body of signature `sid` at `confidence`, its severity from
+    /// [`severity_for`]. A sid not in [`SIGNATURES`] gets base severity 3,
+    /// signature "AN1725" and category "Unknown".
     pub fn new(sid: u32, confidence: Confidence) -> Self {
         let (sid, base, signature, category) = SIGNATURES.iter().copied().find(|s| s.0 == sid).unwrap_or((sid, 3, "AN1725", "Unknown"));
         let metadata = Metadata { confidence: [confidence_name(confidence)], ..META };
@@ -124,23 +156,38 @@ impl AlertBody {
 /// Why an alert fired, and which sessions support it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Evidence {
+    /// `evidence.reasons`: what made the finding, one string each
+    /// (`client_rejected:class_A`, `path:direct:high`, ...).
     pub reasons: Vec<String>,
+    /// `evidence.flow_ids`: every session that makes the finding (for a
+    /// fallback, the rejections and then the session around the inspection).
     pub flow_ids: Vec<u64>,
 }
 
 /// What the correlator needs to know about one session.
 #[derive(Debug, Clone)]
 pub struct SessionFacts<'a> {
+    /// The session's `flow_id`.
     pub flow_id: u64,
+    /// The session's start, ns since the Unix epoch (packet time); the fallback
+    /// window is measured on it.
     pub start_ns: i64,
+    /// The client's address (`src_ip`).
     pub client: IpAddr,
+    /// The server's address (`dest_ip`).
     pub server: IpAddr,
+    /// The server's port (`dest_port`).
     pub server_port: u16,
+    /// The first ClientHello's server name, if any; sessions without one are not
+    /// correlated for fallbacks.
     pub sni: Option<&'a str>,
+    /// The client offered Encrypted Client Hello or ESNI.
     pub ech: bool,
     /// A QUIC session (UDP), not TLS over TCP.
     pub quic: bool,
+    /// The session's path verdict.
     pub path: &'a PathOut,
+    /// The session's outcome verdict.
     pub failure: &'a TlsFailure,
     /// The app the device feed attributed the session to, if known:
     /// rejections and fallbacks are then counted per app, never across the
@@ -151,8 +198,11 @@ pub struct SessionFacts<'a> {
 /// A finding about one session.
 #[derive(Debug, Clone)]
 pub struct Finding {
+    /// The signature raised, one of the `SID_*` constants.
     pub sid: u32,
+    /// How sure the finding is; caps the alert's severity.
     pub confidence: Confidence,
+    /// The reasons and the sessions behind it.
     pub evidence: Evidence,
 }
 
@@ -212,20 +262,28 @@ pub struct Correlator {
     /// rejections and sessions around the inspection it holds): a window
     /// full of traffic cannot grow it further; the oldest go first (counted).
     pub max_sessions: usize,
+    /// Sessions forgotten before their window ended because a cap was reached
+    /// (`stats.correlator_dropped`).
     pub dropped: u64,
 }
 
 /// What a [`Correlator`] holds, for its bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CorrelatorHeld {
+    /// (client, name, app) keys, rejections and sessions around the inspection
+    /// counted apart.
     pub keys: usize,
+    /// Sessions remembered under those keys.
     pub sessions: usize,
+    /// Entries in the expiry queue.
     pub queued: usize,
 }
 
 const MAX_PER_KEY: usize = 16;
 
 impl Correlator {
+    /// An empty correlator with the default caps (100,000 keys, 200,000
+    /// sessions).
     pub fn new(cfg: Config) -> Self {
         Correlator {
             cfg,

@@ -58,8 +58,12 @@ fn bump(list: &mut Vec<(String, u32)>, sig: &str, unlearned: &mut u64) {
 /// keeps across a restart (`crate::state`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Learned {
+    /// SYN-ACK signatures of sessions proven intercepted, each with the number
+    /// of sessions that carried it.
     pub inspector_sigs: Vec<(String, u32)>,
+    /// Least and most hops of the proven-intercepted sessions, if any.
     pub inspector_hops: Option<(u8, u8)>,
+    /// SYN-ACK signatures of sessions proven not intercepted, with counts.
     pub origin_sigs: Vec<(String, u32)>,
 }
 
@@ -89,6 +93,7 @@ impl Profile {
         }
     }
 
+    /// A profile with the configuration's declared parts and nothing learned.
     pub fn new(cfg: &Config) -> Self {
         let mut p = Profile::default();
         p.set_config(cfg);

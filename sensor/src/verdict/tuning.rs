@@ -36,15 +36,24 @@ pub const MAX_DECIDED: usize = 100_000;
 /// What an alert is to the tuning: the fields it matches on.
 #[derive(Debug, Clone, Default)]
 pub struct Subject<'a> {
+    /// `alert.gid` (0 when absent); only gid 1725 alerts are suppressed,
+    /// thresholded or rate-filtered.
     pub gid: u32,
+    /// `alert.signature_id` (0 when absent).
     pub sid: u32,
+    /// `src_ip`, if it parses.
     pub src: Option<IpAddr>,
+    /// `dest_ip`, if it parses.
     pub dst: Option<IpAddr>,
     /// Packet time, ns.
     pub ts_ns: i64,
+    /// `tls.sni`, if present.
     pub sni: Option<&'a str>,
+    /// `mobile.app.package`, if the session was attributed to an app.
     pub app: Option<&'a str>,
+    /// `mobile.app.signing_cert_sha256`: the app's signing certificate digests.
     pub app_certs: Vec<&'a str>,
+    /// `mobile.device_id`, if the session was attributed to a device.
     pub device: Option<&'a str>,
     /// A folded AN1725 alert's id: its revisions share a decision.
     pub alert_id: Option<&'a str>,
@@ -89,6 +98,7 @@ pub fn timestamp_ns(ts: &str) -> Option<i64> {
 /// The decision for one alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
+    /// Write the alert.
     Write,
     /// On the allow list (app, certificate, device or destination).
     Allowed,
@@ -107,13 +117,19 @@ pub struct TuningStats {
     pub rules: u64,
     /// Lines and entries skipped as bad (and an unreadable file).
     pub bad_lines: u64,
+    /// The first problems with the rules, each with its source and line
+    /// number.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
     /// Live mode: rule sets taken on after SIGHUP.
     pub reloads: u64,
+    /// Alerts not written because of the allow list, per signature id.
     pub allowed: BTreeMap<String, u64>,
+    /// Alerts a `suppress` line held back, per signature id.
     pub suppressed: BTreeMap<String, u64>,
+    /// Alerts a `threshold` line held back, per signature id.
     pub thresholded: BTreeMap<String, u64>,
+    /// Alerts a `rate_filter` held back, per signature id.
     pub rate_filtered: BTreeMap<String, u64>,
     /// Alerts decided without a tracker because the table held `MAX_TRACKED`.
     pub tracker_overflows: u64,
@@ -146,6 +162,7 @@ pub struct Tuning {
     windows: HashMap<TrackKey, Window>,
     decided: HashMap<String, Admit>,
     decided_order: VecDeque<String>,
+    /// What was withheld, and why (`stats.tuning`).
     pub stats: TuningStats,
 }
 
@@ -156,6 +173,7 @@ fn within(start: i64, now: i64, seconds: u64) -> bool {
 }
 
 impl Tuning {
+    /// Tuning with `rules` and empty windows; `stats.reloads` starts at 0.
     pub fn new(rules: Arc<Rules>) -> Tuning {
         let mut t = Tuning::default();
         t.set_rules(rules);
