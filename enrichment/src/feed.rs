@@ -132,6 +132,17 @@ pub enum Confidence {
     Authenticated,
 }
 
+impl Confidence {
+    /// The feed's name of the value (`self_reported`, `dhcp`, `authenticated`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::SelfReported => "self_reported",
+            Confidence::Dhcp => "dhcp",
+            Confidence::Authenticated => "authenticated",
+        }
+    }
+}
+
 /// `network` object of an `ip_binding`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
@@ -329,6 +340,18 @@ pub enum AppStateKind {
     ForegroundService,
     /// `stopped`: the app stopped.
     Stopped,
+}
+
+impl AppStateKind {
+    /// The feed's name of the state (`foreground_service`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppStateKind::Foreground => "foreground",
+            AppStateKind::Background => "background",
+            AppStateKind::ForegroundService => "foreground_service",
+            AppStateKind::Stopped => "stopped",
+        }
+    }
 }
 
 /// `app_state` event.
@@ -686,6 +709,18 @@ pub fn parse_rfc3339_ns(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_written_are_the_feed_names() {
+        for c in [Confidence::SelfReported, Confidence::Dhcp, Confidence::Authenticated] {
+            assert_eq!(serde_json::to_value(c).expect("json"), c.as_str());
+        }
+        for a in [AppStateKind::Foreground, AppStateKind::Background, AppStateKind::ForegroundService, AppStateKind::Stopped] {
+            assert_eq!(serde_json::to_value(a).expect("json"), a.as_str());
+        }
+        assert_eq!(Confidence::SelfReported.as_str(), "self_reported");
+        assert_eq!(AppStateKind::ForegroundService.as_str(), "foreground_service");
+    }
     use proptest::prelude::*;
 
     fn line(body: &str) -> String {

@@ -72,9 +72,8 @@ impl SourceErrors {
 /// the device.
 #[derive(Debug, Clone, Serialize)]
 pub struct BindingOut {
-    /// `confidence`: the binding event's confidence, its variant name in
-    /// lower case: `authenticated`, `dhcp` or `selfreported` (not the feed's
-    /// `self_reported`).
+    /// `confidence`: the binding event's confidence, as the feed names it:
+    /// `authenticated`, `dhcp` or `self_reported`.
     pub confidence: String,
     /// `conflict`: another device held the IP over an overlapping interval.
     pub conflict: bool,
@@ -218,9 +217,9 @@ pub struct MobileOut {
     pub binding: BindingOut,
     /// `app`: the app behind the session.
     pub app: AppOut,
-    /// `app_state` of the app at the session's start, if the feed told it:
-    /// its variant name in lower case (`foreground`, `background`,
-    /// `foregroundservice`, `stopped`).
+    /// `app_state` of the app at the session's start, if the feed told it,
+    /// as the feed names it (`foreground`, `background`,
+    /// `foreground_service`, `stopped`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_state: Option<String>,
     /// `device_locked` at the session's start, from the latest `device_state`.
@@ -621,7 +620,7 @@ impl Enricher {
                 ctx.to_string(),
                 m.lease.device_id.clone(),
                 BindingOut {
-                    confidence: format!("{:?}", m.lease.confidence).to_ascii_lowercase(),
+                    confidence: m.lease.confidence.as_str().to_string(),
                     conflict: m.lease.conflict,
                     in_grace: m.in_grace,
                     contested: m.contested,
@@ -760,7 +759,7 @@ impl Enricher {
                 target_sdk: inventory.and_then(|(app, _)| app.target_sdk),
                 trust_profile,
             },
-            app_state: a.app_state.map(|s| format!("{s:?}").to_ascii_lowercase()),
+            app_state: a.app_state.map(|s| s.as_str().to_string()),
             device_locked: a.device.device_locked,
             screen_interactive: a.device.screen_interactive,
             secs_since_user_interaction: a.device.secs_since_interaction,
