@@ -32,6 +32,8 @@
 //! stats interval, the wait for a feed URL, and output rotation and
 //! reconnection.
 
+#![warn(missing_docs)]
+
 pub mod capped;
 pub mod capture;
 pub mod config;
