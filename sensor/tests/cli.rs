@@ -17,10 +17,7 @@ fn stderr(o: &Output) -> String {
 }
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pinwatch-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+    pinwatch_testkit::sys::scratch_dir(&format!("cli-{name}"))
 }
 
 /// A little-endian microsecond pcap with one Ethernet/IPv4/TCP SYN.

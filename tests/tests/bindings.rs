@@ -18,37 +18,34 @@
 //! `kea-dhcp4-server` and `isc-dhcp-client` (installed by `.ci/run`). When
 //! any is missing they print `SKIPPED: <reason>` and pass, unless
 //! `PINWATCH_BINDINGS_REQUIRED=1` (set by `.ci/run`), which makes them fail.
-//! Namespaces and interfaces are named `pwbindings-*` and removed at the end.
+//! Namespaces are named `pwbindings-PID-N-*` and their interfaces
+//! `pwbindings-*`; both are removed at the end, with the temp dir (kept when
+//! the test fails).
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pinwatch::run::pipeline::{replay, Input, Options};
 use pinwatch_enrichment::feed::{EventBody, FeedReader};
 use pinwatch_enrichment::leases::LeaseMap;
+use pinwatch_testkit::netns::{self, Lab};
+use pinwatch_testkit::sys::{self, have, is_root, must};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pinwatch-bindings");
 
 fn skip(reason: &str) {
-    if std::env::var("PINWATCH_BINDINGS_REQUIRED").is_ok_and(|v| v == "1") {
-        panic!("bindings test required (PINWATCH_BINDINGS_REQUIRED=1) but cannot run: {reason}");
-    }
-    eprintln!("SKIPPED: {reason}");
+    sys::skip("PINWATCH_BINDINGS_REQUIRED", "bindings test", reason);
 }
 
-fn have(prog: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {prog}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-/// Why this machine cannot run the test, if it cannot.
-fn cannot_run(tag: &str, progs: &[&str]) -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    if uid.as_deref() != Some("0") {
+/// Why this machine cannot run the test, if it cannot (a namespace that
+/// cannot be made is found by [`pair`]).
+fn cannot_run(progs: &[&str]) -> Option<String> {
+    if !is_root() {
         return Some("needs root (network namespaces)".into());
     }
     for p in progs {
@@ -56,88 +53,81 @@ fn cannot_run(tag: &str, progs: &[&str]) -> Option<String> {
             return Some(format!("{p} not installed (Debian: freeradius freeradius-utils kea-dhcp4-server isc-dhcp-client)"));
         }
     }
-    // One probe name per test: the tests run in parallel.
-    let probe = format!("pwbindings-p{tag}");
-    let probe = probe.as_str();
-    let _ = Command::new("ip").args(["netns", "del", probe]).stderr(Stdio::null()).status();
-    if !Command::new("ip").args(["netns", "add", probe]).status().is_ok_and(|s| s.success()) {
-        return Some("cannot create a network namespace".into());
-    }
-    let _ = Command::new("ip").args(["netns", "del", probe]).status();
     None
 }
 
-fn sh(cmd: &str) {
-    let st = Command::new("sh").arg("-c").arg(cmd).status().expect("sh");
-    assert!(st.success(), "failed: {cmd}");
+/// The interface of namespace `side` ("a" or "b") of a [`pair`].
+fn dev(tag: &str, side: &str) -> String {
+    format!("pwbindings-{tag}{side}")
 }
 
-/// Two namespaces joined by a veth pair, `a` = .1 and `b` = .2 of `net`
-/// (a /24 given as its first three octets); removed on drop.
-struct Pair {
-    a: String,
-    b: String,
-}
-
-impl Pair {
-    fn new(tag: &str, net: &str, mac_b: Option<&str>) -> Pair {
-        let (a, b) = (format!("pwbindings-{tag}a"), format!("pwbindings-{tag}b"));
-        for n in [&a, &b] {
-            let _ = Command::new("ip").args(["netns", "del", n]).stderr(Stdio::null()).status();
+/// Namespaces `a` and `b` (`pwbindings-PID-N-a`, `…-b`) joined by a veth
+/// pair, `a`'s end ([`dev`]) .1 of `net` (a /24 given as its first three
+/// octets), `b`'s end with MAC `mac_b` if given and no address; `None`
+/// (after [`skip`]) if no namespace can be made. All removed on drop, with
+/// the temp dir (kept if the test fails); those left by test processes
+/// that were killed are removed first.
+fn pair(tag: &str, net: &str, mac_b: Option<&str>) -> Option<Lab> {
+    netns::remove_stale("pwbindings");
+    let mut lab = Lab::new("pwbindings", &format!("bindings-{tag}"));
+    lab.keep_dir_on_panic();
+    let a = match lab.add_ns("a") {
+        Ok(ns) => ns,
+        Err(e) => {
+            skip(&format!("cannot create a network namespace: {e}"));
+            return None;
         }
-        let p = Pair { a: a.clone(), b: b.clone() };
-        sh(&format!("ip netns add {a} && ip netns add {b}"));
-        sh(&format!("ip link add {a} type veth peer name {b}"));
-        if let Some(m) = mac_b {
-            sh(&format!("ip link set dev {b} address {m}"));
-        }
-        sh(&format!("ip link set {a} netns {a} && ip link set {b} netns {b}"));
-        sh(&format!("ip -n {a} addr add {net}.1/24 dev {a} && ip -n {a} link set {a} up && ip -n {a} link set lo up"));
-        sh(&format!("ip -n {b} link set {b} up && ip -n {b} link set lo up"));
-        p
+    };
+    let b = lab.must_add_ns("b");
+    let (dev_a, dev_b) = (dev(tag, "a"), dev(tag, "b"));
+    lab.veth((&a, &dev_a), (&b, &dev_b));
+    if let Some(m) = mac_b {
+        lab.ip(&b, &["link", "set", "dev", &dev_b, "address", m]);
     }
-
-    fn address_b(&self, net: &str) {
-        sh(&format!("ip -n {b} addr add {net}.2/24 dev {b}", b = self.b));
-    }
+    lab.ip(&a, &["addr", "add", &format!("{net}.1/24"), "dev", &dev_a]);
+    lab.ip(&a, &["link", "set", &dev_a, "up"]);
+    lab.ip(&a, &["link", "set", "lo", "up"]);
+    lab.ip(&b, &["link", "set", &dev_b, "up"]);
+    lab.ip(&b, &["link", "set", "lo", "up"]);
+    Some(lab)
 }
 
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for n in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-    }
+/// Give `b`'s end of a [`pair`] address .2 of `net`.
+fn address_b(lab: &Lab, tag: &str, net: &str) {
+    lab.ip(&lab.ns("b"), &["addr", "add", &format!("{net}.2/24"), "dev", &dev(tag, "b")]);
 }
 
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Start `prog ARGS` in namespace `ns`, stdout and stderr to `log` in the
+/// lab's dir; killed when the lab is dropped.
+fn in_ns(lab: &mut Lab, ns: &str, prog: &str, args: &[&str], log: &str) {
+    let f = fs::File::create(lab.path(log)).expect("log");
+    let mut all = vec![prog];
+    all.extend_from_slice(args);
+    let child = lab.cmd(ns, &all).stdout(f.try_clone().expect("log")).stderr(f).spawn().expect("spawn");
+    lab.keep(child);
 }
 
-fn in_ns(ns: &str, prog: &str, args: &[&str], log: &Path) -> Proc {
-    let f = fs::File::create(log).expect("log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns, prog])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().expect("log"))
-        .stderr(f)
-        .spawn()
-        .expect("spawn");
-    Proc(child)
-}
-
-fn workdir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).expect("workdir");
-    d
+/// `pinwatch bindings` in namespace `ns`, answering RADIUS accounting on
+/// `listen` from `client` (`IP=CONTEXT`), with its secret, inventory,
+/// output and stats files.
+fn radius_bindings(lab: &mut Lab, ns: &str, listen: &str, client: &str, [secret, inv, feed, st]: [&Path; 4]) {
+    let p = |f: &Path| f.to_str().expect("path").to_string();
+    let (secret, inv, feed, st) = (p(secret), p(inv), p(feed), p(st));
+    let args = [
+        "--radius-listen",
+        listen,
+        "--radius-secret-file",
+        &secret,
+        "--radius-client",
+        client,
+        "--inventory",
+        &inv,
+        "-o",
+        &feed,
+        "--stats-file",
+        &st,
+    ];
+    in_ns(lab, ns, BIN, &args, "pinwatch.log");
 }
 
 fn read_lines(p: &Path) -> Vec<Value> {
@@ -305,47 +295,30 @@ fn assert_attributed(feed: &Path, n_sessions: usize) {
 
 #[test]
 fn radius_radclient_accounting_binds_and_attributes_capture() {
-    if let Some(why) = cannot_run("r1", &["radclient"]) {
+    if let Some(why) = cannot_run(&["radclient"]) {
         return skip(&why);
     }
-    let dir = workdir("bindings-radclient");
+    let Some(mut lab) = pair("r1", "10.231.61", None) else { return };
+    let dir = lab.dir.clone();
     let (client_ip, first, last, n) = capture_sessions();
-    let pair = Pair::new("r1", "10.231.61", None);
-    pair.address_b("10.231.61");
+    address_b(&lab, "r1", "10.231.61");
+    let (ns_a, ns_b) = (lab.ns("a"), lab.ns("b"));
     let secret = dir.join("secret");
     fs::write(&secret, "radclient-test-secret\n").expect("secret");
     let (feed, st) = (dir.join("feed.jsonl"), dir.join("stats.json"));
     let inv = write_inventory(&dir);
-    let _pw = in_ns(
-        &pair.a,
-        BIN,
-        &[
-            "--radius-listen",
-            "10.231.61.1:41813",
-            "--radius-secret-file",
-            secret.to_str().expect("path"),
-            "--radius-client",
-            "10.231.61.2=hq-wifi",
-            "--inventory",
-            inv.to_str().expect("path"),
-            "-o",
-            feed.to_str().expect("path"),
-            "--stats-file",
-            st.to_str().expect("path"),
-        ],
-        &dir.join("pinwatch.log"),
-    );
+    radius_bindings(&mut lab, &ns_a, "10.231.61.1:41813", "10.231.61.2=hq-wifi", [&secret, &inv, &feed, &st]);
     // The listener is up once the stats file exists.
     wait_stat(&st, "radius_packets", 0, 10);
     std::thread::sleep(Duration::from_millis(300));
     for (i, a) in accounting(&client_ip, first, last).iter().enumerate() {
         assert!(
-            radclient(&pair.b, "10.231.61.1:41813", "radclient-test-secret", a),
+            radclient(&ns_b, "10.231.61.1:41813", "radclient-test-secret", a),
             "request {i}: radclient got an Accounting-Response it accepted"
         );
     }
     // The wrong secret: no answer (radclient fails), counted.
-    assert!(!radclient(&pair.b, "10.231.61.1:41813", "not-the-secret", &accounting(&client_ip, first, last)[0]));
+    assert!(!radclient(&ns_b, "10.231.61.1:41813", "not-the-secret", &accounting(&client_ip, first, last)[0]));
     let s = wait_stat(&st, "radius_bad_authenticator", 1, 10);
     let lines = wait_lines(&feed, 5, 5);
     let b = &s["bindings"];
@@ -451,38 +424,21 @@ server default {
 
 #[test]
 fn radius_freeradius_proxy_to_pinwatch_binds_and_attributes_capture() {
-    if let Some(why) = cannot_run("r2", &["radclient", "freeradius"]) {
+    if let Some(why) = cannot_run(&["radclient", "freeradius"]) {
         return skip(&why);
     }
-    let dir = workdir("bindings-freeradius");
+    let Some(mut lab) = pair("r2", "10.231.62", None) else { return };
+    let dir = lab.dir.clone();
     let (client_ip, first, last, n) = capture_sessions();
-    let pair = Pair::new("r2", "10.231.62", None);
-    pair.address_b("10.231.62");
+    address_b(&lab, "r2", "10.231.62");
+    let (ns_a, ns_b) = (lab.ns("a"), lab.ns("b"));
     fs::write(dir.join("radiusd.conf"), FREERADIUS_CONF.replace("@DIR@", dir.to_str().expect("path"))).expect("conf");
     let secret = dir.join("secret");
     fs::write(&secret, "proxy-to-pinwatch-secret\n").expect("secret");
     let (feed, st) = (dir.join("feed.jsonl"), dir.join("stats.json"));
     let inv = write_inventory(&dir);
-    let _pw = in_ns(
-        &pair.a,
-        BIN,
-        &[
-            "--radius-listen",
-            "127.0.0.1:41815",
-            "--radius-secret-file",
-            secret.to_str().expect("path"),
-            "--radius-client",
-            "127.0.0.1=hq-wifi",
-            "--inventory",
-            inv.to_str().expect("path"),
-            "-o",
-            feed.to_str().expect("path"),
-            "--stats-file",
-            st.to_str().expect("path"),
-        ],
-        &dir.join("pinwatch.log"),
-    );
-    let _fr = in_ns(&pair.a, "freeradius", &["-f", "-X", "-d", dir.to_str().expect("path")], &dir.join("freeradius.log"));
+    radius_bindings(&mut lab, &ns_a, "127.0.0.1:41815", "127.0.0.1=hq-wifi", [&secret, &inv, &feed, &st]);
+    in_ns(&mut lab, &ns_a, "freeradius", &["-f", "-X", "-d", dir.to_str().expect("path")], "freeradius.log");
     wait_stat(&st, "radius_packets", 0, 10);
     // FreeRADIUS is up once its log says so.
     let end = Instant::now() + Duration::from_secs(15);
@@ -493,7 +449,7 @@ fn radius_freeradius_proxy_to_pinwatch_binds_and_attributes_capture() {
     for (i, a) in accounting(&client_ip, first, last).iter().enumerate() {
         // FreeRADIUS answers radclient only after pinwatch's answer, whose
         // authenticator it checks, came back.
-        assert!(radclient(&pair.b, "10.231.62.1:41816", "nas-to-freeradius-secret", a), "request {i} proxied and answered");
+        assert!(radclient(&ns_b, "10.231.62.1:41816", "nas-to-freeradius-secret", a), "request {i} proxied and answered");
     }
     let s = wait_stat(&st, "radius_accepted", 5, 10);
     let lines = wait_lines(&feed, 5, 5);
@@ -518,31 +474,32 @@ const DHCLIENT_SCRIPT: &str = "#!/bin/sh\ncase \"$reason\" in\n  BOUND|RENEW|REB
 
 #[test]
 fn kea_dhclient_lease_renew_release_expire_become_bindings() {
-    if let Some(why) = cannot_run("k1", &["kea-dhcp4", "dhclient"]) {
+    if let Some(why) = cannot_run(&["kea-dhcp4", "dhclient"]) {
         return skip(&why);
     }
-    let dir = workdir("bindings-kea");
     let mac = "02:00:00:63:00:07";
     let device = "enterprises/corp/devices/kea-client";
-    let pair = Pair::new("k1", "10.231.63", Some(mac));
+    let Some(mut lab) = pair("k1", "10.231.63", Some(mac)) else { return };
+    let dir = lab.dir.clone();
+    let (ns_a, ns_b, dev_b) = (lab.ns("a"), lab.ns("b"), dev("k1", "b"));
     let d = dir.to_str().expect("path");
-    fs::write(dir.join("kea.json"), KEA_CONF.replace("@DIR@", d).replace("@IFACE@", &pair.a)).expect("conf");
+    fs::write(dir.join("kea.json"), KEA_CONF.replace("@DIR@", d).replace("@IFACE@", &dev("k1", "a"))).expect("conf");
     let script = dir.join("dhscript");
     fs::write(&script, DHCLIENT_SCRIPT).expect("script");
-    sh(&format!("chmod +x {}", script.display()));
+    must(&["chmod", "+x", script.to_str().expect("path")]);
     // The inventory as JSON lines, MAC in another spelling.
     let inv = dir.join("inventory.jsonl");
     fs::write(&inv, format!("{{\"device_id\":\"{device}\",\"macs\":[\"0200.0063.0007\"]}}\n")).expect("inventory");
     let (feed, st) = (dir.join("feed.jsonl"), dir.join("stats.json"));
     let leases = dir.join("leases4.csv");
     let kea_env = format!("KEA_PIDFILE_DIR={d} KEA_LOCKFILE_DIR={d}");
-    let _kea = in_ns(&pair.a, "sh", &["-c", &format!("{kea_env} exec kea-dhcp4 -c {d}/kea.json")], &dir.join("kea.out"));
+    in_ns(&mut lab, &ns_a, "sh", &["-c", &format!("{kea_env} exec kea-dhcp4 -c {d}/kea.json")], "kea.out");
     let end = Instant::now() + Duration::from_secs(10);
     while !leases.exists() {
         assert!(Instant::now() < end, "kea did not start: {}", fs::read_to_string(dir.join("kea.out")).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _pw = Proc(
+    lab.keep(
         Command::new(BIN)
             .args(["--kea-lease-file", leases.to_str().expect("p"), "--kea-context", "lab-lan", "--inventory", inv.to_str().expect("p")])
             .args(["-o", feed.to_str().expect("p"), "--stats-file", st.to_str().expect("p")])
@@ -550,7 +507,7 @@ fn kea_dhclient_lease_renew_release_expire_become_bindings() {
             .spawn()
             .expect("pinwatch-bindings"),
     );
-    let dh = |extra: &str| dhclient(&dir, &script, &pair.b, extra);
+    let dh = |extra: &str| dhclient(&dir, &script, &ns_b, &dev_b, extra);
     // Lease.
     dh("-1");
     let l1 = wait_lines(&feed, 1, 10);
@@ -597,12 +554,12 @@ fn kea_dhclient_lease_renew_release_expire_become_bindings() {
     assert!(s["bindings"]["kea_leases"].as_u64().unwrap_or(0) >= 5, "{s}");
 }
 
-/// Run dhclient once in namespace `ns` (on its interface of the same name)
-/// with `extra` (`-1`: get or renew a lease, `-r`: release it), with its
-/// files in `dir` and `script` as its script.
-fn dhclient(dir: &Path, script: &Path, ns: &str, extra: &str) {
+/// Run dhclient once in namespace `ns` on interface `iface` with `extra`
+/// (`-1`: get or renew a lease, `-r`: release it), with its files in `dir`
+/// and `script` as its script.
+fn dhclient(dir: &Path, script: &Path, ns: &str, iface: &str, extra: &str) {
     let d = dir.to_str().expect("path");
-    let cmd = format!("dhclient {extra} -sf {} -lf {d}/dh.leases -pf {d}/dh.pid {}", script.display(), ns);
+    let cmd = format!("dhclient {extra} -sf {} -lf {d}/dh.leases -pf {d}/dh.pid {iface}", script.display());
     let st = Command::new("ip")
         .args(["netns", "exec", ns, "sh", "-c", &cmd])
         .stdout(Stdio::null())

@@ -13,60 +13,43 @@
 //! (set by `.ci/run`), which makes it fail.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pinwatch::enrich::feed_http::{ErrorClass, StartError};
-
-fn skip(reason: &str) {
-    if std::env::var("PINWATCH_FEED_TLS_REQUIRED").is_ok_and(|v| v == "1") {
-        panic!("feed TLS test required (PINWATCH_FEED_TLS_REQUIRED=1) but cannot run: {reason}");
-    }
-    eprintln!("SKIPPED: {reason}");
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
-}
+use pinwatch_testkit::sys::{have, scratch_dir, skip, KillOnDrop};
 
 mod feedtls;
 use feedtls::{make_pki, SERVER_PY};
 
+/// The feed server, killed on drop, and the port it listens on.
 struct Server {
-    child: Child,
+    _child: KillOnDrop,
     port: u16,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// The child is returned in a `Server`, whose `Drop` kills and reaps it.
-#[allow(clippy::zombie_processes)]
 fn start_server(dir: &Path, token: &str, served: &Path) -> Server {
     std::fs::write(dir.join("server.py"), SERVER_PY).expect("script");
     let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
     let out = std::fs::File::create(dir.join("server.out")).expect("log");
     let err = std::fs::File::create(dir.join("server.err")).expect("log");
-    let mut child = Command::new("python3")
-        .args([&p("server.py"), &p("server.pem"), &p("server.key"), &p("clientca.pem"), token, "0", &served.to_string_lossy()])
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("python3");
+    let child = KillOnDrop(
+        Command::new("python3")
+            .args([&p("server.py"), &p("server.pem"), &p("server.key"), &p("clientca.pem"), token, "0", &served.to_string_lossy()])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("python3"),
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(dir.join("server.out")).unwrap_or_default();
         if let Some(port) = text.lines().find_map(|l| l.strip_prefix("ready ")).and_then(|p| p.trim().parse().ok()) {
-            return Server { child, port };
+            return Server { _child: child, port };
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+            drop(child);
             panic!("feed server did not start: {}", std::fs::read_to_string(dir.join("server.err")).unwrap_or_default());
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -96,12 +79,10 @@ fn class_of(r: &anyhow::Result<(pinwatch::enrich::Enricher, Vec<String>)>) -> Op
 fn feed_url_with_token_ca_and_client_certificate() {
     for tool in ["python3", "openssl"] {
         if !have(tool) {
-            return skip(&format!("{tool} not installed"));
+            return skip("PINWATCH_FEED_TLS_REQUIRED", "feed TLS test", &format!("{tool} not installed"));
         }
     }
-    let dir = std::env::temp_dir().join(format!("pinwatch-feed-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = scratch_dir("feed-tls");
     make_pki(&dir);
     let token = "t0ken-4f9a2c";
     std::fs::write(dir.join("token"), format!("{token}\n")).expect("token");

@@ -29,216 +29,77 @@
 
 mod feedtls;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use pinwatch_testkit::netns::{self, Lab};
+use pinwatch_testkit::pki;
+use pinwatch_testkit::sys::{have, is_root, skip};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pinwatch-live");
-static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 fn unavailable(reason: &str) -> Option<Lab> {
-    if std::env::var("PINWATCH_LIVE_REQUIRED").is_ok_and(|v| v == "1") {
-        panic!("live test required (PINWATCH_LIVE_REQUIRED=1) but cannot run: {reason}");
-    }
-    eprintln!("SKIPPED: {reason}");
+    skip("PINWATCH_LIVE_REQUIRED", "live test", reason);
     None
-}
-
-fn sh(args: &[&str]) -> std::io::Result<std::process::Output> {
-    Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output()
-}
-
-fn must(args: &[&str]) {
-    let o = sh(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
-/// Namespaces `cap`, `a`, `b`, `sa`, `sb`; removed on drop with every
-/// process started in them.
-struct Lab {
-    pre: String,
-    dir: PathBuf,
-    children: Vec<Child>,
 }
 
 const SIDES: [&str; 2] = ["A", "B"];
 
-impl Lab {
-    fn new(tag: &str) -> Option<Lab> {
-        let uid = sh(&["id", "-u"]).ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-        if uid.as_deref() != Some("0") {
-            return unavailable("not root (network namespaces and packet capture need root)");
+/// Namespaces `cap`, `a`, `b`, `sa`, `sb` (`pwfeedops-PID-N-*`), a CA and
+/// a leaf for `*.live.test` for the two TLS servers; removed on drop with
+/// every process started in them (the temp dir is kept when the test fails).
+fn new_lab(tag: &str) -> Option<Lab> {
+    if !is_root() {
+        return unavailable("not root (network namespaces and packet capture need root)");
+    }
+    for tool in ["ip", "openssl", "curl", "python3", "kill"] {
+        if !have(tool) {
+            return unavailable(&format!("{tool} not installed"));
         }
-        for tool in ["ip", "openssl", "curl", "python3", "kill"] {
-            let found =
-                Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-            if !found {
-                return unavailable(&format!("{tool} not installed"));
-            }
+    }
+    netns::remove_stale("pwfeedops");
+    let mut lab = Lab::new("pwfeedops", &format!("feedops-{tag}"));
+    lab.keep_dir_on_panic();
+    let cap = match lab.add_ns("cap") {
+        Ok(ns) => ns,
+        Err(e) => return unavailable(&format!("cannot create a network namespace: {e}")),
+    };
+    lab.sysctl(&cap, "net.ipv6.conf.all.disable_ipv6=1");
+    lab.ip(&cap, &["link", "set", "lo", "up"]);
+    for side in SIDES {
+        let client = lab.must_add_ns(&side.to_lowercase());
+        let server = lab.must_add_ns(&format!("s{}", side.to_lowercase()));
+        let br = format!("pwfeedopsbr{side}");
+        lab.ip(&cap, &["link", "add", &br, "type", "bridge"]);
+        lab.veth((&client, "pwfeedopsc"), (&cap, &format!("pwfeedops{side}")));
+        lab.veth((&server, "pwfeedopss"), (&cap, &format!("pwfeedopsS{side}")));
+        for port in [format!("pwfeedops{side}"), format!("pwfeedopsS{side}")] {
+            lab.ip(&cap, &["link", "set", &port, "master", &br]);
+            lab.ip(&cap, &["link", "set", &port, "up"]);
         }
-        remove_stale_namespaces();
-        let pre = format!("pwfeedops-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
-        if let Err(e) = sh(&["ip", "netns", "add", &format!("{pre}-cap")]).map_err(|e| e.to_string()).and_then(|o| {
-            if o.status.success() {
-                Ok(())
-            } else {
-                Err(String::from_utf8_lossy(&o.stderr).into_owned())
-            }
-        }) {
-            return unavailable(&format!("cannot create a network namespace: {e}"));
+        lab.ip(&cap, &["link", "set", &br, "up"]);
+        for (ns, dev, ip) in [(&client, "pwfeedopsc", "10.66.0.2"), (&server, "pwfeedopss", "10.66.0.1")] {
+            lab.sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1");
+            lab.endpoint(ns, dev, &format!("{ip}/24"));
         }
-        let dir = std::env::temp_dir().join(format!("pinwatch-feedops-{tag}-{}", &pre[10..]));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let lab = Lab { pre, dir, children: Vec::new() };
-        let cap = lab.ns("cap");
-        let _ = sh(&["ip", "netns", "exec", &cap, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-        must(&["ip", "-n", &cap, "link", "set", "lo", "up"]);
-        for side in SIDES {
-            let (client, server) = (lab.ns(&side.to_lowercase()), lab.ns(&format!("s{}", side.to_lowercase())));
-            must(&["ip", "netns", "add", &client]);
-            must(&["ip", "netns", "add", &server]);
-            let br = format!("pwfeedopsbr{side}");
-            must(&["ip", "-n", &cap, "link", "add", &br, "type", "bridge"]);
-            must(&[
-                "ip",
-                "-n",
-                &client,
-                "link",
-                "add",
-                "pwfeedopsc",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &format!("pwfeedops{side}"),
-                "netns",
-                &cap,
-            ]);
-            must(&[
-                "ip",
-                "-n",
-                &server,
-                "link",
-                "add",
-                "pwfeedopss",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &format!("pwfeedopsS{side}"),
-                "netns",
-                &cap,
-            ]);
-            for port in [format!("pwfeedops{side}"), format!("pwfeedopsS{side}")] {
-                must(&["ip", "-n", &cap, "link", "set", &port, "master", &br]);
-                must(&["ip", "-n", &cap, "link", "set", &port, "up"]);
-            }
-            must(&["ip", "-n", &cap, "link", "set", &br, "up"]);
-            for (ns, dev, ip) in [(&client, "pwfeedopsc", "10.66.0.2"), (&server, "pwfeedopss", "10.66.0.1")] {
-                let _ = sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-                must(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
-                must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-                must(&["ip", "-n", ns, "link", "set", dev, "up"]);
-            }
-        }
-        lab.make_server_pki();
-        Some(lab)
     }
+    pki::ca(&lab.dir, "origin-ca", "/CN=pinwatch feedops origin CA");
+    pki::leaf(&lab.dir, "origin-ca", "leaf", "/CN=live.test", "serverAuth", &["DNS:*.live.test"]);
+    Some(lab)
+}
 
-    fn ns(&self, n: &str) -> String {
-        format!("{}-{n}", self.pre)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn p(&self, name: &str) -> String {
-        self.path(name).to_string_lossy().into_owned()
-    }
-
-    /// A CA and a leaf for `*.live.test` for the two TLS servers.
-    fn make_server_pki(&self) {
-        let d = |n: &str| self.p(n);
-        must(&[
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=pinwatch feedops origin CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-            "-keyout",
-            &d("origin-ca.key"),
-            "-out",
-            &d("origin-ca.pem"),
-        ]);
-        must(&[
-            "openssl",
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=live.test",
-            "-keyout",
-            &d("leaf.key"),
-            "-out",
-            &d("leaf.csr"),
-        ]);
-        std::fs::write(self.path("leaf.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:*.live.test\n")
-            .expect("ext");
-        must(&[
-            "openssl",
-            "x509",
-            "-req",
-            "-in",
-            &d("leaf.csr"),
-            "-CA",
-            &d("origin-ca.pem"),
-            "-CAkey",
-            &d("origin-ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &d("leaf.ext"),
-            "-out",
-            &d("leaf.pem"),
-        ]);
-    }
-
-    fn cmd(&self, ns: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns]).args(args).stdin(Stdio::null());
-        c
-    }
-
-    fn spawn(&mut self, ns: &str, args: &[&str], log: &str) -> u32 {
-        let out = std::fs::File::create(self.path(&format!("{log}.out"))).expect("log");
-        let err = std::fs::File::create(self.path(&format!("{log}.err"))).expect("log");
-        let child = self.cmd(ns, args).stdout(out).stderr(err).spawn().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        let pid = child.id();
-        self.children.push(child);
-        pid
-    }
-
+/// What these tests do in their lab.
+trait FeedopsLab {
     /// openssl s_server on 10.66.0.1:443 in both server namespaces.
+    fn tls_servers(&mut self);
+    /// `pinwatch live ARGS` in `cap`; waits until it captures.
+    fn pinwatch(&mut self, args: &[&str], log: &str) -> u32;
+    /// curl from client namespace `side` ("a"/"b") to `https://SNI/`.
+    fn curl(&self, side: &str, sni: &str) -> bool;
+}
+
+impl FeedopsLab for Lab {
     fn tls_servers(&mut self) {
         for side in ["sa", "sb"] {
             let ns = self.ns(side);
@@ -248,19 +109,10 @@ impl Lab {
                 &["openssl", "s_server", "-quiet", "-accept", "443", "-cert", &cert, "-key", &key, "-www"],
                 &format!("s_server-{side}"),
             );
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let o = self.cmd(&ns, &["ss", "-Hltn", "sport = :443"]).output();
-                if o.is_ok_and(|o| !o.stdout.is_empty()) {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "s_server in {side} did not start");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            assert!(self.wait_listening(&ns, 443, Duration::from_secs(10)), "s_server in {side} did not start");
         }
     }
 
-    /// `pinwatch live ARGS` in `cap`; waits until it captures.
     fn pinwatch(&mut self, args: &[&str], log: &str) -> u32 {
         let mut all = vec![BIN];
         all.extend_from_slice(args);
@@ -270,19 +122,6 @@ impl Lab {
         pid
     }
 
-    fn wait_for_log(&self, file: &str, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let text = std::fs::read_to_string(self.path(file)).unwrap_or_default();
-            if text.contains(needle) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{file}: `{needle}` never appeared:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// curl from client namespace `side` ("a"/"b") to `https://SNI/`.
     fn curl(&self, side: &str, sni: &str) -> bool {
         let resolve = format!("{sni}:443:10.66.0.1");
         let url = format!("https://{sni}/");
@@ -292,64 +131,6 @@ impl Lab {
             .expect("curl")
             .status
             .success()
-    }
-
-    fn signal(&self, pid: u32, sig: &str) {
-        must(&["kill", &format!("-{sig}"), &pid.to_string()]);
-    }
-
-    fn wait(&mut self, pid: u32, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        let c = self.children.iter_mut().find(|c| c.id() == pid).expect("our child");
-        loop {
-            if let Ok(Some(st)) = c.try_wait() {
-                return st.code();
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill_child(&mut self, pid: u32) {
-        if let Some(c) = self.children.iter_mut().find(|c| c.id() == pid) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for n in ["a", "b", "sa", "sb", "cap"] {
-            let _ = sh(&["ip", "netns", "del", &self.ns(n)]);
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-fn remove_stale_namespaces() {
-    let Ok(o) = sh(&["ip", "netns", "list"]) else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&o.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix("pwfeedops-") else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next() else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = sh(&["ip", "netns", "del", name]);
-        }
     }
 }
 
@@ -387,7 +168,7 @@ fn wait_tls(out: &Path, sni: &str, timeout: Duration) {
 
 #[test]
 fn contexts_follow_the_capture_interface() {
-    let Some(mut lab) = Lab::new("ctx") else {
+    let Some(mut lab) = new_lab("ctx") else {
         return;
     };
     lab.tls_servers();
@@ -409,7 +190,7 @@ fn contexts_follow_the_capture_interface() {
     }
     for pid in [with, without] {
         lab.signal(pid, "TERM");
-        assert_eq!(lab.wait(pid, Duration::from_secs(20)), Some(0));
+        assert_eq!(lab.wait_up_to(pid, Duration::from_secs(20)), Some(0));
     }
     let all = lines(Path::new(&out_ctx));
     for (sni, iface, dev, ctx) in [("a.live.test", "pwfeedopsA", "device-A", "vpnA"), ("b.live.test", "pwfeedopsB", "device-B", "vpnB")] {
@@ -436,7 +217,7 @@ fn contexts_follow_the_capture_interface() {
 
 #[test]
 fn state_survives_a_restart() {
-    let Some(mut lab) = Lab::new("state") else {
+    let Some(mut lab) = new_lab("state") else {
         return;
     };
     lab.tls_servers();
@@ -474,7 +255,7 @@ fn state_survives_a_restart() {
     assert_eq!(periodic["format"], "pinwatch-state");
     assert_eq!(periodic["version"], 1);
     lab.signal(pw, "TERM");
-    assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
+    assert_eq!(lab.wait_up_to(pw, Duration::from_secs(20)), Some(0));
     let r1 = tls_by_sni(&lines(Path::new(&out1)), "before.live.test")[0].clone();
     assert_eq!(r1["mobile"]["device_id"], "device-A", "{r1}");
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).expect("state at shutdown")).expect("JSON");
@@ -495,7 +276,7 @@ fn state_survives_a_restart() {
     wait_tls(Path::new(&out2), "after-a.live.test", Duration::from_secs(30));
     wait_tls(Path::new(&out2), "after-b.live.test", Duration::from_secs(30));
     lab.signal(pw, "TERM");
-    assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
+    assert_eq!(lab.wait_up_to(pw, Duration::from_secs(20)), Some(0));
     let all = lines(Path::new(&out2));
     for (sni, dev, ctx) in [("after-a.live.test", "device-A", "vpnA"), ("after-b.live.test", "device-B", "vpnB")] {
         let r = tls_by_sni(&all, sni)[0];
@@ -517,7 +298,7 @@ fn state_survives_a_restart() {
     let a3 = args(&out3);
     let pw = lab.pinwatch(&a3.iter().map(String::as_str).collect::<Vec<_>>(), "pw3");
     lab.signal(pw, "TERM");
-    assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
+    assert_eq!(lab.wait_up_to(pw, Duration::from_secs(20)), Some(0));
     let err = std::fs::read_to_string(lab.path("pw3.err")).unwrap_or_default();
     assert!(err.contains("cut short") && err.contains("set aside as"), "{err}");
     let all3 = lines(Path::new(&out3));
@@ -529,7 +310,7 @@ fn state_survives_a_restart() {
 
 #[test]
 fn feed_url_health_and_server_restart() {
-    let Some(mut lab) = Lab::new("url") else {
+    let Some(mut lab) = new_lab("url") else {
         return;
     };
     lab.tls_servers();
@@ -607,7 +388,7 @@ fn feed_url_health_and_server_restart() {
     assert!(lab.curl("b", "b-after.live.test"));
     wait_tls(Path::new(&out), "b-after.live.test", Duration::from_secs(30));
     lab.signal(pw, "TERM");
-    assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
+    assert_eq!(lab.wait_up_to(pw, Duration::from_secs(20)), Some(0));
     let r = tls_by_sni(&lines(Path::new(&out)), "b-after.live.test")[0].clone();
     assert_eq!(r["mobile"]["device_id"], "device-B", "{r}");
 }
@@ -618,7 +399,12 @@ fn wrong_token_exits_at_once(lab: &mut Lab, cap: &str, url: &str) {
     let t = Instant::now();
     let (bad_cfg, bad_out) = (lab.p("bad.toml"), lab.p("eve-bad.json"));
     let pid = lab.spawn(cap, &[BIN, "-i", "pwfeedopsA", "-o", &bad_out, "-c", &bad_cfg, "--feed-url", url], "pw-bad");
-    assert_eq!(lab.wait(pid, Duration::from_secs(15)), Some(2), "{}", std::fs::read_to_string(lab.path("pw-bad.err")).unwrap_or_default());
+    assert_eq!(
+        lab.wait_up_to(pid, Duration::from_secs(15)),
+        Some(2),
+        "{}",
+        std::fs::read_to_string(lab.path("pw-bad.err")).unwrap_or_default()
+    );
     assert!(t.elapsed() < Duration::from_secs(10), "reported after {:?}", t.elapsed());
     let err = std::fs::read_to_string(lab.path("pw-bad.err")).unwrap_or_default();
     assert!(err.contains("(auth)") && err.contains("HTTP 401") && !err.contains("nope"), "{err}");

@@ -19,216 +19,108 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Stdio;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
+use pinwatch_testkit::netns::{self, Lab};
+use pinwatch_testkit::pki;
+use pinwatch_testkit::sys::{have, is_root, must, run, skip};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pinwatch-live");
 const CLIENT_IP: &str = "10.99.0.1";
 const SERVER_IP: &str = "10.99.0.2";
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
 /// The flood test runs alone: its burst would make the other tests' captures
 /// (and tcpdump's) drop packets too.
 static HEAVY: RwLock<()> = RwLock::new(());
 
 /// Fail when live tests are required, else say loudly that nothing was checked.
 fn unavailable(reason: &str) -> Option<Lab> {
-    if std::env::var("PINWATCH_LIVE_REQUIRED").is_ok_and(|v| v == "1") {
-        panic!("live test required (PINWATCH_LIVE_REQUIRED=1) but cannot run: {reason}");
-    }
-    eprintln!("SKIPPED: {reason}");
+    skip("PINWATCH_LIVE_REQUIRED", "live test", reason);
     None
 }
 
-fn sh(args: &[&str]) -> std::io::Result<std::process::Output> {
-    Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output()
+/// A client (`c`) and a server (`s`) namespace joined by a veth pair, a
+/// temp dir, a throwaway PKI, and every process started in them; all removed
+/// on drop (the temp dir is kept under `PINWATCH_LIVE_KEEP`).
+fn new_lab(tag: &str) -> Option<Lab> {
+    if !is_root() {
+        return unavailable("not root (network namespaces and packet capture need root)");
+    }
+    for tool in ["ip", "openssl", "curl", "tcpdump", "python3", "kill", "setpriv", "ss"] {
+        if !have(tool) {
+            return unavailable(&format!("{tool} not installed"));
+        }
+    }
+    let prefix = ns_prefix();
+    netns::remove_stale(&prefix);
+    let mut lab = Lab::new(&prefix, &format!("live-{tag}"));
+    lab.keep_dir_if_env("PINWATCH_LIVE_KEEP");
+    let ns_c = match lab.add_ns("c") {
+        Ok(ns) => ns,
+        Err(e) => return unavailable(&format!("cannot create a network namespace: {e}")),
+    };
+    let ns_s = lab.must_add_ns("s");
+    lab.veth((&ns_c, "c0"), (&ns_s, "s0"));
+    lab.endpoint(&ns_c, "c0", &format!("{CLIENT_IP}/24"));
+    lab.endpoint(&ns_s, "s0", &format!("{SERVER_IP}/24"));
+    // CA, a leaf for `*.live.test` signed by it, and an unrelated CA.
+    for ca in ["ca", "wrongca"] {
+        pki::ca(&lab.dir, ca, &format!("/O=pinwatch live test/CN={ca}"));
+    }
+    pki::leaf(&lab.dir, "ca", "leaf", "/CN=live.test", "serverAuth", &["DNS:live.test", "DNS:*.live.test"]);
+    Some(lab)
 }
 
-fn must(args: &[&str]) {
-    let o = sh(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
-/// A client and a server namespace joined by a veth pair, a temp dir, a
-/// throwaway PKI, and every process started in them; all removed on drop.
-struct Lab {
-    ns_c: String,
-    ns_s: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Lab {
-    fn new(tag: &str) -> Option<Lab> {
-        let uid = sh(&["id", "-u"]).ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-        if uid.as_deref() != Some("0") {
-            return unavailable("not root (network namespaces and packet capture need root)");
-        }
-        for tool in ["ip", "openssl", "curl", "tcpdump", "python3", "kill", "setpriv", "ss"] {
-            let found =
-                Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-            if !found {
-                return unavailable(&format!("{tool} not installed"));
-            }
-        }
-        remove_stale_namespaces();
-        let id = format!("{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
-        let prefix = ns_prefix();
-        let (ns_c, ns_s) = (format!("{prefix}-{id}-c"), format!("{prefix}-{id}-s"));
-        if let Err(e) = sh(&["ip", "netns", "add", &ns_c]).map_err(|e| e.to_string()).and_then(|o| {
-            if o.status.success() {
-                Ok(())
-            } else {
-                Err(String::from_utf8_lossy(&o.stderr).into_owned())
-            }
-        }) {
-            return unavailable(&format!("cannot create a network namespace: {e}"));
-        }
-        let dir = std::env::temp_dir().join(format!("pinwatch-live-{tag}-{id}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let lab = Lab { ns_c, ns_s, dir, children: Vec::new() };
-        must(&["ip", "netns", "add", &lab.ns_s]);
-        must(&["ip", "-n", &lab.ns_c, "link", "add", "c0", "type", "veth", "peer", "name", "s0", "netns", &lab.ns_s]);
-        for (ns, dev, ip) in [(&lab.ns_c, "c0", CLIENT_IP), (&lab.ns_s, "s0", SERVER_IP)] {
-            must(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
-            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            // Quiet links: no IPv6 neighbour discovery chatter.
-            let _ = sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")]);
-            must(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-        lab.make_pki();
-        Some(lab)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn p(&self, name: &str) -> String {
-        self.path(name).to_string_lossy().into_owned()
-    }
-
-    /// CA, a leaf for `*.live.test` signed by it, and an unrelated CA.
-    fn make_pki(&self) {
-        let d = |n: &str| self.p(n);
-        for ca in ["ca", "wrongca"] {
-            must(&[
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/O=pinwatch live test/CN={ca}"),
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign",
-                "-keyout",
-                &d(&format!("{ca}.key")),
-                "-out",
-                &d(&format!("{ca}.pem")),
-            ]);
-        }
-        must(&[
-            "openssl",
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=live.test",
-            "-keyout",
-            &d("leaf.key"),
-            "-out",
-            &d("leaf.csr"),
-        ]);
-        std::fs::write(
-            self.path("leaf.ext"),
-            "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:live.test,DNS:*.live.test\n",
-        )
-        .expect("ext");
-        must(&[
-            "openssl",
-            "x509",
-            "-req",
-            "-in",
-            &d("leaf.csr"),
-            "-CA",
-            &d("ca.pem"),
-            "-CAkey",
-            &d("ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &d("leaf.ext"),
-            "-out",
-            &d("leaf.pem"),
-        ]);
-    }
-
-    fn cmd(&self, ns: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns]).args(args).stdin(Stdio::null());
-        c
-    }
-
-    /// Start a long-running process; stdout and stderr go to `<log>.out`/`<log>.err`.
-    fn spawn(&mut self, ns: &str, args: &[&str], log: &str) -> u32 {
-        let out = std::fs::File::create(self.path(&format!("{log}.out"))).expect("log");
-        let err = std::fs::File::create(self.path(&format!("{log}.err"))).expect("log");
-        let child = self.cmd(ns, args).stdout(out).stderr(err).spawn().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        let pid = child.id();
-        self.children.push(child);
-        pid
-    }
-
+/// What these tests do in their lab.
+trait LiveLab {
+    /// The client namespace (where pinwatch, curl and tcpdump run).
+    fn ns_c(&self) -> String;
+    /// The server namespace.
+    fn ns_s(&self) -> String;
     /// openssl s_server on the server side, answering HTTP GETs.
+    fn tls_server(&mut self, port: u16);
+    /// `pinwatch live ARGS` in the client namespace; waits until it captures.
+    fn pinwatch(&mut self, args: &[&str], log: &str) -> u32;
+    /// The same, started through `wrapper` (which must exec it: the pid is pinwatch's).
+    fn pinwatch_as(&mut self, wrapper: &[&str], args: &[&str], log: &str) -> u32;
+    fn tcpdump(&mut self, iface: &str, file: &str) -> u32;
+    /// curl from the client to `https://SNI:port/` at the server; true when it succeeded.
+    fn curl(&self, sni: &str, port: u16, extra: &[&str]) -> bool;
+}
+
+impl LiveLab for Lab {
+    fn ns_c(&self) -> String {
+        self.ns("c")
+    }
+
+    fn ns_s(&self) -> String {
+        self.ns("s")
+    }
+
     fn tls_server(&mut self, port: u16) {
         let (cert, key) = (self.p("leaf.pem"), self.p("leaf.key"));
         let accept = port.to_string();
-        let ns = self.ns_s.clone();
+        let ns = self.ns_s();
         self.spawn(
             &ns,
             &["openssl", "s_server", "-quiet", "-accept", &accept, "-cert", &cert, "-key", &key, "-www"],
             &format!("s_server{port}"),
         );
-        // Wait until it listens.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let o = self.cmd(&self.ns_s, &["ss", "-Hltn", &format!("sport = :{port}")]).output();
-            if o.is_ok_and(|o| !o.stdout.is_empty()) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("s_server on port {port} did not start");
+        assert!(self.wait_listening(&ns, port, Duration::from_secs(10)), "s_server on port {port} did not start");
     }
 
-    /// `pinwatch live ARGS` in the client namespace; waits until it captures.
     fn pinwatch(&mut self, args: &[&str], log: &str) -> u32 {
         self.pinwatch_as(&[], args, log)
     }
 
-    /// The same, started through `wrapper` (which must exec it: the pid is pinwatch's).
     fn pinwatch_as(&mut self, wrapper: &[&str], args: &[&str], log: &str) -> u32 {
         let mut all = wrapper.to_vec();
         all.push(BIN);
         all.extend_from_slice(args);
-        let ns = self.ns_c.clone();
+        let ns = self.ns_c();
         let pid = self.spawn(&ns, &all, log);
         self.wait_for_log(&format!("{log}.err"), "pinwatch: capturing on", Duration::from_secs(20));
         pid
@@ -236,74 +128,19 @@ impl Lab {
 
     fn tcpdump(&mut self, iface: &str, file: &str) -> u32 {
         let f = self.p(file);
-        let ns = self.ns_c.clone();
+        let ns = self.ns_c();
         let pid = self.spawn(&ns, &["tcpdump", "-n", "-i", iface, "-s", "65535", "-U", "--time-stamp-precision=nano", "-w", &f], "tcpdump");
         self.wait_for_log("tcpdump.err", "listening on", Duration::from_secs(10));
         pid
     }
 
-    fn wait_for_log(&self, file: &str, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let text = std::fs::read_to_string(self.path(file)).unwrap_or_default();
-            if text.contains(needle) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{file}: `{needle}` never appeared:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// curl from the client to `https://SNI:port/` at the server; true when it succeeded.
     fn curl(&self, sni: &str, port: u16, extra: &[&str]) -> bool {
         let resolve = format!("{sni}:{port}:{SERVER_IP}");
         let url = format!("https://{sni}:{port}/");
         let mut args = vec!["curl", "-sS", "-o", "/dev/null", "--max-time", "10", "--resolve", &resolve];
         args.extend_from_slice(extra);
         args.push(&url);
-        self.cmd(&self.ns_c, &args).output().expect("curl").status.success()
-    }
-
-    fn signal(&self, pid: u32, sig: &str) {
-        must(&["kill", &format!("-{sig}"), &pid.to_string()]);
-    }
-
-    /// Wait for a child to exit; its status code.
-    fn wait(&mut self, pid: u32, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        let c = self.children.iter_mut().find(|c| c.id() == pid).expect("our child");
-        loop {
-            if let Some(st) = c.try_wait().expect("wait") {
-                return st.code();
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                panic!("process {pid} did not exit within {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in [&self.ns_c, &self.ns_s] {
-            if let Ok(o) = sh(&["ip", "netns", "pids", ns]) {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = sh(&["kill", "-KILL", pid]);
-                }
-            }
-            let _ = sh(&["ip", "netns", "del", ns]);
-        }
-        if std::env::var_os("PINWATCH_LIVE_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else {
-            eprintln!("kept {}", self.dir.display());
-        }
+        self.cmd(&self.ns_c(), &args).output().expect("curl").status.success()
     }
 }
 
@@ -313,20 +150,6 @@ fn ns_prefix() -> String {
         .ok()
         .filter(|p| !p.is_empty() && p.len() <= 12 && p.chars().all(|c| c.is_ascii_alphanumeric()))
         .unwrap_or_else(|| "pwl".to_string())
-}
-
-/// Namespaces `PREFIX-PID-N-*` left by test processes that no longer exist.
-fn remove_stale_namespaces() {
-    let Ok(o) = sh(&["ip", "netns", "list"]) else { return };
-    let prefix = format!("{}-", ns_prefix());
-    for line in String::from_utf8_lossy(&o.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix(&prefix) else { continue };
-        let Some(pid) = rest.split('-').next() else { continue };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = sh(&["ip", "netns", "del", name]);
-        }
-    }
 }
 
 fn lines(path: &Path) -> Vec<Value> {
@@ -473,7 +296,7 @@ fn pcap_backend_matches_replay() {
 
 fn live_matches_replay(tag: &str, backend_args: &[&str], backend: &str, workers: u64) {
     let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
-    let Some(mut lab) = Lab::new(tag) else { return };
+    let Some(mut lab) = new_lab(tag) else { return };
     lab.tls_server(443);
     lab.tls_server(8443);
     let out = lab.p("live.json");
@@ -506,7 +329,7 @@ fn six_sessions_one_left_open(lab: &mut Lab) {
     assert!(!lab.curl("untrusted12.live.test", 443, &["--cacert", &wrong, "--tls-max", "1.2"]), "the wrong CA must fail");
     // A session left open at the signal: s_client with its stdin held open.
     let connect = format!("{SERVER_IP}:8443");
-    let ns_c = lab.ns_c.clone();
+    let ns_c = lab.ns_c();
     lab.spawn(
         &ns_c,
         &["sh", "-c", &format!("sleep 120 | openssl s_client -connect {connect} -servername open.live.test -CAfile {ca}")],
@@ -603,7 +426,7 @@ fn assert_same_as_replay(lab: &Lab, live: &[Value]) {
 #[test]
 fn sighup_reopens_output_and_reloads_config_without_loss() {
     let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
-    let Some(mut lab) = Lab::new("hup") else { return };
+    let Some(mut lab) = new_lab("hup") else { return };
     lab.tls_server(443);
     lab.tls_server(8443);
     // The unprivileged user must be able to write the output and read the config.
@@ -620,7 +443,7 @@ fn sighup_reopens_output_and_reloads_config_without_loss() {
 
     let ca = lab.p("ca.pem");
     // A session that spans the SIGHUP: opened before, ended after.
-    let ns_c = lab.ns_c.clone();
+    let ns_c = lab.ns_c();
     let spanning = lab.spawn(
         &ns_c,
         &["sh", "-c", &format!("sleep 4 | openssl s_client -connect {SERVER_IP}:8443 -servername span.live.test -CAfile {ca}")],
@@ -682,7 +505,7 @@ fn sighup_reopens_output_and_reloads_config_without_loss() {
 #[test]
 fn burst_beyond_capacity_is_counted_as_drops() {
     let _alone = HEAVY.write().unwrap_or_else(|e| e.into_inner());
-    let Some(mut lab) = Lab::new("drops") else { return };
+    let Some(mut lab) = new_lab("drops") else { return };
     lab.tls_server(443);
     let out = lab.p("eve.json");
     must(&["chmod", "0777", &lab.p("")]);
@@ -721,7 +544,7 @@ fn burst_beyond_capacity_is_counted_as_drops() {
         print(n)\n";
     std::fs::write(lab.path("flood.py"), flood).expect("flood.py");
     let script = lab.p("flood.py");
-    let ns_s = lab.ns_s.clone();
+    let ns_s = lab.ns_s();
     let senders: Vec<u32> = (0..3).map(|i| lab.spawn(&ns_s, &["python3", &script, "4", CLIENT_IP], &format!("flood{i}"))).collect();
     // TLS during the flood must not crash anything either.
     let ca = lab.p("ca.pem");
@@ -765,7 +588,7 @@ fn burst_beyond_capacity_is_counted_as_drops() {
 #[test]
 fn tun_interface_raw_ip_several_interfaces_unix_socket_output() {
     let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
-    let Some(mut lab) = Lab::new("tun") else { return };
+    let Some(mut lab) = new_lab("tun") else { return };
     lab.tls_server(443);
     let relay = "import fcntl, os, select, socket, struct, sys\n\
         name, lport, peer, pport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])\n\
@@ -785,9 +608,9 @@ fn tun_interface_raw_ip_several_interfaces_unix_socket_output() {
     std::fs::write(lab.path("relay.py"), relay).expect("relay.py");
     let script = lab.p("relay.py");
     for (ns, me, peer, lport, pport) in
-        [(lab.ns_c.clone(), "10.98.0.1", "10.98.0.2", "5555", "5556"), (lab.ns_s.clone(), "10.98.0.2", "10.98.0.1", "5556", "5555")]
+        [(lab.ns_c(), "10.98.0.1", "10.98.0.2", "5555", "5556"), (lab.ns_s(), "10.98.0.2", "10.98.0.1", "5556", "5555")]
     {
-        let o = sh(&["ip", "-n", &ns, "tuntap", "add", "dev", "tun0", "mode", "tun"]).expect("ip tuntap");
+        let o = run(&["ip", "-n", &ns, "tuntap", "add", "dev", "tun0", "mode", "tun"]).expect("ip tuntap");
         if !o.status.success() {
             unavailable(&format!("no tun devices: {}", String::from_utf8_lossy(&o.stderr)));
             return;
@@ -822,7 +645,7 @@ fn tun_interface_raw_ip_several_interfaces_unix_socket_output() {
     let resolve = "vpn.live.test:443:10.98.0.2";
     let ok = lab
         .cmd(
-            &lab.ns_c,
+            &lab.ns_c(),
             &["curl", "-sS", "-o", "/dev/null", "--max-time", "10", "--resolve", resolve, "--cacert", &ca, "https://vpn.live.test/"],
         )
         .output()
@@ -859,7 +682,7 @@ fn tun_interface_raw_ip_several_interfaces_unix_socket_output() {
 
 /// RFC 3339 UTC for `secs` since the epoch (feed timestamps), by date(1).
 fn rfc3339(secs: u64) -> String {
-    let o = sh(&["date", "-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"]).expect("date");
+    let o = run(&["date", "-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"]).expect("date");
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
@@ -875,7 +698,7 @@ fn rfc3339(secs: u64) -> String {
 #[test]
 fn followed_and_polled_feeds_revise_the_an1725_alert() {
     let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
-    let Some(mut lab) = Lab::new("feed") else { return };
+    let Some(mut lab) = new_lab("feed") else { return };
     lab.tls_server(443);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
     let device = "enterprises/live/devices/pixel-8";
@@ -1012,7 +835,7 @@ fn start_feed_server(lab: &mut Lab) -> PathBuf {
         s.serve_forever()\n";
     std::fs::write(lab.path("feed_server.py"), server).expect("server script");
     let served = lab.path("served.jsonl");
-    let ns_c = lab.ns_c.clone();
+    let ns_c = lab.ns_c();
     let (script, served_s) = (lab.p("feed_server.py"), served.to_string_lossy().into_owned());
     lab.spawn(&ns_c, &["python3", &script, &served_s, "8089"], "feed_server");
     lab.wait_for_log("feed_server.out", "ready", Duration::from_secs(10));
@@ -1071,7 +894,7 @@ fn now_us() -> i128 {
 #[test]
 fn an_open_fallback_session_is_alerted_at_its_verdict_not_its_end() {
     let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
-    let Some(mut lab) = Lab::new("verdict") else { return };
+    let Some(mut lab) = new_lab("verdict") else { return };
     // 10.99.0.2:3128 plays the explicit inspection proxy (its certificate is
     // not one the client trusts); 10.99.0.2:8443 is the origin, direct.
     lab.tls_server(3128);
@@ -1142,7 +965,7 @@ fn an_open_fallback_session_is_alerted_at_its_verdict_not_its_end() {
 fn open_push_channel(lab: &Lab, ca: &str) -> std::process::Child {
     let connect = format!("{SERVER_IP}:8443");
     let mut client = lab
-        .cmd(&lab.ns_c, &["openssl", "s_client", "-quiet", "-connect", &connect, "-servername", "push.live.test", "-CAfile", ca])
+        .cmd(&lab.ns_c(), &["openssl", "s_client", "-quiet", "-connect", &connect, "-servername", "push.live.test", "-CAfile", ca])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -1206,9 +1029,7 @@ fn pcaps_dir() -> PathBuf {
 /// or failed when required) without tcpreplay's tools.
 fn fallback_captures(lab: &Lab) -> Option<Vec<PathBuf>> {
     for tool in ["tcpreplay", "tcprewrite"] {
-        let found =
-            Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-        if !found {
+        if !have(tool) {
             unavailable(&format!("{tool} not installed (Debian package tcpreplay)"));
             return None;
         }
@@ -1230,7 +1051,7 @@ fn tcpreplay(lab: &Lab, files: &[PathBuf]) {
     let mut args = vec!["tcpreplay".to_string(), "-q".into(), "-i".into(), "c0".into()];
     args.extend(files.iter().map(|f| f.to_string_lossy().into_owned()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = lab.cmd(&lab.ns_c, &refs).output().expect("tcpreplay");
+    let o = lab.cmd(&lab.ns_c(), &refs).output().expect("tcpreplay");
     assert!(o.status.success(), "tcpreplay: {}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -1280,7 +1101,7 @@ fn fallbacks(v: &[Value]) -> usize {
 #[test]
 fn afpacket_workers_keep_the_fallback_finding() {
     let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
-    let Some(mut lab) = Lab::new("fallback2w") else { return };
+    let Some(mut lab) = new_lab("fallback2w") else { return };
     let Some(files) = fallback_captures(&lab) else { return };
     let cfg = pcaps_dir().join("testbed.toml").to_string_lossy().into_owned();
     let out = lab.p("live.json");
@@ -1313,7 +1134,7 @@ fn afpacket_workers_keep_the_fallback_finding() {
 #[test]
 fn two_processes_in_one_fanout_group_log_every_session_once() {
     let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
-    let Some(mut lab) = Lab::new("fanoutproc") else { return };
+    let Some(mut lab) = new_lab("fanoutproc") else { return };
     let Some(files) = fallback_captures(&lab) else { return };
     let replayed = replay_testbed(&files);
     let expected = record_counts([replayed.as_slice()]);

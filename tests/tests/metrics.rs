@@ -12,75 +12,49 @@
 //! Run: `cargo test -p pinwatch-tests --features live --test metrics`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use pinwatch_testkit::netns::{self, Lab};
+use pinwatch_testkit::pki;
+use pinwatch_testkit::sys::{have, is_root, skip};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pinwatch-live");
 
-fn unavailable(reason: &str) {
-    if std::env::var("PINWATCH_LIVE_REQUIRED").is_ok_and(|v| v == "1") {
-        panic!("metrics test required (PINWATCH_LIVE_REQUIRED=1) but cannot run: {reason}");
+fn unavailable(reason: &str) -> Option<Lab> {
+    skip("PINWATCH_LIVE_REQUIRED", "metrics test", reason);
+    None
+}
+
+/// The client (`c`) and server (`s`) namespaces (`pwfleet-m-PID-N-*`)
+/// joined by the veth pair `pwfleetm0` (10.97.0.1, client) – `pwfleetm1`
+/// (10.97.0.2, server), IPv6 off, links up; `None` (after `SKIPPED`, or a
+/// failure under `PINWATCH_LIVE_REQUIRED=1`) when this machine cannot.
+fn metrics_lab() -> Option<Lab> {
+    if !is_root() {
+        return unavailable("not root (network namespaces and packet capture need root)");
     }
-    eprintln!("SKIPPED: {reason}");
-}
-
-fn sh(args: &[&str]) -> std::process::Output {
-    Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn must(args: &[&str]) {
-    let o = sh(args);
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-struct Lab {
-    ns_c: String,
-    ns_s: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
+    for t in ["ip", "openssl", "curl"] {
+        if !have(t) {
+            return unavailable(&format!("{t} not installed"));
         }
-        for ns in [&self.ns_c, &self.ns_s] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
+    netns::remove_stale("pwfleet-m");
+    let mut lab = Lab::new("pwfleet-m", "metrics");
+    let Ok(ns_c) = lab.add_ns("c") else {
+        return unavailable("cannot create a network namespace");
+    };
+    let ns_s = lab.must_add_ns("s");
+    lab.veth((&ns_c, "pwfleetm0"), (&ns_s, "pwfleetm1"));
+    lab.endpoint(&ns_c, "pwfleetm0", "10.97.0.1/24");
+    lab.endpoint(&ns_s, "pwfleetm1", "10.97.0.2/24");
+    Some(lab)
 }
 
-impl Lab {
-    fn spawn(&mut self, ns: &str, args: &[&str], log: &str) -> u32 {
-        let err = std::fs::File::create(self.dir.join(format!("{log}.err"))).expect("log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("spawn");
-        let pid = child.id();
-        self.children.push(child);
-        pid
-    }
-
-    fn in_c(&self, args: &[&str]) -> std::process::Output {
-        let mut v = vec!["ip", "netns", "exec", &self.ns_c];
-        v.extend_from_slice(args);
-        sh(&v)
-    }
+/// `ARGS` run in the client namespace.
+fn in_c(lab: &Lab, args: &[&str]) -> Output {
+    lab.cmd(&lab.ns("c"), args).output().unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 /// One sample of a scrape.
@@ -274,28 +248,17 @@ fn the_parser_is_strict() {
 
 #[test]
 fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
-    if sh(&["id", "-u"]).stdout != b"0\n" {
-        return unavailable("not root (network namespaces and packet capture need root)");
-    }
-    for t in ["ip", "openssl", "curl"] {
-        if !have(t) {
-            return unavailable(&format!("{t} not installed"));
-        }
-    }
-    let id = std::process::id();
-    let (ns_c, ns_s) = (format!("pwfleet-m{id}c"), format!("pwfleet-m{id}s"));
-    if !Command::new("ip").args(["netns", "add", &ns_c]).status().is_ok_and(|s| s.success()) {
-        return unavailable("cannot create a network namespace");
-    }
-    let dir = std::env::temp_dir().join(format!("pinwatch-metrics-{id}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let mut lab = Lab { ns_c: ns_c.clone(), ns_s: ns_s.clone(), dir: dir.clone(), children: Vec::new() };
-    lab.link();
+    let Some(mut lab) = metrics_lab() else { return };
+    let (ns_c, ns_s, dir) = (lab.ns("c"), lab.ns("s"), lab.dir.clone());
     let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    self_signed_cert(&p("k.pem"), &p("c.pem"));
+    // A self-signed certificate: curl does not verify it (-k).
+    pki::self_signed(&dir, "server", "/CN=metrics.test");
     let port = "44433";
-    lab.spawn(&ns_s, &["openssl", "s_server", "-quiet", "-www", "-accept", port, "-key", &p("k.pem"), "-cert", &p("c.pem")], "s_server");
+    lab.spawn(
+        &ns_s,
+        &["openssl", "s_server", "-quiet", "-www", "-accept", port, "-key", &p("server.key"), "-cert", &p("server.pem")],
+        "s_server",
+    );
     let mport = "49425";
     let eve = dir.join("eve.json");
     let pid = lab.spawn(
@@ -315,9 +278,9 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
         ],
         "pinwatch",
     );
-    wait_for_capture(&dir);
+    lab.wait_for_log("pinwatch.err", "capturing on", Duration::from_secs(20));
     let scrape = || {
-        let o = lab.in_c(&["curl", "-sS", "--max-time", "5", "-D", &p("headers.txt"), &format!("http://127.0.0.1:{mport}/metrics")]);
+        let o = in_c(&lab, &["curl", "-sS", "--max-time", "5", "-D", &p("headers.txt"), &format!("http://127.0.0.1:{mport}/metrics")]);
         assert!(o.status.success(), "scrape: {}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).expect("utf-8 page")
     };
@@ -356,7 +319,7 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
 
     // The same counters as the stats record (SIGUSR1 writes one now; no
     // traffic since the scrape).
-    must(&["kill", "-USR1", &pid.to_string()]);
+    lab.signal(pid, "USR1");
     let stats = wait_stats_record(&eve);
     let s = &stats["stats"];
     assert_eq!(get("pinwatch_tls_records_logged_total"), s["tls_records_logged"].as_f64().expect("tls_records_logged"));
@@ -366,61 +329,8 @@ fn metrics_endpoint_serves_the_stats_counters_during_a_live_run() {
         s["live"]["interfaces"][0]["dropped"].as_f64().expect("dropped")
     );
     assert_flow_stats_exported(&m, s);
-    must(&["kill", "-TERM", &pid.to_string()]);
+    lab.signal(pid, "TERM");
     drop(lab);
-}
-
-impl Lab {
-    /// The veth pair `pwfleetm0` (10.97.0.1, client namespace) –
-    /// `pwfleetm1` (10.97.0.2, server namespace), IPv6 off, links up; the
-    /// server namespace is made here (the client one already is).
-    fn link(&self) {
-        let (ns_c, ns_s) = (&self.ns_c, &self.ns_s);
-        must(&["ip", "netns", "add", ns_s]);
-        must(&["ip", "-n", ns_c, "link", "add", "pwfleetm0", "type", "veth", "peer", "name", "pwfleetm1", "netns", ns_s]);
-        for (ns, dev, ip) in [(ns_c, "pwfleetm0", "10.97.0.1/24"), (ns_s, "pwfleetm1", "10.97.0.2/24")] {
-            must(&["ip", "-n", ns, "addr", "add", ip, "dev", dev]);
-            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            let _ = sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")]);
-            must(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-    }
-}
-
-/// A self-signed P-256 certificate for `metrics.test`, for one day.
-fn self_signed_cert(key: &str, cert: &str) {
-    must(&[
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=metrics.test",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-    ]);
-}
-
-/// Wait (20 s at most) until pinwatch, logging to `dir/pinwatch.err`, says
-/// it is capturing.
-fn wait_for_capture(dir: &std::path::Path) {
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(dir.join("pinwatch.err")).unwrap_or_default().contains("capturing on") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "pinwatch did not start: {}",
-            std::fs::read_to_string(dir.join("pinwatch.err")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `n` TLS sessions from the client namespace to s_server on `port`
@@ -428,17 +338,20 @@ fn wait_for_capture(dir: &std::path::Path) {
 fn tls_sessions(lab: &Lab, n: usize, port: &str) {
     for i in 0..n {
         let sni = format!("m{i}.metrics.test");
-        let o = lab.in_c(&[
-            "curl",
-            "-sk",
-            "-o",
-            "/dev/null",
-            "--max-time",
-            "5",
-            "--resolve",
-            &format!("{sni}:{port}:10.97.0.2"),
-            &format!("https://{sni}:{port}/"),
-        ]);
+        let o = in_c(
+            lab,
+            &[
+                "curl",
+                "-sk",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "5",
+                "--resolve",
+                &format!("{sni}:{port}:10.97.0.2"),
+                &format!("https://{sni}:{port}/"),
+            ],
+        );
         assert!(o.status.success(), "curl {sni}");
     }
 }

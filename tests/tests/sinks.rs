@@ -18,34 +18,22 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pinwatch::output::{Output, OutputSpec, Rotation};
 use pinwatch::run::pipeline::{replay, Input, Options};
+use pinwatch_testkit::sys::{have, scratch_dir, skip, KillOnDrop};
 use serde_json::Value;
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// Fail when the sink tests are required, else say loudly that nothing was checked.
 fn unavailable(reason: &str) -> bool {
-    if std::env::var("PINWATCH_SINKS_REQUIRED").is_ok_and(|v| v == "1") {
-        panic!("sink test required (PINWATCH_SINKS_REQUIRED=1) but cannot run: {reason}");
-    }
-    eprintln!("SKIPPED: {reason}");
+    skip("PINWATCH_SINKS_REQUIRED", "sink test", reason);
     false
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pinwatch-sinks-{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst)));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+    scratch_dir(&format!("sinks-{tag}"))
 }
 
 /// A port the kernel says is free now, for a server to bind.
@@ -100,23 +88,12 @@ fn ship(url: &str) -> pinwatch::output::OutputStats {
     out.stats()
 }
 
-struct Daemon {
-    child: Child,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 // ---------------------------------------------------------------- Redis
 
 struct Redis {
     port: u16,
     dir: PathBuf,
-    d: Option<Daemon>,
+    d: Option<KillOnDrop>,
 }
 
 impl Redis {
@@ -161,7 +138,7 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server");
-        self.d = Some(Daemon { child });
+        self.d = Some(KillOnDrop(child));
         let t0 = Instant::now();
         while self.cli(&["PING"]).trim() != "PONG" {
             assert!(t0.elapsed() < Duration::from_secs(15), "redis-server did not come up on port {}", self.port);
@@ -172,8 +149,8 @@ impl Redis {
     /// SIGTERM: redis-server writes its append-only file and exits.
     fn stop(&mut self) {
         if let Some(mut d) = self.d.take() {
-            let _ = Command::new("kill").args(["-TERM", &d.child.id().to_string()]).status();
-            let _ = d.child.wait();
+            let _ = Command::new("kill").args(["-TERM", &d.0.id().to_string()]).status();
+            let _ = d.0.wait();
         }
     }
 
@@ -384,7 +361,7 @@ struct Rsyslog {
     udp: u16,
     tcp: u16,
     dir: PathBuf,
-    _d: Daemon,
+    _d: KillOnDrop,
 }
 
 impl Rsyslog {
@@ -425,7 +402,7 @@ if $inputname == "tcp" then {{ action(type="omfile" file="{d}/tcp.log" template=
             .stderr(std::fs::File::create(dir.join("rsyslogd.err")).expect("err file"))
             .spawn()
             .expect("rsyslogd");
-        let d = Daemon { child };
+        let d = KillOnDrop(child);
         let t0 = Instant::now();
         while TcpStream::connect(("127.0.0.1", tcp)).is_err() {
             assert!(

@@ -4,80 +4,17 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-pub fn must(args: &[&str]) {
-    let o = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
+use pinwatch_testkit::pki;
 
 /// A CA, a server leaf for 127.0.0.1, a client CA and client leaf, and an
 /// unrelated CA, in `dir`.
 pub fn make_pki(dir: &Path) {
-    let d = |n: &str| dir.join(n).to_string_lossy().into_owned();
     for ca in ["ca", "clientca", "wrongca"] {
-        must(&[
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/O=pinwatch feed test/CN={ca}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-            "-keyout",
-            &d(&format!("{ca}.key")),
-            "-out",
-            &d(&format!("{ca}.pem")),
-        ]);
+        pki::ca(dir, ca, &format!("/O=pinwatch feed test/CN={ca}"));
     }
-    for (leaf, ca, ext) in [
-        ("server", "ca", "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"),
-        ("client", "clientca", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        must(&[
-            "openssl",
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            &format!("/CN=pinwatch {leaf}"),
-            "-keyout",
-            &d(&format!("{leaf}.key")),
-            "-out",
-            &d(&format!("{leaf}.csr")),
-        ]);
-        std::fs::write(dir.join(format!("{leaf}.ext")), format!("basicConstraints=CA:FALSE\n{ext}")).expect("ext");
-        must(&[
-            "openssl",
-            "x509",
-            "-req",
-            "-in",
-            &d(&format!("{leaf}.csr")),
-            "-CA",
-            &d(&format!("{ca}.pem")),
-            "-CAkey",
-            &d(&format!("{ca}.key")),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &d(&format!("{leaf}.ext")),
-            "-out",
-            &d(&format!("{leaf}.pem")),
-        ]);
-    }
+    pki::leaf(dir, "ca", "server", "/CN=pinwatch server", "serverAuth", &["IP:127.0.0.1", "DNS:localhost"]);
+    pki::leaf(dir, "clientca", "client", "/CN=pinwatch client", "clientAuth", &[]);
 }
 
 /// The feed server: HTTPS, client certificate required, bearer token
