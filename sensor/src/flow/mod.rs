@@ -682,6 +682,9 @@ pub struct FlowTable {
     /// Open sessions whose verdict came due at the last [`FlowTable::expire`],
     /// with their place in the output ([`FlowTable::take_due`]).
     due: Vec<(FlowKey, OrderKey)>,
+    /// The clock before the move an [`FlowTable::expire`] stopped early in,
+    /// for the call that resumes it.
+    resume_before: Option<i64>,
     /// Report open sessions at their verdict ([`decision`]); set by
     /// whoever takes [`FlowTable::take_due`] ([`FlowTable::report_open`]).
     report_open: bool,
@@ -737,6 +740,7 @@ impl FlowTable {
             heap_bytes: 0,
             clock: i64::MIN,
             due: Vec::new(),
+            resume_before: None,
             report_open: false,
             closed: HashMap::default(),
             closed_order: (0..parts).map(|_| VecDeque::new()).collect(),
@@ -759,10 +763,16 @@ impl FlowTable {
     }
 
     /// Expire flows whose deadline is at or before `now`.
-    pub fn expire(&mut self, now: i64, out: &mut Vec<Ended>) {
+    ///
+    /// Returns `true` when it stopped early at an open session whose verdict
+    /// came due and whose flow ends in the same move: the caller reports the
+    /// due verdicts ([`FlowTable::take_due`]) and calls again with the same
+    /// `now` until it returns `false`.
+    pub fn expire(&mut self, now: i64, out: &mut Vec<Ended>) -> bool {
         // The clock this table was advanced to before: records up to it may
         // be written already, so no key goes below it (see below).
-        let before = self.clock;
+        // (After an early stop, the clock before the move that stopped.)
+        let before = self.resume_before.take().unwrap_or(self.clock);
         self.clock = self.clock.max(now);
         while let Some(Reverse((deadline, _, key))) = self.timers.all.peek().copied() {
             if deadline > now {
@@ -772,15 +782,26 @@ impl FlowTable {
             let hash = self.map.hash(&key);
             let Some(flow) = self.map.get_mut(hash, &key) else { continue };
             let verdict_due = flow.verdict_due();
+            let actual = flow.deadline(&self.lim);
             if verdict_due <= now {
                 // Its verdict is due while it is open: reported by the
                 // caller ([`FlowTable::take_due`]), placed like an end.
                 flow.verdict_ms = NO_VERDICT;
                 if flow.close.is_none() && !flow.reported {
                     self.due.push((key, OrderKey { phase: 0, ts: verdict_due.max(before), flow_id: flow.flow_id }));
+                    if actual <= now {
+                        // It also ends in this move: stop here so that the
+                        // caller reports the verdict first, as it would
+                        // have had the clock moved in smaller steps (with
+                        // more flows, or with one thread), then expire
+                        // again: the flow then ends as a reported one.
+                        let id = flow.flow_id;
+                        self.timers.push(partition(&key, self.parts), (actual, id, key));
+                        self.resume_before = Some(before);
+                        return true;
+                    }
                 }
             }
-            let actual = flow.deadline(&self.lim);
             if actual > now {
                 let id = flow.flow_id;
                 self.timers.push(partition(&key, self.parts), (actual, id, key));
@@ -805,6 +826,7 @@ impl FlowTable {
                 self.finish(flow, close, end, order, out);
             }
         }
+        false
     }
 
     /// Report open sessions at their verdict, `decision_timeout_ns` after

@@ -219,7 +219,9 @@ impl Shard {
     pub fn advance(&mut self, clock: i64, out: &mut Vec<Ended>) {
         if clock > self.advanced {
             self.advanced = clock;
-            self.table.expire(clock, out);
+            while self.table.expire(clock, out) {
+                self.report_due();
+            }
             self.report_due();
         }
     }
