@@ -783,7 +783,9 @@ impl FlowTable {
             let Some(flow) = self.map.get_mut(hash, &key) else { continue };
             let verdict_due = flow.verdict_due();
             let actual = flow.deadline(&self.lim);
-            if verdict_due <= now {
+            // (An unscheduled verdict reads `i64::MAX`, which a clock at the
+            // end of time would otherwise reach.)
+            if flow.verdict_ms != NO_VERDICT && verdict_due <= now {
                 // Its verdict is due while it is open: reported by the
                 // caller ([`FlowTable::take_due`]), placed like an end.
                 flow.verdict_ms = NO_VERDICT;
