@@ -4,7 +4,8 @@
 //!
 //! Each real testbed capture (`pcaps/`, and a fresh run when CI made one)
 //! is replayed as captured and with a share of its payload-carrying TCP
-//! segments dropped (0.5%, 2% and 5%, three seeds each, chosen by a hash of
+//! segments dropped (0.5%, 2% and 5%, three seeds each unless
+//! `PINWATCH_LOSS_SEEDS` says more, chosen by a hash of
 //! the packet's index so every run drops the same ones). A session that
 //! was not a rejection in the lossless capture must not become one: it may
 //! stay what it was or become `incomplete` (`capture_gap`), which is what
@@ -87,6 +88,8 @@ fn dropped_segments_never_make_a_rejection() {
     if let Some(d) = std::env::var_os("PINWATCH_TESTBED_DIR") {
         dirs.push(PathBuf::from(d));
     }
+    // More seeds for a deeper local run: PINWATCH_LOSS_SEEDS=50.
+    let seeds: u64 = std::env::var("PINWATCH_LOSS_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let mut checked_sessions = 0usize;
     let mut dropped_total = 0usize;
     let mut gaps = 0usize;
@@ -111,7 +114,7 @@ fn dropped_segments_never_make_a_rejection() {
                 })
                 .collect();
             for rate in [0.005, 0.02, 0.05] {
-                for seed in 1..=3u64 {
+                for seed in 1..=seeds {
                     let mut lossy = pcap.clone();
                     let mut n = 0;
                     lossy.records = pcap
@@ -155,4 +158,27 @@ fn dropped_segments_never_make_a_rejection() {
     assert!(dropped_total > 50, "the test dropped only {dropped_total} segments: it checked too little");
     assert!(gaps > 0, "no capture_gap verdict at all: the loss did not reach any deciding record");
     assert!(problems.is_empty(), "{} rejections made by capture loss:\n{}", problems.len(), problems.join("\n"));
+}
+
+/// Sessions the deeper run (`PINWATCH_LOSS_SEEDS=40`) turned into
+/// rejections, kept as single-flow captures in `tests/regressions/loss/`:
+/// a TLS 1.3 client's Finished and request lost after the ChangeCipherSpec
+/// that was seen; a TLS 1.2 request whose only ACK was the server's FIN; a
+/// lost tail shown only by the sequence numbers of FIN and pure-ACK
+/// segments. Each must be `incomplete/capture_gap`, with its hole counted.
+#[test]
+fn kept_lossy_sessions_are_capture_gaps() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions/loss");
+    let config = config_for(&pcaps_dir().join("testbed-benign.pcap"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).expect("regressions/loss").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    assert!(files.len() >= 3, "kept lossy sessions missing: {files:?}");
+    for f in &files {
+        let bytes = std::fs::read(f).expect("read");
+        let got = outcomes(&f.file_name().expect("name").to_string_lossy(), &bytes, &config);
+        assert_eq!(got.len(), 1, "{}: one session expected, got {got:?}", f.display());
+        for (o, k) in got.values() {
+            assert_eq!((o.as_str(), k.as_str()), ("incomplete", "capture_gap"), "{}", f.display());
+        }
+    }
 }

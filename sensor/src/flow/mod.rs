@@ -245,6 +245,13 @@ pub struct DirCounters {
     pub syn: bool,
 }
 
+/// [`Flow`]'s `quiet` bit: a packet without payload changes nothing.
+const QUIET_EMPTY: u8 = 1;
+/// [`Flow`]'s `quiet` bit: a packet with payload changes nothing.
+const QUIET_PAYLOAD: u8 = 2;
+/// [`Flow`]'s `quiet` bit: the direction's parser still reads bytes.
+const WATCH_TAIL: u8 = 4;
+
 /// One tracked flow.
 #[derive(Debug)]
 #[repr(C)]
@@ -270,10 +277,14 @@ pub struct Flow {
     pub bypass: bool,
     /// How it closed ([`CloseKind::Rst`] or [`CloseKind::Fin`]), once it did.
     pub close: Option<CloseKind>,
-    /// `quiet[dir][has_payload]`: a packet from `dir` (without SYN) cannot
-    /// change anything but counters and close state. Worked out after every
-    /// packet that went through the parsers (see [`Flow::refresh_quiet`]).
-    quiet: [[bool; 2]; 2],
+    /// `quiet[dir]`, bits [`QUIET_EMPTY`], [`QUIET_PAYLOAD`]: a packet from
+    /// `dir` (without SYN), without or with payload, cannot change anything
+    /// but counters and close state; [`WATCH_TAIL`]: `dir`'s parser still
+    /// reads bytes, so an ACK from the other side, or an empty segment from
+    /// `dir`, beyond the bytes captured reveals a trailing hole even on a
+    /// quiet packet. Worked out after every packet that went through the
+    /// parsers (see [`Flow::refresh_quiet`]); bits, so a `Flow` stays small.
+    quiet: [u8; 2],
     /// Whether it is TLS, QUIC, not TLS, or not known yet.
     pub proto: Proto,
     /// The flow's key.
@@ -436,7 +447,7 @@ impl Flow {
             midstream: false,
             synack: false,
             bypass: false,
-            quiet: [[false; 2]; 2],
+            quiet: [0; 2],
             budget_dropped: false,
             wire: ServerWire::default(),
             reported: false,
@@ -456,9 +467,28 @@ impl Flow {
                 Dir::Server => Dir::Client,
             };
             let empty = self.proto != Proto::Unknown && !self.reasm[other.idx()].has_pending();
-            let payload = empty && self.proto == Proto::Tls && !self.session.wants_bytes(dir);
-            self.quiet[dir.idx()] = [empty, payload];
+            let wants = self.proto == Proto::Tls && self.session.wants_bytes(dir);
+            let payload = empty && self.proto == Proto::Tls && !wants;
+            let bit = |on: bool, b: u8| if on { b } else { 0 };
+            self.quiet[dir.idx()] = bit(empty, QUIET_EMPTY) | bit(payload, QUIET_PAYLOAD) | bit(wants, WATCH_TAIL);
         }
+    }
+
+    /// Whether a quiet packet from `dir` still reveals a trailing hole (see
+    /// [`Reassembler::acked_tail`]): its ACK beyond the other direction's
+    /// captured bytes, or, without payload, its own sequence number beyond
+    /// `dir`'s.
+    #[inline]
+    fn reveals_tail(&self, dir: Dir, tcp: &TcpInfo, empty: bool) -> bool {
+        let other = usize::from(dir == Dir::Client);
+        let d = dir.idx();
+        (self.quiet[other] & WATCH_TAIL != 0
+            && tcp.has(TcpInfo::ACK)
+            && self.reasm[other].tail_hole(tcp.ack, self.dirs[other].fin).is_some())
+            || (empty
+                && self.quiet[d] & WATCH_TAIL != 0
+                && !tcp.has(TcpInfo::RST)
+                && self.reasm[d].tail_hole(tcp.seq, self.dirs[d].fin).is_some())
     }
 
     /// When this open session's record is due; `i64::MAX` when unscheduled.
@@ -1045,7 +1075,12 @@ impl FlowTable {
         match self.map.get_mut(hash, key) {
             Some(flow) if !(flow.close.is_some() && syn_only) => {
                 let dir = Self::count(flow, key, d, ts, wire_len);
-                if flow.bypass || (!tcp.has(TcpInfo::SYN) && flow.quiet[dir.idx()][usize::from(!d.payload.is_empty())]) {
+                let empty = d.payload.is_empty();
+                if flow.bypass
+                    || (!tcp.has(TcpInfo::SYN)
+                        && flow.quiet[dir.idx()] & (if empty { QUIET_EMPTY } else { QUIET_PAYLOAD }) != 0
+                        && !flow.reveals_tail(dir, &tcp, empty))
+                {
                     self.stats.bypassed_packets += 1;
                     // An ACK can still free the other direction's copy of
                     // delivered bytes (see `Reassembler::ack_seen`).
@@ -1236,6 +1271,18 @@ impl FlowTable {
             Self::spent(flow, other);
         }
         if payload.is_empty() {
+            // An empty segment's sequence number is the sender's next byte:
+            // past what was captured, the bytes between were lost (a FIN
+            // after a lost Finished and request, with the peer's ACKs lost
+            // too). Not a SYN's, and not a RST's, which may be anywhere in
+            // the window.
+            if !tcp.has(TcpInfo::SYN) && !tcp.has(TcpInfo::RST) && (flow.proto != Proto::Tls || flow.session.wants_bytes(dir)) {
+                // After its FIN, the sender's next sequence number is one past it.
+                let fin = flow.dirs[dir.idx()].fin;
+                let Flow { reasm, session, proto, probes, started, head, .. } = flow;
+                let mut sink = Sink { session, proto, probes, started, head, max_probes: lim.probe_segments, dir, ts, events };
+                reasm[dir.idx()].acked_tail(tcp.seq, fin, &mut |c| sink.chunk(c));
+            }
             return;
         }
         if flow.proto == Proto::Unknown && !flow.roles_known && dir == Dir::Server && looks_like_client_hello(payload) {

@@ -290,19 +290,29 @@ impl Reassembler {
     /// wants this direction's bytes: once it stops feeding segments, `next`
     /// stays behind.
     pub fn acked_tail(&mut self, ack: u32, fin: bool, out: &mut dyn FnMut(Chunk<'_>)) {
+        let Some(hole) = self.tail_hole(ack, fin) else { return };
+        self.counters.gaps += 1;
+        self.counters.gap_bytes += u64::from(hole);
+        out(Chunk::Gap(hole));
+        self.next = self.next.map(|n| n.wrapping_add(hole));
+    }
+
+    /// The trailing hole that [`Reassembler::acked_tail`] would report for
+    /// `ack` (also a sender's own next sequence number), if any. Cheap
+    /// enough for every packet.
+    #[inline]
+    pub fn tail_hole(&self, ack: u32, fin: bool) -> Option<u32> {
+        let next = self.next?;
         if !self.pending.is_empty() {
-            return;
+            return None;
         }
-        let Some(next) = self.next else { return };
         let ahead = ack.wrapping_sub(next).wrapping_sub(u32::from(fin)) as i32;
-        // A window's worth at most: anything larger is not an ACK of this stream.
-        if ahead > 0 && ahead < (1 << 30) {
-            let hole = ahead as u32;
-            self.counters.gaps += 1;
-            self.counters.gap_bytes += u64::from(hole);
-            out(Chunk::Gap(hole));
-            self.next = Some(next.wrapping_add(hole));
-        }
+        // A window's worth at most: anything larger is not an ACK of this
+        // stream. Before this direction's FIN was captured, one sequence
+        // number ahead is that FIN, captured after a packet that follows it
+        // (seen on real captures), not a lost byte.
+        let least = if fin { 1 } else { 2 };
+        (ahead >= least && ahead < (1 << 30)).then_some(ahead as u32)
     }
 
     /// End of stream: deliver everything held, reporting holes as gaps.
@@ -406,6 +416,18 @@ mod tests {
         let long = vec![7u8; SEEN_BYTES + 10];
         let (s, c) = run(&[(0, &long), (SEEN_BYTES as u32 + 5, b"zz")], Limits::default());
         assert_eq!((s.len(), c.overlap_diff_data), (SEEN_BYTES + 10, 0));
+    }
+
+    #[test]
+    fn one_ahead_before_the_fin_is_the_fin_and_two_ahead_is_a_hole() {
+        let mut r = Reassembler::default();
+        r.sync(100);
+        r.segment(100, b"abcd", &Limits::default(), &mut |_| {});
+        // A packet sent after the FIN, captured before it: seq/ack 105.
+        assert_eq!(r.tail_hole(105, false), None);
+        assert_eq!(r.tail_hole(106, false), Some(2));
+        assert_eq!(r.tail_hole(106, true), Some(1));
+        assert_eq!(r.tail_hole(104, true), None);
     }
 
     #[test]

@@ -709,10 +709,17 @@ fn client_unfinished(x: &Facts<'_>, fin: &Finish<'_>, out: &mut TlsFailure) {
     if x.client_after.iter().any(|r| r.content_type == content::APPLICATION_DATA && r.len > x.alert_max()) {
         return;
     }
-    // 6. Capture loss before the deciding record (the first client record
-    // after the server's flight, else the end of the log): no claim.
-    let decide_idx = x.client_after_idx.unwrap_or(x.recs.len());
-    if x.any_gap_before(fin.small_before.map_or(decide_idx, |r| x.log_index(r))) {
+    // 6. Capture loss that may hold the evidence: no claim. With a short
+    // protected record seen, a hole before it. Without one, every rule
+    // below claims the client sent no Finished and no data after the
+    // server's flight, so a hole anywhere in the client's bytes (its
+    // Finished and request lost after a ChangeCipherSpec we did see), or a
+    // server hole before the client's first answer.
+    let lost = match fin.small_before {
+        Some(r) => x.any_gap_before(x.log_index(r)),
+        None => x.s.gap_bytes[Dir::Client.idx()] > 0 || x.any_gap_before(x.client_after_idx.unwrap_or(x.recs.len())),
+    };
+    if lost {
         out.set(Outcome::Incomplete, FailureKind::CaptureGap);
         return;
     }
