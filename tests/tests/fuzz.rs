@@ -89,13 +89,14 @@ fn rng_is_deterministic() {
 /// The kept capture cases replay to the same records with 1, 2 and 3
 /// threads. (The capture target replays only every fourth case, so the
 /// kept cases whose finding was a thread difference are checked here, each
-/// one.) Both kept so far hold a session whose verdict came due in the same
-/// clock move as its flow's timeout.
+/// one.) All four kept so far hold a session whose verdict came due in the
+/// same clock move as its flow's timeout (the last two were found by the
+/// same campaign after the first two were kept, before the fix landed).
 #[test]
 fn kept_captures_give_the_same_records_for_any_thread_count() {
     use pinwatch::run::pipeline::{replay, Input, Options};
     let files = fuzz::files_in(&fuzz::regression_dir("capture"));
-    assert!(files.len() >= 2, "the kept capture cases are missing: {files:?}");
+    assert!(files.len() >= 4, "the kept capture cases are missing: {files:?}");
     for f in &files {
         let records = |threads: usize| -> Vec<String> {
             let opts = Options { progress: false, stats: true, threads, ..Options::default() };
@@ -105,7 +106,7 @@ fn kept_captures_give_the_same_records_for_any_thread_count() {
             String::from_utf8_lossy(&out).lines().filter(|l| !l.contains("\"event_type\":\"stats\"")).map(str::to_string).collect()
         };
         let one = records(1);
-        assert!(one.len() >= 5, "{}: only {} records", f.display(), one.len());
+        assert!(one.len() >= 3, "{}: only {} records", f.display(), one.len());
         for threads in [2, 3] {
             assert_eq!(records(threads), one, "{}: {threads} threads differ from one", f.display());
         }
