@@ -698,8 +698,7 @@ fn run_pcap(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         next_stats: stats_every.map(|d| started + d),
         last_advance: Instant::now(),
         max_hold_ns: i64::try_from(args.reorder_ms).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000),
-        reloads: 0,
-        reload_errors: 0,
+        reloads: Reloads::default(),
         sig: SignalStats::default(),
         processed: 0,
         stopping: false,
@@ -744,8 +743,7 @@ fn output_of(args: &LiveArgs, opts: &Options) -> anyhow::Result<(OutputSpec, Rot
 
 /// State kept from the last run (bindings, learned profile), loaded into the
 /// reporter's enricher (one made for it if the run has none). Called before
-/// the feeds start, so that what they say now overrides it.
-#[cfg(feature = "live")]
+/// the feeds start, so that what they say now overrides it. Both backends.
 fn load_state(opts: &Options, reporter: &mut Reporter) -> Option<state::StateFile> {
     opts.config.state_file.as_ref().map(|p| {
         let mut en = reporter.enricher.take().unwrap_or_else(|| {
@@ -762,7 +760,7 @@ fn load_state(opts: &Options, reporter: &mut Reporter) -> Option<state::StateFil
 
 /// Start the feeds; if there are any, switch the reporter to a streaming
 /// feed (`--late-window`) and take what they hold now (up to `--feed-wait`).
-#[cfg(feature = "live")]
+/// Both backends.
 fn start_feeds(args: &LiveArgs, opts: &Options, reporter: &mut Reporter, out: &mut Output) -> anyhow::Result<Feeds> {
     let mut feeds = Feeds::start(args, opts.config.feed.http.clone())?;
     if !feeds.is_empty() {
@@ -771,6 +769,41 @@ fn start_feeds(args: &LiveArgs, opts: &Options, reporter: &mut Reporter, out: &m
         feeds.catch_up(reporter, out, args.feed_wait);
     }
     Ok(feeds)
+}
+
+/// Configuration reloads on SIGHUP, counted for the stats record.
+#[derive(Debug, Default, Clone, Copy)]
+struct Reloads {
+    ok: u64,
+    refused: u64,
+}
+
+impl Reloads {
+    /// SIGHUP, for both backends: reopen the output and reload `--config`
+    /// into `reporter`, keeping the old configuration if the new one does
+    /// not load. Returns true when a new one was loaded: the caller hands
+    /// the reporter's new preparer to whatever prepares sessions.
+    fn on_sighup(&mut self, config: Option<&std::path::Path>, out: &mut Output, reporter: &mut Reporter) -> bool {
+        out.reopen();
+        let Some(p) = config else {
+            eprintln!("pinwatch: SIGHUP: output reopened");
+            return false;
+        };
+        match crate::config::Config::load(p) {
+            Ok(cfg) => {
+                cfg.tuning.warn();
+                reporter.set_config(cfg);
+                self.ok += 1;
+                eprintln!("pinwatch: SIGHUP: output reopened, {} reloaded", p.display());
+                true
+            }
+            Err(e) => {
+                self.refused += 1;
+                eprintln!("pinwatch: SIGHUP: output reopened; keeping the old configuration: {e:#}");
+                false
+            }
+        }
+    }
 }
 
 /// The reader threads of a libpcap run (one per interface) and what the
@@ -844,8 +877,7 @@ struct PcapRun<'a> {
     /// `--reorder-ms` in nanoseconds: the longest a packet waits for a quiet
     /// interface before it is processed out of the time order.
     max_hold_ns: i64,
-    reloads: u64,
-    reload_errors: u64,
+    reloads: Reloads,
     sig: SignalStats,
     processed: u64,
     stopping: bool,
@@ -887,23 +919,8 @@ impl PcapRun<'_> {
     /// configuration if the new one does not load.
     fn on_sighup(&mut self) {
         self.sig.sighup += 1;
-        self.out.reopen();
-        let Some(p) = &self.args.config else {
-            eprintln!("pinwatch: SIGHUP: output reopened");
-            return;
-        };
-        match crate::config::Config::load(p) {
-            Ok(cfg) => {
-                cfg.tuning.warn();
-                self.engine.reporter.set_config(cfg);
-                self.engine.shard.set_preparer(self.engine.reporter.preparer());
-                self.reloads += 1;
-                eprintln!("pinwatch: SIGHUP: output reopened, {} reloaded", p.display());
-            }
-            Err(e) => {
-                self.reload_errors += 1;
-                eprintln!("pinwatch: SIGHUP: output reopened; keeping the old configuration: {e:#}");
-            }
+        if self.reloads.on_sighup(self.args.config.as_deref(), &mut self.out, &mut self.engine.reporter) {
+            self.engine.shard.set_preparer(self.engine.reporter.preparer());
         }
     }
 
@@ -1015,8 +1032,8 @@ impl PcapRun<'_> {
                 packets_now: r.queue.packets.load(Relaxed).max(self.merger.held_packets),
             },
             output: self.out.stats(),
-            config_reloads: self.reloads,
-            config_reload_errors: self.reload_errors,
+            config_reloads: self.reloads.ok,
+            config_reload_errors: self.reloads.refused,
             signals: self.sig,
             feeds: self.feeds.stats(),
             state: None,

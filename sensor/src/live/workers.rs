@@ -41,7 +41,10 @@ use crate::run::pipeline::{CaptureStats, DecoderStats, Options, Stats};
 
 use super::afpacket::{self, Fanout, RingSpec};
 use super::reader::{wall_ns, IfaceStats};
-use super::{privs, Feeds, LiveArgs, LiveStats, LiveSummary, QueueStats, SignalStats, Signals, ADVANCE_EVERY, ADVANCE_LAG_NS};
+use super::{
+    load_state, privs, start_feeds, Feeds, LiveArgs, LiveStats, LiveSummary, QueueStats, Reloads, SignalStats, Signals, ADVANCE_EVERY,
+    ADVANCE_LAG_NS,
+};
 
 /// A worker sends what it ended at least this often (and its watermark).
 const SEND_EVERY: Duration = Duration::from_millis(20);
@@ -389,8 +392,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         stats_every,
         next_stats: stats_every.map(|d| started + d),
         marks: vec![OrderKey::MIN; workers],
-        reloads: 0,
-        reload_errors: 0,
+        reloads: Reloads::default(),
         sig: SignalStats::default(),
         stopping: false,
     };
@@ -412,35 +414,6 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         }
     }
     Ok(desk.finish(metrics.as_ref()))
-}
-
-/// State kept from the last run (bindings, learned profile), loaded into the
-/// reporter's enricher (one made for it if the run has none). Called before
-/// the feeds start, so that what they say now overrides it.
-fn load_state(opts: &Options, reporter: &mut Reporter) -> Option<super::state::StateFile> {
-    opts.config.state_file.as_ref().map(|p| {
-        let mut en = reporter.enricher.take().unwrap_or_else(|| {
-            let mut en = crate::enrich::Enricher::from_events(Vec::new(), &Default::default());
-            en.config_baselines = opts.config.baselines.clone();
-            en.context_map = opts.config.feed.contexts.clone();
-            en
-        });
-        let sf = super::state::StateFile::load(p, &mut en, reporter.profile_mut());
-        reporter.enricher = Some(en);
-        sf
-    })
-}
-
-/// Start the feeds; if there are any, switch the reporter to a streaming
-/// feed (`--late-window`) and take what they hold now (up to `--feed-wait`).
-fn start_feeds(args: &LiveArgs, opts: &Options, reporter: &mut Reporter, out: &mut Output) -> anyhow::Result<Feeds> {
-    let mut feeds = Feeds::start(args, opts.config.feed.http.clone())?;
-    if !feeds.is_empty() {
-        let window = i64::try_from(args.late_window.as_nanos()).unwrap_or(i64::MAX / 2);
-        reporter.enable_streaming_feed(window);
-        feeds.catch_up(reporter, out, args.feed_wait);
-    }
-    Ok(feeds)
 }
 
 /// The worker threads and what the desk shares with them.
@@ -518,8 +491,7 @@ struct Desk<'a> {
     next_stats: Option<Instant>,
     /// Each worker's watermark: what it sends from now on is at or above it.
     marks: Vec<OrderKey>,
-    reloads: u64,
-    reload_errors: u64,
+    reloads: Reloads,
     sig: SignalStats,
     stopping: bool,
 }
@@ -548,23 +520,9 @@ impl Desk<'_> {
     /// load.
     fn on_sighup(&mut self) {
         self.sig.sighup += 1;
-        self.out.reopen();
-        let Some(p) = &self.args.config else {
-            eprintln!("pinwatch: SIGHUP: output reopened");
-            return;
-        };
-        match crate::config::Config::load(p) {
-            Ok(cfg) => {
-                self.reporter.set_config(cfg);
-                *self.crew.shared.preparer.write().unwrap_or_else(|e| e.into_inner()) = self.reporter.preparer();
-                self.crew.shared.generation.fetch_add(1, Relaxed);
-                self.reloads += 1;
-                eprintln!("pinwatch: SIGHUP: output reopened, {} reloaded", p.display());
-            }
-            Err(e) => {
-                self.reload_errors += 1;
-                eprintln!("pinwatch: SIGHUP: output reopened; keeping the old configuration: {e:#}");
-            }
+        if self.reloads.on_sighup(self.args.config.as_deref(), &mut self.out, &mut self.reporter) {
+            *self.crew.shared.preparer.write().unwrap_or_else(|e| e.into_inner()) = self.reporter.preparer();
+            self.crew.shared.generation.fetch_add(1, Relaxed);
         }
     }
 
@@ -670,8 +628,8 @@ impl Desk<'_> {
             rings,
             queue: QueueStats { packets_limit: 0, bytes_limit: 0, packets_max: 0, bytes_max: 0, packets_now: 0 },
             output: self.out.stats(),
-            config_reloads: self.reloads,
-            config_reload_errors: self.reload_errors,
+            config_reloads: self.reloads.ok,
+            config_reload_errors: self.reloads.refused,
             signals: self.sig,
             feeds: self.feeds.stats(),
             feed: self.feeds.health(),
