@@ -8,7 +8,13 @@
 # the same CPU quota, so that the sensor, not the sender, is the bottleneck.
 #
 #   scripts/live-bench.sh [--pcap FILE] [--rates "2000 5000 ..."] [--seconds S]
-#                         [--quota PERCENT] [--sensors "pinwatch-1 ..."] [--dir D]
+#                         [--quota PERCENT] [--per-worker] [--sensors "pinwatch-1 ..."]
+#                         [--dir D]
+#
+# --per-worker: the quota is per worker (thread), so a sensor with N workers
+# gets N x PERCENT: the way to compare 1 and 2 workers on a machine whose
+# cores the sender already shares (each worker gets a slow "core" of its own).
+# Without it, every sensor gets PERCENT in all, however many workers it runs.
 #
 # Needs root, network namespaces, tcpreplay (Debian tcpreplay), python3, cgroup
 # v2 (cpu.max, cpu.stat) or v1 (cpu.cfs_quota_us, cpuacct.usage), a release
@@ -31,6 +37,7 @@ PCAP=$ROOT/pcaps/testbed-benign.pcap
 RATES="2000 5000 10000 20000 40000 80000"
 SECONDS_PER_RATE=4
 QUOTA=25
+PER_WORKER=0
 SENSORS="pinwatch-1 pinwatch-2 suricata-1 suricata-2"
 DIR=/tmp/pinwatch-live-bench
 NS_T=pwafpacket-bt
@@ -39,7 +46,7 @@ IF_T=pwafpacket-t0
 IF_S=pwafpacket-s0
 CG_NAME=pwafpacket-bench
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "live-bench.sh: $*" >&2; exit 2; }
 
 while [[ $# -gt 0 ]]; do
@@ -48,6 +55,7 @@ while [[ $# -gt 0 ]]; do
         --rates) RATES=${2:?}; shift 2 ;;
         --seconds) SECONDS_PER_RATE=${2:?}; shift 2 ;;
         --quota) QUOTA=${2:?}; shift 2 ;;
+        --per-worker) PER_WORKER=1; shift ;;
         --sensors) SENSORS=${2:?}; shift 2 ;;
         --dir) DIR=${2:?}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -75,11 +83,14 @@ else
     CG=/sys/fs/cgroup/cpu/$CG_NAME
     CGA=/sys/fs/cgroup/cpuacct/$CG_NAME
 fi
+# The cgroup, with the quota for a sensor of $1 workers.
 cg_make() {
+    local q=$QUOTA
+    [ "$PER_WORKER" = 1 ] && q=$((QUOTA * ${1:-1}))
     if [ $CGV = 2 ]; then
-        mkdir -p "$CG"; echo "$((QUOTA * 1000)) 100000" > "$CG/cpu.max"
+        mkdir -p "$CG"; echo "$((q * 1000)) 100000" > "$CG/cpu.max"
     else
-        mkdir -p "$CG" "$CGA"; echo 100000 > "$CG/cpu.cfs_period_us"; echo $((QUOTA * 1000)) > "$CG/cpu.cfs_quota_us"
+        mkdir -p "$CG" "$CGA"; echo 100000 > "$CG/cpu.cfs_period_us"; echo $((q * 1000)) > "$CG/cpu.cfs_quota_us"
     fi
 }
 # CPU time of the cgroup so far, nanoseconds.
@@ -127,6 +138,7 @@ cg_make
 start_sensor() {
     local kind=$1 n=$2 out=$3
     rm -rf "$out"; mkdir -p "$out"
+    cg_make "$n"
     case $kind in
     pinwatch)
         sh -c "$(cg_join_cmd); exec ip netns exec $NS_S \"$PINWATCH\" live -i $IF_S --workers $n --stats-interval 0 -o \"$out/eve.json\"" \
@@ -189,7 +201,7 @@ EOF
 
 RESULTS=$DIR/results.tsv
 printf 'sensor\trate_pps\tsent\tseen\tkernel_drops\tcpu_us_per_packet\tidle_cpu_pct\tbypassed_pct\n' > "$RESULTS"
-echo "live-bench: $(date -u +%FT%TZ), $(nproc) cores, quota ${QUOTA}% of one core per sensor (cgroup v$CGV), $PCAP ($PCAP_PACKETS packets) x loops, ${SECONDS_PER_RATE} s per rate"
+echo "live-bench: $(date -u +%FT%TZ), $(nproc) cores, quota ${QUOTA}% of one core per $([ "$PER_WORKER" = 1 ] && echo worker || echo sensor) (cgroup v$CGV), $PCAP ($PCAP_PACKETS packets) x loops, ${SECONDS_PER_RATE} s per rate"
 for sensor in $SENSORS; do
     kind=${sensor%-*} n=${sensor##*-}
     if [ "$kind" = suricata ] && ! "$SURI_DIR/bin/suricata" -V >/dev/null 2>&1; then
