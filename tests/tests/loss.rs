@@ -4,7 +4,8 @@
 //!
 //! Each real testbed capture (`pcaps/`, and a fresh run when CI made one)
 //! is replayed as captured and with a share of its payload-carrying TCP
-//! segments dropped (0.5%, 2% and 5%, three seeds each unless
+//! segments dropped (and, in a second test, swapped with the next packet
+//! or captured twice) (0.5%, 2% and 5%, three seeds each unless
 //! `PINWATCH_LOSS_SEEDS` says more, chosen by a hash of
 //! the packet's index so every run drops the same ones). A session that
 //! was not a rejection in the lossless capture must not become one: it may
@@ -49,7 +50,11 @@ fn config_for(capture: &Path) -> pinwatch::config::Config {
 
 /// Outcome per flow id of every `tls` record of a capture's bytes.
 fn outcomes(name: &str, bytes: &[u8], config: &pinwatch::config::Config) -> HashMap<u64, (String, String)> {
-    let path = std::env::temp_dir().join(format!("pinwatch-loss-{}-{name}", std::process::id()));
+    // One file per call: the tests run in parallel, and a capture must not
+    // change under a replay that has it mapped (README, "No copies").
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("pinwatch-loss-{}-{k}-{name}", std::process::id()));
     std::fs::write(&path, bytes).expect("write capture");
     let opts = Options { config: config.clone(), progress: false, stats: false, ..Default::default() };
     let mut out = Vec::new();
@@ -82,17 +87,64 @@ fn is_rejection(o: &str) -> bool {
     o == "client_rejected" || o == "server_rejected"
 }
 
-#[test]
-fn dropped_segments_never_make_a_rejection() {
+/// What the capture does to the chosen payload-carrying segments.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Harm {
+    /// Lost (a SPAN port's drops).
+    Drop,
+    /// Captured after the packet that follows it (two paths, two queues).
+    Swap,
+    /// Captured twice (a retransmission, or a port mirrored twice).
+    Duplicate,
+}
+
+/// `pcap` with `harm` done to the payload-carrying packets `chosen` picks;
+/// returns it and how many packets were harmed.
+fn harmed(pcap: &Pcap, payload: &[bool], harm: Harm, chosen: impl Fn(usize) -> bool) -> (Pcap, usize) {
+    let mut out = pcap.clone();
+    let mut n = 0;
+    let recs = &pcap.records;
+    out.records = Vec::with_capacity(recs.len());
+    let mut i = 0;
+    while i < recs.len() {
+        let pick = payload[i] && chosen(i);
+        n += usize::from(pick);
+        match harm {
+            Harm::Drop if pick => {}
+            Harm::Duplicate if pick => {
+                out.records.push(recs[i].clone());
+                out.records.push(recs[i].clone());
+            }
+            Harm::Swap if pick && i + 1 < recs.len() => {
+                // The capture time stays in order: the later packet takes
+                // the earlier one's time, as a capture that queued it would.
+                let (mut first, mut second) = (recs[i + 1].clone(), recs[i].clone());
+                let t = first.header;
+                first.header[..8].copy_from_slice(&second.header[..8]);
+                second.header[..8].copy_from_slice(&t[..8]);
+                out.records.push(first);
+                out.records.push(second);
+                i += 1;
+            }
+            _ => out.records.push(recs[i].clone()),
+        }
+        i += 1;
+    }
+    (out, n)
+}
+
+/// Replays every testbed capture as captured and with `harm` done to a
+/// share of its payload-carrying segments, and lists the sessions that
+/// became rejections. Returns (sessions compared, packets harmed,
+/// capture_gap verdicts, problems).
+fn check(harm: Harm) -> (usize, usize, usize, Vec<String>) {
     let mut dirs = vec![pcaps_dir()];
     if let Some(d) = std::env::var_os("PINWATCH_TESTBED_DIR") {
         dirs.push(PathBuf::from(d));
     }
     // More seeds for a deeper local run: PINWATCH_LOSS_SEEDS=50.
     let seeds: u64 = std::env::var("PINWATCH_LOSS_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-    let mut checked_sessions = 0usize;
-    let mut dropped_total = 0usize;
-    let mut gaps = 0usize;
+    let (mut checked_sessions, mut harmed_total, mut gaps) = (0usize, 0usize, 0usize);
     let mut problems = Vec::new();
     for dir in &dirs {
         let caps = captures(dir);
@@ -115,20 +167,8 @@ fn dropped_segments_never_make_a_rejection() {
                 .collect();
             for rate in [0.005, 0.02, 0.05] {
                 for seed in 1..=seeds {
-                    let mut lossy = pcap.clone();
-                    let mut n = 0;
-                    lossy.records = pcap
-                        .records
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| {
-                            let drop = payload[*i] && dropped(seed, *i, rate);
-                            n += usize::from(drop);
-                            !drop
-                        })
-                        .map(|(_, r)| r.clone())
-                        .collect();
-                    dropped_total += n;
+                    let (lossy, n) = harmed(&pcap, &payload, harm, |i| dropped(seed, i, rate));
+                    harmed_total += n;
                     let got = outcomes(&name, &lossy.to_bytes(), &config);
                     for (id, (o, k)) in &got {
                         if k == "capture_gap" {
@@ -138,7 +178,7 @@ fn dropped_segments_never_make_a_rejection() {
                         checked_sessions += 1;
                         if is_rejection(o) && !is_rejection(bo) {
                             problems.push(format!(
-                                "{}: flow {id}: {bo}/{bk} as captured, {o}/{k} with {:.1}% loss (seed {seed}, {n} dropped)",
+                                "{}: flow {id}: {bo}/{bk} as captured, {o}/{k} with {:.1}% {harm:?} (seed {seed}, {n} packets)",
                                 cap.display(),
                                 rate * 100.0
                             ));
@@ -154,10 +194,26 @@ fn dropped_segments_never_make_a_rejection() {
             }
         }
     }
-    println!("loss: {checked_sessions} session replays compared, {dropped_total} segments dropped, {gaps} capture_gap verdicts");
-    assert!(dropped_total > 50, "the test dropped only {dropped_total} segments: it checked too little");
+    println!("{harm:?}: {checked_sessions} session replays compared, {harmed_total} segments harmed, {gaps} capture_gap verdicts");
+    assert!(harmed_total > 50, "{harm:?}: only {harmed_total} segments harmed: the test checked too little");
+    (checked_sessions, harmed_total, gaps, problems)
+}
+
+#[test]
+fn dropped_segments_never_make_a_rejection() {
+    let (_, _, gaps, problems) = check(Harm::Drop);
     assert!(gaps > 0, "no capture_gap verdict at all: the loss did not reach any deciding record");
     assert!(problems.is_empty(), "{} rejections made by capture loss:\n{}", problems.len(), problems.join("\n"));
+}
+
+/// Segments captured out of order or twice lose nothing: a session keeps
+/// its verdict or, at worst, is not called a rejection it was not.
+#[test]
+fn reordered_or_duplicated_segments_never_make_a_rejection() {
+    for harm in [Harm::Swap, Harm::Duplicate] {
+        let (_, _, _, problems) = check(harm);
+        assert!(problems.is_empty(), "{} rejections made by {harm:?}:\n{}", problems.len(), problems.join("\n"));
+    }
 }
 
 /// Sessions the deeper run (`PINWATCH_LOSS_SEEDS=40`) turned into
