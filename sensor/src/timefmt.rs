@@ -1,6 +1,14 @@
 //! Suricata's timestamp format, written by every EVE record and by the
-//! stats of the feed sources (their last success, wall clock). A leaf: it
+//! stats of the feed sources (their last success, wall clock), and the
+//! millisecond offsets records give between two packet times. A leaf: it
 //! depends on nothing else in the crate, so every stage may use it.
+
+/// Milliseconds from `from_ns` to `to_ns`, rounded to the microsecond, as
+/// records write offsets and delays. Saturates: packet times span the whole
+/// `i64` range in hostile captures (a pcapng `if_tsoffset`).
+pub fn ms(from_ns: i64, to_ns: i64) -> f64 {
+    (to_ns.saturating_sub(from_ns) as f64 / 1000.0).round() / 1000.0
+}
 
 /// Suricata's timestamp format: `2016-06-01T08:02:45.123456+0000` (UTC).
 pub fn timestamp(ts_ns: i64) -> String {

@@ -89,9 +89,11 @@ fn rng_is_deterministic() {
 /// The kept capture cases replay to the same records with 1, 2 and 3
 /// threads. (The capture target replays only every fourth case, so the
 /// kept cases whose finding was a thread difference are checked here, each
-/// one.) All four kept so far hold a session whose verdict came due in the
-/// same clock move as its flow's timeout (the last two were found by the
-/// same campaign after the first two were kept, before the fix landed).
+/// one.) Four of the five kept so far hold a session whose verdict came due
+/// in the same clock move as its flow's timeout (the third and fourth were
+/// found by the same campaign after the first two were kept, before the fix
+/// landed); the fifth (third campaign) has packet times far apart enough
+/// that a record's millisecond offsets overflowed (`timefmt::ms`).
 #[test]
 fn kept_captures_give_the_same_records_for_any_thread_count() {
     use pinwatch::run::pipeline::{replay, Input, Options};

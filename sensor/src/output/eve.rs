@@ -5,6 +5,7 @@
 //! `community_id`, ...). Nothing of ours goes inside `tls`: sensor-specific
 //! data lives in the top-level `handshake` object.
 
+use crate::timefmt::ms;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -633,10 +634,6 @@ impl<'a> AlertEvent<'a> {
         header.event_type = "alert";
         AlertEvent { header, alert, tls, tls_failure: failure, path, mobile: None, an1725: None, evidence }
     }
-}
-
-fn ms(from: i64, to: i64) -> f64 {
-    ((to - from) as f64 / 1000.0).round() / 1000.0
 }
 
 /// Build the `tls` event for an ended TLS flow.

@@ -496,15 +496,15 @@ fn set_time_buckets(m: &mut Model) {
     let ts: Vec<i64> = m.sessions.iter().map(|s| s.ts_ns).chain(m.findings.iter().map(|f| f.ts_ns)).filter(|t| *t > 0).collect();
     m.first_ns = ts.iter().copied().min().unwrap_or(0);
     m.last_ns = ts.iter().copied().max().unwrap_or(0);
-    m.bucket_ns = bucket_width(m.last_ns - m.first_ns);
+    m.bucket_ns = bucket_width(m.last_ns.saturating_sub(m.first_ns));
     m.first_ns -= m.first_ns.rem_euclid(m.bucket_ns);
-    m.buckets = usize::try_from((m.last_ns - m.first_ns) / m.bucket_ns + 1).unwrap_or(1).clamp(1, 512);
+    m.buckets = usize::try_from(m.last_ns.saturating_sub(m.first_ns) / m.bucket_ns + 1).unwrap_or(1).clamp(1, 512);
 }
 
 /// The time bucket of `t` (those before the first go to the first, those
 /// after the last to the last).
 fn bucket_of(t: i64, m: &Model) -> usize {
-    usize::try_from((t.max(m.first_ns) - m.first_ns) / m.bucket_ns).unwrap_or(0).min(m.buckets - 1)
+    usize::try_from(t.max(m.first_ns).saturating_sub(m.first_ns) / m.bucket_ns).unwrap_or(0).min(m.buckets - 1)
 }
 
 /// Count one session in a row of a table (per app, destination or device):

@@ -12,6 +12,7 @@
 //! Everything here reads only the session's record log, alerts, flags and
 //! close times: no payload, no clock.
 
+use crate::timefmt::ms;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -365,10 +366,6 @@ pub fn tls13_finished_len(suite: u16) -> u16 {
         0x1305 => 4 + 32 + 1 + 8,
         _ => 4 + 32 + 1 + 16,
     }
-}
-
-fn ms(a: i64, b: i64) -> f64 {
-    (b.saturating_sub(a) as f64 / 1000.0).round() / 1000.0
 }
 
 impl TlsFailure {
