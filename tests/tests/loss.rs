@@ -238,3 +238,75 @@ fn kept_lossy_sessions_are_capture_gaps() {
         }
     }
 }
+
+/// Who closed first does not hang on microseconds of capture time. Two
+/// capture sockets stamp a host's own packets apart (a live sensor and
+/// tcpdump on one interface disagreed in CI), so a FIN that answers the
+/// peer's FIN can carry the earlier time. Every such answering FIN of the
+/// benign capture is stamped 1 µs before the FIN it answers: `closed_by`
+/// must stay what it was.
+#[test]
+fn an_answering_fin_stamped_first_does_not_change_who_closed() {
+    let cap = pcaps_dir().join("testbed-benign.pcap");
+    let pcap = Pcap::read(&cap).expect("classic pcap");
+    let config = config_for(&cap);
+    let closed_by = |bytes: &[u8]| -> HashMap<u64, String> {
+        let path = std::env::temp_dir().join(format!("pinwatch-close-order-{}-{}", std::process::id(), bytes.len()));
+        std::fs::write(&path, bytes).expect("write capture");
+        let opts = Options { config: config.clone(), progress: false, stats: false, ..Default::default() };
+        let mut out = Vec::new();
+        replay(&[Input::File(path.clone())], &opts, &mut out).expect("replay");
+        let _ = std::fs::remove_file(&path);
+        String::from_utf8(out)
+            .expect("utf-8")
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+            .filter(|v| v["event_type"] == "tls")
+            .map(|v| (v["flow_id"].as_u64().expect("id"), v["tls_failure"]["closed_by"].as_str().unwrap_or("-").to_string()))
+            .collect()
+    };
+    let u32_at = |h: &[u8], at: usize| {
+        let a: [u8; 4] = h[at..at + 4].try_into().expect("4 bytes");
+        if pcap.little_endian {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    let put = |h: &mut [u8], at: usize, v: u32| {
+        h[at..at + 4].copy_from_slice(&if pcap.little_endian { v.to_le_bytes() } else { v.to_be_bytes() })
+    };
+    // First FIN per (sender, receiver) endpoint pair: its record and the
+    // sequence number just past it.
+    type Endpoint = (std::net::IpAddr, u16);
+    let mut fins: HashMap<(Endpoint, Endpoint), (usize, u32)> = HashMap::new();
+    let mut moved = 0;
+    let mut stamped = pcap.clone();
+    for (i, r) in pcap.records.iter().enumerate() {
+        let Ok(d) = pinwatch_parsers::decode::decode(pcap.linktype, &r.frame) else { continue };
+        let Some(tcp) = d.tcp else { continue };
+        if !tcp.has(pinwatch_parsers::decode::TcpInfo::FIN) {
+            continue;
+        }
+        let (src, dst) = ((d.src, d.sport), (d.dst, d.dport));
+        let end = tcp.seq.wrapping_add(d.payload.len() as u32).wrapping_add(1);
+        if fins.contains_key(&(src, dst)) {
+            continue;
+        }
+        fins.insert((src, dst), (i, end));
+        if let Some(&(j, peer_end)) = fins.get(&(dst, src)) {
+            let (sec, frac) = (u32_at(&pcap.records[j].header, 0), u32_at(&pcap.records[j].header, 4));
+            if tcp.has(pinwatch_parsers::decode::TcpInfo::ACK) && tcp.ack == peer_end && frac > 0 {
+                let h = &mut stamped.records[i].header;
+                put(h, 0, sec);
+                put(h, 4, frac - 1);
+                moved += 1;
+            }
+        }
+    }
+    assert!(moved >= 100, "only {moved} answering FINs in the benign capture");
+    let (before, after) = (closed_by(&pcap.to_bytes()), closed_by(&stamped.to_bytes()));
+    assert_eq!(before.len(), after.len());
+    let changed: Vec<_> = before.iter().filter(|(id, c)| after.get(id) != Some(c)).collect();
+    assert!(changed.is_empty(), "{} of {moved} sessions changed closed_by, e.g. {:?}", changed.len(), &changed[..changed.len().min(5)]);
+}

@@ -243,6 +243,13 @@ pub struct DirCounters {
     pub rst: bool,
     /// This side sent a SYN (or a SYN-ACK).
     pub syn: bool,
+    /// The sequence number just past this side's first FIN (its ACK by
+    /// the peer), once it sent one.
+    pub fin_end: u32,
+    /// This side's first close was a FIN that acknowledged the peer's FIN:
+    /// it answered a close, whatever the capture's time stamps say (two
+    /// capture sockets stamp a host's own packets apart by microseconds).
+    pub fin_answers: bool,
 }
 
 /// [`Flow`]'s `quiet` bit: a packet without payload changes nothing.
@@ -1086,7 +1093,7 @@ impl FlowTable {
                     // delivered bytes (see `Reassembler::ack_seen`).
                     let other = usize::from(dir == Dir::Client);
                     let freed = if !flow.bypass && tcp.has(TcpInfo::ACK) { flow.reasm[other].ack_seen(tcp.ack) } else { 0 };
-                    Self::close_state(flow, dir, tcp, ts, &self.lim, key, self.parts, &mut self.timers);
+                    Self::close_state(flow, dir, tcp, d.payload.len(), ts, &self.lim, key, self.parts, &mut self.timers);
                     if freed > 0 {
                         self.heap_moved(partition(key, self.parts), freed, 0);
                     }
@@ -1174,7 +1181,7 @@ impl FlowTable {
         // can still arrive after the first RST, and it is the evidence.
         Self::stream(flow, dir, tcp, d.payload, ts, &lim, &mut self.events);
         flow.session.apply(&mut self.events);
-        Self::close_state(flow, dir, tcp, ts, &lim, key, self.parts, &mut self.timers);
+        Self::close_state(flow, dir, tcp, d.payload.len(), ts, &lim, key, self.parts, &mut self.timers);
         if self.report_open {
             Self::schedule_verdict(flow, ts, &lim, key, &mut self.timers);
         }
@@ -1222,8 +1229,24 @@ impl FlowTable {
 
     /// FIN/RST bookkeeping of one packet.
     #[allow(clippy::too_many_arguments)]
-    fn close_state(flow: &mut Flow, dir: Dir, tcp: TcpInfo, ts: i64, lim: &Limits, key: &FlowKey, parts: usize, timers: &mut Timers) {
+    fn close_state(
+        flow: &mut Flow,
+        dir: Dir,
+        tcp: TcpInfo,
+        payload_len: usize,
+        ts: i64,
+        lim: &Limits,
+        key: &FlowKey,
+        parts: usize,
+        timers: &mut Timers,
+    ) {
+        let peer = flow.dirs[usize::from(dir == Dir::Client)];
         let c = &mut flow.dirs[dir.idx()];
+        if tcp.has(TcpInfo::FIN) && !c.fin {
+            c.fin_end = tcp.seq.wrapping_add(payload_len as u32).wrapping_add(1);
+            // Only a FIN that is this side's first close (no RST before it).
+            c.fin_answers = c.close_ts.is_none() && peer.fin && tcp.has(TcpInfo::ACK) && tcp.ack == peer.fin_end;
+        }
         if tcp.has(TcpInfo::RST) || tcp.has(TcpInfo::FIN) {
             c.close_ts.get_or_insert(ts);
         }

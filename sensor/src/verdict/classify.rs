@@ -513,7 +513,12 @@ impl<'a> Facts<'a> {
         let f = &e.flow;
         let s = &f.session;
         let close_ts = |d: Dir| f.dirs[d.idx()].close_ts;
+        let (cd, sd) = (&f.dirs[Dir::Client.idx()], &f.dirs[Dir::Server.idx()]);
         let closed_by = match (close_ts(Dir::Client), close_ts(Dir::Server)) {
+            // Both sent FINs and one acknowledged the other's: it answered,
+            // the other closed first, whatever the time stamps (which two
+            // capture sockets may put microseconds apart, either way round).
+            (Some(_), Some(_)) if cd.fin_answers != sd.fin_answers => Some(if sd.fin_answers { Dir::Client } else { Dir::Server }),
             (Some(c), Some(sv)) => Some(if c <= sv { Dir::Client } else { Dir::Server }),
             (Some(_), None) => Some(Dir::Client),
             (None, Some(_)) => Some(Dir::Server),
