@@ -454,6 +454,9 @@ fn err(kind: ProblemKind, detail: impl Into<String>) -> LineError {
     if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL_CHARS) {
         detail.truncate(cut);
         detail.push('…');
+        // `truncate` keeps the capacity: a kept problem would still hold
+        // the whole quoted value (64 problems of 46 KB lines held 3 MB).
+        detail.shrink_to_fit();
     }
     LineError { kind, detail }
 }
@@ -775,6 +778,25 @@ mod tests {
         let EventBody::AppInventory(inv) = ev.body else { panic!("type") };
         assert_eq!(inv.app.trust_profile.pin_sets[0].domains, vec!["api.example.com"]);
         assert_eq!(inv.app.trust_profile.okhttp_certificate_pinner, Some(true));
+    }
+
+    /// A kept problem holds its short detail, not the mistyped value it
+    /// was cut from (found by the feed fuzz target: 64 kept problems of
+    /// 46 KB lines held 3 MB).
+    #[test]
+    fn kept_problem_details_hold_no_more_than_their_text() {
+        let mut r = FeedReader::new(DEFAULT_MAX_PROBLEMS);
+        let big = "x".repeat(50_000);
+        let bad = format!(
+            r#"{{"schema_version":1,"event_type":"app_state","event_time":"2026-08-21T10:40:02Z","observed_time":"2026-08-21T10:40:02Z","source":"{big}","app":{{"package":"p"}},"state":"foreground"}}"#
+        );
+        for i in 0..100 {
+            assert!(r.push_line(&bad, i + 1).is_none());
+        }
+        let rep = r.into_report();
+        assert_eq!(rep.problems.len(), DEFAULT_MAX_PROBLEMS);
+        let held: usize = rep.problems.iter().map(|p| p.detail.capacity()).sum();
+        assert!(held <= DEFAULT_MAX_PROBLEMS * 4 * (MAX_DETAIL_CHARS + 1), "problem details hold {held} bytes");
     }
 
     #[test]
