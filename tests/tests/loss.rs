@@ -48,8 +48,8 @@ fn config_for(capture: &Path) -> pinwatch::config::Config {
     pinwatch::config::Config::parse(&cfg.display().to_string(), &text, dir).expect("config loads")
 }
 
-/// Outcome per flow id of every `tls` record of a capture's bytes.
-fn outcomes(name: &str, bytes: &[u8], config: &pinwatch::config::Config) -> HashMap<u64, (String, String)> {
+/// Every `tls` record of a capture's bytes, replayed with `config`.
+fn tls_records(name: &str, bytes: &[u8], config: &pinwatch::config::Config) -> Vec<Value> {
     // One file per call: the tests run in parallel, and a capture must not
     // change under a replay that has it mapped (README, "No copies").
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -65,6 +65,13 @@ fn outcomes(name: &str, bytes: &[u8], config: &pinwatch::config::Config) -> Hash
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).expect("json"))
         .filter(|v| v["event_type"] == "tls")
+        .collect()
+}
+
+/// Outcome per flow id of every `tls` record of a capture's bytes.
+fn outcomes(name: &str, bytes: &[u8], config: &pinwatch::config::Config) -> HashMap<u64, (String, String)> {
+    tls_records(name, bytes, config)
+        .into_iter()
         .map(|v| {
             let f = &v["tls_failure"];
             let o = f["outcome"].as_str().unwrap_or("?").to_string();
@@ -251,17 +258,8 @@ fn an_answering_fin_stamped_first_does_not_change_who_closed() {
     let pcap = Pcap::read(&cap).expect("classic pcap");
     let config = config_for(&cap);
     let closed_by = |bytes: &[u8]| -> HashMap<u64, String> {
-        let path = std::env::temp_dir().join(format!("pinwatch-close-order-{}-{}", std::process::id(), bytes.len()));
-        std::fs::write(&path, bytes).expect("write capture");
-        let opts = Options { config: config.clone(), progress: false, stats: false, ..Default::default() };
-        let mut out = Vec::new();
-        replay(&[Input::File(path.clone())], &opts, &mut out).expect("replay");
-        let _ = std::fs::remove_file(&path);
-        String::from_utf8(out)
-            .expect("utf-8")
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).expect("json"))
-            .filter(|v| v["event_type"] == "tls")
+        tls_records("close-order.pcap", bytes, &config)
+            .into_iter()
             .map(|v| (v["flow_id"].as_u64().expect("id"), v["tls_failure"]["closed_by"].as_str().unwrap_or("-").to_string()))
             .collect()
     };
