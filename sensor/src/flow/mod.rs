@@ -1240,13 +1240,16 @@ impl FlowTable {
         parts: usize,
         timers: &mut Timers,
     ) {
-        let peer = flow.dirs[usize::from(dir == Dir::Client)];
-        let c = &mut flow.dirs[dir.idx()];
-        if tcp.has(TcpInfo::FIN) && !c.fin {
+        if tcp.has(TcpInfo::FIN) && !flow.dirs[dir.idx()].fin {
+            // Read only here: this runs for every packet, bypassed ones too.
+            let peer = &flow.dirs[usize::from(dir == Dir::Client)];
+            let answers = peer.fin && tcp.has(TcpInfo::ACK) && tcp.ack == peer.fin_end;
+            let c = &mut flow.dirs[dir.idx()];
             c.fin_end = tcp.seq.wrapping_add(payload_len as u32).wrapping_add(1);
             // Only a FIN that is this side's first close (no RST before it).
-            c.fin_answers = c.close_ts.is_none() && peer.fin && tcp.has(TcpInfo::ACK) && tcp.ack == peer.fin_end;
+            c.fin_answers = c.close_ts.is_none() && answers;
         }
+        let c = &mut flow.dirs[dir.idx()];
         if tcp.has(TcpInfo::RST) || tcp.has(TcpInfo::FIN) {
             c.close_ts.get_or_insert(ts);
         }
