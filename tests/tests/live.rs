@@ -1180,3 +1180,112 @@ fn two_processes_in_one_fanout_group_log_every_session_once() {
         }
     }
 }
+
+/// `--kernel-bypass` (two workers sharing the kernel's table): once a
+/// session's handshake is read, the bulk of its download never reaches the
+/// rings (the kernel drops and counts it), and every record (flow records'
+/// packet and byte counts, close and times included) is the same as a
+/// replay of tcpdump's capture of the same traffic, which saw every packet.
+#[test]
+fn kernel_bypass_keeps_every_record_and_count() {
+    let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
+    let Some(mut lab) = new_lab("kbypass") else { return };
+    lab.tls_server(443);
+    // s_server -WWW serves files from its working directory.
+    std::fs::write(lab.path("big.bin"), vec![0x5a_u8; 4 << 20]).expect("write");
+    let (cert, key, dir) = (lab.p("leaf.pem"), lab.p("leaf.key"), lab.p(""));
+    let ns_s = lab.ns_s();
+    lab.spawn(&ns_s, &["sh", "-c", &format!("cd {dir} && exec openssl s_server -quiet -accept 4443 -cert {cert} -key {key} -WWW")], "www");
+    assert!(lab.wait_listening(&ns_s, 4443, Duration::from_secs(10)), "s_server -WWW did not start");
+    // Segments as a SPAN port sees them, not 64 KiB GSO packets.
+    for (ns, dev) in [(lab.ns_c(), "c0"), (lab.ns_s(), "s0")] {
+        let o = lab.cmd(&ns, &["ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off"]).output().expect("ethtool");
+        assert!(o.status.success(), "ethtool -K {dev}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let out = lab.p("live.json");
+    let pw = lab.pinwatch(&["-i", "c0", "--workers", "2", "--kernel-bypass", "-o", &out, "--stats-interval", "1"], "pinwatch");
+    let td = lab.tcpdump("c0", "cap.pcap");
+    let ca = lab.p("ca.pem");
+    // Two downloads at once, each longer than the verdict's linger (5 s),
+    // so that each is written while open and its flow record at its end.
+    let download = |sni: &str, extra: &[&str]| {
+        let resolve = format!("{sni}:4443:{SERVER_IP}");
+        let url = format!("https://{sni}:4443/big.bin");
+        let mut args =
+            vec!["curl", "-sS", "-o", "/dev/null", "--max-time", "30", "--limit-rate", "600k", "--cacert", &ca, "--resolve", &resolve];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        lab.cmd(&lab.ns_c(), &args).spawn().expect("curl")
+    };
+    let downloads = [download("bulk13.live.test", &[]), download("bulk12.live.test", &["--tls-max", "1.2"])];
+    for mut d in downloads {
+        assert!(d.wait().expect("curl").success(), "a download failed");
+    }
+    assert!(lab.curl("ok13.live.test", 443, &["--cacert", &ca]), "TLS 1.3 session");
+    assert!(!lab.curl("untrusted.live.test", 443, &["--cacert", &lab.p("wrongca.pem")]), "the wrong CA must fail");
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.signal(pw, "INT");
+    lab.signal(td, "INT");
+    assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0), "pinwatch exits 0 on SIGINT");
+    lab.wait(td, Duration::from_secs(20));
+
+    let live = lines(Path::new(&out));
+    let last = &live.last().expect("stats")["stats"]["live"];
+    let kb = &last["kernel_bypass"];
+    assert!(kb.get("error").is_none(), "the kernel took the program: {kb}");
+    assert!(kb["offloaded"].as_u64().unwrap_or(0) >= 2, "both downloads were offloaded: {kb}");
+    assert_eq!((kb["refused"].as_u64(), kb["errors"].as_u64(), kb["active"].as_u64()), (Some(0), Some(0), Some(0)), "{kb}");
+    let in_kernel = kb["packets"].as_u64().unwrap_or(0);
+    let captured = last["interfaces"][0]["captured"].as_u64().unwrap_or(0);
+    let replayed = replay(&lab.path("cap.pcap"));
+    let on_wire = replayed.last().expect("stats")["stats"]["capture"]["packets"].as_u64().unwrap_or(0);
+    assert!(
+        in_kernel > 1000 && captured * 2 < on_wire,
+        "most packets stayed in the kernel: {captured} captured, {in_kernel} bypassed, {on_wire} on the wire"
+    );
+    // The downloads' flow records count every packet and byte, as tcpdump saw them.
+    // (The last record of a flow has its counts: its `flow` record, or its
+    // `tls` record when it was written at the flow's end.)
+    let mut bulk = BTreeMap::new();
+    for r in live.iter().filter(|r| r["dest_port"] == 4443 && r["flow"].is_object()) {
+        bulk.insert(r["flow_id"].as_u64().unwrap_or(0), r["flow"]["bytes_toclient"].as_u64().unwrap_or(0));
+    }
+    assert_eq!(bulk.len(), 2, "two download flows");
+    assert!(bulk.values().all(|&b| b > 4 << 20), "every byte of the downloads counted: {bulk:?}");
+    let (mut a, b) = (sessions(&live), sessions(&replayed));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "the same records, live and replayed");
+    // A record written while its flow is open counts what the kernel had
+    // dropped by the time it was written, which is later than its verdict
+    // (the worker's clock then moves with the wall clock, less a lag): the
+    // replay's counts at the verdict, up to the flow's totals at its end.
+    let mut open_written = 0;
+    for (k, rec) in a.iter_mut() {
+        if rec["handshake"]["close"] != "open" {
+            continue;
+        }
+        open_written += 1;
+        let total = &bulk_totals(&live, k.0);
+        for f in ["pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient"] {
+            let (at_verdict, written, end) = (b[k]["flow"][f].as_u64(), rec["flow"][f].as_u64(), total[f].as_u64());
+            assert!(at_verdict <= written && written <= end, "{}: {f}: replay {at_verdict:?}, live {written:?}, total {end:?}", k.2);
+            rec["flow"][f] = b[k]["flow"][f].clone();
+        }
+        rec["flow"]["end"] = b[k]["flow"]["end"].clone();
+    }
+    eprintln!("{open_written} record(s) written while open");
+    let mut diffs = Vec::new();
+    for (k, live_rec) in &a {
+        differences(live_rec, &b[k], &format!("{} {}", k.1, k.2), &mut diffs);
+    }
+    assert!(diffs.is_empty(), "live (kernel bypass) and replay records differ:\n{}", diffs.join("\n"));
+    assert_eq!(of_type(&replayed, "tls").len(), 4);
+}
+
+/// The `flow` object of a flow's last record that has one (its totals).
+fn bulk_totals(live: &[Value], flow_id: u64) -> Value {
+    live.iter()
+        .rev()
+        .find(|r| r["flow_id"].as_u64() == Some(flow_id) && r["flow"].is_object())
+        .map(|r| r["flow"].clone())
+        .unwrap_or_default()
+}

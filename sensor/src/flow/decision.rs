@@ -64,7 +64,17 @@ pub fn due(f: &Flow, ts: i64, lim: &Limits) -> i64 {
 /// An alert was seen, or the client sent application data after the
 /// handshake: the verdict will not wait for the flow's end.
 fn tls_verdict_known(s: &TlsSession) -> bool {
+    !s.alerts.is_empty() || client_data_after_handshake(s)
+}
+
+/// The client sent application data after the handshake (TLS ≤ 1.2: a
+/// data record after its Finished; TLS 1.3: a second protected record, the
+/// first being its Finished).
+pub fn client_data_after_handshake(s: &TlsSession) -> bool {
     let client = &s.side[0];
-    let data_after_handshake = if s.parser.is_tls13() { client.app_records >= 2 } else { client.finished && client.app_records >= 1 };
-    !s.alerts.is_empty() || data_after_handshake
+    if s.parser.is_tls13() {
+        client.app_records >= 2
+    } else {
+        client.finished && client.app_records >= 1
+    }
 }

@@ -12,6 +12,7 @@ pub mod certs;
 pub mod decision;
 pub mod key;
 pub mod map;
+pub mod offload;
 pub mod openvpn_tcp;
 pub mod proxy_protocol;
 pub mod quic_session;
@@ -256,6 +257,14 @@ pub struct DirCounters {
 const QUIET_EMPTY: u8 = 1;
 /// [`Flow`]'s `quiet` bit: a packet with payload changes nothing.
 const QUIET_PAYLOAD: u8 = 2;
+/// A flow is handed to the kernel ([`offload`]) from this many packets on,
+/// checked on every packet that goes through the parsers and on every
+/// this-many-th quiet one. (On `pcaps/testbed-benign.pcap`, whose sessions
+/// are short, handing over every settled flow cost more in system calls
+/// than the kernel saved: README, Live capture.)
+const OFFLOAD_MIN_PACKETS: u64 = 64;
+/// [`Flow::offloaded`]: both directions' drop-all entries.
+const OFFLOADED_ALL: u8 = 0b1010;
 /// [`Flow`]'s `quiet` bit: the direction's parser still reads bytes.
 const WATCH_TAIL: u8 = 4;
 
@@ -282,6 +291,10 @@ pub struct Flow {
     /// over in both directions, or it is not TLS): later packets only move
     /// counters, close state and time.
     pub bypass: bool,
+    /// The kernel entries of this flow ([`offload`]; bits 0 and 1: the
+    /// client's drop-empty and drop-all, bits 2 and 3: the server's): what
+    /// the kernel counted is added when the flow ends.
+    pub offloaded: u8,
     /// How it closed ([`CloseKind::Rst`] or [`CloseKind::Fin`]), once it did.
     pub close: Option<CloseKind>,
     /// `quiet[dir]`, bits [`QUIET_EMPTY`], [`QUIET_PAYLOAD`]: a packet from
@@ -454,6 +467,7 @@ impl Flow {
             midstream: false,
             synack: false,
             bypass: false,
+            offloaded: 0,
             quiet: [0; 2],
             budget_dropped: false,
             wire: ServerWire::default(),
@@ -479,6 +493,29 @@ impl Flow {
             let bit = |on: bool, b: u8| if on { b } else { 0 };
             self.quiet[dir.idx()] = bit(empty, QUIET_EMPTY) | bit(payload, QUIET_PAYLOAD) | bit(wants, WATCH_TAIL);
         }
+    }
+
+    /// What the kernel may drop of each direction `[client, server]`
+    /// ([`offload`]): nothing before the verdict is settled (the parse is
+    /// over, or the client sent data after the handshake); then all of a
+    /// direction whose packets change nothing but counters, or only its
+    /// packets without payload.
+    fn kernel_modes(&self) -> [u8; 2] {
+        if self.bypass {
+            return [offload::DROP_ALL; 2];
+        }
+        if self.proto != Proto::Tls || !decision::client_data_after_handshake(&self.session) {
+            return [0; 2];
+        }
+        self.quiet.map(|q| {
+            if q & QUIET_EMPTY == 0 {
+                0
+            } else if q & QUIET_PAYLOAD != 0 {
+                offload::DROP_ALL
+            } else {
+                offload::DROP_EMPTY
+            }
+        })
     }
 
     /// Whether a quiet packet from `dir` still reveals a trailing hole (see
@@ -731,6 +768,8 @@ pub struct FlowTable {
     closed: HashMap<FlowKey, i64, ahash::RandomState>,
     /// Per partition, in the order they were written.
     closed_order: Vec<VecDeque<(i64, FlowKey)>>,
+    /// Kernel-side bypass (live capture only; see [`offload`]).
+    offload: Option<Box<dyn offload::Offload>>,
 }
 
 /// Deterministic flow id from the key and start time (51 bits, so JSON
@@ -781,7 +820,14 @@ impl FlowTable {
             report_open: false,
             closed: HashMap::default(),
             closed_order: (0..parts).map(|_| VecDeque::new()).collect(),
+            offload: None,
         }
+    }
+
+    /// Hand the TCP flows that have nothing left to read to the kernel
+    /// (live capture with `--kernel-bypass`; see [`offload`]).
+    pub fn set_offload(&mut self, offload: Box<dyn offload::Offload>) {
+        self.offload = Some(offload);
     }
 
     /// Flows tracked now.
@@ -818,6 +864,12 @@ impl FlowTable {
             self.timers.pop(self.parts);
             let hash = self.map.hash(&key);
             let Some(flow) = self.map.get_mut(hash, &key) else { continue };
+            if flow.offloaded != 0 && flow.close.is_none() {
+                // Packets the kernel dropped for it are its activity too.
+                if let Some(t) = self.offload.as_mut().and_then(|o| o.seen(&key, false)).and_then(|k| k.last_ts) {
+                    flow.last_ts = flow.last_ts.max(t);
+                }
+            }
             let verdict_due = flow.verdict_due();
             let actual = flow.deadline(&self.lim);
             // (An unscheduled verdict reads `i64::MAX`, which a clock at the
@@ -889,11 +941,20 @@ impl FlowTable {
     /// gone (it ended in the same expiry).
     pub fn lend<R>(&mut self, key: &FlowKey, order: OrderKey, f: impl FnOnce(&Ended) -> (R, bool)) -> Option<R> {
         let hash = self.map.hash(key);
-        let flow = self.map.remove(hash, key)?;
+        let mut flow = self.map.remove(hash, key)?;
+        // What the kernel counted so far is in the record (taken back after:
+        // the flow's end adds it all).
+        let kernel = if flow.offloaded != 0 { self.offload.as_mut().and_then(|o| o.seen(key, false)) } else { None };
+        if let Some(k) = &kernel {
+            Self::add_seen(&mut flow, k, true);
+        }
         let end_ts = flow.last_ts;
         let e = Ended { flow, close: CloseKind::Open, end_ts, order };
         let (r, reported) = f(&e);
         let mut flow = e.flow;
+        if let Some(k) = &kernel {
+            Self::add_seen(&mut flow, k, false);
+        }
         flow.reported = reported;
         self.map.insert(hash, flow);
         Some(r)
@@ -940,8 +1001,17 @@ impl FlowTable {
         self.stats.heap_bytes_max = self.stats.heap_bytes_max.max(self.heap_bytes as u64);
     }
 
-    fn finish(&mut self, mut flow: Box<Flow>, close: CloseKind, end_ts: i64, order: OrderKey, out: &mut Vec<Ended>) {
+    fn finish(&mut self, mut flow: Box<Flow>, close: CloseKind, mut end_ts: i64, order: OrderKey, out: &mut Vec<Ended>) {
         let part = partition(&flow.key, self.parts);
+        if flow.offloaded != 0 {
+            if let Some(k) = self.offload.as_mut().and_then(|o| o.seen(&flow.key, true)) {
+                let before = flow.last_ts;
+                Self::add_seen(&mut flow, &k, true);
+                if end_ts == before {
+                    end_ts = flow.last_ts;
+                }
+            }
+        }
         self.heap_moved(part, flow.heap_bytes(), 0);
         // Deliver whatever the reassemblers still hold (holes become gaps).
         for dir in [Dir::Client, Dir::Server] {
@@ -1094,6 +1164,15 @@ impl FlowTable {
                     let other = usize::from(dir == Dir::Client);
                     let freed = if !flow.bypass && tcp.has(TcpInfo::ACK) { flow.reasm[other].ack_seen(tcp.ack) } else { 0 };
                     Self::close_state(flow, dir, tcp, d.payload.len(), ts, &self.lim, key, self.parts, &mut self.timers);
+                    if let Some(o) = self.offload.as_mut() {
+                        // A long flow that went quiet: hand it over now.
+                        if (flow.dirs[0].pkts + flow.dirs[1].pkts) % OFFLOAD_MIN_PACKETS == 0
+                            && flow.offloaded & OFFLOADED_ALL != OFFLOADED_ALL
+                            && d.tunnel.is_none()
+                        {
+                            Self::offload_more(flow, key, o.as_mut());
+                        }
+                    }
                     if freed > 0 {
                         self.heap_moved(partition(key, self.parts), freed, 0);
                     }
@@ -1212,7 +1291,57 @@ impl FlowTable {
             self.stats.bypassed_flows += 1;
         }
         flow.refresh_quiet();
+        // Inside a tunnel the kernel's filter sees the outer addresses.
+        if flow.offloaded & OFFLOADED_ALL != OFFLOADED_ALL && d.tunnel.is_none() {
+            if let Some(o) = self.offload.as_mut() {
+                Self::offload_more(flow, key, o.as_mut());
+            }
+        }
         self.heap_moved(part, heap_before, heap_after);
+    }
+
+    /// Add (or take back) what the kernel counted for an offloaded flow;
+    /// its latest packet's time stays.
+    fn add_seen(flow: &mut Flow, k: &offload::KernelSeen, add: bool) {
+        let (c, s) = if flow.client_is_lo { (k.from_lo, k.from_hi) } else { (k.from_hi, k.from_lo) };
+        for (d, seen) in flow.dirs.iter_mut().zip([c, s]) {
+            if add {
+                d.pkts += seen.pkts;
+                d.bytes += seen.bytes;
+                d.payload_bytes += seen.payload;
+            } else {
+                d.pkts -= seen.pkts;
+                d.bytes -= seen.bytes;
+                d.payload_bytes -= seen.payload;
+            }
+        }
+        if let Some(t) = k.last_ts {
+            flow.last_ts = flow.last_ts.max(t);
+        }
+    }
+
+    /// Hand the kernel what more it may drop of this flow ([`offload`]):
+    /// a direction's drop-empty entry, later its drop-all entry (an entry is
+    /// added, never rewritten: that would race the kernel's counting). Not
+    /// before the flow has [`OFFLOAD_MIN_PACKETS`] packets: the entries cost
+    /// system calls, which a short session does not pay back.
+    fn offload_more(flow: &mut Flow, key: &FlowKey, o: &mut dyn offload::Offload) {
+        if flow.dirs[0].pkts + flow.dirs[1].pkts < OFFLOAD_MIN_PACKETS {
+            return;
+        }
+        let mut ask = [0u8; 2];
+        let mut bits = 0u8;
+        for (i, mode) in flow.kernel_modes().into_iter().enumerate() {
+            let have = flow.offloaded >> (2 * i) & 3;
+            if mode == offload::DROP_ALL && have & 2 == 0 {
+                (ask[i], bits) = (mode, bits | 2 << (2 * i));
+            } else if mode == offload::DROP_EMPTY && have == 0 {
+                (ask[i], bits) = (mode, bits | 1 << (2 * i));
+            }
+        }
+        if bits != 0 && o.offload(key, if flow.client_is_lo { ask } else { [ask[1], ask[0]] }) {
+            flow.offloaded |= bits;
+        }
     }
 
     /// Count one packet on its flow; returns the direction it travelled.

@@ -32,6 +32,7 @@
 #![cfg_attr(not(feature = "live"), allow(unused_imports, dead_code))]
 
 pub mod afpacket;
+pub mod ebpf_bypass;
 pub mod fanout_cbpf;
 #[cfg(feature = "live")]
 pub mod merge;
@@ -105,6 +106,20 @@ pub struct LiveArgs {
     /// the fallback finding across processes; see docs/live.md).
     #[arg(long, value_enum, default_value_t = afpacket::Fanout::Hash)]
     pub fanout: afpacket::Fanout,
+    /// AF_PACKET: drop the later packets of the flows whose handshake has
+    /// been read in the kernel, before they reach the ring (an eBPF socket
+    /// filter; SYN, FIN and RST still come through), and count them there
+    /// for the flow records (see docs/live.md, Kernel bypass). Needs root or
+    /// CAP_BPF at start; when the kernel refuses, the capture runs without it
+    /// and the stats record says why.
+    #[arg(long)]
+    pub kernel_bypass: bool,
+    /// AF_PACKET: flows the kernel bypass table holds at most (up to four
+    /// entries of about 200 bytes of kernel memory each, allocated as used);
+    /// beyond it flows are not bypassed (counted in
+    /// `live.kernel_bypass.refused`).
+    #[arg(long, default_value_t = 65536)]
+    pub kernel_bypass_flows: u32,
     /// Written as every record's `host` (Suricata's `sensor-name`). Default:
     /// the machine's host name.
     #[arg(long)]
@@ -342,6 +357,9 @@ pub struct LiveStats {
     /// The state file (`state_file`): loads, writes, what was kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<state::StateStats>,
+    /// AF_PACKET with `--kernel-bypass`: flows and packets the kernel took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_bypass: Option<ebpf_bypass::BypassStats>,
     /// Written as `stats.feed`: the health of each `--feed-url`.
     #[serde(skip)]
     pub feed: FeedHealthOut,
@@ -618,8 +636,8 @@ pub fn backend_of(args: &LiveArgs) -> anyhow::Result<Backend> {
         (Backend::Pcap, _) => bail!("--backend pcap needs {build}"),
         (Backend::Auto, Some(what)) => bail!("{what} needs the libpcap backend, {build}"),
     };
-    if b == Backend::Pcap && (args.workers > 1 || args.fanout_group.is_some()) {
-        bail!("--workers and --fanout-group are AF_PACKET options (--backend afpacket)");
+    if b == Backend::Pcap && (args.workers > 1 || args.fanout_group.is_some() || args.kernel_bypass) {
+        bail!("--workers, --fanout-group and --kernel-bypass are AF_PACKET options (--backend afpacket)");
     }
     Ok(b)
 }
@@ -1037,6 +1055,7 @@ impl PcapRun<'_> {
             signals: self.sig,
             feeds: self.feeds.stats(),
             state: None,
+            kernel_bypass: None,
             feed: self.feeds.health(),
         }
     }

@@ -40,11 +40,13 @@ use crate::run::engine::{add_decoder_stats, add_table_stats, stats_of, Clock, Pr
 use crate::run::pipeline::{CaptureStats, DecoderStats, Options, Stats};
 
 use super::afpacket::{self, Fanout, RingSpec};
+use super::ebpf_bypass::{BypassStats, KernelBypass};
 use super::reader::{wall_ns, IfaceStats};
 use super::{
     load_state, privs, start_feeds, Feeds, LiveArgs, LiveStats, LiveSummary, QueueStats, Reloads, SignalStats, Signals, ADVANCE_EVERY,
     ADVANCE_LAG_NS,
 };
+use crate::flow::offload::Offload;
 
 /// A worker sends what it ended at least this often (and its watermark).
 const SEND_EVERY: Duration = Duration::from_millis(20);
@@ -109,11 +111,13 @@ struct Worker {
     processed: Arc<AtomicU64>,
     count: Option<u64>,
     published: Arc<Mutex<Published>>,
+    offload: Option<Box<dyn Offload>>,
 }
 
 impl Worker {
     fn run(self) {
-        let Worker { index, mut cap, linktype, snaplen, limits, preparer: shared, to_desk, stop, processed, count, published } = self;
+        let Worker { index, mut cap, linktype, snaplen, limits, preparer: shared, to_desk, stop, processed, count, published, offload } =
+            self;
         let mut w = WorkerLoop {
             linktype,
             snaplen,
@@ -133,6 +137,9 @@ impl Worker {
         };
         // Open sessions are written at their verdict (`crate::flow::decision`).
         w.shard.set_preparer(w.preparer.clone());
+        if let Some(o) = offload {
+            w.shard.table.set_offload(o);
+        }
         let (mut last_send, mut last_publish, mut last_advance) = (Instant::now(), Instant::now(), Instant::now());
 
         while !stop.load(Relaxed) && !w.counted_out {
@@ -322,6 +329,27 @@ fn group_of(args: &LiveArgs, workers: usize) -> Option<(u16, Fanout)> {
     }
 }
 
+/// `--kernel-bypass`: the program on every socket, or why not (`Err(None)`:
+/// not asked for). A kernel that refuses is reported, and the capture runs
+/// without it.
+fn kernel_bypass(args: &LiveArgs, caps: &[netring::Capture]) -> Result<KernelBypass, Option<String>> {
+    if !args.kernel_bypass {
+        return Err(None);
+    }
+    let kb = KernelBypass::new(args.kernel_bypass_flows).map_err(|e| e.to_string());
+    let attached = kb.and_then(|kb| {
+        for c in caps {
+            use std::os::fd::AsFd;
+            kb.attach(c.as_fd()).map_err(|e| format!("attaching the bypass program: {e}"))?;
+        }
+        Ok(kb)
+    });
+    attached.map_err(|e| {
+        eprintln!("pinwatch: --kernel-bypass is off: {e}");
+        Some(e)
+    })
+}
+
 /// Capture with AF_PACKET until a signal, `--duration` or `--count`; see the
 /// module documentation.
 pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
@@ -351,6 +379,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     for _ in 0..workers {
         caps.push(afpacket::open(&ring)?);
     }
+    let bypass = kernel_bypass(args, &caps);
     let signals = Signals::register()?;
     let privs = privs::drop_privileges(args.user.as_deref())?;
     let fanout = match group {
@@ -368,7 +397,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
     let feeds = start_feeds(args, &opts, &mut reporter, &mut out)?;
 
     // 3. Workers.
-    let crew = Crew::spawn(caps, iface, linktype, args, &opts, &reporter)?;
+    let crew = Crew::spawn(caps, iface, linktype, args, &opts, &reporter, bypass.as_ref().ok())?;
 
     // 4. The desk.
     let started = Instant::now();
@@ -395,6 +424,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<LiveSummary> {
         reloads: Reloads::default(),
         sig: SignalStats::default(),
         stopping: false,
+        bypass,
     };
     loop {
         desk.check_stop(&signals);
@@ -436,6 +466,7 @@ impl Crew {
         args: &LiveArgs,
         opts: &Options,
         reporter: &Reporter,
+        bypass: Option<&KernelBypass>,
     ) -> anyhow::Result<Crew> {
         let shared = Arc::new(SharedPreparer { generation: AtomicU64::new(0), preparer: RwLock::new(reporter.preparer()) });
         let (to_desk, from_workers): (Sender<ToDesk>, Receiver<ToDesk>) = bounded(DESK_QUEUE);
@@ -461,6 +492,7 @@ impl Crew {
                 processed: Arc::clone(&processed),
                 count: args.count,
                 published: p,
+                offload: bypass.map(KernelBypass::offload),
             };
             handles.push(std::thread::Builder::new().name(format!("afp-{index}")).spawn(move || w.run())?);
         }
@@ -494,6 +526,8 @@ struct Desk<'a> {
     reloads: Reloads,
     sig: SignalStats,
     stopping: bool,
+    /// `--kernel-bypass`: the program and map, or why not (see [`kernel_bypass`]).
+    bypass: Result<KernelBypass, Option<String>>,
 }
 
 impl Desk<'_> {
@@ -634,6 +668,11 @@ impl Desk<'_> {
             feeds: self.feeds.stats(),
             feed: self.feeds.health(),
             state: None,
+            kernel_bypass: match &self.bypass {
+                Ok(kb) => Some(kb.stats()),
+                Err(Some(e)) => Some(BypassStats { error: Some(e.clone()), ..BypassStats::default() }),
+                Err(None) => None,
+            },
         }
     }
 
