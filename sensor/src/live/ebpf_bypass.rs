@@ -257,7 +257,10 @@ fn lookup(map_fd: i32) -> [Item; 6] {
 /// one; on a hit count the packet and drop it, else pass it whole.
 fn count_and_drop(map_fd: i32) -> Vec<Item> {
     use Item::{Label, J};
-    let mut items = vec![Label(L::Lookup), J(JSGE_K, R9, 0, L::NonNegative), op(MOV64_K, R9, 0, 0, 0), Label(L::NonNegative)];
+    // A payload length below 0 (an IPv4 total length of 0, as a >64 KiB
+    // GRO packet has with BIG TCP, or a bad header): count it as 1 byte, so
+    // that a drop-empty entry never takes a packet that may carry data.
+    let mut items = vec![Label(L::Lookup), J(JSGE_K, R9, 0, L::NonNegative), op(MOV64_K, R9, 0, 0, 1), Label(L::NonNegative)];
     items.extend(lookup(map_fd));
     items.extend([
         J(JNE_K, R0, 0, L::Count),
