@@ -1166,11 +1166,8 @@ impl FlowTable {
                     Self::close_state(flow, dir, tcp, d.payload.len(), ts, &self.lim, key, self.parts, &mut self.timers);
                     if let Some(o) = self.offload.as_mut() {
                         // A long flow that went quiet: hand it over now.
-                        if (flow.dirs[0].pkts + flow.dirs[1].pkts) % OFFLOAD_MIN_PACKETS == 0
-                            && flow.offloaded & OFFLOADED_ALL != OFFLOADED_ALL
-                            && d.tunnel.is_none()
-                        {
-                            Self::offload_more(flow, key, o.as_mut());
+                        if (flow.dirs[0].pkts + flow.dirs[1].pkts) % OFFLOAD_MIN_PACKETS == 0 {
+                            Self::offload_more(flow, key, d, o.as_mut());
                         }
                     }
                     if freed > 0 {
@@ -1291,11 +1288,8 @@ impl FlowTable {
             self.stats.bypassed_flows += 1;
         }
         flow.refresh_quiet();
-        // Inside a tunnel the kernel's filter sees the outer addresses.
-        if flow.offloaded & OFFLOADED_ALL != OFFLOADED_ALL && d.tunnel.is_none() {
-            if let Some(o) = self.offload.as_mut() {
-                Self::offload_more(flow, key, o.as_mut());
-            }
+        if let Some(o) = self.offload.as_mut() {
+            Self::offload_more(flow, key, d, o.as_mut());
         }
         self.heap_moved(part, heap_before, heap_after);
     }
@@ -1325,8 +1319,14 @@ impl FlowTable {
     /// added, never rewritten: that would race the kernel's counting). Not
     /// before the flow has [`OFFLOAD_MIN_PACKETS`] packets: the entries cost
     /// system calls, which a short session does not pay back.
-    fn offload_more(flow: &mut Flow, key: &FlowKey, o: &mut dyn offload::Offload) {
-        if flow.dirs[0].pkts + flow.dirs[1].pkts < OFFLOAD_MIN_PACKETS {
+    /// Nothing for a flow whose both directions are already dropped in
+    /// full, nor for a tunnelled one (the kernel's filter sees the outer
+    /// addresses).
+    fn offload_more(flow: &mut Flow, key: &FlowKey, d: &Decoded<'_>, o: &mut dyn offload::Offload) {
+        if flow.offloaded & OFFLOADED_ALL == OFFLOADED_ALL
+            || d.tunnel.is_some()
+            || flow.dirs[0].pkts + flow.dirs[1].pkts < OFFLOAD_MIN_PACKETS
+        {
             return;
         }
         let mut ask = [0u8; 2];

@@ -290,21 +290,17 @@ fn count_and_drop(map_fd: i32) -> Vec<Item> {
 }
 
 fn assemble(items: &[Item]) -> Vec<Insn> {
-    let mut at = Vec::new();
-    let mut n = 0usize;
-    for it in items {
-        match it {
-            Item::Label(l) => at.push((*l, n)),
-            _ => n += 1,
-        }
-    }
-    let mut out = Vec::with_capacity(n);
+    let labels = super::fanout_cbpf::Labels::new(items, |it| match it {
+        Item::Label(l) => Some(*l),
+        _ => None,
+    });
+    let mut out = Vec::with_capacity(labels.len);
     for it in items {
         match *it {
             Item::Label(_) => {}
             Item::Op(i) => out.push(i),
             Item::J(code, dst, imm, l) => {
-                let to = at.iter().find(|(x, _)| *x == l).map(|(_, i)| *i).expect("label defined");
+                let to = labels.of(l);
                 let off = i16::try_from(to as isize - (out.len() as isize + 1)).expect("short jump");
                 out.push(Insn { code, regs: dst & 0x0f, off, imm });
             }

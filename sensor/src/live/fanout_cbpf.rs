@@ -179,21 +179,48 @@ pub fn client_program() -> Vec<Insn> {
     assemble(&items)
 }
 
-fn assemble(items: &[Item]) -> Vec<Insn> {
-    // Instruction index of every label.
-    let mut at = Vec::new();
-    let mut n = 0usize;
-    for it in items {
-        match it {
-            Item::Label(l) => at.push((*l, n)),
-            _ => n += 1,
+/// Where the labels of a program fall: the instruction index of each, and
+/// the number of instructions (a label takes none). The first pass of both
+/// assemblers here (this classic BPF one and the eBPF one of
+/// `super::ebpf_bypass`).
+pub(super) struct Labels<L> {
+    at: Vec<(L, usize)>,
+    /// Instructions in the program.
+    pub(super) len: usize,
+}
+
+impl<L: PartialEq + Copy> Labels<L> {
+    /// `label(item)` is the label an item defines, if it is one.
+    pub(super) fn new<I>(items: &[I], label: impl Fn(&I) -> Option<L>) -> Self {
+        let mut at = Vec::new();
+        let mut len = 0usize;
+        for it in items {
+            match label(it) {
+                Some(l) => at.push((l, len)),
+                None => len += 1,
+            }
         }
+        Labels { at, len }
     }
+
+    /// Instruction index of `l`. The programs are constants, so a jump to a
+    /// label that is not defined is a bug in them (their tests assemble
+    /// them).
+    pub(super) fn of(&self, l: L) -> usize {
+        self.at.iter().find(|(x, _)| *x == l).map(|(_, i)| *i).expect("label defined")
+    }
+}
+
+fn assemble(items: &[Item]) -> Vec<Insn> {
+    let labels = Labels::new(items, |it| match it {
+        Item::Label(l) => Some(*l),
+        _ => None,
+    });
     let target = |l: L, here: usize| -> usize {
-        let to = if l == L::Next { here + 1 } else { at.iter().find(|(x, _)| *x == l).map(|(_, i)| *i).expect("label defined") };
+        let to = if l == L::Next { here + 1 } else { labels.of(l) };
         to - (here + 1)
     };
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(labels.len);
     for it in items {
         let here = out.len();
         match *it {
