@@ -1208,11 +1208,17 @@ fn kernel_bypass_keeps_every_record_and_count() {
     let ca = lab.p("ca.pem");
     // Two downloads at once, each longer than the verdict's linger (5 s),
     // so that each is written while open and its flow record at its end.
+    // At 400 KiB/s one takes 10.5 s. With 600 KiB/s (7 s) a loaded CI
+    // machine once wrote one record at the flow's end live but while open in
+    // the replay: the live clock of a worker whose ring sees few packets
+    // follows the wall clock 0.5 s behind, which left about a second to
+    // spare. (s_server -WWW may serve them one after the other: 60 s at
+    // most.)
     let download = |sni: &str, extra: &[&str]| {
         let resolve = format!("{sni}:4443:{SERVER_IP}");
         let url = format!("https://{sni}:4443/big.bin");
         let mut args =
-            vec!["curl", "-sS", "-o", "/dev/null", "--max-time", "30", "--limit-rate", "600k", "--cacert", &ca, "--resolve", &resolve];
+            vec!["curl", "-sS", "-o", "/dev/null", "--max-time", "60", "--limit-rate", "400k", "--cacert", &ca, "--resolve", &resolve];
         args.extend_from_slice(extra);
         args.push(&url);
         lab.cmd(&lab.ns_c(), &args).spawn().expect("curl")
