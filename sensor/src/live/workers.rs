@@ -56,6 +56,9 @@ const SEND_BATCH: usize = 256;
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// Messages in flight from all workers to the desk.
 const DESK_QUEUE: usize = 256;
+/// How long a stopping worker still reads its ring: the kernel's block
+/// timeout, and a margin for the kernel's timer.
+const STOP_WAIT: Duration = Duration::from_millis(afpacket::BLOCK_TIMEOUT_MS as u64 + 50);
 
 /// One ring in the `live.rings` part of a stats record.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -169,10 +172,19 @@ impl Worker {
                 w.publish(&cap, &published);
             }
         }
-        // What the ring still holds, then every open flow.
+        // What the ring still holds, then every open flow. The kernel hands
+        // a partly filled block over only at its timeout: wait that long, so
+        // that the packets that came just before the stop are not left in it.
+        let handed_over = Instant::now() + STOP_WAIT;
         while w.error.is_none() && !w.counted_out {
-            let Some(batch) = cap.next_batch() else { break };
-            w.take_batch(&batch);
+            let left = handed_over.saturating_duration_since(Instant::now());
+            let batch = if left.is_zero() { Ok(cap.next_batch()) } else { cap.next_batch_blocking(left) };
+            match batch {
+                Ok(Some(batch)) => w.take_batch(&batch),
+                Ok(None) if left.is_zero() => break,
+                Ok(None) => {}
+                Err(e) => w.error = Some(e.to_string()),
+            }
         }
         if !w.ready.is_empty() {
             let watermark = OrderKey::at(w.clock.now());
