@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -86,7 +86,21 @@ trait LiveLab {
     fn pinwatch(&mut self, args: &[&str], log: &str) -> u32;
     /// The same, started through `wrapper` (which must exec it: the pid is pinwatch's).
     fn pinwatch_as(&mut self, wrapper: &[&str], args: &[&str], log: &str) -> u32;
+    /// tcpdump on `iface` of the client namespace, writing `file`: the
+    /// reference a live run is compared with. Its kernel buffer is 64 MiB
+    /// (the default 2 MiB held about a second of a download, and a loaded CI
+    /// machine once stalled tcpdump longer: 455 packets missing from its
+    /// capture made the replay, not pinwatch, short). Not in immediate
+    /// mode: on SIGINT it writes only the ring blocks the kernel has handed
+    /// over (after 1 s), so signal it more than a second after the last
+    /// packet. (In immediate mode its socket sees crossing FINs in the other
+    /// order more often than pinwatch's, which changes `closed_by`.)
     fn tcpdump(&mut self, iface: &str, file: &str) -> u32;
+    /// Wait for tcpdump `pid`, signalled to stop, and check that it
+    /// captured every packet (its "N packets dropped by kernel" is 0): else
+    /// the replay of its capture is no reference, and the test says so
+    /// rather than blame the sensor.
+    fn tcpdump_done(&mut self, pid: u32);
     /// curl from the client to `https://SNI:port/` at the server; true when it succeeded.
     fn curl(&self, sni: &str, port: u16, extra: &[&str]) -> bool;
 }
@@ -129,9 +143,34 @@ impl LiveLab for Lab {
     fn tcpdump(&mut self, iface: &str, file: &str) -> u32 {
         let f = self.p(file);
         let ns = self.ns_c();
-        let pid = self.spawn(&ns, &["tcpdump", "-n", "-i", iface, "-s", "65535", "-U", "--time-stamp-precision=nano", "-w", &f], "tcpdump");
+        let pid = self.spawn(
+            &ns,
+            &[
+                "tcpdump",
+                "-n",
+                "-i",
+                iface,
+                "-s",
+                "65535",
+                "-B",
+                "65536",
+                "--immediate-mode",
+                "-U",
+                "--time-stamp-precision=nano",
+                "-w",
+                &f,
+            ],
+            "tcpdump",
+        );
         self.wait_for_log("tcpdump.err", "listening on", Duration::from_secs(10));
         pid
+    }
+
+    fn tcpdump_done(&mut self, pid: u32) {
+        self.wait(pid, Duration::from_secs(20));
+        let err = std::fs::read_to_string(self.path("tcpdump.err")).unwrap_or_default();
+        let dropped = err.lines().find_map(|l| l.strip_suffix(" packets dropped by kernel")).and_then(|n| n.trim().parse::<u64>().ok());
+        assert_eq!(dropped, Some(0), "tcpdump, the reference, lost packets (not the sensor under test):\n{err}");
     }
 
     fn curl(&self, sni: &str, port: u16, extra: &[&str]) -> bool {
@@ -232,17 +271,54 @@ fn eve_us(s: &str) -> Option<i128> {
     Some((i128::from(days) * 86_400 + i128::from(hh * 3600 + mm * 60 + ss)) * 1_000_000 + frac.parse::<i128>().ok()?)
 }
 
+/// How far apart two sockets' times of one packet may be, µs. Idle, they
+/// are microseconds apart; a loaded machine (CI, or the suite's tests at
+/// once) has put 0.18 and 0.6 ms between them, which failed the 0.1 ms
+/// allowed before. 2 ms still catches an error of the clock or of the
+/// offsets' arithmetic, which would be off by far more (or by whole
+/// seconds or signs), and every value must still be there.
+const STAMP_SLACK_US: i32 = 2_000;
+
 /// Differences between a live record and a replayed one, where the times may
-/// differ by a few microseconds: the kernel stamps a packet the host sends
-/// once per capture socket (tcpdump's and pinwatch's), a received one once.
+/// differ by up to [`STAMP_SLACK_US`]: an AF_PACKET socket (tcpdump's, and
+/// pinwatch's with either backend) takes a packet's time when the kernel
+/// hands it to that socket, so the two times of one packet differ by how
+/// the deliveries were scheduled (unless a socket asks for the packet's own
+/// stamp with `PACKET_TIMESTAMP`, which tcpdump does not). Seen here with
+/// the suite's tests at once: 5–20 µs apart. For the same reason two
+/// packets that cross (one each way) may reach the two sockets in either
+/// order: `handshake.records` are compared per direction, and
+/// `handshake.history` per side ([`history_by_side`]).
 fn differences(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
     const TIME_KEYS: [&str; 3] = ["timestamp", "start", "end"];
     const MS_KEYS: [&str; 5] = ["ts_offset_ms", "ms_after_server_flight", "ms_after_handshake", "synack_ms", "server_hello_ms"];
+    const SLACK_MS: f64 = STAMP_SLACK_US as f64 / 1000.0;
     let key = path.rsplit('.').next().unwrap_or("");
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
                 differences(x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), &format!("{path}.{k}"), out);
+            }
+        }
+        // Two taps may see packets that cross (one each way, microseconds
+        // apart) in the other order: compare each direction's records in
+        // order, not how the two interleave.
+        (Value::Array(x), Value::Array(y)) if key == "records" && x.len() == y.len() => {
+            for side in ["client", "server"] {
+                let (xs, ys): (Vec<_>, Vec<_>) =
+                    (x.iter().filter(|r| r["dir"] == side).collect(), y.iter().filter(|r| r["dir"] == side).collect());
+                if xs.len() != ys.len() {
+                    out.push(format!("{path}: {} vs {} {side} records", xs.len(), ys.len()));
+                    continue;
+                }
+                for (i, (p, q)) in xs.iter().zip(&ys).enumerate() {
+                    differences(p, q, &format!("{path}.{side}[{i}]"), out);
+                }
+            }
+        }
+        (Value::String(x), Value::String(y)) if key == "history" => {
+            if history_by_side(x) != history_by_side(y) {
+                out.push(format!("{path}: {x} vs {y}"));
             }
         }
         (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
@@ -251,19 +327,101 @@ fn differences(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
             }
         }
         (Value::String(x), Value::String(y)) if TIME_KEYS.contains(&key) => {
-            let close = eve_us(x).zip(eve_us(y)).is_some_and(|(p, q)| (p - q).abs() <= 100);
+            let close = eve_us(x).zip(eve_us(y)).is_some_and(|(p, q)| (p - q).abs() <= STAMP_SLACK_US.into());
             if !close {
                 out.push(format!("{path}: {x} vs {y}"));
             }
         }
         (Value::Number(x), Value::Number(y)) if MS_KEYS.contains(&key) => {
-            if (x.as_f64().unwrap_or(f64::NAN) - y.as_f64().unwrap_or(f64::NAN)).abs() > 0.1 {
+            if (x.as_f64().unwrap_or(f64::NAN) - y.as_f64().unwrap_or(f64::NAN)).abs() > SLACK_MS {
                 out.push(format!("{path}: {x} vs {y}"));
             }
         }
         _ if a == b => {}
         _ => out.push(format!("{path}: {a} vs {b}")),
     }
+}
+
+/// A `handshake.history` as each side's letters (client upper case,
+/// server lower case), with each side's consecutive application data (`D`,
+/// `d`) as one letter, as the history writes it when nothing comes between:
+/// what two taps agree on when they see crossing packets in another order
+/// (`CsidIDdD` and `CsidIDdDdD` are the same session).
+fn history_by_side(h: &str) -> (String, String) {
+    let mut sides = (String::new(), String::new());
+    for c in h.chars() {
+        let side = if c.is_ascii_uppercase() { &mut sides.0 } else { &mut sides.1 };
+        if !(matches!(c, 'D' | 'd') && side.ends_with(c)) {
+            side.push(c);
+        }
+    }
+    sides
+}
+
+/// The differences between live records and those of a replay of
+/// tcpdump's capture `pcap`, by key ([`differences`]). `closed_by` (whose
+/// FIN or RST came first) may differ only where the two sides' first
+/// FIN/RST crossed: tcpdump's capture shows them within the slack of each
+/// other, so either socket may have seen either first.
+fn compare_records(
+    pcap: &Path,
+    live: &BTreeMap<(u64, String, String), Value>,
+    replayed: &BTreeMap<(u64, String, String), Value>,
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (k, live_rec) in live {
+        let mut live_rec = live_rec.clone();
+        let theirs = &replayed[k]["tls_failure"]["closed_by"];
+        if live_rec["tls_failure"]["closed_by"] != *theirs && closes_crossed(pcap, &live_rec) {
+            eprintln!(
+                "{}: the two sides' FIN/RST crossed; closed_by {} live, {theirs} replayed",
+                k.2, live_rec["tls_failure"]["closed_by"]
+            );
+            live_rec["tls_failure"]["closed_by"] = theirs.clone();
+        }
+        differences(&live_rec, &replayed[k], &format!("{} {}", k.1, k.2), &mut diffs);
+    }
+    diffs
+}
+
+/// In `pcap`, the first FIN or RST of the client of `rec` and the first of
+/// its server are at most [`STAMP_SLACK_US`] apart (tcpdump's times).
+fn closes_crossed(pcap: &Path, rec: &Value) -> bool {
+    let (Some(port), Some(client)) = (rec["src_port"].as_u64(), rec["src_ip"].as_str()) else { return false };
+    let filter = format!("tcp port {port} and host {client} and (tcp[tcpflags] & (tcp-fin|tcp-rst) != 0)");
+    let pcap = pcap.to_string_lossy();
+    let Ok(o) = Command::new("tcpdump").args(["-r", &pcap, "-n", "-tt", "--time-stamp-precision=nano", &filter]).output() else {
+        return false;
+    };
+    let from_client = format!("{client}.{port} >");
+    let (mut c, mut sv) = (None, None);
+    for l in String::from_utf8_lossy(&o.stdout).lines() {
+        let Some((ts, rest)) = l.split_once(' ') else { continue };
+        let Some(ns) = ts.split_once('.').and_then(|(a, b)| Some(a.parse::<i128>().ok()? * 1_000_000_000 + b.parse::<i128>().ok()?)) else {
+            continue;
+        };
+        let slot = if rest.contains(&from_client) { &mut c } else { &mut sv };
+        slot.get_or_insert(ns);
+    }
+    c.zip(sv).is_some_and(|(c, sv)| (c - sv).abs() <= i128::from(STAMP_SLACK_US) * 1000)
+}
+
+/// The comparison forgives crossing packets and times within the slack,
+/// and nothing else.
+#[test]
+fn comparison_forgives_only_crossing_packets() {
+    assert_eq!(history_by_side("CsidIDdD"), history_by_side("CsidIDdDdD"));
+    assert_ne!(history_by_side("CsidIDdD"), history_by_side("CsidIDdDL"), "an alert more");
+    assert_ne!(history_by_side("CsxidID"), history_by_side("CsidID"), "a certificate more");
+    let rec = |dir: &str, len: u64, ms: f64| serde_json::json!({"dir": dir, "len": len, "ts_offset_ms": ms});
+    let a = serde_json::json!({"records": [rec("client", 95, 3.1), rec("server", 250, 3.2)], "end": "2026-12-08T01:10:09.811724+0000"});
+    let b = serde_json::json!({"records": [rec("server", 250, 3.25), rec("client", 95, 3.0)], "end": "2026-12-08T01:10:09.812724+0000"});
+    let mut out = Vec::new();
+    differences(&a, &b, "r", &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    let c = serde_json::json!({"records": [rec("server", 250, 3.2), rec("server", 95, 3.0)], "end": "2026-12-08T01:10:09.815724+0000"});
+    differences(&a, &c, "r", &mut out);
+    assert_eq!(out.len(), 3, "a record of the other side, and a time 4 ms off: {out:?}");
 }
 
 fn replay(pcap: &Path) -> Vec<Value> {
@@ -309,7 +467,7 @@ fn live_matches_replay(tag: &str, backend_args: &[&str], backend: &str, workers:
     lab.signal(pw, "INT");
     lab.signal(td, "INT");
     assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0), "pinwatch exits 0 on SIGINT");
-    lab.wait(td, Duration::from_secs(20));
+    lab.tcpdump_done(td);
 
     let live = lines(Path::new(&out));
     assert_six_tls_records(&live);
@@ -412,10 +570,7 @@ fn assert_same_as_replay(lab: &Lab, live: &[Value]) {
     let (a, b) = (sessions(live), sessions(&replayed));
     let keys = |m: &BTreeMap<(u64, String, String), Value>| m.keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&a), keys(&b), "the same sessions, live and replayed");
-    let mut diffs = Vec::new();
-    for (k, live_rec) in &a {
-        differences(live_rec, &b[k], &format!("{} {}", k.1, k.2), &mut diffs);
-    }
+    let diffs = compare_records(&lab.path("cap.pcap"), &a, &b);
     assert!(diffs.is_empty(), "live and replay records differ:\n{}", diffs.join("\n"));
     assert_eq!(of_type(&replayed, "tls").len(), 6);
 }
@@ -1055,6 +1210,14 @@ fn tcpreplay(lab: &Lab, files: &[PathBuf]) {
     assert!(o.status.success(), "tcpreplay: {}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// Stop tcpdump once its last ring block is surely handed over (its
+/// timeout is 1 s), and check that it lost nothing.
+fn stop_tcpdump_later(lab: &mut Lab, td: u32) {
+    std::thread::sleep(Duration::from_millis(1200));
+    lab.signal(td, "INT");
+    lab.tcpdump_done(td);
+}
+
 /// `pinwatch replay` of the captures with the testbed config.
 fn replay_testbed(files: &[PathBuf]) -> Vec<Value> {
     let dir = pcaps_dir();
@@ -1068,8 +1231,14 @@ fn replay_testbed(files: &[PathBuf]) -> Vec<Value> {
 }
 
 /// Every record but the stats, as (type, client, server, port, SNI,
-/// outcome, signature), counted: what must be the same live (whatever the
-/// capture times) and replayed.
+/// outcome, signature), counted: what must be the same live and in a
+/// replay of tcpdump's capture of the same packets. Not the same as a
+/// replay of the files tcpreplay sent: the packets' times decide whether an
+/// open session is written at its verdict (then with a `flow` record at its
+/// end) or once at the end, and which of a fallback's two sessions carries
+/// its alert, and tcpreplay keeps their pace only on an idle machine (a
+/// loaded one ran it at half speed, and the rejected sessions of the first
+/// clients came due, 5 s after their alerts, before the signal).
 fn record_counts<'a>(runs: impl IntoIterator<Item = &'a [Value]>) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for run in runs {
@@ -1096,8 +1265,8 @@ fn fallbacks(v: &[Value]) -> usize {
 
 /// Two AF_PACKET workers in one process (kernel flow hash): a client's
 /// flows are spread over both, and the reporting desk still joins them:
-/// the same records as a replay, the fallback finding (sid 1725004) of
-/// every client included.
+/// the same records as a replay of tcpdump's capture, and the fallback
+/// finding (sid 1725004) of every client, as in a replay of the files.
 #[test]
 fn afpacket_workers_keep_the_fallback_finding() {
     let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
@@ -1107,20 +1276,28 @@ fn afpacket_workers_keep_the_fallback_finding() {
     let out = lab.p("live.json");
     let pw =
         lab.pinwatch(&["-i", "c0", "--backend", "afpacket", "--workers", "2", "-c", &cfg, "-o", &out, "--stats-interval", "0"], "pinwatch");
+    let td = lab.tcpdump("c0", "cap.pcap");
     tcpreplay(&lab, &files);
-    std::thread::sleep(Duration::from_millis(800));
+    // At once: the last packets are still in a partly filled ring block,
+    // which the kernel hands over only at its timeout (100 ms); a stopping
+    // worker waits for it. (And the sooner the signal, the less the live
+    // clock moves on past the last packet, which a replay cannot do.)
     lab.signal(pw, "INT");
     assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0));
+    stop_tcpdump_later(&mut lab, td);
     let live = lines(Path::new(&out));
     let replayed = replay_testbed(&files);
     // Two per client (one per server name it went around the inspection for).
     assert_eq!(fallbacks(&replayed), 8, "the replay: the fallbacks of every client");
-    assert_eq!(record_counts([live.as_slice()]), record_counts([replayed.as_slice()]), "live with two workers and replay");
+    assert_eq!(fallbacks(&live), 8, "live with two workers: the fallbacks of every client");
+    let seen = replay_testbed(&[lab.path("cap.pcap")]);
+    assert_eq!(record_counts([live.as_slice()]), record_counts([seen.as_slice()]), "live with two workers and replay");
     let last = live.last().expect("stats");
     let rings = last["stats"]["live"]["rings"].as_array().expect("rings");
     assert_eq!(rings.len(), 2);
     assert!(rings.iter().all(|r| r["captured"].as_u64().unwrap_or(0) > 0), "both workers had packets: {rings:?}");
     assert!(rings.iter().all(|r| r["drops"] == 0), "{rings:?}");
+    assert!(rings.iter().all(|r| r["received"] == r["captured"]), "no packet left in a ring at the stop: {rings:?}");
 }
 
 /// Two pinwatch processes in one fanout group on one interface: every
@@ -1136,20 +1313,21 @@ fn two_processes_in_one_fanout_group_log_every_session_once() {
     let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
     let Some(mut lab) = new_lab("fanoutproc") else { return };
     let Some(files) = fallback_captures(&lab) else { return };
-    let replayed = replay_testbed(&files);
-    let expected = record_counts([replayed.as_slice()]);
     let cfg = pcaps_dir().join("testbed.toml").to_string_lossy().into_owned();
+    let replayed = replay_testbed(&files);
     for (mode, group) in [("client", "41733"), ("hash", "41734")] {
         let (out_a, out_b) = (lab.p(&format!("{mode}-a.json")), lab.p(&format!("{mode}-b.json")));
         let common = ["-i", "c0", "--backend", "afpacket", "--fanout-group", group, "--fanout", mode, "-c", &cfg, "--stats-interval", "0"];
         let a = lab.pinwatch(&[&common[..], &["-o", &out_a]].concat(), &format!("pinwatch-{mode}-a"));
         let b = lab.pinwatch(&[&common[..], &["-o", &out_b]].concat(), &format!("pinwatch-{mode}-b"));
+        let td = lab.tcpdump("c0", &format!("{mode}.pcap"));
         tcpreplay(&lab, &files);
-        std::thread::sleep(Duration::from_millis(800));
         lab.signal(a, "INT");
         lab.signal(b, "INT");
         assert_eq!(lab.wait(a, Duration::from_secs(20)), Some(0));
         assert_eq!(lab.wait(b, Duration::from_secs(20)), Some(0));
+        stop_tcpdump_later(&mut lab, td);
+        let expected = record_counts([replay_testbed(&[lab.path(&format!("{mode}.pcap"))]).as_slice()]);
         let (la, lb) = (lines(Path::new(&out_a)), lines(Path::new(&out_b)));
         for l in [&la, &lb] {
             let live = &l.last().expect("stats")["stats"]["live"];
@@ -1167,6 +1345,7 @@ fn two_processes_in_one_fanout_group_log_every_session_once() {
         );
         if mode == "client" {
             assert_eq!(record_counts([la.as_slice(), lb.as_slice()]), expected, "client fanout: the alerts too, the fallbacks included");
+            assert_eq!(fallbacks(&la) + fallbacks(&lb), 8, "client fanout: the fallbacks of every client");
             // A client's sessions are all in one process.
             for client in ["10.77.1.2", "10.77.1.3", "10.77.1.4", "10.77.1.5"] {
                 let has = |l: &[Value]| l.iter().any(|r| r["event_type"] == "tls" && r["src_ip"] == client);
@@ -1233,7 +1412,7 @@ fn kernel_bypass_keeps_every_record_and_count() {
     lab.signal(pw, "INT");
     lab.signal(td, "INT");
     assert_eq!(lab.wait(pw, Duration::from_secs(20)), Some(0), "pinwatch exits 0 on SIGINT");
-    lab.wait(td, Duration::from_secs(20));
+    lab.tcpdump_done(td);
 
     let live = lines(Path::new(&out));
     let last = &live.last().expect("stats")["stats"]["live"];
@@ -1279,10 +1458,7 @@ fn kernel_bypass_keeps_every_record_and_count() {
         rec["flow"]["end"] = b[k]["flow"]["end"].clone();
     }
     eprintln!("{open_written} record(s) written while open");
-    let mut diffs = Vec::new();
-    for (k, live_rec) in &a {
-        differences(live_rec, &b[k], &format!("{} {}", k.1, k.2), &mut diffs);
-    }
+    let diffs = compare_records(&lab.path("cap.pcap"), &a, &b);
     assert!(diffs.is_empty(), "live (kernel bypass) and replay records differ:\n{}", diffs.join("\n"));
     assert_eq!(of_type(&replayed, "tls").len(), 4);
 }
