@@ -24,6 +24,9 @@ use super::merge::{Batch, Msg};
 /// (libpcap ≥ 1.10 wakes a blocked read for it); the reader then reports
 /// its frontier and reads on.
 pub const READ_TIMEOUT_MS: i32 = 100;
+/// How long a stopping reader still reads: the read timeout, and a margin
+/// for the kernel's timer.
+const STOP_WAIT: Duration = Duration::from_millis(READ_TIMEOUT_MS as u64 + 50);
 /// A reader silent this long is woken to report its frontier.
 pub const POKE_AFTER_NS: i64 = 100_000_000;
 /// A batch goes to the engine at this many packets, bytes, or this age.
@@ -208,7 +211,15 @@ impl Reader {
         let mut last_packet_at = Instant::now();
         let mut last_stats = Instant::now();
         let (mut recv, mut drop, mut ifdrop) = (Wide::default(), Wide::default(), Wide::default());
-        while !self.stop.load(Relaxed) {
+        let mut stopped_at = None;
+        loop {
+            // Stopping: libpcap hands a partly filled ring block over only
+            // at the read timeout, so read on that long (the engine's pokes
+            // wake a read on an idle link): the packets that came just
+            // before the stop are not left in the ring.
+            if self.stop.load(Relaxed) && stopped_at.get_or_insert_with(Instant::now).elapsed() >= STOP_WAIT {
+                break;
+            }
             match self.cap.next_packet() {
                 Ok(p) => {
                     let h = p.header;
