@@ -145,21 +145,7 @@ impl LiveLab for Lab {
         let ns = self.ns_c();
         let pid = self.spawn(
             &ns,
-            &[
-                "tcpdump",
-                "-n",
-                "-i",
-                iface,
-                "-s",
-                "65535",
-                "-B",
-                "65536",
-                "--immediate-mode",
-                "-U",
-                "--time-stamp-precision=nano",
-                "-w",
-                &f,
-            ],
+            &["tcpdump", "-n", "-i", iface, "-s", "65535", "-B", "65536", "-U", "--time-stamp-precision=nano", "-w", &f],
             "tcpdump",
         );
         self.wait_for_log("tcpdump.err", "listening on", Duration::from_secs(10));
@@ -1412,7 +1398,7 @@ fn kernel_bypass_keeps_every_record_and_count() {
     // second download on the same server could wait for the first (when
     // the socket buffers do not take a whole file at once), past its
     // decision timeout: not the two downloads at once this test means.
-    for port in [4443, 4444] {
+    for port in DOWNLOAD_PORTS {
         let cmd = format!("cd {dir} && exec openssl s_server -quiet -accept {port} -cert {cert} -key {key} -WWW");
         lab.spawn(&ns_s, &["sh", "-c", &cmd], &format!("www{port}"));
         assert!(lab.wait_listening(&ns_s, port, Duration::from_secs(10)), "s_server -WWW did not start on {port}");
@@ -1442,7 +1428,8 @@ fn kernel_bypass_keeps_every_record_and_count() {
         args.push(&url);
         lab.cmd(&lab.ns_c(), &args).spawn().expect("curl")
     };
-    let downloads = [download("bulk13.live.test", 4443, &[]), download("bulk12.live.test", 4444, &["--tls-max", "1.2"])];
+    let [p13, p12] = DOWNLOAD_PORTS;
+    let downloads = [download("bulk13.live.test", p13, &[]), download("bulk12.live.test", p12, &["--tls-max", "1.2"])];
     for mut d in downloads {
         assert!(d.wait().expect("curl").success(), "a download failed");
     }
@@ -1461,7 +1448,7 @@ fn kernel_bypass_keeps_every_record_and_count() {
     // (The last record of a flow has its counts: its `flow` record, or its
     // `tls` record when it was written at the flow's end.)
     let mut bulk = BTreeMap::new();
-    for r in live.iter().filter(|r| (r["dest_port"] == 4443 || r["dest_port"] == 4444) && r["flow"].is_object()) {
+    for r in live.iter().filter(|r| is_download(r) && r["flow"].is_object()) {
         bulk.insert(r["flow_id"].as_u64().unwrap_or(0), r["flow"]["bytes_toclient"].as_u64().unwrap_or(0));
     }
     assert_eq!(bulk.len(), 2, "two download flows");
@@ -1492,6 +1479,14 @@ fn kernel_bypass_keeps_every_record_and_count() {
     assert_eq!(of_type(&replayed, "tls").len(), 4);
 }
 
+/// The kernel-bypass test's download servers, one per download.
+const DOWNLOAD_PORTS: [u16; 2] = [4443, 4444];
+
+/// A record of one of the kernel-bypass test's downloads.
+fn is_download(r: &Value) -> bool {
+    DOWNLOAD_PORTS.iter().any(|&p| r["dest_port"] == p)
+}
+
 /// `--kernel-bypass` took the program, handed both downloads over without
 /// an error, and most packets stayed in the kernel (fewer than half of
 /// those tcpdump saw reached the rings). A CI run once captured 3,797 of
@@ -1509,7 +1504,7 @@ fn assert_bypass_took_most(live: &[Value], replayed: &[Value]) {
     let on_wire = replayed.last().expect("stats")["stats"]["capture"]["packets"].as_u64().unwrap_or(0);
     let downloads: Vec<String> = live
         .iter()
-        .filter(|r| r["dest_port"] == 4443 || r["dest_port"] == 4444)
+        .filter(|r| is_download(r))
         .map(|r| {
             format!(
                 "{} {} close {} flow {} server {}",
